@@ -1,0 +1,12 @@
+//! The NATS client protocol: a resumable zero-copy parser, the client's
+//! `CONNECT` options, the server's `INFO`, and encoders for what the server
+//! sends.
+
+pub mod connect;
+pub mod encode;
+pub mod info;
+pub mod parser;
+
+pub use connect::ConnectOptions;
+pub use info::ServerInfo;
+pub use parser::{Limits, Op, ParseError, Parser, Pub};

@@ -1,0 +1,266 @@
+use super::*;
+use proptest::prelude::*;
+
+/// An owned copy of an op (or the error that ended parsing), for comparing
+/// parses of the same stream split differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    Op(String),
+    Err(ParseError),
+}
+
+fn own(op: &Op<'_>) -> String {
+    format!("{op:?}")
+}
+
+fn parse_chunks(chunks: &[&[u8]], limits: &Limits) -> Vec<Owned> {
+    let mut p = Parser::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut pos = 0;
+        loop {
+            match p.next(chunk, &mut pos, limits) {
+                Ok(Some(op)) => out.push(Owned::Op(own(&op))),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Owned::Err(e));
+                    return out;
+                }
+            }
+        }
+        assert_eq!(pos, chunk.len(), "a chunk is consumed whole");
+    }
+    out
+}
+
+fn parse_all(input: &[u8], limits: &Limits) -> Vec<Owned> {
+    parse_chunks(&[input], limits)
+}
+
+fn hdr_limits() -> Limits {
+    Limits {
+        headers: true,
+        ..Limits::default()
+    }
+}
+
+fn ops(input: &[u8]) -> Vec<Owned> {
+    parse_all(input, &hdr_limits())
+}
+
+fn one(input: &[u8]) -> Owned {
+    let v = ops(input);
+    assert_eq!(v.len(), 1, "{v:?}");
+    v[0].clone()
+}
+
+fn op(o: Op<'_>) -> Owned {
+    Owned::Op(own(&o))
+}
+
+#[test]
+fn every_op() {
+    assert_eq!(one(b"PING\r\n"), op(Op::Ping));
+    assert_eq!(one(b"ping\r\n"), op(Op::Ping));
+    assert_eq!(one(b"PINGpong garbage\r\n"), op(Op::Ping));
+    assert_eq!(one(b"PONG\r\n"), op(Op::Pong));
+    assert_eq!(one(b"+OK\r\n"), op(Op::Ok));
+    assert_eq!(one(b"-ERR 'x'\r\n"), op(Op::Err(b"'x'")));
+    assert_eq!(one(b"CONNECT {}\r\n"), op(Op::Connect(b"{}")));
+    assert_eq!(one(b"connect\t {\"a\":1}\n"), op(Op::Connect(b"{\"a\":1}")));
+    assert_eq!(one(b"INFO {}\r\n"), op(Op::Info(b"{}")));
+    assert_eq!(
+        one(b"SUB foo 1\r\n"),
+        op(Op::Sub {
+            subject: b"foo",
+            queue: None,
+            sid: b"1"
+        })
+    );
+    assert_eq!(
+        one(b"sub\tfoo  q\t 22\r\n"),
+        op(Op::Sub {
+            subject: b"foo",
+            queue: Some(b"q"),
+            sid: b"22"
+        })
+    );
+    assert_eq!(one(b"UNSUB 1\r\n"), op(Op::Unsub { sid: b"1", max: None }));
+    assert_eq!(one(b"UNSUB 1 5\r\n"), op(Op::Unsub { sid: b"1", max: Some(5) }));
+    assert_eq!(one(b"UNSUB 1 x\r\n"), op(Op::Unsub { sid: b"1", max: Some(-1) }));
+    assert_eq!(
+        one(b"PUB foo 5\r\nhello\r\n"),
+        op(Op::Pub(Pub {
+            subject: b"foo",
+            reply: None,
+            size_token: b"5",
+            header: None,
+            payload: b"hello"
+        }))
+    );
+    assert_eq!(
+        one(b"PUB foo bar 05\r\nhello\r\n"),
+        op(Op::Pub(Pub {
+            subject: b"foo",
+            reply: Some(b"bar"),
+            size_token: b"05",
+            header: None,
+            payload: b"hello"
+        }))
+    );
+    assert_eq!(
+        one(b"PUB foo 0\r\n\r\n"),
+        op(Op::Pub(Pub {
+            subject: b"foo",
+            reply: None,
+            size_token: b"0",
+            header: None,
+            payload: b""
+        }))
+    );
+    assert_eq!(
+        one(b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"),
+        op(Op::Pub(Pub {
+            subject: b"foo",
+            reply: None,
+            size_token: b"14",
+            header: Some((12, b"12")),
+            payload: b"NATS/1.0\r\n\r\nhi"
+        }))
+    );
+    assert_eq!(one(b"MSG foo 1 5\r\n\r\n"), op(Op::Msg));
+    assert_eq!(one(b"HMSG foo 1 5 5\r\n\r\n"), op(Op::Msg));
+}
+
+#[test]
+fn errors() {
+    use ParseError::*;
+    let err = |input: &[u8]| ops(input).last().cloned().unwrap();
+    assert_eq!(err(b"FOO\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"PUBX foo 1\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"PUB\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"RS+ foo\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"LS+ foo\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"A+ foo\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b" PING\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"PUB foo 5\r\nhelloXX"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"PUB foo 5\r\nhello\rX"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"MSG foo 1 5\r\nhello\r\n"), Owned::Err(UnknownOp));
+    assert!(matches!(err(b"PUB foo\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"PUB foo a b c\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"PUB foo -1\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"PUB foo x\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"PUB foo 1234567890\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"SUB foo\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"SUB a b c d\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"UNSUB\t \r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(err(b"HPUB foo 10 5\r\n"), Owned::Err(Malformed(_))));
+    assert_eq!(err(b"PUB foo 1048577\r\n"), Owned::Err(MaxPayload));
+    let no_headers = parse_all(b"HPUB foo 0 0\r\n\r\n", &Limits::default());
+    assert!(matches!(no_headers[0], Owned::Err(Malformed(_))));
+    let long = [b"SUB ".as_slice(), &vec![b'a'; 4097], b" 1\r\n"].concat();
+    assert_eq!(err(&long), Owned::Err(MaxControlLine));
+    let long_split = [b"SUB ".as_slice(), &vec![b'a'; 5000]].concat();
+    assert_eq!(err(&long_split), Owned::Err(MaxControlLine));
+    let auth = Limits {
+        awaiting_auth: true,
+        ..Limits::default()
+    };
+    assert_eq!(parse_all(b"PING\r\n", &auth), vec![Owned::Err(AuthRequired)]);
+    assert_eq!(parse_all(b"CONNECT {}\r\n", &auth), vec![op(Op::Connect(b"{}"))]);
+}
+
+#[test]
+fn control_line_quirks() {
+    // A `\r` anywhere in an argument drops the argument's last byte.
+    assert_eq!(
+        one(b"SUB foo\rx 1\n"),
+        op(Op::Sub {
+            subject: b"foo",
+            queue: None,
+            sid: b"x"
+        })
+    );
+    // Lines may end with a bare `\n`.
+    assert_eq!(one(b"PING\n"), op(Op::Ping));
+    // Exactly at the control line limit is fine.
+    let at_limit = [b"SUB ".as_slice(), &vec![b'a'; 4094], b" 1\r\n"].concat();
+    assert!(matches!(one(&at_limit), Owned::Op(_)));
+}
+
+#[test]
+fn spaces_and_ping_garbage_are_not_buffered() {
+    let mut p = Parser::new();
+    let limits = hdr_limits();
+    let mut pos = 0;
+    assert!(p.next(b"PUB", &mut pos, &limits).unwrap().is_none());
+    for _ in 0..10_000 {
+        pos = 0;
+        assert!(p.next(b"    ", &mut pos, &limits).unwrap().is_none());
+    }
+    assert!(p.buffered() <= 8, "{}", p.buffered());
+    pos = 0;
+    assert!(matches!(p.next(b"foo 1\r\nx\r\n", &mut pos, &limits), Ok(Some(Op::Pub(_)))));
+    let mut p = Parser::new();
+    pos = 0;
+    assert!(p.next(b"PING", &mut pos, &limits).unwrap().is_none());
+    for _ in 0..10_000 {
+        pos = 0;
+        assert!(p.next(b"garbage ", &mut pos, &limits).unwrap().is_none());
+    }
+    assert_eq!(p.buffered(), 0);
+    pos = 0;
+    assert_eq!(p.next(b"\r\n", &mut pos, &limits), Ok(Some(Op::Ping)));
+}
+
+const STREAM: &[u8] = b"CONNECT {\"verbose\":false,\"headers\":true}\r\nPING\r\nSUB foo.* q 1\r\nPUB foo.bar reply 11\r\nhello world\r\nHPUB foo 24 29\r\nNATS/1.0\r\nKey: Value\r\n\r\nthere\r\nUNSUB 1 10\r\npong\r\n+OK\r\nPUB empty 0\r\n\r\nMSG x 1 2\r\n\r\nINFO {}\r\nsub bar 2\r\n";
+
+#[test]
+fn any_split_gives_the_same_ops() {
+    let limits = hdr_limits();
+    let whole = parse_all(STREAM, &limits);
+    assert_eq!(whole.len(), 12, "{whole:?}");
+    assert!(whole.iter().all(|o| matches!(o, Owned::Op(_))));
+    for i in 0..=STREAM.len() {
+        let (a, b) = STREAM.split_at(i);
+        assert_eq!(parse_chunks(&[a, b], &limits), whole, "split at {i}");
+    }
+    let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
+    assert_eq!(parse_chunks(&bytes, &limits), whole, "byte by byte");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any split of any input (valid or not) gives the same ops and errors.
+    #[test]
+    fn splits_agree(input in prop::collection::vec(prop::sample::select(b"PUBSIGNHMC +-OKERR foo 1 2 3 5\r\n\t{}".to_vec()), 0..200), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+        let limits = hdr_limits();
+        let whole = parse_all(&input, &limits);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&input[last..p]);
+            last = p;
+        }
+        chunks.push(&input[last..]);
+        prop_assert_eq!(parse_chunks(&chunks, &limits), whole);
+    }
+
+    /// Encoded ops parse back to what was encoded.
+    #[test]
+    fn pub_round_trip(subject in "[a-z]{1,8}(\\.[a-z*>]{1,8}){0,3}", reply in prop::option::of("[A-Z_]{1,10}"), payload in prop::collection::vec(any::<u8>(), 0..64)) {
+        let mut line = format!("PUB {subject}");
+        if let Some(r) = &reply { line.push(' '); line.push_str(r); }
+        line.push_str(&format!(" {}\r\n", payload.len()));
+        let mut input = line.into_bytes();
+        input.extend_from_slice(&payload);
+        input.extend_from_slice(b"\r\n");
+        let got = ops(&input);
+        let size = payload.len().to_string();
+        let want = op(Op::Pub(Pub { subject: subject.as_bytes(), reply: reply.as_deref().map(str::as_bytes), size_token: size.as_bytes(), header: None, payload: &payload }));
+        prop_assert_eq!(got, vec![want]);
+    }
+}

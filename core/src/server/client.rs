@@ -1,0 +1,327 @@
+//! The client protocol, op by op: what each op does to the server.
+
+use std::ops::ControlFlow;
+
+use super::timers::Timer;
+use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use crate::proto::{Limits, Op, ParseError, Parser, encode};
+use crate::sublist::InsertError;
+
+type Flow = ControlFlow<()>;
+
+/// Client protocol versions a `CONNECT` may declare.
+const PROTO_MAX: i64 = 1;
+/// Queue group name reserved for the server's own use.
+const SYS_GROUP: &[u8] = b"_sys_";
+
+impl Server {
+    fn limits(&self, id: ConnId) -> Limits {
+        let c = &self.conns[id.0];
+        Limits {
+            max_control_line: self.opts.max_control_line as usize,
+            max_payload: Some(u64::from(self.opts.max_payload)),
+            headers: c.headers,
+            awaiting_auth: c.awaiting_auth,
+        }
+    }
+
+    pub(crate) fn on_received(&mut self, id: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.last_activity = self.now.instant;
+        let mut parser = std::mem::take(&mut c.parser);
+        self.parse_and_process(id, &mut parser, bytes);
+        if let Some(c) = self.conns.get_mut(id.0) {
+            c.parser = parser;
+        }
+    }
+
+    fn parse_and_process(&mut self, id: ConnId, parser: &mut Parser, bytes: &[u8]) {
+        let mut pos = 0;
+        loop {
+            let limits = self.limits(id);
+            match parser.next(bytes, &mut pos, &limits) {
+                Ok(Some(op)) => {
+                    if self.process_op(id, op).is_break() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.parse_error(id, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn parse_error(&mut self, id: ConnId, e: ParseError) {
+        match e {
+            ParseError::UnknownOp => {
+                self.send_err(id, "Unknown Protocol Operation");
+                self.conn_log(LogLevel::Error, id, "Client parser ERROR");
+                self.close(id, CloseReason::ProtocolViolation, true);
+            }
+            ParseError::MaxControlLine => {
+                self.send_err(id, "maximum control line exceeded");
+                self.close(id, CloseReason::MaxControlLineExceeded, true);
+            }
+            ParseError::MaxPayload => {
+                self.conn_log(LogLevel::Error, id, "Maximum Payload Violation");
+                self.send_err(id, "Maximum Payload Violation");
+                self.close(id, CloseReason::MaxPayloadExceeded, true);
+            }
+            ParseError::AuthRequired => self.auth_violation(id),
+            ParseError::Malformed(what) => {
+                self.conn_log(LogLevel::Error, id, what);
+                self.close(id, CloseReason::ProtocolViolation, true);
+            }
+        }
+    }
+
+    fn auth_violation(&mut self, id: ConnId) {
+        self.conn_log(LogLevel::Error, id, "authentication error");
+        self.send_err(id, "Authorization Violation");
+        self.close(id, CloseReason::AuthenticationViolation, true);
+    }
+
+    fn process_op(&mut self, id: ConnId, op: Op<'_>) -> Flow {
+        if self.opts.trace {
+            self.trace_op(id, &op);
+        }
+        match op {
+            Op::Connect(json) => self.process_connect(id, json),
+            Op::Info(json) => match serde_json::from_slice::<serde_json::Value>(json) {
+                Ok(serde_json::Value::Object(_) | serde_json::Value::Null) => Flow::Continue(()),
+                _ => {
+                    self.close(id, CloseReason::ProtocolViolation, true);
+                    Flow::Break(())
+                }
+            },
+            Op::Pub(p) => {
+                self.process_pub(id, &p);
+                self.still_open(id)
+            }
+            Op::Msg => {
+                self.process_empty_publish(id);
+                Flow::Continue(())
+            }
+            Op::Sub { subject, queue, sid } => {
+                self.process_sub(id, subject, queue, sid);
+                Flow::Continue(())
+            }
+            Op::Unsub { sid, max } => {
+                self.process_unsub(id, sid, max);
+                Flow::Continue(())
+            }
+            Op::Ping => {
+                self.process_ping(id);
+                Flow::Continue(())
+            }
+            Op::Pong => {
+                let now = self.now.instant;
+                let c = &mut self.conns[id.0];
+                c.pings_out = 0;
+                if let Some(start) = c.rtt_start {
+                    c.rtt = Some(now.since(start).max(std::time::Duration::from_nanos(1)));
+                }
+                Flow::Continue(())
+            }
+            Op::Ok => Flow::Continue(()),
+            Op::Err(text) => {
+                let msg = format!("Client Error {}", String::from_utf8_lossy(text));
+                self.conn_log(LogLevel::Error, id, &msg);
+                self.close(id, CloseReason::ParseError, true);
+                Flow::Break(())
+            }
+        }
+    }
+
+    fn still_open(&self, id: ConnId) -> Flow {
+        if self.conns[id.0].closing {
+            Flow::Break(())
+        } else {
+            Flow::Continue(())
+        }
+    }
+
+    fn process_connect(&mut self, id: ConnId, json: &[u8]) -> Flow {
+        let now = self.now.instant;
+        let headers_allowed = !self.opts.no_header_support;
+        self.set_deadline(id, Timer::Auth, None);
+        let c = &mut self.conns[id.0];
+        c.rtt = Some(now.since(c.start).max(std::time::Duration::from_nanos(1)));
+        if let Err(e) = c.opts.apply(json) {
+            let msg = format!("CONNECT parse error: {}", e.0);
+            self.conn_log(LogLevel::Error, id, &msg);
+            self.close(id, CloseReason::ProtocolViolation, true);
+            return Flow::Break(());
+        }
+        c.connect_received = true;
+        c.headers = headers_allowed && c.opts.headers;
+        self.arm_first_ping(id);
+        let c = &self.conns[id.0];
+        if !self.opts.auth.check(&c.opts) || c.opts.new_account || !c.opts.account.is_empty() {
+            self.auth_violation(id);
+            return Flow::Break(());
+        }
+        self.conns[id.0].awaiting_auth = false;
+        let c = &self.conns[id.0];
+        if !(0..=PROTO_MAX).contains(&c.opts.protocol) {
+            self.send_err(id, "invalid client protocol");
+            self.close(id, CloseReason::BadClientProtocolVersion, true);
+            return Flow::Break(());
+        }
+        if c.opts.no_responders && !c.headers {
+            self.send_err(id, "no responders requires headers support");
+            self.close(id, CloseReason::NoRespondersRequiresHeaders, true);
+            return Flow::Break(());
+        }
+        if c.opts.verbose {
+            self.send(id, encode::OK);
+        }
+        Flow::Continue(())
+    }
+
+    fn process_ping(&mut self, id: ConnId) {
+        self.send(id, encode::PONG);
+        let now = self.now.instant;
+        let c = &mut self.conns[id.0];
+        c.last_ping_in = Some(now);
+        if c.connect_received {
+            c.first_pong_sent = true;
+        }
+    }
+
+    fn process_sub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let c = &self.conns[id.0];
+        let verbose = c.opts.verbose;
+        if queue == Some(SYS_GROUP) {
+            let text = format!(
+                "Permissions Violation for Subscription to {} using queue {}",
+                go_quote(subject),
+                go_quote(SYS_GROUP)
+            );
+            self.send_err(id, &text);
+            return;
+        }
+        let max = self.opts.max_subscriptions;
+        if max > 0 && c.subs.len() >= max as usize {
+            self.send_err(id, "maximum subscriptions exceeded");
+            return;
+        }
+        if c.subs.contains_key(sid) {
+            if verbose {
+                self.send(id, encode::OK);
+            }
+            return;
+        }
+        let account = c.account;
+        let key = self.subs.vacant_key();
+        let handle = SubId(u32::try_from(key).expect("fewer than 2^32 subscriptions"));
+        match self.accounts[account.0 as usize].sublist.insert(subject, queue, handle) {
+            Err(InsertError::InvalidSubject) => {
+                self.send_err(id, "Invalid Subject");
+                return;
+            }
+            Ok(()) => {}
+        }
+        self.subs.insert(super::Subscription {
+            conn: id,
+            account,
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            sid: sid.into(),
+            max: 0,
+            delivered: 0,
+        });
+        self.conns[id.0].subs.insert(sid.into(), handle);
+        if verbose {
+            self.send(id, encode::OK);
+        }
+    }
+
+    fn process_unsub(&mut self, id: ConnId, sid: &[u8], max: Option<i64>) {
+        let c = &self.conns[id.0];
+        let verbose = c.opts.verbose;
+        if let Some(&handle) = c.subs.get(sid) {
+            let sub = &mut self.subs[handle.0 as usize];
+            match max {
+                Some(m) if m > 0 && (m as u64) > sub.delivered => sub.max = m as u64,
+                _ => self.unsubscribe(handle),
+            }
+        }
+        if verbose {
+            self.send(id, encode::OK);
+        }
+    }
+
+    /// Removes a subscription from its connection and its sublist.
+    pub(crate) fn unsubscribe(&mut self, handle: SubId) {
+        let sub = &self.subs[handle.0 as usize];
+        let conn = sub.conn;
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.subs.remove(&sub.sid);
+        }
+        self.remove_sub(handle);
+    }
+
+    fn trace_op(&mut self, id: ConnId, op: &Op<'_>) {
+        let line = match op {
+            Op::Connect(a) => format!("<<- [CONNECT {}]", String::from_utf8_lossy(a)),
+            Op::Info(a) => format!("<<- [INFO {}]", String::from_utf8_lossy(a)),
+            Op::Pub(p) => {
+                let mut s = format!("<<- [{}PUB {}", if p.header.is_some() { "H" } else { "" }, String::from_utf8_lossy(p.subject));
+                if let Some(r) = p.reply {
+                    s.push(' ');
+                    s.push_str(&String::from_utf8_lossy(r));
+                }
+                if let Some((_, h)) = p.header {
+                    s.push(' ');
+                    s.push_str(&String::from_utf8_lossy(h));
+                }
+                s.push(' ');
+                s.push_str(&String::from_utf8_lossy(p.size_token));
+                s.push(']');
+                s
+            }
+            Op::Sub { subject, queue, sid } => {
+                let q = queue.map(|q| format!(" {}", String::from_utf8_lossy(q))).unwrap_or_default();
+                format!("<<- [SUB {}{q} {}]", String::from_utf8_lossy(subject), String::from_utf8_lossy(sid))
+            }
+            Op::Unsub { sid, max } => {
+                let m = max.map(|m| format!(" {m}")).unwrap_or_default();
+                format!("<<- [UNSUB {}{m}]", String::from_utf8_lossy(sid))
+            }
+            Op::Ping => "<<- [PING]".to_string(),
+            Op::Pong => "<<- [PONG]".to_string(),
+            Op::Ok => "<<- [OK]".to_string(),
+            Op::Err(a) => format!("<<- [-ERR {}]", String::from_utf8_lossy(a)),
+            Op::Msg => "<<- [MSG]".to_string(),
+        };
+        self.conn_log(LogLevel::Trace, id, &line);
+    }
+}
+
+/// Quotes like Go's `%q` for the printable ASCII subjects clients use.
+pub(crate) fn go_quote(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() + 2);
+    s.push('"');
+    for &ch in b {
+        match ch {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(ch as char),
+            _ => s.push_str(&format!("\\x{ch:02x}")),
+        }
+    }
+    s.push('"');
+    s
+}

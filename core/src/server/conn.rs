@@ -1,0 +1,129 @@
+//! Per-connection state.
+
+use core::net::SocketAddr;
+use std::time::Duration;
+
+use crate::FastMap;
+use crate::proto::{ConnectOptions, Parser};
+use crate::time::Instant;
+
+use super::SubId;
+
+/// What is on the other end of a connection. Only clients exist today;
+/// routes, leaf nodes, gateways and the server's internal clients (system
+/// account, JetStream) come with clustering and JetStream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    Client,
+    Route,
+    Leaf,
+    Gateway,
+    System,
+    JetStream,
+}
+
+/// An index into the server's accounts. Every connection belongs to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccountId(pub(crate) u32);
+
+impl AccountId {
+    /// The global account `$G`, home of every client until accounts exist.
+    pub const GLOBAL: AccountId = AccountId(0);
+}
+
+/// Message and byte counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
+/// One subscription.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub conn: super::ConnId,
+    pub account: AccountId,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    pub sid: Box<[u8]>,
+    /// Auto-unsubscribe after this many deliveries; 0 is no limit.
+    pub max: u64,
+    pub delivered: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    pub ping: Option<Instant>,
+    pub auth: Option<Instant>,
+    pub write: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub kind: ConnKind,
+    pub account: AccountId,
+    pub cid: u64,
+    pub peer: SocketAddr,
+    pub start: Instant,
+    pub last_activity: Instant,
+    pub parser: Parser,
+    pub opts: ConnectOptions,
+    pub connect_received: bool,
+    pub awaiting_auth: bool,
+    /// Headers are on for this client (it asked and the server allows).
+    pub headers: bool,
+    pub subs: FastMap<Box<[u8]>, SubId>,
+    /// Bytes produced for this connection that the driver has not taken.
+    pub out: Vec<u8>,
+    /// Bytes the driver has taken but not yet reported written.
+    pub in_flight: u64,
+    /// When the driver started on the bytes now in flight.
+    pub write_started: Option<Instant>,
+    pub dirty: bool,
+    pub closing: bool,
+    pub pings_out: u32,
+    pub last_ping_in: Option<Instant>,
+    pub rtt: Option<Duration>,
+    pub rtt_start: Option<Instant>,
+    pub first_pong_sent: bool,
+    pub deadlines: Deadlines,
+    pub counters: Counters,
+}
+
+impl Conn {
+    pub fn new(kind: ConnKind, cid: u64, peer: SocketAddr, now: Instant) -> Self {
+        Conn {
+            kind,
+            account: AccountId::GLOBAL,
+            cid,
+            peer,
+            start: now,
+            last_activity: now,
+            parser: Parser::new(),
+            opts: ConnectOptions::default(),
+            connect_received: false,
+            awaiting_auth: false,
+            headers: false,
+            subs: FastMap::default(),
+            out: Vec::new(),
+            in_flight: 0,
+            write_started: None,
+            dirty: false,
+            closing: false,
+            pings_out: 0,
+            last_ping_in: None,
+            rtt: None,
+            rtt_start: None,
+            first_pong_sent: false,
+            deadlines: Deadlines::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    pub fn pending_bytes(&self) -> u64 {
+        self.out.len() as u64 + self.in_flight
+    }
+}

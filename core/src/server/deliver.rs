@@ -1,0 +1,171 @@
+//! Publishing: matching a message against the account's sublist and
+//! delivering it to plain subscribers and one member per queue group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::go_quote;
+use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use crate::proto::encode::{self, Delivery};
+use crate::proto::Pub;
+use crate::subject;
+use crate::sublist::Matches;
+
+/// Gateway-routed reply subjects, which clients may not publish to.
+const GW_REPLY_PREFIX: &[u8] = b"_GR_.";
+/// Replies longer than this trigger an RTT ping to a subscriber whose RTT is
+/// unknown (nats-server's `minReplyLen`).
+const MIN_REPLY_LEN: usize = 15;
+/// A client that never sent CONNECT gets such a ping only after this long.
+const MAX_NO_RTT_PING_BEFORE_FIRST_PONG: Duration = Duration::from_secs(2);
+
+fn is_reserved_reply(reply: &[u8]) -> bool {
+    reply.starts_with(b"_R_.")
+        || (reply.len() > b"$JS.ACK.".len() && reply.starts_with(b"$JS.ACK."))
+        || (reply.len() > GW_REPLY_PREFIX.len() && reply.starts_with(GW_REPLY_PREFIX))
+}
+
+impl Server {
+    pub(crate) fn process_pub(&mut self, id: ConnId, p: &Pub<'_>) {
+        let c = &mut self.conns[id.0];
+        c.counters.in_msgs += 1;
+        c.counters.in_bytes += p.payload.len() as u64;
+        self.stats.counters.in_msgs += 1;
+        self.stats.counters.in_bytes += p.payload.len() as u64;
+        let (pedantic, verbose) = (c.opts.pedantic, c.opts.verbose);
+        if pedantic && !subject::is_valid_literal_subject(p.subject) {
+            self.send_err(id, "Invalid Publish Subject");
+        }
+        if p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX) {
+            let text = format!("Permissions Violation for Publish to {}", go_quote(p.subject));
+            self.send_err(id, &text);
+            return;
+        }
+        if let Some(reply) = p.reply
+            && is_reserved_reply(reply)
+        {
+            let text = format!("Permissions Violation for Publish with Reply of {}", go_quote(reply));
+            self.send_err(id, &text);
+            return;
+        }
+        if verbose {
+            self.send(id, encode::OK);
+        }
+        let account = self.conns[id.0].account;
+        let matches = self.accounts[account.0 as usize].sublist.matches(p.subject);
+        let delivered = if matches.is_empty() { false } else { self.deliver_all(id, p, &matches) };
+        if !delivered
+            && let Some(reply) = p.reply
+            && self.conns[id.0].opts.no_responders
+            && !self.conns[id.0].closing
+            && let Some(sid) = self.own_sub_for_reply(id, reply)
+        {
+            let c = &mut self.conns[id.0];
+            encode::no_responders(&mut c.out, reply, &sid);
+            self.mark_dirty(id);
+        }
+    }
+
+    /// `MSG`/`HMSG` from a client: counted as a publish that reaches nobody.
+    pub(crate) fn process_empty_publish(&mut self, id: ConnId) {
+        let c = &mut self.conns[id.0];
+        c.counters.in_msgs += 1;
+        self.stats.counters.in_msgs += 1;
+        if c.opts.verbose {
+            self.send(id, encode::OK);
+        }
+    }
+
+    fn own_sub_for_reply(&mut self, id: ConnId, reply: &[u8]) -> Option<Box<[u8]>> {
+        let account = self.conns[id.0].account;
+        let m = self.accounts[account.0 as usize].sublist.matches(reply);
+        m.plain
+            .iter()
+            .map(|h| &self.subs[h.0 as usize])
+            .find(|s| s.conn == id)
+            .map(|s| s.sid.clone())
+    }
+
+    fn deliver_all(&mut self, publisher: ConnId, p: &Pub<'_>, matches: &Arc<Matches<SubId>>) -> bool {
+        let mut delivered = false;
+        for &h in &matches.plain {
+            delivered |= self.deliver(publisher, h, p);
+        }
+        for group in &matches.queues {
+            let n = group.members.len();
+            let start = if n > 1 { self.random_below(n) } else { 0 };
+            for i in 0..n {
+                if self.deliver(publisher, group.members[(start + i) % n], p) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Delivers to one subscription. False if it could not take the message
+    /// (its own publish with echo off, closed, or gone).
+    fn deliver(&mut self, publisher: ConnId, h: SubId, p: &Pub<'_>) -> bool {
+        let Some(sub) = self.subs.get_mut(h.0 as usize) else {
+            return false;
+        };
+        let target = sub.conn;
+        let echo = self.conns[publisher.0].opts.echo;
+        if target == publisher && !echo {
+            return false;
+        }
+        let conn = &mut self.conns[target.0];
+        if conn.closing {
+            return false;
+        }
+        sub.delivered += 1;
+        let auto_unsub = sub.max > 0 && sub.delivered >= sub.max;
+        if sub.max > 0 && sub.delivered > sub.max {
+            self.unsubscribe(h);
+            return false;
+        }
+        let d = Delivery {
+            subject: p.subject,
+            sid: &sub.sid,
+            reply: p.reply,
+            headers: p.headers(),
+            header_token: p.header.map_or(&b""[..], |(_, t)| t),
+            body: p.body(),
+            size_token: p.size_token,
+        };
+        let wire_len = if conn.headers { p.payload.len() } else { p.body().len() };
+        let before = conn.out.len();
+        encode::msg(&mut conn.out, &d, conn.headers);
+        if conn.pending_bytes() > self.opts.max_pending {
+            conn.out.truncate(before);
+            self.slow_consumer(target);
+            if auto_unsub && self.subs.contains(h.0 as usize) {
+                self.unsubscribe(h);
+            }
+            return true;
+        }
+        conn.counters.out_msgs += 1;
+        conn.counters.out_bytes += wire_len as u64;
+        self.stats.counters.out_msgs += 1;
+        self.stats.counters.out_bytes += wire_len as u64;
+        let rtt_ping = p.reply.is_some_and(|r| r.len() > MIN_REPLY_LEN)
+            && conn.rtt.is_none()
+            && (conn.first_pong_sent || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
+        self.mark_dirty(target);
+        if rtt_ping {
+            self.send_ping(target);
+        }
+        if auto_unsub {
+            self.unsubscribe(h);
+        }
+        true
+    }
+
+    fn slow_consumer(&mut self, id: ConnId) {
+        self.stats.slow_consumers += 1;
+        let max = self.opts.max_pending;
+        self.conn_log(LogLevel::Info, id, &format!("Slow Consumer Detected: MaxPending of {max} Exceeded"));
+        self.close(id, CloseReason::SlowConsumerPendingBytes, false);
+    }
+}

@@ -1,0 +1,450 @@
+//! The `Server`: connections, their lifecycle and limits, fed events and
+//! answering with actions.
+//!
+//! The run loop contract (for every driver): after each call to
+//! [`Server::accept`] or [`Server::handle`], drain [`Server::poll_action`]
+//! until it returns `None`, take the outbound bytes of every connection named
+//! by an [`Action::Transmit`] with [`Server::take_outbound`], and sleep until
+//! [`Server::next_deadline`] (then send [`Event::Tick`]) or the next input.
+
+mod client;
+mod conn;
+mod deliver;
+mod timers;
+
+use core::net::SocketAddr;
+use std::collections::VecDeque;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use slab::Slab;
+
+use crate::config::Options;
+use crate::proto::ServerInfo;
+use crate::proto::encode;
+use crate::sublist::Sublist;
+use crate::time::{Instant, Now};
+
+pub use conn::{AccountId, ConnKind, Counters};
+use conn::{Conn, Subscription};
+
+/// A connection, as an index the driver uses to talk about it. Valid from
+/// [`Server::accept`] until the driver reports [`Event::Closed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub usize);
+
+/// A subscription, as stored in the sublist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubId(u32);
+
+/// An input to the server.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Bytes arrived from the peer.
+    Received { conn: ConnId, bytes: &'a [u8] },
+    /// The driver wrote this many of the bytes it took for the connection.
+    Written { conn: ConnId, bytes: usize },
+    /// The connection is gone (peer closed, I/O error, or after a `Close`).
+    Closed { conn: ConnId },
+    /// Time passed: run whatever timers are due.
+    Tick,
+}
+
+/// Why a connection was closed (nats-server's `ClosedState` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    WriteError,
+    ReadError,
+    ParseError,
+    StaleConnection,
+    ProtocolViolation,
+    BadClientProtocolVersion,
+    MaxConnectionsExceeded,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    ServerShutdown,
+    NoRespondersRequiresHeaders,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::BadClientProtocolVersion => "Bad Client Protocol Version",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+        }
+    }
+}
+
+/// Log levels, as nats-server prints them (`[INF]`, `[DBG]`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Fatal,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// An output of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The connection has outbound bytes: take them with `take_outbound`.
+    /// Emitted once per touched connection per input.
+    Transmit { conn: ConnId },
+    /// Close the connection; write what is outbound first if `flush`.
+    Close { conn: ConnId, reason: CloseReason, flush: bool },
+    /// Something to log.
+    Log { level: LogLevel, message: String },
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    pub counters: Counters,
+    pub total_connections: u64,
+    pub slow_consumers: u64,
+}
+
+pub(crate) struct Account {
+    #[allow(dead_code)] // shown by monitoring and used by the accounts work
+    pub name: String,
+    pub sublist: Sublist<SubId>,
+}
+
+/// The NATS server state machine.
+pub struct Server {
+    opts: Options,
+    info: ServerInfo,
+    rng: ChaCha8Rng,
+    now: Now,
+    next_cid: u64,
+    conns: Slab<Conn>,
+    subs: Slab<Subscription>,
+    accounts: Vec<Account>,
+    actions: VecDeque<Action>,
+    dirty: Vec<ConnId>,
+    timers: timers::TimerTable,
+    stats: ServerStats,
+}
+
+impl Server {
+    /// A server with `opts`, drawing every random choice from `seed`.
+    pub fn new(opts: Options, seed: u64, now: Now) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let server_id = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::Server, key)
+            .expect("32 bytes make a server key")
+            .public_key();
+        let server_name = if opts.server_name.is_empty() {
+            server_id.clone()
+        } else {
+            opts.server_name.clone()
+        };
+        let info = ServerInfo {
+            server_id,
+            server_name,
+            version: crate::COMPAT_VERSION.to_string(),
+            proto: 1,
+            go: format!("natrix {}", crate::VERSION),
+            host: opts.host.clone(),
+            port: opts.port,
+            headers: !opts.no_header_support,
+            auth_required: opts.auth.required(),
+            max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
+            natrix_version: crate::VERSION.to_string(),
+            ..ServerInfo::default()
+        };
+        let global = Account {
+            name: "$G".to_string(),
+            sublist: Sublist::new(!opts.disable_sublist_cache),
+        };
+        Server {
+            opts,
+            info,
+            rng,
+            now,
+            next_cid: 0,
+            conns: Slab::new(),
+            subs: Slab::new(),
+            accounts: vec![global],
+            actions: VecDeque::new(),
+            dirty: Vec::new(),
+            timers: timers::TimerTable::default(),
+            stats: ServerStats::default(),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.info.server_id
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// Open connections (not counting those being closed).
+    pub fn num_connections(&self) -> usize {
+        self.conns.iter().filter(|(_, c)| !c.closing).count()
+    }
+
+    /// What kind of peer a connection is, if it exists.
+    pub fn conn_kind(&self, id: ConnId) -> Option<ConnKind> {
+        self.conns.get(id.0).map(|c| c.kind)
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// The port clients should be told (a driver that bound port 0 learns
+    /// the real one after binding).
+    pub fn set_client_port(&mut self, port: u16) {
+        self.opts.port = port;
+        self.info.port = port;
+    }
+
+    /// A new client connection from `peer`: sends INFO and arms its timers.
+    pub fn accept(&mut self, now: Now, peer: SocketAddr) -> ConnId {
+        self.now = now;
+        self.next_cid += 1;
+        let cid = self.next_cid;
+        let id = ConnId(self.conns.insert(Conn::new(ConnKind::Client, cid, peer, now.instant)));
+        self.stats.total_connections += 1;
+        let mut info = self.info.clone();
+        info.client_id = cid;
+        info.client_ip = peer.ip().to_string();
+        let auth_required = self.opts.auth.required();
+        {
+            let conn = &mut self.conns[id.0];
+            info.encode_into(&mut conn.out);
+            conn.awaiting_auth = auth_required;
+        }
+        self.mark_dirty(id);
+        self.debug(id, || "Client connection created".to_string());
+        let open = self.conns.iter().filter(|(_, c)| !c.closing).count();
+        if open > self.opts.max_connections {
+            self.send_err(id, "maximum connections exceeded");
+            self.close(id, CloseReason::MaxConnectionsExceeded, true);
+        } else {
+            if auth_required {
+                let at = now.instant.add(self.opts.auth_timeout);
+                self.set_deadline(id, timers::Timer::Auth, Some(at));
+            }
+            self.arm_first_ping(id);
+        }
+        self.flush_dirty();
+        id
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, now: Now, event: Event<'_>) {
+        self.now = now;
+        match event {
+            Event::Received { conn, bytes } => self.on_received(conn, bytes),
+            Event::Written { conn, bytes } => self.on_written(conn, bytes),
+            Event::Closed { conn } => self.on_closed(conn),
+            Event::Tick => self.on_tick(),
+        }
+        self.flush_dirty();
+    }
+
+    /// The next action, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the next timer is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Moves the connection's outbound bytes into `buf` (which should be
+    /// empty; its allocation is kept for the next round). The bytes count as
+    /// pending until the driver reports them with [`Event::Written`].
+    pub fn take_outbound(&mut self, conn: ConnId, buf: &mut Vec<u8>) {
+        let now = self.now.instant;
+        let Some(c) = self.conns.get_mut(conn.0) else {
+            return;
+        };
+        debug_assert!(buf.is_empty(), "the driver hands back an empty buffer");
+        buf.clear();
+        std::mem::swap(&mut c.out, buf);
+        if buf.is_empty() {
+            return;
+        }
+        c.in_flight += buf.len() as u64;
+        if c.write_started.is_none() {
+            c.write_started = Some(now);
+            let at = now.add(self.opts.write_deadline);
+            self.set_deadline(conn, timers::Timer::Write, Some(at));
+        }
+    }
+
+    /// Closes every connection (flushing what is outbound).
+    pub fn shutdown(&mut self, now: Now) {
+        self.now = now;
+        let ids: Vec<ConnId> = self.conns.iter().map(|(k, _)| ConnId(k)).collect();
+        for id in ids {
+            self.close(id, CloseReason::ServerShutdown, true);
+        }
+        self.flush_dirty();
+    }
+
+    fn on_written(&mut self, id: ConnId, bytes: usize) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        c.in_flight = c.in_flight.saturating_sub(bytes as u64);
+        if c.in_flight == 0 {
+            c.write_started = None;
+            self.set_deadline(id, timers::Timer::Write, None);
+        }
+    }
+
+    fn on_closed(&mut self, id: ConnId) {
+        if !self.conns.contains(id.0) {
+            return;
+        }
+        if !self.conns[id.0].closing {
+            self.teardown(id, CloseReason::ClientClosed);
+        }
+        self.conns.remove(id.0);
+    }
+
+    /// Starts closing: subscriptions go now, the connection record stays
+    /// until the driver reports `Closed`.
+    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason, flush: bool) {
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        self.teardown(id, reason);
+        self.actions.push_back(Action::Close { conn: id, reason, flush });
+    }
+
+    fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let c = &mut self.conns[id.0];
+        c.closing = true;
+        let subs: Vec<SubId> = c.subs.drain().map(|(_, s)| s).collect();
+        for s in subs {
+            self.remove_sub(s);
+        }
+        for t in timers::Timer::ALL {
+            self.set_deadline(id, t, None);
+        }
+        self.debug(id, || format!("Client connection closed: {}", reason.as_str()));
+    }
+
+    fn remove_sub(&mut self, s: SubId) {
+        let sub = self.subs.remove(s.0 as usize);
+        let removed = self.accounts[sub.account.0 as usize]
+            .sublist
+            .remove(&sub.subject, sub.queue.as_deref(), s);
+        debug_assert!(removed, "a live subscription is in its sublist");
+    }
+
+    pub(crate) fn mark_dirty(&mut self, id: ConnId) {
+        let c = &mut self.conns[id.0];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        for id in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(id.0) {
+                c.dirty = false;
+                if !c.out.is_empty() {
+                    self.actions.push_back(Action::Transmit { conn: id });
+                }
+            }
+        }
+    }
+
+    /// Queues protocol bytes (not a message) to a connection.
+    pub(crate) fn send(&mut self, id: ConnId, bytes: &[u8]) {
+        let c = &mut self.conns[id.0];
+        if c.closing {
+            return;
+        }
+        c.out.extend_from_slice(bytes);
+        self.mark_dirty(id);
+    }
+
+    pub(crate) fn send_err(&mut self, id: ConnId, text: &str) {
+        let c = &mut self.conns[id.0];
+        if c.closing {
+            return;
+        }
+        encode::err(&mut c.out, text);
+        self.mark_dirty(id);
+        self.trace(id, || format!("->> [-ERR '{text}']"));
+    }
+
+    pub(crate) fn random_below(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, message: String) {
+        self.actions.push_back(Action::Log { level, message });
+    }
+
+    fn conn_prefix(&self, id: ConnId) -> String {
+        let c = &self.conns[id.0];
+        format!("{} - cid:{}", c.peer, c.cid)
+    }
+
+    pub(crate) fn conn_log(&mut self, level: LogLevel, id: ConnId, msg: &str) {
+        let line = format!("{} - {msg}", self.conn_prefix(id));
+        self.log(level, line);
+    }
+
+    pub(crate) fn debug(&mut self, id: ConnId, msg: impl FnOnce() -> String) {
+        if self.opts.debug {
+            let m = msg();
+            self.conn_log(LogLevel::Debug, id, &m);
+        }
+    }
+
+    pub(crate) fn trace(&mut self, id: ConnId, msg: impl FnOnce() -> String) {
+        if self.opts.trace {
+            let m = msg();
+            self.conn_log(LogLevel::Trace, id, &m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
