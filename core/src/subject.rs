@@ -103,7 +103,17 @@ mod tests {
 
     #[test]
     fn validity() {
-        for ok in ["foo", "foo.bar", "foo.*", "foo.>", "*", ">", "fo*o", "foo.*.bar", "a.>b"] {
+        for ok in [
+            "foo",
+            "foo.bar",
+            "foo.*",
+            "foo.>",
+            "*",
+            ">",
+            "fo*o",
+            "foo.*.bar",
+            "a.>b",
+        ] {
             assert!(is_valid_subject(ok.as_bytes()), "{ok}");
             assert!(is_insertable(ok.as_bytes()), "{ok}");
         }

@@ -158,7 +158,12 @@ impl<T: Copy + Eq> Sublist<T> {
     }
 
     /// Adds `handle` under `subject`, in queue group `queue` if given.
-    pub fn insert(&mut self, subject: &[u8], queue: Option<&[u8]>, handle: T) -> Result<(), InsertError> {
+    pub fn insert(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        handle: T,
+    ) -> Result<(), InsertError> {
         if !subject::is_insertable(subject) {
             return Err(InsertError::InvalidSubject);
         }
@@ -217,7 +222,8 @@ impl<T: Copy + Eq> Sublist<T> {
         if subject::is_literal(subject) {
             self.cache.remove(subject);
         } else {
-            self.cache.retain(|cached, _| !subject::matches(subject, cached));
+            self.cache
+                .retain(|cached, _| !subject::matches(subject, cached));
         }
     }
 
@@ -294,7 +300,12 @@ fn match_level<T: Copy + Eq>(mut level: &Level<T>, tokens: &[&[u8]], result: &mu
     }
 }
 
-fn remove_from_node<T: Copy + Eq>(node: &mut Node<T>, rest: &[&[u8]], queue: Option<&[u8]>, handle: T) -> bool {
+fn remove_from_node<T: Copy + Eq>(
+    node: &mut Node<T>,
+    rest: &[&[u8]],
+    queue: Option<&[u8]>,
+    handle: T,
+) -> bool {
     if rest.is_empty() {
         match queue {
             None => match node.plain.iter().position(|h| *h == handle) {
@@ -331,10 +342,19 @@ fn remove_from_node<T: Copy + Eq>(node: &mut Node<T>, rest: &[&[u8]], queue: Opt
     }
 }
 
-fn remove_from_level<T: Copy + Eq>(level: &mut Level<T>, tokens: &[&[u8]], queue: Option<&[u8]>, handle: T) -> bool {
+fn remove_from_level<T: Copy + Eq>(
+    level: &mut Level<T>,
+    tokens: &[&[u8]],
+    queue: Option<&[u8]>,
+    handle: T,
+) -> bool {
     let (t, rest) = tokens.split_first().expect("at least one token");
     if *t == [PWC] || *t == [FWC] {
-        let slot = if *t == [PWC] { &mut level.pwc } else { &mut level.fwc };
+        let slot = if *t == [PWC] {
+            &mut level.pwc
+        } else {
+            &mut level.fwc
+        };
         let Some(node) = slot.as_deref_mut() else {
             return false;
         };

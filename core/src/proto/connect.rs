@@ -77,7 +77,12 @@ impl ConnectOptions {
         let map: Map<String, Value> = match value {
             Value::Object(m) => m,
             Value::Null => return Ok(()),
-            other => return Err(ConnectError(format!("cannot unmarshal {} into options", kind(&other)))),
+            other => {
+                return Err(ConnectError(format!(
+                    "cannot unmarshal {} into options",
+                    kind(&other)
+                )));
+            }
         };
         let mut first_error = None;
         for (key, value) in map {
@@ -161,7 +166,8 @@ mod tests {
     fn defaults_and_overlay() {
         let mut o = ConnectOptions::default();
         assert!(o.verbose && o.pedantic && o.echo);
-        o.apply(br#"{"verbose":false,"Pedantic":false,"name":"x","protocol":1,"unknown":[1]}"#).unwrap();
+        o.apply(br#"{"verbose":false,"Pedantic":false,"name":"x","protocol":1,"unknown":[1]}"#)
+            .unwrap();
         assert!(!o.verbose && !o.pedantic && o.echo);
         assert_eq!(o.name, "x");
         assert_eq!(o.protocol, 1);

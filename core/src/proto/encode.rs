@@ -76,7 +76,12 @@ pub fn no_responders(out: &mut Vec<u8>, reply: &[u8], sid: &[u8]) {
 mod tests {
     use super::*;
 
-    fn d<'a>(headers: &'a [u8], header_token: &'a [u8], body: &'a [u8], size_token: &'a [u8]) -> Delivery<'a> {
+    fn d<'a>(
+        headers: &'a [u8],
+        header_token: &'a [u8],
+        body: &'a [u8],
+        size_token: &'a [u8],
+    ) -> Delivery<'a> {
         Delivery {
             subject: b"foo",
             sid: b"1",

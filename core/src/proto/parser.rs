@@ -79,7 +79,10 @@ pub enum Op<'a> {
         sid: &'a [u8],
     },
     /// `max` is `None` without a count; a malformed count parses as `Some(-1)`.
-    Unsub { sid: &'a [u8], max: Option<i64> },
+    Unsub {
+        sid: &'a [u8],
+        max: Option<i64>,
+    },
     Ping,
     Pong,
     /// `+OK` from a client: accepted and ignored.
@@ -195,7 +198,12 @@ impl Parser {
     /// Parses the next op from `input[*pos..]`, advancing `*pos` past what it
     /// consumed. `Ok(None)` means the input is used up (any partial op is kept
     /// for the next call). Errors are final for the connection.
-    pub fn next<'a>(&'a mut self, input: &'a [u8], pos: &mut usize, limits: &Limits) -> Result<Option<Op<'a>>, ParseError> {
+    pub fn next<'a>(
+        &'a mut self,
+        input: &'a [u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<Option<Op<'a>>, ParseError> {
         match self.pending {
             Pending::None => {}
             Pending::Skip(verb) => match memchr(b'\n', &input[*pos..]) {
@@ -272,12 +280,19 @@ impl Parser {
     }
 
     /// The buffer now holds a complete line (and maybe a complete frame).
-    fn complete_from_buffer<'a>(&'a mut self, input: &'a [u8], pos: &mut usize, limits: &Limits) -> Result<Option<Op<'a>>, ParseError> {
+    fn complete_from_buffer<'a>(
+        &'a mut self,
+        input: &'a [u8],
+        pos: &mut usize,
+        limits: &Limits,
+    ) -> Result<Option<Op<'a>>, ParseError> {
         // Decide with a shared borrow first, then hand out the op.
         let step = match parse_step(&self.buf, limits)? {
             Step::Done(_, used) => Ok(used),
             Step::NeedFrame { total } => Err(total),
-            Step::NeedLine { .. } | Step::Skip(_) => unreachable!("the buffer ends with a complete line"),
+            Step::NeedLine { .. } | Step::Skip(_) => {
+                unreachable!("the buffer ends with a complete line")
+            }
         };
         match step {
             Ok(used) => {
@@ -471,9 +486,21 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     Ok(Step::Done(op, line_len))
 }
 
-fn parse_pub<'a>(verb: Verb, arg: &'a [u8], buf: &'a [u8], line_len: usize, limits: &Limits) -> Result<Step<'a>, ParseError> {
+fn parse_pub<'a>(
+    verb: Verb,
+    arg: &'a [u8],
+    buf: &'a [u8],
+    line_len: usize,
+    limits: &Limits,
+) -> Result<Step<'a>, ParseError> {
     let mut args = Args::split(arg, false);
-    let a: [Option<&[u8]>; 5] = [args.next(), args.next(), args.next(), args.next(), args.next()];
+    let a: [Option<&[u8]>; 5] = [
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+    ];
     let (subject, reply, header, size_token) = if verb == Verb::HPub {
         if !limits.headers {
             return Err(ParseError::Malformed("HPUB without header support"));
@@ -493,7 +520,9 @@ fn parse_pub<'a>(verb: Verb, arg: &'a [u8], buf: &'a [u8], line_len: usize, limi
     let header = if verb == Verb::HPub {
         let h = parse_size(header);
         if h < 0 {
-            return Err(ParseError::Malformed("processHeaderPub Bad or Missing Header Size"));
+            return Err(ParseError::Malformed(
+                "processHeaderPub Bad or Missing Header Size",
+            ));
         }
         Some((h as usize, header))
     } else {
@@ -565,7 +594,10 @@ impl<'a> Iterator for Args<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let start = self.rest.iter().position(|&b| !self.is_sep(b))?;
         let rest = &self.rest[start..];
-        let end = rest.iter().position(|&b| self.is_sep(b)).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|&b| self.is_sep(b))
+            .unwrap_or(rest.len());
         self.rest = &rest[end..];
         Some(&rest[..end])
     }

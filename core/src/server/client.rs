@@ -110,7 +110,11 @@ impl Server {
                 self.process_empty_publish(id);
                 Flow::Continue(())
             }
-            Op::Sub { subject, queue, sid } => {
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
                 self.process_sub(id, subject, queue, sid);
                 Flow::Continue(())
             }
@@ -223,7 +227,10 @@ impl Server {
         let account = c.account;
         let key = self.subs.vacant_key();
         let handle = SubId(u32::try_from(key).expect("fewer than 2^32 subscriptions"));
-        match self.accounts[account.0 as usize].sublist.insert(subject, queue, handle) {
+        match self.accounts[account.0 as usize]
+            .sublist
+            .insert(subject, queue, handle)
+        {
             Err(InsertError::InvalidSubject) => {
                 self.send_err(id, "Invalid Subject");
                 return;
@@ -275,7 +282,11 @@ impl Server {
             Op::Connect(a) => format!("<<- [CONNECT {}]", String::from_utf8_lossy(a)),
             Op::Info(a) => format!("<<- [INFO {}]", String::from_utf8_lossy(a)),
             Op::Pub(p) => {
-                let mut s = format!("<<- [{}PUB {}", if p.header.is_some() { "H" } else { "" }, String::from_utf8_lossy(p.subject));
+                let mut s = format!(
+                    "<<- [{}PUB {}",
+                    if p.header.is_some() { "H" } else { "" },
+                    String::from_utf8_lossy(p.subject)
+                );
                 if let Some(r) = p.reply {
                     s.push(' ');
                     s.push_str(&String::from_utf8_lossy(r));
@@ -289,9 +300,19 @@ impl Server {
                 s.push(']');
                 s
             }
-            Op::Sub { subject, queue, sid } => {
-                let q = queue.map(|q| format!(" {}", String::from_utf8_lossy(q))).unwrap_or_default();
-                format!("<<- [SUB {}{q} {}]", String::from_utf8_lossy(subject), String::from_utf8_lossy(sid))
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                let q = queue
+                    .map(|q| format!(" {}", String::from_utf8_lossy(q)))
+                    .unwrap_or_default();
+                format!(
+                    "<<- [SUB {}{q} {}]",
+                    String::from_utf8_lossy(subject),
+                    String::from_utf8_lossy(sid)
+                )
             }
             Op::Unsub { sid, max } => {
                 let m = max.map(|m| format!(" {m}")).unwrap_or_default();

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::client::go_quote;
 use super::{CloseReason, ConnId, LogLevel, Server, SubId};
-use crate::proto::encode::{self, Delivery};
 use crate::proto::Pub;
+use crate::proto::encode::{self, Delivery};
 use crate::subject;
 use crate::sublist::Matches;
 
@@ -37,14 +37,20 @@ impl Server {
             self.send_err(id, "Invalid Publish Subject");
         }
         if p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX) {
-            let text = format!("Permissions Violation for Publish to {}", go_quote(p.subject));
+            let text = format!(
+                "Permissions Violation for Publish to {}",
+                go_quote(p.subject)
+            );
             self.send_err(id, &text);
             return;
         }
         if let Some(reply) = p.reply
             && is_reserved_reply(reply)
         {
-            let text = format!("Permissions Violation for Publish with Reply of {}", go_quote(reply));
+            let text = format!(
+                "Permissions Violation for Publish with Reply of {}",
+                go_quote(reply)
+            );
             self.send_err(id, &text);
             return;
         }
@@ -53,7 +59,11 @@ impl Server {
         }
         let account = self.conns[id.0].account;
         let matches = self.accounts[account.0 as usize].sublist.matches(p.subject);
-        let delivered = if matches.is_empty() { false } else { self.deliver_all(id, p, &matches) };
+        let delivered = if matches.is_empty() {
+            false
+        } else {
+            self.deliver_all(id, p, &matches)
+        };
         if !delivered
             && let Some(reply) = p.reply
             && self.conns[id.0].opts.no_responders
@@ -86,7 +96,12 @@ impl Server {
             .map(|s| s.sid.clone())
     }
 
-    fn deliver_all(&mut self, publisher: ConnId, p: &Pub<'_>, matches: &Arc<Matches<SubId>>) -> bool {
+    fn deliver_all(
+        &mut self,
+        publisher: ConnId,
+        p: &Pub<'_>,
+        matches: &Arc<Matches<SubId>>,
+    ) -> bool {
         let mut delivered = false;
         for &h in &matches.plain {
             delivered |= self.deliver(publisher, h, p);
@@ -134,7 +149,11 @@ impl Server {
             body: p.body(),
             size_token: p.size_token,
         };
-        let wire_len = if conn.headers { p.payload.len() } else { p.body().len() };
+        let wire_len = if conn.headers {
+            p.payload.len()
+        } else {
+            p.body().len()
+        };
         let before = conn.out.len();
         encode::msg(&mut conn.out, &d, conn.headers);
         if conn.pending_bytes() > self.opts.max_pending {
@@ -151,7 +170,8 @@ impl Server {
         self.stats.counters.out_bytes += wire_len as u64;
         let rtt_ping = p.reply.is_some_and(|r| r.len() > MIN_REPLY_LEN)
             && conn.rtt.is_none()
-            && (conn.first_pong_sent || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
+            && (conn.first_pong_sent
+                || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
         self.mark_dirty(target);
         if rtt_ping {
             self.send_ping(target);
@@ -165,7 +185,11 @@ impl Server {
     fn slow_consumer(&mut self, id: ConnId) {
         self.stats.slow_consumers += 1;
         let max = self.opts.max_pending;
-        self.conn_log(LogLevel::Info, id, &format!("Slow Consumer Detected: MaxPending of {max} Exceeded"));
+        self.conn_log(
+            LogLevel::Info,
+            id,
+            &format!("Slow Consumer Detected: MaxPending of {max} Exceeded"),
+        );
         self.close(id, CloseReason::SlowConsumerPendingBytes, false);
     }
 }

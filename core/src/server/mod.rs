@@ -112,7 +112,11 @@ pub enum Action {
     /// Emitted once per touched connection per input.
     Transmit { conn: ConnId },
     /// Close the connection; write what is outbound first if `flush`.
-    Close { conn: ConnId, reason: CloseReason, flush: bool },
+    Close {
+        conn: ConnId,
+        reason: CloseReason,
+        flush: bool,
+    },
     /// Something to log.
     Log { level: LogLevel, message: String },
 }
@@ -237,7 +241,10 @@ impl Server {
         self.now = now;
         self.next_cid += 1;
         let cid = self.next_cid;
-        let id = ConnId(self.conns.insert(Conn::new(ConnKind::Client, cid, peer, now.instant)));
+        let id = ConnId(
+            self.conns
+                .insert(Conn::new(ConnKind::Client, cid, peer, now.instant)),
+        );
         self.stats.total_connections += 1;
         let mut info = self.info.clone();
         info.client_id = cid;
@@ -256,7 +263,7 @@ impl Server {
             self.close(id, CloseReason::MaxConnectionsExceeded, true);
         } else {
             if auth_required {
-                let at = now.instant.add(self.opts.auth_timeout);
+                let at = now.instant + self.opts.auth_timeout;
                 self.set_deadline(id, timers::Timer::Auth, Some(at));
             }
             self.arm_first_ping(id);
@@ -304,7 +311,7 @@ impl Server {
         c.in_flight += buf.len() as u64;
         if c.write_started.is_none() {
             c.write_started = Some(now);
-            let at = now.add(self.opts.write_deadline);
+            let at = now + self.opts.write_deadline;
             self.set_deadline(conn, timers::Timer::Write, Some(at));
         }
     }
@@ -350,7 +357,11 @@ impl Server {
             return;
         }
         self.teardown(id, reason);
-        self.actions.push_back(Action::Close { conn: id, reason, flush });
+        self.actions.push_back(Action::Close {
+            conn: id,
+            reason,
+            flush,
+        });
     }
 
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
@@ -363,14 +374,18 @@ impl Server {
         for t in timers::Timer::ALL {
             self.set_deadline(id, t, None);
         }
-        self.debug(id, || format!("Client connection closed: {}", reason.as_str()));
+        self.debug(id, || {
+            format!("Client connection closed: {}", reason.as_str())
+        });
     }
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
-        let removed = self.accounts[sub.account.0 as usize]
-            .sublist
-            .remove(&sub.subject, sub.queue.as_deref(), s);
+        let removed = self.accounts[sub.account.0 as usize].sublist.remove(
+            &sub.subject,
+            sub.queue.as_deref(),
+            s,
+        );
         debug_assert!(removed, "a live subscription is in its sublist");
     }
 

@@ -65,8 +65,12 @@ impl Server {
     pub(crate) fn arm_first_ping(&mut self, id: ConnId) {
         let base = self.opts.ping_interval.min(FIRST_CLIENT_PING);
         let jitter_max = (base.as_nanos() / 5) as usize;
-        let jitter = if jitter_max > 0 { self.random_below(jitter_max) } else { 0 };
-        let at = self.now.instant.add(base + Duration::from_nanos(jitter as u64));
+        let jitter = if jitter_max > 0 {
+            self.random_below(jitter_max)
+        } else {
+            0
+        };
+        let at = self.now.instant + base + Duration::from_nanos(jitter as u64);
         self.set_deadline(id, Timer::Ping, Some(at));
     }
 
@@ -91,7 +95,9 @@ impl Server {
         let now = self.now.instant;
         let interval = self.opts.ping_interval;
         let c = &self.conns[id.0];
-        let need_rtt = c.rtt.is_none() || c.rtt_start.is_none_or(|s| now.since(s) > RTT_MEASUREMENT_INTERVAL);
+        let need_rtt = c.rtt.is_none()
+            || c.rtt_start
+                .is_none_or(|s| now.since(s) > RTT_MEASUREMENT_INTERVAL);
         let active = now.since(c.last_activity) < interval;
         let pinged = c.last_ping_in.is_some_and(|p| now.since(p) < interval);
         if need_rtt || (!active && !pinged) {
@@ -103,7 +109,7 @@ impl Server {
             }
             self.send_ping(id);
         }
-        self.set_deadline(id, Timer::Ping, Some(now.add(interval)));
+        self.set_deadline(id, Timer::Ping, Some(now + interval));
     }
 
     pub(crate) fn send_ping(&mut self, id: ConnId) {

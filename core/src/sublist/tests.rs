@@ -14,13 +14,22 @@ fn literal_and_wildcards() {
     sl.insert(b"foo.>", None, 3).unwrap();
     sl.insert(b">", None, 4).unwrap();
     sl.insert(b"*.bar", None, 5).unwrap();
-    assert_eq!(sorted(sl.matches(b"foo.bar").plain.clone()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        sorted(sl.matches(b"foo.bar").plain.clone()),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(sorted(sl.matches(b"foo.baz.x").plain.clone()), vec![3, 4]);
     assert_eq!(sorted(sl.matches(b"foo").plain.clone()), vec![4]);
     assert!(sl.matches(b"foo..bar").is_empty());
     assert!(sl.matches(b"").is_empty());
-    assert_eq!(sl.insert(b"foo.>.bar", None, 9), Err(InsertError::InvalidSubject));
-    assert_eq!(sl.insert(b"a..b", None, 9), Err(InsertError::InvalidSubject));
+    assert_eq!(
+        sl.insert(b"foo.>.bar", None, 9),
+        Err(InsertError::InvalidSubject)
+    );
+    assert_eq!(
+        sl.insert(b"a..b", None, 9),
+        Err(InsertError::InvalidSubject)
+    );
     assert_eq!(sl.count(), 5);
 }
 
@@ -79,7 +88,8 @@ fn pattern() -> impl Strategy<Value = String> {
 }
 
 fn literal() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "foo", "*"]), 1..5).prop_map(|t| t.join("."))
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "foo", "*"]), 1..5)
+        .prop_map(|t| t.join("."))
 }
 
 proptest! {

@@ -85,9 +85,27 @@ fn every_op() {
             sid: b"22"
         })
     );
-    assert_eq!(one(b"UNSUB 1\r\n"), op(Op::Unsub { sid: b"1", max: None }));
-    assert_eq!(one(b"UNSUB 1 5\r\n"), op(Op::Unsub { sid: b"1", max: Some(5) }));
-    assert_eq!(one(b"UNSUB 1 x\r\n"), op(Op::Unsub { sid: b"1", max: Some(-1) }));
+    assert_eq!(
+        one(b"UNSUB 1\r\n"),
+        op(Op::Unsub {
+            sid: b"1",
+            max: None
+        })
+    );
+    assert_eq!(
+        one(b"UNSUB 1 5\r\n"),
+        op(Op::Unsub {
+            sid: b"1",
+            max: Some(5)
+        })
+    );
+    assert_eq!(
+        one(b"UNSUB 1 x\r\n"),
+        op(Op::Unsub {
+            sid: b"1",
+            max: Some(-1)
+        })
+    );
     assert_eq!(
         one(b"PUB foo 5\r\nhello\r\n"),
         op(Op::Pub(Pub {
@@ -147,14 +165,23 @@ fn errors() {
     assert_eq!(err(b"PUB foo 5\r\nhello\rX"), Owned::Err(UnknownOp));
     assert_eq!(err(b"MSG foo 1 5\r\nhello\r\n"), Owned::Err(UnknownOp));
     assert!(matches!(err(b"PUB foo\r\n"), Owned::Err(Malformed(_))));
-    assert!(matches!(err(b"PUB foo a b c\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(
+        err(b"PUB foo a b c\r\n"),
+        Owned::Err(Malformed(_))
+    ));
     assert!(matches!(err(b"PUB foo -1\r\n"), Owned::Err(Malformed(_))));
     assert!(matches!(err(b"PUB foo x\r\n"), Owned::Err(Malformed(_))));
-    assert!(matches!(err(b"PUB foo 1234567890\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(
+        err(b"PUB foo 1234567890\r\n"),
+        Owned::Err(Malformed(_))
+    ));
     assert!(matches!(err(b"SUB foo\r\n"), Owned::Err(Malformed(_))));
     assert!(matches!(err(b"SUB a b c d\r\n"), Owned::Err(Malformed(_))));
     assert!(matches!(err(b"UNSUB\t \r\n"), Owned::Err(Malformed(_))));
-    assert!(matches!(err(b"HPUB foo 10 5\r\n"), Owned::Err(Malformed(_))));
+    assert!(matches!(
+        err(b"HPUB foo 10 5\r\n"),
+        Owned::Err(Malformed(_))
+    ));
     assert_eq!(err(b"PUB foo 1048577\r\n"), Owned::Err(MaxPayload));
     let no_headers = parse_all(b"HPUB foo 0 0\r\n\r\n", &Limits::default());
     assert!(matches!(no_headers[0], Owned::Err(Malformed(_))));
@@ -166,8 +193,14 @@ fn errors() {
         awaiting_auth: true,
         ..Limits::default()
     };
-    assert_eq!(parse_all(b"PING\r\n", &auth), vec![Owned::Err(AuthRequired)]);
-    assert_eq!(parse_all(b"CONNECT {}\r\n", &auth), vec![op(Op::Connect(b"{}"))]);
+    assert_eq!(
+        parse_all(b"PING\r\n", &auth),
+        vec![Owned::Err(AuthRequired)]
+    );
+    assert_eq!(
+        parse_all(b"CONNECT {}\r\n", &auth),
+        vec![op(Op::Connect(b"{}"))]
+    );
 }
 
 #[test]
@@ -200,7 +233,10 @@ fn spaces_and_ping_garbage_are_not_buffered() {
     }
     assert!(p.buffered() <= 8, "{}", p.buffered());
     pos = 0;
-    assert!(matches!(p.next(b"foo 1\r\nx\r\n", &mut pos, &limits), Ok(Some(Op::Pub(_)))));
+    assert!(matches!(
+        p.next(b"foo 1\r\nx\r\n", &mut pos, &limits),
+        Ok(Some(Op::Pub(_)))
+    ));
     let mut p = Parser::new();
     pos = 0;
     assert!(p.next(b"PING", &mut pos, &limits).unwrap().is_none());

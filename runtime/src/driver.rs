@@ -1,0 +1,430 @@
+//! The tokio driver: listener, per-connection reader and writer tasks, and
+//! the one task that owns the core `Server` and runs its event loop.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use natrix_core::server::{Action, ConnId, Event, Server};
+use natrix_core::time::{Instant as CoreInstant, Now};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::logger::Logger;
+
+/// Bytes read from a socket at once.
+const READ_BUFFER: usize = 64 * 1024;
+/// Inbound events queued for the core before readers wait (backpressure).
+const INBOUND_QUEUE: usize = 4096;
+/// Events handled before the core drains actions (one flush per batch).
+const BATCH_MAX: usize = 256;
+
+/// Driver time: the core's monotonic instant counts from here.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    origin: tokio::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Now {
+        let mono = self.origin.elapsed().as_nanos() as u64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        Now::new(CoreInstant::from_nanos(mono), wall)
+    }
+
+    fn to_tokio(self, at: CoreInstant) -> tokio::time::Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+}
+
+/// What connection tasks tell the core task. Each carries the connection's
+/// generation so that a late event from a finished connection is never
+/// taken for a new one that reuses its id.
+enum Inbound {
+    Accepted(TcpStream, SocketAddr),
+    Received(ConnId, u64, BytesMut),
+    Written(ConnId, u64, usize, Vec<u8>),
+    Closed(ConnId, u64),
+}
+
+/// What the core task tells a writer.
+enum Outbound {
+    Bytes(Vec<u8>),
+    /// Stop after writing what was sent before this.
+    Close,
+}
+
+struct ConnHandle {
+    generation: u64,
+    writer: mpsc::UnboundedSender<Outbound>,
+    reader: JoinHandle<()>,
+    /// Set when the core closed it; the writer finishes and reports.
+    closing: bool,
+}
+
+/// A running server: the bound address and a way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks the server to close every connection and stop; waits until it has.
+    pub async fn shutdown(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the client listener and starts the server tasks.
+pub async fn start(
+    mut server: Server,
+    host: &str,
+    port: u16,
+    mut logger: Logger,
+    clock: Clock,
+) -> io::Result<Running> {
+    let listener = TcpListener::bind((host, port)).await?;
+    let addr = listener.local_addr()?;
+    server.set_client_port(addr.port());
+    logger.info(&format!(
+        "Listening for client connections on {}",
+        display_addr(host, addr.port())
+    ));
+    logger.info("Server is ready");
+    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let stop = Arc::new(Notify::new());
+    let accept_tx = tx.clone();
+    let acceptor = tokio::spawn(accept_loop(listener, accept_tx));
+    let core = CoreLoop {
+        server,
+        clock,
+        logger,
+        rx,
+        tx,
+        conns: HashMap::new(),
+        next_generation: 0,
+        spare: Vec::new(),
+    };
+    let stop2 = Arc::clone(&stop);
+    let task = tokio::spawn(async move {
+        core.run(stop2).await;
+        acceptor.abort();
+    });
+    Ok(Running { addr, stop, task })
+}
+
+fn display_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Inbound>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let _ = stream.set_nodelay(true);
+                if tx.send(Inbound::Accepted(stream, peer)).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                // Out of file descriptors and the like: wait and retry.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+struct CoreLoop {
+    server: Server,
+    clock: Clock,
+    logger: Logger,
+    rx: mpsc::Receiver<Inbound>,
+    tx: mpsc::Sender<Inbound>,
+    conns: HashMap<ConnId, ConnHandle>,
+    next_generation: u64,
+    /// Emptied write buffers, reused for the next `take_outbound`.
+    spare: Vec<Vec<u8>>,
+}
+
+impl CoreLoop {
+    async fn run(mut self, stop: Arc<Notify>) {
+        loop {
+            let deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
+            let first = tokio::select! {
+                biased;
+                _ = stop.notified() => break,
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => Some(ev),
+                    None => break,
+                },
+                _ = sleep_until(deadline) => None,
+            };
+            match first {
+                Some(ev) => {
+                    self.inbound(ev);
+                    for _ in 1..BATCH_MAX {
+                        match self.rx.try_recv() {
+                            Ok(ev) => self.inbound(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => self.server.handle(self.clock.now(), Event::Tick),
+            }
+            if self
+                .server
+                .next_deadline()
+                .is_some_and(|d| d <= self.clock.now().instant)
+            {
+                self.server.handle(self.clock.now(), Event::Tick);
+            }
+            self.drain_actions();
+        }
+        self.server.shutdown(self.clock.now());
+        self.drain_actions();
+        // Give writers a moment to flush what they were handed.
+        let flush_until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while !self.conns.is_empty() && tokio::time::Instant::now() < flush_until {
+            match tokio::time::timeout_at(flush_until, self.rx.recv()).await {
+                Ok(Some(Inbound::Closed(id, generation))) => {
+                    if self
+                        .conns
+                        .get(&id)
+                        .is_some_and(|c| c.generation == generation)
+                    {
+                        self.conns.remove(&id);
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+
+    fn inbound(&mut self, ev: Inbound) {
+        let now = self.clock.now();
+        match ev {
+            Inbound::Accepted(stream, peer) => {
+                let id = self.server.accept(now, peer);
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                let (read, write) = stream.into_split();
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                tokio::spawn(write_loop(write, wrx, id, generation, self.tx.clone()));
+                let reader = tokio::spawn(read_loop(read, id, generation, self.tx.clone()));
+                self.conns.insert(
+                    id,
+                    ConnHandle {
+                        generation,
+                        writer: wtx,
+                        reader,
+                        closing: false,
+                    },
+                );
+            }
+            Inbound::Received(id, generation, bytes) => {
+                if self.current(id, generation) {
+                    self.server.handle(
+                        now,
+                        Event::Received {
+                            conn: id,
+                            bytes: &bytes,
+                        },
+                    );
+                }
+            }
+            Inbound::Written(id, generation, n, mut buf) => {
+                if self.current(id, generation) {
+                    self.server
+                        .handle(now, Event::Written { conn: id, bytes: n });
+                }
+                buf.clear();
+                if self.spare.len() < 64 && buf.capacity() <= 1024 * 1024 {
+                    self.spare.push(buf);
+                }
+            }
+            Inbound::Closed(id, generation) => {
+                if self.current(id, generation) {
+                    let handle = self.conns.remove(&id).expect("current");
+                    handle.reader.abort();
+                    self.server.handle(now, Event::Closed { conn: id });
+                }
+            }
+        }
+    }
+
+    fn current(&self, id: ConnId, generation: u64) -> bool {
+        self.conns
+            .get(&id)
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    fn drain_actions(&mut self) {
+        while let Some(action) = self.server.poll_action() {
+            match action {
+                Action::Transmit { conn } => {
+                    let Some(handle) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    let mut buf = self.spare.pop().unwrap_or_default();
+                    self.server.take_outbound(conn, &mut buf);
+                    if buf.is_empty() {
+                        self.spare.push(buf);
+                        continue;
+                    }
+                    let _ = handle.writer.send(Outbound::Bytes(buf));
+                }
+                Action::Close { conn, flush, .. } => {
+                    let Some(handle) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    if flush {
+                        let mut buf = Vec::new();
+                        self.server.take_outbound(conn, &mut buf);
+                        if !buf.is_empty() {
+                            let _ = handle.writer.send(Outbound::Bytes(buf));
+                        }
+                    }
+                    handle.closing = true;
+                    handle.reader.abort();
+                    let _ = handle.writer.send(Outbound::Close);
+                }
+                Action::Log { level, message } => self.logger.log(level, &message),
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    id: ConnId,
+    generation: u64,
+    tx: mpsc::Sender<Inbound>,
+) {
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    loop {
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let chunk = buf.split();
+                if tx
+                    .send(Inbound::Received(id, generation, chunk))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Inbound::Closed(id, generation)).await;
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    id: ConnId,
+    generation: u64,
+    tx: mpsc::Sender<Inbound>,
+) {
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut closing = false;
+    while !closing {
+        match rx.recv().await {
+            Some(Outbound::Bytes(b)) => batch.push(b),
+            Some(Outbound::Close) | None => closing = true,
+        }
+        // Coalesce whatever else is queued into one vectored write.
+        while !closing && batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(Outbound::Bytes(b)) => batch.push(b),
+                Ok(Outbound::Close) => closing = true,
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if write_all_vectored(&mut write, &batch).await.is_err() {
+            break;
+        }
+        for buf in batch.drain(..) {
+            let n = buf.len();
+            if tx
+                .send(Inbound::Written(id, generation, n, buf))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let _ = write.shutdown().await;
+    let _ = tx.send(Inbound::Closed(id, generation)).await;
+}
+
+async fn write_all_vectored(write: &mut OwnedWriteHalf, bufs: &[Vec<u8>]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < bufs.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&bufs[idx][off..]))
+            .chain(bufs[idx + 1..].iter().map(|b| IoSlice::new(b)))
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < bufs.len() {
+            let left = bufs[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}

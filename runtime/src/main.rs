@@ -1,0 +1,162 @@
+//! `natrix`: a NATS server. Run it as you would run `nats-server`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use natrix_core::Server;
+use natrix_runtime::cli::{self, Command, RunConfig};
+use natrix_runtime::driver::{self, Clock};
+use natrix_runtime::logger::Logger;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("natrix: {e}\n");
+            eprint!("{}", cli::USAGE);
+            return ExitCode::from(1);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!(
+                "natrix: v{} (nats-server v{} compatible)",
+                natrix_core::VERSION,
+                natrix_core::COMPAT_VERSION
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run(cfg) => run(*cfg),
+    }
+}
+
+fn run(cfg: RunConfig) -> ExitCode {
+    let opts = &cfg.options;
+    let logger = match &cfg.log_file {
+        Some(path) => match Logger::file(path.as_ref(), cfg.log_time, opts.debug, opts.trace) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("natrix: cannot open log file {path}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => Logger::stderr(cfg.log_time, opts.debug, opts.trace),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("natrix: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(cfg, logger))
+}
+
+async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
+    let clock = Clock::new();
+    let server = Server::new(cfg.options.clone(), os_seed(), clock.now());
+    logger.info("Starting natrix");
+    logger.info(&format!(
+        "  Version:  {} (nats-server {} compatible)",
+        natrix_core::VERSION,
+        natrix_core::COMPAT_VERSION
+    ));
+    logger.info(&format!("  Name:     {}", server.info().server_name));
+    logger.info(&format!("  ID:       {}", server.server_id()));
+    let pid = std::process::id();
+    if let Some(path) = &cfg.pid_file
+        && let Err(e) = std::fs::write(path, pid.to_string())
+    {
+        logger.log(
+            natrix_core::server::LogLevel::Fatal,
+            &format!("Could not write pidfile: {e}"),
+        );
+        return ExitCode::from(1);
+    }
+    let running =
+        match driver::start(server, &cfg.options.host, cfg.options.port, logger, clock).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut l = Logger::stderr(cfg.log_time, false, false);
+                l.log(
+                    natrix_core::server::LogLevel::Fatal,
+                    &format!(
+                        "Error listening on port: {}:{}, \"{e}\"",
+                        cfg.options.host, cfg.options.port
+                    ),
+                );
+                return ExitCode::from(1);
+            }
+        };
+    let ports_file = cfg.ports_file_dir.as_ref().map(|dir| {
+        let exe = std::env::args()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "natrix".into());
+        let path = std::path::Path::new(dir).join(format!("{exe}_{pid}.ports"));
+        let host = if cfg.options.host == "0.0.0.0" || cfg.options.host == "::" {
+            "127.0.0.1"
+        } else {
+            &cfg.options.host
+        };
+        let url = if host.contains(':') {
+            format!("nats://[{host}]:{}", running.addr.port())
+        } else {
+            format!("nats://{host}:{}", running.addr.port())
+        };
+        let _ = std::fs::write(&path, format!("{{\"nats\":[\"{url}\"]}}"));
+        path
+    });
+    wait_for_signal().await;
+    running.shutdown().await;
+    if let Some(p) = ports_file {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = &cfg.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    let mut l = Logger::stderr(cfg.log_time, false, false);
+    l.info("Server Exiting..");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The one draw of OS randomness: the seed of the core's RNG.
+fn os_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
+}
