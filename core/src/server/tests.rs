@@ -1,1 +1,571 @@
+//! The server, driven directly: every op, every `-ERR`, timers and limits.
+
+use std::time::Duration;
+
 use super::*;
+use crate::auth::Auth;
+
+struct Harness {
+    server: Server,
+    now_ns: u64,
+    closed: Vec<(ConnId, CloseReason, bool)>,
+    logs: Vec<String>,
+}
+
+fn now_at(ns: u64) -> Now {
+    Now::new(Instant::from_nanos(ns), 1_700_000_000_000_000_000 + ns)
+}
+
+impl Harness {
+    fn new(opts: Options) -> Self {
+        Self::seeded(opts, 7)
+    }
+
+    fn seeded(opts: Options, seed: u64) -> Self {
+        Harness {
+            server: Server::new(opts, seed, now_at(0)),
+            now_ns: 0,
+            closed: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:50000".parse().unwrap()
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.server.poll_action() {
+            match a {
+                Action::Close {
+                    conn,
+                    reason,
+                    flush,
+                } => self.closed.push((conn, reason, flush)),
+                Action::Log { message, .. } => self.logs.push(message),
+                Action::Transmit { .. } => {}
+            }
+        }
+    }
+
+    /// A new connection; its INFO is consumed.
+    fn accept(&mut self) -> ConnId {
+        let id = self.server.accept(now_at(self.now_ns), Self::peer());
+        self.drain();
+        let info = self.out(id);
+        assert!(
+            info.starts_with("INFO {") && info.ends_with("} \r\n"),
+            "{info}"
+        );
+        id
+    }
+
+    fn client(&mut self, connect: &str) -> ConnId {
+        let id = self.accept();
+        self.send(id, &format!("CONNECT {connect}\r\n"));
+        let _ = self.out(id);
+        id
+    }
+
+    fn send(&mut self, id: ConnId, data: &str) {
+        self.send_bytes(id, data.as_bytes());
+    }
+
+    fn send_bytes(&mut self, id: ConnId, data: &[u8]) {
+        self.server.handle(
+            now_at(self.now_ns),
+            Event::Received {
+                conn: id,
+                bytes: data,
+            },
+        );
+        self.drain();
+    }
+
+    fn out(&mut self, id: ConnId) -> String {
+        let mut buf = Vec::new();
+        self.server.take_outbound(id, &mut buf);
+        let n = buf.len();
+        if n > 0 {
+            self.server
+                .handle(now_at(self.now_ns), Event::Written { conn: id, bytes: n });
+            self.drain();
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now_ns += d.as_nanos() as u64;
+        self.server.handle(now_at(self.now_ns), Event::Tick);
+        self.drain();
+    }
+
+    fn close_reason(&self, id: ConnId) -> Option<CloseReason> {
+        self.closed.iter().find(|c| c.0 == id).map(|c| c.1)
+    }
+}
+
+fn quiet() -> &'static str {
+    r#"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true}"#
+}
+
+#[test]
+fn info_fields() {
+    let mut h = Harness::new(Options::default());
+    let id = h.server.accept(now_at(0), Harness::peer());
+    let info = h.out(id);
+    let json: serde_json::Value =
+        serde_json::from_str(info.trim_start_matches("INFO ").trim_end()).unwrap();
+    assert_eq!(json["version"], "2.9.10");
+    assert_eq!(json["proto"], 1);
+    assert_eq!(json["headers"], true);
+    assert_eq!(json["max_payload"], 1048576);
+    assert_eq!(json["client_id"], 1);
+    assert_eq!(json["client_ip"], "127.0.0.1");
+    assert_eq!(json["natrix_version"], crate::VERSION);
+    assert!(json.get("auth_required").is_none());
+    let id = json["server_id"].as_str().unwrap();
+    assert_eq!(id.len(), 56);
+    assert!(id.starts_with('N'));
+    // The same seed gives the same server id.
+    let again = Server::new(Options::default(), 7, now_at(0));
+    assert_eq!(again.server_id(), id);
+}
+
+#[test]
+fn verbose_acks_every_op() {
+    let mut h = Harness::new(Options::default());
+    let id = h.accept();
+    h.send(
+        id,
+        "CONNECT {}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nUNSUB 1\r\nUNSUB 99\r\nPING\r\n",
+    );
+    assert_eq!(
+        h.out(id),
+        "+OK\r\n+OK\r\n+OK\r\nMSG foo 1 2\r\nhi\r\n+OK\r\n+OK\r\nPONG\r\n"
+    );
+}
+
+#[test]
+fn pub_sub_wildcards_and_size_token() {
+    let mut h = Harness::new(Options::default());
+    let s = h.client(quiet());
+    let p = h.client(quiet());
+    h.send(s, "SUB foo.* 1\r\nSUB foo.> 2\r\nSUB bar 3\r\n");
+    h.send(
+        p,
+        "PUB foo.bar reply 05\r\nhello\r\nPUB foo.a.b 0\r\n\r\nPUB foo 1\r\nx\r\n",
+    );
+    let out = h.out(s);
+    assert!(out.contains("MSG foo.bar 1 reply 05\r\nhello\r\n"), "{out}");
+    assert!(out.contains("MSG foo.bar 2 reply 05\r\nhello\r\n"), "{out}");
+    assert!(out.ends_with("MSG foo.a.b 2 0\r\n\r\n"), "{out}");
+    assert_eq!(out.matches("MSG").count(), 3);
+}
+
+#[test]
+fn echo_off_skips_own_messages() {
+    let mut h = Harness::new(Options::default());
+    let a = h.client(r#"{"verbose":false,"echo":false}"#);
+    h.send(a, "SUB foo 1\r\nPUB foo 1\r\nx\r\nPING\r\n");
+    assert_eq!(h.out(a), "PONG\r\n");
+}
+
+#[test]
+fn queue_groups_deliver_to_one_member() {
+    let mut seen = [0usize; 2];
+    for seed in 0..20 {
+        let mut h = Harness::seeded(Options::default(), seed);
+        let m1 = h.client(quiet());
+        let m2 = h.client(quiet());
+        let plain = h.client(quiet());
+        let p = h.client(quiet());
+        h.send(m1, "SUB work q 1\r\n");
+        h.send(m2, "SUB work q 1\r\n");
+        h.send(plain, "SUB work 1\r\n");
+        for _ in 0..10 {
+            h.send(p, "PUB work 1\r\nx\r\n");
+        }
+        let (a, b) = (
+            h.out(m1).matches("MSG").count(),
+            h.out(m2).matches("MSG").count(),
+        );
+        assert_eq!(a + b, 10);
+        assert_eq!(h.out(plain).matches("MSG").count(), 10);
+        seen[0] += a;
+        seen[1] += b;
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both members get messages: {seen:?}"
+    );
+}
+
+#[test]
+fn same_seed_same_choices() {
+    let run = |seed| {
+        let mut h = Harness::seeded(Options::default(), seed);
+        let m: Vec<ConnId> = (0..3).map(|_| h.client(quiet())).collect();
+        for &c in &m {
+            h.send(c, "SUB w g 1\r\n");
+        }
+        let p = h.client(quiet());
+        for _ in 0..30 {
+            h.send(p, "PUB w 1\r\nx\r\n");
+        }
+        m.iter()
+            .map(|&c| h.out(c).matches("MSG").count())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(3), run(3));
+}
+
+#[test]
+fn headers_and_stripping() {
+    let mut h = Harness::new(Options::default());
+    let hs = h.client(quiet());
+    let plain = h.client(r#"{"verbose":false}"#);
+    let p = h.client(quiet());
+    h.send(hs, "SUB h 1\r\n");
+    h.send(plain, "SUB h 1\r\n");
+    h.send(p, "HPUB h 19 21\r\nNATS/1.0\r\nA: bc\r\n\r\nhi\r\n");
+    assert_eq!(
+        h.out(hs),
+        "HMSG h 1 19 21\r\nNATS/1.0\r\nA: bc\r\n\r\nhi\r\n"
+    );
+    assert_eq!(h.out(plain), "MSG h 1 2\r\nhi\r\n");
+    // HPUB from a client that did not ask for headers: closed, no -ERR.
+    h.send(plain, "HPUB h 12 12\r\nNATS/1.0\r\n\r\n\r\n");
+    assert_eq!(h.out(plain), "");
+    assert_eq!(h.close_reason(plain), Some(CloseReason::ProtocolViolation));
+}
+
+#[test]
+fn no_responders() {
+    let mut h = Harness::new(Options::default());
+    let r = h.client(quiet());
+    h.send(r, "SUB _INBOX.abc.* 7\r\nPUB svc _INBOX.abc.1 2\r\nhi\r\n");
+    assert_eq!(
+        h.out(r),
+        "HMSG _INBOX.abc.1 7 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+    );
+    // Without no_responders, nothing.
+    let q = h.client(r#"{"verbose":false,"headers":true}"#);
+    h.send(q, "SUB _INBOX.x 1\r\nPUB svc _INBOX.x 0\r\n\r\n");
+    assert_eq!(h.out(q), "");
+    // With a responder, the request is delivered instead.
+    let svc = h.client(quiet());
+    h.send(svc, "SUB svc 1\r\n");
+    h.send(r, "PUB svc _INBOX.abc.2 0\r\n\r\n");
+    assert_eq!(h.out(r), "");
+    assert_eq!(h.out(svc), "MSG svc 1 _INBOX.abc.2 0\r\n\r\n");
+}
+
+#[test]
+fn auto_unsubscribe() {
+    let mut h = Harness::new(Options::default());
+    let s = h.client(quiet());
+    h.send(s, "SUB foo 1\r\nUNSUB 1 2\r\n");
+    for _ in 0..5 {
+        h.send(s, "PUB foo 1\r\nx\r\n");
+    }
+    assert_eq!(h.out(s).matches("MSG").count(), 2);
+    assert_eq!(h.server.num_subscriptions(), 0);
+    // A max at or below what was delivered unsubscribes now.
+    h.send(
+        s,
+        "SUB bar 2\r\nPUB bar 1\r\nx\r\nUNSUB 2 1\r\nPUB bar 1\r\nx\r\n",
+    );
+    assert_eq!(h.out(s).matches("MSG").count(), 1);
+    assert_eq!(h.server.num_subscriptions(), 0);
+}
+
+#[test]
+fn sid_reuse_and_invalid_subjects() {
+    let mut h = Harness::new(Options::default());
+    let s = h.client(r#"{"verbose":true}"#);
+    h.send(s, "SUB foo 1\r\nSUB a..b 1\r\n");
+    assert_eq!(
+        h.out(s),
+        "+OK\r\n+OK\r\n",
+        "an existing sid is not re-checked"
+    );
+    h.send(s, "SUB a..b 2\r\nSUB foo.>.bar 3\r\nSUB .x 4\r\n");
+    assert_eq!(h.out(s), "-ERR 'Invalid Subject'\r\n".repeat(3));
+    assert!(h.close_reason(s).is_none());
+}
+
+#[test]
+fn pedantic_and_reserved_subjects() {
+    let mut h = Harness::new(Options::default());
+    let c = h.client(r#"{"verbose":false,"pedantic":true}"#);
+    h.send(c, "SUB foo.* 1\r\nPUB foo.* 1\r\nx\r\n");
+    assert_eq!(
+        h.out(c),
+        "-ERR 'Invalid Publish Subject'\r\nMSG foo.* 1 1\r\nx\r\n"
+    );
+    h.send(
+        c,
+        "PUB _GR_.x 0\r\n\r\nPUB a _R_.x 0\r\n\r\nPUB a $JS.ACK.x 0\r\n\r\n",
+    );
+    assert_eq!(
+        h.out(c),
+        "-ERR 'Permissions Violation for Publish to \"_GR_.x\"'\r\n\
+         -ERR 'Permissions Violation for Publish with Reply of \"_R_.x\"'\r\n\
+         -ERR 'Permissions Violation for Publish with Reply of \"$JS.ACK.x\"'\r\n"
+    );
+    h.send(c, "SUB foo _sys_ 9\r\n");
+    assert_eq!(
+        h.out(c),
+        "-ERR 'Permissions Violation for Subscription to \"foo\" using queue \"_sys_\"'\r\n"
+    );
+    assert!(h.close_reason(c).is_none());
+}
+
+#[test]
+fn errors_that_close() {
+    let cases: &[(&str, &str, CloseReason)] = &[
+        (
+            "FOO\r\n",
+            "-ERR 'Unknown Protocol Operation'\r\n",
+            CloseReason::ProtocolViolation,
+        ),
+        (
+            "PUB foo 5\r\nhelloXX",
+            "-ERR 'Unknown Protocol Operation'\r\n",
+            CloseReason::ProtocolViolation,
+        ),
+        (
+            "PUB foo 2000000\r\n",
+            "-ERR 'Maximum Payload Violation'\r\n",
+            CloseReason::MaxPayloadExceeded,
+        ),
+        ("PUB foo\r\n", "", CloseReason::ProtocolViolation),
+        ("SUB foo\r\n", "", CloseReason::ProtocolViolation),
+        ("CONNECT {bad\r\n", "", CloseReason::ProtocolViolation),
+        (
+            "CONNECT {\"protocol\":2}\r\n",
+            "-ERR 'invalid client protocol'\r\n",
+            CloseReason::BadClientProtocolVersion,
+        ),
+        (
+            "CONNECT {\"no_responders\":true}\r\n",
+            "-ERR 'no responders requires headers support'\r\n",
+            CloseReason::NoRespondersRequiresHeaders,
+        ),
+        (
+            "CONNECT {\"account\":\"A\"}\r\n",
+            "-ERR 'Authorization Violation'\r\n",
+            CloseReason::AuthenticationViolation,
+        ),
+        ("-ERR 'x'\r\n", "", CloseReason::ParseError),
+        ("INFO x\r\n", "", CloseReason::ProtocolViolation),
+    ];
+    for (input, want, reason) in cases {
+        let mut h = Harness::new(Options::default());
+        let c = h.accept();
+        h.send(c, input);
+        assert_eq!(&h.out(c), want, "{input}");
+        assert_eq!(h.close_reason(c), Some(*reason), "{input}");
+        // Nothing more is accepted after the close.
+        h.send(c, "PING\r\n");
+        assert_eq!(h.out(c), "");
+    }
+    let mut h = Harness::new(Options::default());
+    let c = h.accept();
+    let long = format!("SUB {} 1\r\n", "a".repeat(5000));
+    h.send(c, &long);
+    assert_eq!(h.out(c), "-ERR 'maximum control line exceeded'\r\n");
+    assert_eq!(h.close_reason(c), Some(CloseReason::MaxControlLineExceeded));
+}
+
+#[test]
+fn accepted_quietly() {
+    let mut h = Harness::new(Options::default());
+    let c = h.client(r#"{"verbose":false}"#);
+    h.send(c, "+OK\r\nINFO {}\r\nPONG\r\nMSG foo 1 5\r\n\r\nPING\r\n");
+    assert_eq!(h.out(c), "PONG\r\n");
+    assert!(h.close_reason(c).is_none());
+}
+
+#[test]
+fn user_password_auth() {
+    let opts = Options {
+        auth: Auth::UserPassword {
+            user: "u".into(),
+            password: "p".into(),
+        },
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let id = h.server.accept(now_at(0), Harness::peer());
+    assert!(h.out(id).contains("\"auth_required\":true"));
+    h.send(
+        id,
+        "CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nPING\r\n",
+    );
+    assert_eq!(h.out(id), "PONG\r\n");
+    let bad = h.accept();
+    h.send(bad, "CONNECT {\"user\":\"u\",\"pass\":\"x\"}\r\n");
+    assert_eq!(h.out(bad), "-ERR 'Authorization Violation'\r\n");
+    assert_eq!(
+        h.close_reason(bad),
+        Some(CloseReason::AuthenticationViolation)
+    );
+    let early = h.accept();
+    h.send(early, "PUB foo 0\r\n\r\n");
+    assert_eq!(h.out(early), "-ERR 'Authorization Violation'\r\n");
+    let slow = h.accept();
+    h.advance(Duration::from_millis(1999));
+    assert!(h.close_reason(slow).is_none());
+    h.advance(Duration::from_millis(2));
+    assert_eq!(h.out(slow), "-ERR 'Authentication Timeout'\r\n");
+    assert_eq!(
+        h.close_reason(slow),
+        Some(CloseReason::AuthenticationTimeout)
+    );
+    // The one that authenticated is unaffected.
+    assert!(h.close_reason(id).is_none());
+}
+
+#[test]
+fn token_auth() {
+    let opts = Options {
+        auth: Auth::Token("s3cret".into()),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let ok = h.accept();
+    h.send(
+        ok,
+        "CONNECT {\"verbose\":false,\"auth_token\":\"s3cret\"}\r\nPING\r\n",
+    );
+    assert_eq!(h.out(ok), "PONG\r\n");
+    let bad = h.accept();
+    h.send(bad, "CONNECT {\"auth_token\":\"nope\"}\r\n");
+    assert_eq!(h.out(bad), "-ERR 'Authorization Violation'\r\n");
+}
+
+#[test]
+fn early_rtt_ping_then_stale_connection() {
+    let opts = Options {
+        ping_interval: Duration::from_secs(10),
+        ping_max: 2,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let c = h.client(quiet());
+    h.advance(Duration::from_millis(1900));
+    assert_eq!(h.out(c), "");
+    h.advance(Duration::from_millis(500));
+    assert_eq!(
+        h.out(c),
+        "PING\r\n",
+        "the first ping comes 2s (+20% at most) after connect"
+    );
+    h.send(c, "PONG\r\n");
+    // Afterwards, pings every interval once idle; two unanswered make it stale.
+    h.advance(Duration::from_secs(11));
+    assert_eq!(h.out(c), "PING\r\n");
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.out(c), "PING\r\n");
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.out(c), "-ERR 'Stale Connection'\r\n");
+    assert_eq!(h.close_reason(c), Some(CloseReason::StaleConnection));
+}
+
+#[test]
+fn slow_consumer_is_closed_without_err() {
+    let opts = Options {
+        max_pending: 1024,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let s = h.client(quiet());
+    let p = h.client(quiet());
+    h.send(s, "SUB foo 1\r\n");
+    let body = "x".repeat(300);
+    for _ in 0..5 {
+        h.send(p, &format!("PUB foo 300\r\n{body}\r\n"));
+    }
+    let closed = h.closed.iter().find(|c| c.0 == s).copied();
+    assert_eq!(
+        closed,
+        Some((s, CloseReason::SlowConsumerPendingBytes, false))
+    );
+    assert_eq!(h.server.stats().slow_consumers, 1);
+    assert!(h.close_reason(p).is_none(), "the publisher is unaffected");
+}
+
+#[test]
+fn write_deadline_closes_a_stuck_reader() {
+    let opts = Options {
+        write_deadline: Duration::from_secs(1),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let s = h.client(quiet());
+    h.send(s, "SUB foo 1\r\nPUB foo 1\r\nx\r\n");
+    let mut buf = Vec::new();
+    h.server.take_outbound(s, &mut buf); // taken, never reported written
+    h.advance(Duration::from_millis(1500));
+    assert_eq!(
+        h.close_reason(s),
+        Some(CloseReason::SlowConsumerWriteDeadline)
+    );
+}
+
+#[test]
+fn limits_on_connections_and_subscriptions() {
+    let opts = Options {
+        max_connections: 1,
+        max_subscriptions: 2,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let a = h.client(quiet());
+    let id = h.server.accept(now_at(0), Harness::peer());
+    h.drain();
+    let out = h.out(id);
+    assert!(
+        out.starts_with("INFO ") && out.ends_with("-ERR 'maximum connections exceeded'\r\n"),
+        "{out}"
+    );
+    assert_eq!(
+        h.close_reason(id),
+        Some(CloseReason::MaxConnectionsExceeded)
+    );
+    h.send(a, "SUB a 1\r\nSUB b 2\r\nSUB c 3\r\n");
+    assert_eq!(h.out(a), "-ERR 'maximum subscriptions exceeded'\r\n");
+    assert!(h.close_reason(a).is_none());
+}
+
+#[test]
+fn closing_removes_subscriptions() {
+    let mut h = Harness::new(Options::default());
+    let s = h.client(quiet());
+    h.send(s, "SUB foo 1\r\nSUB bar q 2\r\n");
+    assert_eq!(h.server.num_subscriptions(), 2);
+    h.server.handle(now_at(0), Event::Closed { conn: s });
+    assert_eq!(h.server.num_subscriptions(), 0);
+    assert_eq!(h.server.num_connections(), 0);
+}
+
+#[test]
+fn any_split_gives_the_same_replies() {
+    let session: &[u8] = b"CONNECT {\"verbose\":true,\"headers\":true,\"no_responders\":true}\r\nSUB foo.* 1\r\nSUB _INBOX.> 2\r\nPUB foo.bar 5\r\nhello\r\nHPUB foo.x 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPUB none _INBOX.1 0\r\n\r\nUNSUB 1\r\nPUB foo.bar 1\r\nx\r\nPING\r\n";
+    let run = |chunks: &[&[u8]]| {
+        let mut h = Harness::new(Options::default());
+        let c = h.accept();
+        for ch in chunks {
+            h.send_bytes(c, ch);
+        }
+        h.out(c)
+    };
+    let whole = run(&[session]);
+    assert!(whole.ends_with("PONG\r\n"), "{whole}");
+    for i in 0..=session.len() {
+        let (a, b) = session.split_at(i);
+        assert_eq!(run(&[a, b]), whole, "split at {i}");
+    }
+}
