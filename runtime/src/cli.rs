@@ -117,6 +117,26 @@ const NOT_YET: &[(&[&str], &str)] = &[
     (&["profile"], "profiling"),
 ];
 
+/// Flags that take a value.
+const VALUES: &[&str] = &[
+    "a",
+    "addr",
+    "net",
+    "p",
+    "port",
+    "n",
+    "name",
+    "server_name",
+    "P",
+    "pid",
+    "ports_file_dir",
+    "l",
+    "log",
+    "user",
+    "pass",
+    "auth",
+];
+
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
 const BOOLS: &[&str] = &[
     "T", "logtime", "D", "debug", "V", "trace", "DV", "h", "help", "v", "version",
@@ -166,6 +186,9 @@ where
                 _ => {}
             }
             continue;
+        }
+        if !VALUES.contains(&name) {
+            return Err(format!("flag provided but not defined: -{name}"));
         }
         let value = match inline {
             Some(v) => v,
