@@ -8,8 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `natrix` binary under test: `$NATRIX_BIN`, else the one next to this
-/// test executable's target directory (built on first use if missing).
+/// The `natrix` binary under test: `$NATRIX_BIN`, else the one in this test
+/// executable's target directory, brought up to date by `cargo build` once
+/// per test process (a no-op when nothing changed).
 pub fn natrix_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -20,7 +21,7 @@ pub fn natrix_bin() -> PathBuf {
         // target/<profile>/deps/<test> -> target/<profile>/natrix
         let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
         let bin = profile_dir.join("natrix");
-        if !bin.exists() {
+        {
             let release = profile_dir.ends_with("release");
             let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cmd.args(["build", "-p", "natrix-runtime", "--bin", "natrix"]);
