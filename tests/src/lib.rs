@@ -110,8 +110,12 @@ pub fn reference_bin() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
         return Some(PathBuf::from(p));
     }
-    ["/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
