@@ -9,7 +9,7 @@
 //! that must follow, positionally, as nats-server does.
 //!
 //! The grammar is nats-server's, byte for byte: verbs are case-insensitive;
-//! `PUB`, `HPUB`, `SUB`, `UNSUB`, `MSG`, `HMSG` and `-ERR` need a space or tab
+//! `PUB`, `HPUB`, `SUB`, `UNSUB`, `HMSG` and `-ERR` need a space or tab
 //! after the verb; `CONNECT` and `INFO` do not; `PING`, `PONG` and `+OK` ignore
 //! the rest of their line; an argument starts at the first byte that is not a
 //! space or tab and ends at the next `\n`, and one trailing byte is dropped if
@@ -89,8 +89,9 @@ pub enum Op<'a> {
     Ok,
     /// `-ERR` from a client: the server closes the connection.
     Err(&'a [u8]),
-    /// `MSG`/`HMSG` from a client: its arguments are ignored and an empty
-    /// payload must follow; it then counts as a publish to no subject.
+    /// `HMSG` from a client: its arguments are ignored and an empty payload
+    /// must follow; it then counts as a publish to no subject. (`MSG` from a
+    /// client is an unknown operation.)
     Msg,
 }
 
@@ -117,7 +118,6 @@ enum Verb {
     HPub,
     Sub,
     Unsub,
-    Msg,
     HMsg,
     Connect,
     Info,
@@ -134,7 +134,6 @@ impl Verb {
             Verb::HPub => b"HPUB",
             Verb::Sub => b"SUB",
             Verb::Unsub => b"UNSUB",
-            Verb::Msg => b"MSG",
             Verb::HMsg => b"HMSG",
             Verb::Connect => b"CONNECT",
             Verb::Info => b"INFO",
@@ -369,7 +368,6 @@ fn first_verb_byte(b: u8) -> Option<&'static [Verb]> {
         b'H' => &[Verb::HPub, Verb::HMsg],
         b'S' => &[Verb::Sub],
         b'U' => &[Verb::Unsub],
-        b'M' => &[Verb::Msg],
         b'C' => &[Verb::Connect],
         b'I' => &[Verb::Info],
         b'+' => &[Verb::Ok],
@@ -443,7 +441,7 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let line_len = nl + 1;
     let op = match verb {
         Verb::Pub | Verb::HPub => return parse_pub(verb, arg, buf, line_len, limits),
-        Verb::Msg | Verb::HMsg => {
+        Verb::HMsg => {
             let total = line_len + 2;
             if buf.len() < total {
                 return Ok(Step::NeedFrame { total });

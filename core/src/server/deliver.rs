@@ -76,7 +76,7 @@ impl Server {
         }
     }
 
-    /// `MSG`/`HMSG` from a client: counted as a publish that reaches nobody.
+    /// `HMSG` from a client: counted as a publish that reaches nobody.
     pub(crate) fn process_empty_publish(&mut self, id: ConnId) {
         let c = &mut self.conns[id.0];
         c.counters.in_msgs += 1;

@@ -266,7 +266,8 @@ impl Server {
                 let at = now.instant + self.opts.auth_timeout;
                 self.set_deadline(id, timers::Timer::Auth, Some(at));
             }
-            self.arm_first_ping(id);
+            let at = now.instant + self.opts.ping_interval;
+            self.set_deadline(id, timers::Timer::Ping, Some(at));
         }
         self.flush_dirty();
         id

@@ -383,7 +383,10 @@ fn errors_that_close() {
 fn accepted_quietly() {
     let mut h = Harness::new(Options::default());
     let c = h.client(r#"{"verbose":false}"#);
-    h.send(c, "+OK\r\nINFO {}\r\nPONG\r\nMSG foo 1 5\r\n\r\nPING\r\n");
+    h.send(
+        c,
+        "+OK\r\nINFO {}\r\nPONG\r\nHMSG foo 1 5 5\r\n\r\nPING\r\n",
+    );
     assert_eq!(h.out(c), "PONG\r\n");
     assert!(h.close_reason(c).is_none());
 }
@@ -454,6 +457,7 @@ fn early_rtt_ping_then_stale_connection() {
         ..Options::default()
     };
     let mut h = Harness::new(opts);
+    let idle = h.accept();
     let c = h.client(quiet());
     h.advance(Duration::from_millis(1900));
     assert_eq!(h.out(c), "");

@@ -7,8 +7,8 @@ use super::{CloseReason, ConnId, LogLevel, Server};
 use crate::proto::encode;
 use crate::time::Instant;
 
-/// First client PING comes this soon after connect (for RTT), unless
-/// `ping_interval` is shorter.
+/// First client PING comes this soon after CONNECT (for RTT), unless
+/// `ping_interval` is shorter. Before CONNECT, pings wait a full interval.
 const FIRST_CLIENT_PING: Duration = Duration::from_secs(2);
 /// RTT is measured again after this long.
 const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);

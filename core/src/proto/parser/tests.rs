@@ -146,7 +146,6 @@ fn every_op() {
             payload: b"NATS/1.0\r\n\r\nhi"
         }))
     );
-    assert_eq!(one(b"MSG foo 1 5\r\n\r\n"), op(Op::Msg));
     assert_eq!(one(b"HMSG foo 1 5 5\r\n\r\n"), op(Op::Msg));
 }
 
@@ -163,7 +162,8 @@ fn errors() {
     assert_eq!(err(b" PING\r\n"), Owned::Err(UnknownOp));
     assert_eq!(err(b"PUB foo 5\r\nhelloXX"), Owned::Err(UnknownOp));
     assert_eq!(err(b"PUB foo 5\r\nhello\rX"), Owned::Err(UnknownOp));
-    assert_eq!(err(b"MSG foo 1 5\r\nhello\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"MSG foo 1 5\r\n\r\n"), Owned::Err(UnknownOp));
+    assert_eq!(err(b"HMSG foo 1 5 5\r\nhello\r\n"), Owned::Err(UnknownOp));
     assert!(matches!(err(b"PUB foo\r\n"), Owned::Err(Malformed(_))));
     assert!(matches!(
         err(b"PUB foo a b c\r\n"),
@@ -249,7 +249,7 @@ fn spaces_and_ping_garbage_are_not_buffered() {
     assert_eq!(p.next(b"\r\n", &mut pos, &limits), Ok(Some(Op::Ping)));
 }
 
-const STREAM: &[u8] = b"CONNECT {\"verbose\":false,\"headers\":true}\r\nPING\r\nSUB foo.* q 1\r\nPUB foo.bar reply 11\r\nhello world\r\nHPUB foo 24 29\r\nNATS/1.0\r\nKey: Value\r\n\r\nthere\r\nUNSUB 1 10\r\npong\r\n+OK\r\nPUB empty 0\r\n\r\nMSG x 1 2\r\n\r\nINFO {}\r\nsub bar 2\r\n";
+const STREAM: &[u8] = b"CONNECT {\"verbose\":false,\"headers\":true}\r\nPING\r\nSUB foo.* q 1\r\nPUB foo.bar reply 11\r\nhello world\r\nHPUB foo 24 29\r\nNATS/1.0\r\nKey: Value\r\n\r\nthere\r\nUNSUB 1 10\r\npong\r\n+OK\r\nPUB empty 0\r\n\r\nHMSG x 1 2 2\r\n\r\nINFO {}\r\nsub bar 2\r\n";
 
 #[test]
 fn any_split_gives_the_same_ops() {
