@@ -205,7 +205,12 @@ fn pid_and_ports_files_and_graceful_stop() {
     let dir = std::env::temp_dir().join(format!("natrix-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pid_file = dir.join("natrix.pid");
-    let mut server = ServerProcess::natrix(&["-P", pid_file.to_str().unwrap(), "--ports_file_dir", dir.to_str().unwrap()]);
+    let mut server = ServerProcess::natrix(&[
+        "-P",
+        pid_file.to_str().unwrap(),
+        "--ports_file_dir",
+        dir.to_str().unwrap(),
+    ]);
     let pid = server.child.id();
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     let ports = dir.join(format!("natrix_{pid}.ports"));
@@ -214,16 +219,28 @@ fn pid_and_ports_files_and_graceful_stop() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let text = std::fs::read_to_string(&ports).unwrap();
-    assert_eq!(text, format!("{{\"nats\":[\"nats://127.0.0.1:{}\"]}}", server.port));
+    assert_eq!(
+        text,
+        format!("{{\"nats\":[\"nats://127.0.0.1:{}\"]}}", server.port)
+    );
     let mut c = Raw::connect(&server);
     c.send("CONNECT {\"verbose\":false}\r\nSUB x 1\r\nPING\r\n");
     assert_eq!(c.read_until("PONG\r\n", Duration::from_secs(5)), "PONG\r\n");
     // SIGTERM: clients are closed, files removed, exit code 0.
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    assert!(c.closed_within(Duration::from_secs(5)), "client closed on shutdown");
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "client closed on shutdown"
+    );
     let code = server.child.wait().unwrap();
     assert_eq!(code.code(), Some(0));
-    assert!(!pid_file.exists() && !ports.exists(), "pid and ports files removed");
+    assert!(
+        !pid_file.exists() && !ports.exists(),
+        "pid and ports files removed"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

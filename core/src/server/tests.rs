@@ -465,8 +465,9 @@ fn early_rtt_ping_then_stale_connection() {
     assert_eq!(
         h.out(c),
         "PING\r\n",
-        "the first ping comes 2s (+20% at most) after connect"
+        "the first ping comes 2s (+20% at most) after CONNECT"
     );
+    assert_eq!(h.out(idle), "", "without CONNECT, no early ping");
     h.send(c, "PONG\r\n");
     // Afterwards, pings every interval once idle; two unanswered make it stale.
     h.advance(Duration::from_secs(11));
