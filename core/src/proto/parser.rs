@@ -216,23 +216,21 @@ impl Parser {
                     return Ok(Some(skip_op(verb)));
                 }
             },
-            Pending::Line => {
+            Pending::Line => loop {
                 let rest = &input[*pos..];
-                match memchr(b'\n', rest) {
-                    None => {
-                        self.buf.extend_from_slice(rest);
-                        *pos = input.len();
-                        self.pending = Pending::Line;
-                        // Re-examine for early errors and to compact spaces.
-                        return self.reparse_partial(limits).map(|()| None);
-                    }
-                    Some(i) => {
-                        self.buf.extend_from_slice(&rest[..=i]);
-                        *pos += i + 1;
-                        return self.complete_from_buffer(input, pos, limits);
-                    }
+                let Some(i) = memchr(b'\n', rest) else {
+                    self.buf.extend_from_slice(rest);
+                    *pos = input.len();
+                    // Re-examine for early errors and to compact spaces.
+                    return self.reparse_partial(limits).map(|()| None);
+                };
+                self.buf.extend_from_slice(&rest[..=i]);
+                *pos += i + 1;
+                // A `\n` that starts an argument does not end it: keep looking.
+                if !matches!(parse_step(&self.buf, limits)?, Step::NeedLine { .. }) {
+                    return self.complete_from_buffer(input, pos, limits);
                 }
-            }
+            },
             Pending::Frame { total } => {
                 let want = total - self.buf.len();
                 let take = want.min(input.len() - *pos);

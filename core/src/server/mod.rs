@@ -149,6 +149,8 @@ pub struct Server {
     dirty: Vec<ConnId>,
     timers: timers::TimerTable,
     stats: ServerStats,
+    /// Connections accepted and not yet closing.
+    open_conns: usize,
 }
 
 impl Server {
@@ -196,6 +198,7 @@ impl Server {
             dirty: Vec::new(),
             timers: timers::TimerTable::default(),
             stats: ServerStats::default(),
+            open_conns: 0,
         }
     }
 
@@ -217,7 +220,7 @@ impl Server {
 
     /// Open connections (not counting those being closed).
     pub fn num_connections(&self) -> usize {
-        self.conns.iter().filter(|(_, c)| !c.closing).count()
+        self.open_conns
     }
 
     /// What kind of peer a connection is, if it exists.
@@ -257,8 +260,8 @@ impl Server {
         }
         self.mark_dirty(id);
         self.debug(id, || "Client connection created".to_string());
-        let open = self.conns.iter().filter(|(_, c)| !c.closing).count();
-        if open > self.opts.max_connections {
+        self.open_conns += 1;
+        if self.open_conns > self.opts.max_connections {
             self.send_err(id, "maximum connections exceeded");
             self.close(id, CloseReason::MaxConnectionsExceeded, true);
         } else {
@@ -332,9 +335,16 @@ impl Server {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(bytes as u64);
+        // The deadline is on progress: a reader that keeps taking bytes is
+        // not slow, however much is queued behind.
         if c.in_flight == 0 {
             c.write_started = None;
             self.set_deadline(id, timers::Timer::Write, None);
+        } else {
+            let now = self.now.instant;
+            c.write_started = Some(now);
+            let at = now + self.opts.write_deadline;
+            self.set_deadline(id, timers::Timer::Write, Some(at));
         }
     }
 
@@ -368,6 +378,7 @@ impl Server {
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
         let c = &mut self.conns[id.0];
         c.closing = true;
+        self.open_conns -= 1;
         let subs: Vec<SubId> = c.subs.drain().map(|(_, s)| s).collect();
         for s in subs {
             self.remove_sub(s);

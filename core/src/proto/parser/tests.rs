@@ -222,6 +222,23 @@ fn control_line_quirks() {
 }
 
 #[test]
+fn newline_starting_an_argument_does_not_end_it() {
+    let limits = hdr_limits();
+    for input in [
+        &b"PUB \nfoo 1\r\nx\r\nPING\r\n"[..],
+        b"CONNECT\n{}\r\nPING\r\n",
+        b"SUB\t\nx 1\r\nPING\r\n",
+    ] {
+        let whole = parse_all(input, &limits);
+        assert_eq!(whole.len(), 2, "{whole:?}");
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            assert_eq!(parse_chunks(&[a, b], &limits), whole, "split at {i}");
+        }
+    }
+}
+
+#[test]
 fn spaces_and_ping_garbage_are_not_buffered() {
     let mut p = Parser::new();
     let limits = hdr_limits();
