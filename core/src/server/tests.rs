@@ -574,3 +574,78 @@ fn any_split_gives_the_same_replies() {
         assert_eq!(run(&[a, b]), whole, "split at {i}");
     }
 }
+
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments that combine into valid, invalid and half-valid protocol.
+    fn fragment() -> impl Strategy<Value = Vec<u8>> {
+        prop::sample::select(vec![
+            &b"CONNECT {\"verbose\":true,\"headers\":true,\"no_responders\":true}\r\n"[..],
+            b"CONNECT {\"echo\":false,\"pedantic\":true}\r\n",
+            b"CONNECT ",
+            b"SUB foo 1\r\n",
+            b"SUB foo.* q 2\r\n",
+            b"SUB > 3\r\n",
+            b"SUB _INBOX.> 4\r\n",
+            b"UNSUB 1 2\r\n",
+            b"UNSUB 2\r\n",
+            b"PUB foo 5\r\nhello\r\n",
+            b"PUB foo.bar _INBOX.x 0\r\n\r\n",
+            b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+            b"HMSG a 1 2 3\r\n\r\n",
+            b"PING\r\n",
+            b"PONG\r\n",
+            b"+OK\r\n",
+            b"INFO {}\r\n",
+            b"PUB ",
+            b"SUB",
+            b"\r\n",
+            b"\n",
+            b" ",
+            b"\t",
+            b"5",
+            b"foo",
+            b"*",
+            b">",
+            b"..",
+            b"\r",
+            b"x",
+            b"-ERR 'e'\r\n",
+            b"MSG a 1 0\r\n\r\n",
+        ])
+        .prop_map(<[u8]>::to_vec)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Any mix of fragments from three connections, split anywhere, never
+        /// panics, and leaves the server's books consistent.
+        #[test]
+        fn never_panics(
+            script in prop::collection::vec((0usize..3, prop::collection::vec(fragment(), 1..6), any::<prop::sample::Index>()), 1..40),
+            ticks in prop::collection::vec(0u64..3_000, 0..5),
+        ) {
+            let opts = Options { max_pending: 4096, max_subscriptions: 3, ..Options::default() };
+            let mut h = Harness::new(opts);
+            let conns: Vec<ConnId> = (0..3).map(|_| h.accept()).collect();
+            for (i, (who, frags, cut)) in script.iter().enumerate() {
+                let bytes = frags.concat();
+                let at = cut.index(bytes.len() + 1);
+                h.send_bytes(conns[*who], &bytes[..at]);
+                h.send_bytes(conns[*who], &bytes[at..]);
+                let _ = h.out(conns[(i + 1) % 3]);
+                if let Some(ms) = ticks.get(i) {
+                    h.advance(Duration::from_millis(*ms));
+                }
+            }
+            let live: usize = conns.iter().filter(|c| h.close_reason(**c).is_none()).count();
+            prop_assert_eq!(h.server.num_connections(), live);
+            let subs_in_conns: usize = h.server.conns.iter().map(|(_, c)| c.subs.len()).sum();
+            prop_assert_eq!(subs_in_conns, h.server.num_subscriptions());
+            prop_assert_eq!(h.server.accounts[0].sublist.count() as usize, h.server.num_subscriptions());
+        }
+    }
+}
