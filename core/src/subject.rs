@@ -142,4 +142,63 @@ mod tests {
         assert!(!matches(b"foo.*", b"foo."));
         assert!(!matches(b"fo*o", b"foxo"));
     }
+
+    mod grammar {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// One token as the grammar sees it.
+        #[derive(Debug, Clone)]
+        enum Tok {
+            Literal(String),
+            Star,
+            Gt,
+            Empty,
+            WithSpace(String),
+        }
+
+        fn tok() -> impl Strategy<Value = Tok> {
+            prop_oneof![
+                4 => "[a-z0-9_$*>-]{1,4}".prop_filter("not a bare wildcard", |s| s != "*" && s != ">").prop_map(Tok::Literal),
+                1 => Just(Tok::Star),
+                1 => Just(Tok::Gt),
+                1 => Just(Tok::Empty),
+                1 => "[a-z]{0,2}[ \t\r\n][a-z]{0,2}".prop_map(Tok::WithSpace),
+            ]
+        }
+
+        fn text(t: &Tok) -> &str {
+            match t {
+                Tok::Literal(s) | Tok::WithSpace(s) => s,
+                Tok::Star => "*",
+                Tok::Gt => ">",
+                Tok::Empty => "",
+            }
+        }
+
+        proptest! {
+            /// subject := token ("." token)*; token := literal | "*" | ">";
+            /// ">" only last; literals hold no whitespace and no ".".
+            #[test]
+            fn validators_agree_with_the_grammar(toks in prop::collection::vec(tok(), 1..6)) {
+                let s = toks.iter().map(text).collect::<Vec<_>>().join(".");
+                let n = toks.len();
+                let well_formed = toks.iter().enumerate().all(|(i, t)| match t {
+                    Tok::Literal(_) | Tok::Star => true,
+                    Tok::Gt => i == n - 1,
+                    Tok::Empty | Tok::WithSpace(_) => false,
+                });
+                prop_assert_eq!(is_valid_subject(s.as_bytes()), well_formed, "{:?}", s);
+                let literal = toks.iter().all(|t| matches!(t, Tok::Literal(_) | Tok::WithSpace(_)));
+                let no_empty = toks.iter().all(|t| !matches!(t, Tok::Empty));
+                prop_assert_eq!(is_valid_literal_subject(s.as_bytes()), literal && no_empty, "{:?}", s);
+                let insertable = toks.iter().enumerate().all(|(i, t)| match t {
+                    Tok::Gt => i == n - 1,
+                    Tok::Empty => false,
+                    _ => true,
+                });
+                prop_assert_eq!(is_insertable(s.as_bytes()), insertable, "{:?}", s);
+            }
+        }
+    }
 }

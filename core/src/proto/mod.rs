@@ -2,11 +2,14 @@
 //! `CONNECT` options, the server's `INFO`, and encoders for what the server
 //! sends.
 
+pub mod client;
 pub mod connect;
 pub mod encode;
+pub mod headers;
 pub mod info;
 pub mod parser;
 
 pub use connect::ConnectOptions;
+pub use headers::Headers;
 pub use info::ServerInfo;
 pub use parser::{Limits, Op, ParseError, Parser, Pub};
