@@ -8,8 +8,10 @@ pub mod encode;
 pub mod headers;
 pub mod info;
 pub mod parser;
+pub mod server_ops;
 
 pub use connect::ConnectOptions;
 pub use headers::Headers;
 pub use info::ServerInfo;
 pub use parser::{Limits, Op, ParseError, Parser, Pub};
+pub use server_ops::{ServerOp, ServerOpParser};
