@@ -1,0 +1,794 @@
+//! The Rust client's side of natrix's conformance suite: one program that
+//! runs one scenario from `conformance/scenarios` with the official Rust
+//! client, `async-nats`, against the server at `$NATS_URL`.
+//!
+//! It is not a test of natrix's internals and it starts no server: the
+//! suite's runner (`conformance/run`) starts natrix or nats-server, runs this
+//! program once per scenario and reads its exit code (0 pass, 1 fail, 77 not
+//! applicable to this client, 2 unknown scenario). On failure it prints what
+//! the client saw and what it expected.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+/// What a scenario ended with, when it did not fail.
+enum Outcome {
+    Pass,
+    NotApplicable(&'static str),
+}
+
+type Verdict = Result<Outcome, String>;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let Some(name) = std::env::args().nth(1) else {
+        eprintln!("usage: natrix-conformance <scenario>   (server at $NATS_URL)");
+        return ExitCode::from(2);
+    };
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    // One thread: the slow consumer scenario stalls it on purpose.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let result = match name.as_str() {
+            "connect_info" => connect_info(&url).await,
+            "pub_sub" => pub_sub(&url).await,
+            "wildcards" => wildcards(&url).await,
+            "queue_groups" => queue_groups(&url).await,
+            "request_reply" => request_reply(&url).await,
+            "no_responders" => no_responders(&url).await,
+            "headers" => headers(&url).await,
+            "auto_unsubscribe" => auto_unsubscribe(&url).await,
+            "drain" => drain(&url).await,
+            "flush_ping" => flush_ping(&url).await,
+            "max_payload" => max_payload(&url).await,
+            "reconnect" => reconnect(&url).await,
+            "slow_consumer" => slow_consumer(&url).await,
+            "auth_user_pass" => auth_user_pass(&url).await,
+            "auth_token" => auth_token(&url).await,
+            "verbose_pedantic" => Ok(Outcome::NotApplicable(
+                "async-nats has no option to turn on verbose or pedantic",
+            )),
+            "large_payload" => large_payload(&url).await,
+            "many_subscriptions" => many_subscriptions(&url).await,
+            _ => {
+                println!("unknown scenario {name}");
+                return None;
+            }
+        };
+        Some(result)
+    });
+    match result {
+        None => ExitCode::from(2),
+        Some(Ok(Outcome::Pass)) => {
+            println!("ok {name}");
+            ExitCode::SUCCESS
+        }
+        Some(Ok(Outcome::NotApplicable(why))) => {
+            println!("n/a {name}: {why}");
+            ExitCode::from(77)
+        }
+        Some(Err(e)) => {
+            println!("FAIL {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+/// Fails with "what: saw X, expected Y" unless equal.
+fn check<T: std::fmt::Debug + PartialEq>(what: &str, saw: T, expected: T) -> Result<(), String> {
+    if saw == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: saw {saw:?}, expected {expected:?}"))
+    }
+}
+
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(what()) }
+}
+
+async fn within<T>(what: &str, d: Duration, f: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(d, f)
+        .await
+        .map_err(|_| format!("{what}: nothing after {d:?}"))
+}
+
+async fn connect(url: &str) -> Result<Client, String> {
+    connect_with(url, ConnectOptions::new()).await
+}
+
+async fn connect_with(url: &str, opts: ConnectOptions) -> Result<Client, String> {
+    within("connect", WAIT, opts.connect(url))
+        .await?
+        .map_err(|e| format!("connect to {url}: {e}"))
+}
+
+async fn next(what: &str, sub: &mut Subscriber) -> Result<Message, String> {
+    within(what, WAIT, sub.next())
+        .await?
+        .ok_or_else(|| format!("{what}: subscription ended"))
+}
+
+/// Messages that arrive until `quiet` passes without one.
+async fn collect(sub: &mut Subscriber, quiet: Duration) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(quiet, sub.next()).await {
+        out.push(m);
+    }
+    out
+}
+
+fn text(m: &Message) -> String {
+    String::from_utf8_lossy(&m.payload).into_owned()
+}
+
+async fn flush(c: &Client) -> Result<(), String> {
+    within("flush", WAIT, c.flush())
+        .await?
+        .map_err(|e| format!("flush: {e}"))
+}
+
+/// A real round trip through the server: async-nats' `flush` only writes the
+/// socket, so this publishes to a private subject the client subscribes and
+/// waits for the message. The server handles one connection's commands in
+/// order, so every earlier SUB/UNSUB is in effect when it returns.
+async fn round_trip(c: &Client) -> Result<(), String> {
+    let inbox = c.new_inbox();
+    let mut sub = subscribe(c, &inbox).await?;
+    publish(c, &inbox, "sync").await?;
+    flush(c).await?;
+    next("round trip", &mut sub).await?;
+    sub.unsubscribe()
+        .await
+        .map_err(|e| format!("unsubscribe: {e}"))
+}
+
+async fn publish(c: &Client, subject: &str, payload: impl Into<Bytes>) -> Result<(), String> {
+    c.publish(subject.to_string(), payload.into())
+        .await
+        .map_err(|e| format!("publish {subject}: {e}"))
+}
+
+async fn subscribe(c: &Client, subject: &str) -> Result<Subscriber, String> {
+    c.subscribe(subject.to_string())
+        .await
+        .map_err(|e| format!("subscribe {subject}: {e}"))
+}
+
+/// Runs one of the runner's server control commands (stop or start).
+async fn server_ctl(var: &str) -> Result<(), String> {
+    let cmd = std::env::var(var).map_err(|_| format!("${var} is not set"))?;
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .status()
+        .await
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    ensure(status.success(), || format!("{cmd}: {status}"))
+}
+
+/// Connect options that report the client's events on a channel.
+fn with_events(opts: ConnectOptions) -> (ConnectOptions, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let opts = opts.event_callback(move |e| {
+        let tx = tx.clone();
+        async move {
+            tx.send(e).ok();
+        }
+    });
+    (opts, rx)
+}
+
+/// Waits for an event matching `want`, returning the ones seen before it.
+async fn wait_event(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    d: Duration,
+    want: impl Fn(&Event) -> bool,
+    name: &str,
+) -> Result<(), String> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) if want(&e) => return Ok(()),
+            Ok(Some(e)) => seen.push(e.to_string()),
+            _ => {
+                return Err(format!(
+                    "expected a {name} event within {d:?}, saw {seen:?}"
+                ));
+            }
+        }
+    }
+}
+
+// ---- scenarios -------------------------------------------------------------
+
+async fn connect_info(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let info = c.server_info();
+    check("INFO version", info.version.as_str(), "2.9.10")?;
+    check("INFO max_payload", info.max_payload, 1024 * 1024)?;
+    check("INFO headers", info.headers, true)?;
+    ensure(info.proto >= 1, || {
+        format!("INFO proto: saw {}, expected >= 1", info.proto)
+    })?;
+    ensure(!info.server_id.is_empty(), || {
+        "INFO server_id is empty".into()
+    })?;
+    check("INFO auth_required", info.auth_required, false)?;
+    check(
+        "connection state",
+        c.connection_state().to_string(),
+        async_nats::connection::State::Connected.to_string(),
+    )?;
+    flush(&c).await?;
+    Ok(Outcome::Pass)
+}
+
+async fn pub_sub(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let p = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.pubsub").await?;
+    round_trip(&c).await?;
+    for i in 0..100 {
+        publish(&p, "cf.pubsub", format!("msg-{i}")).await?;
+    }
+    publish(&p, "cf.pubsub", "").await?;
+    flush(&p).await?;
+    for i in 0..100 {
+        let m = next(&format!("message {i}"), &mut sub).await?;
+        check("subject", m.subject.as_str(), "cf.pubsub")?;
+        check("payload", text(&m), format!("msg-{i}"))?;
+        check("reply", m.reply.is_none(), true)?;
+    }
+    let m = next("empty message", &mut sub).await?;
+    check("empty payload length", m.payload.len(), 0)?;
+    Ok(Outcome::Pass)
+}
+
+async fn wildcards(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let mut star_b = subscribe(&c, "cf.wc.*.b").await?;
+    let mut a_star = subscribe(&c, "cf.wc.a.*").await?;
+    let mut full = subscribe(&c, "cf.wc.>").await?;
+    flush(&c).await?;
+    for s in [
+        "cf.wc.a.b",
+        "cf.wc.x.b",
+        "cf.wc.a.c",
+        "cf.wc.a.b.c",
+        "cf.other",
+    ] {
+        publish(&c, s, s.to_string()).await?;
+    }
+    flush(&c).await?;
+    let q = Duration::from_millis(300);
+    let subjects = |v: Vec<Message>| v.iter().map(|m| m.subject.to_string()).collect::<Vec<_>>();
+    check(
+        "cf.wc.*.b got",
+        subjects(collect(&mut star_b, q).await),
+        vec!["cf.wc.a.b".into(), "cf.wc.x.b".into()],
+    )?;
+    check(
+        "cf.wc.a.* got",
+        subjects(collect(&mut a_star, q).await),
+        vec!["cf.wc.a.b".into(), "cf.wc.a.c".into()],
+    )?;
+    check(
+        "cf.wc.> got",
+        subjects(collect(&mut full, q).await),
+        vec![
+            "cf.wc.a.b".to_string(),
+            "cf.wc.x.b".into(),
+            "cf.wc.a.c".into(),
+            "cf.wc.a.b.c".into(),
+        ],
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn queue_groups(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(
+            c.queue_subscribe("cf.queue", "workers".into())
+                .await
+                .map_err(|e| format!("queue subscribe: {e}"))?,
+        );
+    }
+    let mut plain = subscribe(&c, "cf.queue").await?;
+    round_trip(&c).await?;
+    let p = connect(url).await?;
+    for i in 0..300 {
+        publish(&p, "cf.queue", i.to_string()).await?;
+    }
+    flush(&p).await?;
+    let q = Duration::from_millis(300);
+    let mut seen = Vec::new();
+    let mut per_member = Vec::new();
+    for m in members.iter_mut() {
+        let got = collect(m, q).await;
+        per_member.push(got.len());
+        seen.extend(
+            got.iter()
+                .map(|m| text(m).parse::<u32>().unwrap_or(u32::MAX)),
+        );
+    }
+    seen.sort_unstable();
+    check(
+        "messages across the group (each exactly once)",
+        seen,
+        (0..300).collect::<Vec<_>>(),
+    )?;
+    ensure(per_member.iter().all(|&n| n > 0), || {
+        format!("every member should get some of 300 messages, saw {per_member:?}")
+    })?;
+    check(
+        "plain subscriber count",
+        collect(&mut plain, q).await.len(),
+        300,
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn responder(c: &Client, subject: &str) -> Result<(), String> {
+    let mut svc = subscribe(c, subject).await?;
+    let r = c.clone();
+    tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            if let Some(reply) = m.reply {
+                let mut body = b"re:".to_vec();
+                body.extend_from_slice(&m.payload);
+                r.publish(reply, body.into()).await.ok();
+            }
+        }
+    });
+    round_trip(c).await
+}
+
+async fn request_reply(url: &str) -> Verdict {
+    let svc = connect(url).await?;
+    responder(&svc, "cf.svc").await?;
+    let c = connect(url).await?;
+    // New style: one wildcard inbox subscription shared by all requests.
+    for i in 0..10 {
+        let r = within(
+            "request",
+            WAIT,
+            c.request("cf.svc", format!("new-{i}").into()),
+        )
+        .await?
+        .map_err(|e| format!("request {i}: {e}"))?;
+        check("reply", text(&r), format!("re:new-{i}"))?;
+    }
+    let many =
+        futures::future::join_all((0..20).map(|i| c.request("cf.svc", format!("par-{i}").into())));
+    for (i, r) in within("20 parallel requests", WAIT, many)
+        .await?
+        .into_iter()
+        .enumerate()
+    {
+        let r = r.map_err(|e| format!("parallel request {i}: {e}"))?;
+        check("parallel reply", text(&r), format!("re:par-{i}"))?;
+    }
+    // Old style: a fresh inbox subscription per request (async-nats has no
+    // switch for it, so done by hand with the client's own calls).
+    for i in 0..10 {
+        let inbox = c.new_inbox();
+        let mut sub = subscribe(&c, &inbox).await?;
+        sub.unsubscribe_after(1)
+            .await
+            .map_err(|e| format!("unsubscribe_after: {e}"))?;
+        c.publish_with_reply("cf.svc", inbox.clone(), format!("old-{i}").into())
+            .await
+            .map_err(|e| format!("publish_with_reply: {e}"))?;
+        let r = next("old-style reply", &mut sub).await?;
+        check("old-style reply", text(&r), format!("re:old-{i}"))?;
+        check("reply subject", r.subject.as_str(), inbox.as_str())?;
+    }
+    Ok(Outcome::Pass)
+}
+
+async fn no_responders(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let start = Instant::now();
+    let err = within("request", WAIT, c.request("cf.nobody", "x".into()))
+        .await?
+        .err()
+        .ok_or("request to a subject without subscribers got a reply")?;
+    check(
+        "request error",
+        err.kind(),
+        async_nats::RequestErrorKind::NoResponders,
+    )?;
+    ensure(start.elapsed() < Duration::from_secs(2), || {
+        format!(
+            "no-responders should come at once, took {:?}",
+            start.elapsed()
+        )
+    })?;
+    Ok(Outcome::Pass)
+}
+
+async fn headers(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.headers").await?;
+    flush(&c).await?;
+    let mut h = HeaderMap::new();
+    h.insert("X-Conf", "one");
+    h.append("X-Multi", "a");
+    h.append("X-Multi", "b");
+    c.publish_with_headers("cf.headers", h, "body".into())
+        .await
+        .map_err(|e| format!("publish_with_headers: {e}"))?;
+    publish(&c, "cf.headers", "plain").await?;
+    let mut h = HeaderMap::new();
+    h.insert("X-Only", "headers");
+    c.publish_with_headers("cf.headers", h, Bytes::new())
+        .await
+        .map_err(|e| format!("publish_with_headers: {e}"))?;
+    let m = next("message with headers", &mut sub).await?;
+    let h = m.headers.as_ref().ok_or("message without headers")?;
+    check(
+        "X-Conf",
+        h.get("X-Conf").map(|v| v.as_str().to_string()),
+        Some("one".into()),
+    )?;
+    check(
+        "X-Multi",
+        h.get_all("X-Multi")
+            .map(|v| v.as_str().to_string())
+            .collect::<Vec<_>>(),
+        vec!["a".into(), "b".into()],
+    )?;
+    check("payload", text(&m), "body".into())?;
+    let m = next("plain message", &mut sub).await?;
+    check("plain message headers", m.headers.is_none(), true)?;
+    check("plain payload", text(&m), "plain".into())?;
+    let m = next("headers-only message", &mut sub).await?;
+    let h = m.headers.as_ref().ok_or("headers-only message has none")?;
+    check(
+        "X-Only",
+        h.get("X-Only").map(|v| v.as_str().to_string()),
+        Some("headers".into()),
+    )?;
+    check("headers-only payload length", m.payload.len(), 0)?;
+    Ok(Outcome::Pass)
+}
+
+async fn auto_unsubscribe(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.auto").await?;
+    sub.unsubscribe_after(5)
+        .await
+        .map_err(|e| format!("unsubscribe_after: {e}"))?;
+    flush(&c).await?;
+    for i in 0..10 {
+        publish(&c, "cf.auto", i.to_string()).await?;
+    }
+    flush(&c).await?;
+    let got: Vec<String> = collect(&mut sub, Duration::from_millis(500))
+        .await
+        .iter()
+        .map(text)
+        .collect();
+    check(
+        "messages before auto-unsubscribe",
+        got,
+        (0..5).map(|i| i.to_string()).collect(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn drain(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let p = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.drain").await?;
+    let mut other = subscribe(&c, "cf.drain.sub").await?;
+    round_trip(&c).await?;
+    for i in 0..200 {
+        publish(&p, "cf.drain", i.to_string()).await?;
+        publish(&p, "cf.drain.sub", i.to_string()).await?;
+    }
+    flush(&p).await?;
+    // Drain one subscription, then the whole connection.
+    other
+        .drain()
+        .await
+        .map_err(|e| format!("subscription drain: {e}"))?;
+    let got = within(
+        "subscription drain",
+        WAIT,
+        other.by_ref().collect::<Vec<_>>(),
+    )
+    .await?;
+    check("messages on the drained subscription", got.len(), 200)?;
+    c.drain()
+        .await
+        .map_err(|e| format!("connection drain: {e}"))?;
+    let got = within(
+        "connection drain",
+        WAIT,
+        sub.by_ref().map(|m| text(&m)).collect::<Vec<_>>(),
+    )
+    .await?;
+    check(
+        "messages delivered by drain",
+        got,
+        (0..200).map(|i| i.to_string()).collect(),
+    )?;
+    // Closed after the drain: no more commands.
+    let refused = within("subscribe after drain", WAIT, c.subscribe("cf.after")).await?;
+    ensure(refused.is_err(), || {
+        "subscribe after drain should fail, it succeeded".into()
+    })?;
+    Ok(Outcome::Pass)
+}
+
+async fn flush_ping(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.flush").await?;
+    flush(&c).await?;
+    for i in 0..1000 {
+        publish(&c, "cf.flush", i.to_string()).await?;
+    }
+    let start = Instant::now();
+    flush(&c).await?;
+    ensure(start.elapsed() < Duration::from_secs(2), || {
+        format!("flush took {:?}", start.elapsed())
+    })?;
+    for i in 0..1000 {
+        let m = next(&format!("message {i} after flush"), &mut sub).await?;
+        check("payload", text(&m), i.to_string())?;
+    }
+    // Repeated round trips.
+    for _ in 0..10 {
+        flush(&c).await?;
+    }
+    let stats = c.statistics();
+    ensure(
+        stats
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1000,
+        || "client counted fewer than 1000 messages out".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn max_payload(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    check("client max_payload", c.max_payload(), 1024 * 1024)?;
+    let mut sub = subscribe(&c, "cf.max").await?;
+    flush(&c).await?;
+    let err = c
+        .publish("cf.max", vec![b'x'; 1024 * 1024 + 1].into())
+        .await
+        .err()
+        .ok_or("a payload of max_payload + 1 was accepted by the client")?;
+    check(
+        "error",
+        err.kind(),
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded,
+    )?;
+    publish(&c, "cf.max", vec![b'y'; 1024 * 1024]).await?;
+    flush(&c).await?;
+    let m = next("max_payload message", &mut sub).await?;
+    check("payload length", m.payload.len(), 1024 * 1024)?;
+    publish(&c, "cf.max", "still open").await?;
+    check(
+        "after",
+        text(&next("message after", &mut sub).await?),
+        "still open".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn reconnect(url: &str) -> Verdict {
+    let (opts, mut events) =
+        with_events(ConnectOptions::new().reconnect_delay_callback(|_| Duration::from_millis(100)));
+    let c = connect_with(url, opts).await?;
+    let mut sub = subscribe(&c, "cf.reconnect").await?;
+    round_trip(&c).await?;
+    publish(&c, "cf.reconnect", "before").await?;
+    check(
+        "before restart",
+        text(&next("message before restart", &mut sub).await?),
+        "before".into(),
+    )?;
+    server_ctl("CONFORMANCE_SERVER_STOP").await?;
+    wait_event(
+        &mut events,
+        Duration::from_secs(10),
+        |e| *e == Event::Disconnected,
+        "disconnected",
+    )
+    .await?;
+    for i in 0..10 {
+        publish(&c, "cf.reconnect", format!("buffered-{i}")).await?;
+    }
+    server_ctl("CONFORMANCE_SERVER_START").await?;
+    wait_event(
+        &mut events,
+        Duration::from_secs(10),
+        |e| *e == Event::Connected,
+        "connected",
+    )
+    .await?;
+    for i in 0..10 {
+        let m = next(&format!("buffered message {i}"), &mut sub).await?;
+        check("buffered message", text(&m), format!("buffered-{i}"))?;
+    }
+    publish(&c, "cf.reconnect", "after").await?;
+    check(
+        "after reconnect",
+        text(&next("message after reconnect", &mut sub).await?),
+        "after".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn slow_consumer(url: &str) -> Verdict {
+    let (opts, mut events) = with_events(ConnectOptions::new());
+    let c = connect_with(url, opts).await?;
+    let _sub = subscribe(&c, "cf.slow").await?;
+    round_trip(&c).await?;
+    // Another connection, on its own thread and runtime, floods the
+    // subscriber with 100 MiB while this thread (the only one the
+    // subscriber's connection runs on) is blocked, so nothing reads it.
+    let url2 = url.to_string();
+    let publisher = std::thread::spawn(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let p = connect(&url2).await?;
+            let chunk = Bytes::from(vec![b's'; 512 * 1024]);
+            for _ in 0..200 {
+                publish(&p, "cf.slow", chunk.clone()).await?;
+            }
+            within("publisher flush", Duration::from_secs(30), p.flush())
+                .await?
+                .map_err(|e| format!("publisher flush: {e}"))
+        })
+    });
+    let published = publisher.join().map_err(|_| "publisher panicked")?;
+    std::thread::sleep(Duration::from_millis(300));
+    published?;
+    wait_event(
+        &mut events,
+        Duration::from_secs(10),
+        |e| *e == Event::Disconnected,
+        "disconnected (server closed the slow consumer)",
+    )
+    .await?;
+    Ok(Outcome::Pass)
+}
+
+async fn auth_user_pass(url: &str) -> Verdict {
+    let c = connect_with(
+        url,
+        ConnectOptions::with_user_and_password("alice".into(), "s3cret".into()),
+    )
+    .await?;
+    check("INFO auth_required", c.server_info().auth_required, true)?;
+    flush(&c).await?;
+    // async-nats 0.51 does not take credentials from the URL: not checked.
+    for (user, pass) in [("alice", "wrong"), ("bob", "s3cret")] {
+        let bad = ConnectOptions::with_user_and_password(user.into(), pass.into())
+            .connection_timeout(Duration::from_secs(2))
+            .max_reconnects(1);
+        match within("connect with bad credentials", WAIT, bad.connect(url)).await? {
+            Ok(_) => return Err(format!("{user}/{pass} was let in")),
+            Err(e) => check(
+                "error for bad credentials",
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation,
+            )?,
+        }
+    }
+    let none = ConnectOptions::new().max_reconnects(1);
+    let r = within("connect without credentials", WAIT, none.connect(url)).await?;
+    ensure(r.is_err(), || {
+        "connect without credentials was let in".into()
+    })?;
+    Ok(Outcome::Pass)
+}
+
+async fn auth_token(url: &str) -> Verdict {
+    let c = connect_with(url, ConnectOptions::with_token("t0ken".into())).await?;
+    check("INFO auth_required", c.server_info().auth_required, true)?;
+    flush(&c).await?;
+    let bad = ConnectOptions::with_token("wrong".into())
+        .connection_timeout(Duration::from_secs(2))
+        .max_reconnects(1);
+    match within("connect with a bad token", WAIT, bad.connect(url)).await? {
+        Ok(_) => return Err("a bad token was let in".into()),
+        Err(e) => check(
+            "error for a bad token",
+            e.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation,
+        )?,
+    }
+    Ok(Outcome::Pass)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn large_payload(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let p = connect(url).await?;
+    let mut sub = subscribe(&c, "cf.large").await?;
+    round_trip(&c).await?;
+    let sizes = [512 * 1024, 768 * 1024 + 7, 1024 * 1024];
+    for (i, &n) in sizes.iter().enumerate() {
+        publish(&p, "cf.large", pattern(n, i as u8)).await?;
+    }
+    flush(&p).await?;
+    for (i, &n) in sizes.iter().enumerate() {
+        let m = next(&format!("payload of {n} bytes"), &mut sub).await?;
+        check("payload length", m.payload.len(), n)?;
+        let want = pattern(n, i as u8);
+        if let Some(at) = (0..n).find(|&j| m.payload[j] != want[j]) {
+            return Err(format!(
+                "payload of {n} bytes differs at byte {at}: saw {}, expected {}",
+                m.payload[at], want[at]
+            ));
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+async fn many_subscriptions(url: &str) -> Verdict {
+    const N: usize = 10_000;
+    let c = connect(url).await?;
+    let mut subs = Vec::with_capacity(N);
+    for i in 0..N {
+        subs.push(subscribe(&c, &format!("cf.many.{i}")).await?);
+    }
+    round_trip(&c).await?;
+    let p = connect(url).await?;
+    for i in 0..N {
+        publish(&p, &format!("cf.many.{i}"), i.to_string()).await?;
+    }
+    flush(&p).await?;
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let m = next(&format!("message on cf.many.{i}"), sub).await?;
+        check("payload", text(&m), i.to_string())?;
+    }
+    // Unsubscribe them all: nothing more is delivered.
+    for sub in subs.iter_mut() {
+        sub.unsubscribe()
+            .await
+            .map_err(|e| format!("unsubscribe: {e}"))?;
+    }
+    flush(&c).await?;
+    let mut watch = subscribe(&c, "cf.many.>").await?;
+    round_trip(&c).await?;
+    publish(&p, "cf.many.7", "again").await?;
+    flush(&p).await?;
+    check(
+        "wildcard after unsubscribing all",
+        text(&next("cf.many.>", &mut watch).await?),
+        "again".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
