@@ -30,6 +30,10 @@ pub struct Options {
     /// Emit debug and trace log actions (`-D`, `-V`).
     pub debug: bool,
     pub trace: bool,
+    /// Test-only: duplicate every Nth delivery (0: never). Exists only with
+    /// the `planted-bugs` feature, for proving the simulation's checkers.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_duplicate_one_in: u64,
 }
 
 impl Default for Options {
@@ -52,6 +56,8 @@ impl Default for Options {
             disable_sublist_cache: false,
             debug: false,
             trace: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_duplicate_one_in: 0,
         }
     }
 }

@@ -60,6 +60,12 @@ pub(crate) struct Deadlines {
     pub write: Option<Instant>,
 }
 
+impl Deadlines {
+    pub fn is_empty(&self) -> bool {
+        self.ping.is_none() && self.auth.is_none() && self.write.is_none()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub kind: ConnKind,

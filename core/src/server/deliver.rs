@@ -156,6 +156,13 @@ impl Server {
         };
         let before = conn.out.len();
         encode::msg(&mut conn.out, &d, conn.headers);
+        #[cfg(feature = "planted-bugs")]
+        {
+            let n = self.opts.planted_duplicate_one_in;
+            if n > 0 && (self.stats.counters.out_msgs + 1) % n == 0 {
+                encode::msg(&mut conn.out, &d, conn.headers);
+            }
+        }
         if conn.pending_bytes() > self.opts.max_pending {
             conn.out.truncate(before);
             self.slow_consumer(target);

@@ -355,6 +355,10 @@ impl Server {
         if !self.conns[id.0].closing {
             self.teardown(id, CloseReason::ClientClosed);
         }
+        debug_assert!(
+            self.conns[id.0].deadlines.is_empty(),
+            "a closed connection has no timers"
+        );
         self.conns.remove(id.0);
     }
 

@@ -546,6 +546,23 @@ fn limits_on_connections_and_subscriptions() {
 }
 
 #[test]
+fn flushing_a_closing_connection_arms_no_timer() {
+    // Found by the simulation: the driver flushes a connection the core is
+    // closing; the write deadline it armed outlived the connection and
+    // fired on a removed slot.
+    let mut h = Harness::new(Options::default());
+    let c = h.client(quiet());
+    h.send(c, "SUB foo 1\r\nPUB foo 1\r\nx\r\nFOO\r\n");
+    assert_eq!(h.close_reason(c), Some(CloseReason::ProtocolViolation));
+    let mut buf = Vec::new();
+    h.server.take_outbound(c, &mut buf);
+    assert!(!buf.is_empty());
+    h.server.handle(now_at(0), Event::Closed { conn: c });
+    assert_eq!(h.server.next_deadline(), None);
+    h.advance(Duration::from_secs(60));
+}
+
+#[test]
 fn closing_removes_subscriptions() {
     let mut h = Harness::new(Options::default());
     let s = h.client(quiet());

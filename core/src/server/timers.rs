@@ -46,7 +46,10 @@ impl TimerTable {
 
 impl Server {
     pub(crate) fn set_deadline(&mut self, id: ConnId, timer: Timer, at: Option<Instant>) {
-        let d = &mut self.conns[id.0].deadlines;
+        let c = &mut self.conns[id.0];
+        // A closing connection has no timers: it may be removed any moment.
+        let at = if c.closing { None } else { at };
+        let d = &mut c.deadlines;
         let slot = match timer {
             Timer::Ping => &mut d.ping,
             Timer::Auth => &mut d.auth,
@@ -77,7 +80,11 @@ impl Server {
     pub(crate) fn on_tick(&mut self) {
         let now = self.now.instant;
         while let Some((id, timer)) = self.timers.pop_due(now) {
-            let d = &mut self.conns[id.0].deadlines;
+            let Some(c) = self.conns.get_mut(id.0) else {
+                debug_assert!(false, "a timer outlived its connection");
+                continue;
+            };
+            let d = &mut c.deadlines;
             match timer {
                 Timer::Ping => d.ping = None,
                 Timer::Auth => d.auth = None,
