@@ -1,0 +1,526 @@
+// The JavaScript client's side of natrix's conformance suite.
+//
+// Runs one scenario of conformance/scenarios with the official Node.js
+// client (npm `nats`, 2.x) against the server at $NATS_URL:
+//
+//     node conformance.mjs <scenario>
+//
+// It starts no server: conformance/run does, and reads the exit code (0 pass,
+// 1 fail, 77 not applicable to this client, 2 unknown scenario). On failure it
+// prints what the client saw and what it expected.
+
+import { execSync } from "node:child_process";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { connect, ErrorCode, headers as natsHeaders, StringCodec } from "nats";
+
+const URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
+const SERVER = URL.replace(/^nats:\/\//, "");
+const WAIT = 5000;
+const sc = StringCodec();
+const enc = (s) => sc.encode(s);
+const dec = (b) => sc.decode(b);
+
+class Fail extends Error {}
+class NotApplicable extends Error {}
+
+function show(v) {
+  return JSON.stringify(v, (_, x) => (x instanceof Uint8Array ? `<${x.length} bytes>` : x));
+}
+
+function check(what, saw, expected) {
+  if (show(saw) !== show(expected)) {
+    throw new Fail(`${what}: saw ${show(saw)}, expected ${show(expected)}`);
+  }
+}
+
+function ensure(cond, what) {
+  if (!cond) throw new Fail(what);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function within(what, promise, ms = WAIT) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Fail(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function conn(opts = {}) {
+  return await within(
+    "connect",
+    connect({ servers: SERVER, timeout: 2000, reconnect: false, ...opts }),
+  );
+}
+
+// A subscription whose messages queue up, read with a timeout.
+class Sub {
+  constructor(nc, subject, opts = {}) {
+    this.msgs = [];
+    this.waiters = [];
+    this.sub = nc.subscribe(subject, {
+      ...opts,
+      callback: (err, msg) => {
+        if (err) return;
+        const w = this.waiters.shift();
+        if (w) w(msg);
+        else this.msgs.push(msg);
+      },
+    });
+  }
+  next(what, ms = WAIT) {
+    if (this.msgs.length) return Promise.resolve(this.msgs.shift());
+    return within(what, new Promise((r) => this.waiters.push(r)), ms);
+  }
+  async collect(quiet = 300) {
+    const out = [];
+    for (;;) {
+      try {
+        out.push(await this.next("collect", quiet));
+      } catch {
+        // the quiet period passed: the waiter left behind is dropped
+        this.waiters = [];
+        return out;
+      }
+    }
+  }
+}
+
+function serverCtl(name) {
+  const cmd = process.env[name];
+  if (!cmd) throw new Fail(`$${name} is not set`);
+  execSync(cmd, { stdio: "inherit" });
+}
+
+async function statusEvents(nc, events) {
+  for await (const s of nc.status()) events.push(s.type);
+}
+
+async function waitFor(what, cond, ms) {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Fail(what());
+    await sleep(20);
+  }
+}
+
+async function expectError(what, promise, code) {
+  try {
+    const nc = await promise;
+    await nc.close();
+  } catch (e) {
+    check(`${what}: error`, e.code, code);
+    return;
+  }
+  throw new Fail(`${what}: succeeded, expected error ${code}`);
+}
+
+// ---- scenarios ------------------------------------------------------------
+
+const scenarios = {
+  async connect_info() {
+    const nc = await conn();
+    const info = nc.info;
+    check("INFO version", info.version, "2.9.10");
+    check("INFO max_payload", info.max_payload, 1048576);
+    check("INFO headers", info.headers, true);
+    ensure(info.proto >= 1, `INFO proto: saw ${info.proto}, expected >= 1`);
+    ensure(info.server_id, "INFO server_id is empty");
+    check("INFO auth_required", info.auth_required ?? false, false);
+    await nc.flush();
+    await nc.close();
+    check("closed", nc.isClosed(), true);
+  },
+
+  async pub_sub() {
+    const nc = await conn();
+    const pc = await conn();
+    const sub = new Sub(nc, "cf.pubsub");
+    await nc.flush();
+    for (let i = 0; i < 100; i++) pc.publish("cf.pubsub", enc(`msg-${i}`));
+    pc.publish("cf.pubsub");
+    await pc.flush();
+    for (let i = 0; i < 100; i++) {
+      const m = await sub.next(`message ${i}`);
+      check("subject", m.subject, "cf.pubsub");
+      check("payload", dec(m.data), `msg-${i}`);
+      check("reply", m.reply || "", "");
+    }
+    check("empty payload length", (await sub.next("empty message")).data.length, 0);
+  },
+
+  async wildcards() {
+    const nc = await conn();
+    const starB = new Sub(nc, "cf.wc.*.b");
+    const aStar = new Sub(nc, "cf.wc.a.*");
+    const full = new Sub(nc, "cf.wc.>");
+    await nc.flush();
+    for (const s of ["cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c", "cf.other"]) {
+      nc.publish(s, enc(s));
+    }
+    await nc.flush();
+    const subjects = (ms) => ms.map((m) => m.subject);
+    check("cf.wc.*.b got", subjects(await starB.collect()), ["cf.wc.a.b", "cf.wc.x.b"]);
+    check("cf.wc.a.* got", subjects(await aStar.collect()), ["cf.wc.a.b", "cf.wc.a.c"]);
+    check("cf.wc.> got", subjects(await full.collect()), [
+      "cf.wc.a.b",
+      "cf.wc.x.b",
+      "cf.wc.a.c",
+      "cf.wc.a.b.c",
+    ]);
+  },
+
+  async queue_groups() {
+    const nc = await conn();
+    const members = [0, 1, 2].map(() => new Sub(nc, "cf.queue", { queue: "workers" }));
+    const plain = new Sub(nc, "cf.queue");
+    await nc.flush();
+    const pc = await conn();
+    for (let i = 0; i < 300; i++) pc.publish("cf.queue", enc(String(i)));
+    await pc.flush();
+    const seen = [];
+    const perMember = [];
+    for (const m of members) {
+      const got = await m.collect();
+      perMember.push(got.length);
+      seen.push(...got.map((x) => Number(dec(x.data))));
+    }
+    seen.sort((a, b) => a - b);
+    check(
+      "messages across the group (each exactly once)",
+      seen,
+      Array.from({ length: 300 }, (_, i) => i),
+    );
+    ensure(perMember.every((n) => n > 0), `every member should get some of 300, saw ${perMember}`);
+    check("plain subscriber count", (await plain.collect()).length, 300);
+  },
+
+  async request_reply() {
+    const svc = await conn();
+    svc.subscribe("cf.svc", { callback: (_, m) => m.respond(enc("re:" + dec(m.data))) });
+    await svc.flush();
+    const nc = await conn();
+    for (let i = 0; i < 10; i++) {
+      const r = await nc.request("cf.svc", enc(`new-${i}`), { timeout: WAIT });
+      check("new-style reply", dec(r.data), `re:new-${i}`);
+    }
+    const rs = await within(
+      "20 parallel requests",
+      Promise.all(
+        Array.from({ length: 20 }, (_, i) => nc.request("cf.svc", enc(`par-${i}`), { timeout: WAIT })),
+      ),
+    );
+    rs.forEach((r, i) => check("parallel reply", dec(r.data), `re:par-${i}`));
+    for (let i = 0; i < 10; i++) {
+      const r = await nc.request("cf.svc", enc(`old-${i}`), { timeout: WAIT, noMux: true });
+      check("old-style reply", dec(r.data), `re:old-${i}`);
+    }
+  },
+
+  async no_responders() {
+    const nc = await conn();
+    for (const noMux of [false, true]) {
+      const start = Date.now();
+      try {
+        await nc.request("cf.nobody", enc("x"), { timeout: WAIT, noMux });
+        throw new Fail("request to a subject without subscribers got a reply");
+      } catch (e) {
+        if (e instanceof Fail) throw e;
+        check(`request error (noMux ${noMux})`, e.code, ErrorCode.NoResponders);
+      }
+      const took = Date.now() - start;
+      ensure(took < 2000, `no-responders should come at once, took ${took} ms`);
+    }
+  },
+
+  async headers() {
+    const nc = await conn();
+    const sub = new Sub(nc, "cf.headers");
+    await nc.flush();
+    const h = natsHeaders();
+    h.set("X-Conf", "one");
+    h.append("X-Multi", "a");
+    h.append("X-Multi", "b");
+    nc.publish("cf.headers", enc("body"), { headers: h });
+    nc.publish("cf.headers", enc("plain"));
+    const only = natsHeaders();
+    only.set("X-Only", "headers");
+    nc.publish("cf.headers", undefined, { headers: only });
+    let m = await sub.next("message with headers");
+    ensure(m.headers, "message without headers");
+    check("X-Conf", m.headers.get("X-Conf"), "one");
+    check("X-Multi", m.headers.values("X-Multi"), ["a", "b"]);
+    check("payload", dec(m.data), "body");
+    m = await sub.next("plain message");
+    check("plain message has headers", m.headers !== undefined, false);
+    check("plain payload", dec(m.data), "plain");
+    m = await sub.next("headers-only message");
+    ensure(m.headers, "headers-only message has none");
+    check("X-Only", m.headers.get("X-Only"), "headers");
+    check("headers-only payload length", m.data.length, 0);
+  },
+
+  async auto_unsubscribe() {
+    const nc = await conn();
+    const sub = new Sub(nc, "cf.auto");
+    sub.sub.unsubscribe(5);
+    await nc.flush();
+    for (let i = 0; i < 10; i++) nc.publish("cf.auto", enc(String(i)));
+    await nc.flush();
+    const got = (await sub.collect(500)).map((m) => dec(m.data));
+    check("messages before auto-unsubscribe", got, ["0", "1", "2", "3", "4"]);
+    check("subscription closed", sub.sub.isClosed(), true);
+  },
+
+  async drain() {
+    const nc = await conn();
+    const pc = await conn();
+    const got = [];
+    const gotOther = [];
+    nc.subscribe("cf.drain", { callback: (_, m) => got.push(dec(m.data)) });
+    const other = nc.subscribe("cf.drain.sub", { callback: (_, m) => gotOther.push(dec(m.data)) });
+    await nc.flush();
+    for (let i = 0; i < 200; i++) {
+      pc.publish("cf.drain", enc(String(i)));
+      pc.publish("cf.drain.sub", enc(String(i)));
+    }
+    await pc.flush();
+    await within("subscription drain", other.drain());
+    check("messages on the drained subscription", gotOther.length, 200);
+    await within("connection drain", nc.drain(), 15000);
+    check("messages delivered by drain", got, Array.from({ length: 200 }, (_, i) => String(i)));
+    check("closed after drain", nc.isClosed(), true);
+    try {
+      nc.publish("cf.after", enc("x"));
+      throw new Fail("publish after drain should fail, it succeeded");
+    } catch (e) {
+      if (e instanceof Fail) throw e;
+      check("publish after drain: error", e.code, ErrorCode.ConnectionClosed);
+    }
+  },
+
+  async flush_ping() {
+    const nc = await conn();
+    const sub = new Sub(nc, "cf.flush");
+    await nc.flush();
+    for (let i = 0; i < 1000; i++) nc.publish("cf.flush", enc(String(i)));
+    const start = Date.now();
+    await within("flush", nc.flush());
+    ensure(Date.now() - start < 2000, `flush took ${Date.now() - start} ms`);
+    for (let i = 0; i < 1000; i++) {
+      check("payload", dec((await sub.next(`message ${i} after flush`)).data), String(i));
+    }
+    for (let i = 0; i < 10; i++) await within("flush", nc.flush());
+    const rtt = await within("rtt", nc.rtt());
+    ensure(rtt >= 0 && rtt < 2000, `rtt: saw ${rtt} ms, expected between 0 and 2000`);
+  },
+
+  async max_payload() {
+    const nc = await conn();
+    check("INFO max_payload", nc.info.max_payload, 1048576);
+    const sub = new Sub(nc, "cf.max");
+    await nc.flush();
+    try {
+      nc.publish("cf.max", new Uint8Array(1048576 + 1));
+      throw new Fail("a payload of max_payload + 1 was accepted by the client");
+    } catch (e) {
+      if (e instanceof Fail) throw e;
+      check("error", e.code, ErrorCode.MaxPayloadExceeded);
+    }
+    nc.publish("cf.max", new Uint8Array(1048576).fill(121));
+    await nc.flush();
+    check("payload length", (await sub.next("max_payload message")).data.length, 1048576);
+    nc.publish("cf.max", enc("still open"));
+    check("after", dec((await sub.next("message after")).data), "still open");
+  },
+
+  async reconnect() {
+    const nc = await conn({ reconnect: true, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    const events = [];
+    statusEvents(nc, events);
+    const sub = new Sub(nc, "cf.reconnect");
+    await nc.flush();
+    nc.publish("cf.reconnect", enc("before"));
+    check("before restart", dec((await sub.next("message before restart")).data), "before");
+    serverCtl("CONFORMANCE_SERVER_STOP");
+    await waitFor(() => `expected a disconnect event within 10 s, saw ${events}`, () => events.includes("disconnect"), 10000);
+    // nats.js 2.x keeps no publishes across a reconnect: every dial attempt
+    // resets its outbound buffer (ProtocolHandler.prepare), on any server.
+    // So this client checks reconnection and resubscription only.
+    serverCtl("CONFORMANCE_SERVER_START");
+    await waitFor(() => `expected a reconnect event within 10 s, saw ${events}`, () => events.includes("reconnect"), 10000);
+    nc.publish("cf.reconnect", enc("after"));
+    check("after reconnect", dec((await sub.next("message after reconnect")).data), "after");
+  },
+
+  async slow_consumer() {
+    const nc = await conn();
+    const events = [];
+    statusEvents(nc, events);
+    let closed = false;
+    nc.closed().then(() => (closed = true));
+    nc.subscribe("cf.slow", { callback: () => {} });
+    await nc.flush();
+    // A worker thread floods the subscriber with its own connection while
+    // this thread (the only one reading the subscriber's socket) is blocked.
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(new globalThis.URL(import.meta.url), {
+      workerData: { flag, server: SERVER, subject: "cf.slow" },
+    });
+    let workerError = null;
+    worker.on("message", (m) => (workerError = m));
+    Atomics.wait(flag, 0, 0, 60000);
+    Atomics.wait(flag, 0, 1, 300); // 300 ms more, still blocked
+    ensure(Atomics.load(flag, 0) === 1, "publisher did not finish in 60 s");
+    await sleep(10);
+    ensure(workerError === "ok", `publisher: ${workerError}`);
+    await waitFor(
+      () => `expected a disconnect (server closed the slow consumer) within 10 s, saw ${events}`,
+      () => closed || events.includes("disconnect"),
+      10000,
+    );
+  },
+
+  async auth_user_pass() {
+    const nc = await conn({ user: "alice", pass: "s3cret" });
+    check("INFO auth_required", nc.info.auth_required, true);
+    await nc.flush();
+    // nats.js 2.x does not take credentials from the server URL: not checked.
+    await expectError("alice/wrong", conn({ user: "alice", pass: "wrong" }), ErrorCode.AuthorizationViolation);
+    await expectError("bob/s3cret", conn({ user: "bob", pass: "s3cret" }), ErrorCode.AuthorizationViolation);
+    await expectError("no credentials", conn(), ErrorCode.AuthorizationViolation);
+  },
+
+  async auth_token() {
+    const nc = await conn({ token: "t0ken" });
+    check("INFO auth_required", nc.info.auth_required, true);
+    await nc.flush();
+    await expectError("wrong token", conn({ token: "wrong" }), ErrorCode.AuthorizationViolation);
+    await expectError("no token", conn(), ErrorCode.AuthorizationViolation);
+  },
+
+  async verbose_pedantic() {
+    const nc = await conn({ verbose: true, pedantic: true });
+    const events = [];
+    statusEvents(nc, events);
+    nc.subscribe("cf.vp.svc", { callback: (_, m) => m.respond(enc("re:" + dec(m.data))) });
+    const sub = new Sub(nc, "cf.vp");
+    await nc.flush();
+    for (let i = 0; i < 10; i++) nc.publish("cf.vp", enc(String(i)));
+    await nc.flush();
+    for (let i = 0; i < 10; i++) check("payload", dec((await sub.next(`message ${i}`)).data), String(i));
+    const r = await nc.request("cf.vp.svc", enc("q"), { timeout: WAIT });
+    check("reply", dec(r.data), "re:q");
+    await nc.flush();
+    check("closed", nc.isClosed(), false);
+    check("status events", events.filter((e) => e === "error" || e === "disconnect"), []);
+  },
+
+  async large_payload() {
+    const nc = await conn();
+    const pc = await conn();
+    const sub = new Sub(nc, "cf.large");
+    await nc.flush();
+    const sizes = [512 * 1024, 768 * 1024 + 7, 1024 * 1024];
+    const want = sizes.map((n, s) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + s) & 0xff));
+    for (const w of want) pc.publish("cf.large", w);
+    await pc.flush();
+    for (const w of want) {
+      const m = await sub.next(`payload of ${w.length} bytes`);
+      check("payload length", m.data.length, w.length);
+      const at = w.findIndex((b, i) => m.data[i] !== b);
+      ensure(at < 0, `payload of ${w.length} bytes differs at byte ${at}: saw ${m.data[at]}, expected ${w[at]}`);
+    }
+  },
+
+  async many_subscriptions() {
+    const n = 10000;
+    const nc = await conn();
+    const got = new Array(n);
+    let count = 0;
+    const subs = [];
+    for (let i = 0; i < n; i++) {
+      subs.push(
+        nc.subscribe(`cf.many.${i}`, {
+          callback: (_, m) => {
+            if (got[i] === undefined) count++;
+            got[i] = dec(m.data);
+          },
+        }),
+      );
+    }
+    await within("flush", nc.flush());
+    const pc = await conn();
+    for (let i = 0; i < n; i++) pc.publish(`cf.many.${i}`, enc(String(i)));
+    await within("flush", pc.flush());
+    await waitFor(() => `subscriptions that got their message: saw ${count}, expected ${n}`, () => count === n, 20000);
+    const wrong = got.map((v, i) => (v === String(i) ? -1 : i)).filter((i) => i >= 0);
+    ensure(wrong.length === 0, `wrong payloads on ${wrong.slice(0, 5)}`);
+    for (const s of subs) s.unsubscribe();
+    const watch = new Sub(nc, "cf.many.>");
+    await within("flush", nc.flush());
+    pc.publish("cf.many.7", enc("again"));
+    await pc.flush();
+    check("wildcard after unsubscribing all", dec((await watch.next("cf.many.>")).data), "again");
+    check("old subscription after unsubscribe", got[7], "7");
+  },
+};
+
+// ---- the slow consumer's publisher (worker thread) --------------------------
+
+async function floodWorker() {
+  const { flag, server, subject } = workerData;
+  try {
+    const pc = await connect({ servers: server, timeout: 2000, reconnect: false });
+    const chunk = new Uint8Array(512 * 1024).fill(115);
+    for (let i = 0; i < 200; i++) {
+      pc.publish(subject, chunk);
+      if (i % 8 === 7) await pc.flush();
+    }
+    await pc.flush();
+    await pc.close();
+    parentPort.postMessage("ok");
+  } catch (e) {
+    parentPort.postMessage(String(e));
+  } finally {
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+  }
+}
+
+async function main() {
+  const name = process.argv[2];
+  if (!name) {
+    console.error("usage: node conformance.mjs <scenario>   (server at $NATS_URL)");
+    return 2;
+  }
+  const scenario = scenarios[name];
+  if (!scenario) {
+    console.log(`unknown scenario ${name}`);
+    return 2;
+  }
+  try {
+    await scenario();
+  } catch (e) {
+    if (e instanceof NotApplicable) {
+      console.log(`n/a ${name}: ${e.message}`);
+      return 77;
+    }
+    if (e instanceof Fail) console.log(`FAIL ${name}: ${e.message}`);
+    else console.log(`FAIL ${name}: unexpected ${e?.code ?? ""} ${e?.stack ?? e}`);
+    return 1;
+  }
+  console.log(`ok ${name}`);
+  return 0;
+}
+
+if (isMainThread) {
+  main().then((code) => process.exit(code));
+} else {
+  floodWorker();
+}

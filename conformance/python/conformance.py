@@ -1,0 +1,549 @@
+"""The Python client's side of natrix's conformance suite.
+
+Runs one scenario of conformance/scenarios with the official Python client,
+nats-py, against the server at $NATS_URL:
+
+    python conformance.py <scenario>
+
+It starts no server: conformance/run does, and reads the exit code (0 pass,
+1 fail, 77 not applicable to this client, 2 unknown scenario). On failure it
+prints what the client saw and what it expected.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import nats
+from nats import errors
+
+URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+WAIT = 5.0
+
+
+class Fail(Exception):
+    pass
+
+
+class NotApplicable(Exception):
+    pass
+
+
+def check(what, saw, expected):
+    if saw != expected:
+        raise Fail(f"{what}: saw {saw!r}, expected {expected!r}")
+
+
+def ensure(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+async def within(what, coro, timeout=WAIT):
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except asyncio.TimeoutError:
+        raise Fail(f"{what}: nothing after {timeout} s") from None
+
+
+async def connect(url=URL, **kw):
+    kw.setdefault("connect_timeout", 2)
+    kw.setdefault("allow_reconnect", False)
+    return await within(f"connect to {url}", nats.connect(url, **kw))
+
+
+async def next_msg(what, sub, timeout=WAIT):
+    try:
+        return await sub.next_msg(timeout=timeout)
+    except errors.TimeoutError:
+        raise Fail(f"{what}: nothing after {timeout} s") from None
+
+
+async def collect(sub, quiet=0.3):
+    out = []
+    while True:
+        try:
+            out.append(await sub.next_msg(timeout=quiet))
+        except errors.TimeoutError:
+            return out
+
+
+def server_ctl(var):
+    cmd = os.environ.get(var)
+    if not cmd:
+        raise Fail(f"${var} is not set")
+    r = subprocess.run(cmd, shell=True)
+    ensure(r.returncode == 0, f"{cmd}: exit code {r.returncode}")
+
+
+def with_credentials(url, creds):
+    return url.replace("nats://", f"nats://{creds}@", 1)
+
+
+# ---- scenarios -----------------------------------------------------------
+
+
+async def connect_info():
+    nc = await connect()
+    info = nc._server_info
+    check("INFO version", info.get("version"), "2.9.10")
+    check("INFO max_payload", info.get("max_payload"), 1048576)
+    check("client max_payload", nc.max_payload, 1048576)
+    check("INFO headers", info.get("headers"), True)
+    ensure(info.get("proto", 0) >= 1, f"INFO proto: saw {info.get('proto')!r}, expected >= 1")
+    ensure(info.get("server_id"), "INFO server_id is empty")
+    check("INFO auth_required", info.get("auth_required", False), False)
+    v = nc.connected_server_version
+    check("server version", (v.major, v.minor, v.patch), (2, 9, 10))
+    check("connected", nc.is_connected, True)
+    await nc.flush(timeout=WAIT)
+    await nc.close()
+    check("closed", nc.is_closed, True)
+
+
+async def pub_sub():
+    nc = await connect()
+    pc = await connect()
+    sub = await nc.subscribe("cf.pubsub")
+    await nc.flush()
+    for i in range(100):
+        await pc.publish("cf.pubsub", f"msg-{i}".encode())
+    await pc.publish("cf.pubsub", b"")
+    await pc.flush()
+    for i in range(100):
+        m = await next_msg(f"message {i}", sub)
+        check("subject", m.subject, "cf.pubsub")
+        check("payload", m.data, f"msg-{i}".encode())
+        check("reply", m.reply, "")
+    m = await next_msg("empty message", sub)
+    check("empty payload", m.data, b"")
+
+
+async def wildcards():
+    nc = await connect()
+    star_b = await nc.subscribe("cf.wc.*.b")
+    a_star = await nc.subscribe("cf.wc.a.*")
+    full = await nc.subscribe("cf.wc.>")
+    await nc.flush()
+    for s in ["cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c", "cf.other"]:
+        await nc.publish(s, s.encode())
+    await nc.flush()
+    subjects = lambda msgs: [m.subject for m in msgs]  # noqa: E731
+    check("cf.wc.*.b got", subjects(await collect(star_b)), ["cf.wc.a.b", "cf.wc.x.b"])
+    check("cf.wc.a.* got", subjects(await collect(a_star)), ["cf.wc.a.b", "cf.wc.a.c"])
+    check(
+        "cf.wc.> got",
+        subjects(await collect(full)),
+        ["cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c"],
+    )
+
+
+async def queue_groups():
+    nc = await connect()
+    members = [await nc.subscribe("cf.queue", queue="workers") for _ in range(3)]
+    plain = await nc.subscribe("cf.queue")
+    await nc.flush()
+    pc = await connect()
+    for i in range(300):
+        await pc.publish("cf.queue", str(i).encode())
+    await pc.flush()
+    seen, per_member = [], []
+    for m in members:
+        got = await collect(m)
+        per_member.append(len(got))
+        seen += [int(x.data) for x in got]
+    check("messages across the group (each exactly once)", sorted(seen), list(range(300)))
+    ensure(all(n > 0 for n in per_member), f"every member should get some of 300, saw {per_member}")
+    check("plain subscriber count", len(await collect(plain)), 300)
+
+
+async def start_responder(nc, subject):
+    async def echo(msg):
+        await msg.respond(b"re:" + msg.data)
+
+    await nc.subscribe(subject, cb=echo)
+    await nc.flush()
+
+
+async def request_reply():
+    svc = await connect()
+    await start_responder(svc, "cf.svc")
+    nc = await connect()
+    for i in range(10):
+        r = await nc.request("cf.svc", f"new-{i}".encode(), timeout=WAIT)
+        check("new-style reply", r.data, f"re:new-{i}".encode())
+    rs = await within(
+        "20 parallel requests",
+        asyncio.gather(*[nc.request("cf.svc", f"par-{i}".encode(), timeout=WAIT) for i in range(20)]),
+    )
+    for i, r in enumerate(rs):
+        check("parallel reply", r.data, f"re:par-{i}".encode())
+    for i in range(10):
+        r = await nc.request("cf.svc", f"old-{i}".encode(), timeout=WAIT, old_style=True)
+        check("old-style reply", r.data, f"re:old-{i}".encode())
+
+
+async def no_responders():
+    nc = await connect()
+    start = time.monotonic()
+    try:
+        await nc.request("cf.nobody", b"x", timeout=WAIT)
+        raise Fail("request to a subject without subscribers got a reply")
+    except errors.NoRespondersError:
+        pass
+    except errors.TimeoutError:
+        raise Fail("request error: saw a timeout, expected NoRespondersError") from None
+    took = time.monotonic() - start
+    ensure(took < 2, f"no-responders should come at once, took {took:.2f} s")
+    try:
+        await nc.request("cf.nobody", b"x", timeout=WAIT, old_style=True)
+        raise Fail("old-style request to a subject without subscribers got a reply")
+    except errors.NoRespondersError:
+        pass
+
+
+async def headers():
+    nc = await connect()
+    sub = await nc.subscribe("cf.headers")
+    await nc.flush()
+    # nats-py headers are a dict: one value per key, so no multi-valued header.
+    await nc.publish("cf.headers", b"body", headers={"X-Conf": "one", "X-Other": "two"})
+    await nc.publish("cf.headers", b"plain")
+    await nc.publish("cf.headers", b"", headers={"X-Only": "headers"})
+    m = await next_msg("message with headers", sub)
+    check("headers", m.headers, {"X-Conf": "one", "X-Other": "two"})
+    check("payload", m.data, b"body")
+    m = await next_msg("plain message", sub)
+    check("plain message headers", m.headers, None)
+    check("plain payload", m.data, b"plain")
+    m = await next_msg("headers-only message", sub)
+    check("headers-only headers", m.headers, {"X-Only": "headers"})
+    check("headers-only payload", m.data, b"")
+
+
+async def auto_unsubscribe():
+    nc = await connect()
+    sub = await nc.subscribe("cf.auto")
+    await sub.unsubscribe(limit=5)
+    await nc.flush()
+    for i in range(10):
+        await nc.publish("cf.auto", str(i).encode())
+    await nc.flush()
+    got = [m.data.decode() for m in await collect(sub, 0.5)]
+    check("messages before auto-unsubscribe", got, [str(i) for i in range(5)])
+
+
+async def drain():
+    nc = await connect()
+    pc = await connect()
+    got, got_other = [], []
+
+    async def slow(msg):
+        await asyncio.sleep(0.001)
+        got.append(msg.data.decode())
+
+    async def other_cb(msg):
+        got_other.append(msg.data.decode())
+
+    await nc.subscribe("cf.drain", cb=slow)
+    other = await nc.subscribe("cf.drain.sub", cb=other_cb)
+    await nc.flush()
+    for i in range(200):
+        await pc.publish("cf.drain", str(i).encode())
+        await pc.publish("cf.drain.sub", str(i).encode())
+    await pc.flush()
+    await within("subscription drain", other.drain())
+    check("messages on the drained subscription", len(got_other), 200)
+    await within("connection drain", nc.drain(), 15)
+    check("messages delivered by drain", got, [str(i) for i in range(200)])
+    check("closed after drain", nc.is_closed, True)
+    try:
+        await nc.publish("cf.after", b"x")
+        raise Fail("publish after drain should fail, it succeeded")
+    except errors.ConnectionClosedError:
+        pass
+
+
+async def flush_ping():
+    nc = await connect()
+    sub = await nc.subscribe("cf.flush")
+    await nc.flush()
+    for i in range(1000):
+        await nc.publish("cf.flush", str(i).encode())
+    start = time.monotonic()
+    await nc.flush(timeout=WAIT)
+    took = time.monotonic() - start
+    ensure(took < 2, f"flush took {took:.2f} s")
+    for i in range(1000):
+        m = await next_msg(f"message {i} after flush", sub)
+        check("payload", m.data, str(i).encode())
+    for _ in range(10):
+        await nc.flush(timeout=WAIT)
+    rtt = await nc.rtt()
+    ensure(0 < rtt < 2, f"rtt: saw {rtt}, expected between 0 and 2 s")
+
+
+async def max_payload():
+    nc = await connect()
+    check("client max_payload", nc.max_payload, 1048576)
+    sub = await nc.subscribe("cf.max")
+    await nc.flush()
+    try:
+        await nc.publish("cf.max", b"x" * (1048576 + 1))
+        raise Fail("a payload of max_payload + 1 was accepted by the client")
+    except errors.MaxPayloadError:
+        pass
+    await nc.publish("cf.max", b"y" * 1048576)
+    await nc.flush()
+    m = await next_msg("max_payload message", sub)
+    check("payload length", len(m.data), 1048576)
+    await nc.publish("cf.max", b"still open")
+    check("after", (await next_msg("message after", sub)).data, b"still open")
+
+
+async def reconnect():
+    disconnected, reconnected = asyncio.Event(), asyncio.Event()
+
+    async def on_disconnect():
+        disconnected.set()
+
+    async def on_reconnect():
+        reconnected.set()
+
+    nc = await connect(
+        allow_reconnect=True,
+        reconnect_time_wait=0.1,
+        max_reconnect_attempts=-1,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    sub = await nc.subscribe("cf.reconnect")
+    await nc.flush()
+    await nc.publish("cf.reconnect", b"before")
+    check("before restart", (await next_msg("message before restart", sub)).data, b"before")
+    await asyncio.to_thread(server_ctl, "CONFORMANCE_SERVER_STOP")
+    await within("disconnected callback", disconnected.wait(), 10)
+    for i in range(10):
+        await nc.publish("cf.reconnect", f"buffered-{i}".encode())
+    await asyncio.to_thread(server_ctl, "CONFORMANCE_SERVER_START")
+    await within("reconnected callback", reconnected.wait(), 10)
+    for i in range(10):
+        m = await next_msg(f"buffered message {i}", sub)
+        check("buffered message", m.data, f"buffered-{i}".encode())
+    await nc.publish("cf.reconnect", b"after")
+    check("after reconnect", (await next_msg("message after reconnect", sub)).data, b"after")
+
+
+def flood(url, subject, result):
+    """Publishes 100 MiB from its own thread, event loop and connection."""
+
+    async def run():
+        pc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        chunk = b"s" * (512 * 1024)
+        for _ in range(200):
+            await pc.publish(subject, chunk)
+        await pc.flush(timeout=30)
+        await pc.close()
+
+    try:
+        asyncio.run(run())
+        result.append(None)
+    except Exception as e:  # reported by the scenario
+        result.append(e)
+
+
+async def slow_consumer():
+    events = []
+    disconnected = asyncio.Event()
+
+    async def on_disconnect():
+        events.append("disconnected")
+        disconnected.set()
+
+    async def on_error(e):
+        events.append(f"error: {e!r}")
+
+    nc = await connect(disconnected_cb=on_disconnect, error_cb=on_error)
+    await nc.subscribe("cf.slow")
+    await nc.flush()
+    # Block this event loop (the only one reading the subscriber's socket)
+    # while another thread floods the subscriber.
+    result = []
+    t = threading.Thread(target=flood, args=(URL, "cf.slow", result))
+    t.start()
+    t.join(60)
+    time.sleep(0.3)
+    ensure(result and result[0] is None, f"publisher: {result}")
+    try:
+        await asyncio.wait_for(disconnected.wait(), 10)
+    except asyncio.TimeoutError:
+        raise Fail(f"expected a disconnect (server closed the slow consumer) within 10 s, saw {events}") from None
+
+
+async def expect_auth_error(what, url, **kw):
+    try:
+        nc = await connect(url, **kw)
+    except errors.AuthorizationError:
+        return
+    except errors.Error as e:
+        # nats-py reports the server's -ERR during connect as a plain Error.
+        if "authorization violation" in str(e).lower():
+            return
+        raise Fail(f"{what}: saw {e!r}, expected an authorization error") from None
+    await nc.close()
+    raise Fail(f"{what} was let in")
+
+
+async def auth_user_pass():
+    nc = await connect(user="alice", password="s3cret")
+    check("INFO auth_required", nc._server_info.get("auth_required"), True)
+    await nc.flush()
+    nc = await connect(with_credentials(URL, "alice:s3cret"))
+    await nc.flush()
+    await expect_auth_error("alice/wrong", URL, user="alice", password="wrong")
+    await expect_auth_error("bob/s3cret", URL, user="bob", password="s3cret")
+    await expect_auth_error("no credentials", URL)
+    await expect_auth_error("wrong password in the URL", with_credentials(URL, "alice:nope"))
+
+
+async def auth_token():
+    nc = await connect(token="t0ken")
+    check("INFO auth_required", nc._server_info.get("auth_required"), True)
+    await nc.flush()
+    nc = await connect(with_credentials(URL, "t0ken"))
+    await nc.flush()
+    await expect_auth_error("wrong token", URL, token="wrong")
+    await expect_auth_error("no token", URL)
+
+
+async def verbose_pedantic():
+    errs = []
+
+    async def on_error(e):
+        errs.append(e)
+
+    nc = await connect(verbose=True, pedantic=True, error_cb=on_error)
+    await start_responder(nc, "cf.vp.svc")
+    sub = await nc.subscribe("cf.vp")
+    await nc.flush()
+    for i in range(10):
+        await nc.publish("cf.vp", str(i).encode())
+    await nc.flush()
+    for i in range(10):
+        check("payload", (await next_msg(f"message {i}", sub)).data, str(i).encode())
+    r = await nc.request("cf.vp.svc", b"q", timeout=WAIT)
+    check("reply", r.data, b"re:q")
+    await nc.flush()
+    check("connected", nc.is_connected, True)
+    check("async errors", errs, [])
+
+
+def pattern(n, seed):
+    return bytes(((i * 31) + seed) & 0xFF for i in range(n))
+
+
+async def large_payload():
+    nc = await connect()
+    pc = await connect()
+    sub = await nc.subscribe("cf.large")
+    await nc.flush()
+    sizes = [512 * 1024, 768 * 1024 + 7, 1024 * 1024]
+    want = [pattern(n, i) for i, n in enumerate(sizes)]
+    for w in want:
+        await pc.publish("cf.large", w)
+    await pc.flush()
+    for n, w in zip(sizes, want):
+        m = await next_msg(f"payload of {n} bytes", sub)
+        check("payload length", len(m.data), n)
+        if m.data != w:
+            at = next(j for j in range(n) if m.data[j] != w[j])
+            raise Fail(f"payload of {n} bytes differs at byte {at}: saw {m.data[at]}, expected {w[at]}")
+
+
+async def many_subscriptions():
+    n = 10_000
+    nc = await connect()
+    got = {}
+
+    def handler(i):
+        async def cb(msg):
+            got[i] = msg.data
+
+        return cb
+
+    subs = [await nc.subscribe(f"cf.many.{i}", cb=handler(i)) for i in range(n)]
+    await nc.flush(timeout=WAIT)
+    pc = await connect()
+    for i in range(n):
+        await pc.publish(f"cf.many.{i}", str(i).encode())
+    await pc.flush(timeout=WAIT)
+    deadline = time.monotonic() + 20
+    while len(got) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    check("subscriptions that got their message", len(got), n)
+    wrong = [i for i in range(n) if got[i] != str(i).encode()]
+    ensure(not wrong, f"wrong payloads on {wrong[:5]}")
+    for s in subs:
+        await s.unsubscribe()
+    watch = await nc.subscribe("cf.many.>")
+    await nc.flush(timeout=WAIT)
+    await pc.publish("cf.many.7", b"again")
+    await pc.flush()
+    check("wildcard after unsubscribing all", (await next_msg("cf.many.>", watch)).data, b"again")
+    check("old subscription after unsubscribe", got[7], b"7")
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in [
+        connect_info,
+        pub_sub,
+        wildcards,
+        queue_groups,
+        request_reply,
+        no_responders,
+        headers,
+        auto_unsubscribe,
+        drain,
+        flush_ping,
+        max_payload,
+        reconnect,
+        slow_consumer,
+        auth_user_pass,
+        auth_token,
+        verbose_pedantic,
+        large_payload,
+        many_subscriptions,
+    ]
+}
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: conformance.py <scenario>   (server at $NATS_URL)", file=sys.stderr)
+        return 2
+    name = sys.argv[1]
+    scenario = SCENARIOS.get(name)
+    if scenario is None:
+        print(f"unknown scenario {name}")
+        return 2
+    try:
+        asyncio.run(scenario())
+    except NotApplicable as e:
+        print(f"n/a {name}: {e}")
+        return 77
+    except Fail as e:
+        print(f"FAIL {name}: {e}")
+        return 1
+    except Exception as e:
+        print(f"FAIL {name}: unexpected {e!r}")
+        return 1
+    print(f"ok {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
