@@ -1,0 +1,668 @@
+// The Go client's side of natrix's conformance suite.
+//
+// Runs one scenario of conformance/scenarios with the official Go client,
+// nats.go (Debian golang-github-nats-io-go-nats-dev, built in GOPATH mode),
+// against the server at $NATS_URL:
+//
+//	go-conformance <scenario>
+//
+// It starts no server: conformance/run does, and reads the exit code (0 pass,
+// 1 fail, 77 not applicable to this client, 2 unknown scenario). On failure it
+// prints what the client saw and what it expected.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+const wait = 5 * time.Second
+
+var url = "nats://127.0.0.1:4222"
+
+type failure string
+
+func fail(format string, args ...interface{}) { panic(failure(fmt.Sprintf(format, args...))) }
+
+func check(what string, saw, expected interface{}) {
+	if !reflect.DeepEqual(saw, expected) {
+		fail("%s: saw %#v, expected %#v", what, saw, expected)
+	}
+}
+
+func ensure(cond bool, format string, args ...interface{}) {
+	if !cond {
+		fail(format, args...)
+	}
+}
+
+func must(err error, what string) {
+	if err != nil {
+		fail("%s: %v", what, err)
+	}
+}
+
+func connect(opts ...nats.Option) *nats.Conn {
+	opts = append([]nats.Option{nats.Timeout(2 * time.Second), nats.NoReconnect()}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	must(err, "connect to "+url)
+	return nc
+}
+
+func subSync(nc *nats.Conn, subject string) *nats.Subscription {
+	s, err := nc.SubscribeSync(subject)
+	must(err, "subscribe "+subject)
+	return s
+}
+
+func next(s *nats.Subscription, what string) *nats.Msg {
+	m, err := s.NextMsg(wait)
+	if err == nats.ErrTimeout {
+		fail("%s: nothing after %v", what, wait)
+	}
+	must(err, what)
+	return m
+}
+
+func collect(s *nats.Subscription, quiet time.Duration) []*nats.Msg {
+	var out []*nats.Msg
+	for {
+		m, err := s.NextMsg(quiet)
+		if err != nil {
+			return out
+		}
+		out = append(out, m)
+	}
+}
+
+func flush(nc *nats.Conn) { must(nc.FlushTimeout(wait), "flush") }
+
+func pub(nc *nats.Conn, subject, data string) {
+	must(nc.Publish(subject, []byte(data)), "publish "+subject)
+}
+
+func serverCtl(v string) {
+	cmd := os.Getenv(v)
+	ensure(cmd != "", "$%s is not set", v)
+	c := exec.Command("sh", "-c", cmd)
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	must(c.Run(), cmd)
+}
+
+func waitFor(ch <-chan struct{}, d time.Duration, what string) {
+	select {
+	case <-ch:
+	case <-time.After(d):
+		fail("expected %s within %v, it did not happen", what, d)
+	}
+}
+
+// signal returns a channel closed by the first call of the returned func.
+func signal() (chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
+}
+
+// ---- scenarios ---------------------------------------------------------------
+
+func connectInfo() {
+	nc := connect()
+	check("server version", nc.ConnectedServerVersion(), "2.9.10")
+	check("max_payload", nc.MaxPayload(), int64(1048576))
+	check("headers supported", nc.HeadersSupported(), true)
+	ensure(nc.ConnectedServerId() != "", "server id is empty")
+	ensure(nc.AuthRequired() == false, "auth_required: saw true, expected false")
+	ensure(nc.IsConnected(), "not connected")
+	cid, err := nc.GetClientID()
+	must(err, "client id")
+	ensure(cid > 0, "client id: saw %d, expected > 0", cid)
+	flush(nc)
+	nc.Close()
+	check("closed", nc.IsClosed(), true)
+}
+
+func pubSub() {
+	nc, pc := connect(), connect()
+	s := subSync(nc, "cf.pubsub")
+	flush(nc)
+	for i := 0; i < 100; i++ {
+		pub(pc, "cf.pubsub", fmt.Sprintf("msg-%d", i))
+	}
+	pub(pc, "cf.pubsub", "")
+	flush(pc)
+	for i := 0; i < 100; i++ {
+		m := next(s, fmt.Sprintf("message %d", i))
+		check("subject", m.Subject, "cf.pubsub")
+		check("payload", string(m.Data), fmt.Sprintf("msg-%d", i))
+		check("reply", m.Reply, "")
+	}
+	check("empty payload length", len(next(s, "empty message").Data), 0)
+}
+
+func subjects(ms []*nats.Msg) []string {
+	out := []string{}
+	for _, m := range ms {
+		out = append(out, m.Subject)
+	}
+	return out
+}
+
+func wildcards() {
+	nc := connect()
+	starB := subSync(nc, "cf.wc.*.b")
+	aStar := subSync(nc, "cf.wc.a.*")
+	full := subSync(nc, "cf.wc.>")
+	flush(nc)
+	for _, s := range []string{"cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c", "cf.other"} {
+		pub(nc, s, s)
+	}
+	flush(nc)
+	q := 300 * time.Millisecond
+	check("cf.wc.*.b got", subjects(collect(starB, q)), []string{"cf.wc.a.b", "cf.wc.x.b"})
+	check("cf.wc.a.* got", subjects(collect(aStar, q)), []string{"cf.wc.a.b", "cf.wc.a.c"})
+	check("cf.wc.> got", subjects(collect(full, q)), []string{"cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c"})
+}
+
+func queueGroups() {
+	nc := connect()
+	var members []*nats.Subscription
+	for i := 0; i < 3; i++ {
+		s, err := nc.QueueSubscribeSync("cf.queue", "workers")
+		must(err, "queue subscribe")
+		members = append(members, s)
+	}
+	plain := subSync(nc, "cf.queue")
+	flush(nc)
+	pc := connect()
+	for i := 0; i < 300; i++ {
+		pub(pc, "cf.queue", strconv.Itoa(i))
+	}
+	flush(pc)
+	var seen, per []int
+	want := []int{}
+	for i := 0; i < 300; i++ {
+		want = append(want, i)
+	}
+	for _, m := range members {
+		got := collect(m, 300*time.Millisecond)
+		per = append(per, len(got))
+		for _, x := range got {
+			v, _ := strconv.Atoi(string(x.Data))
+			seen = append(seen, v)
+		}
+	}
+	sort.Ints(seen)
+	check("messages across the group (each exactly once)", seen, want)
+	ensure(per[0] > 0 && per[1] > 0 && per[2] > 0, "every member should get some of 300 messages, saw %v", per)
+	check("plain subscriber count", len(collect(plain, 300*time.Millisecond)), 300)
+}
+
+func responder(nc *nats.Conn, subject string) {
+	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		m.Respond(append([]byte("re:"), m.Data...))
+	})
+	must(err, "subscribe responder")
+	flush(nc)
+}
+
+func requestReply() {
+	responder(connect(), "cf.svc")
+	nc := connect()
+	for i := 0; i < 10; i++ {
+		r, err := nc.Request("cf.svc", []byte(fmt.Sprintf("new-%d", i)), wait)
+		must(err, "request")
+		check("new-style reply", string(r.Data), fmt.Sprintf("re:new-%d", i))
+	}
+	var wg sync.WaitGroup
+	replies := make([]string, 20)
+	errs := make([]error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := nc.Request("cf.svc", []byte(fmt.Sprintf("par-%d", i)), wait)
+			errs[i] = err
+			if err == nil {
+				replies[i] = string(r.Data)
+			}
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < 20; i++ {
+		must(errs[i], "parallel request")
+		check("parallel reply", replies[i], fmt.Sprintf("re:par-%d", i))
+	}
+	// Old style: a fresh inbox subscription per request.
+	oc := connect(nats.UseOldRequestStyle())
+	for i := 0; i < 10; i++ {
+		r, err := oc.Request("cf.svc", []byte(fmt.Sprintf("old-%d", i)), wait)
+		must(err, "old-style request")
+		check("old-style reply", string(r.Data), fmt.Sprintf("re:old-%d", i))
+	}
+}
+
+func noResponders() {
+	for _, old := range []bool{false, true} {
+		nc := connect()
+		if old {
+			nc = connect(nats.UseOldRequestStyle())
+		}
+		start := time.Now()
+		_, err := nc.Request("cf.nobody", []byte("x"), wait)
+		ensure(errors.Is(err, nats.ErrNoResponders), "request error (old style %v): saw %v, expected %v", old, err, nats.ErrNoResponders)
+		ensure(time.Since(start) < 2*time.Second, "no-responders should come at once, took %v", time.Since(start))
+	}
+}
+
+func headers() {
+	nc := connect()
+	s := subSync(nc, "cf.headers")
+	flush(nc)
+	m := nats.NewMsg("cf.headers")
+	m.Header.Set("X-Conf", "one")
+	m.Header.Add("X-Multi", "a")
+	m.Header.Add("X-Multi", "b")
+	m.Data = []byte("body")
+	must(nc.PublishMsg(m), "publish with headers")
+	pub(nc, "cf.headers", "plain")
+	only := nats.NewMsg("cf.headers")
+	only.Header.Set("X-Only", "headers")
+	must(nc.PublishMsg(only), "publish headers only")
+
+	got := next(s, "message with headers")
+	check("X-Conf", got.Header.Get("X-Conf"), "one")
+	check("X-Multi", got.Header.Values("X-Multi"), []string{"a", "b"})
+	check("payload", string(got.Data), "body")
+	got = next(s, "plain message")
+	check("plain message headers", len(got.Header), 0)
+	check("plain payload", string(got.Data), "plain")
+	got = next(s, "headers-only message")
+	check("X-Only", got.Header.Get("X-Only"), "headers")
+	check("headers-only payload length", len(got.Data), 0)
+}
+
+func autoUnsubscribe() {
+	nc := connect()
+	s := subSync(nc, "cf.auto")
+	must(s.AutoUnsubscribe(5), "auto-unsubscribe")
+	flush(nc)
+	for i := 0; i < 10; i++ {
+		pub(nc, "cf.auto", strconv.Itoa(i))
+	}
+	flush(nc)
+	var got []string
+	for _, m := range collect(s, 500*time.Millisecond) {
+		got = append(got, string(m.Data))
+	}
+	check("messages before auto-unsubscribe", got, []string{"0", "1", "2", "3", "4"})
+	check("subscription valid", s.IsValid(), false)
+}
+
+func drain() {
+	closed, onClosed := signal()
+	nc := connect(nats.ClosedHandler(func(*nats.Conn) { onClosed() }))
+	pc := connect()
+	var mu sync.Mutex
+	var got, gotOther []string
+	_, err := nc.Subscribe("cf.drain", func(m *nats.Msg) {
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		got = append(got, string(m.Data))
+		mu.Unlock()
+	})
+	must(err, "subscribe")
+	other, err := nc.Subscribe("cf.drain.sub", func(m *nats.Msg) {
+		mu.Lock()
+		gotOther = append(gotOther, string(m.Data))
+		mu.Unlock()
+	})
+	must(err, "subscribe")
+	flush(nc)
+	var want []string
+	for i := 0; i < 200; i++ {
+		pub(pc, "cf.drain", strconv.Itoa(i))
+		pub(pc, "cf.drain.sub", strconv.Itoa(i))
+		want = append(want, strconv.Itoa(i))
+	}
+	flush(pc)
+	must(other.Drain(), "subscription drain")
+	deadline := time.Now().Add(wait)
+	for other.IsValid() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ensure(!other.IsValid(), "drained subscription still valid after %v", wait)
+	mu.Lock()
+	check("messages on the drained subscription", len(gotOther), 200)
+	mu.Unlock()
+	must(nc.Drain(), "connection drain")
+	waitFor(closed, 15*time.Second, "the connection closed after drain")
+	mu.Lock()
+	check("messages delivered by drain", got, want)
+	mu.Unlock()
+	check("publish after drain", nc.Publish("cf.after", []byte("x")), nats.ErrConnectionClosed)
+}
+
+func flushPing() {
+	nc := connect()
+	s := subSync(nc, "cf.flush")
+	flush(nc)
+	for i := 0; i < 1000; i++ {
+		pub(nc, "cf.flush", strconv.Itoa(i))
+	}
+	start := time.Now()
+	flush(nc)
+	ensure(time.Since(start) < 2*time.Second, "flush took %v", time.Since(start))
+	for i := 0; i < 1000; i++ {
+		check("payload", string(next(s, fmt.Sprintf("message %d after flush", i)).Data), strconv.Itoa(i))
+	}
+	for i := 0; i < 10; i++ {
+		flush(nc)
+	}
+	rtt, err := nc.RTT()
+	must(err, "rtt")
+	ensure(rtt > 0 && rtt < 2*time.Second, "rtt: saw %v, expected between 0 and 2 s", rtt)
+}
+
+func maxPayload() {
+	nc := connect()
+	check("max_payload", nc.MaxPayload(), int64(1048576))
+	s := subSync(nc, "cf.max")
+	flush(nc)
+	check("publish of max_payload + 1 bytes", nc.Publish("cf.max", make([]byte, 1048577)), nats.ErrMaxPayload)
+	must(nc.Publish("cf.max", bytes.Repeat([]byte("y"), 1048576)), "publish of max_payload bytes")
+	flush(nc)
+	check("payload length", len(next(s, "max_payload message").Data), 1048576)
+	pub(nc, "cf.max", "still open")
+	check("after", string(next(s, "message after").Data), "still open")
+}
+
+func reconnect() {
+	disconnected, onDisconnect := signal()
+	reconnected, onReconnect := signal()
+	nc, err := nats.Connect(url,
+		nats.Timeout(2*time.Second),
+		nats.ReconnectWait(100*time.Millisecond),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { onDisconnect() }),
+		nats.ReconnectHandler(func(*nats.Conn) { onReconnect() }))
+	must(err, "connect")
+	s := subSync(nc, "cf.reconnect")
+	flush(nc)
+	pub(nc, "cf.reconnect", "before")
+	check("before restart", string(next(s, "message before restart").Data), "before")
+	serverCtl("CONFORMANCE_SERVER_STOP")
+	waitFor(disconnected, 10*time.Second, "a disconnect")
+	for i := 0; i < 10; i++ {
+		pub(nc, "cf.reconnect", fmt.Sprintf("buffered-%d", i))
+	}
+	serverCtl("CONFORMANCE_SERVER_START")
+	waitFor(reconnected, 10*time.Second, "a reconnect")
+	for i := 0; i < 10; i++ {
+		check("buffered message", string(next(s, fmt.Sprintf("buffered message %d", i)).Data), fmt.Sprintf("buffered-%d", i))
+	}
+	pub(nc, "cf.reconnect", "after")
+	check("after reconnect", string(next(s, "message after reconnect").Data), "after")
+}
+
+// gatedDialer hands nats.go a connection whose reads wait while the gate is
+// held, so the test can stop the client from reading its socket.
+type gatedDialer struct{ gate *sync.RWMutex }
+
+type gatedConn struct {
+	net.Conn
+	gate *sync.RWMutex
+}
+
+func (d gatedDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, address, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{c, d.gate}, nil
+}
+
+func (c *gatedConn) Read(b []byte) (int, error) {
+	c.gate.RLock()
+	c.gate.RUnlock()
+	return c.Conn.Read(b)
+}
+
+func slowConsumer() {
+	gate := &sync.RWMutex{}
+	disconnected, onDisconnect := signal()
+	var events []string
+	var mu sync.Mutex
+	nc := connect(
+		nats.SetCustomDialer(gatedDialer{gate}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			mu.Lock()
+			events = append(events, fmt.Sprintf("disconnected: %v", err))
+			mu.Unlock()
+			onDisconnect()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			mu.Lock()
+			events = append(events, fmt.Sprintf("error: %v", err))
+			mu.Unlock()
+		}))
+	_, err := nc.Subscribe("cf.slow", func(*nats.Msg) {})
+	must(err, "subscribe")
+	flush(nc)
+	gate.Lock() // the subscriber stops reading
+	pc := connect()
+	chunk := bytes.Repeat([]byte("s"), 512*1024)
+	for i := 0; i < 200; i++ {
+		must(pc.Publish("cf.slow", chunk), "flood publish")
+	}
+	must(pc.FlushTimeout(30*time.Second), "publisher flush")
+	time.Sleep(300 * time.Millisecond)
+	gate.Unlock()
+	select {
+	case <-disconnected:
+	case <-time.After(10 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		fail("expected a disconnect (server closed the slow consumer) within 10 s, saw %v", events)
+	}
+}
+
+func expectAuthError(what string, u string, opts ...nats.Option) {
+	opts = append([]nats.Option{nats.Timeout(2 * time.Second), nats.NoReconnect()}, opts...)
+	nc, err := nats.Connect(u, opts...)
+	if err == nil {
+		nc.Close()
+		fail("%s was let in", what)
+	}
+	ensure(errors.Is(err, nats.ErrAuthorization), "%s: saw %v, expected %v", what, err, nats.ErrAuthorization)
+}
+
+func withCreds(creds string) string {
+	return strings.Replace(url, "nats://", "nats://"+creds+"@", 1)
+}
+
+func authUserPass() {
+	nc := connect(nats.UserInfo("alice", "s3cret"))
+	check("auth_required", nc.AuthRequired(), true)
+	flush(nc)
+	nc, err := nats.Connect(withCreds("alice:s3cret"), nats.NoReconnect())
+	must(err, "connect with credentials in the URL")
+	flush(nc)
+	expectAuthError("alice/wrong", url, nats.UserInfo("alice", "wrong"))
+	expectAuthError("bob/s3cret", url, nats.UserInfo("bob", "s3cret"))
+	expectAuthError("no credentials", url)
+	expectAuthError("a wrong password in the URL", withCreds("alice:nope"))
+}
+
+func authToken() {
+	nc := connect(nats.Token("t0ken"))
+	check("auth_required", nc.AuthRequired(), true)
+	flush(nc)
+	nc, err := nats.Connect(withCreds("t0ken"), nats.NoReconnect())
+	must(err, "connect with the token in the URL")
+	flush(nc)
+	expectAuthError("wrong token", url, nats.Token("wrong"))
+	expectAuthError("no token", url)
+}
+
+func verbosePedantic() {
+	var asyncErrs int32
+	nc := connect(func(o *nats.Options) error {
+		o.Verbose = true
+		o.Pedantic = true
+		return nil
+	}, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Println("async error:", err)
+		atomic.AddInt32(&asyncErrs, 1)
+	}))
+	responder(nc, "cf.vp.svc")
+	s := subSync(nc, "cf.vp")
+	flush(nc)
+	for i := 0; i < 10; i++ {
+		pub(nc, "cf.vp", strconv.Itoa(i))
+	}
+	flush(nc)
+	for i := 0; i < 10; i++ {
+		check("payload", string(next(s, fmt.Sprintf("message %d", i)).Data), strconv.Itoa(i))
+	}
+	r, err := nc.Request("cf.vp.svc", []byte("q"), wait)
+	must(err, "request")
+	check("reply", string(r.Data), "re:q")
+	flush(nc)
+	check("connected", nc.IsConnected(), true)
+	check("async errors", atomic.LoadInt32(&asyncErrs), int32(0))
+}
+
+func pattern(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31 + seed)
+	}
+	return b
+}
+
+func largePayload() {
+	nc, pc := connect(), connect()
+	s := subSync(nc, "cf.large")
+	flush(nc)
+	sizes := []int{512 * 1024, 768*1024 + 7, 1024 * 1024}
+	for i, n := range sizes {
+		must(pc.Publish("cf.large", pattern(n, i)), "publish large")
+	}
+	flush(pc)
+	for i, n := range sizes {
+		m := next(s, fmt.Sprintf("payload of %d bytes", n))
+		check("payload length", len(m.Data), n)
+		want := pattern(n, i)
+		for j := range want {
+			if m.Data[j] != want[j] {
+				fail("payload of %d bytes differs at byte %d: saw %d, expected %d", n, j, m.Data[j], want[j])
+			}
+		}
+	}
+}
+
+func manySubscriptions() {
+	const n = 10000
+	nc := connect()
+	ch := make(chan *nats.Msg, 2*n)
+	subs := make([]*nats.Subscription, n)
+	for i := 0; i < n; i++ {
+		s, err := nc.ChanSubscribe(fmt.Sprintf("cf.many.%d", i), ch)
+		must(err, "subscribe")
+		subs[i] = s
+	}
+	flush(nc)
+	pc := connect()
+	for i := 0; i < n; i++ {
+		pub(pc, fmt.Sprintf("cf.many.%d", i), strconv.Itoa(i))
+	}
+	flush(pc)
+	got := make(map[string]bool)
+	deadline := time.After(20 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-ch:
+			check("message on "+m.Sub.Subject, "cf.many."+string(m.Data), m.Sub.Subject)
+			got[m.Subject] = true
+		case <-deadline:
+			fail("subscriptions that got their message: saw %d, expected %d", len(got), n)
+		}
+	}
+	for _, s := range subs {
+		must(s.Unsubscribe(), "unsubscribe")
+	}
+	watch := subSync(nc, "cf.many.>")
+	flush(nc)
+	pub(pc, "cf.many.7", "again")
+	flush(pc)
+	check("wildcard after unsubscribing all", string(next(watch, "cf.many.>").Data), "again")
+	select {
+	case m := <-ch:
+		fail("an unsubscribed subscription got %q on %s", m.Data, m.Subject)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+var scenarios = map[string]func(){
+	"connect_info":       connectInfo,
+	"pub_sub":            pubSub,
+	"wildcards":          wildcards,
+	"queue_groups":       queueGroups,
+	"request_reply":      requestReply,
+	"no_responders":      noResponders,
+	"headers":            headers,
+	"auto_unsubscribe":   autoUnsubscribe,
+	"drain":              drain,
+	"flush_ping":         flushPing,
+	"max_payload":        maxPayload,
+	"reconnect":          reconnect,
+	"slow_consumer":      slowConsumer,
+	"auth_user_pass":     authUserPass,
+	"auth_token":         authToken,
+	"verbose_pedantic":   verbosePedantic,
+	"large_payload":      largePayload,
+	"many_subscriptions": manySubscriptions,
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: go-conformance <scenario>   (server at $NATS_URL)")
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if u := os.Getenv("NATS_URL"); u != "" {
+		url = u
+	}
+	run, ok := scenarios[name]
+	if !ok {
+		fmt.Println("unknown scenario", name)
+		os.Exit(2)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(failure); ok {
+				fmt.Printf("FAIL %s: %s\n", name, f)
+			} else {
+				fmt.Printf("FAIL %s: unexpected panic: %v\n", name, r)
+			}
+			os.Exit(1)
+		}
+		fmt.Println("ok", name)
+		os.Exit(0)
+	}()
+	run()
+}
