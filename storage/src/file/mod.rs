@@ -1,0 +1,405 @@
+//! The file store: a stream as an append-only log of block files.
+//!
+//! Messages, deletes (erase records) and truncations are appended to the
+//! last block; a block is synced and sealed (and gets an index file) once it
+//! passes `block_size_bytes`, so only the last block can ever have a torn
+//! tail. Replaying every block's records in order rebuilds the stream's
+//! state; [`StreamIndex`] holds that state in memory, and every read
+//! re-checks the record's checksum.
+
+mod blockindex;
+mod compact;
+mod recover;
+mod scan;
+
+pub use scan::BLOCK_MAGIC;
+
+use crate::disk::{Disk, FileId, join};
+use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
+use crate::record::{self, Record};
+use crate::state::{Next, Removed, StreamIndex};
+use crate::store::{Appended, Store, validate};
+
+/// Where a message's record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub block: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+#[derive(Debug)]
+struct Block {
+    id: u32,
+    file: FileId,
+    len: u64,
+    /// Scanning found bad bytes here: never rewritten, never removed.
+    damaged: bool,
+}
+
+pub struct FileStore<D: Disk> {
+    disk: D,
+    dir: String,
+    config: StreamConfig,
+    index: StreamIndex<Loc>,
+    /// Ascending by id; the last one takes the writes.
+    blocks: Vec<Block>,
+    durable_seq: u64,
+    /// Written since the last sync.
+    dirty: bool,
+    /// A sync failed: what reached the disk is unknown until reopened.
+    failed: bool,
+    scratch: Vec<u8>,
+}
+
+fn block_name(id: u32) -> String {
+    format!("{id:08}.blk")
+}
+
+fn index_name(id: u32) -> String {
+    format!("{id:08}.idx")
+}
+
+impl<D: Disk> FileStore<D> {
+    fn active(&self) -> &Block {
+        // open() always leaves at least one block.
+        &self.blocks[self.blocks.len() - 1]
+    }
+
+    fn block(&self, id: u32) -> Option<&Block> {
+        self.blocks
+            .binary_search_by_key(&id, |b| b.id)
+            .ok()
+            .map(|i| &self.blocks[i])
+    }
+
+    fn check_usable(&self) -> Result<(), StoreError> {
+        if self.failed {
+            Err(StoreError::Failed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes `scratch` at the end of the active block.
+    fn write_scratch(&mut self) -> Result<(), StoreError> {
+        let (file, offset) = (self.active().file, self.active().len);
+        self.disk.write_at(file, offset, &self.scratch)?;
+        let n = self.scratch.len() as u64;
+        if let Some(b) = self.blocks.last_mut() {
+            b.len += n;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Syncs the active block; a failure leaves the store failed, because
+    /// after a failed fsync the kernel may have dropped the dirty pages.
+    fn sync_active(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let file = self.active().file;
+        if let Err(e) = self.disk.sync(file) {
+            self.failed = true;
+            return Err(e.into());
+        }
+        self.dirty = false;
+        self.durable_seq = self.index.last_seq();
+        Ok(())
+    }
+
+    /// Seals the active block and starts the next one.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        self.sync_active()?;
+        let sealed = self.active().id;
+        self.write_index(sealed);
+        let id = sealed + 1;
+        let file = self.disk.open(&join(&self.dir, &block_name(id)), true)?;
+        let started = self
+            .disk
+            .write_at(file, 0, BLOCK_MAGIC)
+            .and_then(|()| self.disk.sync(file))
+            .and_then(|()| self.disk.sync_dir(&self.dir));
+        if let Err(e) = started {
+            self.disk.close(file);
+            return Err(e.into());
+        }
+        self.blocks.push(Block {
+            id,
+            file,
+            len: BLOCK_MAGIC.len() as u64,
+            damaged: false,
+        });
+        Ok(())
+    }
+
+    /// Writes a sealed block's index file. Best effort: without it the
+    /// block is scanned at start-up, so a failure costs time, not data.
+    fn write_index(&mut self, id: u32) {
+        let Some(block) = self.block(id) else { return };
+        let (file, len) = (block.file, block.len);
+        let mut bytes = vec![0; len as usize];
+        if self.disk.read_at(file, 0, &mut bytes).ok() != Some(bytes.len()) {
+            return;
+        }
+        let scanned = scan::scan(&bytes);
+        if !scanned.is_clean() {
+            return;
+        }
+        let index = blockindex::encode(len, &scanned.entries);
+        let (tmp, path) = (
+            join(&self.dir, &format!("{}.tmp", index_name(id))),
+            join(&self.dir, &index_name(id)),
+        );
+        let Ok(f) = self.disk.open(&tmp, true) else {
+            return;
+        };
+        let written = self
+            .disk
+            .truncate(f, 0)
+            .and_then(|()| self.disk.write_at(f, 0, &index))
+            .and_then(|()| self.disk.sync(f));
+        self.disk.close(f);
+        if written.is_ok() {
+            let _ = self.disk.rename(&tmp, &path);
+        }
+    }
+
+    fn corruption_at(&self, seq: u64, loc: Loc) -> StoreError {
+        StoreError::Corrupt(Corruption {
+            first_seq: seq,
+            last_seq: seq,
+            block: loc.block,
+            offset: loc.offset,
+            bytes: u64::from(loc.len),
+        })
+    }
+
+    /// Reads and checks one message's record, re-reading once in case the
+    /// bad bytes came from the read and not from the disk.
+    fn read(&mut self, seq: u64) -> Result<Option<Msg>, StoreError> {
+        if let Some((first_seq, last_seq)) = self.index.corrupt_range(seq) {
+            return Err(StoreError::Corrupt(Corruption {
+                first_seq,
+                last_seq,
+                block: 0,
+                offset: 0,
+                bytes: 0,
+            }));
+        }
+        let Some(slot) = self.index.get(seq) else {
+            return Ok(None);
+        };
+        let loc = slot.loc;
+        let Some(file) = self.block(loc.block).map(|b| b.file) else {
+            return Err(self.corruption_at(seq, loc));
+        };
+        let mut buf = vec![0; loc.len as usize];
+        for _attempt in 0..2 {
+            let n = self.disk.read_at(file, loc.offset, &mut buf)?;
+            if let Ok((
+                Record::Msg {
+                    seq: found,
+                    ts_unix_nanos,
+                    subject,
+                    headers,
+                    payload,
+                },
+                _,
+            )) = record::decode(&buf[..n])
+                && found == seq
+            {
+                return Ok(Some(Msg {
+                    seq,
+                    ts_unix_nanos,
+                    subject: subject.to_string(),
+                    headers: headers.to_vec(),
+                    payload: payload.to_vec(),
+                }));
+            }
+        }
+        Err(self.corruption_at(seq, loc))
+    }
+
+    /// Appends an erase record for `ranges` and applies it.
+    fn erase(&mut self, ranges: &[(u64, u64)]) -> Result<u64, StoreError> {
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        self.scratch.clear();
+        record::encode_erase(&mut self.scratch, ranges);
+        self.write_scratch()?;
+        let mut removed = 0;
+        for &(a, b) in ranges {
+            removed += self.index.erase(a, b).len() as u64;
+        }
+        Ok(removed)
+    }
+
+    /// Puts back what a failed append took out of the index.
+    fn undo_append(&mut self, msgs: &[Msg], removed: Removed<Loc>, last_seq: u64) {
+        for m in msgs {
+            self.index.remove(m.seq);
+        }
+        for (seq, slot) in removed.into_iter().filter(|(s, _)| *s <= last_seq) {
+            self.index.insert(
+                seq,
+                &slot.subject,
+                slot.size_bytes,
+                slot.ts_unix_nanos,
+                slot.loc,
+            );
+        }
+        self.index.set_last_seq(last_seq);
+    }
+}
+
+impl<D: Disk> Store for FileStore<D> {
+    fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    fn append(&mut self, msgs: &[Msg]) -> Result<Appended, StoreError> {
+        self.check_usable()?;
+        validate(msgs, self.index.last_seq())?;
+        if self.active().len >= self.config.block_size_bytes {
+            self.roll()?;
+        }
+        let last_seq = self.index.last_seq();
+        let (block, base) = (self.active().id, self.active().len);
+        self.scratch.clear();
+        let mut removed = Vec::new();
+        for m in msgs {
+            let offset = base + self.scratch.len() as u64;
+            record::encode_msg(&mut self.scratch, m);
+            let len = (base + self.scratch.len() as u64 - offset) as u32;
+            let loc = Loc { block, offset, len };
+            self.index
+                .insert(m.seq, &m.subject, u64::from(len), m.ts_unix_nanos, loc);
+            removed.extend(self.index.enforce_limits(&self.config, Some(&m.subject)));
+        }
+        if !removed.is_empty() {
+            removed.sort_by_key(|(s, _)| *s);
+            let seqs: Vec<u64> = removed.iter().map(|(s, _)| *s).collect();
+            let ranges = self.index.coalesce(&seqs);
+            record::encode_erase(&mut self.scratch, &ranges);
+        }
+        if let Err(e) = self.write_scratch() {
+            self.undo_append(msgs, removed, last_seq);
+            return Err(e);
+        }
+        Ok(Appended {
+            last_seq: self.index.last_seq(),
+            removed: removed.len() as u64,
+        })
+    }
+
+    fn sync(&mut self) -> Result<u64, StoreError> {
+        self.check_usable()?;
+        self.sync_active()?;
+        Ok(self.durable_seq)
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    fn get(&mut self, seq: u64) -> Result<Option<Msg>, StoreError> {
+        self.read(seq)
+    }
+
+    fn next_matching(
+        &mut self,
+        from_seq: u64,
+        filter: Option<&str>,
+    ) -> Result<Option<Msg>, StoreError> {
+        match self.index.next_matching(from_seq, filter) {
+            Next::Live(seq) => self.read(seq),
+            Next::Corrupt(first_seq, last_seq) => Err(StoreError::Corrupt(Corruption {
+                first_seq,
+                last_seq,
+                block: 0,
+                offset: 0,
+                bytes: 0,
+            })),
+            Next::End => Ok(None),
+        }
+    }
+
+    fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError> {
+        match self.index.last_by_subject(subject) {
+            Some(seq) => self.read(seq),
+            None => Ok(None),
+        }
+    }
+
+    fn delete(&mut self, seq: u64) -> Result<bool, StoreError> {
+        self.check_usable()?;
+        if self.index.get(seq).is_none() {
+            return Ok(false);
+        }
+        Ok(self.erase(&[(seq, seq)])? > 0)
+    }
+
+    fn purge(&mut self, purge: &Purge) -> Result<u64, StoreError> {
+        self.check_usable()?;
+        let ranges = self
+            .index
+            .purge_ranges(purge)
+            .map_err(StoreError::Invalid)?;
+        self.erase(&ranges)
+    }
+
+    fn truncate(&mut self, last_seq: u64) -> Result<u64, StoreError> {
+        self.check_usable()?;
+        if last_seq >= self.index.last_seq() {
+            return Ok(0);
+        }
+        self.scratch.clear();
+        record::encode_truncate(&mut self.scratch, last_seq);
+        self.write_scratch()?;
+        self.durable_seq = self.durable_seq.min(last_seq);
+        Ok(self.index.truncate(last_seq).len() as u64)
+    }
+
+    fn expire(&mut self, now_unix_nanos: u64) -> Result<u64, StoreError> {
+        self.check_usable()?;
+        let victims = self.index.expired(&self.config, now_unix_nanos);
+        let ranges = self.index.coalesce(&victims);
+        self.erase(&ranges)
+    }
+
+    fn compact(&mut self) -> Result<u64, StoreError> {
+        self.check_usable()?;
+        compact::compact(self)
+    }
+
+    fn state(&self) -> StreamState {
+        self.index.state()
+    }
+
+    fn subject_state(&self, subject: &str) -> Option<SubjectState> {
+        self.index.subject_state(subject)
+    }
+}
+
+impl<D: Disk> FileStore<D> {
+    /// The stream's sequences known to be corrupt on disk.
+    pub fn corrupt_ranges(&self) -> &[(u64, u64)] {
+        self.index.corrupt_ranges()
+    }
+
+    /// Number of block files.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Closes the files and hands the disk back.
+    pub fn close(mut self) -> D {
+        for b in &self.blocks {
+            self.disk.close(b.file);
+        }
+        self.disk
+    }
+}

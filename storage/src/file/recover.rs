@@ -1,0 +1,277 @@
+//! Opening a file store: clear leftovers, load or rebuild each sealed
+//! block's index, scan the last block and cut its torn tail, replay every
+//! record in order, and report what was found.
+
+use super::scan::{self, Entry};
+use super::{BLOCK_MAGIC, Block, FileStore, Loc, block_name, blockindex, index_name};
+use crate::disk::{Disk, DiskErrorKind, FileId, join};
+use crate::msg::{Corruption, RecoveryReport, StoreError, StreamConfig, TornTail};
+use crate::record;
+use crate::state::StreamIndex;
+
+/// Replays entries into the index, bounding bad stretches by the message
+/// sequences on either side of them.
+#[derive(Default)]
+struct Replay {
+    prev_msg_seq: u64,
+    /// A bad stretch waiting for the next message to bound it.
+    pending: Option<Corruption>,
+    found: Vec<Corruption>,
+}
+
+impl Replay {
+    fn apply(&mut self, index: &mut StreamIndex<Loc>, block: u32, entry: Entry) {
+        match entry {
+            Entry::Msg {
+                seq,
+                ts_unix_nanos,
+                subject,
+                offset,
+                len,
+            } => {
+                if let Some(mut bad) = self.pending.take() {
+                    bad.last_seq = seq.saturating_sub(1).max(bad.first_seq);
+                    self.found.push(bad);
+                }
+                self.prev_msg_seq = seq;
+                let loc = Loc { block, offset, len };
+                index.insert(seq, &subject, u64::from(len), ts_unix_nanos, loc);
+            }
+            Entry::Erase(ranges) => {
+                for (a, b) in ranges {
+                    index.erase(a, b);
+                }
+            }
+            Entry::Truncate(last_seq) => {
+                index.truncate(last_seq);
+            }
+            Entry::Bad { offset, bytes } => match &mut self.pending {
+                Some(bad) if bad.block == block => bad.bytes = offset + bytes - bad.offset,
+                Some(_) => {}
+                None => {
+                    self.pending = Some(Corruption {
+                        first_seq: self.prev_msg_seq + 1,
+                        last_seq: self.prev_msg_seq + 1,
+                        block,
+                        offset,
+                        bytes,
+                    })
+                }
+            },
+        }
+    }
+
+    /// Marks the bad stretches corrupt in the index and returns them.
+    fn finish(mut self, index: &mut StreamIndex<Loc>) -> Vec<Corruption> {
+        if let Some(mut bad) = self.pending.take() {
+            bad.last_seq = bad.last_seq.max(index.last_seq());
+            self.found.push(bad);
+        }
+        for bad in &self.found {
+            index.mark_corrupt(bad.first_seq, bad.last_seq);
+        }
+        self.found
+    }
+}
+
+impl<D: Disk> FileStore<D> {
+    /// Opens (creating if needed) the stream stored in `dir`, recovering
+    /// from whatever a crash left.
+    pub fn open(
+        mut disk: D,
+        dir: &str,
+        config: StreamConfig,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
+        disk.create_dir(dir)?;
+        let mut report = RecoveryReport::default();
+        let names = disk.list(dir)?;
+        let mut ids: Vec<u32> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".blk")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        for name in &names {
+            let orphan_index = name
+                .strip_suffix(".idx")
+                .and_then(|id| id.parse::<u32>().ok())
+                .is_some_and(|id| ids.binary_search(&id).is_err());
+            if name.ends_with(".tmp") || orphan_index {
+                disk.remove(&join(dir, name))?;
+                report.leftovers_removed += 1;
+            }
+        }
+        if report.leftovers_removed > 0 {
+            disk.sync_dir(dir)?;
+        }
+        let mut store = FileStore {
+            disk,
+            dir: dir.to_string(),
+            config,
+            index: StreamIndex::default(),
+            blocks: Vec::new(),
+            durable_seq: 0,
+            dirty: false,
+            failed: false,
+            scratch: Vec::new(),
+        };
+        if ids.is_empty() {
+            store.start_first_block()?;
+            report.blocks = 1;
+            return Ok((store, report));
+        }
+        let mut replay = Replay::default();
+        for (i, &id) in ids.iter().enumerate() {
+            let entries = if i + 1 == ids.len() {
+                store.load_last_block(id, &replay, &mut report)?
+            } else {
+                store.load_sealed_block(id, &mut report)?
+            };
+            for entry in entries {
+                replay.apply(&mut store.index, id, entry);
+            }
+        }
+        let found = replay.finish(&mut store.index);
+        let still_bad = store.index.corrupt_ranges().to_vec();
+        report.corruption = found
+            .into_iter()
+            .filter(|c| {
+                still_bad
+                    .iter()
+                    .any(|(a, b)| *a <= c.last_seq && *b >= c.first_seq)
+            })
+            .collect();
+        report.blocks = store.blocks.len() as u32;
+        let config = store.config.clone();
+        let removed = store.index.enforce_limits(&config, None);
+        if !removed.is_empty() {
+            let seqs: Vec<u64> = removed.iter().map(|(s, _)| *s).collect();
+            let ranges = store.index.coalesce(&seqs);
+            store.scratch.clear();
+            record::encode_erase(&mut store.scratch, &ranges);
+            store.write_scratch()?;
+        }
+        // What the last process wrote may still be only in the page cache.
+        store.dirty = true;
+        store.sync_active()?;
+        Ok((store, report))
+    }
+
+    fn start_first_block(&mut self) -> Result<(), StoreError> {
+        let file = self.disk.open(&join(&self.dir, &block_name(1)), true)?;
+        self.disk.write_at(file, 0, BLOCK_MAGIC)?;
+        self.disk.sync(file)?;
+        self.disk.sync_dir(&self.dir)?;
+        self.blocks.push(Block {
+            id: 1,
+            file,
+            len: BLOCK_MAGIC.len() as u64,
+            damaged: false,
+        });
+        Ok(())
+    }
+
+    fn read_all(&mut self, file: FileId) -> Result<Vec<u8>, StoreError> {
+        let len = self.disk.len(file)?;
+        let mut bytes = vec![0; len as usize];
+        let n = self.disk.read_at(file, 0, &mut bytes)?;
+        bytes.truncate(n);
+        Ok(bytes)
+    }
+
+    fn load_sealed_block(
+        &mut self,
+        id: u32,
+        report: &mut RecoveryReport,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let file = self.disk.open(&join(&self.dir, &block_name(id)), false)?;
+        let len = self.disk.len(file)?;
+        if let Some(entries) = self.read_index(id, len)? {
+            self.blocks.push(Block {
+                id,
+                file,
+                len,
+                damaged: false,
+            });
+            return Ok(entries);
+        }
+        let bytes = self.read_all(file)?;
+        let mut scanned = scan::scan(&bytes);
+        let clean = scanned.is_clean();
+        if scanned.tail_bytes > 0 {
+            // A sealed block was synced whole: a bad end is damage, not a tear.
+            scanned.entries.push(Entry::Bad {
+                offset: scanned.valid_len,
+                bytes: scanned.tail_bytes,
+            });
+        }
+        self.blocks.push(Block {
+            id,
+            file,
+            len,
+            damaged: !clean,
+        });
+        if clean {
+            self.write_index(id);
+            report.indexes_rebuilt.push(id);
+        }
+        Ok(scanned.entries)
+    }
+
+    fn read_index(&mut self, id: u32, block_len: u64) -> Result<Option<Vec<Entry>>, StoreError> {
+        let file = match self.disk.open(&join(&self.dir, &index_name(id)), false) {
+            Ok(f) => f,
+            Err(e) if e.kind == DiskErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = self.read_all(file);
+        self.disk.close(file);
+        Ok(blockindex::decode(&bytes?, block_len))
+    }
+
+    fn load_last_block(
+        &mut self,
+        id: u32,
+        replay: &Replay,
+        report: &mut RecoveryReport,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let file = self.disk.open(&join(&self.dir, &block_name(id)), false)?;
+        let bytes = self.read_all(file)?;
+        let scanned = scan::scan(&bytes);
+        let damaged = !scanned.is_clean()
+            && scanned
+                .entries
+                .iter()
+                .any(|e| matches!(e, Entry::Bad { .. }));
+        let mut len = bytes.len() as u64;
+        if scanned.tail_bytes > 0 {
+            let after_seq = scanned
+                .entries
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Entry::Msg { seq, .. } => Some(*seq),
+                    _ => None,
+                })
+                .unwrap_or(replay.prev_msg_seq);
+            report.torn_tail = Some(TornTail {
+                block: id,
+                offset: scanned.valid_len,
+                bytes: scanned.tail_bytes,
+                after_seq,
+            });
+            len = scanned.valid_len.max(BLOCK_MAGIC.len() as u64);
+            self.disk.truncate(file, scanned.valid_len)?;
+            if scanned.valid_len < BLOCK_MAGIC.len() as u64 {
+                self.disk.write_at(file, 0, BLOCK_MAGIC)?;
+            }
+            self.disk.sync(file)?;
+        }
+        self.blocks.push(Block {
+            id,
+            file,
+            len,
+            damaged,
+        });
+        Ok(scanned.entries)
+    }
+}

@@ -1,0 +1,145 @@
+//! The storage operations the core emits and the completions it gets back.
+//!
+//! The core never touches a disk: it emits a [`StorageOp`] with an
+//! [`OpId`] it chose, and later receives a [`Completion`] with that id.
+//! Completions may arrive late and out of order (the simulator reorders
+//! them on purpose); every one says which sequence of its stream is
+//! durable, and a publish is acknowledged only once that covers it.
+
+use crate::msg::{Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState};
+use crate::store::Appended;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// Which message a read wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    Seq(u64),
+    /// The first message at or after `from_seq` on a matching subject.
+    Next {
+        from_seq: u64,
+        filter: Option<String>,
+    },
+    /// The newest message on a subject.
+    LastBySubject(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageOp {
+    /// Opens (or creates) a stream, recovering it from disk.
+    Open {
+        id: OpId,
+        stream: String,
+        config: StreamConfig,
+    },
+    /// Appends messages; completes when they reach the page cache.
+    Append {
+        id: OpId,
+        stream: String,
+        msgs: Vec<Msg>,
+    },
+    /// Makes every earlier append of the stream durable.
+    Sync {
+        id: OpId,
+        stream: String,
+    },
+    Read {
+        id: OpId,
+        stream: String,
+        read: Read,
+    },
+    Delete {
+        id: OpId,
+        stream: String,
+        seq: u64,
+    },
+    Purge {
+        id: OpId,
+        stream: String,
+        purge: Purge,
+    },
+    /// Drops every message after `last_seq`.
+    Truncate {
+        id: OpId,
+        stream: String,
+        last_seq: u64,
+    },
+    /// Applies `max_age_ms` at this wall-clock time.
+    Expire {
+        id: OpId,
+        stream: String,
+        now_unix_nanos: u64,
+    },
+    Compact {
+        id: OpId,
+        stream: String,
+    },
+    /// Deletes the stream and its files.
+    Remove {
+        id: OpId,
+        stream: String,
+    },
+}
+
+impl StorageOp {
+    pub fn id(&self) -> OpId {
+        match self {
+            StorageOp::Open { id, .. }
+            | StorageOp::Append { id, .. }
+            | StorageOp::Sync { id, .. }
+            | StorageOp::Read { id, .. }
+            | StorageOp::Delete { id, .. }
+            | StorageOp::Purge { id, .. }
+            | StorageOp::Truncate { id, .. }
+            | StorageOp::Expire { id, .. }
+            | StorageOp::Compact { id, .. }
+            | StorageOp::Remove { id, .. } => *id,
+        }
+    }
+
+    pub fn stream(&self) -> &str {
+        match self {
+            StorageOp::Open { stream, .. }
+            | StorageOp::Append { stream, .. }
+            | StorageOp::Sync { stream, .. }
+            | StorageOp::Read { stream, .. }
+            | StorageOp::Delete { stream, .. }
+            | StorageOp::Purge { stream, .. }
+            | StorageOp::Truncate { stream, .. }
+            | StorageOp::Expire { stream, .. }
+            | StorageOp::Compact { stream, .. }
+            | StorageOp::Remove { stream, .. } => stream,
+        }
+    }
+}
+
+/// What a successful operation produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    Opened {
+        state: StreamState,
+        report: RecoveryReport,
+    },
+    Appended(Appended),
+    Synced,
+    Read(Option<Msg>),
+    Deleted(bool),
+    Purged(u64),
+    Truncated(u64),
+    Expired(u64),
+    /// Bytes reclaimed.
+    Compacted(u64),
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Completion {
+    pub id: OpId,
+    pub stream: String,
+    /// Every message of the stream up to this sequence is durable; acks up
+    /// to here may be released.
+    pub durable_seq: u64,
+    pub result: Result<Done, StoreError>,
+}

@@ -1,0 +1,81 @@
+//! The one interface both stores implement. The file store is tested
+//! against the memory store through it, and the executor drives either.
+
+use crate::msg::{Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub last_seq: u64,
+    /// Messages the limits pushed out to make room.
+    pub removed: u64,
+}
+
+pub trait Store {
+    fn config(&self) -> &StreamConfig;
+
+    /// Stores messages in order; each sequence must exceed the last. When
+    /// this returns they are in the page cache, not yet durable.
+    fn append(&mut self, msgs: &[Msg]) -> Result<Appended, StoreError>;
+
+    /// Makes every earlier append durable (one fsync for all of them) and
+    /// returns the durable sequence.
+    fn sync(&mut self) -> Result<u64, StoreError>;
+
+    /// Every message with a sequence up to this one survives a crash.
+    fn durable_seq(&self) -> u64;
+
+    /// The message at `seq`; `Ok(None)` if there is none (deleted or never
+    /// stored), `Err(Corrupt)` if its bytes are bad.
+    fn get(&mut self, seq: u64) -> Result<Option<Msg>, StoreError>;
+
+    /// The first message at or after `from_seq` whose subject matches.
+    fn next_matching(
+        &mut self,
+        from_seq: u64,
+        filter: Option<&str>,
+    ) -> Result<Option<Msg>, StoreError>;
+
+    /// The newest message on a subject (key-value reads).
+    fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError>;
+
+    /// Deletes one message; false if it was not there.
+    fn delete(&mut self, seq: u64) -> Result<bool, StoreError>;
+
+    /// Returns how many messages the purge removed.
+    fn purge(&mut self, purge: &Purge) -> Result<u64, StoreError>;
+
+    /// Removes every message after `last_seq`, which becomes the last
+    /// sequence (Raft log truncation). Returns how many were removed.
+    fn truncate(&mut self, last_seq: u64) -> Result<u64, StoreError>;
+
+    /// Removes messages older than `max_age_ms` at this wall-clock time.
+    fn expire(&mut self, now_unix_nanos: u64) -> Result<u64, StoreError>;
+
+    /// Reclaims the space of deleted messages; returns bytes reclaimed.
+    fn compact(&mut self) -> Result<u64, StoreError>;
+
+    fn state(&self) -> StreamState;
+
+    fn subject_state(&self, subject: &str) -> Option<SubjectState>;
+}
+
+/// Checks what every store refuses, before anything is written.
+pub(crate) fn validate(msgs: &[Msg], mut last_seq: u64) -> Result<(), StoreError> {
+    for m in msgs {
+        if m.seq <= last_seq {
+            return Err(StoreError::SeqNotAfter {
+                seq: m.seq,
+                last_seq,
+            });
+        }
+        if m.subject.is_empty() || m.subject.len() > u16::MAX as usize {
+            return Err(StoreError::Invalid("subject empty or over 64 KiB".into()));
+        }
+        if m.size_bytes() > crate::record::MAX_BODY_BYTES as u64 {
+            return Err(StoreError::Invalid("message over 128 MiB".into()));
+        }
+        last_seq = m.seq;
+    }
+    Ok(())
+}
