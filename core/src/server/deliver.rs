@@ -159,7 +159,7 @@ impl Server {
         #[cfg(feature = "planted-bugs")]
         {
             let n = self.opts.planted_duplicate_one_in;
-            if n > 0 && (self.stats.counters.out_msgs + 1) % n == 0 {
+            if n > 0 && (self.stats.counters.out_msgs + 1).is_multiple_of(n) {
                 encode::msg(&mut conn.out, &d, conn.headers);
             }
         }

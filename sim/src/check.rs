@@ -1,0 +1,411 @@
+//! Invariant checkers. They read the history (and the plans, for echo) and
+//! name every violation. Safety invariants hold for every run, faults or
+//! not; liveness is checked on the final round, after faults healed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use natrix_core::subject;
+
+use crate::client::{SERVICE, SubPlan};
+use crate::history::{ClientId, Ev, MsgId};
+use crate::world::Outcome;
+
+/// The invariants, by name (see docs/simulation.md).
+pub const INVARIANTS: &[(&str, &str)] = &[
+    (
+        "known-subscription",
+        "every delivery names a subscription its connection made",
+    ),
+    (
+        "matching-subject",
+        "a message reaches only subscriptions whose pattern matches the subject it was published to, under that subject",
+    ),
+    (
+        "whole-messages",
+        "a message the publisher did not finish sending (crash mid-message) is never delivered",
+    ),
+    (
+        "no-duplicates",
+        "a subscription receives a message at most once",
+    ),
+    (
+        "no-echo",
+        "a connection with echo off never receives its own messages",
+    ),
+    (
+        "queue-at-most-once",
+        "each queue group receives a message at most once",
+    ),
+    (
+        "auto-unsubscribe",
+        "a subscription with a max receives at most max messages",
+    ),
+    (
+        "publisher-order",
+        "a subscription receives each publisher's messages on a subject in publish order",
+    ),
+    (
+        "no-silent-gaps",
+        "a plain subscription on a live connection misses none of a publisher's messages between two it received (slow consumers are closed, never fed partial data)",
+    ),
+    (
+        "replies-to-requests",
+        "a reply or no-responders status reaches only the requester's inbox, for a request it made",
+    ),
+    (
+        "converges",
+        "after faults heal, every client reconnects and resubscribes within the bound",
+    ),
+    (
+        "final-delivery",
+        "after healing, each message reaches every matching plain subscription once and each matching queue group once",
+    ),
+    (
+        "final-requests",
+        "after healing, a request is answered when a responder exists and gets a no-responders status when none does",
+    ),
+];
+
+/// One broken invariant, with what shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+struct PubInfo {
+    client: ClientId,
+    epoch: u32,
+    subject: String,
+    seq: u64,
+    reply: Option<String>,
+    complete: bool,
+    final_round: bool,
+}
+
+/// Checks every invariant; an empty result is a pass.
+pub fn check(o: &Outcome) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut bad = |invariant: &'static str, detail: String| {
+        if v.len() < 50 {
+            v.push(Violation { invariant, detail });
+        }
+    };
+    let mut subs: BTreeMap<(ClientId, u32, u32), SubPlan> = BTreeMap::new();
+    let mut pubs: BTreeMap<MsgId, PubInfo> = BTreeMap::new();
+    for e in &o.history.entries {
+        match &e.ev {
+            Ev::Sub {
+                client,
+                epoch,
+                sid,
+                pattern,
+                queue,
+                max,
+            } => {
+                subs.insert(
+                    (*client, *epoch, *sid),
+                    SubPlan {
+                        pattern: pattern.clone(),
+                        queue: queue.clone(),
+                        max: *max,
+                    },
+                );
+            }
+            Ev::Pub {
+                client,
+                epoch,
+                msg,
+                subject,
+                seq,
+                reply,
+                complete,
+                final_round,
+            } => {
+                pubs.insert(
+                    *msg,
+                    PubInfo {
+                        client: *client,
+                        epoch: *epoch,
+                        subject: subject.clone(),
+                        seq: *seq,
+                        reply: reply.clone(),
+                        complete: *complete,
+                        final_round: *final_round,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut seen: BTreeSet<(ClientId, u32, u32, MsgId)> = BTreeSet::new();
+    let mut per_sub: BTreeMap<(ClientId, u32, u32), u64> = BTreeMap::new();
+    let mut queue_got: BTreeMap<(MsgId, String), u32> = BTreeMap::new();
+    // (subscriber, epoch, sid, publisher, epoch, subject) -> last seq
+    let mut last_seq: BTreeMap<(ClientId, u32, u32, ClientId, u32, String), u64> = BTreeMap::new();
+    let mut answered: BTreeMap<MsgId, u32> = BTreeMap::new();
+    let mut statuses: BTreeMap<MsgId, u32> = BTreeMap::new();
+    let by_reply: BTreeMap<&str, MsgId> = pubs
+        .iter()
+        .filter_map(|(m, p)| p.reply.as_deref().map(|r| (r, *m)))
+        .collect();
+
+    for e in &o.history.entries {
+        let Ev::Recv {
+            client,
+            epoch,
+            sid,
+            subject,
+            msg,
+            answers,
+            no_responders,
+            ..
+        } = &e.ev
+        else {
+            continue;
+        };
+        let key = (*client, *epoch, *sid);
+        let Some(sub) = subs.get(&key) else {
+            bad(
+                "known-subscription",
+                format!("client {client} epoch {epoch} got a message on unknown sid {sid}"),
+            );
+            continue;
+        };
+        if !subject::matches(sub.pattern.as_bytes(), subject.as_bytes()) {
+            bad(
+                "matching-subject",
+                format!(
+                    "client {client} sid {sid} ({}) got subject {subject}",
+                    sub.pattern
+                ),
+            );
+        }
+        // The server's own no-responders status is not a delivery: it does
+        // not count toward a subscription's max.
+        if !*no_responders {
+            *per_sub.entry(key).or_default() += 1;
+            if let Some(max) = sub.max
+                && per_sub[&key] > max
+            {
+                bad(
+                    "auto-unsubscribe",
+                    format!(
+                        "client {client} sid {sid} got {} messages, max {max}",
+                        per_sub[&key]
+                    ),
+                );
+            }
+        }
+        let inbox = format!("_INBOX.c{client}.");
+        // A status goes to whichever of the requester's subscriptions
+        // matches its reply subject; answers are counted on its inbox.
+        let on_own_inbox = sub.pattern == format!("{inbox}*");
+        if *no_responders || on_own_inbox {
+            let request = by_reply.get(subject.as_str()).copied();
+            if !subject.starts_with(&inbox) || request.is_none() {
+                bad(
+                    "replies-to-requests",
+                    format!(
+                        "client {client} got a reply/status on {subject}, which is not one of its requests"
+                    ),
+                );
+            }
+            if let Some(r) = request {
+                if *no_responders {
+                    *statuses.entry(r).or_default() += 1;
+                }
+                if let Some(a) = answers {
+                    if *a != r {
+                        bad(
+                            "replies-to-requests",
+                            format!(
+                                "client {client} got an answer to {a} on the inbox of request {r}"
+                            ),
+                        );
+                    }
+                    *answered.entry(r).or_default() += 1;
+                }
+            }
+            continue;
+        }
+        let Some(m) = msg else {
+            continue;
+        };
+        let Some(p) = pubs.get(m) else {
+            bad(
+                "matching-subject",
+                format!("client {client} got message {m}, which nobody published"),
+            );
+            continue;
+        };
+        if !p.complete {
+            bad(
+                "whole-messages",
+                format!(
+                    "client {client} got message {m}, whose publisher crashed while sending it"
+                ),
+            );
+        }
+        if p.subject != *subject {
+            bad(
+                "matching-subject",
+                format!(
+                    "message {m} published to {} arrived as {subject}",
+                    p.subject
+                ),
+            );
+        }
+        if !seen.insert((*client, *epoch, *sid, *m)) {
+            bad(
+                "no-duplicates",
+                format!("client {client} sid {sid} got message {m} twice"),
+            );
+        }
+        if !o.plans[*client].echo && p.client == *client && p.epoch == *epoch {
+            bad(
+                "no-echo",
+                format!("client {client} has echo off and got its own message {m}"),
+            );
+        }
+        if let Some(q) = &sub.queue {
+            let n = queue_got.entry((*m, q.clone())).or_default();
+            *n += 1;
+            if *n > 1 {
+                bad(
+                    "queue-at-most-once",
+                    format!("queue group {q} got message {m} {n} times"),
+                );
+            }
+        }
+        let order_key = (*client, *epoch, *sid, p.client, p.epoch, p.subject.clone());
+        if let Some(&prev) = last_seq.get(&order_key) {
+            if p.seq <= prev {
+                bad(
+                    "publisher-order",
+                    format!(
+                        "client {client} sid {sid}: seq {} after {prev} from client {} on {}",
+                        p.seq, p.client, p.subject
+                    ),
+                );
+            } else if sub.queue.is_none() && p.seq != prev + 1 {
+                bad(
+                    "no-silent-gaps",
+                    format!(
+                        "client {client} sid {sid}: seq {} after {prev} from client {} on {} (gap)",
+                        p.seq, p.client, p.subject
+                    ),
+                );
+            }
+        }
+        last_seq.insert(order_key, p.seq);
+    }
+
+    if !o.converged {
+        bad(
+            "converges",
+            "clients did not all reconnect and resubscribe within the bound after healing"
+                .to_string(),
+        );
+        return v;
+    }
+    check_final(o, &pubs, &seen, &queue_got, &answered, &statuses, &mut bad);
+    v
+}
+
+fn check_final(
+    o: &Outcome,
+    pubs: &BTreeMap<MsgId, PubInfo>,
+    seen: &BTreeSet<(ClientId, u32, u32, MsgId)>,
+    queue_got: &BTreeMap<(MsgId, String), u32>,
+    answered: &BTreeMap<MsgId, u32>,
+    statuses: &BTreeMap<MsgId, u32>,
+    bad: &mut impl FnMut(&'static str, String),
+) {
+    for (m, p) in pubs.iter().filter(|(_, p)| p.final_round) {
+        if p.reply.is_some() {
+            // Who hears the request: live matching subscriptions, except the
+            // requester's own when its echo is off.
+            let hearers = o
+                .final_subs
+                .iter()
+                .filter(|(c, _, _, plan)| {
+                    plan.max.is_none()
+                        && subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
+                        && (*c != p.client || o.plans[p.client].echo)
+                })
+                .count();
+            let responders = o
+                .final_responders
+                .iter()
+                .filter(|r| **r != p.client || o.plans[p.client].echo)
+                .count();
+            let got_statuses = statuses.get(m).copied().unwrap_or(0);
+            if hearers == 0 && got_statuses != 1 {
+                bad(
+                    "final-requests",
+                    format!(
+                        "request {m} to {} reached nobody and got {got_statuses} no-responders statuses, not 1",
+                        p.subject
+                    ),
+                );
+            }
+            if hearers > 0 && got_statuses > 0 {
+                bad(
+                    "final-requests",
+                    format!(
+                        "request {m} to {} got a no-responders status though {hearers} subscriptions heard it",
+                        p.subject
+                    ),
+                );
+            }
+            if p.subject == SERVICE && responders > 0 && answered.get(m).copied().unwrap_or(0) == 0
+            {
+                bad(
+                    "final-requests",
+                    format!("request {m} from client {} was not answered", p.client),
+                );
+            }
+            continue;
+        }
+        let mut groups: BTreeSet<&str> = BTreeSet::new();
+        for (c, epoch, sid, plan) in &o.final_subs {
+            if plan.max.is_some()
+                || !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
+            {
+                continue;
+            }
+            let own = *c == p.client && !o.plans[*c].echo;
+            match &plan.queue {
+                Some(q) if !own => {
+                    groups.insert(q);
+                }
+                Some(_) => {}
+                None if own => {}
+                None => {
+                    if !seen.contains(&(*c, *epoch, *sid, *m)) {
+                        bad(
+                            "final-delivery",
+                            format!(
+                                "client {c} sid {sid} ({}) never got final message {m} on {}",
+                                plan.pattern, p.subject
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for q in groups {
+            let n = queue_got.get(&(*m, q.to_string())).copied().unwrap_or(0);
+            if n != 1 {
+                bad(
+                    "final-delivery",
+                    format!(
+                        "queue group {q} got final message {m} on {} {n} times, not once",
+                        p.subject
+                    ),
+                );
+            }
+        }
+    }
+}

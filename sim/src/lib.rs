@@ -1,0 +1,23 @@
+//! natrix-sim: deterministic simulation of natrix.
+//!
+//! A run is a pure function of one `u64` seed. The seed draws the workload
+//! (simulated clients speaking the real NATS protocol), the fault mix
+//! (partitions, one-way holds, latency spikes, client crashes mid-message,
+//! slow readers, server restarts) and every random choice of the network and
+//! of the core itself. The lock-step harness steps the real `natrix-core`
+//! `Server` and the clients through simulated time with an in-memory
+//! network; checkers read the recorded history and name every broken
+//! invariant. A failing seed replays exactly, with a readable trace.
+//!
+//! What it is not: a load test or a model of TCP's internals. Bytes on a
+//! live connection arrive in order and intact; only faults natrix claims to
+//! survive are injected. Storage faults and multi-server clusters plug into
+//! the same world when those land (see docs/simulation.md).
+
+pub mod check;
+pub mod client;
+pub mod faults;
+pub mod history;
+pub mod run;
+pub mod seed;
+pub mod world;

@@ -1,0 +1,787 @@
+//! The lock-step harness: one `Server` (the real core), simulated clients,
+//! and an in-memory network, stepped through simulated time in one loop.
+//! No tokio, no sockets, no clock: a run is a pure function of its seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use natrix_core::server::{Action, ConnId, Event};
+use natrix_core::time::{Instant, Now};
+use natrix_core::{Options, Server};
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+
+use crate::client::{MsgIds, NO_SERVICE, Plan, Publish, SERVICE, SUBJECTS, SimClient, SubPlan};
+use crate::faults::{Fault, FaultMix};
+use crate::history::{ClientId, Ev, History};
+use crate::seed;
+
+/// Bytes a connection's receive side holds before the server's writes stop
+/// being accepted (a socket buffer).
+const WINDOW_BYTES: usize = 64 * 1024;
+const MS: u64 = 1_000_000;
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    /// Faults are injected during `[0, fault_phase_ns)`.
+    pub fault_phase_ns: u64,
+    /// After faults heal, every client must be back within this.
+    pub settle_bound_ns: u64,
+    /// The final round must be fully delivered within this.
+    pub final_bound_ns: u64,
+    /// Record a readable trace (slower).
+    pub trace: bool,
+    /// Inject faults (off: the same workload on a healthy network).
+    pub faults: bool,
+    /// Test-only: ask the core to duplicate every Nth delivery.
+    pub planted_duplicate_one_in: u64,
+}
+
+impl Config {
+    pub fn new(seed: u64) -> Self {
+        Config {
+            seed,
+            fault_phase_ns: 8_000 * MS,
+            settle_bound_ns: 15_000 * MS,
+            final_bound_ns: 3_000 * MS,
+            trace: false,
+            faults: true,
+            planted_duplicate_one_in: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Item {
+    Bytes(Vec<u8>),
+    Eof,
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    queue: VecDeque<(u64, Item)>,
+    bytes: usize,
+    scheduled: bool,
+    last_ready: u64,
+}
+
+#[derive(Debug)]
+struct Link {
+    client: ClientId,
+    conn: ConnId,
+    server_gen: u32,
+    to_server: Dir,
+    to_client: Dir,
+    /// The client is gone from this link (crashed or saw EOF).
+    client_gone: bool,
+    /// The server closed this connection.
+    server_gone: bool,
+    /// The server has bytes it could not hand over (the window was full).
+    blocked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wake {
+    Deliver {
+        link: usize,
+        to_server: bool,
+    },
+    Client(ClientId),
+    ServerTick,
+    Fault(usize),
+    HoldEnd {
+        client: ClientId,
+        to_server: bool,
+        to_client: bool,
+    },
+    SpikeEnd(ClientId),
+    SlowEnd(ClientId),
+    Heal,
+    Settle,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Faults,
+    Settling,
+    Final,
+    Done,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub history: History,
+    pub plans: Vec<Plan>,
+    /// Live subscriptions when the final round began: (client, epoch, sid, plan).
+    pub final_subs: Vec<(ClientId, u32, u32, SubPlan)>,
+    /// Responders connected and settled when the final round began.
+    pub final_responders: Vec<ClientId>,
+    pub converged: bool,
+    pub trace: Vec<String>,
+    pub trace_hash: u64,
+    pub steps: u64,
+    pub sim_ns: u64,
+    pub mix: FaultMix,
+    /// What happened, counted: server closes by reason, faults by kind.
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+/// One simulated world.
+pub struct World {
+    cfg: Config,
+    now: u64,
+    seq: u64,
+    wakes: BinaryHeap<Reverse<(u64, u64, Wake)>>,
+    server: Server,
+    server_gen: u32,
+    opts: Options,
+    conn_links: BTreeMap<ConnId, usize>,
+    links: Vec<Link>,
+    clients: Vec<SimClient>,
+    net_rng: ChaCha8Rng,
+    faults: Vec<(u64, Fault)>,
+    hold: Vec<(u32, u32)>,
+    slow: Vec<u32>,
+    spike_ns: Vec<u64>,
+    latency_max_ns: u64,
+    ids: MsgIds,
+    history: History,
+    phase: Phase,
+    final_subs: Vec<(ClientId, u32, u32, SubPlan)>,
+    final_responders: Vec<ClientId>,
+    converged: bool,
+    trace: Vec<String>,
+    hash: u64,
+    steps: u64,
+    mix: FaultMix,
+    /// The earliest server tick already scheduled.
+    tick_at: Option<u64>,
+    counts: BTreeMap<&'static str, u64>,
+}
+
+fn now_of(ns: u64) -> Now {
+    Now::new(Instant::from_nanos(ns), 1_700_000_000_000_000_000 + ns)
+}
+
+impl World {
+    pub fn new(cfg: Config) -> Self {
+        let s = cfg.seed;
+        let mut shape = seed::rng(s, "shape", 0);
+        let n_clients = 2 + (shape.next_u32() % 5) as usize;
+        let clients: Vec<SimClient> = (0..n_clients)
+            .map(|i| {
+                let mut rng = seed::rng(s, "plan", i as u64);
+                let plan = Plan::draw(&mut rng);
+                SimClient::new(i, plan, seed::rng(s, "client", i as u64))
+            })
+            .collect();
+        let mix = if cfg.faults {
+            FaultMix::draw(&mut seed::rng(s, "mix", 0))
+        } else {
+            FaultMix::none()
+        };
+        let faults = mix.schedule(
+            &mut seed::rng(s, "faults", 0),
+            n_clients,
+            cfg.fault_phase_ns,
+        );
+        let opts = Options {
+            host: "127.0.0.1".into(),
+            ping_interval: std::time::Duration::from_secs(1),
+            ping_max: 2,
+            max_pending: 256 * 1024,
+            write_deadline: std::time::Duration::from_secs(2),
+            #[cfg(feature = "planted-bugs")]
+            planted_duplicate_one_in: cfg.planted_duplicate_one_in,
+            ..Options::default()
+        };
+        let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
+        let mut w = World {
+            now: 0,
+            seq: 0,
+            wakes: BinaryHeap::new(),
+            server,
+            server_gen: 0,
+            opts,
+            conn_links: BTreeMap::new(),
+            links: Vec::new(),
+            net_rng: seed::rng(s, "net", 0),
+            hold: vec![(0, 0); n_clients],
+            slow: vec![0; n_clients],
+            spike_ns: vec![0; n_clients],
+            latency_max_ns: mix.latency_max_ns,
+            faults,
+            clients,
+            ids: MsgIds::default(),
+            history: History::default(),
+            phase: Phase::Faults,
+            final_subs: Vec::new(),
+            final_responders: Vec::new(),
+            converged: false,
+            trace: Vec::new(),
+            hash: 0xcbf2_9ce4_8422_2325,
+            steps: 0,
+            mix,
+            tick_at: None,
+            counts: BTreeMap::new(),
+            cfg,
+        };
+        for i in 0..w.faults.len() {
+            let at = w.faults[i].0;
+            w.wake(at, Wake::Fault(i));
+        }
+        for c in 0..n_clients {
+            w.wake(0, Wake::Client(c));
+        }
+        w.wake(w.cfg.fault_phase_ns, Wake::Heal);
+        w
+    }
+
+    fn wake(&mut self, at: u64, what: Wake) {
+        self.seq += 1;
+        self.wakes.push(Reverse((at.max(self.now), self.seq, what)));
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            let line = format!("{:>10.3}ms {}", self.now as f64 / 1e6, text());
+            self.trace.push(line);
+        }
+    }
+
+    fn hash_bytes(&mut self, tag: u64, bytes: &[u8]) {
+        let mut h = self.hash ^ seed::mix(tag ^ self.now);
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = seed::mix(h ^ u64::from_le_bytes(w));
+        }
+        self.hash = h;
+    }
+
+    /// Runs to the end and hands back what happened.
+    pub fn run(mut self) -> Outcome {
+        while let Some(Reverse((at, _, what))) = self.wakes.pop() {
+            self.now = at;
+            self.steps += 1;
+            self.step(what);
+            if self.phase == Phase::Done {
+                break;
+            }
+        }
+        Outcome {
+            history: self.history,
+            plans: self.clients.iter().map(|c| c.plan.clone()).collect(),
+            final_subs: self.final_subs,
+            final_responders: self.final_responders,
+            converged: self.converged,
+            trace: self.trace,
+            trace_hash: self.hash,
+            steps: self.steps,
+            sim_ns: self.now,
+            mix: self.mix,
+            counts: self.counts,
+        }
+    }
+
+    fn step(&mut self, what: Wake) {
+        match what {
+            Wake::Deliver { link, to_server } => self.deliver(link, to_server),
+            Wake::Client(c) => self.client_wake(c),
+            Wake::ServerTick => {
+                if self.tick_at.is_some_and(|t| t <= self.now) {
+                    self.tick_at = None;
+                }
+                self.server.handle(now_of(self.now), Event::Tick);
+                self.drain_server();
+            }
+            Wake::Fault(i) => self.fault(i),
+            Wake::HoldEnd {
+                client,
+                to_server,
+                to_client,
+            } => {
+                // Healing already released every hold.
+                let h = &mut self.hold[client];
+                h.0 = h.0.saturating_sub(u32::from(to_server));
+                h.1 = h.1.saturating_sub(u32::from(to_client));
+                self.note(|| format!("partition of client {client} ends"));
+                self.kick_client_links(client);
+            }
+            Wake::SpikeEnd(c) => self.spike_ns[c] = 0,
+            Wake::SlowEnd(c) => {
+                self.slow[c] = self.slow[c].saturating_sub(1);
+                self.note(|| format!("client {c} reads again"));
+                self.kick_client_links(c);
+            }
+            Wake::Heal => self.heal(),
+            Wake::Settle => self.settle(),
+            Wake::End => self.phase = Phase::Done,
+        }
+    }
+
+    // ---- the network -----------------------------------------------------
+
+    fn latency(&mut self, client: ClientId) -> u64 {
+        let base = u64::from(self.net_rng.next_u32()) % self.latency_max_ns.max(1);
+        base + self.spike_ns[client]
+    }
+
+    fn held(&self, client: ClientId, to_server: bool) -> bool {
+        let (s, c) = self.hold[client];
+        if to_server {
+            s > 0
+        } else {
+            c > 0 || self.slow[client] > 0
+        }
+    }
+
+    fn push(&mut self, link: usize, to_server: bool, item: Item) {
+        let client = self.links[link].client;
+        let lat = self.latency(client);
+        let now = self.now;
+        let l = &mut self.links[link];
+        let dir = if to_server {
+            &mut l.to_server
+        } else {
+            &mut l.to_client
+        };
+        let ready = (now + lat).max(dir.last_ready);
+        dir.last_ready = ready;
+        if let Item::Bytes(b) = &item {
+            dir.bytes += b.len();
+        }
+        dir.queue.push_back((ready, item));
+        self.schedule(link, to_server);
+    }
+
+    fn schedule(&mut self, link: usize, to_server: bool) {
+        let client = self.links[link].client;
+        if self.held(client, to_server) {
+            return;
+        }
+        let l = &mut self.links[link];
+        let dir = if to_server {
+            &mut l.to_server
+        } else {
+            &mut l.to_client
+        };
+        if dir.scheduled {
+            return;
+        }
+        if let Some(&(ready, _)) = dir.queue.front() {
+            dir.scheduled = true;
+            self.wake(ready, Wake::Deliver { link, to_server });
+        }
+    }
+
+    fn kick_client_links(&mut self, client: ClientId) {
+        for link in 0..self.links.len() {
+            if self.links[link].client == client {
+                self.schedule(link, true);
+                self.schedule(link, false);
+            }
+        }
+    }
+
+    fn deliver(&mut self, link: usize, to_server: bool) {
+        {
+            let l = &mut self.links[link];
+            let dir = if to_server {
+                &mut l.to_server
+            } else {
+                &mut l.to_client
+            };
+            dir.scheduled = false;
+        }
+        let client = self.links[link].client;
+        if self.held(client, to_server) {
+            return;
+        }
+        loop {
+            let now = self.now;
+            let l = &mut self.links[link];
+            let dir = if to_server {
+                &mut l.to_server
+            } else {
+                &mut l.to_client
+            };
+            match dir.queue.front() {
+                Some(&(ready, _)) if ready <= now => {}
+                _ => break,
+            }
+            let (_, item) = dir.queue.pop_front().expect("front exists");
+            if let Item::Bytes(b) = &item {
+                dir.bytes -= b.len();
+            }
+            if to_server {
+                self.arrive_at_server(link, item);
+            } else {
+                self.arrive_at_client(link, item);
+            }
+        }
+        self.schedule(link, to_server);
+    }
+
+    fn arrive_at_server(&mut self, link: usize, item: Item) {
+        let l = &self.links[link];
+        if l.server_gone || l.server_gen != self.server_gen {
+            return;
+        }
+        let (conn, client) = (l.conn, l.client);
+        match item {
+            Item::Bytes(b) => {
+                self.hash_bytes(1 + link as u64, &b);
+                self.note(|| format!("c{client} -> server: {}", show(&b)));
+                self.server
+                    .handle(now_of(self.now), Event::Received { conn, bytes: &b });
+            }
+            Item::Eof => {
+                self.note(|| format!("c{client} -> server: EOF"));
+                self.links[link].server_gone = true;
+                self.conn_links.remove(&conn);
+                self.server.handle(now_of(self.now), Event::Closed { conn });
+            }
+        }
+        self.drain_server();
+    }
+
+    fn arrive_at_client(&mut self, link: usize, item: Item) {
+        let client = self.links[link].client;
+        if self.links[link].client_gone {
+            return;
+        }
+        match item {
+            Item::Bytes(b) => {
+                self.hash_bytes(1_000_000 + link as u64, &b);
+                self.note(|| format!("server -> c{client}: {}", show(&b)));
+                let out =
+                    self.clients[client].on_bytes(self.now, &b, &mut self.ids, &mut self.history);
+                if !out.send.is_empty() {
+                    self.push(link, true, Item::Bytes(out.send));
+                }
+                let l = &mut self.links[link];
+                if l.blocked && l.to_client.bytes < WINDOW_BYTES && !l.server_gone {
+                    l.blocked = false;
+                    let conn = l.conn;
+                    self.transmit(conn);
+                    self.drain_server();
+                }
+            }
+            Item::Eof => {
+                self.note(|| format!("server -> c{client}: EOF"));
+                self.links[link].client_gone = true;
+                self.clients[client].lost(self.now, false, &mut self.history);
+                self.schedule_client(client);
+            }
+        }
+    }
+
+    // ---- the server's side (the driver) -----------------------------------
+
+    fn transmit(&mut self, conn: ConnId) {
+        let Some(&link) = self.conn_links.get(&conn) else {
+            return;
+        };
+        if self.links[link].to_client.bytes >= WINDOW_BYTES {
+            self.links[link].blocked = true;
+            return;
+        }
+        let mut buf = Vec::new();
+        self.server.take_outbound(conn, &mut buf);
+        if buf.is_empty() {
+            return;
+        }
+        let n = buf.len();
+        self.push(link, false, Item::Bytes(buf));
+        self.server
+            .handle(now_of(self.now), Event::Written { conn, bytes: n });
+    }
+
+    fn drain_server(&mut self) {
+        while let Some(a) = self.server.poll_action() {
+            match a {
+                Action::Transmit { conn } => self.transmit(conn),
+                Action::Close {
+                    conn,
+                    reason,
+                    flush,
+                } => {
+                    let Some(link) = self.conn_links.remove(&conn) else {
+                        continue;
+                    };
+                    if flush {
+                        let mut buf = Vec::new();
+                        self.server.take_outbound(conn, &mut buf);
+                        if !buf.is_empty() {
+                            self.push(link, false, Item::Bytes(buf));
+                        }
+                    }
+                    let client = self.links[link].client;
+                    *self.counts.entry(reason.as_str()).or_default() += 1;
+                    self.note(|| format!("server closes c{client}: {}", reason.as_str()));
+                    self.links[link].server_gone = true;
+                    self.push(link, false, Item::Eof);
+                    self.server.handle(now_of(self.now), Event::Closed { conn });
+                }
+                Action::Log { level, message } => self.note(|| format!("log {level:?}: {message}")),
+            }
+        }
+        if let Some(d) = self.server.next_deadline().map(Instant::as_nanos)
+            && self.tick_at.is_none_or(|t| d < t)
+        {
+            self.tick_at = Some(d);
+            self.wake(d, Wake::ServerTick);
+        }
+    }
+
+    // ---- clients -----------------------------------------------------------
+
+    fn schedule_client(&mut self, c: ClientId) {
+        if let Some(at) = self.clients[c].reconnect_at {
+            self.wake(at, Wake::Client(c));
+        }
+    }
+
+    fn client_wake(&mut self, c: ClientId) {
+        let now = self.now;
+        let cl = &self.clients[c];
+        if cl.link().is_none() {
+            if cl.reconnect_at.is_some_and(|t| t <= now) {
+                self.connect(c);
+            }
+            return;
+        }
+        if self.phase != Phase::Faults {
+            return;
+        }
+        let (send, next) = self.clients[c].work(now, &mut self.ids, &mut self.history);
+        if let Some(link) = self.clients[c].link()
+            && !send.is_empty()
+        {
+            self.push(link, true, Item::Bytes(send));
+        }
+        // Not connected yet (INFO on its way) or nothing planned: look again later.
+        let next = next.unwrap_or(now + 50 * MS);
+        self.wake(next.max(now + MS), Wake::Client(c));
+    }
+
+    fn connect(&mut self, c: ClientId) {
+        let peer =
+            core::net::SocketAddr::from(([10, 0, 0, (c % 250) as u8 + 1], 40_000 + c as u16));
+        let conn = self.server.accept(now_of(self.now), peer);
+        let link = self.links.len();
+        self.links.push(Link {
+            client: c,
+            conn,
+            server_gen: self.server_gen,
+            to_server: Dir::default(),
+            to_client: Dir::default(),
+            client_gone: false,
+            server_gone: false,
+            blocked: false,
+        });
+        self.conn_links.insert(conn, link);
+        self.clients[c].opened(link);
+        self.note(|| format!("c{c} connects (link {link})"));
+        self.drain_server();
+        // Regular work starts once connected; wake soon to check.
+        self.wake(self.now + 10 * MS, Wake::Client(c));
+    }
+
+    // ---- faults and phases -------------------------------------------------
+
+    fn fault(&mut self, i: usize) {
+        if self.phase != Phase::Faults {
+            return;
+        }
+        let f = self.faults[i].1;
+        let kind = match f {
+            Fault::Partition {
+                to_server: true,
+                to_client: true,
+                ..
+            } => "fault: partition",
+            Fault::Partition { .. } => "fault: one-way partition",
+            Fault::LatencySpike { .. } => "fault: latency spike",
+            Fault::Crash { .. } => "fault: client crash mid-message",
+            Fault::SlowReader { .. } => "fault: slow reader",
+            Fault::Restart => "fault: server restart",
+        };
+        *self.counts.entry(kind).or_default() += 1;
+        self.note(|| format!("fault: {f:?}"));
+        match f {
+            Fault::Partition {
+                client,
+                to_server,
+                to_client,
+                for_ns,
+            } => {
+                self.hold[client].0 += u32::from(to_server);
+                self.hold[client].1 += u32::from(to_client);
+                self.wake(
+                    self.now + for_ns,
+                    Wake::HoldEnd {
+                        client,
+                        to_server,
+                        to_client,
+                    },
+                );
+            }
+            Fault::LatencySpike {
+                client,
+                extra_ns,
+                for_ns,
+            } => {
+                self.spike_ns[client] = extra_ns;
+                self.wake(self.now + for_ns, Wake::SpikeEnd(client));
+            }
+            Fault::SlowReader { client, for_ns } => {
+                self.slow[client] += 1;
+                self.wake(self.now + for_ns, Wake::SlowEnd(client));
+            }
+            Fault::Crash { client } => self.crash(client),
+            Fault::Restart => self.restart(),
+        }
+    }
+
+    fn crash(&mut self, c: ClientId) {
+        let Some(link) = self.clients[c].link() else {
+            return;
+        };
+        if self.clients[c].is_connected() {
+            let subject = SUBJECTS[(self.net_rng.next_u32() as usize) % SUBJECTS.len()];
+            let p = Publish {
+                complete: false,
+                ..Publish::to(subject)
+            };
+            let frame = self.clients[c].publish(self.now, p, &mut self.ids, &mut self.history);
+            let cut = 1 + (self.net_rng.next_u32() as usize) % (frame.len() - 1);
+            self.push(link, true, Item::Bytes(frame[..cut].to_vec()));
+        }
+        self.push(link, true, Item::Eof);
+        self.links[link].client_gone = true;
+        self.clients[c].lost(self.now, true, &mut self.history);
+        self.schedule_client(c);
+    }
+
+    fn restart(&mut self) {
+        self.server.shutdown(now_of(self.now));
+        while self.server.poll_action().is_some() {}
+        self.server_gen += 1;
+        self.server = Server::new(
+            self.opts.clone(),
+            seed::sub_seed(self.cfg.seed, "server", u64::from(self.server_gen)),
+            now_of(self.now),
+        );
+        self.conn_links.clear();
+        for link in 0..self.links.len() {
+            if !self.links[link].client_gone {
+                self.links[link].server_gone = true;
+                self.push(link, false, Item::Eof);
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.note(|| "faults heal".to_string());
+        self.phase = Phase::Settling;
+        for c in 0..self.clients.len() {
+            self.hold[c] = (0, 0);
+            self.slow[c] = 0;
+            self.spike_ns[c] = 0;
+            self.kick_client_links(c);
+        }
+        self.wake(self.now, Wake::Settle);
+        self.wake(self.now + self.cfg.settle_bound_ns, Wake::End);
+    }
+
+    fn settle(&mut self) {
+        if self.phase != Phase::Settling {
+            return;
+        }
+        let all = self.clients.iter().all(|c| c.is_connected() && c.settled);
+        if !all {
+            // Check again soon: clients may still be reconnecting.
+            self.wake(self.now + 20 * MS, Wake::Settle);
+            return;
+        }
+        self.converged = true;
+        self.phase = Phase::Final;
+        self.history.push(self.now, Ev::FinalRound);
+        self.note(|| "final round".to_string());
+        for c in 0..self.clients.len() {
+            let epoch = self.clients[c].epoch;
+            for (sid, plan) in self.clients[c].live_subs() {
+                self.final_subs.push((c, epoch, sid, plan));
+            }
+            if self.clients[c].plan.responder.is_some() {
+                self.final_responders.push(c);
+            }
+        }
+        for c in 0..self.clients.len() {
+            let mut send = Vec::new();
+            if self.clients[c].plan.publish_every_ns.is_some() {
+                for s in SUBJECTS {
+                    let p = Publish {
+                        final_round: true,
+                        ..Publish::to(s)
+                    };
+                    send.extend(self.clients[c].publish(
+                        self.now,
+                        p,
+                        &mut self.ids,
+                        &mut self.history,
+                    ));
+                }
+            }
+            if self.clients[c].plan.requests_every_ns.is_some() {
+                for target in [SERVICE, NO_SERVICE] {
+                    let reply = self.clients[c].new_inbox();
+                    let p = Publish {
+                        reply: Some(reply),
+                        final_round: true,
+                        ..Publish::to(target)
+                    };
+                    send.extend(self.clients[c].publish(
+                        self.now,
+                        p,
+                        &mut self.ids,
+                        &mut self.history,
+                    ));
+                }
+            }
+            if !send.is_empty() {
+                send.extend(self.clients[c].flush());
+                let link = self.clients[c]
+                    .link()
+                    .expect("settled clients are connected");
+                self.push(link, true, Item::Bytes(send));
+            }
+        }
+        // The End wake scheduled at heal is superseded by this one.
+        self.wakes.retain(|Reverse((_, _, w))| *w != Wake::End);
+        self.wake(self.now + self.cfg.final_bound_ns, Wake::End);
+    }
+}
+
+/// A readable, bounded rendering of protocol bytes for traces.
+fn show(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b.iter().take(160) {
+        match c {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > 160 {
+        s.push_str(&format!("… ({} bytes)", b.len()));
+    }
+    s
+}
