@@ -10,9 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use natrix_core::server::{Action, ConnId, Event, Server};
 use natrix_core::time::{Instant as CoreInstant, Now};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -25,10 +24,38 @@ const INBOUND_QUEUE: usize = 4096;
 /// Events handled before the core drains actions (one flush per batch).
 const BATCH_MAX: usize = 256;
 
-/// Driver time: the core's monotonic instant counts from here.
+/// Where connections come from: the small network seam that lets the same
+/// driver run over real TCP in production and over simulated TCP (turmoil)
+/// in `natrix-sim`.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    fn accept(
+        &mut self,
+    ) -> impl std::future::Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl Listener for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
+    }
+}
+
+/// Driver time: the core's monotonic instant counts from here. The wall
+/// clock is the system's, or (in simulation) a fixed epoch plus elapsed
+/// simulated time.
 #[derive(Clone, Copy)]
 pub struct Clock {
     origin: tokio::time::Instant,
+    epoch_unix_nanos: Option<u64>,
 }
 
 impl Default for Clock {
@@ -41,15 +68,28 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             origin: tokio::time::Instant::now(),
+            epoch_unix_nanos: None,
+        }
+    }
+
+    /// A clock whose wall time is `epoch_unix_nanos` plus the (tokio, so
+    /// possibly simulated) time elapsed since it was made.
+    pub fn simulated(epoch_unix_nanos: u64) -> Self {
+        Clock {
+            origin: tokio::time::Instant::now(),
+            epoch_unix_nanos: Some(epoch_unix_nanos),
         }
     }
 
     pub fn now(&self) -> Now {
         let mono = self.origin.elapsed().as_nanos() as u64;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
+        let wall = match self.epoch_unix_nanos {
+            Some(epoch) => epoch + mono,
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64,
+        };
         Now::new(CoreInstant::from_nanos(mono), wall)
     }
 
@@ -61,8 +101,8 @@ impl Clock {
 /// What connection tasks tell the core task. Each carries the connection's
 /// generation so that a late event from a finished connection is never
 /// taken for a new one that reuses its id.
-enum Inbound {
-    Accepted(TcpStream, SocketAddr),
+enum Inbound<S> {
+    Accepted(S, SocketAddr),
     Received(ConnId, u64, BytesMut),
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),
@@ -98,15 +138,26 @@ impl Running {
     }
 }
 
-/// Binds the client listener and starts the server tasks.
+/// Binds the client listener on TCP and starts the server tasks.
 pub async fn start(
-    mut server: Server,
+    server: Server,
     host: &str,
     port: u16,
-    mut logger: Logger,
+    logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
     let listener = TcpListener::bind((host, port)).await?;
+    serve(server, listener, host, logger, clock)
+}
+
+/// Starts the server tasks on a listener that is already bound.
+pub fn serve<L: Listener>(
+    mut server: Server,
+    listener: L,
+    host: &str,
+    mut logger: Logger,
+    clock: Clock,
+) -> io::Result<Running> {
     let addr = listener.local_addr()?;
     server.set_client_port(addr.port());
     logger.info(&format!(
@@ -144,13 +195,12 @@ fn display_addr(host: &str, port: u16) -> String {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Inbound>) {
+async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::Stream>>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                let _ = stream.set_nodelay(true);
                 if tx.send(Inbound::Accepted(stream, peer)).await.is_err() {
                     return;
                 }
@@ -164,19 +214,19 @@ async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Inbound>) {
     }
 }
 
-struct CoreLoop {
+struct CoreLoop<S> {
     server: Server,
     clock: Clock,
     logger: Logger,
-    rx: mpsc::Receiver<Inbound>,
-    tx: mpsc::Sender<Inbound>,
+    rx: mpsc::Receiver<Inbound<S>>,
+    tx: mpsc::Sender<Inbound<S>>,
     conns: HashMap<ConnId, ConnHandle>,
     next_generation: u64,
     /// Emptied write buffers, reused for the next `take_outbound`.
     spare: Vec<Vec<u8>>,
 }
 
-impl CoreLoop {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
     async fn run(mut self, stop: Arc<Notify>) {
         loop {
             let deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
@@ -231,14 +281,14 @@ impl CoreLoop {
         }
     }
 
-    fn inbound(&mut self, ev: Inbound) {
+    fn inbound(&mut self, ev: Inbound<S>) {
         let now = self.clock.now();
         match ev {
             Inbound::Accepted(stream, peer) => {
                 let id = self.server.accept(now, peer);
                 self.next_generation += 1;
                 let generation = self.next_generation;
-                let (read, write) = stream.into_split();
+                let (read, write) = tokio::io::split(stream);
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 tokio::spawn(write_loop(write, wrx, id, generation, self.tx.clone()));
                 let reader = tokio::spawn(read_loop(read, id, generation, self.tx.clone()));
@@ -332,11 +382,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn read_loop(
-    mut read: OwnedReadHalf,
+async fn read_loop<S: AsyncRead + AsyncWrite>(
+    mut read: ReadHalf<S>,
     id: ConnId,
     generation: u64,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::Sender<Inbound<S>>,
 ) {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
@@ -360,12 +410,12 @@ async fn read_loop(
     let _ = tx.send(Inbound::Closed(id, generation)).await;
 }
 
-async fn write_loop(
-    mut write: OwnedWriteHalf,
+async fn write_loop<S: AsyncRead + AsyncWrite>(
+    mut write: WriteHalf<S>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     id: ConnId,
     generation: u64,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::Sender<Inbound<S>>,
 ) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut closing = false;
@@ -403,7 +453,10 @@ async fn write_loop(
     let _ = tx.send(Inbound::Closed(id, generation)).await;
 }
 
-async fn write_all_vectored(write: &mut OwnedWriteHalf, bufs: &[Vec<u8>]) -> io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    bufs: &[Vec<u8>],
+) -> io::Result<()> {
     let mut idx = 0;
     let mut off = 0;
     while idx < bufs.len() {

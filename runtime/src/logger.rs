@@ -27,6 +27,14 @@ impl Logger {
         }
     }
 
+    /// A logger that drops everything (simulation, benchmarks).
+    pub fn discard() -> Self {
+        Logger {
+            out: Box::new(io::sink()),
+            ..Logger::stderr(false, false, false)
+        }
+    }
+
     pub fn file(path: &Path, timestamps: bool, debug: bool, trace: bool) -> io::Result<Self> {
         let f: File = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Logger {
