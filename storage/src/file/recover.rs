@@ -170,6 +170,21 @@ impl<D: Disk> FileStore<D> {
         Ok(())
     }
 
+    /// Reads and scans a block. Bad bytes are read again (up to five
+    /// times) before they are believed: a flip on the way from the disk
+    /// must not cut good data off as a torn tail.
+    fn scan_block(&mut self, file: FileId) -> Result<(u64, scan::Scan), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let bytes = self.read_all(file)?;
+            let scanned = scan::scan(&bytes);
+            attempt += 1;
+            if scanned.is_clean() || attempt == 5 {
+                return Ok((bytes.len() as u64, scanned));
+            }
+        }
+    }
+
     fn read_all(&mut self, file: FileId) -> Result<Vec<u8>, StoreError> {
         let len = self.disk.len(file)?;
         let mut bytes = vec![0; len as usize];
@@ -194,8 +209,7 @@ impl<D: Disk> FileStore<D> {
             });
             return Ok(entries);
         }
-        let bytes = self.read_all(file)?;
-        let mut scanned = scan::scan(&bytes);
+        let (_, mut scanned) = self.scan_block(file)?;
         let clean = scanned.is_clean();
         if scanned.tail_bytes > 0 {
             // A sealed block was synced whole: a bad end is damage, not a tear.
@@ -235,14 +249,11 @@ impl<D: Disk> FileStore<D> {
         report: &mut RecoveryReport,
     ) -> Result<Vec<Entry>, StoreError> {
         let file = self.disk.open(&join(&self.dir, &block_name(id)), false)?;
-        let bytes = self.read_all(file)?;
-        let scanned = scan::scan(&bytes);
-        let damaged = !scanned.is_clean()
-            && scanned
-                .entries
-                .iter()
-                .any(|e| matches!(e, Entry::Bad { .. }));
-        let mut len = bytes.len() as u64;
+        let (mut len, scanned) = self.scan_block(file)?;
+        let damaged = scanned
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Bad { .. }));
         if scanned.tail_bytes > 0 {
             let after_seq = scanned
                 .entries
