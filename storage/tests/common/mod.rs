@@ -57,6 +57,18 @@ pub fn dump<S: Store + ?Sized>(store: &mut S) -> Dump {
     }
 }
 
+impl Dump {
+    /// A short form for failure messages.
+    pub fn summary(&self) -> String {
+        let seqs: Vec<String> = self
+            .msgs
+            .iter()
+            .map(|m| format!("{}:{}", m.seq, m.payload.len()))
+            .collect();
+        format!("{:?} [{}]", self.state, seqs.join(" "))
+    }
+}
+
 /// One step of a random workload.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -166,4 +178,57 @@ pub mod strategy {
             3 => Just(Op::Sync),
         ]
     }
+}
+
+/// Applies `op` to the model, returning the state after each record the
+/// file store would write for it (an append batch is one write of several
+/// records, and a crash may keep any prefix of them).
+pub fn model_steps(model: &mut natrix_storage::MemStore, op: &Op) -> Vec<Dump> {
+    match op {
+        Op::Append(batch) => batch
+            .iter()
+            .map(|one| {
+                apply(model, &Op::Append(vec![*one])).expect("model append");
+                dump(model)
+            })
+            .collect(),
+        Op::Sync | Op::Compact => Vec::new(),
+        op => {
+            // The model refuses what the store refuses (a contradictory purge).
+            let _ = apply(model, op);
+            vec![dump(model)]
+        }
+    }
+}
+
+/// A deterministic workload drawn from a seed.
+pub fn workload(seed: u64, len: usize) -> Vec<Op> {
+    let mut rng = natrix_storage::rng::SplitMix64::new(seed);
+    (0..len)
+        .map(|_| match rng.below(16) {
+            0..=6 => Op::Append(
+                (0..1 + rng.below(4))
+                    .map(|_| (rng.below(5) as usize, rng.below(200) as usize))
+                    .collect(),
+            ),
+            7 | 8 => Op::Delete(rng.below(30) as usize),
+            9 => Op::Purge(Purge {
+                filter: (rng.below(2) == 0).then(|| "orders.*".to_string()),
+                keep: Some(rng.below(4)),
+                below_seq: None,
+            }),
+            10 => Op::Truncate(rng.below(3)),
+            11 => Op::Expire(rng.below(40)),
+            12 => Op::Compact,
+            _ => Op::Sync,
+        })
+        .collect()
+}
+
+pub fn open_sim_at(
+    disk: &SimDisk,
+    dir: &str,
+    config: &StreamConfig,
+) -> (FileStore<SimDisk>, natrix_storage::RecoveryReport) {
+    FileStore::open(disk.clone(), dir, config.clone()).expect("open")
 }
