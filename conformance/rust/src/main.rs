@@ -246,7 +246,7 @@ async fn pub_sub(url: &str) -> Verdict {
         publish(&p, "cf.pubsub", format!("msg-{i}")).await?;
     }
     publish(&p, "cf.pubsub", "").await?;
-    flush(&p).await?;
+    round_trip(&p).await?;
     for i in 0..100 {
         let m = next(&format!("message {i}"), &mut sub).await?;
         check("subject", m.subject.as_str(), "cf.pubsub")?;
@@ -315,7 +315,7 @@ async fn queue_groups(url: &str) -> Verdict {
     for i in 0..300 {
         publish(&p, "cf.queue", i.to_string()).await?;
     }
-    flush(&p).await?;
+    round_trip(&p).await?;
     let q = Duration::from_millis(300);
     let mut seen = Vec::new();
     let mut per_member = Vec::new();
@@ -503,7 +503,7 @@ async fn drain(url: &str) -> Verdict {
         publish(&p, "cf.drain", i.to_string()).await?;
         publish(&p, "cf.drain.sub", i.to_string()).await?;
     }
-    flush(&p).await?;
+    round_trip(&p).await?;
     // Drain one subscription, then the whole connection.
     other
         .drain()
@@ -742,7 +742,7 @@ async fn large_payload(url: &str) -> Verdict {
     for (i, &n) in sizes.iter().enumerate() {
         publish(&p, "cf.large", pattern(n, i as u8)).await?;
     }
-    flush(&p).await?;
+    round_trip(&p).await?;
     for (i, &n) in sizes.iter().enumerate() {
         let m = next(&format!("payload of {n} bytes"), &mut sub).await?;
         check("payload length", m.payload.len(), n)?;
@@ -769,7 +769,7 @@ async fn many_subscriptions(url: &str) -> Verdict {
     for i in 0..N {
         publish(&p, &format!("cf.many.{i}"), i.to_string()).await?;
     }
-    flush(&p).await?;
+    round_trip(&p).await?;
     for (i, sub) in subs.iter_mut().enumerate() {
         let m = next(&format!("message on cf.many.{i}"), sub).await?;
         check("payload", text(&m), i.to_string())?;
@@ -784,7 +784,7 @@ async fn many_subscriptions(url: &str) -> Verdict {
     let mut watch = subscribe(&c, "cf.many.>").await?;
     round_trip(&c).await?;
     publish(&p, "cf.many.7", "again").await?;
-    flush(&p).await?;
+    round_trip(&p).await?;
     check(
         "wildcard after unsubscribing all",
         text(&next("cf.many.>", &mut watch).await?),
