@@ -14,47 +14,77 @@ use super::scan::Entry;
 
 const INDEX_MAGIC: &[u8; 8] = b"NXIDX\0\0\x01";
 
-pub fn encode(block_len: u64, entries: &[Entry]) -> Vec<u8> {
-    let mut out = INDEX_MAGIC.to_vec();
-    out.extend_from_slice(&block_len.to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for e in entries {
-        match e {
-            Entry::Msg {
-                seq,
-                ts_unix_nanos,
-                subject,
-                offset,
-                len,
-            } => {
-                out.push(1);
-                out.extend_from_slice(&seq.to_le_bytes());
-                out.extend_from_slice(&ts_unix_nanos.to_le_bytes());
-                out.extend_from_slice(&offset.to_le_bytes());
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
-                out.extend_from_slice(subject.as_bytes());
-            }
-            Entry::Erase(ranges) => {
-                out.push(2);
-                out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
-                for (a, b) in ranges {
-                    out.extend_from_slice(&a.to_le_bytes());
-                    out.extend_from_slice(&b.to_le_bytes());
-                }
-            }
-            Entry::Truncate(last) => {
-                out.push(3);
-                out.extend_from_slice(&last.to_le_bytes());
-            }
-            // Blocks with bad stretches get no index: they are rescanned
-            // (and their damage reported) at every start-up.
-            Entry::Bad { .. } => {}
-        }
+pub fn push_msg(
+    out: &mut Vec<u8>,
+    seq: u64,
+    ts_unix_nanos: u64,
+    offset: u64,
+    len: u32,
+    subject: &str,
+) {
+    out.push(1);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&ts_unix_nanos.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
+    out.extend_from_slice(subject.as_bytes());
+}
+
+pub fn push_erase(out: &mut Vec<u8>, ranges: &[(u64, u64)]) {
+    out.push(2);
+    out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+    for (a, b) in ranges {
+        out.extend_from_slice(&a.to_le_bytes());
+        out.extend_from_slice(&b.to_le_bytes());
     }
+}
+
+pub fn push_truncate(out: &mut Vec<u8>, last_seq: u64) {
+    out.push(3);
+    out.extend_from_slice(&last_seq.to_le_bytes());
+}
+
+/// Appends one entry; false for a bad stretch, which no index can hold
+/// (blocks with one are rescanned, and their damage reported, at every
+/// start-up).
+pub fn push_entry(out: &mut Vec<u8>, entry: &Entry) -> bool {
+    match entry {
+        Entry::Msg {
+            seq,
+            ts_unix_nanos,
+            subject,
+            offset,
+            len,
+        } => push_msg(out, *seq, *ts_unix_nanos, *offset, *len, subject),
+        Entry::Erase(ranges) => push_erase(out, ranges),
+        Entry::Truncate(last) => push_truncate(out, *last),
+        Entry::Bad { .. } => return false,
+    }
+    true
+}
+
+/// The index file for a block of `block_len` bytes from `count` entries
+/// already encoded into `body`.
+pub fn finish(block_len: u64, count: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + body.len());
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&block_len.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(body);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// The index file for a clean block's entries.
+pub fn encode(block_len: u64, entries: &[Entry]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut count = 0;
+    for e in entries {
+        count += u32::from(push_entry(&mut body, e));
+    }
+    finish(block_len, count, &body)
 }
 
 struct Reader<'a>(&'a [u8]);

@@ -7,7 +7,7 @@
 //! can be removed and mostly-dead ones rewritten with their live messages
 //! only — each step atomic (rename), each crash point recoverable.
 
-use super::{BLOCK_MAGIC, FileStore, Loc, block_name, index_name};
+use super::{BLOCK_MAGIC, FileStore, Loc, block_name, blockindex, index_name, scan};
 use crate::disk::{Disk, DiskError, DiskErrorKind, join};
 use crate::msg::StoreError;
 use crate::record::{self, Record};
@@ -35,9 +35,10 @@ pub(super) fn compact<D: Disk>(store: &mut FileStore<D>) -> Result<u64, StoreErr
     if candidates.is_empty() {
         return Ok(0);
     }
-    store.scratch.clear();
-    record::encode_erase(&mut store.scratch, &store.index.dead_ranges());
-    record::encode_truncate(&mut store.scratch, store.index.last_seq());
+    store.stage_start();
+    let dead = store.index.dead_ranges();
+    store.stage_erase(&dead);
+    store.stage_truncate(store.index.last_seq());
     store.write_scratch()?;
     store.dirty = true;
     store.sync_active()?;
@@ -128,6 +129,7 @@ fn rewrite_block<D: Disk>(
             };
         }
     }
-    store.write_index(id);
+    let index = blockindex::encode(out.len() as u64, &scan::scan(&out).entries);
+    store.write_index(id, &index);
     Ok(old_len - out.len() as u64)
 }

@@ -49,7 +49,14 @@ pub struct FileStore<D: Disk> {
     dirty: bool,
     /// A sync failed: what reached the disk is unknown until reopened.
     failed: bool,
+    /// Records staged for the next write, and their index entries.
     scratch: Vec<u8>,
+    staged_index: Vec<u8>,
+    staged_entries: u32,
+    /// The active block's index entries, written out when it is sealed
+    /// (`None` if the block has bad bytes and must be rescanned).
+    active_index: Option<Vec<u8>>,
+    active_entries: u32,
 }
 
 fn block_name(id: u32) -> String {
@@ -81,13 +88,57 @@ impl<D: Disk> FileStore<D> {
         }
     }
 
-    /// Writes `scratch` at the end of the active block.
+    /// Clears the staging buffers for a new write.
+    fn stage_start(&mut self) {
+        self.scratch.clear();
+        self.staged_index.clear();
+        self.staged_entries = 0;
+    }
+
+    /// Stages a message record; returns where it will be.
+    fn stage_msg(&mut self, m: &Msg) -> Loc {
+        let offset = self.active().len + self.scratch.len() as u64;
+        record::encode_msg(&mut self.scratch, m);
+        let len = (self.active().len + self.scratch.len() as u64 - offset) as u32;
+        blockindex::push_msg(
+            &mut self.staged_index,
+            m.seq,
+            m.ts_unix_nanos,
+            offset,
+            len,
+            &m.subject,
+        );
+        self.staged_entries += 1;
+        Loc {
+            block: self.active().id,
+            offset,
+            len,
+        }
+    }
+
+    fn stage_erase(&mut self, ranges: &[(u64, u64)]) {
+        record::encode_erase(&mut self.scratch, ranges);
+        blockindex::push_erase(&mut self.staged_index, ranges);
+        self.staged_entries += 1;
+    }
+
+    fn stage_truncate(&mut self, last_seq: u64) {
+        record::encode_truncate(&mut self.scratch, last_seq);
+        blockindex::push_truncate(&mut self.staged_index, last_seq);
+        self.staged_entries += 1;
+    }
+
+    /// Writes the staged records at the end of the active block.
     fn write_scratch(&mut self) -> Result<(), StoreError> {
         let (file, offset) = (self.active().file, self.active().len);
         self.disk.write_at(file, offset, &self.scratch)?;
         let n = self.scratch.len() as u64;
         if let Some(b) = self.blocks.last_mut() {
             b.len += n;
+        }
+        if let Some(index) = &mut self.active_index {
+            index.extend_from_slice(&self.staged_index);
+            self.active_entries += self.staged_entries;
         }
         self.dirty = true;
         Ok(())
@@ -109,17 +160,23 @@ impl<D: Disk> FileStore<D> {
         Ok(())
     }
 
-    /// Seals the active block and starts the next one.
+    /// Seals the active block (synced whole, so only the last block can
+    /// ever have a torn tail) and starts the next one.
     fn roll(&mut self) -> Result<(), StoreError> {
         self.sync_active()?;
         let sealed = self.active().id;
-        self.write_index(sealed);
+        let sealed_len = self.active().len;
+        if let Some(body) = self.active_index.take() {
+            let index = blockindex::finish(sealed_len, self.active_entries, &body);
+            self.write_index(sealed, &index);
+        }
         let id = sealed + 1;
         let file = self.disk.open(&join(&self.dir, &block_name(id)), true)?;
+        // The magic needs no sync of its own: the next sync covers it, and
+        // a block whose magic was lost is recovered as an empty torn one.
         let started = self
             .disk
             .write_at(file, 0, BLOCK_MAGIC)
-            .and_then(|()| self.disk.sync(file))
             .and_then(|()| self.disk.sync_dir(&self.dir));
         if let Err(e) = started {
             self.disk.close(file);
@@ -131,23 +188,17 @@ impl<D: Disk> FileStore<D> {
             len: BLOCK_MAGIC.len() as u64,
             damaged: false,
         });
+        self.active_index = Some(Vec::new());
+        self.active_entries = 0;
+        self.dirty = true;
         Ok(())
     }
 
-    /// Writes a sealed block's index file. Best effort: without it the
-    /// block is scanned at start-up, so a failure costs time, not data.
-    fn write_index(&mut self, id: u32) {
-        let Some(block) = self.block(id) else { return };
-        let (file, len) = (block.file, block.len);
-        let mut bytes = vec![0; len as usize];
-        if self.disk.read_at(file, 0, &mut bytes).ok() != Some(bytes.len()) {
-            return;
-        }
-        let scanned = scan::scan(&bytes);
-        if !scanned.is_clean() {
-            return;
-        }
-        let index = blockindex::encode(len, &scanned.entries);
+    /// Writes a sealed block's index file. Best effort, and not synced:
+    /// the index is checked against its checksum and the block's length
+    /// before it is believed, and without it the block is scanned at
+    /// start-up, so losing it costs time, not data.
+    fn write_index(&mut self, id: u32, index: &[u8]) {
         let (tmp, path) = (
             join(&self.dir, &format!("{}.tmp", index_name(id))),
             join(&self.dir, &index_name(id)),
@@ -158,8 +209,7 @@ impl<D: Disk> FileStore<D> {
         let written = self
             .disk
             .truncate(f, 0)
-            .and_then(|()| self.disk.write_at(f, 0, &index))
-            .and_then(|()| self.disk.sync(f));
+            .and_then(|()| self.disk.write_at(f, 0, index));
         self.disk.close(f);
         if written.is_ok() {
             let _ = self.disk.rename(&tmp, &path);
@@ -227,8 +277,8 @@ impl<D: Disk> FileStore<D> {
         if ranges.is_empty() {
             return Ok(0);
         }
-        self.scratch.clear();
-        record::encode_erase(&mut self.scratch, ranges);
+        self.stage_start();
+        self.stage_erase(ranges);
         self.write_scratch()?;
         let mut removed = 0;
         for &(a, b) in ranges {
@@ -267,23 +317,19 @@ impl<D: Disk> Store for FileStore<D> {
             self.roll()?;
         }
         let last_seq = self.index.last_seq();
-        let (block, base) = (self.active().id, self.active().len);
-        self.scratch.clear();
+        self.stage_start();
         let mut removed = Vec::new();
         for m in msgs {
-            let offset = base + self.scratch.len() as u64;
-            record::encode_msg(&mut self.scratch, m);
-            let len = (base + self.scratch.len() as u64 - offset) as u32;
-            let loc = Loc { block, offset, len };
+            let loc = self.stage_msg(m);
             self.index
-                .insert(m.seq, &m.subject, u64::from(len), m.ts_unix_nanos, loc);
+                .insert(m.seq, &m.subject, u64::from(loc.len), m.ts_unix_nanos, loc);
             removed.extend(self.index.enforce_limits(&self.config, Some(&m.subject)));
         }
         if !removed.is_empty() {
             removed.sort_by_key(|(s, _)| *s);
             let seqs: Vec<u64> = removed.iter().map(|(s, _)| *s).collect();
             let ranges = self.index.coalesce(&seqs);
-            record::encode_erase(&mut self.scratch, &ranges);
+            self.stage_erase(&ranges);
         }
         if let Err(e) = self.write_scratch() {
             self.undo_append(msgs, removed, last_seq);
@@ -356,8 +402,8 @@ impl<D: Disk> Store for FileStore<D> {
         if last_seq >= self.index.last_seq() {
             return Ok(0);
         }
-        self.scratch.clear();
-        record::encode_truncate(&mut self.scratch, last_seq);
+        self.stage_start();
+        self.stage_truncate(last_seq);
         self.write_scratch()?;
         self.durable_seq = self.durable_seq.min(last_seq);
         Ok(self.index.truncate(last_seq).len() as u64)

@@ -6,7 +6,6 @@ use super::scan::{self, Entry};
 use super::{BLOCK_MAGIC, Block, FileStore, Loc, block_name, blockindex, index_name};
 use crate::disk::{Disk, DiskErrorKind, FileId, join};
 use crate::msg::{Corruption, RecoveryReport, StoreError, StreamConfig, TornTail};
-use crate::record;
 use crate::state::StreamIndex;
 
 /// Replays entries into the index, bounding bad stretches by the message
@@ -113,6 +112,10 @@ impl<D: Disk> FileStore<D> {
             dirty: false,
             failed: false,
             scratch: Vec::new(),
+            staged_index: Vec::new(),
+            staged_entries: 0,
+            active_index: Some(Vec::new()),
+            active_entries: 0,
         };
         if ids.is_empty() {
             store.start_first_block()?;
@@ -146,8 +149,8 @@ impl<D: Disk> FileStore<D> {
         if !removed.is_empty() {
             let seqs: Vec<u64> = removed.iter().map(|(s, _)| *s).collect();
             let ranges = store.index.coalesce(&seqs);
-            store.scratch.clear();
-            record::encode_erase(&mut store.scratch, &ranges);
+            store.stage_start();
+            store.stage_erase(&ranges);
             store.write_scratch()?;
         }
         // What the last process wrote may still be only in the page cache.
@@ -225,7 +228,7 @@ impl<D: Disk> FileStore<D> {
             damaged: !clean,
         });
         if clean {
-            self.write_index(id);
+            self.write_index(id, &blockindex::encode(len, &scanned.entries));
             report.indexes_rebuilt.push(id);
         }
         Ok(scanned.entries)
@@ -270,12 +273,16 @@ impl<D: Disk> FileStore<D> {
                 bytes: scanned.tail_bytes,
                 after_seq,
             });
-            len = scanned.valid_len.max(BLOCK_MAGIC.len() as u64);
+        }
+        if scanned.tail_bytes > 0 || len < BLOCK_MAGIC.len() as u64 {
+            // Cut the torn tail; a block whose magic itself was lost (it is
+            // not synced on its own) starts over.
             self.disk.truncate(file, scanned.valid_len)?;
             if scanned.valid_len < BLOCK_MAGIC.len() as u64 {
                 self.disk.write_at(file, 0, BLOCK_MAGIC)?;
             }
             self.disk.sync(file)?;
+            len = scanned.valid_len.max(BLOCK_MAGIC.len() as u64);
         }
         self.blocks.push(Block {
             id,
@@ -283,6 +290,14 @@ impl<D: Disk> FileStore<D> {
             len,
             damaged,
         });
+        // The active block's index is kept in memory until it is sealed.
+        let mut body = Vec::new();
+        let mut count = 0;
+        for e in &scanned.entries {
+            count += u32::from(blockindex::push_entry(&mut body, e));
+        }
+        self.active_index = (!damaged).then_some(body);
+        self.active_entries = count;
         Ok(scanned.entries)
     }
 }

@@ -77,14 +77,16 @@ pub fn scan(bytes: &[u8]) -> Scan {
         BLOCK_MAGIC.len()
     } else {
         match resync(bytes, 0) {
-            Some(next) if next > 0 => {
+            // Good records without a magic before them are still good.
+            Some(0) => 0,
+            Some(next) => {
                 out.entries.push(Entry::Bad {
                     offset: 0,
                     bytes: next as u64,
                 });
                 next
             }
-            _ => {
+            None => {
                 out.tail_bytes = bytes.len() as u64;
                 return out;
             }
