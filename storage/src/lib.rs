@@ -18,6 +18,7 @@ pub mod commit;
 pub mod disk;
 pub mod exec;
 pub mod file;
+pub mod fuzzing;
 pub mod mem;
 pub mod msg;
 pub mod ops;

@@ -119,9 +119,13 @@ impl<L> StreamIndex<L> {
     }
 
     pub fn truncate(&mut self, last_seq: u64) -> Removed<L> {
-        let seqs: Vec<u64> = self.msgs.range(last_seq + 1..).map(|(s, _)| *s).collect();
+        let seqs: Vec<u64> = self
+            .msgs
+            .range(last_seq.saturating_add(1)..)
+            .map(|(s, _)| *s)
+            .collect();
         self.last_seq = last_seq;
-        self.uncorrupt(last_seq + 1, u64::MAX);
+        self.uncorrupt(last_seq.saturating_add(1), u64::MAX);
         seqs.into_iter()
             .filter_map(|s| self.remove(s).map(|slot| (s, slot)))
             .collect()
@@ -192,7 +196,7 @@ impl<L> StreamIndex<L> {
                 .keys()
                 .next()
                 .copied()
-                .unwrap_or(self.last_seq + 1),
+                .unwrap_or(self.last_seq.saturating_add(1)),
             last_seq: self.last_seq,
             num_subjects: self.subjects.len() as u64,
         }

@@ -170,7 +170,9 @@ impl<D: Disk> FileStore<D> {
             let index = blockindex::finish(sealed_len, self.active_entries, &body);
             self.write_index(sealed, &index);
         }
-        let id = sealed + 1;
+        let id = sealed
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Invalid("no block ids left".into()))?;
         let file = self.disk.open(&join(&self.dir, &block_name(id)), true)?;
         // The magic needs no sync of its own: the next sync covers it, and
         // a block whose magic was lost is recovered as an empty torn one.

@@ -49,8 +49,8 @@ impl Replay {
                 Some(_) => {}
                 None => {
                     self.pending = Some(Corruption {
-                        first_seq: self.prev_msg_seq + 1,
-                        last_seq: self.prev_msg_seq + 1,
+                        first_seq: self.prev_msg_seq.saturating_add(1),
+                        last_seq: self.prev_msg_seq.saturating_add(1),
                         block,
                         offset,
                         bytes,
