@@ -81,7 +81,10 @@ impl<D: Disk, F: FnMut() -> D> Backend for FileBackend<D, F> {
         let dir = join(&self.root_dir, stream);
         let mut disk = (self.make_disk)();
         disk.create_dir(&dir)?;
+        // Both new names must be durable: the stream's and the root's.
         disk.sync_dir(&self.root_dir)?;
+        let parent = self.root_dir.rsplit_once('/').map_or("", |(p, _)| p);
+        disk.sync_dir(parent)?;
         FileStore::open(disk, &dir, config)
     }
     fn remove(&mut self, stream: &str) -> Result<(), StoreError> {

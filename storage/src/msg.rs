@@ -76,7 +76,8 @@ pub struct Purge {
 }
 
 /// A stretch of the log whose bytes failed their checksum: these sequences
-/// are never served, and are reported instead.
+/// are never served, and are reported instead. `block`, `offset` and
+/// `bytes` are 0 when a read reports a range found at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Corruption {
     /// Sequences that may have been stored there (inclusive).

@@ -120,6 +120,7 @@ fn crash_at_every_write_point() {
     for seed in 0..12 {
         points += crash_everywhere(seed, false);
     }
+    eprintln!("{points} crash points exercised");
     assert!(points > 500, "only {points} crash points exercised");
 }
 
