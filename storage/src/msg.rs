@@ -77,7 +77,9 @@ pub struct Purge {
 
 /// A stretch of the log whose bytes failed their checksum: these sequences
 /// are never served, and are reported instead. `block`, `offset` and
-/// `bytes` are 0 when a read reports a range found at start-up.
+/// `bytes` are 0 when a read reports a range found at start-up. An empty
+/// range (`first_seq > last_seq`) means the bad bytes lay between two
+/// consecutive messages: no message was lost, but a delete may have been.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Corruption {
     /// Sequences that may have been stored there (inclusive).

@@ -139,6 +139,7 @@ fn every_bit_flip_in_a_block_is_caught_or_harmless() {
             }
         }
     }
+    eprintln!("{caught} of {flips} flips noticed");
     // Flips in the magic or inside erase records may be harmless; most hit
     // messages and must be noticed.
     assert!(caught * 2 > flips, "only {caught} of {flips} flips noticed");
@@ -243,4 +244,21 @@ fn flips_on_read_are_retried_not_served() {
         }
         assert!(served > before.msgs.len() / 2);
     }
+}
+
+#[test]
+fn a_flipped_magic_costs_no_message() {
+    let (disk, before) = build(5);
+    disk.flip_bit("s/00000002.blk", 3, 0x01);
+    let mut d = disk.clone();
+    natrix_storage::Disk::remove(&mut d, "s/00000002.idx").unwrap();
+    let (mut store, report) = FileStore::open(disk.clone(), "s", config()).unwrap();
+    assert_eq!(report.corruption.len(), 1, "{report:?}");
+    let c = &report.corruption[0];
+    assert!(
+        (c.block, c.offset, c.bytes) == (2, 0, 8) && c.first_seq > c.last_seq,
+        "{c:?}"
+    );
+    assert!(store.corrupt_ranges().is_empty());
+    assert_eq!(dump(&mut store), before);
 }

@@ -126,9 +126,12 @@ fn crash_at_every_write_point() {
 
 #[test]
 fn crash_at_every_write_point_with_limits() {
+    let mut points = 0;
     for seed in 100..108 {
-        crash_everywhere(seed, true);
+        points += crash_everywhere(seed, true);
     }
+    eprintln!("{points} crash points exercised with limits");
+    assert!(points > 300, "only {points} crash points exercised");
 }
 
 #[test]

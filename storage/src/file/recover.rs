@@ -29,7 +29,11 @@ impl Replay {
                 len,
             } => {
                 if let Some(mut bad) = self.pending.take() {
-                    bad.last_seq = seq.saturating_sub(1).max(bad.first_seq);
+                    // The sequences between the good messages on either
+                    // side; none if they are consecutive (the bad bytes held
+                    // no message, perhaps an erase record).
+                    bad.last_seq = seq.saturating_sub(1);
+                    index.mark_corrupt(bad.first_seq, bad.last_seq);
                     self.found.push(bad);
                 }
                 self.prev_msg_seq = seq;
@@ -60,14 +64,12 @@ impl Replay {
         }
     }
 
-    /// Marks the bad stretches corrupt in the index and returns them.
+    /// Bounds a bad stretch that no message follows, and returns them all.
     fn finish(mut self, index: &mut StreamIndex<Loc>) -> Vec<Corruption> {
         if let Some(mut bad) = self.pending.take() {
-            bad.last_seq = bad.last_seq.max(index.last_seq());
-            self.found.push(bad);
-        }
-        for bad in &self.found {
+            bad.last_seq = index.last_seq();
             index.mark_corrupt(bad.first_seq, bad.last_seq);
+            self.found.push(bad);
         }
         self.found
     }
@@ -138,9 +140,10 @@ impl<D: Disk> FileStore<D> {
         report.corruption = found
             .into_iter()
             .filter(|c| {
-                still_bad
-                    .iter()
-                    .any(|(a, b)| *a <= c.last_seq && *b >= c.first_seq)
+                c.first_seq > c.last_seq
+                    || still_bad
+                        .iter()
+                        .any(|(a, b)| *a <= c.last_seq && *b >= c.first_seq)
             })
             .collect();
         report.blocks = store.blocks.len() as u32;
