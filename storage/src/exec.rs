@@ -45,7 +45,7 @@ impl Backend for MemBackend {
 
 /// Streams as directories `root_dir/<stream>` on a disk; `make_disk`
 /// gives each stream its own handle (a clone for the simulated disk, a
-/// fresh [`crate::FsDisk`] on the same root for the real one).
+/// fresh `FsDisk` on the same root for the real one).
 pub struct FileBackend<D, F> {
     pub root_dir: String,
     pub make_disk: F,

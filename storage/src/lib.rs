@@ -10,9 +10,9 @@
 //! tail and reports corruption with its sequence range; bad bytes are never
 //! served. It is not a decision maker: sequences, acknowledgements and
 //! retention policy belong to the core, and it holds no clock, spawns no
-//! thread and touches the real filesystem only in [`disk::FsDisk`], so the
-//! simulator can run it over [`SimDisk`], which loses, tears and corrupts
-//! writes on purpose, from a seed.
+//! thread and touches the real filesystem only in `disk::FsDisk` (behind
+//! the default `fs` feature), so the simulator can run it over [`SimDisk`],
+//! which loses, tears and corrupts writes on purpose, from a seed.
 
 pub mod commit;
 pub mod disk;
@@ -28,7 +28,9 @@ mod state;
 pub mod store;
 mod subject;
 
-pub use disk::{Disk, DiskError, DiskErrorKind, FileId, FsDisk, SimDisk, SimDiskConfig};
+#[cfg(feature = "fs")]
+pub use disk::FsDisk;
+pub use disk::{Disk, DiskError, DiskErrorKind, FileId, SimDisk, SimDiskConfig};
 pub use exec::{Backend, Executor, FileBackend, MemBackend};
 pub use file::FileStore;
 pub use mem::MemStore;

@@ -6,9 +6,7 @@
 mod common;
 
 use common::{dump, msg};
-use natrix_storage::{
-    FileStore, FsDisk, MemStore, Purge, SimDisk, Store, StoreError, StreamConfig,
-};
+use natrix_storage::{FileStore, MemStore, Purge, SimDisk, Store, StoreError, StreamConfig};
 
 type Make = dyn FnMut(StreamConfig) -> Box<dyn Store>;
 
@@ -29,6 +27,7 @@ fn sim() -> Box<Make> {
     })
 }
 
+#[cfg(feature = "fs")]
 fn real(test: &str) -> Box<Make> {
     let root = std::env::temp_dir().join(format!(
         "natrix-storage-suite-{}-{test}",
@@ -39,9 +38,13 @@ fn real(test: &str) -> Box<Make> {
     Box::new(move |c| {
         n += 1;
         Box::new(
-            FileStore::open(FsDisk::new(root.clone()), &format!("s{n}"), c)
-                .unwrap()
-                .0,
+            FileStore::open(
+                natrix_storage::FsDisk::new(root.clone()),
+                &format!("s{n}"),
+                c,
+            )
+            .unwrap()
+            .0,
         )
     })
 }
@@ -263,6 +266,7 @@ macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod mem_store { use super::*; $( #[test] fn $case() { super::$case(&mut *mem()); } )* }
         mod file_store_sim { use super::*; $( #[test] fn $case() { super::$case(&mut *sim()); } )* }
+        #[cfg(feature = "fs")]
         mod file_store_real { use super::*; $( #[test] fn $case() { super::$case(&mut *real(stringify!($case))); } )* }
     };
 }

@@ -3,9 +3,11 @@
 //! `std::fs`); tests and the simulator use [`SimDisk`], which can lose,
 //! tear and corrupt what it was given.
 
+#[cfg(feature = "fs")]
 mod fs;
 mod sim;
 
+#[cfg(feature = "fs")]
 pub use fs::FsDisk;
 pub use sim::{Fault, SimDisk, SimDiskConfig};
 
