@@ -14,6 +14,8 @@ struct Run {
     states: Vec<Dump>,
     durable: usize,
     crashed: bool,
+    /// Bytes compaction gave back: crash points inside compactions count.
+    compacted_bytes: u64,
 }
 
 fn run_until_crash(disk: &SimDisk, ops: &[Op], limits: bool) -> Run {
@@ -23,6 +25,7 @@ fn run_until_crash(disk: &SimDisk, ops: &[Op], limits: bool) -> Run {
         states: vec![dump(&mut model)],
         durable: 0,
         crashed: false,
+        compacted_bytes: 0,
     };
     let mut store = match natrix_storage::FileStore::open(disk.clone(), "streams/s", config) {
         Ok((store, _)) => store,
@@ -34,7 +37,10 @@ fn run_until_crash(disk: &SimDisk, ops: &[Op], limits: bool) -> Run {
     for op in ops {
         let before = run.states.len() - 1;
         let blocks = store.block_count();
-        let result = apply(&mut store, op);
+        let result = match op {
+            Op::Compact => store.compact().map(|n| run.compacted_bytes += n),
+            op => apply(&mut store, op),
+        };
         run.states.extend(model_steps(&mut model, op));
         if result.is_err() {
             run.crashed = true;
@@ -92,9 +98,9 @@ fn check_recovery(disk: &SimDisk, run: &Run, limits: bool, context: &str) {
     );
 }
 
-fn crash_everywhere(seed: u64, limits: bool) -> u64 {
+/// Returns the crash points walked and the bytes the workload compacted.
+fn crash_everywhere(seed: u64, limits: bool) -> (u64, u64) {
     let ops = workload(seed, 40);
-
     let probe = SimDisk::with_seed(seed);
     let full = run_until_crash(&probe, &ops, limits);
     assert!(!full.crashed);
@@ -111,24 +117,30 @@ fn crash_everywhere(seed: u64, limits: bool) -> u64 {
             &format!("seed {seed} crash at write {point}"),
         );
     }
-    points
+    (points, full.compacted_bytes)
 }
 
 #[test]
 fn crash_at_every_write_point() {
-    let mut points = 0;
-    for seed in 0..12 {
-        points += crash_everywhere(seed, false);
+    let (mut points, mut compacted_bytes) = (0, 0);
+    for seed in 0..24 {
+        let (p, c) = crash_everywhere(seed, false);
+        points += p;
+        compacted_bytes += c;
     }
-    eprintln!("{points} crash points exercised");
+    eprintln!("{points} crash points exercised, {compacted_bytes} bytes compacted");
+    assert!(
+        compacted_bytes > 0,
+        "the workloads compact, so crashes land inside compactions"
+    );
     assert!(points > 500, "only {points} crash points exercised");
 }
 
 #[test]
 fn crash_at_every_write_point_with_limits() {
     let mut points = 0;
-    for seed in 100..108 {
-        points += crash_everywhere(seed, true);
+    for seed in 100..112 {
+        points += crash_everywhere(seed, true).0;
     }
     eprintln!("{points} crash points exercised with limits");
     assert!(points > 300, "only {points} crash points exercised");
