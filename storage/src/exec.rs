@@ -221,6 +221,7 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
         StorageOp::Truncate { last_seq, .. } => Done::Truncated(store.truncate(last_seq)?),
         StorageOp::Expire { now_unix_nanos, .. } => Done::Expired(store.expire(now_unix_nanos)?),
         StorageOp::Compact { .. } => Done::Compacted(store.compact()?),
+        StorageOp::Scrub { .. } => Done::Scrubbed(store.scrub()?),
         StorageOp::Open { .. } | StorageOp::Remove { .. } | StorageOp::Sync { .. } => {
             return Err(StoreError::Invalid("handled by the executor".into()));
         }

@@ -1,7 +1,7 @@
 //! The memory store: a stream held in memory, for memory-storage streams
 //! and as the model the file store is tested against.
 
-use crate::msg::{Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
+use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
 use crate::state::{Next, StreamIndex};
 use crate::store::{Appended, Store, validate};
 
@@ -126,6 +126,10 @@ impl Store for MemStore {
 
     fn compact(&mut self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    fn scrub(&mut self) -> Result<Vec<Corruption>, StoreError> {
+        Ok(Vec::new())
     }
 
     fn state(&self) -> StreamState {

@@ -6,7 +6,7 @@
 //! them on purpose); every one says which sequence of its stream is
 //! durable, and a publish is acknowledged only once that covers it.
 
-use crate::msg::{Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState};
+use crate::msg::{Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState};
 use crate::store::Appended;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,6 +75,11 @@ pub enum StorageOp {
         id: OpId,
         stream: String,
     },
+    /// Reads every record back to find damage before a read needs it.
+    Scrub {
+        id: OpId,
+        stream: String,
+    },
     /// Deletes the stream and its files.
     Remove {
         id: OpId,
@@ -94,6 +99,7 @@ impl StorageOp {
             | StorageOp::Truncate { id, .. }
             | StorageOp::Expire { id, .. }
             | StorageOp::Compact { id, .. }
+            | StorageOp::Scrub { id, .. }
             | StorageOp::Remove { id, .. } => *id,
         }
     }
@@ -109,6 +115,7 @@ impl StorageOp {
             | StorageOp::Truncate { stream, .. }
             | StorageOp::Expire { stream, .. }
             | StorageOp::Compact { stream, .. }
+            | StorageOp::Scrub { stream, .. }
             | StorageOp::Remove { stream, .. } => stream,
         }
     }
@@ -130,6 +137,7 @@ pub enum Done {
     Expired(u64),
     /// Bytes reclaimed.
     Compacted(u64),
+    Scrubbed(Vec<Corruption>),
     Removed,
 }
 

@@ -1,7 +1,7 @@
 //! The one interface both stores implement. The file store is tested
 //! against the memory store through it, and the executor drives either.
 
-use crate::msg::{Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
+use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
 
 /// What an append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,10 @@ pub trait Store {
 
     /// Reclaims the space of deleted messages; returns bytes reclaimed.
     fn compact(&mut self) -> Result<u64, StoreError>;
+
+    /// Reads every stored record back and reports the damage found, which
+    /// start-up reports from then on.
+    fn scrub(&mut self) -> Result<Vec<Corruption>, StoreError>;
 
     fn state(&self) -> StreamState;
 

@@ -11,6 +11,7 @@ mod blockindex;
 mod compact;
 mod recover;
 mod scan;
+mod scrub;
 
 pub use scan::BLOCK_MAGIC;
 
@@ -421,6 +422,10 @@ impl<D: Disk> Store for FileStore<D> {
     fn compact(&mut self) -> Result<u64, StoreError> {
         self.check_usable()?;
         compact::compact(self)
+    }
+
+    fn scrub(&mut self) -> Result<Vec<Corruption>, StoreError> {
+        scrub::scrub(self)
     }
 
     fn state(&self) -> StreamState {

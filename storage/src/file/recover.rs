@@ -179,7 +179,7 @@ impl<D: Disk> FileStore<D> {
     /// Reads and scans a block. Bad bytes are read again (up to five
     /// times) before they are believed: a flip on the way from the disk
     /// must not cut good data off as a torn tail.
-    fn scan_block(&mut self, file: FileId) -> Result<(u64, scan::Scan), StoreError> {
+    pub(super) fn scan_block(&mut self, file: FileId) -> Result<(u64, scan::Scan), StoreError> {
         let mut attempt = 0;
         loop {
             let bytes = self.read_all(file)?;
