@@ -4,7 +4,7 @@
 //! last block; a block is synced and sealed (and gets an index file) once it
 //! passes `block_size_bytes`, so only the last block can ever have a torn
 //! tail. Replaying every block's records in order rebuilds the stream's
-//! state; [`StreamIndex`] holds that state in memory, and every read
+//! state; `StreamIndex` holds that state in memory, and every read
 //! re-checks the record's checksum.
 
 mod blockindex;
