@@ -309,32 +309,88 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         );
         return v;
     }
-    check_final(o, &pubs, &seen, &queue_got, &answered, &statuses, &mut bad);
+    let final_at = o
+        .history
+        .entries
+        .iter()
+        .find(|e| e.ev == Ev::FinalRound)
+        .map_or(u64::MAX, |e| e.at_ns);
+    let mut before_final: BTreeMap<(ClientId, u32, u32), u64> = BTreeMap::new();
+    for e in o.history.entries.iter().filter(|e| e.at_ns < final_at) {
+        if let Ev::Recv {
+            client,
+            epoch,
+            sid,
+            no_responders: false,
+            ..
+        } = &e.ev
+        {
+            *before_final.entry((*client, *epoch, *sid)).or_default() += 1;
+        }
+    }
+    let counts = Counts {
+        seen: &seen,
+        queue_got: &queue_got,
+        answered: &answered,
+        statuses: &statuses,
+        before_final: &before_final,
+    };
+    check_final(o, &pubs, &counts, &mut bad);
     v
+}
+
+/// What the final-round check needs from the safety pass.
+struct Counts<'a> {
+    seen: &'a BTreeSet<(ClientId, u32, u32, MsgId)>,
+    queue_got: &'a BTreeMap<(MsgId, String), u32>,
+    answered: &'a BTreeMap<MsgId, u32>,
+    statuses: &'a BTreeMap<MsgId, u32>,
+    before_final: &'a BTreeMap<(ClientId, u32, u32), u64>,
 }
 
 fn check_final(
     o: &Outcome,
     pubs: &BTreeMap<MsgId, PubInfo>,
-    seen: &BTreeSet<(ClientId, u32, u32, MsgId)>,
-    queue_got: &BTreeMap<(MsgId, String), u32>,
-    answered: &BTreeMap<MsgId, u32>,
-    statuses: &BTreeMap<MsgId, u32>,
+    counts: &Counts<'_>,
     bad: &mut impl FnMut(&'static str, String),
 ) {
+    let Counts {
+        seen,
+        queue_got,
+        answered,
+        statuses,
+        before_final,
+    } = *counts;
     for (m, p) in pubs.iter().filter(|(_, p)| p.final_round) {
         if p.reply.is_some() {
             // Who hears the request: live matching subscriptions, except the
             // requester's own when its echo is off.
+            // Subscriptions with a max that were not used up before the final
+            // round may or may not still hear it (other final messages race
+            // for their last slots): they make the outcome uncertain.
+            let matching = |(c, _, _, plan): &&(ClientId, u32, u32, SubPlan)| {
+                subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
+                    && (*c != p.client || o.plans[p.client].echo)
+            };
             let hearers = o
                 .final_subs
                 .iter()
-                .filter(|(c, _, _, plan)| {
-                    plan.max.is_none()
-                        && subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
-                        && (*c != p.client || o.plans[p.client].echo)
+                .filter(matching)
+                .filter(|(_, _, _, plan)| plan.max.is_none())
+                .count();
+            let maybe = o
+                .final_subs
+                .iter()
+                .filter(matching)
+                .filter(|(c, e, sid, plan)| {
+                    plan.max.is_some_and(|m| {
+                        before_final.get(&(*c, *e, *sid)).copied().unwrap_or(0) < m
+                    })
                 })
                 .count();
+            if hearers == 0 && maybe > 0 {
+                continue;
+            }
             let responders = o
                 .final_responders
                 .iter()

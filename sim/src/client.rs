@@ -106,6 +106,8 @@ pub struct SimClient {
     next_inbox: u64,
     /// Subscriptions with a max are not renewed after a reconnect.
     used_limited: bool,
+    /// When the outstanding settle PING was sent.
+    settle_sent_at: Option<u64>,
 }
 
 /// Ids for messages, shared by all clients of a run.
@@ -137,6 +139,7 @@ impl SimClient {
             seqs: BTreeMap::new(),
             next_inbox: 0,
             used_limited: false,
+            settle_sent_at: None,
         }
     }
 
@@ -166,6 +169,7 @@ impl SimClient {
 
     /// The connection ended.
     pub fn lost(&mut self, now: u64, crashed: bool, hist: &mut History) {
+        self.settle_sent_at = None;
         if self.conn.take().is_some() {
             hist.push(
                 now,
@@ -237,8 +241,11 @@ impl SimClient {
             }
             Owned::Ping => out.send.extend_from_slice(enc::PONG),
             Owned::Pong => {
-                if conn.pings.pop_front() == Some(PingKind::Settle) {
+                if conn.pings.pop_front() == Some(PingKind::Settle)
+                    && conn.pings.iter().all(|p| *p != PingKind::Settle)
+                {
                     self.settled = true;
+                    self.settle_sent_at = None;
                 }
             }
             Owned::Ok => {}
@@ -333,6 +340,32 @@ impl SimClient {
         self.used_limited = true;
         out.send.extend_from_slice(enc::PING);
         conn.pings.push_back(PingKind::Settle);
+        self.settle_sent_at = Some(now);
+    }
+
+    /// After faults heal: prove the connection is alive with a fresh round
+    /// trip before counting this client as settled (a connection the server
+    /// closed during a partition looks alive until its EOF arrives).
+    pub fn resettle(&mut self, now: u64) -> Vec<u8> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        if !conn.got_info {
+            return Vec::new();
+        }
+        self.settled = false;
+        conn.pings.push_back(PingKind::Settle);
+        self.settle_sent_at = Some(now);
+        enc::PING.to_vec()
+    }
+
+    /// A settle PING unanswered this long means the connection is dead (a
+    /// real client's ping timeout): drop it and reconnect.
+    pub fn is_stale(&self, now: u64) -> bool {
+        self.conn.is_some()
+            && self
+                .settle_sent_at
+                .is_some_and(|t| now.saturating_sub(t) > 3_000_000_000)
     }
 
     fn subscribe(

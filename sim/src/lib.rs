@@ -20,4 +20,5 @@ pub mod faults;
 pub mod history;
 pub mod run;
 pub mod seed;
+pub mod turmoil_sim;
 pub mod world;

@@ -10,15 +10,17 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use natrix_sim::check::INVARIANTS;
-use natrix_sim::run::{run_many, run_seed};
+use natrix_sim::run::{SeedResult, run_many, run_seed};
 use natrix_sim::seed::{parse_range, parse_seed};
+use natrix_sim::turmoil_sim::run_seed_turmoil;
 use natrix_sim::world::Config;
 
 const USAGE: &str = "usage:
-  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--planted N]
-  natrix-sim replay --seed N [--trace] [--no-faults] [--planted N]
+  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--planted N] [--turmoil]
+  natrix-sim replay --seed N [--trace] [--no-faults] [--planted N] [--turmoil]
   natrix-sim invariants
-Seeds are u64s or 40-hex commit hashes. --planted N asks the core to duplicate
+--turmoil runs the production driver under turmoil instead of the lock-step
+harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes. --planted N asks the core to duplicate
 every Nth delivery (needs the planted-bugs feature) to show the checkers bite.";
 
 struct Args {
@@ -30,6 +32,7 @@ struct Args {
     trace: bool,
     faults: bool,
     planted: u64,
+    turmoil: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         trace: false,
         faults: true,
         planted: 0,
+        turmoil: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -55,9 +59,13 @@ fn parse_args() -> Result<Args, String> {
             "--planted" => a.planted = value()?.parse().map_err(|_| "bad --planted")?,
             "--trace" => a.trace = true,
             "--no-faults" => a.faults = false,
+            "--turmoil" => a.turmoil = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
+    }
+    if a.planted > 0 && a.turmoil {
+        return Err("--planted applies to the lock-step harness".into());
     }
     if a.planted > 0 && !cfg!(feature = "planted-bugs") {
         return Err("--planted needs natrix-sim built with --features planted-bugs".into());
@@ -80,7 +88,19 @@ fn flags(a: &Args) -> String {
     if a.planted > 0 {
         f.push_str(&format!(" --planted {}", a.planted));
     }
+    if a.turmoil {
+        f.push_str(" --turmoil");
+    }
     f
+}
+
+fn run_one(seed: u64, a: &Args, trace: bool) -> SeedResult {
+    if a.turmoil {
+        return run_seed_turmoil(seed, a.faults, trace);
+    }
+    let mut cfg = config(seed, a);
+    cfg.trace = trace;
+    run_seed(cfg)
 }
 
 fn features(a: &Args) -> &'static str {
@@ -140,7 +160,13 @@ fn cmd_run(a: &Args) -> ExitCode {
             let _ = std::io::stderr().flush();
         }
     };
-    let sum = run_many(seeds, a.jobs, a.recheck, &|s| config(s, a), &progress);
+    let sum = run_many(
+        seeds,
+        a.jobs,
+        a.recheck,
+        &|s| run_one(s, a, false),
+        &progress,
+    );
     eprintln!();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -200,9 +226,7 @@ fn cmd_replay(a: &Args) -> ExitCode {
         features(a),
         flags(a)
     );
-    let mut cfg = config(seed, a);
-    cfg.trace = a.trace;
-    let r = run_seed(cfg);
+    let r = run_one(seed, a, a.trace);
     for line in &r.trace {
         println!("{line}");
     }

@@ -54,14 +54,14 @@ pub struct Summary {
     pub counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
-/// Runs `seeds` on `jobs` threads; `make` builds each seed's config.
+/// Runs `seeds` on `jobs` threads; `run` runs and checks one seed.
 /// `recheck` seeds (the first ones) run twice to check determinism.
 /// `progress` is called after each seed with (done, total, failures).
 pub fn run_many(
     seeds: std::ops::Range<u64>,
     jobs: usize,
     recheck: u64,
-    make: &(dyn Fn(u64) -> Config + Sync),
+    run: &(dyn Fn(u64) -> SeedResult + Sync),
     progress: &(dyn Fn(u64, u64, usize) + Sync),
 ) -> Summary {
     let next = AtomicU64::new(seeds.start);
@@ -77,9 +77,8 @@ pub fn run_many(
                     if seed >= seeds.end {
                         break;
                     }
-                    let r = run_seed(make(seed));
-                    let twice =
-                        (seed - seeds.start < recheck).then(|| run_seed(make(seed)).trace_hash);
+                    let r = run(seed);
+                    let twice = (seed - seeds.start < recheck).then(|| run(seed).trace_hash);
                     let mut sum = summary.lock().expect("no panics while holding the lock");
                     sum.seeds += 1;
                     sum.messages += r.messages;

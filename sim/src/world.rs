@@ -695,6 +695,12 @@ impl World {
             self.slow[c] = 0;
             self.spike_ns[c] = 0;
             self.kick_client_links(c);
+            let ping = self.clients[c].resettle(self.now);
+            if let Some(link) = self.clients[c].link()
+                && !ping.is_empty()
+            {
+                self.push(link, true, Item::Bytes(ping));
+            }
         }
         self.wake(self.now, Wake::Settle);
         self.wake(self.now + self.cfg.settle_bound_ns, Wake::End);
@@ -703,6 +709,17 @@ impl World {
     fn settle(&mut self) {
         if self.phase != Phase::Settling {
             return;
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].is_stale(self.now) {
+                self.note(|| format!("c{c} gives up on a dead connection"));
+                if let Some(link) = self.clients[c].link() {
+                    self.push(link, true, Item::Eof);
+                    self.links[link].client_gone = true;
+                }
+                self.clients[c].lost(self.now, false, &mut self.history);
+                self.schedule_client(c);
+            }
         }
         let all = self.clients.iter().all(|c| c.is_connected() && c.settled);
         if !all {

@@ -90,3 +90,19 @@ fn a_planted_duplicate_is_caught_and_replays() {
     );
     assert_eq!(again.trace_hash, failing.trace_hash);
 }
+
+#[test]
+fn the_production_driver_passes_under_turmoil() {
+    use natrix_sim::turmoil_sim::run_seed_turmoil;
+    for seed in 0..25 {
+        let r = run_seed_turmoil(seed, true, false);
+        assert!(
+            r.violations.is_empty(),
+            "seed {seed} under turmoil: {:?}",
+            r.violations
+        );
+    }
+    let a = run_seed_turmoil(3, true, false);
+    let b = run_seed_turmoil(3, true, false);
+    assert_eq!(a.trace_hash, b.trace_hash, "turmoil runs replay");
+}

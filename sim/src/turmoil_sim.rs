@@ -1,0 +1,610 @@
+//! The turmoil harness: the production driver (`natrix-runtime`'s `serve`,
+//! its reader and writer tasks, its batching) runs as a turmoil host around
+//! the same core, over turmoil's simulated TCP; the same simulated clients
+//! and checkers as the lock-step harness judge it. It is slower than the
+//! lock-step harness and covers what that one cannot: the driver itself.
+//!
+//! Faults here are turmoil's: holds (partitions that delay, never drop, as
+//! turmoil's TCP does not retransmit), client crashes mid-message, slow
+//! readers and server restarts (`bounce`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use natrix_core::{Options, Server};
+use natrix_runtime::driver::{self, Clock, Listener};
+use natrix_runtime::logger::Logger;
+use rand_core::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::check;
+use crate::client::{MsgIds, NO_SERVICE, Plan, Publish, SERVICE, SUBJECTS, SimClient, SubPlan};
+use crate::faults::{Fault, FaultMix};
+use crate::history::{ClientId, Ev, History};
+use crate::run::SeedResult;
+use crate::seed;
+use crate::world::Outcome;
+
+const PORT: u16 = 4222;
+const EPOCH_SECS: u64 = 1_700_000_000;
+const MS: u64 = 1_000_000;
+
+/// turmoil's listener behind the driver's network seam.
+struct TurmoilListener(turmoil::net::TcpListener);
+
+impl Listener for TurmoilListener {
+    type Stream = turmoil::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Faults,
+    Settling,
+    Final,
+    Done,
+}
+
+/// What the clients and the fault loop share (one thread: `Rc<RefCell>`).
+struct Shared {
+    clients: Vec<SimClient>,
+    ids: MsgIds,
+    history: History,
+    phase: Phase,
+    slow: Vec<bool>,
+    crash: Vec<bool>,
+    final_sent: Vec<bool>,
+    /// Bytes the fault loop wants a session to send (the settle PING
+    /// after healing).
+    pending_out: Vec<Vec<u8>>,
+}
+
+fn now_ns() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn options() -> Options {
+    Options {
+        host: "0.0.0.0".into(),
+        port: PORT,
+        ping_interval: Duration::from_secs(1),
+        ping_max: 2,
+        max_pending: 256 * 1024,
+        write_deadline: Duration::from_secs(2),
+        ..Options::default()
+    }
+}
+
+/// Runs one seed under turmoil and checks it.
+pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResult {
+    let mut shape = seed::rng(seed_value, "shape", 0);
+    let n_clients = 2 + (shape.next_u32() % 4) as usize;
+    let clients: Vec<SimClient> = (0..n_clients)
+        .map(|i| {
+            let plan = Plan::draw(&mut seed::rng(seed_value, "plan", i as u64));
+            SimClient::new(i, plan, seed::rng(seed_value, "client", i as u64))
+        })
+        .collect();
+    let mix = if faults {
+        FaultMix::draw(&mut seed::rng(seed_value, "mix", 0))
+    } else {
+        FaultMix::none()
+    };
+    let fault_phase_ns = 6_000 * MS;
+    let schedule = mix.schedule(
+        &mut seed::rng(seed_value, "faults", 0),
+        n_clients,
+        fault_phase_ns,
+    );
+    let shared = Rc::new(RefCell::new(Shared {
+        clients,
+        ids: MsgIds::default(),
+        history: History::default(),
+        phase: Phase::Faults,
+        slow: vec![false; n_clients],
+        crash: vec![false; n_clients],
+        final_sent: vec![false; n_clients],
+        pending_out: vec![Vec::new(); n_clients],
+    }));
+
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed::sub_seed(seed_value, "turmoil", 0))
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .simulation_duration(Duration::from_secs(120))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_micros(100))
+        .max_message_latency(Duration::from_nanos(mix.latency_max_ns.max(200_000)))
+        .build();
+
+    // The server host restarts the server in place when asked (a restart
+    // that drops every connection in the core's own order: turmoil's host
+    // crash drops tasks in an order that depends on tokio's process-wide
+    // task ids, which a second run in the same process does not repeat).
+    let restart = Rc::new(RefCell::new(false));
+    let host_restart = Rc::clone(&restart);
+    sim.host("server", move || {
+        let restart = Rc::clone(&host_restart);
+        async move {
+            let mut generation = 0u64;
+            loop {
+                generation += 1;
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+                let clock = Clock::simulated(EPOCH_SECS * 1_000_000_000 + now_ns());
+                // NATRIX_SIM_LOG=1 shows the server's own log with debug and
+                // protocol trace lines.
+                let verbose = std::env::var_os("NATRIX_SIM_LOG").is_some();
+                let opts = Options {
+                    debug: verbose,
+                    trace: verbose,
+                    ..options()
+                };
+                let server = Server::new(
+                    opts,
+                    seed::sub_seed(seed_value, "server", generation),
+                    clock.now(),
+                );
+                let logger = if verbose {
+                    Logger::stderr(false, true, true)
+                } else {
+                    Logger::discard()
+                };
+                let running =
+                    driver::serve(server, TurmoilListener(listener), "0.0.0.0", logger, clock)?;
+                while !*restart.borrow() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                *restart.borrow_mut() = false;
+                running.shutdown().await;
+            }
+        }
+    });
+    for c in 0..n_clients {
+        let shared = Rc::clone(&shared);
+        sim.client(format!("c{c}"), async move {
+            client_task(c, shared).await;
+            Ok(())
+        });
+    }
+
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut next_fault = 0;
+    let mut releases: Vec<(u64, Release)> = Vec::new();
+    let mut final_subs: Vec<(ClientId, u32, u32, SubPlan)> = Vec::new();
+    let mut final_responders = Vec::new();
+    let mut converged = false;
+    let mut settle_deadline = 0;
+    let mut end_at = u64::MAX;
+    let mut steps = 0u64;
+    loop {
+        let now = sim.elapsed().as_nanos() as u64;
+        let phase = shared.borrow().phase;
+        match phase {
+            Phase::Faults => {
+                while next_fault < schedule.len() && schedule[next_fault].0 <= now {
+                    let f = schedule[next_fault].1;
+                    next_fault += 1;
+                    apply(
+                        &mut sim,
+                        &shared,
+                        &restart,
+                        f,
+                        now,
+                        &mut releases,
+                        &mut counts,
+                    );
+                }
+                releases.retain(|(at, r)| {
+                    if *at <= now {
+                        undo(&sim, &shared, *r);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if now >= fault_phase_ns {
+                    for (_, r) in releases.drain(..) {
+                        undo(&sim, &shared, r);
+                    }
+                    let mut sh = shared.borrow_mut();
+                    sh.phase = Phase::Settling;
+                    // Nobody counts as settled until a fresh round trip.
+                    for c in 0..sh.clients.len() {
+                        let ping = sh.clients[c].resettle(now);
+                        sh.pending_out[c] = ping;
+                    }
+                    settle_deadline = now + 15_000 * MS;
+                }
+            }
+            Phase::Settling => {
+                let mut sh = shared.borrow_mut();
+                if sh.clients.iter().all(|c| c.is_connected() && c.settled) {
+                    converged = true;
+                    sh.history.push(now, Ev::FinalRound);
+                    for c in 0..sh.clients.len() {
+                        let epoch = sh.clients[c].epoch;
+                        for (sid, plan) in sh.clients[c].live_subs() {
+                            final_subs.push((c, epoch, sid, plan));
+                        }
+                        if sh.clients[c].plan.responder.is_some() {
+                            final_responders.push(c);
+                        }
+                    }
+                    sh.phase = Phase::Final;
+                    end_at = now + 3_000 * MS;
+                } else if now >= settle_deadline {
+                    sh.phase = Phase::Done;
+                }
+            }
+            Phase::Final => {
+                if now >= end_at {
+                    shared.borrow_mut().phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+        steps += 1;
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                shared.borrow_mut().history.push(
+                    now,
+                    Ev::Err {
+                        client: usize::MAX,
+                        epoch: 0,
+                        text: format!("turmoil: {e}"),
+                    },
+                );
+                break;
+            }
+        }
+        if shared.borrow().phase == Phase::Done
+            && now > end_at.min(settle_deadline.max(fault_phase_ns)) + 200 * MS
+        {
+            break;
+        }
+    }
+    let sim_ns = sim.elapsed().as_nanos() as u64;
+    drop(sim);
+    let sh = Rc::try_unwrap(shared)
+        .ok()
+        .expect("the simulation is dropped")
+        .into_inner();
+    // Events of different clients in the same millisecond are concurrent:
+    // their order can follow tokio's process-wide task ids (a second run in
+    // the same process drops a crashed host's tasks in another order), so
+    // the hash covers them in a canonical order.
+    let mut canonical: Vec<String> = sh
+        .history
+        .entries
+        .iter()
+        .map(|e| format!("{:020} {:?}", e.at_ns, e.ev))
+        .collect();
+    canonical.sort();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for line in &canonical {
+        for b in line.bytes() {
+            hash = seed::mix(hash ^ u64::from(b));
+        }
+    }
+    let outcome = Outcome {
+        plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
+        history: sh.history,
+        final_subs,
+        final_responders,
+        converged,
+        trace: Vec::new(),
+        trace_hash: hash,
+        steps,
+        sim_ns,
+        mix,
+        counts,
+    };
+    let mut violations = check::check(&outcome);
+    for e in &outcome.history.entries {
+        if let Ev::Err {
+            client: usize::MAX,
+            text,
+            ..
+        } = &e.ev
+        {
+            violations.push(check::Violation {
+                invariant: "converges",
+                detail: text.clone(),
+            });
+        }
+    }
+    let messages = outcome
+        .history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.ev, Ev::Recv { .. }))
+        .count() as u64;
+    let trace = if trace {
+        outcome
+            .history
+            .entries
+            .iter()
+            .map(|e| format!("{:>10.3}ms {:?}", e.at_ns as f64 / 1e6, e.ev))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    SeedResult {
+        seed: seed_value,
+        violations,
+        trace_hash: outcome.trace_hash,
+        steps,
+        sim_ns,
+        messages,
+        trace,
+        counts: outcome.counts,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Release {
+    Hold(ClientId),
+    Slow(ClientId),
+    Spike(ClientId),
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    shared: &Rc<RefCell<Shared>>,
+    restart: &Rc<RefCell<bool>>,
+    f: Fault,
+    now: u64,
+    releases: &mut Vec<(u64, Release)>,
+    counts: &mut BTreeMap<&'static str, u64>,
+) {
+    match f {
+        Fault::Partition { client, for_ns, .. } => {
+            *counts.entry("fault: hold").or_default() += 1;
+            sim.hold("server", format!("c{client}"));
+            releases.push((now + for_ns, Release::Hold(client)));
+        }
+        Fault::LatencySpike {
+            client,
+            extra_ns,
+            for_ns,
+        } => {
+            *counts.entry("fault: latency spike").or_default() += 1;
+            sim.set_link_latency(
+                "server",
+                format!("c{client}"),
+                Duration::from_nanos(extra_ns),
+            );
+            releases.push((now + for_ns, Release::Spike(client)));
+        }
+        Fault::SlowReader { client, for_ns } => {
+            *counts.entry("fault: slow reader").or_default() += 1;
+            shared.borrow_mut().slow[client] = true;
+            releases.push((now + for_ns, Release::Slow(client)));
+        }
+        Fault::Crash { client } => {
+            *counts.entry("fault: client crash mid-message").or_default() += 1;
+            shared.borrow_mut().crash[client] = true;
+        }
+        Fault::Restart => {
+            *counts.entry("fault: server restart").or_default() += 1;
+            *restart.borrow_mut() = true;
+        }
+    }
+}
+
+fn undo(sim: &turmoil::Sim<'_>, shared: &Rc<RefCell<Shared>>, r: Release) {
+    match r {
+        Release::Hold(c) => sim.release("server", format!("c{c}")),
+        Release::Slow(c) => shared.borrow_mut().slow[c] = false,
+        Release::Spike(c) => {
+            sim.set_link_latency("server", format!("c{c}"), Duration::from_micros(500))
+        }
+    }
+}
+
+/// One simulated client: connect, run a session, reconnect, until done.
+async fn client_task(c: ClientId, shared: Rc<RefCell<Shared>>) {
+    let mut link = 0usize;
+    loop {
+        let wait = {
+            let sh = shared.borrow();
+            if sh.phase == Phase::Done {
+                return;
+            }
+            sh.clients[c]
+                .reconnect_at
+                .unwrap_or(0)
+                .saturating_sub(now_ns())
+        };
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_nanos(wait)).await;
+        }
+        let connected = tokio::time::timeout(
+            Duration::from_secs(2),
+            turmoil::net::TcpStream::connect(("server", PORT)),
+        )
+        .await;
+        let Ok(Ok(stream)) = connected else {
+            let mut sh = shared.borrow_mut();
+            let now = now_ns();
+            sh.clients[c].reconnect_at = Some(now + 100 * MS);
+            continue;
+        };
+        link += 1;
+        {
+            let mut sh = shared.borrow_mut();
+            sh.clients[c].opened(link);
+            // Bytes meant for the previous connection die with it.
+            sh.pending_out[c].clear();
+        }
+        let crashed = session(c, stream, &shared).await;
+        let mut sh = shared.borrow_mut();
+        let Shared {
+            clients, history, ..
+        } = &mut *sh;
+        clients[c].lost(now_ns(), crashed, history);
+    }
+}
+
+/// Returns whether the session ended in a crash.
+async fn session(
+    c: ClientId,
+    stream: turmoil::net::TcpStream,
+    shared: &Rc<RefCell<Shared>>,
+) -> bool {
+    let (mut r, mut w) = stream.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut next_work = now_ns();
+    loop {
+        let (slow, crash, phase, stale, connected) = {
+            let sh = shared.borrow();
+            (
+                sh.slow[c],
+                sh.crash[c],
+                sh.phase,
+                sh.clients[c].is_stale(now_ns()),
+                sh.clients[c].is_connected(),
+            )
+        };
+        if phase == Phase::Done || stale {
+            return false;
+        }
+        let pending = std::mem::take(&mut shared.borrow_mut().pending_out[c]);
+        if !pending.is_empty() && !write(&mut w, &pending).await {
+            return false;
+        }
+        if crash {
+            let frame = {
+                let mut sh = shared.borrow_mut();
+                sh.crash[c] = false;
+                let Shared {
+                    clients,
+                    ids,
+                    history,
+                    ..
+                } = &mut *sh;
+                if !clients[c].is_connected() {
+                    return true;
+                }
+                let subject = SUBJECTS[(clients[c].rng.next_u32() as usize) % SUBJECTS.len()];
+                clients[c].publish(
+                    now_ns(),
+                    Publish {
+                        complete: false,
+                        ..Publish::to(subject)
+                    },
+                    ids,
+                    history,
+                )
+            };
+            let _ = write(&mut w, &frame[..frame.len() / 2]).await;
+            return true;
+        }
+        if phase == Phase::Final && connected && !shared.borrow().final_sent[c] {
+            let send = final_round(c, shared);
+            if !send.is_empty() && !write(&mut w, &send).await {
+                return false;
+            }
+        }
+        let tick = Duration::from_nanos(next_work.saturating_sub(now_ns()).clamp(MS, 10 * MS));
+        tokio::select! {
+            biased;
+            read = r.read(&mut buf), if !slow => {
+                let n = match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
+                };
+                let out = {
+                    let mut sh = shared.borrow_mut();
+                    let Shared { clients, ids, history, .. } = &mut *sh;
+                    clients[c].on_bytes(now_ns(), &buf[..n], ids, history)
+                };
+                if !out.send.is_empty() && !write(&mut w, &out.send).await {
+                    return false;
+                }
+            }
+            _ = tokio::time::sleep(tick) => {
+                if phase != Phase::Faults || now_ns() < next_work {
+                    continue;
+                }
+                let (send, next) = {
+                    let mut sh = shared.borrow_mut();
+                    let Shared { clients, ids, history, .. } = &mut *sh;
+                    clients[c].work(now_ns(), ids, history)
+                };
+                next_work = next.unwrap_or(now_ns() + 50 * MS);
+                if !send.is_empty() && !write(&mut w, &send).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Writes like a real client with a flush timeout: a write that cannot
+/// complete (the server stopped reading: it closed the connection, and
+/// turmoil's TCP sends no reset) means the connection is dead.
+async fn write(w: &mut turmoil::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), w.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+fn final_round(c: ClientId, shared: &Rc<RefCell<Shared>>) -> Vec<u8> {
+    let mut sh = shared.borrow_mut();
+    sh.final_sent[c] = true;
+    let Shared {
+        clients,
+        ids,
+        history,
+        ..
+    } = &mut *sh;
+    let cl = &mut clients[c];
+    let now = now_ns();
+    let mut send = Vec::new();
+    if cl.plan.publish_every_ns.is_some() {
+        for s in SUBJECTS {
+            send.extend(cl.publish(
+                now,
+                Publish {
+                    final_round: true,
+                    ..Publish::to(s)
+                },
+                ids,
+                history,
+            ));
+        }
+    }
+    if cl.plan.requests_every_ns.is_some() {
+        for target in [SERVICE, NO_SERVICE] {
+            let reply = cl.new_inbox();
+            send.extend(cl.publish(
+                now,
+                Publish {
+                    reply: Some(reply),
+                    final_round: true,
+                    ..Publish::to(target)
+                },
+                ids,
+                history,
+            ));
+        }
+    }
+    if !send.is_empty() {
+        send.extend(cl.flush());
+    }
+    send
+}
