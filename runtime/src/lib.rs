@@ -4,8 +4,9 @@
 //! It owns everything the core must not touch: sockets (a tokio listener,
 //! one reader and one writer task per connection, vectored writes), the
 //! clock (passed into the core as `Now`), OS randomness (one seed at start),
-//! signals, the pid and ports files, logging in nats-server's format, and the
-//! nats-server-compatible command line.
+//! signals, the pid and ports files, logging in nats-server's format, the
+//! nats-server-compatible command line, and the disk (the storage thread
+//! that executes the core's storage operations).
 //!
 //! What it is not: a place for decisions. Protocol handling, limits, routing
 //! and timeouts live in the core; this crate only carries bytes and time in
@@ -14,3 +15,4 @@
 pub mod cli;
 pub mod driver;
 pub mod logger;
+pub mod storage;
