@@ -71,7 +71,7 @@ static void check_str(const char *what, const char *saw, const char *expected) {
 
 /* The payload of a message as a string (payloads here are short text). */
 static const char *text(natsMsg *m) {
-    static char buf[256];
+    static char buf[2048];
     int n = natsMsg_GetDataLength(m);
     if (n > (int)sizeof(buf) - 1) n = sizeof(buf) - 1;
     memcpy(buf, natsMsg_GetData(m), n);
@@ -259,7 +259,7 @@ static int queue_groups(void) {
 static void echo_cb(natsConnection *nc, natsSubscription *s, natsMsg *m, void *closure) {
     (void)s;
     (void)closure;
-    char buf[300];
+    char buf[2100];
     snprintf(buf, sizeof(buf), "re:%s", text(m));
     if (natsMsg_GetReply(m)) natsConnection_PublishString(nc, natsMsg_GetReply(m), buf);
     natsMsg_Destroy(m);
@@ -275,7 +275,7 @@ struct par_req {
     natsConnection *nc;
     int i;
     natsStatus st;
-    char reply[300];
+    char reply[2100];
 };
 
 static void *par_request(void *arg) {
@@ -649,7 +649,7 @@ static void expect_auth_failure(const char *what, natsOptions *o) {
 }
 
 static char *url_with(const char *creds) {
-    static char buf[256];
+    static char buf[2048];
     snprintf(buf, sizeof(buf), "nats://%s@%s", creds, url + strlen("nats://"));
     return buf;
 }
@@ -798,6 +798,118 @@ static int many_subscriptions(void) {
     return 0;
 }
 
+static char *texts(natsSubscription *s) {
+    static char out[512];
+    natsMsg *got[8];
+    int n = collect(s, 300, got, 8);
+    out[0] = 0;
+    for (int i = 0; i < n && i < 8; i++) {
+        strcat(out, text(got[i]));
+        strcat(out, " ");
+    }
+    return out;
+}
+
+static int no_echo(void) {
+    natsOptions *o = options();
+    OK(natsOptions_SetNoEcho(o, true));
+    natsConnection *quiet = connect_with(o), *loud = conn();
+    natsSubscription *q = sub_sync(quiet, "cf.echo"), *l = sub_sync(loud, "cf.echo");
+    flush(quiet);
+    flush(loud);
+    pub(quiet, "cf.echo", "from-quiet");
+    flush(quiet);
+    pub(loud, "cf.echo", "from-loud");
+    flush(loud);
+    check_str("echo-off connection got", texts(q), "from-loud ");
+    check_str("echo-on connection got", texts(l), "from-quiet from-loud ");
+    return 0;
+}
+
+static int burst(void) {
+    enum { SMALL = 50000, BIG = 500 };
+    natsConnection *nc = conn(), *other = conn();
+    natsSubscription *own = sub_sync(nc, "cf.burst"), *far = sub_sync(other, "cf.burst");
+    /* Room for the whole burst: the default is 65,536 messages. */
+    OK(natsSubscription_SetPendingLimits(own, -1, -1));
+    OK(natsSubscription_SetPendingLimits(far, -1, -1));
+    flush(nc);
+    flush(other);
+    char *big = malloc(64 * 1024);
+    pattern(big, 64 * 1024, 9);
+    char buf[32];
+    for (int i = 0; i < SMALL; i++) {
+        snprintf(buf, sizeof(buf), "%d", i);
+        pub(nc, "cf.burst", buf);
+    }
+    for (int i = 0; i < BIG; i++) OK(natsConnection_Publish(nc, "cf.burst", big, 64 * 1024));
+    OK(natsConnection_FlushTimeout(nc, 30000));
+    natsSubscription *subs[2] = {own, far};
+    const char *names[2] = {"same connection", "other connection"};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < SMALL; i++) {
+            natsMsg *m = next_msg(subs[k], names[k]);
+            snprintf(buf, sizeof(buf), "%d", i);
+            if (strcmp(text(m), buf) != 0) FAILF("%s: message %d: saw \"%s\", expected \"%s\"", names[k], i, text(m), buf);
+            natsMsg_Destroy(m);
+        }
+        for (int i = 0; i < BIG; i++) {
+            natsMsg *m = next_msg(subs[k], names[k]);
+            if (natsMsg_GetDataLength(m) != 64 * 1024 || memcmp(natsMsg_GetData(m), big, 64 * 1024) != 0)
+                FAILF("%s: 64 KiB message %d differs (%d bytes)", names[k], i, natsMsg_GetDataLength(m));
+            natsMsg_Destroy(m);
+        }
+    }
+    return 0;
+}
+
+static int subjects(void) {
+    static char long_subj[2048];
+    strcpy(long_subj, "cf.subj");
+    for (int i = 0; i < 64; i++) {
+        char tok[32];
+        snprintf(tok, sizeof(tok), ".tok%02d-abcdefghij", i);
+        strcat(long_subj, tok);
+    }
+    const char *subj[3] = {long_subj, "cf.subj.ünïcødé.日本語", "cf.subj.a-b_c.x:y.~z.=eq"};
+    const char *reply[3] = {"cf.reply.long", "cf.reply.ünï.日本", "cf.reply.a-b_c.x:y.~z.=eq"};
+    natsConnection *nc = conn(), *pc = conn();
+    natsSubscription *all = sub_sync(nc, "cf.subj.>"), *exact[3];
+    for (int i = 0; i < 3; i++) exact[i] = sub_sync(nc, subj[i]);
+    flush(nc);
+    for (int i = 0; i < 3; i++) OK(natsConnection_PublishRequestString(pc, subj[i], reply[i], subj[i]));
+    flush(pc);
+    for (int i = 0; i < 3; i++) {
+        natsSubscription *which[2] = {exact[i], all};
+        const char *kind[2] = {"exact", "cf.subj.>"};
+        for (int k = 0; k < 2; k++) {
+            natsMsg *m = next_msg(which[k], kind[k]);
+            check_str(kind[k], natsMsg_GetSubject(m), subj[i]);
+            check_str("reply", natsMsg_GetReply(m), reply[i]);
+            check_str("payload", text(m), subj[i]);
+        }
+    }
+    return 0;
+}
+
+static int keepalive(void) {
+    natsOptions *o = options();
+    OK(natsOptions_SetPingInterval(o, 100));
+    OK(natsOptions_SetMaxPingsOut(o, 2));
+    OK(natsOptions_SetDisconnectedCB(o, on_disconnected, NULL));
+    OK(natsOptions_SetErrorHandler(o, on_error, NULL));
+    natsConnection *nc = connect_with(o);
+    natsSubscription *s = sub_sync(nc, "cf.keepalive");
+    flush(nc);
+    nats_Sleep(1500);
+    CHECK_INT("disconnects while pinging", atomic_load(&disconnected_flag), 0);
+    CHECK_INT("async errors while pinging", atomic_load(&async_errors), 0);
+    CHECK_INT("connection status", natsConnection_Status(nc), NATS_CONN_STATUS_CONNECTED);
+    pub(nc, "cf.keepalive", "still here");
+    check_str("message after pinging", text(next_msg(s, "message after pinging")), "still here");
+    return 0;
+}
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -822,6 +934,10 @@ static const struct scenario scenarios[] = {
     {"verbose_pedantic", verbose_pedantic},
     {"large_payload", large_payload},
     {"many_subscriptions", many_subscriptions},
+    {"no_echo", no_echo},
+    {"burst", burst},
+    {"subjects", subjects},
+    {"keepalive", keepalive},
 };
 
 int main(int argc, char **argv) {

@@ -617,6 +617,120 @@ func manySubscriptions() {
 	}
 }
 
+func texts(s *nats.Subscription) []string {
+	out := []string{}
+	for _, m := range collect(s, 300*time.Millisecond) {
+		out = append(out, string(m.Data))
+	}
+	return out
+}
+
+func noEcho() {
+	quiet, loud := connect(nats.NoEcho()), connect()
+	q, l := subSync(quiet, "cf.echo"), subSync(loud, "cf.echo")
+	flush(quiet)
+	flush(loud)
+	pub(quiet, "cf.echo", "from-quiet")
+	flush(quiet)
+	pub(loud, "cf.echo", "from-loud")
+	flush(loud)
+	check("echo-off connection got", texts(q), []string{"from-loud"})
+	check("echo-on connection got", texts(l), []string{"from-quiet", "from-loud"})
+}
+
+func burst() {
+	const small, bigN = 50000, 500
+	nc, other := connect(), connect()
+	own, far := subSync(nc, "cf.burst"), subSync(other, "cf.burst")
+	flush(nc)
+	flush(other)
+	big := pattern(64*1024, 9)
+	for i := 0; i < small; i++ {
+		pub(nc, "cf.burst", strconv.Itoa(i))
+	}
+	for i := 0; i < bigN; i++ {
+		must(nc.Publish("cf.burst", big), "publish 64 KiB")
+	}
+	must(nc.FlushTimeout(30*time.Second), "flush")
+	for _, x := range []struct {
+		name string
+		sub  *nats.Subscription
+	}{{"same connection", own}, {"other connection", far}} {
+		for i := 0; i < small; i++ {
+			m := next(x.sub, fmt.Sprintf("%s: small message %d", x.name, i))
+			if string(m.Data) != strconv.Itoa(i) {
+				fail("%s: message %d: saw %q, expected %q", x.name, i, m.Data, strconv.Itoa(i))
+			}
+		}
+		for i := 0; i < bigN; i++ {
+			m := next(x.sub, fmt.Sprintf("%s: 64 KiB message %d", x.name, i))
+			ensure(bytes.Equal(m.Data, big), "%s: 64 KiB message %d differs (%d bytes)", x.name, i, len(m.Data))
+		}
+	}
+}
+
+func oddSubjects() [][2]string {
+	var toks []string
+	for i := 0; i < 64; i++ {
+		toks = append(toks, fmt.Sprintf("tok%02d-abcdefghij", i))
+	}
+	return [][2]string{
+		{"cf.subj." + strings.Join(toks, "."), "cf.reply.long"},
+		{"cf.subj.ünïcødé.日本語", "cf.reply.ünï.日本"},
+		{"cf.subj.a-b_c.x:y.~z.=eq", "cf.reply.a-b_c.x:y.~z.=eq"},
+	}
+}
+
+func subjectsScenario() {
+	nc, pc := connect(), connect()
+	all := subSync(nc, "cf.subj.>")
+	var exact []*nats.Subscription
+	for _, sr := range oddSubjects() {
+		exact = append(exact, subSync(nc, sr[0]))
+	}
+	flush(nc)
+	for _, sr := range oddSubjects() {
+		must(pc.PublishRequest(sr[0], sr[1], []byte(sr[0])), "publish "+sr[0])
+	}
+	flush(pc)
+	for k, sr := range oddSubjects() {
+		for _, x := range []struct {
+			kind string
+			sub  *nats.Subscription
+		}{{"exact", exact[k]}, {"cf.subj.>", all}} {
+			m := next(x.sub, x.kind+" subscription for "+sr[0])
+			check(x.kind+": subject", m.Subject, sr[0])
+			check(x.kind+": reply", m.Reply, sr[1])
+			check(x.kind+": payload", string(m.Data), sr[0])
+		}
+	}
+}
+
+func keepalive() {
+	var events []string
+	var mu sync.Mutex
+	note := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	nc := connect(nats.PingInterval(100*time.Millisecond), nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { note(fmt.Sprintf("disconnected: %v", err)) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { note(fmt.Sprintf("error: %v", err)) }))
+	s := subSync(nc, "cf.keepalive")
+	flush(nc)
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	check("events while pinging", len(events), 0)
+	mu.Unlock()
+	check("connected", nc.IsConnected(), true)
+	pub(nc, "cf.keepalive", "still here")
+	check("message after pinging", string(next(s, "message after pinging").Data), "still here")
+	rtt, err := nc.RTT()
+	must(err, "rtt")
+	ensure(rtt < time.Second, "rtt: saw %v, expected under 1 s", rtt)
+}
+
 var scenarios = map[string]func(){
 	"connect_info":       connectInfo,
 	"pub_sub":            pubSub,
@@ -636,6 +750,10 @@ var scenarios = map[string]func(){
 	"verbose_pedantic":   verbosePedantic,
 	"large_payload":      largePayload,
 	"many_subscriptions": manySubscriptions,
+	"no_echo":            noEcho,
+	"burst":              burst,
+	"subjects":           subjectsScenario,
+	"keepalive":          keepalive,
 }
 
 func main() {

@@ -469,7 +469,88 @@ const scenarios = {
     check("wildcard after unsubscribing all", dec((await watch.next("cf.many.>")).data), "again");
     check("old subscription after unsubscribe", got[7], "7");
   },
+
+  async no_echo() {
+    const quiet = await conn({ noEcho: true });
+    const loud = await conn();
+    const q = new Sub(quiet, "cf.echo");
+    const l = new Sub(loud, "cf.echo");
+    await quiet.flush();
+    await loud.flush();
+    quiet.publish("cf.echo", enc("from-quiet"));
+    await quiet.flush();
+    loud.publish("cf.echo", enc("from-loud"));
+    await loud.flush();
+    check("echo-off connection got", (await q.collect()).map((m) => dec(m.data)), ["from-loud"]);
+    check("echo-on connection got", (await l.collect()).map((m) => dec(m.data)), ["from-quiet", "from-loud"]);
+  },
+
+  async burst() {
+    const small = 50000;
+    const bigN = 500;
+    const nc = await conn();
+    const other = await conn();
+    const own = new Sub(nc, "cf.burst");
+    const far = new Sub(other, "cf.burst");
+    await nc.flush();
+    await other.flush();
+    const big = Uint8Array.from({ length: 64 * 1024 }, (_, i) => (i * 31 + 9) & 0xff);
+    for (let i = 0; i < small; i++) nc.publish("cf.burst", enc(String(i)));
+    for (let i = 0; i < bigN; i++) nc.publish("cf.burst", big);
+    await within("flush", nc.flush(), 30000);
+    for (const [name, sub] of [["same connection", own], ["other connection", far]]) {
+      for (let i = 0; i < small; i++) {
+        const m = await sub.next(`${name}: small message ${i}`);
+        if (dec(m.data) !== String(i)) throw new Fail(`${name}: message ${i}: saw ${dec(m.data)}, expected ${i}`);
+      }
+      for (let i = 0; i < bigN; i++) {
+        const m = await sub.next(`${name}: 64 KiB message ${i}`);
+        const same = m.data.length === big.length && m.data.every((b, j) => b === big[j]);
+        ensure(same, `${name}: 64 KiB message ${i} differs (${m.data.length} bytes)`);
+      }
+    }
+  },
+
+  async subjects() {
+    const nc = await conn();
+    const pc = await conn();
+    const all = new Sub(nc, "cf.subj.>");
+    const exact = oddSubjects().map(([s]) => new Sub(nc, s));
+    await nc.flush();
+    for (const [s, r] of oddSubjects()) pc.publish(s, enc(s), { reply: r });
+    await pc.flush();
+    for (const [k, [s, r]] of oddSubjects().entries()) {
+      for (const [kind, sub] of [["exact", exact[k]], ["cf.subj.>", all]]) {
+        const m = await sub.next(`${kind} subscription for ${s}`);
+        check(`${kind}: subject`, m.subject, s);
+        check(`${kind}: reply`, m.reply, r);
+        check(`${kind}: payload`, dec(m.data), s);
+      }
+    }
+  },
+
+  async keepalive() {
+    const nc = await conn({ pingInterval: 100, maxPingOut: 2 });
+    const events = [];
+    statusEvents(nc, events);
+    const sub = new Sub(nc, "cf.keepalive");
+    await nc.flush();
+    await sleep(1500);
+    check("status events while pinging", events.filter((e) => e !== "pingTimer"), []);
+    check("closed", nc.isClosed(), false);
+    nc.publish("cf.keepalive", enc("still here"));
+    check("message after pinging", dec((await sub.next("message after pinging")).data), "still here");
+  },
 };
+
+function oddSubjects() {
+  const long = Array.from({ length: 64 }, (_, i) => `tok${String(i).padStart(2, "0")}-abcdefghij`).join(".");
+  return [
+    [`cf.subj.${long}`, "cf.reply.long"],
+    ["cf.subj.ünïcødé.日本語", "cf.reply.ünï.日本"],
+    ["cf.subj.a-b_c.x:y.~z.=eq", "cf.reply.a-b_c.x:y.~z.=eq"],
+  ];
+}
 
 // ---- the slow consumer's publisher (worker thread) --------------------------
 

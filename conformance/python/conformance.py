@@ -71,6 +71,21 @@ async def collect(sub, quiet=0.3):
             return out
 
 
+async def round_trip(nc):
+    """A real round trip through the server.
+
+    nats-py's flush() writes its PING straight to the socket while earlier
+    SUB/PUB commands may still wait in the client's pending buffer, so it can
+    return before the server has seen them. A message to a private inbox goes
+    through that buffer in order: once it is back, all before it took effect.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(inbox, b"sync")
+    await next_msg("round trip", sub)
+    await sub.unsubscribe()
+
+
 def server_ctl(var):
     cmd = os.environ.get(var)
     if not cmd:
@@ -108,11 +123,11 @@ async def pub_sub():
     nc = await connect()
     pc = await connect()
     sub = await nc.subscribe("cf.pubsub")
-    await nc.flush()
+    await round_trip(nc)
     for i in range(100):
         await pc.publish("cf.pubsub", f"msg-{i}".encode())
     await pc.publish("cf.pubsub", b"")
-    await pc.flush()
+    await round_trip(pc)
     for i in range(100):
         m = await next_msg(f"message {i}", sub)
         check("subject", m.subject, "cf.pubsub")
@@ -127,10 +142,10 @@ async def wildcards():
     star_b = await nc.subscribe("cf.wc.*.b")
     a_star = await nc.subscribe("cf.wc.a.*")
     full = await nc.subscribe("cf.wc.>")
-    await nc.flush()
+    await round_trip(nc)
     for s in ["cf.wc.a.b", "cf.wc.x.b", "cf.wc.a.c", "cf.wc.a.b.c", "cf.other"]:
         await nc.publish(s, s.encode())
-    await nc.flush()
+    await round_trip(nc)
     subjects = lambda msgs: [m.subject for m in msgs]  # noqa: E731
     check("cf.wc.*.b got", subjects(await collect(star_b)), ["cf.wc.a.b", "cf.wc.x.b"])
     check("cf.wc.a.* got", subjects(await collect(a_star)), ["cf.wc.a.b", "cf.wc.a.c"])
@@ -145,11 +160,11 @@ async def queue_groups():
     nc = await connect()
     members = [await nc.subscribe("cf.queue", queue="workers") for _ in range(3)]
     plain = await nc.subscribe("cf.queue")
-    await nc.flush()
+    await round_trip(nc)
     pc = await connect()
     for i in range(300):
         await pc.publish("cf.queue", str(i).encode())
-    await pc.flush()
+    await round_trip(pc)
     seen, per_member = [], []
     for m in members:
         got = await collect(m)
@@ -165,7 +180,7 @@ async def start_responder(nc, subject):
         await msg.respond(b"re:" + msg.data)
 
     await nc.subscribe(subject, cb=echo)
-    await nc.flush()
+    await round_trip(nc)
 
 
 async def request_reply():
@@ -208,7 +223,7 @@ async def no_responders():
 async def headers():
     nc = await connect()
     sub = await nc.subscribe("cf.headers")
-    await nc.flush()
+    await round_trip(nc)
     # nats-py headers are a dict: one value per key, so no multi-valued header.
     await nc.publish("cf.headers", b"body", headers={"X-Conf": "one", "X-Other": "two"})
     await nc.publish("cf.headers", b"plain")
@@ -228,10 +243,10 @@ async def auto_unsubscribe():
     nc = await connect()
     sub = await nc.subscribe("cf.auto")
     await sub.unsubscribe(limit=5)
-    await nc.flush()
+    await round_trip(nc)
     for i in range(10):
         await nc.publish("cf.auto", str(i).encode())
-    await nc.flush()
+    await round_trip(nc)
     got = [m.data.decode() for m in await collect(sub, 0.5)]
     check("messages before auto-unsubscribe", got, [str(i) for i in range(5)])
 
@@ -250,11 +265,11 @@ async def drain():
 
     await nc.subscribe("cf.drain", cb=slow)
     other = await nc.subscribe("cf.drain.sub", cb=other_cb)
-    await nc.flush()
+    await round_trip(nc)
     for i in range(200):
         await pc.publish("cf.drain", str(i).encode())
         await pc.publish("cf.drain.sub", str(i).encode())
-    await pc.flush()
+    await round_trip(pc)
     await within("subscription drain", other.drain())
     check("messages on the drained subscription", len(got_other), 200)
     await within("connection drain", nc.drain(), 15)
@@ -270,7 +285,7 @@ async def drain():
 async def flush_ping():
     nc = await connect()
     sub = await nc.subscribe("cf.flush")
-    await nc.flush()
+    await round_trip(nc)
     for i in range(1000):
         await nc.publish("cf.flush", str(i).encode())
     start = time.monotonic()
@@ -290,14 +305,14 @@ async def max_payload():
     nc = await connect()
     check("client max_payload", nc.max_payload, 1048576)
     sub = await nc.subscribe("cf.max")
-    await nc.flush()
+    await round_trip(nc)
     try:
         await nc.publish("cf.max", b"x" * (1048576 + 1))
         raise Fail("a payload of max_payload + 1 was accepted by the client")
     except errors.MaxPayloadError:
         pass
     await nc.publish("cf.max", b"y" * 1048576)
-    await nc.flush()
+    await round_trip(nc)
     m = await next_msg("max_payload message", sub)
     check("payload length", len(m.data), 1048576)
     await nc.publish("cf.max", b"still open")
@@ -321,7 +336,7 @@ async def reconnect():
         reconnected_cb=on_reconnect,
     )
     sub = await nc.subscribe("cf.reconnect")
-    await nc.flush()
+    await round_trip(nc)
     await nc.publish("cf.reconnect", b"before")
     check("before restart", (await next_msg("message before restart", sub)).data, b"before")
     await asyncio.to_thread(server_ctl, "CONFORMANCE_SERVER_STOP")
@@ -345,7 +360,7 @@ def flood(url, subject, result):
         chunk = b"s" * (512 * 1024)
         for _ in range(200):
             await pc.publish(subject, chunk)
-        await pc.flush(timeout=30)
+        await round_trip(pc)
         await pc.close()
 
     try:
@@ -368,7 +383,7 @@ async def slow_consumer():
 
     nc = await connect(disconnected_cb=on_disconnect, error_cb=on_error)
     await nc.subscribe("cf.slow")
-    await nc.flush()
+    await round_trip(nc)
     # Block this event loop (the only one reading the subscriber's socket)
     # while another thread floods the subscriber.
     result = []
@@ -400,9 +415,9 @@ async def expect_auth_error(what, url, **kw):
 async def auth_user_pass():
     nc = await connect(user="alice", password="s3cret")
     check("INFO auth_required", nc._server_info.get("auth_required"), True)
-    await nc.flush()
+    await round_trip(nc)
     nc = await connect(with_credentials(URL, "alice:s3cret"))
-    await nc.flush()
+    await round_trip(nc)
     await expect_auth_error("alice/wrong", URL, user="alice", password="wrong")
     await expect_auth_error("bob/s3cret", URL, user="bob", password="s3cret")
     await expect_auth_error("no credentials", URL)
@@ -412,9 +427,9 @@ async def auth_user_pass():
 async def auth_token():
     nc = await connect(token="t0ken")
     check("INFO auth_required", nc._server_info.get("auth_required"), True)
-    await nc.flush()
+    await round_trip(nc)
     nc = await connect(with_credentials(URL, "t0ken"))
-    await nc.flush()
+    await round_trip(nc)
     await expect_auth_error("wrong token", URL, token="wrong")
     await expect_auth_error("no token", URL)
 
@@ -428,15 +443,15 @@ async def verbose_pedantic():
     nc = await connect(verbose=True, pedantic=True, error_cb=on_error)
     await start_responder(nc, "cf.vp.svc")
     sub = await nc.subscribe("cf.vp")
-    await nc.flush()
+    await round_trip(nc)
     for i in range(10):
         await nc.publish("cf.vp", str(i).encode())
-    await nc.flush()
+    await round_trip(nc)
     for i in range(10):
         check("payload", (await next_msg(f"message {i}", sub)).data, str(i).encode())
     r = await nc.request("cf.vp.svc", b"q", timeout=WAIT)
     check("reply", r.data, b"re:q")
-    await nc.flush()
+    await round_trip(nc)
     check("connected", nc.is_connected, True)
     check("async errors", errs, [])
 
@@ -449,12 +464,12 @@ async def large_payload():
     nc = await connect()
     pc = await connect()
     sub = await nc.subscribe("cf.large")
-    await nc.flush()
+    await round_trip(nc)
     sizes = [512 * 1024, 768 * 1024 + 7, 1024 * 1024]
     want = [pattern(n, i) for i, n in enumerate(sizes)]
     for w in want:
         await pc.publish("cf.large", w)
-    await pc.flush()
+    await round_trip(pc)
     for n, w in zip(sizes, want):
         m = await next_msg(f"payload of {n} bytes", sub)
         check("payload length", len(m.data), n)
@@ -475,11 +490,11 @@ async def many_subscriptions():
         return cb
 
     subs = [await nc.subscribe(f"cf.many.{i}", cb=handler(i)) for i in range(n)]
-    await nc.flush(timeout=WAIT)
+    await round_trip(nc)
     pc = await connect()
     for i in range(n):
         await pc.publish(f"cf.many.{i}", str(i).encode())
-    await pc.flush(timeout=WAIT)
+    await round_trip(pc)
     deadline = time.monotonic() + 20
     while len(got) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -489,11 +504,100 @@ async def many_subscriptions():
     for s in subs:
         await s.unsubscribe()
     watch = await nc.subscribe("cf.many.>")
-    await nc.flush(timeout=WAIT)
+    await round_trip(nc)
     await pc.publish("cf.many.7", b"again")
-    await pc.flush()
+    await round_trip(pc)
     check("wildcard after unsubscribing all", (await next_msg("cf.many.>", watch)).data, b"again")
     check("old subscription after unsubscribe", got[7], b"7")
+
+
+async def no_echo():
+    quiet = await connect(no_echo=True)
+    loud = await connect()
+    q = await quiet.subscribe("cf.echo")
+    lo = await loud.subscribe("cf.echo")
+    # The echo-off connection cannot see its own round trip: sync it
+    # through the other connection.
+    sync = await loud.subscribe("cf.echo.sync")
+    await round_trip(loud)
+    await quiet.publish("cf.echo.sync", b"1")
+    await next_msg("sync from the echo-off connection", sync)
+    await quiet.publish("cf.echo", b"from-quiet")
+    await quiet.publish("cf.echo.sync", b"2")
+    await next_msg("sync from the echo-off connection", sync)
+    await loud.publish("cf.echo", b"from-loud")
+    await round_trip(loud)
+    check("echo-off connection got", [m.data for m in await collect(q)], [b"from-loud"])
+    check("echo-on connection got", [m.data for m in await collect(lo)], [b"from-quiet", b"from-loud"])
+
+
+async def burst():
+    small, big_n = 50_000, 500
+    nc = await connect()
+    other = await connect()
+    own = await nc.subscribe("cf.burst")
+    far = await other.subscribe("cf.burst")
+    await round_trip(nc)
+    await round_trip(other)
+    big = pattern(64 * 1024, 9)
+    for i in range(small):
+        await nc.publish("cf.burst", str(i).encode())
+    for _ in range(big_n):
+        await nc.publish("cf.burst", big)
+    await round_trip(nc)
+    for name, sub in [("same connection", own), ("other connection", far)]:
+        for i in range(small):
+            m = await next_msg(f"{name}: small message {i}", sub)
+            if m.data != str(i).encode():
+                raise Fail(f"{name}: message {i}: saw {m.data!r}, expected {str(i).encode()!r}")
+        for i in range(big_n):
+            m = await next_msg(f"{name}: 64 KiB message {i}", sub)
+            ensure(m.data == big, f"{name}: 64 KiB message {i} differs ({len(m.data)} bytes)")
+
+
+def odd_subjects():
+    long = ".".join(f"tok{i:02}-abcdefghij" for i in range(64))
+    return [
+        (f"cf.subj.{long}", "cf.reply.long"),
+        ("cf.subj.ünïcødé.日本語", "cf.reply.ünï.日本"),
+        ("cf.subj.a-b_c.x:y.~z.=eq", "cf.reply.a-b_c.x:y.~z.=eq"),
+    ]
+
+
+async def subjects():
+    nc = await connect()
+    pc = await connect()
+    everything = await nc.subscribe("cf.subj.>")
+    exact = [await nc.subscribe(s) for s, _ in odd_subjects()]
+    await round_trip(nc)
+    for s, r in odd_subjects():
+        await pc.publish(s, s.encode(), reply=r)
+    await round_trip(pc)
+    for (s, r), sub in zip(odd_subjects(), exact):
+        for kind, sb in [("exact", sub), ("cf.subj.>", everything)]:
+            m = await next_msg(f"{kind} subscription for {s}", sb)
+            check(f"{kind}: subject", m.subject, s)
+            check(f"{kind}: reply", m.reply, r)
+            check(f"{kind}: payload", m.data, s.encode())
+
+
+async def keepalive():
+    events = []
+
+    async def on_disconnect():
+        events.append("disconnected")
+
+    async def on_error(e):
+        events.append(f"error: {e!r}")
+
+    nc = await connect(ping_interval=0.1, max_outstanding_pings=2, disconnected_cb=on_disconnect, error_cb=on_error)
+    sub = await nc.subscribe("cf.keepalive")
+    await round_trip(nc)
+    await asyncio.sleep(1.5)
+    check("events while pinging", events, [])
+    check("connected", nc.is_connected, True)
+    await nc.publish("cf.keepalive", b"still here")
+    check("message after pinging", (await next_msg("message after pinging", sub)).data, b"still here")
 
 
 SCENARIOS = {
@@ -517,6 +621,10 @@ SCENARIOS = {
         verbose_pedantic,
         large_payload,
         many_subscriptions,
+        no_echo,
+        burst,
+        subjects,
+        keepalive,
     ]
 }
 

@@ -59,6 +59,10 @@ fn main() -> ExitCode {
             )),
             "large_payload" => large_payload(&url).await,
             "many_subscriptions" => many_subscriptions(&url).await,
+            "no_echo" => no_echo(&url).await,
+            "burst" => burst(&url).await,
+            "subjects" => subjects(&url).await,
+            "keepalive" => keepalive(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -789,6 +793,156 @@ async fn many_subscriptions(url: &str) -> Verdict {
         "wildcard after unsubscribing all",
         text(&next("cf.many.>", &mut watch).await?),
         "again".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn no_echo(url: &str) -> Verdict {
+    let quiet = connect_with(url, ConnectOptions::new().no_echo()).await?;
+    let loud = connect(url).await?;
+    let mut q = subscribe(&quiet, "cf.echo").await?;
+    let mut l = subscribe(&loud, "cf.echo").await?;
+    // The echo-off connection cannot see its own round trip: sync it through
+    // the other connection.
+    let mut sync = subscribe(&loud, "cf.echo.sync").await?;
+    round_trip(&loud).await?;
+    publish(&quiet, "cf.echo.sync", "1").await?;
+    next("sync from the echo-off connection", &mut sync).await?;
+    publish(&quiet, "cf.echo", "from-quiet").await?;
+    publish(&quiet, "cf.echo.sync", "2").await?;
+    next("sync from the echo-off connection", &mut sync).await?;
+    publish(&loud, "cf.echo", "from-loud").await?;
+    round_trip(&loud).await?;
+    let texts = |v: Vec<Message>| v.iter().map(text).collect::<Vec<_>>();
+    let q_got = texts(collect(&mut q, Duration::from_millis(300)).await);
+    check(
+        "echo-off connection got",
+        q_got,
+        vec!["from-loud".to_string()],
+    )?;
+    let l_got = texts(collect(&mut l, Duration::from_millis(300)).await);
+    check(
+        "echo-on connection got",
+        l_got,
+        vec!["from-quiet".to_string(), "from-loud".into()],
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn burst(url: &str) -> Verdict {
+    const SMALL: usize = 50_000;
+    const BIG: usize = 500;
+    let opts = || ConnectOptions::new().subscription_capacity(2 * SMALL);
+    let c = connect_with(url, opts()).await?;
+    let other = connect_with(url, opts()).await?;
+    let mut own = subscribe(&c, "cf.burst").await?;
+    let mut far = subscribe(&other, "cf.burst").await?;
+    round_trip(&c).await?;
+    round_trip(&other).await?;
+    let big = pattern(64 * 1024, 9);
+    for i in 0..SMALL {
+        publish(&c, "cf.burst", format!("{i}")).await?;
+    }
+    for _ in 0..BIG {
+        publish(&c, "cf.burst", big.clone()).await?;
+    }
+    flush(&c).await?;
+    for (name, sub) in [
+        ("same connection", &mut own),
+        ("other connection", &mut far),
+    ] {
+        for i in 0..SMALL {
+            let m = next(&format!("{name}: small message {i}"), sub).await?;
+            if m.payload != i.to_string().as_bytes() {
+                return Err(format!(
+                    "{name}: message {i}: saw {:?}, expected {i:?}",
+                    text(&m)
+                ));
+            }
+        }
+        for i in 0..BIG {
+            let m = next(&format!("{name}: 64 KiB message {i}"), sub).await?;
+            ensure(m.payload == big, || {
+                format!(
+                    "{name}: 64 KiB message {i} differs ({} bytes)",
+                    m.payload.len()
+                )
+            })?;
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+/// The subjects of the `subjects` scenario: (subject, reply).
+fn odd_subjects() -> Vec<(String, String)> {
+    let long = (0..64)
+        .map(|i| format!("tok{i:02}-abcdefghij"))
+        .collect::<Vec<_>>()
+        .join(".");
+    vec![
+        (format!("cf.subj.{long}"), "cf.reply.long".into()),
+        ("cf.subj.ünïcødé.日本語".into(), "cf.reply.ünï.日本".into()),
+        (
+            "cf.subj.a-b_c.x:y.~z.=eq".into(),
+            "cf.reply.a-b_c.x:y.~z.=eq".into(),
+        ),
+    ]
+}
+
+async fn subjects(url: &str) -> Verdict {
+    let c = connect(url).await?;
+    let p = connect(url).await?;
+    let mut all = subscribe(&c, "cf.subj.>").await?;
+    let mut exact = Vec::new();
+    for (s, _) in odd_subjects() {
+        exact.push(subscribe(&c, &s).await?);
+    }
+    round_trip(&c).await?;
+    for (s, r) in odd_subjects() {
+        p.publish_with_reply(s.clone(), r, s.clone().into())
+            .await
+            .map_err(|e| format!("publish {s}: {e}"))?;
+    }
+    round_trip(&p).await?;
+    for ((s, r), sub) in odd_subjects().into_iter().zip(exact.iter_mut()) {
+        for (kind, sub) in [("exact", sub), ("cf.subj.>", &mut all)] {
+            let m = next(&format!("{kind} subscription for {s}"), sub).await?;
+            check(&format!("{kind}: subject"), m.subject.as_str(), s.as_str())?;
+            check(
+                &format!("{kind}: reply"),
+                m.reply.as_ref().map(|r| r.to_string()),
+                Some(r.clone()),
+            )?;
+            check(&format!("{kind}: payload"), text(&m), s.clone())?;
+        }
+    }
+    Ok(Outcome::Pass)
+}
+
+async fn keepalive(url: &str) -> Verdict {
+    let (opts, mut events) =
+        with_events(ConnectOptions::new().ping_interval(Duration::from_millis(100)));
+    let c = connect_with(url, opts).await?;
+    let mut sub = subscribe(&c, "cf.keepalive").await?;
+    round_trip(&c).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e != Event::Connected {
+            seen.push(e.to_string());
+        }
+    }
+    check("events while pinging", seen, Vec::<String>::new())?;
+    check(
+        "connection state",
+        c.connection_state().to_string(),
+        async_nats::connection::State::Connected.to_string(),
+    )?;
+    publish(&c, "cf.keepalive", "still here").await?;
+    check(
+        "message after pinging",
+        text(&next("message after pinging", &mut sub).await?),
+        "still here".into(),
     )?;
     Ok(Outcome::Pass)
 }
