@@ -534,6 +534,59 @@ impl SimClient {
         (send, next)
     }
 
+    /// The final round: one message per subject from publishers, one request
+    /// to a service and one to nobody from requesters, then a PING.
+    pub fn final_round(&mut self, now: u64, ids: &mut MsgIds, hist: &mut History) -> Vec<u8> {
+        let mut send = Vec::new();
+        if self.plan.publish_every_ns.is_some() {
+            for s in SUBJECTS {
+                let p = Publish {
+                    final_round: true,
+                    ..Publish::to(s)
+                };
+                send.extend(self.publish(now, p, ids, hist));
+            }
+        }
+        if self.plan.requests_every_ns.is_some() {
+            for target in [SERVICE, NO_SERVICE] {
+                let reply = self.new_inbox();
+                let p = Publish {
+                    reply: Some(reply),
+                    final_round: true,
+                    ..Publish::to(target)
+                };
+                send.extend(self.publish(now, p, ids, hist));
+            }
+        }
+        if !send.is_empty() {
+            send.extend(self.flush());
+        }
+        send
+    }
+
+    /// A publish the client dies while sending: the whole frame, recorded as
+    /// incomplete (the caller sends only part of it). None if not connected.
+    pub fn crash_frame(
+        &mut self,
+        now: u64,
+        ids: &mut MsgIds,
+        hist: &mut History,
+    ) -> Option<Vec<u8>> {
+        if !self.is_connected() {
+            return None;
+        }
+        let subject = SUBJECTS[(self.rng.next_u32() as usize) % SUBJECTS.len()];
+        Some(self.publish(
+            now,
+            Publish {
+                complete: false,
+                ..Publish::to(subject)
+            },
+            ids,
+            hist,
+        ))
+    }
+
     pub fn new_inbox(&mut self) -> String {
         self.next_inbox += 1;
         format!("_INBOX.c{}.{}", self.id, self.next_inbox)

@@ -11,8 +11,10 @@
 //!
 //! What it is not: a load test or a model of TCP's internals. Bytes on a
 //! live connection arrive in order and intact; only faults natrix claims to
-//! survive are injected. Storage faults and multi-server clusters plug into
-//! the same world when those land (see docs/simulation.md).
+//! survive are injected. `storage` executes storage operations over the
+//! simulated disk with seeded delays, reordering and crashes, ready for
+//! JetStream to plug into the world; multi-server clusters come later (see
+//! docs/simulation.md).
 
 pub mod check;
 pub mod client;
@@ -20,5 +22,6 @@ pub mod faults;
 pub mod history;
 pub mod run;
 pub mod seed;
+pub mod storage;
 pub mod turmoil_sim;
 pub mod world;

@@ -22,12 +22,12 @@ use rand_core::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::check;
-use crate::client::{MsgIds, NO_SERVICE, Plan, Publish, SERVICE, SUBJECTS, SimClient, SubPlan};
+use crate::client::{MsgIds, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
 use crate::history::{ClientId, Ev, History};
 use crate::run::SeedResult;
 use crate::seed;
-use crate::world::Outcome;
+use crate::world::{Outcome, Phase};
 
 const PORT: u16 = 4222;
 const EPOCH_SECS: u64 = 1_700_000_000;
@@ -46,14 +46,6 @@ impl Listener for TurmoilListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Faults,
-    Settling,
-    Final,
-    Done,
 }
 
 /// What the clients and the fault loop share (one thread: `Rc<RefCell>`).
@@ -495,19 +487,10 @@ async fn session(
                     history,
                     ..
                 } = &mut *sh;
-                if !clients[c].is_connected() {
-                    return true;
+                match clients[c].crash_frame(now_ns(), ids, history) {
+                    Some(f) => f,
+                    None => return true,
                 }
-                let subject = SUBJECTS[(clients[c].rng.next_u32() as usize) % SUBJECTS.len()];
-                clients[c].publish(
-                    now_ns(),
-                    Publish {
-                        complete: false,
-                        ..Publish::to(subject)
-                    },
-                    ids,
-                    history,
-                )
             };
             let _ = write(&mut w, &frame[..frame.len() / 2]).await;
             return true;
@@ -572,39 +555,5 @@ fn final_round(c: ClientId, shared: &Rc<RefCell<Shared>>) -> Vec<u8> {
         history,
         ..
     } = &mut *sh;
-    let cl = &mut clients[c];
-    let now = now_ns();
-    let mut send = Vec::new();
-    if cl.plan.publish_every_ns.is_some() {
-        for s in SUBJECTS {
-            send.extend(cl.publish(
-                now,
-                Publish {
-                    final_round: true,
-                    ..Publish::to(s)
-                },
-                ids,
-                history,
-            ));
-        }
-    }
-    if cl.plan.requests_every_ns.is_some() {
-        for target in [SERVICE, NO_SERVICE] {
-            let reply = cl.new_inbox();
-            send.extend(cl.publish(
-                now,
-                Publish {
-                    reply: Some(reply),
-                    final_round: true,
-                    ..Publish::to(target)
-                },
-                ids,
-                history,
-            ));
-        }
-    }
-    if !send.is_empty() {
-        send.extend(cl.flush());
-    }
-    send
+    clients[c].final_round(now_ns(), ids, history)
 }

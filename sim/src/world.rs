@@ -11,7 +11,7 @@ use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-use crate::client::{MsgIds, NO_SERVICE, Plan, Publish, SERVICE, SUBJECTS, SimClient, SubPlan};
+use crate::client::{MsgIds, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
 use crate::history::{ClientId, Ev, History};
 use crate::seed;
@@ -103,8 +103,9 @@ enum Wake {
     End,
 }
 
+/// Where a run stands: faults, healing, the final round, or over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Faults,
     Settling,
     Final,
@@ -653,13 +654,8 @@ impl World {
         let Some(link) = self.clients[c].link() else {
             return;
         };
-        if self.clients[c].is_connected() {
-            let subject = SUBJECTS[(self.net_rng.next_u32() as usize) % SUBJECTS.len()];
-            let p = Publish {
-                complete: false,
-                ..Publish::to(subject)
-            };
-            let frame = self.clients[c].publish(self.now, p, &mut self.ids, &mut self.history);
+        if let Some(frame) = self.clients[c].crash_frame(self.now, &mut self.ids, &mut self.history)
+        {
             let cut = 1 + (self.net_rng.next_u32() as usize) % (frame.len() - 1);
             self.push(link, true, Item::Bytes(frame[..cut].to_vec()));
         }
@@ -741,39 +737,8 @@ impl World {
             }
         }
         for c in 0..self.clients.len() {
-            let mut send = Vec::new();
-            if self.clients[c].plan.publish_every_ns.is_some() {
-                for s in SUBJECTS {
-                    let p = Publish {
-                        final_round: true,
-                        ..Publish::to(s)
-                    };
-                    send.extend(self.clients[c].publish(
-                        self.now,
-                        p,
-                        &mut self.ids,
-                        &mut self.history,
-                    ));
-                }
-            }
-            if self.clients[c].plan.requests_every_ns.is_some() {
-                for target in [SERVICE, NO_SERVICE] {
-                    let reply = self.clients[c].new_inbox();
-                    let p = Publish {
-                        reply: Some(reply),
-                        final_round: true,
-                        ..Publish::to(target)
-                    };
-                    send.extend(self.clients[c].publish(
-                        self.now,
-                        p,
-                        &mut self.ids,
-                        &mut self.history,
-                    ));
-                }
-            }
+            let send = self.clients[c].final_round(self.now, &mut self.ids, &mut self.history);
             if !send.is_empty() {
-                send.extend(self.clients[c].flush());
                 let link = self.clients[c]
                     .link()
                     .expect("settled clients are connected");

@@ -13,6 +13,8 @@
 //! refused. Core NATS delivers header blocks without parsing them; this
 //! parser serves the features that read headers (statuses, JetStream).
 
+use super::trim_blank;
+
 /// The version line every header block starts with.
 pub const VERSION_LINE: &[u8] = b"NATS/1.0";
 
@@ -60,7 +62,7 @@ impl<'a> Headers<'a> {
                 return Err(HeaderError::Status);
             }
             h.status = Some(code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')));
-            h.description = trim(desc);
+            h.description = trim_blank(desc);
         }
         loop {
             let (line, next) = split_line(rest)?;
@@ -79,7 +81,7 @@ impl<'a> Headers<'a> {
             if key.is_empty() || key.iter().any(|b| b.is_ascii_whitespace()) {
                 return Err(HeaderError::MalformedLine);
             }
-            h.entries.push((key, trim(&line[colon + 1..])));
+            h.entries.push((key, trim_blank(&line[colon + 1..])));
         }
         if !rest.is_empty() {
             return Err(HeaderError::Unterminated);
@@ -133,21 +135,10 @@ fn split_line(b: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     Ok((&b[..i - 1], &b[i + 1..]))
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &b[start..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::trim_blank;
     use proptest::prelude::*;
 
     #[test]
@@ -199,7 +190,7 @@ mod tests {
     fn value() -> impl Strategy<Value = Vec<u8>> {
         // No leading/trailing blanks (they are trimmed) and no line breaks.
         prop::collection::vec(prop::sample::select(b"abc 09:;/=".to_vec()), 0..20)
-            .prop_map(|v| trim(&v).to_vec())
+            .prop_map(|v| trim_blank(&v).to_vec())
     }
 
     proptest! {

@@ -15,3 +15,16 @@ pub use headers::Headers;
 pub use info::ServerInfo;
 pub use parser::{Limits, Op, ParseError, Parser, Pub};
 pub use server_ops::{ServerOp, ServerOpParser};
+
+/// Trims spaces and tabs from both ends.
+pub(crate) fn trim_blank(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &b[start..end]
+}

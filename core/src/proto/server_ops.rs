@@ -7,6 +7,8 @@
 
 use memchr::memchr;
 
+use super::trim_blank;
+
 /// One op from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerOp<'a> {
@@ -225,18 +227,6 @@ fn frame(buf: &[u8]) -> Result<Frame<'_>, ServerOpError> {
         },
         end + 2,
     ))
-}
-
-fn trim_blank(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &b[start..end]
 }
 
 #[cfg(test)]
