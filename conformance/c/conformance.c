@@ -910,6 +910,26 @@ static int keepalive(void) {
     return 0;
 }
 
+static int control_line(void) {
+    natsOptions *o = options();
+    OK(natsOptions_SetDisconnectedCB(o, on_disconnected, NULL));
+    OK(natsOptions_SetClosedCB(o, on_closed, NULL));
+    natsConnection *nc = connect_with(o);
+    char *subj = malloc(5010);
+    strcpy(subj, "cf.");
+    memset(subj + 3, 'x', 5000);
+    subj[5003] = 0;
+    OK(natsConnection_PublishString(nc, subj, "x"));
+    natsConnection_FlushTimeout(nc, WAIT);
+    wait_flag(&closed_flag, WAIT, "the connection closed");
+    CHECK_INT("disconnected", atomic_load(&disconnected_flag), 1);
+    const char *txt = NULL;
+    natsStatus st = natsConnection_GetLastError(nc, &txt);
+    if (!txt || !strcasestr(txt, "maximum control line exceeded"))
+        FAILF("last error: saw %s \"%s\", expected 'maximum control line exceeded'", natsStatus_GetText(st), txt ? txt : "");
+    return 0;
+}
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -938,6 +958,7 @@ static const struct scenario scenarios[] = {
     {"burst", burst},
     {"subjects", subjects},
     {"keepalive", keepalive},
+    {"control_line", control_line},
 };
 
 int main(int argc, char **argv) {

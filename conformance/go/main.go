@@ -731,6 +731,20 @@ func keepalive() {
 	ensure(rtt < time.Second, "rtt: saw %v, expected under 1 s", rtt)
 }
 
+func controlLine() {
+	closed, onClosed := signal()
+	disconnected, onDisconnect := signal()
+	nc := connect(nats.ClosedHandler(func(*nats.Conn) { onClosed() }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { onDisconnect() }))
+	must(nc.Publish("cf."+strings.Repeat("x", 5000), []byte("x")), "publish")
+	nc.FlushTimeout(wait)
+	waitFor(closed, wait, "the connection closed")
+	waitFor(disconnected, wait, "a disconnect")
+	err := nc.LastError()
+	ensure(err != nil && strings.Contains(strings.ToLower(err.Error()), "maximum control line exceeded"),
+		"last error: saw %v, expected 'maximum control line exceeded'", err)
+}
+
 var scenarios = map[string]func(){
 	"connect_info":       connectInfo,
 	"pub_sub":            pubSub,
@@ -754,6 +768,7 @@ var scenarios = map[string]func(){
 	"burst":              burst,
 	"subjects":           subjectsScenario,
 	"keepalive":          keepalive,
+	"control_line":       controlLine,
 }
 
 func main() {

@@ -541,6 +541,19 @@ const scenarios = {
     nc.publish("cf.keepalive", enc("still here"));
     check("message after pinging", dec((await sub.next("message after pinging")).data), "still here");
   },
+
+  async control_line() {
+    const nc = await conn();
+    const events = [];
+    statusEvents(nc, events);
+    nc.publish("cf." + "x".repeat(5000), enc("x"));
+    nc.flush().catch(() => {});
+    const err = await within("connection closed", nc.closed());
+    ensure(
+      String(err?.message ?? "").toLowerCase().includes("maximum control line exceeded"),
+      `closed with: saw ${err}, expected 'maximum control line exceeded' (status events ${events})`,
+    );
+  },
 };
 
 function oddSubjects() {

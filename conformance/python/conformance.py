@@ -600,6 +600,37 @@ async def keepalive():
     check("message after pinging", (await next_msg("message after pinging", sub)).data, b"still here")
 
 
+async def control_line():
+    events = []
+    closed = asyncio.Event()
+
+    async def on_disconnect():
+        events.append("disconnected")
+
+    async def on_closed():
+        events.append("closed")
+        closed.set()
+
+    async def on_error(e):
+        events.append(f"error: {e!r}")
+
+    nc = await connect(disconnected_cb=on_disconnect, closed_cb=on_closed, error_cb=on_error)
+    await nc.publish("cf." + "x" * 5000, b"x")
+    try:
+        await nc.flush(timeout=WAIT)
+    except Exception as e:
+        events.append(f"flush: {e!r}")
+    try:
+        await asyncio.wait_for(closed.wait(), WAIT)
+    except asyncio.TimeoutError:
+        raise Fail(f"expected the connection closed within {WAIT} s, saw {events}") from None
+    ensure(
+        "maximum control line exceeded" in str(nc.last_error).lower(),
+        f"last error: saw {nc.last_error!r}, expected 'maximum control line exceeded' (events {events})",
+    )
+    ensure("disconnected" in events, f"expected a disconnect, saw {events}")
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -625,6 +656,7 @@ SCENARIOS = {
         burst,
         subjects,
         keepalive,
+        control_line,
     ]
 }
 

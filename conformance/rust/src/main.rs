@@ -63,6 +63,7 @@ fn main() -> ExitCode {
             "burst" => burst(&url).await,
             "subjects" => subjects(&url).await,
             "keepalive" => keepalive(&url).await,
+            "control_line" => control_line(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -944,5 +945,38 @@ async fn keepalive(url: &str) -> Verdict {
         text(&next("message after pinging", &mut sub).await?),
         "still here".into(),
     )?;
+    Ok(Outcome::Pass)
+}
+
+async fn control_line(url: &str) -> Verdict {
+    let (opts, mut events) = with_events(ConnectOptions::new());
+    let c = connect_with(url, opts).await?;
+    let subject = format!("cf.{}", "x".repeat(5000));
+    publish(&c, &subject, "x").await?;
+    flush(&c).await.ok();
+    let (mut error, mut disconnected, mut seen) = (false, false, Vec::new());
+    let deadline = Instant::now() + WAIT;
+    while !(error && disconnected) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(e)) => {
+                match &e {
+                    Event::ServerError(async_nats::ServerError::Other(m))
+                        if m.to_lowercase().contains("maximum control line exceeded") =>
+                    {
+                        error = true
+                    }
+                    Event::Disconnected => disconnected = true,
+                    _ => {}
+                }
+                seen.push(e.to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "expected the server error 'maximum control line exceeded' and a disconnect within {WAIT:?}, saw {seen:?}"
+                ));
+            }
+        }
+    }
     Ok(Outcome::Pass)
 }
