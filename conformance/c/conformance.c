@@ -722,7 +722,16 @@ static int verbose_pedantic(void) {
     flush(nc);
     CHECK_INT("connection status", natsConnection_Status(nc), NATS_CONN_STATUS_CONNECTED);
     CHECK_INT("async errors", atomic_load(&async_errors), 0);
-    return 0;
+    /* Pedantic: the server refuses a wildcard publish subject. */
+    pub(nc, "cf.vp.*", "x");
+    natsConnection_FlushTimeout(nc, WAIT);
+    const char *txt = NULL;
+    for (int i = 0; i < WAIT / 10; i++) {
+        natsConnection_GetLastError(nc, &txt);
+        if (txt && strcasestr(txt, "invalid publish subject")) return 0;
+        nats_Sleep(10);
+    }
+    FAILF("after publishing to cf.vp.*: last error \"%s\", expected 'Invalid Publish Subject'", txt ? txt : "");
 }
 
 static void pattern(char *p, int n, int seed) {

@@ -544,6 +544,17 @@ func verbosePedantic() {
 	flush(nc)
 	check("connected", nc.IsConnected(), true)
 	check("async errors", atomic.LoadInt32(&asyncErrs), int32(0))
+	// Pedantic: the server refuses a wildcard publish subject.
+	pub(nc, "cf.vp.*", "x")
+	nc.FlushTimeout(wait)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if err := nc.LastError(); err != nil && strings.Contains(strings.ToLower(err.Error()), "invalid publish subject") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fail("after publishing to cf.vp.*: last error %v, expected 'Invalid Publish Subject'", nc.LastError())
 }
 
 func pattern(n, seed int) []byte {

@@ -419,6 +419,24 @@ const scenarios = {
     await nc.flush();
     check("closed", nc.isClosed(), false);
     check("status events", events.filter((e) => e === "error" || e === "disconnect"), []);
+    // Pedantic: the server refuses a wildcard publish subject. nats.js
+    // reports it as an "error" status.
+    const reported = [];
+    (async () => {
+      for await (const st of nc.status()) reported.push(`${st.type}: ${st.data}`);
+    })();
+    let closedWith = null;
+    nc.closed().then((e) => (closedWith = String(e)));
+    nc.publish("cf.vp.*", enc("x"));
+    nc.flush().catch(() => {});
+    // The status carries only the code (NATS_PROTOCOL_ERR); the text is the
+    // protocol handler's last error.
+    const said = () => [...reported, closedWith ?? "", nc.protocol?.lastError?.message ?? ""].join(" | ");
+    await waitFor(
+      () => `after publishing to cf.vp.*: saw "${said()}", expected 'Invalid Publish Subject'`,
+      () => said().toLowerCase().includes("invalid publish subject"),
+      WAIT,
+    );
   },
 
   async large_payload() {

@@ -436,11 +436,17 @@ async def auth_token():
 
 async def verbose_pedantic():
     errs = []
+    closed = asyncio.Event()
 
     async def on_error(e):
         errs.append(e)
 
-    nc = await connect(verbose=True, pedantic=True, error_cb=on_error)
+    async def on_closed():
+        closed.set()
+
+    nc = await connect(
+        verbose=True, pedantic=True, error_cb=on_error, closed_cb=on_closed, skip_subject_validation=True
+    )
     await start_responder(nc, "cf.vp.svc")
     sub = await nc.subscribe("cf.vp")
     await round_trip(nc)
@@ -451,9 +457,23 @@ async def verbose_pedantic():
         check("payload", (await next_msg(f"message {i}", sub)).data, str(i).encode())
     r = await nc.request("cf.vp.svc", b"q", timeout=WAIT)
     check("reply", r.data, b"re:q")
-    await round_trip(nc)
+    await nc.flush(timeout=WAIT)
     check("connected", nc.is_connected, True)
     check("async errors", errs, [])
+    # Pedantic: the server refuses a wildcard publish subject.
+    await nc.publish("cf.vp.*", b"x")
+    try:
+        await nc.flush(timeout=WAIT)
+    except Exception:
+        pass
+    deadline = time.monotonic() + WAIT
+    while "invalid publish subject" not in str(nc.last_error).lower() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    ensure(
+        "invalid publish subject" in str(nc.last_error).lower(),
+        f"after publishing to cf.vp.*: last error {nc.last_error!r}, async errors {errs}, "
+        "expected 'Invalid Publish Subject'",
+    )
 
 
 def pattern(n, seed):
