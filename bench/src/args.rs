@@ -1,0 +1,237 @@
+//! The command line, parsed once into typed options.
+
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: natrix-bench <scenario> [options]
+
+scenarios:
+  pub               N publishers, nobody subscribed
+  pubsub (or sub)   N publishers, M subscribers each receiving every message
+  fanout            1 publisher -> M subscribers (default M = 4)
+  queue             1 publisher -> M members of one queue group (default M = 4)
+  request           N requesters, M responders in a queue group; latency histogram
+  idle              open --conns idle connections and report the server's RSS
+
+options:
+  --url nats://host:port   server (nats://127.0.0.1:4222)
+  --size BYTES             payload size (128)
+  --msgs N                 messages in all, split across publishers (1000000;
+                           request: 20000 requests per requester)
+  --duration D             run for D instead (5s, 500ms, 1m); overrides --msgs
+  --subject S              subject (natrix.bench)
+  --pubs N                 publishers or requesters (1)
+  --subs M                 subscribers, queue members or responders
+  --conns N                idle: connections to open (1000)
+  --server-pid PID         read the server's CPU time and RSS from /proc
+  --json                   one JSON object on stdout instead of the table
+  --quiet                  no progress line on stderr
+  -h, --help               this text";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Pub,
+    PubSub,
+    Fanout,
+    Queue,
+    Request,
+    Idle,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Pub => "pub",
+            Scenario::PubSub => "pubsub",
+            Scenario::Fanout => "fanout",
+            Scenario::Queue => "queue",
+            Scenario::Request => "request",
+            Scenario::Idle => "idle",
+        }
+    }
+}
+
+/// How long the publishers (or requesters) go on.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// Messages in all, split across clients.
+    Msgs(u64),
+    Duration(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    pub addr: String,
+    pub url: String,
+    pub size: usize,
+    pub limit: Limit,
+    pub subject: String,
+    pub pubs: usize,
+    pub subs: usize,
+    pub conns: usize,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+pub enum Parsed {
+    Run(Options),
+    Help,
+}
+
+pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let scenario = match args.next().as_deref() {
+        None | Some("-h" | "--help" | "help") => return Ok(Parsed::Help),
+        Some("pub") => Scenario::Pub,
+        Some("pubsub" | "sub") => Scenario::PubSub,
+        Some("fanout") => Scenario::Fanout,
+        Some("queue") => Scenario::Queue,
+        Some("request") => Scenario::Request,
+        Some("idle") => Scenario::Idle,
+        Some(other) => return Err(format!("unknown scenario {other:?}")),
+    };
+    let mut url = "nats://127.0.0.1:4222".to_string();
+    let mut size = 128;
+    let mut msgs = None;
+    let mut duration = None;
+    let mut subject = "natrix.bench".to_string();
+    let mut pubs = 1;
+    let mut subs = None;
+    let mut conns = 1000;
+    let mut server_pid = None;
+    let (mut json, mut quiet) = (false, false);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => url = value()?,
+            "--size" => size = number(&value()?)?,
+            "--msgs" => msgs = Some(number::<u64>(&value()?)?),
+            "--duration" => duration = Some(parse_duration(&value()?)?),
+            "--subject" => subject = value()?,
+            "--pubs" => pubs = number(&value()?)?,
+            "--subs" => subs = Some(number(&value()?)?),
+            "--conns" => conns = number(&value()?)?,
+            "--server-pid" => server_pid = Some(number(&value()?)?),
+            "--json" => json = true,
+            "--quiet" => quiet = true,
+            "-h" | "--help" => return Ok(Parsed::Help),
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    let default_subs = match scenario {
+        Scenario::Pub | Scenario::Idle => 0,
+        Scenario::PubSub | Scenario::Request => 1,
+        Scenario::Fanout | Scenario::Queue => 4,
+    };
+    let subs = subs.unwrap_or(default_subs);
+    let pubs = match scenario {
+        Scenario::Fanout | Scenario::Queue => 1,
+        _ => pubs,
+    };
+    if pubs == 0 && scenario != Scenario::Idle {
+        return Err("--pubs must be at least 1".into());
+    }
+    if subs == 0 && matches!(scenario, Scenario::Request | Scenario::Queue) {
+        return Err("--subs must be at least 1".into());
+    }
+    let default_msgs = if scenario == Scenario::Request {
+        20_000 * pubs as u64
+    } else {
+        1_000_000
+    };
+    let limit = match (duration, msgs) {
+        (Some(d), _) => Limit::Duration(d),
+        (None, m) => Limit::Msgs(m.unwrap_or(default_msgs)),
+    };
+    Ok(Parsed::Run(Options {
+        scenario,
+        addr: addr_of(&url)?,
+        url,
+        size,
+        limit,
+        subject,
+        pubs,
+        subs,
+        conns,
+        server_pid,
+        json,
+        quiet,
+    }))
+}
+
+/// `nats://host:port` (or `host:port`) to `host:port`; the port defaults to 4222.
+fn addr_of(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("nats://").unwrap_or(url);
+    let host_port = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    if host_port.is_empty() {
+        return Err(format!("bad url {url:?}"));
+    }
+    if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        Ok(host_port.to_string())
+    } else {
+        Ok(format!("{host_port}:4222"))
+    }
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.replace('_', "")
+        .parse()
+        .map_err(|_| format!("not a number: {s:?}"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = digits.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?}")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(line: &str) -> Options {
+        match parse(line.split_whitespace().map(String::from)).unwrap() {
+            Parsed::Run(o) => o,
+            Parsed::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn urls_and_defaults() {
+        let o = opts("fanout --url nats://10.0.0.1:4333 --pubs 3");
+        assert_eq!(o.addr, "10.0.0.1:4333");
+        assert_eq!((o.pubs, o.subs), (1, 4), "fanout has one publisher");
+        assert_eq!(opts("pub --url localhost").addr, "localhost:4222");
+        assert!(matches!(opts("pub --msgs 1_000").limit, Limit::Msgs(1000)));
+        assert!(
+            matches!(opts("pub --duration 250ms").limit, Limit::Duration(d) if d == Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        let bad = |line: &str| parse(line.split_whitespace().map(String::from)).is_err();
+        assert!(bad("nope"));
+        assert!(bad("pub --bogus 1"));
+        assert!(bad("pub --size"));
+        assert!(bad("pub --duration 0s"));
+        assert!(bad("queue --subs 0"));
+    }
+}

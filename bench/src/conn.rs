@@ -1,0 +1,305 @@
+//! One client connection on natrix's own protocol path: the core's encoders
+//! write, `ServerOpParser` reads, tokio moves the bytes. Each role
+//! (publisher, subscriber, requester, responder) is a loop over it that
+//! batches writes and counts deliveries once per read, not per message.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use natrix_core::proto::{ServerOp, ServerOpParser, client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Publishers write batches of about this many bytes.
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
+const READ_BUF_BYTES: usize = 256 * 1024;
+/// How often a blocked reader looks at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+pub struct Conn {
+    stream: TcpStream,
+    parser: ServerOpParser,
+    read_buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+fn protocol_error(e: impl std::fmt::Debug) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))
+}
+
+impl Conn {
+    /// Connects, reads `INFO`, sends `CONNECT` and waits for the `PONG`
+    /// that says the server took it.
+    pub async fn open(addr: &str, name: &str) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            parser: ServerOpParser::new(),
+            read_buf: vec![0; READ_BUF_BYTES],
+            out: Vec::with_capacity(WRITE_BATCH_BYTES * 2),
+        };
+        conn.read_until(|op| matches!(op, ServerOp::Info(_)))
+            .await?;
+        let json = format!(
+            r#"{{"verbose":false,"pedantic":false,"tls_required":false,"name":"{name}","lang":"rust","version":"natrix-bench","protocol":1,"echo":true,"headers":true,"no_responders":true}}"#
+        );
+        client::connect(&mut conn.out, &json);
+        conn.flush().await?;
+        Ok(conn)
+    }
+
+    /// Subscribes and waits until the server has it.
+    pub async fn subscribe(
+        &mut self,
+        subject: &str,
+        queue: Option<&str>,
+        sid: &str,
+    ) -> io::Result<()> {
+        client::subscribe(
+            &mut self.out,
+            subject.as_bytes(),
+            queue.map(str::as_bytes),
+            sid.as_bytes(),
+        );
+        self.flush().await
+    }
+
+    /// Sends what is queued plus a `PING` and waits for the `PONG`: the
+    /// server has then processed everything sent before.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.out.extend_from_slice(client::PING);
+        self.send().await?;
+        self.read_until(|op| matches!(op, ServerOp::Pong)).await
+    }
+
+    async fn send(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Reads until an op matches; answers the server's pings on the way.
+    async fn read_until(&mut self, mut done: impl FnMut(&ServerOp<'_>) -> bool) -> io::Result<()> {
+        loop {
+            let n = self.stream.read(&mut self.read_buf).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let (mut found, mut pings, mut err) = (false, 0, None);
+            self.parser
+                .parse(&self.read_buf[..n], |op| match op {
+                    ServerOp::Ping => pings += 1,
+                    ServerOp::Err(e) => err = Some(String::from_utf8_lossy(e).into_owned()),
+                    op => found |= done(&op),
+                })
+                .map_err(protocol_error)?;
+            if let Some(e) = err {
+                return Err(io::Error::other(format!("server said -ERR {e}")));
+            }
+            if pings > 0 {
+                self.queue_pongs(pings);
+                self.send().await?;
+            }
+            if found {
+                return Ok(());
+            }
+        }
+    }
+
+    fn queue_pongs(&mut self, pings: usize) {
+        for _ in 0..pings {
+            self.out.extend_from_slice(client::PONG);
+        }
+    }
+}
+
+/// What one client did between the common start and its last message.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRun {
+    pub msgs: u64,
+    pub secs: f64,
+}
+
+/// Publishes `msgs` messages (or until `deadline`) in batches of about
+/// [`WRITE_BATCH_BYTES`], then flushes. `sent` is bumped per batch.
+pub async fn publisher(
+    mut conn: Conn,
+    subject: String,
+    payload: Vec<u8>,
+    msgs: Option<u64>,
+    deadline: Option<Instant>,
+    start: Instant,
+    sent: Arc<AtomicU64>,
+) -> io::Result<ClientRun> {
+    let mut frame = Vec::new();
+    client::publish(&mut frame, subject.as_bytes(), None, &payload);
+    let per_batch = (WRITE_BATCH_BYTES / frame.len()).max(1) as u64;
+    let batch = frame.repeat(per_batch as usize);
+    let mut done = 0u64;
+    loop {
+        let want = match msgs {
+            Some(m) if done >= m => break,
+            Some(m) => per_batch.min(m - done),
+            None if deadline.is_some_and(|d| Instant::now() >= d) => break,
+            None => per_batch,
+        };
+        conn.stream
+            .write_all(&batch[..frame.len() * want as usize])
+            .await?;
+        done += want;
+        sent.fetch_add(want, Ordering::Relaxed);
+    }
+    conn.flush().await?;
+    Ok(ClientRun {
+        msgs: done,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Shared between a subscriber and the code waiting for it.
+pub struct SubShared {
+    pub received: AtomicU64,
+    /// How many messages this subscriber should get; `u64::MAX` until the
+    /// publishers are done and it is known.
+    pub expected: AtomicU64,
+    pub stop: AtomicBool,
+}
+
+impl SubShared {
+    pub fn new() -> Arc<SubShared> {
+        Arc::new(SubShared {
+            received: AtomicU64::new(0),
+            expected: AtomicU64::new(u64::MAX),
+            stop: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Counts deliveries until it has the expected number or is told to stop.
+/// Its time is from `start` to the read that brought its last message.
+pub async fn subscriber(
+    mut conn: Conn,
+    start: Instant,
+    shared: Arc<SubShared>,
+) -> io::Result<ClientRun> {
+    let mut received = 0u64;
+    let mut last = start;
+    while received < shared.expected.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed)
+    {
+        let n = match tokio::time::timeout(STOP_POLL, conn.stream.read(&mut conn.read_buf)).await {
+            Err(_) => continue,
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let (mut msgs, mut pings, mut err) = (0u64, 0, None);
+        conn.parser
+            .parse(&conn.read_buf[..n], |op| match op {
+                ServerOp::Msg { .. } => msgs += 1,
+                ServerOp::Ping => pings += 1,
+                ServerOp::Err(e) => err = Some(String::from_utf8_lossy(e).into_owned()),
+                _ => {}
+            })
+            .map_err(protocol_error)?;
+        if let Some(e) = err {
+            return Err(io::Error::other(format!("server said -ERR {e}")));
+        }
+        if pings > 0 {
+            conn.queue_pongs(pings);
+            conn.send().await?;
+        }
+        if msgs > 0 {
+            received += msgs;
+            last = Instant::now();
+            shared.received.fetch_add(msgs, Ordering::Relaxed);
+        }
+    }
+    Ok(ClientRun {
+        msgs: received,
+        secs: (last - start).as_secs_f64(),
+    })
+}
+
+/// Answers every request it gets with its own payload, one write per read.
+pub async fn responder(mut conn: Conn, stop: Arc<AtomicBool>) -> io::Result<u64> {
+    let mut answered = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n = match tokio::time::timeout(STOP_POLL, conn.stream.read(&mut conn.read_buf)).await {
+            Err(_) => continue,
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let out = &mut conn.out;
+        conn.parser
+            .parse(&conn.read_buf[..n], |op| match op {
+                ServerOp::Msg {
+                    reply: Some(reply),
+                    payload,
+                    ..
+                } => {
+                    client::publish(out, reply, None, payload);
+                    answered += 1;
+                }
+                ServerOp::Ping => out.extend_from_slice(client::PONG),
+                _ => {}
+            })
+            .map_err(protocol_error)?;
+        if !conn.out.is_empty() {
+            conn.send().await?;
+        }
+    }
+    Ok(answered)
+}
+
+/// Sends one request at a time and records each round trip in nanoseconds.
+#[allow(clippy::too_many_arguments)]
+pub async fn requester(
+    mut conn: Conn,
+    subject: String,
+    inbox: String,
+    payload: Vec<u8>,
+    msgs: Option<u64>,
+    deadline: Option<Instant>,
+    start: Instant,
+    sent: Arc<AtomicU64>,
+) -> io::Result<(ClientRun, Histogram<u64>)> {
+    conn.subscribe(&inbox, None, "1").await?;
+    let mut hist = Histogram::<u64>::new(3).map_err(protocol_error)?;
+    let mut frame = Vec::new();
+    client::publish(
+        &mut frame,
+        subject.as_bytes(),
+        Some(inbox.as_bytes()),
+        &payload,
+    );
+    let mut done = 0u64;
+    loop {
+        match msgs {
+            Some(m) if done >= m => break,
+            None if deadline.is_some_and(|d| Instant::now() >= d) => break,
+            _ => {}
+        }
+        let t0 = Instant::now();
+        conn.stream.write_all(&frame).await?;
+        conn.read_until(|op| matches!(op, ServerOp::Msg { .. }))
+            .await?;
+        let rtt = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        hist.record(rtt.max(1)).map_err(protocol_error)?;
+        done += 1;
+        sent.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok((
+        ClientRun {
+            msgs: done,
+            secs: start.elapsed().as_secs_f64(),
+        },
+        hist,
+    ))
+}

@@ -1,0 +1,351 @@
+//! `natrix-bench` measures a NATS server — natrix or nats-server — from the
+//! outside: publish throughput, publish→subscribe, fan-out and queue
+//! delivery, request/reply latency percentiles, and the memory idle
+//! connections cost. It speaks the protocol through natrix's own fast client
+//! path (the core's encoders and `ServerOpParser` over tokio TCP), writes in
+//! 64 KiB batches and counts deliveries once per read, so that the tool is
+//! not what limits the figures. It is not an official NATS client, not a
+//! load generator for JetStream yet, and not a test: it never decides
+//! whether a figure is good. `bench/compare` runs it against both servers.
+
+mod args;
+mod conn;
+mod procfs;
+mod report;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use args::{Limit, Options, Parsed, Scenario};
+use conn::{ClientRun, Conn, SubShared};
+use report::{Latency, Report, ServerUse, Side};
+
+/// Subscribers that gain nothing for this long after the publishers are done
+/// have lost the rest (a slow-consumer cut, most likely).
+const DRAIN_IDLE: Duration = Duration::from_secs(3);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let opts = match args::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("natrix-bench: {e}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("natrix-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&opts)) {
+        Ok(r) => {
+            if opts.json {
+                println!("{}", report::json(&opts, &r));
+            } else {
+                print!("{}", report::table(&opts, &r));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("natrix-bench: {}: {e}", opts.url);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(opts: &Options) -> Result<Report, BoxError> {
+    match opts.scenario {
+        Scenario::Request => request(opts).await,
+        Scenario::Idle => idle(opts).await,
+        _ => throughput(opts).await,
+    }
+}
+
+fn server_sample(opts: &Options) -> Option<procfs::ProcSample> {
+    opts.server_pid.and_then(procfs::sample)
+}
+
+/// `n` messages split across `clients`: the first ones take the remainder.
+fn share(limit: Limit, clients: usize, i: usize) -> (Option<u64>, Option<Instant>) {
+    match limit {
+        Limit::Msgs(n) => {
+            let c = clients as u64;
+            (Some(n / c + u64::from((i as u64) < n % c)), None)
+        }
+        Limit::Duration(d) => (None, Some(Instant::now() + d)),
+    }
+}
+
+/// `pub`, `pubsub`, `fanout`, `queue`.
+async fn throughput(opts: &Options) -> Result<Report, BoxError> {
+    let queue = (opts.scenario == Scenario::Queue).then_some("natrix-bench");
+    let mut sub_conns = Vec::new();
+    for i in 0..opts.subs {
+        let mut c = Conn::open(&opts.addr, &format!("natrix-bench-sub-{i}")).await?;
+        c.subscribe(&opts.subject, queue, "1").await?;
+        sub_conns.push(c);
+    }
+    let mut pub_conns = Vec::new();
+    for i in 0..opts.pubs {
+        pub_conns.push(Conn::open(&opts.addr, &format!("natrix-bench-pub-{i}")).await?);
+    }
+    let payload = vec![b'x'; opts.size];
+    let sent = Arc::new(AtomicU64::new(0));
+    let before = server_sample(opts);
+    let start = Instant::now();
+    let shared: Vec<_> = (0..opts.subs).map(|_| SubShared::new()).collect();
+    let subs: Vec<_> = sub_conns
+        .into_iter()
+        .zip(&shared)
+        .map(|(c, s)| tokio::spawn(conn::subscriber(c, start, s.clone())))
+        .collect();
+    let pubs: Vec<_> = pub_conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (msgs, deadline) = share(opts.limit, opts.pubs, i);
+            let p = conn::publisher(
+                c,
+                opts.subject.clone(),
+                payload.clone(),
+                msgs,
+                deadline,
+                start,
+                sent.clone(),
+            );
+            tokio::spawn(p)
+        })
+        .collect();
+    let progress = Progress::start(opts, start, sent.clone(), shared.clone());
+    let mut pub_runs = Vec::new();
+    for p in pubs {
+        pub_runs.push(p.await??);
+    }
+    let published: u64 = pub_runs.iter().map(|r| r.msgs).sum();
+    let (sub_runs, lost) = drain(&shared, subs, published, queue.is_some()).await?;
+    let after = server_sample(opts);
+    progress.stop();
+    Ok(Report {
+        pubs: Some(Side::of(&pub_runs, opts.size)),
+        subs: (!sub_runs.is_empty()).then(|| Side::of(&sub_runs, opts.size)),
+        latency: None,
+        lost,
+        server: before
+            .zip(after)
+            .map(|(b, a)| ServerUse::between(b, a, published)),
+        idle: None,
+    })
+}
+
+/// Tells the subscribers how many messages to expect, waits for them, and
+/// stops them if they stall. Returns their runs and the messages lost.
+async fn drain(
+    shared: &[Arc<SubShared>],
+    subs: Vec<tokio::task::JoinHandle<std::io::Result<ClientRun>>>,
+    published: u64,
+    queue: bool,
+) -> Result<(Vec<ClientRun>, u64), BoxError> {
+    let total_received = || {
+        shared
+            .iter()
+            .map(|s| s.received.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let want_total = if queue {
+        published
+    } else {
+        published * shared.len() as u64
+    };
+    if !queue {
+        for s in shared {
+            s.expected.store(published, Ordering::Relaxed);
+        }
+    }
+    let (mut seen, mut since) = (total_received(), Instant::now());
+    loop {
+        let now = total_received();
+        if now >= want_total {
+            break;
+        }
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() > DRAIN_IDLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for s in shared {
+        s.stop.store(true, Ordering::Relaxed);
+    }
+    let mut runs = Vec::new();
+    for s in subs {
+        runs.push(s.await??);
+    }
+    let received: u64 = runs.iter().map(|r| r.msgs).sum();
+    Ok((runs, want_total.saturating_sub(received)))
+}
+
+async fn request(opts: &Options) -> Result<Report, BoxError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut responders = Vec::new();
+    for i in 0..opts.subs {
+        let mut c = Conn::open(&opts.addr, &format!("natrix-bench-responder-{i}")).await?;
+        c.subscribe(&opts.subject, Some("natrix-bench"), "1")
+            .await?;
+        responders.push(tokio::spawn(conn::responder(c, stop.clone())));
+    }
+    let mut req_conns = Vec::new();
+    for i in 0..opts.pubs {
+        req_conns.push(Conn::open(&opts.addr, &format!("natrix-bench-requester-{i}")).await?);
+    }
+    let payload = vec![b'x'; opts.size];
+    let sent = Arc::new(AtomicU64::new(0));
+    let before = server_sample(opts);
+    let start = Instant::now();
+    let progress = Progress::start(opts, start, sent.clone(), Vec::new());
+    let reqs: Vec<_> = req_conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (msgs, deadline) = share(opts.limit, opts.pubs, i);
+            let inbox = format!("_INBOX.natrix-bench.{i}");
+            let r = conn::requester(
+                c,
+                opts.subject.clone(),
+                inbox,
+                payload.clone(),
+                msgs,
+                deadline,
+                start,
+                sent.clone(),
+            );
+            tokio::spawn(r)
+        })
+        .collect();
+    let mut runs = Vec::new();
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for r in reqs {
+        let (run, h) = r.await??;
+        hist.add(h)?;
+        runs.push(run);
+    }
+    let after = server_sample(opts);
+    progress.stop();
+    stop.store(true, Ordering::Relaxed);
+    for r in responders {
+        r.await??;
+    }
+    let requests: u64 = runs.iter().map(|r| r.msgs).sum();
+    Ok(Report {
+        pubs: Some(Side::of(&runs, opts.size)),
+        subs: None,
+        latency: Some(Latency(hist)),
+        lost: 0,
+        server: before
+            .zip(after)
+            .map(|(b, a)| ServerUse::between(b, a, requests)),
+        idle: None,
+    })
+}
+
+/// Opens `--conns` connections, lets the server settle, and reads its RSS.
+async fn idle(opts: &Options) -> Result<Report, BoxError> {
+    let settle = Duration::from_millis(500);
+    tokio::time::sleep(settle).await;
+    let before = server_sample(opts);
+    let mut conns = Vec::with_capacity(opts.conns);
+    for i in 0..opts.conns {
+        conns.push(Conn::open(&opts.addr, &format!("natrix-bench-idle-{i}")).await?);
+        if !opts.quiet && i % 100 == 99 {
+            eprint!("\ridle: {} connections", i + 1);
+        }
+    }
+    if !opts.quiet {
+        eprintln!();
+    }
+    tokio::time::sleep(settle).await;
+    let after = server_sample(opts);
+    drop(conns);
+    Ok(Report {
+        pubs: None,
+        subs: None,
+        latency: None,
+        lost: 0,
+        server: None,
+        idle: before
+            .zip(after)
+            .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),
+    })
+}
+
+/// The progress line on stderr, redrawn twice a second.
+struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(
+        opts: &Options,
+        start: Instant,
+        sent: Arc<AtomicU64>,
+        subs: Vec<Arc<SubShared>>,
+    ) -> Progress {
+        if opts.quiet {
+            return Progress { task: None };
+        }
+        let name = opts.scenario.name();
+        let line_end = if std::io::stderr().is_terminal() {
+            "\r"
+        } else {
+            "\n"
+        };
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let secs = start.elapsed().as_secs_f64();
+                let p = sent.load(Ordering::Relaxed) as f64;
+                let mut line = format!(
+                    "{name} {secs:5.1}s  sent {} ({}/s)",
+                    report::si(p),
+                    report::si(p / secs)
+                );
+                if !subs.is_empty() {
+                    let r: u64 = subs
+                        .iter()
+                        .map(|s| s.received.load(Ordering::Relaxed))
+                        .sum();
+                    line += &format!(
+                        "  received {} ({}/s)",
+                        report::si(r as f64),
+                        report::si(r as f64 / secs)
+                    );
+                }
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "{line:<72}{line_end}");
+            }
+        });
+        Progress { task: Some(task) }
+    }
+
+    fn stop(self) {
+        if let Some(t) = self.task {
+            t.abort();
+            if std::io::stderr().is_terminal() {
+                eprint!("{:<72}\r", "");
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Turning client runs into figures: rates with their spread across
+//! clients, latency percentiles, the server's CPU and memory; printed as a
+//! table or as one JSON object.
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::args::Options;
+use crate::conn::ClientRun;
+use crate::procfs::ProcSample;
+
+/// One side (publishers or subscribers) of a run.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub clients: usize,
+    pub msgs: u64,
+    /// From the common start to the last client's last message.
+    pub secs: f64,
+    pub msgs_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Per-client rates.
+    pub min: f64,
+    pub avg: f64,
+    pub max: f64,
+    pub stddev: f64,
+}
+
+impl Side {
+    pub fn of(runs: &[ClientRun], size: usize) -> Side {
+        let msgs: u64 = runs.iter().map(|r| r.msgs).sum();
+        let secs = runs.iter().map(|r| r.secs).fold(0.0, f64::max);
+        let rates: Vec<f64> = runs.iter().map(|r| rate(r.msgs, r.secs)).collect();
+        let n = rates.len().max(1) as f64;
+        let avg = rates.iter().sum::<f64>() / n;
+        let var = rates.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / n;
+        let msgs_per_sec = rate(msgs, secs);
+        Side {
+            clients: runs.len(),
+            msgs,
+            secs,
+            msgs_per_sec,
+            mb_per_sec: msgs_per_sec * size as f64 / 1e6,
+            min: rates.iter().copied().fold(f64::INFINITY, f64::min).min(avg),
+            avg,
+            max: rates.iter().copied().fold(0.0, f64::max),
+            stddev: var.sqrt(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "clients": self.clients, "msgs": self.msgs, "secs": self.secs,
+            "msgs_per_sec": self.msgs_per_sec, "mb_per_sec": self.mb_per_sec,
+            "per_client": {"min": self.min, "avg": self.avg, "max": self.max, "stddev": self.stddev},
+        })
+    }
+}
+
+fn rate(msgs: u64, secs: f64) -> f64 {
+    if secs > 0.0 { msgs as f64 / secs } else { 0.0 }
+}
+
+/// The server's resources over the measured part of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerUse {
+    pub cpu_secs: f64,
+    /// Server CPU per published message (per request for `request`).
+    pub cpu_ns_per_msg: f64,
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+impl ServerUse {
+    pub fn between(before: ProcSample, after: ProcSample, msgs: u64) -> ServerUse {
+        let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
+        ServerUse {
+            cpu_secs,
+            cpu_ns_per_msg: if msgs > 0 {
+                cpu_secs * 1e9 / msgs as f64
+            } else {
+                0.0
+            },
+            rss_kib: after.rss_kib,
+            hwm_kib: after.hwm_kib,
+        }
+    }
+}
+
+pub struct Latency(pub Histogram<u64>);
+
+impl Latency {
+    const QUANTILES: [(&'static str, f64); 4] = [
+        ("p50", 0.50),
+        ("p90", 0.90),
+        ("p99", 0.99),
+        ("p99_9", 0.999),
+    ];
+
+    fn us(ns: u64) -> f64 {
+        ns as f64 / 1e3
+    }
+
+    fn json(&self) -> Value {
+        let h = &self.0;
+        let mut m = serde_json::Map::new();
+        m.insert("count".into(), json!(h.len()));
+        m.insert("min_us".into(), json!(Self::us(h.min())));
+        m.insert("mean_us".into(), json!(h.mean() / 1e3));
+        for (name, q) in Self::QUANTILES {
+            m.insert(
+                format!("{name}_us"),
+                json!(Self::us(h.value_at_quantile(q))),
+            );
+        }
+        m.insert("max_us".into(), json!(Self::us(h.max())));
+        Value::Object(m)
+    }
+}
+
+pub struct Report {
+    pub pubs: Option<Side>,
+    pub subs: Option<Side>,
+    pub latency: Option<Latency>,
+    pub lost: u64,
+    pub server: Option<ServerUse>,
+    /// `idle`: connections held and the server's RSS before and with them.
+    pub idle: Option<(usize, u64, u64)>,
+}
+
+pub fn json(opts: &Options, r: &Report) -> Value {
+    let mut v = json!({
+        "scenario": opts.scenario.name(), "url": opts.url, "size": opts.size,
+        "subject": opts.subject, "lost": r.lost,
+    });
+    if let Some(s) = &r.pubs {
+        v["pub"] = s.json();
+    }
+    if let Some(s) = &r.subs {
+        v["sub"] = s.json();
+    }
+    if let Some(l) = &r.latency {
+        v["latency"] = l.json();
+    }
+    if let Some(s) = r.server {
+        v["server"] = json!({
+            "cpu_secs": s.cpu_secs, "cpu_ns_per_msg": s.cpu_ns_per_msg,
+            "rss_kib": s.rss_kib, "hwm_kib": s.hwm_kib,
+        });
+    }
+    if let Some((conns, before, after)) = r.idle {
+        v["idle"] = json!({
+            "conns": conns, "rss_before_kib": before, "rss_after_kib": after,
+            "kib_per_1000_conns": (after.saturating_sub(before)) as f64 * 1000.0 / conns.max(1) as f64,
+        });
+    }
+    v
+}
+
+/// `1234567.0` as `1.23M`.
+pub fn si(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
+}
+
+pub fn table(opts: &Options, r: &Report) -> String {
+    let mut t = format!(
+        "natrix-bench {}  {}  {} B payload\n",
+        opts.scenario.name(),
+        opts.url,
+        opts.size
+    );
+    if r.pubs.is_some() || r.subs.is_some() {
+        t += &format!(
+            "{:<6} {:>7} {:>12} {:>8} {:>9} {:>8}   {:>9} {:>9} {:>9} {:>9}\n",
+            "", "clients", "msgs", "secs", "msgs/s", "MB/s", "min/cl", "avg/cl", "max/cl", "stddev"
+        );
+    }
+    for (name, side) in [("pub", &r.pubs), ("sub", &r.subs)] {
+        if let Some(s) = side {
+            t += &format!(
+                "{name:<6} {:>7} {:>12} {:>8.3} {:>9} {:>8.1}   {:>9} {:>9} {:>9} {:>9}\n",
+                s.clients,
+                s.msgs,
+                s.secs,
+                si(s.msgs_per_sec),
+                s.mb_per_sec,
+                si(s.min),
+                si(s.avg),
+                si(s.max),
+                si(s.stddev)
+            );
+        }
+    }
+    if r.lost > 0 {
+        t += &format!(
+            "LOST   {} messages never arrived (slow consumer?)\n",
+            r.lost
+        );
+    }
+    if let Some(l) = &r.latency {
+        let h = &l.0;
+        t += &format!(
+            "latency ({} requests, µs): min {:.1}  mean {:.1}",
+            h.len(),
+            Latency::us(h.min()),
+            h.mean() / 1e3
+        );
+        for (name, q) in Latency::QUANTILES {
+            t += &format!(
+                "  {} {:.1}",
+                name.replace('_', "."),
+                Latency::us(h.value_at_quantile(q))
+            );
+        }
+        t += &format!("  max {:.1}\n", Latency::us(h.max()));
+    }
+    if let Some((conns, before, after)) = r.idle {
+        t += &format!(
+            "idle: {conns} connections; server RSS {before} KiB before, {after} KiB with them ({:.0} KiB per 1,000)\n",
+            after.saturating_sub(before) as f64 * 1000.0 / conns.max(1) as f64
+        );
+    }
+    if let Some(s) = r.server {
+        t += &format!(
+            "server: CPU {:.2} s ({:.0} ns per message), RSS {:.1} MiB, peak {:.1} MiB\n",
+            s.cpu_secs,
+            s.cpu_ns_per_msg,
+            s.rss_kib as f64 / 1024.0,
+            s.hwm_kib as f64 / 1024.0
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_across_clients() {
+        let runs = [
+            ClientRun {
+                msgs: 100,
+                secs: 1.0,
+            },
+            ClientRun {
+                msgs: 300,
+                secs: 2.0,
+            },
+        ];
+        let s = Side::of(&runs, 10);
+        assert_eq!(s.msgs, 400);
+        assert_eq!(
+            s.msgs_per_sec, 200.0,
+            "all messages over the slowest client's time"
+        );
+        assert_eq!((s.min, s.avg, s.max, s.stddev), (100.0, 125.0, 150.0, 25.0));
+        assert_eq!(s.mb_per_sec, 200.0 * 10.0 / 1e6);
+        assert_eq!(si(1_234_567.0), "1.23M");
+    }
+}
