@@ -58,6 +58,7 @@ def main(path):
     # (key, metric, server, round) -> values (startup is sampled twice a round)
     vals = defaultdict(list)
     lost = defaultdict(int)
+    lossy_rounds = defaultdict(set)
     order = []
     with open(path) as f:
         for line in f:
@@ -66,6 +67,8 @@ def main(path):
             if key not in order:
                 order.append(key)
             lost[(key, r["target"])] += r.get("lost", 0)
+            if r.get("lost", 0):
+                lossy_rounds[(key, r["target"])].add(r["round"])
             for name, v in m.items():
                 vals[(key, name, r["target"], r["round"])].append(v)
     rounds = sorted({k[3] for k in vals})
@@ -90,13 +93,20 @@ def main(path):
                 verdict = ("pass" if ok else "FAIL") + (" >= " if higher else " <= ") + f"{budget}"
                 crosses = min(ratios) < budget < max(ratios)
                 verdict += " (spread crosses)" if crosses else ""
+                if lossy_rounds[(key, "natrix")]:
+                    # Fewer deliveries is less work: neither figure means anything.
+                    ok = False
+                    verdict = f"FAIL: natrix lost messages in {len(lossy_rounds[(key, 'natrix')])} of {len(rounds)} rounds"
+                elif lossy_rounds[(key, "nats")]:
+                    verdict += " (nats-server lost messages)"
                 verdicts.append((key, label, ok))
             print(f"{key[0]:<9} {key[1]:>4}  {label:<32} {fmt(statistics.median(per['natrix'])):>9} "
                   f"{fmt(statistics.median(per['nats'])):>9}  {ratio:>6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]".ljust(90)
                   + verdict)
     for (key, srv), n in lost.items():
         if n:
-            print(f"warning: {srv} lost {n} messages in {key[0]} {key[1]} B (slow consumer?)")
+            print(f"warning: {srv} lost {n:,} messages in {key[0]} {key[1]} B, in "
+                  f"{len(lossy_rounds[(key, srv)])} of {len(rounds)} rounds (subscriber cut as a slow consumer?)")
     passed = sum(ok for _, _, ok in verdicts)
     print(f"budget: {passed} of {len(verdicts)} rows pass")
 

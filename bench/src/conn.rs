@@ -122,6 +122,9 @@ impl Conn {
 pub struct ClientRun {
     pub msgs: u64,
     pub secs: f64,
+    /// The server closed the connection before the run ended (a subscriber
+    /// cut off as a slow consumer).
+    pub cut_off: bool,
 }
 
 /// Publishes `msgs` messages (or until `deadline`) in batches of about
@@ -157,6 +160,7 @@ pub async fn publisher(
     Ok(ClientRun {
         msgs: done,
         secs: start.elapsed().as_secs_f64(),
+        cut_off: false,
     })
 }
 
@@ -188,15 +192,17 @@ pub async fn subscriber(
 ) -> io::Result<ClientRun> {
     let mut received = 0u64;
     let mut last = start;
+    let mut cut_off = false;
     while received < shared.expected.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed)
     {
         let n = match tokio::time::timeout(STOP_POLL, conn.stream.read(&mut conn.read_buf)).await {
             Err(_) => continue,
-            Ok(r) => r?,
+            Ok(Ok(0) | Err(_)) => {
+                cut_off = true;
+                break;
+            }
+            Ok(Ok(n)) => n,
         };
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
         let (mut msgs, mut pings, mut err) = (0u64, 0, None);
         conn.parser
             .parse(&conn.read_buf[..n], |op| match op {
@@ -222,6 +228,7 @@ pub async fn subscriber(
     Ok(ClientRun {
         msgs: received,
         secs: (last - start).as_secs_f64(),
+        cut_off,
     })
 }
 
@@ -299,7 +306,57 @@ pub async fn requester(
         ClientRun {
             msgs: done,
             secs: start.elapsed().as_secs_f64(),
+            cut_off: false,
         },
         hist,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How fast one subscriber counts deliveries, with no server or socket
+    /// in the way: `cargo test --release -p natrix-bench -- --ignored --nocapture`.
+    /// It has to be well above what a server can send one connection.
+    #[test]
+    #[ignore = "a measurement, run by hand in release mode"]
+    fn counting_rate() {
+        for size in [16usize, 128] {
+            let mut frame = Vec::new();
+            let payload = vec![b'x'; size];
+            natrix_core::proto::encode::msg(
+                &mut frame,
+                &natrix_core::proto::encode::Delivery {
+                    subject: b"natrix.bench",
+                    sid: b"1",
+                    reply: None,
+                    headers: b"",
+                    header_token: b"",
+                    body: &payload,
+                    size_token: size.to_string().as_bytes(),
+                },
+                false,
+            );
+            let chunk = frame.repeat(READ_BUF_BYTES / frame.len() + 1);
+            let mut parser = ServerOpParser::new();
+            let (mut msgs, rounds) = (0u64, 400);
+            let t0 = Instant::now();
+            for _ in 0..rounds {
+                for part in chunk.chunks(READ_BUF_BYTES) {
+                    parser
+                        .parse(part, |op| {
+                            msgs += u64::from(matches!(op, ServerOp::Msg { .. }))
+                        })
+                        .unwrap();
+                }
+            }
+            let rate = msgs as f64 / t0.elapsed().as_secs_f64();
+            assert_eq!(msgs, (chunk.len() / frame.len()) as u64 * rounds);
+            println!(
+                "{size} B: {:.1}M deliveries/s counted on one thread",
+                rate / 1e6
+            );
+        }
+    }
 }

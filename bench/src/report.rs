@@ -23,6 +23,8 @@ pub struct Side {
     pub avg: f64,
     pub max: f64,
     pub stddev: f64,
+    /// Clients the server closed before the run ended.
+    pub cut_off: usize,
 }
 
 impl Side {
@@ -44,6 +46,7 @@ impl Side {
             avg,
             max: rates.iter().copied().fold(0.0, f64::max),
             stddev: var.sqrt(),
+            cut_off: runs.iter().filter(|r| r.cut_off).count(),
         }
     }
 
@@ -52,6 +55,7 @@ impl Side {
             "clients": self.clients, "msgs": self.msgs, "secs": self.secs,
             "msgs_per_sec": self.msgs_per_sec, "mb_per_sec": self.mb_per_sec,
             "per_client": {"min": self.min, "avg": self.avg, "max": self.max, "stddev": self.stddev},
+            "cut_off": self.cut_off,
         })
     }
 }
@@ -201,6 +205,11 @@ pub fn table(opts: &Options, r: &Report) -> String {
             r.lost
         );
     }
+    if let Some(n) = r.subs.as_ref().map(|s| s.cut_off).filter(|n| *n > 0) {
+        t += &format!(
+            "CUT    the server closed {n} subscriber(s) before the end (slow consumer?)\n"
+        );
+    }
     if let Some(l) = &r.latency {
         let h = &l.0;
         t += &format!(
@@ -246,10 +255,12 @@ mod tests {
             ClientRun {
                 msgs: 100,
                 secs: 1.0,
+                cut_off: false,
             },
             ClientRun {
                 msgs: 300,
                 secs: 2.0,
+                cut_off: false,
             },
         ];
         let s = Side::of(&runs, 10);
