@@ -15,6 +15,7 @@ THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue"}
 BUDGET = {
     "msgs_per_sec": ("msgs/s", True, 1.5),
     "cpu_ns_per_msg": ("server CPU ns/msg", False, 0.6),
+    "sched_ns_per_msg": ("  the same by schedstat", False, None),
     "rss_mib": ("server RSS after, MiB", False, None),
     "p50_us": ("latency p50 µs", False, None),
     "p90_us": ("latency p90 µs", False, None),
@@ -37,6 +38,8 @@ def metrics(r):
     m = {"msgs_per_sec": side["msgs_per_sec"]}
     if "server" in r:
         m["cpu_ns_per_msg"] = r["server"]["cpu_ns_per_msg"]
+        if r["server"].get("sched_cpu_ns_per_msg") is not None:
+            m["sched_ns_per_msg"] = r["server"]["sched_cpu_ns_per_msg"]
         m["rss_mib"] = r["server"]["rss_kib"] / 1024
     if "latency" in r:
         for q in ("p50", "p90", "p99", "p99_9"):

@@ -70,6 +70,8 @@ pub struct ServerUse {
     pub cpu_secs: f64,
     /// Server CPU per published message (per request for `request`).
     pub cpu_ns_per_msg: f64,
+    /// The same from the nanosecond scheduler counters, when readable.
+    pub sched_cpu_ns_per_msg: Option<f64>,
     pub rss_kib: u64,
     pub hwm_kib: u64,
 }
@@ -77,13 +79,18 @@ pub struct ServerUse {
 impl ServerUse {
     pub fn between(before: ProcSample, after: ProcSample, msgs: u64) -> ServerUse {
         let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
-        ServerUse {
-            cpu_secs,
-            cpu_ns_per_msg: if msgs > 0 {
-                cpu_secs * 1e9 / msgs as f64
+        let per_msg = |secs: f64| {
+            if msgs > 0 {
+                secs * 1e9 / msgs as f64
             } else {
                 0.0
-            },
+            }
+        };
+        let sched = after.sched_cpu_secs.zip(before.sched_cpu_secs);
+        ServerUse {
+            cpu_secs,
+            cpu_ns_per_msg: per_msg(cpu_secs),
+            sched_cpu_ns_per_msg: sched.map(|(a, b)| per_msg((a - b).max(0.0))),
             rss_kib: after.rss_kib,
             hwm_kib: after.hwm_kib,
         }
@@ -148,6 +155,7 @@ pub fn json(opts: &Options, r: &Report) -> Value {
     if let Some(s) = r.server {
         v["server"] = json!({
             "cpu_secs": s.cpu_secs, "cpu_ns_per_msg": s.cpu_ns_per_msg,
+            "sched_cpu_ns_per_msg": s.sched_cpu_ns_per_msg,
             "rss_kib": s.rss_kib, "hwm_kib": s.hwm_kib,
         });
     }
@@ -235,9 +243,11 @@ pub fn table(opts: &Options, r: &Report) -> String {
     }
     if let Some(s) = r.server {
         t += &format!(
-            "server: CPU {:.2} s ({:.0} ns per message), RSS {:.1} MiB, peak {:.1} MiB\n",
+            "server: CPU {:.2} s ({:.0} ns per message; {} by schedstat), RSS {:.1} MiB, peak {:.1} MiB\n",
             s.cpu_secs,
             s.cpu_ns_per_msg,
+            s.sched_cpu_ns_per_msg
+                .map_or("-".into(), |n| format!("{n:.0}")),
             s.rss_kib as f64 / 1024.0,
             s.hwm_kib as f64 / 1024.0
         );
