@@ -104,7 +104,7 @@ def main(path):
                     verdict += " (nats-server lost messages)"
                 verdicts.append((key, label, ok))
             print(f"{key[0]:<9} {key[1]:>4}  {label:<32} {fmt(statistics.median(per['natrix'])):>9} "
-                  f"{fmt(statistics.median(per['nats'])):>9}  {ratio:>6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]".ljust(90)
+                  f"{fmt(statistics.median(per['nats'])):>9}  {ratio:>6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]".ljust(98)
                   + verdict)
     for (key, srv), n in lost.items():
         if n:

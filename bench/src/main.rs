@@ -41,7 +41,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Latency runs on one thread: a round trip then never waits for the
+    // tool to wake a parked worker thread, only for the server.
+    let runtime = if opts.scenario == Scenario::Request {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("natrix-bench: {e}");
