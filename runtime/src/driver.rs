@@ -17,8 +17,11 @@ use tokio::task::JoinHandle;
 
 use crate::logger::Logger;
 
-/// Bytes read from a socket at once.
-const READ_BUFFER: usize = 64 * 1024;
+/// Bytes read from a socket at once: an idle connection holds the small
+/// size; a busy one grows to the large one (as nats-server's read buffer
+/// does), and shrinks back when reads get small again.
+const READ_BUFFER_MIN: usize = 512;
+const READ_BUFFER_MAX: usize = 64 * 1024;
 /// Inbound events queued for the core before readers wait (backpressure).
 const INBOUND_QUEUE: usize = 4096;
 /// Events handled before the core drains actions (one flush per batch).
@@ -388,14 +391,20 @@ async fn read_loop<S: AsyncRead + AsyncWrite>(
     generation: u64,
     tx: mpsc::Sender<Inbound<S>>,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut size = READ_BUFFER_MIN;
+    let mut buf = BytesMut::new();
     loop {
-        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
-            buf.reserve(READ_BUFFER);
+        if buf.capacity() - buf.len() < size {
+            buf.reserve(size);
         }
         match read.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
+            Ok(n) => {
+                if n >= size {
+                    size = (size * 2).min(READ_BUFFER_MAX);
+                } else if n < size / 4 {
+                    size = (size / 2).max(READ_BUFFER_MIN);
+                }
                 let chunk = buf.split();
                 if tx
                     .send(Inbound::Received(id, generation, chunk))
