@@ -8,7 +8,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue"}
+THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue", "routed"}
 
 # metric -> (label, higher is better, budget ratio or None); the throughput
 # and CPU budgets hold for THROUGHPUT_SCENARIOS only.
@@ -17,6 +17,7 @@ BUDGET = {
     "cpu_ns_per_msg": ("server CPU ns/msg", False, 0.6),
     "sched_ns_per_msg": ("  the same by schedstat", False, None),
     "rss_mib": ("server RSS after, MiB", False, None),
+    "subscribed_mib": ("RSS growth to subscribe, MiB", False, 0.5),
     "p50_us": ("latency p50 µs", False, None),
     "p90_us": ("latency p90 µs", False, None),
     "p99_us": ("latency p99 µs", False, 0.7),
@@ -30,6 +31,8 @@ BUDGET = {
 def metrics(r):
     """The figures one run contributes, keyed by (scenario, size)."""
     s = r["scenario"]
+    if r.get("subjects", 1) > 1:
+        s = "routed"
     if s == "startup":
         return ("idle", "-"), {"startup_ms": r["startup_ms"], "idle_rss_mib": r["idle_rss_kib"] / 1024}
     if s == "idle":
@@ -41,6 +44,8 @@ def metrics(r):
         if r["server"].get("sched_cpu_ns_per_msg") is not None:
             m["sched_ns_per_msg"] = r["server"]["sched_cpu_ns_per_msg"]
         m["rss_mib"] = r["server"]["rss_kib"] / 1024
+    if s == "routed" and "setup" in r:
+        m["subscribed_mib"] = (r["setup"]["rss_subscribed_kib"] - r["setup"]["rss_before_kib"]) / 1024
     if "latency" in r:
         for q in ("p50", "p90", "p99", "p99_9"):
             m[q + "_us"] = r["latency"][q + "_us"]

@@ -20,6 +20,8 @@ options:
                            request: 20000 requests per requester)
   --duration D             run for D instead (5s, 500ms, 1m); overrides --msgs
   --subject S              subject (natrix.bench)
+  --subjects N             spread messages over N subjects S.0 … S.N-1, each
+                           subscriber subscribing to every one (1)
   --pubs N                 publishers or requesters (1)
   --subs M                 subscribers, queue members or responders
   --conns N                idle: connections to open (1000)
@@ -67,6 +69,7 @@ pub struct Options {
     pub size: usize,
     pub limit: Limit,
     pub subject: String,
+    pub subjects: usize,
     pub pubs: usize,
     pub subs: usize,
     pub conns: usize,
@@ -96,6 +99,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut msgs = None;
     let mut duration = None;
     let mut subject = "natrix.bench".to_string();
+    let mut subjects = 1;
     let mut pubs = 1;
     let mut subs = None;
     let mut conns = 1000;
@@ -109,6 +113,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--msgs" => msgs = Some(number::<u64>(&value()?)?),
             "--duration" => duration = Some(parse_duration(&value()?)?),
             "--subject" => subject = value()?,
+            "--subjects" => subjects = number(&value()?)?,
             "--pubs" => pubs = number(&value()?)?,
             "--subs" => subs = Some(number(&value()?)?),
             "--conns" => conns = number(&value()?)?,
@@ -132,6 +137,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if pubs == 0 && scenario != Scenario::Idle {
         return Err("--pubs must be at least 1".into());
     }
+    if subjects == 0 || (subjects > 1 && scenario == Scenario::Request) {
+        return Err("--subjects must be at least 1, and 1 for request".into());
+    }
     if subs == 0 && matches!(scenario, Scenario::Request | Scenario::Queue) {
         return Err("--subs must be at least 1".into());
     }
@@ -151,6 +159,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         size,
         limit,
         subject,
+        subjects,
         pubs,
         subs,
         conns,
@@ -233,5 +242,7 @@ mod tests {
         assert!(bad("pub --size"));
         assert!(bad("pub --duration 0s"));
         assert!(bad("queue --subs 0"));
+        assert!(bad("pub --subjects 0"));
+        assert!(bad("request --subjects 10"));
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use natrix_core::proto::{ServerOp, ServerOpParser, client};
+
+use crate::frames::Frames;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -50,6 +52,21 @@ impl Conn {
         client::connect(&mut conn.out, &json);
         conn.flush().await?;
         Ok(conn)
+    }
+
+    /// Subscribes to each subject (sids 1, 2, …) and waits until the
+    /// server has them all.
+    pub async fn subscribe_all(
+        &mut self,
+        subjects: &[String],
+        queue: Option<&str>,
+    ) -> io::Result<()> {
+        let mut sid = itoa::Buffer::new();
+        for (i, s) in subjects.iter().enumerate() {
+            let sid = sid.format(i + 1).as_bytes();
+            client::subscribe(&mut self.out, s.as_bytes(), queue.map(str::as_bytes), sid);
+        }
+        self.flush().await
     }
 
     /// Subscribes and waits until the server has it.
@@ -131,30 +148,25 @@ pub struct ClientRun {
 /// [`WRITE_BATCH_BYTES`], then flushes. `sent` is bumped per batch.
 pub async fn publisher(
     mut conn: Conn,
-    subject: String,
-    payload: Vec<u8>,
+    frames: Arc<Frames>,
     msgs: Option<u64>,
     deadline: Option<Instant>,
     start: Instant,
     sent: Arc<AtomicU64>,
 ) -> io::Result<ClientRun> {
-    let mut frame = Vec::new();
-    client::publish(&mut frame, subject.as_bytes(), None, &payload);
-    let per_batch = (WRITE_BATCH_BYTES / frame.len()).max(1) as u64;
-    let batch = frame.repeat(per_batch as usize);
-    let mut done = 0u64;
+    let (mut done, mut next) = (0u64, 0usize);
     loop {
-        let want = match msgs {
+        let max = match msgs {
             Some(m) if done >= m => break,
-            Some(m) => per_batch.min(m - done),
+            Some(m) => m - done,
             None if deadline.is_some_and(|d| Instant::now() >= d) => break,
-            None => per_batch,
+            None => u64::MAX,
         };
-        conn.stream
-            .write_all(&batch[..frame.len() * want as usize])
-            .await?;
-        done += want;
-        sent.fetch_add(want, Ordering::Relaxed);
+        let (batch, n) = frames.batch(next, max);
+        conn.stream.write_all(batch).await?;
+        next = (next + n) % frames.len();
+        done += n as u64;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
     }
     conn.flush().await?;
     Ok(ClientRun {

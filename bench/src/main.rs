@@ -10,6 +10,7 @@
 
 mod args;
 mod conn;
+mod frames;
 mod procfs;
 mod report;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use args::{Limit, Options, Parsed, Scenario};
 use conn::{ClientRun, Conn, SubShared};
+use frames::Frames;
 use report::{Latency, Report, ServerUse, Side};
 
 /// Subscribers that gain nothing for this long after the publishers are done
@@ -99,19 +101,30 @@ fn share(limit: Limit, clients: usize, i: usize) -> (Option<u64>, Option<Instant
 /// `pub`, `pubsub`, `fanout`, `queue`.
 async fn throughput(opts: &Options) -> Result<Report, BoxError> {
     let queue = (opts.scenario == Scenario::Queue).then_some("natrix-bench");
+    let subjects: Vec<String> = if opts.subjects == 1 {
+        vec![opts.subject.clone()]
+    } else {
+        (0..opts.subjects)
+            .map(|i| format!("{}.{i}", opts.subject))
+            .collect()
+    };
+    let before_setup = server_sample(opts);
     let mut sub_conns = Vec::new();
     for i in 0..opts.subs {
         let mut c = Conn::open(&opts.addr, &format!("natrix-bench-sub-{i}")).await?;
-        c.subscribe(&opts.subject, queue, "1").await?;
+        c.subscribe_all(&subjects, queue).await?;
         sub_conns.push(c);
     }
     let mut pub_conns = Vec::new();
     for i in 0..opts.pubs {
         pub_conns.push(Conn::open(&opts.addr, &format!("natrix-bench-pub-{i}")).await?);
     }
-    let payload = vec![b'x'; opts.size];
+    let frames = Arc::new(Frames::new(&subjects, &vec![b'x'; opts.size]));
     let sent = Arc::new(AtomicU64::new(0));
     let before = server_sample(opts);
+    let setup = before_setup
+        .zip(before)
+        .map(|(b, a)| (b.rss_kib, a.rss_kib));
     let start = Instant::now();
     let shared: Vec<_> = (0..opts.subs).map(|_| SubShared::new()).collect();
     let subs: Vec<_> = sub_conns
@@ -124,15 +137,7 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         .enumerate()
         .map(|(i, c)| {
             let (msgs, deadline) = share(opts.limit, opts.pubs, i);
-            let p = conn::publisher(
-                c,
-                opts.subject.clone(),
-                payload.clone(),
-                msgs,
-                deadline,
-                start,
-                sent.clone(),
-            );
+            let p = conn::publisher(c, frames.clone(), msgs, deadline, start, sent.clone());
             tokio::spawn(p)
         })
         .collect();
@@ -153,6 +158,7 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         server: before
             .zip(after)
             .map(|(b, a)| ServerUse::between(b, a, published)),
+        setup,
         idle: None,
     })
 }
@@ -264,6 +270,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
         server: before
             .zip(after)
             .map(|(b, a)| ServerUse::between(b, a, requests)),
+        setup: None,
         idle: None,
     })
 }
@@ -292,6 +299,7 @@ async fn idle(opts: &Options) -> Result<Report, BoxError> {
         latency: None,
         lost: 0,
         server: None,
+        setup: None,
         idle: before
             .zip(after)
             .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),

@@ -134,6 +134,9 @@ pub struct Report {
     pub latency: Option<Latency>,
     pub lost: u64,
     pub server: Option<ServerUse>,
+    /// The server's RSS before the clients connected and once every
+    /// subscription was in place (what the subscriptions cost).
+    pub setup: Option<(u64, u64)>,
     /// `idle`: connections held and the server's RSS before and with them.
     pub idle: Option<(usize, u64, u64)>,
 }
@@ -141,7 +144,7 @@ pub struct Report {
 pub fn json(opts: &Options, r: &Report) -> Value {
     let mut v = json!({
         "scenario": opts.scenario.name(), "url": opts.url, "size": opts.size,
-        "subject": opts.subject, "lost": r.lost,
+        "subject": opts.subject, "subjects": opts.subjects, "lost": r.lost,
     });
     if let Some(s) = &r.pubs {
         v["pub"] = s.json();
@@ -158,6 +161,9 @@ pub fn json(opts: &Options, r: &Report) -> Value {
             "sched_cpu_ns_per_msg": s.sched_cpu_ns_per_msg,
             "rss_kib": s.rss_kib, "hwm_kib": s.hwm_kib,
         });
+    }
+    if let Some((before, after)) = r.setup {
+        v["setup"] = json!({"rss_before_kib": before, "rss_subscribed_kib": after});
     }
     if let Some((conns, before, after)) = r.idle {
         v["idle"] = json!({
@@ -180,11 +186,17 @@ pub fn si(x: f64) -> String {
 
 pub fn table(opts: &Options, r: &Report) -> String {
     let mut t = format!(
-        "natrix-bench {}  {}  {} B payload\n",
+        "natrix-bench {}  {}  {} B payload  {} subject(s)\n",
         opts.scenario.name(),
         opts.url,
-        opts.size
+        opts.size,
+        opts.subjects
     );
+    if let Some((before, after)) = r.setup.filter(|_| opts.subs > 0) {
+        t += &format!(
+            "subscribed: server RSS {before} KiB before the clients, {after} KiB with every subscription in place\n"
+        );
+    }
     if r.pubs.is_some() || r.subs.is_some() {
         t += &format!(
             "{:<6} {:>7} {:>12} {:>8} {:>9} {:>8}   {:>9} {:>9} {:>9} {:>9}\n",
