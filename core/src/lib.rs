@@ -14,6 +14,8 @@
 //! `core/clippy.toml`) and by the `purity` test, so the same code can be run,
 //! crashed and replayed deterministically from a seed.
 
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod config;
 pub mod proto;

@@ -157,6 +157,19 @@ impl<T: Copy + Eq> Sublist<T> {
         self.cache.len()
     }
 
+    /// Largest and mean fan-out (subscribers per cached subject), as
+    /// monitoring shows them.
+    pub fn cache_fanout(&self) -> (usize, f64) {
+        let sizes = self.cache.values().map(|m| m.plain.len() + m.queues.len());
+        let (max, sum) = sizes.fold((0, 0), |(mx, sm), n| (mx.max(n), sm + n));
+        let avg = if self.cache.is_empty() {
+            0.0
+        } else {
+            sum as f64 / self.cache.len() as f64
+        };
+        (max, avg)
+    }
+
     /// Adds `handle` under `subject`, in queue group `queue` if given.
     pub fn insert(
         &mut self,

@@ -50,3 +50,103 @@ impl Now {
         }
     }
 }
+
+/// (year, month, day) from days since 1970-01-01 (Howard Hinnant's method).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A Unix time in nanoseconds as RFC 3339 with nanoseconds, trailing zeros
+/// trimmed, in UTC — Go's `time.RFC3339Nano`, as nats-server's monitoring
+/// shows times.
+pub fn rfc3339_nanos(unix_nanos: u64) -> String {
+    let secs = (unix_nanos / 1_000_000_000) as i64;
+    let nanos = unix_nanos % 1_000_000_000;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    );
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// A duration as Go's `time.Duration.String()` prints it: `0s`, `244µs`,
+/// `1.5ms`, `2m3s`, `1h2m3.5s`.
+pub fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let frac = |value: u128, unit: u128| -> String {
+        let whole = value / unit;
+        let rest = value % unit;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let digits = unit.to_string().len() - 1;
+        let f = format!("{rest:0digits$}");
+        format!("{whole}.{}", f.trim_end_matches('0'))
+    };
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", frac(nanos, 1_000));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", frac(nanos, 1_000_000));
+    }
+    let secs_total = nanos / 1_000_000_000;
+    let sub = nanos % 1_000_000_000;
+    let (h, m, s) = (secs_total / 3600, (secs_total % 3600) / 60, secs_total % 60);
+    let secs = frac(s * 1_000_000_000 + sub, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, _) => format!("{m}m{secs}s"),
+        _ => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_time_and_go_formats() {
+        assert_eq!(civil_from_days(1_795_219_200 / 86_400), (2026, 11, 21));
+        assert_eq!(civil_from_days(951_782_400 / 86_400), (2000, 2, 29));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(
+            rfc3339_nanos(1_795_219_200_605_158_670),
+            "2026-11-21T00:00:00.60515867Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_795_219_200_000_000_000),
+            "2026-11-21T00:00:00Z"
+        );
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_nanos(244_000)), "244µs");
+        assert_eq!(go_duration(Duration::from_micros(1_500)), "1.5ms");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_secs(123)), "2m3s");
+        assert_eq!(go_duration(Duration::from_millis(3_723_500)), "1h2m3.5s");
+    }
+}

@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub ports_file_dir: Option<String>,
     pub log_file: Option<String>,
     pub log_time: bool,
+    /// `-m`: HTTP monitoring port (0: a random free port).
+    pub http_port: Option<u16>,
 }
 
 impl Default for RunConfig {
@@ -35,6 +37,7 @@ impl Default for RunConfig {
             ports_file_dir: None,
             log_file: None,
             log_time: true,
+            http_port: None,
         }
     }
 }
@@ -48,6 +51,7 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
+    -m, --http_port <port>           Use port for http monitoring
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 
 Logging Options:
@@ -66,7 +70,7 @@ Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
 
-Not yet available (refused with a message): -m/--http_port, -ms/--https_port,
+Not yet available (refused with a message): -ms/--https_port,
 -c/--config, -t, -sl/--signal, --client_advertise, -s/--syslog,
 -r/--remote_syslog, -VV, -DVV, --log_size_limit, --max_traced_msg_len,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
@@ -77,7 +81,7 @@ Not yet available (refused with a message): -m/--http_port, -ms/--https_port,
 /// Flags nats-server has that natrix does not implement yet, with the
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
-    (&["m", "http_port", "ms", "https_port"], "HTTP monitoring"),
+    (&["ms", "https_port"], "HTTPS monitoring"),
     (&["c", "config", "t"], "configuration files"),
     (&["sl", "signal"], "signalling a running server"),
     (
@@ -119,6 +123,8 @@ const NOT_YET: &[(&[&str], &str)] = &[
 
 /// Flags that take a value.
 const VALUES: &[&str] = &[
+    "m",
+    "http_port",
     "a",
     "addr",
     "net",
@@ -216,6 +222,20 @@ where
                 }
             }
             "n" | "name" | "server_name" => cfg.options.server_name = value,
+            "m" | "http_port" => {
+                let port: i64 = value.parse().map_err(|_| {
+                    format!("invalid value {value:?} for flag -{name}: parse error")
+                })?;
+                cfg.http_port = match port {
+                    -1 => Some(0),
+                    0..=65535 => Some(port as u16),
+                    _ => {
+                        return Err(format!(
+                            "invalid value {value:?} for flag -{name}: out of range"
+                        ));
+                    }
+                };
+            }
             "P" | "pid" => cfg.pid_file = Some(value),
             "ports_file_dir" => cfg.ports_file_dir = Some(value),
             "l" | "log" => cfg.log_file = Some(value),
@@ -292,7 +312,8 @@ mod tests {
         assert!(parse(["-p"]).unwrap_err().contains("needs an argument"));
         assert!(parse(["-js"]).unwrap_err().contains("JetStream"));
         assert!(parse(["--tls"]).unwrap_err().contains("TLS"));
-        assert!(parse(["-m", "8222"]).unwrap_err().contains("monitoring"));
+        assert!(parse(["-ms", "8222"]).unwrap_err().contains("monitoring"));
+        assert_eq!(run(&["-m", "8222"]).http_port, Some(8222));
         assert!(parse(["--user", "u"]).is_err());
     }
 }

@@ -146,18 +146,44 @@ pub async fn start(
     server: Server,
     host: &str,
     port: u16,
-    logger: Logger,
+    http_port: Option<u16>,
+    mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
     let listener = TcpListener::bind((host, port)).await?;
-    serve(server, listener, host, logger, clock)
+    let monitor = match http_port {
+        Some(p) => {
+            let l = crate::monitor::bind(host, p).await?;
+            let bound = l.local_addr()?.port();
+            logger.info(&format!(
+                "Starting http monitor on {}",
+                display_addr(host, bound)
+            ));
+            Some((l, host.to_string(), bound))
+        }
+        None => None,
+    };
+    serve_with_monitor(server, listener, host, monitor, logger, clock)
 }
 
 /// Starts the server tasks on a listener that is already bound.
 pub fn serve<L: Listener>(
+    server: Server,
+    listener: L,
+    host: &str,
+    logger: Logger,
+    clock: Clock,
+) -> io::Result<Running> {
+    serve_with_monitor(server, listener, host, None, logger, clock)
+}
+
+/// [`serve`], plus HTTP monitoring on a bound listener (with the host and
+/// port to report in `/varz`).
+pub fn serve_with_monitor<L: Listener>(
     mut server: Server,
     listener: L,
     host: &str,
+    monitor: Option<(TcpListener, String, u16)>,
     mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
@@ -172,7 +198,18 @@ pub fn serve<L: Listener>(
     let stop = Arc::new(Notify::new());
     let accept_tx = tx.clone();
     let acceptor = tokio::spawn(accept_loop(listener, accept_tx));
+    let (mon_tx, mon_rx) = mpsc::channel(64);
+    let (http_host, http_port) = match monitor {
+        Some((l, h, p)) => {
+            tokio::spawn(crate::monitor::serve_http(l, mon_tx));
+            (h, p)
+        }
+        None => (String::new(), 0),
+    };
     let core = CoreLoop {
+        mon_rx,
+        http_host,
+        http_port,
         server,
         clock,
         logger,
@@ -218,6 +255,9 @@ async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::S
 }
 
 struct CoreLoop<S> {
+    mon_rx: mpsc::Receiver<crate::monitor::MonitorRequest>,
+    http_host: String,
+    http_port: u16,
     server: Server,
     clock: Clock,
     logger: Logger,
@@ -236,6 +276,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             let first = tokio::select! {
                 biased;
                 _ = stop.notified() => break,
+                Some(req) = self.mon_rx.recv() => {
+                    self.monitor(req);
+                    continue;
+                }
                 ev = self.rx.recv() => match ev {
                     Some(ev) => Some(ev),
                     None => break,
@@ -282,6 +326,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 _ => break,
             }
         }
+    }
+
+    fn monitor(&mut self, req: crate::monitor::MonitorRequest) {
+        let now = self.clock.now();
+        let uptime = Duration::from_nanos(now.instant.as_nanos());
+        let process = crate::monitor::process_info(&self.http_host, self.http_port, uptime);
+        let answer = self.server.monitor(now, &req.path, &req.query, &process);
+        let _ = req.reply.send(answer);
     }
 
     fn inbound(&mut self, ev: Inbound<S>) {

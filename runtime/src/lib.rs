@@ -15,4 +15,5 @@
 pub mod cli;
 pub mod driver;
 pub mod logger;
+pub mod monitor;
 pub mod storage;

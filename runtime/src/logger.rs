@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use natrix_core::server::LogLevel;
+use natrix_core::time::civil_from_days;
 
 /// Where and how much to log.
 pub struct Logger {
@@ -92,30 +93,4 @@ fn local_timestamp() -> String {
         rem % 60,
         now.subsec_micros()
     )
-}
-
-/// (year, month, day) from days since 1970-01-01 (Howard Hinnant's method).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_time() {
-        assert_eq!(civil_from_days(1_795_219_200 / 86_400), (2026, 11, 21));
-        assert_eq!(civil_from_days(951_782_400 / 86_400), (2000, 2, 29));
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-    }
 }

@@ -80,21 +80,29 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let running =
-        match driver::start(server, &cfg.options.host, cfg.options.port, logger, clock).await {
-            Ok(r) => r,
-            Err(e) => {
-                let mut l = Logger::stderr(cfg.log_time, false, false);
-                l.log(
-                    natrix_core::server::LogLevel::Fatal,
-                    &format!(
-                        "Error listening on port: {}:{}, \"{e}\"",
-                        cfg.options.host, cfg.options.port
-                    ),
-                );
-                return ExitCode::from(1);
-            }
-        };
+    let running = match driver::start(
+        server,
+        &cfg.options.host,
+        cfg.options.port,
+        cfg.http_port,
+        logger,
+        clock,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let mut l = Logger::stderr(cfg.log_time, false, false);
+            l.log(
+                natrix_core::server::LogLevel::Fatal,
+                &format!(
+                    "Error listening on port: {}:{}, \"{e}\"",
+                    cfg.options.host, cfg.options.port
+                ),
+            );
+            return ExitCode::from(1);
+        }
+    };
     let ports_file = cfg.ports_file_dir.as_ref().map(|dir| {
         let exe = std::env::args()
             .next()

@@ -10,6 +10,7 @@
 mod client;
 mod conn;
 mod deliver;
+mod monitor;
 mod timers;
 
 use core::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::time::{Instant, Now};
 
 pub use conn::{AccountId, ConnKind, Counters};
 use conn::{Conn, Subscription};
+pub use monitor::{MonitorResponse, ProcessInfo};
 
 /// A connection, as an index the driver uses to talk about it. Valid from
 /// [`Server::accept`] until the driver reports [`Event::Closed`].
@@ -151,6 +153,10 @@ pub struct Server {
     stats: ServerStats,
     /// Connections accepted and not yet closing.
     open_conns: usize,
+    start_unix_nanos: u64,
+    start_instant: Instant,
+    /// Monitoring requests served, by path.
+    http_req_stats: std::collections::BTreeMap<String, u64>,
 }
 
 impl Server {
@@ -199,6 +205,9 @@ impl Server {
             timers: timers::TimerTable::default(),
             stats: ServerStats::default(),
             open_conns: 0,
+            start_unix_nanos: now.unix_nanos,
+            start_instant: now.instant,
+            http_req_stats: std::collections::BTreeMap::new(),
         }
     }
 

@@ -1,0 +1,385 @@
+//! Monitoring: the JSON nats-server's HTTP endpoints answer (`/varz`,
+//! `/connz`, `/subsz`, `/healthz`, …), with its field names, types and units
+//! (durations in nanoseconds, times in RFC 3339). The core builds the
+//! answers from its own state; the driver serves them over HTTP and supplies
+//! what only the process knows (memory, CPU).
+//!
+//! Subsystems natrix does not have yet (routes, gateways, leaf nodes,
+//! JetStream) answer empty but correctly shaped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ConnId, Server};
+use crate::time::{Now, go_duration, rfc3339_nanos};
+
+/// What the driver knows about the process and the HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessInfo {
+    pub http_host: String,
+    pub http_port: u16,
+    /// Resident memory, bytes.
+    pub mem_bytes: u64,
+    /// CPU use, percent of one core.
+    pub cpu_percent: f64,
+    pub cores: u32,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl MonitorResponse {
+    fn json(status: u16, v: &impl Serialize) -> Self {
+        MonitorResponse {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec_pretty(v).expect("monitoring JSON serializes"),
+        }
+    }
+}
+
+/// The paths served, for the index page.
+pub const ENDPOINTS: [&str; 10] = [
+    "varz", "connz", "routez", "gatewayz", "leafz", "subsz", "accountz", "accstatz", "jsz",
+    "healthz",
+];
+
+fn params(query: &str) -> BTreeMap<&str, &str> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect()
+}
+
+fn flag(q: &BTreeMap<&str, &str>, key: &str) -> bool {
+    matches!(q.get(key), Some(&("1" | "true" | "detail")))
+}
+
+fn num(q: &BTreeMap<&str, &str>, key: &str, default: usize) -> usize {
+    q.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+impl Server {
+    /// Answers a monitoring request for `path` (`/varz`, …) and its query.
+    pub fn monitor(
+        &mut self,
+        now: Now,
+        path: &str,
+        query: &str,
+        process: &ProcessInfo,
+    ) -> MonitorResponse {
+        let path = path.trim_end_matches('/');
+        let name = path.trim_start_matches('/');
+        *self.http_req_stats.entry(format!("/{name}")).or_default() += 1;
+        let q = params(query);
+        match name {
+            "" => MonitorResponse {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: index_page().into_bytes(),
+            },
+            "varz" => MonitorResponse::json(200, &self.varz(now, process)),
+            "connz" => MonitorResponse::json(200, &self.connz(now, &q)),
+            "subsz" | "subscriptionsz" => MonitorResponse::json(200, &self.subsz(now, &q)),
+            "healthz" => MonitorResponse::json(200, &json!({ "status": "ok" })),
+            "routez" => MonitorResponse::json(
+                200,
+                &self.stamped(now, json!({ "num_routes": 0, "routes": [] })),
+            ),
+            "gatewayz" => MonitorResponse::json(
+                200,
+                &self.stamped(
+                    now,
+                    json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
+                ),
+            ),
+            "leafz" => MonitorResponse::json(
+                200,
+                &self.stamped(now, json!({ "leafnodes": 0, "leafs": null })),
+            ),
+            "accountz" => MonitorResponse::json(
+                200,
+                &self.stamped(now, json!({ "system_account": "", "accounts": ["$G"] })),
+            ),
+            "accstatz" => MonitorResponse::json(200, &self.accstatz(now)),
+            "jsz" => MonitorResponse::json(200, &self.stamped(now, jsz_disabled())),
+            _ => MonitorResponse {
+                status: 404,
+                content_type: "text/plain; charset=utf-8",
+                body: b"404 page not found\n".to_vec(),
+            },
+        }
+    }
+
+    /// `server_id` and `now` first, then the endpoint's own fields.
+    fn stamped(&self, now: Now, rest: Value) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("server_id".into(), json!(self.info.server_id));
+        m.insert("now".into(), json!(rfc3339_nanos(now.unix_nanos)));
+        if let Value::Object(r) = rest {
+            m.extend(r);
+        }
+        Value::Object(m)
+    }
+
+    fn varz(&self, now: Now, p: &ProcessInfo) -> Value {
+        let o = &self.opts;
+        let c = self.stats.counters;
+        let nanos = |d: Duration| d.as_nanos() as u64;
+        json!({
+            "server_id": self.info.server_id,
+            "server_name": self.info.server_name,
+            "version": self.info.version,
+            "proto": self.info.proto,
+            "go": self.info.go,
+            "host": o.host,
+            "port": o.port,
+            "auth_required": o.auth.required().then_some(true),
+            "max_connections": o.max_connections,
+            "ping_interval": nanos(o.ping_interval),
+            "ping_max": o.ping_max,
+            "http_host": p.http_host,
+            "http_port": p.http_port,
+            "http_base_path": "",
+            "https_port": 0,
+            "auth_timeout": o.auth_timeout.as_secs_f64(),
+            "max_control_line": o.max_control_line,
+            "max_payload": o.max_payload,
+            "max_pending": o.max_pending,
+            "cluster": {},
+            "gateway": {},
+            "leaf": {},
+            "mqtt": {},
+            "websocket": {},
+            "jetstream": {},
+            "tls_timeout": 2.0,
+            "write_deadline": nanos(o.write_deadline),
+            "start": rfc3339_nanos(self.start_unix_nanos),
+            "now": rfc3339_nanos(now.unix_nanos),
+            "uptime": go_duration(now.instant.since(self.start_instant)),
+            "mem": p.mem_bytes,
+            "cores": p.cores,
+            "gomaxprocs": p.cores,
+            "cpu": p.cpu_percent,
+            "connections": self.open_conns,
+            "total_connections": self.stats.total_connections,
+            "routes": 0,
+            "remotes": 0,
+            "leafnodes": 0,
+            "in_msgs": c.in_msgs,
+            "out_msgs": c.out_msgs,
+            "in_bytes": c.in_bytes,
+            "out_bytes": c.out_bytes,
+            "slow_consumers": self.stats.slow_consumers,
+            "subscriptions": self.subs.len(),
+            "http_req_stats": self.http_req_stats,
+            "config_load_time": rfc3339_nanos(self.start_unix_nanos),
+            "system_account": "",
+        })
+        .as_object()
+        .map(|m| {
+            Value::Object(
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .expect("an object")
+    }
+
+    fn connz(&self, now: Now, q: &BTreeMap<&str, &str>) -> Value {
+        let offset = num(q, "offset", 0);
+        let limit = num(q, "limit", 1024);
+        let subs = flag(q, "subs");
+        let only_cid: Option<u64> = q.get("cid").and_then(|v| v.parse().ok());
+        let closed_only = q.get("state") == Some(&"closed");
+        let mut conns: Vec<(ConnId, &super::conn::Conn)> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (ConnId(k), c))
+            .filter(|(_, c)| !c.closing && !closed_only && only_cid.is_none_or(|cid| c.cid == cid))
+            .collect();
+        let key = q.get("sort").copied().unwrap_or("cid");
+        conns.sort_by(|(_, a), (_, b)| {
+            let ord = match key {
+                "start" => a.start.cmp(&b.start),
+                "subs" => b.subs.len().cmp(&a.subs.len()),
+                "pending" => b.pending_bytes().cmp(&a.pending_bytes()),
+                "msgs_to" => b.counters.out_msgs.cmp(&a.counters.out_msgs),
+                "msgs_from" => b.counters.in_msgs.cmp(&a.counters.in_msgs),
+                "bytes_to" => b.counters.out_bytes.cmp(&a.counters.out_bytes),
+                "bytes_from" => b.counters.in_bytes.cmp(&a.counters.in_bytes),
+                "last" | "idle" => b.last_activity.cmp(&a.last_activity),
+                "uptime" => a.start.cmp(&b.start),
+                _ => std::cmp::Ordering::Equal,
+            };
+            ord.then(a.cid.cmp(&b.cid))
+        });
+        let total = conns.len();
+        let unix_at = |i: crate::time::Instant| {
+            now.unix_nanos
+                .saturating_sub(now.instant.since(i).as_nanos() as u64)
+        };
+        let list: Vec<Value> = conns
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, c)| {
+                let mut v = json!({
+                    "cid": c.cid,
+                    "kind": "Client",
+                    "type": "nats",
+                    "ip": c.peer.ip().to_string(),
+                    "port": c.peer.port(),
+                    "start": rfc3339_nanos(unix_at(c.start)),
+                    "last_activity": rfc3339_nanos(unix_at(c.last_activity)),
+                    "rtt": go_duration(c.rtt.unwrap_or_default()),
+                    "uptime": go_duration(now.instant.since(c.start)),
+                    "idle": go_duration(now.instant.since(c.last_activity)),
+                    "pending_bytes": c.pending_bytes(),
+                    "in_msgs": c.counters.in_msgs,
+                    "out_msgs": c.counters.out_msgs,
+                    "in_bytes": c.counters.in_bytes,
+                    "out_bytes": c.counters.out_bytes,
+                    "subscriptions": c.subs.len(),
+                });
+                let m = v.as_object_mut().expect("an object");
+                for (key, val) in [
+                    ("name", &c.opts.name),
+                    ("lang", &c.opts.lang),
+                    ("version", &c.opts.version),
+                ] {
+                    if !val.is_empty() {
+                        m.insert(key.into(), json!(val));
+                    }
+                }
+                if subs && !c.subs.is_empty() {
+                    let mut list: Vec<String> = c
+                        .subs
+                        .values()
+                        .map(|h| {
+                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
+                        })
+                        .collect();
+                    list.sort();
+                    m.insert("subscriptions_list".into(), json!(list));
+                }
+                v
+            })
+            .collect();
+        self.stamped(
+            now,
+            json!({ "num_connections": list.len(), "total": total, "offset": offset, "limit": limit, "connections": list }),
+        )
+    }
+
+    fn subsz(&mut self, now: Now, q: &BTreeMap<&str, &str>) -> Value {
+        let sl = &self.accounts[0].sublist;
+        let st = sl.stats();
+        let (max_fanout, avg_fanout) = sl.cache_fanout();
+        let hit_rate = if st.matches == 0 {
+            0.0
+        } else {
+            st.cache_hits as f64 / st.matches as f64
+        };
+        let mut v = json!({
+            "num_subscriptions": st.subscriptions,
+            "num_cache": sl.cache_len(),
+            "num_inserts": st.inserts,
+            "num_removes": st.removes,
+            "num_matches": st.matches,
+            "cache_hit_rate": hit_rate,
+            "max_fanout": max_fanout,
+            "avg_fanout": avg_fanout,
+        });
+        if flag(q, "subs") {
+            let offset = num(q, "offset", 0);
+            let limit = num(q, "limit", 1024);
+            let test = q.get("test").map(|t| t.as_bytes());
+            let mut list: Vec<(u64, Value)> = self
+                .subs
+                .iter()
+                .filter(|(_, s)| test.is_none_or(|t| crate::subject::matches(&s.subject, t)))
+                .map(|(_, s)| {
+                    let cid = self.conns.get(s.conn.0).map_or(0, |c| c.cid);
+                    let mut e = json!({
+                        "account": "$G",
+                        "subject": String::from_utf8_lossy(&s.subject),
+                        "sid": String::from_utf8_lossy(&s.sid),
+                        "msgs": s.delivered,
+                        "cid": cid,
+                    });
+                    let m = e.as_object_mut().expect("an object");
+                    if let Some(q) = &s.queue {
+                        m.insert("qgroup".into(), json!(String::from_utf8_lossy(q)));
+                    }
+                    if s.max > 0 {
+                        m.insert("max".into(), json!(s.max));
+                    }
+                    (cid, e)
+                })
+                .collect();
+            list.sort_by_key(|(cid, _)| *cid);
+            let total = list.len();
+            let page: Vec<Value> = list
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(_, e)| e)
+                .collect();
+            let m = v.as_object_mut().expect("an object");
+            m.insert("total".into(), json!(total));
+            m.insert("offset".into(), json!(offset));
+            m.insert("limit".into(), json!(limit));
+            m.insert("subscriptions_list".into(), json!(page));
+        }
+        self.stamped(now, v)
+    }
+
+    fn accstatz(&self, now: Now) -> Value {
+        let c = self.stats.counters;
+        self.stamped(
+            now,
+            json!({ "account_statz": [{
+                "acc": "$G",
+                "conns": self.open_conns,
+                "leafnodes": 0,
+                "total_conns": self.open_conns,
+                "sent": { "msgs": c.out_msgs, "bytes": c.out_bytes },
+                "received": { "msgs": c.in_msgs, "bytes": c.in_bytes },
+                "slow_consumers": self.stats.slow_consumers,
+            }]}),
+        )
+    }
+}
+
+fn jsz_disabled() -> Value {
+    json!({
+        "disabled": true,
+        "config": { "max_memory": 0, "max_storage": 0 },
+        "memory": 0, "storage": 0, "reserved_memory": 0, "reserved_storage": 0,
+        "accounts": 0, "ha_assets": 0, "api": { "total": 0, "errors": 0 },
+        "streams": 0, "consumers": 0, "messages": 0, "bytes": 0,
+    })
+}
+
+fn index_page() -> String {
+    let mut s = String::from(
+        "<html><head><title>natrix</title></head><body><h1>natrix monitoring</h1><ul>",
+    );
+    for e in ENDPOINTS {
+        s.push_str(&format!("<li><a href=\"{e}\">{e}</a></li>"));
+    }
+    s.push_str("</ul></body></html>\n");
+    s
+}

@@ -1,0 +1,111 @@
+//! The HTTP monitoring listener (`-m/--http_port`). It only carries
+//! requests to the core task and answers back: the core builds every
+//! answer (`Server::monitor`). What only the process knows — resident
+//! memory, CPU time, cores — is read here from `/proc`.
+
+use std::convert::Infallible;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use natrix_core::server::{MonitorResponse, ProcessInfo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// A monitoring request on its way to the core task.
+pub struct MonitorRequest {
+    pub path: String,
+    pub query: String,
+    pub reply: oneshot::Sender<MonitorResponse>,
+}
+
+/// Serves HTTP on `listener`, forwarding each request to the core task.
+pub async fn serve_http(listener: TcpListener, to_core: mpsc::Sender<MonitorRequest>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let to_core = to_core.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let to_core = to_core.clone();
+                async move { Ok::<_, Infallible>(answer(req, &to_core).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    to_core: &mpsc::Sender<MonitorRequest>,
+) -> Response<Full<Bytes>> {
+    let (tx, rx) = oneshot::channel();
+    let request = MonitorRequest {
+        path: req.uri().path().to_string(),
+        query: req.uri().query().unwrap_or("").to_string(),
+        reply: tx,
+    };
+    let reply = match to_core.send(request).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    let r = reply.unwrap_or(MonitorResponse {
+        status: 503,
+        content_type: "text/plain; charset=utf-8",
+        body: b"server is shutting down\n".to_vec(),
+    });
+    Response::builder()
+        .status(r.status)
+        .header("Content-Type", r.content_type)
+        .header("Access-Control-Allow-Origin", "*")
+        .body(Full::new(Bytes::from(r.body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Resident memory, CPU use since start and cores, from `/proc/self`.
+pub fn process_info(http_host: &str, http_port: u16, uptime: Duration) -> ProcessInfo {
+    let mem_bytes = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024);
+    let cpu_secs = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let ticks: f64 =
+                after.get(11)?.parse::<f64>().ok()? + after.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0);
+    let cpu_percent = if uptime.is_zero() {
+        0.0
+    } else {
+        (cpu_secs / uptime.as_secs_f64() * 1000.0).round() / 10.0
+    };
+    ProcessInfo {
+        http_host: http_host.to_string(),
+        http_port,
+        mem_bytes,
+        cpu_percent,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    }
+}
+
+/// Binds the monitoring port.
+pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    TcpListener::bind((host, port)).await
+}

@@ -1,0 +1,149 @@
+//! HTTP monitoring (`-m`): every endpoint answers with nats-server 2.9.10's
+//! JSON shape (the same key paths for the same workload), and the figures
+//! natrix reports match what the test did.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use natrix_tests::{ServerProcess, free_port};
+use serde_json::Value;
+
+const ENDPOINTS: [&str; 10] = [
+    "varz",
+    "connz?subs=1",
+    "subsz?subs=1",
+    "routez",
+    "gatewayz",
+    "leafz",
+    "accountz",
+    "accstatz",
+    "jsz",
+    "healthz",
+];
+
+fn get(port: u16, path: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Every key path in a JSON value (`a.b`, `list[].c`).
+fn paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(p.clone());
+                paths(val, &p, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A server with the monitoring port on, and one client that subscribed,
+/// published and received.
+fn start(bin: Option<&Path>) -> (ServerProcess, u16, TcpStream) {
+    loop {
+        let http = free_port();
+        let port = http.to_string();
+        let server = match bin {
+            Some(b) => ServerProcess::start(b, &["-m", &port]),
+            None => ServerProcess::natrix(&["-m", &port]),
+        };
+        if TcpStream::connect(("127.0.0.1", http)).is_err() {
+            continue;
+        }
+        let mut c = TcpStream::connect(server.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"CONNECT {\"verbose\":false,\"name\":\"mon\",\"lang\":\"rust\",\"version\":\"1\"}\r\nSUB foo 1\r\nSUB bar q 2\r\nPUB foo 5\r\nhello\r\nPING\r\n").unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.ends_with(b"PONG\r\n") {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return (server, http, c);
+    }
+}
+
+#[test]
+fn endpoints_report_what_happened() {
+    let (_server, http, _client) = start(None);
+    let (status, varz) = get(http, "varz");
+    assert_eq!(status, 200);
+    assert_eq!(varz["connections"], 1);
+    assert_eq!(varz["in_msgs"], 1);
+    assert_eq!(varz["out_msgs"], 1);
+    assert_eq!(varz["in_bytes"], 5);
+    assert_eq!(varz["subscriptions"], 2);
+    assert_eq!(varz["version"], "2.9.10");
+    assert_eq!(varz["http_port"], http);
+    assert_eq!(varz["ping_interval"], 120_000_000_000u64);
+    assert!(varz["mem"].as_u64().unwrap() > 0);
+    let (_, connz) = get(http, "connz?subs=1");
+    assert_eq!(connz["num_connections"], 1);
+    let c = &connz["connections"][0];
+    assert_eq!(c["name"], "mon");
+    assert_eq!(c["lang"], "rust");
+    assert_eq!(c["subscriptions"], 2);
+    assert_eq!(c["subscriptions_list"], serde_json::json!(["bar", "foo"]));
+    let (_, subsz) = get(http, "subsz?subs=1&test=foo");
+    assert_eq!(subsz["num_subscriptions"], 2);
+    assert_eq!(
+        subsz["total"], 1,
+        "test=foo keeps only the matching subscription"
+    );
+    assert_eq!(get(http, "healthz").1["status"], "ok");
+    assert_eq!(get(http, "nope").0, 404);
+    let (_, varz) = get(http, "varz");
+    assert_eq!(varz["http_req_stats"]["/varz"], 2);
+}
+
+#[test]
+fn every_endpoint_has_nats_servers_shape() {
+    let Some(reference) = natrix_tests::reference_bin() else {
+        assert!(
+            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
+            "nats-server is required but not installed"
+        );
+        eprintln!("nats-server not installed: shape comparison skipped");
+        return;
+    };
+    let (_a, ours, _ca) = start(None);
+    let (_b, theirs, _cb) = start(Some(&reference));
+    let mut problems = Vec::new();
+    for e in ENDPOINTS {
+        let (s1, v1) = get(ours, e);
+        let (s2, v2) = get(theirs, e);
+        assert_eq!(s1, s2, "{e}: status");
+        let (mut p1, mut p2) = (BTreeSet::new(), BTreeSet::new());
+        paths(&v1, "", &mut p1);
+        paths(&v2, "", &mut p2);
+        let missing: Vec<_> = p2.difference(&p1).collect();
+        let extra: Vec<_> = p1.difference(&p2).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            problems.push(format!("/{e}: missing {missing:?}, extra {extra:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
