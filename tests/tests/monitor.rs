@@ -24,7 +24,7 @@ const ENDPOINTS: [&str; 10] = [
     "healthz",
 ];
 
-fn get(port: u16, path: &str) -> (u16, Value) {
+fn get_text(port: u16, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET /{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
@@ -33,7 +33,12 @@ fn get(port: u16, path: &str) -> (u16, Value) {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, head.to_string(), body.to_string())
+}
+
+fn get(port: u16, path: &str) -> (u16, Value) {
+    let (status, _, body) = get_text(port, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// Every key path in a JSON value (`a.b`, `list[].c`).
@@ -146,4 +151,42 @@ fn every_endpoint_has_nats_servers_shape() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn prometheus_metrics_scrape() {
+    let (_server, http, _client) = start(None);
+    let (status, head, body) = get_text(http, "metrics");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let mut typed = BTreeSet::new();
+    let mut samples = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let name = it.next().unwrap();
+            assert!(matches!(it.next(), Some("gauge" | "counter")), "{line}");
+            typed.insert(name.to_string());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (name_labels, value) = line.rsplit_once(' ').unwrap();
+            let name = name_labels.split('{').next().unwrap();
+            assert!(typed.contains(name), "{name} has no TYPE line");
+            assert!(name.starts_with("natrix_"), "{name}");
+            let v: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
+            samples.insert(name_labels.to_string(), v);
+        }
+    }
+    assert_eq!(samples["natrix_connections"], 1.0);
+    assert_eq!(samples["natrix_subscriptions"], 2.0);
+    assert_eq!(samples["natrix_in_messages_total"], 1.0);
+    assert_eq!(samples["natrix_out_messages_total"], 1.0);
+    assert_eq!(samples["natrix_in_bytes_total"], 5.0);
+    assert!(samples["natrix_resident_memory_bytes"] > 0.0);
+    assert!(typed.iter().filter(|n| n.ends_with("_total")).count() >= 5);
 }
