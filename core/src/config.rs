@@ -26,6 +26,8 @@ pub struct Options {
     pub auth_timeout: Duration,
     pub auth: Auth,
     pub no_header_support: bool,
+    /// Closed connections remembered for monitoring (`max_closed_clients`).
+    pub max_closed_clients: usize,
     pub disable_sublist_cache: bool,
     /// Emit debug and trace log actions (`-D`, `-V`).
     pub debug: bool,
@@ -53,6 +55,7 @@ impl Default for Options {
             auth_timeout: Duration::from_secs(2),
             auth: Auth::None,
             no_header_support: false,
+            max_closed_clients: 10_000,
             disable_sublist_cache: false,
             debug: false,
             trace: false,

@@ -11,9 +11,10 @@ use std::time::Duration;
 use natrix_tests::{ServerProcess, free_port};
 use serde_json::Value;
 
-const ENDPOINTS: [&str; 10] = [
+const ENDPOINTS: [&str; 11] = [
     "varz",
     "connz?subs=1",
+    "connz?state=closed&subs=1",
     "subsz?subs=1",
     "routez",
     "gatewayz",
@@ -77,6 +78,20 @@ fn start(bin: Option<&Path>) -> (ServerProcess, u16, TcpStream) {
         if TcpStream::connect(("127.0.0.1", http)).is_err() {
             continue;
         }
+        // One client that came and went, for the closed-connections ring.
+        let mut gone = TcpStream::connect(server.addr()).unwrap();
+        gone.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        gone.write_all(b"CONNECT {\"verbose\":false,\"name\":\"gone\"}\r\nSUB x 1\r\nPING\r\n")
+            .unwrap();
+        let mut pong = [0u8; 4096];
+        let mut got = Vec::new();
+        while !got.ends_with(b"PONG\r\n") {
+            let n = gone.read(&mut pong).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&pong[..n]);
+        }
+        drop(gone);
+        std::thread::sleep(Duration::from_millis(200));
         let mut c = TcpStream::connect(server.addr()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         c.write_all(b"CONNECT {\"verbose\":false,\"name\":\"mon\",\"lang\":\"rust\",\"version\":\"1\"}\r\nSUB foo 1\r\nSUB bar q 2\r\nPUB foo 5\r\nhello\r\nPING\r\n").unwrap();
@@ -119,9 +134,27 @@ fn endpoints_report_what_happened() {
         "test=foo keeps only the matching subscription"
     );
     assert_eq!(get(http, "healthz").1["status"], "ok");
+    // Closed: the client that came and went (and the start-up probe's
+    // connection, which carried no CONNECT).
+    let (_, closed) = get(http, "connz?state=closed");
+    let n_closed = closed["total"].as_u64().unwrap();
+    let gone = closed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gone")
+        .expect("the closed client");
+    assert_eq!(gone["reason"], "Client Closed");
+    assert!(gone["stop"].is_string());
+    assert_eq!(gone["subscriptions"], 1);
+    assert_eq!(
+        get(http, "connz?state=all").1["total"].as_u64().unwrap(),
+        n_closed + 1
+    );
     assert_eq!(get(http, "nope").0, 404);
     let (_, varz) = get(http, "varz");
     assert_eq!(varz["http_req_stats"]["/varz"], 2);
+    assert_eq!(varz["total_connections"].as_u64().unwrap(), n_closed + 1);
 }
 
 #[test]

@@ -157,6 +157,8 @@ pub struct Server {
     start_instant: Instant,
     /// Monitoring requests served, by path.
     http_req_stats: std::collections::BTreeMap<String, u64>,
+    /// The most recently closed connections, as `/connz?state=closed` shows them.
+    closed: VecDeque<serde_json::Value>,
 }
 
 impl Server {
@@ -208,6 +210,7 @@ impl Server {
             start_unix_nanos: now.unix_nanos,
             start_instant: now.instant,
             http_req_stats: std::collections::BTreeMap::new(),
+            closed: VecDeque::new(),
         }
     }
 
@@ -389,6 +392,7 @@ impl Server {
     }
 
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        self.remember_closed(id, reason);
         let c = &mut self.conns[id.0];
         c.closing = true;
         self.open_conns -= 1;

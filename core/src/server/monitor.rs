@@ -207,15 +207,15 @@ impl Server {
         let limit = num(q, "limit", 1024);
         let subs = flag(q, "subs");
         let only_cid: Option<u64> = q.get("cid").and_then(|v| v.parse().ok());
-        let closed_only = q.get("state") == Some(&"closed");
-        let mut conns: Vec<(ConnId, &super::conn::Conn)> = self
+        let state = q.get("state").copied().unwrap_or("open");
+        let mut open: Vec<&super::conn::Conn> = self
             .conns
             .iter()
-            .map(|(k, c)| (ConnId(k), c))
-            .filter(|(_, c)| !c.closing && !closed_only && only_cid.is_none_or(|cid| c.cid == cid))
+            .map(|(_, c)| c)
+            .filter(|c| !c.closing && only_cid.is_none_or(|cid| c.cid == cid))
             .collect();
         let key = q.get("sort").copied().unwrap_or("cid");
-        conns.sort_by(|(_, a), (_, b)| {
+        open.sort_by(|a, b| {
             let ord = match key {
                 "start" => a.start.cmp(&b.start),
                 "subs" => b.subs.len().cmp(&a.subs.len()),
@@ -230,62 +230,89 @@ impl Server {
             };
             ord.then(a.cid.cmp(&b.cid))
         });
-        let total = conns.len();
+        let mut entries: Vec<Value> = Vec::new();
+        if state == "open" || state == "all" || state == "any" {
+            entries.extend(open.iter().map(|c| self.conn_entry(c, now, subs)));
+        }
+        if state == "closed" || state == "all" || state == "any" {
+            let matches = |e: &&Value| only_cid.is_none_or(|cid| e["cid"] == cid);
+            entries.extend(self.closed.iter().rev().filter(matches).map(|e| {
+                let mut e = e.clone();
+                if !subs && let Some(m) = e.as_object_mut() {
+                    m.remove("subscriptions_list");
+                }
+                e
+            }));
+        }
+        let total = entries.len();
+        let page: Vec<Value> = entries.into_iter().skip(offset).take(limit).collect();
+        self.stamped(
+            now,
+            json!({ "num_connections": page.len(), "total": total, "offset": offset, "limit": limit, "connections": page }),
+        )
+    }
+
+    /// One connection as `/connz` shows it.
+    pub(crate) fn conn_entry(&self, c: &super::conn::Conn, now: Now, subs: bool) -> Value {
         let unix_at = |i: crate::time::Instant| {
             now.unix_nanos
                 .saturating_sub(now.instant.since(i).as_nanos() as u64)
         };
-        let list: Vec<Value> = conns
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|(_, c)| {
-                let mut v = json!({
-                    "cid": c.cid,
-                    "kind": "Client",
-                    "type": "nats",
-                    "ip": c.peer.ip().to_string(),
-                    "port": c.peer.port(),
-                    "start": rfc3339_nanos(unix_at(c.start)),
-                    "last_activity": rfc3339_nanos(unix_at(c.last_activity)),
-                    "rtt": go_duration(c.rtt.unwrap_or_default()),
-                    "uptime": go_duration(now.instant.since(c.start)),
-                    "idle": go_duration(now.instant.since(c.last_activity)),
-                    "pending_bytes": c.pending_bytes(),
-                    "in_msgs": c.counters.in_msgs,
-                    "out_msgs": c.counters.out_msgs,
-                    "in_bytes": c.counters.in_bytes,
-                    "out_bytes": c.counters.out_bytes,
-                    "subscriptions": c.subs.len(),
-                });
-                let m = v.as_object_mut().expect("an object");
-                for (key, val) in [
-                    ("name", &c.opts.name),
-                    ("lang", &c.opts.lang),
-                    ("version", &c.opts.version),
-                ] {
-                    if !val.is_empty() {
-                        m.insert(key.into(), json!(val));
-                    }
-                }
-                if subs && !c.subs.is_empty() {
-                    let mut list: Vec<String> = c
-                        .subs
-                        .values()
-                        .map(|h| {
-                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
-                        })
-                        .collect();
-                    list.sort();
-                    m.insert("subscriptions_list".into(), json!(list));
-                }
-                v
-            })
-            .collect();
-        self.stamped(
-            now,
-            json!({ "num_connections": list.len(), "total": total, "offset": offset, "limit": limit, "connections": list }),
-        )
+        let mut v = json!({
+            "cid": c.cid,
+            "kind": "Client",
+            "type": "nats",
+            "ip": c.peer.ip().to_string(),
+            "port": c.peer.port(),
+            "start": rfc3339_nanos(unix_at(c.start)),
+            "last_activity": rfc3339_nanos(unix_at(c.last_activity)),
+            "rtt": go_duration(c.rtt.unwrap_or_default()),
+            "uptime": go_duration(now.instant.since(c.start)),
+            "idle": go_duration(now.instant.since(c.last_activity)),
+            "pending_bytes": c.pending_bytes(),
+            "in_msgs": c.counters.in_msgs,
+            "out_msgs": c.counters.out_msgs,
+            "in_bytes": c.counters.in_bytes,
+            "out_bytes": c.counters.out_bytes,
+            "subscriptions": c.subs.len(),
+        });
+        let m = v.as_object_mut().expect("an object");
+        for (key, val) in [
+            ("name", &c.opts.name),
+            ("lang", &c.opts.lang),
+            ("version", &c.opts.version),
+        ] {
+            if !val.is_empty() {
+                m.insert(key.into(), json!(val));
+            }
+        }
+        if subs && !c.subs.is_empty() {
+            let mut list: Vec<String> = c
+                .subs
+                .values()
+                .map(|h| String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned())
+                .collect();
+            list.sort();
+            m.insert("subscriptions_list".into(), json!(list));
+        }
+        v
+    }
+
+    /// Keeps a closing connection in the closed-connections ring.
+    pub(crate) fn remember_closed(&mut self, id: ConnId, reason: super::CloseReason) {
+        if self.opts.max_closed_clients == 0 {
+            return;
+        }
+        let now = self.now;
+        let mut entry = self.conn_entry(&self.conns[id.0], now, true);
+        if let Some(m) = entry.as_object_mut() {
+            m.insert("stop".into(), json!(rfc3339_nanos(now.unix_nanos)));
+            m.insert("reason".into(), json!(reason.as_str()));
+        }
+        if self.closed.len() >= self.opts.max_closed_clients {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(entry);
     }
 
     fn subsz(&mut self, now: Now, q: &BTreeMap<&str, &str>) -> Value {
