@@ -14,8 +14,10 @@ THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue", "routed"}
 # and CPU budgets hold for THROUGHPUT_SCENARIOS only.
 BUDGET = {
     "msgs_per_sec": ("msgs/s", True, 1.5),
-    "cpu_ns_per_msg": ("server CPU ns/msg", False, 0.6),
-    "sched_ns_per_msg": ("  the same by schedstat", False, None),
+    "cpu_ns_per_msg": ("server CPU ns/msg (stat ticks)", False, None),
+    # The budget is judged on the nanosecond counters: 10 ms ticks are too
+    # coarse for short runs (on long ones the two agree within a few %).
+    "sched_ns_per_msg": ("server CPU ns/msg (schedstat)", False, 0.6),
     "rss_mib": ("server RSS after, MiB", False, None),
     "subscribed_mib": ("RSS growth to subscribe, MiB", False, 0.5),
     "p50_us": ("latency p50 µs", False, None),
@@ -94,7 +96,7 @@ def main(path):
                 continue
             ratio = statistics.median(ratios)
             verdict = ""
-            if name in ("msgs_per_sec", "cpu_ns_per_msg") and key[0] not in THROUGHPUT_SCENARIOS:
+            if name in ("msgs_per_sec", "sched_ns_per_msg") and key[0] not in THROUGHPUT_SCENARIOS:
                 budget = None
             if budget is not None:
                 ok = ratio >= budget if higher else ratio <= budget
