@@ -190,7 +190,8 @@ async fn drain(
     let (mut seen, mut since) = (total_received(), Instant::now());
     loop {
         let now = total_received();
-        if now >= want_total {
+        // Every subscriber done (or cut off by the server): nothing more comes.
+        if now >= want_total || subs.iter().all(|s| s.is_finished()) {
             break;
         }
         if now != seen {
