@@ -12,7 +12,7 @@ use natrix_core::server::{Action, ConnId, Event, Server};
 use natrix_core::time::{Instant as CoreInstant, Now};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::logger::Logger;
@@ -24,6 +24,9 @@ const READ_BUFFER_MIN: usize = 512;
 const READ_BUFFER_MAX: usize = 64 * 1024;
 /// Inbound events queued for the core before readers wait (backpressure).
 const INBOUND_QUEUE: usize = 4096;
+/// Bytes read but not yet handled by the core, over all connections: when
+/// the core falls behind, readers wait instead of buffering without bound.
+const INBOUND_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Events handled before the core drains actions (one flush per batch).
 const BATCH_MAX: usize = 256;
 
@@ -207,6 +210,7 @@ pub fn serve_with_monitor<L: Listener>(
         None => (String::new(), 0),
     };
     let core = CoreLoop {
+        inbound_budget: Arc::new(Semaphore::new(INBOUND_BYTES_MAX)),
         mon_rx,
         http_host,
         http_port,
@@ -255,6 +259,8 @@ async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::S
 }
 
 struct CoreLoop<S> {
+    /// Permits for [`INBOUND_BYTES_MAX`]; readers take, the core gives back.
+    inbound_budget: Arc<Semaphore>,
     mon_rx: mpsc::Receiver<crate::monitor::MonitorRequest>,
     http_host: String,
     http_port: u16,
@@ -346,7 +352,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 let (read, write) = tokio::io::split(stream);
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 tokio::spawn(write_loop(write, wrx, id, generation, self.tx.clone()));
-                let reader = tokio::spawn(read_loop(read, id, generation, self.tx.clone()));
+                let budget = Arc::clone(&self.inbound_budget);
+                let reader = tokio::spawn(read_loop(read, id, generation, self.tx.clone(), budget));
                 self.conns.insert(
                     id,
                     ConnHandle {
@@ -358,6 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 );
             }
             Inbound::Received(id, generation, bytes) => {
+                self.inbound_budget.add_permits(bytes.len());
                 if self.current(id, generation) {
                     self.server.handle(
                         now,
@@ -442,6 +450,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite>(
     id: ConnId,
     generation: u64,
     tx: mpsc::Sender<Inbound<S>>,
+    budget: Arc<Semaphore>,
 ) {
     let mut size = READ_BUFFER_MIN;
     let mut buf = BytesMut::new();
@@ -458,6 +467,11 @@ async fn read_loop<S: AsyncRead + AsyncWrite>(
                     size = (size / 2).max(READ_BUFFER_MIN);
                 }
                 let chunk = buf.split();
+                // Wait for room in the core's inbound byte budget.
+                match budget.acquire_many(chunk.len() as u32).await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
                 if tx
                     .send(Inbound::Received(id, generation, chunk))
                     .await
