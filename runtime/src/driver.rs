@@ -121,7 +121,17 @@ enum Outbound {
     Close,
 }
 
+/// Whether a connection's reader may read: the core pauses publishers that
+/// feed a subscriber over half its pending limit.
+#[derive(Default)]
+struct ReadGate {
+    /// Paused until this clock instant (nanoseconds; 0: not paused).
+    until_nanos: std::sync::atomic::AtomicU64,
+    resumed: Notify,
+}
+
 struct ConnHandle {
+    gate: Arc<ReadGate>,
     generation: u64,
     writer: mpsc::UnboundedSender<Outbound>,
     reader: JoinHandle<()>,
@@ -353,10 +363,19 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 tokio::spawn(write_loop(write, wrx, id, generation, self.tx.clone()));
                 let budget = Arc::clone(&self.inbound_budget);
-                let reader = tokio::spawn(read_loop(read, id, generation, self.tx.clone(), budget));
+                let gate = Arc::new(ReadGate::default());
+                let reader = tokio::spawn(read_loop(
+                    read,
+                    id,
+                    generation,
+                    self.tx.clone(),
+                    budget,
+                    (Arc::clone(&gate), self.clock),
+                ));
                 self.conns.insert(
                     id,
                     ConnHandle {
+                        gate,
                         generation,
                         writer: wtx,
                         reader,
@@ -433,6 +452,22 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                     let _ = handle.writer.send(Outbound::Close);
                 }
                 Action::Log { level, message } => self.logger.log(level, &message),
+                Action::Pause { conn, until } => {
+                    if let Some(h) = self.conns.get(&conn) {
+                        h.gate.until_nanos.store(
+                            until.as_nanos().max(1),
+                            std::sync::atomic::Ordering::Release,
+                        );
+                    }
+                }
+                Action::Resume { conn } => {
+                    if let Some(h) = self.conns.get(&conn) {
+                        h.gate
+                            .until_nanos
+                            .store(0, std::sync::atomic::Ordering::Release);
+                        h.gate.resumed.notify_one();
+                    }
+                }
             }
         }
     }
@@ -451,10 +486,28 @@ async fn read_loop<S: AsyncRead + AsyncWrite>(
     generation: u64,
     tx: mpsc::Sender<Inbound<S>>,
     budget: Arc<Semaphore>,
+    (gate, clock): (Arc<ReadGate>, Clock),
 ) {
     let mut size = READ_BUFFER_MIN;
     let mut buf = BytesMut::new();
     loop {
+        // Paused by the core (a subscriber this connection feeds is behind):
+        // wait for the resume or the end of the stall.
+        let until = gate.until_nanos.load(std::sync::atomic::Ordering::Acquire);
+        if until > 0 {
+            let at = clock.to_tokio(CoreInstant::from_nanos(until));
+            tokio::select! {
+                biased;
+                _ = gate.resumed.notified() => {}
+                _ = tokio::time::sleep_until(at) => {}
+            }
+            let _ = gate.until_nanos.compare_exchange(
+                until,
+                0,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         if buf.capacity() - buf.len() < size {
             buf.reserve(size);
         }

@@ -80,6 +80,8 @@ struct Link {
     server_gone: bool,
     /// The server has bytes it could not hand over (the window was full).
     blocked: bool,
+    /// The server paused reading this connection until then (0: reading).
+    paused_until: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -403,6 +405,13 @@ impl World {
         if self.held(client, to_server) {
             return;
         }
+        // The server paused reading this connection (a publisher stall).
+        let paused = self.links[link].paused_until;
+        if to_server && paused > self.now {
+            self.links[link].to_server.scheduled = true;
+            self.wake(paused, Wake::Deliver { link, to_server });
+            return;
+        }
         loop {
             let now = self.now;
             let l = &mut self.links[link];
@@ -529,6 +538,18 @@ impl World {
                     self.push(link, false, Item::Eof);
                     self.server.handle(now_of(self.now), Event::Closed { conn });
                 }
+                Action::Pause { conn, until } => {
+                    if let Some(&link) = self.conn_links.get(&conn) {
+                        self.links[link].paused_until = until.as_nanos();
+                        *self.counts.entry("publisher stalls").or_default() += 1;
+                    }
+                }
+                Action::Resume { conn } => {
+                    if let Some(&link) = self.conn_links.get(&conn) {
+                        self.links[link].paused_until = 0;
+                        self.schedule(link, true);
+                    }
+                }
                 Action::Log { level, message } => self.note(|| format!("log {level:?}: {message}")),
             }
         }
@@ -585,6 +606,7 @@ impl World {
             client_gone: false,
             server_gone: false,
             blocked: false,
+            paused_until: 0,
         });
         self.conn_links.insert(conn, link);
         self.clients[c].opened(link);

@@ -7,7 +7,7 @@ use crate::FastMap;
 use crate::proto::{ConnectOptions, Parser};
 use crate::time::Instant;
 
-use super::SubId;
+use super::{ConnId, SubId};
 
 /// What is on the other end of a connection. Only clients exist today;
 /// routes, leaf nodes, gateways and the server's internal clients (system
@@ -43,7 +43,7 @@ pub struct Counters {
 /// One subscription.
 #[derive(Debug)]
 pub(crate) struct Subscription {
-    pub conn: super::ConnId,
+    pub conn: ConnId,
     pub account: AccountId,
     pub subject: Box<[u8]>,
     pub queue: Option<Box<[u8]>>,
@@ -96,6 +96,11 @@ pub(crate) struct Conn {
     pub first_pong_sent: bool,
     pub deadlines: Deadlines,
     pub counters: Counters,
+    /// Publishers paused because this connection is over half its pending
+    /// limit; resumed when it drains.
+    pub stalled_publishers: Vec<ConnId>,
+    /// This connection's reads are paused until then.
+    pub paused_until: Option<Instant>,
 }
 
 impl Conn {
@@ -125,6 +130,8 @@ impl Conn {
             first_pong_sent: false,
             deadlines: Deadlines::default(),
             counters: Counters::default(),
+            stalled_publishers: Vec::new(),
+            paused_until: None,
         }
     }
 

@@ -171,6 +171,11 @@ impl Server {
             }
             return true;
         }
+        let over_half = conn.pending_bytes() > self.opts.max_pending / 2;
+        if over_half && target != publisher && !conn.stalled_publishers.contains(&publisher) {
+            conn.stalled_publishers.push(publisher);
+        }
+        let pending = conn.pending_bytes();
         conn.counters.out_msgs += 1;
         conn.counters.out_bytes += wire_len as u64;
         self.stats.counters.out_msgs += 1;
@@ -180,6 +185,9 @@ impl Server {
             && (conn.first_pong_sent
                 || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
         self.mark_dirty(target);
+        if over_half && target != publisher {
+            self.stall(publisher, pending);
+        }
         if rtt_ping {
             self.send_ping(target);
         }
@@ -187,6 +195,41 @@ impl Server {
             self.unsubscribe(h);
         }
         true
+    }
+
+    /// Pauses a publisher feeding a subscriber that is over half its pending
+    /// limit, for nats-server's stall time: 100 ms, growing by 100 ms per
+    /// tenth of the limit above half, 1 s at the limit.
+    fn stall(&mut self, publisher: ConnId, pending: u64) {
+        let max = self.opts.max_pending.max(1);
+        let half = max / 2;
+        let ms = if pending >= max {
+            1_000
+        } else {
+            100 + 100 * (pending.saturating_sub(half) / (half / 10).max(1))
+        };
+        let until = self.now.instant + Duration::from_millis(ms.min(1_000));
+        let c = &mut self.conns[publisher.0];
+        if c.closing || c.paused_until.is_some_and(|u| u >= until) {
+            return;
+        }
+        c.paused_until = Some(until);
+        self.actions.push_back(super::Action::Pause {
+            conn: publisher,
+            until,
+        });
+    }
+
+    /// Lets paused publishers read again.
+    pub(crate) fn resume(&mut self, publishers: Vec<ConnId>) {
+        for p in publishers {
+            if let Some(c) = self.conns.get_mut(p.0)
+                && c.paused_until.take().is_some()
+                && !c.closing
+            {
+                self.actions.push_back(super::Action::Resume { conn: p });
+            }
+        }
     }
 
     fn slow_consumer(&mut self, id: ConnId) {

@@ -121,6 +121,12 @@ pub enum Action {
     },
     /// Something to log.
     Log { level: LogLevel, message: String },
+    /// Stop reading from this connection until `until` (or a `Resume`): a
+    /// subscriber it feeds is over half its pending limit. nats-server
+    /// stalls fast producers the same way, for 100 ms to 1 s.
+    Pause { conn: ConnId, until: Instant },
+    /// Read from this connection again.
+    Resume { conn: ConnId },
 }
 
 /// Server-wide counters.
@@ -347,6 +353,13 @@ impl Server {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(bytes as u64);
+        if !c.stalled_publishers.is_empty() && c.pending_bytes() <= self.opts.max_pending / 2 {
+            let publishers = std::mem::take(&mut c.stalled_publishers);
+            self.resume(publishers);
+        }
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
         // The deadline is on progress: a reader that keeps taking bytes is
         // not slow, however much is queued behind.
         if c.in_flight == 0 {
@@ -393,6 +406,8 @@ impl Server {
 
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
         self.remember_closed(id, reason);
+        let publishers = std::mem::take(&mut self.conns[id.0].stalled_publishers);
+        self.resume(publishers);
         let c = &mut self.conns[id.0];
         c.closing = true;
         self.open_conns -= 1;

@@ -10,6 +10,8 @@ struct Harness {
     now_ns: u64,
     closed: Vec<(ConnId, CloseReason, bool)>,
     logs: Vec<String>,
+    paused: Vec<(ConnId, Instant)>,
+    resumed: Vec<ConnId>,
 }
 
 fn now_at(ns: u64) -> Now {
@@ -27,6 +29,8 @@ impl Harness {
             now_ns: 0,
             closed: Vec::new(),
             logs: Vec::new(),
+            paused: Vec::new(),
+            resumed: Vec::new(),
         }
     }
 
@@ -43,6 +47,8 @@ impl Harness {
                     flush,
                 } => self.closed.push((conn, reason, flush)),
                 Action::Log { message, .. } => self.logs.push(message),
+                Action::Pause { conn, until } => self.paused.push((conn, until)),
+                Action::Resume { conn } => self.resumed.push(conn),
                 Action::Transmit { .. } => {}
             }
         }
@@ -500,6 +506,39 @@ fn slow_consumer_is_closed_without_err() {
     );
     assert_eq!(h.server.stats().slow_consumers, 1);
     assert!(h.close_reason(p).is_none(), "the publisher is unaffected");
+}
+
+#[test]
+fn a_publisher_feeding_a_lagging_subscriber_is_paused_then_resumed() {
+    let opts = Options {
+        max_pending: 10_000,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let s = h.client(quiet());
+    let p = h.client(quiet());
+    h.send(s, "SUB foo 1\r\n");
+    let body = "x".repeat(1000);
+    for _ in 0..4 {
+        h.send(p, &format!("PUB foo 1000\r\n{body}\r\n"));
+    }
+    assert!(h.paused.is_empty(), "under half the limit: no stall");
+    h.send(p, &format!("PUB foo 1000\r\n{body}\r\n"));
+    h.send(p, &format!("PUB foo 1000\r\n{body}\r\n"));
+    let &(who, until) = h
+        .paused
+        .first()
+        .expect("over half: the publisher is paused");
+    assert_eq!(who, p);
+    let stall = until.since(Instant::from_nanos(h.now_ns));
+    assert!(
+        stall >= Duration::from_millis(100) && stall <= Duration::from_secs(1),
+        "{stall:?}"
+    );
+    assert!(h.close_reason(s).is_none(), "the subscriber is not cut");
+    // The subscriber drains: the publisher may read again.
+    let _ = h.out(s);
+    assert_eq!(h.resumed, vec![p]);
 }
 
 #[test]
