@@ -84,6 +84,17 @@ struct Link {
     paused_until: u64,
 }
 
+impl Link {
+    /// One direction of the link: toward the server, or toward the client.
+    fn dir(&mut self, to_server: bool) -> &mut Dir {
+        if to_server {
+            &mut self.to_server
+        } else {
+            &mut self.to_client
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Wake {
     Deliver {
@@ -347,12 +358,7 @@ impl World {
         let client = self.links[link].client;
         let lat = self.latency(client);
         let now = self.now;
-        let l = &mut self.links[link];
-        let dir = if to_server {
-            &mut l.to_server
-        } else {
-            &mut l.to_client
-        };
+        let dir = self.links[link].dir(to_server);
         let ready = (now + lat).max(dir.last_ready);
         dir.last_ready = ready;
         if let Item::Bytes(b) = &item {
@@ -367,12 +373,7 @@ impl World {
         if self.held(client, to_server) {
             return;
         }
-        let l = &mut self.links[link];
-        let dir = if to_server {
-            &mut l.to_server
-        } else {
-            &mut l.to_client
-        };
+        let dir = self.links[link].dir(to_server);
         if dir.scheduled {
             return;
         }
@@ -393,12 +394,7 @@ impl World {
 
     fn deliver(&mut self, link: usize, to_server: bool) {
         {
-            let l = &mut self.links[link];
-            let dir = if to_server {
-                &mut l.to_server
-            } else {
-                &mut l.to_client
-            };
+            let dir = self.links[link].dir(to_server);
             dir.scheduled = false;
         }
         let client = self.links[link].client;
@@ -414,12 +410,7 @@ impl World {
         }
         loop {
             let now = self.now;
-            let l = &mut self.links[link];
-            let dir = if to_server {
-                &mut l.to_server
-            } else {
-                &mut l.to_client
-            };
+            let dir = self.links[link].dir(to_server);
             match dir.queue.front() {
                 Some(&(ready, _)) if ready <= now => {}
                 _ => break,
