@@ -24,6 +24,10 @@ pub struct Options {
     pub ping_max: u32,
     pub write_deadline: Duration,
     pub auth_timeout: Duration,
+    /// Lame duck mode closes clients over this long, grace period included.
+    pub lame_duck_duration: Duration,
+    /// Lame duck mode waits this long before closing the first client.
+    pub lame_duck_grace_period: Duration,
     pub auth: Auth,
     pub no_header_support: bool,
     /// Closed connections remembered for monitoring (`max_closed_clients`).
@@ -53,6 +57,8 @@ impl Default for Options {
             ping_max: 2,
             write_deadline: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(2),
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
             auth: Auth::None,
             no_header_support: false,
             max_closed_clients: 10_000,

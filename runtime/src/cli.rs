@@ -10,6 +10,8 @@ use natrix_core::auth::Auth;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Box<RunConfig>),
+    /// `--signal <cmd>[=<pid>]`: signal a running server and exit.
+    Signal(String),
     Help,
     Version,
 }
@@ -53,6 +55,8 @@ Server Options:
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+    -sl, --signal <signal>[=<pid>]   Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natrix.pid)
 
 Logging Options:
     -l, --log <file>                 File to redirect log output
@@ -71,7 +75,7 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message): -ms/--https_port,
--c/--config, -t, -sl/--signal, --client_advertise, -s/--syslog,
+-c/--config, -t, --client_advertise, -s/--syslog,
 -r/--remote_syslog, -VV, -DVV, --log_size_limit, --max_traced_msg_len,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
 --tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
@@ -83,7 +87,6 @@ Not yet available (refused with a message): -ms/--https_port,
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["ms", "https_port"], "HTTPS monitoring"),
     (&["c", "config", "t"], "configuration files"),
-    (&["sl", "signal"], "signalling a running server"),
     (
         &["client_advertise"],
         "client URL advertisement (clustering)",
@@ -141,6 +144,8 @@ const VALUES: &[&str] = &[
     "user",
     "pass",
     "auth",
+    "sl",
+    "signal",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
@@ -242,6 +247,7 @@ where
             "user" => user = Some(value),
             "pass" => pass = Some(value),
             "auth" => token = Some(value),
+            "sl" | "signal" => return Ok(Command::Signal(value)),
             _ => return Err(format!("flag provided but not defined: -{name}")),
         }
     }
@@ -315,5 +321,9 @@ mod tests {
         assert!(parse(["-ms", "8222"]).unwrap_err().contains("monitoring"));
         assert_eq!(run(&["-m", "8222"]).http_port, Some(8222));
         assert!(parse(["--user", "u"]).is_err());
+        assert_eq!(
+            parse(["--signal", "ldm=12"]).unwrap(),
+            Command::Signal("ldm=12".into())
+        );
     }
 }

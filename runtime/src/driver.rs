@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use natrix_core::server::{Action, ConnId, Event, Server};
+use natrix_core::server::{Action, ConnId, Event, LogLevel, Server};
 use natrix_core::time::{Instant as CoreInstant, Now};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
@@ -139,18 +139,46 @@ struct ConnHandle {
     closing: bool,
 }
 
-/// A running server: the bound address and a way to stop it.
+/// What the process (its signal handlers) asks of a running server.
+#[derive(Debug)]
+pub enum Control {
+    /// Enter lame duck mode: stop accepting, close clients gradually, exit.
+    LameDuck,
+    /// Reopen the log file (after it was rotated away).
+    ReopenLog,
+    /// Write a line to the server's log.
+    Log(LogLevel, String),
+}
+
+/// A running server: the bound address and ways to steer and stop it.
 pub struct Running {
     pub addr: SocketAddr,
     stop: Arc<Notify>,
+    control: mpsc::UnboundedSender<Control>,
     task: JoinHandle<()>,
+    exited: bool,
 }
 
 impl Running {
     /// Asks the server to close every connection and stop; waits until it has.
-    pub async fn shutdown(self) {
-        self.stop.notify_one();
-        let _ = self.task.await;
+    pub async fn shutdown(mut self) {
+        if !self.exited {
+            self.stop.notify_one();
+            let _ = (&mut self.task).await;
+        }
+    }
+
+    /// Hands the server a request (ignored once it has exited).
+    pub fn control(&self, c: Control) {
+        let _ = self.control.send(c);
+    }
+
+    /// Resolves when the server stops on its own (lame duck mode done).
+    pub async fn exited(&mut self) {
+        if !self.exited {
+            let _ = (&mut self.task).await;
+            self.exited = true;
+        }
     }
 }
 
@@ -209,6 +237,7 @@ pub fn serve_with_monitor<L: Listener>(
     logger.info("Server is ready");
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let stop = Arc::new(Notify::new());
+    let (control, control_rx) = mpsc::unbounded_channel();
     let accept_tx = tx.clone();
     let acceptor = tokio::spawn(accept_loop(listener, accept_tx));
     let (mon_tx, mon_rx) = mpsc::channel(64);
@@ -220,6 +249,8 @@ pub fn serve_with_monitor<L: Listener>(
         None => (String::new(), 0),
     };
     let core = CoreLoop {
+        acceptor: Some(acceptor),
+        control_rx,
         inbound_budget: Arc::new(Semaphore::new(INBOUND_BYTES_MAX)),
         mon_rx,
         http_host,
@@ -234,11 +265,14 @@ pub fn serve_with_monitor<L: Listener>(
         spare: Vec::new(),
     };
     let stop2 = Arc::clone(&stop);
-    let task = tokio::spawn(async move {
-        core.run(stop2).await;
-        acceptor.abort();
-    });
-    Ok(Running { addr, stop, task })
+    let task = tokio::spawn(core.run(stop2));
+    Ok(Running {
+        addr,
+        stop,
+        control,
+        task,
+        exited: false,
+    })
 }
 
 fn display_addr(host: &str, port: u16) -> String {
@@ -269,6 +303,9 @@ async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::S
 }
 
 struct CoreLoop<S> {
+    /// The accept task, until lame duck mode (or the end) stops it.
+    acceptor: Option<JoinHandle<()>>,
+    control_rx: mpsc::UnboundedReceiver<Control>,
     /// Permits for [`INBOUND_BYTES_MAX`]; readers take, the core gives back.
     inbound_budget: Arc<Semaphore>,
     mon_rx: mpsc::Receiver<crate::monitor::MonitorRequest>,
@@ -292,6 +329,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             let first = tokio::select! {
                 biased;
                 _ = stop.notified() => break,
+                Some(c) = self.control_rx.recv() => {
+                    self.control(c);
+                    if self.drain_actions() {
+                        break;
+                    }
+                    continue;
+                }
                 Some(req) = self.mon_rx.recv() => {
                     self.monitor(req);
                     continue;
@@ -321,8 +365,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             {
                 self.server.handle(self.clock.now(), Event::Tick);
             }
-            self.drain_actions();
+            if self.drain_actions() {
+                break;
+            }
         }
+        if let Some(a) = self.acceptor.take() {
+            a.abort();
+        }
+        self.logger.info("Initiating Shutdown...");
         self.server.shutdown(self.clock.now());
         self.drain_actions();
         // Give writers a moment to flush what they were handed.
@@ -341,6 +391,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 Ok(Some(_)) => {}
                 _ => break,
             }
+        }
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::LameDuck => self.server.enter_lame_duck(self.clock.now()),
+            Control::ReopenLog => self.logger.reopen(),
+            Control::Log(level, line) => self.logger.log(level, &line),
         }
     }
 
@@ -421,9 +479,17 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             .is_some_and(|c| c.generation == generation)
     }
 
-    fn drain_actions(&mut self) {
+    /// Carries out the core's actions; true when the server is done.
+    fn drain_actions(&mut self) -> bool {
+        let mut exit = false;
         while let Some(action) = self.server.poll_action() {
             match action {
+                Action::StopAccepting => {
+                    if let Some(a) = self.acceptor.take() {
+                        a.abort();
+                    }
+                }
+                Action::Exit => exit = true,
                 Action::Transmit { conn } => {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;
@@ -470,6 +536,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
         }
+        exit
     }
 }
 

@@ -16,4 +16,5 @@ pub mod cli;
 pub mod driver;
 pub mod logger;
 pub mod monitor;
+pub mod signal;
 pub mod storage;

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use natrix_core::server::LogLevel;
 use natrix_core::time::civil_from_days;
@@ -11,6 +11,8 @@ use natrix_core::time::civil_from_days;
 /// Where and how much to log.
 pub struct Logger {
     out: Box<dyn Write + Send>,
+    /// The log file, when logging to one (reopened on SIGUSR1).
+    path: Option<PathBuf>,
     pid: u32,
     timestamps: bool,
     debug: bool,
@@ -21,6 +23,7 @@ impl Logger {
     pub fn stderr(timestamps: bool, debug: bool, trace: bool) -> Self {
         Logger {
             out: Box::new(io::stderr()),
+            path: None,
             pid: std::process::id(),
             timestamps,
             debug,
@@ -40,8 +43,28 @@ impl Logger {
         let f: File = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Logger {
             out: Box::new(f),
+            path: Some(path.to_path_buf()),
             ..Logger::stderr(timestamps, debug, trace)
         })
+    }
+
+    /// Reopens the log file, so that a file moved away by log rotation is
+    /// replaced by a new one (SIGUSR1, `--signal reopen`).
+    pub fn reopen(&mut self) {
+        let Some(path) = self.path.clone() else {
+            self.info("File log re-open ignored, not a file logger");
+            return;
+        };
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => {
+                self.out = Box::new(f);
+                self.info("File log re-opened");
+            }
+            Err(e) => self.log(
+                LogLevel::Error,
+                &format!("Unable to re-open the log file {}: {e}", path.display()),
+            ),
+        }
     }
 
     pub fn enabled(&self, level: LogLevel) -> bool {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use natrix_core::Server;
 use natrix_runtime::cli::{self, Command, RunConfig};
-use natrix_runtime::driver::{self, Clock};
+use natrix_runtime::driver::{self, Clock, Control, Running};
 use natrix_runtime::logger::Logger;
 
 fn main() -> ExitCode {
@@ -30,6 +30,13 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Signal(arg) => match natrix_runtime::signal::send(&arg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("natrix: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run(cfg) => run(*cfg),
     }
 }
@@ -80,7 +87,7 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let running = match driver::start(
+    let mut running = match driver::start(
         server,
         &cfg.options.host,
         cfg.options.port,
@@ -126,7 +133,7 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         let _ = std::fs::write(&path, format!("{{\"nats\":[\"{url}\"]}}"));
         path
     });
-    wait_for_signal().await;
+    let code = run_until_stopped(&mut running).await;
     running.shutdown().await;
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
@@ -136,21 +143,50 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
     }
     let mut l = Logger::stderr(cfg.log_time, false, false);
     l.info("Server Exiting..");
-    ExitCode::SUCCESS
+    code
 }
 
-async fn wait_for_signal() {
+/// Serves until a signal stops the server or lame duck mode ends it, with
+/// nats-server's signals: SIGINT stops (exit 0); SIGTERM stops (exit 1)
+/// unless lame duck mode is under way; SIGUSR2 enters lame duck mode
+/// (exit 0 once every client is closed); SIGUSR1 reopens the log file;
+/// SIGHUP would reload the configuration file.
+async fn run_until_stopped(running: &mut Running) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut int), Ok(mut term), Ok(mut usr1), Ok(mut usr2), Ok(mut hup)) = signals else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return ExitCode::SUCCESS;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    let mut lame_duck = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = int.recv() => return ExitCode::SUCCESS,
+            _ = term.recv() => {
+                if !lame_duck {
+                    return ExitCode::from(1);
+                }
+            }
+            _ = usr2.recv() => {
+                lame_duck = true;
+                running.control(Control::LameDuck);
+            }
+            _ = usr1.recv() => running.control(Control::ReopenLog),
+            _ = hup.recv() => running.control(Control::Log(
+                natrix_core::server::LogLevel::Error,
+                "Failed to reload server configuration: can only reload config when a file \
+                 is provided using -c or --config"
+                    .to_string(),
+            )),
+            _ = running.exited() => return ExitCode::SUCCESS,
+        }
     }
 }
 

@@ -185,6 +185,12 @@ impl SimClient {
         }
     }
 
+    /// A connection attempt found no listener: try again after a backoff.
+    pub fn refused(&mut self, now: u64) {
+        let backoff = 20_000_000 + u64::from(self.rng.next_u32() % 200) * 1_000_000;
+        self.reconnect_at = Some(now + backoff);
+    }
+
     /// Bytes from the server.
     pub fn on_bytes(
         &mut self,

@@ -31,8 +31,10 @@ pub enum Fault {
     /// The client stops reading for a while (the server must not feed it
     /// partial data: it either catches up or is closed as a slow consumer).
     SlowReader { client: ClientId, for_ns: u64 },
-    /// The server process restarts, losing every connection.
-    Restart,
+    /// The server process restarts, losing every connection; with
+    /// `lame_duck`, it first drains in lame duck mode (stops accepting,
+    /// closes its clients gradually) and restarts when that is done.
+    Restart { lame_duck: bool },
 }
 
 /// Which faults a seed turns on, and how often.
@@ -132,7 +134,8 @@ impl FaultMix {
             ));
         }
         for _ in 0..self.restarts {
-            out.push((when(rng), Fault::Restart));
+            let lame_duck = rng.next_u32().is_multiple_of(2);
+            out.push((when(rng), Fault::Restart { lame_duck }));
         }
         out.sort_by_key(|(t, _)| *t);
         out

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use natrix_core::{Options, Server};
-use natrix_runtime::driver::{self, Clock, Listener};
+use natrix_runtime::driver::{self, Clock, Control, Listener};
 use natrix_runtime::logger::Logger;
 use rand_core::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,8 @@ fn options() -> Options {
         ping_max: 2,
         max_pending: 256 * 1024,
         write_deadline: Duration::from_secs(2),
+        lame_duck_duration: Duration::from_secs(3),
+        lame_duck_grace_period: Duration::from_millis(500),
         ..Options::default()
     }
 }
@@ -123,7 +125,8 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     // that drops every connection in the core's own order: turmoil's host
     // crash drops tasks in an order that depends on tokio's process-wide
     // task ids, which a second run in the same process does not repeat).
-    let restart = Rc::new(RefCell::new(false));
+    // `Some(lame_duck)` asks for a restart, after lame duck mode if true.
+    let restart: Rc<RefCell<Option<bool>>> = Rc::new(RefCell::new(None));
     let host_restart = Rc::clone(&restart);
     sim.host("server", move || {
         let restart = Rc::clone(&host_restart);
@@ -151,12 +154,20 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                 } else {
                     Logger::discard()
                 };
-                let running =
+                let mut running =
                     driver::serve(server, TurmoilListener(listener), "0.0.0.0", logger, clock)?;
-                while !*restart.borrow() {
+                let lame_duck = loop {
+                    if let Some(ld) = restart.borrow_mut().take() {
+                        break ld;
+                    }
                     tokio::time::sleep(Duration::from_millis(1)).await;
+                };
+                if lame_duck {
+                    // The driver closes its listener, closes the clients
+                    // over the lame duck duration, then stops by itself.
+                    running.control(Control::LameDuck);
+                    running.exited().await;
                 }
-                *restart.borrow_mut() = false;
                 running.shutdown().await;
             }
         }
@@ -355,7 +366,7 @@ enum Release {
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     shared: &Rc<RefCell<Shared>>,
-    restart: &Rc<RefCell<bool>>,
+    restart: &Rc<RefCell<Option<bool>>>,
     f: Fault,
     now: u64,
     releases: &mut Vec<(u64, Release)>,
@@ -389,9 +400,14 @@ fn apply(
             *counts.entry("fault: client crash mid-message").or_default() += 1;
             shared.borrow_mut().crash[client] = true;
         }
-        Fault::Restart => {
-            *counts.entry("fault: server restart").or_default() += 1;
-            *restart.borrow_mut() = true;
+        Fault::Restart { lame_duck } => {
+            let kind = if lame_duck {
+                "fault: lame duck, then restart"
+            } else {
+                "fault: server restart"
+            };
+            *counts.entry(kind).or_default() += 1;
+            *restart.borrow_mut() = Some(lame_duck);
         }
     }
 }

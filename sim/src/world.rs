@@ -152,6 +152,8 @@ pub struct World {
     wakes: BinaryHeap<Reverse<(u64, u64, Wake)>>,
     server: Server,
     server_gen: u32,
+    /// False while the server's listener is closed (lame duck mode).
+    accepting: bool,
     opts: Options,
     conn_links: BTreeMap<ConnId, usize>,
     links: Vec<Link>,
@@ -209,6 +211,8 @@ impl World {
             ping_max: 2,
             max_pending: 256 * 1024,
             write_deadline: std::time::Duration::from_secs(2),
+            lame_duck_duration: std::time::Duration::from_secs(3),
+            lame_duck_grace_period: std::time::Duration::from_millis(500),
             #[cfg(feature = "planted-bugs")]
             planted_duplicate_one_in: cfg.planted_duplicate_one_in,
             ..Options::default()
@@ -220,6 +224,7 @@ impl World {
             wakes: BinaryHeap::new(),
             server,
             server_gen: 0,
+            accepting: true,
             opts,
             conn_links: BTreeMap::new(),
             links: Vec::new(),
@@ -542,6 +547,14 @@ impl World {
                     }
                 }
                 Action::Log { level, message } => self.note(|| format!("log {level:?}: {message}")),
+                Action::StopAccepting => {
+                    self.note(|| "server stops accepting".to_string());
+                    self.accepting = false;
+                }
+                Action::Exit => {
+                    self.note(|| "server exits; restarting it".to_string());
+                    self.restart();
+                }
             }
         }
         if let Some(d) = self.server.next_deadline().map(Instant::as_nanos)
@@ -565,7 +578,13 @@ impl World {
         let cl = &self.clients[c];
         if cl.link().is_none() {
             if cl.reconnect_at.is_some_and(|t| t <= now) {
-                self.connect(c);
+                if self.accepting {
+                    self.connect(c);
+                } else {
+                    self.note(|| format!("c{c} is refused: the server is not accepting"));
+                    self.clients[c].refused(now);
+                    self.schedule_client(c);
+                }
             }
             return;
         }
@@ -624,7 +643,8 @@ impl World {
             Fault::LatencySpike { .. } => "fault: latency spike",
             Fault::Crash { .. } => "fault: client crash mid-message",
             Fault::SlowReader { .. } => "fault: slow reader",
-            Fault::Restart => "fault: server restart",
+            Fault::Restart { lame_duck: false } => "fault: server restart",
+            Fault::Restart { lame_duck: true } => "fault: lame duck, then restart",
         };
         *self.counts.entry(kind).or_default() += 1;
         self.note(|| format!("fault: {f:?}"));
@@ -659,7 +679,11 @@ impl World {
                 self.wake(self.now + for_ns, Wake::SlowEnd(client));
             }
             Fault::Crash { client } => self.crash(client),
-            Fault::Restart => self.restart(),
+            Fault::Restart { lame_duck: false } => self.restart(),
+            Fault::Restart { lame_duck: true } => {
+                self.server.enter_lame_duck(now_of(self.now));
+                self.drain_server();
+            }
         }
     }
 
@@ -682,6 +706,7 @@ impl World {
         self.server.shutdown(now_of(self.now));
         while self.server.poll_action().is_some() {}
         self.server_gen += 1;
+        self.accepting = true;
         self.server = Server::new(
             self.opts.clone(),
             seed::sub_seed(self.cfg.seed, "server", u64::from(self.server_gen)),

@@ -226,7 +226,8 @@ fn pid_and_ports_files_and_graceful_stop() {
     let mut c = Raw::connect(&server);
     c.send("CONNECT {\"verbose\":false}\r\nSUB x 1\r\nPING\r\n");
     assert_eq!(c.read_until("PONG\r\n", Duration::from_secs(5)), "PONG\r\n");
-    // SIGTERM: clients are closed, files removed, exit code 0.
+    // SIGTERM: clients are closed, files removed, exit code 1 (as
+    // nats-server; SIGINT exits 0).
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -237,7 +238,7 @@ fn pid_and_ports_files_and_graceful_stop() {
         "client closed on shutdown"
     );
     let code = server.child.wait().unwrap();
-    assert_eq!(code.code(), Some(0));
+    assert_eq!(code.code(), Some(1));
     assert!(
         !pid_file.exists() && !ports.exists(),
         "pid and ports files removed"

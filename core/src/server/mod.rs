@@ -10,6 +10,7 @@
 mod client;
 mod conn;
 mod deliver;
+mod lame_duck;
 mod monitor;
 mod timers;
 
@@ -127,6 +128,11 @@ pub enum Action {
     Pause { conn: ConnId, until: Instant },
     /// Read from this connection again.
     Resume { conn: ConnId },
+    /// Stop accepting connections: close the client listener (lame duck).
+    StopAccepting,
+    /// The server has finished (lame duck mode closed every client): stop
+    /// and exit.
+    Exit,
 }
 
 /// Server-wide counters.
@@ -165,6 +171,8 @@ pub struct Server {
     http_req_stats: std::collections::BTreeMap<String, u64>,
     /// The most recently closed connections, as `/connz?state=closed` shows them.
     closed: VecDeque<serde_json::Value>,
+    /// Set once lame duck mode is entered.
+    lame_duck: Option<lame_duck::LameDuck>,
 }
 
 impl Server {
@@ -217,6 +225,7 @@ impl Server {
             start_instant: now.instant,
             http_req_stats: std::collections::BTreeMap::new(),
             closed: VecDeque::new(),
+            lame_duck: None,
         }
     }
 
@@ -279,7 +288,10 @@ impl Server {
         self.mark_dirty(id);
         self.debug(id, || "Client connection created".to_string());
         self.open_conns += 1;
-        if self.open_conns > self.opts.max_connections {
+        if self.lame_duck.is_some() {
+            // Accepted before the listener closed: not served.
+            self.close(id, CloseReason::ServerShutdown, true);
+        } else if self.open_conns > self.opts.max_connections {
             self.send_err(id, "maximum connections exceeded");
             self.close(id, CloseReason::MaxConnectionsExceeded, true);
         } else {
@@ -313,7 +325,11 @@ impl Server {
 
     /// When the next timer is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        let ldm = self.lame_duck.as_ref().and_then(|l| l.deadline());
+        match (self.timers.next(), ldm) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Moves the connection's outbound bytes into `buf` (which should be

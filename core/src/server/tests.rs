@@ -12,6 +12,8 @@ struct Harness {
     logs: Vec<String>,
     paused: Vec<(ConnId, Instant)>,
     resumed: Vec<ConnId>,
+    stopped_accepting: bool,
+    exited: bool,
 }
 
 fn now_at(ns: u64) -> Now {
@@ -31,6 +33,8 @@ impl Harness {
             logs: Vec::new(),
             paused: Vec::new(),
             resumed: Vec::new(),
+            stopped_accepting: false,
+            exited: false,
         }
     }
 
@@ -50,6 +54,8 @@ impl Harness {
                 Action::Pause { conn, until } => self.paused.push((conn, until)),
                 Action::Resume { conn } => self.resumed.push(conn),
                 Action::Transmit { .. } => {}
+                Action::StopAccepting => self.stopped_accepting = true,
+                Action::Exit => self.exited = true,
             }
         }
     }
@@ -704,4 +710,99 @@ mod hostile_input {
             prop_assert_eq!(h.server.accounts[0].sublist.count() as usize, h.server.num_subscriptions());
         }
     }
+}
+
+#[test]
+fn lame_duck_informs_then_closes_clients_over_the_duration_then_exits() {
+    let opts = Options {
+        lame_duck_duration: Duration::from_secs(30),
+        lame_duck_grace_period: Duration::from_secs(10),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    // Three clients that read async INFO (protocol 1, first PONG sent), one
+    // speaking protocol 0 and one that has not pinged yet.
+    let proto1 = r#"{"verbose":false,"protocol":1}"#;
+    let mut ready = Vec::new();
+    for _ in 0..3 {
+        let id = h.client(proto1);
+        h.send(id, "PING\r\n");
+        assert_eq!(h.out(id), "PONG\r\n");
+        ready.push(id);
+    }
+    let old = h.client(r#"{"verbose":false,"protocol":0}"#);
+    h.send(old, "PING\r\n");
+    let _ = h.out(old);
+    let fresh = h.client(proto1);
+    h.server.enter_lame_duck(now_at(h.now_ns));
+    h.drain();
+    assert!(h.stopped_accepting);
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l == "Entering lame duck mode, stop accepting new clients")
+    );
+    for &id in &ready {
+        let info = h.out(id);
+        let json: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim_end()).unwrap();
+        assert_eq!(json["ldm"], true, "{info}");
+        assert_eq!(json["client_id"], h.server.conns[id.0].cid);
+    }
+    assert_eq!(h.out(old), "");
+    assert_eq!(h.out(fresh), "");
+    // A second signal changes nothing.
+    h.server.enter_lame_duck(now_at(h.now_ns));
+    h.drain();
+    assert_eq!(h.out(ready[0]), "");
+    // Nothing closes during the grace period.
+    h.advance(Duration::from_millis(9_999));
+    assert!(h.closed.is_empty());
+    // Then one client at a time, each step between half a second and a
+    // second (20 s over 5 clients, capped at 1 s).
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.closed.len(), 1);
+    assert!(h.logs.iter().any(|l| l == "Closing existing clients"));
+    let mut last = h.now_ns;
+    while !h.exited {
+        let at = h.server.next_deadline().expect("a close is scheduled");
+        let step = at.as_nanos() - last;
+        assert!(
+            (500_000_000..1_000_000_000).contains(&step),
+            "step {step} ns"
+        );
+        h.advance(Duration::from_nanos(at.as_nanos() - h.now_ns));
+        last = h.now_ns;
+    }
+    assert_eq!(h.closed.len(), 5);
+    assert!(
+        h.closed
+            .iter()
+            .all(|&(_, r, flush)| r == CloseReason::ServerShutdown && flush)
+    );
+    // A connection accepted before the listener closed is not served.
+    let late = h.server.accept(now_at(h.now_ns), Harness::peer());
+    h.drain();
+    assert_eq!(h.close_reason(late), Some(CloseReason::ServerShutdown));
+}
+
+#[test]
+fn lame_duck_skips_clients_that_left_and_exits_at_once_when_empty() {
+    let mut h = Harness::new(Options::default());
+    let a = h.client(quiet());
+    let b = h.client(quiet());
+    h.server.enter_lame_duck(now_at(0));
+    h.drain();
+    h.server.handle(now_at(0), Event::Closed { conn: a });
+    h.drain();
+    h.advance(Duration::from_secs(10));
+    // `a` left on its own: `b` is the only close, and the last.
+    assert_eq!(h.closed.iter().map(|c| c.0).collect::<Vec<_>>(), vec![b]);
+    assert!(h.exited);
+
+    let mut empty = Harness::new(Options::default());
+    empty.server.enter_lame_duck(now_at(0));
+    empty.drain();
+    assert!(empty.stopped_accepting && empty.exited);
+    assert_eq!(empty.server.next_deadline(), None);
 }

@@ -96,6 +96,7 @@ impl Server {
                 Timer::Write => self.write_timer(id),
             }
         }
+        self.lame_duck_timer();
     }
 
     fn ping_timer(&mut self, id: ConnId) {
