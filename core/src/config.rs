@@ -36,6 +36,8 @@ pub struct Options {
     /// Emit debug and trace log actions (`-D`, `-V`).
     pub debug: bool,
     pub trace: bool,
+    /// Message payloads in trace lines are cut at this many bytes (0: whole).
+    pub max_traced_msg_len: usize,
     /// Test-only: duplicate every Nth delivery (0: never). Exists only with
     /// the `planted-bugs` feature, for proving the simulation's checkers.
     #[cfg(feature = "planted-bugs")]
@@ -65,6 +67,7 @@ impl Default for Options {
             disable_sublist_cache: false,
             debug: false,
             trace: false,
+            max_traced_msg_len: 0,
             #[cfg(feature = "planted-bugs")]
             planted_duplicate_one_in: 0,
         }

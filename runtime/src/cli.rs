@@ -26,6 +26,8 @@ pub struct RunConfig {
     pub ports_file_dir: Option<String>,
     pub log_file: Option<String>,
     pub log_time: bool,
+    /// `--log_size_limit`: rotate the log file past this many bytes (0: never).
+    pub log_size_limit: u64,
     /// `-m`: HTTP monitoring port (0: a random free port).
     pub http_port: Option<u16>,
 }
@@ -39,6 +41,7 @@ impl Default for RunConfig {
             ports_file_dir: None,
             log_file: None,
             log_time: true,
+            log_size_limit: 0,
             http_port: None,
         }
     }
@@ -64,6 +67,8 @@ Logging Options:
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
+        --log_size_limit <limit>     Logfile size limit in bytes, rotated past it (default: none)
+        --max_traced_msg_len <len>   Maximum printable length for traced messages (default: unlimited)
 
 Authorization Options:
         --user <user>                User required for connections
@@ -76,7 +81,7 @@ Common Options:
 
 Not yet available (refused with a message): -ms/--https_port,
 -c/--config, -t, --client_advertise, -s/--syslog,
--r/--remote_syslog, -VV, -DVV, --log_size_limit, --max_traced_msg_len,
+-r/--remote_syslog, -VV, -DVV,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
 --tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
@@ -93,10 +98,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
     ),
     (&["s", "syslog", "r", "remote_syslog"], "syslog"),
     (&["VV", "DVV"], "system account tracing"),
-    (
-        &["log_size_limit", "max_traced_msg_len"],
-        "log rotation and trace limits",
-    ),
     (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
     (
         &[
@@ -146,6 +147,8 @@ const VALUES: &[&str] = &[
     "auth",
     "sl",
     "signal",
+    "log_size_limit",
+    "max_traced_msg_len",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
@@ -248,6 +251,18 @@ where
             "pass" => pass = Some(value),
             "auth" => token = Some(value),
             "sl" | "signal" => return Ok(Command::Signal(value)),
+            "log_size_limit" => {
+                let n: i64 = value.parse().map_err(|_| {
+                    format!("invalid value {value:?} for flag -{name}: parse error")
+                })?;
+                cfg.log_size_limit = n.max(0) as u64;
+            }
+            "max_traced_msg_len" => {
+                let n: i64 = value.parse().map_err(|_| {
+                    format!("invalid value {value:?} for flag -{name}: parse error")
+                })?;
+                cfg.options.max_traced_msg_len = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+            }
             _ => return Err(format!("flag provided but not defined: -{name}")),
         }
     }
@@ -321,6 +336,8 @@ mod tests {
         assert!(parse(["-ms", "8222"]).unwrap_err().contains("monitoring"));
         assert_eq!(run(&["-m", "8222"]).http_port, Some(8222));
         assert!(parse(["--user", "u"]).is_err());
+        let c = run(&["--log_size_limit", "1000", "--max_traced_msg_len=8"]);
+        assert_eq!((c.log_size_limit, c.options.max_traced_msg_len), (1000, 8));
         assert_eq!(
             parse(["--signal", "ldm=12"]).unwrap(),
             Command::Signal("ldm=12".into())

@@ -45,7 +45,10 @@ fn run(cfg: RunConfig) -> ExitCode {
     let opts = &cfg.options;
     let logger = match &cfg.log_file {
         Some(path) => match Logger::file(path.as_ref(), cfg.log_time, opts.debug, opts.trace) {
-            Ok(l) => l,
+            Ok(mut l) => {
+                l.set_size_limit(cfg.log_size_limit);
+                l
+            }
             Err(e) => {
                 eprintln!("natrix: cannot open log file {path}: {e}");
                 return ExitCode::from(1);

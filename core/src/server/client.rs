@@ -92,6 +92,9 @@ impl Server {
     fn process_op(&mut self, id: ConnId, op: Op<'_>) -> Flow {
         if self.opts.trace {
             self.trace_op(id, &op);
+            if let Op::Pub(p) = &op {
+                self.trace_payload(id, p.payload);
+            }
         }
         match op {
             Op::Connect(json) => self.process_connect(id, json),
@@ -186,13 +189,14 @@ impl Server {
             return Flow::Break(());
         }
         if c.opts.verbose {
-            self.send(id, encode::OK);
+            self.send_ok(id);
         }
         Flow::Continue(())
     }
 
     fn process_ping(&mut self, id: ConnId) {
         self.send(id, encode::PONG);
+        self.trace(id, || "->> [PONG]".to_string());
         let now = self.now.instant;
         let c = &mut self.conns[id.0];
         c.last_ping_in = Some(now);
@@ -220,7 +224,7 @@ impl Server {
         }
         if c.subs.contains_key(sid) {
             if verbose {
-                self.send(id, encode::OK);
+                self.send_ok(id);
             }
             return;
         }
@@ -248,7 +252,7 @@ impl Server {
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
         if verbose {
-            self.send(id, encode::OK);
+            self.send_ok(id);
         }
     }
 
@@ -263,7 +267,7 @@ impl Server {
             }
         }
         if verbose {
-            self.send(id, encode::OK);
+            self.send_ok(id);
         }
     }
 
@@ -275,6 +279,18 @@ impl Server {
             c.subs.remove(&sub.sid);
         }
         self.remove_sub(handle);
+    }
+
+    /// `<<- MSG_PAYLOAD: ["..."]`, cut at `max_traced_msg_len` bytes.
+    fn trace_payload(&mut self, id: ConnId, payload: &[u8]) {
+        let max = self.opts.max_traced_msg_len;
+        let line = if max > 0 && payload.len() > max {
+            let q = go_quote(&payload[..max]);
+            format!("<<- MSG_PAYLOAD: [\"{}...\"]", &q[1..q.len() - 1])
+        } else {
+            format!("<<- MSG_PAYLOAD: [{}]", go_quote(payload))
+        };
+        self.conn_log(LogLevel::Trace, id, &line);
     }
 
     fn trace_op(&mut self, id: ConnId, op: &Op<'_>) {
@@ -332,15 +348,33 @@ impl Server {
 pub(crate) fn go_quote(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() + 2);
     s.push('"');
-    for &ch in b {
-        match ch {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            b'\n' => s.push_str("\\n"),
-            b'\r' => s.push_str("\\r"),
-            b'\t' => s.push_str("\\t"),
-            0x20..=0x7e => s.push(ch as char),
-            _ => s.push_str(&format!("\\x{ch:02x}")),
+    for chunk in b.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match ch {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                '\x07' => s.push_str("\\a"),
+                '\x08' => s.push_str("\\b"),
+                '\x0c' => s.push_str("\\f"),
+                '\n' => s.push_str("\\n"),
+                '\r' => s.push_str("\\r"),
+                '\t' => s.push_str("\\t"),
+                '\x0b' => s.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    s.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c if c.is_control() => {
+                    if (c as u32) < 0x10000 {
+                        s.push_str(&format!("\\u{:04x}", c as u32));
+                    } else {
+                        s.push_str(&format!("\\U{:08x}", c as u32));
+                    }
+                }
+                c => s.push(c),
+            }
+        }
+        for &byte in chunk.invalid() {
+            s.push_str(&format!("\\x{byte:02x}"));
         }
     }
     s.push('"');

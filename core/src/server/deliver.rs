@@ -55,7 +55,7 @@ impl Server {
             return;
         }
         if verbose {
-            self.send(id, encode::OK);
+            self.send_ok(id);
         }
         let account = self.conns[id.0].account;
         let matches = self.accounts[account.0 as usize].sublist.matches(p.subject);
@@ -82,7 +82,7 @@ impl Server {
         c.counters.in_msgs += 1;
         self.stats.counters.in_msgs += 1;
         if c.opts.verbose {
-            self.send(id, encode::OK);
+            self.send_ok(id);
         }
     }
 
@@ -175,6 +175,14 @@ impl Server {
         if over_half && target != publisher && !conn.stalled_publishers.contains(&publisher) {
             conn.stalled_publishers.push(publisher);
         }
+        if self.opts.trace {
+            // The MSG/HMSG line just encoded, as nats-server traces it.
+            let written = &conn.out[before..];
+            let end = memchr::memmem::find(written, b"\r\n").unwrap_or(written.len());
+            let line = format!("->> [{}]", String::from_utf8_lossy(&written[..end]));
+            self.conn_log(LogLevel::Trace, target, &line);
+        }
+        let conn = &mut self.conns[target.0];
         let pending = conn.pending_bytes();
         conn.counters.out_msgs += 1;
         conn.counters.out_bytes += wire_len as u64;

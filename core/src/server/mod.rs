@@ -441,6 +441,10 @@ impl Server {
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
+        if self.opts.trace && self.conns.contains(sub.conn.0) {
+            let line = format!("<-> [DELSUB {}]", String::from_utf8_lossy(&sub.sid));
+            self.conn_log(LogLevel::Trace, sub.conn, &line);
+        }
         let removed = self.accounts[sub.account.0 as usize].sublist.remove(
             &sub.subject,
             sub.queue.as_deref(),
@@ -478,6 +482,12 @@ impl Server {
         self.mark_dirty(id);
     }
 
+    /// `+OK` (verbose mode).
+    pub(crate) fn send_ok(&mut self, id: ConnId) {
+        self.send(id, encode::OK);
+        self.trace(id, || "->> [OK]".to_string());
+    }
+
     pub(crate) fn send_err(&mut self, id: ConnId, text: &str) {
         let c = &mut self.conns[id.0];
         if c.closing {
@@ -485,7 +495,7 @@ impl Server {
         }
         encode::err(&mut c.out, text);
         self.mark_dirty(id);
-        self.trace(id, || format!("->> [-ERR '{text}']"));
+        self.trace(id, || format!("->> [-ERR {text}]"));
     }
 
     pub(crate) fn random_below(&mut self, n: usize) -> usize {

@@ -806,3 +806,62 @@ fn lame_duck_skips_clients_that_left_and_exits_at_once_when_empty() {
     assert!(empty.stopped_accepting && empty.exited);
     assert_eq!(empty.server.next_deadline(), None);
 }
+
+#[test]
+fn trace_lines_match_nats_server() {
+    let opts = Options {
+        trace: true,
+        max_traced_msg_len: 4,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let id = h.accept();
+    h.send(
+        id,
+        "CONNECT {\"verbose\":true,\"headers\":true}\r\nSUB foo 1\r\nPUB foo 9\r\nhello\u{e9}\u{1}x\r\nPUB foo 2\r\nhi\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nab\r\nPING\r\n",
+    );
+    let _ = h.out(id);
+    h.server.handle(now_at(0), Event::Closed { conn: id });
+    h.drain();
+    let lines: Vec<&str> = h
+        .logs
+        .iter()
+        .map(|l| l.split_once(" - cid:1 - ").unwrap().1)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "<<- [CONNECT {\"verbose\":true,\"headers\":true}]",
+            "->> [OK]",
+            "<<- [SUB foo 1]",
+            "->> [OK]",
+            "<<- [PUB foo 9]",
+            "<<- MSG_PAYLOAD: [\"hell...\"]",
+            "->> [OK]",
+            "->> [MSG foo 1 9]",
+            "<<- [PUB foo 2]",
+            "<<- MSG_PAYLOAD: [\"hi\"]",
+            "->> [OK]",
+            "->> [MSG foo 1 2]",
+            "<<- [HPUB foo 12 14]",
+            "<<- MSG_PAYLOAD: [\"NATS...\"]",
+            "->> [OK]",
+            "->> [HMSG foo 1 12 14]",
+            "<<- [PING]",
+            "->> [PONG]",
+            "<-> [DELSUB 1]",
+        ]
+    );
+}
+
+#[test]
+fn go_quote_follows_go() {
+    use super::client::go_quote;
+    assert_eq!(go_quote(b"hi"), "\"hi\"");
+    assert_eq!(
+        go_quote("a\"\\\n\r\t\u{7}\u{1}\u{7f}é".as_bytes()),
+        "\"a\\\"\\\\\\n\\r\\t\\a\\x01\\x7fé\""
+    );
+    assert_eq!(go_quote(b"\xff\xc3"), "\"\\xff\\xc3\"");
+    assert_eq!(go_quote("\u{85}".as_bytes()), "\"\\u0085\"");
+}

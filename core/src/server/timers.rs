@@ -126,6 +126,7 @@ impl Server {
         c.rtt_start = Some(now);
         c.pings_out += 1;
         self.send(id, encode::PING);
+        self.trace(id, || "->> [PING]".to_string());
     }
 
     fn auth_timer(&mut self, id: ConnId) {
