@@ -338,6 +338,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 Some(req) = self.mon_rx.recv() => {
                     self.monitor(req);
+                    if self.drain_actions() {
+                        break;
+                    }
                     continue;
                 }
                 ev = self.rx.recv() => match ev {

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::LogLevel;
+use super::client::go_quote;
 use serde_json::{Value, json};
 
 use super::{ConnId, Server};
@@ -52,21 +55,153 @@ pub const ENDPOINTS: [&str; 10] = [
     "healthz",
 ];
 
-fn params(query: &str) -> BTreeMap<&str, &str> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect()
+/// A request's query, decoded as Go's `url.ParseQuery` does (`+` is a
+/// space, `%XX` escapes; a pair that does not decode is dropped; the first
+/// value of a key counts), with nats-server's parameter decoders: a value
+/// that does not parse answers 400 with nats-server's text.
+pub(crate) struct Query(BTreeMap<String, String>);
+
+type Bad = MonitorResponse;
+
+fn bad_request(text: String) -> Bad {
+    MonitorResponse {
+        status: 400,
+        content_type: "text/plain; charset=utf-8",
+        body: text.into_bytes(),
+    }
 }
 
-fn flag(q: &BTreeMap<&str, &str>, key: &str) -> bool {
-    matches!(q.get(key), Some(&("1" | "true" | "detail")))
+fn unescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
-fn num(q: &BTreeMap<&str, &str>, key: &str, default: usize) -> usize {
-    q.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+impl Query {
+    pub(crate) fn parse(query: &str) -> Query {
+        let mut map = BTreeMap::new();
+        for pair in query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.contains(';'))
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if let (Some(k), Some(v)) = (unescape(k), unescape(v)) {
+                map.entry(k).or_insert(v);
+            }
+        }
+        Query(map)
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", String::as_str)
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, Bad> {
+        match self.get(key) {
+            "" => Ok(false),
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+            v => Err(bad_request(format!(
+                "Error decoding boolean for '{key}': strconv.ParseBool: parsing {}: invalid syntax",
+                go_quote(v.as_bytes())
+            ))),
+        }
+    }
+
+    fn int(&self, key: &str) -> Result<i64, Bad> {
+        let v = self.get(key);
+        if v.is_empty() {
+            return Ok(0);
+        }
+        v.parse::<i64>().map_err(|e| {
+            bad_request(format!(
+                "Error decoding int for '{key}': strconv.Atoi: parsing {}: {}",
+                go_quote(v.as_bytes()),
+                int_error(&e)
+            ))
+        })
+    }
+
+    fn uint64(&self, key: &str) -> Result<u64, Bad> {
+        let v = self.get(key);
+        if v.is_empty() {
+            return Ok(0);
+        }
+        let parsed = if v.starts_with('+') {
+            "+".parse::<u64>()
+        } else {
+            v.parse::<u64>()
+        };
+        parsed.map_err(|e| {
+            bad_request(format!(
+                "Error decoding uint64 for '{key}': strconv.ParseUint: parsing {}: {}",
+                go_quote(v.as_bytes()),
+                int_error(&e)
+            ))
+        })
+    }
+
+    /// `offset` and `limit` as nats-server clamps them.
+    fn page(&self) -> Result<(usize, usize), Bad> {
+        let offset = self.int("offset")?.max(0) as usize;
+        let limit = match self.int("limit")? {
+            n if n <= 0 => DEFAULT_LIST_SIZE,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        Ok((offset, limit))
+    }
 }
+
+fn int_error(e: &std::num::ParseIntError) -> &'static str {
+    use std::num::IntErrorKind::{NegOverflow, PosOverflow};
+    match e.kind() {
+        PosOverflow | NegOverflow => "value out of range",
+        _ => "invalid syntax",
+    }
+}
+
+/// Entries per page when `limit` is not given.
+const DEFAULT_LIST_SIZE: usize = 1024;
+
+/// `/connz?state=`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    Open,
+    Closed,
+    All,
+}
+
+/// `/connz?sort=` options nats-server knows.
+const SORT_OPTIONS: [&str; 14] = [
+    "cid",
+    "start",
+    "subs",
+    "pending",
+    "msgs_to",
+    "msgs_from",
+    "bytes_to",
+    "bytes_from",
+    "last",
+    "idle",
+    "uptime",
+    "stop",
+    "reason",
+    "rtt",
+];
 
 impl Server {
     /// Answers a monitoring request for `path` (`/varz`, …) and its query.
@@ -80,49 +215,54 @@ impl Server {
         let path = path.trim_end_matches('/');
         let name = path.trim_start_matches('/');
         *self.http_req_stats.entry(format!("/{name}")).or_default() += 1;
-        let q = params(query);
-        match name {
-            "" => MonitorResponse {
+        let q = Query::parse(query);
+        let ok = |v: Value| MonitorResponse::json(200, &v);
+        let answer: Result<MonitorResponse, Bad> = match name {
+            "" => Ok(MonitorResponse {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
                 body: index_page().into_bytes(),
-            },
-            "varz" => MonitorResponse::json(200, &self.varz(now, process)),
-            "connz" => MonitorResponse::json(200, &self.connz(now, &q)),
-            "subsz" | "subscriptionsz" => MonitorResponse::json(200, &self.subsz(now, &q)),
-            "healthz" => MonitorResponse::json(200, &json!({ "status": "ok" })),
-            "metrics" => MonitorResponse {
+            }),
+            "varz" => Ok(MonitorResponse::json(200, &self.varz(now, process))),
+            "connz" => self.connz(now, &q).map(ok),
+            "subsz" | "subscriptionsz" => self.subsz(now, &q).map(ok),
+            "healthz" => self.healthz(&q).map(ok),
+            "metrics" => Ok(MonitorResponse {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.metrics(now, process).into_bytes(),
-            },
-            "routez" => MonitorResponse::json(
-                200,
-                &self.stamped(now, json!({ "num_routes": 0, "routes": [] })),
-            ),
-            "gatewayz" => MonitorResponse::json(
-                200,
-                &self.stamped(
+            }),
+            "routez" => q
+                .bool("subs")
+                .map(|_| ok(self.stamped(now, json!({ "num_routes": 0, "routes": [] })))),
+            "gatewayz" => q.bool("accs").map(|_| {
+                ok(self.stamped(
                     now,
                     json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
-                ),
-            ),
-            "leafz" => MonitorResponse::json(
-                200,
-                &self.stamped(now, json!({ "leafnodes": 0, "leafs": null })),
-            ),
-            "accountz" => MonitorResponse::json(
-                200,
-                &self.stamped(now, json!({ "system_account": "", "accounts": ["$G"] })),
-            ),
-            "accstatz" => MonitorResponse::json(200, &self.accstatz(now)),
-            "jsz" => MonitorResponse::json(200, &self.stamped(now, jsz_disabled())),
-            _ => MonitorResponse {
+                ))
+            }),
+            "leafz" => q
+                .bool("subs")
+                .map(|_| ok(self.stamped(now, json!({ "leafnodes": 0, "leafs": null })))),
+            "accountz" => Ok(ok(
+                self.stamped(now, json!({ "system_account": "", "accounts": ["$G"] }))
+            )),
+            "accstatz" => q.bool("unused").map(|_| ok(self.accstatz(now))),
+            "jsz" => {
+                let flags = ["accounts", "streams", "consumers", "config", "leader-only"];
+                flags
+                    .iter()
+                    .try_for_each(|f| q.bool(f).map(|_| ()))
+                    .and_then(|()| q.page())
+                    .map(|_| ok(self.stamped(now, jsz_disabled())))
+            }
+            _ => Ok(MonitorResponse {
                 status: 404,
                 content_type: "text/plain; charset=utf-8",
                 body: b"404 page not found\n".to_vec(),
-            },
-        }
+            }),
+        };
+        answer.unwrap_or_else(|bad| bad)
     }
 
     /// `server_id` and `now` first, then the endpoint's own fields.
@@ -202,19 +342,41 @@ impl Server {
         .expect("an object")
     }
 
-    fn connz(&self, now: Now, q: &BTreeMap<&str, &str>) -> Value {
-        let offset = num(q, "offset", 0);
-        let limit = num(q, "limit", 1024);
-        let subs = flag(q, "subs");
-        let only_cid: Option<u64> = q.get("cid").and_then(|v| v.parse().ok());
-        let state = q.get("state").copied().unwrap_or("open");
+    fn connz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
+        // `auth` only adds user names (none without users); nats-server
+        // 2.9.10 never refuses `user`/`acc` without it, whatever it says.
+        q.bool("auth")?;
+        let subs = q.get("subs").eq_ignore_ascii_case("detail") || q.bool("subs")?;
+        let (offset, mut limit) = q.page()?;
+        let cid = q.uint64("cid")?;
+        let state = match q.get("state").to_ascii_lowercase().as_str() {
+            "" | "open" => ConnState::Open,
+            "closed" => ConnState::Closed,
+            "any" | "all" => ConnState::All,
+            other => return Err(bad_request(format!("Error decoding state for {other}"))),
+        };
+        let key = match q.get("sort") {
+            "" => "cid",
+            k if SORT_OPTIONS.contains(&k) => k,
+            k => return Err(bad_request(format!("invalid sorting option: {k}"))),
+        };
+        for only_closed in ["stop", "reason"] {
+            if key == only_closed && state != ConnState::Closed {
+                return Err(bad_request(format!(
+                    "sort by {only_closed} only valid on closed connections"
+                )));
+            }
+        }
+        let only_cid = (cid > 0).then_some(cid);
+        if only_cid.is_some() {
+            limit = 1;
+        }
         let mut open: Vec<&super::conn::Conn> = self
             .conns
             .iter()
             .map(|(_, c)| c)
             .filter(|c| !c.closing && only_cid.is_none_or(|cid| c.cid == cid))
             .collect();
-        let key = q.get("sort").copied().unwrap_or("cid");
         open.sort_by(|a, b| {
             let ord = match key {
                 "start" => a.start.cmp(&b.start),
@@ -226,30 +388,59 @@ impl Server {
                 "bytes_from" => b.counters.in_bytes.cmp(&a.counters.in_bytes),
                 "last" | "idle" => b.last_activity.cmp(&a.last_activity),
                 "uptime" => a.start.cmp(&b.start),
+                "rtt" => b.rtt.cmp(&a.rtt),
                 _ => std::cmp::Ordering::Equal,
             };
             ord.then(a.cid.cmp(&b.cid))
         });
         let mut entries: Vec<Value> = Vec::new();
-        if state == "open" || state == "all" || state == "any" {
+        if state != ConnState::Closed {
             entries.extend(open.iter().map(|c| self.conn_entry(c, now, subs)));
         }
-        if state == "closed" || state == "all" || state == "any" {
+        if state != ConnState::Open {
             let matches = |e: &&Value| only_cid.is_none_or(|cid| e["cid"] == cid);
-            entries.extend(self.closed.iter().rev().filter(matches).map(|e| {
-                let mut e = e.clone();
-                if !subs && let Some(m) = e.as_object_mut() {
-                    m.remove("subscriptions_list");
+            // The ring is in stop order (oldest first), which is `stop`.
+            let mut closed: Vec<Value> = self
+                .closed
+                .iter()
+                .filter(matches)
+                .map(|e| {
+                    let mut e = e.clone();
+                    if !subs && let Some(m) = e.as_object_mut() {
+                        m.remove("subscriptions_list");
+                    }
+                    e
+                })
+                .collect();
+            let field = match key {
+                "subs" => Some("subscriptions"),
+                "pending" => Some("pending_bytes"),
+                "msgs_to" => Some("out_msgs"),
+                "msgs_from" => Some("in_msgs"),
+                "bytes_to" => Some("out_bytes"),
+                "bytes_from" => Some("in_bytes"),
+                _ => None,
+            };
+            let cid_of = |e: &Value| e["cid"].as_u64().unwrap_or(0);
+            match (key, field) {
+                ("stop", _) => {}
+                ("reason", _) => {
+                    closed.sort_by(|a, b| a["reason"].as_str().cmp(&b["reason"].as_str()))
                 }
-                e
-            }));
+                (_, Some(f)) => closed.sort_by(|a, b| {
+                    let n = |e: &Value| e[f].as_u64().unwrap_or(0);
+                    n(b).cmp(&n(a)).then(cid_of(a).cmp(&cid_of(b)))
+                }),
+                _ => closed.sort_by_key(cid_of),
+            }
+            entries.extend(closed);
         }
         let total = entries.len();
         let page: Vec<Value> = entries.into_iter().skip(offset).take(limit).collect();
-        self.stamped(
+        Ok(self.stamped(
             now,
             json!({ "num_connections": page.len(), "total": total, "offset": offset, "limit": limit, "connections": page }),
-        )
+        ))
     }
 
     /// One connection as `/connz` shows it.
@@ -315,7 +506,15 @@ impl Server {
         self.closed.push_back(entry);
     }
 
-    fn subsz(&mut self, now: Now, q: &BTreeMap<&str, &str>) -> Value {
+    fn subsz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+        let subs = q.bool("subs")?;
+        let (offset, limit) = q.page()?;
+        let test = q.get("test");
+        if !test.is_empty() && !crate::subject::is_valid_literal_subject(test.as_bytes()) {
+            return Err(bad_request(format!(
+                "invalid test subject, must be valid publish subject: {test}"
+            )));
+        }
         let sl = &self.accounts[0].sublist;
         let st = sl.stats();
         let (max_fanout, avg_fanout) = sl.cache_fanout();
@@ -334,10 +533,8 @@ impl Server {
             "max_fanout": max_fanout,
             "avg_fanout": avg_fanout,
         });
-        if flag(q, "subs") {
-            let offset = num(q, "offset", 0);
-            let limit = num(q, "limit", 1024);
-            let test = q.get("test").map(|t| t.as_bytes());
+        if subs {
+            let test = (!test.is_empty()).then_some(test.as_bytes());
             let mut list: Vec<(u64, Value)> = self
                 .subs
                 .iter()
@@ -375,7 +572,21 @@ impl Server {
             m.insert("limit".into(), json!(limit));
             m.insert("subscriptions_list".into(), json!(page));
         }
-        self.stamped(now, v)
+        Ok(self.stamped(now, v))
+    }
+
+    /// `/healthz`: without JetStream a ready server is healthy whatever
+    /// the variant (`js-enabled-only`, `js-server-only`).
+    fn healthz(&mut self, q: &Query) -> Result<Value, Bad> {
+        if q.bool("js-enabled")? {
+            self.log(
+                LogLevel::Warn,
+                "Healthcheck: js-enabled deprecated, use js-enabled-only instead".into(),
+            );
+        }
+        q.bool("js-enabled-only")?;
+        q.bool("js-server-only")?;
+        Ok(json!({ "status": "ok" }))
     }
 
     fn accstatz(&self, now: Now) -> Value {

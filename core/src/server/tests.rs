@@ -865,3 +865,108 @@ fn go_quote_follows_go() {
     assert_eq!(go_quote(b"\xff\xc3"), "\"\\xff\\xc3\"");
     assert_eq!(go_quote("\u{85}".as_bytes()), "\"\\u0085\"");
 }
+
+fn http(h: &mut Harness, path: &str, query: &str) -> (u16, String) {
+    let r = h
+        .server
+        .monitor(now_at(h.now_ns), path, query, &ProcessInfo::default());
+    h.drain();
+    (r.status, String::from_utf8(r.body).unwrap())
+}
+
+#[test]
+fn monitoring_parameters_are_decoded_as_nats_server_does() {
+    let mut h = Harness::new(Options::default());
+    let a = h.client(quiet());
+    h.send(a, "SUB foo 1\r\nSUB bar 2\r\n");
+    let b = h.client(quiet());
+    h.send(b, "SUB foo 1\r\n");
+    h.server.handle(now_at(0), Event::Closed { conn: b });
+    h.drain();
+    let bad = [
+        (
+            "/connz",
+            "subs=maybe",
+            "Error decoding boolean for 'subs': strconv.ParseBool: parsing \"maybe\": invalid syntax",
+        ),
+        (
+            "/connz",
+            "offset=x",
+            "Error decoding int for 'offset': strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        (
+            "/connz",
+            "limit=99999999999999999999",
+            "Error decoding int for 'limit': strconv.Atoi: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            "/connz",
+            "cid=-1",
+            "Error decoding uint64 for 'cid': strconv.ParseUint: parsing \"-1\": invalid syntax",
+        ),
+        (
+            "/connz",
+            "cid=%2B1",
+            "Error decoding uint64 for 'cid': strconv.ParseUint: parsing \"+1\": invalid syntax",
+        ),
+        ("/connz", "state=gone", "Error decoding state for gone"),
+        ("/connz", "sort=size", "invalid sorting option: size"),
+        (
+            "/connz",
+            "sort=stop",
+            "sort by stop only valid on closed connections",
+        ),
+        (
+            "/connz",
+            "sort=reason&state=all",
+            "sort by reason only valid on closed connections",
+        ),
+        (
+            "/subsz",
+            "test=foo.*",
+            "invalid test subject, must be valid publish subject: foo.*",
+        ),
+        (
+            "/healthz",
+            "js-enabled-only=yes",
+            "Error decoding boolean for 'js-enabled-only': strconv.ParseBool: parsing \"yes\": invalid syntax",
+        ),
+        (
+            "/jsz",
+            "streams=%7Bx%7D",
+            "Error decoding boolean for 'streams': strconv.ParseBool: parsing \"{x}\": invalid syntax",
+        ),
+    ];
+    for (path, query, text) in bad {
+        assert_eq!(
+            http(&mut h, path, query),
+            (400, text.to_string()),
+            "{path}?{query}"
+        );
+    }
+    for q in ["js-enabled-only=true", "js-server-only=1", "js-enabled=T"] {
+        let (status, body) = http(&mut h, "/healthz", q);
+        assert_eq!((status, body.contains("\"ok\"")), (200, true), "{q}");
+    }
+    assert!(h.logs.iter().any(|l| l.contains("js-enabled deprecated")));
+    // Good values: cid picks one connection, subs=detail counts as subs,
+    // closed connections sort by stop, offset/limit clamp.
+    let (status, body) = http(&mut h, "/connz", "cid=1&subs=detail&limit=-3&offset=-1");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["limit"].as_u64(), v["offset"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        v["connections"][0]["subscriptions_list"],
+        serde_json::json!(["bar", "foo"])
+    );
+    let (status, body) = http(&mut h, "/connz", "state=closed&sort=stop");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["connections"][0]["cid"], 2);
+    let (status, body) = http(&mut h, "/subsz", "subs=1&test=foo");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, v["total"].as_u64()), (200, Some(1)));
+}
