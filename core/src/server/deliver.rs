@@ -58,11 +58,9 @@ impl Server {
             self.send_ok(id);
         }
         let account = self.conns[id.0].account;
-        let matches = self.accounts[account.0 as usize].sublist.matches(p.subject);
-        let delivered = if matches.is_empty() {
-            false
-        } else {
-            self.deliver_all(id, p, &matches)
+        let delivered = match self.accounts[account.0 as usize].sublist.interest(p.subject) {
+            Some(matches) => self.deliver_all(id, p, &matches),
+            None => false,
         };
         if !delivered
             && let Some(reply) = p.reply
@@ -88,7 +86,7 @@ impl Server {
 
     fn own_sub_for_reply(&mut self, id: ConnId, reply: &[u8]) -> Option<Box<[u8]>> {
         let account = self.conns[id.0].account;
-        let m = self.accounts[account.0 as usize].sublist.matches(reply);
+        let m = self.accounts[account.0 as usize].sublist.interest(reply)?;
         m.plain
             .iter()
             .map(|h| &self.subs[h.0 as usize])
