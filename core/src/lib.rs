@@ -17,6 +17,7 @@
 #![recursion_limit = "256"]
 
 pub mod auth;
+pub mod conf;
 pub mod config;
 pub mod proto;
 pub mod server;
