@@ -5,6 +5,7 @@
 
 use natrix_core::Options;
 use natrix_core::auth::Auth;
+use natrix_core::config::ProcessOptions;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,34 +18,16 @@ pub enum Command {
 }
 
 /// A server run: the core's options plus what only the driver needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunConfig {
     pub options: Options,
-    /// `-p -1`: let the OS pick the port.
-    pub random_port: bool,
-    pub pid_file: Option<String>,
-    pub ports_file_dir: Option<String>,
-    pub log_file: Option<String>,
-    pub log_time: bool,
-    /// `--log_size_limit`: rotate the log file past this many bytes (0: never).
-    pub log_size_limit: u64,
-    /// `-m`: HTTP monitoring port (0: a random free port).
-    pub http_port: Option<u16>,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            options: Options::default(),
-            random_port: false,
-            pid_file: None,
-            ports_file_dir: None,
-            log_file: None,
-            log_time: true,
-            log_size_limit: 0,
-            http_port: None,
-        }
-    }
+    pub process: ProcessOptions,
+    /// `-c`: the configuration file the options were read from.
+    pub config_file: Option<String>,
+    /// `-t`: check the configuration file and exit.
+    pub check_only: bool,
+    /// Warnings found in the configuration file (printed at start).
+    pub warnings: String,
 }
 
 pub const USAGE: &str = "\
@@ -56,6 +39,8 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
+    -c, --config <file>              Configuration file (nats.conf format, or TOML if it ends in .toml)
+    -t                               Test configuration and exit
     -m, --http_port <port>           Use port for http monitoring
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -sl, --signal <signal>[=<pid>]   Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
@@ -80,7 +65,7 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message): -ms/--https_port,
--c/--config, -t, --client_advertise, -s/--syslog,
+--client_advertise, -s/--syslog,
 -r/--remote_syslog, -VV, -DVV,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
 --tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
@@ -91,7 +76,6 @@ Not yet available (refused with a message): -ms/--https_port,
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["ms", "https_port"], "HTTPS monitoring"),
-    (&["c", "config", "t"], "configuration files"),
     (
         &["client_advertise"],
         "client URL advertisement (clustering)",
@@ -149,60 +133,76 @@ const VALUES: &[&str] = &[
     "signal",
     "log_size_limit",
     "max_traced_msg_len",
+    "c",
+    "config",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
 const BOOLS: &[&str] = &[
-    "T", "logtime", "D", "debug", "V", "trace", "DV", "h", "help", "v", "version",
+    "T", "logtime", "D", "debug", "V", "trace", "DV", "h", "help", "v", "version", "t",
 ];
 
-/// Parses the arguments after the program name.
-pub fn parse<I, S>(args: I) -> Result<Command, String>
+/// Why the command line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// A bad flag or value: print it with the usage.
+    Usage(String),
+    /// The configuration file cannot be used: print it alone.
+    Config(String),
+}
+
+impl CliError {
+    pub fn text(&self) -> &str {
+        match self {
+            CliError::Usage(t) | CliError::Config(t) => t,
+        }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError::Usage(s)
+    }
+}
+
+/// Parses the arguments after the program name. A configuration file
+/// (`-c`) is read first and the other flags override what it sets, as
+/// nats-server merges them.
+pub fn parse<I, S>(args: I) -> Result<Command, CliError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut cfg = RunConfig::default();
-    let (mut user, mut pass, mut token) = (None, None, None);
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(format!("unexpected argument {arg:?}"));
+            return Err(format!("unexpected argument {arg:?}").into());
         };
         if flag.is_empty() || flag.starts_with('-') {
-            return Err(format!("bad flag syntax: {arg}"));
+            return Err(format!("bad flag syntax: {arg}").into());
         }
         let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag, None),
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (flag.to_string(), None),
         };
-        if let Some((_, feature)) = NOT_YET.iter().find(|(names, _)| names.contains(&name)) {
+        if let Some((_, feature)) = NOT_YET.iter().find(|(names, _)| names.contains(&&*name)) {
             return Err(format!(
                 "flag -{name} is not supported yet: natrix does not have {feature} yet"
-            ));
+            )
+            .into());
         }
-        if BOOLS.contains(&name) {
+        if BOOLS.contains(&&*name) {
             let on = match inline.as_deref() {
                 None => true,
                 Some(v) => parse_bool(v)
                     .ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))?,
             };
-            match name {
-                "T" | "logtime" => cfg.log_time = on,
-                "D" | "debug" => cfg.options.debug = on,
-                "V" | "trace" => cfg.options.trace = on,
-                "DV" => {
-                    cfg.options.debug = on;
-                    cfg.options.trace = on;
-                }
-                "h" | "help" if on => return Ok(Command::Help),
-                "v" | "version" if on => return Ok(Command::Version),
-                _ => {}
-            }
+            flags.push((name, Some(on.to_string())));
             continue;
         }
-        if !VALUES.contains(&name) {
-            return Err(format!("flag provided but not defined: -{name}"));
+        if !VALUES.contains(&&*name) {
+            return Err(format!("flag provided but not defined: -{name}").into());
         }
         let value = match inline {
             Some(v) => v,
@@ -210,31 +210,84 @@ where
                 .next()
                 .ok_or_else(|| format!("flag needs an argument: -{name}"))?,
         };
-        match name {
+        flags.push((name, Some(value)));
+    }
+    let is_on = |names: &[&str]| {
+        flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .is_some_and(|(_, v)| v.as_deref() == Some("true"))
+    };
+    if is_on(&["v", "version"]) {
+        return Ok(Command::Version);
+    }
+    if is_on(&["h", "help"]) {
+        return Ok(Command::Help);
+    }
+    let value_of = |names: &[&str]| {
+        flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.clone())
+    };
+    if let Some(sig) = value_of(&["sl", "signal"]) {
+        return Ok(Command::Signal(sig));
+    }
+    let mut cfg = RunConfig {
+        config_file: value_of(&["c", "config"]),
+        check_only: is_on(&["t"]),
+        ..RunConfig::default()
+    };
+    if cfg.check_only && cfg.config_file.is_none() {
+        return Err(CliError::Config(
+            "must specify [-c, --config] option to check configuration file syntax".into(),
+        ));
+    }
+    if let Some(path) = cfg.config_file.clone() {
+        cfg.warnings = crate::config_file::load(&path, &mut cfg.options, &mut cfg.process)
+            .map_err(CliError::Config)?;
+    }
+    apply_flags(&mut cfg, &flags)?;
+    Ok(Command::Run(Box::new(cfg)))
+}
+
+/// Applies parsed flags over what the configuration file set.
+fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Result<(), String> {
+    let (mut user, mut pass, mut token) = (None, None, None);
+    for (name, value) in flags {
+        let value = value.clone().unwrap_or_default();
+        let on = value == "true";
+        match name.as_str() {
+            "T" | "logtime" => cfg.process.log_time = on,
+            "D" | "debug" => cfg.options.debug = on,
+            "V" | "trace" => cfg.options.trace = on,
+            "DV" => {
+                cfg.options.debug = on;
+                cfg.options.trace = on;
+            }
             "a" | "addr" | "net" => cfg.options.host = value,
             "p" | "port" => {
                 let port: i64 = value.parse().map_err(|_| {
                     format!("invalid value {value:?} for flag -{name}: parse error")
                 })?;
-                match port {
-                    -1 => {
-                        cfg.random_port = true;
-                        cfg.options.port = 0;
-                    }
-                    0..=65535 => cfg.options.port = port as u16,
+                cfg.options.port = match port {
+                    -1 => 0,
+                    0..=65535 => port as u16,
                     _ => {
                         return Err(format!(
                             "invalid value {value:?} for flag -{name}: out of range"
                         ));
                     }
-                }
+                };
             }
             "n" | "name" | "server_name" => cfg.options.server_name = value,
             "m" | "http_port" => {
                 let port: i64 = value.parse().map_err(|_| {
                     format!("invalid value {value:?} for flag -{name}: parse error")
                 })?;
-                cfg.http_port = match port {
+                cfg.process.http_port = match port {
                     -1 => Some(0),
                     0..=65535 => Some(port as u16),
                     _ => {
@@ -244,18 +297,17 @@ where
                     }
                 };
             }
-            "P" | "pid" => cfg.pid_file = Some(value),
-            "ports_file_dir" => cfg.ports_file_dir = Some(value),
-            "l" | "log" => cfg.log_file = Some(value),
+            "P" | "pid" => cfg.process.pid_file = Some(value),
+            "ports_file_dir" => cfg.process.ports_file_dir = Some(value),
+            "l" | "log" => cfg.process.log_file = Some(value),
             "user" => user = Some(value),
             "pass" => pass = Some(value),
             "auth" => token = Some(value),
-            "sl" | "signal" => return Ok(Command::Signal(value)),
             "log_size_limit" => {
                 let n: i64 = value.parse().map_err(|_| {
                     format!("invalid value {value:?} for flag -{name}: parse error")
                 })?;
-                cfg.log_size_limit = n.max(0) as u64;
+                cfg.process.log_size_limit = n.max(0) as u64;
             }
             "max_traced_msg_len" => {
                 let n: i64 = value.parse().map_err(|_| {
@@ -263,24 +315,26 @@ where
                 })?;
                 cfg.options.max_traced_msg_len = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
             }
-            _ => return Err(format!("flag provided but not defined: -{name}")),
+            _ => {}
         }
     }
-    cfg.options.auth = match (user, pass, token) {
-        (None, None, None) => Auth::None,
+    match (user, pass, token) {
+        (None, None, None) => {}
         (Some(_), Some(_), Some(_)) => {
             return Err("use either --user/--pass or --auth, not both".into());
         }
-        (None, None, Some(t)) => Auth::Token(t),
-        (Some(u), Some(p), None) => Auth::UserPassword {
-            user: u,
-            password: p,
-        },
+        (None, None, Some(t)) => cfg.options.auth = Auth::Token(t),
+        (Some(u), Some(p), None) => {
+            cfg.options.auth = Auth::UserPassword {
+                user: u,
+                password: p,
+            }
+        }
         (Some(_), None, _) | (None, Some(_), _) => {
             return Err("--user and --pass go together".into());
         }
-    };
-    Ok(Command::Run(Box::new(cfg)))
+    }
+    Ok(())
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -308,12 +362,12 @@ mod tests {
         assert_eq!(run(&["--port=1234"]).options.port, 1234);
         assert_eq!(run(&["-port", "1234"]).options.port, 1234);
         let c = run(&["-p", "-1"]);
-        assert!(c.random_port);
+        assert_eq!(c.options.port, 0);
         assert_eq!(run(&["--addr", "127.0.0.1"]).options.host, "127.0.0.1");
         assert_eq!(run(&["-net", "::1"]).options.host, "::1");
         assert_eq!(run(&["--server_name", "x"]).options.server_name, "x");
         let c = run(&["-DV", "-T=false"]);
-        assert!(c.options.debug && c.options.trace && !c.log_time);
+        assert!(c.options.debug && c.options.trace && !c.process.log_time);
         assert_eq!(
             run(&["--user", "u", "--pass", "p"]).options.auth,
             Auth::UserPassword {
@@ -328,16 +382,24 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(parse(["--foo"]).unwrap_err().contains("not defined"));
-        assert!(parse(["-p", "abc"]).unwrap_err().contains("invalid value"));
-        assert!(parse(["-p"]).unwrap_err().contains("needs an argument"));
-        assert!(parse(["-js"]).unwrap_err().contains("JetStream"));
-        assert!(parse(["--tls"]).unwrap_err().contains("TLS"));
-        assert!(parse(["-ms", "8222"]).unwrap_err().contains("monitoring"));
-        assert_eq!(run(&["-m", "8222"]).http_port, Some(8222));
+        let err = |args: &[&str]| parse(args.iter().copied()).unwrap_err().text().to_string();
+        assert!(err(&["--foo"]).contains("not defined"));
+        assert!(err(&["-p", "abc"]).contains("invalid value"));
+        assert!(err(&["-p"]).contains("needs an argument"));
+        assert!(err(&["-js"]).contains("JetStream"));
+        assert!(err(&["--tls"]).contains("TLS"));
+        assert!(err(&["-ms", "8222"]).contains("monitoring"));
+        assert_eq!(
+            err(&["-t"]),
+            "must specify [-c, --config] option to check configuration file syntax"
+        );
+        assert_eq!(run(&["-m", "8222"]).process.http_port, Some(8222));
         assert!(parse(["--user", "u"]).is_err());
         let c = run(&["--log_size_limit", "1000", "--max_traced_msg_len=8"]);
-        assert_eq!((c.log_size_limit, c.options.max_traced_msg_len), (1000, 8));
+        assert_eq!(
+            (c.process.log_size_limit, c.options.max_traced_msg_len),
+            (1000, 8)
+        );
         assert_eq!(
             parse(["--signal", "ldm=12"]).unwrap(),
             Command::Signal("ldm=12".into())

@@ -187,6 +187,7 @@ pub async fn start(
     server: Server,
     host: &str,
     port: u16,
+    http_host: Option<&str>,
     http_port: Option<u16>,
     mut logger: Logger,
     clock: Clock,
@@ -194,13 +195,14 @@ pub async fn start(
     let listener = TcpListener::bind((host, port)).await?;
     let monitor = match http_port {
         Some(p) => {
-            let l = crate::monitor::bind(host, p).await?;
+            let http_host = http_host.filter(|h| !h.is_empty()).unwrap_or(host);
+            let l = crate::monitor::bind(http_host, p).await?;
             let bound = l.local_addr()?.port();
             logger.info(&format!(
                 "Starting http monitor on {}",
-                display_addr(host, bound)
+                display_addr(http_host, bound)
             ));
-            Some((l, host.to_string(), bound))
+            Some((l, http_host.to_string(), bound))
         }
         None => None,
     };

@@ -13,6 +13,7 @@
 //! and actions out.
 
 pub mod cli;
+pub mod config_file;
 pub mod driver;
 pub mod logger;
 pub mod monitor;

@@ -4,16 +4,20 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use natrix_core::Server;
-use natrix_runtime::cli::{self, Command, RunConfig};
+use natrix_runtime::cli::{self, CliError, Command, RunConfig};
 use natrix_runtime::driver::{self, Clock, Control, Running};
 use natrix_runtime::logger::Logger;
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(c) => c,
-        Err(e) => {
+        Err(CliError::Usage(e)) => {
             eprintln!("natrix: {e}\n");
             eprint!("{}", cli::USAGE);
+            return ExitCode::from(1);
+        }
+        Err(CliError::Config(e)) => {
+            eprintln!("natrix: {e}");
             return ExitCode::from(1);
         }
     };
@@ -42,19 +46,36 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: RunConfig) -> ExitCode {
+    if cfg.check_only {
+        // Warnings fail the check, as with nats-server -t.
+        if !cfg.warnings.is_empty() {
+            eprint!("natrix: {}", cfg.warnings);
+            return ExitCode::from(1);
+        }
+        eprintln!(
+            "natrix: configuration file {} is valid",
+            cfg.config_file.as_deref().unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if !cfg.warnings.is_empty() {
+        eprint!("{}", cfg.warnings);
+    }
     let opts = &cfg.options;
-    let logger = match &cfg.log_file {
-        Some(path) => match Logger::file(path.as_ref(), cfg.log_time, opts.debug, opts.trace) {
-            Ok(mut l) => {
-                l.set_size_limit(cfg.log_size_limit);
-                l
+    let logger = match &cfg.process.log_file {
+        Some(path) => {
+            match Logger::file(path.as_ref(), cfg.process.log_time, opts.debug, opts.trace) {
+                Ok(mut l) => {
+                    l.set_size_limit(cfg.process.log_size_limit);
+                    l
+                }
+                Err(e) => {
+                    eprintln!("natrix: cannot open log file {path}: {e}");
+                    return ExitCode::from(1);
+                }
             }
-            Err(e) => {
-                eprintln!("natrix: cannot open log file {path}: {e}");
-                return ExitCode::from(1);
-            }
-        },
-        None => Logger::stderr(cfg.log_time, opts.debug, opts.trace),
+        }
+        None => Logger::stderr(cfg.process.log_time, opts.debug, opts.trace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,8 +101,11 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
     ));
     logger.info(&format!("  Name:     {}", server.info().server_name));
     logger.info(&format!("  ID:       {}", server.server_id()));
+    if let Some(file) = &cfg.config_file {
+        logger.info(&format!("Using configuration file: {file}"));
+    }
     let pid = std::process::id();
-    if let Some(path) = &cfg.pid_file
+    if let Some(path) = &cfg.process.pid_file
         && let Err(e) = std::fs::write(path, pid.to_string())
     {
         logger.log(
@@ -94,7 +118,8 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         server,
         &cfg.options.host,
         cfg.options.port,
-        cfg.http_port,
+        cfg.process.http_host.as_deref(),
+        cfg.process.http_port,
         logger,
         clock,
     )
@@ -102,7 +127,7 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            let mut l = Logger::stderr(cfg.log_time, false, false);
+            let mut l = Logger::stderr(cfg.process.log_time, false, false);
             l.log(
                 natrix_core::server::LogLevel::Fatal,
                 &format!(
@@ -113,7 +138,7 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let ports_file = cfg.ports_file_dir.as_ref().map(|dir| {
+    let ports_file = cfg.process.ports_file_dir.as_ref().map(|dir| {
         let exe = std::env::args()
             .next()
             .and_then(|a| {
@@ -141,10 +166,10 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
     }
-    if let Some(p) = &cfg.pid_file {
+    if let Some(p) = &cfg.process.pid_file {
         let _ = std::fs::remove_file(p);
     }
-    let mut l = Logger::stderr(cfg.log_time, false, false);
+    let mut l = Logger::stderr(cfg.process.log_time, false, false);
     l.info("Server Exiting..");
     code
 }

@@ -24,7 +24,15 @@ async fn lame_duck_moves_clients_to_another_server_and_exits() {
     let dir = std::env::temp_dir().join(format!("natrix-ldm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pid_file = dir.join("a.pid");
-    let mut a = ServerProcess::natrix(&["-P", pid_file.to_str().unwrap()]);
+    // A one-second grace period instead of the default ten.
+    let conf = dir.join("ldm.conf");
+    std::fs::write(&conf, "lame_duck_grace_period: \"1s\"\n").unwrap();
+    let mut a = ServerProcess::natrix(&[
+        "-P",
+        pid_file.to_str().unwrap(),
+        "-c",
+        conf.to_str().unwrap(),
+    ]);
     let b = ServerProcess::natrix(&[]);
 
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -78,7 +86,7 @@ async fn lame_duck_moves_clients_to_another_server_and_exits() {
             .success()
     );
 
-    // After the 10 s grace period the server closes its client and exits
+    // After the grace period the server closes its client and exits
     // cleanly, removing its pid file.
     let code = tokio::task::block_in_place(|| wait_exit(&mut a, Duration::from_secs(30)));
     assert_eq!(code, Some(0), "lame duck mode ends with exit code 0");

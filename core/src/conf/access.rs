@@ -69,12 +69,31 @@ impl<'a> Field<'a> {
         ConfError::at(self.pos, reason)
     }
 
+    /// A value of the wrong type. nats-server reports the failed Go type
+    /// assertion (`interface conversion: interface {} is string, not
+    /// int64`); natrix says what it expected, and keeps nats-server's text.
     fn wrong_type(&self, expected: &str) -> ConfError {
-        self.error(format!(
+        let go = |v: &str| match v {
+            "a string" | "a duration" | "string" => "string",
+            "a boolean" | "boolean" => "bool",
+            "an integer" | "integer" => "int64",
+            "a number" | "float" => "float64",
+            "datetime" => "time.Time",
+            "an array" | "array" => "[]interface {}",
+            _ => "map[string]interface {}",
+        };
+        let message = format!(
             "error parsing {}: expected {expected}, got {}",
             self.name,
             self.value.type_name()
-        ))
+        );
+        let nats = format!(
+            "{}: interface conversion: interface {{}} is {}, not {}",
+            self.pos.nats_location(),
+            go(self.value.type_name()),
+            go(expected)
+        );
+        ConfError::new(self.pos.clone(), message, nats)
     }
 
     pub fn as_str(&self) -> Result<&'a str, ConfError> {

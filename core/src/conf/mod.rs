@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use access::Warning;
+pub use access::{Field, Warning, parse_go_duration};
 
 /// Blocks, arrays, includes and variable expansions nest at most this deep.
 pub const MAX_DEPTH: usize = 128;

@@ -506,7 +506,7 @@ fn durations_follow_go() {
         "nats.conf:8:1: error parsing h: time: unknown unit \"y\" in duration \"5y\""
     );
     assert!(text("i").contains("negative"));
-    assert!(text("k").contains("expected a duration, got boolean"));
+    assert!(text("k").contains("interface {} is bool, not string"));
 }
 
 #[test]
@@ -545,7 +545,7 @@ fn typed_accessors() {
     let e = f("name").as_i64().unwrap_err();
     assert_eq!(
         e.nats_server_text(),
-        "nats.conf:7:1: error parsing name: expected an integer, got string"
+        "nats.conf:7:1: interface conversion: interface {} is string, not int64"
     );
     let item = &f("list").as_array().unwrap()[0];
     assert_eq!(item.field("list").as_str().unwrap(), "a");

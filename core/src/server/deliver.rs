@@ -58,7 +58,10 @@ impl Server {
             self.send_ok(id);
         }
         let account = self.conns[id.0].account;
-        let delivered = match self.accounts[account.0 as usize].sublist.interest(p.subject) {
+        let delivered = match self.accounts[account.0 as usize]
+            .sublist
+            .interest(p.subject)
+        {
             Some(matches) => self.deliver_all(id, p, &matches),
             None => false,
         };

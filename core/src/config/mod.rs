@@ -1,10 +1,50 @@
-//! The typed server configuration. The runtime fills it from command-line
-//! flags (and, with the configuration work, from `nats.conf` or TOML); the
-//! core only reads it.
+//! The typed server configuration: [`Options`] for the core, and
+//! [`ProcessOptions`] for what only the driver acts on (files, logging, the
+//! monitoring listener). The runtime fills both from a configuration file
+//! ([`file::apply`], nats.conf or TOML) and then from command-line flags,
+//! which win, as in nats-server. The core only reads them.
+
+pub mod file;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
 use crate::auth::Auth;
+
+/// Settings the driver acts on: the process's files, its log and the
+/// monitoring listener. Plain data: the core performs none of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// `pid_file`, `-P`: the process id is written here (removed on exit).
+    pub pid_file: Option<String>,
+    /// `ports_file_dir`: `<exe>_<pid>.ports` is written here.
+    pub ports_file_dir: Option<String>,
+    /// `log_file`, `-l`: log here instead of stderr.
+    pub log_file: Option<String>,
+    /// `logtime`, `-T`: timestamps in log lines.
+    pub log_time: bool,
+    /// `log_size_limit`: rotate the log file past this many bytes (0: never).
+    pub log_size_limit: u64,
+    /// `http: host:port`: the monitoring host (default: the client host).
+    pub http_host: Option<String>,
+    /// `http_port`, `-m`: HTTP monitoring port (0: a free one; `None`: off).
+    pub http_port: Option<u16>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            pid_file: None,
+            ports_file_dir: None,
+            log_file: None,
+            log_time: true,
+            log_size_limit: 0,
+            http_host: None,
+            http_port: None,
+        }
+    }
+}
 
 /// Server options with nats-server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,197 @@
+//! Configuration files into options: every key, alias and refusal.
+
+use std::time::Duration;
+
+use super::file::{Problems, apply};
+use super::{Options, ProcessOptions};
+use crate::auth::Auth;
+use crate::conf::{self, MemSource};
+
+fn load(text: &str) -> (Options, ProcessOptions, Problems) {
+    let map = conf::parse(text, "n.conf", &MemSource::new()).expect("parses");
+    let (mut o, mut p) = (Options::default(), ProcessOptions::default());
+    let problems = apply(&map, &mut o, &mut p);
+    (o, p, problems)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text).2.errors.iter().map(|e| e.to_string()).collect()
+}
+
+#[test]
+fn every_supported_key() {
+    let (o, p, problems) = load(
+        r#"
+        listen: "127.0.0.1:4333"
+        server_name: edge-1
+        debug: true
+        trace: true
+        logtime: false
+        log_file: "/var/log/natrix.log"
+        log_size_limit: 10MB
+        pid_file: "/run/natrix.pid"
+        ports_file_dir: "/run"
+        http: "0.0.0.0:8333"
+        max_control_line: 8KB
+        max_payload: 2MB
+        max_pending: 128MB
+        max_connections: 100
+        max_subscriptions: 50
+        max_traced_msg_len: 64
+        max_closed_clients: 10
+        ping_interval: "30s"
+        ping_max: 3
+        write_deadline: "5s"
+        lame_duck_duration: "1m"
+        lame_duck_grace_period: "2s"
+        disable_sublist_cache: true
+        no_header_support: true
+        client_advertise: "nats.example.com"
+        authorization { user: alice, password: s3cret, timeout: 1.5 }
+        "#,
+    );
+    assert_eq!(problems, Problems::default());
+    assert_eq!((o.host.as_str(), o.port), ("127.0.0.1", 4333));
+    assert_eq!(o.server_name, "edge-1");
+    assert!(o.debug && o.trace && !p.log_time);
+    assert_eq!(p.log_file.as_deref(), Some("/var/log/natrix.log"));
+    assert_eq!(p.log_size_limit, 10 * 1024 * 1024);
+    assert_eq!(p.pid_file.as_deref(), Some("/run/natrix.pid"));
+    assert_eq!(p.ports_file_dir.as_deref(), Some("/run"));
+    assert_eq!(
+        (p.http_host.as_deref(), p.http_port),
+        (Some("0.0.0.0"), Some(8333))
+    );
+    assert_eq!(o.max_control_line, 8192);
+    assert_eq!(o.max_payload, 2 * 1024 * 1024);
+    assert_eq!(o.max_pending, 128 * 1024 * 1024);
+    assert_eq!(
+        (
+            o.max_connections,
+            o.max_subscriptions,
+            o.max_traced_msg_len,
+            o.max_closed_clients
+        ),
+        (100, 50, 64, 10)
+    );
+    assert_eq!(o.ping_interval, Duration::from_secs(30));
+    assert_eq!(o.ping_max, 3);
+    assert_eq!(o.write_deadline, Duration::from_secs(5));
+    assert_eq!(o.lame_duck_duration, Duration::from_secs(60));
+    assert_eq!(o.lame_duck_grace_period, Duration::from_secs(2));
+    assert!(o.disable_sublist_cache && o.no_header_support);
+    assert_eq!(
+        o.auth,
+        Auth::UserPassword {
+            user: "alice".into(),
+            password: "s3cret".into()
+        }
+    );
+    assert_eq!(o.auth_timeout, Duration::from_millis(1500));
+}
+
+#[test]
+fn aliases_and_forms() {
+    let (o, p, problems) = load(
+        "port: -1\nnet: \"::1\"\nmax_conn: 7\nmax_subs: 8\nmonitor_port: 9\n\
+         no_sublist_cache: true\nlogfile: x\npidfile: y\nauthorization { token: t }\n",
+    );
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    assert_eq!((o.port, o.host.as_str()), (0, "::1"));
+    assert_eq!((o.max_connections, o.max_subscriptions), (7, 8));
+    assert_eq!(p.http_port, Some(9));
+    assert!(o.disable_sublist_cache);
+    assert_eq!(
+        (p.log_file.as_deref(), p.pid_file.as_deref()),
+        (Some("x"), Some("y"))
+    );
+    assert_eq!(o.auth, Auth::Token("t".into()));
+    let (o, _, _) = load("listen: 4555\nhttp: \"[::1]:8444\"\n");
+    assert_eq!(o.port, 4555);
+    let (_, p, _) = load("http: \"[::1]:8444\"\n");
+    assert_eq!(
+        (p.http_host.as_deref(), p.http_port),
+        (Some("::1"), Some(8444))
+    );
+    // Keys are case-insensitive, as nats-server lowercases them.
+    assert_eq!(load("MAX_PAYLOAD: 100\n").0.max_payload, 100);
+    // A bare number of seconds is accepted with nats-server's warning.
+    let (o, _, problems) = load("ping_interval: 5\n");
+    assert_eq!(o.ping_interval, Duration::from_secs(5));
+    assert_eq!(
+        problems.report(),
+        "n.conf:1:1: invalid use of field \"ping_interval\": ping_interval should be converted to a duration\n"
+    );
+}
+
+#[test]
+fn refusals_name_the_key_and_the_place() {
+    assert_eq!(errors("foo: 1\n"), ["n.conf:1:1: unknown field \"foo\""]);
+    // A key used only as a variable is not unknown.
+    assert!(errors("MYPORT: 4333\nport: $MYPORT\n").is_empty());
+    assert_eq!(
+        errors("port: 1\njetstream {}\n"),
+        ["n.conf:2:1: \"jetstream\" is not supported yet: natrix does not have JetStream yet"]
+    );
+    assert_eq!(
+        errors("tls { cert_file: x }\n"),
+        ["n.conf:1:1: \"tls\" is not supported yet: natrix does not have TLS yet"]
+    );
+    assert_eq!(
+        errors("authorization { users: [] }\n"),
+        [
+            "n.conf:1:17: \"users\" is not supported yet: natrix does not have users, nkeys and permissions yet"
+        ]
+    );
+    assert_eq!(
+        errors("authorization { user: a, pass: b, foo: 1 }\n"),
+        ["n.conf:1:35: unknown field \"foo\""]
+    );
+    assert_eq!(
+        errors("authorization { user: a, token: t }\n"),
+        ["n.conf:1:1: Cannot have a user/pass and token"]
+    );
+    assert_eq!(
+        errors("lame_duck_duration: \"10s\"\n"),
+        ["n.conf:1:1: invalid lame_duck_duration of 10s, minimum is 30 seconds"]
+    );
+    assert_eq!(
+        errors("lame_duck_duration: 60\n"),
+        ["n.conf:1:1: error parsing lame_duck_duration: expected a string, got integer"]
+    );
+    assert_eq!(
+        errors("max_payload: 3GB\n"),
+        ["n.conf:1:1: max_payload value is too big"]
+    );
+    assert_eq!(
+        errors("listen: \"nohost\"\n"),
+        ["n.conf:1:1: could not parse address string \"nohost\""]
+    );
+    assert_eq!(
+        errors("listen: \"h:x\"\n"),
+        ["n.conf:1:1: could not parse port \"x\""]
+    );
+    // Every problem is reported, not only the first.
+    assert_eq!(errors("a: 1\nb: 2\nport: \"x\"\n").len(), 3);
+}
+
+#[test]
+fn toml_fills_the_same_options() {
+    let toml = r#"
+        port = 4333
+        server_name = "edge-1"
+        max_payload = 2097152
+        ping_interval = "30s"
+        [authorization]
+        user = "alice"
+        password = "s3cret"
+    "#;
+    let map = conf::parse_toml(toml, "n.toml").unwrap();
+    let (mut o, mut p) = (Options::default(), ProcessOptions::default());
+    assert_eq!(apply(&map, &mut o, &mut p), Problems::default());
+    let (from_conf, _, _) = load(
+        "port: 4333\nserver_name: edge-1\nmax_payload: 2MB\nping_interval: \"30s\"\n\
+         authorization { user: alice, password: s3cret }\n",
+    );
+    assert_eq!(o, from_conf);
+}

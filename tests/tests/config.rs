@@ -1,0 +1,198 @@
+//! Configuration files against the `natrix` binary, side by side with
+//! nats-server 2.9.10: `-t` reports the same problems at the same places,
+//! and the same file gives clients the same server.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use natrix_tests::{ServerProcess, natrix_bin};
+
+fn reference() -> Option<PathBuf> {
+    let r = natrix_tests::reference_bin();
+    if r.is_none() {
+        assert!(
+            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
+            "nats-server is required but not installed"
+        );
+        eprintln!("nats-server not installed: comparison skipped");
+    }
+    r
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("natrix-conf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `<bin> -t -c <file>`: exit code and stderr without the program prefix.
+fn check(bin: &Path, file: &Path) -> (Option<i32>, String) {
+    let out = Command::new(bin)
+        .args(["-t", "-c", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = text
+        .strip_prefix("natrix: ")
+        .or_else(|| text.strip_prefix("nats-server: "))
+        .unwrap_or(&text)
+        .trim_end()
+        .to_string();
+    (out.status.code(), text)
+}
+
+#[test]
+fn test_mode_reports_what_nats_server_reports() {
+    let d = dir("check");
+    std::fs::write(d.join("inc.conf"), "max_payload: 512KB\nping_max: 4\n").unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "valid.conf",
+            "# a comment\nport: 4333\nserver_name: \"a b\"\ninclude ./inc.conf\n\
+             SECRET: s3cret\nauthorization {\n  user: alice\n  password: $SECRET\n  timeout: 2\n}\n\
+             ping_interval: \"2m\"\nwrite_deadline: \"3s\"\nmax_pending: 64MB\n\
+             lame_duck_duration: \"45s\"\nlame_duck_grace_period: \"3s\"\n",
+        ),
+        ("unknown.conf", "port: 4333\nfoo: 1\nbar {\n  x: 1\n}\n"),
+        (
+            "duration.conf",
+            "port: 4333\nping_interval: \"x\"\nwrite_deadline: \"5y\"\n",
+        ),
+        ("seconds.conf", "port: 4333\nping_interval: 5\n"),
+        ("ldm.conf", "port: 4333\nlame_duck_duration: \"10s\"\n"),
+        (
+            "grace.conf",
+            "port: 4333\nlame_duck_grace_period: \"-1s\"\n",
+        ),
+        (
+            "auth.conf",
+            "port: 4333\nauthorization {\n  user: a\n  token: t\n}\n",
+        ),
+        (
+            "authkey.conf",
+            "port: 4333\nauthorization { user: a, pass: b, foo: 1 }\n",
+        ),
+        ("big.conf", "port: 4333\nmax_payload: 3GB\n"),
+        ("listen.conf", "port: 4333\nlisten: \"nohost\"\n"),
+        ("variable.conf", "port: 4333\nserver_name: $NOPE_NOT_SET\n"),
+        ("include.conf", "port: 4333\ninclude ./missing.conf\n"),
+    ];
+    let reference = reference();
+    for (name, text) in cases {
+        let f = d.join(name);
+        std::fs::write(&f, text).unwrap();
+        let ours = check(&natrix_bin(), &f);
+        if *name == "valid.conf" {
+            assert_eq!(ours.0, Some(0), "{name}: {}", ours.1);
+        } else {
+            assert_eq!(ours.0, Some(1), "{name}: {}", ours.1);
+        }
+        if let Some(r) = &reference {
+            let theirs = check(r, &f);
+            // natrix may add where a syntax error is; nats-server names
+            // only the line.
+            let same = ours.1 == theirs.1 || ours.1.ends_with(&format!(": {}", theirs.1));
+            assert!(
+                ours.0 == theirs.0 && same,
+                "{name}:\n natrix:      {ours:?}\n nats-server: {theirs:?}"
+            );
+        }
+    }
+    // Missing file and -t without -c.
+    let missing = d.join("nope.conf");
+    let ours = check(&natrix_bin(), &missing);
+    assert_eq!(
+        ours.1,
+        format!("open {}: no such file or directory", missing.display())
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn unsupported_sections_are_refused_by_name() {
+    let d = dir("refuse");
+    let f = d.join("js.conf");
+    std::fs::write(&f, "port: 4333\njetstream {\n  store_dir: /tmp/js\n}\n").unwrap();
+    let (code, text) = check(&natrix_bin(), &f);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        text,
+        format!(
+            "{}:2:1: \"jetstream\" is not supported yet: natrix does not have JetStream yet",
+            f.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+async fn behaviour(server: &ServerProcess) -> (String, i64, bool, bool) {
+    let url = server.url();
+    let anonymous = async_nats::connect(&url).await.is_ok();
+    let wrong = async_nats::ConnectOptions::with_user_and_password("alice".into(), "x".into())
+        .connect(&url)
+        .await
+        .is_ok();
+    assert!(!wrong, "a wrong password is refused");
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("alice".into(), "s3cret".into())
+            .connect(&url)
+            .await
+            .unwrap();
+    let info = client.server_info();
+    let big = client
+        .publish("x", vec![0u8; 600 * 1024].into())
+        .await
+        .is_ok();
+    (
+        info.server_name.clone(),
+        info.max_payload as i64,
+        anonymous,
+        big,
+    )
+}
+
+#[tokio::test]
+async fn the_same_file_makes_the_same_server() {
+    let d = dir("same");
+    let f = d.join("nats.conf");
+    let pid_file = d.join("server.pid");
+    std::fs::write(
+        &f,
+        format!(
+            "port: 1\nserver_name: conf-test\nmax_payload: 512KB\n\
+             pid_file: \"{}\"\nauthorization {{ user: alice, password: s3cret }}\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    // `-p` (added by ServerProcess) overrides the file's port, as flags do.
+    let conf = f.to_str().unwrap();
+    let ours = ServerProcess::natrix(&["-c", conf]);
+    assert!(pid_file.exists(), "pid_file from the configuration file");
+    let got = behaviour(&ours).await;
+    assert_eq!(got, ("conf-test".to_string(), 512 * 1024, false, false));
+    drop(ours);
+    if let Some(r) = reference() {
+        let theirs = ServerProcess::start(&r, &["-c", conf]);
+        assert_eq!(behaviour(&theirs).await, got);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn toml_configuration() {
+    let d = dir("toml");
+    let f = d.join("natrix.toml");
+    std::fs::write(
+        &f,
+        "port = 4333\nserver_name = \"t\"\nping_interval = \"1m\"\n[authorization]\ntoken = \"abc\"\n",
+    )
+    .unwrap();
+    assert_eq!(check(&natrix_bin(), &f).0, Some(0));
+    std::fs::write(&f, "port = 4333\nunknown_key = 1\n").unwrap();
+    let (code, text) = check(&natrix_bin(), &f);
+    assert_eq!(code, Some(1));
+    assert!(text.ends_with("unknown field \"unknown_key\""), "{text}");
+    let _ = std::fs::remove_dir_all(&d);
+}
