@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub check_only: bool,
     /// Warnings found in the configuration file (printed at start).
     pub warnings: String,
+    /// The flags as given, applied again over the file on every reload.
+    pub flags: Vec<(String, Option<String>)>,
 }
 
 pub const USAGE: &str = "\
@@ -250,7 +252,24 @@ where
             .map_err(CliError::Config)?;
     }
     apply_flags(&mut cfg, &flags)?;
+    cfg.flags = flags;
     Ok(Command::Run(Box::new(cfg)))
+}
+
+/// Reads the configuration file again and applies the same flags over it
+/// (flags keep winning across reloads, as in nats-server).
+pub fn reread(cfg: &RunConfig) -> Result<RunConfig, String> {
+    let path = cfg.config_file.clone().ok_or_else(|| {
+        "can only reload config when a file is provided using -c or --config".to_string()
+    })?;
+    let mut new = RunConfig {
+        config_file: Some(path.clone()),
+        flags: cfg.flags.clone(),
+        ..RunConfig::default()
+    };
+    new.warnings = crate::config_file::load(&path, &mut new.options, &mut new.process)?;
+    apply_flags(&mut new, &cfg.flags)?;
+    Ok(new)
 }
 
 /// Applies parsed flags over what the configuration file set.

@@ -140,7 +140,6 @@ struct ConnHandle {
 }
 
 /// What the process (its signal handlers) asks of a running server.
-#[derive(Debug)]
 pub enum Control {
     /// Enter lame duck mode: stop accepting, close clients gradually, exit.
     LameDuck,
@@ -148,6 +147,13 @@ pub enum Control {
     ReopenLog,
     /// Write a line to the server's log.
     Log(LogLevel, String),
+    /// Apply reloaded options; the answer says whether they were taken.
+    Reload(
+        Box<natrix_core::Options>,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
+    /// Log through this logger from now on (reloaded logging settings).
+    SetLogger(Logger),
 }
 
 /// A running server: the bound address and ways to steer and stop it.
@@ -404,6 +410,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             Control::LameDuck => self.server.enter_lame_duck(self.clock.now()),
             Control::ReopenLog => self.logger.reopen(),
             Control::Log(level, line) => self.logger.log(level, &line),
+            Control::Reload(opts, answer) => {
+                let result = self.server.reload(self.clock.now(), *opts);
+                let _ = answer.send(result);
+            }
+            Control::SetLogger(l) => self.logger = l,
         }
     }
 

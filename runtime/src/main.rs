@@ -4,6 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use natrix_core::Server;
+use natrix_core::server::LogLevel;
 use natrix_runtime::cli::{self, CliError, Command, RunConfig};
 use natrix_runtime::driver::{self, Clock, Control, Running};
 use natrix_runtime::logger::Logger;
@@ -161,7 +162,8 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         let _ = std::fs::write(&path, format!("{{\"nats\":[\"{url}\"]}}"));
         path
     });
-    let code = run_until_stopped(&mut running).await;
+    let mut cfg = cfg;
+    let code = run_until_stopped(&mut running, &mut cfg).await;
     running.shutdown().await;
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
@@ -178,8 +180,8 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
 /// nats-server's signals: SIGINT stops (exit 0); SIGTERM stops (exit 1)
 /// unless lame duck mode is under way; SIGUSR2 enters lame duck mode
 /// (exit 0 once every client is closed); SIGUSR1 reopens the log file;
-/// SIGHUP would reload the configuration file.
-async fn run_until_stopped(running: &mut Running) -> ExitCode {
+/// SIGHUP reloads the configuration file.
+async fn run_until_stopped(running: &mut Running, cfg: &mut RunConfig) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (
         signal(SignalKind::interrupt()),
@@ -207,14 +209,117 @@ async fn run_until_stopped(running: &mut Running) -> ExitCode {
                 running.control(Control::LameDuck);
             }
             _ = usr1.recv() => running.control(Control::ReopenLog),
-            _ = hup.recv() => running.control(Control::Log(
-                natrix_core::server::LogLevel::Error,
-                "Failed to reload server configuration: can only reload config when a file \
-                 is provided using -c or --config"
-                    .to_string(),
-            )),
+            _ = hup.recv() => {
+                if let Err(e) = reload(running, cfg).await {
+                    running.control(Control::Log(
+                        LogLevel::Error,
+                        format!("Failed to reload server configuration: {e}"),
+                    ));
+                }
+            }
             _ = running.exited() => return ExitCode::SUCCESS,
         }
+    }
+}
+
+/// Reads the configuration again and applies it: the process settings
+/// here (logging, pid file), the rest in the core. All or nothing: a
+/// setting that cannot change on a running server refuses the reload.
+async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
+    let new = cli::reread(cfg)?;
+    let (old_p, new_p) = (&cfg.process, &new.process);
+    let refuse = |field: &str, o: String, n: String| {
+        Err(format!(
+            "config reload not supported for {field}: old={o}, new={n}"
+        ))
+    };
+    if old_p.http_port != new_p.http_port {
+        let show = |p: Option<u16>| p.map_or("0".into(), |p| p.to_string());
+        return refuse("HTTPPort", show(old_p.http_port), show(new_p.http_port));
+    }
+    if old_p.http_host != new_p.http_host {
+        let show = |h: &Option<String>| h.clone().unwrap_or_default();
+        return refuse("HTTPHost", show(&old_p.http_host), show(&new_p.http_host));
+    }
+    if old_p.log_size_limit != new_p.log_size_limit {
+        return refuse(
+            "LogSizeLimit",
+            old_p.log_size_limit.to_string(),
+            new_p.log_size_limit.to_string(),
+        );
+    }
+    if old_p.ports_file_dir != new_p.ports_file_dir {
+        let show = |d: &Option<String>| d.clone().unwrap_or_default();
+        return refuse(
+            "PortsFileDir",
+            show(&old_p.ports_file_dir),
+            show(&new_p.ports_file_dir),
+        );
+    }
+    if !new.warnings.is_empty() {
+        eprint!("{}", new.warnings);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    running.control(Control::Reload(Box::new(new.options.clone()), tx));
+    rx.await
+        .map_err(|_| "the server has stopped".to_string())??;
+    let (o, n) = (&cfg.options, &new.options);
+    let logging_changed = old_p.log_file != new_p.log_file
+        || old_p.log_time != new_p.log_time
+        || o.debug != n.debug
+        || o.trace != n.trace;
+    if logging_changed {
+        match make_logger(&new) {
+            Ok(l) => running.control(Control::SetLogger(l)),
+            Err(e) => return Err(e),
+        }
+        if old_p.log_file != new_p.log_file {
+            running.control(Control::Log(
+                LogLevel::Info,
+                format!(
+                    "Reloaded: log_file = {}",
+                    new_p.log_file.clone().unwrap_or_default()
+                ),
+            ));
+        }
+        if old_p.log_time != new_p.log_time {
+            running.control(Control::Log(
+                LogLevel::Info,
+                format!("Reloaded: logtime = {}", new_p.log_time),
+            ));
+        }
+    }
+    if old_p.pid_file != new_p.pid_file {
+        if let Some(path) = &new_p.pid_file {
+            std::fs::write(path, std::process::id().to_string())
+                .map_err(|e| format!("Could not write pidfile: {e}"))?;
+        }
+        if let Some(old) = &old_p.pid_file {
+            let _ = std::fs::remove_file(old);
+        }
+        running.control(Control::Log(
+            LogLevel::Info,
+            format!(
+                "Reloaded: pid_file = {}",
+                new_p.pid_file.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    *cfg = new;
+    Ok(())
+}
+
+/// The logger a configuration asks for.
+fn make_logger(cfg: &RunConfig) -> Result<Logger, String> {
+    let (p, o) = (&cfg.process, &cfg.options);
+    match &p.log_file {
+        Some(path) => {
+            let mut l = Logger::file(path.as_ref(), p.log_time, o.debug, o.trace)
+                .map_err(|e| format!("cannot open log file {path}: {e}"))?;
+            l.set_size_limit(p.log_size_limit);
+            Ok(l)
+        }
+        None => Ok(Logger::stderr(p.log_time, o.debug, o.trace)),
     }
 }
 

@@ -196,3 +196,108 @@ fn toml_configuration() {
     assert!(text.ends_with("unknown field \"unknown_key\""), "{text}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Connects with a token; the server's max_payload if accepted.
+async fn with_token(url: &str, token: &str) -> Option<i64> {
+    let c = async_nats::ConnectOptions::with_token(token.into())
+        .connect(url)
+        .await
+        .ok()?;
+    Some(c.server_info().max_payload as i64)
+}
+
+async fn reload_scenario(bin: &Path, name: &str) -> Vec<String> {
+    let d = dir(name);
+    let f = d.join("nats.conf");
+    let log = d.join("server.log");
+    let write = |token: &str, extra: &str| {
+        std::fs::write(
+            &f,
+            format!("authorization {{ token: {token} }}\nmax_payload: 100KB\n{extra}"),
+        )
+        .unwrap();
+    };
+    write("first", "");
+    let server = ServerProcess::start(
+        bin,
+        &["-c", f.to_str().unwrap(), "-l", log.to_str().unwrap()],
+    );
+    let url = server.url();
+    let hup = || {
+        let pid = server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let mut seen = Vec::new();
+    seen.push(format!("before: {:?}", with_token(&url, "first").await));
+    let (tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    let old = async_nats::ConnectOptions::with_token("first".into())
+        .max_reconnects(0)
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e.to_string());
+            }
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    old.flush().await.unwrap();
+    // A setting that cannot change refuses the whole reload.
+    write("second", "server_name: renamed\n");
+    hup();
+    seen.push(format!("refused: {:?}", with_token(&url, "first").await));
+    // The token and max_payload change live.
+    write("second", "max_payload: 200KB\n");
+    hup();
+    seen.push(format!("old token: {:?}", with_token(&url, "first").await));
+    seen.push(format!("new token: {:?}", with_token(&url, "second").await));
+    // The client that authenticated with the old token was cut off.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut event = None;
+    while let Ok(Some(e)) = tokio::time::timeout_at(deadline, closed.recv()).await {
+        if e.contains("disconnected") {
+            event = Some(e);
+            break;
+        }
+    }
+    seen.push(format!("old client: {event:?}"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for wanted in [
+        "Failed to reload server configuration: config reload not supported for ServerName: old=",
+        "Reloaded: authorization token",
+        "Reloaded: max_payload = 204800",
+        "Reloaded server configuration",
+    ] {
+        seen.push(format!("{wanted}: {}", text.contains(wanted)));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_changes_live_as_nats_server_does() {
+    let ours = reload_scenario(&natrix_bin(), "reload-natrix").await;
+    assert_eq!(
+        ours[..4],
+        [
+            "before: Some(102400)",
+            "refused: Some(102400)",
+            "old token: None",
+            "new token: Some(204800)",
+        ]
+    );
+    assert!(ours[4].contains("disconnected"), "{ours:?}");
+    assert!(ours[5..].iter().all(|l| l.ends_with(": true")), "{ours:?}");
+    if let Some(r) = reference() {
+        let theirs = reload_scenario(&r, "reload-reference").await;
+        assert_eq!(ours, theirs);
+    }
+}

@@ -12,6 +12,7 @@ mod conn;
 mod deliver;
 mod lame_duck;
 mod monitor;
+mod reload;
 mod timers;
 
 use core::net::SocketAddr;

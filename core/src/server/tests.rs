@@ -970,3 +970,84 @@ fn monitoring_parameters_are_decoded_as_nats_server_does() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!((status, v["total"].as_u64()), (200, Some(1)));
 }
+
+#[test]
+fn reload_applies_what_may_change_and_refuses_the_rest() {
+    let mut h = Harness::new(Options::default());
+    let a = h.client(quiet());
+    let b = h.client(quiet());
+    // Refused: nothing changes.
+    let host = Options {
+        host: "127.0.0.1".into(),
+        ..Options::default()
+    };
+    assert_eq!(
+        h.server.reload(now_at(0), host),
+        Err("config reload not supported for Host: old=0.0.0.0, new=127.0.0.1".into())
+    );
+    let pending = Options {
+        max_pending: 1,
+        ..Options::default()
+    };
+    assert_eq!(
+        h.server.reload(now_at(0), pending),
+        Err("config reload not supported for MaxPending: old=67108864, new=1".into())
+    );
+    assert_eq!(h.server.options(), &Options::default());
+    // Accepted: a token now, and one connection at most.
+    let new = Options {
+        auth: Auth::Token("t".into()),
+        max_payload: 1000,
+        ping_interval: Duration::from_secs(30),
+        ..Options::default()
+    };
+    h.server.reload(now_at(0), new).unwrap();
+    h.drain();
+    assert_eq!(
+        h.logs[h.logs.len() - 6..],
+        [
+            "Reloaded: authorization token",
+            "Reloaded: max_payload = 1000",
+            "Reloaded: ping_interval = 30s",
+            "127.0.0.1:50000 - cid:1 - authentication error",
+            "127.0.0.1:50000 - cid:2 - authentication error",
+            "Reloaded server configuration",
+        ]
+    );
+    // Both clients connected without a token: both are refused now.
+    for id in [a, b] {
+        assert_eq!(h.out(id), "-ERR 'Authorization Violation'\r\n");
+        assert_eq!(
+            h.close_reason(id),
+            Some(CloseReason::AuthenticationViolation)
+        );
+    }
+    // New connections see the new INFO and must authenticate.
+    let c = h.server.accept(now_at(0), Harness::peer());
+    let info = h.out(c);
+    assert!(info.contains("\"auth_required\":true") && info.contains("\"max_payload\":1000"));
+    h.send(
+        c,
+        "CONNECT {\"auth_token\":\"t\",\"verbose\":false}\r\nPING\r\n",
+    );
+    assert_eq!(h.out(c), "PONG\r\n");
+    let d = h.client(r#"{"auth_token":"t","verbose":false}"#);
+    // Lowering max_connections closes the newest clients.
+    let fewer = Options {
+        auth: Auth::Token("t".into()),
+        max_payload: 1000,
+        ping_interval: Duration::from_secs(30),
+        max_connections: 1,
+        ..Options::default()
+    };
+    h.server.reload(now_at(0), fewer).unwrap();
+    h.drain();
+    assert_eq!(h.out(d), "-ERR 'maximum connections exceeded'\r\n");
+    assert_eq!(h.close_reason(d), Some(CloseReason::MaxConnectionsExceeded));
+    assert_eq!(h.close_reason(c), None);
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l == "Closed 1 connections to fall within max_connections")
+    );
+}

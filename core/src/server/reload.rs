@@ -1,0 +1,241 @@
+//! Configuration reload (`SIGHUP`): apply what may change on a running
+//! server, refuse the rest, as nats-server 2.9 does.
+//!
+//! Reloadable: `debug`, `trace`, authorization (user, password, token,
+//! timeout), `max_connections`, `max_control_line`, `max_payload`,
+//! `ping_interval`, `ping_max`, `write_deadline`, `max_traced_msg_len`.
+//! Anything else that differs refuses the whole reload with nats-server's
+//! `config reload not supported for <Field>: old=<v>, new=<v>`, and nothing
+//! changes. After an authorization change every client is checked again
+//! against the new credentials; one that fails gets `-ERR 'Authorization
+//! Violation'` and is closed. Lowering `max_connections` closes clients
+//! until the server is within it.
+
+use super::{CloseReason, ConnId, LogLevel, Server};
+use crate::config::Options;
+use crate::server::conn::ConnKind;
+use crate::time::go_duration;
+
+/// One reloadable difference, and the line nats-server logs for it.
+fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
+    let refuse = |field: &str, o: String, n: String| {
+        Err(format!(
+            "config reload not supported for {field}: old={o}, new={n}"
+        ))
+    };
+    // Settings nats-server cannot change on a running server.
+    if old.host != new.host {
+        return refuse("Host", old.host.clone(), new.host.clone());
+    }
+    if old.port != new.port && new.port != 0 {
+        return refuse("Port", old.port.to_string(), new.port.to_string());
+    }
+    if old.server_name != new.server_name {
+        return refuse(
+            "ServerName",
+            old.server_name.clone(),
+            new.server_name.clone(),
+        );
+    }
+    if old.max_pending != new.max_pending {
+        return refuse(
+            "MaxPending",
+            old.max_pending.to_string(),
+            new.max_pending.to_string(),
+        );
+    }
+    if old.max_subscriptions != new.max_subscriptions {
+        return refuse(
+            "MaxSubs",
+            old.max_subscriptions.to_string(),
+            new.max_subscriptions.to_string(),
+        );
+    }
+    if old.no_header_support != new.no_header_support {
+        return refuse(
+            "NoHeaderSupport",
+            old.no_header_support.to_string(),
+            new.no_header_support.to_string(),
+        );
+    }
+    if old.disable_sublist_cache != new.disable_sublist_cache {
+        return refuse(
+            "NoSublistCache",
+            old.disable_sublist_cache.to_string(),
+            new.disable_sublist_cache.to_string(),
+        );
+    }
+    if old.lame_duck_duration != new.lame_duck_duration {
+        return refuse(
+            "LameDuckDuration",
+            go_duration(old.lame_duck_duration),
+            go_duration(new.lame_duck_duration),
+        );
+    }
+    if old.lame_duck_grace_period != new.lame_duck_grace_period {
+        return refuse(
+            "LameDuckGracePeriod",
+            go_duration(old.lame_duck_grace_period),
+            go_duration(new.lame_duck_grace_period),
+        );
+    }
+    if old.max_closed_clients != new.max_closed_clients {
+        return refuse(
+            "MaxClosedClients",
+            old.max_closed_clients.to_string(),
+            new.max_closed_clients.to_string(),
+        );
+    }
+    let mut out = Vec::new();
+    if old.trace != new.trace {
+        out.push(format!("Reloaded: trace = {}", new.trace));
+    }
+    if old.debug != new.debug {
+        out.push(format!("Reloaded: debug = {}", new.debug));
+    }
+    use crate::auth::Auth;
+    let (old_user, old_token) = match &old.auth {
+        Auth::UserPassword { user, password } => (Some((user, password)), None),
+        Auth::Token(t) => (None, Some(t)),
+        Auth::None => (None, None),
+    };
+    let (new_user, new_token) = match &new.auth {
+        Auth::UserPassword { user, password } => (Some((user, password)), None),
+        Auth::Token(t) => (None, Some(t)),
+        Auth::None => (None, None),
+    };
+    if old_user.map(|u| u.0) != new_user.map(|u| u.0) {
+        out.push("Reloaded: authorization username".to_string());
+    }
+    if old_user.map(|u| u.1) != new_user.map(|u| u.1) {
+        out.push("Reloaded: authorization password".to_string());
+    }
+    if old_token != new_token {
+        out.push("Reloaded: authorization token".to_string());
+    }
+    if old.auth_timeout != new.auth_timeout {
+        out.push(format!(
+            "Reloaded: authorization timeout = {}",
+            new.auth_timeout.as_secs_f64()
+        ));
+    }
+    if old.max_connections != new.max_connections {
+        out.push(format!(
+            "Reloaded: max_connections = {}",
+            new.max_connections
+        ));
+    }
+    if old.max_control_line != new.max_control_line {
+        out.push(format!(
+            "Reloaded: max_control_line = {}",
+            new.max_control_line
+        ));
+    }
+    if old.max_payload != new.max_payload {
+        out.push(format!("Reloaded: max_payload = {}", new.max_payload));
+    }
+    if old.ping_interval != new.ping_interval {
+        out.push(format!(
+            "Reloaded: ping_interval = {}",
+            go_duration(new.ping_interval)
+        ));
+    }
+    if old.ping_max != new.ping_max {
+        out.push(format!("Reloaded: ping_max = {}", new.ping_max));
+    }
+    if old.write_deadline != new.write_deadline {
+        out.push(format!(
+            "Reloaded: write_deadline = {}",
+            go_duration(new.write_deadline)
+        ));
+    }
+    if old.max_traced_msg_len != new.max_traced_msg_len {
+        out.push(format!(
+            "Reloaded: max_traced_msg_len = {}",
+            new.max_traced_msg_len
+        ));
+    }
+    Ok(out)
+}
+
+impl Server {
+    /// Applies `new` options to the running server, or refuses them all
+    /// with the reason (nothing changes then). On success the lines to log
+    /// have been emitted as `Log` actions, ending with `Reloaded server
+    /// configuration`.
+    pub fn reload(&mut self, now: crate::Now, mut new: Options) -> Result<(), String> {
+        self.now = now;
+        // The port a driver bound (port 0 in the file: any) stays.
+        if new.port == 0 {
+            new.port = self.opts.port;
+        }
+        let lines = changes(&self.opts, &new)?;
+        let auth_changed = self.opts.auth != new.auth;
+        let fewer_conns = new.max_connections < self.opts.max_connections;
+        #[cfg(feature = "planted-bugs")]
+        {
+            new.planted_duplicate_one_in = self.opts.planted_duplicate_one_in;
+        }
+        self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
+        self.info.auth_required = new.auth.required();
+        self.opts = new;
+        for line in lines {
+            self.log(LogLevel::Info, line);
+        }
+        if auth_changed {
+            self.recheck_authorization();
+        }
+        if fewer_conns {
+            self.close_over_max_connections();
+        }
+        self.log(LogLevel::Info, "Reloaded server configuration".to_string());
+        self.flush_dirty();
+        Ok(())
+    }
+
+    fn live_clients(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.kind == ConnKind::Client && !c.closing)
+            .map(|(k, _)| ConnId(k))
+            .collect()
+    }
+
+    /// Every client that has sent `CONNECT` is checked against the new
+    /// credentials; one still to authenticate gets its timer afresh.
+    fn recheck_authorization(&mut self) {
+        let required = self.opts.auth.required();
+        for id in self.live_clients() {
+            let c = &self.conns[id.0];
+            if c.connect_received {
+                if !self.opts.auth.check(&c.opts) {
+                    self.conn_log(LogLevel::Error, id, "authentication error");
+                    self.send_err(id, "Authorization Violation");
+                    self.close(id, CloseReason::AuthenticationViolation, true);
+                }
+            } else {
+                let at = required.then(|| self.now.instant + self.opts.auth_timeout);
+                self.conns[id.0].awaiting_auth = required;
+                self.set_deadline(id, super::timers::Timer::Auth, at);
+            }
+        }
+    }
+
+    /// Closes clients (newest first) until within `max_connections`.
+    fn close_over_max_connections(&mut self) {
+        let mut ids = self.live_clients();
+        if ids.len() <= self.opts.max_connections {
+            return;
+        }
+        ids.sort_by_key(|id| std::cmp::Reverse(self.conns[id.0].cid));
+        let excess = ids.len() - self.opts.max_connections;
+        for &id in ids.iter().take(excess) {
+            self.send_err(id, "maximum connections exceeded");
+            self.close(id, CloseReason::MaxConnectionsExceeded, true);
+        }
+        self.log(
+            LogLevel::Info,
+            format!("Closed {excess} connections to fall within max_connections"),
+        );
+    }
+}
