@@ -44,6 +44,7 @@ Server Options:
     -c, --config <file>              Configuration file (nats.conf format, or TOML if it ends in .toml)
     -t                               Test configuration and exit
     -m, --http_port <port>           Use port for http monitoring
+        --client_advertise <string>  Client URL to advertise to other servers (no effect without clustering)
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -sl, --signal <signal>[=<pid>]   Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
                                      <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natrix.pid)
@@ -54,6 +55,7 @@ Logging Options:
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
+    -VV, -DVV                        Verbose trace (the same as -V and -DV until natrix has a system account)
         --log_size_limit <limit>     Logfile size limit in bytes, rotated past it (default: none)
         --max_traced_msg_len <len>   Maximum printable length for traced messages (default: unlimited)
 
@@ -67,8 +69,7 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message): -ms/--https_port,
---client_advertise, -s/--syslog,
--r/--remote_syslog, -VV, -DVV,
+-s/--syslog, -r/--remote_syslog,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
 --tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
@@ -78,12 +79,7 @@ Not yet available (refused with a message): -ms/--https_port,
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["ms", "https_port"], "HTTPS monitoring"),
-    (
-        &["client_advertise"],
-        "client URL advertisement (clustering)",
-    ),
     (&["s", "syslog", "r", "remote_syslog"], "syslog"),
-    (&["VV", "DVV"], "system account tracing"),
     (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
     (
         &[
@@ -137,11 +133,12 @@ const VALUES: &[&str] = &[
     "max_traced_msg_len",
     "c",
     "config",
+    "client_advertise",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
 const BOOLS: &[&str] = &[
-    "T", "logtime", "D", "debug", "V", "trace", "DV", "h", "help", "v", "version", "t",
+    "T", "logtime", "D", "debug", "V", "trace", "VV", "DV", "DVV", "h", "help", "v", "version", "t",
 ];
 
 /// Why the command line was refused.
@@ -281,8 +278,10 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
         match name.as_str() {
             "T" | "logtime" => cfg.process.log_time = on,
             "D" | "debug" => cfg.options.debug = on,
-            "V" | "trace" => cfg.options.trace = on,
-            "DV" => {
+            // -VV also traces the system account's traffic; natrix has no
+            // system account yet, so it traces what -V does.
+            "V" | "trace" | "VV" => cfg.options.trace = on,
+            "DV" | "DVV" => {
                 cfg.options.debug = on;
                 cfg.options.trace = on;
             }

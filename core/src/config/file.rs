@@ -45,7 +45,6 @@ impl Problems {
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["tls", "allow_non_tls", "ocsp"], "TLS"),
     (&["https", "https_port"], "HTTPS monitoring"),
-    (&["http_base_path"], "a monitoring base path"),
     (&["syslog", "remote_syslog"], "syslog"),
     (&["prof_port"], "profiling"),
     (
@@ -153,6 +152,7 @@ fn apply_entry(
             process.http_port = Some(port);
         }
         "http_port" | "monitor_port" => process.http_port = Some(f.as_u16_port()?),
+        "http_base_path" => opts.http_base_path = f.as_str()?.to_string(),
         "max_control_line" => opts.max_control_line = at_most_i32(&f)?,
         "max_payload" => opts.max_payload = at_most_i32(&f)?,
         "max_pending" => opts.max_pending = f.as_size()?,

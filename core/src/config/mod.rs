@@ -73,6 +73,8 @@ pub struct Options {
     /// Closed connections remembered for monitoring (`max_closed_clients`).
     pub max_closed_clients: usize,
     pub disable_sublist_cache: bool,
+    /// Monitoring endpoints are served under this path (`http_base_path`).
+    pub http_base_path: String,
     /// Emit debug and trace log actions (`-D`, `-V`).
     pub debug: bool,
     pub trace: bool,
@@ -105,6 +107,7 @@ impl Default for Options {
             no_header_support: false,
             max_closed_clients: 10_000,
             disable_sublist_cache: false,
+            http_base_path: String::new(),
             debug: false,
             trace: false,
             max_traced_msg_len: 0,

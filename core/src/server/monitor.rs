@@ -174,6 +174,31 @@ fn int_error(e: &std::num::ParseIntError) -> &'static str {
     }
 }
 
+/// `http_base_path` as nats-server normalises it: a leading `/`, no
+/// trailing one, `.` and `..` resolved.
+fn normalize_base_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The request path below `base`, or `None` when it is outside it.
+fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+    if base == "/" {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(base)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
 /// Entries per page when `limit` is not given.
 const DEFAULT_LIST_SIZE: usize = 1024;
 
@@ -212,6 +237,15 @@ impl Server {
         query: &str,
         process: &ProcessInfo,
     ) -> MonitorResponse {
+        // Endpoints live under `http_base_path` (`/` unless set).
+        let base = normalize_base_path(&self.opts.http_base_path);
+        let Some(path) = strip_base(path, &base) else {
+            return MonitorResponse {
+                status: 404,
+                content_type: "text/plain; charset=utf-8",
+                body: b"404 page not found\n".to_vec(),
+            };
+        };
         let path = path.trim_end_matches('/');
         let name = path.trim_start_matches('/');
         *self.http_req_stats.entry(format!("/{name}")).or_default() += 1;
@@ -294,7 +328,7 @@ impl Server {
             "ping_max": o.ping_max,
             "http_host": p.http_host,
             "http_port": p.http_port,
-            "http_base_path": "",
+            "http_base_path": o.http_base_path,
             "https_port": 0,
             "auth_timeout": o.auth_timeout.as_secs_f64(),
             "max_control_line": o.max_control_line,

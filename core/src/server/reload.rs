@@ -79,6 +79,13 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
             go_duration(new.lame_duck_grace_period),
         );
     }
+    if old.http_base_path != new.http_base_path {
+        return refuse(
+            "HTTPBasePath",
+            old.http_base_path.clone(),
+            new.http_base_path.clone(),
+        );
+    }
     if old.max_closed_clients != new.max_closed_clients {
         return refuse(
             "MaxClosedClients",

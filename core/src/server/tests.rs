@@ -1051,3 +1051,22 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
             .any(|l| l == "Closed 1 connections to fall within max_connections")
     );
 }
+
+#[test]
+fn monitoring_under_a_base_path() {
+    let opts = Options {
+        http_base_path: "nats/./mon/".into(),
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    assert_eq!(http(&mut h, "/nats/mon/varz", "").0, 200);
+    assert_eq!(http(&mut h, "/nats/mon/healthz/", "").0, 200);
+    assert_eq!(http(&mut h, "/nats/mon", "").0, 200);
+    assert_eq!(http(&mut h, "/varz", "").0, 404);
+    assert_eq!(http(&mut h, "/nats/monvarz", "").0, 404);
+    let (_, body) = http(&mut h, "/nats/mon/varz", "");
+    assert!(
+        body.contains("\"http_base_path\": \"nats/./mon/\""),
+        "{body}"
+    );
+}
