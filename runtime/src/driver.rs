@@ -29,6 +29,14 @@ const INBOUND_QUEUE: usize = 4096;
 const INBOUND_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Events handled before the core drains actions (one flush per batch).
 const BATCH_MAX: usize = 256;
+/// Bytes read that end a batch early: what one batch delivers sits in the
+/// subscribers' outbound buffers until the drain, so this bounds their size
+/// (small buffers are reused; large ones would be freed and left resident by
+/// the system allocator after a burst).
+const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Emptied write buffers kept for reuse, and the largest kept.
+const SPARE_MAX: usize = 32;
+const SPARE_CAPACITY_MAX: usize = 256 * 1024;
 
 /// Where connections come from: the small network seam that lets the same
 /// driver run over real TCP in production and over simulated TCP (turmoil)
@@ -359,10 +367,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             };
             match first {
                 Some(ev) => {
-                    self.inbound(ev);
+                    let mut bytes = self.inbound(ev);
                     for _ in 1..BATCH_MAX {
+                        if bytes >= BATCH_BYTES_MAX {
+                            break;
+                        }
                         match self.rx.try_recv() {
-                            Ok(ev) => self.inbound(ev),
+                            Ok(ev) => bytes += self.inbound(ev),
                             Err(_) => break,
                         }
                     }
@@ -426,8 +437,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         let _ = req.reply.send(answer);
     }
 
-    fn inbound(&mut self, ev: Inbound<S>) {
+    /// Hands one event to the core; returns the bytes it carried.
+    fn inbound(&mut self, ev: Inbound<S>) -> usize {
         let now = self.clock.now();
+        let mut carried = 0;
         match ev {
             Inbound::Accepted(stream, peer) => {
                 let id = self.server.accept(now, peer);
@@ -458,6 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 );
             }
             Inbound::Received(id, generation, bytes) => {
+                carried = bytes.len();
                 self.inbound_budget.add_permits(bytes.len());
                 if self.current(id, generation) {
                     self.server.handle(
@@ -475,7 +489,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                         .handle(now, Event::Written { conn: id, bytes: n });
                 }
                 buf.clear();
-                if self.spare.len() < 64 && buf.capacity() <= 1024 * 1024 {
+                if self.spare.len() < SPARE_MAX && buf.capacity() <= SPARE_CAPACITY_MAX {
                     self.spare.push(buf);
                 }
             }
@@ -487,6 +501,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
         }
+        carried
     }
 
     fn current(&self, id: ConnId, generation: u64) -> bool {
