@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod conf;
 pub mod config;
+pub mod mapping;
 pub mod proto;
 pub mod server;
 pub mod subject;

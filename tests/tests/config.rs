@@ -301,3 +301,77 @@ async fn reload_applies_changes_live_as_nats_server_does() {
         assert_eq!(ours, theirs);
     }
 }
+
+async fn mapped_subjects(server: &ServerProcess) -> Vec<String> {
+    use futures::StreamExt;
+    let c = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = c.subscribe(">").await.unwrap();
+    c.flush().await.unwrap();
+    for s in ["orders.eu", "orders.us.east", "a.abcdef", "keep", "plain"] {
+        c.publish(s, "x".into()).await.unwrap();
+    }
+    c.flush().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        got.push(m.subject.to_string());
+    }
+    // A 50/50 split, counted over many messages.
+    for _ in 0..2000 {
+        c.publish("split", "x".into()).await.unwrap();
+    }
+    c.flush().await.unwrap();
+    let (mut left, mut right) = (0, 0);
+    while left + right < 2000 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match m.subject.as_str() {
+            "left" => left += 1,
+            "right" => right += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    got.push(format!(
+        "split roughly even: {}",
+        (800..1200).contains(&left)
+    ));
+    got
+}
+
+#[tokio::test]
+async fn mappings_route_as_nats_server_routes() {
+    let d = dir("mappings");
+    let f = d.join("nats.conf");
+    std::fs::write(
+        &f,
+        "mappings {\n  orders.*: \"svc.orders.$1\"\n  orders.*.*: \"svc.{{wildcard(2)}}.{{wildcard(1)}}\"\n  \
+         a.*: \"b.{{splitFromLeft(1,3)}}\"\n  keep: kept\n  \
+         split: [{destination: left, weight: 50%}, {destination: right, weight: 50%}]\n}\n",
+    )
+    .unwrap();
+    let conf = f.to_str().unwrap();
+    let ours = ServerProcess::natrix(&["-c", conf]);
+    let got = mapped_subjects(&ours).await;
+    assert_eq!(
+        got,
+        [
+            "svc.orders.eu",
+            "svc.east.us",
+            "b.abc.def",
+            "kept",
+            "plain",
+            "split roughly even: true"
+        ]
+    );
+    drop(ours);
+    if let Some(r) = reference() {
+        let theirs = ServerProcess::start(&r, &["-c", conf]);
+        assert_eq!(mapped_subjects(&theirs).await, got);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

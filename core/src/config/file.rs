@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::{Options, ProcessOptions};
 use crate::auth::Auth;
 use crate::conf::{ConfError, Entry, Field, Map, Value, Warning};
+use crate::mapping::{MapDest, Mapping, Mappings};
 
 /// What reading a configuration file found wrong. Warnings alone do not stop
 /// the server (they are printed); any error does.
@@ -51,7 +52,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         &["max_sub_tokens", "max_subscription_tokens"],
         "a subscription token limit",
     ),
-    (&["mappings", "maps"], "subject mappings"),
     (&["accounts", "system_account", "no_auth_user"], "accounts"),
     (
         &[
@@ -198,6 +198,7 @@ fn apply_entry(
         }
         "disable_sublist_cache" | "no_sublist_cache" => opts.disable_sublist_cache = f.as_bool()?,
         "no_header_support" => opts.no_header_support = f.as_bool()?,
+        "mappings" | "maps" => opts.mappings = mappings(entry)?,
         "authorization" => {
             let (auth, timeout) = authorization(entry)?;
             opts.auth = auth;
@@ -327,4 +328,105 @@ fn authorization(entry: &Entry) -> Result<(Auth, Option<Duration>), ConfError> {
         },
     };
     Ok((auth, timeout))
+}
+
+/// `mappings { src: dest, src: [{destination, weight}, ...], src: {..} }`.
+fn mappings(entry: &Entry) -> Result<Mappings, ConfError> {
+    let block = entry.field().as_map()?;
+    let mut out = Mappings::default();
+    for e in block {
+        if !crate::subject::is_valid_subject(e.key.as_bytes()) {
+            return Err(ConfError::at(
+                &entry.key_pos,
+                format!("Subject {:?} is not a valid subject", e.key),
+            ));
+        }
+        let pos = &e.value.pos;
+        let dests = match &e.value.value {
+            Value::String(d) => vec![MapDest {
+                subject: d.clone(),
+                weight: 100,
+            }],
+            Value::Array(items) => items.iter().map(map_dest).collect::<Result<Vec<_>, _>>()?,
+            Value::Map(_) => vec![map_dest(&e.value)?],
+            other => {
+                return Err(ConfError::at(
+                    pos,
+                    format!("Unknown type {} for mapping destination", other.type_name()),
+                ));
+            }
+        };
+        let m = Mapping::new(&e.key, &dests).map_err(|err| {
+            let to: Vec<&str> = dests.iter().map(|d| d.subject.as_str()).collect();
+            ConfError::at(
+                &e.key_pos,
+                format!(
+                    "Error adding mapping for {:?} to {:?} : {err}",
+                    e.key,
+                    to.join(", ")
+                ),
+            )
+        })?;
+        out.add(m);
+    }
+    Ok(out)
+}
+
+/// `{ destination: "x", weight: 40% }` (also `dest`; weight an integer or a
+/// string with an optional `%`).
+fn map_dest(item: &crate::conf::Item) -> Result<MapDest, ConfError> {
+    let Value::Map(m) = &item.value else {
+        return Err(ConfError::at(
+            &item.pos,
+            "Expected an entry for the mapping destination".to_string(),
+        ));
+    };
+    let (mut subject, mut weight) = (String::new(), None);
+    for e in m {
+        let f = e.field();
+        match e.key.to_ascii_lowercase().as_str() {
+            "dest" | "destination" => subject = f.as_str()?.to_string(),
+            "weight" => {
+                let w: i64 = match f.value {
+                    Value::String(s) => {
+                        let s = s.strip_suffix('%').unwrap_or(s);
+                        s.parse().map_err(|_| {
+                            ConfError::at(
+                                f.pos,
+                                format!("Invalid weight {s:?} for mapping destination"),
+                            )
+                        })?
+                    }
+                    Value::Integer(n) => *n,
+                    other => {
+                        return Err(ConfError::at(
+                            f.pos,
+                            format!("Unknown entry type for weight of {}", other.type_name()),
+                        ));
+                    }
+                };
+                if !(0..=100).contains(&w) {
+                    return Err(ConfError::at(
+                        f.pos,
+                        format!("Invalid weight {w} for mapping destination"),
+                    ));
+                }
+                weight = Some(w as u8);
+            }
+            "cluster" => return Err(not_yet(e, "clustering")),
+            _ => {
+                return Err(ConfError::at(
+                    &e.key_pos,
+                    format!("Unknown field {:?} for mapping destination", e.key),
+                ));
+            }
+        }
+    }
+    let weight = weight.ok_or_else(|| {
+        ConfError::at(
+            &item.pos,
+            format!("Missing weight for mapping destination {subject:?}"),
+        )
+    })?;
+    Ok(MapDest { subject, weight })
 }

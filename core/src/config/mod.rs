@@ -73,6 +73,8 @@ pub struct Options {
     /// Closed connections remembered for monitoring (`max_closed_clients`).
     pub max_closed_clients: usize,
     pub disable_sublist_cache: bool,
+    /// Subject mappings of the global account (`mappings {}`).
+    pub mappings: crate::mapping::Mappings,
     /// Monitoring endpoints are served under this path (`http_base_path`).
     pub http_base_path: String,
     /// Emit debug and trace log actions (`-D`, `-V`).
@@ -108,6 +110,7 @@ impl Default for Options {
             max_closed_clients: 10_000,
             disable_sublist_cache: false,
             http_base_path: String::new(),
+            mappings: crate::mapping::Mappings::default(),
             debug: false,
             trace: false,
             max_traced_msg_len: 0,

@@ -195,3 +195,31 @@ fn toml_fills_the_same_options() {
     );
     assert_eq!(o, from_conf);
 }
+
+#[test]
+fn mappings_from_the_file() {
+    let (o, _, problems) = load(
+        "mappings {\n  orders.*: svc.orders.$1\n  split: [\n    {destination: left, weight: 40%}\n    {dest: right, weight: 60}\n  ]\n  one: {destination: two, weight: \"100\"}\n}\n",
+    );
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    let pick = |s: &str, roll: u8| o.mappings.map(s.as_bytes(), || roll);
+    use crate::mapping::Mapped;
+    assert_eq!(pick("orders.x", 0), Mapped::To(b"svc.orders.x".to_vec()));
+    assert_eq!(pick("split", 39), Mapped::To(b"left".to_vec()));
+    assert_eq!(pick("split", 40), Mapped::To(b"right".to_vec()));
+    assert_eq!(pick("one", 0), Mapped::To(b"two".to_vec()));
+    assert_eq!(
+        errors("mappings {\n  foo.*: bar\n}\n"),
+        [
+            "n.conf:2:3: Error adding mapping for \"foo.*\" to \"bar\" : invalid mapping destination: not using all of the token wildcard(s) in bar"
+        ]
+    );
+    assert_eq!(
+        errors("mappings {\n  a: [{destination: b}]\n}\n"),
+        ["n.conf:2:7: Missing weight for mapping destination \"b\""]
+    );
+    assert_eq!(
+        errors("mappings {\n  a: [{destination: b, weight: 120}]\n}\n"),
+        ["n.conf:2:24: Invalid weight 120 for mapping destination"]
+    );
+}

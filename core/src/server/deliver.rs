@@ -8,6 +8,9 @@ use super::client::go_quote;
 use super::{CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::proto::Pub;
 use crate::proto::encode::{self, Delivery};
+use rand_core::Rng;
+
+use crate::mapping::Mapped;
 use crate::subject;
 use crate::sublist::Matches;
 
@@ -58,6 +61,22 @@ impl Server {
             self.send_ok(id);
         }
         let account = self.conns[id.0].account;
+        let acc = &self.accounts[account.0 as usize];
+        let mapped = if acc.mappings.is_empty() {
+            Mapped::Unchanged
+        } else {
+            let rng = &mut self.rng;
+            acc.mappings.map(p.subject, || (rng.next_u32() % 100) as u8)
+        };
+        let routed;
+        let p = match &mapped {
+            Mapped::Unchanged => p,
+            Mapped::To(subject) => {
+                routed = Pub { subject, ..*p };
+                &routed
+            }
+            Mapped::Dropped => return,
+        };
         let delivered = match self.accounts[account.0 as usize]
             .sublist
             .interest(p.subject)

@@ -148,6 +148,8 @@ pub(crate) struct Account {
     #[allow(dead_code)] // shown by monitoring and used by the accounts work
     pub name: String,
     pub sublist: Sublist<SubId>,
+    /// Subject mappings applied to what is published in the account.
+    pub mappings: crate::mapping::Mappings,
 }
 
 /// The NATS server state machine.
@@ -207,6 +209,7 @@ impl Server {
         let global = Account {
             name: "$G".to_string(),
             sublist: Sublist::new(!opts.disable_sublist_cache),
+            mappings: opts.mappings.clone(),
         };
         Server {
             opts,

@@ -156,6 +156,9 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
             go_duration(new.write_deadline)
         ));
     }
+    if old.mappings != new.mappings {
+        out.push("Reloaded: accounts".to_string());
+    }
     if old.max_traced_msg_len != new.max_traced_msg_len {
         out.push(format!(
             "Reloaded: max_traced_msg_len = {}",
@@ -185,6 +188,7 @@ impl Server {
         }
         self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
         self.info.auth_required = new.auth.required();
+        self.accounts[0].mappings = new.mappings.clone();
         self.opts = new;
         for line in lines {
             self.log(LogLevel::Info, line);

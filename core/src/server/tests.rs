@@ -1070,3 +1070,39 @@ fn monitoring_under_a_base_path() {
         "{body}"
     );
 }
+
+#[test]
+fn mappings_rewrite_the_published_subject() {
+    use crate::mapping::{MapDest, Mapping, Mappings};
+    let mut mappings = Mappings::default();
+    let d = |s: &str, w: u8| MapDest {
+        subject: s.into(),
+        weight: w,
+    };
+    mappings.add(Mapping::new("orders.*", &[d("svc.orders.$1", 100)]).unwrap());
+    mappings.add(Mapping::new("split", &[d("left", 50), d("right", 50)]).unwrap());
+    let opts = Options {
+        mappings,
+        ..Options::default()
+    };
+    let mut h = Harness::new(opts);
+    let s = h.client(quiet());
+    h.send(
+        s,
+        "SUB svc.orders.* 1\r\nSUB orders.* 2\r\nSUB left 3\r\nSUB right 4\r\n",
+    );
+    let p = h.client(quiet());
+    h.send(p, "PUB orders.eu 2\r\nhi\r\n");
+    // Delivered under the mapped subject only.
+    assert_eq!(h.out(s), "MSG svc.orders.eu 1 2\r\nhi\r\n");
+    for _ in 0..1000 {
+        h.send(p, "PUB split 0\r\n\r\n");
+    }
+    let out = h.out(s);
+    let (l, r) = (
+        out.matches("MSG left").count(),
+        out.matches("MSG right").count(),
+    );
+    assert_eq!(l + r, 1000);
+    assert!((400..600).contains(&l), "{l} left of 1000");
+}
