@@ -52,6 +52,8 @@ Server Options:
 Logging Options:
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
+    -s, --syslog                     Log to syslog
+    -r, --remote_syslog <addr>       Syslog server addr (udp://localhost:514)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
@@ -69,7 +71,6 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message): -ms/--https_port,
--s/--syslog, -r/--remote_syslog,
 -js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
 --tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
@@ -79,7 +80,6 @@ Not yet available (refused with a message): -ms/--https_port,
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["ms", "https_port"], "HTTPS monitoring"),
-    (&["s", "syslog", "r", "remote_syslog"], "syslog"),
     (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
     (
         &[
@@ -134,6 +134,8 @@ const VALUES: &[&str] = &[
     "c",
     "config",
     "client_advertise",
+    "r",
+    "remote_syslog",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
@@ -316,6 +318,8 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
                 };
             }
             "P" | "pid" => cfg.process.pid_file = Some(value),
+            "s" | "syslog" => cfg.process.syslog = on,
+            "r" | "remote_syslog" => cfg.process.remote_syslog = Some(value),
             "ports_file_dir" => cfg.process.ports_file_dir = Some(value),
             "l" | "log" => cfg.process.log_file = Some(value),
             "user" => user = Some(value),

@@ -8,9 +8,18 @@ use std::path::{Path, PathBuf};
 use natrix_core::server::LogLevel;
 use natrix_core::time::civil_from_days;
 
+/// A syslog destination: the local daemon's socket or a remote server.
+enum Syslog {
+    Local(std::os::unix::net::UnixDatagram),
+    Udp(std::net::UdpSocket),
+    Tcp(std::net::TcpStream),
+}
+
 /// Where and how much to log.
 pub struct Logger {
     out: Box<dyn Write + Send>,
+    /// Set when logging to syslog (`-s`, `-r`): lines go there instead.
+    syslog: Option<(Syslog, String, String)>,
     /// The log file, when logging to one (reopened on SIGUSR1).
     path: Option<PathBuf>,
     /// Bytes in the log file; past `size_limit` (when not 0) it is rotated.
@@ -26,6 +35,7 @@ impl Logger {
     pub fn stderr(timestamps: bool, debug: bool, trace: bool) -> Self {
         Logger {
             out: Box::new(io::stderr()),
+            syslog: None,
             path: None,
             written: 0,
             size_limit: 0,
@@ -52,6 +62,60 @@ impl Logger {
             path: Some(path.to_path_buf()),
             written,
             ..Logger::stderr(timestamps, debug, trace)
+        })
+    }
+
+    /// Logs to the local syslog daemon (`-s`): facility daemon, tagged with
+    /// the program name and pid, as nats-server's syslog logger.
+    pub fn local_syslog(debug: bool, trace: bool) -> io::Result<Self> {
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let mut last = None;
+        for path in ["/dev/log", "/var/run/syslog", "/var/run/log"] {
+            match sock.connect(path) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        Ok(Logger {
+            syslog: Some((Syslog::Local(sock), program_tag(), String::new())),
+            ..Logger::stderr(false, debug, trace)
+        })
+    }
+
+    /// Logs to a remote syslog server (`-r udp://host:514`, `tcp://…`,
+    /// `unix:///path`).
+    pub fn remote_syslog(url: &str, debug: bool, trace: bool) -> io::Result<Self> {
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("error invalid network type: {url:?}"),
+            )
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let host = hostname();
+        let sink = match scheme {
+            "udp" => {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+                s.connect(rest)?;
+                Syslog::Udp(s)
+            }
+            "tcp" => Syslog::Tcp(std::net::TcpStream::connect(rest)?),
+            "unix" => {
+                let s = std::os::unix::net::UnixDatagram::unbound()?;
+                s.connect(rest)?;
+                Syslog::Local(s)
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Logger {
+            syslog: Some((sink, program_tag(), host)),
+            ..Logger::stderr(false, debug, trace)
         })
     }
 
@@ -141,6 +205,10 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
+        if let Some((sink, tag, host)) = &mut self.syslog {
+            send_syslog(sink, tag, host, level, message);
+            return;
+        }
         let tag = match level {
             LogLevel::Fatal => "[FTL]",
             LogLevel::Error => "[ERR]",
@@ -165,6 +233,66 @@ impl Logger {
     pub fn info(&mut self, message: &str) {
         self.log(LogLevel::Info, message);
     }
+}
+
+/// The program name, syslog's tag.
+fn program_tag() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "natrix".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// One syslog message in the BSD format Go's `log/syslog` writes: locally
+/// `<pri>Jan _2 15:04:05 tag[pid]: msg`, remotely with an RFC 3339 time and
+/// the host name. Local messages use facility daemon; remote ones facility
+/// 0, as nats-server's do. Trace lines go out as notices.
+fn send_syslog(sink: &mut Syslog, tag: &str, host: &str, level: LogLevel, msg: &str) {
+    let severity = match level {
+        LogLevel::Fatal => 2,
+        LogLevel::Error => 3,
+        LogLevel::Warn => 4,
+        LogLevel::Info | LogLevel::Trace => 5,
+        LogLevel::Debug => 7,
+    };
+    let pid = std::process::id();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let line = match sink {
+        Syslog::Local(_) => {
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let month = MONTHS[((mo - 1).clamp(0, 11)) as usize];
+            format!(
+                "<{}>{month} {d:>2} {h:02}:{mi:02}:{s:02} {tag}[{pid}]: {msg}\n",
+                3 * 8 + severity
+            )
+        }
+        _ => format!(
+            "<{severity}>{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z {host} {tag}[{pid}]: {msg}\n"
+        ),
+    };
+    let _ = match sink {
+        Syslog::Local(s) => s.send(line.as_bytes()).map(|_| ()),
+        Syslog::Udp(s) => s.send(line.as_bytes()).map(|_| ()),
+        Syslog::Tcp(s) => s.write_all(line.as_bytes()),
+    };
 }
 
 /// UTC time as `2006/01/02 15:04:05.000000`. (nats-server prints local
@@ -235,6 +363,34 @@ mod tests {
             assert!(all.contains(&format!("line {i} of")), "line {i} kept");
         }
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn remote_syslog_messages_in_the_bsd_format() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let url = format!("udp://{}", server.local_addr().unwrap());
+        let mut l = Logger::remote_syslog(&url, false, false).unwrap();
+        l.log(LogLevel::Debug, "not sent: debug is off");
+        l.log(LogLevel::Warn, "careful");
+        l.log(LogLevel::Error, "broken");
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = server.recv(&mut buf).unwrap();
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let pid = std::process::id();
+        assert!(got[0].starts_with("<4>20"), "{}", got[0]);
+        assert!(
+            got[0].ends_with(&format!("[{pid}]: careful\n")),
+            "{}",
+            got[0]
+        );
+        assert!(got[1].starts_with("<3>") && got[1].ends_with("]: broken\n"));
+        assert!(Logger::remote_syslog("ftp://x:1", false, false).is_err());
     }
 
     #[test]

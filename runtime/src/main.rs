@@ -62,21 +62,12 @@ fn run(cfg: RunConfig) -> ExitCode {
     if !cfg.warnings.is_empty() {
         eprint!("{}", cfg.warnings);
     }
-    let opts = &cfg.options;
-    let logger = match &cfg.process.log_file {
-        Some(path) => {
-            match Logger::file(path.as_ref(), cfg.process.log_time, opts.debug, opts.trace) {
-                Ok(mut l) => {
-                    l.set_size_limit(cfg.process.log_size_limit);
-                    l
-                }
-                Err(e) => {
-                    eprintln!("natrix: cannot open log file {path}: {e}");
-                    return ExitCode::from(1);
-                }
-            }
+    let logger = match make_logger(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("natrix: {e}");
+            return ExitCode::from(1);
         }
-        None => Logger::stderr(cfg.process.log_time, opts.debug, opts.trace),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -266,6 +257,8 @@ async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
     let (o, n) = (&cfg.options, &new.options);
     let logging_changed = old_p.log_file != new_p.log_file
         || old_p.log_time != new_p.log_time
+        || old_p.syslog != new_p.syslog
+        || old_p.remote_syslog != new_p.remote_syslog
         || o.debug != n.debug
         || o.trace != n.trace;
     if logging_changed {
@@ -319,7 +312,13 @@ fn make_logger(cfg: &RunConfig) -> Result<Logger, String> {
             l.set_size_limit(p.log_size_limit);
             Ok(l)
         }
-        None => Ok(Logger::stderr(p.log_time, o.debug, o.trace)),
+        None => match (&p.remote_syslog, p.syslog) {
+            (Some(url), _) => Logger::remote_syslog(url, o.debug, o.trace)
+                .map_err(|e| format!("error connecting to syslog: {e}")),
+            (None, true) => Logger::local_syslog(o.debug, o.trace)
+                .map_err(|e| format!("error connecting to syslog: {e}")),
+            (None, false) => Ok(Logger::stderr(p.log_time, o.debug, o.trace)),
+        },
     }
 }
 

@@ -46,7 +46,6 @@ impl Problems {
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["tls", "allow_non_tls", "ocsp"], "TLS"),
     (&["https", "https_port"], "HTTPS monitoring"),
-    (&["syslog", "remote_syslog"], "syslog"),
     (&["prof_port"], "profiling"),
     (
         &["max_sub_tokens", "max_subscription_tokens"],
@@ -144,6 +143,8 @@ fn apply_entry(
         "logtime" => process.log_time = f.as_bool()?,
         "logfile" | "log_file" => process.log_file = Some(f.as_str()?.to_string()),
         "logfile_size_limit" | "log_size_limit" => process.log_size_limit = f.as_size()?,
+        "syslog" => process.syslog = f.as_bool()?,
+        "remote_syslog" => process.remote_syslog = Some(f.as_str()?.to_string()),
         "pidfile" | "pid_file" => process.pid_file = Some(f.as_str()?.to_string()),
         "ports_file_dir" => process.ports_file_dir = Some(f.as_str()?.to_string()),
         "http" => {

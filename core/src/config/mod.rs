@@ -26,6 +26,10 @@ pub struct ProcessOptions {
     pub log_time: bool,
     /// `log_size_limit`: rotate the log file past this many bytes (0: never).
     pub log_size_limit: u64,
+    /// `syslog`, `-s`: log to the local syslog daemon.
+    pub syslog: bool,
+    /// `remote_syslog`, `-r`: log to this syslog server (`udp://host:514`).
+    pub remote_syslog: Option<String>,
     /// `http: host:port`: the monitoring host (default: the client host).
     pub http_host: Option<String>,
     /// `http_port`, `-m`: HTTP monitoring port (0: a free one; `None`: off).
@@ -40,6 +44,8 @@ impl Default for ProcessOptions {
             log_file: None,
             log_time: true,
             log_size_limit: 0,
+            syslog: false,
+            remote_syslog: None,
             http_host: None,
             http_port: None,
         }
