@@ -14,6 +14,8 @@ struct Harness {
     resumed: Vec<ConnId>,
     stopped_accepting: bool,
     exited: bool,
+    /// `Transmit` and `StartTls`, in the order they came.
+    wire: Vec<(ConnId, &'static str)>,
 }
 
 fn now_at(ns: u64) -> Now {
@@ -35,6 +37,7 @@ impl Harness {
             resumed: Vec::new(),
             stopped_accepting: false,
             exited: false,
+            wire: Vec::new(),
         }
     }
 
@@ -53,7 +56,8 @@ impl Harness {
                 Action::Log { message, .. } => self.logs.push(message),
                 Action::Pause { conn, until } => self.paused.push((conn, until)),
                 Action::Resume { conn } => self.resumed.push(conn),
-                Action::Transmit { .. } => {}
+                Action::Transmit { conn } => self.wire.push((conn, "transmit")),
+                Action::StartTls { conn } => self.wire.push((conn, "start tls")),
                 Action::StopAccepting => self.stopped_accepting = true,
                 Action::Exit => self.exited = true,
             }
@@ -1051,3 +1055,5 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
             .any(|l| l == "Closed 1 connections to fall within max_connections")
     );
 }
+
+mod tls;
