@@ -137,8 +137,7 @@ fn auth_timer_starts_after_the_handshake_with_tls_timeout_plus_one_second() {
 fn reload_turns_tls_on_and_off_for_new_connections() {
     let mut h = Harness::new(Options::default());
     let plain = h.accept();
-    let mut on = Options::default();
-    on.tls = Some(TlsOptions::new("c.pem", "k.pem"));
+    let on = tls_opts(TlsOptions::new("c.pem", "k.pem"));
     h.server.reload(now_at(0), on.clone()).unwrap();
     h.drain();
     assert!(
