@@ -5,7 +5,7 @@
 
 use natrix_core::Options;
 use natrix_core::auth::Auth;
-use natrix_core::config::ProcessOptions;
+use natrix_core::config::{ProcessOptions, TlsOptions};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,13 @@ Logging Options:
         --log_size_limit <limit>     Logfile size limit in bytes, rotated past it (default: none)
         --max_traced_msg_len <len>   Maximum printable length for traced messages (default: unlimited)
 
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
 Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
@@ -71,8 +78,7 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message): -ms/--https_port,
--js/--jetstream, -sd/--store_dir, --tls, --tlscert, --tlskey, --tlsverify,
---tlscacert, --routes, --cluster, --cluster_name, --no_advertise,
+-js/--jetstream, -sd/--store_dir, --routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
 ";
 
@@ -81,17 +87,7 @@ Not yet available (refused with a message): -ms/--https_port,
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["ms", "https_port"], "HTTPS monitoring"),
     (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
-    (
-        &[
-            "tls",
-            "tlscert",
-            "tlskey",
-            "tlsverify",
-            "tlscacert",
-            "help_tls",
-        ],
-        "TLS",
-    ),
+    (&["help_tls"], "a TLS help page"),
     (
         &[
             "routes",
@@ -136,11 +132,31 @@ const VALUES: &[&str] = &[
     "client_advertise",
     "r",
     "remote_syslog",
+    "tlscert",
+    "tlskey",
+    "tlscacert",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
 const BOOLS: &[&str] = &[
-    "T", "logtime", "D", "debug", "V", "trace", "VV", "DV", "DVV", "h", "help", "v", "version", "t",
+    "T",
+    "logtime",
+    "D",
+    "debug",
+    "V",
+    "trace",
+    "VV",
+    "DV",
+    "DVV",
+    "h",
+    "help",
+    "v",
+    "version",
+    "t",
+    "tls",
+    "tlsverify",
+    "s",
+    "syslog",
 ];
 
 /// Why the command line was refused.
@@ -251,6 +267,7 @@ where
             .map_err(CliError::Config)?;
     }
     apply_flags(&mut cfg, &flags)?;
+    apply_tls_flags(&mut cfg, &flags).map_err(CliError::Config)?;
     cfg.flags = flags;
     Ok(Command::Run(Box::new(cfg)))
 }
@@ -268,7 +285,48 @@ pub fn reread(cfg: &RunConfig) -> Result<RunConfig, String> {
     };
     new.warnings = crate::config_file::load(&path, &mut new.options, &mut new.process)?;
     apply_flags(&mut new, &cfg.flags)?;
+    apply_tls_flags(&mut new, &cfg.flags)?;
     Ok(new)
+}
+
+/// The `--tls*` flags, as nats-server reads them: any of them (but
+/// `--tls=false`, which turns TLS off) replaces the file's TLS settings
+/// with the flags' own, keeping only the file's handshake timeout (and
+/// `handshake_first`); the certificate and key must then come as flags.
+/// `--tlsverify` implies `--tls`.
+fn apply_tls_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Result<(), String> {
+    let last = |name: &str| {
+        flags
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    if last("tls").as_deref() == Some("false") {
+        cfg.options.tls = None;
+        return Ok(());
+    }
+    let given = ["tls", "tlsverify", "tlscert", "tlskey", "tlscacert"]
+        .iter()
+        .any(|n| last(n).is_some());
+    if !given {
+        return Ok(());
+    }
+    let cert = last("tlscert")
+        .filter(|c| !c.is_empty())
+        .ok_or("TLS Server certificate must be present and valid")?;
+    let key = last("tlskey")
+        .filter(|k| !k.is_empty())
+        .ok_or("TLS Server private key must be present and valid")?;
+    let mut tls = TlsOptions::new(cert, key);
+    tls.ca_file = last("tlscacert").filter(|c| !c.is_empty());
+    tls.verify = last("tlsverify").as_deref() == Some("true");
+    if let Some(file) = &cfg.options.tls {
+        tls.timeout = file.timeout;
+        tls.handshake_first = file.handshake_first;
+    }
+    cfg.options.tls = Some(tls);
+    Ok(())
 }
 
 /// Applies parsed flags over what the configuration file set.
@@ -409,7 +467,14 @@ mod tests {
         assert!(err(&["-p", "abc"]).contains("invalid value"));
         assert!(err(&["-p"]).contains("needs an argument"));
         assert!(err(&["-js"]).contains("JetStream"));
-        assert!(err(&["--tls"]).contains("TLS"));
+        assert_eq!(
+            err(&["--tls"]),
+            "TLS Server certificate must be present and valid"
+        );
+        assert_eq!(
+            err(&["--tlsverify", "--tlscert", "c"]),
+            "TLS Server private key must be present and valid"
+        );
         assert!(err(&["-ms", "8222"]).contains("monitoring"));
         assert_eq!(
             err(&["-t"]),
@@ -426,5 +491,32 @@ mod tests {
             parse(["--signal", "ldm=12"]).unwrap(),
             Command::Signal("ldm=12".into())
         );
+    }
+
+    #[test]
+    fn tls_flags() {
+        let c = run(&["--tls", "--tlscert", "c.pem", "--tlskey=k.pem"]);
+        let tls = c.options.tls.expect("tls");
+        assert_eq!(
+            (tls.cert_file.as_str(), tls.key_file.as_str()),
+            ("c.pem", "k.pem")
+        );
+        assert!(!tls.verify && tls.ca_file.is_none());
+        // --tlsverify alone turns TLS on, with client verification.
+        let c = run(&[
+            "-tlsverify",
+            "-tlscert",
+            "c",
+            "-tlskey",
+            "k",
+            "-tlscacert",
+            "ca",
+        ]);
+        let tls = c.options.tls.expect("tls");
+        assert!(tls.verify);
+        assert_eq!(tls.ca_file.as_deref(), Some("ca"));
+        // --tls=false wins over the rest.
+        let c = run(&["--tls=false", "--tlscert", "c", "--tlskey", "k"]);
+        assert!(c.options.tls.is_none());
     }
 }

@@ -23,7 +23,7 @@ impl Source for FsSource {
 }
 
 /// Go's wording for the common errors, as nats-server prints them.
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

@@ -10,12 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use natrix_core::server::{Action, ConnId, Event, LogLevel, Server};
 use natrix_core::time::{Instant as CoreInstant, Now};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::logger::Logger;
+use crate::tls::TlsConn;
+use tokio_rustls::TlsAcceptor;
 
 /// Bytes read from a socket at once: an idle connection holds the small
 /// size; a busy one grows to the large one (as nats-server's read buffer
@@ -115,16 +117,22 @@ impl Clock {
 /// What connection tasks tell the core task. Each carries the connection's
 /// generation so that a late event from a finished connection is never
 /// taken for a new one that reuses its id.
-enum Inbound<S> {
+pub(crate) enum Inbound<S> {
     Accepted(S, SocketAddr),
     Received(ConnId, u64, BytesMut),
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),
+    /// The handshake is done: the reading half of the TLS stream, the TLS
+    /// version and the cipher suite.
+    TlsReady(ConnId, u64, ReadHalf<TlsConn<S>>, String, String),
+    TlsFailed(ConnId, u64, String),
 }
 
 /// What the core task tells a writer.
-enum Outbound {
+pub(crate) enum Outbound {
     Bytes(Vec<u8>),
+    /// Run the TLS handshake after writing what was sent before this.
+    StartTls,
     /// Stop after writing what was sent before this.
     Close,
 }
@@ -142,7 +150,8 @@ struct ConnHandle {
     gate: Arc<ReadGate>,
     generation: u64,
     writer: mpsc::UnboundedSender<Outbound>,
-    reader: JoinHandle<()>,
+    /// The reader task (a TLS connection has none until its handshake).
+    reader: Option<JoinHandle<()>>,
     /// Set when the core closed it; the writer finishes and reports.
     closing: bool,
 }
@@ -155,9 +164,11 @@ pub enum Control {
     ReopenLog,
     /// Write a line to the server's log.
     Log(LogLevel, String),
-    /// Apply reloaded options; the answer says whether they were taken.
+    /// Apply reloaded options, with the TLS configuration loaded for them
+    /// (new connections get it); the answer says whether they were taken.
     Reload(
         Box<natrix_core::Options>,
+        Option<Arc<rustls::ServerConfig>>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
     ),
     /// Log through this logger from now on (reloaded logging settings).
@@ -196,13 +207,15 @@ impl Running {
     }
 }
 
-/// Binds the client listener on TCP and starts the server tasks.
+/// Binds the client listener on TCP and starts the server tasks, with
+/// HTTP monitoring on `(host, port)` if a port is given and TLS for
+/// clients if the core's options ask for it (`tls` is their configuration).
 pub async fn start(
     server: Server,
     host: &str,
     port: u16,
-    http_host: Option<&str>,
-    http_port: Option<u16>,
+    (http_host, http_port): (Option<&str>, Option<u16>),
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
@@ -220,7 +233,7 @@ pub async fn start(
         }
         None => None,
     };
-    serve_with_monitor(server, listener, host, monitor, logger, clock)
+    serve_with_monitor(server, listener, host, (monitor, tls), logger, clock)
 }
 
 /// Starts the server tasks on a listener that is already bound.
@@ -231,16 +244,19 @@ pub fn serve<L: Listener>(
     logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
-    serve_with_monitor(server, listener, host, None, logger, clock)
+    serve_with_monitor(server, listener, host, (None, None), logger, clock)
 }
 
-/// [`serve`], plus HTTP monitoring on a bound listener (with the host and
-/// port to report in `/varz`).
+/// HTTP monitoring on a bound listener (with the host and port to report
+/// in `/varz`).
+type Monitor = Option<(TcpListener, String, u16)>;
+
+/// [`serve`], plus HTTP monitoring and TLS for clients.
 pub fn serve_with_monitor<L: Listener>(
     mut server: Server,
     listener: L,
     host: &str,
-    monitor: Option<(TcpListener, String, u16)>,
+    (monitor, tls): (Monitor, Option<Arc<rustls::ServerConfig>>),
     mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
@@ -250,6 +266,9 @@ pub fn serve_with_monitor<L: Listener>(
         "Listening for client connections on {}",
         display_addr(host, addr.port())
     ));
+    if server.info().tls_required {
+        logger.info("TLS required for client connections");
+    }
     logger.info("Server is ready");
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let stop = Arc::new(Notify::new());
@@ -279,6 +298,7 @@ pub fn serve_with_monitor<L: Listener>(
         conns: HashMap::new(),
         next_generation: 0,
         spare: Vec::new(),
+        tls: tls.map(TlsAcceptor::from),
     };
     let stop2 = Arc::clone(&stop);
     let task = tokio::spawn(core.run(stop2));
@@ -336,6 +356,8 @@ struct CoreLoop<S> {
     next_generation: u64,
     /// Emptied write buffers, reused for the next `take_outbound`.
     spare: Vec<Vec<u8>>,
+    /// Handshakes for clients the core wants on TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
@@ -421,8 +443,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             Control::LameDuck => self.server.enter_lame_duck(self.clock.now()),
             Control::ReopenLog => self.logger.reopen(),
             Control::Log(level, line) => self.logger.log(level, &line),
-            Control::Reload(opts, answer) => {
+            Control::Reload(opts, tls, answer) => {
                 let result = self.server.reload(self.clock.now(), *opts);
+                if result.is_ok() {
+                    self.tls = tls.map(TlsAcceptor::from);
+                }
                 let _ = answer.send(result);
             }
             Control::SetLogger(l) => self.logger = l,
@@ -446,19 +471,24 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 let id = self.server.accept(now, peer);
                 self.next_generation += 1;
                 let generation = self.next_generation;
-                let (read, write) = tokio::io::split(stream);
                 let (wtx, wrx) = mpsc::unbounded_channel();
-                tokio::spawn(write_loop(write, wrx, id, generation, self.tx.clone()));
-                let budget = Arc::clone(&self.inbound_budget);
                 let gate = Arc::new(ReadGate::default());
-                let reader = tokio::spawn(read_loop(
-                    read,
-                    id,
-                    generation,
-                    self.tx.clone(),
-                    budget,
-                    (Arc::clone(&gate), self.clock),
-                ));
+                let reader = if self.server.awaits_tls(id) {
+                    let task = crate::tls::connection(
+                        stream,
+                        self.tls.clone(),
+                        wrx,
+                        (id, generation),
+                        self.tx.clone(),
+                    );
+                    tokio::spawn(task);
+                    None
+                } else {
+                    let (read, write) = tokio::io::split(stream);
+                    let tx = self.tx.clone();
+                    tokio::spawn(write_loop(write, wrx, id, generation, tx, Vec::new()));
+                    Some(self.spawn_reader(read, id, generation, &gate))
+                };
                 self.conns.insert(
                     id,
                     ConnHandle {
@@ -496,12 +526,58 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             Inbound::Closed(id, generation) => {
                 if self.current(id, generation) {
                     let handle = self.conns.remove(&id).expect("current");
-                    handle.reader.abort();
+                    if let Some(r) = handle.reader {
+                        r.abort();
+                    }
                     self.server.handle(now, Event::Closed { conn: id });
+                }
+            }
+            Inbound::TlsReady(id, generation, read, version, cipher) => {
+                if !self.current(id, generation) {
+                    return 0;
+                }
+                let handle = &self.conns[&id];
+                if !handle.closing {
+                    let gate = Arc::clone(&handle.gate);
+                    let reader = self.spawn_reader(read, id, generation, &gate);
+                    self.conns.get_mut(&id).expect("current").reader = Some(reader);
+                }
+                let (version, cipher) = (&version, &cipher);
+                self.server.handle(
+                    now,
+                    Event::TlsReady {
+                        conn: id,
+                        version,
+                        cipher,
+                    },
+                );
+            }
+            Inbound::TlsFailed(id, generation, error) => {
+                if self.current(id, generation) {
+                    let error = &error;
+                    self.server
+                        .handle(now, Event::TlsFailed { conn: id, error });
                 }
             }
         }
         carried
+    }
+
+    fn spawn_reader<R: AsyncRead + Send + Unpin + 'static>(
+        &self,
+        read: R,
+        id: ConnId,
+        generation: u64,
+        gate: &Arc<ReadGate>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(read_loop(
+            read,
+            id,
+            generation,
+            self.tx.clone(),
+            Arc::clone(&self.inbound_budget),
+            (Arc::clone(gate), self.clock),
+        ))
     }
 
     fn current(&self, id: ConnId, generation: u64) -> bool {
@@ -545,8 +621,15 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                         }
                     }
                     handle.closing = true;
-                    handle.reader.abort();
+                    if let Some(r) = &handle.reader {
+                        r.abort();
+                    }
                     let _ = handle.writer.send(Outbound::Close);
+                }
+                Action::StartTls { conn } => {
+                    if let Some(handle) = self.conns.get(&conn) {
+                        let _ = handle.writer.send(Outbound::StartTls);
+                    }
                 }
                 Action::Log { level, message } => self.logger.log(level, &message),
                 Action::Pause { conn, until } => {
@@ -578,8 +661,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn read_loop<S: AsyncRead + AsyncWrite>(
-    mut read: ReadHalf<S>,
+async fn read_loop<R: AsyncRead + Unpin, S>(
+    mut read: R,
     id: ConnId,
     generation: u64,
     tx: mpsc::Sender<Inbound<S>>,
@@ -636,24 +719,31 @@ async fn read_loop<S: AsyncRead + AsyncWrite>(
     let _ = tx.send(Inbound::Closed(id, generation)).await;
 }
 
-async fn write_loop<S: AsyncRead + AsyncWrite>(
-    mut write: WriteHalf<S>,
+/// A connection's writer: writes `batch` (bytes queued before it
+/// started), then what the core sends, until `Close`.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin, S>(
+    mut write: W,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     id: ConnId,
     generation: u64,
     tx: mpsc::Sender<Inbound<S>>,
+    mut batch: Vec<Vec<u8>>,
 ) {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut closing = false;
     while !closing {
-        match rx.recv().await {
-            Some(Outbound::Bytes(b)) => batch.push(b),
-            Some(Outbound::Close) | None => closing = true,
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(Outbound::Bytes(b)) => batch.push(b),
+                // Only a TLS connection's task acts on it, before this loop.
+                Some(Outbound::StartTls) => {}
+                Some(Outbound::Close) | None => closing = true,
+            }
         }
         // Coalesce whatever else is queued into one vectored write.
         while !closing && batch.len() < 64 {
             match rx.try_recv() {
                 Ok(Outbound::Bytes(b)) => batch.push(b),
+                Ok(Outbound::StartTls) => {}
                 Ok(Outbound::Close) => closing = true,
                 Err(_) => break,
             }

@@ -19,3 +19,4 @@ pub mod logger;
 pub mod monitor;
 pub mod signal;
 pub mod storage;
+pub mod tls;

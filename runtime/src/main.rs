@@ -2,12 +2,14 @@
 
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use natrix_core::Server;
 use natrix_core::server::LogLevel;
 use natrix_runtime::cli::{self, CliError, Command, RunConfig};
 use natrix_runtime::driver::{self, Clock, Control, Running};
 use natrix_runtime::logger::Logger;
+use natrix_runtime::tls;
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -47,6 +49,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: RunConfig) -> ExitCode {
+    // The certificates are read now, so that a bad file stops the start
+    // (and fails `-t`), as in nats-server.
+    let tls = match cfg.options.tls.as_ref().map(tls::server_config).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("natrix: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if cfg.check_only {
         // Warnings fail the check, as with nats-server -t.
         if !cfg.warnings.is_empty() {
@@ -79,10 +90,14 @@ fn run(cfg: RunConfig) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(cfg, logger))
+    runtime.block_on(serve(cfg, tls, logger))
 }
 
-async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
+async fn serve(
+    cfg: RunConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut logger: Logger,
+) -> ExitCode {
     let clock = Clock::new();
     let server = Server::new(cfg.options.clone(), os_seed(), clock.now());
     logger.info("Starting natrix");
@@ -110,8 +125,8 @@ async fn serve(cfg: RunConfig, mut logger: Logger) -> ExitCode {
         server,
         &cfg.options.host,
         cfg.options.port,
-        cfg.process.http_host.as_deref(),
-        cfg.process.http_port,
+        (cfg.process.http_host.as_deref(), cfg.process.http_port),
+        tls,
         logger,
         clock,
     )
@@ -250,8 +265,16 @@ async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
     if !new.warnings.is_empty() {
         eprint!("{}", new.warnings);
     }
+    // Certificates are read again on every reload: new connections get
+    // renewed ones even when the settings did not change.
+    let tls = new
+        .options
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    running.control(Control::Reload(Box::new(new.options.clone()), tx));
+    running.control(Control::Reload(Box::new(new.options.clone()), tls, tx));
     rx.await
         .map_err(|_| "the server has stopped".to_string())??;
     let (o, n) = (&cfg.options, &new.options);

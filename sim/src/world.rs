@@ -551,6 +551,9 @@ impl World {
                     self.note(|| "server stops accepting".to_string());
                     self.accepting = false;
                 }
+                Action::StartTls { .. } => {
+                    unreachable!("the simulated server is not configured for TLS")
+                }
                 Action::Exit => {
                     self.note(|| "server exits; restarting it".to_string());
                     self.restart();

@@ -44,7 +44,8 @@ impl Problems {
 /// Top-level keys of nats-server 2.9 that natrix does not implement yet, with
 /// the feature they belong to.
 const NOT_YET: &[(&[&str], &str)] = &[
-    (&["tls", "allow_non_tls", "ocsp"], "TLS"),
+    (&["allow_non_tls"], "plaintext and TLS clients on one port"),
+    (&["ocsp"], "OCSP stapling"),
     (&["https", "https_port"], "HTTPS monitoring"),
     (&["prof_port"], "profiling"),
     (
@@ -204,9 +205,10 @@ fn apply_entry(
             let (auth, timeout) = authorization(entry)?;
             opts.auth = auth;
             if let Some(t) = timeout {
-                opts.auth_timeout = t;
+                opts.auth_timeout = Some(t);
             }
         }
+        "tls" => opts.tls = Some(super::tls::block(entry)?),
         k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {}
         k => {
             if let Some((_, feature)) = NOT_YET.iter().find(|(keys, _)| keys.contains(&k)) {

@@ -7,6 +7,7 @@
 pub mod file;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::time::Duration;
 
@@ -52,6 +53,48 @@ impl Default for ProcessOptions {
     }
 }
 
+/// nats-server's TLS handshake timeout when `tls { timeout }` is not set.
+pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TLS for client connections. Plain data: the driver loads the files and
+/// runs the handshake; the core advertises TLS in `INFO`, asks the driver
+/// to start the handshake and times it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM certificate chain and private key of the server.
+    pub cert_file: String,
+    pub key_file: String,
+    /// PEM certificates of the authorities that sign client certificates.
+    pub ca_file: Option<String>,
+    /// Require a client certificate signed by `ca_file` (`verify`,
+    /// `--tlsverify`); advertised as `tls_verify` in `INFO`.
+    pub verify: bool,
+    /// A handshake not done this long after accept closes the connection.
+    pub timeout: Duration,
+    /// Handshake before sending `INFO` (nats-server 2.11's client
+    /// `handshake_first`), for clients that start TLS at once.
+    pub handshake_first: bool,
+    /// Where the settings came from (`file:line:col` of the `tls` block,
+    /// or empty for flags), to place errors found loading the files.
+    pub origin: String,
+}
+
+impl TlsOptions {
+    /// Certificates and key from these files, no client verification,
+    /// nats-server's defaults otherwise.
+    pub fn new(cert_file: impl Into<String>, key_file: impl Into<String>) -> Self {
+        TlsOptions {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            ca_file: None,
+            verify: false,
+            timeout: DEFAULT_TLS_TIMEOUT,
+            handshake_first: false,
+            origin: String::new(),
+        }
+    }
+}
+
 /// Server options with nats-server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -69,12 +112,16 @@ pub struct Options {
     pub ping_interval: Duration,
     pub ping_max: u32,
     pub write_deadline: Duration,
-    pub auth_timeout: Duration,
+    /// `authorization { timeout }`; `None` is nats-server's default: 2 s,
+    /// or the TLS handshake timeout plus one second when TLS is on.
+    pub auth_timeout: Option<Duration>,
     /// Lame duck mode closes clients over this long, grace period included.
     pub lame_duck_duration: Duration,
     /// Lame duck mode waits this long before closing the first client.
     pub lame_duck_grace_period: Duration,
     pub auth: Auth,
+    /// `tls {}`, `--tls*`: TLS for client connections (`None`: plaintext).
+    pub tls: Option<TlsOptions>,
     pub no_header_support: bool,
     /// Closed connections remembered for monitoring (`max_closed_clients`).
     pub max_closed_clients: usize,
@@ -94,6 +141,18 @@ pub struct Options {
     pub planted_duplicate_one_in: u64,
 }
 
+impl Options {
+    /// The time a client has to authenticate (counted from the end of the
+    /// TLS handshake when there is one).
+    pub fn auth_timeout(&self) -> Duration {
+        match (self.auth_timeout, &self.tls) {
+            (Some(t), _) => t,
+            (None, Some(tls)) => tls.timeout + Duration::from_secs(1),
+            (None, None) => Duration::from_secs(2),
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -108,10 +167,11 @@ impl Default for Options {
             ping_interval: Duration::from_secs(120),
             ping_max: 2,
             write_deadline: Duration::from_secs(10),
-            auth_timeout: Duration::from_secs(2),
+            auth_timeout: None,
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             auth: Auth::None,
+            tls: None,
             no_header_support: false,
             max_closed_clients: 10_000,
             disable_sublist_cache: false,

@@ -87,7 +87,7 @@ fn every_supported_key() {
             password: "s3cret".into()
         }
     );
-    assert_eq!(o.auth_timeout, Duration::from_millis(1500));
+    assert_eq!(o.auth_timeout, Some(Duration::from_millis(1500)));
 }
 
 #[test]
@@ -134,8 +134,10 @@ fn refusals_name_the_key_and_the_place() {
         ["n.conf:2:1: \"jetstream\" is not supported yet: natrix does not have JetStream yet"]
     );
     assert_eq!(
-        errors("tls { cert_file: x }\n"),
-        ["n.conf:1:1: \"tls\" is not supported yet: natrix does not have TLS yet"]
+        errors("allow_non_tls: true\n"),
+        [
+            "n.conf:1:1: \"allow_non_tls\" is not supported yet: natrix does not have plaintext and TLS clients on one port yet"
+        ]
     );
     assert_eq!(
         errors("authorization { users: [] }\n"),
@@ -221,5 +223,86 @@ fn mappings_from_the_file() {
     assert_eq!(
         errors("mappings {\n  a: [{destination: b, weight: 120}]\n}\n"),
         ["n.conf:2:24: Invalid weight 120 for mapping destination"]
+    );
+}
+
+#[test]
+fn tls_block() {
+    let (o, _, p) = load(
+        "tls {\n  cert_file: s.pem\n  key_file: s.key\n  ca_file: ca.pem\n  verify: true\n  timeout: 0.5\n}\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let tls = o.tls.clone().expect("tls");
+    assert_eq!(
+        (tls.cert_file.as_str(), tls.key_file.as_str()),
+        ("s.pem", "s.key")
+    );
+    assert_eq!(tls.ca_file.as_deref(), Some("ca.pem"));
+    assert!(tls.verify && !tls.handshake_first);
+    assert_eq!(tls.timeout, Duration::from_millis(500));
+    assert_eq!(tls.origin, "n.conf:1:1");
+    // With TLS on, clients get the handshake timeout plus a second to
+    // authenticate unless a timeout is set.
+    assert_eq!(o.auth_timeout(), Duration::from_millis(1500));
+    let (o, _, _) =
+        load("tls { cert_file: a, key_file: b, timeout: \"3s\", handshake_first: true }\n");
+    let tls = o.tls.clone().expect("tls");
+    assert_eq!(tls.timeout, Duration::from_secs(3));
+    assert!(tls.handshake_first);
+    let (o, _, _) = load("tls { cert_file: a, key_file: b, timeout: 0 }\n");
+    assert_eq!(o.tls.as_ref().expect("tls").timeout, Duration::from_secs(2));
+    assert_eq!(o.auth_timeout(), Duration::from_secs(3));
+    let map = conf::parse_toml(
+        "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nverify = true\n",
+        "n.toml",
+    )
+    .expect("parses");
+    let (mut o, mut p) = (Options::default(), ProcessOptions::default());
+    assert!(apply(&map, &mut o, &mut p).errors.is_empty());
+    assert!(o.tls.expect("tls").verify);
+}
+
+#[test]
+fn tls_refusals() {
+    let e = |body: &str| errors(&format!("tls {{ cert_file: a, key_file: b, {body} }}\n"));
+    assert_eq!(
+        e("cipher_suites: [\"TLS_AES_128_GCM_SHA256\"]"),
+        [
+            "n.conf:1:34: \"cipher_suites\" is not supported yet: natrix does not have a choice of TLS cipher suites yet"
+        ]
+    );
+    assert_eq!(
+        e("verify_and_map: true"),
+        [
+            "n.conf:1:34: \"verify_and_map\" is not supported yet: natrix does not have users to map client certificates to yet"
+        ]
+    );
+    assert!(e("verify_and_map: false").is_empty());
+    assert!(e("insecure: true").is_empty());
+    assert_eq!(
+        e("foo: 1"),
+        ["n.conf:1:34: error parsing tls config, unknown field [\"foo\"]"]
+    );
+    assert_eq!(
+        e("verify: 1"),
+        ["n.conf:1:34: error parsing tls config, expected 'verify' to be a boolean"]
+    );
+    assert_eq!(
+        e("ocsp_peer: true"),
+        [
+            "n.conf:1:34: \"ocsp_peer\" is not supported: natrix implements the tls block of nats-server 2.9"
+        ]
+    );
+    assert_eq!(
+        e("handshake_first: auto")[0],
+        "n.conf:1:34: \"handshake_first\" is supported as true or false only: natrix does not have the \"auto\" fallback to plaintext"
+    );
+    assert_eq!(
+        errors("tls { cert_file: a }\n"),
+        ["n.conf:1:1: missing 'key_file' in TLS configuration"]
+    );
+    assert_eq!(
+        errors("tls { ca_file: a }\n"),
+        ["n.conf:1:1: missing 'cert_file' and 'key_file' in TLS configuration"]
     );
 }

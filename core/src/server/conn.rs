@@ -58,11 +58,12 @@ pub(crate) struct Deadlines {
     pub ping: Option<Instant>,
     pub auth: Option<Instant>,
     pub write: Option<Instant>,
+    pub tls: Option<Instant>,
 }
 
 impl Deadlines {
     pub fn is_empty(&self) -> bool {
-        self.ping.is_none() && self.auth.is_none() && self.write.is_none()
+        self.ping.is_none() && self.auth.is_none() && self.write.is_none() && self.tls.is_none()
     }
 }
 
@@ -101,6 +102,10 @@ pub(crate) struct Conn {
     pub stalled_publishers: Vec<ConnId>,
     /// This connection's reads are paused until then.
     pub paused_until: Option<Instant>,
+    /// Waiting for its TLS handshake (holds its own id, for the action).
+    pub tls_pending: Option<ConnId>,
+    /// The TLS version and cipher suite, once the handshake is done.
+    pub tls: Option<(String, String)>,
 }
 
 impl Conn {
@@ -132,6 +137,8 @@ impl Conn {
             counters: Counters::default(),
             stalled_publishers: Vec::new(),
             paused_until: None,
+            tls_pending: None,
+            tls: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod lame_duck;
 mod monitor;
 mod reload;
 mod timers;
+mod tls;
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
@@ -52,6 +53,16 @@ pub enum Event<'a> {
     Closed { conn: ConnId },
     /// Time passed: run whatever timers are due.
     Tick,
+    /// The TLS handshake the server asked for with [`Action::StartTls`]
+    /// is done: bytes from now on are the decrypted stream. `version`
+    /// and `cipher` are shown by monitoring and in the debug log.
+    TlsReady {
+        conn: ConnId,
+        version: &'a str,
+        cipher: &'a str,
+    },
+    /// The TLS handshake failed; `error` says why (for the log).
+    TlsFailed { conn: ConnId, error: &'a str },
 }
 
 /// Why a connection was closed (nats-server's `ClosedState` names).
@@ -73,6 +84,7 @@ pub enum CloseReason {
     MaxControlLineExceeded,
     ServerShutdown,
     NoRespondersRequiresHeaders,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -94,6 +106,7 @@ impl CloseReason {
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 }
@@ -123,6 +136,11 @@ pub enum Action {
     },
     /// Something to log.
     Log { level: LogLevel, message: String },
+    /// Run the TLS server handshake on this connection, after writing the
+    /// bytes taken for it so far in plaintext (`INFO`, unless the handshake
+    /// comes first); every later byte in both directions goes through TLS.
+    /// Answer with [`Event::TlsReady`] or [`Event::TlsFailed`].
+    StartTls { conn: ConnId },
     /// Stop reading from this connection until `until` (or a `Resume`): a
     /// subscriber it feeds is over half its pending limit. nats-server
     /// stalls fast producers the same way, for 100 ms to 1 s.
@@ -202,6 +220,8 @@ impl Server {
             port: opts.port,
             headers: !opts.no_header_support,
             auth_required: opts.auth.required(),
+            tls_required: opts.tls.is_some(),
+            tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
             natrix_version: crate::VERSION.to_string(),
             ..ServerInfo::default()
@@ -298,16 +318,40 @@ impl Server {
         } else if self.open_conns > self.opts.max_connections {
             self.send_err(id, "maximum connections exceeded");
             self.close(id, CloseReason::MaxConnectionsExceeded, true);
+        } else if self.opts.tls.is_some() {
+            // The auth and ping timers start once the handshake is done.
+            self.start_tls(id);
         } else {
-            if auth_required {
-                let at = now.instant + self.opts.auth_timeout;
-                self.set_deadline(id, timers::Timer::Auth, Some(at));
-            }
-            let at = now.instant + self.opts.ping_interval;
-            self.set_deadline(id, timers::Timer::Ping, Some(at));
+            self.arm_client_timers(id);
         }
         self.flush_dirty();
+        if let Some(conn) = self.conns[id.0].tls_pending
+            && !self.opts.tls.as_ref().is_some_and(|t| t.handshake_first)
+        {
+            // After the Transmit of INFO: INFO goes out in plaintext.
+            self.actions.push_back(Action::StartTls { conn });
+        }
         id
+    }
+
+    /// Timers of a client ready to talk: authentication (if required)
+    /// and pings.
+    fn arm_client_timers(&mut self, id: ConnId) {
+        let now = self.now.instant;
+        if self.conns[id.0].awaiting_auth {
+            let at = now + self.opts.auth_timeout();
+            self.set_deadline(id, timers::Timer::Auth, Some(at));
+        }
+        let at = now + self.opts.ping_interval;
+        self.set_deadline(id, timers::Timer::Ping, Some(at));
+    }
+
+    /// Whether the connection waits for its TLS handshake (the driver
+    /// must not read from it in plaintext).
+    pub fn awaits_tls(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.0)
+            .is_some_and(|c| c.tls_pending.is_some())
     }
 
     /// Feeds one event.
@@ -318,6 +362,12 @@ impl Server {
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Closed { conn } => self.on_closed(conn),
             Event::Tick => self.on_tick(),
+            Event::TlsReady {
+                conn,
+                version,
+                cipher,
+            } => self.on_tls_ready(conn, version, cipher),
+            Event::TlsFailed { conn, error } => self.on_tls_failed(conn, error),
         }
         self.flush_dirty();
     }

@@ -323,6 +323,8 @@ impl Server {
             "host": o.host,
             "port": o.port,
             "auth_required": o.auth.required().then_some(true),
+            "tls_required": self.info.tls_required.then_some(true),
+            "tls_verify": self.info.tls_verify.then_some(true),
             "max_connections": o.max_connections,
             "ping_interval": nanos(o.ping_interval),
             "ping_max": o.ping_max,
@@ -330,7 +332,7 @@ impl Server {
             "http_port": p.http_port,
             "http_base_path": o.http_base_path,
             "https_port": 0,
-            "auth_timeout": o.auth_timeout.as_secs_f64(),
+            "auth_timeout": o.auth_timeout().as_secs_f64(),
             "max_control_line": o.max_control_line,
             "max_payload": o.max_payload,
             "max_pending": o.max_pending,
@@ -340,7 +342,7 @@ impl Server {
             "mqtt": {},
             "websocket": {},
             "jetstream": {},
-            "tls_timeout": 2.0,
+            "tls_timeout": o.tls.as_ref().map_or(crate::config::DEFAULT_TLS_TIMEOUT, |t| t.timeout).as_secs_f64(),
             "write_deadline": nanos(o.write_deadline),
             "start": rfc3339_nanos(self.start_unix_nanos),
             "now": rfc3339_nanos(now.unix_nanos),
@@ -510,6 +512,10 @@ impl Server {
             if !val.is_empty() {
                 m.insert(key.into(), json!(val));
             }
+        }
+        if let Some((version, cipher)) = &c.tls {
+            m.insert("tls_version".into(), json!(version));
+            m.insert("tls_cipher_suite".into(), json!(cipher));
         }
         if subs && !c.subs.is_empty() {
             let mut list: Vec<String> = c

@@ -2,7 +2,8 @@
 //! server, refuse the rest, as nats-server 2.9 does.
 //!
 //! Reloadable: `debug`, `trace`, authorization (user, password, token,
-//! timeout), `max_connections`, `max_control_line`, `max_payload`,
+//! timeout), `tls` (new connections get the new settings; the driver
+//! loads the new certificates), `max_connections`, `max_control_line`, `max_payload`,
 //! `ping_interval`, `ping_max`, `write_deadline`, `max_traced_msg_len`.
 //! Anything else that differs refuses the whole reload with nats-server's
 //! `config reload not supported for <Field>: old=<v>, new=<v>`, and nothing
@@ -120,10 +121,37 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     if old_token != new_token {
         out.push("Reloaded: authorization token".to_string());
     }
-    if old.auth_timeout != new.auth_timeout {
+    if old.tls != new.tls {
+        let (o, n) = (old.tls.as_ref(), new.tls.as_ref());
+        fn material(
+            t: Option<&crate::config::TlsOptions>,
+        ) -> Option<(&str, &str, Option<&str>, bool, bool)> {
+            t.map(|t| {
+                let files = (t.cert_file.as_str(), t.key_file.as_str());
+                (
+                    files.0,
+                    files.1,
+                    t.ca_file.as_deref(),
+                    t.verify,
+                    t.handshake_first,
+                )
+            })
+        }
+        if material(o) != material(n) {
+            let state = if n.is_some() { "enabled" } else { "disabled" };
+            out.push(format!("Reloaded: tls = {state}"));
+        }
+        let timeout = |t: Option<&crate::config::TlsOptions>| t.map(|t| t.timeout);
+        if let Some(t) = timeout(n)
+            && timeout(o) != Some(t)
+        {
+            out.push(format!("Reloaded: tls timeout = {}", t.as_secs_f64()));
+        }
+    }
+    if old.auth_timeout() != new.auth_timeout() {
         out.push(format!(
             "Reloaded: authorization timeout = {}",
-            new.auth_timeout.as_secs_f64()
+            new.auth_timeout().as_secs_f64()
         ));
     }
     if old.max_connections != new.max_connections {
@@ -189,6 +217,8 @@ impl Server {
         self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
         self.info.auth_required = new.auth.required();
         self.accounts[0].mappings = new.mappings.clone();
+        self.info.tls_required = new.tls.is_some();
+        self.info.tls_verify = new.tls.as_ref().is_some_and(|t| t.verify);
         self.opts = new;
         for line in lines {
             self.log(LogLevel::Info, line);
@@ -218,6 +248,10 @@ impl Server {
         let required = self.opts.auth.required();
         for id in self.live_clients() {
             let c = &self.conns[id.0];
+            if c.tls_pending.is_some() {
+                // Its auth timer starts with the end of the handshake.
+                continue;
+            }
             if c.connect_received {
                 if !self.opts.auth.check(&c.opts) {
                     self.conn_log(LogLevel::Error, id, "authentication error");
@@ -225,7 +259,7 @@ impl Server {
                     self.close(id, CloseReason::AuthenticationViolation, true);
                 }
             } else {
-                let at = required.then(|| self.now.instant + self.opts.auth_timeout);
+                let at = required.then(|| self.now.instant + self.opts.auth_timeout());
                 self.conns[id.0].awaiting_auth = required;
                 self.set_deadline(id, super::timers::Timer::Auth, at);
             }

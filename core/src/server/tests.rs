@@ -14,6 +14,8 @@ struct Harness {
     resumed: Vec<ConnId>,
     stopped_accepting: bool,
     exited: bool,
+    /// `Transmit` and `StartTls`, in the order they came.
+    wire: Vec<(ConnId, &'static str)>,
 }
 
 fn now_at(ns: u64) -> Now {
@@ -35,6 +37,7 @@ impl Harness {
             resumed: Vec::new(),
             stopped_accepting: false,
             exited: false,
+            wire: Vec::new(),
         }
     }
 
@@ -53,7 +56,8 @@ impl Harness {
                 Action::Log { message, .. } => self.logs.push(message),
                 Action::Pause { conn, until } => self.paused.push((conn, until)),
                 Action::Resume { conn } => self.resumed.push(conn),
-                Action::Transmit { .. } => {}
+                Action::Transmit { conn } => self.wire.push((conn, "transmit")),
+                Action::StartTls { conn } => self.wire.push((conn, "start tls")),
                 Action::StopAccepting => self.stopped_accepting = true,
                 Action::Exit => self.exited = true,
             }
@@ -1106,3 +1110,4 @@ fn mappings_rewrite_the_published_subject() {
     assert_eq!(l + r, 1000);
     assert!((400..600).contains(&l), "{l} left of 1000");
 }
+mod tls;

@@ -18,10 +18,12 @@ pub(crate) enum Timer {
     Ping,
     Auth,
     Write,
+    /// The TLS handshake's time is up.
+    Tls,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 3] = [Timer::Ping, Timer::Auth, Timer::Write];
+    pub const ALL: [Timer; 4] = [Timer::Ping, Timer::Auth, Timer::Write, Timer::Tls];
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +56,7 @@ impl Server {
             Timer::Ping => &mut d.ping,
             Timer::Auth => &mut d.auth,
             Timer::Write => &mut d.write,
+            Timer::Tls => &mut d.tls,
         };
         if let Some(old) = slot.take() {
             self.timers.due.remove(&(old, id, timer));
@@ -89,11 +92,13 @@ impl Server {
                 Timer::Ping => d.ping = None,
                 Timer::Auth => d.auth = None,
                 Timer::Write => d.write = None,
+                Timer::Tls => d.tls = None,
             }
             match timer {
                 Timer::Ping => self.ping_timer(id),
                 Timer::Auth => self.auth_timer(id),
                 Timer::Write => self.write_timer(id),
+                Timer::Tls => self.tls_timer(id),
             }
         }
         self.lame_duck_timer();

@@ -1,0 +1,189 @@
+//! The top-level `tls {}` block, with nats-server 2.9's keys, types and
+//! error texts (`opts.go`, `parseTLS`), checked as far as a pure parser
+//! can: whether the files exist and hold usable PEM is the driver's to say
+//! when it loads them.
+
+use std::time::Duration;
+
+use super::{DEFAULT_TLS_TIMEOUT, TlsOptions};
+use crate::conf::{ConfError, Entry, Field, Value};
+
+/// Keys nats-server 2.9 accepts in `tls {}` whose effect natrix does not
+/// have, with what they would do. Refused by name, never ignored.
+const NOT_YET: &[(&str, &str)] = &[
+    ("cipher_suites", "a choice of TLS cipher suites"),
+    ("curve_preferences", "a choice of TLS key exchange curves"),
+    ("pinned_certs", "pinned client certificates"),
+    ("connection_rate_limit", "a TLS handshake rate limit"),
+];
+
+/// Keys of later nats-server releases, refused with a clearer word than
+/// nats-server 2.9's "unknown field".
+const LATER: &[&str] = &[
+    "certs",
+    "min_version",
+    "cert_store",
+    "cert_match_by",
+    "cert_match",
+    "ca_certs_match",
+    "cert_match_skip_invalid",
+    "ocsp_peer",
+];
+
+fn tls_error(f: &Field<'_>, reason: impl Into<String>) -> ConfError {
+    ConfError::at(f.pos, reason.into())
+}
+
+fn expect_bool(f: &Field<'_>, what: &str) -> Result<bool, ConfError> {
+    match f.value {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(tls_error(
+            f,
+            format!(
+                "error parsing tls config, expected '{}' to be {what}",
+                f.name
+            ),
+        )),
+    }
+}
+
+fn expect_file(f: &Field<'_>) -> Result<String, ConfError> {
+    match f.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(tls_error(
+            f,
+            format!(
+                "error parsing tls config, expected '{}' to be filename",
+                f.name
+            ),
+        )),
+    }
+}
+
+/// `timeout`: seconds as an integer or a float, or a Go duration string.
+fn timeout(f: &Field<'_>) -> Result<Duration, ConfError> {
+    let secs = match f.value {
+        Value::Integer(n) => *n as f64,
+        Value::Float(x) => *x,
+        Value::String(s) => {
+            let nanos = crate::conf::parse_go_duration(s)
+                .map_err(|e| tls_error(f, format!("error parsing tls config, 'timeout' {e}")))?;
+            nanos as f64 / 1e9
+        }
+        _ => {
+            return Err(tls_error(
+                f,
+                "error parsing tls config, 'timeout' wrong type",
+            ));
+        }
+    };
+    // Zero (or less) means the default, as in nats-server.
+    if secs > 0.0 && secs.is_finite() {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Ok(DEFAULT_TLS_TIMEOUT)
+    }
+}
+
+/// Reads the top-level `tls` block.
+pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
+    let f = entry.field();
+    let map = f.as_map()?;
+    let (mut cert, mut key) = (None, None);
+    let mut tls = TlsOptions::new("", "");
+    tls.origin = entry.key_pos.to_string();
+    for e in map {
+        let f = e.field();
+        let name = e.key.to_ascii_lowercase();
+        match name.as_str() {
+            "cert_file" => cert = Some(expect_file(&f)?),
+            "key_file" => key = Some(expect_file(&f)?),
+            "ca_file" => tls.ca_file = Some(expect_file(&f)?),
+            "verify" => tls.verify = expect_bool(&f, "a boolean")?,
+            // Skips checking the *server's* certificate: nothing to do on
+            // the accepting side, in nats-server as here.
+            "insecure" => {
+                expect_bool(&f, "a boolean")?;
+            }
+            "verify_and_map" => {
+                if expect_bool(&f, "a boolean")? {
+                    return Err(tls_error(
+                        &f,
+                        "\"verify_and_map\" is not supported yet: natrix does not have \
+                         users to map client certificates to yet",
+                    ));
+                }
+            }
+            "verify_cert_and_check_known_urls" => {
+                if expect_bool(&f, "a boolean")? {
+                    return Err(tls_error(
+                        &f,
+                        "verify_cert_and_check_known_urls not supported in this context",
+                    ));
+                }
+            }
+            "timeout" => tls.timeout = timeout(&f)?,
+            "handshake_first" => {
+                tls.handshake_first = match f.value {
+                    Value::Bool(b) => *b,
+                    _ => {
+                        return Err(tls_error(
+                            &f,
+                            format!(
+                                "{:?} is supported as true or false only: natrix does not \
+                                 have the \"auto\" fallback to plaintext",
+                                e.key
+                            ),
+                        ));
+                    }
+                };
+            }
+            n => {
+                if let Some((_, what)) = NOT_YET.iter().find(|(k, _)| *k == n) {
+                    return Err(tls_error(
+                        &f,
+                        format!(
+                            "{:?} is not supported yet: natrix does not have {what} yet",
+                            e.key
+                        ),
+                    ));
+                }
+                if LATER.contains(&n) {
+                    return Err(tls_error(
+                        &f,
+                        format!(
+                            "{:?} is not supported: natrix implements the tls block of \
+                             nats-server 2.9",
+                            e.key
+                        ),
+                    ));
+                }
+                return Err(tls_error(
+                    &f,
+                    format!("error parsing tls config, unknown field [{:?}]", e.key),
+                ));
+            }
+        }
+    }
+    match (cert, key) {
+        (Some(c), Some(k)) => {
+            tls.cert_file = c;
+            tls.key_file = k;
+        }
+        (Some(_), None) => {
+            return Err(tls_error(&f, "missing 'key_file' in TLS configuration"));
+        }
+        (None, Some(_)) => {
+            return Err(tls_error(&f, "missing 'cert_file' in TLS configuration"));
+        }
+        // nats-server starts without a certificate and fails every
+        // handshake; natrix says so before it starts.
+        (None, None) => {
+            return Err(tls_error(
+                &f,
+                "missing 'cert_file' and 'key_file' in TLS configuration",
+            ));
+        }
+    }
+    Ok(tls)
+}

@@ -1,0 +1,175 @@
+//! TLS as the core sees it: INFO, the handshake request, its timer, and
+//! the client timers that wait for it.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::TlsOptions;
+
+fn tls_opts(tls: TlsOptions) -> Options {
+    Options {
+        tls: Some(tls),
+        ..Options::default()
+    }
+}
+
+fn info_json(info: &str) -> serde_json::Value {
+    serde_json::from_str(info.trim_start_matches("INFO ").trim_end()).unwrap()
+}
+
+#[test]
+fn info_goes_out_in_plaintext_then_the_handshake_starts() {
+    let mut tls = TlsOptions::new("c.pem", "k.pem");
+    tls.verify = true;
+    let mut h = Harness::new(tls_opts(tls));
+    let id = h.server.accept(now_at(0), Harness::peer());
+    h.drain();
+    assert_eq!(h.wire, [(id, "transmit"), (id, "start tls")]);
+    assert!(h.server.awaits_tls(id));
+    let info = info_json(&h.out(id));
+    assert_eq!(info["tls_required"], true);
+    assert_eq!(info["tls_verify"], true);
+    assert!(info.get("tls_available").is_none());
+    // No ping while the handshake runs; the handshake timer is the only one.
+    assert_eq!(
+        h.server.next_deadline(),
+        Some(Instant::from_nanos(2_000_000_000))
+    );
+    h.server.handle(
+        now_at(h.now_ns),
+        Event::TlsReady {
+            conn: id,
+            version: "1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+        },
+    );
+    h.drain();
+    assert!(!h.server.awaits_tls(id));
+    // The handshake timer is gone: nothing closes the client at 2 s.
+    h.advance(Duration::from_secs(3));
+    assert!(h.close_reason(id).is_none());
+    h.send(id, &format!("CONNECT {}\r\nPING\r\n", quiet()));
+    assert_eq!(h.out(id), "PONG\r\n");
+    let (_, connz) = super::http(&mut h, "/connz", "");
+    let connz: serde_json::Value = serde_json::from_str(&connz).unwrap();
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["tls_version"], "1.3");
+    assert_eq!(conn["tls_cipher_suite"], "TLS_AES_128_GCM_SHA256");
+}
+
+#[test]
+fn handshake_first_starts_tls_before_info() {
+    let mut tls = TlsOptions::new("c.pem", "k.pem");
+    tls.handshake_first = true;
+    let mut h = Harness::new(tls_opts(tls));
+    let id = h.server.accept(now_at(0), Harness::peer());
+    h.drain();
+    assert_eq!(h.wire, [(id, "start tls"), (id, "transmit")]);
+}
+
+#[test]
+fn a_handshake_that_fails_or_takes_too_long_closes_silently() {
+    let mut h = Harness::new(tls_opts(TlsOptions::new("c.pem", "k.pem")));
+    let failed = h.accept();
+    h.server.handle(
+        now_at(0),
+        Event::TlsFailed {
+            conn: failed,
+            error: "tls: first record does not look like a TLS handshake",
+        },
+    );
+    h.drain();
+    assert_eq!(h.closed, [(failed, CloseReason::TlsHandshakeError, false)]);
+    assert!(
+        h.logs.iter().any(|l| l.ends_with(
+            "cid:1 - TLS handshake error: tls: first record does not look like a TLS handshake"
+        )),
+        "{:?}",
+        h.logs
+    );
+    let slow = h.accept();
+    h.advance(Duration::from_millis(1999));
+    assert!(h.close_reason(slow).is_none());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.close_reason(slow), Some(CloseReason::TlsHandshakeError));
+    assert_eq!(h.out(slow), "", "nothing is sent in plaintext after INFO");
+    assert!(
+        h.logs
+            .iter()
+            .any(|l| l.ends_with("cid:2 - TLS handshake timeout"))
+    );
+    // A late report of the handshake changes nothing.
+    h.server.handle(
+        now_at(h.now_ns),
+        Event::TlsReady {
+            conn: slow,
+            version: "1.3",
+            cipher: "x",
+        },
+    );
+    h.drain();
+    assert_eq!(h.server.next_deadline(), None);
+}
+
+#[test]
+fn auth_timer_starts_after_the_handshake_with_tls_timeout_plus_one_second() {
+    let mut opts = tls_opts(TlsOptions::new("c.pem", "k.pem"));
+    opts.auth = crate::auth::Auth::Token("t".into());
+    let mut h = Harness::new(opts);
+    let id = h.accept();
+    h.advance(Duration::from_secs(1));
+    h.server.handle(
+        now_at(h.now_ns),
+        Event::TlsReady {
+            conn: id,
+            version: "1.2",
+            cipher: "x",
+        },
+    );
+    h.drain();
+    h.advance(Duration::from_millis(2999));
+    assert!(h.close_reason(id).is_none());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.close_reason(id), Some(CloseReason::AuthenticationTimeout));
+}
+
+#[test]
+fn reload_turns_tls_on_and_off_for_new_connections() {
+    let mut h = Harness::new(Options::default());
+    let plain = h.accept();
+    let on = tls_opts(TlsOptions::new("c.pem", "k.pem"));
+    h.server.reload(now_at(0), on.clone()).unwrap();
+    h.drain();
+    assert!(
+        h.logs.iter().any(|l| l == "Reloaded: tls = enabled"),
+        "{:?}",
+        h.logs
+    );
+    assert!(h.logs.iter().any(|l| l == "Reloaded: tls timeout = 2"));
+    assert!(!h.server.awaits_tls(plain));
+    let id = h.server.accept(now_at(0), Harness::peer());
+    h.drain();
+    assert!(h.server.awaits_tls(id));
+    assert_eq!(info_json(&h.out(id))["tls_required"], true);
+    let mut slower = on.clone();
+    slower.tls.as_mut().unwrap().timeout = Duration::from_millis(2500);
+    h.logs.clear();
+    h.server.reload(now_at(0), slower).unwrap();
+    h.drain();
+    assert_eq!(
+        h.logs,
+        [
+            "Reloaded: tls timeout = 2.5",
+            "Reloaded: authorization timeout = 3.5",
+            "Reloaded server configuration"
+        ]
+    );
+    h.logs.clear();
+    h.server.reload(now_at(0), Options::default()).unwrap();
+    h.drain();
+    assert_eq!(h.logs[0], "Reloaded: tls = disabled");
+    let id = h.server.accept(now_at(0), Harness::peer());
+    h.drain();
+    assert!(!h.server.awaits_tls(id));
+    assert!(info_json(&h.out(id)).get("tls_required").is_none());
+}

@@ -1,0 +1,68 @@
+//! TLS for client connections, as far as the core is concerned: it asks
+//! the driver for the handshake ([`Action::StartTls`]), times it, and starts
+//! the client's timers when it is done. The handshake itself, the
+//! certificates and the TLS library live in the driver.
+//!
+//! As in nats-server: `INFO` goes out in plaintext, then the handshake
+//! (unless `handshake_first`); a client that sends anything but a TLS
+//! handshake is closed without a word (`TLS Handshake Failure`); the
+//! authentication and ping timers start after the handshake.
+
+use super::{Action, CloseReason, ConnId, LogLevel, Server, timers::Timer};
+
+impl Server {
+    /// Marks a new connection as waiting for its handshake and times it.
+    pub(super) fn start_tls(&mut self, id: ConnId) {
+        let Some(tls) = &self.opts.tls else {
+            return;
+        };
+        let (first, at) = (tls.handshake_first, self.now.instant + tls.timeout);
+        self.conns[id.0].tls_pending = Some(id);
+        self.set_deadline(id, Timer::Tls, Some(at));
+        self.debug(id, || {
+            "Starting TLS client connection handshake".to_string()
+        });
+        if first {
+            // Before the Transmit of INFO: INFO goes out encrypted.
+            self.actions.push_back(Action::StartTls { conn: id });
+        }
+    }
+
+    pub(super) fn on_tls_ready(&mut self, id: ConnId, version: &str, cipher: &str) {
+        let Some(c) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        if c.closing || c.tls_pending.take().is_none() {
+            return;
+        }
+        c.tls = Some((version.to_string(), cipher.to_string()));
+        self.set_deadline(id, Timer::Tls, None);
+        self.arm_client_timers(id);
+        self.debug(id, || "TLS handshake complete".to_string());
+        self.debug(id, || {
+            format!("TLS version {version}, cipher suite {cipher}")
+        });
+    }
+
+    pub(super) fn on_tls_failed(&mut self, id: ConnId, error: &str) {
+        let Some(c) = self.conns.get(id.0) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        self.conn_log(
+            LogLevel::Error,
+            id,
+            &format!("TLS handshake error: {error}"),
+        );
+        self.close(id, CloseReason::TlsHandshakeError, false);
+    }
+
+    pub(super) fn tls_timer(&mut self, id: ConnId) {
+        if self.conns[id.0].tls_pending.is_some() {
+            self.conn_log(LogLevel::Error, id, "TLS handshake timeout");
+            self.close(id, CloseReason::TlsHandshakeError, false);
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! TLS for client connections: the core's [`TlsOptions`] made into a
+//! rustls server configuration (certificates read from disk), and the
+//! connection task that runs a client up to and through its handshake.
+//!
+//! What the core decides stays there: when the handshake starts (after
+//! `INFO`, or before it with `handshake_first`), how long it may take, what
+//! a failure is logged as. This module only carries it out and reports
+//! how it went.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use natrix_core::config::TlsOptions;
+use natrix_core::server::ConnId;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::driver::{Inbound, Outbound};
+
+/// A client's stream once TLS is up.
+pub type TlsConn<S> = tokio_rustls::server::TlsStream<Prefixed<S>>;
+
+/// The first record type of every TLS handshake.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Reads the certificate, key and CA files named in `opts` into a server
+/// configuration. Errors read as nats-server's, placed at the `tls` block
+/// when it came from a file.
+pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
+    build(opts).map_err(|e| {
+        if opts.origin.is_empty() {
+            e
+        } else {
+            format!("{}: {e}", opts.origin)
+        }
+    })
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("open {path}: {}", crate::config_file::io_text(&e)))
+}
+
+fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
+    let pair_error = |e: String| format!("error parsing X509 certificate/key pair: {e}");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(&opts.cert_file).map_err(pair_error)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pair_error(format!("{}: {e}", opts.cert_file)))?;
+    if chain.is_empty() {
+        return Err(pair_error(
+            "tls: failed to find any PEM data in certificate input".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(&opts.key_file).map_err(pair_error)?)
+        .map_err(|_| pair_error("tls: failed to find any PEM data in key input".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if opts.verify {
+        let Some(ca_file) = &opts.ca_file else {
+            return Err(
+                "verifying client certificates needs a CA: natrix does not use the \
+                        system's roots; set 'ca_file' (or --tlscacert)"
+                    .into(),
+            );
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&read(ca_file)?) {
+            let cert = cert.map_err(|_| "failed to parse root ca certificate".to_string())?;
+            roots
+                .add(cert)
+                .map_err(|_| "failed to parse root ca certificate".to_string())?;
+        }
+        if roots.is_empty() {
+            return Err("failed to parse root ca certificate".into());
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| pair_error(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Prefixed<S> {
+    front: Vec<u8>,
+    taken: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.taken < this.front.len() {
+            let n = (this.front.len() - this.taken).min(buf.remaining());
+            buf.put_slice(&this.front[this.taken..this.taken + n]);
+            this.taken += n;
+            if this.taken == this.front.len() {
+                this.front = Vec::new();
+                this.taken = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, b)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The server side of the handshake. A peer whose first bytes are not a
+/// TLS handshake record is refused without a reply (a plaintext NATS
+/// client gets nothing after `INFO`, as from nats-server); what it sent
+/// first has been read, so the close is orderly.
+async fn handshake<S>(acceptor: &TlsAcceptor, mut stream: S) -> Result<TlsConn<S>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut first = vec![0u8; 4096];
+    let n = stream.read(&mut first).await.map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("EOF".into());
+    }
+    if first[0] != HANDSHAKE_RECORD {
+        return Err("tls: first record does not look like a TLS handshake".into());
+    }
+    first.truncate(n);
+    let stream = Prefixed {
+        front: first,
+        taken: 0,
+        inner: stream,
+    };
+    acceptor
+        .accept(stream)
+        .await
+        .map_err(|e| describe_error(&e))
+}
+
+/// The failure as nats-server's Go TLS words it where natrix knows the
+/// words, else as rustls does.
+fn describe_error(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return "EOF".into();
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => {
+            "tls: client didn't provide a certificate".into()
+        }
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            "tls: failed to verify client certificate: x509: certificate signed by unknown \
+             authority"
+                .into()
+        }
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The version and cipher suite, named as nats-server names them
+/// (`1.3`, `TLS_AES_128_GCM_SHA256`).
+fn describe_session(conn: &rustls::ServerConnection) -> (String, String) {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => String::new(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| {
+            let name = s
+                .suite()
+                .as_str()
+                .map_or_else(|| format!("{:?}", s.suite()), str::to_string);
+            match name.strip_prefix("TLS13_") {
+                Some(rest) => format!("TLS_{rest}"),
+                None => name,
+            }
+        })
+        .unwrap_or_default();
+    (version, cipher)
+}
+
+/// A TLS client connection's task: writes what comes before the
+/// handshake in plaintext, runs the handshake when the core asks
+/// ([`Outbound::StartTls`]), reports it, then goes on as the connection's
+/// writer over TLS. A `Close` at any point ends it.
+pub(crate) async fn connection<S>(
+    mut stream: S,
+    acceptor: Option<TlsAcceptor>,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    (id, generation): (ConnId, u64),
+    tx: mpsc::Sender<Inbound<S>>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    loop {
+        match rx.recv().await {
+            Some(Outbound::Bytes(b)) => {
+                if stream.write_all(&b).await.is_err() {
+                    let _ = tx.send(Inbound::Closed(id, generation)).await;
+                    return;
+                }
+                let _ = tx.send(Inbound::Written(id, generation, b.len(), b)).await;
+            }
+            Some(Outbound::StartTls) => break,
+            Some(Outbound::Close) | None => {
+                let _ = stream.shutdown().await;
+                let _ = tx.send(Inbound::Closed(id, generation)).await;
+                return;
+            }
+        }
+    }
+    let Some(acceptor) = acceptor else {
+        let error = "no TLS configuration".to_string();
+        let _ = tx.send(Inbound::TlsFailed(id, generation, error)).await;
+        let _ = tx.send(Inbound::Closed(id, generation)).await;
+        return;
+    };
+    // Bytes for after the handshake (INFO, with handshake_first) wait here.
+    let mut after = Vec::new();
+    let handshake = handshake(&acceptor, stream);
+    tokio::pin!(handshake);
+    let result = loop {
+        tokio::select! {
+            biased;
+            msg = rx.recv() => match msg {
+                Some(Outbound::Bytes(b)) => after.push(b),
+                Some(Outbound::StartTls) => {}
+                Some(Outbound::Close) | None => {
+                    let _ = tx.send(Inbound::Closed(id, generation)).await;
+                    return;
+                }
+            },
+            r = &mut handshake => break r,
+        }
+    };
+    match result {
+        Err(error) => {
+            let _ = tx.send(Inbound::TlsFailed(id, generation, error)).await;
+            let _ = tx.send(Inbound::Closed(id, generation)).await;
+        }
+        Ok(tls) => {
+            let (version, cipher) = describe_session(tls.get_ref().1);
+            let (read, write) = tokio::io::split(tls);
+            let ready = Inbound::TlsReady(id, generation, read, version, cipher);
+            if tx.send(ready).await.is_err() {
+                return;
+            }
+            crate::driver::write_loop(write, rx, id, generation, tx, after).await;
+        }
+    }
+}
