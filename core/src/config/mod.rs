@@ -4,6 +4,7 @@
 //! ([`file::apply`], nats.conf or TOML) and then from command-line flags,
 //! which win, as in nats-server. The core only reads them.
 
+mod authorization;
 pub mod file;
 #[cfg(test)]
 mod tests;

@@ -138,10 +138,8 @@ fn refusals_name_the_key_and_the_place() {
         ["n.conf:1:1: \"tls\" is not supported yet: natrix does not have TLS yet"]
     );
     assert_eq!(
-        errors("authorization { users: [] }\n"),
-        [
-            "n.conf:1:17: \"users\" is not supported yet: natrix does not have users, nkeys and permissions yet"
-        ]
+        errors("accounts { A: {} }\n"),
+        ["n.conf:1:1: \"accounts\" is not supported yet: natrix does not have accounts yet"]
     );
     assert_eq!(
         errors("authorization { user: a, pass: b, foo: 1 }\n"),
