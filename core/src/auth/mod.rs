@@ -299,8 +299,10 @@ mod tests {
     #[test]
     fn bcrypt_token() {
         let t = Auth::Token("$2a$04$oZMiqUE22suyhhrCBuWd/O7eDpYer9Xfjx3ggObM8OGglkPNaAaZS".into());
-        let mut o = ConnectOptions::default();
-        o.auth_token = "tok3n".into();
+        let mut o = ConnectOptions {
+            auth_token: "tok3n".into(),
+            ..ConnectOptions::default()
+        };
         assert!(t.authenticate(&o, b"").is_some());
         o.auth_token = "token".into();
         assert!(t.authenticate(&o, b"").is_none());
