@@ -73,6 +73,11 @@ fn run(cfg: RunConfig) -> ExitCode {
     if !cfg.warnings.is_empty() {
         eprint!("{}", cfg.warnings);
     }
+    // Checked at start, not by -t, as nats-server does.
+    if let Err(e) = cfg.options.validate() {
+        eprintln!("natrix: {e}");
+        return ExitCode::from(1);
+    }
     let logger = match make_logger(&cfg) {
         Ok(l) => l,
         Err(e) => {
@@ -108,6 +113,12 @@ async fn serve(
     ));
     logger.info(&format!("  Name:     {}", server.info().server_name));
     logger.info(&format!("  ID:       {}", server.server_id()));
+    if cfg.options.auth.has_plaintext_passwords() {
+        logger.log(
+            natrix_core::server::LogLevel::Warn,
+            "Plaintext passwords detected, use nkeys or bcrypt",
+        );
+    }
     if let Some(file) = &cfg.config_file {
         logger.info(&format!("Using configuration file: {file}"));
     }

@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use super::{Options, ProcessOptions};
-use crate::auth::Auth;
 use crate::conf::{ConfError, Entry, Field, Map, Value, Warning};
 use crate::mapping::{MapDest, Mapping, Mappings};
 
@@ -52,7 +51,7 @@ const NOT_YET: &[(&[&str], &str)] = &[
         &["max_sub_tokens", "max_subscription_tokens"],
         "a subscription token limit",
     ),
-    (&["accounts", "system_account", "no_auth_user"], "accounts"),
+    (&["accounts", "system_account"], "accounts"),
     (
         &[
             "operator",
@@ -98,6 +97,15 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Problems {
     let mut p = Problems::default();
     for entry in map {
+        if entry.key.eq_ignore_ascii_case("authorization") {
+            if let Some(a) = super::authorization::parse(entry, &mut p.errors) {
+                opts.auth = a.auth;
+                if let Some(t) = a.timeout {
+                    opts.auth_timeout = Some(t);
+                }
+            }
+            continue;
+        }
         if let Err(e) = apply_entry(entry, opts, process, &mut p.warnings) {
             p.errors.push(e);
         }
@@ -201,14 +209,8 @@ fn apply_entry(
         "disable_sublist_cache" | "no_sublist_cache" => opts.disable_sublist_cache = f.as_bool()?,
         "no_header_support" => opts.no_header_support = f.as_bool()?,
         "mappings" | "maps" => opts.mappings = mappings(entry)?,
-        "authorization" => {
-            let (auth, timeout) = authorization(entry)?;
-            opts.auth = auth;
-            if let Some(t) = timeout {
-                opts.auth_timeout = Some(t);
-            }
-        }
         "tls" => opts.tls = Some(super::tls::block(entry)?),
+        "no_auth_user" => opts.no_auth_user = f.as_str()?.to_string(),
         k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {}
         k => {
             if let Some((_, feature)) = NOT_YET.iter().find(|(keys, _)| keys.contains(&k)) {
@@ -281,56 +283,6 @@ fn at_most_i32(f: &Field<'_>) -> Result<u32, ConfError> {
 fn strict_duration(f: &Field<'_>) -> Result<Duration, ConfError> {
     f.as_str()?;
     f.as_duration(&mut Vec::new())
-}
-
-/// `authorization { user, password, token, timeout }`: the credentials and
-/// the auth timeout (seconds, a number; 0 or absent keeps the default).
-fn authorization(entry: &Entry) -> Result<(Auth, Option<Duration>), ConfError> {
-    let f = entry.field();
-    let block = f.as_map()?;
-    let (mut user, mut pass, mut token, mut timeout) = (None, None, None, None);
-    for e in block {
-        let f = e.field();
-        match e.key.to_ascii_lowercase().as_str() {
-            "user" | "username" => user = Some(f.as_str()?.to_string()),
-            "pass" | "password" => pass = Some(f.as_str()?.to_string()),
-            "token" => token = Some(f.as_str()?.to_string()),
-            "timeout" => {
-                let secs = f.as_f64()?;
-                if secs > 0.0 && secs.is_finite() {
-                    timeout = Some(Duration::from_secs_f64(secs));
-                }
-            }
-            "users"
-            | "nkeys"
-            | "permissions"
-            | "default_permissions"
-            | "default_permission"
-            | "auth_callout" => {
-                return Err(not_yet(e, "users, nkeys and permissions"));
-            }
-            _ => {
-                if !e.used_as_variable {
-                    return Err(unknown(e));
-                }
-            }
-        }
-    }
-    let auth = match (user, pass, token) {
-        (None, None, None) => Auth::None,
-        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
-            return Err(ConfError::at(
-                f.pos,
-                "Cannot have a user/pass and token".to_string(),
-            ));
-        }
-        (None, None, Some(t)) => Auth::Token(t),
-        (u, p, None) => Auth::UserPassword {
-            user: u.unwrap_or_default(),
-            password: p.unwrap_or_default(),
-        },
-    };
-    Ok((auth, timeout))
 }
 
 /// `mappings { src: dest, src: [{destination, weight}, ...], src: {..} }`.

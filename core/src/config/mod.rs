@@ -4,6 +4,7 @@
 //! ([`file::apply`], nats.conf or TOML) and then from command-line flags,
 //! which win, as in nats-server. The core only reads them.
 
+mod authorization;
 pub mod file;
 #[cfg(test)]
 mod tests;
@@ -122,6 +123,9 @@ pub struct Options {
     pub auth: Auth,
     /// `tls {}`, `--tls*`: TLS for client connections (`None`: plaintext).
     pub tls: Option<TlsOptions>,
+    /// `no_auth_user`: clients that send no credentials are this user (from
+    /// the users list).
+    pub no_auth_user: String,
     pub no_header_support: bool,
     /// Closed connections remembered for monitoring (`max_closed_clients`).
     pub max_closed_clients: usize,
@@ -172,6 +176,7 @@ impl Default for Options {
             lame_duck_grace_period: Duration::from_secs(10),
             auth: Auth::None,
             tls: None,
+            no_auth_user: String::new(),
             no_header_support: false,
             max_closed_clients: 10_000,
             disable_sublist_cache: false,
@@ -182,6 +187,33 @@ impl Default for Options {
             max_traced_msg_len: 0,
             #[cfg(feature = "planted-bugs")]
             planted_duplicate_one_in: 0,
+        }
+    }
+}
+
+impl Options {
+    /// Whether `INFO` says `auth_required`: auth is on and clients without
+    /// credentials are not taken as the `no_auth_user`.
+    pub fn advertises_auth(&self) -> bool {
+        self.auth.required() && self.no_auth_user.is_empty()
+    }
+
+    /// Checks settings that only make sense together, as nats-server does
+    /// before starting (and before reloading).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.no_auth_user.is_empty() {
+            return Ok(());
+        }
+        match &self.auth {
+            Auth::Users(u) if u.by_name.contains_key(&self.no_auth_user) => Ok(()),
+            Auth::Users(u) if !u.by_name.is_empty() => Err(format!(
+                "no_auth_user: \"{}\" not present as user in authorization block or account configuration",
+                self.no_auth_user
+            )),
+            _ => Err(format!(
+                "no_auth_user: \"{}\" present, but users are not defined",
+                self.no_auth_user
+            )),
         }
     }
 }

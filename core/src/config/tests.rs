@@ -140,10 +140,8 @@ fn refusals_name_the_key_and_the_place() {
         ]
     );
     assert_eq!(
-        errors("authorization { users: [] }\n"),
-        [
-            "n.conf:1:17: \"users\" is not supported yet: natrix does not have users, nkeys and permissions yet"
-        ]
+        errors("accounts { A: {} }\n"),
+        ["n.conf:1:1: \"accounts\" is not supported yet: natrix does not have accounts yet"]
     );
     assert_eq!(
         errors("authorization { user: a, pass: b, foo: 1 }\n"),
@@ -304,5 +302,104 @@ fn tls_refusals() {
     assert_eq!(
         errors("tls { ca_file: a }\n"),
         ["n.conf:1:1: missing 'cert_file' and 'key_file' in TLS configuration"]
+    );
+}
+
+#[test]
+fn users_nkeys_and_permissions() {
+    use crate::auth::{Permissions, ResponsePermission, SubjectPermission};
+    let nkey = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+    let (o, _, problems) = load(&format!(
+        r#"
+        no_auth_user: guest
+        authorization {{
+          default_permissions: {{ publish: "public.>", subscribe: {{ deny: ["_INBOX.>"] }} }}
+          timeout: 3
+          users: [
+            {{ user: guest, password: g }}
+            {{ user: svc, password: "$2a$04$yutFx9GuG/.lsV/T.nrXUeSzG4EtN7BWkYWf1.ojufD3m/I0Mqqpy",
+               permissions: {{ subscribe: ["req", "jobs v1"], allow_responses: {{ max: 3, expires: "1s" }} }} }}
+            {{ nkey: {nkey}, permissions: {{}}, allowed_connection_types: [standard] }}
+          ]
+        }}
+        "#
+    ));
+    assert_eq!(problems, Problems::default());
+    assert_eq!(o.no_auth_user, "guest");
+    assert_eq!(o.auth_timeout(), Duration::from_secs(3));
+    assert!(o.validate().is_ok());
+    let Auth::Users(u) = &o.auth else {
+        panic!("users: {:?}", o.auth)
+    };
+    let guest = &u.by_name["guest"];
+    assert_eq!(
+        guest.permissions,
+        Some(Permissions {
+            publish: Some(SubjectPermission {
+                allow: Some(vec!["public.>".into()]),
+                deny: vec![]
+            }),
+            subscribe: Some(SubjectPermission {
+                allow: None,
+                deny: vec!["_INBOX.>".into()]
+            }),
+            response: None,
+        })
+    );
+    let svc = u.by_name["svc"].permissions.as_ref().unwrap();
+    assert_eq!(
+        svc.subscribe.as_ref().unwrap().allow,
+        Some(vec!["req".into(), "jobs v1".into()])
+    );
+    assert_eq!(
+        svc.response,
+        Some(ResponsePermission {
+            max_msgs: Some(3),
+            expires: Some(Duration::from_secs(1)),
+        })
+    );
+    let n = &u.by_nkey[nkey];
+    assert_eq!(n.permissions, Some(Permissions::default()));
+    assert!(n.connection_types.contains("STANDARD"));
+}
+
+#[test]
+fn authorization_problems_are_collected_with_nats_server_texts() {
+    let errs = errors(
+        "authorization {\n  users: [\n    {user: a, permissions: {publish: {allow: 1, foo: 2}, bar: 1}}\n    {user: b, allowed_connection_types: [bogus]}\n  ]\n}\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "n.conf:3:39: Expected subject permissions to be a subject, or array of subjects, got int64",
+            "n.conf:3:49: Unknown field name \"foo\" parsing subject permissions, only 'allow' or 'deny' are permitted",
+            "n.conf:3:58: Unknown field \"bar\" parsing permissions",
+            "n.conf:4:15: invalid connection types [\"BOGUS\"]",
+        ]
+    );
+    assert_eq!(
+        errors("authorization {\n  users: [ {password: x} ]\n}\n"),
+        ["n.conf:2:13: User entry requires a user"]
+    );
+    assert_eq!(
+        errors("authorization {\n  user: x\n  users: []\n}\n"),
+        ["n.conf:1:1: Can not have a single user/pass and a users array"]
+    );
+    // An empty list requires nothing.
+    assert_eq!(load("authorization { users: [] }\n").0.auth, Auth::None);
+    // no_auth_user must name a user, checked before starting.
+    let (o, _, p) = load("no_auth_user: x\n");
+    assert!(p.errors.is_empty());
+    assert_eq!(
+        o.validate(),
+        Err("no_auth_user: \"x\" present, but users are not defined".into())
+    );
+    let (o, _, _) = load("no_auth_user: x\nauthorization { users: [{user: y}] }\n");
+    assert_eq!(
+        o.validate(),
+        Err(
+            "no_auth_user: \"x\" not present as user in authorization block or account configuration"
+                .into()
+        )
     );
 }

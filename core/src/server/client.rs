@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 
 use super::timers::Timer;
 use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use crate::auth::{Auth, ClientPermissions};
 use crate::proto::{Limits, Op, ParseError, Parser, encode};
 use crate::sublist::InsertError;
 
@@ -83,10 +84,53 @@ impl Server {
         }
     }
 
-    fn auth_violation(&mut self, id: ConnId) {
-        self.conn_log(LogLevel::Error, id, "authentication error");
+    pub(crate) fn auth_violation(&mut self, id: ConnId) {
+        let c = &self.conns[id.0];
+        let line = match &self.opts.auth {
+            Auth::Users(u) if !u.by_nkey.is_empty() => {
+                format!(
+                    "authentication error - Nkey {}",
+                    go_quote(c.opts.nkey.as_bytes())
+                )
+            }
+            Auth::Users(u) if !u.by_name.is_empty() => {
+                format!(
+                    "authentication error - User {}",
+                    go_quote(c.opts.user.as_bytes())
+                )
+            }
+            _ => "authentication error".to_string(),
+        };
+        self.conn_log(LogLevel::Error, id, &line);
         self.send_err(id, "Authorization Violation");
         self.close(id, CloseReason::AuthenticationViolation, true);
+    }
+
+    /// Checks a client's credentials and, if they are good, gives it its
+    /// user's permissions. A client that sent none is taken as the
+    /// `no_auth_user`, if there is one.
+    pub(crate) fn authenticate(&mut self, id: ConnId) -> bool {
+        let c = &mut self.conns[id.0];
+        if let Auth::Users(users) = &self.opts.auth
+            && !self.opts.no_auth_user.is_empty()
+            && c.opts.user.is_empty()
+            && c.opts.pass.is_empty()
+            && c.opts.auth_token.is_empty()
+            && let Some(user) = users.by_name.get(&self.opts.no_auth_user)
+        {
+            c.opts.user = self.opts.no_auth_user.clone();
+            c.opts.pass = user.password.clone();
+        }
+        let Some(login) = self.opts.auth.authenticate(&c.opts, c.nonce.as_bytes()) else {
+            return false;
+        };
+        c.perms = self
+            .opts
+            .auth
+            .user(&login)
+            .and_then(|u| u.permissions.as_ref())
+            .map(|p| Box::new(ClientPermissions::new(&p.normalized())));
+        true
     }
 
     fn process_op(&mut self, id: ConnId, op: Op<'_>) -> Flow {
@@ -171,8 +215,12 @@ impl Server {
         c.connect_received = true;
         c.headers = headers_allowed && c.opts.headers;
         self.arm_first_ping(id);
+        if !self.authenticate(id) {
+            self.auth_violation(id);
+            return Flow::Break(());
+        }
         let c = &self.conns[id.0];
-        if !self.opts.auth.check(&c.opts) || c.opts.new_account || !c.opts.account.is_empty() {
+        if c.opts.new_account || !c.opts.account.is_empty() {
             self.auth_violation(id);
             return Flow::Break(());
         }
@@ -208,15 +256,15 @@ impl Server {
     fn process_sub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         let c = &self.conns[id.0];
         let verbose = c.opts.verbose;
-        if queue == Some(SYS_GROUP) {
-            let text = format!(
-                "Permissions Violation for Subscription to {} using queue {}",
-                go_quote(subject),
-                go_quote(SYS_GROUP)
-            );
-            self.send_err(id, &text);
+        let allowed = match &mut self.conns[id.0].perms {
+            Some(perms) => perms.can_subscribe(subject, queue),
+            None => true,
+        };
+        if !allowed || queue == Some(SYS_GROUP) {
+            self.sub_permission_violation(id, subject, queue, sid);
             return;
         }
+        let c = &self.conns[id.0];
         let max = self.opts.max_subscriptions;
         if max > 0 && c.subs.len() >= max as usize {
             self.send_err(id, "maximum subscriptions exceeded");
@@ -254,6 +302,43 @@ impl Server {
         if verbose {
             self.send_ok(id);
         }
+    }
+
+    fn sub_permission_violation(
+        &mut self,
+        id: ConnId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+    ) {
+        let user = self.conns[id.0].auth_user();
+        let sid = String::from_utf8_lossy(sid);
+        let (text, log) = match queue {
+            Some(q) => (
+                format!(
+                    "Permissions Violation for Subscription to {} using queue {}",
+                    go_quote(subject),
+                    go_quote(q)
+                ),
+                format!(
+                    "Subscription Violation - {user}, Subject {}, Queue: {}, SID {sid}",
+                    go_quote(subject),
+                    go_quote(q)
+                ),
+            ),
+            None => (
+                format!(
+                    "Permissions Violation for Subscription to {}",
+                    go_quote(subject)
+                ),
+                format!(
+                    "Subscription Violation - {user}, Subject {}, SID {sid}",
+                    go_quote(subject)
+                ),
+            ),
+        };
+        self.send_err(id, &text);
+        self.conn_log(LogLevel::Error, id, &log);
     }
 
     fn process_unsub(&mut self, id: ConnId, sid: &[u8], max: Option<i64>) {

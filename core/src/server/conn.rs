@@ -4,9 +4,11 @@ use core::net::SocketAddr;
 use std::time::Duration;
 
 use crate::FastMap;
+use crate::auth::ClientPermissions;
 use crate::proto::{ConnectOptions, Parser};
 use crate::time::Instant;
 
+use super::client::go_quote;
 use super::{ConnId, SubId};
 
 /// What is on the other end of a connection. Only clients exist today;
@@ -79,6 +81,11 @@ pub(crate) struct Conn {
     pub opts: ConnectOptions,
     pub connect_received: bool,
     pub awaiting_auth: bool,
+    /// The nonce sent in `INFO` for nkey users to sign (empty if none).
+    pub nonce: String,
+    /// What the authenticated user may publish and subscribe to (`None`:
+    /// everything).
+    pub perms: Option<Box<ClientPermissions>>,
     /// Headers are on for this client (it asked and the server allows).
     pub headers: bool,
     pub subs: FastMap<Box<[u8]>, SubId>,
@@ -121,6 +128,8 @@ impl Conn {
             opts: ConnectOptions::default(),
             connect_received: false,
             awaiting_auth: false,
+            nonce: String::new(),
+            perms: None,
             headers: false,
             subs: FastMap::default(),
             out: Vec::new(),
@@ -140,6 +149,25 @@ impl Conn {
             tls_pending: None,
             tls: None,
         }
+    }
+
+    /// The user named in log lines (nats-server's `getAuthUser`).
+    pub fn auth_user(&self) -> String {
+        if !self.opts.nkey.is_empty() {
+            format!("Nkey {}", go_quote(self.opts.nkey.as_bytes()))
+        } else if !self.opts.user.is_empty() {
+            format!("User {}", go_quote(self.opts.user.as_bytes()))
+        } else {
+            "User \"N/A\"".to_string()
+        }
+    }
+
+    /// The user `/connz?auth=true` shows (nats-server's `getRawAuthUser`).
+    pub fn raw_auth_user(&self) -> &str {
+        [&self.opts.nkey, &self.opts.user, &self.opts.auth_token]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .map_or("", |s| s.as_str())
     }
 
     /// Bytes queued for the peer and not yet written.

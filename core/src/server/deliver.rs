@@ -39,12 +39,25 @@ impl Server {
         if pedantic && !subject::is_valid_literal_subject(p.subject) {
             self.send_err(id, "Invalid Publish Subject");
         }
-        if p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX) {
+        let now = self.now.instant;
+        let gateway_reply =
+            p.subject.len() > GW_REPLY_PREFIX.len() && p.subject.starts_with(GW_REPLY_PREFIX);
+        let allowed = match &mut self.conns[id.0].perms {
+            Some(perms) => perms.can_publish(p.subject, now),
+            None => true,
+        };
+        if gateway_reply || !allowed {
             let text = format!(
                 "Permissions Violation for Publish to {}",
                 go_quote(p.subject)
             );
             self.send_err(id, &text);
+            let log = format!(
+                "Publish Violation - {}, Subject {}",
+                self.conns[id.0].auth_user(),
+                go_quote(p.subject)
+            );
+            self.conn_log(LogLevel::Error, id, &log);
             return;
         }
         if let Some(reply) = p.reply
@@ -55,6 +68,12 @@ impl Server {
                 go_quote(reply)
             );
             self.send_err(id, &text);
+            let log = format!(
+                "Publish Violation - {}, Reply {}",
+                self.conns[id.0].auth_user(),
+                go_quote(reply)
+            );
+            self.conn_log(LogLevel::Error, id, &log);
             return;
         }
         if verbose {
@@ -154,6 +173,11 @@ impl Server {
         if conn.closing {
             return false;
         }
+        if let Some(perms) = &mut conn.perms
+            && perms.delivery_denied(p.subject)
+        {
+            return false;
+        }
         sub.delivered += 1;
         let auto_unsub = sub.max > 0 && sub.delivered >= sub.max;
         if sub.max > 0 && sub.delivered > sub.max {
@@ -203,6 +227,11 @@ impl Server {
             self.conn_log(LogLevel::Trace, target, &line);
         }
         let conn = &mut self.conns[target.0];
+        if let Some(reply) = p.reply
+            && let Some(perms) = &mut conn.perms
+        {
+            perms.track_reply(reply, self.now.instant);
+        }
         let pending = conn.pending_bytes();
         conn.counters.out_msgs += 1;
         conn.counters.out_bytes += wire_len as u64;

@@ -219,7 +219,7 @@ impl Server {
             host: opts.host.clone(),
             port: opts.port,
             headers: !opts.no_header_support,
-            auth_required: opts.auth.required(),
+            auth_required: opts.advertises_auth(),
             tls_required: opts.tls.is_some(),
             tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
             max_payload: i32::try_from(opts.max_payload).unwrap_or(i32::MAX),
@@ -303,11 +303,17 @@ impl Server {
         let mut info = self.info.clone();
         info.client_id = cid;
         info.client_ip = peer.ip().to_string();
+        if self.opts.auth.nonce_required() {
+            info.nonce = self.make_nonce();
+        }
+        // With a `no_auth_user`, INFO does not ask for credentials, but
+        // CONNECT must still come first.
         let auth_required = self.opts.auth.required();
         {
             let conn = &mut self.conns[id.0];
             info.encode_into(&mut conn.out);
             conn.awaiting_auth = auth_required;
+            conn.nonce = info.nonce;
         }
         self.mark_dirty(id);
         self.debug(id, || "Client connection created".to_string());
@@ -550,6 +556,14 @@ impl Server {
         encode::err(&mut c.out, text);
         self.mark_dirty(id);
         self.trace(id, || format!("->> [-ERR {text}]"));
+    }
+
+    /// A fresh nonce for nkey users to sign: 11 random bytes, base64
+    /// URL-safe without padding (15 characters), as nats-server makes them.
+    fn make_nonce(&mut self) -> String {
+        let mut raw = [0u8; 11];
+        self.rng.fill_bytes(&mut raw);
+        data_encoding::BASE64URL_NOPAD.encode(&raw)
     }
 
     pub(crate) fn random_below(&mut self, n: usize) -> usize {

@@ -379,9 +379,10 @@ impl Server {
     }
 
     fn connz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
-        // `auth` only adds user names (none without users); nats-server
+        // `auth` adds the user each client authenticated as; nats-server
         // 2.9.10 never refuses `user`/`acc` without it, whatever it says.
-        q.bool("auth")?;
+        let auth = q.bool("auth")?;
+        let user = q.get("user");
         let subs = q.get("subs").eq_ignore_ascii_case("detail") || q.bool("subs")?;
         let (offset, mut limit) = q.page()?;
         let cid = q.uint64("cid")?;
@@ -412,6 +413,7 @@ impl Server {
             .iter()
             .map(|(_, c)| c)
             .filter(|c| !c.closing && only_cid.is_none_or(|cid| c.cid == cid))
+            .filter(|c| only_cid.is_some() || user.is_empty() || c.opts.user == user)
             .collect();
         open.sort_by(|a, b| {
             let ord = match key {
@@ -431,7 +433,17 @@ impl Server {
         });
         let mut entries: Vec<Value> = Vec::new();
         if state != ConnState::Closed {
-            entries.extend(open.iter().map(|c| self.conn_entry(c, now, subs)));
+            entries.extend(open.iter().map(|c| {
+                let mut e = self.conn_entry(c, now, subs);
+                let raw = c.raw_auth_user();
+                if auth
+                    && !raw.is_empty()
+                    && let Some(m) = e.as_object_mut()
+                {
+                    m.insert("authorized_user".into(), json!(raw));
+                }
+                e
+            }));
         }
         if state != ConnState::Open {
             let matches = |e: &&Value| only_cid.is_none_or(|cid| e["cid"] == cid);
@@ -440,10 +452,18 @@ impl Server {
                 .closed
                 .iter()
                 .filter(matches)
+                .filter(|e| user.is_empty() || e["user"] == user)
                 .map(|e| {
                     let mut e = e.clone();
-                    if !subs && let Some(m) = e.as_object_mut() {
-                        m.remove("subscriptions_list");
+                    if let Some(m) = e.as_object_mut() {
+                        if !subs {
+                            m.remove("subscriptions_list");
+                        }
+                        // Closed connections keep the name they logged in with.
+                        let name = m.remove("user");
+                        if let Some(name) = name.filter(|n| auth && n != "") {
+                            m.insert("authorized_user".into(), name);
+                        }
                     }
                     e
                 })
@@ -539,6 +559,7 @@ impl Server {
         if let Some(m) = entry.as_object_mut() {
             m.insert("stop".into(), json!(rfc3339_nanos(now.unix_nanos)));
             m.insert("reason".into(), json!(reason.as_str()));
+            m.insert("user".into(), json!(self.conns[id.0].opts.user));
         }
         if self.closed.len() >= self.opts.max_closed_clients {
             self.closed.pop_front();

@@ -2,17 +2,19 @@
 //! server, refuse the rest, as nats-server 2.9 does.
 //!
 //! Reloadable: `debug`, `trace`, authorization (user, password, token,
-//! timeout), `tls` (new connections get the new settings; the driver
-//! loads the new certificates), `max_connections`, `max_control_line`, `max_payload`,
-//! `ping_interval`, `ping_max`, `write_deadline`, `max_traced_msg_len`.
-//! Anything else that differs refuses the whole reload with nats-server's
-//! `config reload not supported for <Field>: old=<v>, new=<v>`, and nothing
-//! changes. After an authorization change every client is checked again
-//! against the new credentials; one that fails gets `-ERR 'Authorization
-//! Violation'` and is closed. Lowering `max_connections` closes clients
-//! until the server is within it.
+//! users, nkeys, permissions, timeout), `tls` (new connections get the new
+//! settings; the driver loads the new certificates), `max_connections`,
+//! `max_control_line`, `max_payload`, `ping_interval`, `ping_max`,
+//! `write_deadline`, `max_traced_msg_len`, `mappings`. `no_auth_user` may
+//! only be dropped together with its user. Anything else that differs
+//! refuses the whole reload with nats-server's `config reload not supported
+//! for <Field>: old=<v>, new=<v>`, and nothing changes. Every reload checks
+//! every client again (see [`Server::reload`]). Lowering `max_connections`
+//! closes clients until the server is within it.
 
+use super::client::go_quote;
 use super::{CloseReason, ConnId, LogLevel, Server};
+use crate::auth::Auth;
 use crate::config::Options;
 use crate::server::conn::ConnKind;
 use crate::time::go_duration;
@@ -101,16 +103,41 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     if old.debug != new.debug {
         out.push(format!("Reloaded: debug = {}", new.debug));
     }
-    use crate::auth::Auth;
+    if old.no_auth_user != new.no_auth_user {
+        // Dropping the no_auth_user is allowed only with its user gone too.
+        let dropped_with_user = !old.no_auth_user.is_empty()
+            && new.no_auth_user.is_empty()
+            && !matches!(&new.auth, Auth::Users(u) if u.by_name.contains_key(&old.no_auth_user));
+        if !dropped_with_user {
+            return refuse(
+                "NoAuthUser",
+                old.no_auth_user.clone(),
+                new.no_auth_user.clone(),
+            );
+        }
+    }
+    let users = |a: &Auth| match a {
+        Auth::Users(u) => (Some(u.by_name.clone()), Some(u.by_nkey.clone())),
+        _ => (None, None),
+    };
+    let (_, old_nkeys) = users(&old.auth);
+    let (_, new_nkeys) = users(&new.auth);
+    if old_nkeys.filter(|n| !n.is_empty()) != new_nkeys.filter(|n| !n.is_empty()) {
+        out.push("Reloaded: authorization nkey users".to_string());
+    }
+    // nats-server reports these on every reload, changed or not, and
+    // checks every client again.
+    out.push("Reloaded: authorization users".to_string());
+    out.push("Reloaded: accounts".to_string());
     let (old_user, old_token) = match &old.auth {
         Auth::UserPassword { user, password } => (Some((user, password)), None),
         Auth::Token(t) => (None, Some(t)),
-        Auth::None => (None, None),
+        _ => (None, None),
     };
     let (new_user, new_token) = match &new.auth {
         Auth::UserPassword { user, password } => (Some((user, password)), None),
         Auth::Token(t) => (None, Some(t)),
-        Auth::None => (None, None),
+        _ => (None, None),
     };
     if old_user.map(|u| u.0) != new_user.map(|u| u.0) {
         out.push("Reloaded: authorization username".to_string());
@@ -184,9 +211,6 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
             go_duration(new.write_deadline)
         ));
     }
-    if old.mappings != new.mappings {
-        out.push("Reloaded: accounts".to_string());
-    }
     if old.max_traced_msg_len != new.max_traced_msg_len {
         out.push(format!(
             "Reloaded: max_traced_msg_len = {}",
@@ -207,15 +231,15 @@ impl Server {
         if new.port == 0 {
             new.port = self.opts.port;
         }
+        new.validate()?;
         let lines = changes(&self.opts, &new)?;
-        let auth_changed = self.opts.auth != new.auth;
         let fewer_conns = new.max_connections < self.opts.max_connections;
         #[cfg(feature = "planted-bugs")]
         {
             new.planted_duplicate_one_in = self.opts.planted_duplicate_one_in;
         }
         self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
-        self.info.auth_required = new.auth.required();
+        self.info.auth_required = new.advertises_auth();
         self.accounts[0].mappings = new.mappings.clone();
         self.info.tls_required = new.tls.is_some();
         self.info.tls_verify = new.tls.as_ref().is_some_and(|t| t.verify);
@@ -223,9 +247,7 @@ impl Server {
         for line in lines {
             self.log(LogLevel::Info, line);
         }
-        if auth_changed {
-            self.recheck_authorization();
-        }
+        self.recheck_authorization();
         if fewer_conns {
             self.close_over_max_connections();
         }
@@ -242,8 +264,13 @@ impl Server {
             .collect()
     }
 
-    /// Every client that has sent `CONNECT` is checked against the new
-    /// credentials; one still to authenticate gets its timer afresh.
+    /// Every client that has sent `CONNECT` is checked again, as
+    /// nats-server does on every reload: one that logged in with a user name
+    /// or nkey that is no longer in the users list is closed without a word;
+    /// one whose credentials fail now gets `-ERR 'Authorization Violation'`
+    /// and is closed; the others get their user's new permissions and lose
+    /// the subscriptions these no longer allow. A client still to
+    /// authenticate gets its timer afresh.
     fn recheck_authorization(&mut self) {
         let required = self.opts.auth.required();
         for id in self.live_clients() {
@@ -252,17 +279,73 @@ impl Server {
                 // Its auth timer starts with the end of the handshake.
                 continue;
             }
-            if c.connect_received {
-                if !self.opts.auth.check(&c.opts) {
-                    self.conn_log(LogLevel::Error, id, "authentication error");
-                    self.send_err(id, "Authorization Violation");
-                    self.close(id, CloseReason::AuthenticationViolation, true);
-                }
-            } else {
+            if !c.connect_received {
                 let at = required.then(|| self.now.instant + self.opts.auth_timeout());
                 self.conns[id.0].awaiting_auth = required;
                 self.set_deadline(id, super::timers::Timer::Auth, at);
+                continue;
             }
+            if self.user_is_gone(id) {
+                self.close(id, CloseReason::ClientClosed, true);
+                continue;
+            }
+            if !self.authenticate(id) {
+                self.auth_violation(id);
+                continue;
+            }
+            self.remove_unauthorized_subs(id);
+        }
+    }
+
+    /// A client that logged in by name or nkey whose user is not in the
+    /// users list any more (a single `--user` is not in it either).
+    fn user_is_gone(&self, id: ConnId) -> bool {
+        let c = &self.conns[id.0];
+        let users = match &self.opts.auth {
+            Auth::Users(u) => Some(u),
+            _ => None,
+        };
+        if !c.opts.nkey.is_empty() {
+            !users.is_some_and(|u| u.by_nkey.contains_key(&c.opts.nkey))
+        } else if !c.opts.user.is_empty() {
+            !users.is_some_and(|u| u.by_name.contains_key(&c.opts.user))
+        } else {
+            false
+        }
+    }
+
+    fn remove_unauthorized_subs(&mut self, id: ConnId) {
+        let c = &mut self.conns[id.0];
+        let Some(perms) = &mut c.perms else {
+            return;
+        };
+        perms.reset_delivery_filter();
+        let mut handles: Vec<super::SubId> = c.subs.values().copied().collect();
+        handles.sort_by_key(|h| h.0);
+        let mut removed = Vec::new();
+        for h in handles {
+            let sub = &self.subs[h.0 as usize];
+            let plain = perms.can_subscribe(&sub.subject, None);
+            let queued = sub
+                .queue
+                .as_deref()
+                .is_some_and(|q| perms.can_subscribe(&sub.subject, Some(q)));
+            if !plain && !queued {
+                removed.push((h, sub.subject.clone(), sub.sid.clone()));
+            }
+        }
+        for (h, subject, sid) in removed {
+            self.unsubscribe(h);
+            let (subject, sid) = (go_quote(&subject), go_quote(&sid));
+            self.send_err(
+                id,
+                &format!("Permissions Violation for Subscription to {subject} (sid {sid})"),
+            );
+            let user = self.conns[id.0].auth_user();
+            self.log(
+                LogLevel::Info,
+                format!("Removed sub {subject} (sid {sid}) for {user} - not authorized"),
+            );
         }
     }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 use super::*;
 use crate::auth::Auth;
 
+mod auth;
+
 struct Harness {
     server: Server,
     now_ns: u64,

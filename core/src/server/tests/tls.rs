@@ -159,6 +159,8 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
     assert_eq!(
         h.logs,
         [
+            "Reloaded: authorization users",
+            "Reloaded: accounts",
             "Reloaded: tls timeout = 2.5",
             "Reloaded: authorization timeout = 3.5",
             "Reloaded server configuration"
@@ -167,7 +169,7 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
     h.logs.clear();
     h.server.reload(now_at(0), Options::default()).unwrap();
     h.drain();
-    assert_eq!(h.logs[0], "Reloaded: tls = disabled");
+    assert_eq!(h.logs[2], "Reloaded: tls = disabled");
     let id = h.server.accept(now_at(0), Harness::peer());
     h.drain();
     assert!(!h.server.awaits_tls(id));
