@@ -95,6 +95,19 @@ fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// HTTPS monitoring's configuration: the clients' certificate (shared
+/// with their configuration, so it is the one loaded last) without asking
+/// for client certificates, as nats-server's monitor does.
+pub fn monitor_config(client: &ServerConfig) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&client.cert_resolver));
+    Ok(Arc::new(config))
+}
+
 /// A stream with bytes already read from it put back in front.
 pub struct Prefixed<S> {
     front: Vec<u8>,

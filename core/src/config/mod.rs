@@ -36,6 +36,9 @@ pub struct ProcessOptions {
     pub http_host: Option<String>,
     /// `http_port`, `-m`: HTTP monitoring port (0: a free one; `None`: off).
     pub http_port: Option<u16>,
+    /// `https_port`, `https`, `-ms`: the same endpoints over TLS, with the
+    /// certificate of the `tls {}` block (0: a free one; `None`: off).
+    pub https_port: Option<u16>,
 }
 
 impl Default for ProcessOptions {
@@ -50,6 +53,7 @@ impl Default for ProcessOptions {
             remote_syslog: None,
             http_host: None,
             http_port: None,
+            https_port: None,
         }
     }
 }

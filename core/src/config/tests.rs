@@ -261,6 +261,18 @@ fn tls_block() {
 }
 
 #[test]
+fn https_monitoring_keys() {
+    let (_, p, problems) = load("https: \"127.0.0.1:8443\"\n");
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    assert_eq!(
+        (p.http_host.as_deref(), p.http_port, p.https_port),
+        (Some("127.0.0.1"), None, Some(8443))
+    );
+    let (_, p, _) = load("https_port: -1\n");
+    assert_eq!(p.https_port, Some(0));
+}
+
+#[test]
 fn tls_refusals() {
     let e = |body: &str| errors(&format!("tls {{ cert_file: a, key_file: b, {body} }}\n"));
     assert_eq!(
