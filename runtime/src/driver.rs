@@ -123,8 +123,15 @@ pub(crate) enum Inbound<S> {
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),
     /// The handshake is done: the reading half of the TLS stream, the TLS
-    /// version and the cipher suite.
-    TlsReady(ConnId, u64, ReadHalf<TlsConn<S>>, String, String),
+    /// version and the cipher suite, and the names in the client's
+    /// certificate if it sent one.
+    TlsReady(
+        ConnId,
+        u64,
+        ReadHalf<TlsConn<S>>,
+        (String, String),
+        Option<Box<natrix_core::auth::PeerCertificate>>,
+    ),
     TlsFailed(ConnId, u64, String),
 }
 
@@ -606,7 +613,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                     self.server.handle(now, Event::Closed { conn: id });
                 }
             }
-            Inbound::TlsReady(id, generation, read, version, cipher) => {
+            Inbound::TlsReady(id, generation, read, (version, cipher), peer) => {
                 if !self.current(id, generation) {
                     return 0;
                 }
@@ -623,6 +630,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                         conn: id,
                         version,
                         cipher,
+                        peer_cert: peer.as_deref(),
                     },
                 );
             }

@@ -114,7 +114,7 @@ async fn serve(
     ));
     logger.info(&format!("  Name:     {}", server.info().server_name));
     logger.info(&format!("  ID:       {}", server.server_id()));
-    if cfg.options.auth.has_plaintext_passwords() {
+    if cfg.options.has_plaintext_passwords() {
         logger.log(
             natrix_core::server::LogLevel::Warn,
             "Plaintext passwords detected, use nkeys or bcrypt",
