@@ -363,8 +363,8 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
                 };
             }
             "n" | "name" | "server_name" => cfg.options.server_name = value,
-            "m" | "http_port" => cfg.process.http_port = Some(monitor_port(&name, &value)?),
-            "ms" | "https_port" => cfg.process.https_port = Some(monitor_port(&name, &value)?),
+            "m" | "http_port" => cfg.process.http_port = Some(monitor_port(name, &value)?),
+            "ms" | "https_port" => cfg.process.https_port = Some(monitor_port(name, &value)?),
             "P" | "pid" => cfg.process.pid_file = Some(value),
             "s" | "syslog" => cfg.process.syslog = on,
             "r" | "remote_syslog" => cfg.process.remote_syslog = Some(value),

@@ -277,7 +277,7 @@ fn asn1_string(tag: u32, data: &[u8]) -> Option<String> {
     const BMP: u32 = 30;
     match tag {
         UTF8 | NUMERIC | PRINTABLE | T61 | IA5 => Some(String::from_utf8_lossy(data).into_owned()),
-        BMP if data.len() % 2 == 0 => {
+        BMP if data.len().is_multiple_of(2) => {
             let units = data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
             Some(
                 char::decode_utf16(units)
