@@ -708,6 +708,74 @@ static int auth_token(void) {
     return 0;
 }
 
+/* A file conformance/run made in $CONFORMANCE_PKI (certificates, seeds). */
+static const char *pki(const char *name) {
+    static char bufs[4][1024];
+    static int next;
+    char *b = bufs[next++ % 4];
+    const char *dir = getenv("CONFORMANCE_PKI");
+    snprintf(b, sizeof(bufs[0]), "%s/%s", dir ? dir : ".", name);
+    return b;
+}
+
+static natsOptions *tls_options(void) {
+    natsOptions *o = options();
+    OK(natsOptions_SetSecure(o, true));
+    OK(natsOptions_LoadCATrustedCertificates(o, pki("ca.pem")));
+    OK(natsOptions_SetExpectedHostname(o, "localhost"));
+    return o;
+}
+
+static int tls(void) {
+    natsOptions *o = tls_options();
+    OK(natsOptions_LoadCertificatesChain(o, pki("client.pem"), pki("client.key")));
+    natsConnection *nc = connect_with(o);
+    natsSubscription *s = sub_sync(nc, "cf.tls");
+    flush(nc);
+    char buf[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(buf, sizeof(buf), "tls-%d", i);
+        pub(nc, "cf.tls", buf);
+    }
+    for (int i = 0; i < 10; i++) {
+        snprintf(buf, sizeof(buf), "tls-%d", i);
+        natsMsg *m = next_msg(s, "message");
+        check_str("payload", text(m), buf);
+        natsMsg_Destroy(m);
+    }
+    natsConnection *without = NULL;
+    natsStatus st = natsConnection_Connect(&without, tls_options());
+    if (st == NATS_OK && natsConnection_FlushTimeout(without, 2000) == NATS_OK)
+        FAILF("connected without a client certificate");
+    return 0;
+}
+
+/* The first line of a file, as a static string. */
+static const char *first_line(const char *path) {
+    static char buf[256];
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(buf, sizeof(buf), f)) FAILF("cannot read %s", path);
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = 0;
+    return buf;
+}
+
+static int nkeys(void) {
+    natsOptions *o = options();
+    OK(natsOptions_SetNKeyFromSeed(o, first_line(pki("user.pub")), pki("user.seed")));
+    natsConnection *nc = connect_with(o);
+    natsSubscription *s = sub_sync(nc, "cf.nkeys");
+    flush(nc);
+    pub(nc, "cf.nkeys", "signed");
+    natsMsg *m = next_msg(s, "message");
+    check_str("payload", text(m), "signed");
+    natsMsg_Destroy(m);
+    o = options();
+    OK(natsOptions_SetNKeyFromSeed(o, first_line(pki("stranger.pub")), pki("stranger.seed")));
+    expect_auth_failure("an unknown nkey", o);
+    return 0;
+}
+
 static atomic_int async_errors;
 static void on_error(natsConnection *nc, natsSubscription *s, natsStatus err, void *c) {
     (void)nc;
@@ -980,6 +1048,8 @@ static const struct scenario scenarios[] = {
     {"slow_consumer", slow_consumer},
     {"auth_user_pass", auth_user_pass},
     {"auth_token", auth_token},
+    {"tls", tls},
+    {"nkeys", nkeys},
     {"verbose_pedantic", verbose_pedantic},
     {"large_payload", large_payload},
     {"many_subscriptions", many_subscriptions},

@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -518,6 +519,40 @@ func authToken() {
 	expectAuthError("no token", url)
 }
 
+// pki is a file conformance/run made in $CONFORMANCE_PKI (certificates, seeds).
+func pki(name string) string { return filepath.Join(os.Getenv("CONFORMANCE_PKI"), name) }
+
+func tlsScenario() {
+	nc := connect(nats.RootCAs(pki("ca.pem")), nats.ClientCert(pki("client.pem"), pki("client.key")))
+	check("tls_required", nc.TLSRequired(), true)
+	s := subSync(nc, "cf.tls")
+	flush(nc)
+	for i := 0; i < 10; i++ {
+		pub(nc, "cf.tls", fmt.Sprintf("tls-%d", i))
+	}
+	for i := 0; i < 10; i++ {
+		check("payload", string(next(s, fmt.Sprintf("message %d", i)).Data), fmt.Sprintf("tls-%d", i))
+	}
+	without, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.NoReconnect(), nats.RootCAs(pki("ca.pem")))
+	if err == nil && without.FlushTimeout(2*time.Second) == nil {
+		fail("connected without a client certificate")
+	}
+}
+
+func nkeysScenario() {
+	user, err := nats.NkeyOptionFromSeed(pki("user.seed"))
+	must(err, "read user.seed")
+	nc := connect(user)
+	check("auth_required", nc.AuthRequired(), true)
+	s := subSync(nc, "cf.nkeys")
+	flush(nc)
+	pub(nc, "cf.nkeys", "signed")
+	check("payload", string(next(s, "message").Data), "signed")
+	stranger, err := nats.NkeyOptionFromSeed(pki("stranger.seed"))
+	must(err, "read stranger.seed")
+	expectAuthError("an unknown nkey", url, stranger)
+}
+
 func verbosePedantic() {
 	var asyncErrs int32
 	nc := connect(func(o *nats.Options) error {
@@ -780,6 +815,8 @@ var scenarios = map[string]func(){
 	"subjects":           subjectsScenario,
 	"keepalive":          keepalive,
 	"control_line":       controlLine,
+	"tls":                tlsScenario,
+	"nkeys":              nkeysScenario,
 }
 
 func main() {

@@ -11,7 +11,9 @@
 
 import { execSync } from "node:child_process";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { connect, ErrorCode, headers as natsHeaders, StringCodec } from "nats";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect, ErrorCode, headers as natsHeaders, nkeyAuthenticator, StringCodec } from "nats";
 
 const URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const SERVER = URL.replace(/^nats:\/\//, "");
@@ -119,6 +121,9 @@ async function expectError(what, promise, code) {
   }
   throw new Fail(`${what}: succeeded, expected error ${code}`);
 }
+
+// A file conformance/run made in $CONFORMANCE_PKI (certificates, seeds).
+const pki = (name) => join(process.env.CONFORMANCE_PKI || "", name);
 
 // ---- scenarios ------------------------------------------------------------
 
@@ -394,6 +399,42 @@ const scenarios = {
     await expectError("alice/wrong", conn({ user: "alice", pass: "wrong" }), ErrorCode.AuthorizationViolation);
     await expectError("bob/s3cret", conn({ user: "bob", pass: "s3cret" }), ErrorCode.AuthorizationViolation);
     await expectError("no credentials", conn(), ErrorCode.AuthorizationViolation);
+  },
+
+  async tls() {
+    const nc = await conn({
+      tls: { caFile: pki("ca.pem"), certFile: pki("client.pem"), keyFile: pki("client.key") },
+    });
+    check("INFO tls_required", nc.info.tls_required, true);
+    const sub = new Sub(nc, "cf.tls");
+    await nc.flush();
+    for (let i = 0; i < 10; i++) nc.publish("cf.tls", enc(`tls-${i}`));
+    for (let i = 0; i < 10; i++) check("payload", dec((await sub.next(`message ${i}`)).data), `tls-${i}`);
+    await nc.close();
+    let without;
+    try {
+      without = await conn({ tls: { caFile: pki("ca.pem") } });
+      await within("flush without a certificate", without.flush());
+    } catch {
+      return;
+    }
+    throw new Fail("connected without a client certificate");
+  },
+
+  async nkeys() {
+    const seed = (name) => enc(readFileSync(pki(name), "utf8").trim());
+    const nc = await conn({ authenticator: nkeyAuthenticator(seed("user.seed")) });
+    check("INFO auth_required", nc.info.auth_required, true);
+    const sub = new Sub(nc, "cf.nkeys");
+    await nc.flush();
+    nc.publish("cf.nkeys", enc("signed"));
+    check("payload", dec((await sub.next("message")).data), "signed");
+    await nc.close();
+    await expectError(
+      "an unknown nkey",
+      conn({ authenticator: nkeyAuthenticator(seed("stranger.seed")) }),
+      ErrorCode.AuthorizationViolation,
+    );
   },
 
   async auth_token() {

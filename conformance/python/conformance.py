@@ -12,6 +12,7 @@ prints what the client saw and what it expected.
 
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -434,6 +435,51 @@ async def auth_token():
     await expect_auth_error("no token", URL)
 
 
+def pki(name):
+    """A file conformance/run made in $CONFORMANCE_PKI (certificates, seeds)."""
+    return os.path.join(os.environ.get("CONFORMANCE_PKI", ""), name)
+
+
+def trusting_context():
+    return ssl.create_default_context(cafile=pki("ca.pem"))
+
+
+async def tls():
+    ctx = trusting_context()
+    ctx.load_cert_chain(pki("client.pem"), pki("client.key"))
+    nc = await connect(tls=ctx)
+    check("INFO tls_required", nc._server_info.get("tls_required"), True)
+    sub = await nc.subscribe("cf.tls")
+    await round_trip(nc)
+    for i in range(10):
+        await nc.publish("cf.tls", f"tls-{i}".encode())
+    for i in range(10):
+        m = await next_msg(f"message {i}", sub)
+        check("payload", m.data, f"tls-{i}".encode())
+    await nc.close()
+    try:
+        nc = await connect(tls=trusting_context())
+        await round_trip(nc)
+    except Exception:
+        return
+    raise Fail("connected without a client certificate")
+
+
+async def nkeys():
+    with open(pki("user.seed")) as f:
+        seed = f.read().strip()
+    nc = await connect(nkeys_seed_str=seed)
+    check("INFO auth_required", nc._server_info.get("auth_required"), True)
+    sub = await nc.subscribe("cf.nkeys")
+    await round_trip(nc)
+    await nc.publish("cf.nkeys", b"signed")
+    check("payload", (await next_msg("message", sub)).data, b"signed")
+    await nc.close()
+    with open(pki("stranger.seed")) as f:
+        stranger = f.read().strip()
+    await expect_auth_error("an unknown nkey", URL, nkeys_seed_str=stranger)
+
+
 async def verbose_pedantic():
     errs = []
     closed = asyncio.Event()
@@ -677,6 +723,8 @@ SCENARIOS = {
         subjects,
         keepalive,
         control_line,
+        tls,
+        nkeys,
     ]
 }
 

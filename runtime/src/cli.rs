@@ -44,6 +44,7 @@ Server Options:
     -c, --config <file>              Configuration file (nats.conf format, or TOML if it ends in .toml)
     -t                               Test configuration and exit
     -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring (needs TLS)
         --client_advertise <string>  Client URL to advertise to other servers (no effect without clustering)
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
     -sl, --signal <signal>[=<pid>]   Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
@@ -77,7 +78,7 @@ Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
 
-Not yet available (refused with a message): -ms/--https_port,
+Not yet available (refused with a message):
 -js/--jetstream, -sd/--store_dir, --routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
 ";
@@ -85,7 +86,6 @@ Not yet available (refused with a message): -ms/--https_port,
 /// Flags nats-server has that natrix does not implement yet, with the
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
-    (&["ms", "https_port"], "HTTPS monitoring"),
     (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
     (&["help_tls"], "a TLS help page"),
     (
@@ -107,6 +107,8 @@ const NOT_YET: &[(&[&str], &str)] = &[
 const VALUES: &[&str] = &[
     "m",
     "http_port",
+    "ms",
+    "https_port",
     "a",
     "addr",
     "net",
@@ -361,20 +363,8 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
                 };
             }
             "n" | "name" | "server_name" => cfg.options.server_name = value,
-            "m" | "http_port" => {
-                let port: i64 = value.parse().map_err(|_| {
-                    format!("invalid value {value:?} for flag -{name}: parse error")
-                })?;
-                cfg.process.http_port = match port {
-                    -1 => Some(0),
-                    0..=65535 => Some(port as u16),
-                    _ => {
-                        return Err(format!(
-                            "invalid value {value:?} for flag -{name}: out of range"
-                        ));
-                    }
-                };
-            }
+            "m" | "http_port" => cfg.process.http_port = Some(monitor_port(name, &value)?),
+            "ms" | "https_port" => cfg.process.https_port = Some(monitor_port(name, &value)?),
             "P" | "pid" => cfg.process.pid_file = Some(value),
             "s" | "syslog" => cfg.process.syslog = on,
             "r" | "remote_syslog" => cfg.process.remote_syslog = Some(value),
@@ -415,6 +405,20 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
         }
     }
     Ok(())
+}
+
+/// A monitoring port flag's value; `-1` asks for a free port.
+fn monitor_port(name: &str, value: &str) -> Result<u16, String> {
+    let port: i64 = value
+        .parse()
+        .map_err(|_| format!("invalid value {value:?} for flag -{name}: parse error"))?;
+    match port {
+        -1 => Ok(0),
+        0..=65535 => Ok(port as u16),
+        _ => Err(format!(
+            "invalid value {value:?} for flag -{name}: out of range"
+        )),
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -475,12 +479,13 @@ mod tests {
             err(&["--tlsverify", "--tlscert", "c"]),
             "TLS Server private key must be present and valid"
         );
-        assert!(err(&["-ms", "8222"]).contains("monitoring"));
         assert_eq!(
             err(&["-t"]),
             "must specify [-c, --config] option to check configuration file syntax"
         );
         assert_eq!(run(&["-m", "8222"]).process.http_port, Some(8222));
+        assert_eq!(run(&["-ms", "8443"]).process.https_port, Some(8443));
+        assert_eq!(run(&["--https_port=-1"]).process.https_port, Some(0));
         assert!(parse(["--user", "u"]).is_err());
         let c = run(&["--log_size_limit", "1000", "--max_traced_msg_len=8"]);
         assert_eq!(

@@ -123,8 +123,15 @@ pub(crate) enum Inbound<S> {
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),
     /// The handshake is done: the reading half of the TLS stream, the TLS
-    /// version and the cipher suite.
-    TlsReady(ConnId, u64, ReadHalf<TlsConn<S>>, String, String),
+    /// version and the cipher suite, and the names in the client's
+    /// certificate if it sent one.
+    TlsReady(
+        ConnId,
+        u64,
+        ReadHalf<TlsConn<S>>,
+        (String, String),
+        Option<Box<natrix_core::auth::PeerCertificate>>,
+    ),
     TlsFailed(ConnId, u64, String),
 }
 
@@ -207,33 +214,79 @@ impl Running {
     }
 }
 
+/// Where the monitoring endpoints listen.
+pub struct MonitorListen<'a> {
+    /// The bind address; the client host when `None` or empty.
+    pub host: Option<&'a str>,
+    /// 0: a free port.
+    pub port: u16,
+    /// HTTPS with the client TLS certificate (`https_port`), else HTTP.
+    pub secure: bool,
+}
+
+/// Why a server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The client port could not be bound.
+    Listen(io::Error),
+    /// Monitoring could not start; in nats-server's words.
+    Monitor(String),
+}
+
 /// Binds the client listener on TCP and starts the server tasks, with
-/// HTTP monitoring on `(host, port)` if a port is given and TLS for
-/// clients if the core's options ask for it (`tls` is their configuration).
+/// monitoring if `monitor` says where, and TLS for clients if the core's
+/// options ask for it (`tls` is their configuration; HTTPS monitoring
+/// serves its certificate).
 pub async fn start(
     server: Server,
     host: &str,
     port: u16,
-    (http_host, http_port): (Option<&str>, Option<u16>),
+    monitor: Option<MonitorListen<'_>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut logger: Logger,
     clock: Clock,
-) -> io::Result<Running> {
-    let listener = TcpListener::bind((host, port)).await?;
-    let monitor = match http_port {
-        Some(p) => {
-            let http_host = http_host.filter(|h| !h.is_empty()).unwrap_or(host);
-            let l = crate::monitor::bind(http_host, p).await?;
-            let bound = l.local_addr()?.port();
+) -> Result<Running, StartError> {
+    let listener = TcpListener::bind((host, port))
+        .await
+        .map_err(StartError::Listen)?;
+    let monitor = match monitor {
+        Some(m) => {
+            let http_host = m.host.filter(|h| !h.is_empty()).unwrap_or(host);
+            let monitor_tls = match (m.secure, &tls) {
+                (false, _) => None,
+                (true, Some(t)) => {
+                    Some(crate::tls::monitor_config(t).map_err(StartError::Monitor)?)
+                }
+                (true, None) => {
+                    return Err(StartError::Monitor(
+                        "TLS cert and key required for HTTPS".into(),
+                    ));
+                }
+            };
+            let l = crate::monitor::bind(http_host, m.port).await.map_err(|e| {
+                StartError::Monitor(format!(
+                    "can't listen to the monitor port: listen tcp {}: {}",
+                    display_addr(http_host, m.port),
+                    crate::config_file::io_text(&e)
+                ))
+            })?;
+            let bound = l.local_addr().map_err(StartError::Listen)?.port();
+            let scheme = if m.secure { "https" } else { "http" };
             logger.info(&format!(
-                "Starting http monitor on {}",
+                "Starting {scheme} monitor on {}",
                 display_addr(http_host, bound)
             ));
-            Some((l, http_host.to_string(), bound))
+            Some(MonitorSetup {
+                listener: l,
+                host: http_host.to_string(),
+                port: bound,
+                tls: monitor_tls,
+            })
         }
         None => None,
     };
     serve_with_monitor(server, listener, host, (monitor, tls), logger, clock)
+        .map_err(StartError::Listen)
 }
 
 /// Starts the server tasks on a listener that is already bound.
@@ -247,9 +300,16 @@ pub fn serve<L: Listener>(
     serve_with_monitor(server, listener, host, (None, None), logger, clock)
 }
 
-/// HTTP monitoring on a bound listener (with the host and port to report
-/// in `/varz`).
-type Monitor = Option<(TcpListener, String, u16)>;
+/// Monitoring on a bound listener, with the host and port to report in
+/// `/varz`, over TLS when it has a configuration.
+pub struct MonitorSetup {
+    pub listener: TcpListener,
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+type Monitor = Option<MonitorSetup>;
 
 /// [`serve`], plus HTTP monitoring and TLS for clients.
 pub fn serve_with_monitor<L: Listener>(
@@ -276,12 +336,21 @@ pub fn serve_with_monitor<L: Listener>(
     let accept_tx = tx.clone();
     let acceptor = tokio::spawn(accept_loop(listener, accept_tx));
     let (mon_tx, mon_rx) = mpsc::channel(64);
-    let (http_host, http_port) = match monitor {
-        Some((l, h, p)) => {
-            tokio::spawn(crate::monitor::serve_http(l, mon_tx));
-            (h, p)
+    let mut monitor_tls = None;
+    let (http_host, http_port, https_port) = match monitor {
+        Some(m) => {
+            let (ports, tls) = match m.tls {
+                Some(config) => {
+                    let (tx, rx) = tokio::sync::watch::channel(config);
+                    monitor_tls = Some(tx);
+                    ((0, m.port), Some(rx))
+                }
+                None => ((m.port, 0), None),
+            };
+            tokio::spawn(crate::monitor::serve(m.listener, mon_tx, tls));
+            (m.host, ports.0, ports.1)
         }
-        None => (String::new(), 0),
+        None => (String::new(), 0, 0),
     };
     let core = CoreLoop {
         acceptor: Some(acceptor),
@@ -290,6 +359,8 @@ pub fn serve_with_monitor<L: Listener>(
         mon_rx,
         http_host,
         http_port,
+        https_port,
+        monitor_tls,
         server,
         clock,
         logger,
@@ -347,6 +418,9 @@ struct CoreLoop<S> {
     mon_rx: mpsc::Receiver<crate::monitor::MonitorRequest>,
     http_host: String,
     http_port: u16,
+    https_port: u16,
+    /// HTTPS monitoring's TLS configuration, replaced on a reload.
+    monitor_tls: Option<tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>>,
     server: Server,
     clock: Clock,
     logger: Logger,
@@ -446,6 +520,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             Control::Reload(opts, tls, answer) => {
                 let result = self.server.reload(self.clock.now(), *opts);
                 if result.is_ok() {
+                    // HTTPS monitoring serves the reloaded certificate too.
+                    if let (Some(monitor), Some(t)) = (&self.monitor_tls, &tls)
+                        && let Ok(config) = crate::tls::monitor_config(t)
+                    {
+                        let _ = monitor.send(config);
+                    }
                     self.tls = tls.map(TlsAcceptor::from);
                 }
                 let _ = answer.send(result);
@@ -457,7 +537,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
     fn monitor(&mut self, req: crate::monitor::MonitorRequest) {
         let now = self.clock.now();
         let uptime = Duration::from_nanos(now.instant.as_nanos());
-        let process = crate::monitor::process_info(&self.http_host, self.http_port, uptime);
+        let ports = (self.http_port, self.https_port);
+        let process = crate::monitor::process_info(&self.http_host, ports, uptime);
         let answer = self.server.monitor(now, &req.path, &req.query, &process);
         let _ = req.reply.send(answer);
     }
@@ -532,7 +613,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                     self.server.handle(now, Event::Closed { conn: id });
                 }
             }
-            Inbound::TlsReady(id, generation, read, version, cipher) => {
+            Inbound::TlsReady(id, generation, read, (version, cipher), peer) => {
                 if !self.current(id, generation) {
                     return 0;
                 }
@@ -549,6 +630,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                         conn: id,
                         version,
                         cipher,
+                        peer_cert: peer.as_deref(),
                     },
                 );
             }

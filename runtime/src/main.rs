@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use natrix_core::Server;
+use natrix_core::config::ProcessOptions;
 use natrix_core::server::LogLevel;
 use natrix_runtime::cli::{self, CliError, Command, RunConfig};
-use natrix_runtime::driver::{self, Clock, Control, Running};
+use natrix_runtime::driver::{self, Clock, Control, MonitorListen, Running, StartError};
 use natrix_runtime::logger::Logger;
 use natrix_runtime::tls;
 
@@ -113,7 +114,7 @@ async fn serve(
     ));
     logger.info(&format!("  Name:     {}", server.info().server_name));
     logger.info(&format!("  ID:       {}", server.server_id()));
-    if cfg.options.auth.has_plaintext_passwords() {
+    if cfg.options.has_plaintext_passwords() {
         logger.log(
             natrix_core::server::LogLevel::Warn,
             "Plaintext passwords detected, use nkeys or bcrypt",
@@ -132,28 +133,32 @@ async fn serve(
         );
         return ExitCode::from(1);
     }
-    let mut running = match driver::start(
+    let monitor = match monitor_listen(&cfg.process) {
+        Ok(m) => m,
+        Err(e) => return fatal(&cfg, &format!("Can't start monitoring: {e}")),
+    };
+    let started = driver::start(
         server,
         &cfg.options.host,
         cfg.options.port,
-        (cfg.process.http_host.as_deref(), cfg.process.http_port),
+        monitor,
         tls,
         logger,
         clock,
     )
-    .await
-    {
+    .await;
+    let mut running = match started {
         Ok(r) => r,
-        Err(e) => {
-            let mut l = Logger::stderr(cfg.process.log_time, false, false);
-            l.log(
-                natrix_core::server::LogLevel::Fatal,
-                &format!(
-                    "Error listening on port: {}:{}, \"{e}\"",
-                    cfg.options.host, cfg.options.port
-                ),
+        Err(StartError::Listen(e)) => {
+            let host = &cfg.options.host;
+            let port = cfg.options.port;
+            return fatal(
+                &cfg,
+                &format!("Error listening on port: {host}:{port}, \"{e}\""),
             );
-            return ExitCode::from(1);
+        }
+        Err(StartError::Monitor(e)) => {
+            return fatal(&cfg, &format!("Can't start monitoring: {e}"));
         }
     };
     let ports_file = cfg.process.ports_file_dir.as_ref().map(|dir| {
@@ -191,6 +196,35 @@ async fn serve(
     let mut l = Logger::stderr(cfg.process.log_time, false, false);
     l.info("Server Exiting..");
     code
+}
+
+/// Logs a fatal start error and gives the exit code.
+fn fatal(cfg: &RunConfig, line: &str) -> ExitCode {
+    let mut l = Logger::stderr(cfg.process.log_time, false, false);
+    l.log(LogLevel::Fatal, line);
+    ExitCode::from(1)
+}
+
+/// Where monitoring listens, if anywhere: HTTP or HTTPS, not both, as
+/// nats-server checks it at start.
+fn monitor_listen(p: &ProcessOptions) -> Result<Option<MonitorListen<'_>>, String> {
+    let host = p.http_host.as_deref();
+    match (p.http_port, p.https_port) {
+        (Some(http), Some(https)) => Err(format!(
+            "can't specify both HTTP ({http}) and HTTPs ({https}) ports"
+        )),
+        (Some(port), None) => Ok(Some(MonitorListen {
+            host,
+            port,
+            secure: false,
+        })),
+        (None, Some(port)) => Ok(Some(MonitorListen {
+            host,
+            port,
+            secure: true,
+        })),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Serves until a signal stops the server or lame duck mode ends it, with
@@ -253,6 +287,10 @@ async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
     if old_p.http_port != new_p.http_port {
         let show = |p: Option<u16>| p.map_or("0".into(), |p| p.to_string());
         return refuse("HTTPPort", show(old_p.http_port), show(new_p.http_port));
+    }
+    if old_p.https_port != new_p.https_port {
+        let show = |p: Option<u16>| p.map_or("0".into(), |p| p.to_string());
+        return refuse("HTTPSPort", show(old_p.https_port), show(new_p.https_port));
     }
     if old_p.http_host != new_p.http_host {
         let show = |h: &Option<String>| h.clone().unwrap_or_default();

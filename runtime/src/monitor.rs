@@ -1,10 +1,12 @@
-//! The HTTP monitoring listener (`-m/--http_port`). It only carries
-//! requests to the core task and answers back: the core builds every
-//! answer (`Server::monitor`). What only the process knows — resident
-//! memory, CPU time, cores — is read here from `/proc`.
+//! The monitoring listener (`-m/--http_port`, or `-ms/--https_port` over
+//! TLS with the client certificate). It only carries requests to the core
+//! task and answers back: the core builds every answer (`Server::monitor`).
+//! What only the process knows — resident memory, CPU time, cores — is
+//! read here from `/proc`.
 
 use std::convert::Infallible;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +18,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use natrix_core::server::{MonitorResponse, ProcessInfo};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A monitoring request on its way to the core task.
 pub struct MonitorRequest {
@@ -25,24 +27,49 @@ pub struct MonitorRequest {
     pub reply: oneshot::Sender<MonitorResponse>,
 }
 
-/// Serves HTTP on `listener`, forwarding each request to the core task.
-pub async fn serve_http(listener: TcpListener, to_core: mpsc::Sender<MonitorRequest>) {
+/// Serves HTTP on `listener`, or HTTPS with the configuration `tls` holds
+/// at each accept (a reload replaces it), forwarding each request to the
+/// core task. Clients are not asked for certificates, as in nats-server.
+pub async fn serve(
+    listener: TcpListener,
+    to_core: mpsc::Sender<MonitorRequest>,
+    tls: Option<watch::Receiver<Arc<rustls::ServerConfig>>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let to_core = to_core.clone();
+        let acceptor = tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(Arc::clone(&t.borrow())));
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let to_core = to_core.clone();
-                async move { Ok::<_, Infallible>(answer(req, &to_core).await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match acceptor {
+                None => serve_connection(stream, to_core).await,
+                Some(acceptor) => {
+                    // A failed handshake ends only this connection (nats-server
+                    // logs it at most as an HTTP server error).
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(stream, to_core).await;
+                    }
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, to_core: mpsc::Sender<MonitorRequest>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let to_core = to_core.clone();
+        async move { Ok::<_, Infallible>(answer(req, &to_core).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn answer(
@@ -73,7 +100,12 @@ async fn answer(
 }
 
 /// Resident memory, CPU use since start and cores, from `/proc/self`.
-pub fn process_info(http_host: &str, http_port: u16, uptime: Duration) -> ProcessInfo {
+/// `(http_port, https_port)` are the bound monitoring ports (0: not that one).
+pub fn process_info(
+    http_host: &str,
+    (http_port, https_port): (u16, u16),
+    uptime: Duration,
+) -> ProcessInfo {
     let mem_bytes = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -99,6 +131,7 @@ pub fn process_info(http_host: &str, http_port: u16, uptime: Duration) -> Proces
     ProcessInfo {
         http_host: http_host.to_string(),
         http_port,
+        https_port,
         mem_bytes,
         cpu_percent,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),

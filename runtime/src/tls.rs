@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use natrix_core::auth::{PeerCertificate, SubjectAttribute};
 use natrix_core::config::TlsOptions;
 use natrix_core::server::ConnId;
 use rustls::ServerConfig;
@@ -92,6 +93,19 @@ fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
     let config = builder
         .with_single_cert(chain, key)
         .map_err(|e| pair_error(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// HTTPS monitoring's configuration: the clients' certificate (shared
+/// with their configuration, so it is the one loaded last) without asking
+/// for client certificates, as nats-server's monitor does.
+pub fn monitor_config(client: &ServerConfig) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&client.cert_resolver));
     Ok(Arc::new(config))
 }
 
@@ -222,6 +236,59 @@ fn describe_session(conn: &rustls::ServerConnection) -> (String, String) {
     (version, cipher)
 }
 
+/// The names in the client's leaf certificate that `verify_and_map` can
+/// map to a user: email, DNS and URI alternative names and the subject's
+/// attributes (string values decoded as Go's `encoding/asn1` decodes them).
+fn peer_certificate(conn: &rustls::ServerConnection) -> Option<PeerCertificate> {
+    use x509_parser::extensions::GeneralName;
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let mut peer = PeerCertificate::default();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::RFC822Name(e) => peer.emails.push(e.to_string()),
+                GeneralName::DNSName(d) => peer.dns_names.push(d.to_string()),
+                GeneralName::URI(u) => peer.uris.push(u.to_string()),
+                _ => {}
+            }
+        }
+    }
+    for rdn in cert.subject().iter() {
+        let attributes = rdn
+            .iter()
+            .map(|a| SubjectAttribute {
+                oid: a.attr_type().to_id_string(),
+                value: asn1_string(a.attr_value().tag().0, a.attr_value().data),
+            })
+            .collect();
+        peer.subject.push(attributes);
+    }
+    Some(peer)
+}
+
+/// A value of one of the ASN.1 string types Go reads into a string.
+fn asn1_string(tag: u32, data: &[u8]) -> Option<String> {
+    const UTF8: u32 = 12;
+    const NUMERIC: u32 = 18;
+    const PRINTABLE: u32 = 19;
+    const T61: u32 = 20;
+    const IA5: u32 = 22;
+    const BMP: u32 = 30;
+    match tag {
+        UTF8 | NUMERIC | PRINTABLE | T61 | IA5 => Some(String::from_utf8_lossy(data).into_owned()),
+        BMP if data.len().is_multiple_of(2) => {
+            let units = data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            Some(
+                char::decode_utf16(units)
+                    .map(|c| c.unwrap_or('\u{fffd}'))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// A TLS client connection's task: writes what comes before the
 /// handshake in plaintext, runs the handshake when the core asks
 /// ([`Outbound::StartTls`]), reports it, then goes on as the connection's
@@ -282,9 +349,11 @@ pub(crate) async fn connection<S>(
             let _ = tx.send(Inbound::Closed(id, generation)).await;
         }
         Ok(tls) => {
-            let (version, cipher) = describe_session(tls.get_ref().1);
+            let session = tls.get_ref().1;
+            let (version, cipher) = describe_session(session);
+            let peer = peer_certificate(session).map(Box::new);
             let (read, write) = tokio::io::split(tls);
-            let ready = Inbound::TlsReady(id, generation, read, version, cipher);
+            let ready = Inbound::TlsReady(id, generation, read, (version, cipher), peer);
             if tx.send(ready).await.is_err() {
                 return;
             }

@@ -1,6 +1,8 @@
 //! Shared helpers for the black-box tests of the `natrix` binary: find (or
 //! build) the binary, start it on a free port, stop it.
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -118,4 +120,21 @@ pub fn reference_bin() -> Option<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .find(|p| p.exists())
+}
+
+/// natrix, then nats-server when it is installed (required when
+/// `NATRIX_REQUIRE_REFERENCE` is set): the servers a comparison runs on.
+pub fn servers() -> Vec<(&'static str, PathBuf)> {
+    let mut out = vec![("natrix", natrix_bin())];
+    match reference_bin() {
+        Some(r) => out.push(("nats-server", r)),
+        None => {
+            assert!(
+                std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
+                "nats-server is required but not installed"
+            );
+            eprintln!("nats-server not installed: comparison skipped");
+        }
+    }
+    out
 }

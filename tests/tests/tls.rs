@@ -6,121 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use natrix_tests::{ServerProcess, natrix_bin};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
-/// A certificate authority that signs the server's and a client's
-/// certificates, all written as PEM files into one directory.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("natrix-tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
-        pki.issue("ca", "server", "client");
-        pki
-    }
-
-    /// A CA named `ca` (files `<ca>.pem`), and certificates signed by it:
-    /// `<server>.pem`/`.key` for localhost and 127.0.0.1, `<client>.pem`/
-    /// `.key` for client authentication.
-    fn issue(&self, ca: &str, server: &str, client: &str) {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("natrix test {ca}"));
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        self.write(&format!("{ca}.pem"), &ca_cert.pem());
-        let issuer = Issuer::new(ca_params, ca_key);
-        let leaf = |name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(sans).unwrap();
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &issuer).unwrap();
-            self.write(&format!("{name}.pem"), &cert.pem());
-            self.write(&format!("{name}.key"), &key.serialize_pem());
-        };
-        let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        leaf(server, sans, ExtendedKeyUsagePurpose::ServerAuth);
-        leaf(client, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.join(name), text).unwrap();
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-
-    fn tls_flags(&self) -> Vec<String> {
-        vec![
-            "--tls".into(),
-            "--tlscert".into(),
-            self.arg("server.pem"),
-            "--tlskey".into(),
-            self.arg("server.key"),
-        ]
-    }
-
-    fn verify_flags(&self) -> Vec<String> {
-        vec![
-            "--tlsverify".into(),
-            "--tlscert".into(),
-            self.arg("server.pem"),
-            "--tlskey".into(),
-            self.arg("server.key"),
-            "--tlscacert".into(),
-            self.arg("ca.pem"),
-        ]
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// natrix, then nats-server when it is installed.
-fn servers() -> Vec<(&'static str, PathBuf)> {
-    let mut out = vec![("natrix", natrix_bin())];
-    match natrix_tests::reference_bin() {
-        Some(r) => out.push(("nats-server", r)),
-        None => {
-            assert!(
-                std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
-                "nats-server is required but not installed"
-            );
-            eprintln!("nats-server not installed: comparison skipped");
-        }
-    }
-    out
-}
+use natrix_tests::pki::Pki;
+use natrix_tests::{ServerProcess, natrix_bin, servers};
 
 fn start(bin: &Path, args: &[String]) -> ServerProcess {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -64,6 +64,8 @@ fn main() -> ExitCode {
             "subjects" => subjects(&url).await,
             "keepalive" => keepalive(&url).await,
             "control_line" => control_line(&url).await,
+            "tls" => tls(&url).await,
+            "nkeys" => nkeys(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -730,6 +732,75 @@ async fn auth_token(url: &str) -> Verdict {
         )?,
     }
     Ok(Outcome::Pass)
+}
+
+/// A file the runner made in `$CONFORMANCE_PKI` (certificates, seeds).
+fn pki(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(&std::env::var("CONFORMANCE_PKI").unwrap_or_default()).join(file)
+}
+
+fn read_pki(file: &str) -> Result<String, String> {
+    std::fs::read_to_string(pki(file))
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", pki(file).display()))
+}
+
+async fn tls(url: &str) -> Verdict {
+    let trusting = || {
+        ConnectOptions::new()
+            .add_root_certificates(pki("ca.pem"))
+            .require_tls(true)
+    };
+    let c = connect_with(
+        url,
+        trusting().add_client_certificate(pki("client.pem"), pki("client.key")),
+    )
+    .await?;
+    check("INFO tls_required", c.server_info().tls_required, true)?;
+    let mut sub = subscribe(&c, "cf.tls").await?;
+    round_trip(&c).await?;
+    for i in 0..10 {
+        publish(&c, "cf.tls", format!("tls-{i}")).await?;
+    }
+    for i in 0..10 {
+        let m = next(&format!("message {i}"), &mut sub).await?;
+        check("payload", text(&m), format!("tls-{i}"))?;
+    }
+    let without = trusting()
+        .connection_timeout(Duration::from_secs(2))
+        .max_reconnects(1);
+    let r = within("connect without a certificate", WAIT, without.connect(url)).await?;
+    ensure(r.is_err(), || {
+        "connected without a client certificate".into()
+    })?;
+    Ok(Outcome::Pass)
+}
+
+async fn nkeys(url: &str) -> Verdict {
+    let c = connect_with(url, ConnectOptions::with_nkey(read_pki("user.seed")?)).await?;
+    check("INFO auth_required", c.server_info().auth_required, true)?;
+    let mut sub = subscribe(&c, "cf.nkeys").await?;
+    round_trip(&c).await?;
+    publish(&c, "cf.nkeys", "signed").await?;
+    check(
+        "payload",
+        text(&next("message", &mut sub).await?),
+        "signed".into(),
+    )?;
+    let stranger = ConnectOptions::with_nkey(read_pki("stranger.seed")?)
+        .connection_timeout(Duration::from_secs(2))
+        .max_reconnects(1);
+    match within("connect with an unknown nkey", WAIT, stranger.connect(url)).await? {
+        Ok(_) => Err("an unknown nkey was let in".into()),
+        Err(e) => {
+            check(
+                "error for an unknown nkey",
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation,
+            )?;
+            Ok(Outcome::Pass)
+        }
+    }
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {

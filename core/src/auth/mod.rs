@@ -1,15 +1,18 @@
 //! Client authentication, as nats-server 2.9 checks `CONNECT`: a single
 //! user and password, a token, or a list of users (with passwords, which
 //! may be bcrypt hashes) and nkey users (who sign the server's nonce), each
-//! with optional permissions. JWT, accounts and TLS certificate mapping
-//! come later; a user already names the account it will belong to.
+//! with optional permissions; with `tls { verify_and_map }` a user is
+//! found from the client's certificate instead ([`cert_map`]). JWT and
+//! accounts come later; a user already names the account it will belong to.
 
 pub mod bcrypt;
+pub mod cert_map;
 pub mod permissions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::proto::ConnectOptions;
+pub use cert_map::{CertMapping, MappedBy, PeerCertificate, SubjectAttribute};
 pub use permissions::{ClientPermissions, Permissions, ResponsePermission, SubjectPermission};
 
 /// How clients must authenticate.

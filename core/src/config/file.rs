@@ -45,7 +45,6 @@ impl Problems {
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["allow_non_tls"], "plaintext and TLS clients on one port"),
     (&["ocsp"], "OCSP stapling"),
-    (&["https", "https_port"], "HTTPS monitoring"),
     (&["prof_port"], "profiling"),
     (
         &["max_sub_tokens", "max_subscription_tokens"],
@@ -162,6 +161,12 @@ fn apply_entry(
             process.http_port = Some(port);
         }
         "http_port" | "monitor_port" => process.http_port = Some(f.as_u16_port()?),
+        "https" => {
+            let (host, port) = listen(&f)?;
+            process.http_host = host;
+            process.https_port = Some(port);
+        }
+        "https_port" => process.https_port = Some(f.as_u16_port()?),
         "http_base_path" => opts.http_base_path = f.as_str()?.to_string(),
         "max_control_line" => opts.max_control_line = at_most_i32(&f)?,
         "max_payload" => opts.max_payload = at_most_i32(&f)?,

@@ -36,6 +36,9 @@ pub struct ProcessOptions {
     pub http_host: Option<String>,
     /// `http_port`, `-m`: HTTP monitoring port (0: a free one; `None`: off).
     pub http_port: Option<u16>,
+    /// `https_port`, `https`, `-ms`: the same endpoints over TLS, with the
+    /// certificate of the `tls {}` block (0: a free one; `None`: off).
+    pub https_port: Option<u16>,
 }
 
 impl Default for ProcessOptions {
@@ -50,6 +53,7 @@ impl Default for ProcessOptions {
             remote_syslog: None,
             http_host: None,
             http_port: None,
+            https_port: None,
         }
     }
 }
@@ -70,6 +74,10 @@ pub struct TlsOptions {
     /// Require a client certificate signed by `ca_file` (`verify`,
     /// `--tlsverify`); advertised as `tls_verify` in `INFO`.
     pub verify: bool,
+    /// `verify_and_map`: verify, and take the user a client is from its
+    /// certificate (its email, DNS and URI names, then its subject) instead
+    /// of the credentials in `CONNECT`.
+    pub map: bool,
     /// A handshake not done this long after accept closes the connection.
     pub timeout: Duration,
     /// Handshake before sending `INFO` (nats-server 2.11's client
@@ -89,6 +97,7 @@ impl TlsOptions {
             key_file: key_file.into(),
             ca_file: None,
             verify: false,
+            map: false,
             timeout: DEFAULT_TLS_TIMEOUT,
             handshake_first: false,
             origin: String::new(),
@@ -192,6 +201,19 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Whether a password is kept in plain text (nats-server warns about
+    /// it at start); with `verify_and_map`, users without a password are
+    /// mapped from certificates and do not count.
+    pub fn has_plaintext_passwords(&self) -> bool {
+        match &self.auth {
+            Auth::Users(u) if self.tls.as_ref().is_some_and(|t| t.map) => u
+                .by_name
+                .values()
+                .any(|u| !u.password.is_empty() && !crate::auth::bcrypt::is_bcrypt(&u.password)),
+            auth => auth.has_plaintext_passwords(),
+        }
+    }
+
     /// Whether `INFO` says `auth_required`: auth is on and clients without
     /// credentials are not taken as the `no_auth_user`.
     pub fn advertises_auth(&self) -> bool {

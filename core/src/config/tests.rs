@@ -261,6 +261,32 @@ fn tls_block() {
 }
 
 #[test]
+fn tls_verify_and_map() {
+    let tls = |body: &str| {
+        let (o, _, p) = load(&format!("tls {{ cert_file: a, key_file: b, {body} }}\n"));
+        assert!(p.errors.is_empty(), "{p:?}");
+        let t = o.tls.expect("tls");
+        (t.verify, t.map)
+    };
+    // `true` turns verification on; `false` leaves it as `verify` says.
+    assert_eq!(tls("verify_and_map: true"), (true, true));
+    assert_eq!(tls("verify: true, verify_and_map: false"), (true, false));
+    assert_eq!(tls("verify_and_map: false"), (false, false));
+}
+
+#[test]
+fn https_monitoring_keys() {
+    let (_, p, problems) = load("https: \"127.0.0.1:8443\"\n");
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    assert_eq!(
+        (p.http_host.as_deref(), p.http_port, p.https_port),
+        (Some("127.0.0.1"), None, Some(8443))
+    );
+    let (_, p, _) = load("https_port: -1\n");
+    assert_eq!(p.https_port, Some(0));
+}
+
+#[test]
 fn tls_refusals() {
     let e = |body: &str| errors(&format!("tls {{ cert_file: a, key_file: b, {body} }}\n"));
     assert_eq!(
@@ -270,10 +296,8 @@ fn tls_refusals() {
         ]
     );
     assert_eq!(
-        e("verify_and_map: true"),
-        [
-            "n.conf:1:34: \"verify_and_map\" is not supported yet: natrix does not have users to map client certificates to yet"
-        ]
+        e("verify_and_map: 1"),
+        ["n.conf:1:34: error parsing tls config, expected 'verify_and_map' to be a boolean"]
     );
     assert!(e("verify_and_map: false").is_empty());
     assert!(e("insecure: true").is_empty());

@@ -105,14 +105,11 @@ pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
             "insecure" => {
                 expect_bool(&f, "a boolean")?;
             }
+            // As in nats-server, `true` turns verification on and `false`
+            // leaves it as `verify` says.
             "verify_and_map" => {
-                if expect_bool(&f, "a boolean")? {
-                    return Err(tls_error(
-                        &f,
-                        "\"verify_and_map\" is not supported yet: natrix does not have \
-                         users to map client certificates to yet",
-                    ));
-                }
+                tls.map = expect_bool(&f, "a boolean")?;
+                tls.verify |= tls.map;
             }
             "verify_cert_and_check_known_urls" => {
                 if expect_bool(&f, "a boolean")? {

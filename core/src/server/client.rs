@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 
 use super::timers::Timer;
 use super::{CloseReason, ConnId, LogLevel, Server, SubId};
-use crate::auth::{Auth, ClientPermissions};
+use crate::auth::{Auth, CertMapping, ClientPermissions, MappedBy};
 use crate::proto::{Limits, Op, ParseError, Parser, encode};
 use crate::sublist::InsertError;
 
@@ -107,20 +107,28 @@ impl Server {
     }
 
     /// Checks a client's credentials and, if they are good, gives it its
-    /// user's permissions. A client that sent none is taken as the
-    /// `no_auth_user`, if there is one.
+    /// user's permissions. With `verify_and_map` the user comes from the
+    /// client's certificate (a user name in `CONNECT` is ignored); else a
+    /// client that sent none is taken as the `no_auth_user`, if there is one.
     pub(crate) fn authenticate(&mut self, id: ConnId) -> bool {
-        let c = &mut self.conns[id.0];
-        if let Auth::Users(users) = &self.opts.auth
-            && !self.opts.no_auth_user.is_empty()
-            && c.opts.user.is_empty()
-            && c.opts.pass.is_empty()
-            && c.opts.auth_token.is_empty()
-            && let Some(user) = users.by_name.get(&self.opts.no_auth_user)
-        {
-            c.opts.user = self.opts.no_auth_user.clone();
-            c.opts.pass = user.password.clone();
+        if self.maps_certificates(id) {
+            if !self.map_certificate(id) {
+                return false;
+            }
+        } else {
+            let c = &mut self.conns[id.0];
+            if let Auth::Users(users) = &self.opts.auth
+                && !self.opts.no_auth_user.is_empty()
+                && c.opts.user.is_empty()
+                && c.opts.pass.is_empty()
+                && c.opts.auth_token.is_empty()
+                && let Some(user) = users.by_name.get(&self.opts.no_auth_user)
+            {
+                c.opts.user = self.opts.no_auth_user.clone();
+                c.opts.pass = user.password.clone();
+            }
         }
+        let c = &mut self.conns[id.0];
         let Some(login) = self.opts.auth.authenticate(&c.opts, c.nonce.as_bytes()) else {
             return false;
         };
@@ -130,6 +138,64 @@ impl Server {
             .user(&login)
             .and_then(|u| u.permissions.as_ref())
             .map(|p| Box::new(ClientPermissions::new(&p.normalized())));
+        true
+    }
+
+    /// Whether this client's user is taken from its certificate: with
+    /// `verify_and_map`, a users list, and no nkey to log in by.
+    fn maps_certificates(&self, id: ConnId) -> bool {
+        let nkey_login = |u: &crate::auth::Users| {
+            !u.by_nkey.is_empty() && !self.conns[id.0].opts.nkey.is_empty()
+        };
+        self.opts.tls.as_ref().is_some_and(|t| t.map)
+            && matches!(&self.opts.auth, Auth::Users(u) if !u.by_name.is_empty() && !nkey_login(u))
+    }
+
+    /// Puts the user the client's certificate maps to in its `CONNECT`
+    /// options (the password is checked as for any user: nats-server
+    /// compares the user's, normally empty, with the one sent); false when
+    /// it maps to no one.
+    fn map_certificate(&mut self, id: ConnId) -> bool {
+        let Auth::Users(users) = &self.opts.auth else {
+            return false;
+        };
+        let Some(cert) = self.conns[id.0].peer_cert.as_deref() else {
+            self.debug(id, || {
+                "User required in cert, no peer certificates found".to_string()
+            });
+            return false;
+        };
+        let (user, by) = match users.map_certificate(cert) {
+            CertMapping::User(user, by) => (user, by),
+            CertMapping::NoIdentity => {
+                self.debug(id, || "User required in cert, none found".to_string());
+                return false;
+            }
+            CertMapping::NotFound { subject } => {
+                self.debug(id, || {
+                    format!("User in cert [{}], not found", go_quote(subject.as_bytes()))
+                });
+                return false;
+            }
+        };
+        let how = match by {
+            MappedBy::Email => "Using email found in cert for auth",
+            MappedBy::DnsName => "Using SAN found in cert for auth",
+            MappedBy::Uri => "Using URI found in cert for auth",
+            MappedBy::DistinguishedName => "Using DistinguishedNameMatch for auth",
+            MappedBy::SubjectWithDomainComponents => "Using RDNSequence for auth",
+            MappedBy::Subject => "Using certificate subject for auth",
+        };
+        let quoted = go_quote(user.as_bytes());
+        self.debug(id, || format!("{how} [{quoted}]"));
+        let sent = std::mem::replace(&mut self.conns[id.0].opts.user, user);
+        if !sent.is_empty() {
+            let line = format!(
+                "User {} found in connect proto, but user required from cert",
+                go_quote(sent.as_bytes())
+            );
+            self.log(LogLevel::Warn, line);
+        }
         true
     }
 

@@ -113,6 +113,9 @@ pub(crate) struct Conn {
     pub tls_pending: Option<ConnId>,
     /// The TLS version and cipher suite, once the handshake is done.
     pub tls: Option<(String, String)>,
+    /// The names in the client's certificate (`verify_and_map` maps them
+    /// to a user, again on every reload).
+    pub peer_cert: Option<Box<crate::auth::PeerCertificate>>,
 }
 
 impl Conn {
@@ -148,6 +151,7 @@ impl Conn {
             paused_until: None,
             tls_pending: None,
             tls: None,
+            peer_cert: None,
         }
     }
 

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use slab::Slab;
 
+use crate::auth::PeerCertificate;
 use crate::config::Options;
 use crate::proto::ServerInfo;
 use crate::proto::encode;
@@ -55,11 +56,14 @@ pub enum Event<'a> {
     Tick,
     /// The TLS handshake the server asked for with [`Action::StartTls`]
     /// is done: bytes from now on are the decrypted stream. `version`
-    /// and `cipher` are shown by monitoring and in the debug log.
+    /// and `cipher` are shown by monitoring and in the debug log;
+    /// `peer_cert` holds the names in the client's certificate, if it sent
+    /// one (`verify_and_map` finds the client's user by them).
     TlsReady {
         conn: ConnId,
         version: &'a str,
         cipher: &'a str,
+        peer_cert: Option<&'a PeerCertificate>,
     },
     /// The TLS handshake failed; `error` says why (for the log).
     TlsFailed { conn: ConnId, error: &'a str },
@@ -372,7 +376,8 @@ impl Server {
                 conn,
                 version,
                 cipher,
-            } => self.on_tls_ready(conn, version, cipher),
+                peer_cert,
+            } => self.on_tls_ready(conn, version, cipher, peer_cert),
             Event::TlsFailed { conn, error } => self.on_tls_failed(conn, error),
         }
         self.flush_dirty();

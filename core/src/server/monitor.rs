@@ -23,7 +23,9 @@ use crate::time::{Now, go_duration, rfc3339_nanos};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcessInfo {
     pub http_host: String,
+    /// The bound monitoring port: HTTP's, or HTTPS's (0: not that one).
     pub http_port: u16,
+    pub https_port: u16,
     /// Resident memory, bytes.
     pub mem_bytes: u64,
     /// CPU use, percent of one core.
@@ -331,7 +333,7 @@ impl Server {
             "http_host": p.http_host,
             "http_port": p.http_port,
             "http_base_path": o.http_base_path,
-            "https_port": 0,
+            "https_port": p.https_port,
             "auth_timeout": o.auth_timeout().as_secs_f64(),
             "max_control_line": o.max_control_line,
             "max_payload": o.max_payload,

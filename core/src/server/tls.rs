@@ -9,6 +9,7 @@
 //! authentication and ping timers start after the handshake.
 
 use super::{Action, CloseReason, ConnId, LogLevel, Server, timers::Timer};
+use crate::auth::PeerCertificate;
 
 impl Server {
     /// Marks a new connection as waiting for its handshake and times it.
@@ -28,7 +29,13 @@ impl Server {
         }
     }
 
-    pub(super) fn on_tls_ready(&mut self, id: ConnId, version: &str, cipher: &str) {
+    pub(super) fn on_tls_ready(
+        &mut self,
+        id: ConnId,
+        version: &str,
+        cipher: &str,
+        peer_cert: Option<&PeerCertificate>,
+    ) {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
@@ -36,6 +43,7 @@ impl Server {
             return;
         }
         c.tls = Some((version.to_string(), cipher.to_string()));
+        c.peer_cert = peer_cert.map(|p| Box::new(p.clone()));
         self.set_deadline(id, Timer::Tls, None);
         self.arm_client_timers(id);
         self.debug(id, || "TLS handshake complete".to_string());

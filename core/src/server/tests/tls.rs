@@ -41,6 +41,7 @@ fn info_goes_out_in_plaintext_then_the_handshake_starts() {
             conn: id,
             version: "1.3",
             cipher: "TLS_AES_128_GCM_SHA256",
+            peer_cert: None,
         },
     );
     h.drain();
@@ -105,6 +106,7 @@ fn a_handshake_that_fails_or_takes_too_long_closes_silently() {
             conn: slow,
             version: "1.3",
             cipher: "x",
+            peer_cert: None,
         },
     );
     h.drain();
@@ -124,6 +126,7 @@ fn auth_timer_starts_after_the_handshake_with_tls_timeout_plus_one_second() {
             conn: id,
             version: "1.2",
             cipher: "x",
+            peer_cert: None,
         },
     );
     h.drain();
@@ -174,4 +177,89 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
     h.drain();
     assert!(!h.server.awaits_tls(id));
     assert!(info_json(&h.out(id)).get("tls_required").is_none());
+}
+
+/// A TLS server with `verify_and_map` and these users (no passwords).
+fn mapping_server(users: &[(&str, Option<crate::auth::Permissions>)]) -> Harness {
+    let mut tls = TlsOptions::new("c.pem", "k.pem");
+    tls.verify = true;
+    tls.map = true;
+    let mut opts = tls_opts(tls);
+    opts.debug = true;
+    let mut u = crate::auth::Users::default();
+    for (name, permissions) in users {
+        let user = crate::auth::User {
+            permissions: permissions.clone(),
+            ..crate::auth::User::default()
+        };
+        u.by_name.insert(name.to_string(), user);
+    }
+    opts.auth = crate::auth::Auth::Users(u);
+    Harness::new(opts)
+}
+
+/// Accepts a client whose certificate has common name `cn` and sends
+/// `connect`.
+fn mapped_client(h: &mut Harness, cn: &str, connect: &str) -> ConnId {
+    let id = h.accept();
+    let cert = crate::auth::PeerCertificate {
+        subject: vec![vec![crate::auth::SubjectAttribute::new("2.5.4.3", cn)]],
+        ..Default::default()
+    };
+    h.server.handle(
+        now_at(h.now_ns),
+        Event::TlsReady {
+            conn: id,
+            version: "1.3",
+            cipher: "x",
+            peer_cert: Some(&cert),
+        },
+    );
+    h.drain();
+    h.send(id, &format!("CONNECT {connect}\r\nPING\r\n"));
+    id
+}
+
+#[test]
+fn verify_and_map_takes_the_user_and_permissions_from_the_certificate() {
+    let perms = crate::auth::Permissions {
+        publish: Some(crate::auth::SubjectPermission {
+            allow: Some(vec!["ok.>".into()]),
+            deny: Vec::new(),
+        }),
+        ..Default::default()
+    };
+    let mut h = mapping_server(&[("CN=alice", Some(perms)), ("bob", None)]);
+    // The user name sent is ignored (and warned about): the certificate wins.
+    let alice = mapped_client(&mut h, "alice", r#"{"user":"bob"}"#);
+    assert!(h.out(alice).ends_with("PONG\r\n"), "{}", h.out(alice));
+    assert!(h.close_reason(alice).is_none());
+    h.send(
+        alice,
+        "SUB ok.x 1\r\nPUB no 0\r\n\r\nPUB ok.x 2\r\nhi\r\nPING\r\n",
+    );
+    let out = h.out(alice);
+    assert!(
+        out.contains("Permissions Violation for Publish to \"no\""),
+        "{out}"
+    );
+    assert!(out.contains("MSG ok.x 1 2\r\nhi\r\n"), "{out}");
+    let logged = |h: &Harness, line: &str| h.logs.iter().any(|l| l.ends_with(line));
+    assert!(logged(
+        &h,
+        "User \"bob\" found in connect proto, but user required from cert"
+    ));
+    assert!(logged(
+        &h,
+        "Using DistinguishedNameMatch for auth [\"CN=alice\"]"
+    ));
+    // A certificate that maps to no user is refused, even with a good
+    // user name in CONNECT.
+    let carol = mapped_client(&mut h, "carol", r#"{"user":"bob"}"#);
+    assert!(h.out(carol).contains("-ERR 'Authorization Violation'"));
+    assert_eq!(
+        h.close_reason(carol),
+        Some(CloseReason::AuthenticationViolation)
+    );
+    assert!(logged(&h, "User in cert [\"CN=carol\"], not found"));
 }
