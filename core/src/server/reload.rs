@@ -250,7 +250,11 @@ impl Server {
         for line in lines {
             self.log(LogLevel::Info, line);
         }
-        if accounts_changed {
+        let moved = self
+            .live_clients()
+            .into_iter()
+            .any(|id| self.account_of_user(id) != self.conns[id.0].account);
+        if accounts_changed || moved {
             self.rebuild_accounts();
         }
         self.recheck_authorization();
