@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use super::authorization::{go_type, parse_permissions, parse_users, unknown};
+use super::authorization::{NamedUsers, go_type, parse_permissions, parse_users, unknown};
 use crate::account::{self, AccountConfig, AccountLimits, ExportAuth, ResponseType};
-use crate::auth::{Auth, User, Users};
+use crate::auth::{Auth, Users};
 use crate::conf::{ConfError, Entry, Field, Item, Value};
 
 struct PendingExport {
@@ -129,7 +129,7 @@ fn parse_account(
     let Value::Map(map) = &e.value.value else {
         return;
     };
-    let mut users: Option<(Vec<(String, User)>, Vec<(String, User)>, &Entry)> = None;
+    let mut users: Option<(NamedUsers, NamedUsers, &Entry)> = None;
     let mut default_permissions = None;
     for k in map {
         let f = k.field();
