@@ -16,6 +16,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod account;
 pub mod auth;
 pub mod conf;
 pub mod config;

@@ -99,8 +99,8 @@ fn test_mode_reports_what_nats_server_reports() {
                 v.sort();
                 v
             };
-            let same = lines(&ours.1) == lines(&theirs.1)
-                || ours.1.ends_with(&format!(": {}", theirs.1));
+            let same =
+                lines(&ours.1) == lines(&theirs.1) || ours.1.ends_with(&format!(": {}", theirs.1));
             assert!(
                 ours.0 == theirs.0 && same,
                 "{name}:\n natrix:      {ours:?}\n nats-server: {theirs:?}"

@@ -23,7 +23,7 @@ pub struct Authorization {
 }
 
 /// Go's `%T` for a configuration value.
-fn go_type(v: &Value) -> &'static str {
+pub(super) fn go_type(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "string",
         Value::Integer(_) => "int64",
@@ -40,7 +40,7 @@ fn unplaced(pos: &Pos, reason: String) -> ConfError {
     ConfError::new(pos.clone(), reason.clone(), reason)
 }
 
-fn unknown(e: &Entry) -> ConfError {
+pub(super) fn unknown(e: &Entry) -> ConfError {
     ConfError::at(&e.key_pos, format!("unknown field {:?}", e.key))
 }
 
@@ -162,10 +162,10 @@ fn entry_pos<'a>(item: &'a Item, map: &'a Map) -> &'a Pos {
     map.iter().last().map_or(&item.pos, |e| &e.key_pos)
 }
 
-type NamedUsers = Vec<(String, User)>;
+pub(super) type NamedUsers = Vec<(String, User)>;
 
 /// `users: [...]`: users by name and nkey users, in the order written.
-fn parse_users(
+pub(super) fn parse_users(
     f: &Field<'_>,
     errors: &mut Vec<ConfError>,
 ) -> Result<(NamedUsers, NamedUsers), ConfError> {
@@ -240,7 +240,7 @@ fn parse_users(
 }
 
 /// Go's `%v` of a value, for the few messages that print one.
-fn go_value(v: &Value) -> String {
+pub(super) fn go_value(v: &Value) -> String {
     match v {
         Value::String(s) | Value::Datetime(s) => s.clone(),
         Value::Integer(n) => n.to_string(),

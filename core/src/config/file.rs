@@ -50,7 +50,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         &["max_sub_tokens", "max_subscription_tokens"],
         "a subscription token limit",
     ),
-    (&["accounts", "system_account"], "accounts"),
     (
         &[
             "operator",
@@ -88,14 +87,19 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "connect_error_reports",
     "reconnect_error_reports",
     "server_tags",
-    "no_system_account",
     "logtime_utc",
 ];
 
 /// Applies every top-level key of `map` to `opts` and `process`.
 pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Problems {
     let mut p = Problems::default();
+    let mut accounts = None;
     for entry in map {
+        if entry.key.eq_ignore_ascii_case("accounts") {
+            // Read last: its users join those of `authorization`.
+            accounts = Some(entry);
+            continue;
+        }
         if entry.key.eq_ignore_ascii_case("authorization") {
             if let Some(a) = super::authorization::parse(entry, &mut p.errors) {
                 opts.auth = a.auth;
@@ -108,6 +112,9 @@ pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Pro
         if let Err(e) = apply_entry(entry, opts, process, &mut p.warnings) {
             p.errors.push(e);
         }
+    }
+    if let Some(entry) = accounts {
+        opts.accounts = super::accounts::parse(entry, &mut opts.auth, &mut p.errors);
     }
     p
 }
@@ -216,6 +223,16 @@ fn apply_entry(
         "mappings" | "maps" => opts.mappings = mappings(entry)?,
         "tls" => opts.tls = Some(super::tls::block(entry)?),
         "no_auth_user" => opts.no_auth_user = f.as_str()?.to_string(),
+        "system_account" | "system" => {
+            let Value::String(name) = f.value else {
+                return Err(ConfError::at(
+                    f.pos,
+                    "system account name must be a string".to_string(),
+                ));
+            };
+            opts.system_account = Some(name.clone());
+        }
+        "no_system_account" | "no_system" | "no_sys_acc" => opts.no_system_account = f.as_bool()?,
         k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {}
         k => {
             if let Some((_, feature)) = NOT_YET.iter().find(|(keys, _)| keys.contains(&k)) {
@@ -291,7 +308,7 @@ fn strict_duration(f: &Field<'_>) -> Result<Duration, ConfError> {
 }
 
 /// `mappings { src: dest, src: [{destination, weight}, ...], src: {..} }`.
-fn mappings(entry: &Entry) -> Result<Mappings, ConfError> {
+pub(super) fn mappings(entry: &Entry) -> Result<Mappings, ConfError> {
     let block = entry.field().as_map()?;
     let mut out = Mappings::default();
     for e in block {

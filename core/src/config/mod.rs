@@ -4,6 +4,7 @@
 //! ([`file::apply`], nats.conf or TOML) and then from command-line flags,
 //! which win, as in nats-server. The core only reads them.
 
+mod accounts;
 mod authorization;
 pub mod file;
 #[cfg(test)]
@@ -139,6 +140,13 @@ pub struct Options {
     /// Closed connections remembered for monitoring (`max_closed_clients`).
     pub max_closed_clients: usize,
     pub disable_sublist_cache: bool,
+    /// The configured accounts (`accounts {}`), without `$G`.
+    pub accounts: Vec<crate::account::AccountConfig>,
+    /// `system_account`: the account of the system's own subjects (`None`:
+    /// `$SYS`, created unless configured or turned off).
+    pub system_account: Option<String>,
+    /// `no_system_account`: no `$SYS` account is created.
+    pub no_system_account: bool,
     /// Subject mappings of the global account (`mappings {}`).
     pub mappings: crate::mapping::Mappings,
     /// Monitoring endpoints are served under this path (`http_base_path`).
@@ -191,6 +199,9 @@ impl Default for Options {
             disable_sublist_cache: false,
             http_base_path: String::new(),
             mappings: crate::mapping::Mappings::default(),
+            accounts: Vec::new(),
+            system_account: None,
+            no_system_account: false,
             debug: false,
             trace: false,
             max_traced_msg_len: 0,
@@ -223,6 +234,12 @@ impl Options {
     /// Checks settings that only make sense together, as nats-server does
     /// before starting (and before reloading).
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(name) = &self.system_account
+            && name != crate::account::GLOBAL_ACCOUNT
+            && !self.accounts.iter().any(|a| &a.name == name)
+        {
+            return Err("error resolving system account: account missing".to_string());
+        }
         if self.no_auth_user.is_empty() {
             return Ok(());
         }

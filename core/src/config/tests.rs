@@ -140,10 +140,6 @@ fn refusals_name_the_key_and_the_place() {
         ]
     );
     assert_eq!(
-        errors("accounts { A: {} }\n"),
-        ["n.conf:1:1: \"accounts\" is not supported yet: natrix does not have accounts yet"]
-    );
-    assert_eq!(
         errors("authorization { user: a, pass: b, foo: 1 }\n"),
         ["n.conf:1:35: unknown field \"foo\""]
     );
@@ -425,5 +421,130 @@ fn authorization_problems_are_collected_with_nats_server_texts() {
             "no_auth_user: \"x\" not present as user in authorization block or account configuration"
                 .into()
         )
+    );
+}
+
+/// nats-server 2.9.10's `-t` texts for the same files (placed at the
+/// `accounts` key, in its column numbering).
+fn nats_errors(text: &str) -> Vec<String> {
+    load(text)
+        .2
+        .errors
+        .iter()
+        .map(|e| e.nats_server_text().to_string())
+        .collect()
+}
+
+#[test]
+fn accounts_with_users_exports_and_imports() {
+    let (o, _, problems) = load(
+        r#"
+        authorization { users: [{user: g, password: g}] }
+        accounts {
+          A: {
+            users: [{user: a, password: a}]
+            exports: [
+              {stream: "x.>", accounts: [B]}
+              {service: "req.>"}
+              {service: "str.>", response_type: stream, threshold: "5s"}
+            ]
+            limits: { max_connections: 2, max_subs: 3, max_payload: 100 }
+          }
+          B: {
+            users: [{user: b, password: b}]
+            default_permissions: { publish: "local" }
+            imports: [
+              {stream: {account: A, subject: "x.>"}, prefix: "p"}
+              {service: {account: A, subject: "req.x"}, to: "local"}
+              {service: {account: A, subject: "str.>"}}
+            ]
+          }
+        }
+        system_account: A
+        "#,
+    );
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    assert_eq!(o.system_account.as_deref(), Some("A"));
+    let crate::auth::Auth::Users(users) = &o.auth else {
+        panic!("users")
+    };
+    assert_eq!(users.by_name["g"].account, None);
+    assert_eq!(users.by_name["a"].account.as_deref(), Some("A"));
+    assert!(users.by_name["b"].permissions.is_some());
+    let (a, b) = (&o.accounts[0], &o.accounts[1]);
+    assert_eq!(a.limits.max_connections, 2);
+    assert_eq!(a.limits.max_subscriptions, 3);
+    assert_eq!(a.service_exports[1].threshold, Duration::from_secs(5));
+    assert_eq!(
+        a.service_exports[1].response_type,
+        crate::account::ResponseType::Stream
+    );
+    assert_eq!(b.stream_imports[0].to, "p.x.>");
+    assert_eq!(b.service_imports[0].from, "local");
+    assert_eq!(b.service_imports[0].to, "req.x");
+    assert!(o.validate().is_ok());
+}
+
+#[test]
+fn account_errors_as_nats_server_words_them() {
+    let bad = "accounts {
+  A: { users: [{user: a, password: a}], exports: [{stream: \"x.>\", accounts: [B]}] }
+  B: { imports: [
+      {stream: {account: A, subject: \"y.>\"}, prefix: \"p\"}
+      {service: {account: A, subject: \"req.x\"}, to: \"local\"}
+      {stream: {account: C, subject: \"y.>\"}}
+  ] }
+}
+";
+    // nats-server lists them in the order it adds them (streams first).
+    assert_eq!(
+        nats_errors(bad),
+        [
+            "n.conf:1:0: Error adding stream import \"y.>\": stream import not authorized",
+            "n.conf:1:0: \"C\" account not defined for stream import",
+            "n.conf:1:0: Error adding service import \"req.x\": service import not authorized",
+        ]
+    );
+    let shifted = format!("port: 4222\n\n{bad}");
+    assert_eq!(
+        nats_errors(&shifted)[0],
+        "n.conf:3:1: Error adding stream import \"y.>\": stream import not authorized"
+    );
+    let cycle = "accounts {
+ A: {exports: [{service: \"q\"}], imports: [{service: {account: B, subject: \"q\"}}]}
+ B: {exports: [{service: \"q\"}], imports: [{service: {account: A, subject: \"q\"}}]}
+}
+";
+    assert_eq!(
+        nats_errors(cycle),
+        ["n.conf:1:0: Error adding service import \"q\": import forms a cycle"]
+    );
+    let cycle = cycle.replace("service", "stream");
+    assert_eq!(
+        nats_errors(&cycle),
+        ["n.conf:1:0: Error adding stream import \"q\": import forms a cycle"]
+    );
+    // (nats-server reads the two blocks in a random order; this is the
+    // text it gives when it reads `authorization` first.)
+    assert_eq!(
+        nats_errors(
+            "authorization { user: u, password: p }\naccounts { A: { users: [{user: a, password: a}] } }\n"
+        ),
+        ["n.conf:2:17: Can not have a single user/pass and accounts"]
+    );
+    assert_eq!(
+        nats_errors("accounts { $G: {} }\n"),
+        ["n.conf:1:11: \"$G\" is a Reserved Account"]
+    );
+    assert_eq!(
+        nats_errors("accounts { A: { limits: { max_foo: 1 } } }\n"),
+        ["n.conf:1:26: Unknown field \"max_foo\" parsing account limits"]
+    );
+    // Starting, not -t, refuses a system account that does not exist.
+    let (o, _, problems) = load("system_account: FOO\n");
+    assert!(problems.errors.is_empty());
+    assert_eq!(
+        o.validate(),
+        Err("error resolving system account: account missing".to_string())
     );
 }

@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 
 use super::timers::Timer;
-use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::auth::{Auth, CertMapping, ClientPermissions, MappedBy};
 use crate::proto::{Limits, Op, ParseError, Parser, encode};
 use crate::sublist::InsertError;
@@ -20,7 +20,7 @@ impl Server {
         let c = &self.conns[id.0];
         Limits {
             max_control_line: self.opts.max_control_line as usize,
-            max_payload: Some(u64::from(self.opts.max_payload)),
+            max_payload: Some(u64::from(c.max_payload.unwrap_or(self.opts.max_payload))),
             headers: c.headers,
             awaiting_auth: c.awaiting_auth,
         }
@@ -132,12 +132,54 @@ impl Server {
         let Some(login) = self.opts.auth.authenticate(&c.opts, c.nonce.as_bytes()) else {
             return false;
         };
-        c.perms = self
-            .opts
-            .auth
-            .user(&login)
+        let user = self.opts.auth.user(&login);
+        c.perms = user
             .and_then(|u| u.permissions.as_ref())
             .map(|p| Box::new(ClientPermissions::new(&p.normalized())));
+        let account = user.and_then(|u| u.account.clone());
+        let account = match account {
+            Some(name) => self.account_id(&name).unwrap_or(AccountId::GLOBAL),
+            None => AccountId::GLOBAL,
+        };
+        self.conns[id.0].account = account;
+        true
+    }
+
+    /// Counts a client that passed `CONNECT` in its account and gives it
+    /// the account's limits. False if the account is full (the client has
+    /// been told and is closing).
+    fn register_with_account(&mut self, id: ConnId) -> bool {
+        let account = self.conns[id.0].account;
+        let acc = &self.accounts[account.0 as usize];
+        let limits = acc.limits;
+        if limits.max_connections >= 0 && acc.num_conns as i64 >= limits.max_connections {
+            let text = "maximum account active connections exceeded";
+            self.conn_log(LogLevel::Error, id, text);
+            self.send_err(id, text);
+            self.close(id, CloseReason::MaxAccountConnectionsExceeded, true);
+            return false;
+        }
+        self.accounts[account.0 as usize].num_conns += 1;
+        let server_payload = i64::from(self.opts.max_payload);
+        let server_subs = match self.opts.max_subscriptions {
+            0 => -1,
+            n => i64::from(n),
+        };
+        let min = |a: i64, b: i64| match (a, b) {
+            (-1, b) => b,
+            (a, -1) => a,
+            (a, b) => a.min(b),
+        };
+        let c = &mut self.conns[id.0];
+        c.registered = true;
+        c.max_subs = min(limits.max_subscriptions, server_subs);
+        let payload = min(limits.max_payload, server_payload);
+        c.max_payload = (payload != server_payload).then(|| payload.max(0) as u32);
+        if c.max_subs >= 0 && c.subs.len() as i64 >= c.max_subs {
+            self.send_err(id, "maximum subscriptions exceeded");
+            self.close(id, CloseReason::MaxSubscriptionsExceeded, true);
+            return false;
+        }
         true
     }
 
@@ -291,6 +333,9 @@ impl Server {
             return Flow::Break(());
         }
         self.conns[id.0].awaiting_auth = false;
+        if !self.conns[id.0].registered && !self.register_with_account(id) {
+            return Flow::Break(());
+        }
         let c = &self.conns[id.0];
         if !(0..=PROTO_MAX).contains(&c.opts.protocol) {
             self.send_err(id, "invalid client protocol");
@@ -314,8 +359,20 @@ impl Server {
         let now = self.now.instant;
         let c = &mut self.conns[id.0];
         c.last_ping_in = Some(now);
-        if c.connect_received {
+        if c.connect_received && !c.first_pong_sent {
             c.first_pong_sent = true;
+            // An account limit made the payload limit smaller than the
+            // first INFO said: say it again (after the PONG).
+            if let Some(max) = c.max_payload {
+                let mut info = self.info.clone();
+                info.client_id = c.cid;
+                info.client_ip = c.peer.ip().to_string();
+                info.nonce = String::new();
+                info.max_payload = i32::try_from(max).unwrap_or(i32::MAX);
+                let mut out = Vec::new();
+                info.encode_into(&mut out);
+                self.send(id, &out);
+            }
         }
     }
 
@@ -331,8 +388,15 @@ impl Server {
             return;
         }
         let c = &self.conns[id.0];
-        let max = self.opts.max_subscriptions;
-        if max > 0 && c.subs.len() >= max as usize {
+        let max = if c.registered {
+            c.max_subs
+        } else {
+            match self.opts.max_subscriptions {
+                0 => -1,
+                n => i64::from(n),
+            }
+        };
+        if max >= 0 && c.subs.len() as i64 >= max {
             self.send_err(id, "maximum subscriptions exceeded");
             return;
         }
@@ -363,8 +427,11 @@ impl Server {
             sid: sid.into(),
             max: 0,
             delivered: 0,
+            shadow: None,
+            shadows: Vec::new(),
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
+        self.add_shadow_subs(account, handle);
         if verbose {
             self.send_ok(id);
         }

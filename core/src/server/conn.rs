@@ -29,7 +29,8 @@ pub enum ConnKind {
 pub struct AccountId(pub(crate) u32);
 
 impl AccountId {
-    /// The global account `$G`, home of every client until accounts exist.
+    /// The global account `$G`, home of every client whose user names no
+    /// other account.
     pub const GLOBAL: AccountId = AccountId(0);
 }
 
@@ -53,6 +54,21 @@ pub(crate) struct Subscription {
     /// Auto-unsubscribe after this many deliveries; 0 is no limit.
     pub max: u64,
     pub delivered: u64,
+    /// Set for a shadow subscription: a client's subscription copied into
+    /// an exporting account for a stream import.
+    pub shadow: Option<Shadow>,
+    /// The shadow subscriptions of this one.
+    pub shadows: Vec<SubId>,
+}
+
+/// Where a shadow subscription comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shadow {
+    /// The client's own subscription (which counts the deliveries).
+    pub parent: SubId,
+    /// The importing account and its stream import.
+    pub importer: AccountId,
+    pub import: usize,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +132,13 @@ pub(crate) struct Conn {
     /// The names in the client's certificate (`verify_and_map` maps them
     /// to a user, again on every reload).
     pub peer_cert: Option<Box<crate::auth::PeerCertificate>>,
+    /// Counted in its account's connections (from `CONNECT` on).
+    pub registered: bool,
+    /// The smaller of the server's and the account's payload limit, when
+    /// the account's is smaller.
+    pub max_payload: Option<u32>,
+    /// Subscription limit from the server and the account (-1: none).
+    pub max_subs: i64,
 }
 
 impl Conn {
@@ -152,6 +175,9 @@ impl Conn {
             tls_pending: None,
             tls: None,
             peer_cert: None,
+            registered: false,
+            max_payload: None,
+            max_subs: -1,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::proto::Pub;
 use crate::proto::encode::{self, Delivery};
 use rand_core::Rng;
 
+use super::accounts::Route;
 use crate::mapping::Mapped;
 use crate::subject;
 use crate::sublist::Matches;
@@ -80,6 +81,9 @@ impl Server {
             self.send_ok(id);
         }
         let account = self.conns[id.0].account;
+        let stats = &mut self.accounts[account.0 as usize].stats;
+        stats.received_msgs += 1;
+        stats.received_bytes += p.payload.len() as u64;
         let acc = &self.accounts[account.0 as usize];
         let mapped = if acc.mappings.is_empty() {
             Mapped::Unchanged
@@ -96,13 +100,7 @@ impl Server {
             }
             Mapped::Dropped => return,
         };
-        let delivered = match self.accounts[account.0 as usize]
-            .sublist
-            .interest(p.subject)
-        {
-            Some(matches) => self.deliver_all(id, p, &matches),
-            None => false,
-        };
+        let delivered = self.route(id, account, p, &mut Route::default());
         if !delivered
             && let Some(reply) = p.reply
             && self.conns[id.0].opts.no_responders
@@ -135,27 +133,53 @@ impl Server {
             .map(|s| s.sid.clone())
     }
 
-    fn deliver_all(
+    pub(crate) fn deliver_all(
         &mut self,
         publisher: ConnId,
         p: &Pub<'_>,
         matches: &Arc<Matches<SubId>>,
+        from_service: bool,
     ) -> bool {
         let mut delivered = false;
         for &h in &matches.plain {
-            delivered |= self.deliver(publisher, h, p);
+            delivered |= self.deliver_or_shadow(publisher, h, p, from_service);
         }
         for group in &matches.queues {
             let n = group.members.len();
             let start = if n > 1 { self.random_below(n) } else { 0 };
             for i in 0..n {
-                if self.deliver(publisher, group.members[(start + i) % n], p) {
+                let h = group.members[(start + i) % n];
+                if self.deliver_or_shadow(publisher, h, p, from_service) {
                     delivered = true;
                     break;
                 }
             }
         }
         delivered
+    }
+
+    /// Delivers to one subscription; through a shadow subscription, to the
+    /// client's own under the importing account's subject (never what a
+    /// service import brought: exported streams are not re-exported).
+    fn deliver_or_shadow(
+        &mut self,
+        publisher: ConnId,
+        h: SubId,
+        p: &Pub<'_>,
+        from_service: bool,
+    ) -> bool {
+        let Some(shadow) = self.subs.get(h.0 as usize).and_then(|s| s.shadow) else {
+            return self.deliver(publisher, h, p);
+        };
+        if from_service || !self.subs.contains(shadow.parent.0 as usize) {
+            return false;
+        }
+        let subject = self.shadow_subject(&shadow, p.subject);
+        let imported = Pub {
+            subject: &subject,
+            ..*p
+        };
+        self.deliver(publisher, shadow.parent, &imported)
     }
 
     /// Delivers to one subscription. False if it could not take the message
@@ -235,6 +259,9 @@ impl Server {
         let pending = conn.pending_bytes();
         conn.counters.out_msgs += 1;
         conn.counters.out_bytes += wire_len as u64;
+        let stats = &mut self.accounts[conn.account.0 as usize].stats;
+        stats.sent_msgs += 1;
+        stats.sent_bytes += wire_len as u64;
         self.stats.counters.out_msgs += 1;
         self.stats.counters.out_bytes += wire_len as u64;
         let rtt_ping = p.reply.is_some_and(|r| r.len() > MIN_REPLY_LEN)
@@ -291,6 +318,8 @@ impl Server {
 
     fn slow_consumer(&mut self, id: ConnId) {
         self.stats.slow_consumers += 1;
+        let account = self.conns[id.0].account;
+        self.accounts[account.0 as usize].stats.slow_consumers += 1;
         let max = self.opts.max_pending;
         self.conn_log(
             LogLevel::Info,

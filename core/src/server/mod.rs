@@ -7,6 +7,7 @@
 //! by an [`Action::Transmit`] with [`Server::take_outbound`], and sleep until
 //! [`Server::next_deadline`] (then send [`Event::Tick`]) or the next input.
 
+mod accounts;
 mod client;
 mod conn;
 mod deliver;
@@ -27,9 +28,9 @@ use crate::auth::PeerCertificate;
 use crate::config::Options;
 use crate::proto::ServerInfo;
 use crate::proto::encode;
-use crate::sublist::Sublist;
 use crate::time::{Instant, Now};
 
+use accounts::Account;
 pub use conn::{AccountId, ConnKind, Counters};
 use conn::{Conn, Subscription};
 pub use monitor::{MonitorResponse, ProcessInfo};
@@ -89,6 +90,8 @@ pub enum CloseReason {
     ServerShutdown,
     NoRespondersRequiresHeaders,
     TlsHandshakeError,
+    MaxAccountConnectionsExceeded,
+    MaxSubscriptionsExceeded,
 }
 
 impl CloseReason {
@@ -111,6 +114,8 @@ impl CloseReason {
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             CloseReason::TlsHandshakeError => "TLS Handshake Failure",
+            CloseReason::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            CloseReason::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
         }
     }
 }
@@ -166,14 +171,6 @@ pub struct ServerStats {
     pub slow_consumers: u64,
 }
 
-pub(crate) struct Account {
-    #[allow(dead_code)] // shown by monitoring and used by the accounts work
-    pub name: String,
-    pub sublist: Sublist<SubId>,
-    /// Subject mappings applied to what is published in the account.
-    pub mappings: crate::mapping::Mappings,
-}
-
 /// The NATS server state machine.
 pub struct Server {
     opts: Options,
@@ -184,6 +181,8 @@ pub struct Server {
     conns: Slab<Conn>,
     subs: Slab<Subscription>,
     accounts: Vec<Account>,
+    /// The system account, if there is one.
+    system_account: Option<AccountId>,
     actions: VecDeque<Action>,
     dirty: Vec<ConnId>,
     timers: timers::TimerTable,
@@ -230,11 +229,7 @@ impl Server {
             natrix_version: crate::VERSION.to_string(),
             ..ServerInfo::default()
         };
-        let global = Account {
-            name: "$G".to_string(),
-            sublist: Sublist::new(!opts.disable_sublist_cache),
-            mappings: opts.mappings.clone(),
-        };
+        let (accounts, system_account) = accounts::build(&opts);
         Server {
             opts,
             info,
@@ -243,7 +238,8 @@ impl Server {
             next_cid: 0,
             conns: Slab::new(),
             subs: Slab::new(),
-            accounts: vec![global],
+            accounts,
+            system_account,
             actions: VecDeque::new(),
             dirty: Vec::new(),
             timers: timers::TimerTable::default(),
@@ -492,6 +488,9 @@ impl Server {
         let c = &mut self.conns[id.0];
         c.closing = true;
         self.open_conns -= 1;
+        if std::mem::take(&mut c.registered) {
+            self.accounts[c.account.0 as usize].num_conns -= 1;
+        }
         let subs: Vec<SubId> = c.subs.drain().map(|(_, s)| s).collect();
         for s in subs {
             self.remove_sub(s);
@@ -506,6 +505,15 @@ impl Server {
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
+        for shadow in &sub.shadows {
+            let sh = self.subs.remove(shadow.0 as usize);
+            let removed = self.accounts[sh.account.0 as usize].sublist.remove(
+                &sh.subject,
+                sh.queue.as_deref(),
+                *shadow,
+            );
+            debug_assert!(removed, "a shadow subscription is in its sublist");
+        }
         if self.opts.trace && self.conns.contains(sub.conn.0) {
             let line = format!("<-> [DELSUB {}]", String::from_utf8_lossy(&sub.sid));
             self.conn_log(LogLevel::Trace, sub.conn, &line);

@@ -280,10 +280,8 @@ impl Server {
             "leafz" => q
                 .bool("subs")
                 .map(|_| ok(self.stamped(now, json!({ "leafnodes": 0, "leafs": null })))),
-            "accountz" => Ok(ok(
-                self.stamped(now, json!({ "system_account": "", "accounts": ["$G"] }))
-            )),
-            "accstatz" => q.bool("unused").map(|_| ok(self.accstatz(now))),
+            "accountz" => self.accountz(now, &q).map(ok),
+            "accstatz" => q.bool("unused").map(|u| ok(self.accstatz(now, u))),
             "jsz" => {
                 let flags = ["accounts", "streams", "consumers", "config", "leader-only"];
                 flags
@@ -366,7 +364,7 @@ impl Server {
             "subscriptions": self.subs.len(),
             "http_req_stats": self.http_req_stats,
             "config_load_time": rfc3339_nanos(self.start_unix_nanos),
-            "system_account": "",
+            "system_account": self.system_account_name(),
         })
         .as_object()
         .map(|m| {
@@ -385,6 +383,7 @@ impl Server {
         // 2.9.10 never refuses `user`/`acc` without it, whatever it says.
         let auth = q.bool("auth")?;
         let user = q.get("user");
+        let acc = q.get("acc");
         let subs = q.get("subs").eq_ignore_ascii_case("detail") || q.bool("subs")?;
         let (offset, mut limit) = q.page()?;
         let cid = q.uint64("cid")?;
@@ -416,6 +415,7 @@ impl Server {
             .map(|(_, c)| c)
             .filter(|c| !c.closing && only_cid.is_none_or(|cid| c.cid == cid))
             .filter(|c| only_cid.is_some() || user.is_empty() || c.opts.user == user)
+            .filter(|c| acc.is_empty() || self.accounts[c.account.0 as usize].name == acc)
             .collect();
         open.sort_by(|a, b| {
             let ord = match key {
@@ -444,6 +444,13 @@ impl Server {
                 {
                     m.insert("authorized_user".into(), json!(raw));
                 }
+                let account = &self.accounts[c.account.0 as usize].name;
+                if auth
+                    && account != crate::account::GLOBAL_ACCOUNT
+                    && let Some(m) = e.as_object_mut()
+                {
+                    m.insert("account".into(), json!(account));
+                }
                 e
             }));
         }
@@ -455,6 +462,7 @@ impl Server {
                 .iter()
                 .filter(matches)
                 .filter(|e| user.is_empty() || e["user"] == user)
+                .filter(|e| acc.is_empty() || e["account"] == acc)
                 .map(|e| {
                     let mut e = e.clone();
                     if let Some(m) = e.as_object_mut() {
@@ -465,6 +473,10 @@ impl Server {
                         let name = m.remove("user");
                         if let Some(name) = name.filter(|n| auth && n != "") {
                             m.insert("authorized_user".into(), name);
+                        }
+                        let account = m.remove("account");
+                        if let Some(a) = account.filter(|a| auth && a != "$G") {
+                            m.insert("account".into(), a);
                         }
                     }
                     e
@@ -562,6 +574,11 @@ impl Server {
             m.insert("stop".into(), json!(rfc3339_nanos(now.unix_nanos)));
             m.insert("reason".into(), json!(reason.as_str()));
             m.insert("user".into(), json!(self.conns[id.0].opts.user));
+            let account = self.conns[id.0].account;
+            m.insert(
+                "account".into(),
+                json!(self.accounts[account.0 as usize].name),
+            );
         }
         if self.closed.len() >= self.opts.max_closed_clients {
             self.closed.pop_front();
@@ -605,7 +622,7 @@ impl Server {
                 .map(|(_, s)| {
                     let cid = self.conns.get(s.conn.0).map_or(0, |c| c.cid);
                     let mut e = json!({
-                        "account": "$G",
+                        "account": self.accounts[s.account.0 as usize].name,
                         "subject": String::from_utf8_lossy(&s.subject),
                         "sid": String::from_utf8_lossy(&s.sid),
                         "msgs": s.delivered,
@@ -652,20 +669,142 @@ impl Server {
         Ok(json!({ "status": "ok" }))
     }
 
-    fn accstatz(&self, now: Now) -> Value {
-        let c = self.stats.counters;
-        self.stamped(
-            now,
-            json!({ "account_statz": [{
-                "acc": "$G",
-                "conns": self.open_conns,
-                "leafnodes": 0,
-                "total_conns": self.open_conns,
-                "sent": { "msgs": c.out_msgs, "bytes": c.out_bytes },
-                "received": { "msgs": c.in_msgs, "bytes": c.in_bytes },
-                "slow_consumers": self.stats.slow_consumers,
-            }]}),
-        )
+    fn system_account_name(&self) -> &str {
+        self.system_account
+            .map_or("", |a| self.accounts[a.0 as usize].name.as_str())
+    }
+
+    /// `/accountz`: the account names, or one account's detail (`acc=`).
+    fn accountz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+        let mut v = serde_json::Map::new();
+        let system = self.system_account_name().to_string();
+        if !system.is_empty() {
+            v.insert("system_account".into(), json!(system));
+        }
+        let name = q.get("acc");
+        if name.is_empty() {
+            let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+            v.insert("accounts".into(), json!(names));
+            return Ok(self.stamped(now, Value::Object(v)));
+        }
+        let Some(id) = self.account_id(name) else {
+            return Err(bad_request(format!("Account {name} does not exist")));
+        };
+        let detail = self.account_detail(now, id, name == system);
+        v.insert("account_detail".into(), detail);
+        Ok(self.stamped(now, Value::Object(v)))
+    }
+
+    fn account_detail(&self, now: Now, id: super::AccountId, is_system: bool) -> Value {
+        let a = &self.accounts[id.0 as usize];
+        let sl = &a.sublist;
+        let st = sl.stats();
+        let (max_fanout, avg_fanout) = sl.cache_fanout();
+        let hit_rate = if st.matches == 0 {
+            0.0
+        } else {
+            st.cache_hits as f64 / st.matches as f64
+        };
+        let mut exports = Vec::new();
+        let mut imports = Vec::new();
+        if let Some(c) = &a.config {
+            for x in &c.service_exports {
+                exports.push(json!({
+                    "name": "",
+                    "subject": x.subject,
+                    "type": "service",
+                    "response_type": x.response_type.as_str(),
+                    "approved_accounts": x.auth.approved,
+                }));
+            }
+            for x in &c.stream_exports {
+                exports.push(json!({
+                    "name": "",
+                    "subject": x.subject,
+                    "type": "stream",
+                    "approved_accounts": x.auth.approved,
+                }));
+            }
+            for i in &c.stream_imports {
+                imports.push(json!({
+                    "subject": i.from,
+                    "account": i.account,
+                    "local_subject": i.to,
+                    "type": "stream",
+                    "invalid": false,
+                    "share": false,
+                    "tracking": false,
+                }));
+            }
+            for i in &c.service_imports {
+                imports.push(json!({
+                    "subject": i.from,
+                    "account": i.account,
+                    "to": i.to,
+                    "type": "service",
+                    "invalid": false,
+                    "share": false,
+                    "tracking": false,
+                }));
+            }
+        }
+        let mut m = serde_json::Map::new();
+        m.insert("account_name".into(), json!(a.name));
+        m.insert(
+            "update_time".into(),
+            json!(rfc3339_nanos(self.start_unix_nanos)),
+        );
+        if is_system {
+            m.insert("is_system".into(), json!(true));
+        }
+        m.insert("expired".into(), json!(false));
+        m.insert("complete".into(), json!(true));
+        m.insert("jetstream_enabled".into(), json!(false));
+        m.insert("leafnode_connections".into(), json!(0));
+        m.insert("client_connections".into(), json!(a.num_conns));
+        m.insert("subscriptions".into(), json!(st.subscriptions));
+        if !exports.is_empty() {
+            m.insert("exports".into(), json!(exports));
+        }
+        if !imports.is_empty() {
+            m.insert("imports".into(), json!(imports));
+        }
+        m.insert(
+            "sublist_stats".into(),
+            json!({
+                "num_subscriptions": st.subscriptions,
+                "num_cache": sl.cache_len(),
+                "num_inserts": st.inserts,
+                "num_removes": st.removes,
+                "num_matches": st.matches,
+                "cache_hit_rate": hit_rate,
+                "max_fanout": max_fanout,
+                "avg_fanout": avg_fanout,
+            }),
+        );
+        let _ = now;
+        Value::Object(m)
+    }
+
+    /// `/accstatz`: accounts with clients (every account with `unused`).
+    fn accstatz(&self, now: Now, unused: bool) -> Value {
+        let list: Vec<Value> = self
+            .accounts
+            .iter()
+            .filter(|a| unused || a.num_conns > 0)
+            .map(|a| {
+                json!({
+                    "acc": a.name,
+                    "conns": a.num_conns,
+                    "leafnodes": 0,
+                    "total_conns": a.num_conns,
+                    "sent": { "msgs": a.stats.sent_msgs, "bytes": a.stats.sent_bytes },
+                    "received": { "msgs": a.stats.received_msgs, "bytes": a.stats.received_bytes },
+                    "slow_consumers": a.stats.slow_consumers,
+                })
+            })
+            .collect();
+        self.stamped(now, json!({ "account_statz": list }))
     }
 }
 

@@ -240,12 +240,22 @@ impl Server {
         }
         self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
         self.info.auth_required = new.advertises_auth();
+        let accounts_changed = self.opts.accounts != new.accounts
+            || self.opts.system_account != new.system_account
+            || self.opts.no_system_account != new.no_system_account;
         self.accounts[0].mappings = new.mappings.clone();
         self.info.tls_required = new.tls.is_some();
         self.info.tls_verify = new.tls.as_ref().is_some_and(|t| t.verify);
         self.opts = new;
         for line in lines {
             self.log(LogLevel::Info, line);
+        }
+        let moved = self
+            .live_clients()
+            .into_iter()
+            .any(|id| self.account_of_user(id) != self.conns[id.0].account);
+        if accounts_changed || moved {
+            self.rebuild_accounts();
         }
         self.recheck_authorization();
         if fewer_conns {
@@ -254,6 +264,76 @@ impl Server {
         self.log(LogLevel::Info, "Reloaded server configuration".to_string());
         self.flush_dirty();
         Ok(())
+    }
+
+    /// Replaces the accounts with those of the new options: every
+    /// subscription leaves its old sublist (shadows and response routes go),
+    /// every client is bound again to its user's account, and its
+    /// subscriptions go into that account's sublist.
+    fn rebuild_accounts(&mut self) {
+        let mut parents: Vec<super::SubId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.shadow.is_none())
+            .map(|(k, _)| super::SubId(k as u32))
+            .collect();
+        parents.sort_by_key(|h| h.0);
+        for &h in &parents {
+            let shadows = std::mem::take(&mut self.subs[h.0 as usize].shadows);
+            for sh in shadows {
+                let s = self.subs.remove(sh.0 as usize);
+                self.accounts[s.account.0 as usize].sublist.remove(
+                    &s.subject,
+                    s.queue.as_deref(),
+                    sh,
+                );
+            }
+            let s = &self.subs[h.0 as usize];
+            self.accounts[s.account.0 as usize]
+                .sublist
+                .remove(&s.subject, s.queue.as_deref(), h);
+        }
+        let (accounts, system) = super::accounts::build(&self.opts);
+        self.accounts = accounts;
+        self.system_account = system;
+        let conns: Vec<ConnId> = self.conns.iter().map(|(k, _)| ConnId(k)).collect();
+        for id in conns {
+            let account = self.account_of_user(id);
+            let c = &mut self.conns[id.0];
+            c.account = account;
+            if c.registered {
+                self.accounts[account.0 as usize].num_conns += 1;
+            }
+        }
+        for h in parents {
+            let conn = self.subs[h.0 as usize].conn;
+            let account = self.conns[conn.0].account;
+            let s = &mut self.subs[h.0 as usize];
+            s.account = account;
+            let (subject, queue) = (s.subject.clone(), s.queue.clone());
+            let inserted =
+                self.accounts[account.0 as usize]
+                    .sublist
+                    .insert(&subject, queue.as_deref(), h);
+            debug_assert!(inserted.is_ok(), "a subscription's subject was valid");
+            self.add_shadow_subs(account, h);
+        }
+    }
+
+    /// The account of the user a client logged in as (`$G` for none).
+    fn account_of_user(&self, id: ConnId) -> super::AccountId {
+        let c = &self.conns[id.0];
+        let Auth::Users(users) = &self.opts.auth else {
+            return super::AccountId::GLOBAL;
+        };
+        let user = if !c.opts.nkey.is_empty() {
+            users.by_nkey.get(&c.opts.nkey)
+        } else {
+            users.by_name.get(&c.opts.user)
+        };
+        user.and_then(|u| u.account.as_deref())
+            .and_then(|name| self.account_id(name))
+            .unwrap_or(super::AccountId::GLOBAL)
     }
 
     fn live_clients(&self) -> Vec<ConnId> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::auth::Auth;
 
+mod accounts;
 mod auth;
 
 struct Harness {
