@@ -27,6 +27,7 @@ options:
   --conns N                idle: connections to open (1000)
   --server-pid PID         read the server's CPU time and RSS from /proc
   --json                   one JSON object on stdout instead of the table
+  --csv                    a CSV header and one row on stdout instead of the table
   --quiet                  no progress line on stderr
   -h, --help               this text";
 
@@ -75,6 +76,7 @@ pub struct Options {
     pub conns: usize,
     pub server_pid: Option<u32>,
     pub json: bool,
+    pub csv: bool,
     pub quiet: bool,
 }
 
@@ -104,7 +106,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut subs = None;
     let mut conns = 1000;
     let mut server_pid = None;
-    let (mut json, mut quiet) = (false, false);
+    let (mut json, mut csv, mut quiet) = (false, false, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -119,6 +121,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--conns" => conns = number(&value()?)?,
             "--server-pid" => server_pid = Some(number(&value()?)?),
             "--json" => json = true,
+            "--csv" => csv = true,
             "--quiet" => quiet = true,
             "-h" | "--help" => return Ok(Parsed::Help),
             _ => return Err(format!("unknown option {flag:?}")),
@@ -165,6 +168,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         conns,
         server_pid,
         json,
+        csv,
         quiet,
     }))
 }

@@ -63,6 +63,8 @@ fn main() -> ExitCode {
         Ok(r) => {
             if opts.json {
                 println!("{}", report::json(&opts, &r));
+            } else if opts.csv {
+                print!("{}", report::csv(&opts, &r));
             } else {
                 print!("{}", report::table(&opts, &r));
             }

@@ -174,6 +174,41 @@ pub fn json(opts: &Options, r: &Report) -> Value {
     v
 }
 
+/// The JSON report as CSV: a header of dotted key paths (`pub.msgs_per_sec`,
+/// `latency.p99_us`, ...) and one row of values, for spreadsheets and
+/// scripts that append runs to one file.
+pub fn csv(opts: &Options, r: &Report) -> String {
+    fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            Value::Null => out.push((prefix.to_string(), String::new())),
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut cells = Vec::new();
+    flatten("", &json(opts, r), &mut cells);
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let header: Vec<String> = cells.iter().map(|(k, _)| quote(k)).collect();
+    let row: Vec<String> = cells.iter().map(|(_, v)| quote(v)).collect();
+    format!("{}\n{}\n", header.join(","), row.join(","))
+}
+
 /// `1234567.0` as `1.23M`.
 pub fn si(x: f64) -> String {
     match x {
@@ -294,5 +329,37 @@ mod tests {
         assert_eq!((s.min, s.avg, s.max, s.stddev), (100.0, 125.0, 150.0, 25.0));
         assert_eq!(s.mb_per_sec, 200.0 * 10.0 / 1e6);
         assert_eq!(si(1_234_567.0), "1.23M");
+    }
+
+    #[test]
+    fn csv_is_a_header_and_a_row() {
+        let args = ["pub", "--url", "nats://h:1,2", "--size", "16"].map(String::from);
+        let crate::args::Parsed::Run(opts) = crate::args::parse(args.into_iter()).unwrap() else {
+            panic!("a run")
+        };
+        let runs = [ClientRun {
+            msgs: 10,
+            secs: 1.0,
+            cut_off: false,
+        }];
+        let r = Report {
+            pubs: Some(Side::of(&runs, 16)),
+            subs: None,
+            latency: None,
+            lost: 0,
+            server: None,
+            setup: None,
+            idle: None,
+        };
+        let text = csv(&opts, &r);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("lost,pub.clients,"), "{}", lines[0]);
+        // A value with a comma is quoted.
+        assert!(lines[1].ends_with(",\"nats://h:1,2\""), "{}", lines[1]);
+        assert_eq!(
+            lines[0].split(',').count(),
+            lines[1].replace("\"nats://h:1,2\"", "u").split(',').count()
+        );
     }
 }
