@@ -7,6 +7,7 @@ use crate::auth::Auth;
 
 mod accounts;
 mod auth;
+mod system;
 
 struct Harness {
     server: Server,
