@@ -39,6 +39,8 @@ const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Emptied write buffers kept for reuse, and the largest kept.
 const SPARE_MAX: usize = 32;
 const SPARE_CAPACITY_MAX: usize = 256 * 1024;
+/// How often the core hears of the process's memory and CPU.
+const PROCESS_INFO_EVERY: Duration = Duration::from_secs(1);
 
 /// Where connections come from: the small network seam that lets the same
 /// driver run over real TCP in production and over simulated TCP (turmoil)
@@ -370,6 +372,7 @@ pub fn serve_with_monitor<L: Listener>(
         next_generation: 0,
         spare: Vec::new(),
         tls: tls.map(TlsAcceptor::from),
+        process_refreshed: None,
     };
     let stop2 = Arc::clone(&stop);
     let task = tokio::spawn(core.run(stop2));
@@ -432,6 +435,8 @@ struct CoreLoop<S> {
     spare: Vec<Vec<u8>>,
     /// Handshakes for clients the core wants on TLS.
     tls: Option<TlsAcceptor>,
+    /// When the core was last told the process's memory and CPU.
+    process_refreshed: Option<CoreInstant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
@@ -476,6 +481,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 None => self.server.handle(self.clock.now(), Event::Tick),
             }
+            self.refresh_process_info();
             if self
                 .server
                 .next_deadline()
@@ -534,11 +540,32 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         }
     }
 
+    fn process_info(&self) -> natrix_core::server::ProcessInfo {
+        let uptime = Duration::from_nanos(self.clock.now().instant.as_nanos());
+        let ports = (self.http_port, self.https_port);
+        crate::monitor::process_info(&self.http_host, ports, uptime)
+    }
+
+    /// Tells the core the process's memory and CPU (for statsz and
+    /// `VARZ` over NATS) at most once a second.
+    fn refresh_process_info(&mut self) {
+        let now = self.clock.now().instant;
+        if self
+            .process_refreshed
+            .is_some_and(|at| now.since(at) < PROCESS_INFO_EVERY)
+        {
+            return;
+        }
+        self.process_refreshed = Some(now);
+        let process = self.process_info();
+        self.server.set_process_info(process);
+    }
+
     fn monitor(&mut self, req: crate::monitor::MonitorRequest) {
         let now = self.clock.now();
-        let uptime = Duration::from_nanos(now.instant.as_nanos());
-        let ports = (self.http_port, self.https_port);
-        let process = crate::monitor::process_info(&self.http_host, ports, uptime);
+        let process = self.process_info();
+        self.server.set_process_info(process.clone());
+        self.process_refreshed = Some(now.instant);
         let answer = self.server.monitor(now, &req.path, &req.query, &process);
         let _ = req.reply.send(answer);
     }

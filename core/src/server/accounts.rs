@@ -254,7 +254,8 @@ impl Server {
         };
         let acc = &self.accounts[account.0 as usize];
         if acc.service_imports.is_empty() && acc.responses.is_empty() {
-            return delivered;
+            let served = self.system_service(publisher, account, p);
+            return delivered || served;
         }
         let imports: Vec<usize> = acc
             .service_imports
@@ -274,7 +275,8 @@ impl Server {
             self.respond(publisher, account, p, route);
             delivered = true;
         }
-        delivered
+        let served = self.system_service(publisher, account, p);
+        delivered || served
     }
 
     /// A request on a service import of `account` goes to the exporter.
@@ -332,8 +334,10 @@ impl Server {
         let origin = match &route.origin {
             Some(o) => o.clone(),
             None => {
-                let rtt = self.conns[publisher.0]
-                    .rtt
+                let rtt = self
+                    .conns
+                    .get(publisher.0)
+                    .and_then(|c| c.rtt)
                     .map_or(0, |d| d.as_nanos() as u64);
                 (self.accounts[account.0 as usize].name.clone(), rtt)
             }

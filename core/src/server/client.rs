@@ -102,6 +102,7 @@ impl Server {
             _ => "authentication error".to_string(),
         };
         self.conn_log(LogLevel::Error, id, &line);
+        self.auth_error_event(id);
         self.send_err(id, "Authorization Violation");
         self.close(id, CloseReason::AuthenticationViolation, true);
     }
@@ -327,6 +328,7 @@ impl Server {
             self.auth_violation(id);
             return Flow::Break(());
         }
+        self.connect_event(id);
         let c = &self.conns[id.0];
         if c.opts.new_account || !c.opts.account.is_empty() {
             self.auth_violation(id);

@@ -189,7 +189,8 @@ impl Server {
             return false;
         };
         let target = sub.conn;
-        let echo = self.conns[publisher.0].opts.echo;
+        // The server's own messages (system account) reach every subscriber.
+        let echo = self.conns.get(publisher.0).is_none_or(|c| c.opts.echo);
         if target == publisher && !echo {
             return false;
         }
@@ -240,7 +241,8 @@ impl Server {
             return true;
         }
         let over_half = conn.pending_bytes() > self.opts.max_pending / 2;
-        if over_half && target != publisher && !conn.stalled_publishers.contains(&publisher) {
+        let stallable = target != publisher && publisher != super::system::INTERNAL;
+        if over_half && stallable && !conn.stalled_publishers.contains(&publisher) {
             conn.stalled_publishers.push(publisher);
         }
         if self.opts.trace {
@@ -269,7 +271,7 @@ impl Server {
             && (conn.first_pong_sent
                 || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
         self.mark_dirty(target);
-        if over_half && target != publisher {
+        if over_half && stallable {
             self.stall(publisher, pending);
         }
         if rtt_ping {
@@ -293,7 +295,9 @@ impl Server {
             100 + 100 * (pending.saturating_sub(half) / (half / 10).max(1))
         };
         let until = self.now.instant + Duration::from_millis(ms.min(1_000));
-        let c = &mut self.conns[publisher.0];
+        let Some(c) = self.conns.get_mut(publisher.0) else {
+            return;
+        };
         if c.closing || c.paused_until.is_some_and(|u| u >= until) {
             return;
         }

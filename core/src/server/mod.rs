@@ -14,6 +14,7 @@ mod deliver;
 mod lame_duck;
 mod monitor;
 mod reload;
+mod system;
 mod timers;
 mod tls;
 
@@ -197,6 +198,8 @@ pub struct Server {
     closed: VecDeque<serde_json::Value>,
     /// Set once lame duck mode is entered.
     lame_duck: Option<lame_duck::LameDuck>,
+    /// The system account's services and events.
+    system: system::SystemState,
 }
 
 impl Server {
@@ -230,6 +233,7 @@ impl Server {
             ..ServerInfo::default()
         };
         let (accounts, system_account) = accounts::build(&opts);
+        let system = system::SystemState::new(system_account.is_some(), now.instant);
         Server {
             opts,
             info,
@@ -250,6 +254,7 @@ impl Server {
             http_req_stats: std::collections::BTreeMap::new(),
             closed: VecDeque::new(),
             lame_duck: None,
+            system,
         }
     }
 
@@ -387,10 +392,12 @@ impl Server {
     /// When the next timer is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let ldm = self.lame_duck.as_ref().and_then(|l| l.deadline());
-        match (self.timers.next(), ldm) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The periodic statsz stops once the server drains.
+        let statsz = self.system.deadline().filter(|_| self.lame_duck.is_none());
+        [self.timers.next(), ldm, statsz]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Moves the connection's outbound bytes into `buf` (which should be
@@ -498,6 +505,8 @@ impl Server {
         for t in timers::Timer::ALL {
             self.set_deadline(id, t, None);
         }
+        // Once it is closing: the client does not hear of its own end.
+        self.disconnect_event(id, reason);
         self.debug(id, || {
             format!("Client connection closed: {}", reason.as_str())
         });

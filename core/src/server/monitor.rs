@@ -94,6 +94,11 @@ fn unescape(s: &str) -> Option<String> {
 }
 
 impl Query {
+    /// A query from decoded pairs (the options of a request over NATS).
+    pub(crate) fn from_pairs(pairs: BTreeMap<String, String>) -> Query {
+        Query(pairs)
+    }
+
     pub(crate) fn parse(query: &str) -> Query {
         let mut map = BTreeMap::new();
         for pair in query
@@ -268,18 +273,9 @@ impl Server {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.metrics(now, process).into_bytes(),
             }),
-            "routez" => q
-                .bool("subs")
-                .map(|_| ok(self.stamped(now, json!({ "num_routes": 0, "routes": [] })))),
-            "gatewayz" => q.bool("accs").map(|_| {
-                ok(self.stamped(
-                    now,
-                    json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
-                ))
-            }),
-            "leafz" => q
-                .bool("subs")
-                .map(|_| ok(self.stamped(now, json!({ "leafnodes": 0, "leafs": null })))),
+            "routez" => q.bool("subs").map(|_| ok(self.routez(now))),
+            "gatewayz" => q.bool("accs").map(|_| ok(self.gatewayz(now))),
+            "leafz" => q.bool("subs").map(|_| ok(self.leafz(now))),
             "accountz" => self.accountz(now, &q).map(ok),
             "accstatz" => q.bool("unused").map(|u| ok(self.accstatz(now, u))),
             "jsz" => {
@@ -288,7 +284,7 @@ impl Server {
                     .iter()
                     .try_for_each(|f| q.bool(f).map(|_| ()))
                     .and_then(|()| q.page())
-                    .map(|_| ok(self.stamped(now, jsz_disabled())))
+                    .map(|_| ok(self.jsz(now)))
             }
             _ => Ok(MonitorResponse {
                 status: 404,
@@ -299,8 +295,28 @@ impl Server {
         answer.unwrap_or_else(|bad| bad)
     }
 
+    /// `/routez`: no routes until clustering exists.
+    pub(super) fn routez(&self, now: Now) -> Value {
+        self.stamped(now, json!({ "num_routes": 0, "routes": [] }))
+    }
+
+    pub(super) fn gatewayz(&self, now: Now) -> Value {
+        self.stamped(
+            now,
+            json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
+        )
+    }
+
+    pub(super) fn leafz(&self, now: Now) -> Value {
+        self.stamped(now, json!({ "leafnodes": 0, "leafs": null }))
+    }
+
+    pub(super) fn jsz(&self, now: Now) -> Value {
+        self.stamped(now, jsz_disabled())
+    }
+
     /// `server_id` and `now` first, then the endpoint's own fields.
-    fn stamped(&self, now: Now, rest: Value) -> Value {
+    pub(super) fn stamped(&self, now: Now, rest: Value) -> Value {
         let mut m = serde_json::Map::new();
         m.insert("server_id".into(), json!(self.info.server_id));
         m.insert("now".into(), json!(rfc3339_nanos(now.unix_nanos)));
@@ -310,7 +326,7 @@ impl Server {
         Value::Object(m)
     }
 
-    fn varz(&self, now: Now, p: &ProcessInfo) -> Value {
+    pub(super) fn varz(&self, now: Now, p: &ProcessInfo) -> Value {
         let o = &self.opts;
         let c = self.stats.counters;
         let nanos = |d: Duration| d.as_nanos() as u64;
@@ -378,7 +394,7 @@ impl Server {
         .expect("an object")
     }
 
-    fn connz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn connz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
         // `auth` adds the user each client authenticated as; nats-server
         // 2.9.10 never refuses `user`/`acc` without it, whatever it says.
         let auth = q.bool("auth")?;
@@ -586,7 +602,7 @@ impl Server {
         self.closed.push_back(entry);
     }
 
-    fn subsz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn subsz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
         let subs = q.bool("subs")?;
         let (offset, limit) = q.page()?;
         let test = q.get("test");
@@ -595,7 +611,16 @@ impl Server {
                 "invalid test subject, must be valid publish subject: {test}"
             )));
         }
-        let sl = &self.accounts[0].sublist;
+        // `acc` (requests over NATS for one account) narrows the list and
+        // the statistics to that account.
+        let only = match q.get("acc") {
+            "" => None,
+            name => Some(
+                self.account_id(name)
+                    .ok_or_else(|| bad_request(format!("Account {name} does not exist")))?,
+            ),
+        };
+        let sl = &self.accounts[only.map_or(0, |a| a.0 as usize)].sublist;
         let st = sl.stats();
         let (max_fanout, avg_fanout) = sl.cache_fanout();
         let hit_rate = if st.matches == 0 {
@@ -619,6 +644,7 @@ impl Server {
                 .subs
                 .iter()
                 .filter(|(_, s)| test.is_none_or(|t| crate::subject::matches(&s.subject, t)))
+                .filter(|(_, s)| only.is_none_or(|a| s.account == a))
                 .map(|(_, s)| {
                     let cid = self.conns.get(s.conn.0).map_or(0, |c| c.cid);
                     let mut e = json!({
@@ -657,7 +683,7 @@ impl Server {
 
     /// `/healthz`: without JetStream a ready server is healthy whatever
     /// the variant (`js-enabled-only`, `js-server-only`).
-    fn healthz(&mut self, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn healthz(&mut self, q: &Query) -> Result<Value, Bad> {
         if q.bool("js-enabled")? {
             self.log(
                 LogLevel::Warn,
@@ -675,7 +701,7 @@ impl Server {
     }
 
     /// `/accountz`: the account names, or one account's detail (`acc=`).
-    fn accountz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn accountz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
         let mut v = serde_json::Map::new();
         let system = self.system_account_name().to_string();
         if !system.is_empty() {
@@ -695,7 +721,7 @@ impl Server {
         Ok(self.stamped(now, Value::Object(v)))
     }
 
-    fn account_detail(&self, now: Now, id: super::AccountId, is_system: bool) -> Value {
+    pub(super) fn account_detail(&self, now: Now, id: super::AccountId, is_system: bool) -> Value {
         let a = &self.accounts[id.0 as usize];
         let sl = &a.sublist;
         let st = sl.stats();
@@ -788,9 +814,18 @@ impl Server {
 
     /// `/accstatz`: accounts with clients (every account with `unused`).
     fn accstatz(&self, now: Now, unused: bool) -> Value {
-        let list: Vec<Value> = self
-            .accounts
+        self.stamped(
+            now,
+            json!({ "account_statz": self.account_stats(None, unused) }),
+        )
+    }
+
+    /// The statistics of the accounts named (all if `None`), leaving out
+    /// those without clients unless `unused`.
+    pub(super) fn account_stats(&self, names: Option<&[String]>, unused: bool) -> Vec<Value> {
+        self.accounts
             .iter()
+            .filter(|a| names.is_none_or(|n| n.contains(&a.name)))
             .filter(|a| unused || a.num_conns > 0)
             .map(|a| {
                 json!({
@@ -803,8 +838,7 @@ impl Server {
                     "slow_consumers": a.stats.slow_consumers,
                 })
             })
-            .collect();
-        self.stamped(now, json!({ "account_statz": list }))
+            .collect()
     }
 }
 

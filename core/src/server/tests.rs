@@ -7,6 +7,7 @@ use crate::auth::Auth;
 
 mod accounts;
 mod auth;
+mod system;
 
 struct Harness {
     server: Server,
@@ -602,7 +603,10 @@ fn flushing_a_closing_connection_arms_no_timer() {
     // Found by the simulation: the driver flushes a connection the core is
     // closing; the write deadline it armed outlived the connection and
     // fired on a removed slot.
-    let mut h = Harness::new(Options::default());
+    let mut h = Harness::new(Options {
+        no_system_account: true,
+        ..Options::default()
+    });
     let c = h.client(quiet());
     h.send(c, "SUB foo 1\r\nPUB foo 1\r\nx\r\nFOO\r\n");
     assert_eq!(h.close_reason(c), Some(CloseReason::ProtocolViolation));

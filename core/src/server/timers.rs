@@ -102,6 +102,7 @@ impl Server {
             }
         }
         self.lame_duck_timer();
+        self.statsz_timer();
     }
 
     fn ping_timer(&mut self, id: ConnId) {

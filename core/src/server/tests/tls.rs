@@ -6,9 +6,12 @@ use std::time::Duration;
 use super::*;
 use crate::config::TlsOptions;
 
+/// TLS, and no system account (its statsz timer would be the next
+/// deadline these tests look at).
 fn tls_opts(tls: TlsOptions) -> Options {
     Options {
         tls: Some(tls),
+        no_system_account: true,
         ..Options::default()
     }
 }
