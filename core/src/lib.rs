@@ -18,6 +18,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod bytes;
 pub mod conf;
 pub mod config;
 pub mod mapping;

@@ -492,14 +492,13 @@ impl Server {
                 sid: sid.clone(),
                 max: 0,
                 delivered: 0,
-                shadow: Some(super::conn::Shadow {
+                shadow: Some(Box::new(super::conn::Shadow {
                     parent: h,
                     importer: account,
                     import,
-                }),
-                shadows: Vec::new(),
+                })),
             });
-            self.subs[h.0 as usize].shadows.push(handle);
+            self.shadows_of.entry(h).or_default().push(handle);
         }
     }
 

@@ -430,7 +430,6 @@ impl Server {
             max: 0,
             delivered: 0,
             shadow: None,
-            shadows: Vec::new(),
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
         self.add_shadow_subs(account, handle);

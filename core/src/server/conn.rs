@@ -50,15 +50,15 @@ pub(crate) struct Subscription {
     pub account: AccountId,
     pub subject: Box<[u8]>,
     pub queue: Option<Box<[u8]>>,
-    pub sid: Box<[u8]>,
+    pub sid: crate::bytes::SmallBytes,
     /// Auto-unsubscribe after this many deliveries; 0 is no limit.
     pub max: u64,
     pub delivered: u64,
     /// Set for a shadow subscription: a client's subscription copied into
     /// an exporting account for a stream import.
-    pub shadow: Option<Shadow>,
-    /// The shadow subscriptions of this one.
-    pub shadows: Vec<SubId>,
+    /// (Boxed: most subscriptions are not shadows, and a subscription's
+    /// size is what a hundred thousand of them cost.)
+    pub shadow: Option<Box<Shadow>>,
 }
 
 /// Where a shadow subscription comes from.
@@ -104,7 +104,7 @@ pub(crate) struct Conn {
     pub perms: Option<Box<ClientPermissions>>,
     /// Headers are on for this client (it asked and the server allows).
     pub headers: bool,
-    pub subs: FastMap<Box<[u8]>, SubId>,
+    pub subs: FastMap<crate::bytes::SmallBytes, SubId>,
     /// Bytes produced for this connection that the driver has not taken.
     pub out: Vec<u8>,
     /// Bytes the driver has taken but not yet reported written.

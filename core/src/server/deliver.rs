@@ -123,7 +123,7 @@ impl Server {
         }
     }
 
-    fn own_sub_for_reply(&mut self, id: ConnId, reply: &[u8]) -> Option<Box<[u8]>> {
+    fn own_sub_for_reply(&mut self, id: ConnId, reply: &[u8]) -> Option<crate::bytes::SmallBytes> {
         let account = self.conns[id.0].account;
         let m = self.accounts[account.0 as usize].sublist.interest(reply)?;
         m.plain
@@ -168,7 +168,11 @@ impl Server {
         p: &Pub<'_>,
         from_service: bool,
     ) -> bool {
-        let Some(shadow) = self.subs.get(h.0 as usize).and_then(|s| s.shadow) else {
+        let Some(shadow) = self
+            .subs
+            .get(h.0 as usize)
+            .and_then(|s| s.shadow.as_deref().copied())
+        else {
             return self.deliver(publisher, h, p);
         };
         if from_service || !self.subs.contains(shadow.parent.0 as usize) {

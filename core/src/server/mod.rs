@@ -198,6 +198,8 @@ pub struct Server {
     closed: VecDeque<serde_json::Value>,
     /// Set once lame duck mode is entered.
     lame_duck: Option<lame_duck::LameDuck>,
+    /// The shadow subscriptions (stream imports) of a client's subscription.
+    shadows_of: crate::FastMap<SubId, Vec<SubId>>,
     /// The system account's services and events.
     system: system::SystemState,
 }
@@ -254,6 +256,7 @@ impl Server {
             http_req_stats: std::collections::BTreeMap::new(),
             closed: VecDeque::new(),
             lame_duck: None,
+            shadows_of: crate::FastMap::default(),
             system,
         }
     }
@@ -514,7 +517,7 @@ impl Server {
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
-        for shadow in &sub.shadows {
+        for shadow in &self.shadows_of.remove(&s).unwrap_or_default() {
             let sh = self.subs.remove(shadow.0 as usize);
             let removed = self.accounts[sh.account.0 as usize].sublist.remove(
                 &sh.subject,

@@ -279,7 +279,7 @@ impl Server {
             .collect();
         parents.sort_by_key(|h| h.0);
         for &h in &parents {
-            let shadows = std::mem::take(&mut self.subs[h.0 as usize].shadows);
+            let shadows = self.shadows_of.remove(&h).unwrap_or_default();
             for sh in shadows {
                 let s = self.subs.remove(sh.0 as usize);
                 self.accounts[s.account.0 as usize].sublist.remove(
