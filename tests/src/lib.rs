@@ -138,3 +138,48 @@ pub fn servers() -> Vec<(&'static str, PathBuf)> {
     }
     out
 }
+
+/// The reference nats-server for a side-by-side comparison, or `None` (the
+/// comparison is skipped) when it is not installed — unless
+/// `NATRIX_REQUIRE_REFERENCE` is set, as in CI, where a missing reference
+/// fails the test.
+pub fn reference_or_skip() -> Option<PathBuf> {
+    let r = reference_bin();
+    if r.is_none() {
+        assert!(
+            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
+            "nats-server is required but not installed"
+        );
+        eprintln!("nats-server not installed: comparison skipped");
+    }
+    r
+}
+
+/// A fresh, empty directory for one test's files.
+pub fn test_dir(suite: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("natrix-{suite}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A server's stderr without its `natrix: ` / `nats-server: ` prefix, for
+/// comparing the two servers' messages.
+pub fn without_program(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr).into_owned();
+    text.strip_prefix("natrix: ")
+        .or_else(|| text.strip_prefix("nats-server: "))
+        .unwrap_or(&text)
+        .trim_end()
+        .to_string()
+}
+
+/// `<bin> -t -c <file>`: the exit code and what it printed, without the
+/// program prefix.
+pub fn check_config(bin: &Path, file: &Path) -> (Option<i32>, String) {
+    let out = Command::new(bin)
+        .args(["-t", "-c", file.to_str().expect("a UTF-8 path")])
+        .output()
+        .expect("run the server");
+    (out.status.code(), without_program(&out.stderr))
+}

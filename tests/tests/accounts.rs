@@ -35,10 +35,7 @@ accounts {
 "#;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("natrix-acc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    natrix_tests::test_dir("acc", name)
 }
 
 async fn connect(server: &ServerProcess, user: &str) -> async_nats::Client {
@@ -168,16 +165,7 @@ async fn accounts_behave_as_on_nats_server() {
 
 /// `<bin> -t -c <file>`, stderr without the program prefix.
 fn check(bin: &std::path::Path, file: &std::path::Path) -> String {
-    let out = std::process::Command::new(bin)
-        .args(["-t", "-c", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    text.strip_prefix("natrix: ")
-        .or_else(|| text.strip_prefix("nats-server: "))
-        .unwrap_or(&text)
-        .trim_end()
-        .to_string()
+    natrix_tests::check_config(bin, file).1
 }
 
 #[test]

@@ -19,22 +19,11 @@ const BCRYPT_S3CRET: &str = "$2a$04$yutFx9GuG/.lsV/T.nrXUeSzG4EtN7BWkYWf1.ojufD3
 const BCRYPT_TOK3N: &str = "$2a$04$oZMiqUE22suyhhrCBuWd/O7eDpYer9Xfjx3ggObM8OGglkPNaAaZS";
 
 fn reference() -> Option<PathBuf> {
-    let r = natrix_tests::reference_bin();
-    if r.is_none() {
-        assert!(
-            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
-            "nats-server is required but not installed"
-        );
-        eprintln!("nats-server not installed: comparison skipped");
-    }
-    r
+    natrix_tests::reference_or_skip()
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("natrix-auth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    natrix_tests::test_dir("auth", name)
 }
 
 fn nkey_user() -> nkeys::KeyPair {

@@ -8,38 +8,16 @@ use std::process::Command;
 use natrix_tests::{ServerProcess, natrix_bin};
 
 fn reference() -> Option<PathBuf> {
-    let r = natrix_tests::reference_bin();
-    if r.is_none() {
-        assert!(
-            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
-            "nats-server is required but not installed"
-        );
-        eprintln!("nats-server not installed: comparison skipped");
-    }
-    r
+    natrix_tests::reference_or_skip()
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("natrix-conf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    natrix_tests::test_dir("conf", name)
 }
 
 /// `<bin> -t -c <file>`: exit code and stderr without the program prefix.
 fn check(bin: &Path, file: &Path) -> (Option<i32>, String) {
-    let out = Command::new(bin)
-        .args(["-t", "-c", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    let text = text
-        .strip_prefix("natrix: ")
-        .or_else(|| text.strip_prefix("nats-server: "))
-        .unwrap_or(&text)
-        .trim_end()
-        .to_string();
-    (out.status.code(), text)
+    natrix_tests::check_config(bin, file)
 }
 
 #[test]

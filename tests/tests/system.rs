@@ -22,10 +22,7 @@ system_account: SYS
 "#;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("natrix-sys-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    natrix_tests::test_dir("sys", name)
 }
 
 async fn connect(server: &ServerProcess, user: &str) -> async_nats::Client {

@@ -292,14 +292,7 @@ fn missing_certificate_files_stop_the_start_as_in_nats_server() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}");
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        let text = text
-            .strip_prefix("natrix: ")
-            .or_else(|| text.strip_prefix("nats-server: "))
-            .unwrap_or(&text)
-            .trim_end()
-            .to_string();
-        texts.push(text);
+        texts.push(natrix_tests::without_program(&out.stderr));
     }
     assert_eq!(
         texts[0],
