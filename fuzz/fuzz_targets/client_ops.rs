@@ -122,7 +122,10 @@ fuzz_target!(|ops: Vec<Op>| {
             conns.retain(|c| *c != id);
         }
         assert_eq!(server.num_connections(), conns.len());
-        // Every open connection has a ping timer; closed ones have none.
-        assert_eq!(server.next_deadline().is_some(), !conns.is_empty());
+        // Every open connection has a ping timer. (With none open the
+        // server may still have its own: the system account's statsz.)
+        if !conns.is_empty() {
+            assert!(server.next_deadline().is_some(), "open connections have timers");
+        }
     }
 });
