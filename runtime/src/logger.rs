@@ -132,19 +132,11 @@ impl Logger {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = now.as_secs() as i64;
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400);
+        let c = civil_now();
         let mut bak = path.clone().into_os_string();
         bak.push(format!(
-            ".{y:04}.{m:02}.{d:02}.{:02}.{:02}.{:02}.{:09}",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60,
-            now.subsec_nanos()
+            ".{:04}.{:02}.{:02}.{:02}.{:02}.{:02}.{:09}",
+            c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos
         ));
         let bak = PathBuf::from(bak);
         let _ = self.out.flush();
@@ -266,13 +258,15 @@ fn send_syslog(sink: &mut Syslog, tag: &str, host: &str, level: LogLevel, msg: &
         LogLevel::Debug => 7,
     };
     let pid = std::process::id();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let Civil {
+        year: y,
+        month: mo,
+        day: d,
+        hour: h,
+        minute: mi,
+        second: s,
+        ..
+    } = civil_now();
     let line = match sink {
         Syslog::Local(_) => {
             const MONTHS: [&str; 12] = [
@@ -295,21 +289,48 @@ fn send_syslog(sink: &mut Syslog, tag: &str, host: &str, level: LogLevel, msg: &
     };
 }
 
-/// UTC time as `2006/01/02 15:04:05.000000`. (nats-server prints local
-/// time, which is UTC on the hosts and containers it usually runs in.)
-fn local_timestamp() -> String {
+/// The wall clock now, in UTC, split for printing.
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    nanos: u32,
+}
+
+fn civil_now() -> Civil {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
+    Civil {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: (rem % 3600) / 60,
+        second: rem % 60,
+        nanos: now.subsec_nanos(),
+    }
+}
+
+/// UTC time as `2006/01/02 15:04:05.000000`. (nats-server prints local
+/// time, which is UTC on the hosts and containers it usually runs in.)
+fn local_timestamp() -> String {
+    let c = civil_now();
     format!(
-        "{y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        now.subsec_micros()
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.nanos / 1000
     )
 }
 
