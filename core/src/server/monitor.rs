@@ -206,6 +206,27 @@ fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
+/// A sublist's statistics as `/subsz` and `/accountz?acc=` show them.
+fn sublist_stats(sl: &crate::sublist::Sublist<super::SubId>) -> Value {
+    let st = sl.stats();
+    let (max_fanout, avg_fanout) = sl.cache_fanout();
+    let hit_rate = if st.matches == 0 {
+        0.0
+    } else {
+        st.cache_hits as f64 / st.matches as f64
+    };
+    json!({
+        "num_subscriptions": st.subscriptions,
+        "num_cache": sl.cache_len(),
+        "num_inserts": st.inserts,
+        "num_removes": st.removes,
+        "num_matches": st.matches,
+        "cache_hit_rate": hit_rate,
+        "max_fanout": max_fanout,
+        "avg_fanout": avg_fanout,
+    })
+}
+
 /// Entries per page when `limit` is not given.
 const DEFAULT_LIST_SIZE: usize = 1024;
 
@@ -620,24 +641,7 @@ impl Server {
                     .ok_or_else(|| bad_request(format!("Account {name} does not exist")))?,
             ),
         };
-        let sl = &self.accounts[only.map_or(0, |a| a.0 as usize)].sublist;
-        let st = sl.stats();
-        let (max_fanout, avg_fanout) = sl.cache_fanout();
-        let hit_rate = if st.matches == 0 {
-            0.0
-        } else {
-            st.cache_hits as f64 / st.matches as f64
-        };
-        let mut v = json!({
-            "num_subscriptions": st.subscriptions,
-            "num_cache": sl.cache_len(),
-            "num_inserts": st.inserts,
-            "num_removes": st.removes,
-            "num_matches": st.matches,
-            "cache_hit_rate": hit_rate,
-            "max_fanout": max_fanout,
-            "avg_fanout": avg_fanout,
-        });
+        let mut v = sublist_stats(&self.accounts[only.map_or(0, |a| a.0 as usize)].sublist);
         if subs {
             let test = (!test.is_empty()).then_some(test.as_bytes());
             let mut list: Vec<(u64, Value)> = self
@@ -723,14 +727,7 @@ impl Server {
 
     pub(super) fn account_detail(&self, now: Now, id: super::AccountId, is_system: bool) -> Value {
         let a = &self.accounts[id.0 as usize];
-        let sl = &a.sublist;
-        let st = sl.stats();
-        let (max_fanout, avg_fanout) = sl.cache_fanout();
-        let hit_rate = if st.matches == 0 {
-            0.0
-        } else {
-            st.cache_hits as f64 / st.matches as f64
-        };
+        let stats = sublist_stats(&a.sublist);
         let mut exports = Vec::new();
         let mut imports = Vec::new();
         if let Some(c) = &a.config {
@@ -788,26 +785,14 @@ impl Server {
         m.insert("jetstream_enabled".into(), json!(false));
         m.insert("leafnode_connections".into(), json!(0));
         m.insert("client_connections".into(), json!(a.num_conns));
-        m.insert("subscriptions".into(), json!(st.subscriptions));
+        m.insert("subscriptions".into(), stats["num_subscriptions"].clone());
         if !exports.is_empty() {
             m.insert("exports".into(), json!(exports));
         }
         if !imports.is_empty() {
             m.insert("imports".into(), json!(imports));
         }
-        m.insert(
-            "sublist_stats".into(),
-            json!({
-                "num_subscriptions": st.subscriptions,
-                "num_cache": sl.cache_len(),
-                "num_inserts": st.inserts,
-                "num_removes": st.removes,
-                "num_matches": st.matches,
-                "cache_hit_rate": hit_rate,
-                "max_fanout": max_fanout,
-                "avg_fanout": avg_fanout,
-            }),
-        );
+        m.insert("sublist_stats".into(), stats);
         let _ = now;
         Value::Object(m)
     }
