@@ -433,24 +433,13 @@ impl Mapping {
         }
         if total != 100 && !seen.contains(&src) {
             // The rest keeps the original subject.
-            let mut n = 0;
-            let dest: Vec<String> = src
-                .split('.')
-                .map(|t| {
-                    if t == "*" {
-                        n += 1;
-                        format!("${n}")
-                    } else {
-                        t.to_string()
-                    }
-                })
-                .collect();
+            let dest = crate::account::tokenize(src);
             let rest = if out.is_empty() {
                 100
             } else {
                 100 - total as u8
             };
-            out.push((Transform::new(src, &dest.join("."))?, rest));
+            out.push((Transform::new(src, &dest)?, rest));
         }
         out.sort_by_key(|(_, w)| *w);
         let mut acc = 0u8;

@@ -455,38 +455,39 @@ impl Server {
     /// `$SYS.ACCOUNT.<acc>.CONNECT` for a client that logged in to an
     /// account other than `$G`.
     pub(crate) fn connect_event(&mut self, id: ConnId) {
-        let account = self.conns[id.0].account;
-        if account == AccountId::GLOBAL {
-            return;
-        }
-        let subject = format!(
-            "$SYS.ACCOUNT.{}.CONNECT",
-            self.accounts[account.0 as usize].name
-        );
-        if !self.has_system_interest(subject.as_bytes()) {
-            return;
-        }
-        let client = self.client_info(id, false);
-        let event = self.client_event(CONNECT_TYPE, client, None);
-        self.publish_internal(subject.as_bytes(), event.as_bytes());
+        self.account_event(id, None);
     }
 
     /// `$SYS.ACCOUNT.<acc>.DISCONNECT` for a closing client of an account
     /// other than `$G`.
     pub(crate) fn disconnect_event(&mut self, id: ConnId, reason: CloseReason) {
+        self.account_event(id, Some(reason));
+    }
+
+    /// A connect event, or a disconnect event with its reason, published
+    /// only when a system-account client listens.
+    fn account_event(&mut self, id: ConnId, closed: Option<CloseReason>) {
         let account = self.conns[id.0].account;
         if account == AccountId::GLOBAL || self.system_account.is_none() {
             return;
         }
+        let kind = if closed.is_some() {
+            "DISCONNECT"
+        } else {
+            "CONNECT"
+        };
         let subject = format!(
-            "$SYS.ACCOUNT.{}.DISCONNECT",
+            "$SYS.ACCOUNT.{}.{kind}",
             self.accounts[account.0 as usize].name
         );
         if !self.has_system_interest(subject.as_bytes()) {
             return;
         }
-        let client = self.client_info(id, true);
-        let event = self.client_event(DISCONNECT_TYPE, client, Some((id, reason)));
+        let client = self.client_info(id, closed.is_some());
+        let event = match closed {
+            None => self.client_event(CONNECT_TYPE, client, None),
+            Some(reason) => self.client_event(DISCONNECT_TYPE, client, Some((id, reason))),
+        };
         self.publish_internal(subject.as_bytes(), event.as_bytes());
     }
 
