@@ -15,6 +15,11 @@
 //! crashed and replayed deterministically from a seed.
 
 #![recursion_limit = "256"]
+// The core writes nothing itself: what it has to say is an `Action::Log`.
+#![cfg_attr(
+    not(test),
+    deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)
+)]
 
 pub mod account;
 pub mod auth;

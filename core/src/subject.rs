@@ -97,9 +97,55 @@ pub fn matches(pattern: &[u8], subject: &[u8]) -> bool {
     }
 }
 
+/// Whether every subject that `pattern` matches is also matched by
+/// `filter` (both may hold wildcards): `filter`'s `>` covers the rest, its
+/// `*` any one token but a `>`, a literal only itself.
+pub fn is_subset_match(pattern: &[u8], filter: &[u8]) -> bool {
+    let mut pt = tokens(pattern);
+    let mut ft = tokens(filter);
+    loop {
+        match (pt.next(), ft.next()) {
+            (None, None) => return true,
+            (Some(_), Some(f)) if f == [FWC] => return true,
+            (Some(p), Some(f)) if f == [PWC] => {
+                if p == [FWC] {
+                    return false;
+                }
+            }
+            (Some(p), Some(f)) => {
+                if p != f {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subset_match() {
+        for (pattern, filter, subset) in [
+            ("foo.bar", "foo.bar", true),
+            ("foo.bar", "foo.*", true),
+            ("foo.bar", ">", true),
+            ("foo.*", "foo.*", true),
+            ("foo.*", "foo.bar", false),
+            ("foo.>", "foo.*", false),
+            ("foo.>", "foo.>", true),
+            ("foo", "foo.>", false),
+            ("foo.bar.baz", "foo.*", false),
+        ] {
+            assert_eq!(
+                is_subset_match(pattern.as_bytes(), filter.as_bytes()),
+                subset,
+                "{pattern} in {filter}"
+            );
+        }
+    }
 
     #[test]
     fn validity() {

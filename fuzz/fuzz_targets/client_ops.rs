@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use natrix_core::proto::client;
-use natrix_core::server::{Action, ConnId, Event};
+use natrix_core::server::{Action, ConnId, Event, Listener};
 use natrix_core::time::{Instant, Now};
 use natrix_core::{Options, Server};
 
@@ -39,15 +39,20 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut conns: Vec<ConnId> = Vec::new();
     let mut closing: Vec<ConnId> = Vec::new();
     let mut buf = Vec::new();
+    let accept = |server: &mut Server, now: u64| {
+        let conn = server.next_conn_id();
+        server.handle(at(now), Event::Accepted { conn, listener: Listener::Client, peer });
+        conn
+    };
     for _ in 0..3 {
-        conns.push(server.accept(at(now), peer));
+        conns.push(accept(&mut server, now));
     }
     for op in ops.into_iter().take(200) {
         let pick = |i: u8, conns: &[ConnId]| conns.get(usize::from(i) % conns.len().max(1)).copied();
         buf.clear();
         let target = match op {
             Op::Accept => {
-                conns.push(server.accept(at(now), peer));
+                conns.push(accept(&mut server, now));
                 None
             }
             Op::Connect { conn, verbose, echo, headers, no_responders } => {

@@ -323,7 +323,11 @@ pub fn serve_with_monitor<L: Listener>(
     clock: Clock,
 ) -> io::Result<Running> {
     let addr = listener.local_addr()?;
-    server.set_client_port(addr.port());
+    let listening = Event::Listening {
+        listener: natrix_core::server::Listener::Client,
+        port: addr.port(),
+    };
+    server.handle(clock.now(), listening);
     logger.info(&format!(
         "Listening for client connections on {}",
         display_addr(host, addr.port())
@@ -373,6 +377,8 @@ pub fn serve_with_monitor<L: Listener>(
         spare: Vec::new(),
         tls: tls.map(TlsAcceptor::from),
         process_refreshed: None,
+        http_req_stats: Default::default(),
+        reloading: None,
     };
     let stop2 = Arc::clone(&stop);
     let task = tokio::spawn(core.run(stop2));
@@ -412,6 +418,11 @@ async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::S
     }
 }
 
+type PendingReload = (
+    Option<Arc<rustls::ServerConfig>>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
 struct CoreLoop<S> {
     /// The accept task, until lame duck mode (or the end) stops it.
     acceptor: Option<JoinHandle<()>>,
@@ -427,6 +438,11 @@ struct CoreLoop<S> {
     server: Server,
     clock: Clock,
     logger: Logger,
+    /// Monitoring requests served, by endpoint.
+    http_req_stats: std::collections::BTreeMap<String, u64>,
+    /// A reload the core has not answered yet: the TLS configuration that
+    /// comes with the options, and who waits for the answer.
+    reloading: Option<PendingReload>,
     rx: mpsc::Receiver<Inbound<S>>,
     tx: mpsc::Sender<Inbound<S>>,
     conns: HashMap<ConnId, ConnHandle>,
@@ -497,7 +513,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             a.abort();
         }
         self.logger.info("Initiating Shutdown...");
-        self.server.shutdown(self.clock.now());
+        self.server.handle(self.clock.now(), Event::Shutdown);
         self.drain_actions();
         // Give writers a moment to flush what they were handed.
         let flush_until = tokio::time::Instant::now() + Duration::from_millis(500);
@@ -520,21 +536,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
 
     fn control(&mut self, c: Control) {
         match c {
-            Control::LameDuck => self.server.enter_lame_duck(self.clock.now()),
+            Control::LameDuck => self.server.handle(self.clock.now(), Event::LameDuck),
             Control::ReopenLog => self.logger.reopen(),
             Control::Log(level, line) => self.logger.log(level, &line),
             Control::Reload(opts, tls, answer) => {
-                let result = self.server.reload(self.clock.now(), *opts);
-                if result.is_ok() {
-                    // HTTPS monitoring serves the reloaded certificate too.
-                    if let (Some(monitor), Some(t)) = (&self.monitor_tls, &tls)
-                        && let Ok(config) = crate::tls::monitor_config(t)
-                    {
-                        let _ = monitor.send(config);
-                    }
-                    self.tls = tls.map(TlsAcceptor::from);
-                }
-                let _ = answer.send(result);
+                self.reloading = Some((tls, answer));
+                let reload = Event::Reload { options: &opts };
+                self.server.handle(self.clock.now(), reload);
             }
             Control::SetLogger(l) => self.logger = l,
         }
@@ -543,7 +551,26 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
     fn process_info(&self) -> natrix_core::server::ProcessInfo {
         let uptime = Duration::from_nanos(self.clock.now().instant.as_nanos());
         let ports = (self.http_port, self.https_port);
-        crate::monitor::process_info(&self.http_host, ports, uptime)
+        let mut process = crate::monitor::process_info(&self.http_host, ports, uptime);
+        process.http_req_stats = self.http_req_stats.clone();
+        process
+    }
+
+    /// The core's answer to a reload: on success, new connections (and
+    /// HTTPS monitoring) get the reloaded TLS configuration.
+    fn reloaded(&mut self, error: Option<String>) {
+        let Some((tls, answer)) = self.reloading.take() else {
+            return;
+        };
+        if error.is_none() {
+            if let (Some(monitor), Some(t)) = (&self.monitor_tls, &tls)
+                && let Ok(config) = crate::tls::monitor_config(t)
+            {
+                let _ = monitor.send(config);
+            }
+            self.tls = tls.map(TlsAcceptor::from);
+        }
+        let _ = answer.send(error.map_or(Ok(()), Err));
     }
 
     /// Tells the core the process's memory and CPU (for statsz and
@@ -558,15 +585,22 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         }
         self.process_refreshed = Some(now);
         let process = self.process_info();
-        self.server.set_process_info(process);
+        self.server
+            .handle(self.clock.now(), Event::Process(&process));
     }
 
     fn monitor(&mut self, req: crate::monitor::MonitorRequest) {
         let now = self.clock.now();
+        if let Some(endpoint) = self.server.monitor_endpoint(&req.path) {
+            *self.http_req_stats.entry(endpoint).or_default() += 1;
+        }
         let process = self.process_info();
-        self.server.set_process_info(process.clone());
+        self.server.handle(now, Event::Process(&process));
         self.process_refreshed = Some(now.instant);
         let answer = self.server.monitor(now, &req.path, &req.query, &process);
+        if let Some(warning) = &answer.warning {
+            self.logger.log(LogLevel::Warn, warning);
+        }
         let _ = req.reply.send(answer);
     }
 
@@ -576,7 +610,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         let mut carried = 0;
         match ev {
             Inbound::Accepted(stream, peer) => {
-                let id = self.server.accept(now, peer);
+                let id = self.server.next_conn_id();
+                let accepted = Event::Accepted {
+                    conn: id,
+                    listener: natrix_core::server::Listener::Client,
+                    peer,
+                };
+                self.server.handle(now, accepted);
                 self.next_generation += 1;
                 let generation = self.next_generation;
                 let (wtx, wrx) = mpsc::unbounded_channel();
@@ -706,6 +746,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                     }
                 }
                 Action::Exit => exit = true,
+                Action::Reloaded { error } => self.reloaded(error),
                 Action::Transmit { conn } => {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;

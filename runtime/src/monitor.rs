@@ -90,6 +90,7 @@ async fn answer(
         status: 503,
         content_type: "text/plain; charset=utf-8",
         body: b"server is shutting down\n".to_vec(),
+        warning: None,
     });
     Response::builder()
         .status(r.status)
@@ -135,6 +136,7 @@ pub fn process_info(
         mem_bytes,
         cpu_percent,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        http_req_stats: Default::default(),
     }
 }
 

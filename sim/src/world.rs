@@ -558,6 +558,7 @@ impl World {
                     self.note(|| "server exits; restarting it".to_string());
                     self.restart();
                 }
+                Action::Reloaded { .. } => unreachable!("the simulation never reloads"),
             }
         }
         if let Some(d) = self.server.next_deadline().map(Instant::as_nanos)
@@ -608,7 +609,14 @@ impl World {
     fn connect(&mut self, c: ClientId) {
         let peer =
             core::net::SocketAddr::from(([10, 0, 0, (c % 250) as u8 + 1], 40_000 + c as u16));
-        let conn = self.server.accept(now_of(self.now), peer);
+        let conn = self.server.next_conn_id();
+        let listener = natrix_core::server::Listener::Client;
+        let accepted = Event::Accepted {
+            conn,
+            listener,
+            peer,
+        };
+        self.server.handle(now_of(self.now), accepted);
         let link = self.links.len();
         self.links.push(Link {
             client: c,
@@ -684,7 +692,7 @@ impl World {
             Fault::Crash { client } => self.crash(client),
             Fault::Restart { lame_duck: false } => self.restart(),
             Fault::Restart { lame_duck: true } => {
-                self.server.enter_lame_duck(now_of(self.now));
+                self.server.handle(now_of(self.now), Event::LameDuck);
                 self.drain_server();
             }
         }
@@ -706,7 +714,7 @@ impl World {
     }
 
     fn restart(&mut self) {
-        self.server.shutdown(now_of(self.now));
+        self.server.handle(now_of(self.now), Event::Shutdown);
         while self.server.poll_action().is_some() {}
         self.server_gen += 1;
         self.accepting = true;

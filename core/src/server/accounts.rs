@@ -254,8 +254,7 @@ impl Server {
         };
         let acc = &self.accounts[account.0 as usize];
         if acc.service_imports.is_empty() && acc.responses.is_empty() {
-            let served = self.system_service(publisher, account, p);
-            return delivered || served;
+            return delivered;
         }
         let imports: Vec<usize> = acc
             .service_imports
@@ -275,8 +274,7 @@ impl Server {
             self.respond(publisher, account, p, route);
             delivered = true;
         }
-        let served = self.system_service(publisher, account, p);
-        delivered || served
+        delivered
     }
 
     /// A request on a service import of `account` goes to the exporter.
@@ -304,7 +302,7 @@ impl Server {
             if d.mappings.is_empty() {
                 to
             } else {
-                let rng = &mut self.rng;
+                let rng = &mut self.rng.routing;
                 match d.mappings.map(&to, || (rng.next_u32() % 100) as u8) {
                     Mapped::Unchanged => to,
                     Mapped::To(s) => s,
@@ -422,7 +420,7 @@ impl Server {
     }
 
     fn random_digits(&mut self) -> [u8; 6] {
-        let mut n = self.rng.next_u64();
+        let mut n = self.rng.ids.next_u64();
         let mut out = [0u8; 6];
         for d in &mut out {
             *d = DIGITS[(n % 62) as usize];

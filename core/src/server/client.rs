@@ -30,7 +30,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
-        if c.closing {
+        if c.closing || c.kind.is_internal() {
             return;
         }
         c.last_activity = self.now.instant;

@@ -11,9 +11,10 @@ use crate::time::Instant;
 use super::client::go_quote;
 use super::{ConnId, SubId};
 
-/// What is on the other end of a connection. Only clients exist today;
-/// routes, leaf nodes, gateways and the server's internal clients (system
-/// account, JetStream) come with clustering and JetStream.
+/// What is on the other end of a connection: a client, or the server's
+/// own internal client for the system account. Routes, leaf nodes,
+/// gateways and JetStream's internal client come with clustering and
+/// JetStream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnKind {
     Client,
@@ -22,6 +23,15 @@ pub enum ConnKind {
     Gateway,
     System,
     JetStream,
+}
+
+impl ConnKind {
+    /// The server's own clients (system account, JetStream): no socket, no
+    /// timers, never closed, and messages to them go to a handler in the
+    /// core instead of an outbound buffer.
+    pub fn is_internal(self) -> bool {
+        matches!(self, ConnKind::System | ConnKind::JetStream)
+    }
 }
 
 /// An index into the server's accounts. Every connection belongs to one.
@@ -71,20 +81,6 @@ pub(crate) struct Shadow {
     pub import: usize,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Deadlines {
-    pub ping: Option<Instant>,
-    pub auth: Option<Instant>,
-    pub write: Option<Instant>,
-    pub tls: Option<Instant>,
-}
-
-impl Deadlines {
-    pub fn is_empty(&self) -> bool {
-        self.ping.is_none() && self.auth.is_none() && self.write.is_none() && self.tls.is_none()
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub kind: ConnKind,
@@ -118,7 +114,6 @@ pub(crate) struct Conn {
     pub rtt: Option<Duration>,
     pub rtt_start: Option<Instant>,
     pub first_pong_sent: bool,
-    pub deadlines: Deadlines,
     pub counters: Counters,
     /// Publishers paused because this connection is over half its pending
     /// limit; resumed when it drains.
@@ -168,7 +163,6 @@ impl Conn {
             rtt: None,
             rtt_start: None,
             first_pong_sent: false,
-            deadlines: Deadlines::default(),
             counters: Counters::default(),
             stalled_publishers: Vec::new(),
             paused_until: None,

@@ -88,7 +88,7 @@ impl Server {
         let mapped = if acc.mappings.is_empty() {
             Mapped::Unchanged
         } else {
-            let rng = &mut self.rng;
+            let rng = &mut self.rng.routing;
             acc.mappings.map(p.subject, || (rng.next_u32() % 100) as u8)
         };
         let routed;
@@ -193,14 +193,23 @@ impl Server {
             return false;
         };
         let target = sub.conn;
-        // The server's own messages (system account) reach every subscriber.
-        let echo = self.conns.get(publisher.0).is_none_or(|c| c.opts.echo);
+        // The server's own messages (system account) reach every client
+        // subscriber, and never stall the server.
+        let (echo, publisher_internal) = self
+            .conns
+            .get(publisher.0)
+            .map_or((true, false), |c| (c.opts.echo, c.kind.is_internal()));
         if target == publisher && !echo {
             return false;
         }
         let conn = &mut self.conns[target.0];
         if conn.closing {
             return false;
+        }
+        if conn.kind.is_internal() {
+            sub.delivered += 1;
+            self.deliver_internal(h, p);
+            return true;
         }
         if let Some(perms) = &mut conn.perms
             && perms.delivery_denied(p.subject)
@@ -245,7 +254,7 @@ impl Server {
             return true;
         }
         let over_half = conn.pending_bytes() > self.opts.max_pending / 2;
-        let stallable = target != publisher && publisher != super::system::INTERNAL;
+        let stallable = target != publisher && !publisher_internal;
         if over_half && stallable && !conn.stalled_publishers.contains(&publisher) {
             conn.stalled_publishers.push(publisher);
         }

@@ -1,6 +1,6 @@
 //! Lame duck mode: drain the server for maintenance.
 //!
-//! On [`Server::enter_lame_duck`] the server stops accepting connections
+//! On [`Event::LameDuck`](super::Event::LameDuck) the server stops accepting connections
 //! ([`Action::StopAccepting`]), tells every client that can hear it (protocol
 //! 1 or later, past its first PONG) with an `INFO` carrying `"ldm":true`, waits
 //! `lame_duck_grace_period` so that several servers entering lame duck
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use rand_core::Rng;
 
+use super::timers::ServerTimer;
 use super::{Action, CloseReason, ConnId, LogLevel, Server};
 use crate::server::conn::ConnKind;
-use crate::time::Instant;
 
 /// The longest pause between two closes, however few the clients.
 const MAX_STEP: Duration = Duration::from_secs(1);
@@ -29,18 +29,11 @@ pub(crate) struct LameDuck {
     pending: VecDeque<(ConnId, u64)>,
     /// The pause between closes.
     step: Duration,
-    /// How many clients to close at each step.
+    /// How many clients to close at each step (the next step is the
+    /// server's `LameDuck` timer).
     batch: usize,
-    /// When the next close is due (`None`: nothing left to do).
-    next: Option<Instant>,
     /// Whether the grace period is over.
     closing_started: bool,
-}
-
-impl LameDuck {
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.next
-    }
 }
 
 impl Server {
@@ -49,9 +42,10 @@ impl Server {
         self.lame_duck.is_some()
     }
 
-    /// Enters lame duck mode (a second call does nothing).
-    pub fn enter_lame_duck(&mut self, now: crate::Now) {
-        self.now = now;
+    /// Enters lame duck mode (`Event::LameDuck`; a second time does
+    /// nothing).
+    pub(crate) fn enter_lame_duck(&mut self) {
+        let now = self.now.instant;
         if self.lame_duck.is_some() {
             return;
         }
@@ -71,9 +65,9 @@ impl Server {
                 pending,
                 step: Duration::ZERO,
                 batch: 1,
-                next: None,
                 closing_started: true,
             });
+            self.set_server_deadline(ServerTimer::Statsz, None);
             self.actions.push_back(Action::Exit);
             return;
         }
@@ -102,10 +96,11 @@ impl Server {
             pending,
             step,
             batch: batch.max(1),
-            next: Some(now.instant + grace),
             closing_started: false,
         });
-        self.flush_dirty();
+        // The periodic statsz stops once the server drains.
+        self.set_server_deadline(ServerTimer::Statsz, None);
+        self.set_server_deadline(ServerTimer::LameDuck, Some(now + grace));
     }
 
     /// `INFO` with `ldm:true` to every client that reads async INFO.
@@ -135,16 +130,10 @@ impl Server {
         }
     }
 
-    /// Runs the lame duck schedule if a close is due.
+    /// The next step of the lame duck schedule: close the next batch.
     pub(crate) fn lame_duck_timer(&mut self) {
         let now = self.now.instant;
-        let Some(ld) = &mut self.lame_duck else {
-            return;
-        };
-        if ld.next.is_none_or(|at| at > now) {
-            return;
-        }
-        ld.next = None;
+        let ld = (self.lame_duck.as_mut()).expect("the lame duck timer runs in lame duck mode");
         let announce = !std::mem::replace(&mut ld.closing_started, true);
         let mut due = Vec::with_capacity(ld.batch);
         while due.len() < ld.batch {
@@ -173,12 +162,10 @@ impl Server {
         // A random pause between half the step and the step.
         let nanos = u64::try_from(step.as_nanos()).unwrap_or(u64::MAX);
         let pause = if nanos > 1 {
-            Duration::from_nanos((self.rng.next_u64() % nanos).max(nanos / 2))
+            Duration::from_nanos((self.rng.timers.next_u64() % nanos).max(nanos / 2))
         } else {
             step
         };
-        if let Some(ld) = &mut self.lame_duck {
-            ld.next = Some(now + pause);
-        }
+        self.set_server_deadline(ServerTimer::LameDuck, Some(now + pause));
     }
 }

@@ -1,11 +1,13 @@
 //! The `Server`: connections, their lifecycle and limits, fed events and
 //! answering with actions.
 //!
-//! The run loop contract (for every driver): after each call to
-//! [`Server::accept`] or [`Server::handle`], drain [`Server::poll_action`]
+//! The run loop contract (for every driver): [`Server::handle`] is the one
+//! way in: every input that changes the server is an [`Event`], and each
+//! call ends with one flush. After each call, drain [`Server::poll_action`]
 //! until it returns `None`, take the outbound bytes of every connection named
 //! by an [`Action::Transmit`] with [`Server::take_outbound`], and sleep until
 //! [`Server::next_deadline`] (then send [`Event::Tick`]) or the next input.
+//! Everything else on `Server` is a query on `&self`.
 
 mod accounts;
 mod client;
@@ -45,9 +47,27 @@ pub struct ConnId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubId(u32);
 
+/// Which listener a connection came in on. Only clients are served today;
+/// routes, leaf nodes, gateways, websocket and MQTT listeners join them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Client,
+}
+
 /// An input to the server.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// A connection was accepted from `peer` on `listener`; `conn` is the
+    /// id [`Server::next_conn_id`] named just before. The server sends
+    /// `INFO` and arms the connection's timers.
+    Accepted {
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+    },
+    /// The driver bound `listener` on `port` (a port of 0 in the
+    /// configuration means any: clients are told the real one).
+    Listening { listener: Listener, port: u16 },
     /// Bytes arrived from the peer.
     Received { conn: ConnId, bytes: &'a [u8] },
     /// The driver wrote this many of the bytes it took for the connection.
@@ -69,6 +89,19 @@ pub enum Event<'a> {
     },
     /// The TLS handshake failed; `error` says why (for the log).
     TlsFailed { conn: ConnId, error: &'a str },
+    /// Apply new options to the running server: all of them, or none with
+    /// the reason. Answered with [`Action::Reloaded`].
+    Reload { options: &'a Options },
+    /// Enter lame duck mode (a second time does nothing).
+    LameDuck,
+    /// Close every connection, flushing what is outbound.
+    Shutdown,
+    /// The process's memory and CPU, and the HTTP monitoring figures, as
+    /// the driver last read them (for statsz and `VARZ` over NATS).
+    Process(&'a ProcessInfo),
+    /// A storage operation the server asked for completed. Reserved: no
+    /// operation is asked for yet, so one arriving is logged as an error.
+    Storage(&'a natrix_storage::ops::Completion),
 }
 
 /// Why a connection was closed (nats-server's `ClosedState` names).
@@ -162,7 +195,43 @@ pub enum Action {
     /// The server has finished (lame duck mode closed every client): stop
     /// and exit.
     Exit,
+    /// The answer to [`Event::Reload`]: `None` when the new options are in
+    /// force, else why none of them is.
+    Reloaded { error: Option<String> },
 }
+
+/// The server's random choices, one seeded stream per purpose, so that a
+/// new draw for one purpose never shifts the others (a replayed seed keeps
+/// its queue choices when a nonce is added, say).
+pub(crate) struct Rngs {
+    /// Queue member choice and weighted subject mappings.
+    pub routing: ChaCha8Rng,
+    /// The server's key, event ids and service reply subjects.
+    pub ids: ChaCha8Rng,
+    /// Nonces for clients to sign.
+    pub nonces: ChaCha8Rng,
+    /// Jitter of timers (first ping, lame duck closes).
+    pub timers: ChaCha8Rng,
+}
+
+impl Rngs {
+    fn new(seed: u64) -> Self {
+        let stream = |label: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(label);
+            rng
+        };
+        Rngs {
+            routing: stream(1),
+            ids: stream(2),
+            nonces: stream(3),
+            timers: stream(4),
+        }
+    }
+}
+
+/// Log lines waiting in the action queue, at most.
+const LOG_LINES_MAX: usize = 64 * 1024;
 
 /// Server-wide counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +245,7 @@ pub struct ServerStats {
 pub struct Server {
     opts: Options,
     info: ServerInfo,
-    rng: ChaCha8Rng,
+    rng: Rngs,
     now: Now,
     next_cid: u64,
     conns: Slab<Conn>,
@@ -185,6 +254,9 @@ pub struct Server {
     /// The system account, if there is one.
     system_account: Option<AccountId>,
     actions: VecDeque<Action>,
+    /// `Log` actions in the queue, and lines dropped because it was full.
+    logs_queued: usize,
+    logs_dropped: u64,
     dirty: Vec<ConnId>,
     timers: timers::TimerTable,
     stats: ServerStats,
@@ -192,8 +264,6 @@ pub struct Server {
     open_conns: usize,
     start_unix_nanos: u64,
     start_instant: Instant,
-    /// Monitoring requests served, by path.
-    http_req_stats: std::collections::BTreeMap<String, u64>,
     /// The most recently closed connections, as `/connz?state=closed` shows them.
     closed: VecDeque<serde_json::Value>,
     /// Set once lame duck mode is entered.
@@ -207,9 +277,9 @@ pub struct Server {
 impl Server {
     /// A server with `opts`, drawing every random choice from `seed`.
     pub fn new(opts: Options, seed: u64, now: Now) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = Rngs::new(seed);
         let mut key = [0u8; 32];
-        rng.fill_bytes(&mut key);
+        rng.ids.fill_bytes(&mut key);
         let server_id = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::Server, key)
             .expect("32 bytes make a server key")
             .public_key();
@@ -235,8 +305,7 @@ impl Server {
             ..ServerInfo::default()
         };
         let (accounts, system_account) = accounts::build(&opts);
-        let system = system::SystemState::new(system_account.is_some(), now.instant);
-        Server {
+        let mut server = Server {
             opts,
             info,
             rng,
@@ -247,18 +316,21 @@ impl Server {
             accounts,
             system_account,
             actions: VecDeque::new(),
+            logs_queued: 0,
+            logs_dropped: 0,
             dirty: Vec::new(),
             timers: timers::TimerTable::default(),
             stats: ServerStats::default(),
             open_conns: 0,
             start_unix_nanos: now.unix_nanos,
             start_instant: now.instant,
-            http_req_stats: std::collections::BTreeMap::new(),
             closed: VecDeque::new(),
             lame_duck: None,
             shadows_of: crate::FastMap::default(),
-            system,
-        }
+            system: system::SystemState::new(),
+        };
+        server.install_system();
+        server
     }
 
     pub fn options(&self) -> &Options {
@@ -291,22 +363,23 @@ impl Server {
         self.subs.len()
     }
 
-    /// The port clients should be told (a driver that bound port 0 learns
-    /// the real one after binding).
-    pub fn set_client_port(&mut self, port: u16) {
-        self.opts.port = port;
-        self.info.port = port;
+    /// The id the next accepted connection gets: the driver names it in
+    /// [`Event::Accepted`].
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.conns.vacant_key())
     }
 
     /// A new client connection from `peer`: sends INFO and arms its timers.
-    pub fn accept(&mut self, now: Now, peer: SocketAddr) -> ConnId {
-        self.now = now;
+    fn on_accepted(&mut self, expected: ConnId, listener: Listener, peer: SocketAddr) {
+        let Listener::Client = listener;
         self.next_cid += 1;
         let cid = self.next_cid;
+        let now = self.now;
         let id = ConnId(
             self.conns
                 .insert(Conn::new(ConnKind::Client, cid, peer, now.instant)),
         );
+        assert_eq!(id, expected, "the driver names the id next_conn_id gave");
         self.stats.total_connections += 1;
         let mut info = self.info.clone();
         info.client_id = cid;
@@ -338,14 +411,13 @@ impl Server {
         } else {
             self.arm_client_timers(id);
         }
-        self.flush_dirty();
         if let Some(conn) = self.conns[id.0].tls_pending
             && !self.opts.tls.as_ref().is_some_and(|t| t.handshake_first)
         {
             // After the Transmit of INFO: INFO goes out in plaintext.
+            self.flush_dirty();
             self.actions.push_back(Action::StartTls { conn });
         }
-        id
     }
 
     /// Timers of a client ready to talk: authentication (if required)
@@ -368,10 +440,21 @@ impl Server {
             .is_some_and(|c| c.tls_pending.is_some())
     }
 
-    /// Feeds one event.
+    /// Feeds one event: the only input that changes the server.
     pub fn handle(&mut self, now: Now, event: Event<'_>) {
+        assert!(now.instant >= self.now.instant, "time never runs back");
         self.now = now;
         match event {
+            Event::Accepted {
+                conn,
+                listener,
+                peer,
+            } => self.on_accepted(conn, listener, peer),
+            Event::Listening { listener, port } => {
+                let Listener::Client = listener;
+                self.opts.port = port;
+                self.info.port = port;
+            }
             Event::Received { conn, bytes } => self.on_received(conn, bytes),
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Closed { conn } => self.on_closed(conn),
@@ -383,24 +466,41 @@ impl Server {
                 peer_cert,
             } => self.on_tls_ready(conn, version, cipher, peer_cert),
             Event::TlsFailed { conn, error } => self.on_tls_failed(conn, error),
+            Event::Reload { options } => {
+                let error = self.reload(options.clone()).err();
+                self.actions.push_back(Action::Reloaded { error });
+            }
+            Event::LameDuck => self.enter_lame_duck(),
+            Event::Shutdown => self.shutdown(),
+            Event::Process(process) => self.system.process = process.clone(),
+            Event::Storage(done) => {
+                let line = format!("Unexpected storage completion {:?}", done.id);
+                self.log(LogLevel::Error, line);
+            }
         }
+        self.run_internal();
         self.flush_dirty();
     }
 
     /// The next action, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if let Some(Action::Log { .. }) = action {
+            self.logs_queued -= 1;
+        }
+        if self.logs_queued == 0 && self.logs_dropped > 0 {
+            let n = std::mem::take(&mut self.logs_dropped);
+            self.log(
+                LogLevel::Warn,
+                format!("{n} log lines dropped: the log is behind"),
+            );
+        }
+        action
     }
 
     /// When the next timer is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let ldm = self.lame_duck.as_ref().and_then(|l| l.deadline());
-        // The periodic statsz stops once the server drains.
-        let statsz = self.system.deadline().filter(|_| self.lame_duck.is_none());
-        [self.timers.next(), ldm, statsz]
-            .into_iter()
-            .flatten()
-            .min()
+        self.timers.next()
     }
 
     /// Moves the connection's outbound bytes into `buf` (which should be
@@ -411,7 +511,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(conn.0) else {
             return;
         };
-        debug_assert!(buf.is_empty(), "the driver hands back an empty buffer");
+        assert!(buf.is_empty(), "the driver hands back an empty buffer");
         buf.clear();
         std::mem::swap(&mut c.out, buf);
         if buf.is_empty() {
@@ -426,13 +526,16 @@ impl Server {
     }
 
     /// Closes every connection (flushing what is outbound).
-    pub fn shutdown(&mut self, now: Now) {
-        self.now = now;
-        let ids: Vec<ConnId> = self.conns.iter().map(|(k, _)| ConnId(k)).collect();
+    fn shutdown(&mut self) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.kind.is_internal())
+            .map(|(k, _)| ConnId(k))
+            .collect();
         for id in ids {
             self.close(id, CloseReason::ServerShutdown, true);
         }
-        self.flush_dirty();
     }
 
     fn on_written(&mut self, id: ConnId, bytes: usize) {
@@ -464,11 +567,15 @@ impl Server {
         if !self.conns.contains(id.0) {
             return;
         }
+        if self.conns[id.0].kind.is_internal() {
+            debug_assert!(false, "the driver never names an internal client");
+            return;
+        }
         if !self.conns[id.0].closing {
             self.teardown(id, CloseReason::ClientClosed);
         }
-        debug_assert!(
-            self.conns[id.0].deadlines.is_empty(),
+        assert!(
+            !self.timers.has_conn_timers(id),
             "a closed connection has no timers"
         );
         self.conns.remove(id.0);
@@ -524,7 +631,7 @@ impl Server {
                 sh.queue.as_deref(),
                 *shadow,
             );
-            debug_assert!(removed, "a shadow subscription is in its sublist");
+            assert!(removed, "a shadow subscription is in its sublist");
         }
         if self.opts.trace && self.conns.contains(sub.conn.0) {
             let line = format!("<-> [DELSUB {}]", String::from_utf8_lossy(&sub.sid));
@@ -535,7 +642,7 @@ impl Server {
             sub.queue.as_deref(),
             s,
         );
-        debug_assert!(removed, "a live subscription is in its sublist");
+        assert!(removed, "a live subscription is in its sublist");
     }
 
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {
@@ -587,15 +694,25 @@ impl Server {
     /// URL-safe without padding (15 characters), as nats-server makes them.
     fn make_nonce(&mut self) -> String {
         let mut raw = [0u8; 11];
-        self.rng.fill_bytes(&mut raw);
+        self.rng.nonces.fill_bytes(&mut raw);
         data_encoding::BASE64URL_NOPAD.encode(&raw)
     }
 
+    /// A queue member's index, or any other routing choice among `n`.
     pub(crate) fn random_below(&mut self, n: usize) -> usize {
-        (self.rng.next_u64() % n as u64) as usize
+        (self.rng.routing.next_u64() % n as u64) as usize
     }
 
+    /// Queues a line for the log. The action queue is bounded: every
+    /// other action is one per connection touched, and log lines (which
+    /// trace mode makes one per message) stop at [`LOG_LINES_MAX`] waiting;
+    /// past that they are counted, and one line says how many were lost.
     pub(crate) fn log(&mut self, level: LogLevel, message: String) {
+        if self.logs_queued >= LOG_LINES_MAX {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.logs_queued += 1;
         self.actions.push_back(Action::Log { level, message });
     }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::LogLevel;
 use super::client::go_quote;
 use serde_json::{Value, json};
 
@@ -31,6 +30,9 @@ pub struct ProcessInfo {
     /// CPU use, percent of one core.
     pub cpu_percent: f64,
     pub cores: u32,
+    /// Monitoring requests served, by endpoint (as
+    /// [`Server::monitor_endpoint`] names them); the HTTP server counts them.
+    pub http_req_stats: BTreeMap<String, u64>,
 }
 
 /// An HTTP answer.
@@ -39,6 +41,8 @@ pub struct MonitorResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// A warning for the server's log (a deprecated option, say).
+    pub warning: Option<String>,
 }
 
 impl MonitorResponse {
@@ -47,6 +51,7 @@ impl MonitorResponse {
             status,
             content_type: "application/json",
             body: serde_json::to_vec_pretty(v).expect("monitoring JSON serializes"),
+            warning: None,
         }
     }
 }
@@ -70,6 +75,7 @@ fn bad_request(text: String) -> Bad {
         status: 400,
         content_type: "text/plain; charset=utf-8",
         body: text.into_bytes(),
+        warning: None,
     }
 }
 
@@ -257,26 +263,35 @@ const SORT_OPTIONS: [&str; 14] = [
 ];
 
 impl Server {
+    /// The endpoint a monitoring request for `path` counts under in
+    /// `http_req_stats` (`/varz`, …), or `None` outside `http_base_path`.
+    pub fn monitor_endpoint(&self, path: &str) -> Option<String> {
+        // Endpoints live under `http_base_path` (`/` unless set).
+        let base = normalize_base_path(&self.opts.http_base_path);
+        let path = strip_base(path, &base)?;
+        Some(format!(
+            "/{}",
+            path.trim_end_matches('/').trim_start_matches('/')
+        ))
+    }
+
     /// Answers a monitoring request for `path` (`/varz`, …) and its query.
     pub fn monitor(
-        &mut self,
+        &self,
         now: Now,
         path: &str,
         query: &str,
         process: &ProcessInfo,
     ) -> MonitorResponse {
-        // Endpoints live under `http_base_path` (`/` unless set).
-        let base = normalize_base_path(&self.opts.http_base_path);
-        let Some(path) = strip_base(path, &base) else {
+        let Some(endpoint) = self.monitor_endpoint(path) else {
             return MonitorResponse {
                 status: 404,
                 content_type: "text/plain; charset=utf-8",
                 body: b"404 page not found\n".to_vec(),
+                warning: None,
             };
         };
-        let path = path.trim_end_matches('/');
-        let name = path.trim_start_matches('/');
-        *self.http_req_stats.entry(format!("/{name}")).or_default() += 1;
+        let name = &endpoint[1..];
         let q = Query::parse(query);
         let ok = |v: Value| MonitorResponse::json(200, &v);
         let answer: Result<MonitorResponse, Bad> = match name {
@@ -284,15 +299,19 @@ impl Server {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
                 body: index_page().into_bytes(),
+                warning: None,
             }),
             "varz" => Ok(MonitorResponse::json(200, &self.varz(now, process))),
             "connz" => self.connz(now, &q).map(ok),
             "subsz" | "subscriptionsz" => self.subsz(now, &q).map(ok),
-            "healthz" => self.healthz(&q).map(ok),
+            "healthz" => self
+                .healthz(&q)
+                .map(|(v, warning)| MonitorResponse { warning, ..ok(v) }),
             "metrics" => Ok(MonitorResponse {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.metrics(now, process).into_bytes(),
+                warning: None,
             }),
             "routez" => q.bool("subs").map(|_| ok(self.routez(now))),
             "gatewayz" => q.bool("accs").map(|_| ok(self.gatewayz(now))),
@@ -311,6 +330,7 @@ impl Server {
                 status: 404,
                 content_type: "text/plain; charset=utf-8",
                 body: b"404 page not found\n".to_vec(),
+                warning: None,
             }),
         };
         answer.unwrap_or_else(|bad| bad)
@@ -399,7 +419,7 @@ impl Server {
             "out_bytes": c.out_bytes,
             "slow_consumers": self.stats.slow_consumers,
             "subscriptions": self.subs.len(),
-            "http_req_stats": self.http_req_stats,
+            "http_req_stats": p.http_req_stats,
             "config_load_time": rfc3339_nanos(self.start_unix_nanos),
             "system_account": self.system_account_name(),
         })
@@ -450,7 +470,9 @@ impl Server {
             .conns
             .iter()
             .map(|(_, c)| c)
-            .filter(|c| !c.closing && only_cid.is_none_or(|cid| c.cid == cid))
+            .filter(|c| {
+                !c.closing && !c.kind.is_internal() && only_cid.is_none_or(|cid| c.cid == cid)
+            })
             .filter(|c| only_cid.is_some() || user.is_empty() || c.opts.user == user)
             .filter(|c| acc.is_empty() || self.accounts[c.account.0 as usize].name == acc)
             .collect();
@@ -623,7 +645,7 @@ impl Server {
         self.closed.push_back(entry);
     }
 
-    pub(super) fn subsz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn subsz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
         let subs = q.bool("subs")?;
         let (offset, limit) = q.page()?;
         let test = q.get("test");
@@ -687,16 +709,14 @@ impl Server {
 
     /// `/healthz`: without JetStream a ready server is healthy whatever
     /// the variant (`js-enabled-only`, `js-server-only`).
-    pub(super) fn healthz(&mut self, q: &Query) -> Result<Value, Bad> {
-        if q.bool("js-enabled")? {
-            self.log(
-                LogLevel::Warn,
-                "Healthcheck: js-enabled deprecated, use js-enabled-only instead".into(),
-            );
-        }
+    /// (With the warning to log for a deprecated option.)
+    pub(super) fn healthz(&self, q: &Query) -> Result<(Value, Option<String>), Bad> {
+        let warning = q
+            .bool("js-enabled")?
+            .then(|| "Healthcheck: js-enabled deprecated, use js-enabled-only instead".into());
         q.bool("js-enabled-only")?;
         q.bool("js-server-only")?;
-        Ok(json!({ "status": "ok" }))
+        Ok((json!({ "status": "ok" }), warning))
     }
 
     fn system_account_name(&self) -> &str {
@@ -705,7 +725,7 @@ impl Server {
     }
 
     /// `/accountz`: the account names, or one account's detail (`acc=`).
-    pub(super) fn accountz(&mut self, now: Now, q: &Query) -> Result<Value, Bad> {
+    pub(super) fn accountz(&self, now: Now, q: &Query) -> Result<Value, Bad> {
         let mut v = serde_json::Map::new();
         let system = self.system_account_name().to_string();
         if !system.is_empty() {

@@ -225,8 +225,7 @@ impl Server {
     /// with the reason (nothing changes then). On success the lines to log
     /// have been emitted as `Log` actions, ending with `Reloaded server
     /// configuration`.
-    pub fn reload(&mut self, now: crate::Now, mut new: Options) -> Result<(), String> {
-        self.now = now;
+    pub(crate) fn reload(&mut self, mut new: Options) -> Result<(), String> {
         // The port a driver bound (port 0 in the file: any) stays.
         if new.port == 0 {
             new.port = self.opts.port;
@@ -262,7 +261,6 @@ impl Server {
             self.close_over_max_connections();
         }
         self.log(LogLevel::Info, "Reloaded server configuration".to_string());
-        self.flush_dirty();
         Ok(())
     }
 
@@ -271,6 +269,7 @@ impl Server {
     /// every client is bound again to its user's account, and its
     /// subscriptions go into that account's sublist.
     fn rebuild_accounts(&mut self) {
+        self.uninstall_system();
         let mut parents: Vec<super::SubId> = self
             .subs
             .iter()
@@ -315,9 +314,10 @@ impl Server {
                 self.accounts[account.0 as usize]
                     .sublist
                     .insert(&subject, queue.as_deref(), h);
-            debug_assert!(inserted.is_ok(), "a subscription's subject was valid");
+            assert!(inserted.is_ok(), "a subscription's subject was valid");
             self.add_shadow_subs(account, h);
         }
+        self.install_system();
     }
 
     /// The account of the user a client logged in as (`$G` for none).

@@ -16,6 +16,8 @@ fn http(h: &mut Harness, path: &str, query: &str) -> (u16, String) {
         .server
         .monitor(now_at(h.now_ns), path, query, &ProcessInfo::default());
     h.drain();
+    // The driver logs what the endpoint warns of.
+    h.logs.extend(r.warning);
     (r.status, String::from_utf8(r.body).unwrap())
 }
 
@@ -28,6 +30,10 @@ struct Harness {
     resumed: Vec<ConnId>,
     stopped_accepting: bool,
     exited: bool,
+    /// The answers to reloads.
+    reloaded: Vec<Option<String>>,
+    /// The server's own subscriptions (system account services).
+    internal_subs: usize,
     /// `Transmit` and `StartTls`, in the order they came.
     wire: Vec<(ConnId, &'static str)>,
 }
@@ -42,8 +48,10 @@ impl Harness {
     }
 
     fn seeded(opts: Options, seed: u64) -> Self {
+        let server = Server::new(opts, seed, now_at(0));
         Harness {
-            server: Server::new(opts, seed, now_at(0)),
+            internal_subs: server.num_subscriptions(),
+            server,
             now_ns: 0,
             closed: Vec::new(),
             logs: Vec::new(),
@@ -51,6 +59,7 @@ impl Harness {
             resumed: Vec::new(),
             stopped_accepting: false,
             exited: false,
+            reloaded: Vec::new(),
             wire: Vec::new(),
         }
     }
@@ -74,14 +83,45 @@ impl Harness {
                 Action::StartTls { conn } => self.wire.push((conn, "start tls")),
                 Action::StopAccepting => self.stopped_accepting = true,
                 Action::Exit => self.exited = true,
+                Action::Reloaded { error } => self.reloaded.push(error),
             }
         }
     }
 
+    /// A new connection at `ns`, its actions drained but its INFO left.
+    fn accept_at(&mut self, ns: u64) -> ConnId {
+        let conn = self.server.next_conn_id();
+        let (listener, peer) = (Listener::Client, Self::peer());
+        let accepted = Event::Accepted {
+            conn,
+            listener,
+            peer,
+        };
+        self.server.handle(now_at(ns), accepted);
+        self.drain();
+        conn
+    }
+
+    /// Applies new options at `ns`: the server's answer.
+    fn reload(&mut self, ns: u64, options: Options) -> Result<(), String> {
+        self.server
+            .handle(now_at(ns), Event::Reload { options: &options });
+        self.drain();
+        match self.reloaded.pop().expect("a reload is answered") {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Enters lame duck mode at `ns`.
+    fn lame_duck(&mut self, ns: u64) {
+        self.server.handle(now_at(ns), Event::LameDuck);
+        self.drain();
+    }
+
     /// A new connection; its INFO is consumed.
     fn accept(&mut self) -> ConnId {
-        let id = self.server.accept(now_at(self.now_ns), Self::peer());
-        self.drain();
+        let id = self.accept_at(self.now_ns);
         let info = self.out(id);
         assert!(
             info.starts_with("INFO {") && info.ends_with("} \r\n"),
@@ -142,7 +182,7 @@ fn quiet() -> &'static str {
 #[test]
 fn info_fields() {
     let mut h = Harness::new(Options::default());
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     let info = h.out(id);
     let json: serde_json::Value =
         serde_json::from_str(info.trim_start_matches("INFO ").trim_end()).unwrap();
@@ -300,14 +340,14 @@ fn auto_unsubscribe() {
         h.send(s, "PUB foo 1\r\nx\r\n");
     }
     assert_eq!(h.out(s).matches("MSG").count(), 2);
-    assert_eq!(h.server.num_subscriptions(), 0);
+    assert_eq!(h.server.num_subscriptions(), h.internal_subs);
     // A max at or below what was delivered unsubscribes now.
     h.send(
         s,
         "SUB bar 2\r\nPUB bar 1\r\nx\r\nUNSUB 2 1\r\nPUB bar 1\r\nx\r\n",
     );
     assert_eq!(h.out(s).matches("MSG").count(), 1);
-    assert_eq!(h.server.num_subscriptions(), 0);
+    assert_eq!(h.server.num_subscriptions(), h.internal_subs);
 }
 
 #[test]
@@ -431,7 +471,7 @@ fn user_password_auth() {
         ..Options::default()
     };
     let mut h = Harness::new(opts);
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     assert!(h.out(id).contains("\"auth_required\":true"));
     h.send(
         id,
@@ -592,7 +632,7 @@ fn limits_on_connections_and_subscriptions() {
     };
     let mut h = Harness::new(opts);
     let a = h.client(quiet());
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     h.drain();
     let out = h.out(id);
     assert!(
@@ -633,9 +673,9 @@ fn closing_removes_subscriptions() {
     let mut h = Harness::new(Options::default());
     let s = h.client(quiet());
     h.send(s, "SUB foo 1\r\nSUB bar q 2\r\n");
-    assert_eq!(h.server.num_subscriptions(), 2);
+    assert_eq!(h.server.num_subscriptions(), h.internal_subs + 2);
     h.server.handle(now_at(0), Event::Closed { conn: s });
-    assert_eq!(h.server.num_subscriptions(), 0);
+    assert_eq!(h.server.num_subscriptions(), h.internal_subs);
     assert_eq!(h.server.num_connections(), 0);
 }
 
@@ -728,7 +768,8 @@ mod hostile_input {
             prop_assert_eq!(h.server.num_connections(), live);
             let subs_in_conns: usize = h.server.conns.iter().map(|(_, c)| c.subs.len()).sum();
             prop_assert_eq!(subs_in_conns, h.server.num_subscriptions());
-            prop_assert_eq!(h.server.accounts[0].sublist.count() as usize, h.server.num_subscriptions());
+            let in_sublists: usize = h.server.accounts.iter().map(|a| a.sublist.count() as usize).sum();
+            prop_assert_eq!(in_sublists, h.server.num_subscriptions());
         }
     }
 }

@@ -1,9 +1,13 @@
-//! The one timer table: every connection deadline, ordered by time.
+//! The one timer table: every deadline the server keeps, keyed by what it
+//! belongs to (a connection, or the server itself; streams, consumers and
+//! raft groups join as they arrive), ordered by time. `next_deadline` reads
+//! it and `Event::Tick` runs what is due; nothing else schedules work.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{CloseReason, ConnId, LogLevel, Server};
+use crate::FastMap;
 use crate::proto::encode;
 use crate::time::Instant;
 
@@ -13,7 +17,8 @@ const FIRST_CLIENT_PING: Duration = Duration::from_secs(2);
 /// RTT is measured again after this long.
 const RTT_MEASUREMENT_INTERVAL: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A connection's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Timer {
     Ping,
     Auth,
@@ -26,45 +31,88 @@ impl Timer {
     pub const ALL: [Timer; 4] = [Timer::Ping, Timer::Auth, Timer::Write, Timer::Tls];
 }
 
+/// The server's own timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum ServerTimer {
+    /// The next step of lame duck mode (the end of the grace period, or
+    /// the next client to close).
+    LameDuck,
+    /// The next periodic statsz of the system account.
+    Statsz,
+}
+
+/// What a timer belongs to, and which of its timers it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum TimerKey {
+    Conn(ConnId, Timer),
+    Server(ServerTimer),
+}
+
+/// Armed timers, by key and by time (each key at most once).
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {
-    due: BTreeSet<(Instant, ConnId, Timer)>,
+    due: BTreeSet<(Instant, TimerKey)>,
+    armed: FastMap<TimerKey, Instant>,
 }
 
 impl TimerTable {
+    /// The earliest armed timer.
     pub fn next(&self) -> Option<Instant> {
-        self.due.first().map(|(at, _, _)| *at)
+        self.due.first().map(|(at, _)| *at)
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<(ConnId, Timer)> {
-        let &(at, id, t) = self.due.first()?;
+    /// When `key` fires, if armed.
+    pub fn get(&self, key: TimerKey) -> Option<Instant> {
+        self.armed.get(&key).copied()
+    }
+
+    /// Arms `key` for `at`, replacing its old time, or disarms it (`None`).
+    pub fn set(&mut self, key: TimerKey, at: Option<Instant>) {
+        let old = match at {
+            Some(at) => self.armed.insert(key, at),
+            None => self.armed.remove(&key),
+        };
+        if let Some(old) = old {
+            let removed = self.due.remove(&(old, key));
+            assert!(removed, "an armed timer is in the schedule");
+        }
+        if let Some(at) = at {
+            self.due.insert((at, key));
+        }
+        assert_eq!(self.due.len(), self.armed.len());
+    }
+
+    /// Takes the earliest timer due at `now`, disarming it.
+    fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+        let &(at, key) = self.due.first()?;
         if at > now {
             return None;
         }
         self.due.pop_first();
-        Some((id, t))
+        let armed = self.armed.remove(&key);
+        assert_eq!(armed, Some(at), "the schedule and the keys agree");
+        Some(key)
+    }
+
+    /// Whether the connection has any timer armed.
+    pub fn has_conn_timers(&self, id: ConnId) -> bool {
+        Timer::ALL
+            .iter()
+            .any(|&t| self.armed.contains_key(&TimerKey::Conn(id, t)))
     }
 }
 
 impl Server {
+    /// Arms (or with `None` disarms) one of a connection's timers.
     pub(crate) fn set_deadline(&mut self, id: ConnId, timer: Timer, at: Option<Instant>) {
-        let c = &mut self.conns[id.0];
         // A closing connection has no timers: it may be removed any moment.
-        let at = if c.closing { None } else { at };
-        let d = &mut c.deadlines;
-        let slot = match timer {
-            Timer::Ping => &mut d.ping,
-            Timer::Auth => &mut d.auth,
-            Timer::Write => &mut d.write,
-            Timer::Tls => &mut d.tls,
-        };
-        if let Some(old) = slot.take() {
-            self.timers.due.remove(&(old, id, timer));
-        }
-        if let Some(at) = at {
-            *slot = Some(at);
-            self.timers.due.insert((at, id, timer));
-        }
+        let at = if self.conns[id.0].closing { None } else { at };
+        self.timers.set(TimerKey::Conn(id, timer), at);
+    }
+
+    /// Arms (or with `None` disarms) one of the server's timers.
+    pub(crate) fn set_server_deadline(&mut self, timer: ServerTimer, at: Option<Instant>) {
+        self.timers.set(TimerKey::Server(timer), at);
     }
 
     /// The first ping: `min(ping_interval, 2s)` plus up to 20% jitter.
@@ -72,7 +120,7 @@ impl Server {
         let base = self.opts.ping_interval.min(FIRST_CLIENT_PING);
         let jitter_max = (base.as_nanos() / 5) as usize;
         let jitter = if jitter_max > 0 {
-            self.random_below(jitter_max)
+            (rand_core::Rng::next_u64(&mut self.rng.timers) % jitter_max as u64) as usize
         } else {
             0
         };
@@ -80,29 +128,24 @@ impl Server {
         self.set_deadline(id, Timer::Ping, Some(at));
     }
 
+    /// Runs every timer due now, earliest first.
     pub(crate) fn on_tick(&mut self) {
         let now = self.now.instant;
-        while let Some((id, timer)) = self.timers.pop_due(now) {
-            let Some(c) = self.conns.get_mut(id.0) else {
-                debug_assert!(false, "a timer outlived its connection");
-                continue;
-            };
-            let d = &mut c.deadlines;
-            match timer {
-                Timer::Ping => d.ping = None,
-                Timer::Auth => d.auth = None,
-                Timer::Write => d.write = None,
-                Timer::Tls => d.tls = None,
-            }
-            match timer {
-                Timer::Ping => self.ping_timer(id),
-                Timer::Auth => self.auth_timer(id),
-                Timer::Write => self.write_timer(id),
-                Timer::Tls => self.tls_timer(id),
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Conn(id, timer) => {
+                    assert!(self.conns.contains(id.0), "a timer outlived its connection");
+                    match timer {
+                        Timer::Ping => self.ping_timer(id),
+                        Timer::Auth => self.auth_timer(id),
+                        Timer::Write => self.write_timer(id),
+                        Timer::Tls => self.tls_timer(id),
+                    }
+                }
+                TimerKey::Server(ServerTimer::LameDuck) => self.lame_duck_timer(),
+                TimerKey::Server(ServerTimer::Statsz) => self.statsz_timer(),
             }
         }
-        self.lame_duck_timer();
-        self.statsz_timer();
     }
 
     fn ping_timer(&mut self, id: ConnId) {

@@ -268,7 +268,7 @@ fn reload_moves_clients_to_their_new_accounts() {
         "users: [{user: a, password: a}, {user: a2, password: a}]",
         "users: [{user: a, password: a}, {user: a2, password: a}, {user: b, password: b}]",
     );
-    h.server.reload(now_at(h.now_ns), opts(&moved)).unwrap();
+    h.reload(h.now_ns, opts(&moved)).unwrap();
     h.drain();
     assert!(h.logs.iter().any(|l| l == "Reloaded: accounts"));
     h.send(a, "PUB shared 2\r\nhi\r\nPUB x.y 1\r\nz\r\n");

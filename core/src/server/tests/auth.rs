@@ -69,7 +69,7 @@ fn with_users(u: Users) -> Harness {
 #[test]
 fn users_log_in_with_plain_and_bcrypt_passwords() {
     let mut h = with_users(users());
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     let info = h.out(id);
     assert!(info.contains("\"auth_required\":true"));
     assert!(!info.contains("nonce"), "no nkey users, no nonce: {info}");
@@ -231,7 +231,7 @@ fn nkey_users_sign_the_nonce_from_info() {
         ),
     );
     let mut h = with_users(u.clone());
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     let nonce = nonce_of(&h.out(id));
     assert_eq!(nonce.len(), 15);
     let sig = data_encoding::BASE64URL_NOPAD.encode(&key.sign(nonce.as_bytes()).unwrap());
@@ -247,7 +247,7 @@ fn nkey_users_sign_the_nonce_from_info() {
         "-ERR 'Permissions Violation for Publish to \"no\"'\r\nPONG\r\n"
     );
     // Each connection gets its own nonce: an old signature does not do.
-    let other = h.server.accept(now_at(0), Harness::peer());
+    let other = h.accept_at(0);
     assert_ne!(nonce_of(&h.out(other)), nonce);
     h.send(
         other,
@@ -264,7 +264,7 @@ fn nkey_users_sign_the_nonce_from_info() {
         auth: Auth::Users(u),
         ..Options::default()
     });
-    let id = again.server.accept(now_at(0), Harness::peer());
+    let id = again.accept_at(0);
     assert_eq!(nonce_of(&again.out(id)), nonce);
 }
 
@@ -275,7 +275,7 @@ fn no_auth_user_takes_in_clients_without_credentials() {
         no_auth_user: "alice".into(),
         ..Options::default()
     });
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     let info = h.out(id);
     assert!(!info.contains("auth_required"), "{info}");
     h.send(
@@ -330,7 +330,7 @@ fn reload_applies_new_users_and_permissions() {
         auth: Auth::Users(next),
         ..Options::default()
     };
-    h.server.reload(now_at(0), opts).unwrap();
+    h.reload(0, opts).unwrap();
     h.drain();
     assert_eq!(
         h.out(alice),
@@ -354,7 +354,7 @@ fn reload_applies_new_users_and_permissions() {
         ..Options::default()
     };
     assert_eq!(
-        h.server.reload(now_at(0), opts),
+        h.reload(0, opts),
         Err("config reload not supported for NoAuthUser: old=, new=bob".into())
     );
 }

@@ -28,7 +28,7 @@ fn lame_duck_informs_then_closes_clients_over_the_duration_then_exits() {
     h.send(old, "PING\r\n");
     let _ = h.out(old);
     let fresh = h.client(proto1);
-    h.server.enter_lame_duck(now_at(h.now_ns));
+    h.lame_duck(h.now_ns);
     h.drain();
     assert!(h.stopped_accepting);
     assert!(
@@ -46,7 +46,7 @@ fn lame_duck_informs_then_closes_clients_over_the_duration_then_exits() {
     assert_eq!(h.out(old), "");
     assert_eq!(h.out(fresh), "");
     // A second signal changes nothing.
-    h.server.enter_lame_duck(now_at(h.now_ns));
+    h.lame_duck(h.now_ns);
     h.drain();
     assert_eq!(h.out(ready[0]), "");
     // Nothing closes during the grace period.
@@ -75,7 +75,7 @@ fn lame_duck_informs_then_closes_clients_over_the_duration_then_exits() {
             .all(|&(_, r, flush)| r == CloseReason::ServerShutdown && flush)
     );
     // A connection accepted before the listener closed is not served.
-    let late = h.server.accept(now_at(h.now_ns), Harness::peer());
+    let late = h.accept_at(h.now_ns);
     h.drain();
     assert_eq!(h.close_reason(late), Some(CloseReason::ServerShutdown));
 }
@@ -85,7 +85,7 @@ fn lame_duck_skips_clients_that_left_and_exits_at_once_when_empty() {
     let mut h = Harness::new(Options::default());
     let a = h.client(quiet());
     let b = h.client(quiet());
-    h.server.enter_lame_duck(now_at(0));
+    h.lame_duck(0);
     h.drain();
     h.server.handle(now_at(0), Event::Closed { conn: a });
     h.drain();
@@ -95,7 +95,7 @@ fn lame_duck_skips_clients_that_left_and_exits_at_once_when_empty() {
     assert!(h.exited);
 
     let mut empty = Harness::new(Options::default());
-    empty.server.enter_lame_duck(now_at(0));
+    empty.lame_duck(0);
     empty.drain();
     assert!(empty.stopped_accepting && empty.exited);
     assert_eq!(empty.server.next_deadline(), None);
@@ -268,7 +268,7 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
         ..Options::default()
     };
     assert_eq!(
-        h.server.reload(now_at(0), host),
+        h.reload(0, host),
         Err("config reload not supported for Host: old=0.0.0.0, new=127.0.0.1".into())
     );
     let pending = Options {
@@ -276,7 +276,7 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
         ..Options::default()
     };
     assert_eq!(
-        h.server.reload(now_at(0), pending),
+        h.reload(0, pending),
         Err("config reload not supported for MaxPending: old=67108864, new=1".into())
     );
     assert_eq!(h.server.options(), &Options::default());
@@ -287,7 +287,7 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
         ping_interval: Duration::from_secs(30),
         ..Options::default()
     };
-    h.server.reload(now_at(0), new).unwrap();
+    h.reload(0, new).unwrap();
     h.drain();
     assert_eq!(
         h.logs[h.logs.len() - 6..],
@@ -309,7 +309,7 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
         );
     }
     // New connections see the new INFO and must authenticate.
-    let c = h.server.accept(now_at(0), Harness::peer());
+    let c = h.accept_at(0);
     let info = h.out(c);
     assert!(info.contains("\"auth_required\":true") && info.contains("\"max_payload\":1000"));
     h.send(
@@ -326,7 +326,7 @@ fn reload_applies_what_may_change_and_refuses_the_rest() {
         max_connections: 1,
         ..Options::default()
     };
-    h.server.reload(now_at(0), fewer).unwrap();
+    h.reload(0, fewer).unwrap();
     h.drain();
     assert_eq!(h.out(d), "-ERR 'maximum connections exceeded'\r\n");
     assert_eq!(h.close_reason(d), Some(CloseReason::MaxConnectionsExceeded));

@@ -169,9 +169,25 @@ fn account_requests_answer_for_that_account() {
     h.send(sys, "SUB _INBOX.r 1\r\n");
     let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.APP.CONNZ", "");
     assert_eq!(r[0]["data"]["num_connections"], 1);
+    // The account's own subscription, and the three imports every account
+    // has of the system account's services.
     let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.APP.SUBSZ", "");
-    assert_eq!(r[0]["data"]["subscriptions_list"][0]["subject"], "foo");
-    assert_eq!(r[0]["data"]["total"], 1);
+    let mut subjects: Vec<&str> = r[0]["data"]["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(
+        subjects,
+        [
+            "$SYS.REQ.ACCOUNT.PING.CONNZ",
+            "$SYS.REQ.ACCOUNT.PING.STATZ",
+            "$SYS.REQ.SERVER.PING.CONNZ",
+            "foo"
+        ]
+    );
     let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.APP.INFO", "");
     assert_eq!(r[0]["data"]["account_name"], "APP");
     let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.NOPE.INFO", "");
@@ -289,4 +305,166 @@ fn without_a_system_account_nothing_answers() {
         "SUB _INBOX.r 1\r\nPUB $SYS.REQ.SERVER.PING _INBOX.r 0\r\n\r\nPING\r\n",
     );
     assert!(h.out(c).contains("NATS/1.0 503"));
+}
+
+/// The services are subscriptions of the server's internal client, counted
+/// as nats-server counts its own: 40 in the system account and three
+/// imports in every other account.
+#[test]
+fn services_are_internal_subscriptions() {
+    let mut h = Harness::new(opts());
+    // $G, SYS and APP: 40 + 3 + 3.
+    assert_eq!(h.internal_subs, 46);
+    let (_, varz) = http(&mut h, "/varz", "");
+    let varz: serde_json::Value = serde_json::from_str(&varz).unwrap();
+    assert_eq!(varz["subscriptions"], 46);
+    let (_, detail) = http(&mut h, "/accountz", "acc=APP");
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(
+        detail["account_detail"]["sublist_stats"]["num_subscriptions"],
+        3
+    );
+    // No client listens: connz lists none of the server's own.
+    let (_, connz) = http(&mut h, "/connz", "");
+    let connz: serde_json::Value = serde_json::from_str(&connz).unwrap();
+    assert_eq!(connz["num_connections"], 0);
+    // Without a system account there is no internal client.
+    let o = Options {
+        no_system_account: true,
+        ..Options::default()
+    };
+    assert_eq!(Harness::new(o).internal_subs, 0);
+}
+
+/// Every account can ask about itself through the imports nats-server
+/// gives it, and the answer comes back into that account.
+#[test]
+fn every_account_imports_its_own_connz_and_statz() {
+    let mut h = Harness::new(opts());
+    // A client of another account, which APP's answers leave out.
+    let _sys = login(&mut h, "sys", "sys");
+    let app = login(&mut h, "app", "app");
+    h.send(app, "SUB _INBOX.r 1\r\nSUB foo 2\r\nPING\r\n");
+    let _ = h.out(app);
+    for subject in ["$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.SERVER.PING.CONNZ"] {
+        let r = request(&mut h, app, subject, "");
+        assert_eq!(r.len(), 1, "{subject}");
+        assert_eq!(r[0]["data"]["num_connections"], 1, "{subject}");
+        let conn = &r[0]["data"]["connections"][0];
+        assert_eq!(conn["subscriptions"], 2, "{subject}");
+    }
+    let r = request(&mut h, app, "$SYS.REQ.ACCOUNT.PING.STATZ", "");
+    let statz = r[0]["data"]["account_statz"].as_array().unwrap();
+    assert_eq!(statz.len(), 1);
+    assert_eq!(statz[0]["acc"], "APP");
+    // Only those three: the system account's other services stay its own.
+    h.send(
+        app,
+        "PUB $SYS.REQ.SERVER.PING.VARZ _INBOX.r 0\r\n\r\nPING\r\n",
+    );
+    assert!(
+        h.out(app)
+            .starts_with("HMSG _INBOX.r 1 16 16\r\nNATS/1.0 503")
+    );
+    // The internal subscriptions count what they took, as nats-server's do.
+    let (_, subsz) = http(&mut h, "/subsz", "subs=1&acc=APP");
+    let subsz: serde_json::Value = serde_json::from_str(&subsz).unwrap();
+    let taken: u64 = subsz["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["subject"].as_str().unwrap().starts_with("$SYS"))
+        .map(|s| s["msgs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(taken, 3);
+}
+
+/// `$SYS.DEBUG.SUBSCRIBERS` counts a subject's subscribers in the
+/// requester's account; `$SYS.REQ.ACCOUNT.<acc>.CONNS` reports an account
+/// with local connections.
+#[test]
+fn debug_subscribers_and_account_conns() {
+    let mut h = Harness::new(opts());
+    let sys = login(&mut h, "sys", "sys");
+    let app = login(&mut h, "app", "app");
+    h.send(app, "SUB foo 1\r\nPING\r\n");
+    let _ = h.out(app);
+    h.send(
+        sys,
+        "SUB _INBOX.r 1\r\nSUB foo 2\r\nSUB foo q 3\r\nSUB foo.* 4\r\n",
+    );
+    for (body, n) in [
+        ("foo", "2"),
+        ("foo q", "1"),
+        ("foo.bar", "1"),
+        ("foo.>", "1"),
+        ("nope", "0"),
+    ] {
+        h.send(
+            sys,
+            &format!(
+                "PUB $SYS.DEBUG.SUBSCRIBERS _INBOX.r {}\r\n{body}\r\nPING\r\n",
+                body.len()
+            ),
+        );
+        let out = h.out(sys);
+        assert!(
+            out.contains(&format!("MSG _INBOX.r 1 {}\r\n{n}\r\n", n.len())),
+            "{body}: {out}"
+        );
+    }
+    let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.APP.CONNS", "");
+    assert_eq!(
+        r[0]["type"],
+        "io.nats.server.advisory.v1.account_connections"
+    );
+    assert_eq!(
+        (r[0]["acc"].as_str(), r[0]["conns"].as_u64()),
+        (Some("APP"), Some(1))
+    );
+    assert_eq!(r[0]["server"]["name"], "n1");
+    // An account with no connections gets no answer.
+    assert!(request(&mut h, sys, "$SYS.REQ.ACCOUNT.$G.CONNS", "").is_empty());
+}
+
+/// The other servers' subjects have a subscriber (no 503) and no answer;
+/// a JWT update without operator mode is refused with the reason.
+#[test]
+fn cluster_subjects_listen_and_claims_updates_are_refused() {
+    let mut h = Harness::new(opts());
+    let sys = login(&mut h, "sys", "sys");
+    h.send(sys, "SUB _INBOX.r 1\r\n");
+    h.send(sys, "PUB $SYS.REQ.ACCOUNT.NSUBS _INBOX.r 0\r\n\r\nPING\r\n");
+    assert_eq!(h.out(sys), "PONG\r\n");
+    let r = request(&mut h, sys, "$SYS.REQ.ACCOUNT.APP.CLAIMS.UPDATE", "");
+    assert_eq!(
+        r[0]["error"]["description"],
+        "jwt update error - request body is empty"
+    );
+    let r = request(&mut h, sys, "$SYS.ACCOUNT.APP.CLAIMS.UPDATE", "x");
+    assert_eq!(
+        r[0]["error"]["description"],
+        "jwt update resulted in error - expected 3 chunks"
+    );
+    assert_eq!(r[0]["error"]["account"], "APP");
+}
+
+/// One timer table: the statsz schedule is a server timer beside the
+/// connections' own, and lame duck mode stops it.
+#[test]
+fn statsz_and_lame_duck_share_the_timer_table() {
+    let mut h = Harness::new(opts());
+    assert_eq!(
+        h.server.next_deadline(),
+        Some(Instant::from_nanos(250_000_000))
+    );
+    h.advance(Duration::from_millis(250));
+    assert_eq!(
+        h.server.next_deadline(),
+        Some(Instant::from_nanos(750_000_000))
+    );
+    h.lame_duck(h.now_ns);
+    // No clients: lame duck exits at once, and statsz is off.
+    assert!(h.exited);
+    assert_eq!(h.server.next_deadline(), None);
 }

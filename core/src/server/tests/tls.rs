@@ -25,7 +25,7 @@ fn info_goes_out_in_plaintext_then_the_handshake_starts() {
     let mut tls = TlsOptions::new("c.pem", "k.pem");
     tls.verify = true;
     let mut h = Harness::new(tls_opts(tls));
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     h.drain();
     assert_eq!(h.wire, [(id, "transmit"), (id, "start tls")]);
     assert!(h.server.awaits_tls(id));
@@ -66,7 +66,7 @@ fn handshake_first_starts_tls_before_info() {
     let mut tls = TlsOptions::new("c.pem", "k.pem");
     tls.handshake_first = true;
     let mut h = Harness::new(tls_opts(tls));
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     h.drain();
     assert_eq!(h.wire, [(id, "start tls"), (id, "transmit")]);
 }
@@ -144,7 +144,7 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
     let mut h = Harness::new(Options::default());
     let plain = h.accept();
     let on = tls_opts(TlsOptions::new("c.pem", "k.pem"));
-    h.server.reload(now_at(0), on.clone()).unwrap();
+    h.reload(0, on.clone()).unwrap();
     h.drain();
     assert!(
         h.logs.iter().any(|l| l == "Reloaded: tls = enabled"),
@@ -153,14 +153,14 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
     );
     assert!(h.logs.iter().any(|l| l == "Reloaded: tls timeout = 2"));
     assert!(!h.server.awaits_tls(plain));
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     h.drain();
     assert!(h.server.awaits_tls(id));
     assert_eq!(info_json(&h.out(id))["tls_required"], true);
     let mut slower = on.clone();
     slower.tls.as_mut().unwrap().timeout = Duration::from_millis(2500);
     h.logs.clear();
-    h.server.reload(now_at(0), slower).unwrap();
+    h.reload(0, slower).unwrap();
     h.drain();
     assert_eq!(
         h.logs,
@@ -173,10 +173,10 @@ fn reload_turns_tls_on_and_off_for_new_connections() {
         ]
     );
     h.logs.clear();
-    h.server.reload(now_at(0), Options::default()).unwrap();
+    h.reload(0, Options::default()).unwrap();
     h.drain();
     assert_eq!(h.logs[2], "Reloaded: tls = disabled");
-    let id = h.server.accept(now_at(0), Harness::peer());
+    let id = h.accept_at(0);
     h.drain();
     assert!(!h.server.awaits_tls(id));
     assert!(info_json(&h.out(id)).get("tls_required").is_none());
