@@ -246,6 +246,65 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
         "same client {}",
         connect["client"]["id"] == disconnect["client"]["id"]
     ));
+    // The server's own subscriptions count as nats-server counts its own.
+    let ping = ask(&sys, "$SYS.REQ.SERVER.PING", "").await.unwrap();
+    seen.push(format!(
+        "statsz subscriptions {}",
+        ping["statsz"]["subscriptions"]
+    ));
+    let varz = ask(&sys, "$SYS.REQ.SERVER.PING.VARZ", "").await.unwrap();
+    seen.push(format!(
+        "varz subscriptions {}",
+        varz["data"]["subscriptions"]
+    ));
+    let r = ask(&sys, "$SYS.REQ.ACCOUNT.APP.SUBSZ", "").await.unwrap();
+    let mut subjects: Vec<&str> = r["data"]["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["subject"].as_str())
+        .collect();
+    subjects.sort_unstable();
+    seen.push(format!("account subsz with imports {subjects:?}"));
+    // Every account asks about itself through its imports.
+    let app = self::connect(server, "a").await;
+    for subject in [
+        "$SYS.REQ.ACCOUNT.PING.CONNZ",
+        "$SYS.REQ.SERVER.PING.CONNZ",
+        "$SYS.REQ.ACCOUNT.PING.STATZ",
+    ] {
+        let r = ask(&app, subject, "").await.unwrap();
+        let data = &r["data"];
+        seen.push(format!(
+            "APP asks {subject}: keys {} connections {} statz {}",
+            keys(&r),
+            data["num_connections"],
+            data["account_statz"][0]["acc"]
+        ));
+    }
+    let r = ask(&app, "$SYS.REQ.SERVER.PING.VARZ", "").await;
+    seen.push(format!("APP asks varz {r:?}"));
+    // The smaller services.
+    let r = ask(&sys, "$SYS.REQ.ACCOUNT.APP.CONNS", "").await.unwrap();
+    seen.push(format!(
+        "account conns keys {} type {} conns {}",
+        keys(&r),
+        r["type"],
+        r["conns"]
+    ));
+    for body in ["$SYS.ACCOUNT.APP.CONNECT", "$SYS.ACCOUNT.*.CONNECT", "nope"] {
+        let r = ask(&sys, "$SYS.DEBUG.SUBSCRIBERS", body).await;
+        seen.push(format!("debug subscribers {body} {r:?}"));
+    }
+    let r = ask(&sys, "$SYS.REQ.ACCOUNT.NSUBS", "").await;
+    seen.push(format!("nsubs {r:?}"));
+    for body in ["", "x"] {
+        let r = ask(&sys, "$SYS.REQ.ACCOUNT.APP.CLAIMS.UPDATE", body)
+            .await
+            .unwrap();
+        seen.push(format!("claims update {body:?} {}", r["error"]));
+    }
+
     seen
 }
 

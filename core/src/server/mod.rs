@@ -39,7 +39,7 @@ use conn::{Conn, Subscription};
 pub use monitor::{MonitorResponse, ProcessInfo};
 
 /// A connection, as an index the driver uses to talk about it. Valid from
-/// [`Server::accept`] until the driver reports [`Event::Closed`].
+/// [`Event::Accepted`] until the driver reports [`Event::Closed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub usize);
 

@@ -212,21 +212,42 @@ fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
-/// A sublist's statistics as `/subsz` and `/accountz?acc=` show them.
-fn sublist_stats(sl: &crate::sublist::Sublist<super::SubId>) -> Value {
-    let st = sl.stats();
-    let (max_fanout, avg_fanout) = sl.cache_fanout();
-    let hit_rate = if st.matches == 0 {
+/// Sublists' statistics summed, as `/subsz` (every account's, or one's)
+/// and `/accountz?acc=` show them: counts add up, the fan-out maximum is the
+/// largest, the average is over every cached subject.
+fn sublist_stats<'a>(
+    sublists: impl Iterator<Item = &'a crate::sublist::Sublist<super::SubId>>,
+) -> Value {
+    let (mut subscriptions, mut cache, mut inserts, mut removes) = (0, 0, 0, 0);
+    let (mut matches, mut hits, mut max_fanout, mut fanout_sum) = (0, 0, 0, 0.0);
+    for sl in sublists {
+        let st = sl.stats();
+        let (max, avg) = sl.cache_fanout();
+        subscriptions += st.subscriptions;
+        inserts += st.inserts;
+        removes += st.removes;
+        matches += st.matches;
+        hits += st.cache_hits;
+        max_fanout = max_fanout.max(max);
+        fanout_sum += avg * sl.cache_len() as f64;
+        cache += sl.cache_len();
+    }
+    let hit_rate = if matches == 0 {
         0.0
     } else {
-        st.cache_hits as f64 / st.matches as f64
+        hits as f64 / matches as f64
+    };
+    let avg_fanout = if cache == 0 {
+        0.0
+    } else {
+        fanout_sum / cache as f64
     };
     json!({
-        "num_subscriptions": st.subscriptions,
-        "num_cache": sl.cache_len(),
-        "num_inserts": st.inserts,
-        "num_removes": st.removes,
-        "num_matches": st.matches,
+        "num_subscriptions": subscriptions,
+        "num_cache": cache,
+        "num_inserts": inserts,
+        "num_removes": removes,
+        "num_matches": matches,
         "cache_hit_rate": hit_rate,
         "max_fanout": max_fanout,
         "avg_fanout": avg_fanout,
@@ -663,7 +684,13 @@ impl Server {
                     .ok_or_else(|| bad_request(format!("Account {name} does not exist")))?,
             ),
         };
-        let mut v = sublist_stats(&self.accounts[only.map_or(0, |a| a.0 as usize)].sublist);
+        let mut v = sublist_stats(
+            self.accounts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| only.is_none_or(|a| a.0 as usize == *i))
+                .map(|(_, a)| &a.sublist),
+        );
         if subs {
             let test = (!test.is_empty()).then_some(test.as_bytes());
             let mut list: Vec<(u64, Value)> = self
@@ -747,7 +774,7 @@ impl Server {
 
     pub(super) fn account_detail(&self, now: Now, id: super::AccountId, is_system: bool) -> Value {
         let a = &self.accounts[id.0 as usize];
-        let stats = sublist_stats(&a.sublist);
+        let stats = sublist_stats(std::iter::once(&a.sublist));
         let mut exports = Vec::new();
         let mut imports = Vec::new();
         if let Some(c) = &a.config {
