@@ -3,14 +3,12 @@
 //! reference nats-server 2.9.10 sent — both the recorded `.expected` files
 //! and, when the reference is installed, a live run side by side.
 
-#[path = "../transcripts/replay.rs"]
-#[allow(warnings, clippy::all, clippy::pedantic)]
-mod replay;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use natrix_tests::ServerProcess;
+
+use crate::replay;
 
 /// Transcript folders and the flags their servers run with. `server.conf`
 /// stands for the folder's own configuration file.
