@@ -1,10 +1,21 @@
 //! Arbitrary bytes into the client protocol parser, parsed whole and again
 //! split at fuzzer-chosen points: the same ops and the same error, never a
-//! panic, and the parser's own buffer bounded by the limits.
+//! panic, and the parser's own buffer bounded by the limits. Each
+//! `CONNECT`'s JSON is decoded too (bytes that are not UTF-8 included):
+//! never a panic, and decoding what was read twice gives the same options.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natrix_core::proto::{Limits, Parser};
+use natrix_core::proto::{ConnectOptions, Limits, Op, Parser};
+
+fn decode_connect(json: &[u8]) {
+    let mut once = ConnectOptions::default();
+    if once.apply(json).is_ok() {
+        let mut twice = once.clone();
+        twice.apply(json).unwrap();
+        assert_eq!(once, twice, "decoding is idempotent");
+    }
+}
 
 fn parse(chunks: &[&[u8]], limits: &Limits) -> Vec<String> {
     let mut p = Parser::new();
@@ -14,7 +25,12 @@ fn parse(chunks: &[&[u8]], limits: &Limits) -> Vec<String> {
         let mut pos = 0;
         loop {
             match p.next(chunk, &mut pos, limits) {
-                Ok(Some(op)) => out.push(format!("{op:?}")),
+                Ok(Some(op)) => {
+                    if let Op::Connect(json) = &op {
+                        decode_connect(json);
+                    }
+                    out.push(format!("{op:?}"));
+                }
                 Ok(None) => break,
                 Err(e) => {
                     out.push(format!("error {e:?}"));

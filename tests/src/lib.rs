@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `natrix` binary under test: `$NATRIX_BIN`, else the one in this test
-/// executable's target directory, brought up to date by `cargo build` once
-/// per test process (a no-op when nothing changed).
+/// The `natrix` binary under test: `$NATRIX_BIN`, else one brought up to
+/// date by `cargo build` once per test process (a no-op when nothing
+/// changed): the debug build for debug tests, else the release build as
+/// shipped (tests built with `--profile test-release` still start it).
 pub fn natrix_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -20,20 +21,23 @@ pub fn natrix_bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test> -> target/<profile>/natrix
+        // target/<profile>/deps/<test> -> target/{debug,release}/natrix
         let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-        let bin = profile_dir.join("natrix");
-        {
-            let release = profile_dir.ends_with("release");
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args(["build", "-p", "natrix-runtime", "--bin", "natrix"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "building natrix failed");
+        let debug = profile_dir.ends_with("debug");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "natrix-runtime", "--bin", "natrix"]);
+        if !debug {
+            cmd.arg("--release");
         }
-        bin
+        let status = cmd
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building natrix failed");
+        target_dir
+            .join(if debug { "debug" } else { "release" })
+            .join("natrix")
     })
     .clone()
 }

@@ -12,9 +12,10 @@
 #   REF_SERVER   reference binary (default: nats-server)
 #   CAND_SERVER  candidate binary, e.g. target/debug/natrix (default: REF_SERVER).
 #                It must accept: -a HOST -p PORT [--user U --pass P] [--auth TOKEN]
+#                [-c FILE]
 #   REPLAY       where to build the replayer (default: /tmp/natrix-replay)
 #   QUIET_MS     quiet time per step in ms (default: replayer default, 150)
-#   ONLY         restrict to one suite: core, auth or token
+#   ONLY         restrict to one suite: core, auth, token or max_subs
 #
 # Exit status is non-zero if any transcript differs.
 set -euo pipefail
@@ -59,6 +60,7 @@ SUITES=(
     "core|$HERE|"
     "auth|$HERE/auth|--user u --pass p"
     "token|$HERE/token|--auth s3cret"
+    "max_subs|$HERE/max_subs|-c $HERE/max_subs/server.conf"
 )
 
 status=0

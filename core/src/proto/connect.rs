@@ -4,7 +4,12 @@
 //! options it already holds: keys match field names case-insensitively,
 //! unknown keys are ignored, `null` leaves a field as it was, and a value of
 //! the wrong type is an error that closes the connection. Before any
-//! `CONNECT`, `verbose`, `pedantic` and `echo` are true.
+//! `CONNECT`, `verbose`, `pedantic` and `echo` are true. Go's decoder also
+//! takes strings that are not UTF-8: each stray byte, and each `\u` escape
+//! of half a surrogate pair, reads as U+FFFD (so a client named `\xff\xfe`
+//! is accepted, not closed).
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
@@ -73,7 +78,9 @@ enum Field<'a> {
 impl ConnectOptions {
     /// Applies a `CONNECT` JSON argument on top of the current options.
     pub fn apply(&mut self, json: &[u8]) -> Result<(), ConnectError> {
-        let value: Value = serde_json::from_slice(json).map_err(|e| ConnectError(e.to_string()))?;
+        let json = with_replacement_characters(json);
+        let value: Value =
+            serde_json::from_slice(&json).map_err(|e| ConnectError(e.to_string()))?;
         let map: Map<String, Value> = match value {
             Value::Object(m) => m,
             Value::Null => return Ok(()),
@@ -122,6 +129,93 @@ impl ConnectOptions {
             _ => return None,
         })
     }
+}
+
+/// The JSON with U+FFFD, as Go's decoder reads it, for each byte inside a
+/// string that is not part of a UTF-8 character and for each escape of an
+/// unpaired surrogate. Bytes outside strings are left for the parser to
+/// refuse.
+fn with_replacement_characters(json: &[u8]) -> Cow<'_, [u8]> {
+    if std::str::from_utf8(json).is_ok() && !json.windows(3).any(starts_surrogate_escape) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = Vec::with_capacity(json.len() + 8);
+    let mut in_string = false;
+    let mut i = 0;
+    while i < json.len() {
+        let rest = &json[i..];
+        let taken = match rest[0] {
+            b'"' => {
+                in_string = !in_string;
+                1
+            }
+            _ if !in_string => 1,
+            b'\\' => match surrogate_escape(rest) {
+                Some(SurrogateEscape::Pair) => 12,
+                Some(SurrogateEscape::Unpaired) => {
+                    out.extend_from_slice(b"\\ufffd");
+                    i += 6;
+                    continue;
+                }
+                None => rest.len().min(2),
+            },
+            b if b < 0x80 => 1,
+            _ => match utf8_char_len(rest) {
+                Some(n) => n,
+                None => {
+                    out.extend_from_slice("\u{fffd}".as_bytes());
+                    i += 1;
+                    continue;
+                }
+            },
+        };
+        out.extend_from_slice(&rest[..taken]);
+        i += taken;
+    }
+    Cow::Owned(out)
+}
+
+enum SurrogateEscape {
+    /// `\uD8xx\uDCxx`: one character, kept.
+    Pair,
+    /// A `\uD800`-`\uDFFF` escape that is not the first half of a pair.
+    Unpaired,
+}
+
+fn starts_surrogate_escape(b: &[u8]) -> bool {
+    b[0] == b'\\' && b[1] == b'u' && matches!(b[2], b'd' | b'D')
+}
+
+/// What the escape at the start of `rest` is, if it is a surrogate.
+fn surrogate_escape(rest: &[u8]) -> Option<SurrogateEscape> {
+    let first = unicode_escape(rest).filter(|u| (0xD800..0xE000).contains(u))?;
+    let second = rest.get(6..).and_then(unicode_escape);
+    let paired =
+        (0xD800..0xDC00).contains(&first) && second.is_some_and(|u| (0xDC00..0xE000).contains(&u));
+    Some(if paired {
+        SurrogateEscape::Pair
+    } else {
+        SurrogateEscape::Unpaired
+    })
+}
+
+/// The code unit of a `\uXXXX` escape at the start of `b`.
+fn unicode_escape(b: &[u8]) -> Option<u32> {
+    let hex = b.strip_prefix(b"\\u")?.get(..4)?;
+    u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+/// The length of the UTF-8 character at the start of `b`, if it is one
+/// (Go, like Rust, refuses overlong forms, surrogates and values past
+/// U+10FFFF, and then moves on by one byte).
+fn utf8_char_len(b: &[u8]) -> Option<usize> {
+    let n = match b[0] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(b.get(..n)?).ok().map(str::len)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -186,5 +280,64 @@ mod tests {
         assert!(o.apply(br#"{"verbose":"yes"}"#).is_err());
         assert!(o.apply(br#"{"protocol":1.5}"#).is_err());
         assert!(o.apply(br#"{"import":1}"#).is_err());
+    }
+
+    fn name_of(json: &[u8]) -> String {
+        let mut o = ConnectOptions::default();
+        o.apply(json).unwrap();
+        o.name
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_read_as_replacement_characters() {
+        assert_eq!(name_of(b"{\"name\":\"\xff\xfe\"}"), "\u{fffd}\u{fffd}");
+        // One U+FFFD per byte, as Go's decoder moves on by one byte: a cut
+        // three-byte character is two, an encoded surrogate three.
+        assert_eq!(name_of(b"{\"name\":\"a\xe2\x82\"}"), "a\u{fffd}\u{fffd}");
+        assert_eq!(
+            name_of(b"{\"name\":\"\xed\xa0\x80\"}"),
+            "\u{fffd}".repeat(3)
+        );
+        assert_eq!(name_of(b"{\"name\":\"\xc0\x80\"}"), "\u{fffd}".repeat(2));
+        assert_eq!(
+            name_of(b"{\"name\":\"\xf4\x90\x80\x80\"}"),
+            "\u{fffd}".repeat(4)
+        );
+        // Good characters next to bad bytes are kept.
+        assert_eq!(name_of("{\"name\":\"é\x7f€\"}".as_bytes()), "é\x7f€");
+        assert_eq!(
+            name_of(b"{\"name\":\"\xc3\xa9\xff\xf0\x9f\x98\x80\"}"),
+            "é\u{fffd}😀"
+        );
+    }
+
+    #[test]
+    fn unpaired_surrogate_escapes_read_as_replacement_characters() {
+        assert_eq!(name_of(br#"{"name":"\ud800"}"#), "\u{fffd}");
+        assert_eq!(name_of(br#"{"name":"\uD83D\uDE00"}"#), "😀");
+        // A low half first, a high half followed by a letter: each half is
+        // one U+FFFD and the letter stays.
+        assert_eq!(
+            name_of(br#"{"name":"\udc00\ud800\u0041"}"#),
+            "\u{fffd}\u{fffd}A"
+        );
+        // An escaped backslash before `ud800` is no escape.
+        assert_eq!(name_of(br#"{"name":"\\ud800"}"#), "\\ud800");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_in_keys_name_unknown_fields() {
+        let mut o = ConnectOptions::default();
+        o.apply(b"{\"verb\xffose\":false}").unwrap();
+        assert!(o.verbose);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_outside_strings_are_errors() {
+        let mut o = ConnectOptions::default();
+        assert!(o.apply(b"{\"verbose\":true}\xff").is_err());
+        assert!(o.apply(b"{\xff\"verbose\":true}").is_err());
+        assert!(o.apply(b"{\"name\":\"\xff").is_err());
+        assert!(o.apply(b"{\"name\":\"\\\xff\"}").is_err());
     }
 }

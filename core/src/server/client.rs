@@ -176,7 +176,9 @@ impl Server {
         c.max_subs = min(limits.max_subscriptions, server_subs);
         let payload = min(limits.max_payload, server_payload);
         c.max_payload = (payload != server_payload).then(|| payload.max(0) as u32);
-        if c.max_subs >= 0 && c.subs.len() as i64 >= c.max_subs {
+        // Subscriptions made before CONNECT were held to the server's limit:
+        // a client at that limit (not over it) stays.
+        if c.max_subs >= 0 && c.subs.len() as i64 > c.max_subs {
             self.send_err(id, "maximum subscriptions exceeded");
             self.close(id, CloseReason::MaxSubscriptionsExceeded, true);
             return false;

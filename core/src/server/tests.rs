@@ -7,6 +7,7 @@ use crate::auth::Auth;
 
 mod accounts;
 mod auth;
+mod early_ops;
 mod ops;
 mod system;
 

@@ -3,21 +3,34 @@
 //! reference nats-server 2.9.10 sent — both the recorded `.expected` files
 //! and, when the reference is installed, a live run side by side.
 
-#[path = "../transcripts/replay.rs"]
-#[allow(warnings, clippy::all, clippy::pedantic)]
-mod replay;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use natrix_tests::ServerProcess;
 
-/// Transcript folders and the flags their servers run with.
+use crate::replay;
+
+/// Transcript folders and the flags their servers run with. `server.conf`
+/// stands for the folder's own configuration file.
 const SUITES: &[(&str, &[&str])] = &[
     ("", &[]),
     ("auth", &["--user", "u", "--pass", "p"]),
     ("token", &["--auth", "s3cret"]),
+    ("max_subs", &["-c", CONFIG]),
 ];
+
+const CONFIG: &str = "server.conf";
+
+/// A suite's flags, its configuration file given by its full path.
+fn suite_flags(sub: &str, flags: &[&str]) -> Vec<String> {
+    flags
+        .iter()
+        .map(|&f| match f {
+            CONFIG => root().join(sub).join(CONFIG).display().to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
 
 /// Servers run side by side, each replaying its share of the transcripts
 /// (transcripts share subjects, so each server sees one at a time).
@@ -43,13 +56,15 @@ fn run_all(start: &(dyn Fn(&[&str]) -> ServerProcess + Sync)) -> Vec<(PathBuf, S
     let results = Mutex::new(Vec::new());
     for (sub, flags) in SUITES {
         let files = transcripts(&root().join(sub));
-        assert!(!files.is_empty() || !sub.is_empty(), "transcripts found");
+        assert!(!files.is_empty(), "transcripts in {sub:?}");
+        let flags = suite_flags(sub, flags);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let chunks: Vec<Vec<PathBuf>> = (0..WORKERS)
             .map(|w| files.iter().skip(w).step_by(WORKERS).cloned().collect())
             .collect();
         std::thread::scope(|s| {
-            for chunk in &chunks {
-                let results = &results;
+            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+                let (results, flags) = (&results, &flags);
                 s.spawn(move || {
                     let server = start(flags);
                     for f in chunk {

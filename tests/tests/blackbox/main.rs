@@ -1,0 +1,20 @@
+//! Black-box tests of the `natrix` binary over real sockets, most of them
+//! side by side with nats-server 2.9.10. One test executable with a module
+//! per area: linking an optimized executable costs far more than running
+//! its tests, so the areas share one.
+
+mod accounts;
+mod auth;
+mod clients;
+mod config;
+mod https;
+mod lame_duck;
+mod monitor;
+mod raw;
+#[path = "../../transcripts/replay.rs"]
+#[allow(warnings, clippy::all, clippy::pedantic)]
+mod replay;
+mod system;
+mod tls;
+mod tls_map;
+mod transcripts;
