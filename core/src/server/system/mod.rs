@@ -549,20 +549,11 @@ impl Server {
             .clone()
             .unwrap_or_else(|| rfc3339_nanos(self.now.unix_nanos));
         let counters = closed.map(|(conn, _)| self.conns[conn.0].counters);
-        self.system.seq += 1;
         let event = ClientEvent {
             kind,
             id,
             timestamp,
-            server: ServerHeader {
-                name: &self.info.server_name,
-                host: &self.opts.host,
-                id: &self.info.server_id,
-                ver: &self.info.version,
-                seq: self.system.seq,
-                jetstream: false,
-                time: rfc3339_nanos(self.now.unix_nanos),
-            },
+            server: self.next_server_header(),
             client,
             sent: counters.map(|c| DataStats {
                 msgs: c.in_msgs,
@@ -577,10 +568,11 @@ impl Server {
         serde_json::to_string(&event).expect("an event serializes")
     }
 
-    /// The `server` object of the next message the server publishes.
-    fn server_header(&mut self) -> String {
+    /// The `server` object of the next message the server publishes
+    /// (counted in `seq`).
+    fn next_server_header(&mut self) -> ServerHeader<'_> {
         self.system.seq += 1;
-        let header = ServerHeader {
+        ServerHeader {
             name: &self.info.server_name,
             host: &self.opts.host,
             id: &self.info.server_id,
@@ -588,7 +580,12 @@ impl Server {
             seq: self.system.seq,
             jetstream: false,
             time: rfc3339_nanos(self.now.unix_nanos),
-        };
+        }
+    }
+
+    /// [`Self::next_server_header`] as JSON.
+    fn server_header(&mut self) -> String {
+        let header = self.next_server_header();
         serde_json::to_string(&header).expect("a header serializes")
     }
 
