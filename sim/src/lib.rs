@@ -20,6 +20,8 @@ pub mod check;
 pub mod client;
 pub mod faults;
 pub mod history;
+pub mod mutation;
+pub mod phases;
 pub mod run;
 pub mod seed;
 pub mod storage;

@@ -15,19 +15,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use natrix_core::config::Mutation;
 use natrix_core::{Options, Server};
 use natrix_runtime::driver::{self, Clock, Control, Listener};
 use natrix_runtime::logger::Logger;
-use rand_core::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::check;
-use crate::client::{MsgIds, Plan, SimClient, SubPlan};
-use crate::faults::{Fault, FaultMix};
+use crate::client::{MsgIds, SimClient};
+use crate::faults::Fault;
 use crate::history::{ClientId, Ev, History};
+use crate::phases::{Phase, Phases, Setup, count};
 use crate::run::SeedResult;
 use crate::seed;
-use crate::world::{Outcome, Phase};
+use crate::world::Outcome;
 
 const PORT: u16 = 4222;
 const EPOCH_SECS: u64 = 1_700_000_000;
@@ -80,27 +81,24 @@ fn options() -> Options {
     }
 }
 
-/// Runs one seed under turmoil and checks it.
-pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResult {
-    let mut shape = seed::rng(seed_value, "shape", 0);
-    let n_clients = 2 + (shape.next_u32() % 4) as usize;
-    let clients: Vec<SimClient> = (0..n_clients)
-        .map(|i| {
-            let plan = Plan::draw(&mut seed::rng(seed_value, "plan", i as u64));
-            SimClient::new(i, plan, seed::rng(seed_value, "client", i as u64))
-        })
-        .collect();
-    let mix = if faults {
-        FaultMix::draw(&mut seed::rng(seed_value, "mix", 0))
-    } else {
-        FaultMix::none()
-    };
+/// Runs one seed under turmoil and checks it (with `mutation`, a bug
+/// planted in the core).
+pub fn run_seed_turmoil(
+    seed_value: u64,
+    faults: bool,
+    trace: bool,
+    mutation: Option<Mutation>,
+) -> SeedResult {
     let fault_phase_ns = 6_000 * MS;
-    let schedule = mix.schedule(
-        &mut seed::rng(seed_value, "faults", 0),
-        n_clients,
-        fault_phase_ns,
-    );
+    let setup = Setup::draw(seed_value, 4, faults, fault_phase_ns);
+    let server_opts = setup.options(options(), mutation);
+    let Setup {
+        clients,
+        mix,
+        schedule,
+        ..
+    } = setup;
+    let n_clients = clients.len();
     let shared = Rc::new(RefCell::new(Shared {
         clients,
         ids: MsgIds::default(),
@@ -130,6 +128,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     let host_restart = Rc::clone(&restart);
     sim.host("server", move || {
         let restart = Rc::clone(&host_restart);
+        let base = server_opts.clone();
         async move {
             let mut generation = 0u64;
             loop {
@@ -142,7 +141,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                 let opts = Options {
                     debug: verbose,
                     trace: verbose,
-                    ..options()
+                    ..base.clone()
                 };
                 let server = Server::new(
                     opts,
@@ -183,9 +182,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut next_fault = 0;
     let mut releases: Vec<(u64, Release)> = Vec::new();
-    let mut final_subs: Vec<(ClientId, u32, u32, SubPlan)> = Vec::new();
-    let mut final_responders = Vec::new();
-    let mut converged = false;
+    let mut phases = Phases::default();
     let mut settle_deadline = 0;
     let mut end_at = u64::MAX;
     let mut steps = 0u64;
@@ -220,29 +217,18 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                         undo(&sim, &shared, r);
                     }
                     let mut sh = shared.borrow_mut();
+                    let pings = phases.heal(now, &mut sh.clients);
+                    sh.pending_out = pings;
                     sh.phase = Phase::Settling;
-                    // Nobody counts as settled until a fresh round trip.
-                    for c in 0..sh.clients.len() {
-                        let ping = sh.clients[c].resettle(now);
-                        sh.pending_out[c] = ping;
-                    }
                     settle_deadline = now + 15_000 * MS;
                 }
             }
             Phase::Settling => {
                 let mut sh = shared.borrow_mut();
-                if sh.clients.iter().all(|c| c.is_connected() && c.settled) {
-                    converged = true;
-                    sh.history.push(now, Ev::FinalRound);
-                    for c in 0..sh.clients.len() {
-                        let epoch = sh.clients[c].epoch;
-                        for (sid, plan) in sh.clients[c].live_subs() {
-                            final_subs.push((c, epoch, sid, plan));
-                        }
-                        if sh.clients[c].plan.responder.is_some() {
-                            final_responders.push(c);
-                        }
-                    }
+                let Shared {
+                    clients, history, ..
+                } = &mut *sh;
+                if phases.try_final(now, clients, history) {
                     sh.phase = Phase::Final;
                     end_at = now + 3_000 * MS;
                 } else if now >= settle_deadline {
@@ -301,42 +287,25 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
             hash = seed::mix(hash ^ u64::from(b));
         }
     }
-    let outcome = Outcome {
-        plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
-        history: sh.history,
-        final_subs,
-        final_responders,
-        converged,
-        trace: Vec::new(),
-        trace_hash: hash,
-        steps,
-        sim_ns,
-        mix,
-        counts,
-    };
-    let mut violations = check::check(&outcome);
-    for e in &outcome.history.entries {
-        if let Ev::Err {
-            client: usize::MAX,
-            text,
-            ..
-        } = &e.ev
-        {
-            violations.push(check::Violation {
-                invariant: "converges",
-                detail: text.clone(),
-            });
-        }
-    }
-    let messages = outcome
+    // turmoil's own errors (recorded with no client) mean the run broke.
+    let extra = sh
         .history
         .entries
         .iter()
-        .filter(|e| matches!(e.ev, Ev::Recv { .. }))
-        .count() as u64;
+        .filter_map(|e| match &e.ev {
+            Ev::Err {
+                client: usize::MAX,
+                text,
+                ..
+            } => Some(check::Violation {
+                invariant: "converges",
+                detail: text.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let trace = if trace {
-        outcome
-            .history
+        sh.history
             .entries
             .iter()
             .map(|e| format!("{:>10.3}ms {:?}", e.at_ns as f64 / 1e6, e.ev))
@@ -344,16 +313,20 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     } else {
         Vec::new()
     };
-    SeedResult {
-        seed: seed_value,
-        violations,
-        trace_hash: outcome.trace_hash,
+    let outcome = Outcome {
+        plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
+        history: sh.history,
+        final_subs: phases.final_subs,
+        final_responders: phases.final_responders,
+        converged: phases.converged,
+        trace,
+        trace_hash: hash,
         steps,
         sim_ns,
-        messages,
-        trace,
-        counts: outcome.counts,
-    }
+        mix,
+        counts,
+    };
+    crate::phases::result(seed_value, outcome, extra)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,7 +347,7 @@ fn apply(
 ) {
     match f {
         Fault::Partition { client, for_ns, .. } => {
-            *counts.entry("fault: hold").or_default() += 1;
+            count(counts, "fault: hold");
             sim.hold("server", format!("c{client}"));
             releases.push((now + for_ns, Release::Hold(client)));
         }
@@ -383,7 +356,7 @@ fn apply(
             extra_ns,
             for_ns,
         } => {
-            *counts.entry("fault: latency spike").or_default() += 1;
+            count(counts, "fault: latency spike");
             sim.set_link_latency(
                 "server",
                 format!("c{client}"),
@@ -392,12 +365,12 @@ fn apply(
             releases.push((now + for_ns, Release::Spike(client)));
         }
         Fault::SlowReader { client, for_ns } => {
-            *counts.entry("fault: slow reader").or_default() += 1;
+            count(counts, "fault: slow reader");
             shared.borrow_mut().slow[client] = true;
             releases.push((now + for_ns, Release::Slow(client)));
         }
         Fault::Crash { client } => {
-            *counts.entry("fault: client crash mid-message").or_default() += 1;
+            count(counts, "fault: client crash mid-message");
             shared.borrow_mut().crash[client] = true;
         }
         Fault::Restart { lame_duck } => {
@@ -406,7 +379,7 @@ fn apply(
             } else {
                 "fault: server restart"
             };
-            *counts.entry(kind).or_default() += 1;
+            count(counts, kind);
             *restart.borrow_mut() = Some(lame_duck);
         }
     }
