@@ -190,8 +190,9 @@ impl Server {
         }
         let wrong_group = self.planted(PlantedBug::WrongQueueMember);
         for (g, group) in matches.queues.iter().enumerate() {
-            let group = if wrong_group {
-                &matches.queues[(g + 1) % matches.queues.len()]
+            // The first group's message goes to the next group instead.
+            let group = if wrong_group && g == 0 {
+                &matches.queues[1 % matches.queues.len()]
             } else {
                 group
             };
