@@ -69,6 +69,10 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "a message published to a subject its publisher may not publish to is never delivered, and none reaches a client whose user may not subscribe to its subject",
     ),
     (
+        "account-isolation",
+        "a message reaches only clients in its publisher's account (no exports or imports are configured)",
+    ),
+    (
         "expected-errors",
         "every -ERR a client gets is expected (a permissions violation for a denied publish, in nats-server's exact words); after healing, each denied publish gets exactly one",
     ),
@@ -308,6 +312,15 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 ),
             );
         }
+        if !same_account(o, *client, p.client) {
+            bad(
+                "account-isolation",
+                format!(
+                    "client {client} got message {m} from client {}, in another account",
+                    p.client
+                ),
+            );
+        }
         if p.denied {
             bad(
                 "permitted-delivery",
@@ -473,6 +486,11 @@ fn check_errors(
     }
 }
 
+/// Whether two clients' users are in the same account.
+fn same_account(o: &Outcome, a: ClientId, b: ClientId) -> bool {
+    o.plans[a].perms.account == o.plans[b].perms.account
+}
+
 /// What the final-round check needs from the safety pass.
 struct Counts<'a> {
     seen: &'a BTreeSet<(ClientId, u32, u32, MsgId)>,
@@ -505,6 +523,7 @@ fn check_final(
             let matching = |(c, _, _, plan): &&(ClientId, u32, u32, SubPlan)| {
                 subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                     && (*c != p.client || o.plans[p.client].echo)
+                    && same_account(o, *c, p.client)
             };
             let hearers = o
                 .final_subs
@@ -529,6 +548,7 @@ fn check_final(
                 .final_responders
                 .iter()
                 .filter(|r| **r != p.client || o.plans[p.client].echo)
+                .filter(|r| same_account(o, **r, p.client))
                 .count();
             let got_statuses = statuses.get(m).copied().unwrap_or(0);
             if hearers == 0 && got_statuses != 1 {
@@ -563,6 +583,7 @@ fn check_final(
             if plan.max.is_some()
                 || !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                 || !o.plans[*c].perms.may_receive(&p.subject)
+                || !same_account(o, *c, p.client)
             {
                 continue;
             }

@@ -33,6 +33,8 @@ pub struct SubPlan {
 pub struct Perms {
     /// Connect as user `u<id>` (the seed configured users).
     pub login: bool,
+    /// The user's account (`None`: the global account).
+    pub account: Option<&'static str>,
     /// A subject the user may not publish to.
     pub publish_deny: Option<&'static str>,
     /// A subject the user may not receive (its wildcard subscriptions

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 9] = [
+pub const SUITE: [Planted; 10] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -71,6 +71,11 @@ pub const SUITE: [Planted; 9] = [
         bug: PlantedBug::DenyWithoutError,
         one_in: 1,
         caught_by: &["expected-errors"],
+    },
+    Planted {
+        bug: PlantedBug::CrossAccount,
+        one_in: 1,
+        caught_by: &["account-isolation"],
     },
 ];
 

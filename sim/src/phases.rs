@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use natrix_core::Options;
+use natrix_core::account::AccountConfig;
 use natrix_core::auth::{Auth, Permissions, SubjectPermission, User, Users};
 use natrix_core::config::Mutation;
 use rand_core::Rng;
@@ -22,6 +23,9 @@ use crate::world::Outcome;
 /// subscribes to literally, so a denial filters deliveries to wildcard
 /// subscriptions instead of refusing a subscription).
 pub const DENIABLE: [&str; 3] = ["a.2", "b.1", "b.x.y"];
+
+/// The accounts of a seed that splits its users.
+const ACCOUNTS: [&str; 2] = ["A", "B"];
 
 /// Where a run stands: faults, healing, the final round, or over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct Setup {
     pub schedule: Vec<(u64, Fault)>,
     /// The users every client logs in as, when the seed configures them.
     pub users: Option<Users>,
+    /// Accounts the users are split between (none: all in the global one).
+    pub accounts: Vec<AccountConfig>,
 }
 
 impl Setup {
@@ -48,12 +54,15 @@ impl Setup {
     pub fn draw(s: u64, spread: u32, faults: bool, fault_phase_ns: u64) -> Setup {
         let n_clients = 2 + (seed::rng(s, "shape", 0).next_u32() % spread) as usize;
         let with_users = seed::rng(s, "users", 0).next_u32().is_multiple_of(3);
+        // Half the seeds with users split them between two isolated accounts.
+        let with_accounts = with_users && seed::rng(s, "accounts", 0).next_u32().is_multiple_of(2);
         let mut users = Users::default();
         let clients: Vec<SimClient> = (0..n_clients)
             .map(|i| {
                 let mut plan = Plan::draw(&mut seed::rng(s, "plan", i as u64));
                 if with_users {
                     plan.perms = draw_perms(&mut seed::rng(s, "perms", i as u64));
+                    plan.perms.account = with_accounts.then_some(ACCOUNTS[i % 2]);
                     users.by_name.insert(format!("u{i}"), user(&plan.perms));
                 }
                 let workload = seed::rng(s, "client", i as u64);
@@ -71,6 +80,11 @@ impl Setup {
             mix,
             schedule,
             users: with_users.then_some(users),
+            accounts: if with_accounts {
+                ACCOUNTS.map(AccountConfig::new).to_vec()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -79,6 +93,7 @@ impl Setup {
     pub fn options(&self, base: Options, mutation: Option<Mutation>) -> Options {
         Options {
             auth: self.users.clone().map_or(Auth::None, Auth::Users),
+            accounts: self.accounts.clone(),
             mutation,
             ..base
         }
@@ -92,6 +107,7 @@ fn draw_perms(rng: &mut rand_chacha::ChaCha8Rng) -> Perms {
     };
     Perms {
         login: true,
+        account: None,
         publish_deny: deny(),
         subscribe_deny: deny(),
     }
@@ -111,6 +127,7 @@ fn user(perms: &Perms) -> User {
             subscribe: deny(perms.subscribe_deny),
             response: None,
         }),
+        account: perms.account.map(str::to_string),
         ..User::default()
     }
 }

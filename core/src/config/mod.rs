@@ -198,10 +198,12 @@ pub enum PlantedBug {
     LeakDenied,
     /// A publish to a denied subject is dropped without its `-ERR`.
     DenyWithoutError,
+    /// A message also reaches the subscribers of the next account.
+    CrossAccount,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -211,6 +213,7 @@ impl PlantedBug {
         PlantedBug::DropReply,
         PlantedBug::LeakDenied,
         PlantedBug::DenyWithoutError,
+        PlantedBug::CrossAccount,
     ];
 
     /// The bug's name on the command line.
@@ -225,6 +228,7 @@ impl PlantedBug {
             PlantedBug::DropReply => "drop-reply",
             PlantedBug::LeakDenied => "leak-denied",
             PlantedBug::DenyWithoutError => "deny-without-error",
+            PlantedBug::CrossAccount => "cross-account",
         }
     }
 

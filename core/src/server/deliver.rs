@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::go_quote;
-use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::proto::Pub;
 use crate::proto::encode::{self, Delivery};
 use rand_core::Rng;
@@ -145,6 +145,10 @@ impl Server {
             Mapped::Dropped => return,
         };
         let delivered = self.route(id, account, p, &mut Route::default());
+        if self.planted(PlantedBug::CrossAccount) {
+            let next = AccountId((account.0 + 1) % self.accounts.len() as u32);
+            self.route(id, next, p, &mut Route::default());
+        }
         if !delivered
             && let Some(reply) = p.reply
             && self.conns[id.0].opts.no_responders
