@@ -220,7 +220,9 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         if !o.plans[*client].perms.may_receive(subject) {
             bad(
                 "permitted-delivery",
-                format!("client {client} sid {sid} got {subject}, which its user may not subscribe to"),
+                format!(
+                    "client {client} sid {sid} got {subject}, which its user may not subscribe to"
+                ),
             );
         }
         let Some(sub) = subs.get(&key) else {
@@ -300,7 +302,9 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         if *digest != p.digest {
             bad(
                 "intact-payload",
-                format!("client {client} sid {sid} got message {m} with other headers or payload than published"),
+                format!(
+                    "client {client} sid {sid} got message {m} with other headers or payload than published"
+                ),
             );
         }
         if *reply != p.reply {

@@ -58,10 +58,18 @@ pub enum Ev {
         digest: u64,
     },
     /// The client sent `UNSUB sid` (and a PING right behind it).
-    Unsub { client: ClientId, epoch: u32, sid: u32 },
+    Unsub {
+        client: ClientId,
+        epoch: u32,
+        sid: u32,
+    },
     /// The PONG to the PING behind `UNSUB sid` arrived: the server has
     /// processed the UNSUB, so nothing more may arrive on `sid`.
-    Unsubscribed { client: ClientId, epoch: u32, sid: u32 },
+    Unsubscribed {
+        client: ClientId,
+        epoch: u32,
+        sid: u32,
+    },
     Err {
         client: ClientId,
         epoch: u32,

@@ -103,7 +103,8 @@ impl Setup {
 fn draw_perms(rng: &mut rand_chacha::ChaCha8Rng) -> Perms {
     let mut deny = || {
         let n = rng.next_u32() as usize;
-        n.is_multiple_of(2).then(|| DENIABLE[(n / 2) % DENIABLE.len()])
+        n.is_multiple_of(2)
+            .then(|| DENIABLE[(n / 2) % DENIABLE.len()])
     };
     Perms {
         login: true,
@@ -165,9 +166,7 @@ impl Phases {
     /// While settling: when every client is back and settled, records the
     /// live subscriptions and responders and begins the final round.
     pub fn try_final(&mut self, now: u64, clients: &[SimClient], history: &mut History) -> bool {
-        if self.phase != Phase::Settling
-            || !clients.iter().all(|c| c.is_connected() && c.settled)
-        {
+        if self.phase != Phase::Settling || !clients.iter().all(|c| c.is_connected() && c.settled) {
             return false;
         }
         self.converged = true;

@@ -74,7 +74,11 @@ fn a_planted_bug_is_caught_by_its_invariant_and_replays() {
     for name in ["duplicate", "flip-payload-byte"] {
         let h = hunt(by_name(name).unwrap(), 0..50, 2, &run);
         let caught = h.caught.expect("caught within 50 seeds");
-        assert!(h.replays, "{name}: seed {} replays identically", caught.seed);
+        assert!(
+            h.replays,
+            "{name}: seed {} replays identically",
+            caught.seed
+        );
     }
     // Without the bug, the seed that caught it passes.
     let r = run_seed(Config::new(0));

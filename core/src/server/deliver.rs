@@ -54,7 +54,11 @@ fn plant(bug: PlantedBug, out: &mut Vec<u8>, before: usize, d: &Delivery<'_>, he
 fn last_message_start(out: &[u8]) -> Option<usize> {
     let mut end = out.len();
     while let Some(i) = memchr::memmem::rfind(&out[..end], b"MSG ") {
-        let start = if i > 0 && out[i - 1] == b'H' { i - 1 } else { i };
+        let start = if i > 0 && out[i - 1] == b'H' {
+            i - 1
+        } else {
+            i
+        };
         if start == 0 || out[start - 1] == b'\n' {
             return Some(start);
         }
