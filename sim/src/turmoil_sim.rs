@@ -54,7 +54,8 @@ struct Shared {
     clients: Vec<SimClient>,
     ids: MsgIds,
     history: History,
-    phase: Phase,
+    /// The run's phases, shared with the lock-step harness's code.
+    phases: Phases,
     slow: Vec<bool>,
     crash: Vec<bool>,
     final_sent: Vec<bool>,
@@ -103,7 +104,7 @@ pub fn run_seed_turmoil(
         clients,
         ids: MsgIds::default(),
         history: History::default(),
-        phase: Phase::Faults,
+        phases: Phases::default(),
         slow: vec![false; n_clients],
         crash: vec![false; n_clients],
         final_sent: vec![false; n_clients],
@@ -182,13 +183,12 @@ pub fn run_seed_turmoil(
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut next_fault = 0;
     let mut releases: Vec<(u64, Release)> = Vec::new();
-    let mut phases = Phases::default();
     let mut settle_deadline = 0;
     let mut end_at = u64::MAX;
     let mut steps = 0u64;
     loop {
         let now = sim.elapsed().as_nanos() as u64;
-        let phase = shared.borrow().phase;
+        let phase = shared.borrow().phases.phase;
         match phase {
             Phase::Faults => {
                 while next_fault < schedule.len() && schedule[next_fault].0 <= now {
@@ -217,27 +217,33 @@ pub fn run_seed_turmoil(
                         undo(&sim, &shared, r);
                     }
                     let mut sh = shared.borrow_mut();
-                    let pings = phases.heal(now, &mut sh.clients);
-                    sh.pending_out = pings;
-                    sh.phase = Phase::Settling;
+                    let Shared {
+                        clients,
+                        phases,
+                        pending_out,
+                        ..
+                    } = &mut *sh;
+                    *pending_out = phases.heal(now, clients);
                     settle_deadline = now + 15_000 * MS;
                 }
             }
             Phase::Settling => {
                 let mut sh = shared.borrow_mut();
                 let Shared {
-                    clients, history, ..
+                    clients,
+                    history,
+                    phases,
+                    ..
                 } = &mut *sh;
                 if phases.try_final(now, clients, history) {
-                    sh.phase = Phase::Final;
                     end_at = now + 3_000 * MS;
                 } else if now >= settle_deadline {
-                    sh.phase = Phase::Done;
+                    phases.phase = Phase::Done;
                 }
             }
             Phase::Final => {
                 if now >= end_at {
-                    shared.borrow_mut().phase = Phase::Done;
+                    shared.borrow_mut().phases.phase = Phase::Done;
                 }
             }
             Phase::Done => {}
@@ -258,7 +264,7 @@ pub fn run_seed_turmoil(
                 break;
             }
         }
-        if shared.borrow().phase == Phase::Done
+        if shared.borrow().phases.phase == Phase::Done
             && now > end_at.min(settle_deadline.max(fault_phase_ns)) + 200 * MS
         {
             break;
@@ -316,9 +322,9 @@ pub fn run_seed_turmoil(
     let outcome = Outcome {
         plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
         history: sh.history,
-        final_subs: phases.final_subs,
-        final_responders: phases.final_responders,
-        converged: phases.converged,
+        final_subs: sh.phases.final_subs,
+        final_responders: sh.phases.final_responders,
+        converged: sh.phases.converged,
         trace,
         trace_hash: hash,
         steps,
@@ -401,7 +407,7 @@ async fn client_task(c: ClientId, shared: Rc<RefCell<Shared>>) {
     loop {
         let wait = {
             let sh = shared.borrow();
-            if sh.phase == Phase::Done {
+            if sh.phases.phase == Phase::Done {
                 return;
             }
             sh.clients[c]
@@ -454,7 +460,7 @@ async fn session(
             (
                 sh.slow[c],
                 sh.crash[c],
-                sh.phase,
+                sh.phases.phase,
                 sh.clients[c].is_stale(now_ns()),
                 sh.clients[c].is_connected(),
             )

@@ -403,3 +403,17 @@ impl Server {
         self.close(id, CloseReason::SlowConsumerPendingBytes, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::last_message_start;
+
+    #[test]
+    fn the_last_message_is_found_after_other_ops() {
+        let out = b"MSG a 1 2\r\nhi\r\nPING\r\nHMSG b 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
+        let start = last_message_start(out).expect("two messages");
+        assert!(out[start..].starts_with(b"HMSG b"));
+        assert_eq!(last_message_start(&out[..start]), Some(0));
+        assert_eq!(last_message_start(b"PING\r\n"), None);
+    }
+}
