@@ -108,12 +108,22 @@ pub fn hunt(
     run: &(dyn Fn(u64, Mutation) -> SeedResult + Sync),
 ) -> Hunt {
     let m = planted.mutation();
-    let sum = run_many(seeds, jobs, 0, &|s| run(s, m), &|_, _, _| {});
-    let caught = sum.failures.into_iter().find(|r| {
+    let catches = |r: &SeedResult| {
         r.violations
             .iter()
             .any(|v| planted.caught_by.contains(&v.invariant))
-    });
+    };
+    // Seeds run in order, a few per thread at a time, so the hunt stops
+    // soon after the first seed that catches the bug.
+    let chunk = 4 * jobs.max(1) as u64;
+    let mut caught = None;
+    let mut start = seeds.start;
+    while caught.is_none() && start < seeds.end {
+        let end = (start + chunk).min(seeds.end);
+        let sum = run_many(start..end, jobs, 0, &|s| run(s, m), &|_, _, _| {});
+        caught = sum.failures.into_iter().find(|r| catches(r));
+        start = end;
+    }
     let replays = caught.as_ref().is_some_and(|r| {
         let again = run(r.seed, m);
         again.violations == r.violations && again.trace_hash == r.trace_hash
