@@ -53,6 +53,30 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "a reply or no-responders status reaches only the requester's inbox, for a request it made",
     ),
     (
+        "intact-payload",
+        "a message arrives with exactly the headers and payload it was published with",
+    ),
+    (
+        "same-reply",
+        "a message arrives with the reply subject it was published with",
+    ),
+    (
+        "no-delivery-after-unsubscribe",
+        "nothing arrives on a subscription after the PONG to the PING sent behind its UNSUB (the server processed the UNSUB)",
+    ),
+    (
+        "permitted-delivery",
+        "a message published to a subject its publisher may not publish to is never delivered, and none reaches a client whose user may not subscribe to its subject",
+    ),
+    (
+        "account-isolation",
+        "a message reaches only clients in its publisher's account (no exports or imports are configured)",
+    ),
+    (
+        "expected-errors",
+        "every -ERR a client gets is expected (a permissions violation for a denied publish, in nats-server's exact words); after healing, each denied publish gets exactly one",
+    ),
+    (
         "converges",
         "after faults heal, every client reconnects and resubscribes within the bound",
     ),
@@ -81,7 +105,18 @@ struct PubInfo {
     reply: Option<String>,
     complete: bool,
     final_round: bool,
+    digest: u64,
+    denied: bool,
 }
+
+/// nats-server's exact `-ERR` for a publish to a denied subject.
+pub fn publish_violation(subject: &str) -> String {
+    format!("'Permissions Violation for Publish to \"{subject}\"'")
+}
+
+/// `-ERR`s a server may send whatever the workload: the connection is
+/// then closed, which the other invariants account for.
+const CLOSING_ERRORS: [&str; 2] = ["'Stale Connection'", "'Authentication Timeout'"];
 
 /// Checks every invariant; an empty result is a pass.
 pub fn check(o: &Outcome) -> Vec<Violation> {
@@ -121,6 +156,8 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 reply,
                 complete,
                 final_round,
+                digest,
+                denied,
             } => {
                 pubs.insert(
                     *msg,
@@ -132,6 +169,8 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                         reply: reply.clone(),
                         complete: *complete,
                         final_round: *final_round,
+                        digest: *digest,
+                        denied: *denied,
                     },
                 );
             }
@@ -150,21 +189,42 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         .filter_map(|(m, p)| p.reply.as_deref().map(|r| (r, *m)))
         .collect();
 
+    check_errors(o, &pubs, &mut bad);
+    // Subscriptions whose UNSUB the server has processed.
+    let mut gone: BTreeSet<(ClientId, u32, u32)> = BTreeSet::new();
     for e in &o.history.entries {
+        if let Ev::Unsubscribed { client, epoch, sid } = &e.ev {
+            gone.insert((*client, *epoch, *sid));
+        }
         let Ev::Recv {
             client,
             epoch,
             sid,
             subject,
+            reply,
             msg,
             answers,
             no_responders,
-            ..
+            digest,
         } = &e.ev
         else {
             continue;
         };
         let key = (*client, *epoch, *sid);
+        if gone.contains(&key) {
+            bad(
+                "no-delivery-after-unsubscribe",
+                format!("client {client} sid {sid} got {subject} after its UNSUB was processed"),
+            );
+        }
+        if !o.plans[*client].perms.may_receive(subject) {
+            bad(
+                "permitted-delivery",
+                format!(
+                    "client {client} sid {sid} got {subject}, which its user may not subscribe to"
+                ),
+            );
+        }
         let Some(sub) = subs.get(&key) else {
             bad(
                 "known-subscription",
@@ -239,6 +299,41 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             );
             continue;
         };
+        if *digest != p.digest {
+            bad(
+                "intact-payload",
+                format!(
+                    "client {client} sid {sid} got message {m} with other headers or payload than published"
+                ),
+            );
+        }
+        if *reply != p.reply {
+            bad(
+                "same-reply",
+                format!(
+                    "client {client} sid {sid} got message {m} with reply {reply:?}, published with {:?}",
+                    p.reply
+                ),
+            );
+        }
+        if !same_account(o, *client, p.client) {
+            bad(
+                "account-isolation",
+                format!(
+                    "client {client} got message {m} from client {}, in another account",
+                    p.client
+                ),
+            );
+        }
+        if p.denied {
+            bad(
+                "permitted-delivery",
+                format!(
+                    "client {client} got message {m}, published by client {} to {}, which its user may not publish to",
+                    p.client, p.subject
+                ),
+            );
+        }
         if !p.complete {
             bad(
                 "whole-messages",
@@ -339,6 +434,67 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     v
 }
 
+/// Every `-ERR` must be expected; after healing, every denied publish must
+/// get exactly one.
+fn check_errors(
+    o: &Outcome,
+    pubs: &BTreeMap<MsgId, PubInfo>,
+    bad: &mut impl FnMut(&'static str, String),
+) {
+    let denied: BTreeSet<(ClientId, u32, String)> = pubs
+        .values()
+        .filter(|p| p.denied)
+        .map(|p| (p.client, p.epoch, publish_violation(&p.subject)))
+        .collect();
+    let mut after_final: BTreeMap<(ClientId, u32, String), i64> = BTreeMap::new();
+    for p in pubs.values().filter(|p| p.denied && p.final_round) {
+        *after_final
+            .entry((p.client, p.epoch, publish_violation(&p.subject)))
+            .or_default() += 1;
+    }
+    let mut final_round = false;
+    for e in &o.history.entries {
+        match &e.ev {
+            Ev::FinalRound => final_round = true,
+            Ev::Err {
+                client,
+                epoch,
+                text,
+            } if *client != usize::MAX => {
+                let key = (*client, *epoch, text.clone());
+                if final_round && let Some(n) = after_final.get_mut(&key) {
+                    *n -= 1;
+                } else if !denied.contains(&key) && !CLOSING_ERRORS.contains(&text.as_str()) {
+                    bad(
+                        "expected-errors",
+                        format!("client {client} got an unexpected -ERR {text}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if !o.converged {
+        return;
+    }
+    for ((client, _, text), n) in after_final {
+        if n != 0 {
+            bad(
+                "expected-errors",
+                format!(
+                    "client {client} got {} -ERR {text} for its denied final publish, not 1",
+                    1 - n
+                ),
+            );
+        }
+    }
+}
+
+/// Whether two clients' users are in the same account.
+fn same_account(o: &Outcome, a: ClientId, b: ClientId) -> bool {
+    o.plans[a].perms.account == o.plans[b].perms.account
+}
+
 /// What the final-round check needs from the safety pass.
 struct Counts<'a> {
     seen: &'a BTreeSet<(ClientId, u32, u32, MsgId)>,
@@ -361,7 +517,7 @@ fn check_final(
         statuses,
         before_final,
     } = *counts;
-    for (m, p) in pubs.iter().filter(|(_, p)| p.final_round) {
+    for (m, p) in pubs.iter().filter(|(_, p)| p.final_round && !p.denied) {
         if p.reply.is_some() {
             // Who hears the request: live matching subscriptions, except the
             // requester's own when its echo is off.
@@ -371,6 +527,7 @@ fn check_final(
             let matching = |(c, _, _, plan): &&(ClientId, u32, u32, SubPlan)| {
                 subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                     && (*c != p.client || o.plans[p.client].echo)
+                    && same_account(o, *c, p.client)
             };
             let hearers = o
                 .final_subs
@@ -395,6 +552,7 @@ fn check_final(
                 .final_responders
                 .iter()
                 .filter(|r| **r != p.client || o.plans[p.client].echo)
+                .filter(|r| same_account(o, **r, p.client))
                 .count();
             let got_statuses = statuses.get(m).copied().unwrap_or(0);
             if hearers == 0 && got_statuses != 1 {
@@ -428,6 +586,8 @@ fn check_final(
         for (c, epoch, sid, plan) in &o.final_subs {
             if plan.max.is_some()
                 || !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
+                || !o.plans[*c].perms.may_receive(&p.subject)
+                || !same_account(o, *c, p.client)
             {
                 continue;
             }

@@ -9,13 +9,15 @@ use natrix_core::proto::{ServerOp, ServerOpParser};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-use crate::history::{ClientId, Ev, History, MsgId};
+use crate::history::{ClientId, Ev, History, MsgId, digest};
 
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];
 pub const PATTERNS: [&str; 8] = ["a.1", "a.*", "a.>", "b.>", "*.1", ">", "c", "b.x.*"];
 pub const SERVICE: &str = "svc.echo";
 pub const NO_SERVICE: &str = "svc.none";
+/// The first unsubscribe waits for the workload to get going.
+const FIRST_UNSUB_NS: u64 = 500_000_000;
 
 /// One planned subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,32 @@ pub struct SubPlan {
     pub queue: Option<String>,
     /// Auto-unsubscribe after this many messages.
     pub max: Option<u64>,
+}
+
+/// A client's user and what its permissions deny (seeds with users only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Perms {
+    /// Connect as user `u<id>` (the seed configured users).
+    pub login: bool,
+    /// The user's account (`None`: the global account).
+    pub account: Option<&'static str>,
+    /// A subject the user may not publish to.
+    pub publish_deny: Option<&'static str>,
+    /// A subject the user may not receive (its wildcard subscriptions
+    /// cover it, so the server must filter it at delivery).
+    pub subscribe_deny: Option<&'static str>,
+}
+
+impl Perms {
+    /// Whether the user may publish to `subject`.
+    pub fn may_publish(&self, subject: &str) -> bool {
+        self.publish_deny != Some(subject)
+    }
+
+    /// Whether the user may receive messages on `subject`.
+    pub fn may_receive(&self, subject: &str) -> bool {
+        self.subscribe_deny != Some(subject)
+    }
 }
 
 /// What a client does, drawn from the seed.
@@ -36,6 +64,10 @@ pub struct Plan {
     pub requests_every_ns: Option<u64>,
     /// Answer requests on `SERVICE`, in this queue group if any.
     pub responder: Option<Option<String>>,
+    /// Unsubscribe one subscription (and later subscribe it again) this often.
+    pub unsub_every_ns: Option<u64>,
+    /// Set by the world when the seed configures users.
+    pub perms: Perms,
 }
 
 impl Plan {
@@ -62,6 +94,9 @@ impl Plan {
             requests_every_ns: chance(rng, 30)
                 .then(|| 50_000_000 + u64::from(rng.next_u32() % 200) * 1_000_000),
             responder,
+            unsub_every_ns: chance(rng, 40)
+                .then(|| 100_000_000 + u64::from(rng.next_u32() % 900) * 1_000_000),
+            perms: Perms::default(),
         }
     }
 }
@@ -70,6 +105,8 @@ impl Plan {
 enum PingKind {
     Settle,
     Flush,
+    /// Sent right behind `UNSUB sid`.
+    Unsub(u32),
 }
 
 #[derive(Debug)]
@@ -92,13 +129,19 @@ pub struct Output {
 pub struct SimClient {
     pub id: ClientId,
     pub plan: Plan,
+    /// Workload choices (subjects, payload sizes, headers, unsubscribes).
     pub rng: ChaCha8Rng,
+    /// Reconnect backoffs, apart so that faults never shift the workload.
+    backoff: ChaCha8Rng,
     pub epoch: u32,
     conn: Option<Conn>,
     /// When to open the next connection, while disconnected.
     pub reconnect_at: Option<u64>,
     pub next_pub_at: u64,
     pub next_req_at: u64,
+    pub next_unsub_at: u64,
+    /// A subscription unsubscribed mid-run, to subscribe again next time.
+    unsubscribed: Option<SubPlan>,
     /// The PING sent after connecting was answered: subscriptions are in.
     pub settled: bool,
     next_sid: u32,
@@ -124,11 +167,14 @@ impl MsgIds {
 }
 
 impl SimClient {
-    pub fn new(id: ClientId, plan: Plan, rng: ChaCha8Rng) -> Self {
+    pub fn new(id: ClientId, plan: Plan, rng: ChaCha8Rng, backoff: ChaCha8Rng) -> Self {
         SimClient {
             id,
             plan,
             rng,
+            backoff,
+            next_unsub_at: FIRST_UNSUB_NS,
+            unsubscribed: None,
             epoch: 0,
             conn: None,
             reconnect_at: Some(0),
@@ -156,6 +202,7 @@ impl SimClient {
         self.epoch += 1;
         self.settled = false;
         self.seqs.clear();
+        self.unsubscribed = None;
         self.reconnect_at = None;
         self.conn = Some(Conn {
             link,
@@ -180,14 +227,14 @@ impl SimClient {
                 },
             );
             self.settled = false;
-            let backoff = 20_000_000 + u64::from(self.rng.next_u32() % 200) * 1_000_000;
+            let backoff = 20_000_000 + u64::from(self.backoff.next_u32() % 200) * 1_000_000;
             self.reconnect_at = Some(now + backoff);
         }
     }
 
     /// A connection attempt found no listener: try again after a backoff.
     pub fn refused(&mut self, now: u64) {
-        let backoff = 20_000_000 + u64::from(self.rng.next_u32() % 200) * 1_000_000;
+        let backoff = 20_000_000 + u64::from(self.backoff.next_u32() % 200) * 1_000_000;
         self.reconnect_at = Some(now + backoff);
     }
 
@@ -246,14 +293,21 @@ impl SimClient {
                 }
             }
             Owned::Ping => out.send.extend_from_slice(enc::PONG),
-            Owned::Pong => {
-                if conn.pings.pop_front() == Some(PingKind::Settle)
-                    && conn.pings.iter().all(|p| *p != PingKind::Settle)
-                {
+            Owned::Pong => match conn.pings.pop_front() {
+                Some(PingKind::Settle) if conn.pings.iter().all(|p| *p != PingKind::Settle) => {
                     self.settled = true;
                     self.settle_sent_at = None;
                 }
-            }
+                Some(PingKind::Unsub(sid)) => hist.push(
+                    now,
+                    Ev::Unsubscribed {
+                        client: self.id,
+                        epoch: self.epoch,
+                        sid,
+                    },
+                ),
+                _ => {}
+            },
             Owned::Ok => {}
             Owned::Err(text) => hist.push(
                 now,
@@ -274,6 +328,7 @@ impl SimClient {
                     .as_deref()
                     .is_some_and(|h| h.starts_with(b"NATS/1.0 503"));
                 let (msg, answers) = decode_payload(&payload);
+                let digest = digest(headers.as_deref(), &payload);
                 let sid: u32 = std::str::from_utf8(&sid)
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -293,6 +348,7 @@ impl SimClient {
                         msg,
                         answers,
                         no_responders,
+                        digest,
                     },
                 );
                 // Responders answer requests on the service subject.
@@ -309,8 +365,13 @@ impl SimClient {
     }
 
     fn handshake(&mut self, now: u64, conn: &mut Conn, hist: &mut History, out: &mut Output) {
+        let login = if self.plan.perms.login {
+            format!(",\"user\":\"u{}\",\"pass\":\"p\"", self.id)
+        } else {
+            String::new()
+        };
         let json = format!(
-            "{{\"verbose\":false,\"pedantic\":false,\"echo\":{},\"headers\":true,\"no_responders\":true,\"protocol\":1,\"name\":\"sim-{}\"}}",
+            "{{\"verbose\":false,\"pedantic\":false,\"echo\":{},\"headers\":true,\"no_responders\":true,\"protocol\":1,\"name\":\"sim-{}\"{login}}}",
             self.plan.echo, self.id
         );
         enc::connect(&mut out.send, &json);
@@ -461,12 +522,15 @@ impl SimClient {
         let mut body = format!("m{msg}:").into_bytes();
         body.resize(body.len() + pad, b'x');
         let mut out = Vec::new();
-        if self.rng.next_u32().is_multiple_of(4) {
+        let headers: &[u8] = b"NATS/1.0\r\nSim: 1\r\n\r\n";
+        let with_headers = self.rng.next_u32().is_multiple_of(4);
+        let digest = digest(with_headers.then_some(headers), &body);
+        if with_headers {
             enc::hpublish(
                 &mut out,
                 subject.as_bytes(),
                 reply.as_deref().map(str::as_bytes),
-                b"NATS/1.0\r\nSim: 1\r\n\r\n",
+                headers,
                 &body,
             );
         } else {
@@ -488,6 +552,8 @@ impl SimClient {
                 reply,
                 complete,
                 final_round,
+                digest,
+                denied: !self.plan.perms.may_publish(subject),
             },
         );
         out
@@ -530,9 +596,16 @@ impl SimClient {
                 self.next_req_at = now + every;
             }
         }
+        if let Some(every) = self.plan.unsub_every_ns
+            && now >= self.next_unsub_at
+        {
+            send.extend(self.unsubscribe_or_resubscribe(now, hist));
+            self.next_unsub_at = now + every;
+        }
         let next = [
             self.plan.publish_every_ns.map(|_| self.next_pub_at),
             self.plan.requests_every_ns.map(|_| self.next_req_at),
+            self.plan.unsub_every_ns.map(|_| self.next_unsub_at),
         ]
         .into_iter()
         .flatten()
@@ -591,6 +664,44 @@ impl SimClient {
             ids,
             hist,
         ))
+    }
+
+    /// Unsubscribes one plain or queue subscription of the plan, with a
+    /// PING behind it whose PONG shows the server processed the UNSUB; or
+    /// subscribes again the one unsubscribed last time.
+    fn unsubscribe_or_resubscribe(&mut self, now: u64, hist: &mut History) -> Vec<u8> {
+        let mut out = Output::default();
+        let Some(mut conn) = self.conn.take() else {
+            return out.send;
+        };
+        if let Some(plan) = self.unsubscribed.take() {
+            self.subscribe(now, &mut conn, plan, hist, &mut out);
+        } else {
+            let candidates: Vec<u32> = conn
+                .subs
+                .iter()
+                .filter(|(_, s)| s.max.is_none() && s.pattern != SERVICE)
+                .filter(|(sid, _)| Some(**sid) != conn.inbox_sid)
+                .map(|(sid, _)| *sid)
+                .collect();
+            if !candidates.is_empty() {
+                let sid = candidates[(self.rng.next_u32() as usize) % candidates.len()];
+                self.unsubscribed = conn.subs.remove(&sid);
+                enc::unsubscribe(&mut out.send, sid.to_string().as_bytes(), None);
+                out.send.extend_from_slice(enc::PING);
+                conn.pings.push_back(PingKind::Unsub(sid));
+                hist.push(
+                    now,
+                    Ev::Unsub {
+                        client: self.id,
+                        epoch: self.epoch,
+                        sid,
+                    },
+                );
+            }
+        }
+        self.conn = Some(conn);
+        out.send
     }
 
     pub fn new_inbox(&mut self) -> String {

@@ -37,6 +37,11 @@ pub enum Ev {
         reply: Option<String>,
         complete: bool,
         final_round: bool,
+        /// The digest of the headers and payload sent.
+        digest: u64,
+        /// The publisher's permissions deny this subject: the server must
+        /// drop it and answer with a permissions violation.
+        denied: bool,
     },
     Recv {
         client: ClientId,
@@ -49,6 +54,21 @@ pub enum Ev {
         /// A reply to request `answers` (payload `a<id>`).
         answers: Option<MsgId>,
         no_responders: bool,
+        /// The digest of the headers and payload received.
+        digest: u64,
+    },
+    /// The client sent `UNSUB sid` (and a PING right behind it).
+    Unsub {
+        client: ClientId,
+        epoch: u32,
+        sid: u32,
+    },
+    /// The PONG to the PING behind `UNSUB sid` arrived: the server has
+    /// processed the UNSUB, so nothing more may arrive on `sid`.
+    Unsubscribed {
+        client: ClientId,
+        epoch: u32,
+        sid: u32,
     },
     Err {
         client: ClientId,
@@ -57,6 +77,20 @@ pub enum Ev {
     },
     /// Every client settled and the final round began.
     FinalRound,
+}
+
+/// A digest of a message's headers (if any) and payload, as sent or received.
+pub fn digest(headers: Option<&[u8]>, payload: &[u8]) -> u64 {
+    let mut h = crate::seed::mix(headers.map_or(0, |h| h.len() as u64 + 1));
+    for part in [headers.unwrap_or_default(), payload] {
+        for chunk in part.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = crate::seed::mix(h ^ u64::from_le_bytes(w));
+        }
+        h = crate::seed::mix(h ^ part.len() as u64);
+    }
+    h
 }
 
 /// A timestamped event.

@@ -8,6 +8,9 @@
 //! `Server` and the clients through simulated time with an in-memory
 //! network; checkers read the recorded history and name every broken
 //! invariant. A failing seed replays exactly, with a readable trace.
+//! `phases` is what the lock-step and turmoil harnesses share (setup,
+//! phases, checking); `mutation` plants bugs in the core at run time and
+//! proves every checker catches one.
 //!
 //! What it is not: a load test or a model of TCP's internals. Bytes on a
 //! live connection arrive in order and intact; only faults natrix claims to
@@ -20,6 +23,8 @@ pub mod check;
 pub mod client;
 pub mod faults;
 pub mod history;
+pub mod mutation;
+pub mod phases;
 pub mod run;
 pub mod seed;
 pub mod storage;

@@ -1,27 +1,33 @@
 //! `natrix-sim`: run many seeds, or replay one.
 //!
 //! ```text
-//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--planted N]
-//! natrix-sim replay --seed N [--trace] [--no-faults] [--planted N]
+//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME]
+//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME]
+//! natrix-sim mutations [--seeds 0..200]
 //! natrix-sim invariants
 //! ```
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use natrix_core::config::Mutation;
 use natrix_sim::check::INVARIANTS;
+use natrix_sim::mutation::{self, Planted, SUITE};
 use natrix_sim::run::{SeedResult, run_many, run_seed};
 use natrix_sim::seed::{parse_range, parse_seed};
 use natrix_sim::turmoil_sim::run_seed_turmoil;
 use natrix_sim::world::Config;
 
 const USAGE: &str = "usage:
-  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--planted N] [--turmoil]
-  natrix-sim replay --seed N [--trace] [--no-faults] [--planted N] [--turmoil]
+  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil]
+  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil]
+  natrix-sim mutations [--seeds A..B] [--jobs N]
   natrix-sim invariants
 --turmoil runs the production driver under turmoil instead of the lock-step
-harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes. --planted N asks the core to duplicate
-every Nth delivery (needs the planted-bugs feature) to show the checkers bite.";
+harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes.
+--mutation NAME plants a bug in the core (test-only) to show the checkers
+bite; `mutations` hunts every planted bug over seeds 0..200 and fails if one
+survives.";
 
 struct Args {
     cmd: String,
@@ -31,7 +37,7 @@ struct Args {
     recheck: u64,
     trace: bool,
     faults: bool,
-    planted: u64,
+    mutation: Option<Planted>,
     turmoil: bool,
 }
 
@@ -46,7 +52,7 @@ fn parse_args() -> Result<Args, String> {
         recheck: 10,
         trace: false,
         faults: true,
-        planted: 0,
+        mutation: None,
         turmoil: false,
     };
     while let Some(flag) = it.next() {
@@ -56,7 +62,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = Some(value()?),
             "--jobs" => a.jobs = value()?.parse().map_err(|_| "bad --jobs")?,
             "--recheck" => a.recheck = value()?.parse().map_err(|_| "bad --recheck")?,
-            "--planted" => a.planted = value()?.parse().map_err(|_| "bad --planted")?,
+            "--mutation" => a.mutation = Some(mutation::by_name(&value()?)?),
             "--trace" => a.trace = true,
             "--no-faults" => a.faults = false,
             "--turmoil" => a.turmoil = true,
@@ -64,20 +70,7 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
-    if a.planted > 0 && a.turmoil {
-        return Err("--planted applies to the lock-step harness".into());
-    }
-    if a.planted > 0 && !cfg!(feature = "planted-bugs") {
-        return Err("--planted needs natrix-sim built with --features planted-bugs".into());
-    }
     Ok(a)
-}
-
-fn config(seed: u64, a: &Args) -> Config {
-    let mut c = Config::new(seed);
-    c.faults = a.faults;
-    c.planted_duplicate_one_in = a.planted;
-    c
 }
 
 fn flags(a: &Args) -> String {
@@ -85,8 +78,8 @@ fn flags(a: &Args) -> String {
     if !a.faults {
         f.push_str(" --no-faults");
     }
-    if a.planted > 0 {
-        f.push_str(&format!(" --planted {}", a.planted));
+    if let Some(p) = a.mutation {
+        f.push_str(&format!(" --mutation {}", p.bug.name()));
     }
     if a.turmoil {
         f.push_str(" --turmoil");
@@ -95,20 +88,19 @@ fn flags(a: &Args) -> String {
 }
 
 fn run_one(seed: u64, a: &Args, trace: bool) -> SeedResult {
+    let mutation = a.mutation.map(|p| p.mutation());
     if a.turmoil {
-        return run_seed_turmoil(seed, a.faults, trace);
+        return run_seed_turmoil(seed, a.faults, trace, mutation);
     }
-    let mut cfg = config(seed, a);
-    cfg.trace = trace;
-    run_seed(cfg)
+    run_lock_step(seed, a.faults, trace, mutation)
 }
 
-fn features(a: &Args) -> &'static str {
-    if a.planted > 0 {
-        " --features planted-bugs"
-    } else {
-        ""
-    }
+fn run_lock_step(seed: u64, faults: bool, trace: bool, mutation: Option<Mutation>) -> SeedResult {
+    let mut cfg = Config::new(seed);
+    cfg.faults = faults;
+    cfg.trace = trace;
+    cfg.mutation = mutation;
+    run_seed(cfg)
 }
 
 fn main() -> ExitCode {
@@ -122,6 +114,7 @@ fn main() -> ExitCode {
     match a.cmd.as_str() {
         "run" => cmd_run(&a),
         "replay" => cmd_replay(&a),
+        "mutations" => cmd_mutations(&a),
         "invariants" => {
             for (name, what) in INVARIANTS {
                 println!("{name:<22} {what}");
@@ -148,8 +141,7 @@ fn cmd_run(a: &Args) -> ExitCode {
         }
     };
     println!(
-        "cargo run -p natrix-sim --release{} -- run --seeds {text}{}",
-        features(a),
+        "cargo run -p natrix-sim --release -- run --seeds {text}{}",
         flags(a)
     );
     #[allow(clippy::disallowed_methods)] // wall time only for the throughput figure
@@ -192,8 +184,7 @@ fn cmd_run(a: &Args) -> ExitCode {
             r.violations.len()
         );
         println!(
-            "  replay: cargo run -p natrix-sim --release{} -- replay --seed {} --trace{}",
-            features(a),
+            "  replay: cargo run -p natrix-sim --release -- replay --seed {} --trace{}",
             r.seed,
             flags(a)
         );
@@ -222,8 +213,7 @@ fn cmd_replay(a: &Args) -> ExitCode {
         }
     };
     println!(
-        "cargo run -p natrix-sim --release{} -- replay --seed {text} --trace{}",
-        features(a),
+        "cargo run -p natrix-sim --release -- replay --seed {text} --trace{}",
         flags(a)
     );
     let r = run_one(seed, a, a.trace);
@@ -244,6 +234,62 @@ fn cmd_replay(a: &Args) -> ExitCode {
         for v in &r.violations {
             println!("VIOLATION {}: {}", v.invariant, v.detail);
         }
+        ExitCode::from(1)
+    }
+}
+
+/// Hunts every planted bug: the first seed that catches it, the invariant
+/// that fired and the replay command; fails if any bug survives the bound
+/// or does not replay identically.
+fn cmd_mutations(a: &Args) -> ExitCode {
+    let text = a.seeds.as_deref().unwrap_or("0..200");
+    let seeds = match parse_range(text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("cargo run -p natrix-sim --release -- mutations --seeds {text}");
+    let run = |seed: u64, m: Mutation| run_lock_step(seed, true, false, Some(m));
+    let mut survivors = 0;
+    for planted in SUITE {
+        let name = planted.bug.name();
+        let hunt = mutation::hunt(planted, seeds.clone(), a.jobs, &run);
+        let Some(r) = &hunt.caught else {
+            survivors += 1;
+            println!(
+                "SURVIVED {name} (1 in {}): no seed in {text} broke {}",
+                planted.one_in,
+                planted.caught_by.join(" or ")
+            );
+            continue;
+        };
+        let fired = r
+            .violations
+            .iter()
+            .find(|v| planted.caught_by.contains(&v.invariant))
+            .expect("caught means one of its invariants fired");
+        let replay = if hunt.replays {
+            "replays identically"
+        } else {
+            survivors += 1;
+            "DOES NOT REPLAY"
+        };
+        println!(
+            "caught {name} (1 in {}) at seed {}: {} ({}); {replay}",
+            planted.one_in, r.seed, fired.invariant, fired.detail
+        );
+        println!(
+            "  replay: cargo run -p natrix-sim --release -- replay --seed {} --trace --mutation {name}",
+            r.seed
+        );
+    }
+    if survivors == 0 {
+        println!("all {} planted bugs caught", SUITE.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{survivors} planted bugs survived or did not replay");
         ExitCode::from(1)
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::check::{self, Violation};
+use crate::check::Violation;
 use crate::world::{Config, World};
 
 /// The result of one seed.
@@ -22,24 +22,7 @@ pub struct SeedResult {
 /// Runs one seed and checks it.
 pub fn run_seed(cfg: Config) -> SeedResult {
     let seed = cfg.seed;
-    let outcome = World::new(cfg).run();
-    let violations = check::check(&outcome);
-    let messages = outcome
-        .history
-        .entries
-        .iter()
-        .filter(|e| matches!(e.ev, crate::history::Ev::Recv { .. }))
-        .count() as u64;
-    SeedResult {
-        seed,
-        violations,
-        trace_hash: outcome.trace_hash,
-        steps: outcome.steps,
-        sim_ns: outcome.sim_ns,
-        messages,
-        trace: outcome.trace,
-        counts: outcome.counts,
-    }
+    crate::phases::result(seed, World::new(cfg).run(), Vec::new())
 }
 
 /// Totals over many seeds.

@@ -15,19 +15,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use natrix_core::config::Mutation;
 use natrix_core::{Options, Server};
 use natrix_runtime::driver::{self, Clock, Control, Listener};
 use natrix_runtime::logger::Logger;
-use rand_core::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::check;
-use crate::client::{MsgIds, Plan, SimClient, SubPlan};
-use crate::faults::{Fault, FaultMix};
+use crate::client::{MsgIds, SimClient};
+use crate::faults::Fault;
 use crate::history::{ClientId, Ev, History};
+use crate::phases::{Phase, Phases, Setup, count};
 use crate::run::SeedResult;
 use crate::seed;
-use crate::world::{Outcome, Phase};
+use crate::world::Outcome;
 
 const PORT: u16 = 4222;
 const EPOCH_SECS: u64 = 1_700_000_000;
@@ -53,7 +54,8 @@ struct Shared {
     clients: Vec<SimClient>,
     ids: MsgIds,
     history: History,
-    phase: Phase,
+    /// The run's phases, shared with the lock-step harness's code.
+    phases: Phases,
     slow: Vec<bool>,
     crash: Vec<bool>,
     final_sent: Vec<bool>,
@@ -80,32 +82,29 @@ fn options() -> Options {
     }
 }
 
-/// Runs one seed under turmoil and checks it.
-pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResult {
-    let mut shape = seed::rng(seed_value, "shape", 0);
-    let n_clients = 2 + (shape.next_u32() % 4) as usize;
-    let clients: Vec<SimClient> = (0..n_clients)
-        .map(|i| {
-            let plan = Plan::draw(&mut seed::rng(seed_value, "plan", i as u64));
-            SimClient::new(i, plan, seed::rng(seed_value, "client", i as u64))
-        })
-        .collect();
-    let mix = if faults {
-        FaultMix::draw(&mut seed::rng(seed_value, "mix", 0))
-    } else {
-        FaultMix::none()
-    };
+/// Runs one seed under turmoil and checks it (with `mutation`, a bug
+/// planted in the core).
+pub fn run_seed_turmoil(
+    seed_value: u64,
+    faults: bool,
+    trace: bool,
+    mutation: Option<Mutation>,
+) -> SeedResult {
     let fault_phase_ns = 6_000 * MS;
-    let schedule = mix.schedule(
-        &mut seed::rng(seed_value, "faults", 0),
-        n_clients,
-        fault_phase_ns,
-    );
+    let setup = Setup::draw(seed_value, 4, faults, fault_phase_ns);
+    let server_opts = setup.options(options(), mutation);
+    let Setup {
+        clients,
+        mix,
+        schedule,
+        ..
+    } = setup;
+    let n_clients = clients.len();
     let shared = Rc::new(RefCell::new(Shared {
         clients,
         ids: MsgIds::default(),
         history: History::default(),
-        phase: Phase::Faults,
+        phases: Phases::default(),
         slow: vec![false; n_clients],
         crash: vec![false; n_clients],
         final_sent: vec![false; n_clients],
@@ -130,6 +129,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     let host_restart = Rc::clone(&restart);
     sim.host("server", move || {
         let restart = Rc::clone(&host_restart);
+        let base = server_opts.clone();
         async move {
             let mut generation = 0u64;
             loop {
@@ -142,7 +142,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                 let opts = Options {
                     debug: verbose,
                     trace: verbose,
-                    ..options()
+                    ..base.clone()
                 };
                 let server = Server::new(
                     opts,
@@ -183,15 +183,12 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut next_fault = 0;
     let mut releases: Vec<(u64, Release)> = Vec::new();
-    let mut final_subs: Vec<(ClientId, u32, u32, SubPlan)> = Vec::new();
-    let mut final_responders = Vec::new();
-    let mut converged = false;
     let mut settle_deadline = 0;
     let mut end_at = u64::MAX;
     let mut steps = 0u64;
     loop {
         let now = sim.elapsed().as_nanos() as u64;
-        let phase = shared.borrow().phase;
+        let phase = shared.borrow().phases.phase;
         match phase {
             Phase::Faults => {
                 while next_fault < schedule.len() && schedule[next_fault].0 <= now {
@@ -220,38 +217,33 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                         undo(&sim, &shared, r);
                     }
                     let mut sh = shared.borrow_mut();
-                    sh.phase = Phase::Settling;
-                    // Nobody counts as settled until a fresh round trip.
-                    for c in 0..sh.clients.len() {
-                        let ping = sh.clients[c].resettle(now);
-                        sh.pending_out[c] = ping;
-                    }
+                    let Shared {
+                        clients,
+                        phases,
+                        pending_out,
+                        ..
+                    } = &mut *sh;
+                    *pending_out = phases.heal(now, clients);
                     settle_deadline = now + 15_000 * MS;
                 }
             }
             Phase::Settling => {
                 let mut sh = shared.borrow_mut();
-                if sh.clients.iter().all(|c| c.is_connected() && c.settled) {
-                    converged = true;
-                    sh.history.push(now, Ev::FinalRound);
-                    for c in 0..sh.clients.len() {
-                        let epoch = sh.clients[c].epoch;
-                        for (sid, plan) in sh.clients[c].live_subs() {
-                            final_subs.push((c, epoch, sid, plan));
-                        }
-                        if sh.clients[c].plan.responder.is_some() {
-                            final_responders.push(c);
-                        }
-                    }
-                    sh.phase = Phase::Final;
+                let Shared {
+                    clients,
+                    history,
+                    phases,
+                    ..
+                } = &mut *sh;
+                if phases.try_final(now, clients, history) {
                     end_at = now + 3_000 * MS;
                 } else if now >= settle_deadline {
-                    sh.phase = Phase::Done;
+                    phases.phase = Phase::Done;
                 }
             }
             Phase::Final => {
                 if now >= end_at {
-                    shared.borrow_mut().phase = Phase::Done;
+                    shared.borrow_mut().phases.phase = Phase::Done;
                 }
             }
             Phase::Done => {}
@@ -272,7 +264,7 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
                 break;
             }
         }
-        if shared.borrow().phase == Phase::Done
+        if shared.borrow().phases.phase == Phase::Done
             && now > end_at.min(settle_deadline.max(fault_phase_ns)) + 200 * MS
         {
             break;
@@ -301,42 +293,25 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
             hash = seed::mix(hash ^ u64::from(b));
         }
     }
-    let outcome = Outcome {
-        plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
-        history: sh.history,
-        final_subs,
-        final_responders,
-        converged,
-        trace: Vec::new(),
-        trace_hash: hash,
-        steps,
-        sim_ns,
-        mix,
-        counts,
-    };
-    let mut violations = check::check(&outcome);
-    for e in &outcome.history.entries {
-        if let Ev::Err {
-            client: usize::MAX,
-            text,
-            ..
-        } = &e.ev
-        {
-            violations.push(check::Violation {
-                invariant: "converges",
-                detail: text.clone(),
-            });
-        }
-    }
-    let messages = outcome
+    // turmoil's own errors (recorded with no client) mean the run broke.
+    let extra = sh
         .history
         .entries
         .iter()
-        .filter(|e| matches!(e.ev, Ev::Recv { .. }))
-        .count() as u64;
+        .filter_map(|e| match &e.ev {
+            Ev::Err {
+                client: usize::MAX,
+                text,
+                ..
+            } => Some(check::Violation {
+                invariant: "converges",
+                detail: text.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let trace = if trace {
-        outcome
-            .history
+        sh.history
             .entries
             .iter()
             .map(|e| format!("{:>10.3}ms {:?}", e.at_ns as f64 / 1e6, e.ev))
@@ -344,16 +319,20 @@ pub fn run_seed_turmoil(seed_value: u64, faults: bool, trace: bool) -> SeedResul
     } else {
         Vec::new()
     };
-    SeedResult {
-        seed: seed_value,
-        violations,
-        trace_hash: outcome.trace_hash,
+    let outcome = Outcome {
+        plans: sh.clients.iter().map(|c| c.plan.clone()).collect(),
+        history: sh.history,
+        final_subs: sh.phases.final_subs,
+        final_responders: sh.phases.final_responders,
+        converged: sh.phases.converged,
+        trace,
+        trace_hash: hash,
         steps,
         sim_ns,
-        messages,
-        trace,
-        counts: outcome.counts,
-    }
+        mix,
+        counts,
+    };
+    crate::phases::result(seed_value, outcome, extra)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -374,7 +353,7 @@ fn apply(
 ) {
     match f {
         Fault::Partition { client, for_ns, .. } => {
-            *counts.entry("fault: hold").or_default() += 1;
+            count(counts, "fault: hold");
             sim.hold("server", format!("c{client}"));
             releases.push((now + for_ns, Release::Hold(client)));
         }
@@ -383,7 +362,7 @@ fn apply(
             extra_ns,
             for_ns,
         } => {
-            *counts.entry("fault: latency spike").or_default() += 1;
+            count(counts, "fault: latency spike");
             sim.set_link_latency(
                 "server",
                 format!("c{client}"),
@@ -392,12 +371,12 @@ fn apply(
             releases.push((now + for_ns, Release::Spike(client)));
         }
         Fault::SlowReader { client, for_ns } => {
-            *counts.entry("fault: slow reader").or_default() += 1;
+            count(counts, "fault: slow reader");
             shared.borrow_mut().slow[client] = true;
             releases.push((now + for_ns, Release::Slow(client)));
         }
         Fault::Crash { client } => {
-            *counts.entry("fault: client crash mid-message").or_default() += 1;
+            count(counts, "fault: client crash mid-message");
             shared.borrow_mut().crash[client] = true;
         }
         Fault::Restart { lame_duck } => {
@@ -406,7 +385,7 @@ fn apply(
             } else {
                 "fault: server restart"
             };
-            *counts.entry(kind).or_default() += 1;
+            count(counts, kind);
             *restart.borrow_mut() = Some(lame_duck);
         }
     }
@@ -428,7 +407,7 @@ async fn client_task(c: ClientId, shared: Rc<RefCell<Shared>>) {
     loop {
         let wait = {
             let sh = shared.borrow();
-            if sh.phase == Phase::Done {
+            if sh.phases.phase == Phase::Done {
                 return;
             }
             sh.clients[c]
@@ -481,7 +460,7 @@ async fn session(
             (
                 sh.slow[c],
                 sh.crash[c],
-                sh.phase,
+                sh.phases.phase,
                 sh.clients[c].is_stale(now_ns()),
                 sh.clients[c].is_connected(),
             )

@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
+use natrix_core::config::Mutation;
 use natrix_core::server::{Action, ConnId, Event};
 use natrix_core::time::{Instant, Now};
 use natrix_core::{Options, Server};
@@ -13,7 +14,9 @@ use rand_core::Rng;
 
 use crate::client::{MsgIds, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
-use crate::history::{ClientId, Ev, History};
+use crate::history::{ClientId, History};
+pub use crate::phases::Phase;
+use crate::phases::{Phases, Setup, count};
 use crate::seed;
 
 /// Bytes a connection's receive side holds before the server's writes stop
@@ -35,8 +38,8 @@ pub struct Config {
     pub trace: bool,
     /// Inject faults (off: the same workload on a healthy network).
     pub faults: bool,
-    /// Test-only: ask the core to duplicate every Nth delivery.
-    pub planted_duplicate_one_in: u64,
+    /// Test-only: a bug for the core to plant (the mutation suite).
+    pub mutation: Option<Mutation>,
 }
 
 impl Config {
@@ -48,7 +51,7 @@ impl Config {
             final_bound_ns: 3_000 * MS,
             trace: false,
             faults: true,
-            planted_duplicate_one_in: 0,
+            mutation: None,
         }
     }
 }
@@ -116,15 +119,6 @@ enum Wake {
     End,
 }
 
-/// Where a run stands: faults, healing, the final round, or over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Faults,
-    Settling,
-    Final,
-    Done,
-}
-
 /// What a run produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -166,10 +160,7 @@ pub struct World {
     latency_max_ns: u64,
     ids: MsgIds,
     history: History,
-    phase: Phase,
-    final_subs: Vec<(ClientId, u32, u32, SubPlan)>,
-    final_responders: Vec<ClientId>,
-    converged: bool,
+    phases: Phases,
     trace: Vec<String>,
     hash: u64,
     steps: u64,
@@ -186,26 +177,9 @@ fn now_of(ns: u64) -> Now {
 impl World {
     pub fn new(cfg: Config) -> Self {
         let s = cfg.seed;
-        let mut shape = seed::rng(s, "shape", 0);
-        let n_clients = 2 + (shape.next_u32() % 5) as usize;
-        let clients: Vec<SimClient> = (0..n_clients)
-            .map(|i| {
-                let mut rng = seed::rng(s, "plan", i as u64);
-                let plan = Plan::draw(&mut rng);
-                SimClient::new(i, plan, seed::rng(s, "client", i as u64))
-            })
-            .collect();
-        let mix = if cfg.faults {
-            FaultMix::draw(&mut seed::rng(s, "mix", 0))
-        } else {
-            FaultMix::none()
-        };
-        let faults = mix.schedule(
-            &mut seed::rng(s, "faults", 0),
-            n_clients,
-            cfg.fault_phase_ns,
-        );
-        let opts = Options {
+        let setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
+        let n_clients = setup.clients.len();
+        let base = Options {
             host: "127.0.0.1".into(),
             ping_interval: std::time::Duration::from_secs(1),
             ping_max: 2,
@@ -213,10 +187,15 @@ impl World {
             write_deadline: std::time::Duration::from_secs(2),
             lame_duck_duration: std::time::Duration::from_secs(3),
             lame_duck_grace_period: std::time::Duration::from_millis(500),
-            #[cfg(feature = "planted-bugs")]
-            planted_duplicate_one_in: cfg.planted_duplicate_one_in,
             ..Options::default()
         };
+        let opts = setup.options(base, cfg.mutation);
+        let Setup {
+            clients,
+            mix,
+            schedule: faults,
+            ..
+        } = setup;
         let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
         let mut w = World {
             now: 0,
@@ -237,10 +216,7 @@ impl World {
             clients,
             ids: MsgIds::default(),
             history: History::default(),
-            phase: Phase::Faults,
-            final_subs: Vec::new(),
-            final_responders: Vec::new(),
-            converged: false,
+            phases: Phases::default(),
             trace: Vec::new(),
             hash: 0xcbf2_9ce4_8422_2325,
             steps: 0,
@@ -288,16 +264,16 @@ impl World {
             self.now = at;
             self.steps += 1;
             self.step(what);
-            if self.phase == Phase::Done {
+            if self.phases.phase == Phase::Done {
                 break;
             }
         }
         Outcome {
             history: self.history,
             plans: self.clients.iter().map(|c| c.plan.clone()).collect(),
-            final_subs: self.final_subs,
-            final_responders: self.final_responders,
-            converged: self.converged,
+            final_subs: self.phases.final_subs,
+            final_responders: self.phases.final_responders,
+            converged: self.phases.converged,
             trace: self.trace,
             trace_hash: self.hash,
             steps: self.steps,
@@ -339,7 +315,7 @@ impl World {
             }
             Wake::Heal => self.heal(),
             Wake::Settle => self.settle(),
-            Wake::End => self.phase = Phase::Done,
+            Wake::End => self.phases.phase = Phase::Done,
         }
     }
 
@@ -528,7 +504,7 @@ impl World {
                         }
                     }
                     let client = self.links[link].client;
-                    *self.counts.entry(reason.as_str()).or_default() += 1;
+                    count(&mut self.counts, reason.as_str());
                     self.note(|| format!("server closes c{client}: {}", reason.as_str()));
                     self.links[link].server_gone = true;
                     self.push(link, false, Item::Eof);
@@ -537,7 +513,7 @@ impl World {
                 Action::Pause { conn, until } => {
                     if let Some(&link) = self.conn_links.get(&conn) {
                         self.links[link].paused_until = until.as_nanos();
-                        *self.counts.entry("publisher stalls").or_default() += 1;
+                        count(&mut self.counts, "publisher stalls");
                     }
                 }
                 Action::Resume { conn } => {
@@ -592,7 +568,7 @@ impl World {
             }
             return;
         }
-        if self.phase != Phase::Faults {
+        if self.phases.phase != Phase::Faults {
             return;
         }
         let (send, next) = self.clients[c].work(now, &mut self.ids, &mut self.history);
@@ -640,7 +616,7 @@ impl World {
     // ---- faults and phases -------------------------------------------------
 
     fn fault(&mut self, i: usize) {
-        if self.phase != Phase::Faults {
+        if self.phases.phase != Phase::Faults {
             return;
         }
         let f = self.faults[i].1;
@@ -657,7 +633,7 @@ impl World {
             Fault::Restart { lame_duck: false } => "fault: server restart",
             Fault::Restart { lame_duck: true } => "fault: lame duck, then restart",
         };
-        *self.counts.entry(kind).or_default() += 1;
+        count(&mut self.counts, kind);
         self.note(|| format!("fault: {f:?}"));
         match f {
             Fault::Partition {
@@ -734,13 +710,12 @@ impl World {
 
     fn heal(&mut self) {
         self.note(|| "faults heal".to_string());
-        self.phase = Phase::Settling;
-        for c in 0..self.clients.len() {
+        let pings = self.phases.heal(self.now, &mut self.clients);
+        for (c, ping) in pings.into_iter().enumerate() {
             self.hold[c] = (0, 0);
             self.slow[c] = 0;
             self.spike_ns[c] = 0;
             self.kick_client_links(c);
-            let ping = self.clients[c].resettle(self.now);
             if let Some(link) = self.clients[c].link()
                 && !ping.is_empty()
             {
@@ -752,7 +727,7 @@ impl World {
     }
 
     fn settle(&mut self) {
-        if self.phase != Phase::Settling {
+        if self.phases.phase != Phase::Settling {
             return;
         }
         for c in 0..self.clients.len() {
@@ -766,25 +741,15 @@ impl World {
                 self.schedule_client(c);
             }
         }
-        let all = self.clients.iter().all(|c| c.is_connected() && c.settled);
-        if !all {
+        if !self
+            .phases
+            .try_final(self.now, &self.clients, &mut self.history)
+        {
             // Check again soon: clients may still be reconnecting.
             self.wake(self.now + 20 * MS, Wake::Settle);
             return;
         }
-        self.converged = true;
-        self.phase = Phase::Final;
-        self.history.push(self.now, Ev::FinalRound);
         self.note(|| "final round".to_string());
-        for c in 0..self.clients.len() {
-            let epoch = self.clients[c].epoch;
-            for (sid, plan) in self.clients[c].live_subs() {
-                self.final_subs.push((c, epoch, sid, plan));
-            }
-            if self.clients[c].plan.responder.is_some() {
-                self.final_responders.push(c);
-            }
-        }
         for c in 0..self.clients.len() {
             let send = self.clients[c].final_round(self.now, &mut self.ids, &mut self.history);
             if !send.is_empty() {

@@ -63,46 +63,40 @@ fn a_commit_hash_is_a_seed() {
     assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
 
-#[cfg(feature = "planted-bugs")]
 #[test]
-fn a_planted_duplicate_is_caught_and_replays() {
-    let planted = |seed| {
+fn a_planted_bug_is_caught_by_its_invariant_and_replays() {
+    use natrix_sim::mutation::{by_name, hunt};
+    let run = |seed, m| {
         let mut c = Config::new(seed);
-        c.planted_duplicate_one_in = 500;
-        c
+        c.mutation = Some(m);
+        run_seed(c)
     };
-    let failing = (0..50)
-        .map(|s| run_seed(planted(s)))
-        .find(|r| !r.violations.is_empty())
-        .expect("caught within 50 seeds");
-    assert!(
-        failing
-            .violations
-            .iter()
-            .any(|v| v.invariant == "no-duplicates"),
-        "{:?}",
-        failing.violations
-    );
-    let again = run_seed(planted(failing.seed));
-    assert_eq!(
-        again.violations, failing.violations,
-        "the replay fails the same way"
-    );
-    assert_eq!(again.trace_hash, failing.trace_hash);
+    for name in ["duplicate", "flip-payload-byte"] {
+        let h = hunt(by_name(name).unwrap(), 0..50, 2, &run);
+        let caught = h.caught.expect("caught within 50 seeds");
+        assert!(
+            h.replays,
+            "{name}: seed {} replays identically",
+            caught.seed
+        );
+    }
+    // Without the bug, the seed that caught it passes.
+    let r = run_seed(Config::new(0));
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
 
 #[test]
 fn the_production_driver_passes_under_turmoil() {
     use natrix_sim::turmoil_sim::run_seed_turmoil;
     for seed in 0..25 {
-        let r = run_seed_turmoil(seed, true, false);
+        let r = run_seed_turmoil(seed, true, false, None);
         assert!(
             r.violations.is_empty(),
             "seed {seed} under turmoil: {:?}",
             r.violations
         );
     }
-    let a = run_seed_turmoil(3, true, false);
-    let b = run_seed_turmoil(3, true, false);
+    let a = run_seed_turmoil(3, true, false, None);
+    let b = run_seed_turmoil(3, true, false, None);
     assert_eq!(a.trace_hash, b.trace_hash, "turmoil runs replay");
 }

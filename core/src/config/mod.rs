@@ -156,10 +156,85 @@ pub struct Options {
     pub trace: bool,
     /// Message payloads in trace lines are cut at this many bytes (0: whole).
     pub max_traced_msg_len: usize,
-    /// Test-only: duplicate every Nth delivery (0: never). Exists only with
-    /// the `planted-bugs` feature, for proving the simulation's checkers.
-    #[cfg(feature = "planted-bugs")]
-    pub planted_duplicate_one_in: u64,
+    /// Test-only: a bug planted on purpose so the simulation can prove its
+    /// checkers catch it. Never set in production (no configuration file or
+    /// flag reaches it); `None` costs one predictable branch per delivery.
+    pub mutation: Option<Mutation>,
+}
+
+/// Test-only: a planted bug and how often it strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mutation {
+    pub bug: PlantedBug,
+    /// Strikes on every `one_in`th delivery the server makes (1: always).
+    pub one_in: u64,
+}
+
+impl Mutation {
+    /// Whether the bug strikes delivery number `n` (counted from 1).
+    pub fn strikes(&self, n: u64) -> bool {
+        self.one_in <= 1 || n.is_multiple_of(self.one_in)
+    }
+}
+
+/// The bugs the simulation's mutation suite plants, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A delivery is counted but never written.
+    DropDelivery,
+    /// A delivery is written twice.
+    Duplicate,
+    /// A delivery is written before the message queued just ahead of it.
+    Reorder,
+    /// A queue group's message goes to a member of another matching group.
+    WrongQueueMember,
+    /// The last payload byte of a delivery is flipped.
+    FlipPayloadByte,
+    /// `UNSUB` is acknowledged but the subscription stays.
+    DeliverAfterUnsubscribe,
+    /// A delivery loses its reply subject.
+    DropReply,
+    /// A wildcard subscription receives a subject its user may not subscribe to.
+    LeakDenied,
+    /// A publish to a denied subject is dropped without its `-ERR`.
+    DenyWithoutError,
+    /// A message also reaches the subscribers of the next account.
+    CrossAccount,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 10] = [
+        PlantedBug::DropDelivery,
+        PlantedBug::Duplicate,
+        PlantedBug::Reorder,
+        PlantedBug::WrongQueueMember,
+        PlantedBug::FlipPayloadByte,
+        PlantedBug::DeliverAfterUnsubscribe,
+        PlantedBug::DropReply,
+        PlantedBug::LeakDenied,
+        PlantedBug::DenyWithoutError,
+        PlantedBug::CrossAccount,
+    ];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::DropDelivery => "drop",
+            PlantedBug::Duplicate => "duplicate",
+            PlantedBug::Reorder => "reorder",
+            PlantedBug::WrongQueueMember => "wrong-queue-member",
+            PlantedBug::FlipPayloadByte => "flip-payload-byte",
+            PlantedBug::DeliverAfterUnsubscribe => "deliver-after-unsubscribe",
+            PlantedBug::DropReply => "drop-reply",
+            PlantedBug::LeakDenied => "leak-denied",
+            PlantedBug::DenyWithoutError => "deny-without-error",
+            PlantedBug::CrossAccount => "cross-account",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+    }
 }
 
 impl Options {
@@ -205,8 +280,7 @@ impl Default for Options {
             debug: false,
             trace: false,
             max_traced_msg_len: 0,
-            #[cfg(feature = "planted-bugs")]
-            planted_duplicate_one_in: 0,
+            mutation: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use super::timers::Timer;
 use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::auth::{Auth, CertMapping, ClientPermissions, MappedBy};
+use crate::config::PlantedBug;
 use crate::proto::{Limits, Op, ParseError, Parser, encode};
 use crate::sublist::InsertError;
 
@@ -484,6 +485,7 @@ impl Server {
             let sub = &mut self.subs[handle.0 as usize];
             match max {
                 Some(m) if m > 0 && (m as u64) > sub.delivered => sub.max = m as u64,
+                _ if self.planted(PlantedBug::DeliverAfterUnsubscribe) => {}
                 _ => self.unsubscribe(handle),
             }
         }

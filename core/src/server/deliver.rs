@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::go_quote;
-use super::{CloseReason, ConnId, LogLevel, Server, SubId};
+use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::proto::Pub;
 use crate::proto::encode::{self, Delivery};
 use rand_core::Rng;
 
 use super::accounts::Route;
+use crate::config::PlantedBug;
 use crate::mapping::Mapped;
 use crate::subject;
 use crate::sublist::Matches;
@@ -29,7 +30,52 @@ fn is_reserved_reply(reply: &[u8]) -> bool {
         || (reply.len() > GW_REPLY_PREFIX.len() && reply.starts_with(GW_REPLY_PREFIX))
 }
 
+/// Test-only: plants `bug` in the delivery just encoded at `out[before..]`.
+fn plant(bug: PlantedBug, out: &mut Vec<u8>, before: usize, d: &Delivery<'_>, headers: bool) {
+    match bug {
+        PlantedBug::DropDelivery => out.truncate(before),
+        PlantedBug::Duplicate => encode::msg(out, d, headers),
+        // The last body byte sits just before the closing CRLF.
+        PlantedBug::FlipPayloadByte if !d.body.is_empty() => {
+            let at = out.len() - 3;
+            out[at] ^= 0x01;
+        }
+        PlantedBug::Reorder => {
+            if let Some(start) = last_message_start(&out[..before]) {
+                out[start..].rotate_left(before - start);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where the last `MSG`/`HMSG` in `out` starts (test-only: assumes no
+/// payload contains a line starting with `MSG `).
+fn last_message_start(out: &[u8]) -> Option<usize> {
+    let mut end = out.len();
+    while let Some(i) = memchr::memmem::rfind(&out[..end], b"MSG ") {
+        let start = if i > 0 && out[i - 1] == b'H' {
+            i - 1
+        } else {
+            i
+        };
+        if start == 0 || out[start - 1] == b'\n' {
+            return Some(start);
+        }
+        end = i;
+    }
+    None
+}
+
 impl Server {
+    /// Test-only: whether the planted `bug` strikes now (never, unless the
+    /// options plant one).
+    pub(crate) fn planted(&self, bug: PlantedBug) -> bool {
+        self.opts
+            .mutation
+            .is_some_and(|m| m.bug == bug && m.strikes(self.stats.counters.out_msgs + 1))
+    }
+
     pub(crate) fn process_pub(&mut self, id: ConnId, p: &Pub<'_>) {
         let c = &mut self.conns[id.0];
         c.counters.in_msgs += 1;
@@ -52,7 +98,9 @@ impl Server {
                 "Permissions Violation for Publish to {}",
                 go_quote(p.subject)
             );
-            self.send_err(id, &text);
+            if !self.planted(PlantedBug::DenyWithoutError) {
+                self.send_err(id, &text);
+            }
             let log = format!(
                 "Publish Violation - {}, Subject {}",
                 self.conns[id.0].auth_user(),
@@ -101,6 +149,10 @@ impl Server {
             Mapped::Dropped => return,
         };
         let delivered = self.route(id, account, p, &mut Route::default());
+        if self.planted(PlantedBug::CrossAccount) {
+            let next = AccountId((account.0 + 1) % self.accounts.len() as u32);
+            self.route(id, next, p, &mut Route::default());
+        }
         if !delivered
             && let Some(reply) = p.reply
             && self.conns[id.0].opts.no_responders
@@ -144,7 +196,14 @@ impl Server {
         for &h in &matches.plain {
             delivered |= self.deliver_or_shadow(publisher, h, p, from_service);
         }
-        for group in &matches.queues {
+        let wrong_group = self.planted(PlantedBug::WrongQueueMember);
+        for (g, group) in matches.queues.iter().enumerate() {
+            // The first group's message goes to the next group instead.
+            let group = if wrong_group && g == 0 {
+                &matches.queues[1 % matches.queues.len()]
+            } else {
+                group
+            };
             let n = group.members.len();
             let start = if n > 1 { self.random_below(n) } else { 0 };
             for i in 0..n {
@@ -202,6 +261,12 @@ impl Server {
         if target == publisher && !echo {
             return false;
         }
+        // Test-only: the planted bug striking this delivery, if any.
+        let bug = self
+            .opts
+            .mutation
+            .filter(|m| m.strikes(self.stats.counters.out_msgs + 1))
+            .map(|m| m.bug);
         let conn = &mut self.conns[target.0];
         if conn.closing {
             return false;
@@ -213,6 +278,7 @@ impl Server {
         }
         if let Some(perms) = &mut conn.perms
             && perms.delivery_denied(p.subject)
+            && bug != Some(PlantedBug::LeakDenied)
         {
             return false;
         }
@@ -225,7 +291,11 @@ impl Server {
         let d = Delivery {
             subject: p.subject,
             sid: &sub.sid,
-            reply: p.reply,
+            reply: if bug == Some(PlantedBug::DropReply) {
+                None
+            } else {
+                p.reply
+            },
             headers: p.headers(),
             header_token: p.header.map_or(&b""[..], |(_, t)| t),
             body: p.body(),
@@ -238,12 +308,8 @@ impl Server {
         };
         let before = conn.out.len();
         encode::msg(&mut conn.out, &d, conn.headers);
-        #[cfg(feature = "planted-bugs")]
-        {
-            let n = self.opts.planted_duplicate_one_in;
-            if n > 0 && (self.stats.counters.out_msgs + 1).is_multiple_of(n) {
-                encode::msg(&mut conn.out, &d, conn.headers);
-            }
+        if let Some(bug) = bug {
+            plant(bug, &mut conn.out, before, &d, conn.headers);
         }
         if conn.pending_bytes() > self.opts.max_pending {
             conn.out.truncate(before);
@@ -344,5 +410,19 @@ impl Server {
             &format!("Slow Consumer Detected: MaxPending of {max} Exceeded"),
         );
         self.close(id, CloseReason::SlowConsumerPendingBytes, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_message_start;
+
+    #[test]
+    fn the_last_message_is_found_after_other_ops() {
+        let out = b"MSG a 1 2\r\nhi\r\nPING\r\nHMSG b 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
+        let start = last_message_start(out).expect("two messages");
+        assert!(out[start..].starts_with(b"HMSG b"));
+        assert_eq!(last_message_start(&out[..start]), Some(0));
+        assert_eq!(last_message_start(b"PING\r\n"), None);
     }
 }

@@ -233,10 +233,8 @@ impl Server {
         new.validate()?;
         let lines = changes(&self.opts, &new)?;
         let fewer_conns = new.max_connections < self.opts.max_connections;
-        #[cfg(feature = "planted-bugs")]
-        {
-            new.planted_duplicate_one_in = self.opts.planted_duplicate_one_in;
-        }
+        // A planted bug is not configuration: it survives a reload.
+        new.mutation = self.opts.mutation;
         self.info.max_payload = i32::try_from(new.max_payload).unwrap_or(i32::MAX);
         self.info.auth_required = new.advertises_auth();
         let accounts_changed = self.opts.accounts != new.accounts

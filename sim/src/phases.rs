@@ -1,0 +1,212 @@
+//! What the lock-step and turmoil harnesses share: drawing a seed's setup
+//! (clients, their users and permissions, the fault schedule), the phases
+//! of a run (faults, settling, the final round), and turning what happened
+//! into a checked result. Each harness only moves bytes and time.
+
+use std::collections::BTreeMap;
+
+use natrix_core::Options;
+use natrix_core::account::AccountConfig;
+use natrix_core::auth::{Auth, Permissions, SubjectPermission, User, Users};
+use natrix_core::config::Mutation;
+use rand_core::Rng;
+
+use crate::check::{self, Violation};
+use crate::client::{Perms, Plan, SimClient, SubPlan};
+use crate::faults::{Fault, FaultMix};
+use crate::history::{ClientId, Ev, History};
+use crate::run::SeedResult;
+use crate::seed;
+use crate::world::Outcome;
+
+/// Subjects a seed with users may deny (never a pattern a client
+/// subscribes to literally, so a denial filters deliveries to wildcard
+/// subscriptions instead of refusing a subscription).
+pub const DENIABLE: [&str; 3] = ["a.2", "b.1", "b.x.y"];
+
+/// The accounts of a seed that splits its users.
+const ACCOUNTS: [&str; 2] = ["A", "B"];
+
+/// Where a run stands: faults, healing, the final round, or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Faults,
+    Settling,
+    Final,
+    Done,
+}
+
+/// A seed's clients, users and faults. Every part draws from its own
+/// labelled generator, so a new draw in one never shifts the others.
+pub struct Setup {
+    pub clients: Vec<SimClient>,
+    pub mix: FaultMix,
+    pub schedule: Vec<(u64, Fault)>,
+    /// The users every client logs in as, when the seed configures them.
+    pub users: Option<Users>,
+    /// Accounts the users are split between (none: all in the global one).
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl Setup {
+    /// Draws `2..2 + spread` clients and, with `faults`, a fault schedule
+    /// over `[0, fault_phase_ns)`.
+    pub fn draw(s: u64, spread: u32, faults: bool, fault_phase_ns: u64) -> Setup {
+        let n_clients = 2 + (seed::rng(s, "shape", 0).next_u32() % spread) as usize;
+        let with_users = seed::rng(s, "users", 0).next_u32().is_multiple_of(3);
+        // Half the seeds with users split them between two isolated accounts.
+        let with_accounts = with_users && seed::rng(s, "accounts", 0).next_u32().is_multiple_of(2);
+        let mut users = Users::default();
+        let clients: Vec<SimClient> = (0..n_clients)
+            .map(|i| {
+                let mut plan = Plan::draw(&mut seed::rng(s, "plan", i as u64));
+                if with_users {
+                    plan.perms = draw_perms(&mut seed::rng(s, "perms", i as u64));
+                    plan.perms.account = with_accounts.then_some(ACCOUNTS[i % 2]);
+                    users.by_name.insert(format!("u{i}"), user(&plan.perms));
+                }
+                let workload = seed::rng(s, "client", i as u64);
+                SimClient::new(i, plan, workload, seed::rng(s, "backoff", i as u64))
+            })
+            .collect();
+        let mix = if faults {
+            FaultMix::draw(&mut seed::rng(s, "mix", 0))
+        } else {
+            FaultMix::none()
+        };
+        let schedule = mix.schedule(&mut seed::rng(s, "faults", 0), n_clients, fault_phase_ns);
+        Setup {
+            clients,
+            mix,
+            schedule,
+            users: with_users.then_some(users),
+            accounts: if with_accounts {
+                ACCOUNTS.map(AccountConfig::new).to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The server's options: `base` plus the seed's users and the planted
+    /// bug, if any.
+    pub fn options(&self, base: Options, mutation: Option<Mutation>) -> Options {
+        Options {
+            auth: self.users.clone().map_or(Auth::None, Auth::Users),
+            accounts: self.accounts.clone(),
+            mutation,
+            ..base
+        }
+    }
+}
+
+fn draw_perms(rng: &mut rand_chacha::ChaCha8Rng) -> Perms {
+    let mut deny = || {
+        let n = rng.next_u32() as usize;
+        n.is_multiple_of(2)
+            .then(|| DENIABLE[(n / 2) % DENIABLE.len()])
+    };
+    Perms {
+        login: true,
+        account: None,
+        publish_deny: deny(),
+        subscribe_deny: deny(),
+    }
+}
+
+fn user(perms: &Perms) -> User {
+    let deny = |d: Option<&str>| {
+        d.map(|d| SubjectPermission {
+            allow: None,
+            deny: vec![d.to_string()],
+        })
+    };
+    User {
+        password: "p".to_string(),
+        permissions: Some(Permissions {
+            publish: deny(perms.publish_deny),
+            subscribe: deny(perms.subscribe_deny),
+            response: None,
+        }),
+        account: perms.account.map(str::to_string),
+        ..User::default()
+    }
+}
+
+/// The phases of a run and what the final round began with.
+#[derive(Debug)]
+pub struct Phases {
+    pub phase: Phase,
+    /// Live subscriptions when the final round began: (client, epoch, sid, plan).
+    pub final_subs: Vec<(ClientId, u32, u32, SubPlan)>,
+    /// Responders connected and settled when the final round began.
+    pub final_responders: Vec<ClientId>,
+    pub converged: bool,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            phase: Phase::Faults,
+            final_subs: Vec::new(),
+            final_responders: Vec::new(),
+            converged: false,
+        }
+    }
+}
+
+impl Phases {
+    /// Faults end: nobody counts as settled until a fresh round trip.
+    /// Returns the PING each client must send (empty when not connected).
+    pub fn heal(&mut self, now: u64, clients: &mut [SimClient]) -> Vec<Vec<u8>> {
+        self.phase = Phase::Settling;
+        clients.iter_mut().map(|c| c.resettle(now)).collect()
+    }
+
+    /// While settling: when every client is back and settled, records the
+    /// live subscriptions and responders and begins the final round.
+    pub fn try_final(&mut self, now: u64, clients: &[SimClient], history: &mut History) -> bool {
+        if self.phase != Phase::Settling || !clients.iter().all(|c| c.is_connected() && c.settled) {
+            return false;
+        }
+        self.converged = true;
+        self.phase = Phase::Final;
+        history.push(now, Ev::FinalRound);
+        for (c, client) in clients.iter().enumerate() {
+            for (sid, plan) in client.live_subs() {
+                self.final_subs.push((c, client.epoch, sid, plan));
+            }
+            if client.plan.responder.is_some() {
+                self.final_responders.push(c);
+            }
+        }
+        true
+    }
+}
+
+/// Checks a run's outcome (plus what the harness itself saw go wrong).
+pub fn result(seed: u64, outcome: Outcome, extra: Vec<Violation>) -> SeedResult {
+    let mut violations = check::check(&outcome);
+    violations.extend(extra);
+    let messages = outcome
+        .history
+        .entries
+        .iter()
+        .filter(|e| matches!(e.ev, Ev::Recv { .. }))
+        .count() as u64;
+    SeedResult {
+        seed,
+        violations,
+        trace_hash: outcome.trace_hash,
+        steps: outcome.steps,
+        sim_ns: outcome.sim_ns,
+        messages,
+        trace: outcome.trace,
+        counts: outcome.counts,
+    }
+}
+
+/// Counts one event of `kind`.
+pub fn count(counts: &mut BTreeMap<&'static str, u64>, kind: &'static str) {
+    *counts.entry(kind).or_default() += 1;
+}
