@@ -618,3 +618,125 @@ impl Disk for SimDisk {
         self.0.borrow_mut().rng.next_u64()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: u64 = 512;
+    const PAGES: u64 = 8;
+
+    /// A file of 8 synced pages of 0x11, then every page rewritten with its
+    /// own number (unsynced); returns which pages the crash kept.
+    fn crash_pages(seed: u64) -> (Vec<bool>, usize) {
+        let mut disk = SimDisk::with_seed(seed);
+        let f = disk.open("d/f", true).unwrap();
+        disk.write_at(f, 0, &[0x11; (PAGE * PAGES) as usize]).unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("d").unwrap();
+        for p in 0..PAGES {
+            disk.write_at(f, p * PAGE, &[p as u8 + 0x80; PAGE as usize])
+                .unwrap();
+        }
+        disk.crash();
+        let bytes = disk.pristine("d/f").unwrap();
+        let kept = (0..PAGES as usize)
+            .map(|p| {
+                let page = &bytes[p * PAGE as usize..(p + 1) * PAGE as usize];
+                let new = page.iter().all(|b| *b == p as u8 + 0x80);
+                assert!(
+                    new || page.iter().all(|b| *b == 0x11),
+                    "seed {seed}: page {p} is neither old nor new"
+                );
+                new
+            })
+            .collect();
+        (kept, bytes.len())
+    }
+
+    #[test]
+    fn a_crash_keeps_any_subset_of_unsynced_pages_and_every_synced_byte() {
+        let mut subsets = BTreeSet::new();
+        let mut not_a_prefix = 0;
+        for seed in 0..200 {
+            let (kept, len) = crash_pages(seed);
+            assert_eq!(len as u64, PAGE * PAGES, "synced length kept");
+            let prefix = kept.iter().skip_while(|k| **k).all(|k| !*k);
+            not_a_prefix += u32::from(!prefix);
+            subsets.insert(kept);
+        }
+        assert!(not_a_prefix > 150, "only {not_a_prefix} non-prefix crashes");
+        assert!(subsets.len() > 100, "only {} distinct subsets", subsets.len());
+    }
+
+    #[test]
+    fn a_new_name_survives_a_crash_only_after_its_directory_is_synced() {
+        let mut disk = SimDisk::with_seed(1);
+        let f = disk.open("d/new", true).unwrap();
+        disk.write_at(f, 0, b"data").unwrap();
+        disk.sync(f).unwrap();
+        // A sync of the parent directory is not a sync of "d".
+        disk.sync_dir("").unwrap();
+        disk.crash();
+        assert_eq!(disk.files(), Vec::<String>::new(), "the entry was never synced");
+
+        let f = disk.open("d/new", true).unwrap();
+        disk.write_at(f, 0, b"data").unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("d").unwrap();
+        disk.rename("d/new", "d/renamed").unwrap();
+        disk.crash();
+        assert_eq!(disk.files(), vec!["d/new".to_string()], "the rename was lost");
+        assert_eq!(disk.pristine("d/new").unwrap(), b"data");
+
+        disk.rename("d/new", "d/renamed").unwrap();
+        disk.sync_dir("d").unwrap();
+        disk.remove("d/renamed").unwrap();
+        disk.crash();
+        assert_eq!(disk.files(), vec!["d/renamed".to_string()], "the remove was lost");
+    }
+
+    #[test]
+    fn a_removed_directory_stays_removed_once_its_parent_is_synced() {
+        let mut disk = SimDisk::with_seed(2);
+        let f = disk.open("root/s/a", true).unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("root/s").unwrap();
+        disk.remove_dir("root/s").unwrap();
+        disk.sync_dir("root").unwrap();
+        disk.crash();
+        assert!(disk.files().is_empty());
+    }
+
+    #[test]
+    fn a_failed_fsync_loses_pages_that_a_retry_never_brings_back() {
+        let mut lost_after_retry = 0;
+        for seed in 0..50 {
+            let mut disk = SimDisk::with_seed(seed);
+            let f = disk.open("f", true).unwrap();
+            disk.sync_dir("").unwrap();
+            disk.write_at(f, 0, &[7; (PAGE * PAGES) as usize]).unwrap();
+            disk.fail_next(DiskErrorKind::Io);
+            assert!(disk.sync(f).is_err());
+            // The retry "succeeds", and reads still see every byte...
+            disk.sync(f).unwrap();
+            let mut buf = vec![0; (PAGE * PAGES) as usize];
+            disk.read_at(f, 0, &mut buf).unwrap();
+            assert!(buf.iter().all(|b| *b == 7));
+            // ...but what the failed fsync dropped is gone at the crash.
+            disk.crash();
+            let after = disk.pristine("f").unwrap();
+            if after.len() < buf.len() || after.iter().any(|b| *b != 7) {
+                lost_after_retry += 1;
+            }
+        }
+        assert!(lost_after_retry > 40, "only {lost_after_retry} of 50");
+    }
+
+    #[test]
+    fn the_same_seed_makes_the_same_crash() {
+        for seed in 0..20 {
+            assert_eq!(crash_pages(seed), crash_pages(seed));
+        }
+    }
+}
