@@ -32,6 +32,8 @@ fn after_a_failed_fsync_every_retry_fails_until_reopened() {
         for seq in 21..=40 {
             store.append(&[msg(seq, "a.b", 100)]).unwrap();
         }
+        // (Rolling to a new block may have synced some of them.)
+        let durable = store.durable_seq();
         disk.fail_next(DiskErrorKind::Io);
         assert!(store.sync().is_err(), "seed {seed}: the fsync failed");
         for attempt in 0..10 {
@@ -48,7 +50,7 @@ fn after_a_failed_fsync_every_retry_fails_until_reopened() {
                 assert_eq!(t, Err(StoreError::Failed), "seed {seed} attempt {attempt}");
                 refused += 1;
             }
-            assert_eq!(store.durable_seq(), 20, "seed {seed}: durability never moves");
+            assert_eq!(store.durable_seq(), durable, "seed {seed}: durability never moves");
         }
         drop(store.close());
         // Reopened in the same process, the page cache still shows all 40
