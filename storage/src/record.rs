@@ -325,7 +325,10 @@ mod tests {
             let elsewhere = Seal { offset, ..AT };
             assert_eq!(decode(&out, elsewhere).unwrap_err(), DecodeError::Corrupt);
         }
-        let other_block = Seal { nonce: 0x5eee, ..AT };
+        let other_block = Seal {
+            nonce: 0x5eee,
+            ..AT
+        };
         assert_eq!(decode(&out, other_block).unwrap_err(), DecodeError::Corrupt);
         // Resealed for its new place, the same body is believed there.
         let moved = AT.after(1000);
@@ -342,7 +345,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = out.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode(&bad, AT).is_err(), "flip at {byte}:{bit} went unnoticed");
+                assert!(
+                    decode(&bad, AT).is_err(),
+                    "flip at {byte}:{bit} went unnoticed"
+                );
             }
         }
     }
@@ -352,7 +358,10 @@ mod tests {
         let mut out = Vec::new();
         encode_msg(&mut out, AT, &msg(3));
         for cut in 0..out.len() {
-            assert_eq!(decode(&out[..cut], AT).unwrap_err(), DecodeError::Incomplete);
+            assert_eq!(
+                decode(&out[..cut], AT).unwrap_err(),
+                DecodeError::Incomplete
+            );
         }
     }
 }

@@ -178,13 +178,18 @@ fn crash_during_recovery(seed: u64) -> u64 {
     for point in 1..=points {
         let (disk, run) = crashed(seed, &ops);
         disk.halt_after(point);
-        let interrupted = natrix_storage::FileStore::open(disk.clone(), "streams/s", small_blocks(false));
+        let interrupted =
+            natrix_storage::FileStore::open(disk.clone(), "streams/s", small_blocks(false));
         drop(interrupted);
         disk.crash();
         // And once more inside the second recovery, at a seeded step.
         if point % 3 == 0 {
             disk.halt_after(1 + (seed + point) % points);
-            drop(natrix_storage::FileStore::open(disk.clone(), "streams/s", small_blocks(false)));
+            drop(natrix_storage::FileStore::open(
+                disk.clone(),
+                "streams/s",
+                small_blocks(false),
+            ));
             disk.crash();
         }
         check_recovery(

@@ -8,7 +8,9 @@
 mod common;
 
 use natrix_storage::record::{self, Seal};
-use natrix_storage::{Disk, FileStore, Msg, RecoveryReport, SimDisk, Store, StoreError, StreamConfig};
+use natrix_storage::{
+    Disk, FileStore, Msg, RecoveryReport, SimDisk, Store, StoreError, StreamConfig,
+};
 
 const BLOCK: &str = "s/00000001.blk";
 const SUBJECT: &str = "user.upload";
@@ -106,7 +108,11 @@ fn check(disk: &SimDisk, carrier: &Msg, context: &str) -> RecoveryReport {
             Err(e) => panic!("{context}: {e:?}"),
         }
     }
-    assert!(store.state().last_seq <= 4, "{context}: {:?}", store.state());
+    assert!(
+        store.state().last_seq <= 4,
+        "{context}: {:?}",
+        store.state()
+    );
     // And the same again after recovering from recovery's own result.
     let state = store.state();
     drop(store.close());
@@ -130,7 +136,14 @@ fn the_planted_records_are_valid_records_somewhere() {
     assert_eq!(found, 1, "one planted record is sealed for its place");
     let guessed = (payload_at..payload_at + carrier.payload.len() as u64)
         .filter(|&p| {
-            record::decode(&bytes[p as usize..], Seal { nonce: 0, offset: p }).is_ok()
+            record::decode(
+                &bytes[p as usize..],
+                Seal {
+                    nonce: 0,
+                    offset: p,
+                },
+            )
+            .is_ok()
         })
         .count();
     assert_eq!(guessed, 2, "two are sealed for a guessed nonce");
@@ -164,7 +177,10 @@ fn a_torn_carrier_is_cut_not_resynced_into() {
         let (disk, at, carrier) = build(3, false);
         disk.flip_bit(BLOCK, at + byte, 0x10);
         let report = check(&disk, &carrier, &format!("torn at {byte}"));
-        let torn = report.torn_tail.clone().expect("an unsynced bad record is a torn tail");
+        let torn = report
+            .torn_tail
+            .clone()
+            .expect("an unsynced bad record is a torn tail");
         assert_eq!((torn.offset, torn.after_seq), (at, 3));
         assert!(report.corruption.is_empty(), "{report:?}");
     }
@@ -189,7 +205,10 @@ fn a_crash_that_loses_the_carriers_first_pages_serves_nothing_planted() {
         check(&disk, &carrier, &format!("seed {seed}"));
     }
     eprintln!("{holes} of 300 crashes lost the carrier's start and kept the planted bytes");
-    assert!(holes > 20, "only {holes} crashes left the planted bytes behind a hole");
+    assert!(
+        holes > 20,
+        "only {holes} crashes left the planted bytes behind a hole"
+    );
 }
 
 #[test]

@@ -8,9 +8,7 @@
 mod common;
 
 use common::{dump, msg};
-use natrix_storage::{
-    DiskErrorKind, FileStore, Purge, SimDisk, Store, StoreError, StreamConfig,
-};
+use natrix_storage::{DiskErrorKind, FileStore, Purge, SimDisk, Store, StoreError, StreamConfig};
 
 fn config() -> StreamConfig {
     StreamConfig {
@@ -50,7 +48,11 @@ fn after_a_failed_fsync_every_retry_fails_until_reopened() {
                 assert_eq!(t, Err(StoreError::Failed), "seed {seed} attempt {attempt}");
                 refused += 1;
             }
-            assert_eq!(store.durable_seq(), durable, "seed {seed}: durability never moves");
+            assert_eq!(
+                store.durable_seq(),
+                durable,
+                "seed {seed}: durability never moves"
+            );
         }
         drop(store.close());
         // Reopened in the same process, the page cache still shows all 40

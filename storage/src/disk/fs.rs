@@ -7,8 +7,8 @@
 
 use super::{Disk, DiskError, DiskErrorKind, FileId};
 use crate::rng::SplitMix64;
-use std::hash::{BuildHasher, RandomState};
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;

@@ -70,7 +70,10 @@ pub enum Fault {
     },
     /// A failed fsync dropped `pages_lost` dirty pages for good: reads
     /// still see them, no later sync writes them, a crash loses them.
-    SyncLost { path: String, pages_lost: usize },
+    SyncLost {
+        path: String,
+        pages_lost: usize,
+    },
 }
 
 #[derive(Default)]
@@ -605,9 +608,7 @@ impl Disk for SimDisk {
             .collect();
         let dirs = d.dirs.clone();
         d.durable_names.retain(|p, _| {
-            let gone_dir = under(p, dir)
-                && parent(p) != dir
-                && !dirs.contains(&child_of(dir, p));
+            let gone_dir = under(p, dir) && parent(p) != dir && !dirs.contains(&child_of(dir, p));
             parent(p) != dir && !gone_dir
         });
         d.durable_names.extend(current);
@@ -631,7 +632,8 @@ mod tests {
     fn crash_pages(seed: u64) -> (Vec<bool>, usize) {
         let mut disk = SimDisk::with_seed(seed);
         let f = disk.open("d/f", true).unwrap();
-        disk.write_at(f, 0, &[0x11; (PAGE * PAGES) as usize]).unwrap();
+        disk.write_at(f, 0, &[0x11; (PAGE * PAGES) as usize])
+            .unwrap();
         disk.sync(f).unwrap();
         disk.sync_dir("d").unwrap();
         for p in 0..PAGES {
@@ -666,7 +668,11 @@ mod tests {
             subsets.insert(kept);
         }
         assert!(not_a_prefix > 150, "only {not_a_prefix} non-prefix crashes");
-        assert!(subsets.len() > 100, "only {} distinct subsets", subsets.len());
+        assert!(
+            subsets.len() > 100,
+            "only {} distinct subsets",
+            subsets.len()
+        );
     }
 
     #[test]
@@ -678,7 +684,11 @@ mod tests {
         // A sync of the parent directory is not a sync of "d".
         disk.sync_dir("").unwrap();
         disk.crash();
-        assert_eq!(disk.files(), Vec::<String>::new(), "the entry was never synced");
+        assert_eq!(
+            disk.files(),
+            Vec::<String>::new(),
+            "the entry was never synced"
+        );
 
         let f = disk.open("d/new", true).unwrap();
         disk.write_at(f, 0, b"data").unwrap();
@@ -686,14 +696,22 @@ mod tests {
         disk.sync_dir("d").unwrap();
         disk.rename("d/new", "d/renamed").unwrap();
         disk.crash();
-        assert_eq!(disk.files(), vec!["d/new".to_string()], "the rename was lost");
+        assert_eq!(
+            disk.files(),
+            vec!["d/new".to_string()],
+            "the rename was lost"
+        );
         assert_eq!(disk.pristine("d/new").unwrap(), b"data");
 
         disk.rename("d/new", "d/renamed").unwrap();
         disk.sync_dir("d").unwrap();
         disk.remove("d/renamed").unwrap();
         disk.crash();
-        assert_eq!(disk.files(), vec!["d/renamed".to_string()], "the remove was lost");
+        assert_eq!(
+            disk.files(),
+            vec!["d/renamed".to_string()],
+            "the remove was lost"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! messages on either side, never served.
 
 use super::scan::{self, BLOCK_MAGIC_V1, Entry};
-use super::{BLOCK_HEADER_BYTES, Block, FileStore, Loc, block_header, block_name, blockindex, index_name};
+use super::{
+    BLOCK_HEADER_BYTES, Block, FileStore, Loc, block_header, block_name, blockindex, index_name,
+};
 use crate::disk::{Disk, DiskErrorKind, FileId, join};
 use crate::msg::{Corruption, RecoveryReport, StoreError, StreamConfig, TornTail};
 use crate::state::StreamIndex;
@@ -214,10 +216,7 @@ impl<D: Disk> FileStore<D> {
     /// Reads and scans a block. Bad bytes are read again (up to five
     /// times) before they are believed: a flip on the way from the disk
     /// must not cut good data off as a torn tail.
-    pub(super) fn scan_block(
-        &mut self,
-        file: FileId,
-    ) -> Result<(Vec<u8>, scan::Scan), StoreError> {
+    pub(super) fn scan_block(&mut self, file: FileId) -> Result<(Vec<u8>, scan::Scan), StoreError> {
         let mut attempt = 0;
         loop {
             let bytes = self.read_all(file)?;

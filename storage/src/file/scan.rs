@@ -46,7 +46,9 @@ pub fn header_nonce(bytes: &[u8]) -> Option<u64> {
     if bytes.len() < BLOCK_HEADER_BYTES as usize {
         return None;
     }
-    NONCE_COPIES.into_iter().find_map(|at| nonce_copy(bytes, at))
+    NONCE_COPIES
+        .into_iter()
+        .find_map(|at| nonce_copy(bytes, at))
 }
 
 /// A record as replay needs it: messages without their bodies.
@@ -96,9 +98,10 @@ impl Scan {
     /// last sync point stay damage in the middle.
     pub fn cut_unsynced(&mut self) {
         let synced = self.synced_len.max(BLOCK_HEADER_BYTES);
-        let first_torn = self.entries.iter().position(
-            |e| matches!(e, Entry::Bad { offset, .. } if *offset >= synced),
-        );
+        let first_torn = self
+            .entries
+            .iter()
+            .position(|e| matches!(e, Entry::Bad { offset, .. } if *offset >= synced));
         if let Some(i) = first_torn {
             let Entry::Bad { offset, .. } = self.entries[i] else {
                 return;
