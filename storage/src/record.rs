@@ -1,7 +1,7 @@
-//! The record format of block files. Every record is
+//! The record format of block files (format version 2). Every record is
 //!
 //! ```text
-//! u32 body_len | u32 crc32c(body_len bytes ++ body) | body
+//! u32 body_len | u32 crc32c(u64 nonce ++ u64 offset ++ body_len bytes ++ body) | body
 //! ```
 //!
 //! (little-endian) and the body starts with a kind byte:
@@ -11,9 +11,17 @@
 //!             | u32 payload_len | subject | headers | payload
 //! 2 erase     u32 count | count × (u64 first_seq, u64 last_seq)
 //! 3 truncate  u64 last_seq
+//! 4 synced    u64 last_seq: every byte before this record was synced, and
+//!             the stream's last sequence was last_seq
 //! ```
 //!
-//! The checksum covers the length, so a flipped length is caught too.
+//! The checksum covers the length, so a flipped length is caught too. It
+//! also covers a [`Seal`]: the block's random nonce and the record's own
+//! offset in the block, neither of which is stored in the record. So bytes
+//! that decode as a record anywhere else — a record copied into a user's
+//! payload, a record of another block, a record of an older incarnation of
+//! this block — fail their checksum: a record is believed only where the
+//! store wrote it.
 
 use crate::msg::Msg;
 
@@ -26,6 +34,25 @@ pub const MAX_BODY_BYTES: usize = 128 * 1024 * 1024;
 const KIND_MSG: u8 = 1;
 const KIND_ERASE: u8 = 2;
 const KIND_TRUNCATE: u8 = 3;
+const KIND_SYNCED: u8 = 4;
+
+/// Where a record was written: the block's nonce and the record's offset
+/// in the block file. Both go into the record's checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seal {
+    pub nonce: u64,
+    pub offset: u64,
+}
+
+impl Seal {
+    /// The seal of the record that follows `bytes` bytes after this one.
+    pub fn after(self, bytes: u64) -> Seal {
+        Seal {
+            nonce: self.nonce,
+            offset: self.offset + bytes,
+        }
+    }
+}
 
 /// A decoded record, borrowing from the bytes it was read from.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +68,10 @@ pub enum Record<'a> {
     Erase(Vec<(u64, u64)>),
     /// Every sequence after `last_seq` is gone; the next append follows it.
     Truncate { last_seq: u64 },
+    /// Written after a sync: every byte of the block before this record was
+    /// durable when it was written, and the stream's last sequence was
+    /// `last_seq`.
+    Synced { last_seq: u64 },
 }
 
 /// What stopped a decode.
@@ -57,16 +88,33 @@ pub fn msg_record_bytes(subject: &str, headers: &[u8], payload: &[u8]) -> u64 {
     (HEADER_BYTES + MSG_FIXED_BYTES + subject.len() + headers.len() + payload.len()) as u64
 }
 
-fn finish(out: &mut [u8], start: usize) {
+fn checksum(seal: Seal, body_len: [u8; 4], body: &[u8]) -> u32 {
+    let mut key = [0; 20];
+    key[..8].copy_from_slice(&seal.nonce.to_le_bytes());
+    key[8..16].copy_from_slice(&seal.offset.to_le_bytes());
+    key[16..].copy_from_slice(&body_len);
+    crc32c::crc32c_append(crc32c::crc32c(&key), body)
+}
+
+fn finish(out: &mut [u8], start: usize, seal: Seal) {
     let body_len = (out.len() - start - HEADER_BYTES) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&body_len.to_le_bytes()), &out[start + 8..]);
+    let crc = checksum(seal, body_len.to_le_bytes(), &out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends a message record to `out`. The caller has checked the sizes
-/// (subject under 64 KiB, body under [`MAX_BODY_BYTES`]).
-pub fn encode_msg(out: &mut Vec<u8>, msg: &Msg) {
+/// Re-checksums a whole, already checked record for a new place (a block
+/// rewritten by compaction): its body is unchanged.
+pub fn reseal(record: &mut [u8], seal: Seal) {
+    if record.len() >= HEADER_BYTES {
+        finish(record, 0, seal);
+    }
+}
+
+/// Appends a message record to `out`, to be written at `seal`. The caller
+/// has checked the sizes (subject under 64 KiB, body under
+/// [`MAX_BODY_BYTES`]).
+pub fn encode_msg(out: &mut Vec<u8>, seal: Seal, msg: &Msg) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
     out.push(KIND_MSG);
@@ -78,10 +126,10 @@ pub fn encode_msg(out: &mut Vec<u8>, msg: &Msg) {
     out.extend_from_slice(msg.subject.as_bytes());
     out.extend_from_slice(&msg.headers);
     out.extend_from_slice(&msg.payload);
-    finish(out, start);
+    finish(out, start, seal);
 }
 
-pub fn encode_erase(out: &mut Vec<u8>, ranges: &[(u64, u64)]) {
+pub fn encode_erase(out: &mut Vec<u8>, seal: Seal, ranges: &[(u64, u64)]) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
     out.push(KIND_ERASE);
@@ -90,15 +138,23 @@ pub fn encode_erase(out: &mut Vec<u8>, ranges: &[(u64, u64)]) {
         out.extend_from_slice(&first.to_le_bytes());
         out.extend_from_slice(&last.to_le_bytes());
     }
-    finish(out, start);
+    finish(out, start, seal);
 }
 
-pub fn encode_truncate(out: &mut Vec<u8>, last_seq: u64) {
+pub fn encode_truncate(out: &mut Vec<u8>, seal: Seal, last_seq: u64) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
     out.push(KIND_TRUNCATE);
     out.extend_from_slice(&last_seq.to_le_bytes());
-    finish(out, start);
+    finish(out, start, seal);
+}
+
+pub fn encode_synced(out: &mut Vec<u8>, seal: Seal, last_seq: u64) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.push(KIND_SYNCED);
+    out.extend_from_slice(&last_seq.to_le_bytes());
+    finish(out, start, seal);
 }
 
 /// The total length (header and body) the record at the start of `bytes`
@@ -115,18 +171,19 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, DecodeError> {
     Ok(HEADER_BYTES + body_len)
 }
 
-/// Decodes the record at the start of `bytes`, returning it and its total
-/// length. A record is believed only if its checksum and structure hold.
-pub fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), DecodeError> {
+/// Decodes the record at the start of `bytes`, which were read at `seal`,
+/// returning it and its total length. A record is believed only if its
+/// checksum (for this place) and its structure hold.
+pub fn decode(bytes: &[u8], seal: Seal) -> Result<(Record<'_>, usize), DecodeError> {
     let total = claimed_len(bytes)?;
     let Some(whole) = bytes.get(..total) else {
-        if bytes.len() > HEADER_BYTES && !matches!(bytes[8], 1..=3) {
+        if bytes.len() > HEADER_BYTES && !matches!(bytes[8], KIND_MSG..=KIND_SYNCED) {
             return Err(DecodeError::Corrupt);
         }
         return Err(DecodeError::Incomplete);
     };
     let stored_crc = u32::from_le_bytes([whole[4], whole[5], whole[6], whole[7]]);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&whole[..4]), &whole[8..]);
+    let crc = checksum(seal, [whole[0], whole[1], whole[2], whole[3]], &whole[8..]);
     if crc != stored_crc {
         return Err(DecodeError::Corrupt);
     }
@@ -202,6 +259,7 @@ fn parse_body(body: &[u8]) -> Option<Record<'_>> {
             Record::Erase(ranges)
         }
         KIND_TRUNCATE => Record::Truncate { last_seq: c.u64()? },
+        KIND_SYNCED => Record::Synced { last_seq: c.u64()? },
         _ => return None,
     };
     c.0.is_empty().then_some(record)
@@ -221,13 +279,22 @@ mod tests {
         }
     }
 
+    const AT: Seal = Seal {
+        nonce: 0x5eed,
+        offset: 32,
+    };
+
     #[test]
     fn records_round_trip() {
         let mut out = Vec::new();
-        encode_msg(&mut out, &msg(3));
-        encode_erase(&mut out, &[(1, 2), (5, 9)]);
-        encode_truncate(&mut out, 4);
-        let (r, n) = decode(&out).unwrap();
+        encode_msg(&mut out, AT, &msg(3));
+        let n = out.len();
+        encode_erase(&mut out, AT.after(n as u64), &[(1, 2), (5, 9)]);
+        let m = out.len() - n;
+        encode_truncate(&mut out, AT.after((n + m) as u64), 4);
+        let k = out.len();
+        encode_synced(&mut out, AT.after(k as u64), 9);
+        let (r, n) = decode(&out, AT).unwrap();
         assert_eq!(
             n as u64,
             msg_record_bytes("orders.new", b"NATS/1.0\r\n\r\n", b"hello")
@@ -240,21 +307,48 @@ mod tests {
                 ..
             }
         ));
-        let (r, m) = decode(&out[n..]).unwrap();
+        let (r, m) = decode(&out[n..], AT.after(n as u64)).unwrap();
         assert_eq!(r, Record::Erase(vec![(1, 2), (5, 9)]));
-        let (r, _) = decode(&out[n + m..]).unwrap();
+        let (r, _) = decode(&out[n + m..], AT.after((n + m) as u64)).unwrap();
         assert_eq!(r, Record::Truncate { last_seq: 4 });
+        assert_eq!(
+            decode(&out[k..], AT.after(k as u64)).unwrap().0,
+            Record::Synced { last_seq: 9 }
+        );
+    }
+
+    #[test]
+    fn a_record_is_believed_only_where_it_was_written() {
+        let mut out = Vec::new();
+        encode_msg(&mut out, AT, &msg(3));
+        for offset in [0, 31, 33, AT.offset + 4096] {
+            let elsewhere = Seal { offset, ..AT };
+            assert_eq!(decode(&out, elsewhere).unwrap_err(), DecodeError::Corrupt);
+        }
+        let other_block = Seal {
+            nonce: 0x5eee,
+            ..AT
+        };
+        assert_eq!(decode(&out, other_block).unwrap_err(), DecodeError::Corrupt);
+        // Resealed for its new place, the same body is believed there.
+        let moved = AT.after(1000);
+        reseal(&mut out, moved);
+        assert!(decode(&out, moved).is_ok());
+        assert!(decode(&out, AT).is_err());
     }
 
     #[test]
     fn every_single_bit_flip_is_caught() {
         let mut out = Vec::new();
-        encode_msg(&mut out, &msg(3));
+        encode_msg(&mut out, AT, &msg(3));
         for byte in 0..out.len() {
             for bit in 0..8 {
                 let mut bad = out.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode(&bad).is_err(), "flip at {byte}:{bit} went unnoticed");
+                assert!(
+                    decode(&bad, AT).is_err(),
+                    "flip at {byte}:{bit} went unnoticed"
+                );
             }
         }
     }
@@ -262,9 +356,12 @@ mod tests {
     #[test]
     fn every_prefix_is_incomplete_not_a_record() {
         let mut out = Vec::new();
-        encode_msg(&mut out, &msg(3));
+        encode_msg(&mut out, AT, &msg(3));
         for cut in 0..out.len() {
-            assert_eq!(decode(&out[..cut]).unwrap_err(), DecodeError::Incomplete);
+            assert_eq!(
+                decode(&out[..cut], AT).unwrap_err(),
+                DecodeError::Incomplete
+            );
         }
     }
 }

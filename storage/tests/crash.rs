@@ -157,3 +157,57 @@ fn a_crash_without_a_halt_loses_only_unsynced_writes() {
         check_recovery(&disk, &run, false, &format!("seed {seed}"));
     }
 }
+
+/// The disk after a workload and a power loss, rebuilt the same from the
+/// seed every time.
+fn crashed(seed: u64, ops: &[Op]) -> (SimDisk, Run) {
+    let disk = SimDisk::with_seed(seed);
+    let run = run_until_crash(&disk, ops, false);
+    disk.crash();
+    (disk, run)
+}
+
+/// Crash at every mutating step of recovery itself, then recover again:
+/// nothing synced is lost, nothing unwritten appears. Returns the points.
+fn crash_during_recovery(seed: u64) -> u64 {
+    let ops = workload(seed, 30);
+    let (probe, _) = crashed(seed, &ops);
+    let before = probe.mutations();
+    drop(open_sim(&probe, &small_blocks(false)));
+    let points = probe.mutations() - before;
+    for point in 1..=points {
+        let (disk, run) = crashed(seed, &ops);
+        disk.halt_after(point);
+        let interrupted =
+            natrix_storage::FileStore::open(disk.clone(), "streams/s", small_blocks(false));
+        drop(interrupted);
+        disk.crash();
+        // And once more inside the second recovery, at a seeded step.
+        if point % 3 == 0 {
+            disk.halt_after(1 + (seed + point) % points);
+            drop(natrix_storage::FileStore::open(
+                disk.clone(),
+                "streams/s",
+                small_blocks(false),
+            ));
+            disk.crash();
+        }
+        check_recovery(
+            &disk,
+            &run,
+            false,
+            &format!("seed {seed} crash at recovery step {point}"),
+        );
+    }
+    points
+}
+
+#[test]
+fn crash_at_every_step_of_recovery() {
+    let mut points = 0;
+    for seed in 200..240 {
+        points += crash_during_recovery(seed);
+    }
+    eprintln!("{points} crash points inside recovery exercised");
+    assert!(points > 150, "only {points} crash points inside recovery");
+}

@@ -6,7 +6,9 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use super::{Disk, DiskError, DiskErrorKind, FileId};
+use crate::rng::SplitMix64;
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -15,13 +17,22 @@ use std::path::PathBuf;
 pub struct FsDisk {
     root: PathBuf,
     files: Vec<Option<File>>,
+    nonces: SplitMix64,
 }
 
 impl FsDisk {
+    /// Block nonces come from a generator seeded by the operating system
+    /// (std's randomly keyed hasher), so payloads cannot predict them.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsDisk::with_seed(root, RandomState::new().hash_one(0x6e61_7472_6978_u64))
+    }
+
+    /// Block nonces drawn from `seed`, for callers that inject their own.
+    pub fn with_seed(root: impl Into<PathBuf>, seed: u64) -> Self {
         FsDisk {
             root: root.into(),
             files: Vec::new(),
+            nonces: SplitMix64::new(seed),
         }
     }
 
@@ -156,5 +167,9 @@ impl Disk for FsDisk {
     fn sync_dir(&mut self, dir: &str) -> Result<(), DiskError> {
         let d = File::open(self.path(dir)?).map_err(|e| err(e, dir))?;
         d.sync_all().map_err(|e| err(e, dir))
+    }
+
+    fn nonce(&mut self) -> u64 {
+        self.nonces.next_u64()
     }
 }

@@ -82,6 +82,11 @@ pub trait Disk {
     fn remove_dir(&mut self, dir: &str) -> Result<(), DiskError>;
     /// Makes the names created, renamed or removed in `dir` durable.
     fn sync_dir(&mut self, dir: &str) -> Result<(), DiskError>;
+    /// A fresh random number for a new block's nonce. It must be
+    /// unpredictable to whoever chooses message payloads: the simulated
+    /// disk draws it from its seed, the real disk from a generator seeded
+    /// once by the operating system (or by its caller).
+    fn nonce(&mut self) -> u64;
 }
 
 /// Joins a directory and a name into a disk path.

@@ -1,9 +1,13 @@
 //! The simulated disk: an in-memory [`Disk`] that remembers what was synced
-//! and what was only written, so a crash can lose unsynced writes, keep a
-//! prefix of them and tear the last at sector granularity. It can also flip
-//! bits (for good, or on one read), fail with EIO, and run out of space.
-//! Every choice comes from its seed. The pristine bytes stay beside the
-//! fault map, so a checker always knows the truth.
+//! and what was only written, page by page, so a crash can keep any seeded
+//! subset of the unsynced pages (in any order, not only a prefix) and lose
+//! every name created, renamed or removed since its directory was last
+//! synced. A failed fsync drops some dirty pages for good while reads still
+//! see them, so a retried fsync "succeeds" without making them durable, as
+//! Linux does. It can also flip bits (for good, or on one read), fail with
+//! EIO, and run out of space. Every choice comes from its seed. The
+//! pristine bytes stay beside the fault map, so a checker always knows the
+//! truth.
 
 use super::{Disk, DiskError, DiskErrorKind, FileId};
 use crate::rng::SplitMix64;
@@ -15,8 +19,8 @@ use std::rc::Rc;
 #[derive(Clone, Debug)]
 pub struct SimDiskConfig {
     pub seed: u64,
-    /// Torn writes keep whole sectors of this size.
-    pub sector_bytes: u64,
+    /// Unsynced data survives a crash, or not, in whole pages of this size.
+    pub page_bytes: u64,
     /// Total bytes the disk holds before writes fail with ENOSPC.
     pub capacity_bytes: Option<u64>,
     /// Chance that a write, sync or read fails with EIO.
@@ -29,7 +33,7 @@ impl Default for SimDiskConfig {
     fn default() -> Self {
         SimDiskConfig {
             seed: 0,
-            sector_bytes: 512,
+            page_bytes: 512,
             capacity_bytes: None,
             io_error_per_million: 0,
             read_flip_per_million: 0,
@@ -56,18 +60,20 @@ pub enum Fault {
     NoSpace {
         path: String,
     },
-    /// On a crash, `lost` of a file's unsynced writes were dropped and the
-    /// first write after the kept ones kept `torn_bytes` of its bytes.
+    /// On a crash, `pages_lost` of a file's unsynced pages were dropped and
+    /// `pages_kept` reached the disk; its length became `len_bytes`.
     CrashLoss {
         path: String,
-        lost: usize,
-        torn_bytes: u64,
+        pages_lost: usize,
+        pages_kept: usize,
+        len_bytes: u64,
     },
-}
-
-enum Pending {
-    Write { offset: u64, data: Vec<u8> },
-    Truncate { len: u64 },
+    /// A failed fsync dropped `pages_lost` dirty pages for good: reads
+    /// still see them, no later sync writes them, a crash loses them.
+    SyncLost {
+        path: String,
+        pages_lost: usize,
+    },
 }
 
 #[derive(Default)]
@@ -76,10 +82,40 @@ struct Inode {
     data: Vec<u8>,
     /// What survives a crash.
     durable: Vec<u8>,
-    /// Writes and truncates since the last sync, in order.
-    pending: Vec<Pending>,
+    /// Pages written or truncated since they were last made durable.
+    dirty_pages: BTreeSet<u64>,
     /// Persistent corruption: byte offset -> xor mask.
     flips: BTreeMap<u64, u8>,
+}
+
+impl Inode {
+    fn touch(&mut self, from: u64, to: u64, page: u64) {
+        if to > from {
+            self.dirty_pages.extend(from / page..=(to - 1) / page);
+        }
+    }
+
+    /// Copies page `p` of the current content into `out` (as far as both
+    /// reach): that page reached the disk.
+    fn persist_page(&self, out: &mut [u8], p: u64, page: u64) {
+        let start = (p * page) as usize;
+        let end = (start + page as usize).min(out.len());
+        for (i, byte) in out.iter_mut().enumerate().take(end).skip(start) {
+            *byte = self.data.get(i).copied().unwrap_or(0);
+        }
+    }
+
+    /// What is on the disk if `kept` of the dirty pages reached it and the
+    /// file's length ended up `len`.
+    fn settle(&self, len: u64, kept: &BTreeSet<u64>, page: u64) -> Vec<u8> {
+        let mut out = vec![0; len as usize];
+        let old = self.durable.len().min(out.len());
+        out[..old].copy_from_slice(&self.durable[..old]);
+        for &p in kept {
+            self.persist_page(&mut out, p, page);
+        }
+        out
+    }
 }
 
 struct Inner {
@@ -154,9 +190,9 @@ impl SimDisk {
     }
 
     /// Power loss: names revert to their last directory sync, each file to
-    /// its synced bytes plus a seeded prefix of its unsynced writes, the
-    /// first write after that prefix torn at a sector boundary. Open handles
-    /// are gone.
+    /// its synced bytes plus a seeded subset of its unsynced pages, its
+    /// length to the synced one, the current one or one between. Open
+    /// handles are gone.
     pub fn crash(&self) {
         self.0.borrow_mut().crash();
     }
@@ -272,6 +308,40 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    /// A seeded half of `pages`.
+    fn some_of(&mut self, pages: &BTreeSet<u64>) -> BTreeSet<u64> {
+        pages
+            .iter()
+            .copied()
+            .filter(|_| self.rng.below(2) == 0)
+            .collect()
+    }
+
+    /// Writeback failed during an fsync of `ino`: some dirty pages reached
+    /// the disk, the rest are marked clean without having done so.
+    fn fail_writeback(&mut self, ino: u64, path: String) {
+        let page = self.config.page_bytes.max(1);
+        let Some(dirty) = self.inodes.get(&ino).map(|i| i.dirty_pages.clone()) else {
+            return;
+        };
+        let kept = self.some_of(&dirty);
+        let keep_len = self.rng.below(2) == 0;
+        let Some(inode) = self.inodes.get_mut(&ino) else {
+            return;
+        };
+        let len = if keep_len {
+            inode.data.len()
+        } else {
+            inode.durable.len()
+        };
+        inode.durable = inode.settle(len as u64, &kept, page);
+        inode.dirty_pages.clear();
+        self.faults.push(Fault::SyncLost {
+            path,
+            pages_lost: dirty.len() - kept.len(),
+        });
+    }
+
     fn used_bytes(&self) -> u64 {
         self.inodes.values().map(|i| i.data.len() as u64).sum()
     }
@@ -285,50 +355,37 @@ impl Inner {
         self.inodes.retain(|ino, _| live.contains(ino));
         let paths: BTreeMap<u64, String> =
             self.names.iter().map(|(p, i)| (*i, p.clone())).collect();
-        let sector = self.config.sector_bytes.max(1);
-        for (ino, inode) in &mut self.inodes {
-            let pending = std::mem::take(&mut inode.pending);
-            let mut data = std::mem::take(&mut inode.durable);
-            let keep = self.rng.below(pending.len() as u64 + 1) as usize;
-            let mut torn_bytes = 0;
-            for (i, op) in pending.iter().enumerate().take(keep + 1) {
-                match op {
-                    Pending::Truncate { len } if i < keep => data.truncate(*len as usize),
-                    Pending::Write {
-                        offset,
-                        data: bytes,
-                    } => {
-                        let len = if i < keep {
-                            bytes.len() as u64
-                        } else {
-                            // The torn write: whole sectors from its start.
-                            let end = offset + bytes.len() as u64;
-                            let first_boundary = (offset / sector + 1) * sector;
-                            let boundaries = end.saturating_sub(first_boundary) / sector + 1;
-                            let pick = self.rng.below(boundaries + 1);
-                            let cut = if pick == 0 {
-                                *offset
-                            } else {
-                                (first_boundary + (pick - 1) * sector).min(end)
-                            };
-                            torn_bytes = cut - offset;
-                            torn_bytes
-                        };
-                        apply_write(&mut data, *offset, &bytes[..len as usize]);
-                    }
-                    Pending::Truncate { .. } => {}
-                }
-            }
-            let lost = pending.len() - keep;
-            if lost > 0 {
+        let page = self.config.page_bytes.max(1);
+        let inos: Vec<u64> = self.inodes.keys().copied().collect();
+        for ino in inos {
+            let Some((dirty, durable_len, current_len)) = self
+                .inodes
+                .get(&ino)
+                .map(|i| (i.dirty_pages.clone(), i.durable.len(), i.data.len()))
+            else {
+                continue;
+            };
+            let kept = self.some_of(&dirty);
+            let (low, high) = (durable_len.min(current_len), durable_len.max(current_len));
+            let len = match self.rng.below(3) {
+                0 => durable_len,
+                1 => current_len,
+                _ => low + self.rng.below((high - low) as u64 + 1) as usize,
+            } as u64;
+            let Some(inode) = self.inodes.get_mut(&ino) else {
+                continue;
+            };
+            let data = inode.settle(len, &kept, page);
+            if !dirty.is_empty() || durable_len != current_len {
                 self.faults.push(Fault::CrashLoss {
-                    path: paths.get(ino).cloned().unwrap_or_default(),
-                    lost,
-                    torn_bytes,
+                    path: paths.get(&ino).cloned().unwrap_or_default(),
+                    pages_lost: dirty.len() - kept.len(),
+                    pages_kept: kept.len(),
+                    len_bytes: len,
                 });
             }
-            let len = data.len() as u64;
             inode.flips.retain(|off, _| *off < len);
+            inode.dirty_pages.clear();
             inode.durable = data.clone();
             inode.data = data;
         }
@@ -341,6 +398,20 @@ fn apply_write(data: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
         data.resize(end, 0);
     }
     data[offset as usize..end].copy_from_slice(bytes);
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+/// The direct child of `dir` that `path` lies in.
+fn child_of(dir: &str, path: &str) -> String {
+    let rest = if dir.is_empty() {
+        path
+    } else {
+        &path[dir.len() + 1..]
+    };
+    super::join(dir, rest.split('/').next().unwrap_or(rest))
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -427,6 +498,7 @@ impl Disk for SimDisk {
             d.faults.push(Fault::NoSpace { path: path.clone() });
             return Err(DiskError::new(DiskErrorKind::NoSpace, path));
         }
+        let page = d.config.page_bytes.max(1);
         let inode = d.inode(file)?;
         apply_write(&mut inode.data, offset, data);
         let end = offset + data.len() as u64;
@@ -434,29 +506,42 @@ impl Disk for SimDisk {
         for o in stale {
             inode.flips.remove(&o);
         }
-        inode.pending.push(Pending::Write {
-            offset,
-            data: data.to_vec(),
-        });
+        inode.touch(offset, end, page);
         Ok(())
     }
 
     fn truncate(&mut self, file: FileId, len: u64) -> Result<(), DiskError> {
         let mut d = self.0.borrow_mut();
         d.mutate("truncate")?;
+        let page = d.config.page_bytes.max(1);
         let inode = d.inode(file)?;
+        let old = inode.data.len() as u64;
+        inode.touch(len.min(old), len.max(old), page);
         inode.data.resize(len as usize, 0);
         inode.flips.retain(|off, _| *off < len);
-        inode.pending.push(Pending::Truncate { len });
         Ok(())
     }
 
+    /// Makes the file's dirty pages and length durable. When it fails
+    /// (other than by a simulated crash), some dirty pages are lost for
+    /// good while reads still see them: a retry then succeeds without
+    /// them, as after a writeback error on Linux.
     fn sync(&mut self, file: FileId) -> Result<(), DiskError> {
         let mut d = self.0.borrow_mut();
-        d.mutate("sync")?;
+        if let Err(e) = d.mutate("sync") {
+            if !d.halted
+                && let Some(&ino) = d.handles.get(&file.0)
+            {
+                let path = d.path_of(file);
+                d.fail_writeback(ino, path);
+            }
+            return Err(e);
+        }
+        let page = d.config.page_bytes.max(1);
         let inode = d.inode(file)?;
-        inode.durable = inode.data.clone();
-        inode.pending.clear();
+        let len = inode.data.len() as u64;
+        inode.durable = inode.settle(len, &inode.dirty_pages, page);
+        inode.dirty_pages.clear();
         Ok(())
     }
 
@@ -509,19 +594,167 @@ impl Disk for SimDisk {
         Ok(())
     }
 
-    /// Makes every name under `dir` (recursively) durable: the simulation is
-    /// coarser than POSIX here, which only syncs direct entries.
+    /// Makes the names in `dir` durable: its files as they are now, and
+    /// the absence of any subdirectory removed since (with everything that
+    /// was in it). Names deeper down need a sync of their own directory.
     fn sync_dir(&mut self, dir: &str) -> Result<(), DiskError> {
         let mut d = self.0.borrow_mut();
         d.mutate("sync_dir")?;
         let current: Vec<(String, u64)> = d
             .names
             .iter()
-            .filter(|(p, _)| under(p, dir))
+            .filter(|(p, _)| parent(p) == dir)
             .map(|(p, i)| (p.clone(), *i))
             .collect();
-        d.durable_names.retain(|p, _| !under(p, dir));
+        let dirs = d.dirs.clone();
+        d.durable_names.retain(|p, _| {
+            let gone_dir = under(p, dir) && parent(p) != dir && !dirs.contains(&child_of(dir, p));
+            parent(p) != dir && !gone_dir
+        });
         d.durable_names.extend(current);
         Ok(())
+    }
+
+    fn nonce(&mut self) -> u64 {
+        self.0.borrow_mut().rng.next_u64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: u64 = 512;
+    const PAGES: u64 = 8;
+
+    /// A file of 8 synced pages of 0x11, then every page rewritten with its
+    /// own number (unsynced); returns which pages the crash kept.
+    fn crash_pages(seed: u64) -> (Vec<bool>, usize) {
+        let mut disk = SimDisk::with_seed(seed);
+        let f = disk.open("d/f", true).unwrap();
+        disk.write_at(f, 0, &[0x11; (PAGE * PAGES) as usize])
+            .unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("d").unwrap();
+        for p in 0..PAGES {
+            disk.write_at(f, p * PAGE, &[p as u8 + 0x80; PAGE as usize])
+                .unwrap();
+        }
+        disk.crash();
+        let bytes = disk.pristine("d/f").unwrap();
+        let kept = (0..PAGES as usize)
+            .map(|p| {
+                let page = &bytes[p * PAGE as usize..(p + 1) * PAGE as usize];
+                let new = page.iter().all(|b| *b == p as u8 + 0x80);
+                assert!(
+                    new || page.iter().all(|b| *b == 0x11),
+                    "seed {seed}: page {p} is neither old nor new"
+                );
+                new
+            })
+            .collect();
+        (kept, bytes.len())
+    }
+
+    #[test]
+    fn a_crash_keeps_any_subset_of_unsynced_pages_and_every_synced_byte() {
+        let mut subsets = BTreeSet::new();
+        let mut not_a_prefix = 0;
+        for seed in 0..200 {
+            let (kept, len) = crash_pages(seed);
+            assert_eq!(len as u64, PAGE * PAGES, "synced length kept");
+            let prefix = kept.iter().skip_while(|k| **k).all(|k| !*k);
+            not_a_prefix += u32::from(!prefix);
+            subsets.insert(kept);
+        }
+        assert!(not_a_prefix > 150, "only {not_a_prefix} non-prefix crashes");
+        assert!(
+            subsets.len() > 100,
+            "only {} distinct subsets",
+            subsets.len()
+        );
+    }
+
+    #[test]
+    fn a_new_name_survives_a_crash_only_after_its_directory_is_synced() {
+        let mut disk = SimDisk::with_seed(1);
+        let f = disk.open("d/new", true).unwrap();
+        disk.write_at(f, 0, b"data").unwrap();
+        disk.sync(f).unwrap();
+        // A sync of the parent directory is not a sync of "d".
+        disk.sync_dir("").unwrap();
+        disk.crash();
+        assert_eq!(
+            disk.files(),
+            Vec::<String>::new(),
+            "the entry was never synced"
+        );
+
+        let f = disk.open("d/new", true).unwrap();
+        disk.write_at(f, 0, b"data").unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("d").unwrap();
+        disk.rename("d/new", "d/renamed").unwrap();
+        disk.crash();
+        assert_eq!(
+            disk.files(),
+            vec!["d/new".to_string()],
+            "the rename was lost"
+        );
+        assert_eq!(disk.pristine("d/new").unwrap(), b"data");
+
+        disk.rename("d/new", "d/renamed").unwrap();
+        disk.sync_dir("d").unwrap();
+        disk.remove("d/renamed").unwrap();
+        disk.crash();
+        assert_eq!(
+            disk.files(),
+            vec!["d/renamed".to_string()],
+            "the remove was lost"
+        );
+    }
+
+    #[test]
+    fn a_removed_directory_stays_removed_once_its_parent_is_synced() {
+        let mut disk = SimDisk::with_seed(2);
+        let f = disk.open("root/s/a", true).unwrap();
+        disk.sync(f).unwrap();
+        disk.sync_dir("root/s").unwrap();
+        disk.remove_dir("root/s").unwrap();
+        disk.sync_dir("root").unwrap();
+        disk.crash();
+        assert!(disk.files().is_empty());
+    }
+
+    #[test]
+    fn a_failed_fsync_loses_pages_that_a_retry_never_brings_back() {
+        let mut lost_after_retry = 0;
+        for seed in 0..50 {
+            let mut disk = SimDisk::with_seed(seed);
+            let f = disk.open("f", true).unwrap();
+            disk.sync_dir("").unwrap();
+            disk.write_at(f, 0, &[7; (PAGE * PAGES) as usize]).unwrap();
+            disk.fail_next(DiskErrorKind::Io);
+            assert!(disk.sync(f).is_err());
+            // The retry "succeeds", and reads still see every byte...
+            disk.sync(f).unwrap();
+            let mut buf = vec![0; (PAGE * PAGES) as usize];
+            disk.read_at(f, 0, &mut buf).unwrap();
+            assert!(buf.iter().all(|b| *b == 7));
+            // ...but what the failed fsync dropped is gone at the crash.
+            disk.crash();
+            let after = disk.pristine("f").unwrap();
+            if after.len() < buf.len() || after.iter().any(|b| *b != 7) {
+                lost_after_retry += 1;
+            }
+        }
+        assert!(lost_after_retry > 40, "only {lost_after_retry} of 50");
+    }
+
+    #[test]
+    fn the_same_seed_makes_the_same_crash() {
+        for seed in 0..20 {
+            assert_eq!(crash_pages(seed), crash_pages(seed));
+        }
     }
 }

@@ -45,9 +45,10 @@ pub fn push_truncate(out: &mut Vec<u8>, last_seq: u64) {
     out.extend_from_slice(&last_seq.to_le_bytes());
 }
 
-/// Appends one entry; false for a bad stretch, which no index can hold
-/// (blocks with one are rescanned, and their damage reported, at every
-/// start-up).
+/// Appends one entry; false if nothing was appended: for a bad stretch,
+/// which no index can hold (blocks with one are rescanned, and their damage
+/// reported, at every start-up), and for a sync point, which an intact
+/// block does not need.
 pub fn push_entry(out: &mut Vec<u8>, entry: &Entry) -> bool {
     match entry {
         Entry::Msg {
@@ -59,7 +60,7 @@ pub fn push_entry(out: &mut Vec<u8>, entry: &Entry) -> bool {
         } => push_msg(out, *seq, *ts_unix_nanos, *offset, *len, subject),
         Entry::Erase(ranges) => push_erase(out, ranges),
         Entry::Truncate(last) => push_truncate(out, *last),
-        Entry::Bad { .. } => return false,
+        Entry::Bad { .. } | Entry::Synced(_) => return false,
     }
     true
 }

@@ -7,10 +7,12 @@
 //! can be removed and mostly-dead ones rewritten with their live messages
 //! only — each step atomic (rename), each crash point recoverable.
 
-use super::{BLOCK_MAGIC, FileStore, Loc, block_name, blockindex, index_name, scan};
+use super::{
+    BLOCK_HEADER_BYTES, FileStore, Loc, block_header, block_name, blockindex, index_name, scan,
+};
 use crate::disk::{Disk, DiskError, DiskErrorKind, join};
 use crate::msg::StoreError;
-use crate::record::{self, Record};
+use crate::record::{self, Record, Seal};
 use std::collections::BTreeMap;
 
 pub(super) fn compact<D: Disk>(store: &mut FileStore<D>) -> Result<u64, StoreError> {
@@ -28,7 +30,7 @@ pub(super) fn compact<D: Disk>(store: &mut FileStore<D>) -> Result<u64, StoreErr
         .filter(|b| !b.damaged)
         .filter(|b| {
             let used = live_bytes.get(&b.id).copied().unwrap_or(0);
-            used * 2 < b.len.saturating_sub(BLOCK_MAGIC.len() as u64)
+            used * 2 < b.len.saturating_sub(BLOCK_HEADER_BYTES)
         })
         .map(|b| b.id)
         .collect();
@@ -79,11 +81,14 @@ fn rewrite_block<D: Disk>(
     let Some(block) = store.block(id) else {
         return Ok(0);
     };
-    let (old_file, old_len) = (block.file, block.len);
+    let (old_file, old_len, old_nonce) = (block.file, block.len, block.nonce);
     let mut bytes = vec![0; old_len as usize];
     let n = store.disk.read_at(old_file, 0, &mut bytes)?;
     bytes.truncate(n);
-    let mut out = BLOCK_MAGIC.to_vec();
+    // The rewritten block is a new one: a new nonce, every record resealed
+    // for its new place.
+    let nonce = store.disk.nonce();
+    let mut out = block_header(nonce);
     let mut moved = Vec::with_capacity(seqs.len());
     for &seq in seqs {
         let Some(loc) = store.index.get(seq).map(|s| s.loc) else {
@@ -93,12 +98,25 @@ fn rewrite_block<D: Disk>(
         else {
             return Ok(0);
         };
+        let old_seal = Seal {
+            nonce: old_nonce,
+            offset: loc.offset,
+        };
         // Never copy bad bytes into a fresh, trusted block: leave it be.
-        if !matches!(record::decode(rec), Ok((Record::Msg { seq: s, .. }, _)) if s == seq) {
+        if !matches!(record::decode(rec, old_seal), Ok((Record::Msg { seq: s, .. }, _)) if s == seq)
+        {
             return Ok(0);
         }
-        moved.push((seq, out.len() as u64));
+        let at = out.len();
+        moved.push((seq, at as u64));
         out.extend_from_slice(rec);
+        record::reseal(
+            &mut out[at..],
+            Seal {
+                nonce,
+                offset: at as u64,
+            },
+        );
     }
     let tmp = join(&store.dir, &format!("{}.tmp", block_name(id)));
     let file = store.disk.open(&tmp, true)?;
@@ -118,6 +136,7 @@ fn rewrite_block<D: Disk>(
     store.disk.close(old_file);
     if let Ok(i) = store.blocks.binary_search_by_key(&id, |b| b.id) {
         store.blocks[i].file = file;
+        store.blocks[i].nonce = nonce;
         store.blocks[i].len = out.len() as u64;
     }
     for (seq, offset) in moved {
@@ -129,7 +148,7 @@ fn rewrite_block<D: Disk>(
             };
         }
     }
-    let index = blockindex::encode(out.len() as u64, &scan::scan(&out).entries);
+    let index = blockindex::encode(out.len() as u64, &scan::scan(&out, 0).entries);
     store.write_index(id, &index);
     Ok(old_len - out.len() as u64)
 }

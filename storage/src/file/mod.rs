@@ -13,11 +13,11 @@ mod recover;
 mod scan;
 mod scrub;
 
-pub use scan::BLOCK_MAGIC;
+pub use scan::{BLOCK_HEADER_BYTES, BLOCK_MAGIC, block_header};
 
 use crate::disk::{Disk, FileId, join};
 use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
-use crate::record::{self, Record};
+use crate::record::{self, Record, Seal};
 use crate::state::{Next, Removed, StreamIndex};
 use crate::store::{Appended, Store, validate};
 
@@ -33,6 +33,8 @@ pub struct Loc {
 struct Block {
     id: u32,
     file: FileId,
+    /// The random number in the block's header, sealed into every record.
+    nonce: u64,
     len: u64,
     /// Scanning found bad bytes here: never rewritten, never removed.
     damaged: bool,
@@ -48,6 +50,8 @@ pub struct FileStore<D: Disk> {
     durable_seq: u64,
     /// Written since the last sync.
     dirty: bool,
+    /// The last record of the active block is a sync mark, not yet synced.
+    unsynced_mark: bool,
     /// A sync failed: what reached the disk is unknown until reopened.
     failed: bool,
     /// Records staged for the next write, and their index entries.
@@ -96,10 +100,19 @@ impl<D: Disk> FileStore<D> {
         self.staged_entries = 0;
     }
 
+    /// Where the next staged record will be written.
+    fn next_seal(&self) -> Seal {
+        Seal {
+            nonce: self.active().nonce,
+            offset: self.active().len + self.scratch.len() as u64,
+        }
+    }
+
     /// Stages a message record; returns where it will be.
     fn stage_msg(&mut self, m: &Msg) -> Loc {
-        let offset = self.active().len + self.scratch.len() as u64;
-        record::encode_msg(&mut self.scratch, m);
+        let seal = self.next_seal();
+        let offset = seal.offset;
+        record::encode_msg(&mut self.scratch, seal, m);
         let len = (self.active().len + self.scratch.len() as u64 - offset) as u32;
         blockindex::push_msg(
             &mut self.staged_index,
@@ -118,13 +131,15 @@ impl<D: Disk> FileStore<D> {
     }
 
     fn stage_erase(&mut self, ranges: &[(u64, u64)]) {
-        record::encode_erase(&mut self.scratch, ranges);
+        let seal = self.next_seal();
+        record::encode_erase(&mut self.scratch, seal, ranges);
         blockindex::push_erase(&mut self.staged_index, ranges);
         self.staged_entries += 1;
     }
 
     fn stage_truncate(&mut self, last_seq: u64) {
-        record::encode_truncate(&mut self.scratch, last_seq);
+        let seal = self.next_seal();
+        record::encode_truncate(&mut self.scratch, seal, last_seq);
         blockindex::push_truncate(&mut self.staged_index, last_seq);
         self.staged_entries += 1;
     }
@@ -146,11 +161,24 @@ impl<D: Disk> FileStore<D> {
     }
 
     /// Syncs the active block; a failure leaves the store failed, because
-    /// after a failed fsync the kernel may have dropped the dirty pages.
+    /// after a failed fsync the kernel may have dropped the dirty pages
+    /// and a retry would report success for bytes that never reached the
+    /// disk. Then marks the sync point (see [`Self::mark_synced`]).
     fn sync_active(&mut self) -> Result<(), StoreError> {
-        if !self.dirty {
-            return Ok(());
+        if self.sync_active_unmarked()? {
+            self.mark_synced()?;
         }
+        Ok(())
+    }
+
+    /// Syncs the active block without marking it (a block about to be
+    /// sealed must end synced, with no unsynced record after it). Returns
+    /// whether there was anything to sync.
+    fn sync_active_unmarked(&mut self) -> Result<bool, StoreError> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.unsynced_mark = false;
         let file = self.active().file;
         if let Err(e) = self.disk.sync(file) {
             self.failed = true;
@@ -158,13 +186,33 @@ impl<D: Disk> FileStore<D> {
         }
         self.dirty = false;
         self.durable_seq = self.index.last_seq();
+        Ok(true)
+    }
+
+    /// Appends a `Synced` record (not itself synced): recovery then knows
+    /// that bad bytes before it are damage to synced data, and bad bytes
+    /// after the last one are a torn write. Best effort: without it,
+    /// recovery treats the unmarked stretch as possibly unsynced. A failed
+    /// write is still reported, as the write failures of appends are.
+    fn mark_synced(&mut self) -> Result<(), StoreError> {
+        self.stage_start();
+        let seal = self.next_seal();
+        record::encode_synced(&mut self.scratch, seal, self.index.last_seq());
+        let file = self.active().file;
+        self.disk.write_at(file, seal.offset, &self.scratch)?;
+        if let Some(b) = self.blocks.last_mut() {
+            b.len += self.scratch.len() as u64;
+        }
+        self.unsynced_mark = true;
         Ok(())
     }
 
     /// Seals the active block (synced whole, so only the last block can
     /// ever have a torn tail) and starts the next one.
     fn roll(&mut self) -> Result<(), StoreError> {
-        self.sync_active()?;
+        // A sealed block ends synced, its last sync mark included.
+        self.dirty |= self.unsynced_mark;
+        self.sync_active_unmarked()?;
         let sealed = self.active().id;
         let sealed_len = self.active().len;
         if let Some(body) = self.active_index.take() {
@@ -175,11 +223,12 @@ impl<D: Disk> FileStore<D> {
             .checked_add(1)
             .ok_or_else(|| StoreError::Invalid("no block ids left".into()))?;
         let file = self.disk.open(&join(&self.dir, &block_name(id)), true)?;
-        // The magic needs no sync of its own: the next sync covers it, and
-        // a block whose magic was lost is recovered as an empty torn one.
+        // The header needs no sync of its own: the next sync covers it, and
+        // a block whose header was lost is recovered as an empty torn one.
+        let nonce = self.disk.nonce();
         let started = self
             .disk
-            .write_at(file, 0, BLOCK_MAGIC)
+            .write_at(file, 0, &block_header(nonce))
             .and_then(|()| self.disk.sync_dir(&self.dir));
         if let Err(e) = started {
             self.disk.close(file);
@@ -188,7 +237,8 @@ impl<D: Disk> FileStore<D> {
         self.blocks.push(Block {
             id,
             file,
-            len: BLOCK_MAGIC.len() as u64,
+            nonce,
+            len: BLOCK_HEADER_BYTES,
             damaged: false,
         });
         self.active_index = Some(Vec::new());
@@ -245,8 +295,12 @@ impl<D: Disk> FileStore<D> {
             return Ok(None);
         };
         let loc = slot.loc;
-        let Some(file) = self.block(loc.block).map(|b| b.file) else {
+        let Some((file, nonce)) = self.block(loc.block).map(|b| (b.file, b.nonce)) else {
             return Err(self.corruption_at(seq, loc));
+        };
+        let seal = Seal {
+            nonce,
+            offset: loc.offset,
         };
         let mut buf = vec![0; loc.len as usize];
         for _attempt in 0..2 {
@@ -260,7 +314,7 @@ impl<D: Disk> FileStore<D> {
                     payload,
                 },
                 _,
-            )) = record::decode(&buf[..n])
+            )) = record::decode(&buf[..n], seal)
                 && found == seq
             {
                 return Ok(Some(Msg {

@@ -1,9 +1,19 @@
 //! Opening a file store: clear leftovers, load or rebuild each sealed
 //! block's index, scan the last block and cut its torn tail, replay every
 //! record in order, and report what was found.
+//!
+//! The recovery rule (docs/storage.md): a record is believed only where the
+//! store wrote it (its checksum covers the block's nonce and its offset)
+//! and only if its message follows the sequence before it in the block. In
+//! the last block, the first bad bytes after the last `Synced` record end
+//! the block: they are a torn write, and whatever follows them was never
+//! synced. Any other bad bytes are damage: reported, bounded by the good
+//! messages on either side, never served.
 
-use super::scan::{self, Entry};
-use super::{BLOCK_MAGIC, Block, FileStore, Loc, block_name, blockindex, index_name};
+use super::scan::{self, BLOCK_MAGIC_V1, Entry};
+use super::{
+    BLOCK_HEADER_BYTES, Block, FileStore, Loc, block_header, block_name, blockindex, index_name,
+};
 use crate::disk::{Disk, DiskErrorKind, FileId, join};
 use crate::msg::{Corruption, RecoveryReport, StoreError, StreamConfig, TornTail};
 use crate::state::StreamIndex;
@@ -47,6 +57,11 @@ impl Replay {
             }
             Entry::Truncate(last_seq) => {
                 index.truncate(last_seq);
+            }
+            // Sequences up to the sync point existed, even if the records
+            // that held them are damaged: a bad stretch is bounded by it.
+            Entry::Synced(last_seq) => {
+                index.set_last_seq(index.last_seq().max(last_seq));
             }
             Entry::Bad { offset, bytes } => match &mut self.pending {
                 Some(bad) if bad.block == block => bad.bytes = offset + bytes - bad.offset,
@@ -112,6 +127,7 @@ impl<D: Disk> FileStore<D> {
             blocks: Vec::new(),
             durable_seq: 0,
             dirty: false,
+            unsynced_mark: false,
             failed: false,
             scratch: Vec::new(),
             staged_index: Vec::new(),
@@ -164,29 +180,53 @@ impl<D: Disk> FileStore<D> {
 
     fn start_first_block(&mut self) -> Result<(), StoreError> {
         let file = self.disk.open(&join(&self.dir, &block_name(1)), true)?;
-        self.disk.write_at(file, 0, BLOCK_MAGIC)?;
+        let nonce = self.disk.nonce();
+        self.disk.write_at(file, 0, &block_header(nonce))?;
         self.disk.sync(file)?;
         self.disk.sync_dir(&self.dir)?;
         self.blocks.push(Block {
             id: 1,
             file,
-            len: BLOCK_MAGIC.len() as u64,
+            nonce,
+            len: BLOCK_HEADER_BYTES,
             damaged: false,
         });
         Ok(())
     }
 
+    /// Refuses a block of the first format version, whose records carry no
+    /// seal: it cannot be told apart from payload bytes.
+    fn check_version(id: u32, bytes: &[u8]) -> Result<(), StoreError> {
+        if bytes.starts_with(BLOCK_MAGIC_V1) {
+            return Err(StoreError::Invalid(format!(
+                "block {id} is in format version 1, which this version does not read"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The nonce in a block's header, if either copy of it holds.
+    fn read_nonce(&mut self, id: u32, file: FileId) -> Result<Option<u64>, StoreError> {
+        let mut header = [0; BLOCK_HEADER_BYTES as usize];
+        let n = self.disk.read_at(file, 0, &mut header)?;
+        Self::check_version(id, &header[..n])?;
+        Ok(scan::header_nonce(&header[..n]))
+    }
+
     /// Reads and scans a block. Bad bytes are read again (up to five
     /// times) before they are believed: a flip on the way from the disk
     /// must not cut good data off as a torn tail.
-    pub(super) fn scan_block(&mut self, file: FileId) -> Result<(u64, scan::Scan), StoreError> {
+    pub(super) fn scan_block(&mut self, file: FileId) -> Result<(Vec<u8>, scan::Scan), StoreError> {
         let mut attempt = 0;
         loop {
             let bytes = self.read_all(file)?;
-            let scanned = scan::scan(&bytes);
+            // Continuity is checked within a block only: compaction rewrites
+            // a block with its live messages and without the truncate
+            // records that let them follow higher, dead sequences.
+            let scanned = scan::scan(&bytes, 0);
             attempt += 1;
             if scanned.is_clean() || attempt == 5 {
-                return Ok((bytes.len() as u64, scanned));
+                return Ok((bytes, scanned));
             }
         }
     }
@@ -206,10 +246,13 @@ impl<D: Disk> FileStore<D> {
     ) -> Result<Vec<Entry>, StoreError> {
         let file = self.disk.open(&join(&self.dir, &block_name(id)), false)?;
         let len = self.disk.len(file)?;
-        if let Some(entries) = self.read_index(id, len)? {
+        if let Some(nonce) = self.read_nonce(id, file)?
+            && let Some(entries) = self.read_index(id, len)?
+        {
             self.blocks.push(Block {
                 id,
                 file,
+                nonce,
                 len,
                 damaged: false,
             });
@@ -227,6 +270,7 @@ impl<D: Disk> FileStore<D> {
         self.blocks.push(Block {
             id,
             file,
+            nonce: scanned.nonce.unwrap_or(0),
             len,
             damaged: !clean,
         });
@@ -255,7 +299,9 @@ impl<D: Disk> FileStore<D> {
         report: &mut RecoveryReport,
     ) -> Result<Vec<Entry>, StoreError> {
         let file = self.disk.open(&join(&self.dir, &block_name(id)), false)?;
-        let (mut len, scanned) = self.scan_block(file)?;
+        let (bytes, mut scanned) = self.scan_block(file)?;
+        Self::check_version(id, &bytes)?;
+        scanned.cut_unsynced();
         let damaged = scanned
             .entries
             .iter()
@@ -277,19 +323,36 @@ impl<D: Disk> FileStore<D> {
                 after_seq,
             });
         }
-        if scanned.tail_bytes > 0 || len < BLOCK_MAGIC.len() as u64 {
-            // Cut the torn tail; a block whose magic itself was lost (it is
-            // not synced on its own) starts over.
-            self.disk.truncate(file, scanned.valid_len)?;
-            if scanned.valid_len < BLOCK_MAGIC.len() as u64 {
-                self.disk.write_at(file, 0, BLOCK_MAGIC)?;
+        let (nonce, len) = match scanned.nonce {
+            Some(nonce) => {
+                if scanned.tail_bytes > 0 {
+                    self.disk.truncate(file, scanned.valid_len)?;
+                }
+                // Write again what no `Synced` record vouches for: after a
+                // failed fsync those pages may sit in the page cache marked
+                // clean, and the sync at the end of recovery would skip
+                // them. The bytes are the ones just read, so a crash here
+                // changes nothing.
+                let from = scanned.synced_len as usize;
+                let to = scanned.valid_len as usize;
+                if from < to {
+                    self.disk.write_at(file, from as u64, &bytes[from..to])?;
+                }
+                (nonce, scanned.valid_len)
             }
-            self.disk.sync(file)?;
-            len = scanned.valid_len.max(BLOCK_MAGIC.len() as u64);
-        }
+            None => {
+                // The header itself was lost (it is synced with the first
+                // records, so nothing of this block was): start it over.
+                let nonce = self.disk.nonce();
+                self.disk.truncate(file, 0)?;
+                self.disk.write_at(file, 0, &block_header(nonce))?;
+                (nonce, BLOCK_HEADER_BYTES)
+            }
+        };
         self.blocks.push(Block {
             id,
             file,
+            nonce,
             len,
             damaged,
         });
