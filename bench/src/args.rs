@@ -25,7 +25,11 @@ options:
   --pubs N                 publishers or requesters (1)
   --subs M                 subscribers, queue members or responders
   --conns N                idle: connections to open (1000)
-  --server-pid PID         read the server's CPU time and RSS from /proc
+  --server-pid PID         read the server's CPU time and RSS from /proc,
+                           and sample its RSS every 100 ms while running
+  --after D                with --server-pid: keep the clients connected and
+                           idle for D after the run, and report the server's
+                           RSS then (0s)
   --json                   one JSON object on stdout instead of the table
   --csv                    a CSV header and one row on stdout instead of the table
   --quiet                  no progress line on stderr
@@ -75,6 +79,8 @@ pub struct Options {
     pub subs: usize,
     pub conns: usize,
     pub server_pid: Option<u32>,
+    /// How long to watch the server's memory after the run.
+    pub after: Duration,
     pub json: bool,
     pub csv: bool,
     pub quiet: bool,
@@ -106,6 +112,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut subs = None;
     let mut conns = 1000;
     let mut server_pid = None;
+    let mut after = Duration::ZERO;
     let (mut json, mut csv, mut quiet) = (false, false, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -120,6 +127,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--subs" => subs = Some(number(&value()?)?),
             "--conns" => conns = number(&value()?)?,
             "--server-pid" => server_pid = Some(number(&value()?)?),
+            "--after" => after = parse_duration(&value()?)?,
             "--json" => json = true,
             "--csv" => csv = true,
             "--quiet" => quiet = true,
@@ -167,6 +175,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         subs,
         conns,
         server_pid,
+        after,
         json,
         csv,
         quiet,

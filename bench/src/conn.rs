@@ -153,7 +153,7 @@ pub async fn publisher(
     deadline: Option<Instant>,
     start: Instant,
     sent: Arc<AtomicU64>,
-) -> io::Result<ClientRun> {
+) -> io::Result<(ClientRun, Conn)> {
     let (mut done, mut next) = (0u64, 0usize);
     loop {
         let max = match msgs {
@@ -169,11 +169,12 @@ pub async fn publisher(
         sent.fetch_add(n as u64, Ordering::Relaxed);
     }
     conn.flush().await?;
-    Ok(ClientRun {
+    let run = ClientRun {
         msgs: done,
         secs: start.elapsed().as_secs_f64(),
         cut_off: false,
-    })
+    };
+    Ok((run, conn))
 }
 
 /// Shared between a subscriber and the code waiting for it.
@@ -196,12 +197,13 @@ impl SubShared {
 }
 
 /// Counts deliveries until it has the expected number or is told to stop.
-/// Its time is from `start` to the read that brought its last message.
+/// Its time is from `start` to the read that brought its last message. The
+/// connection comes back open, for what is measured after the run.
 pub async fn subscriber(
     mut conn: Conn,
     start: Instant,
     shared: Arc<SubShared>,
-) -> io::Result<ClientRun> {
+) -> io::Result<(ClientRun, Conn)> {
     let mut received = 0u64;
     let mut last = start;
     let mut cut_off = false;
@@ -237,11 +239,12 @@ pub async fn subscriber(
             shared.received.fetch_add(msgs, Ordering::Relaxed);
         }
     }
-    Ok(ClientRun {
+    let run = ClientRun {
         msgs: received,
         secs: (last - start).as_secs_f64(),
         cut_off,
-    })
+    };
+    Ok((run, conn))
 }
 
 /// Answers every request it gets with its own payload, one write per read.

@@ -144,14 +144,20 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         })
         .collect();
     let progress = Progress::start(opts, start, sent.clone(), shared.clone());
-    let mut pub_runs = Vec::new();
+    let rss = RssSampler::start(opts);
+    let (mut pub_runs, mut open) = (Vec::new(), Vec::new());
     for p in pubs {
-        pub_runs.push(p.await??);
+        let (run, conn) = p.await??;
+        pub_runs.push(run);
+        open.push(conn);
     }
     let published: u64 = pub_runs.iter().map(|r| r.msgs).sum();
-    let (sub_runs, lost) = drain(&shared, subs, published, queue.is_some()).await?;
+    let (sub_runs, lost) = drain(&shared, subs, published, queue.is_some(), &mut open).await?;
     let after = server_sample(opts);
     progress.stop();
+    // The clients stay connected, idle, while the server's memory is watched.
+    let rss = rss.finish(opts).await;
+    drop(open);
     Ok(Report {
         pubs: Some(Side::of(&pub_runs, opts.size)),
         subs: (!sub_runs.is_empty()).then(|| Side::of(&sub_runs, opts.size)),
@@ -159,19 +165,21 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         lost,
         server: before
             .zip(after)
-            .map(|(b, a)| ServerUse::between(b, a, published)),
+            .map(|(b, a)| ServerUse::between(b, a, published).with(rss)),
         setup,
         idle: None,
     })
 }
 
 /// Tells the subscribers how many messages to expect, waits for them, and
-/// stops them if they stall. Returns their runs and the messages lost.
+/// stops them if they stall. Returns their runs and the messages lost; their
+/// connections go to `open`.
 async fn drain(
     shared: &[Arc<SubShared>],
-    subs: Vec<tokio::task::JoinHandle<std::io::Result<ClientRun>>>,
+    subs: Vec<tokio::task::JoinHandle<std::io::Result<(ClientRun, Conn)>>>,
     published: u64,
     queue: bool,
+    open: &mut Vec<Conn>,
 ) -> Result<(Vec<ClientRun>, u64), BoxError> {
     let total_received = || {
         shared
@@ -208,7 +216,9 @@ async fn drain(
     }
     let mut runs = Vec::new();
     for s in subs {
-        runs.push(s.await??);
+        let (run, conn) = s.await??;
+        runs.push(run);
+        open.push(conn);
     }
     let received: u64 = runs.iter().map(|r| r.msgs).sum();
     Ok((runs, want_total.saturating_sub(received)))
@@ -232,6 +242,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
     let before = server_sample(opts);
     let start = Instant::now();
     let progress = Progress::start(opts, start, sent.clone(), Vec::new());
+    let rss = RssSampler::start(opts);
     let reqs: Vec<_> = req_conns
         .into_iter()
         .enumerate()
@@ -260,6 +271,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
     }
     let after = server_sample(opts);
     progress.stop();
+    let rss = rss.finish(opts).await;
     stop.store(true, Ordering::Relaxed);
     for r in responders {
         r.await??;
@@ -272,7 +284,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
         lost: 0,
         server: before
             .zip(after)
-            .map(|(b, a)| ServerUse::between(b, a, requests)),
+            .map(|(b, a)| ServerUse::between(b, a, requests).with(rss)),
         setup: None,
         idle: None,
     })
@@ -307,6 +319,49 @@ async fn idle(opts: &Options) -> Result<Report, BoxError> {
             .zip(after)
             .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),
     })
+}
+
+/// The server's RSS sampled every [`RSS_EVERY`] from the start of a run, then
+/// for `--after` once it is over (clients still connected, idle): memory
+/// that stays after a burst shows here, not in the peak.
+struct RssSampler {
+    task: Option<tokio::task::JoinHandle<Vec<(u64, u64)>>>,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+}
+
+const RSS_EVERY: Duration = Duration::from_millis(100);
+
+impl RssSampler {
+    fn start(opts: &Options) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let task = opts.server_pid.map(|pid| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut tick = tokio::time::interval(RSS_EVERY);
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    if let Some(s) = procfs::sample(pid) {
+                        samples.push((start.elapsed().as_millis() as u64, s.rss_kib));
+                    }
+                }
+                samples
+            })
+        });
+        RssSampler { task, stop, start }
+    }
+
+    /// Ends the run's sampling, samples on for `--after`, and sums it up.
+    async fn finish(self, opts: &Options) -> Option<report::RssOverTime> {
+        let run_ms = self.start.elapsed().as_millis() as u64;
+        tokio::time::sleep(opts.after).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.task?.await.ok()?;
+        let last = server_sample(opts).map(|s| s.rss_kib);
+        Some(report::RssOverTime::new(samples, run_ms, opts.after, last))
+    }
 }
 
 /// The progress line on stderr, redrawn twice a second.

@@ -2,6 +2,8 @@
 //! clients, latency percentiles, the server's CPU and memory; printed as a
 //! table or as one JSON object.
 
+use std::time::Duration;
+
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
@@ -65,7 +67,7 @@ fn rate(msgs: u64, secs: f64) -> f64 {
 }
 
 /// The server's resources over the measured part of the run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerUse {
     pub cpu_secs: f64,
     /// Server CPU per published message (per request for `request`).
@@ -74,9 +76,45 @@ pub struct ServerUse {
     pub sched_cpu_ns_per_msg: Option<f64>,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// RSS sampled during the run and after it.
+    pub rss: Option<RssOverTime>,
+}
+
+/// The server's RSS over a run: samples `(ms since the start, KiB)`.
+#[derive(Debug, Clone)]
+pub struct RssOverTime {
+    pub samples: Vec<(u64, u64)>,
+    /// The largest sample while the clients were busy.
+    pub run_max_kib: u64,
+    /// How long the clients stayed connected and idle after the run, and the
+    /// RSS at the end of that time.
+    pub after: Duration,
+    pub after_kib: Option<u64>,
+}
+
+impl RssOverTime {
+    pub fn new(samples: Vec<(u64, u64)>, run_ms: u64, after: Duration, last: Option<u64>) -> Self {
+        let run_max_kib = samples
+            .iter()
+            .filter(|(ms, _)| *ms <= run_ms)
+            .map(|(_, kib)| *kib)
+            .max()
+            .unwrap_or(0);
+        RssOverTime {
+            samples,
+            run_max_kib,
+            after,
+            after_kib: last,
+        }
+    }
 }
 
 impl ServerUse {
+    pub fn with(mut self, rss: Option<RssOverTime>) -> ServerUse {
+        self.rss = rss;
+        self
+    }
+
     pub fn between(before: ProcSample, after: ProcSample, msgs: u64) -> ServerUse {
         let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
         let per_msg = |secs: f64| {
@@ -93,6 +131,7 @@ impl ServerUse {
             sched_cpu_ns_per_msg: sched.map(|(a, b)| per_msg((a - b).max(0.0))),
             rss_kib: after.rss_kib,
             hwm_kib: after.hwm_kib,
+            rss: None,
         }
     }
 }
@@ -155,12 +194,18 @@ pub fn json(opts: &Options, r: &Report) -> Value {
     if let Some(l) = &r.latency {
         v["latency"] = l.json();
     }
-    if let Some(s) = r.server {
+    if let Some(s) = &r.server {
         v["server"] = json!({
             "cpu_secs": s.cpu_secs, "cpu_ns_per_msg": s.cpu_ns_per_msg,
             "sched_cpu_ns_per_msg": s.sched_cpu_ns_per_msg,
             "rss_kib": s.rss_kib, "hwm_kib": s.hwm_kib,
         });
+        if let Some(rss) = &s.rss {
+            v["server"]["rss_run_max_kib"] = json!(rss.run_max_kib);
+            v["server"]["after_secs"] = json!(rss.after.as_secs_f64());
+            v["server"]["rss_after_kib"] = json!(rss.after_kib);
+            v["server"]["rss_timeline"] = json!(rss.samples);
+        }
     }
     if let Some((before, after)) = r.setup {
         v["setup"] = json!({"rss_before_kib": before, "rss_subscribed_kib": after});
@@ -288,7 +333,7 @@ pub fn table(opts: &Options, r: &Report) -> String {
             after.saturating_sub(before) as f64 * 1000.0 / conns.max(1) as f64
         );
     }
-    if let Some(s) = r.server {
+    if let Some(s) = &r.server {
         t += &format!(
             "server: CPU {:.2} s ({:.0} ns per message; {} by schedstat), RSS {:.1} MiB, peak {:.1} MiB\n",
             s.cpu_secs,
@@ -298,6 +343,20 @@ pub fn table(opts: &Options, r: &Report) -> String {
             s.rss_kib as f64 / 1024.0,
             s.hwm_kib as f64 / 1024.0
         );
+        if let Some(rss) = &s.rss {
+            t += &format!(
+                "server RSS: at most {:.1} MiB during the run",
+                rss.run_max_kib as f64 / 1024.0
+            );
+            if let Some(after) = rss.after_kib.filter(|_| !rss.after.is_zero()) {
+                t += &format!(
+                    ", {:.1} MiB {:.1} s after it (clients connected, idle)",
+                    after as f64 / 1024.0,
+                    rss.after.as_secs_f64()
+                );
+            }
+            t += "\n";
+        }
     }
     t
 }

@@ -14,6 +14,7 @@
 //! `core/clippy.toml`) and by the `purity` test, so the same code can be run,
 //! crashed and replayed deterministically from a seed.
 
+#![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 // The core writes nothing itself: what it has to say is an `Action::Log`.
 #![cfg_attr(

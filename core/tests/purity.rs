@@ -228,3 +228,49 @@ fn clippy_bans_are_in_place() {
         "natrix-core does not depend on tokio"
     );
 }
+
+/// `unsafe` appears in the workspace's own source in one place: the call
+/// that hands freed memory back to the system (runtime/src/memory.rs).
+#[test]
+fn unsafe_code_only_in_the_allocator_call() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let allowed = Path::new("runtime/src/memory.rs");
+    let mut files = Vec::new();
+    for dir in [
+        "bench",
+        "conformance",
+        "core",
+        "fuzz",
+        "runtime",
+        "sim",
+        "storage",
+        "tests",
+    ] {
+        let d = root.join(dir);
+        if d.is_dir() {
+            rust_files(&d, &mut files);
+        }
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap();
+        if rel.components().any(|c| c.as_os_str() == "target") {
+            continue;
+        }
+        let code = code_only(&std::fs::read_to_string(f).unwrap());
+        let uses = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| *w == "unsafe")
+            .count();
+        if uses > 0 && rel != allowed {
+            found.push(rel.display().to_string());
+        }
+    }
+    assert!(found.is_empty(), "unsafe outside {allowed:?}: {found:?}");
+    let memory = code_only(&std::fs::read_to_string(root.join(allowed)).unwrap());
+    assert_eq!(
+        memory.matches("unsafe {").count(),
+        1,
+        "one unsafe block, around malloc_trim"
+    );
+}

@@ -29,16 +29,28 @@ const INBOUND_QUEUE: usize = 4096;
 /// Bytes read but not yet handled by the core, over all connections: when
 /// the core falls behind, readers wait instead of buffering without bound.
 const INBOUND_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The same for one connection: what a publisher has read ahead is handled
+/// even when the core pauses it, so this bounds how far a fast publisher
+/// overruns its subscribers' flow-control mark.
+const READ_AHEAD_MAX: usize = 1024 * 1024;
 /// Events handled before the core drains actions (one flush per batch).
 const BATCH_MAX: usize = 256;
 /// Bytes read that end a batch early: what one batch delivers sits in the
 /// subscribers' outbound buffers until the drain, so this bounds their size
 /// (small buffers are reused; large ones would be freed and left resident by
-/// the system allocator after a burst).
-const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// the system allocator after a burst). A quarter of [`READ_AHEAD_MAX`], so
+/// that a publisher's reader reads on while the core handles a batch.
+const BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Emptied write buffers kept for reuse, and the largest kept.
-const SPARE_MAX: usize = 32;
+const SPARE_MAX: usize = 8;
 const SPARE_CAPACITY_MAX: usize = 256 * 1024;
+/// After a burst — at least [`TRIM_AFTER_BYTES`] read and written since the
+/// last time — and once traffic has stayed under [`QUIET_BYTES`] per batch
+/// for [`TRIM_AFTER_QUIET`], freed memory goes back to the system
+/// ([`crate::memory::release_freed`]).
+const TRIM_AFTER_BYTES: usize = 4 * 1024 * 1024;
+const TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
+const QUIET_BYTES: usize = 16 * 1024;
 /// How often the core hears of the process's memory and CPU.
 const PROCESS_INFO_EVERY: Duration = Duration::from_secs(1);
 
@@ -147,12 +159,30 @@ pub(crate) enum Outbound {
 }
 
 /// Whether a connection's reader may read: the core pauses publishers that
-/// feed a subscriber over half its pending limit.
-#[derive(Default)]
+/// feed a subscriber over its flow-control mark, and a reader never holds
+/// more than [`READ_AHEAD_MAX`] bytes the core has not handled.
 struct ReadGate {
     /// Paused until this clock instant (nanoseconds; 0: not paused).
     until_nanos: std::sync::atomic::AtomicU64,
     resumed: Notify,
+    /// Permits for [`READ_AHEAD_MAX`]; the reader takes, the core gives back.
+    read_ahead: Semaphore,
+}
+
+impl Default for ReadGate {
+    fn default() -> Self {
+        ReadGate {
+            until_nanos: Default::default(),
+            resumed: Notify::new(),
+            read_ahead: Semaphore::new(READ_AHEAD_MAX),
+        }
+    }
+}
+
+/// Read-ahead permits a chunk of `len` bytes holds (a chunk may be larger
+/// than the whole allowance).
+fn read_ahead_permits(len: usize) -> usize {
+    len.min(READ_AHEAD_MAX)
 }
 
 struct ConnHandle {
@@ -377,6 +407,8 @@ pub fn serve_with_monitor<L: Listener>(
         spare: Vec::new(),
         tls: tls.map(TlsAcceptor::from),
         process_refreshed: None,
+        moved_since_trim: 0,
+        last_busy: tokio::time::Instant::now(),
         http_req_stats: Default::default(),
         reloading: None,
     };
@@ -453,12 +485,21 @@ struct CoreLoop<S> {
     tls: Option<TlsAcceptor>,
     /// When the core was last told the process's memory and CPU.
     process_refreshed: Option<CoreInstant>,
+    /// Bytes read and written since freed memory last went back to the
+    /// system, and when the last batch busier than [`QUIET_BYTES`] ran.
+    moved_since_trim: usize,
+    last_busy: tokio::time::Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
     async fn run(mut self, stop: Arc<Notify>) {
         loop {
-            let deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
+            let core_deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
+            let trim_at = self.trim_due();
+            let deadline = match (core_deadline, trim_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let first = tokio::select! {
                 biased;
                 _ = stop.notified() => break,
@@ -484,18 +525,34 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             };
             match first {
                 Some(ev) => {
-                    let mut bytes = self.inbound(ev);
+                    let (mut bytes, mut moved) = self.inbound(ev);
                     for _ in 1..BATCH_MAX {
                         if bytes >= BATCH_BYTES_MAX {
                             break;
                         }
                         match self.rx.try_recv() {
-                            Ok(ev) => bytes += self.inbound(ev),
+                            Ok(ev) => {
+                                let (b, m) = self.inbound(ev);
+                                bytes += b;
+                                moved += m;
+                            }
                             Err(_) => break,
                         }
                     }
+                    self.moved_since_trim = self.moved_since_trim.saturating_add(moved);
+                    if moved > QUIET_BYTES {
+                        self.last_busy = tokio::time::Instant::now();
+                    }
                 }
-                None => self.server.handle(self.clock.now(), Event::Tick),
+                None => {
+                    if trim_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                        crate::memory::release_freed();
+                        self.moved_since_trim = 0;
+                    }
+                    if core_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        self.server.handle(self.clock.now(), Event::Tick);
+                    }
+                }
             }
             self.refresh_process_info();
             if self
@@ -532,6 +589,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 _ => break,
             }
         }
+    }
+
+    /// When freed memory should go back to the system: after a burst, once
+    /// traffic has been quiet for a while.
+    fn trim_due(&self) -> Option<tokio::time::Instant> {
+        (self.moved_since_trim >= TRIM_AFTER_BYTES).then(|| self.last_busy + TRIM_AFTER_QUIET)
     }
 
     fn control(&mut self, c: Control) {
@@ -604,10 +667,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         let _ = req.reply.send(answer);
     }
 
-    /// Hands one event to the core; returns the bytes it carried.
-    fn inbound(&mut self, ev: Inbound<S>) -> usize {
+    /// Hands one event to the core; returns the bytes it carried in (read)
+    /// and the bytes it moved (read or written).
+    fn inbound(&mut self, ev: Inbound<S>) -> (usize, usize) {
         let now = self.clock.now();
         let mut carried = 0;
+        let mut moved = 0;
         match ev {
             Inbound::Accepted(stream, peer) => {
                 let id = self.server.next_conn_id();
@@ -650,7 +715,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             }
             Inbound::Received(id, generation, bytes) => {
                 carried = bytes.len();
+                moved = bytes.len();
                 self.inbound_budget.add_permits(bytes.len());
+                if let Some(h) = self.conns.get(&id).filter(|h| h.generation == generation) {
+                    h.gate
+                        .read_ahead
+                        .add_permits(read_ahead_permits(bytes.len()));
+                }
                 if self.current(id, generation) {
                     self.server.handle(
                         now,
@@ -662,6 +733,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
             Inbound::Written(id, generation, n, mut buf) => {
+                moved = n;
                 if self.current(id, generation) {
                     self.server
                         .handle(now, Event::Written { conn: id, bytes: n });
@@ -682,7 +754,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             }
             Inbound::TlsReady(id, generation, read, (version, cipher), peer) => {
                 if !self.current(id, generation) {
-                    return 0;
+                    return (0, 0);
                 }
                 let handle = &self.conns[&id];
                 if !handle.closing {
@@ -709,7 +781,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
         }
-        carried
+        (carried, moved)
     }
 
     fn spawn_reader<R: AsyncRead + Send + Unpin + 'static>(
@@ -851,7 +923,16 @@ async fn read_loop<R: AsyncRead + Unpin, S>(
                     size = (size / 2).max(READ_BUFFER_MIN);
                 }
                 let chunk = buf.split();
-                // Wait for room in the core's inbound byte budget.
+                // Wait for room in this connection's read-ahead, then in the
+                // core's inbound byte budget.
+                match gate
+                    .read_ahead
+                    .acquire_many(read_ahead_permits(chunk.len()) as u32)
+                    .await
+                {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
                 match budget.acquire_many(chunk.len() as u32).await {
                     Ok(permit) => permit.forget(),
                     Err(_) => return,

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config_file;
 pub mod driver;
 pub mod logger;
+pub mod memory;
 pub mod monitor;
 pub mod signal;
 pub mod storage;

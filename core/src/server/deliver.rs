@@ -13,6 +13,15 @@ use rand_core::Rng;
 use super::accounts::Route;
 use crate::config::PlantedBug;
 use crate::mapping::Mapped;
+
+/// Bytes queued for one subscriber above which its publishers stop reading
+/// until it drains (flow control; the slow-consumer limit is unchanged).
+/// Enough to keep a loopback subscriber's socket busy between two reads of
+/// its publisher; little enough that a burst does not become memory.
+pub(crate) const FLOW_CONTROL_BYTES: u64 = 4 * 1024 * 1024;
+/// The longest a publisher waits for a subscriber under half its pending
+/// limit to drain below [`FLOW_CONTROL_BYTES`].
+pub(crate) const FLOW_CONTROL_STALL: Duration = Duration::from_millis(10);
 use crate::subject;
 use crate::sublist::Matches;
 
@@ -248,6 +257,7 @@ impl Server {
     /// Delivers to one subscription. False if it could not take the message
     /// (its own publish with echo off, closed, or gone).
     fn deliver(&mut self, publisher: ConnId, h: SubId, p: &Pub<'_>) -> bool {
+        let mark = self.flow_mark();
         let Some(sub) = self.subs.get_mut(h.0 as usize) else {
             return false;
         };
@@ -319,9 +329,9 @@ impl Server {
             }
             return true;
         }
-        let over_half = conn.pending_bytes() > self.opts.max_pending / 2;
+        let over_mark = conn.pending_bytes() > mark;
         let stallable = target != publisher && !publisher_internal;
-        if over_half && stallable && !conn.stalled_publishers.contains(&publisher) {
+        if over_mark && stallable && !conn.stalled_publishers.contains(&publisher) {
             conn.stalled_publishers.push(publisher);
         }
         if self.opts.trace {
@@ -350,7 +360,7 @@ impl Server {
             && (conn.first_pong_sent
                 || self.now.instant.since(conn.start) > MAX_NO_RTT_PING_BEFORE_FIRST_PONG);
         self.mark_dirty(target);
-        if over_half && stallable {
+        if over_mark && stallable {
             self.stall(publisher, pending);
         }
         if rtt_ping {
@@ -362,18 +372,32 @@ impl Server {
         true
     }
 
-    /// Pauses a publisher feeding a subscriber that is over half its pending
-    /// limit, for nats-server's stall time: 100 ms, growing by 100 ms per
-    /// tenth of the limit above half, 1 s at the limit.
+    /// Bytes queued for a subscriber above which the publishers feeding it
+    /// stop reading until it drains: [`FLOW_CONTROL_BYTES`], or half the
+    /// pending limit if that is lower.
+    pub(crate) fn flow_mark(&self) -> u64 {
+        FLOW_CONTROL_BYTES.min(self.opts.max_pending / 2)
+    }
+
+    /// Pauses a publisher feeding a subscriber that is over the flow-control
+    /// mark, until the subscriber drains below it or the stall ends. Up to
+    /// half the pending limit the stall is [`FLOW_CONTROL_STALL`]: a
+    /// subscriber that reads resumes its publishers long before, and one
+    /// that does not only slows them a little on its way to the limit.
+    /// Above half, it is nats-server's stall time: 100 ms, growing by 100 ms
+    /// per tenth of the limit above half, 1 s at the limit.
     fn stall(&mut self, publisher: ConnId, pending: u64) {
         let max = self.opts.max_pending.max(1);
         let half = max / 2;
-        let ms = if pending >= max {
-            1_000
+        let stall = if pending <= half {
+            FLOW_CONTROL_STALL
+        } else if pending >= max {
+            Duration::from_secs(1)
         } else {
-            100 + 100 * (pending.saturating_sub(half) / (half / 10).max(1))
+            let ms = 100 + 100 * (pending.saturating_sub(half) / (half / 10).max(1));
+            Duration::from_millis(ms.min(1_000))
         };
-        let until = self.now.instant + Duration::from_millis(ms.min(1_000));
+        let until = self.now.instant + stall;
         let Some(c) = self.conns.get_mut(publisher.0) else {
             return;
         };

@@ -539,11 +539,12 @@ impl Server {
     }
 
     fn on_written(&mut self, id: ConnId, bytes: usize) {
+        let mark = self.flow_mark();
         let Some(c) = self.conns.get_mut(id.0) else {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(bytes as u64);
-        if !c.stalled_publishers.is_empty() && c.pending_bytes() <= self.opts.max_pending / 2 {
+        if !c.stalled_publishers.is_empty() && c.pending_bytes() <= mark {
             let publishers = std::mem::take(&mut c.stalled_publishers);
             self.resume(publishers);
         }

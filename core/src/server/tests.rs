@@ -607,6 +607,30 @@ fn a_publisher_feeding_a_lagging_subscriber_is_paused_then_resumed() {
 }
 
 #[test]
+fn a_publisher_is_paused_briefly_at_the_flow_control_mark_long_before_half_the_limit() {
+    let mut h = Harness::new(Options::default());
+    let s = h.client(quiet());
+    let p = h.client(quiet());
+    h.send(s, "SUB foo 1\r\n");
+    let body = "x".repeat(1_000_000);
+    let mark = super::deliver::FLOW_CONTROL_BYTES;
+    assert!(mark < Options::default().max_pending / 2);
+    let mut sent = 0u64;
+    while sent <= mark {
+        assert!(h.paused.is_empty(), "under the mark: no pause ({sent} B)");
+        h.send(p, &format!("PUB foo 1000000\r\n{body}\r\n"));
+        sent += 1_000_000;
+    }
+    let &(who, until) = h.paused.first().expect("over the mark: paused");
+    assert_eq!(who, p);
+    let stall = until.since(Instant::from_nanos(h.now_ns));
+    assert_eq!(stall, super::deliver::FLOW_CONTROL_STALL);
+    assert!(h.close_reason(s).is_none(), "the subscriber is not cut");
+    let _ = h.out(s);
+    assert_eq!(h.resumed, vec![p], "drained: the publisher reads again");
+}
+
+#[test]
 fn write_deadline_closes_a_stuck_reader() {
     let opts = Options {
         write_deadline: Duration::from_secs(1),
