@@ -12,6 +12,9 @@ scenarios:
   queue             1 publisher -> M members of one queue group (default M = 4)
   request           N requesters, M responders in a queue group; latency histogram
   idle              open --conns idle connections and report the server's RSS
+  floor             no server: a plain loop reads one publisher's frames from a
+                    loopback socket and (--subs 1) writes them to another; its
+                    CPU per message is the floor for a server's
 
 options:
   --url nats://host:port   server (nats://127.0.0.1:4222)
@@ -43,6 +46,7 @@ pub enum Scenario {
     Queue,
     Request,
     Idle,
+    Floor,
 }
 
 impl Scenario {
@@ -54,6 +58,7 @@ impl Scenario {
             Scenario::Queue => "queue",
             Scenario::Request => "request",
             Scenario::Idle => "idle",
+            Scenario::Floor => "floor",
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         Some("queue") => Scenario::Queue,
         Some("request") => Scenario::Request,
         Some("idle") => Scenario::Idle,
+        Some("floor") => Scenario::Floor,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut url = "nats://127.0.0.1:4222".to_string();
@@ -136,7 +142,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         }
     }
     let default_subs = match scenario {
-        Scenario::Pub | Scenario::Idle => 0,
+        Scenario::Pub | Scenario::Idle | Scenario::Floor => 0,
         Scenario::PubSub | Scenario::Request => 1,
         Scenario::Fanout | Scenario::Queue => 4,
     };

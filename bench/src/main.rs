@@ -10,6 +10,7 @@
 
 mod args;
 mod conn;
+mod floor;
 mod frames;
 mod procfs;
 mod report;
@@ -81,6 +82,7 @@ async fn run(opts: &Options) -> Result<Report, BoxError> {
     match opts.scenario {
         Scenario::Request => request(opts).await,
         Scenario::Idle => idle(opts).await,
+        Scenario::Floor => floor(opts).await,
         _ => throughput(opts).await,
     }
 }
@@ -285,6 +287,37 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
         server: before
             .zip(after)
             .map(|(b, a)| ServerUse::between(b, a, requests).with(rss)),
+        setup: None,
+        idle: None,
+    })
+}
+
+/// The plain socket loop: its CPU per message stands where a server's would.
+async fn floor(opts: &Options) -> Result<Report, BoxError> {
+    let Limit::Msgs(msgs) = opts.limit else {
+        return Err("floor takes --msgs, not --duration".into());
+    };
+    if opts.subs > 1 {
+        return Err("floor forwards to at most one subscriber".into());
+    }
+    let (subject, payload) = (opts.subject.clone(), vec![b'x'; opts.size]);
+    let forward = opts.subs == 1;
+    let r = tokio::task::spawn_blocking(move || floor::run(&subject, &payload, msgs, forward))
+        .await??;
+    let per_msg = r.loop_cpu_secs * 1e9 / r.publisher.msgs.max(1) as f64;
+    Ok(Report {
+        pubs: Some(Side::of(&[r.publisher], opts.size)),
+        subs: None,
+        latency: None,
+        lost: 0,
+        server: Some(ServerUse {
+            cpu_secs: r.loop_cpu_secs,
+            cpu_ns_per_msg: per_msg,
+            sched_cpu_ns_per_msg: Some(per_msg),
+            rss_kib: 0,
+            hwm_kib: 0,
+            rss: None,
+        }),
         setup: None,
         idle: None,
     })
