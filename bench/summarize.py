@@ -124,7 +124,7 @@ def main(path):
     vals, lost, lossy_rounds, order = load(path)
     rounds = sorted({k[3] for k in vals})
     servers = ("natrix", REFERENCE, OLDER)
-    print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} rounds; "
+    print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} round{'' if len(rounds) == 1 else 's'}; "
           "ratio = median of the rounds' natrix/2.15.1 ratios [min-max]; budget against 2.15.1")
     print(f"{'scenario':<12} {'size':>4}  {'figure':<32} {'natrix':>9} {'2.15.1':>9} {'2.9.10':>9}  "
           f"{'/2.15.1':>7} {'[spread]':<13} {'/2.9.10':>7}  budget")
