@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Summarizes bench/compare's runs.jsonl: per scenario and size, each
-server's median, and the natrix/nats-server ratio of each round's pair with
-its median and spread (min-max across rounds), against issue 8's budget."""
+server's median (natrix, nats-server 2.15.1, nats-server 2.9.10), the
+natrix/2.15.1 ratio of each round's pair with its median and spread (min-max
+across rounds), the median natrix/2.9.10 ratio, and the budget verdict
+against 2.15.1."""
 
 import json
 import statistics
@@ -9,6 +11,11 @@ import sys
 from collections import defaultdict
 
 THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue", "routed"}
+
+# The reference the budget is judged against, then the older one shown
+# beside it. Runs from before 2.15.1 was compared name 2.9.10 "nats".
+REFERENCE, OLDER = "nats215", "nats29"
+ALIASES = {"nats": OLDER}
 
 # metric -> (label, higher is better, budget ratio or None); the throughput
 # and CPU budgets hold for THROUGHPUT_SCENARIOS only.
@@ -20,7 +27,9 @@ BUDGET = {
     "sched_ns_per_msg": ("server CPU ns/msg (schedstat)", False, 0.6),
     "rss_mib": ("server RSS after, MiB", False, None),
     "subscribed_mib": ("RSS growth to subscribe, MiB", False, 0.5),
-    "p50_us": ("latency p50 µs", False, None),
+    "rss_run_max_mib": ("RSS under load, MiB", False, 0.5),
+    "rss_after_mib": ("RSS 5 s after the burst, MiB", False, 0.5),
+    "p50_us": ("latency p50 µs", False, 1.0),
     "p90_us": ("latency p90 µs", False, None),
     "p99_us": ("latency p99 µs", False, 0.7),
     "p99_9_us": ("latency p99.9 µs", False, None),
@@ -41,6 +50,11 @@ def metrics(r):
         return ("idle", "-"), {"mib_per_1000_conns": r["idle"]["kib_per_1000_conns"] / 1024}
     side = r.get("sub") or r["pub"]
     m = {"msgs_per_sec": side["msgs_per_sec"]}
+    if r.get("burst"):
+        # A burst run on a fresh server is there for its memory only.
+        m["rss_run_max_mib"] = r["server"]["rss_run_max_kib"] / 1024
+        m["rss_after_mib"] = r["server"]["rss_after_kib"] / 1024
+        return ("burst-" + s, str(r["size"])), m
     if "server" in r:
         m["cpu_ns_per_msg"] = r["server"]["cpu_ns_per_msg"]
         if r["server"].get("sched_cpu_ns_per_msg") is not None:
@@ -64,8 +78,9 @@ def fmt(x):
     return f"{x:.2f}"
 
 
-def main(path):
-    # (key, metric, server, round) -> values (startup is sampled twice a round)
+def load(path):
+    """Per-round values, lost counts and lossy rounds from runs.jsonl."""
+    # (key, metric, server, round) -> values (startup is sampled more than once a round)
     vals = defaultdict(list)
     lost = defaultdict(int)
     lossy_rounds = defaultdict(set)
@@ -73,49 +88,76 @@ def main(path):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
+            target = ALIASES.get(r["target"], r["target"])
             key, m = metrics(r)
             if key not in order:
                 order.append(key)
-            lost[(key, r["target"])] += r.get("lost", 0)
+            lost[(key, target)] += r.get("lost", 0)
             if r.get("lost", 0):
-                lossy_rounds[(key, r["target"])].add(r["round"])
+                lossy_rounds[(key, target)].add(r["round"])
             for name, v in m.items():
-                vals[(key, name, r["target"], r["round"])].append(v)
+                vals[(key, name, target, r["round"])].append(v)
+    return vals, lost, lossy_rounds, order
+
+
+def round_ratios(per, srv):
+    """natrix / srv for each round both ran in."""
+    return [a / b for a, b in zip(per["natrix"], per[srv]) if a is not None and b]
+
+
+def verdict(key, budget, higher, ratios, lossy_rounds, rounds):
+    """The budget cell of a row and whether it passes."""
+    ratio = statistics.median(ratios)
+    ok = ratio >= budget if higher else ratio <= budget
+    text = ("pass" if ok else "FAIL") + (" >= " if higher else " <= ") + f"{budget}"
+    text += " (spread crosses)" if min(ratios) < budget < max(ratios) else ""
+    if lossy_rounds[(key, "natrix")]:
+        # Fewer deliveries is less work: neither figure means anything.
+        return f"FAIL: natrix lost messages in {len(lossy_rounds[(key, 'natrix')])} of {len(rounds)} rounds", False
+    for srv, label in ((REFERENCE, "2.15.1"), (OLDER, "2.9.10")):
+        if lossy_rounds[(key, srv)]:
+            text += f" (nats {label} lost messages)"
+    return text, ok
+
+
+def main(path):
+    vals, lost, lossy_rounds, order = load(path)
     rounds = sorted({k[3] for k in vals})
-    print(f"natrix / nats-server, {len(rounds)} rounds; ratio = median of the rounds' ratios [min-max]")
-    print(f"{'scenario':<9} {'size':>4}  {'figure':<32} {'natrix':>9} {'nats':>9}  {'ratio':>6} {'[spread]':<13} budget")
+    servers = ("natrix", REFERENCE, OLDER)
+    print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} round{'' if len(rounds) == 1 else 's'}; "
+          "ratio = median of the rounds' natrix/2.15.1 ratios [min-max]; budget against 2.15.1")
+    print(f"{'scenario':<12} {'size':>4}  {'figure':<32} {'natrix':>9} {'2.15.1':>9} {'2.9.10':>9}  "
+          f"{'/2.15.1':>7} {'[spread]':<13} {'/2.9.10':>7}  budget")
     verdicts = []
-    for key in sorted(order, key=order.index):
+    for key in order:
         for name, (label, higher, budget) in BUDGET.items():
-            per = {srv: [statistics.median(vals[(key, name, srv, n)]) for n in rounds if vals.get((key, name, srv, n))]
-                   for srv in ("natrix", "nats")}
-            if not per["natrix"] or not per["nats"]:
+            # Each server's per-round median, None for a round it has no figure in.
+            per = {srv: [statistics.median(vals[(key, name, srv, n)]) if vals.get((key, name, srv, n)) else None
+                         for n in rounds]
+                   for srv in servers}
+            if not any(v is not None for v in per["natrix"]):
                 continue
-            ratios = [a / b for a, b in zip(per["natrix"], per["nats"]) if b > 0]
-            if not ratios:
+            ratios, older_ratios = round_ratios(per, REFERENCE), round_ratios(per, OLDER)
+            if not ratios and not older_ratios:
                 continue
-            ratio = statistics.median(ratios)
-            verdict = ""
             if name in ("msgs_per_sec", "sched_ns_per_msg") and key[0] not in THROUGHPUT_SCENARIOS:
                 budget = None
-            if budget is not None:
-                ok = ratio >= budget if higher else ratio <= budget
-                verdict = ("pass" if ok else "FAIL") + (" >= " if higher else " <= ") + f"{budget}"
-                crosses = min(ratios) < budget < max(ratios)
-                verdict += " (spread crosses)" if crosses else ""
-                if lossy_rounds[(key, "natrix")]:
-                    # Fewer deliveries is less work: neither figure means anything.
-                    ok = False
-                    verdict = f"FAIL: natrix lost messages in {len(lossy_rounds[(key, 'natrix')])} of {len(rounds)} rounds"
-                elif lossy_rounds[(key, "nats")]:
-                    verdict += " (nats-server lost messages)"
+            cell = ""
+            if budget is not None and ratios:
+                cell, ok = verdict(key, budget, higher, ratios, lossy_rounds, rounds)
                 verdicts.append((key, label, ok))
-            print(f"{key[0]:<9} {key[1]:>4}  {label:<32} {fmt(statistics.median(per['natrix'])):>9} "
-                  f"{fmt(statistics.median(per['nats'])):>9}  {ratio:>6.2f} [{min(ratios):.2f}-{max(ratios):.2f}]".ljust(98)
-                  + verdict)
+            medians = []
+            for srv in servers:
+                present = [v for v in per[srv] if v is not None]
+                medians.append(fmt(statistics.median(present)) if present else "-")
+            ref = f"{statistics.median(ratios):>7.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else f"{'-':>7}"
+            older = f"{statistics.median(older_ratios):>7.2f}" if older_ratios else f"{'-':>7}"
+            print(f"{key[0]:<12} {key[1]:>4}  {label:<32} {medians[0]:>9} {medians[1]:>9} {medians[2]:>9}  "
+                  f"{ref:<21} {older}  {cell}".rstrip())
+    names = {"natrix": "natrix", REFERENCE: "nats-server 2.15.1", OLDER: "nats-server 2.9.10"}
     for (key, srv), n in lost.items():
         if n:
-            print(f"warning: {srv} lost {n:,} messages in {key[0]} {key[1]} B, in "
+            print(f"warning: {names.get(srv, srv)} lost {n:,} messages in {key[0]} {key[1]} B, in "
                   f"{len(lossy_rounds[(key, srv)])} of {len(rounds)} rounds (subscriber cut as a slow consumer?)")
     passed = sum(ok for _, _, ok in verdicts)
     print(f"budget: {passed} of {len(verdicts)} rows pass")
