@@ -41,9 +41,12 @@ const BATCH_MAX: usize = 256;
 /// the system allocator after a burst). A quarter of [`READ_AHEAD_MAX`], so
 /// that a publisher's reader reads on while the core handles a batch.
 const BATCH_BYTES_MAX: usize = 256 * 1024;
-/// Emptied write buffers kept for reuse, and the largest kept.
+/// Emptied write buffers kept for reuse, and the largest kept: big enough
+/// that what one batch delivers to a subscriber fits without growing (a
+/// grown buffer costs a copy and fresh pages). They are let go when traffic
+/// goes quiet after a burst, with the rest of the freed memory.
 const SPARE_MAX: usize = 8;
-const SPARE_CAPACITY_MAX: usize = 256 * 1024;
+const SPARE_CAPACITY_MAX: usize = 512 * 1024;
 /// After a burst — at least [`TRIM_AFTER_BYTES`] read and written since the
 /// last time — and once traffic has stayed under [`QUIET_BYTES`] per batch
 /// for [`TRIM_AFTER_QUIET`], freed memory goes back to the system
@@ -546,6 +549,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 None => {
                     if trim_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                        self.server.handle(self.clock.now(), Event::Quiet);
+                        self.spare = Vec::new();
                         crate::memory::release_freed();
                         self.moved_since_trim = 0;
                     }

@@ -18,7 +18,7 @@ use crate::mapping::Mapped;
 /// until it drains (flow control; the slow-consumer limit is unchanged).
 /// Enough to keep a loopback subscriber's socket busy between two reads of
 /// its publisher; little enough that a burst does not become memory.
-pub(crate) const FLOW_CONTROL_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const FLOW_CONTROL_BYTES: u64 = 2 * 1024 * 1024;
 /// The longest a publisher waits for a subscriber under half its pending
 /// limit to drain below [`FLOW_CONTROL_BYTES`].
 pub(crate) const FLOW_CONTROL_STALL: Duration = Duration::from_millis(10);

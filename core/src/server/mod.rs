@@ -76,6 +76,10 @@ pub enum Event<'a> {
     Closed { conn: ConnId },
     /// Time passed: run whatever timers are due.
     Tick,
+    /// Traffic has gone quiet after a burst: let go of the outbound buffer
+    /// capacity connections kept for reuse (the driver then returns freed
+    /// memory to the system).
+    Quiet,
     /// The TLS handshake the server asked for with [`Action::StartTls`]
     /// is done: bytes from now on are the decrypted stream. `version`
     /// and `cipher` are shown by monitoring and in the debug log;
@@ -459,6 +463,7 @@ impl Server {
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Closed { conn } => self.on_closed(conn),
             Event::Tick => self.on_tick(),
+            Event::Quiet => self.release_idle_buffers(),
             Event::TlsReady {
                 conn,
                 version,
@@ -535,6 +540,16 @@ impl Server {
             .collect();
         for id in ids {
             self.close(id, CloseReason::ServerShutdown, true);
+        }
+    }
+
+    /// Frees the outbound buffers of connections with nothing queued: a
+    /// burst leaves each subscriber holding one as large as a batch's worth.
+    fn release_idle_buffers(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            if c.out.is_empty() && c.out.capacity() > 0 {
+                c.out = Vec::new();
+            }
         }
     }
 

@@ -631,6 +631,21 @@ fn a_publisher_is_paused_briefly_at_the_flow_control_mark_long_before_half_the_l
 }
 
 #[test]
+fn quiet_frees_the_outbound_buffers_of_drained_connections_only() {
+    let mut h = Harness::new(Options::default());
+    let drained = h.client(quiet());
+    let behind = h.client(quiet());
+    // A drained connection holding a large spare, as after a burst.
+    let _ = h.out(drained);
+    h.server.conns[drained.0].out = Vec::with_capacity(1 << 20);
+    // One with bytes still queued keeps them.
+    h.server.conns[behind.0].out.extend_from_slice(b"PING\r\n");
+    h.server.handle(now_at(h.now_ns), Event::Quiet);
+    assert_eq!(h.server.conns[drained.0].out.capacity(), 0);
+    assert_eq!(h.server.conns[behind.0].out, b"PING\r\n");
+}
+
+#[test]
 fn write_deadline_closes_a_stuck_reader() {
     let opts = Options {
         write_deadline: Duration::from_secs(1),
