@@ -23,6 +23,8 @@ use crate::seed;
 /// being accepted (a socket buffer).
 const WINDOW_BYTES: usize = 64 * 1024;
 const MS: u64 = 1_000_000;
+/// How often (in server ticks) the world tells the server traffic is quiet.
+const QUIET_EVERY_TICKS: u64 = 5;
 
 /// How a run is set up.
 #[derive(Debug, Clone)]
@@ -153,6 +155,8 @@ pub struct World {
     links: Vec<Link>,
     clients: Vec<SimClient>,
     net_rng: ChaCha8Rng,
+    /// Server ticks so far (every [`QUIET_EVERY_TICKS`]th also says quiet).
+    server_ticks: u64,
     faults: Vec<(u64, Fault)>,
     hold: Vec<(u32, u32)>,
     slow: Vec<u32>,
@@ -208,6 +212,7 @@ impl World {
             conn_links: BTreeMap::new(),
             links: Vec::new(),
             net_rng: seed::rng(s, "net", 0),
+            server_ticks: 0,
             hold: vec![(0, 0); n_clients],
             slow: vec![0; n_clients],
             spike_ns: vec![0; n_clients],
@@ -292,6 +297,13 @@ impl World {
                     self.tick_at = None;
                 }
                 self.server.handle(now_of(self.now), Event::Tick);
+                // Every fifth tick the driver would have seen traffic go
+                // quiet: connections let go of their idle buffers, whatever
+                // is still queued.
+                self.server_ticks += 1;
+                if self.server_ticks % QUIET_EVERY_TICKS == 0 {
+                    self.server.handle(now_of(self.now), Event::Quiet);
+                }
                 self.drain_server();
             }
             Wake::Fault(i) => self.fault(i),
