@@ -48,12 +48,13 @@ const BATCH_BYTES_MAX: usize = 256 * 1024;
 const SPARE_MAX: usize = 8;
 const SPARE_CAPACITY_MAX: usize = 512 * 1024;
 /// After a burst — at least [`TRIM_AFTER_BYTES`] read and written since the
-/// last time — and once traffic has stayed under [`QUIET_BYTES`] per batch
-/// for [`TRIM_AFTER_QUIET`], freed memory goes back to the system
-/// ([`crate::memory::release_freed`]).
+/// last time — and once traffic has been quiet for [`TRIM_AFTER_QUIET`],
+/// freed memory goes back to the system ([`crate::memory::release_freed`]).
+/// Quiet: no more than [`QUIET_BYTES`] moved since the last busy moment; a
+/// steady flow of small requests is busy too.
 const TRIM_AFTER_BYTES: usize = 4 * 1024 * 1024;
 const TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
-const QUIET_BYTES: usize = 16 * 1024;
+const QUIET_BYTES: usize = 64 * 1024;
 /// How often the core hears of the process's memory and CPU.
 const PROCESS_INFO_EVERY: Duration = Duration::from_secs(1);
 
@@ -412,6 +413,7 @@ pub fn serve_with_monitor<L: Listener>(
         process_refreshed: None,
         moved_since_trim: 0,
         last_busy: tokio::time::Instant::now(),
+        moved_since_busy: 0,
         http_req_stats: Default::default(),
         reloading: None,
     };
@@ -489,9 +491,10 @@ struct CoreLoop<S> {
     /// When the core was last told the process's memory and CPU.
     process_refreshed: Option<CoreInstant>,
     /// Bytes read and written since freed memory last went back to the
-    /// system, and when the last batch busier than [`QUIET_BYTES`] ran.
+    /// system; when traffic was last busy, and the bytes moved since.
     moved_since_trim: usize,
     last_busy: tokio::time::Instant,
+    moved_since_busy: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
@@ -543,8 +546,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                         }
                     }
                     self.moved_since_trim = self.moved_since_trim.saturating_add(moved);
-                    if moved > QUIET_BYTES {
+                    self.moved_since_busy = self.moved_since_busy.saturating_add(moved);
+                    if self.moved_since_busy > QUIET_BYTES {
                         self.last_busy = tokio::time::Instant::now();
+                        self.moved_since_busy = 0;
                     }
                 }
                 None => {
