@@ -21,9 +21,10 @@ use tokio_rustls::TlsAcceptor;
 
 /// Bytes read from a socket at once: an idle connection holds the small
 /// size; a busy one grows to the large one (as nats-server's read buffer
-/// does), and shrinks back when reads get small again.
+/// does, to 64 KiB there: 256 KiB here costs a quarter of the reads and
+/// events for large messages), and shrinks back when reads get small again.
 const READ_BUFFER_MIN: usize = 512;
-const READ_BUFFER_MAX: usize = 64 * 1024;
+const READ_BUFFER_MAX: usize = 256 * 1024;
 /// Inbound events queued for the core before readers wait (backpressure).
 const INBOUND_QUEUE: usize = 4096;
 /// Bytes read but not yet handled by the core, over all connections: when
