@@ -56,7 +56,8 @@ def metrics(r):
         # A burst run on a fresh server is there for its memory only.
         m["rss_run_max_mib"] = r["server"]["rss_run_max_kib"] / 1024
         m["rss_after_mib"] = r["server"]["rss_after_kib"] / 1024
-        return ("burst-" + s, str(r["size"])), m
+        kind = r["burst"] if isinstance(r["burst"], str) else "burst"
+        return (kind + "-" + s, str(r["size"])), m
     if "server" in r:
         m["cpu_ns_per_msg"] = r["server"]["cpu_ns_per_msg"]
         if r["server"].get("sched_cpu_ns_per_msg") is not None:

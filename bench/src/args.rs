@@ -26,6 +26,8 @@ options:
   --subjects N             spread messages over N subjects S.0 … S.N-1, each
                            subscriber subscribing to every one (1)
   --pubs N                 publishers or requesters (1)
+  --rate R                 publish R messages a second in all (default: as
+                           fast as the server takes them)
   --subs M                 subscribers, queue members or responders
   --conns N                idle: connections to open (1000)
   --server-pid PID         read the server's CPU time and RSS from /proc,
@@ -86,6 +88,8 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// How long to watch the server's memory after the run.
     pub after: Duration,
+    /// Publishes a second over all publishers; `None`: as fast as possible.
+    pub rate: Option<f64>,
     pub json: bool,
     pub csv: bool,
     pub quiet: bool,
@@ -119,6 +123,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut conns = 1000;
     let mut server_pid = None;
     let mut after = Duration::ZERO;
+    let mut rate = None;
     let (mut json, mut csv, mut quiet) = (false, false, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -134,6 +139,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--conns" => conns = number(&value()?)?,
             "--server-pid" => server_pid = Some(number(&value()?)?),
             "--after" => after = parse_duration(&value()?)?,
+            "--rate" => rate = Some(number::<f64>(&value()?)?).filter(|r| *r > 0.0),
             "--json" => json = true,
             "--csv" => csv = true,
             "--quiet" => quiet = true,
@@ -182,6 +188,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         conns,
         server_pid,
         after,
+        rate,
         json,
         csv,
         quiet,

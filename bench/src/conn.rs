@@ -145,16 +145,20 @@ pub struct ClientRun {
 }
 
 /// Publishes `msgs` messages (or until `deadline`) in batches of about
-/// [`WRITE_BATCH_BYTES`], then flushes. `sent` is bumped per batch.
+/// [`WRITE_BATCH_BYTES`], then flushes. `sent` is bumped per batch. With a
+/// `rate` (messages a second), batches are a millisecond's worth at most
+/// and wait for their time.
 pub async fn publisher(
     mut conn: Conn,
     frames: Arc<Frames>,
     msgs: Option<u64>,
     deadline: Option<Instant>,
+    rate: Option<f64>,
     start: Instant,
     sent: Arc<AtomicU64>,
 ) -> io::Result<(ClientRun, Conn)> {
     let (mut done, mut next) = (0u64, 0usize);
+    let per_ms = rate.map(|r| ((r / 1000.0) as u64).max(1));
     loop {
         let max = match msgs {
             Some(m) if done >= m => break,
@@ -162,6 +166,13 @@ pub async fn publisher(
             None if deadline.is_some_and(|d| Instant::now() >= d) => break,
             None => u64::MAX,
         };
+        let max = per_ms.map_or(max, |p| max.min(p));
+        if let Some(r) = rate {
+            let due = start + Duration::from_secs_f64(done as f64 / r);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
         let (batch, n) = frames.batch(next, max);
         conn.stream.write_all(batch).await?;
         next = (next + n) % frames.len();

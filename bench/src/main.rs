@@ -141,7 +141,8 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         .enumerate()
         .map(|(i, c)| {
             let (msgs, deadline) = share(opts.limit, opts.pubs, i);
-            let p = conn::publisher(c, frames.clone(), msgs, deadline, start, sent.clone());
+            let rate = opts.rate.map(|r| r / opts.pubs as f64);
+            let p = conn::publisher(c, frames.clone(), msgs, deadline, rate, start, sent.clone());
             tokio::spawn(p)
         })
         .collect();
