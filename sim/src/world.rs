@@ -301,7 +301,7 @@ impl World {
                 // quiet: connections let go of their idle buffers, whatever
                 // is still queued.
                 self.server_ticks += 1;
-                if self.server_ticks % QUIET_EVERY_TICKS == 0 {
+                if self.server_ticks.is_multiple_of(QUIET_EVERY_TICKS) {
                     self.server.handle(now_of(self.now), Event::Quiet);
                 }
                 self.drain_server();
