@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::logger::Logger;
+use crate::memory::TrimPolicy;
 use crate::tls::TlsConn;
 use tokio_rustls::TlsAcceptor;
 
@@ -48,14 +49,6 @@ const BATCH_BYTES_MAX: usize = 256 * 1024;
 /// goes quiet after a burst, with the rest of the freed memory.
 const SPARE_MAX: usize = 8;
 const SPARE_CAPACITY_MAX: usize = 512 * 1024;
-/// After a burst — at least [`TRIM_AFTER_BYTES`] read and written since the
-/// last time — and once traffic has been quiet for [`TRIM_AFTER_QUIET`],
-/// freed memory goes back to the system ([`crate::memory::release_freed`]).
-/// Quiet: no more than [`QUIET_BYTES`] moved since the last busy moment; a
-/// steady flow of small requests is busy too.
-const TRIM_AFTER_BYTES: usize = 4 * 1024 * 1024;
-const TRIM_AFTER_QUIET: Duration = Duration::from_secs(1);
-const QUIET_BYTES: usize = 64 * 1024;
 /// How often the core hears of the process's memory and CPU.
 const PROCESS_INFO_EVERY: Duration = Duration::from_secs(1);
 
@@ -412,9 +405,7 @@ pub fn serve_with_monitor<L: Listener>(
         spare: Vec::new(),
         tls: tls.map(TlsAcceptor::from),
         process_refreshed: None,
-        moved_since_trim: 0,
-        last_busy: tokio::time::Instant::now(),
-        moved_since_busy: 0,
+        trim: TrimPolicy::new(tokio::time::Instant::now()),
         http_req_stats: Default::default(),
         reloading: None,
     };
@@ -492,17 +483,15 @@ struct CoreLoop<S> {
     /// When the core was last told the process's memory and CPU.
     process_refreshed: Option<CoreInstant>,
     /// Bytes read and written since freed memory last went back to the
-    /// system; when traffic was last busy, and the bytes moved since.
-    moved_since_trim: usize,
-    last_busy: tokio::time::Instant,
-    moved_since_busy: usize,
+    /// When freed memory goes back to the system.
+    trim: TrimPolicy<tokio::time::Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
     async fn run(mut self, stop: Arc<Notify>) {
         loop {
             let core_deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
-            let trim_at = self.trim_due();
+            let trim_at = self.trim.due();
             let deadline = match (core_deadline, trim_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -546,19 +535,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                             Err(_) => break,
                         }
                     }
-                    self.moved_since_trim = self.moved_since_trim.saturating_add(moved);
-                    self.moved_since_busy = self.moved_since_busy.saturating_add(moved);
-                    if self.moved_since_busy > QUIET_BYTES {
-                        self.last_busy = tokio::time::Instant::now();
-                        self.moved_since_busy = 0;
-                    }
+                    self.trim.moved(moved, tokio::time::Instant::now());
                 }
                 None => {
                     if trim_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
                         self.server.handle(self.clock.now(), Event::Quiet);
                         self.spare = Vec::new();
                         crate::memory::release_freed();
-                        self.moved_since_trim = 0;
+                        self.trim.trimmed();
                     }
                     if core_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
                         self.server.handle(self.clock.now(), Event::Tick);
@@ -600,12 +584,6 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 _ => break,
             }
         }
-    }
-
-    /// When freed memory should go back to the system: after a burst, once
-    /// traffic has been quiet for a while.
-    fn trim_due(&self) -> Option<tokio::time::Instant> {
-        (self.moved_since_trim >= TRIM_AFTER_BYTES).then(|| self.last_busy + TRIM_AFTER_QUIET)
     }
 
     fn control(&mut self, c: Control) {
