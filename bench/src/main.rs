@@ -305,6 +305,10 @@ async fn floor(opts: &Options) -> Result<Report, BoxError> {
     let forward = opts.subs == 1;
     let r = tokio::task::spawn_blocking(move || floor::run(&subject, &payload, msgs, forward))
         .await??;
+    if forward && r.forwarded_bytes != r.read_bytes {
+        let (read, got) = (r.read_bytes, r.forwarded_bytes);
+        return Err(format!("the loop read {read} bytes but its reader got {got}").into());
+    }
     let per_msg = r.loop_cpu_secs * 1e9 / r.publisher.msgs.max(1) as f64;
     Ok(Report {
         pubs: Some(Side::of(&[r.publisher], opts.size)),

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod config_file;
+mod conn_io;
 pub mod driver;
 pub mod logger;
 pub mod memory;

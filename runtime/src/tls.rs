@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use crate::driver::{Inbound, Outbound};
+use crate::conn_io::{Inbound, Outbound};
 
 /// A client's stream once TLS is up.
 pub type TlsConn<S> = tokio_rustls::server::TlsStream<Prefixed<S>>;
@@ -357,7 +357,7 @@ pub(crate) async fn connection<S>(
             if tx.send(ready).await.is_err() {
                 return;
             }
-            crate::driver::write_loop(write, rx, id, generation, tx, after).await;
+            crate::conn_io::write_loop(write, rx, id, generation, tx, after).await;
         }
     }
 }
