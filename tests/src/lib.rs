@@ -51,6 +51,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The port of a "Listening for client connections on HOST:PORT" log line.
+fn listening_port(line: &str) -> Option<u16> {
+    let (_, addr) = line.split_once("Listening for client connections on ")?;
+    addr.trim().rsplit_once(':')?.1.parse().ok()
+}
+
 /// A running server process, stopped when dropped.
 pub struct ServerProcess {
     pub child: Child,
@@ -63,35 +69,56 @@ impl ServerProcess {
         Self::start(&natrix_bin(), args)
     }
 
-    /// Starts any nats-server-compatible binary with the same flags.
+    /// Starts any nats-server-compatible binary with the same flags. The
+    /// server picks its own port (`-p -1`) and the port is read from its
+    /// "Listening for client connections on" log line, so two tests can
+    /// never race for one port.
     pub fn start(bin: &Path, args: &[&str]) -> Self {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(bin)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-            // Drain the log so the server never blocks on a full pipe.
-            let stderr = child.stderr.take().unwrap();
-            std::thread::spawn(
-                move || for _ in BufReader::new(stderr).lines().map_while(Result::ok) {},
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
+        let log_file = args
+            .iter()
+            .position(|a| matches!(*a, "-l" | "--log"))
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
+        let mut child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        // Drain the log so the server never blocks on a full pipe, and pass
+        // the listening port on.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = listening_port(&line) {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let logged = match &log_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .ok()
+                    .and_then(|text| text.lines().find_map(listening_port)),
+                None => rx.recv_timeout(Duration::from_millis(20)).ok(),
+            };
+            if let Some(port) = logged {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return ServerProcess { child, port };
                 }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // lost the port race; try another
-                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited at start: {status}", bin.display());
+            }
+            if log_file.is_some() {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("{} did not start", bin.display());
     }
 
