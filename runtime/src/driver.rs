@@ -741,6 +741,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 Action::Exit => exit = true,
                 Action::Reloaded { error } => self.reloaded(error),
+                // The core asks for storage only with JetStream on, which
+                // the driver does not start yet.
+                Action::Storage(_) => {}
                 Action::Transmit { conn } => {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;

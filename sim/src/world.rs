@@ -547,6 +547,7 @@ impl World {
                     self.restart();
                 }
                 Action::Reloaded { .. } => unreachable!("the simulation never reloads"),
+                Action::Storage(_) => unreachable!("the simulated server runs without JetStream"),
             }
         }
         if let Some(d) = self.server.next_deadline().map(Instant::as_nanos)

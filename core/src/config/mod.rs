@@ -106,6 +106,40 @@ impl TlsOptions {
     }
 }
 
+/// `jetstream {}`: where streams live and how much they may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamOptions {
+    /// `store_dir`, `-sd`: the directory that holds `jetstream/`. Empty
+    /// means the system's temporary directory, as in nats-server.
+    pub store_dir: String,
+    /// `max_memory_store` in bytes; -1 lets the runtime choose (nats-server:
+    /// three quarters of the system's memory).
+    pub max_memory_store: i64,
+    /// `max_file_store` in bytes; -1 lets the runtime choose (nats-server:
+    /// the free space of the store's disk, up to 1 TB).
+    pub max_file_store: i64,
+    /// `domain`: the API is also served on `$JS.<domain>.API.>`.
+    pub domain: String,
+    /// `sync_interval`: `None` (natrix's default, and `always`) syncs every
+    /// write before it is acknowledged; `Some(d)` acknowledges writes once
+    /// they reach the page cache and syncs every `d`, nats-server's
+    /// default trade (2 minutes there): faster, and a power cut loses up
+    /// to `d` of acknowledged messages.
+    pub sync_interval: Option<Duration>,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions {
+            store_dir: String::new(),
+            max_memory_store: -1,
+            max_file_store: -1,
+            domain: String::new(),
+            sync_interval: None,
+        }
+    }
+}
+
 /// Server options with nats-server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -156,6 +190,8 @@ pub struct Options {
     pub trace: bool,
     /// Message payloads in trace lines are cut at this many bytes (0: whole).
     pub max_traced_msg_len: usize,
+    /// `jetstream {}`, `-js`, `-sd`: JetStream on this server (`None`: off).
+    pub jetstream: Option<JetStreamOptions>,
     /// Test-only: a bug planted on purpose so the simulation can prove its
     /// checkers catch it. Never set in production (no configuration file or
     /// flag reaches it); `None` costs one predictable branch per delivery.
@@ -280,6 +316,7 @@ impl Default for Options {
             debug: false,
             trace: false,
             max_traced_msg_len: 0,
+            jetstream: None,
             mutation: None,
         }
     }

@@ -202,6 +202,10 @@ pub enum Action {
     /// The answer to [`Event::Reload`]: `None` when the new options are in
     /// force, else why none of them is.
     Reloaded { error: Option<String> },
+    /// Run a storage operation (JetStream); its completion comes back as
+    /// [`Event::Storage`]. Operations may run in any grouping the driver
+    /// likes, but in the order emitted.
+    Storage(natrix_storage::ops::StorageOp),
 }
 
 /// The server's random choices, one seeded stream per purpose, so that a

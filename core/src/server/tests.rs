@@ -33,6 +33,7 @@ struct Harness {
     exited: bool,
     /// The answers to reloads.
     reloaded: Vec<Option<String>>,
+    storage: Vec<natrix_storage::ops::StorageOp>,
     /// The server's own subscriptions (system account services).
     internal_subs: usize,
     /// `Transmit` and `StartTls`, in the order they came.
@@ -61,6 +62,7 @@ impl Harness {
             stopped_accepting: false,
             exited: false,
             reloaded: Vec::new(),
+            storage: Vec::new(),
             wire: Vec::new(),
         }
     }
@@ -85,6 +87,7 @@ impl Harness {
                 Action::StopAccepting => self.stopped_accepting = true,
                 Action::Exit => self.exited = true,
                 Action::Reloaded { error } => self.reloaded.push(error),
+                Action::Storage(op) => self.storage.push(op),
             }
         }
     }
