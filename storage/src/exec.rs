@@ -124,6 +124,11 @@ impl<B: Backend> Executor<B> {
             id,
             stream: stream.to_string(),
             durable_seq: self.streams.get(stream).map_or(0, |s| s.durable_seq()),
+            state: self
+                .streams
+                .get(stream)
+                .map(Store::state)
+                .unwrap_or_default(),
             result,
         }
     }

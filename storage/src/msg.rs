@@ -53,6 +53,9 @@ pub struct StreamState {
     pub first_seq: u64,
     pub last_seq: u64,
     pub num_subjects: u64,
+    /// When the first and the last live message were stored (0: empty).
+    pub first_ts_unix_nanos: u64,
+    pub last_ts_unix_nanos: u64,
 }
 
 /// One subject's messages in a stream.

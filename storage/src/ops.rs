@@ -149,5 +149,8 @@ pub struct Completion {
     /// Every message of the stream up to this sequence is durable; acks up
     /// to here may be released.
     pub durable_seq: u64,
+    /// What the stream holds after the operation (empty when it has no
+    /// open store), so the core can answer stream info without asking.
+    pub state: StreamState,
     pub result: Result<Done, StoreError>,
 }

@@ -199,6 +199,12 @@ impl<L> StreamIndex<L> {
                 .unwrap_or(self.last_seq.saturating_add(1)),
             last_seq: self.last_seq,
             num_subjects: self.subjects.len() as u64,
+            first_ts_unix_nanos: self.msgs.values().next().map_or(0, |s| s.ts_unix_nanos),
+            last_ts_unix_nanos: self
+                .msgs
+                .values()
+                .next_back()
+                .map_or(0, |s| s.ts_unix_nanos),
         }
     }
 
