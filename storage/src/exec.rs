@@ -62,13 +62,16 @@ impl<D: Disk, F: FnMut() -> D> FileBackend<D, F> {
     }
 }
 
-/// Stream names become directory names: keep them to a safe alphabet.
+/// Stream names become directory names: keep them to a safe alphabet
+/// (the core percent-encodes an account and a stream name and joins them
+/// with a dot), and never `.`, `..` or a hidden name.
 fn valid_stream_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
+        && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'%'))
 }
 
 impl<D: Disk, F: FnMut() -> D> Backend for FileBackend<D, F> {
