@@ -14,12 +14,14 @@
 //! the default `fs` feature), so the simulator can run it over [`SimDisk`],
 //! which loses, tears and corrupts writes on purpose, from a seed.
 
+mod backend;
 pub mod commit;
 pub mod disk;
 pub mod exec;
 pub mod file;
 pub mod fuzzing;
 pub mod mem;
+pub mod meta;
 pub mod msg;
 pub mod ops;
 pub mod record;
@@ -31,9 +33,10 @@ mod subject;
 #[cfg(feature = "fs")]
 pub use disk::FsDisk;
 pub use disk::{Disk, DiskError, DiskErrorKind, FileId, SimDisk, SimDiskConfig};
-pub use exec::{Backend, Executor, FileBackend, MemBackend};
+pub use exec::{Backend, Executor, FileBackend, MemBackend, StreamStore};
 pub use file::FileStore;
 pub use mem::MemStore;
+pub use meta::{MetaError, StoredStream};
 pub use msg::{
     Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState, SubjectState,
     TornTail,
