@@ -4,7 +4,10 @@
 //! record carries a crc32c, with an index per sealed block for fast
 //! start-up, per-subject state, deletes, purges, limits and compaction; and
 //! a memory store behind the same [`Store`] interface, which memory streams
-//! use and the file store is tested against. Durability is explicit: an
+//! use and the file store is tested against. Beside its messages, each
+//! stream's directory keeps its metadata (opaque bytes the core
+//! serialises), replaced atomically and checksummed, so that start-up can
+//! list the streams there are ([`meta`]). Durability is explicit: an
 //! append reaches the page cache, a sync covers every append before it, and
 //! every completion says which sequence is durable. Recovery cuts a torn
 //! tail and reports corruption with its sequence range; bad bytes are never
