@@ -26,7 +26,7 @@
 use natrix_storage::ops::{Completion, Done, OpId, StorageOp};
 use natrix_storage::{
     Executor, FileBackend, FileStore, RecoveryReport, SimDisk, SimDiskConfig, StoreError,
-    StreamConfig, StreamState,
+    StreamConfig, StreamState, StreamStore,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
@@ -188,7 +188,7 @@ impl SimStorage {
     /// A stream's store as it is now, for checkers (which may read it
     /// without going through the queue).
     pub fn store(&mut self, stream: &str) -> Option<&mut FileStore<SimDisk>> {
-        self.exec.store(stream)
+        self.exec.store(stream).and_then(StreamStore::file_mut)
     }
 
     /// The simulated disk, for checkers and for injecting faults.

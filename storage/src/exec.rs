@@ -6,97 +6,11 @@
 //! served by a single fsync, taken after the batch's other operations on
 //! that stream, so a burst of publishes costs one fsync.
 
-use crate::disk::{Disk, join};
-use crate::file::FileStore;
-use crate::mem::MemStore;
-use crate::msg::{RecoveryReport, StoreError, StreamConfig};
+pub use crate::backend::{Backend, FileBackend, MemBackend, StreamStore, valid_stream_name};
+use crate::msg::StoreError;
 use crate::ops::{Completion, Done, OpId, Read, StorageOp};
 use crate::store::Store;
 use std::collections::BTreeMap;
-
-/// Where streams live: opens and removes them.
-pub trait Backend {
-    type Store: Store;
-    fn open(
-        &mut self,
-        stream: &str,
-        config: StreamConfig,
-    ) -> Result<(Self::Store, RecoveryReport), StoreError>;
-    fn remove(&mut self, stream: &str) -> Result<(), StoreError>;
-}
-
-/// Streams in memory.
-#[derive(Default)]
-pub struct MemBackend;
-
-impl Backend for MemBackend {
-    type Store = MemStore;
-    fn open(
-        &mut self,
-        _stream: &str,
-        config: StreamConfig,
-    ) -> Result<(MemStore, RecoveryReport), StoreError> {
-        Ok((MemStore::new(config), RecoveryReport::default()))
-    }
-    fn remove(&mut self, _stream: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-/// Streams as directories `root_dir/<stream>` on a disk; `make_disk`
-/// gives each stream its own handle (a clone for the simulated disk, a
-/// fresh `FsDisk` on the same root for the real one).
-pub struct FileBackend<D, F> {
-    pub root_dir: String,
-    pub make_disk: F,
-    _disk: std::marker::PhantomData<D>,
-}
-
-impl<D: Disk, F: FnMut() -> D> FileBackend<D, F> {
-    pub fn new(root_dir: &str, make_disk: F) -> Self {
-        FileBackend {
-            root_dir: root_dir.to_string(),
-            make_disk,
-            _disk: std::marker::PhantomData,
-        }
-    }
-}
-
-/// Stream names become directory names: keep them to a safe alphabet
-/// (the core percent-encodes an account and a stream name and joins them
-/// with a dot), and never `.`, `..` or a hidden name.
-fn valid_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'%'))
-}
-
-impl<D: Disk, F: FnMut() -> D> Backend for FileBackend<D, F> {
-    type Store = FileStore<D>;
-    fn open(
-        &mut self,
-        stream: &str,
-        config: StreamConfig,
-    ) -> Result<(FileStore<D>, RecoveryReport), StoreError> {
-        let dir = join(&self.root_dir, stream);
-        let mut disk = (self.make_disk)();
-        disk.create_dir(&dir)?;
-        // Both new names must be durable: the stream's and the root's.
-        disk.sync_dir(&self.root_dir)?;
-        let parent = self.root_dir.rsplit_once('/').map_or("", |(p, _)| p);
-        disk.sync_dir(parent)?;
-        FileStore::open(disk, &dir, config)
-    }
-    fn remove(&mut self, stream: &str) -> Result<(), StoreError> {
-        let mut disk = (self.make_disk)();
-        disk.remove_dir(&join(&self.root_dir, stream))?;
-        disk.sync_dir(&self.root_dir)?;
-        Ok(())
-    }
-}
 
 pub struct Executor<B: Backend> {
     backend: B,
@@ -161,6 +75,7 @@ impl<B: Backend> Executor<B> {
                         StorageOp::Open { .. }
                             | StorageOp::Remove { .. }
                             | StorageOp::Truncate { .. }
+                            | StorageOp::SaveMeta { .. }
                     );
                     if barrier && let Some(ids) = waiting.remove(op.stream()) {
                         self.sync_for(op.stream(), ids, out);
@@ -183,16 +98,18 @@ impl<B: Backend> Executor<B> {
 
     fn sync(&mut self, stream: &str) -> Result<Done, StoreError> {
         let store = self.streams.get_mut(stream).ok_or(StoreError::NoStream)?;
-        self.fsyncs += 1;
+        // A memory stream has nothing to sync: everything it holds is as
+        // durable as it will ever be.
+        if !store.config().memory {
+            self.fsyncs += 1;
+        }
         store.sync().map(|_| Done::Synced)
     }
 
     fn run(&mut self, op: StorageOp) -> Result<Done, StoreError> {
         match op {
             StorageOp::Open { stream, config, .. } => {
-                if !valid_stream_name(&stream) {
-                    return Err(StoreError::Invalid(format!("stream name {stream:?}")));
-                }
+                check_name(&stream)?;
                 self.streams.remove(&stream);
                 let (store, report) = self.backend.open(&stream, config)?;
                 let state = store.state();
@@ -200,10 +117,17 @@ impl<B: Backend> Executor<B> {
                 Ok(Done::Opened { state, report })
             }
             StorageOp::Remove { stream, .. } => {
+                check_name(&stream)?;
                 self.streams.remove(&stream);
                 self.backend.remove(&stream)?;
                 Ok(Done::Removed)
             }
+            StorageOp::SaveMeta { stream, meta, .. } => {
+                check_name(&stream)?;
+                self.backend.save_meta(&stream, &meta)?;
+                Ok(Done::MetaSaved)
+            }
+            StorageOp::ListStreams { .. } => Ok(Done::Streams(self.backend.list()?)),
             StorageOp::Sync { stream, .. } => self.sync(&stream),
             op => {
                 let store = self
@@ -213,6 +137,15 @@ impl<B: Backend> Executor<B> {
                 run_on(store, op)
             }
         }
+    }
+}
+
+/// Stream names become directory names: refuse any other before it is used.
+fn check_name(stream: &str) -> Result<(), StoreError> {
+    if valid_stream_name(stream) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("stream name {stream:?}")))
     }
 }
 
@@ -230,7 +163,11 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
         StorageOp::Expire { now_unix_nanos, .. } => Done::Expired(store.expire(now_unix_nanos)?),
         StorageOp::Compact { .. } => Done::Compacted(store.compact()?),
         StorageOp::Scrub { .. } => Done::Scrubbed(store.scrub()?),
-        StorageOp::Open { .. } | StorageOp::Remove { .. } | StorageOp::Sync { .. } => {
+        StorageOp::Open { .. }
+        | StorageOp::Remove { .. }
+        | StorageOp::Sync { .. }
+        | StorageOp::SaveMeta { .. }
+        | StorageOp::ListStreams { .. } => {
             return Err(StoreError::Invalid("handled by the executor".into()));
         }
     })

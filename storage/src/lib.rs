@@ -4,7 +4,10 @@
 //! record carries a crc32c, with an index per sealed block for fast
 //! start-up, per-subject state, deletes, purges, limits and compaction; and
 //! a memory store behind the same [`Store`] interface, which memory streams
-//! use and the file store is tested against. Durability is explicit: an
+//! use and the file store is tested against. Beside its messages, each
+//! stream's directory keeps its metadata (opaque bytes the core
+//! serialises), replaced atomically and checksummed, so that start-up can
+//! list the streams there are ([`meta`]). Durability is explicit: an
 //! append reaches the page cache, a sync covers every append before it, and
 //! every completion says which sequence is durable. Recovery cuts a torn
 //! tail and reports corruption with its sequence range; bad bytes are never
@@ -14,12 +17,14 @@
 //! the default `fs` feature), so the simulator can run it over [`SimDisk`],
 //! which loses, tears and corrupts writes on purpose, from a seed.
 
+mod backend;
 pub mod commit;
 pub mod disk;
 pub mod exec;
 pub mod file;
 pub mod fuzzing;
 pub mod mem;
+pub mod meta;
 pub mod msg;
 pub mod ops;
 pub mod record;
@@ -31,9 +36,10 @@ mod subject;
 #[cfg(feature = "fs")]
 pub use disk::FsDisk;
 pub use disk::{Disk, DiskError, DiskErrorKind, FileId, SimDisk, SimDiskConfig};
-pub use exec::{Backend, Executor, FileBackend, MemBackend};
+pub use exec::{Backend, Executor, FileBackend, MemBackend, StreamStore};
 pub use file::FileStore;
 pub use mem::MemStore;
+pub use meta::{MetaError, StoredStream};
 pub use msg::{
     Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState, SubjectState,
     TornTail,

@@ -30,6 +30,9 @@ pub struct StreamConfig {
     pub max_msgs_per_subject: Option<u64>,
     /// A block file is sealed and a new one started past this size.
     pub block_size_bytes: u64,
+    /// Keep the messages in memory (lost at restart, by design); the
+    /// stream's directory and metadata are on disk all the same.
+    pub memory: bool,
 }
 
 impl Default for StreamConfig {
@@ -40,6 +43,7 @@ impl Default for StreamConfig {
             max_age_ms: None,
             max_msgs_per_subject: None,
             block_size_bytes: 16 * 1024 * 1024,
+            memory: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! them on purpose); every one says which sequence of its stream is
 //! durable, and a publish is acknowledged only once that covers it.
 
+use crate::meta::StoredStream;
 use crate::msg::{Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState};
 use crate::store::Appended;
 
@@ -80,10 +81,27 @@ pub enum StorageOp {
         id: OpId,
         stream: String,
     },
-    /// Deletes the stream and its files.
+    /// Deletes the stream and its files, its metadata included.
     Remove {
         id: OpId,
         stream: String,
+    },
+    /// Replaces the stream's metadata (opaque bytes, at most 1 MiB)
+    /// atomically and durably: when it completes, a restart finds these
+    /// bytes; if it fails or a crash interrupts it, a restart finds the
+    /// old bytes or these, never a mix. The stream need not be open; its
+    /// directory is created if it has none. Earlier syncs of the stream
+    /// in the same batch are served first.
+    SaveMeta {
+        id: OpId,
+        stream: String,
+        meta: Vec<u8>,
+    },
+    /// Every stream in storage, sorted by name, with its metadata; opens
+    /// none of them. Its completion's `stream` is empty and its
+    /// `durable_seq` 0.
+    ListStreams {
+        id: OpId,
     },
 }
 
@@ -100,7 +118,9 @@ impl StorageOp {
             | StorageOp::Expire { id, .. }
             | StorageOp::Compact { id, .. }
             | StorageOp::Scrub { id, .. }
-            | StorageOp::Remove { id, .. } => *id,
+            | StorageOp::Remove { id, .. }
+            | StorageOp::SaveMeta { id, .. }
+            | StorageOp::ListStreams { id } => *id,
         }
     }
 
@@ -116,7 +136,9 @@ impl StorageOp {
             | StorageOp::Expire { stream, .. }
             | StorageOp::Compact { stream, .. }
             | StorageOp::Scrub { stream, .. }
-            | StorageOp::Remove { stream, .. } => stream,
+            | StorageOp::Remove { stream, .. }
+            | StorageOp::SaveMeta { stream, .. } => stream,
+            StorageOp::ListStreams { .. } => "",
         }
     }
 }
@@ -139,6 +161,11 @@ pub enum Done {
     Compacted(u64),
     Scrubbed(Vec<Corruption>),
     Removed,
+    MetaSaved,
+    /// What `ListStreams` found: a stream whose metadata is
+    /// `Err(MetaError::Missing)` was opened but never given metadata;
+    /// `Err(MetaError::Damaged(_))` failed its checksum.
+    Streams(Vec<StoredStream>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

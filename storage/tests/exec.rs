@@ -70,7 +70,7 @@ fn one_fsync_serves_every_sync_in_a_batch() {
 
 #[test]
 fn completions_carry_results() {
-    let mut exec = Executor::new(MemBackend);
+    let mut exec = Executor::new(MemBackend::default());
     let _ = exec.execute(open(1));
     for seq in 1..=3 {
         let _ = exec.execute(append(seq + 1, seq));

@@ -135,6 +135,7 @@ pub fn small_blocks(limits: bool) -> StreamConfig {
         max_msgs: limits.then_some(40),
         max_bytes: None,
         max_age_ms: limits.then_some(200),
+        memory: false,
     }
 }
 
