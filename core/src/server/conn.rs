@@ -35,7 +35,7 @@ impl ConnKind {
 }
 
 /// An index into the server's accounts. Every connection belongs to one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountId(pub(crate) u32);
 
 impl AccountId {

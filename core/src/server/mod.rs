@@ -13,6 +13,7 @@ mod accounts;
 mod client;
 mod conn;
 mod deliver;
+mod jetstream;
 mod lame_duck;
 mod monitor;
 mod reload;
@@ -103,8 +104,8 @@ pub enum Event<'a> {
     /// The process's memory and CPU, and the HTTP monitoring figures, as
     /// the driver last read them (for statsz and `VARZ` over NATS).
     Process(&'a ProcessInfo),
-    /// A storage operation the server asked for completed. Reserved: no
-    /// operation is asked for yet, so one arriving is logged as an error.
+    /// A storage operation the server asked for ([`Action::Storage`])
+    /// completed.
     Storage(&'a natrix_storage::ops::Completion),
 }
 
@@ -280,6 +281,8 @@ pub struct Server {
     shadows_of: crate::FastMap<SubId, Vec<SubId>>,
     /// The system account's services and events.
     system: system::SystemState,
+    /// Streams and the `$JS.API`.
+    jetstream: jetstream::JetStream,
 }
 
 impl Server {
@@ -336,8 +339,10 @@ impl Server {
             lame_duck: None,
             shadows_of: crate::FastMap::default(),
             system: system::SystemState::new(),
+            jetstream: jetstream::JetStream::default(),
         };
         server.install_system();
+        server.install_jetstream();
         server
     }
 
@@ -482,10 +487,7 @@ impl Server {
             Event::LameDuck => self.enter_lame_duck(),
             Event::Shutdown => self.shutdown(),
             Event::Process(process) => self.system.process = process.clone(),
-            Event::Storage(done) => {
-                let line = format!("Unexpected storage completion {:?}", done.id);
-                self.log(LogLevel::Error, line);
-            }
+            Event::Storage(done) => self.on_storage(done),
         }
         self.run_internal();
         self.flush_dirty();

@@ -316,6 +316,7 @@ impl Server {
             self.add_shadow_subs(account, h);
         }
         self.install_system();
+        self.install_jetstream();
     }
 
     /// The account of the user a client logged in as (`$G` for none).

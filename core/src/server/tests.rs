@@ -8,6 +8,7 @@ use crate::auth::Auth;
 mod accounts;
 mod auth;
 mod early_ops;
+mod jetstream;
 mod ops;
 mod system;
 

@@ -85,6 +85,10 @@ pub(crate) enum Service {
     ClaimsUpdate,
     /// What other servers of a cluster publish about themselves.
     Cluster,
+    /// A `$JS.API` request.
+    JsApi,
+    /// A message for a stream (its id in the JetStream state).
+    JsStream(u32),
 }
 
 /// The per-account monitoring services.
@@ -103,16 +107,16 @@ pub(crate) enum AccountEndpoint {
 #[derive(Debug)]
 pub(crate) struct InternalMsg {
     /// The account it was published in (the importer's, for an import).
-    account: AccountId,
-    subject: Box<[u8]>,
-    reply: Option<Box<[u8]>>,
+    pub account: AccountId,
+    pub subject: Box<[u8]>,
+    pub reply: Option<Box<[u8]>>,
     /// Headers (the first `header_len` bytes) and body.
-    payload: Box<[u8]>,
-    header_len: usize,
+    pub payload: Box<[u8]>,
+    pub header_len: usize,
 }
 
 impl InternalMsg {
-    fn body(&self) -> &[u8] {
+    pub(crate) fn body(&self) -> &[u8] {
         &self.payload[self.header_len..]
     }
 }
@@ -121,7 +125,7 @@ impl InternalMsg {
 #[derive(Debug, Default)]
 pub(crate) struct SystemState {
     /// The internal client, when there is a system account.
-    client: Option<ConnId>,
+    pub client: Option<ConnId>,
     /// What each of its subscriptions does.
     services: crate::FastMap<SubId, Service>,
     /// Messages for it, served at the end of the event that brought them.
@@ -134,6 +138,8 @@ pub(crate) struct SystemState {
     statsz_step: Duration,
     /// Memory and CPU as the driver last reported them.
     pub process: ProcessInfo,
+    /// The internal client's last sid.
+    next_sid: u32,
 }
 
 impl SystemState {
@@ -234,7 +240,7 @@ impl Server {
         let mut sid = 0u32;
         for (subject, service) in system_subjects(&self.info.server_id, &inbox) {
             sid += 1;
-            self.internal_subscribe(id, sys, &subject, sid, service);
+            let _ = self.internal_subscribe(id, sys, &subject, sid, service);
         }
         let others: Vec<AccountId> = (0..self.accounts.len())
             .map(|i| AccountId(i as u32))
@@ -243,9 +249,11 @@ impl Server {
         for account in others {
             for (subject, endpoint) in IMPORTS {
                 sid += 1;
-                self.internal_subscribe(id, account, subject, sid, Service::Imported(endpoint));
+                let _ =
+                    self.internal_subscribe(id, account, subject, sid, Service::Imported(endpoint));
             }
         }
+        self.system.next_sid = sid;
         if self
             .timers
             .get(super::timers::TimerKey::Server(ServerTimer::Statsz))
@@ -274,6 +282,33 @@ impl Server {
         self.conns.remove(id.0);
     }
 
+    /// Subscribes the internal client with the next free sid (for
+    /// subscriptions made after start: JetStream's); returns the handle.
+    pub(crate) fn internal_subscribe_next(
+        &mut self,
+        conn: ConnId,
+        account: AccountId,
+        subject: &str,
+        service: Service,
+    ) -> SubId {
+        self.system.next_sid += 1;
+        let sid = self.system.next_sid;
+        self.internal_subscribe(conn, account, subject, sid, service)
+    }
+
+    /// Removes one of the internal client's subscriptions.
+    pub(crate) fn internal_unsubscribe(&mut self, h: SubId) {
+        let Some(s) = self.subs.get(h.0 as usize) else {
+            return;
+        };
+        let (conn, sid) = (s.conn, s.sid.clone());
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.subs.remove(&sid);
+        }
+        self.remove_sub(h);
+        self.system.services.remove(&h);
+    }
+
     fn internal_subscribe(
         &mut self,
         conn: ConnId,
@@ -281,7 +316,7 @@ impl Server {
         subject: &str,
         sid: u32,
         service: Service,
-    ) {
+    ) -> SubId {
         let key = self.subs.vacant_key();
         let handle = SubId(u32::try_from(key).expect("fewer than 2^32 subscriptions"));
         let inserted =
@@ -302,6 +337,7 @@ impl Server {
         });
         self.conns[conn.0].subs.insert(sid, handle);
         self.system.services.insert(handle, service);
+        handle
     }
 
     /// Queues a message an internal subscription took, to be served at
@@ -333,8 +369,12 @@ impl Server {
             let Some((service, msg)) = self.system.inbox.pop_front() else {
                 break;
             };
-            self.serve(service, &msg);
+            match service {
+                Service::JsApi | Service::JsStream(_) => self.serve_jetstream(service, msg),
+                service => self.serve(service, &msg),
+            }
         }
+        self.flush_jetstream();
         if self.system.dropped > 0 {
             let n = std::mem::take(&mut self.system.dropped);
             let line = format!("System account request queue full: {n} requests dropped");

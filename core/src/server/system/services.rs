@@ -119,6 +119,9 @@ impl Server {
             Service::DebugSubscribers => self.debug_subscribers(m),
             Service::ClaimsUpdate => self.claims_update(m),
             Service::Cluster => {}
+            Service::JsApi | Service::JsStream(_) => {
+                unreachable!("JetStream's messages are served by the JetStream module")
+            }
         }
     }
 

@@ -1,0 +1,876 @@
+//! The `$JS.API` requests natrix serves, answered as nats-server answers
+//! them: the response type first, then the error or the result, in Go's
+//! field order. A subject no handler serves gets no answer at all, as from
+//! nats-server.
+
+use natrix_storage::ops::{Completion, Done, Read, StorageOp};
+use natrix_storage::{Purge, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::config::{Storage, StreamConfig, subjects_collide};
+use super::error::ApiError;
+use super::{Pending, StreamId, go_json};
+use crate::server::system::InternalMsg;
+use crate::server::{AccountId, Server};
+use crate::time::rfc3339_nanos;
+
+/// NAMES answers at most this many per page, LIST this many.
+const NAMES_LIMIT: usize = 1024;
+const LIST_LIMIT: usize = 256;
+
+const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
+
+/// Go's zero time, which nats-server prints for "never".
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn go_time(unix_nanos: u64) -> String {
+    if unix_nanos == 0 {
+        ZERO_TIME.to_string()
+    } else {
+        rfc3339_nanos(unix_nanos)
+    }
+}
+
+/// A response: its type, an error if any, then the rest.
+#[derive(Serialize)]
+struct Response<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ApiError>,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct StateJson {
+    messages: u64,
+    bytes: u64,
+    first_seq: u64,
+    first_ts: String,
+    last_seq: u64,
+    last_ts: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    num_subjects: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    num_deleted: u64,
+    consumer_count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize)]
+struct Cluster {
+    leader: String,
+}
+
+#[derive(Serialize)]
+struct StreamInfo<'a> {
+    config: &'a StreamConfig,
+    created: String,
+    state: StateJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Cluster>,
+    ts: String,
+}
+
+#[derive(Serialize)]
+struct Paged<T: Serialize> {
+    total: usize,
+    offset: usize,
+    limit: usize,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize)]
+struct CreateBody<'a> {
+    #[serde(flatten)]
+    info: StreamInfo<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    did_create: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListRequest {
+    offset: usize,
+    subject: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PurgeRequest {
+    filter: String,
+    seq: u64,
+    keep: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MsgGetRequest {
+    seq: u64,
+    last_by_subj: String,
+    next_by_subj: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MsgDeleteRequest {
+    seq: u64,
+    no_erase: bool,
+}
+
+#[derive(Serialize)]
+struct StoredMsg {
+    subject: String,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdrs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    time: String,
+}
+
+#[derive(Serialize)]
+struct AccountLimits {
+    max_memory: i64,
+    max_storage: i64,
+    max_streams: i64,
+    max_consumers: i64,
+    max_ack_pending: i64,
+    memory_max_stream_bytes: i64,
+    storage_max_stream_bytes: i64,
+    max_bytes_required: bool,
+}
+
+#[derive(Serialize)]
+struct ApiStats {
+    total: u64,
+    errors: u64,
+}
+
+#[derive(Serialize)]
+struct AccountInfo {
+    memory: u64,
+    storage: u64,
+    reserved_memory: u64,
+    reserved_storage: u64,
+    streams: usize,
+    consumers: usize,
+    limits: AccountLimits,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    domain: String,
+    api: ApiStats,
+}
+
+/// Whether a request body is empty (nats-server's `isEmptyRequest`: no
+/// bytes, `{}`, or `null`).
+fn is_empty_request(body: &[u8]) -> bool {
+    let t = body.trim_ascii();
+    t.is_empty() || t == b"{}" || t == b"null"
+}
+
+/// Parses a request body that may be empty.
+fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if is_empty_request(body) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))
+}
+
+impl Server {
+    /// A request on `$JS.API.>` (or the domain's prefix).
+    pub(crate) fn api_request(&mut self, m: &InternalMsg) {
+        let Some(reply) = m.reply.clone() else {
+            return; // nats-server ignores a request without a reply
+        };
+        let subject = String::from_utf8_lossy(&m.subject).into_owned();
+        let Some(rest) = api_suffix(&subject) else {
+            return;
+        };
+        let tokens: Vec<&str> = rest.split('.').collect();
+        let (account, body) = (m.account, m.body());
+        match tokens.as_slice() {
+            ["INFO"] => self.account_info(account, &reply),
+            ["STREAM", "CREATE", name] => self.stream_create(account, &reply, name, body, false),
+            ["STREAM", "UPDATE", name] => self.stream_create(account, &reply, name, body, true),
+            ["STREAM", "INFO", name] => self.stream_info(account, &reply, name, body),
+            ["STREAM", "NAMES"] => self.stream_names(account, &reply, body, false),
+            ["STREAM", "LIST"] => self.stream_names(account, &reply, body, true),
+            ["STREAM", "DELETE", name] => self.stream_delete(account, &reply, name),
+            ["STREAM", "PURGE", name] => self.stream_purge(account, &reply, name, body),
+            ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
+            ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
+            _ => return,
+        }
+        self.jetstream.api_total += 1;
+    }
+
+    /// Answers in `account` with `{"type":…, "error"?:…, …body}`.
+    fn api_respond<T: Serialize>(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        kind: &str,
+        error: Option<&ApiError>,
+        body: T,
+    ) {
+        if error.is_some() {
+            self.jetstream.api_errors += 1;
+        }
+        let json = go_json(&Response {
+            kind: format!("{TYPE_PREFIX}{kind}_response"),
+            error,
+            body,
+        });
+        self.publish_as_server(account, reply, None, &json);
+    }
+
+    /// A successful response's bytes.
+    fn response_json<T: Serialize>(&self, kind: &str, body: T) -> Vec<u8> {
+        go_json(&Response {
+            kind: format!("{TYPE_PREFIX}{kind}_response"),
+            error: None,
+            body,
+        })
+    }
+
+    /// Sends `json` once the stream's disk holds what was just changed
+    /// (a delete or a purge is acknowledged only once it is durable too).
+    fn answer_after_sync(&mut self, key: &str, account: AccountId, reply: &[u8], json: Vec<u8>) {
+        let op = self.next_op(Pending::Respond {
+            account,
+            reply: reply.into(),
+            json,
+        });
+        self.storage(StorageOp::Sync {
+            id: op,
+            stream: key.to_string(),
+        });
+    }
+
+    fn fail(&mut self, account: AccountId, reply: &[u8], kind: &str, e: &ApiError) {
+        self.api_respond(account, reply, kind, Some(e), Empty {});
+    }
+
+    fn stream_id(&self, account: AccountId, name: &str) -> Option<StreamId> {
+        self.jetstream
+            .by_name
+            .get(&(account, name.to_string()))
+            .copied()
+    }
+
+    fn account_info(&mut self, account: AccountId, reply: &[u8]) {
+        let (mut memory, mut storage, mut streams) = (0, 0, 0);
+        for (_, s) in self
+            .jetstream
+            .streams
+            .iter()
+            .filter(|(_, s)| s.account == account)
+        {
+            streams += 1;
+            match s.config.storage {
+                Storage::Memory => memory += s.state.bytes,
+                Storage::File => storage += s.state.bytes,
+            }
+        }
+        let info = AccountInfo {
+            memory,
+            storage,
+            reserved_memory: 0,
+            reserved_storage: 0,
+            streams,
+            consumers: 0,
+            limits: AccountLimits {
+                max_memory: -1,
+                max_storage: -1,
+                max_streams: -1,
+                max_consumers: -1,
+                max_ack_pending: -1,
+                memory_max_stream_bytes: -1,
+                storage_max_stream_bytes: -1,
+                max_bytes_required: false,
+            },
+            domain: self.domain(),
+            api: ApiStats {
+                total: self.jetstream.api_total,
+                errors: self.jetstream.api_errors,
+            },
+        };
+        self.api_respond(account, reply, "account_info", None, info);
+    }
+
+    fn domain(&self) -> String {
+        self.opts
+            .jetstream
+            .as_ref()
+            .map(|j| j.domain.clone())
+            .unwrap_or_default()
+    }
+
+    fn info_of(&self, id: StreamId, cluster: bool) -> StreamInfo<'_> {
+        let s = &self.jetstream.streams[id as usize];
+        let st = &s.state;
+        let (first_seq, num_deleted) = if st.msgs == 0 {
+            (if st.last_seq == 0 { 0 } else { st.last_seq + 1 }, 0)
+        } else {
+            (
+                st.first_seq,
+                (st.last_seq + 1 - st.first_seq).saturating_sub(st.msgs),
+            )
+        };
+        StreamInfo {
+            config: &s.config,
+            created: go_time(s.created_unix_nanos),
+            state: StateJson {
+                messages: st.msgs,
+                bytes: st.bytes,
+                first_seq,
+                first_ts: go_time(st.first_ts_unix_nanos),
+                last_seq: st.last_seq,
+                last_ts: go_time(st.last_ts_unix_nanos),
+                num_subjects: st.num_subjects,
+                num_deleted,
+                consumer_count: 0,
+            },
+            cluster: cluster.then(|| Cluster {
+                leader: self.info.server_name.clone(),
+            }),
+            ts: go_time(self.now.unix_nanos),
+        }
+    }
+
+    fn stream_create(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        name: &str,
+        body: &[u8],
+        update: bool,
+    ) {
+        let kind = if update {
+            "stream_update"
+        } else {
+            "stream_create"
+        };
+        let config: StreamConfig =
+            match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
+                Ok(c) => c,
+                Err(e) => return self.fail(account, reply, kind, &ApiError::invalid_json(&e)),
+            };
+        if config.name != name {
+            return self.fail(account, reply, kind, &ApiError::name_mismatch());
+        }
+        let config = match config.checked() {
+            Ok(c) => c,
+            Err(e) => return self.fail(account, reply, kind, &e),
+        };
+        if config.num_replicas > 1 {
+            return self.fail(account, reply, kind, &ApiError::replicas_not_supported());
+        }
+        let existing = self.stream_id(account, name);
+        let overlap = self.jetstream.streams.iter().any(|(k, s)| {
+            s.account == account
+                && Some(k as StreamId) != existing
+                && s.config
+                    .subjects
+                    .iter()
+                    .any(|a| config.subjects.iter().any(|b| subjects_collide(a, b)))
+        });
+        match (existing, update) {
+            (None, true) => {
+                return self.fail(account, reply, kind, &ApiError::stream_not_found());
+            }
+            (Some(id), false) => {
+                let same = self.jetstream.streams[id as usize].config == config;
+                if !same {
+                    return self.fail(account, reply, kind, &ApiError::name_in_use());
+                }
+                let info = self.info_of(id, false);
+                let json = go_json(&Response {
+                    kind: format!("{TYPE_PREFIX}{kind}_response"),
+                    error: None,
+                    body: CreateBody {
+                        info,
+                        did_create: true,
+                    },
+                });
+                self.publish_as_server(account, reply, None, &json);
+                return;
+            }
+            (Some(id), true) => {
+                let old = &self.jetstream.streams[id as usize].config;
+                if let Some(why) = old.update_refused(&config) {
+                    return self.fail(account, reply, kind, &ApiError::invalid_config(why));
+                }
+            }
+            (None, false) => {}
+        }
+        if overlap {
+            return self.fail(account, reply, kind, &ApiError::subjects_overlap());
+        }
+        let id = match existing {
+            Some(id) => {
+                self.unsubscribe_stream(id);
+                self.jetstream.streams[id as usize].config = config;
+                id
+            }
+            None => self.add_stream(account, config, self.now.unix_nanos),
+        };
+        let s = &self.jetstream.streams[id as usize];
+        let (key, store) = (s.key.clone(), s.config.store_config());
+        let op = self.next_op(Pending::Created {
+            stream: id,
+            reply: None,
+            update,
+        });
+        self.storage(StorageOp::Open {
+            id: op,
+            stream: key,
+            config: store,
+        });
+        // The answer waits for the metadata to be on disk.
+        self.save_meta(
+            id,
+            Pending::Created {
+                stream: id,
+                reply: Some(reply.into()),
+                update,
+            },
+        );
+    }
+
+    /// A create or update step completed: the open (`reply` is `None`), or
+    /// the metadata save, after which the stream is answered for and
+    /// takes messages.
+    pub(super) fn created(
+        &mut self,
+        id: StreamId,
+        reply: Option<Box<[u8]>>,
+        update: bool,
+        c: &Completion,
+    ) {
+        let kind = if update {
+            "stream_update"
+        } else {
+            "stream_create"
+        };
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+            return;
+        };
+        let account = s.account;
+        if let Ok(Done::Opened { state, .. }) = &c.result {
+            s.last_seq = state.last_seq;
+            s.durable_seq = s.durable_seq.max(state.last_seq);
+        }
+        if let Err(e) = &c.result {
+            // The stream cannot be stored: it does not exist (a failed
+            // update leaves the old configuration on disk, and the stream
+            // is reopened with it at the next start).
+            let e = ApiError::store_failed(&e.to_string());
+            if !update && reply.is_some() {
+                self.forget_stream(id);
+            }
+            if let Some(reply) = reply {
+                self.fail(account, &reply, kind, &e);
+            }
+            return;
+        }
+        let Some(reply) = reply else {
+            return;
+        };
+        self.subscribe_stream(id);
+        let info = self.info_of(id, false);
+        let json = go_json(&Response {
+            kind: format!("{TYPE_PREFIX}{kind}_response"),
+            error: None,
+            body: CreateBody {
+                info,
+                did_create: !update,
+            },
+        });
+        self.publish_as_server(account, &reply, None, &json);
+    }
+
+    fn stream_info(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
+        let kind = "stream_info";
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct InfoRequest {
+            #[allow(dead_code)]
+            deleted_details: bool,
+            #[allow(dead_code)]
+            subjects_filter: String,
+            #[allow(dead_code)]
+            offset: usize,
+        }
+        let fail_paged = |s: &mut Server, e: &ApiError| {
+            let body = Paged {
+                total: 0,
+                offset: 0,
+                limit: 0,
+                body: Empty {},
+            };
+            s.api_respond(account, reply, kind, Some(e), body);
+        };
+        if let Err(e) = parse::<InfoRequest>(body) {
+            return fail_paged(self, &e);
+        }
+        let Some(id) = self.stream_id(account, name) else {
+            return fail_paged(self, &ApiError::stream_not_found());
+        };
+        let info = self.info_of(id, true);
+        let json = go_json(&Response {
+            kind: format!("{TYPE_PREFIX}{kind}_response"),
+            error: None,
+            body: Paged {
+                total: 0,
+                offset: 0,
+                limit: 0,
+                body: info,
+            },
+        });
+        self.publish_as_server(account, reply, None, &json);
+    }
+
+    fn stream_names(&mut self, account: AccountId, reply: &[u8], body: &[u8], list: bool) {
+        let (kind, limit) = if list {
+            ("stream_list", LIST_LIMIT)
+        } else {
+            ("stream_names", NAMES_LIMIT)
+        };
+        let req: ListRequest = match parse(body) {
+            Ok(r) => r,
+            Err(e) => {
+                #[derive(Serialize)]
+                struct NoStreams {
+                    streams: Option<()>,
+                }
+                let body = Paged {
+                    total: 0,
+                    offset: 0,
+                    limit: 0,
+                    body: NoStreams { streams: None },
+                };
+                return self.api_respond(account, reply, kind, Some(&e), body);
+            }
+        };
+        let mut ids: Vec<(String, StreamId)> = self
+            .jetstream
+            .by_name
+            .range((account, String::new())..)
+            .take_while(|((a, _), _)| *a == account)
+            .filter(|(_, id)| {
+                req.subject.is_empty()
+                    || self.jetstream.streams[**id as usize]
+                        .config
+                        .subjects
+                        .iter()
+                        .any(|s| subjects_collide(s, &req.subject))
+            })
+            .map(|((_, n), id)| (n.clone(), *id))
+            .collect();
+        ids.sort();
+        let total = ids.len();
+        let offset = req.offset.min(total);
+        let page = &ids[offset..(offset + limit).min(total)];
+        if list {
+            #[derive(Serialize)]
+            struct List<'a> {
+                streams: Vec<StreamInfo<'a>>,
+            }
+            let streams = page
+                .iter()
+                .map(|(_, id)| self.info_of(*id, false))
+                .collect();
+            let json = go_json(&Response {
+                kind: format!("{TYPE_PREFIX}{kind}_response"),
+                error: None,
+                body: Paged {
+                    total,
+                    offset,
+                    limit,
+                    body: List { streams },
+                },
+            });
+            self.publish_as_server(account, reply, None, &json);
+        } else {
+            #[derive(Serialize)]
+            struct Names {
+                streams: Option<Vec<String>>,
+            }
+            let names: Vec<String> = page.iter().map(|(n, _)| n.clone()).collect();
+            let body = Paged {
+                total,
+                offset,
+                limit,
+                body: Names {
+                    streams: (!names.is_empty()).then_some(names),
+                },
+            };
+            self.api_respond(account, reply, kind, None, body);
+        }
+    }
+
+    fn stream_delete(&mut self, account: AccountId, reply: &[u8], name: &str) {
+        let Some(id) = self.stream_id(account, name) else {
+            return self.fail(
+                account,
+                reply,
+                "stream_delete",
+                &ApiError::stream_not_found(),
+            );
+        };
+        let key = self.jetstream.streams[id as usize].key.clone();
+        // Publishes waiting for a sync will never be acknowledged.
+        let acks = std::mem::take(&mut self.jetstream.streams[id as usize].acks);
+        let e = ApiError::stream_not_found();
+        for ack in acks {
+            self.send_pub_ack(ack.account, &ack.reply, name, 0, Some(&e), false);
+        }
+        self.forget_stream(id);
+        let op = self.next_op(Pending::Removed {
+            account,
+            reply: reply.into(),
+        });
+        self.storage(StorageOp::Remove {
+            id: op,
+            stream: key,
+        });
+    }
+
+    pub(super) fn stream_removed(&mut self, account: AccountId, reply: &[u8], c: &Completion) {
+        let kind = "stream_delete";
+        match &c.result {
+            Ok(_) => {
+                #[derive(Serialize)]
+                struct Success {
+                    success: bool,
+                }
+                self.api_respond(account, reply, kind, None, Success { success: true });
+            }
+            Err(e) => self.fail(
+                account,
+                reply,
+                kind,
+                &ApiError::store_failed(&e.to_string()),
+            ),
+        }
+    }
+
+    fn stream_purge(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
+        let kind = "stream_purge";
+        let fail = |s: &mut Server, e: &ApiError| {
+            #[derive(Serialize)]
+            struct Purged {
+                purged: u64,
+            }
+            s.api_respond(account, reply, kind, Some(e), Purged { purged: 0 });
+        };
+        let req: PurgeRequest = match parse(body) {
+            Ok(r) => r,
+            Err(e) => return fail(self, &e),
+        };
+        if req.seq > 0 && req.keep > 0 {
+            return fail(self, &ApiError::bad_request());
+        }
+        let Some(id) = self.stream_id(account, name) else {
+            return fail(self, &ApiError::stream_not_found());
+        };
+        let s = &self.jetstream.streams[id as usize];
+        if s.config.sealed {
+            return fail(self, &ApiError::sealed());
+        }
+        if s.config.deny_purge {
+            return fail(self, &ApiError::purge_denied());
+        }
+        let key = s.key.clone();
+        let purge = Purge {
+            filter: (!req.filter.is_empty()).then_some(req.filter),
+            below_seq: (req.seq > 0).then_some(req.seq),
+            keep: (req.keep > 0).then_some(req.keep),
+        };
+        let op = self.next_op(Pending::Purge {
+            account,
+            reply: reply.into(),
+        });
+        self.storage(StorageOp::Purge {
+            id: op,
+            stream: key,
+            purge,
+        });
+    }
+
+    pub(super) fn purged(&mut self, account: AccountId, reply: &[u8], c: &Completion) {
+        #[derive(Serialize)]
+        struct Purged {
+            success: bool,
+            purged: u64,
+        }
+        match &c.result {
+            Ok(Done::Purged(n)) => {
+                let body = Purged {
+                    success: true,
+                    purged: *n,
+                };
+                let json = self.response_json("stream_purge", body);
+                self.answer_after_sync(&c.stream, account, reply, json);
+            }
+            other => {
+                let e = ApiError::new(500, 10110, describe(other));
+                #[derive(Serialize)]
+                struct Failed {
+                    purged: u64,
+                }
+                self.api_respond(
+                    account,
+                    reply,
+                    "stream_purge",
+                    Some(&e),
+                    Failed { purged: 0 },
+                );
+            }
+        }
+    }
+
+    fn msg_get(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
+        let kind = "stream_msg_get";
+        let req: MsgGetRequest = match parse(body) {
+            Ok(r) => r,
+            Err(e) => return self.fail(account, reply, kind, &e),
+        };
+        let Some(id) = self.stream_id(account, name) else {
+            return self.fail(account, reply, kind, &ApiError::stream_not_found());
+        };
+        let read = match (
+            req.seq,
+            req.last_by_subj.as_str(),
+            req.next_by_subj.as_str(),
+        ) {
+            (seq, "", "") if seq > 0 => Read::Seq(seq),
+            (0, last, "") if !last.is_empty() => Read::LastBySubject(last.to_string()),
+            (seq, "", next) if !next.is_empty() => Read::Next {
+                from_seq: seq.max(1),
+                filter: Some(next.to_string()),
+            },
+            _ => return self.fail(account, reply, kind, &ApiError::bad_request()),
+        };
+        let key = self.jetstream.streams[id as usize].key.clone();
+        let op = self.next_op(Pending::MsgGet {
+            account,
+            reply: reply.into(),
+        });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream: key,
+            read,
+        });
+    }
+
+    pub(super) fn msg_got(&mut self, account: AccountId, reply: &[u8], c: &Completion) {
+        let kind = "stream_msg_get";
+        match &c.result {
+            Ok(Done::Read(Some(m))) => {
+                #[derive(Serialize)]
+                struct Message {
+                    message: StoredMsg,
+                }
+                let b64 = data_encoding::BASE64;
+                let message = StoredMsg {
+                    subject: m.subject.clone(),
+                    seq: m.seq,
+                    hdrs: (!m.headers.is_empty()).then(|| b64.encode(&m.headers)),
+                    data: (!m.payload.is_empty()).then(|| b64.encode(&m.payload)),
+                    time: go_time(m.ts_unix_nanos),
+                };
+                self.api_respond(account, reply, kind, None, Message { message });
+            }
+            Ok(Done::Read(None)) => self.fail(account, reply, kind, &ApiError::no_message_found()),
+            other => {
+                // nats-server answers every failed read so; the log says why.
+                let line = format!("JetStream read failed: {}", describe(other));
+                self.log(crate::server::LogLevel::Warn, line);
+                self.fail(account, reply, kind, &ApiError::no_message_found());
+            }
+        }
+    }
+
+    fn msg_delete(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
+        let kind = "stream_msg_delete";
+        let req: MsgDeleteRequest = match parse(body) {
+            Ok(r) => r,
+            Err(e) => return self.fail(account, reply, kind, &e),
+        };
+        let _ = req.no_erase;
+        let Some(id) = self.stream_id(account, name) else {
+            return self.fail(account, reply, kind, &ApiError::stream_not_found());
+        };
+        let s = &self.jetstream.streams[id as usize];
+        if s.config.sealed {
+            return self.fail(account, reply, kind, &ApiError::sealed());
+        }
+        if s.config.deny_delete {
+            return self.fail(account, reply, kind, &ApiError::delete_denied());
+        }
+        if req.seq == 0 || req.seq > s.last_seq {
+            let e = ApiError::msg_delete_failed("stream store EOF");
+            return self.fail(account, reply, kind, &e);
+        }
+        let key = s.key.clone();
+        let op = self.next_op(Pending::MsgDelete {
+            account,
+            reply: reply.into(),
+        });
+        self.storage(StorageOp::Delete {
+            id: op,
+            stream: key,
+            seq: req.seq,
+        });
+    }
+
+    pub(super) fn msg_deleted(&mut self, account: AccountId, reply: &[u8], c: &Completion) {
+        let kind = "stream_msg_delete";
+        match &c.result {
+            Ok(Done::Deleted(true)) => {
+                #[derive(Serialize)]
+                struct Success {
+                    success: bool,
+                }
+                let json = self.response_json(kind, Success { success: true });
+                self.answer_after_sync(&c.stream, account, reply, json);
+            }
+            Ok(Done::Deleted(false)) => {
+                let e = ApiError::msg_delete_failed("no message found");
+                self.fail(account, reply, kind, &e);
+            }
+            other => {
+                let e = ApiError::msg_delete_failed(&describe(other));
+                self.fail(account, reply, kind, &e);
+            }
+        }
+    }
+}
+
+/// The text of an unexpected storage result.
+fn describe(result: &Result<Done, StoreError>) -> String {
+    match result {
+        Ok(done) => format!("unexpected storage result {done:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The API subject after `$JS.API.` or `$JS.<domain>.API.`.
+fn api_suffix(subject: &str) -> Option<&str> {
+    if let Some(rest) = subject.strip_prefix("$JS.API.") {
+        return Some(rest);
+    }
+    let rest = subject.strip_prefix("$JS.")?;
+    let (_domain, rest) = rest.split_once('.')?;
+    rest.strip_prefix("API.")
+}

@@ -1,0 +1,598 @@
+//! JetStream on one server: streams, their `$JS.API`, and the durable
+//! publish path.
+//!
+//! - **Plumbing.** With JetStream on, the internal client (see the system
+//!   module) subscribes to `$JS.API.>` in every account but the system
+//!   account (and to `$JS.<domain>.API.>` with a domain), and to each
+//!   stream's subjects in the stream's account. Requests and publishes are
+//!   served at the end of the event that brought them, like the system
+//!   services.
+//! - **Storage.** The core never touches a disk: it emits
+//!   [`Action::Storage`](super::Action::Storage) operations with ids it
+//!   chose, and the driver (or the simulator) answers each with a
+//!   completion ([`Server::on_storage`]). A stream's operations run in the
+//!   order emitted. Each completion carries the stream's state and its
+//!   durable sequence.
+//! - **Durability.** A publish gets its sequence here, is appended with the
+//!   other publishes of the same event, and one `Sync` per stream follows
+//!   them. Its PubAck is sent only once a completion reports the stream
+//!   durable up to its sequence: nothing is acknowledged that a power cut
+//!   could take back.
+//! - **Start.** Streams are found on disk ([`StorageOp::ListStreams`]) and
+//!   reopened before any request or publish is served; what arrives
+//!   before that waits.
+
+mod api;
+pub(crate) mod config;
+mod error;
+mod publish;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use natrix_storage::meta::MetaError;
+use natrix_storage::ops::{Completion, Done, OpId, StorageOp};
+use natrix_storage::{Msg, StreamState};
+use serde::Serialize;
+
+use super::system::{InternalMsg, Service};
+use super::{AccountId, LogLevel, Server, SubId};
+use config::StreamConfig;
+
+/// A stream's index in [`JetStream::streams`].
+pub(crate) type StreamId = u32;
+
+/// What the core keeps of one stream.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub account: AccountId,
+    pub config: StreamConfig,
+    pub created_unix_nanos: u64,
+    /// The storage key: account and name, percent-encoded, joined by `.`.
+    pub key: String,
+    /// The state as the last completion reported it.
+    pub state: StreamState,
+    /// The last sequence given out (appends in flight included).
+    pub last_seq: u64,
+    /// Messages given a sequence whose append has not completed, and their
+    /// bytes (for `discard: new`).
+    pub inflight_msgs: u64,
+    pub inflight_bytes: u64,
+    /// Messages of this event, appended together at its end.
+    pub queued: Vec<Msg>,
+    /// Publishes waiting for the sync that covers them, by sequence.
+    pub acks: VecDeque<publish::PendingAck>,
+    /// Every message up to here is on disk.
+    pub durable_seq: u64,
+    /// The internal subscriptions on the stream's subjects.
+    pub subs: Vec<SubId>,
+    /// Set while the store is unusable (a write failed): the stream is
+    /// reopened from disk, and publishes are refused until it is back.
+    pub failed: bool,
+    /// `Nats-Msg-Id`s seen within the duplicate window.
+    pub dedupe: publish::Dedupe,
+    pub last_msg_id: Option<String>,
+}
+
+/// A request waiting for a storage completion.
+#[derive(Debug)]
+enum Pending {
+    /// `STREAM.CREATE` or `STREAM.UPDATE`, answered once the stream is
+    /// open and its metadata saved.
+    Created {
+        stream: StreamId,
+        reply: Option<Box<[u8]>>,
+        update: bool,
+    },
+    /// An append of `msgs` messages of `bytes` bytes.
+    Appended {
+        stream: StreamId,
+        msgs: u64,
+        bytes: u64,
+    },
+    /// A sync: acknowledgements follow `durable_seq`.
+    Synced { stream: StreamId },
+    /// The stream was reopened after a failed write.
+    Reopened { stream: StreamId },
+    MsgGet {
+        account: AccountId,
+        reply: Box<[u8]>,
+    },
+    MsgDelete {
+        account: AccountId,
+        reply: Box<[u8]>,
+    },
+    Purge {
+        account: AccountId,
+        reply: Box<[u8]>,
+    },
+    Removed {
+        account: AccountId,
+        reply: Box<[u8]>,
+    },
+    /// Sends `json` once the sync this waits for is done.
+    Respond {
+        account: AccountId,
+        reply: Box<[u8]>,
+        json: Vec<u8>,
+    },
+    /// Start-up: the streams found on disk.
+    Listed,
+    /// Start-up: a stream found on disk is open again.
+    Recovered { stream: StreamId },
+    /// Nothing to do when it completes (metadata saves, removals of
+    /// leftovers).
+    Quiet,
+}
+
+/// JetStream's part of the server.
+#[derive(Debug, Default)]
+pub(crate) struct JetStream {
+    pub enabled: bool,
+    pub streams: slab::Slab<Stream>,
+    /// Streams by account and name, and by storage key.
+    pub by_name: BTreeMap<(AccountId, String), StreamId>,
+    by_key: BTreeMap<String, StreamId>,
+    next_op: u64,
+    pending: crate::FastMap<OpId, Pending>,
+    /// Streams that queued appends during this event.
+    dirty: Vec<StreamId>,
+    /// Start-up has found and reopened every stream on disk.
+    ready: bool,
+    /// Start-up operations still outstanding.
+    recovering: usize,
+    /// What arrived before start-up was done, served in order after it.
+    waiting: VecDeque<(Service, InternalMsg)>,
+    /// API requests served, and those answered with an error.
+    pub api_total: u64,
+    pub api_errors: u64,
+}
+
+/// Percent-encodes everything but `[A-Za-z0-9_-]`, so that the storage key
+/// is a safe directory name and `.` can join account and stream.
+fn encode_key_part(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+pub(crate) fn storage_key(account: &str, stream: &str) -> String {
+    let mut key = String::new();
+    encode_key_part(account, &mut key);
+    key.push('.');
+    encode_key_part(stream, &mut key);
+    key
+}
+
+/// JSON as nats-server's Go encoder writes it: compact, with `<`, `>` and
+/// `&` escaped (they can only occur inside strings).
+pub(crate) fn go_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let s = serde_json::to_string(value).expect("API values serialize");
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+/// What is saved beside a stream's messages so that it comes back after a
+/// restart: its configuration and when it was created.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct StreamMeta {
+    account: String,
+    created_unix_nanos: u64,
+    config: StreamConfig,
+}
+
+impl Server {
+    /// Turns JetStream on if configured: subscribes the API in every
+    /// account but the system account, and looks for streams on disk.
+    /// Called after the internal client is installed (at start and after a
+    /// reload rebuilt the accounts).
+    pub(crate) fn install_jetstream(&mut self) {
+        if self.opts.jetstream.is_none() {
+            return;
+        }
+        let Some(client) = self.system.client else {
+            self.log(
+                LogLevel::Error,
+                "JetStream needs the system account: JetStream is off".into(),
+            );
+            return;
+        };
+        let first = !self.jetstream.enabled;
+        self.jetstream.enabled = true;
+        self.info.jetstream = true;
+        let domain = self
+            .opts
+            .jetstream
+            .as_ref()
+            .map(|j| j.domain.clone())
+            .unwrap_or_default();
+        let accounts: Vec<AccountId> = (0..self.accounts.len())
+            .map(|i| AccountId(i as u32))
+            .filter(|&a| Some(a) != self.system_account)
+            .collect();
+        for account in accounts {
+            self.internal_subscribe_next(client, account, "$JS.API.>", Service::JsApi);
+            if !domain.is_empty() {
+                let subject = format!("$JS.{domain}.API.>");
+                self.internal_subscribe_next(client, account, &subject, Service::JsApi);
+            }
+        }
+        // A reload drops the internal client's subscriptions: the
+        // streams' come back here.
+        let ids: Vec<StreamId> = self
+            .jetstream
+            .streams
+            .iter()
+            .map(|(k, _)| k as u32)
+            .collect();
+        for id in ids {
+            self.jetstream.streams[id as usize].subs.clear();
+            self.subscribe_stream(id);
+        }
+        if first {
+            self.jetstream.recovering = 1;
+            let id = self.next_op(Pending::Listed);
+            self.actions
+                .push_back(super::Action::Storage(StorageOp::ListStreams { id }));
+        }
+    }
+
+    fn next_op(&mut self, pending: Pending) -> OpId {
+        self.jetstream.next_op += 1;
+        let id = OpId(self.jetstream.next_op);
+        self.jetstream.pending.insert(id, pending);
+        id
+    }
+
+    fn storage(&mut self, op: StorageOp) {
+        self.actions.push_back(super::Action::Storage(op));
+    }
+
+    /// Subscribes the internal client to a stream's subjects.
+    fn subscribe_stream(&mut self, id: StreamId) {
+        let Some(client) = self.system.client else {
+            return;
+        };
+        let s = &self.jetstream.streams[id as usize];
+        let (account, subjects) = (s.account, s.config.subjects.clone());
+        let mut subs = Vec::new();
+        for subject in subjects {
+            subs.push(self.internal_subscribe_next(
+                client,
+                account,
+                &subject,
+                Service::JsStream(id),
+            ));
+        }
+        self.jetstream.streams[id as usize].subs = subs;
+    }
+
+    fn unsubscribe_stream(&mut self, id: StreamId) {
+        let subs = std::mem::take(&mut self.jetstream.streams[id as usize].subs);
+        for h in subs {
+            self.internal_unsubscribe(h);
+        }
+    }
+
+    /// A message for JetStream (a request on the API, or a publish to a
+    /// stream), served at the end of the event.
+    pub(crate) fn serve_jetstream(&mut self, service: Service, m: InternalMsg) {
+        if !self.jetstream.ready {
+            self.jetstream.waiting.push_back((service, m));
+            return;
+        }
+        match service {
+            Service::JsApi => self.api_request(&m),
+            Service::JsStream(id) => self.stream_publish(id, &m),
+            _ => unreachable!("only JetStream services come here"),
+        }
+    }
+
+    /// Appends what this event queued, one `Append` and one `Sync` per
+    /// stream (called at the end of every event).
+    pub(crate) fn flush_jetstream(&mut self) {
+        let dirty = std::mem::take(&mut self.jetstream.dirty);
+        for id in dirty {
+            let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+                continue;
+            };
+            let msgs = std::mem::take(&mut s.queued);
+            if msgs.is_empty() {
+                continue;
+            }
+            let key = s.key.clone();
+            let count = msgs.len() as u64;
+            let bytes = msgs.iter().map(Msg::size_bytes).sum();
+            let append = self.next_op(Pending::Appended {
+                stream: id,
+                msgs: count,
+                bytes,
+            });
+            self.storage(StorageOp::Append {
+                id: append,
+                stream: key.clone(),
+                msgs,
+            });
+            let sync = self.next_op(Pending::Synced { stream: id });
+            self.storage(StorageOp::Sync {
+                id: sync,
+                stream: key,
+            });
+        }
+    }
+
+    /// A storage operation completed.
+    pub(crate) fn on_storage(&mut self, c: &Completion) {
+        let Some(pending) = self.jetstream.pending.remove(&c.id) else {
+            let line = format!("Unexpected storage completion {:?}", c.id);
+            self.log(LogLevel::Error, line);
+            return;
+        };
+        // Every completion of a stream says how far it is durable and what
+        // it holds now.
+        if let Some(&id) = self.jetstream.by_key.get(&c.stream) {
+            let s = &mut self.jetstream.streams[id as usize];
+            if !matches!(pending, Pending::Removed { .. }) {
+                s.state = c.state.clone();
+                s.durable_seq = s.durable_seq.max(c.durable_seq);
+            }
+            self.release_acks(id);
+        }
+        match pending {
+            Pending::Created {
+                stream,
+                reply,
+                update,
+            } => self.created(stream, reply, update, c),
+            Pending::Appended {
+                stream,
+                msgs,
+                bytes,
+            } => {
+                if let Some(s) = self.jetstream.streams.get_mut(stream as usize) {
+                    s.inflight_msgs -= msgs;
+                    s.inflight_bytes -= bytes;
+                }
+                if let Err(e) = &c.result {
+                    self.write_failed(stream, &e.to_string());
+                }
+            }
+            Pending::Synced { stream } => {
+                if let Err(e) = &c.result {
+                    self.write_failed(stream, &e.to_string());
+                }
+            }
+            Pending::Reopened { stream } => self.reopened(stream, c),
+            Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
+            Pending::MsgDelete { account, reply } => self.msg_deleted(account, &reply, c),
+            Pending::Purge { account, reply } => self.purged(account, &reply, c),
+            Pending::Removed { account, reply } => self.stream_removed(account, &reply, c),
+            Pending::Respond {
+                account,
+                reply,
+                json,
+            } => match &c.result {
+                Ok(_) => self.publish_as_server(account, &reply, None, &json),
+                Err(e) => {
+                    let line = format!("JetStream sync failed on {}: {e}", c.stream);
+                    self.log(LogLevel::Error, line);
+                }
+            },
+            Pending::Listed => self.listed(c),
+            Pending::Recovered { stream } => self.recovered(stream, c),
+            Pending::Quiet => {
+                if let Err(e) = &c.result {
+                    let line = format!("JetStream storage error on {}: {e}", c.stream);
+                    self.log(LogLevel::Error, line);
+                }
+            }
+        }
+    }
+
+    /// The streams found on disk: reopen each, then serve what waited.
+    fn listed(&mut self, c: &Completion) {
+        self.jetstream.recovering -= 1;
+        match &c.result {
+            Ok(Done::Streams(found)) => {
+                for stored in found.clone() {
+                    match stored.meta {
+                        Ok(meta) => self.recover_stream(&stored.name, Some(&meta)),
+                        Err(MetaError::Missing) => self.recover_stream(&stored.name, None),
+                        Err(e) => {
+                            // Its messages may be intact: leave the files
+                            // for an operator, and serve nothing from them.
+                            let line = format!(
+                                "JetStream cannot read the metadata of stream directory {}: {e:?}; the stream is not loaded",
+                                stored.name
+                            );
+                            self.log(LogLevel::Error, line);
+                        }
+                    }
+                }
+            }
+            Ok(other) => unreachable!("a listing completes with streams, not {other:?}"),
+            Err(e) => {
+                let line = format!("JetStream could not list its streams: {e}");
+                self.log(LogLevel::Error, line);
+            }
+        }
+        self.check_ready();
+    }
+
+    fn recover_stream(&mut self, key: &str, meta: Option<&[u8]>) {
+        let meta: Option<StreamMeta> = meta.and_then(|m| serde_json::from_slice(m).ok());
+        let account = meta
+            .as_ref()
+            .and_then(|m| self.account_id(&m.account))
+            .filter(|_| true);
+        let (Some(meta), Some(account)) = (meta, account) else {
+            // A stream created but never described (a crash between its
+            // open and its metadata), or of an account that is gone: its
+            // creation was never acknowledged, so it goes.
+            let line = format!("JetStream removes the unknown stream directory {key}");
+            self.log(LogLevel::Warn, line);
+            let id = self.next_op(Pending::Quiet);
+            self.storage(StorageOp::Remove {
+                id,
+                stream: key.to_string(),
+            });
+            return;
+        };
+        let id = self.add_stream(account, meta.config, meta.created_unix_nanos);
+        self.jetstream.recovering += 1;
+        let config = self.jetstream.streams[id as usize].config.store_config();
+        let op = self.next_op(Pending::Recovered { stream: id });
+        self.storage(StorageOp::Open {
+            id: op,
+            stream: key.to_string(),
+            config,
+        });
+    }
+
+    fn recovered(&mut self, id: StreamId, c: &Completion) {
+        self.jetstream.recovering -= 1;
+        match &c.result {
+            Ok(Done::Opened { state, report }) => {
+                let s = &mut self.jetstream.streams[id as usize];
+                s.last_seq = state.last_seq;
+                let (name, msgs) = (s.config.name.clone(), state.msgs);
+                let line = format!("  Restored {msgs} messages for stream {name:?}");
+                self.log(LogLevel::Info, line);
+                if !report.corruption.is_empty() {
+                    let line = format!(
+                        "Stream {name:?} has corrupt messages, never served: {:?}",
+                        report.corruption
+                    );
+                    self.log(LogLevel::Error, line);
+                }
+                self.subscribe_stream(id);
+            }
+            Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
+            Err(e) => {
+                let name = self.jetstream.streams[id as usize].config.name.clone();
+                let line = format!("Error recreating stream {name:?}: {e}");
+                self.log(LogLevel::Warn, line);
+                self.forget_stream(id);
+            }
+        }
+        self.check_ready();
+    }
+
+    fn check_ready(&mut self) {
+        if self.jetstream.recovering > 0 || self.jetstream.ready {
+            return;
+        }
+        self.jetstream.ready = true;
+        let waiting = std::mem::take(&mut self.jetstream.waiting);
+        for (service, m) in waiting {
+            self.serve_jetstream(service, m);
+        }
+        self.flush_jetstream();
+    }
+
+    /// Registers a stream (not yet open, not yet subscribed).
+    fn add_stream(
+        &mut self,
+        account: AccountId,
+        config: StreamConfig,
+        created_unix_nanos: u64,
+    ) -> StreamId {
+        let key = storage_key(&self.accounts[account.0 as usize].name, &config.name);
+        let name = config.name.clone();
+        let id = self.jetstream.streams.insert(Stream {
+            account,
+            config,
+            created_unix_nanos,
+            key,
+            state: StreamState::default(),
+            last_seq: 0,
+            inflight_msgs: 0,
+            inflight_bytes: 0,
+            queued: Vec::new(),
+            acks: VecDeque::new(),
+            durable_seq: 0,
+            subs: Vec::new(),
+            failed: false,
+            dedupe: publish::Dedupe::default(),
+            last_msg_id: None,
+        }) as StreamId;
+        self.jetstream.by_name.insert((account, name), id);
+        let key = self.jetstream.streams[id as usize].key.clone();
+        self.jetstream.by_key.insert(key, id);
+        id
+    }
+
+    /// Drops a stream from the core (its files are the caller's business).
+    fn forget_stream(&mut self, id: StreamId) {
+        self.unsubscribe_stream(id);
+        let s = self.jetstream.streams.remove(id as usize);
+        self.jetstream
+            .by_name
+            .remove(&(s.account, s.config.name.clone()));
+        self.jetstream.by_key.remove(&s.key);
+        self.jetstream.dirty.retain(|&d| d != id);
+    }
+
+    /// Saves a stream's metadata (after its open).
+    fn save_meta(&mut self, id: StreamId, pending: Pending) {
+        let s = &self.jetstream.streams[id as usize];
+        let meta = StreamMeta {
+            account: self.accounts[s.account.0 as usize].name.clone(),
+            created_unix_nanos: s.created_unix_nanos,
+            config: s.config.clone(),
+        };
+        let (key, meta) = (
+            s.key.clone(),
+            serde_json::to_vec(&meta).expect("meta is JSON"),
+        );
+        let op = self.next_op(pending);
+        self.storage(StorageOp::SaveMeta {
+            id: op,
+            stream: key,
+            meta,
+        });
+    }
+
+    /// Publishes `body` (with `headers`, if any) as the server in
+    /// `account`: API responses, acknowledgements, direct gets.
+    pub(crate) fn publish_as_server(
+        &mut self,
+        account: AccountId,
+        subject: &[u8],
+        headers: Option<&[u8]>,
+        body: &[u8],
+    ) {
+        let Some(client) = self.system.client else {
+            return;
+        };
+        let mut payload = Vec::new();
+        let header_len = headers.map_or(0, |h| h.len());
+        if let Some(h) = headers {
+            payload.extend_from_slice(h);
+        }
+        payload.extend_from_slice(body);
+        let size = payload.len().to_string();
+        let hlen = header_len.to_string();
+        let p = crate::proto::Pub {
+            subject,
+            reply: None,
+            size_token: size.as_bytes(),
+            header: headers.map(|_| (header_len, hlen.as_bytes())),
+            payload: &payload,
+        };
+        self.route(client, account, &p, &mut super::accounts::Route::default());
+    }
+}
