@@ -13,6 +13,8 @@ use crate::msg::{Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfi
 use crate::store::{Appended, Store};
 use std::collections::BTreeMap;
 
+/// Where streams live: opens, removes and lists them, and keeps their
+/// metadata.
 pub trait Backend {
     type Store: Store;
     /// Opens (or creates) a stream. Its metadata, if saved, is kept.
