@@ -236,10 +236,13 @@ pub enum PlantedBug {
     DenyWithoutError,
     /// A message also reaches the subscribers of the next account.
     CrossAccount,
+    /// A JetStream publish is acknowledged once appended, before the sync
+    /// that makes it durable.
+    AckBeforeSync,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -250,6 +253,7 @@ impl PlantedBug {
         PlantedBug::LeakDenied,
         PlantedBug::DenyWithoutError,
         PlantedBug::CrossAccount,
+        PlantedBug::AckBeforeSync,
     ];
 
     /// The bug's name on the command line.
@@ -265,6 +269,7 @@ impl PlantedBug {
             PlantedBug::LeakDenied => "leak-denied",
             PlantedBug::DenyWithoutError => "deny-without-error",
             PlantedBug::CrossAccount => "cross-account",
+            PlantedBug::AckBeforeSync => "ack-before-sync",
         }
     }
 

@@ -397,3 +397,19 @@ fn every_acknowledged_message_survives_a_crash() {
         }
     }
 }
+
+/// The planted bug the simulation hunts does what it says: with it, an
+/// append alone releases the acknowledgement.
+#[test]
+fn the_planted_bug_acknowledges_before_the_sync() {
+    let mut js = Js::new();
+    js.h.server.opts.mutation = Some(crate::config::Mutation {
+        bug: crate::config::PlantedBug::AckBeforeSync,
+        one_in: 1,
+    });
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    let reply = js.publish("s", "", "x");
+    let ops = std::mem::take(&mut js.h.storage);
+    js.execute(vec![ops[0].clone()]);
+    assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 1);
+}
