@@ -39,6 +39,8 @@ pub(crate) enum ServerTimer {
     LameDuck,
     /// The next periodic statsz of the system account.
     Statsz,
+    /// The next removal of JetStream messages past their stream's max age.
+    JsExpire,
 }
 
 /// What a timer belongs to, and which of its timers it is.
@@ -144,6 +146,7 @@ impl Server {
                 }
                 TimerKey::Server(ServerTimer::LameDuck) => self.lame_duck_timer(),
                 TimerKey::Server(ServerTimer::Statsz) => self.statsz_timer(),
+                TimerKey::Server(ServerTimer::JsExpire) => self.expire_timer(),
             }
         }
     }

@@ -486,6 +486,7 @@ impl Server {
             return;
         };
         self.subscribe_stream(id);
+        self.arm_expire();
         let info = self.info_of(id, false);
         let json = go_json(&Response {
             kind: format!("{TYPE_PREFIX}{kind}_response"),

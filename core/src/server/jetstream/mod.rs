@@ -38,6 +38,9 @@ use super::system::{InternalMsg, Service};
 use super::{AccountId, LogLevel, Server, SubId};
 use config::StreamConfig;
 
+/// How often streams with a max age are asked to drop what is too old.
+const EXPIRE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A stream's index in [`JetStream::streams`].
 pub(crate) type StreamId = u32;
 
@@ -498,11 +501,49 @@ impl Server {
         self.check_ready();
     }
 
+    /// Arms the max-age timer if some stream has a max age and it is not
+    /// armed yet.
+    pub(crate) fn arm_expire(&mut self) {
+        let key = super::timers::TimerKey::Server(super::timers::ServerTimer::JsExpire);
+        let needed = self
+            .jetstream
+            .streams
+            .iter()
+            .any(|(_, s)| s.config.max_age > 0);
+        if needed && self.timers.get(key).is_none() {
+            let at = self.now.instant + EXPIRE_EVERY;
+            self.set_server_deadline(super::timers::ServerTimer::JsExpire, Some(at));
+        }
+    }
+
+    /// Asks the store of every stream with a max age to remove what is
+    /// older (the store keeps each message's time).
+    pub(crate) fn expire_timer(&mut self) {
+        let due: Vec<String> = self
+            .jetstream
+            .streams
+            .iter()
+            .filter(|(_, s)| s.config.max_age > 0 && !s.failed)
+            .map(|(_, s)| s.key.clone())
+            .collect();
+        let now = self.now.unix_nanos;
+        for key in due {
+            let id = self.next_op(Pending::Quiet);
+            self.storage(StorageOp::Expire {
+                id,
+                stream: key,
+                now_unix_nanos: now,
+            });
+        }
+        self.arm_expire();
+    }
+
     fn check_ready(&mut self) {
         if self.jetstream.recovering > 0 || self.jetstream.ready {
             return;
         }
         self.jetstream.ready = true;
+        self.arm_expire();
         let waiting = std::mem::take(&mut self.jetstream.waiting);
         for (service, m) in waiting {
             self.serve_jetstream(service, m);

@@ -413,3 +413,19 @@ fn the_planted_bug_acknowledges_before_the_sync() {
     js.execute(vec![ops[0].clone()]);
     assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 1);
 }
+
+#[test]
+fn messages_past_max_age_are_removed() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s"],"max_age":1000000000}"#);
+    js.publish("s", "", "old");
+    js.run_storage();
+    js.h.advance(Duration::from_millis(600));
+    js.publish("s", "", "new");
+    js.run_storage();
+    js.h.advance(Duration::from_millis(500));
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    assert_eq!(info["state"]["first_seq"], 2);
+}
