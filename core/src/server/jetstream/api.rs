@@ -207,7 +207,16 @@ impl Server {
             ["STREAM", "PURGE", name] => self.stream_purge(account, &reply, name, body),
             ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
             ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
+            ["DIRECT", "GET", name] => self.direct_get(account, &reply, &subject, name, body, None),
+            ["DIRECT", "GET", name, rest @ ..] => {
+                let last = rest.join(".");
+                self.direct_get(account, &reply, &subject, name, body, Some(last));
+                return; // direct gets are not API calls in the account's counts
+            }
             _ => return,
+        }
+        if matches!(tokens.as_slice(), ["DIRECT", ..]) {
+            return;
         }
         self.jetstream.api_total += 1;
     }
@@ -856,6 +865,116 @@ impl Server {
             }
         }
     }
+}
+
+impl Server {
+    /// `DIRECT.GET.<s>` (with a request body) or `DIRECT.GET.<s>.<subject>`
+    /// (the last message on that subject): the stored message itself, its
+    /// headers first and then where it is from; errors are status lines.
+    fn direct_get(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        subject: &str,
+        name: &str,
+        body: &[u8],
+        last_by_subject: Option<String>,
+    ) {
+        let Some(id) = self
+            .stream_id(account, name)
+            .filter(|&id| self.jetstream.streams[id as usize].config.allow_direct)
+        else {
+            // No stream serves direct gets here: what a requester hears
+            // when nobody listens.
+            let status = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
+            self.publish_as_server(account, reply, Some(status.as_bytes()), b"");
+            return;
+        };
+        let read = match last_by_subject {
+            Some(last) if !last.is_empty() => Read::LastBySubject(last),
+            Some(_) => return self.direct_status(account, reply, "408 Bad Request"),
+            None => {
+                if body.trim_ascii().is_empty() {
+                    return self.direct_status(account, reply, "408 Empty Request");
+                }
+                let Ok(req) = serde_json::from_slice::<DirectGetRequest>(body) else {
+                    return self.direct_status(account, reply, "408 Malformed Request");
+                };
+                if req.batch > 0 || !req.multi_last.is_empty() || req.up_to_seq > 0 {
+                    // The 2.11 batch forms are not served yet.
+                    return self.direct_status(account, reply, "408 Bad Request");
+                }
+                match (req.seq, req.last_by_subj, req.next_by_subj) {
+                    (seq, last, next) if seq > 0 && last.is_empty() && next.is_empty() => {
+                        Read::Seq(seq)
+                    }
+                    (0, last, next) if !last.is_empty() && next.is_empty() => {
+                        Read::LastBySubject(last)
+                    }
+                    (seq, last, next) if last.is_empty() && !next.is_empty() => Read::Next {
+                        from_seq: seq.max(1),
+                        filter: Some(next),
+                    },
+                    _ => return self.direct_status(account, reply, "408 Bad Request"),
+                }
+            }
+        };
+        let key = self.jetstream.streams[id as usize].key.clone();
+        let op = self.next_op(Pending::DirectGet {
+            account,
+            reply: reply.into(),
+            stream: name.to_string(),
+        });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream: key,
+            read,
+        });
+    }
+
+    fn direct_status(&mut self, account: AccountId, reply: &[u8], status: &str) {
+        let headers = format!("NATS/1.0 {status}\r\n\r\n");
+        self.publish_as_server(account, reply, Some(headers.as_bytes()), b"");
+    }
+
+    pub(super) fn direct_got(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        stream: &str,
+        c: &Completion,
+    ) {
+        let Ok(Done::Read(Some(m))) = &c.result else {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        };
+        let mut headers = Vec::with_capacity(m.headers.len() + 128);
+        match m.headers.strip_suffix(b"\r\n\r\n") {
+            Some(own) if !m.headers.is_empty() => {
+                headers.extend_from_slice(own);
+                headers.extend_from_slice(b"\r\n");
+            }
+            _ => headers.extend_from_slice(b"NATS/1.0\r\n"),
+        }
+        let added = format!(
+            "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\n\r\n",
+            m.subject,
+            m.seq,
+            go_time(m.ts_unix_nanos)
+        );
+        headers.extend_from_slice(added.as_bytes());
+        self.publish_as_server(account, reply, Some(&headers), &m.payload);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DirectGetRequest {
+    seq: u64,
+    last_by_subj: String,
+    next_by_subj: String,
+    batch: u64,
+    multi_last: Vec<String>,
+    up_to_seq: u64,
 }
 
 /// The text of an unexpected storage result.

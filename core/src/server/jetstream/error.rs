@@ -118,4 +118,9 @@ impl ApiError {
     pub(crate) fn msg_delete_failed(text: &str) -> Self {
         Self::new(500, 10057, text.into())
     }
+
+    /// 10111: a roll-up was refused, for `text`.
+    pub(crate) fn rollup_failed(text: &str) -> Self {
+        Self::new(500, 10111, text.into())
+    }
 }

@@ -71,6 +71,11 @@ pub(crate) struct Stream {
     /// Set while the store is unusable (a write failed): the stream is
     /// reopened from disk, and publishes are refused until it is back.
     pub failed: bool,
+    /// Roll-up purges of the queued messages, run after their append.
+    pub rollups: Vec<natrix_storage::Purge>,
+    /// Publishes waiting behind one whose check needs the store (a
+    /// `Nats-Expected-Last-Subject-Sequence`), in arrival order.
+    pub parked: VecDeque<InternalMsg>,
     /// `Nats-Msg-Id`s seen within the duplicate window.
     pub dedupe: publish::Dedupe,
     pub last_msg_id: Option<String>,
@@ -94,6 +99,9 @@ enum Pending {
     },
     /// A sync: acknowledgements follow `durable_seq`.
     Synced { stream: StreamId },
+    /// The store's last sequence on a subject, for the first parked
+    /// publish of the stream.
+    SubjectChecked { stream: StreamId },
     /// The stream was reopened after a failed write.
     Reopened { stream: StreamId },
     MsgGet {
@@ -103,6 +111,11 @@ enum Pending {
     MsgDelete {
         account: AccountId,
         reply: Box<[u8]>,
+    },
+    DirectGet {
+        account: AccountId,
+        reply: Box<[u8]>,
+        stream: String,
     },
     Purge {
         account: AccountId,
@@ -299,7 +312,7 @@ impl Server {
         }
         match service {
             Service::JsApi => self.api_request(&m),
-            Service::JsStream(id) => self.stream_publish(id, &m),
+            Service::JsStream(id) => self.stream_publish(id, m),
             _ => unreachable!("only JetStream services come here"),
         }
     }
@@ -309,32 +322,46 @@ impl Server {
     pub(crate) fn flush_jetstream(&mut self) {
         let dirty = std::mem::take(&mut self.jetstream.dirty);
         for id in dirty {
-            let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
-                continue;
-            };
-            let msgs = std::mem::take(&mut s.queued);
-            if msgs.is_empty() {
-                continue;
-            }
-            let key = s.key.clone();
-            let count = msgs.len() as u64;
-            let bytes = msgs.iter().map(Msg::size_bytes).sum();
-            let append = self.next_op(Pending::Appended {
-                stream: id,
-                msgs: count,
-                bytes,
-            });
-            self.storage(StorageOp::Append {
-                id: append,
+            self.flush_stream(id);
+        }
+    }
+
+    /// Emits the `Append` and `Sync` of what stream `id` has queued.
+    pub(crate) fn flush_stream(&mut self, id: StreamId) {
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+            return;
+        };
+        let msgs = std::mem::take(&mut s.queued);
+        if msgs.is_empty() {
+            return;
+        }
+        let rollups = std::mem::take(&mut s.rollups);
+        let key = s.key.clone();
+        let count = msgs.len() as u64;
+        let bytes = msgs.iter().map(Msg::size_bytes).sum();
+        let append = self.next_op(Pending::Appended {
+            stream: id,
+            msgs: count,
+            bytes,
+        });
+        self.storage(StorageOp::Append {
+            id: append,
+            stream: key.clone(),
+            msgs,
+        });
+        for purge in rollups {
+            let op = self.next_op(Pending::Quiet);
+            self.storage(StorageOp::Purge {
+                id: op,
                 stream: key.clone(),
-                msgs,
-            });
-            let sync = self.next_op(Pending::Synced { stream: id });
-            self.storage(StorageOp::Sync {
-                id: sync,
-                stream: key,
+                purge,
             });
         }
+        let sync = self.next_op(Pending::Synced { stream: id });
+        self.storage(StorageOp::Sync {
+            id: sync,
+            stream: key,
+        });
     }
 
     /// A storage operation completed.
@@ -386,8 +413,14 @@ impl Server {
                 }
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
+            Pending::SubjectChecked { stream } => self.subject_checked(stream, c),
             Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
             Pending::MsgDelete { account, reply } => self.msg_deleted(account, &reply, c),
+            Pending::DirectGet {
+                account,
+                reply,
+                stream,
+            } => self.direct_got(account, &reply, &stream, c),
             Pending::Purge { account, reply } => self.purged(account, &reply, c),
             Pending::Removed { account, reply } => self.stream_removed(account, &reply, c),
             Pending::Respond {
@@ -574,6 +607,8 @@ impl Server {
             durable_seq: 0,
             subs: Vec::new(),
             failed: false,
+            parked: VecDeque::new(),
+            rollups: Vec::new(),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
         }) as StreamId;

@@ -3,7 +3,7 @@
 //! is queued for the end-of-event append, and is acknowledged once a
 //! completion reports it durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use natrix_storage::Msg;
 use natrix_storage::ops::{Completion, Done, StorageOp};
@@ -28,7 +28,7 @@ pub(crate) struct PendingAck {
 /// The `Nats-Msg-Id`s stored within the duplicate window.
 #[derive(Debug, Default)]
 pub(crate) struct Dedupe {
-    seqs: HashMap<String, u64>,
+    seqs: crate::FastMap<String, u64>,
     /// In the order stored: when, and which id.
     order: VecDeque<(u64, String)>,
 }
@@ -67,17 +67,17 @@ const MSG_ID: &[u8] = b"Nats-Msg-Id";
 const EXPECTED_STREAM: &[u8] = b"Nats-Expected-Stream";
 const EXPECTED_LAST_SEQ: &[u8] = b"Nats-Expected-Last-Sequence";
 const EXPECTED_LAST_MSG_ID: &[u8] = b"Nats-Expected-Last-Msg-Id";
+const EXPECTED_LAST_SUBJECT_SEQ: &[u8] = b"Nats-Expected-Last-Subject-Sequence";
+const EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: &[u8] = b"Nats-Expected-Last-Subject-Sequence-Subject";
+const ROLLUP: &[u8] = b"Nats-Rollup";
 /// Headers natrix does not act on yet: a publish carrying one is refused
 /// rather than stored without the check or effect it asks for.
-const NOT_YET: [&[u8]; 8] = [
-    b"Nats-Expected-Last-Subject-Sequence",
-    b"Nats-Rollup",
+const NOT_YET: [&[u8]; 5] = [
     b"Nats-TTL",
     b"Nats-Incr",
     b"Nats-Batch-Id",
     b"Nats-Schedule",
     b"Nats-Required-Api-Level",
-    b"Nats-Expected-Last-Subject-Sequence-Subject",
 ];
 
 fn text(v: &[u8]) -> String {
@@ -85,14 +85,87 @@ fn text(v: &[u8]) -> String {
 }
 
 impl Server {
-    /// A message published on one of stream `id`'s subjects.
-    pub(crate) fn stream_publish(&mut self, id: StreamId, m: &InternalMsg) {
-        let Some(s) = self.jetstream.streams.get(id as usize) else {
+    /// A message published on one of stream `id`'s subjects. Messages
+    /// are handled in arrival order: while one waits for a check against
+    /// the store, those after it wait too.
+    pub(crate) fn stream_publish(&mut self, id: StreamId, m: InternalMsg) {
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
             return; // deleted in this same event
+        };
+        if !s.parked.is_empty() {
+            s.parked.push_back(m);
+            return;
+        }
+        if let Some(subject) = subject_check(&m)
+            && m.header_len > 0
+        {
+            s.parked.push_back(m);
+            self.check_subject(id, subject);
+            return;
+        }
+        self.store_publish(id, &m, None);
+    }
+
+    /// Asks the store for the last sequence on `subject`, after every
+    /// append asked for so far.
+    fn check_subject(&mut self, id: StreamId, subject: String) {
+        self.flush_stream(id);
+        let key = self.jetstream.streams[id as usize].key.clone();
+        let op = self.next_op(Pending::SubjectChecked { stream: id });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream: key,
+            read: natrix_storage::ops::Read::LastBySubject(subject),
+        });
+    }
+
+    /// The store answered the check the first parked message waits for:
+    /// handle it, then the messages after it, up to the next that needs a
+    /// check.
+    pub(crate) fn subject_checked(&mut self, id: StreamId, c: &Completion) {
+        let last = match &c.result {
+            Ok(Done::Read(m)) => Ok(m.as_ref().map_or(0, |m| m.seq)),
+            Ok(other) => Err(format!("unexpected storage result {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+            return;
+        };
+        let Some(first) = s.parked.pop_front() else {
+            return;
+        };
+        match last {
+            Ok(last) => self.store_publish(id, &first, Some(last)),
+            Err(e) => {
+                let name = s.config.name.clone();
+                if let Some(reply) = first.reply.as_deref() {
+                    let e = ApiError::store_failed(&e);
+                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), false);
+                }
+            }
+        }
+        while let Some(s) = self.jetstream.streams.get_mut(id as usize) {
+            let Some(next) = s.parked.pop_front() else {
+                break;
+            };
+            if let Some(subject) = subject_check(&next) {
+                s.parked.push_front(next);
+                self.check_subject(id, subject);
+                break;
+            }
+            self.store_publish(id, &next, None);
+        }
+    }
+
+    /// Checks and stores one message (`last_subject_seq`: the store's
+    /// answer for the subject check, when the message asked for one).
+    fn store_publish(&mut self, id: StreamId, m: &InternalMsg, last_subject_seq: Option<u64>) {
+        let Some(s) = self.jetstream.streams.get(id as usize) else {
+            return;
         };
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
         let account = m.account;
-        match self.check_publish(id, m) {
+        match self.check_publish(id, m, last_subject_seq) {
             Ok(Some(dup_seq)) => {
                 if let Some(reply) = reply {
                     self.queue_ack(id, dup_seq, account, reply, true);
@@ -113,6 +186,8 @@ impl Server {
                 };
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();
+                let rollup = rollup(m);
+                let subject = msg.subject.clone();
                 s.queued.push(msg);
                 if let Some(msg_id) = msg_id(m) {
                     let window = u64::try_from(s.config.duplicate_window).unwrap_or(0);
@@ -122,6 +197,15 @@ impl Server {
                 }
                 if !self.jetstream.dirty.contains(&id) {
                     self.jetstream.dirty.push(id);
+                }
+                if let Some(all) = rollup {
+                    // Everything older on the subject (or in the stream)
+                    // goes with this message's append, under its sync.
+                    s.rollups.push(natrix_storage::Purge {
+                        filter: (!all).then_some(subject),
+                        below_seq: Some(seq),
+                        keep: None,
+                    });
                 }
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);
@@ -138,7 +222,12 @@ impl Server {
 
     /// What nats-server checks before it stores a message: `Ok(Some(seq))`
     /// for a duplicate of `seq`, `Ok(None)` to store it.
-    fn check_publish(&mut self, id: StreamId, m: &InternalMsg) -> Result<Option<u64>, ApiError> {
+    fn check_publish(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        last_subject_seq: Option<u64>,
+    ) -> Result<Option<u64>, ApiError> {
         let now = self.now.unix_nanos;
         let s = &mut self.jetstream.streams[id as usize];
         if s.failed {
@@ -178,6 +267,23 @@ impl Server {
                 {
                     let current = s.last_msg_id.clone().unwrap_or_default();
                     return Err(ApiError::wrong_last_msg_id(&current));
+                }
+                if let (Some(want), Some(last)) =
+                    (h.get(EXPECTED_LAST_SUBJECT_SEQ).map(text), last_subject_seq)
+                    && let Ok(want) = want.parse::<u64>()
+                    && want != last
+                {
+                    return Err(ApiError::wrong_last_sequence(last));
+                }
+                if let Some(value) = h.get(ROLLUP).map(text) {
+                    if !s.config.allow_rollup_hdrs || s.config.deny_purge {
+                        return Err(ApiError::rollup_failed("rollup not permitted"));
+                    }
+                    if value != "sub" && value != "all" {
+                        return Err(ApiError::rollup_failed(&format!(
+                            "rollup value invalid: {value:?}"
+                        )));
+                    }
                 }
                 if let Some(name) = NOT_YET.iter().find(|n| h.get(n).is_some()) {
                     return Err(ApiError::store_failed(&format!(
@@ -308,6 +414,36 @@ impl Server {
                 self.log(LogLevel::Error, line);
             }
         }
+    }
+}
+
+/// The subject whose last sequence the message expects, if it expects one
+/// (`Nats-Expected-Last-Subject-Sequence`, on its own subject unless
+/// `…-Subject` names another).
+fn subject_check(m: &InternalMsg) -> Option<String> {
+    if m.header_len == 0 {
+        return None;
+    }
+    let h = Headers::parse(&m.payload[..m.header_len]).ok()?;
+    h.get(EXPECTED_LAST_SUBJECT_SEQ)?;
+    let subject = h
+        .get(EXPECTED_LAST_SUBJECT_SEQ_SUBJECT)
+        .map(text)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| String::from_utf8_lossy(&m.subject).into_owned());
+    Some(subject)
+}
+
+/// `Nats-Rollup`: `Some(true)` for `all`, `Some(false)` for `sub`.
+fn rollup(m: &InternalMsg) -> Option<bool> {
+    if m.header_len == 0 {
+        return None;
+    }
+    let h = Headers::parse(&m.payload[..m.header_len]).ok()?;
+    match text(h.get(ROLLUP)?).as_str() {
+        "all" => Some(true),
+        "sub" => Some(false),
+        _ => None,
     }
 }
 

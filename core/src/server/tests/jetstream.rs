@@ -429,3 +429,109 @@ fn messages_past_max_age_are_removed() {
     assert_eq!(info["state"]["messages"], 1, "{info}");
     assert_eq!(info["state"]["first_seq"], 2);
 }
+
+/// All `HMSG`s on `reply`: headers and body.
+fn hmsgs(out: &str, reply: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = out;
+    let head = format!("HMSG {reply} 1 ");
+    while let Some(at) = rest.find(&head) {
+        rest = &rest[at..];
+        let line_end = rest.find("\r\n").unwrap();
+        let sizes: Vec<usize> = rest[head.len()..line_end]
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let payload = &rest[line_end + 2..line_end + 2 + sizes[1]];
+        found.push((
+            payload[..sizes[0]].to_string(),
+            payload[sizes[0]..].to_string(),
+        ));
+        rest = &rest[line_end + 2 + sizes[1]..];
+    }
+    found
+}
+
+#[test]
+fn expected_last_subject_sequence_is_checked_against_the_store_in_order() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"KV","subjects":["kv.>"]}"#);
+    // A key-value create: only if the key has no message yet.
+    let create = "Nats-Expected-Last-Subject-Sequence: 0";
+    let first = js.publish("kv.a", create, "1");
+    let second = js.publish("kv.a", create, "2");
+    let other = js.publish("kv.b", "", "3");
+    js.run_storage();
+    let out = js.out();
+    assert_eq!(Js::answers(&out, &first)[0]["seq"], 1, "{out}");
+    let refused = &Js::answers(&out, &second)[0];
+    assert_eq!(refused["error"]["err_code"], 10071, "{out}");
+    assert_eq!(refused["error"]["description"], "wrong last sequence: 1");
+    assert_eq!(
+        Js::answers(&out, &other)[0]["seq"],
+        2,
+        "later publishes keep their order"
+    );
+    // An update at the right revision.
+    let update = js.publish("kv.a", "Nats-Expected-Last-Subject-Sequence: 1", "4");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &update)[0]["seq"], 3);
+}
+
+#[test]
+fn a_rollup_leaves_only_the_newest_message_of_its_subject() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"R","subjects":["r.>"],"allow_rollup_hdrs":true}"#);
+    js.publish("r.a", "", "1");
+    js.publish("r.b", "", "2");
+    js.publish("r.a", "", "3");
+    js.publish("r.a", "Nats-Rollup: sub", "4");
+    js.run_storage();
+    let _ = js.out();
+    let info = js.request("$JS.API.STREAM.INFO.R", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    js.create(r#"{"name":"N","subjects":["n"]}"#);
+    let refused = js.publish("n", "Nats-Rollup: all", "x");
+    js.run_storage();
+    let ack = &Js::answers(&js.out(), &refused)[0];
+    assert_eq!(ack["error"]["err_code"], 10111);
+    assert_eq!(ack["error"]["description"], "rollup not permitted");
+}
+
+#[test]
+fn direct_get_answers_with_the_stored_message_and_its_origin() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"DIR","subjects":["dir.>"],"allow_direct":true}"#);
+    js.publish("dir.new", "", "d1");
+    js.publish("dir.new", "X-Custom: v2", "d2");
+    js.run_storage();
+    let _ = js.out();
+    let get = |js: &mut Js, subject: &str, body: &str| {
+        let reply = js.publish(subject, "", body);
+        js.run_storage();
+        let out = js.out();
+        hmsgs(&out, &reply).pop().unwrap_or_else(|| panic!("{out}"))
+    };
+    let (h, body) = get(&mut js, "$JS.API.DIRECT.GET.DIR", r#"{"seq":1}"#);
+    assert!(
+        h.starts_with("NATS/1.0\r\nNats-Stream: DIR\r\nNats-Subject: dir.new\r\nNats-Sequence: 1\r\nNats-Time-Stamp: 2023-11-14T22:13:20Z\r\n\r\n"),
+        "{h:?}"
+    );
+    assert_eq!(body, "d1");
+    let (h, body) = get(&mut js, "$JS.API.DIRECT.GET.DIR.dir.new", "");
+    assert!(
+        h.starts_with("NATS/1.0\r\nX-Custom: v2\r\nNats-Stream: DIR\r\n"),
+        "{h:?}"
+    );
+    assert_eq!(body, "d2");
+    let (h, _) = get(&mut js, "$JS.API.DIRECT.GET.DIR", r#"{"seq":999}"#);
+    assert_eq!(h, "NATS/1.0 404 Message Not Found\r\n\r\n");
+    let (h, _) = get(&mut js, "$JS.API.DIRECT.GET.DIR", "");
+    assert_eq!(h, "NATS/1.0 408 Empty Request\r\n\r\n");
+    js.create(r#"{"name":"ND","subjects":["nd"]}"#);
+    let (h, _) = get(&mut js, "$JS.API.DIRECT.GET.ND", r#"{"seq":1}"#);
+    assert_eq!(
+        h,
+        "NATS/1.0 503\r\nNats-Subject: $JS.API.DIRECT.GET.ND\r\n\r\n"
+    );
+}
