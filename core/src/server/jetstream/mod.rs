@@ -25,6 +25,7 @@
 mod api;
 pub(crate) mod config;
 mod error;
+pub(crate) mod monitor;
 mod publish;
 
 use std::collections::{BTreeMap, VecDeque};

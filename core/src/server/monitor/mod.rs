@@ -347,7 +347,14 @@ impl Server {
                     .iter()
                     .try_for_each(|f| q.bool(f).map(|_| ()))
                     .and_then(|()| q.page())
-                    .map(|_| ok(self.jsz(now)))
+                    .and_then(|_| {
+                        Ok(crate::server::jetstream::monitor::JszDetail {
+                            accounts: q.bool("accounts")?,
+                            streams: q.bool("streams")?,
+                            config: q.bool("config")?,
+                        })
+                    })
+                    .map(|detail| ok(self.jsz(now, detail)))
             }
             _ => Ok(MonitorResponse {
                 status: 404,
@@ -375,8 +382,16 @@ impl Server {
         self.stamped(now, json!({ "leafnodes": 0, "leafs": null }))
     }
 
-    pub(super) fn jsz(&self, now: Now) -> Value {
-        self.stamped(now, jsz_disabled())
+    pub(crate) fn jsz(
+        &self,
+        now: Now,
+        detail: crate::server::jetstream::monitor::JszDetail,
+    ) -> Value {
+        if self.jetstream_enabled() {
+            self.stamped(now, self.jsz_body(detail))
+        } else {
+            self.stamped(now, jsz_disabled())
+        }
     }
 
     /// `server_id` and `now` first, then the endpoint's own fields.
@@ -421,7 +436,7 @@ impl Server {
             "leaf": {},
             "mqtt": {},
             "websocket": {},
-            "jetstream": {},
+            "jetstream": self.varz_jetstream(),
             "tls_timeout": o.tls.as_ref().map_or(crate::config::DEFAULT_TLS_TIMEOUT, |t| t.timeout).as_secs_f64(),
             "write_deadline": nanos(o.write_deadline),
             "start": rfc3339_nanos(self.start_unix_nanos),
@@ -831,7 +846,10 @@ impl Server {
         }
         m.insert("expired".into(), json!(false));
         m.insert("complete".into(), json!(true));
-        m.insert("jetstream_enabled".into(), json!(false));
+        m.insert(
+            "jetstream_enabled".into(),
+            json!(self.account_has_jetstream(id)),
+        );
         m.insert("leafnode_connections".into(), json!(0));
         m.insert("client_connections".into(), json!(a.num_conns));
         m.insert("subscriptions".into(), stats["num_subscriptions"].clone());

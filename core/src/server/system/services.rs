@@ -334,7 +334,7 @@ impl Server {
             ServerEndpoint::Gatewayz => Answer::Data(self.gatewayz(now)),
             ServerEndpoint::Leafz => Answer::Data(self.leafz(now)),
             ServerEndpoint::Accountz => endpoint_answer(self.accountz(now, &q)),
-            ServerEndpoint::Jsz => Answer::Data(self.jsz(now)),
+            ServerEndpoint::Jsz => Answer::Data(self.jsz(now, Default::default())),
             ServerEndpoint::Healthz => match self.healthz(&q) {
                 Ok((v, warning)) => {
                     if let Some(w) = warning {

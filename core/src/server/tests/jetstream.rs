@@ -535,3 +535,28 @@ fn direct_get_answers_with_the_stored_message_and_its_origin() {
         "NATS/1.0 503\r\nNats-Subject: $JS.API.DIRECT.GET.ND\r\n\r\n"
     );
 }
+
+#[test]
+fn jsz_and_varz_show_streams_and_usage() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    js.publish("s", "", "hello");
+    js.run_storage();
+    let _ = js.out();
+    let (status, body) = http(&mut js.h, "/jsz", "streams=1&config=1");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["streams"], 1, "{v}");
+    assert_eq!(v["messages"], 1);
+    assert_eq!(v["api"]["total"], 1);
+    let detail = &v["account_details"][0];
+    assert_eq!(detail["name"], "$G");
+    assert_eq!(detail["stream_detail"][0]["name"], "S");
+    assert_eq!(detail["stream_detail"][0]["config"]["subjects"][0], "s");
+    let (_, varz) = http(&mut js.h, "/varz", "");
+    let varz: Value = serde_json::from_str(&varz).unwrap();
+    assert_eq!(varz["jetstream"]["stats"]["accounts"], 1, "{varz}");
+    let (_, off) = http(&mut Harness::new(Options::default()), "/jsz", "");
+    let off: Value = serde_json::from_str(&off).unwrap();
+    assert_eq!(off["disabled"], true, "{off}");
+}
