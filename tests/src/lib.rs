@@ -153,6 +153,28 @@ pub fn reference_bin() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// nats-server 2.15.1, the reference for JetStream: `$NATRIX_REFERENCE_215`
+/// (scripts/test installs it and sets it), else the copy scripts/test
+/// installs under target/. `None` (the comparison is skipped) when absent,
+/// unless `NATRIX_REQUIRE_REFERENCE` is set, as in CI.
+pub fn reference_215() -> Option<PathBuf> {
+    let path = std::env::var_os("NATRIX_REFERENCE_215")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let p =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nats-venv/bin/nats-server");
+            p.exists().then_some(p)
+        });
+    if path.is_none() {
+        assert!(
+            std::env::var_os("NATRIX_REQUIRE_REFERENCE").is_none(),
+            "nats-server 2.15.1 is required but not installed"
+        );
+        eprintln!("nats-server 2.15.1 not installed: comparison skipped");
+    }
+    path
+}
+
 /// natrix, then nats-server when it is installed (required when
 /// `NATRIX_REQUIRE_REFERENCE` is set): the servers a comparison runs on.
 pub fn servers() -> Vec<(&'static str, PathBuf)> {

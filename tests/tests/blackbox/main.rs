@@ -8,6 +8,7 @@ mod auth;
 mod clients;
 mod config;
 mod https;
+mod jetstream;
 mod lame_duck;
 mod monitor;
 mod raw;

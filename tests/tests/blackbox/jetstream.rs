@@ -1,0 +1,224 @@
+//! JetStream through the official Rust client: natrix side by side with
+//! nats-server 2.15.1 (and 2.9.10) where their behaviour should match, and
+//! natrix's own promise: an acknowledged message survives `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use natrix_tests::{ServerProcess, test_dir};
+
+/// natrix, then each reference server that is installed.
+fn servers() -> Vec<(&'static str, PathBuf)> {
+    let mut out = vec![("natrix", natrix_tests::natrix_bin())];
+    if let Some(r) = natrix_tests::reference_215() {
+        out.push(("nats-server 2.15.1", r));
+    }
+    if let Some(r) = natrix_tests::reference_or_skip() {
+        out.push(("nats-server 2.9.10", r));
+    }
+    out
+}
+
+fn start(bin: &Path, dir: &Path) -> ServerProcess {
+    ServerProcess::start(bin, &["-js", "-sd", dir.to_str().unwrap()])
+}
+
+async fn context(server: &ServerProcess) -> jetstream::Context {
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(server.url())
+        .await
+        .unwrap();
+    jetstream::new(client)
+}
+
+/// What one server answered, for comparing servers.
+async fn stream_scenario(js: &jetstream::Context) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut s = js
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            max_msgs_per_subject: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..10u64 {
+        let ack = js
+            .publish(format!("orders.{}", i % 4), format!("m{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        seen.push(format!("ack {} {}", ack.stream, ack.sequence));
+    }
+    let info = s.info().await.unwrap();
+    seen.push(format!(
+        "state {} {} {} {}",
+        info.state.messages,
+        info.state.first_sequence,
+        info.state.last_sequence,
+        info.state.subjects_count
+    ));
+    let m = s.get_raw_message(6).await.unwrap();
+    seen.push(format!("get {} {:?}", m.subject, m.payload));
+    let m = s.get_last_raw_message_by_subject("orders.1").await.unwrap();
+    seen.push(format!(
+        "last {} {}",
+        m.sequence,
+        String::from_utf8_lossy(&m.payload)
+    ));
+    seen.push(format!(
+        "missing {:?}",
+        s.get_raw_message(999).await.is_err()
+    ));
+    seen.push(format!("delete {:?}", s.delete_message(6).await.unwrap()));
+    let dup = js
+        .send_publish(
+            "orders.x",
+            jetstream::context::Publish::build()
+                .payload("d".into())
+                .message_id("id-1"),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let again = js
+        .send_publish(
+            "orders.x",
+            jetstream::context::Publish::build()
+                .payload("d".into())
+                .message_id("id-1"),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    seen.push(format!(
+        "dedupe {} {} {}",
+        dup.sequence, again.sequence, again.duplicate
+    ));
+    let purged = s.purge().filter("orders.0").await.unwrap();
+    seen.push(format!("purged {}", purged.purged));
+    let names: Vec<String> = {
+        use futures::TryStreamExt;
+        js.stream_names().try_collect().await.unwrap()
+    };
+    seen.push(format!("names {names:?}"));
+    let err = js
+        .create_stream(stream::Config {
+            name: "OVER".into(),
+            subjects: vec!["orders.new".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(format!("overlap {err}"));
+    js.delete_stream("ORDERS").await.unwrap();
+    seen.push(format!("gone {}", js.get_stream("ORDERS").await.is_err()));
+    seen
+}
+
+#[tokio::test]
+async fn the_stream_api_answers_as_nats_server_does() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        let dir = test_dir("js", &format!("api-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        results.push((name, stream_scenario(&js).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(expected[0], "ack ORDERS 1");
+}
+
+#[tokio::test]
+async fn key_value_puts_gets_and_revisions() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // its KV defaults differ (no direct gets by default)
+        }
+        let dir = test_dir("js", &format!("kv-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        let kv = js
+            .create_key_value(kv::Config {
+                bucket: "cfg".into(),
+                history: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let r1 = kv.put("a", "1".into()).await.unwrap();
+        let r2 = kv.put("b", "2".into()).await.unwrap();
+        seen.push(format!("put {r1} {r2}"));
+        seen.push(format!("get {:?}", kv.get("a").await.unwrap()));
+        seen.push(format!(
+            "create taken {}",
+            kv.create("a", "x".into()).await.is_err()
+        ));
+        let r3 = kv.create("c", "3".into()).await.unwrap();
+        seen.push(format!("create {r3}"));
+        seen.push(format!(
+            "stale update {}",
+            kv.update("a", "y".into(), 99).await.is_err()
+        ));
+        let r4 = kv.update("a", "11".into(), r1).await.unwrap();
+        seen.push(format!("update {r4} {:?}", kv.get("a").await.unwrap()));
+        kv.delete("b").await.unwrap();
+        seen.push(format!("deleted {:?}", kv.get("b").await.unwrap()));
+        seen.push(format!("missing {:?}", kv.get("zz").await.unwrap()));
+        results.push((name, seen));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(expected[0], "put 1 2");
+}
+
+/// natrix acknowledges only what is on disk: every acknowledged publish is
+/// there after the process is killed without warning.
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = test_dir("js", "kill9");
+    let bin = natrix_tests::natrix_bin();
+    let server = start(&bin, &dir);
+    let js = context(&server).await;
+    js.create_stream(stream::Config {
+        name: "EVENTS".into(),
+        subjects: vec!["events.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut acks = Vec::new();
+    for i in 0..500u64 {
+        acks.push(
+            js.publish(format!("events.{}", i % 7), format!("e{i}").into())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut acked = 0;
+    for a in acks {
+        a.await.unwrap();
+        acked += 1;
+    }
+    drop(server); // SIGKILL
+    let server = start(&bin, &dir);
+    let js = context(&server).await;
+    let mut s = js.get_stream("EVENTS").await.unwrap();
+    let info = s.info().await.unwrap();
+    assert_eq!(info.state.messages, acked);
+    let m = s.get_raw_message(250).await.unwrap();
+    assert_eq!(m.payload, "e249");
+}
