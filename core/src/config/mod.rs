@@ -7,6 +7,7 @@
 mod accounts;
 mod authorization;
 pub mod file;
+mod jetstream;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -40,6 +41,10 @@ pub struct ProcessOptions {
     /// `https_port`, `https`, `-ms`: the same endpoints over TLS, with the
     /// certificate of the `tls {}` block (0: a free one; `None`: off).
     pub https_port: Option<u16>,
+    /// JetStream settings the file gives while leaving JetStream off
+    /// (`jetstream { enabled: false ... }`, or a top-level `store_dir`
+    /// alone): `-js` turns JetStream on with them, as in nats-server.
+    pub jetstream_off: Option<JetStreamOptions>,
 }
 
 impl Default for ProcessOptions {
@@ -55,6 +60,7 @@ impl Default for ProcessOptions {
             http_host: None,
             http_port: None,
             https_port: None,
+            jetstream_off: None,
         }
     }
 }
