@@ -161,6 +161,57 @@ pub fn disk_available(_dir: &Path) -> Option<u64> {
     None
 }
 
+/// The JetStream options a reloaded file gives the core, from the options
+/// configured before (`old`) and now (`new`) and those the server runs
+/// with (`running`, limits measured). A limit left to the server keeps its
+/// measured value. The storage thread lives as long as the process, so
+/// turning JetStream on or off, or moving its store, needs a restart; and,
+/// as in nats-server, a limit cannot go from measured to configured or
+/// back. Err: why the reload is refused.
+pub fn reloaded(
+    old: Option<&JetStreamOptions>,
+    new: Option<&JetStreamOptions>,
+    running: Option<&JetStreamOptions>,
+) -> Result<Option<JetStreamOptions>, String> {
+    let (old, new, running) = match (old, new, running) {
+        (Some(old), Some(new), Some(running)) => (old, new, running),
+        (None, None, _) => return Ok(None),
+        (old, new, _) => {
+            return Err(format!(
+                "config reload not supported for JetStream: old={}, new={}",
+                old.is_some(),
+                new.is_some()
+            ));
+        }
+    };
+    if new.store_dir != old.store_dir {
+        return Err("config reload not supported for jetstream storage directory".into());
+    }
+    let limit = |old: i64, new: i64, running: i64| match (old < 0, new < 0) {
+        (true, true) => Ok(running),
+        (true, false) => Err(
+            "config reload not supported for jetstream dynamic max memory and store".to_string(),
+        ),
+        (false, true) => {
+            Err("config reload not supported for jetstream max memory and max store".to_string())
+        }
+        (false, false) => Ok(new),
+    };
+    Ok(Some(JetStreamOptions {
+        max_memory_store: limit(
+            old.max_memory_store,
+            new.max_memory_store,
+            running.max_memory_store,
+        )?,
+        max_file_store: limit(
+            old.max_file_store,
+            new.max_file_store,
+            running.max_file_store,
+        )?,
+        ..new.clone()
+    }))
+}
+
 /// What nats-server logs about a started JetStream (without its banner
 /// art), plus the sync policy, which differs from nats-server's default.
 pub fn banner(js: &JetStreamOptions, root: &Path) -> Vec<String> {
@@ -237,6 +288,65 @@ mod tests {
         };
         resolve_limits(&mut js, Some(1 << 30), Some(1 << 30));
         assert_eq!((js.max_memory_store, js.max_file_store), (0, 5));
+    }
+
+    #[test]
+    fn a_reload_keeps_measured_limits_and_refuses_what_needs_a_restart() {
+        let configured = JetStreamOptions {
+            store_dir: "/data".into(),
+            ..JetStreamOptions::default()
+        };
+        let running = JetStreamOptions {
+            max_memory_store: 100,
+            max_file_store: 200,
+            ..configured.clone()
+        };
+        let (old, run) = (Some(&configured), Some(&running));
+        assert_eq!(reloaded(None, None, None), Ok(None));
+        // Unchanged: the measured limits stay; other settings follow.
+        let new = JetStreamOptions {
+            domain: "hub".into(),
+            ..configured.clone()
+        };
+        let js = reloaded(old, Some(&new), run).unwrap().unwrap();
+        assert_eq!((js.max_memory_store, js.max_file_store), (100, 200));
+        assert_eq!(js.domain, "hub");
+        let refused = |new: Option<&JetStreamOptions>, old| reloaded(old, new, run).unwrap_err();
+        assert_eq!(
+            refused(None, old),
+            "config reload not supported for JetStream: old=true, new=false"
+        );
+        assert_eq!(
+            reloaded(None, Some(&configured), None).unwrap_err(),
+            "config reload not supported for JetStream: old=false, new=true"
+        );
+        let moved = JetStreamOptions {
+            store_dir: "/elsewhere".into(),
+            ..configured.clone()
+        };
+        assert_eq!(
+            refused(Some(&moved), old),
+            "config reload not supported for jetstream storage directory"
+        );
+        let set = JetStreamOptions {
+            max_file_store: 5,
+            ..configured.clone()
+        };
+        assert_eq!(
+            refused(Some(&set), old),
+            "config reload not supported for jetstream dynamic max memory and store"
+        );
+        assert_eq!(
+            refused(Some(&configured), Some(&set)),
+            "config reload not supported for jetstream max memory and max store"
+        );
+        // Configured limits pass to the core, which judges the change.
+        let more = JetStreamOptions {
+            max_file_store: 9,
+            ..configured.clone()
+        };
+        let js = reloaded(Some(&set), Some(&more), run).unwrap().unwrap();
+        assert_eq!(js.max_file_store, 9);
     }
 
     #[test]

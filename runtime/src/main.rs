@@ -196,7 +196,7 @@ async fn serve(
         path
     });
     let mut cfg = cfg;
-    let code = run_until_stopped(&mut running, &mut cfg, &running_js).await;
+    let code = run_until_stopped(&mut running, &mut cfg, running_js.as_ref()).await;
     running.shutdown().await;
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
@@ -269,7 +269,7 @@ fn monitor_listen(p: &ProcessOptions) -> Result<Option<MonitorListen<'_>>, Strin
 async fn run_until_stopped(
     running: &mut Running,
     cfg: &mut RunConfig,
-    running_js: &Option<JetStreamOptions>,
+    running_js: Option<&JetStreamOptions>,
 ) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (
@@ -317,10 +317,14 @@ async fn run_until_stopped(
 async fn reload(
     running: &Running,
     cfg: &mut RunConfig,
-    running_js: &Option<JetStreamOptions>,
+    running_js: Option<&JetStreamOptions>,
 ) -> Result<(), String> {
     let new = cli::reread(cfg)?;
-    let reloaded_js = jetstream_reload(&cfg.options, &new.options, running_js)?;
+    let reloaded_js = jetstream::reloaded(
+        cfg.options.jetstream.as_ref(),
+        new.options.jetstream.as_ref(),
+        running_js,
+    )?;
     let (old_p, new_p) = (&cfg.process, &new.process);
     let refuse = |field: &str, o: String, n: String| {
         Err(format!(
@@ -417,49 +421,6 @@ async fn reload(
     }
     *cfg = new;
     Ok(())
-}
-
-/// The JetStream options a reloaded file gives the core: limits left to the
-/// server keep the values measured at start. The storage thread runs for
-/// the life of the process, so turning JetStream on or off, or moving its
-/// store, needs a restart.
-fn jetstream_reload(
-    old: &natrix_core::Options,
-    new: &natrix_core::Options,
-    running: &Option<JetStreamOptions>,
-) -> Result<Option<JetStreamOptions>, String> {
-    let (old, mut new, running) = match (&old.jetstream, new.jetstream.clone(), running) {
-        (Some(old), Some(new), Some(running)) => (old, new, running),
-        (None, None, _) => return Ok(None),
-        (old, new, _) => {
-            return Err(format!(
-                "config reload not supported for JetStream: old={}, new={}",
-                old.is_some(),
-                new.is_some()
-            ));
-        }
-    };
-    if new.store_dir != old.store_dir {
-        return Err("config reload not supported for jetstream storage directory".into());
-    }
-    let measured = |old: i64, new: i64, running: i64| match (old < 0, new < 0) {
-        (true, true) => Ok(running),
-        (false, true) => {
-            Err("config reload not supported for jetstream max memory and max store".to_string())
-        }
-        _ => Ok(new),
-    };
-    new.max_memory_store = measured(
-        old.max_memory_store,
-        new.max_memory_store,
-        running.max_memory_store,
-    )?;
-    new.max_file_store = measured(
-        old.max_file_store,
-        new.max_file_store,
-        running.max_file_store,
-    )?;
-    Ok(Some(new))
 }
 
 /// The logger a configuration asks for.
