@@ -183,13 +183,22 @@ fn toml_fills_the_same_options() {
         [authorization]
         user = "alice"
         password = "s3cret"
+        [jetstream]
+        store_dir = "/data"
+        max_file_store = "10G"
+        sync_interval = "1m"
     "#;
     let map = conf::parse_toml(toml, "n.toml").unwrap();
     let (mut o, mut p) = (Options::default(), ProcessOptions::default());
     assert_eq!(apply(&map, &mut o, &mut p), Problems::default());
     let (from_conf, _, _) = load(
         "port: 4333\nserver_name: edge-1\nmax_payload: 2MB\nping_interval: \"30s\"\n\
-         authorization { user: alice, password: s3cret }\n",
+         authorization { user: alice, password: s3cret }\n\
+         jetstream { store_dir: /data, max_file_store: \"10G\", sync_interval: \"1m\" }\n",
+    );
+    assert_eq!(
+        o.jetstream.as_ref().map(|j| j.max_file_store),
+        Some(10 << 30)
     );
     assert_eq!(o, from_conf);
 }
