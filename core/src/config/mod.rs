@@ -146,6 +146,26 @@ impl Default for JetStreamOptions {
     }
 }
 
+impl JetStreamOptions {
+    /// nats-server's checks at start: the domain names the API subjects
+    /// `$JS.<domain>.API.>`, so it must fit in one subject token.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.domain.is_empty() {
+            return Ok(());
+        }
+        let api = format!("$JS.{}.API.>", self.domain);
+        if !crate::subject::is_valid_subject(api.as_bytes()) {
+            return Err(format!(
+                "invalid domain name: derived {api:?} is not a valid subject"
+            ));
+        }
+        if self.domain.contains(['.', '*', '>']) {
+            return Err("invalid domain name: may not contain ., * or >".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// Server options with nats-server's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -356,6 +376,9 @@ impl Options {
             && !self.accounts.iter().any(|a| &a.name == name)
         {
             return Err("error resolving system account: account missing".to_string());
+        }
+        if let Some(js) = &self.jetstream {
+            js.validate()?;
         }
         if self.no_auth_user.is_empty() {
             return Ok(());

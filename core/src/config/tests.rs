@@ -719,3 +719,25 @@ fn jetstream_problems_in_nats_server_words() {
         "n.conf:1:12: max_mem_store sizes defined as strings must end in K, M, G, T"
     );
 }
+
+#[test]
+fn a_jetstream_domain_must_fit_in_one_subject_token() {
+    let check = |domain: &str| {
+        let (o, _, problems) = load(&format!("jetstream {{ domain: {domain:?} }}\n"));
+        assert!(problems.errors.is_empty(), "{problems:?}");
+        o.validate()
+    };
+    assert_eq!(check("hub"), Ok(()));
+    assert_eq!(
+        check("a b"),
+        Err("invalid domain name: derived \"$JS.a b.API.>\" is not a valid subject".into())
+    );
+    assert_eq!(
+        check("a.b"),
+        Err("invalid domain name: may not contain ., * or >".into())
+    );
+    assert_eq!(
+        check("*"),
+        Err("invalid domain name: may not contain ., * or >".into())
+    );
+}
