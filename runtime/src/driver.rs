@@ -878,10 +878,19 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
         }
-        // The core asks for storage only with JetStream on, when there is
-        // a thread (until shutdown, after which nothing is written).
-        if let Some(storage) = &self.storage {
-            storage.submit_all(storage_ops);
+        match &self.storage {
+            Some(storage) => storage.submit_all(storage_ops),
+            // The core asks for storage only with JetStream on, which
+            // comes with a thread: a driver built without one (or one
+            // already stopped at shutdown) has nowhere to write.
+            None if !storage_ops.is_empty() => self.logger.log(
+                LogLevel::Error,
+                &format!(
+                    "{} JetStream storage operations and no storage thread to run them",
+                    storage_ops.len()
+                ),
+            ),
+            None => {}
         }
         exit
     }
