@@ -5,7 +5,7 @@
 
 use natrix_core::Options;
 use natrix_core::auth::Auth;
-use natrix_core::config::{ProcessOptions, TlsOptions};
+use natrix_core::config::{JetStreamOptions, ProcessOptions, TlsOptions};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,11 @@ Server Options:
     -sl, --signal <signal>[=<pid>]   Send signal to natrix process (ldm, stop, quit, term, reopen, reload)
                                      <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natrix.pid)
 
+JetStream Options:
+    -js, --jetstream                 Enable JetStream
+    -sd, --store_dir <dir>           Directory that holds the JetStream store (default: the temporary
+                                     directory's nats/; does not enable JetStream on its own)
+
 Logging Options:
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
@@ -79,14 +84,13 @@ Common Options:
     -v, --version                    Show version
 
 Not yet available (refused with a message):
--js/--jetstream, -sd/--store_dir, --routes, --cluster, --cluster_name, --no_advertise,
+--routes, --cluster, --cluster_name, --no_advertise,
 --cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
 ";
 
 /// Flags nats-server has that natrix does not implement yet, with the
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
-    (&["js", "jetstream", "sd", "store_dir"], "JetStream"),
     (&["help_tls"], "a TLS help page"),
     (
         &[
@@ -137,6 +141,8 @@ const VALUES: &[&str] = &[
     "tlscert",
     "tlskey",
     "tlscacert",
+    "sd",
+    "store_dir",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
@@ -159,6 +165,8 @@ const BOOLS: &[&str] = &[
     "tlsverify",
     "s",
     "syslog",
+    "js",
+    "jetstream",
 ];
 
 /// Why the command line was refused.
@@ -373,6 +381,10 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
             "user" => user = Some(value),
             "pass" => pass = Some(value),
             "auth" => token = Some(value),
+            // As in nats-server, `-js=false` does not turn off a JetStream
+            // the file turns on, and an empty `-sd` changes nothing.
+            "js" | "jetstream" if on => enable_jetstream(cfg),
+            "sd" | "store_dir" if !value.is_empty() => jetstream_settings(cfg).store_dir = value,
             "log_size_limit" => {
                 let n: i64 = value.parse().map_err(|_| {
                     format!("invalid value {value:?} for flag -{name}: parse error")
@@ -405,6 +417,24 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
         }
     }
     Ok(())
+}
+
+/// Turns JetStream on, with the settings the file gave while leaving it
+/// off (if any).
+fn enable_jetstream(cfg: &mut RunConfig) {
+    if cfg.options.jetstream.is_none() {
+        let kept = cfg.process.jetstream_off.take();
+        cfg.options.jetstream = Some(kept.unwrap_or_default());
+    }
+}
+
+/// The JetStream settings a flag changes: those in force, or those kept
+/// for `-js` while JetStream is off.
+fn jetstream_settings(cfg: &mut RunConfig) -> &mut JetStreamOptions {
+    match &mut cfg.options.jetstream {
+        Some(js) => js,
+        None => cfg.process.jetstream_off.get_or_insert_default(),
+    }
 }
 
 /// A monitoring port flag's value; `-1` asks for a free port.
@@ -470,7 +500,7 @@ mod tests {
         assert!(err(&["--foo"]).contains("not defined"));
         assert!(err(&["-p", "abc"]).contains("invalid value"));
         assert!(err(&["-p"]).contains("needs an argument"));
-        assert!(err(&["-js"]).contains("JetStream"));
+        assert!(err(&["--cluster", "x"]).contains("clustering"));
         assert_eq!(
             err(&["--tls"]),
             "TLS Server certificate must be present and valid"
@@ -496,6 +526,67 @@ mod tests {
             parse(["--signal", "ldm=12"]).unwrap(),
             Command::Signal("ldm=12".into())
         );
+    }
+
+    #[test]
+    fn jetstream_flags() {
+        let js = |args: &[&str]| run(args).options.jetstream;
+        assert_eq!(js(&[]), None);
+        assert_eq!(js(&["-js"]), Some(JetStreamOptions::default()));
+        assert_eq!(js(&["--jetstream"]), Some(JetStreamOptions::default()));
+        assert_eq!(js(&["-js=false"]), None);
+        // -sd sets the directory without turning JetStream on, as in
+        // nats-server; with -js (before or after) it is used.
+        let c = run(&["-sd", "/data"]);
+        assert_eq!(c.options.jetstream, None);
+        assert_eq!(
+            c.process.jetstream_off.map(|j| j.store_dir),
+            Some("/data".into())
+        );
+        for args in [
+            &["-sd", "/data", "-js"][..],
+            &["--jetstream", "--store_dir=/data"],
+        ] {
+            assert_eq!(js(args).map(|j| j.store_dir), Some("/data".into()));
+        }
+    }
+
+    #[test]
+    fn jetstream_flags_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("natrix-cli-js-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let on = file("on.conf", "jetstream { store_dir: /f, max_mem: 1G }\n");
+        let off = file(
+            "off.conf",
+            "jetstream { enabled: false, store_dir: /f, max_mem: 1G }\n",
+        );
+        let top = file("top.conf", "store_dir: /f\n");
+        let js = |args: &[&str]| run(args).options.jetstream;
+        // The flag's directory wins over the file's; the rest stays.
+        let j = js(&["-c", &on, "-sd", "/flag"]).expect("on");
+        assert_eq!(
+            (j.store_dir.as_str(), j.max_memory_store),
+            ("/flag", 1_000_000_000)
+        );
+        // -js=false does not turn it off.
+        assert!(js(&["-c", &on, "-js=false"]).is_some());
+        // -js turns on what the file left off, with the file's settings.
+        assert_eq!(js(&["-c", &off]), None);
+        let j = js(&["-c", &off, "-js"]).expect("on");
+        assert_eq!(
+            (j.store_dir.as_str(), j.max_memory_store),
+            ("/f", 1_000_000_000)
+        );
+        assert_eq!(
+            js(&["-c", &top, "-js"]).map(|j| j.store_dir),
+            Some("/f".into())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use natrix_core::server::{Action, ConnId, Event, LogLevel, Server};
 use natrix_core::time::{Instant as CoreInstant, Now};
+use natrix_storage::ops::{Completion, StorageOp};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::conn_io::{Inbound, Outbound, ReadGate, read_ahead_permits, read_loop, write_loop};
 use crate::logger::Logger;
 use crate::memory::TrimPolicy;
+use crate::storage::StorageThread;
 use tokio_rustls::TlsAcceptor;
 
 /// Inbound events queued for the core before readers wait (backpressure).
@@ -187,6 +189,13 @@ pub struct MonitorListen<'a> {
     pub secure: bool,
 }
 
+/// JetStream's storage thread and the channel its completions come back
+/// on, as [`StorageThread::spawn`] returns them.
+pub type Storage = (
+    StorageThread,
+    tokio::sync::mpsc::UnboundedReceiver<Completion>,
+);
+
 /// Why a server did not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -197,15 +206,14 @@ pub enum StartError {
 }
 
 /// Binds the client listener on TCP and starts the server tasks, with
-/// monitoring if `monitor` says where, and TLS for clients if the core's
+/// monitoring if `monitor` says where, TLS for clients if the core's
 /// options ask for it (`tls` is their configuration; HTTPS monitoring
-/// serves its certificate).
+/// serves its certificate), and the storage thread when JetStream is on.
 pub async fn start(
     server: Server,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
     monitor: Option<MonitorListen<'_>>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    (tls, storage): (Option<Arc<rustls::ServerConfig>>, Option<Storage>),
     mut logger: Logger,
     clock: Clock,
 ) -> Result<Running, StartError> {
@@ -248,8 +256,12 @@ pub async fn start(
         }
         None => None,
     };
-    serve_with_monitor(server, listener, host, (monitor, tls), logger, clock)
-        .map_err(StartError::Listen)
+    let io = ServerIo {
+        monitor,
+        tls,
+        storage,
+    };
+    serve_with_monitor(server, listener, host, io, logger, clock).map_err(StartError::Listen)
 }
 
 /// Starts the server tasks on a listener that is already bound.
@@ -260,7 +272,7 @@ pub fn serve<L: Listener>(
     logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
-    serve_with_monitor(server, listener, host, (None, None), logger, clock)
+    serve_with_monitor(server, listener, host, ServerIo::default(), logger, clock)
 }
 
 /// Monitoring on a bound listener, with the host and port to report in
@@ -272,17 +284,32 @@ pub struct MonitorSetup {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-type Monitor = Option<MonitorSetup>;
+/// What a server may have besides its client listener.
+#[derive(Default)]
+pub struct ServerIo {
+    /// HTTP(S) monitoring.
+    pub monitor: Option<MonitorSetup>,
+    /// TLS for clients.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// JetStream's storage thread.
+    pub storage: Option<Storage>,
+}
 
-/// [`serve`], plus HTTP monitoring and TLS for clients.
+/// [`serve`], plus HTTP monitoring, TLS for clients and JetStream storage.
 pub fn serve_with_monitor<L: Listener>(
     mut server: Server,
     listener: L,
     host: &str,
-    (monitor, tls): (Monitor, Option<Arc<rustls::ServerConfig>>),
+    io: ServerIo,
     mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
+    let ServerIo {
+        monitor,
+        tls,
+        storage,
+    } = io;
+    let (storage, completions) = storage.unzip();
     let addr = listener.local_addr()?;
     let listening = Event::Listening {
         listener: natrix_core::server::Listener::Client,
@@ -341,6 +368,8 @@ pub fn serve_with_monitor<L: Listener>(
         trim: TrimPolicy::new(tokio::time::Instant::now()),
         http_req_stats: Default::default(),
         reloading: None,
+        storage,
+        completions,
     };
     let stop2 = Arc::clone(&stop);
     let task = tokio::spawn(core.run(stop2));
@@ -418,6 +447,11 @@ struct CoreLoop<S> {
     /// Bytes read and written since freed memory last went back to the
     /// When freed memory goes back to the system.
     trim: TrimPolicy<tokio::time::Instant>,
+    /// JetStream's storage thread (`None`: JetStream off).
+    storage: Option<StorageThread>,
+    /// Where its completions arrive (`None`: JetStream off, or the thread
+    /// has stopped).
+    completions: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
@@ -441,6 +475,15 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 Some(req) = self.mon_rx.recv() => {
                     self.monitor(req);
+                    if self.drain_actions() {
+                        break;
+                    }
+                    continue;
+                }
+                // Ahead of client input: a completion releases acks and
+                // frees the core's in-flight budget.
+                done = next_completion(&mut self.completions) => {
+                    self.storage_done(done);
                     if self.drain_actions() {
                         break;
                     }
@@ -500,6 +543,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         self.logger.info("Initiating Shutdown...");
         self.server.handle(self.clock.now(), Event::Shutdown);
         self.drain_actions();
+        self.stop_storage().await;
         // Give writers a moment to flush what they were handed.
         let flush_until = tokio::time::Instant::now() + Duration::from_millis(500);
         while !self.conns.is_empty() && tokio::time::Instant::now() < flush_until {
@@ -517,6 +561,42 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 _ => break,
             }
         }
+    }
+
+    /// Hands the core a completion and every other one already there, so
+    /// that one drain answers them all. `None`: the thread is gone.
+    fn storage_done(&mut self, first: Option<Completion>) {
+        let Some(first) = first else {
+            // Only a panic ends the thread while the driver holds it; it
+            // has printed why, and nothing will complete from now on.
+            self.completions = None;
+            self.logger
+                .log(LogLevel::Error, "JetStream storage thread stopped");
+            return;
+        };
+        let now = self.clock.now();
+        self.server.handle(now, Event::Storage(&first));
+        while let Some(done) = self.completions.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            self.server.handle(now, Event::Storage(&done));
+        }
+    }
+
+    /// Lets the storage thread finish everything submitted (the final
+    /// writes and syncs included) before the process exits.
+    async fn stop_storage(&mut self) {
+        let Some(storage) = self.storage.take() else {
+            return;
+        };
+        self.logger.info("Initiating JetStream Shutdown...");
+        let stopped = tokio::task::spawn_blocking(move || storage.shutdown()).await;
+        if !matches!(stopped, Ok(Ok(()))) {
+            self.logger.log(
+                LogLevel::Error,
+                "JetStream storage thread failed before finishing its writes",
+            );
+        }
+        self.completions = None;
+        self.logger.info("JetStream Shutdown");
     }
 
     fn control(&mut self, c: Control) {
@@ -729,9 +809,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             .is_some_and(|c| c.generation == generation)
     }
 
-    /// Carries out the core's actions; true when the server is done.
+    /// Carries out the core's actions; true when the server is done. The
+    /// storage operations of one drain go to the storage thread together,
+    /// as one group: their syncs share one fsync per stream.
     fn drain_actions(&mut self) -> bool {
         let mut exit = false;
+        let mut storage_ops: Vec<StorageOp> = Vec::new();
         while let Some(action) = self.server.poll_action() {
             match action {
                 Action::StopAccepting => {
@@ -741,9 +824,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
                 Action::Exit => exit = true,
                 Action::Reloaded { error } => self.reloaded(error),
-                // The core asks for storage only with JetStream on, which
-                // the driver does not start yet.
-                Action::Storage(_) => {}
+                Action::Storage(op) => storage_ops.push(op),
                 Action::Transmit { conn } => {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;
@@ -797,7 +878,31 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 }
             }
         }
+        match &self.storage {
+            Some(storage) => storage.submit_all(storage_ops),
+            // The core asks for storage only with JetStream on, which
+            // comes with a thread: a driver built without one (or one
+            // already stopped at shutdown) has nowhere to write.
+            None if !storage_ops.is_empty() => self.logger.log(
+                LogLevel::Error,
+                &format!(
+                    "{} JetStream storage operations and no storage thread to run them",
+                    storage_ops.len()
+                ),
+            ),
+            None => {}
+        }
         exit
+    }
+}
+
+/// The next completion; never, without a storage thread.
+async fn next_completion(
+    completions: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
+) -> Option<Completion> {
+    match completions {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -807,3 +912,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config_file;
 mod conn_io;
 pub mod driver;
+pub mod jetstream;
 pub mod logger;
 pub mod memory;
 pub mod monitor;

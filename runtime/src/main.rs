@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use natrix_core::Server;
-use natrix_core::config::ProcessOptions;
+use natrix_core::config::{JetStreamOptions, ProcessOptions};
 use natrix_core::server::LogLevel;
 use natrix_runtime::cli::{self, CliError, Command, RunConfig};
 use natrix_runtime::driver::{self, Clock, Control, MonitorListen, Running, StartError};
+use natrix_runtime::jetstream;
 use natrix_runtime::logger::Logger;
+use natrix_runtime::storage::StorageThread;
 use natrix_runtime::tls;
 
 fn main() -> ExitCode {
@@ -105,7 +107,12 @@ async fn serve(
     mut logger: Logger,
 ) -> ExitCode {
     let clock = Clock::new();
-    let server = Server::new(cfg.options.clone(), os_seed(), clock.now());
+    // The core gets JetStream's limits as measured now; `cfg` keeps them
+    // as configured, to compare a reloaded file with.
+    let mut options = cfg.options.clone();
+    let jetstream = options.jetstream.as_mut().map(jetstream::start);
+    let running_js = options.jetstream.clone();
+    let server = Server::new(options, os_seed(), clock.now());
     logger.info("Starting natrix");
     logger.info(&format!(
         "  Version:  {} (nats-server {} compatible)",
@@ -123,6 +130,11 @@ async fn serve(
     if let Some(file) = &cfg.config_file {
         logger.info(&format!("Using configuration file: {file}"));
     }
+    let storage = match jetstream.map(|js| start_storage(js, &mut logger)) {
+        None => None,
+        Some(Ok(storage)) => Some(storage),
+        Some(Err(())) => return ExitCode::from(1),
+    };
     let pid = std::process::id();
     if let Some(path) = &cfg.process.pid_file
         && let Err(e) = std::fs::write(path, pid.to_string())
@@ -139,10 +151,9 @@ async fn serve(
     };
     let started = driver::start(
         server,
-        &cfg.options.host,
-        cfg.options.port,
+        (&cfg.options.host, cfg.options.port),
         monitor,
-        tls,
+        (tls, storage),
         logger,
         clock,
     )
@@ -185,7 +196,7 @@ async fn serve(
         path
     });
     let mut cfg = cfg;
-    let code = run_until_stopped(&mut running, &mut cfg).await;
+    let code = run_until_stopped(&mut running, &mut cfg, running_js.as_ref()).await;
     running.shutdown().await;
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
@@ -196,6 +207,29 @@ async fn serve(
     let mut l = Logger::stderr(cfg.process.log_time, false, false);
     l.info("Server Exiting..");
     code
+}
+
+/// Logs how JetStream's store was prepared and starts its storage thread;
+/// Err once the fatal reason is logged.
+fn start_storage(
+    prepared: Result<jetstream::Started, jetstream::StartFailed>,
+    logger: &mut Logger,
+) -> Result<driver::Storage, ()> {
+    let started = match prepared {
+        Ok(s) => s,
+        Err(failed) => {
+            for (level, line) in &failed.log {
+                logger.log(*level, line);
+            }
+            return Err(());
+        }
+    };
+    for (level, line) in &started.log {
+        logger.log(*level, line);
+    }
+    StorageThread::spawn(&started.root).map_err(|e| {
+        logger.log(LogLevel::Fatal, &format!("Can't start JetStream: {e}"));
+    })
 }
 
 /// Logs a fatal start error and gives the exit code.
@@ -232,7 +266,11 @@ fn monitor_listen(p: &ProcessOptions) -> Result<Option<MonitorListen<'_>>, Strin
 /// unless lame duck mode is under way; SIGUSR2 enters lame duck mode
 /// (exit 0 once every client is closed); SIGUSR1 reopens the log file;
 /// SIGHUP reloads the configuration file.
-async fn run_until_stopped(running: &mut Running, cfg: &mut RunConfig) -> ExitCode {
+async fn run_until_stopped(
+    running: &mut Running,
+    cfg: &mut RunConfig,
+    running_js: Option<&JetStreamOptions>,
+) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (
         signal(SignalKind::interrupt()),
@@ -261,7 +299,7 @@ async fn run_until_stopped(running: &mut Running, cfg: &mut RunConfig) -> ExitCo
             }
             _ = usr1.recv() => running.control(Control::ReopenLog),
             _ = hup.recv() => {
-                if let Err(e) = reload(running, cfg).await {
+                if let Err(e) = reload(running, cfg, running_js).await {
                     running.control(Control::Log(
                         LogLevel::Error,
                         format!("Failed to reload server configuration: {e}"),
@@ -276,8 +314,17 @@ async fn run_until_stopped(running: &mut Running, cfg: &mut RunConfig) -> ExitCo
 /// Reads the configuration again and applies it: the process settings
 /// here (logging, pid file), the rest in the core. All or nothing: a
 /// setting that cannot change on a running server refuses the reload.
-async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
+async fn reload(
+    running: &Running,
+    cfg: &mut RunConfig,
+    running_js: Option<&JetStreamOptions>,
+) -> Result<(), String> {
     let new = cli::reread(cfg)?;
+    let reloaded_js = jetstream::reloaded(
+        cfg.options.jetstream.as_ref(),
+        new.options.jetstream.as_ref(),
+        running_js,
+    )?;
     let (old_p, new_p) = (&cfg.process, &new.process);
     let refuse = |field: &str, o: String, n: String| {
         Err(format!(
@@ -323,7 +370,9 @@ async fn reload(running: &Running, cfg: &mut RunConfig) -> Result<(), String> {
         .map(tls::server_config)
         .transpose()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    running.control(Control::Reload(Box::new(new.options.clone()), tls, tx));
+    let mut options = new.options.clone();
+    options.jetstream = reloaded_js;
+    running.control(Control::Reload(Box::new(options), tls, tx));
     rx.await
         .map_err(|_| "the server has stopped".to_string())??;
     let (o, n) = (&cfg.options, &new.options);

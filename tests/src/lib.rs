@@ -105,10 +105,10 @@ impl ServerProcess {
                     .and_then(|text| text.lines().find_map(listening_port)),
                 None => rx.recv_timeout(Duration::from_millis(20)).ok(),
             };
-            if let Some(port) = logged {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return ServerProcess { child, port };
-                }
+            if let Some(port) = logged
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                return ServerProcess { child, port };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("{} exited at start: {status}", bin.display());

@@ -162,7 +162,7 @@ fn parse_account(
             "jetstream" => Err(ConfError::at(
                 &k.key_pos,
                 format!(
-                    "{:?} is not supported yet: natrix does not have JetStream yet",
+                    "{:?} is not supported yet: natrix does not have per-account JetStream limits yet",
                     k.key
                 ),
             )),

@@ -72,10 +72,7 @@ const NOT_YET: &[(&[&str], &str)] = &[
     (&["cluster"], "clustering"),
     (&["gateway"], "gateways"),
     (&["leafnodes", "leaf"], "leaf nodes"),
-    (
-        &["jetstream", "store_dir", "default_js_domain"],
-        "JetStream",
-    ),
+    (&["default_js_domain"], "leaf nodes"),
     (&["websocket", "ws"], "websocket"),
     (&["mqtt"], "MQTT"),
 ];
@@ -94,6 +91,7 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Problems {
     let mut p = Problems::default();
     let mut accounts = None;
+    let mut jetstream = super::jetstream::FileJetStream::default();
     for entry in map {
         if entry.key.eq_ignore_ascii_case("accounts") {
             // Read last: its users join those of `authorization`.
@@ -109,6 +107,19 @@ pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Pro
             }
             continue;
         }
+        match entry.key.to_ascii_lowercase().as_str() {
+            "jetstream" => {
+                jetstream.block(entry, &mut p.errors, &mut p.warnings);
+                continue;
+            }
+            "store_dir" | "storedir" => {
+                if let Err(e) = jetstream.top_level_store_dir(entry) {
+                    p.errors.push(e);
+                }
+                continue;
+            }
+            _ => {}
+        }
         if let Err(e) = apply_entry(entry, opts, process, &mut p.warnings) {
             p.errors.push(e);
         }
@@ -116,10 +127,18 @@ pub fn apply(map: &Map, opts: &mut Options, process: &mut ProcessOptions) -> Pro
     if let Some(entry) = accounts {
         opts.accounts = super::accounts::parse(entry, &mut opts.auth, &mut p.errors);
     }
+    match jetstream {
+        j if j.enabled => opts.jetstream = Some(j.settings),
+        j if j.seen => {
+            opts.jetstream = None;
+            process.jetstream_off = Some(j.settings);
+        }
+        _ => {}
+    }
     p
 }
 
-fn not_yet(entry: &Entry, feature: &str) -> ConfError {
+pub(super) fn not_yet(entry: &Entry, feature: &str) -> ConfError {
     ConfError::at(
         &entry.key_pos,
         format!(

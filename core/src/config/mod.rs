@@ -7,6 +7,7 @@
 mod accounts;
 mod authorization;
 pub mod file;
+mod jetstream;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -40,6 +41,10 @@ pub struct ProcessOptions {
     /// `https_port`, `https`, `-ms`: the same endpoints over TLS, with the
     /// certificate of the `tls {}` block (0: a free one; `None`: off).
     pub https_port: Option<u16>,
+    /// JetStream settings the file gives while leaving JetStream off
+    /// (`jetstream { enabled: false ... }`, or a top-level `store_dir`
+    /// alone): `-js` turns JetStream on with them, as in nats-server.
+    pub jetstream_off: Option<JetStreamOptions>,
 }
 
 impl Default for ProcessOptions {
@@ -55,6 +60,7 @@ impl Default for ProcessOptions {
             http_host: None,
             http_port: None,
             https_port: None,
+            jetstream_off: None,
         }
     }
 }
@@ -137,6 +143,26 @@ impl Default for JetStreamOptions {
             domain: String::new(),
             sync_interval: None,
         }
+    }
+}
+
+impl JetStreamOptions {
+    /// nats-server's checks at start: the domain names the API subjects
+    /// `$JS.<domain>.API.>`, so it must fit in one subject token.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.domain.is_empty() {
+            return Ok(());
+        }
+        let api = format!("$JS.{}.API.>", self.domain);
+        if !crate::subject::is_valid_subject(api.as_bytes()) {
+            return Err(format!(
+                "invalid domain name: derived {api:?} is not a valid subject"
+            ));
+        }
+        if self.domain.contains(['.', '*', '>']) {
+            return Err("invalid domain name: may not contain ., * or >".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -355,6 +381,9 @@ impl Options {
             && !self.accounts.iter().any(|a| &a.name == name)
         {
             return Err("error resolving system account: account missing".to_string());
+        }
+        if let Some(js) = &self.jetstream {
+            js.validate()?;
         }
         if self.no_auth_user.is_empty() {
             return Ok(());

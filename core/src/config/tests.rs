@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::file::{Problems, apply};
-use super::{Options, ProcessOptions};
+use super::{JetStreamOptions, Options, ProcessOptions};
 use crate::auth::Auth;
 use crate::conf::{self, MemSource};
 
@@ -130,8 +130,10 @@ fn refusals_name_the_key_and_the_place() {
     // A key used only as a variable is not unknown.
     assert!(errors("MYPORT: 4333\nport: $MYPORT\n").is_empty());
     assert_eq!(
-        errors("port: 1\njetstream {}\n"),
-        ["n.conf:2:1: \"jetstream\" is not supported yet: natrix does not have JetStream yet"]
+        errors("port: 1\njetstream { cipher: aes }\n"),
+        [
+            "n.conf:2:13: \"cipher\" is not supported yet: natrix does not have encryption at rest yet"
+        ]
     );
     assert_eq!(
         errors("allow_non_tls: true\n"),
@@ -181,13 +183,22 @@ fn toml_fills_the_same_options() {
         [authorization]
         user = "alice"
         password = "s3cret"
+        [jetstream]
+        store_dir = "/data"
+        max_file_store = "10G"
+        sync_interval = "1m"
     "#;
     let map = conf::parse_toml(toml, "n.toml").unwrap();
     let (mut o, mut p) = (Options::default(), ProcessOptions::default());
     assert_eq!(apply(&map, &mut o, &mut p), Problems::default());
     let (from_conf, _, _) = load(
         "port: 4333\nserver_name: edge-1\nmax_payload: 2MB\nping_interval: \"30s\"\n\
-         authorization { user: alice, password: s3cret }\n",
+         authorization { user: alice, password: s3cret }\n\
+         jetstream { store_dir: /data, max_file_store: \"10G\", sync_interval: \"1m\" }\n",
+    );
+    assert_eq!(
+        o.jetstream.as_ref().map(|j| j.max_file_store),
+        Some(10 << 30)
     );
     assert_eq!(o, from_conf);
 }
@@ -546,5 +557,187 @@ fn account_errors_as_nats_server_words_them() {
     assert_eq!(
         o.validate(),
         Err("error resolving system account: account missing".to_string())
+    );
+}
+
+fn jetstream(text: &str) -> (Option<JetStreamOptions>, Option<JetStreamOptions>) {
+    let (o, p, problems) = load(text);
+    assert_eq!(problems, Problems::default(), "{text}");
+    (o.jetstream, p.jetstream_off)
+}
+
+#[test]
+fn jetstream_block_with_every_key_and_alias() {
+    let (on, off) = jetstream(
+        "jetstream {\n store_dir: \"/data\"\n max_memory_store: 1GB\n max_file_store: \"2T\"\n \
+         domain: hub\n sync_interval: \"30s\"\n}\n",
+    );
+    assert_eq!(off, None);
+    assert_eq!(
+        on,
+        Some(JetStreamOptions {
+            store_dir: "/data".into(),
+            max_memory_store: 1 << 30,
+            max_file_store: 2 << 40,
+            domain: "hub".into(),
+            sync_interval: Some(Duration::from_secs(30)),
+        })
+    );
+    let (on, _) = jetstream("jetstream { store: a, max_mem: \"8M\", max_file: 0, sync: always }\n");
+    let on = on.expect("on");
+    assert_eq!(on.store_dir, "a");
+    assert_eq!((on.max_memory_store, on.max_file_store), (8 << 20, 0));
+    assert_eq!(on.sync_interval, None);
+    let (on, _) =
+        jetstream("jetstream { storedir: b, max_mem_store: -1, sync_interval: \"0s\" }\n");
+    let on = on.expect("on");
+    assert_eq!((on.store_dir.as_str(), on.max_memory_store), ("b", -1));
+    assert_eq!(on.sync_interval, None, "a zero interval syncs every write");
+    // Unset limits stay -1: the runtime measures the machine at start.
+    assert_eq!(
+        jetstream("jetstream {}\n").0,
+        Some(JetStreamOptions::default())
+    );
+}
+
+#[test]
+fn jetstream_on_and_off_spellings() {
+    let default = Some(JetStreamOptions::default());
+    for on in ["true", "on", "yes", "enabled", "Enable", "\"ENABLED\""] {
+        assert_eq!(
+            jetstream(&format!("jetstream: {on}\n")),
+            (default.clone(), None),
+            "{on}"
+        );
+    }
+    for off in ["false", "off", "no", "disabled", "disable"] {
+        assert_eq!(
+            jetstream(&format!("jetstream: {off}\n")),
+            (None, default.clone()),
+            "{off}"
+        );
+    }
+    // Off, its settings kept for -js.
+    let (on, off) = jetstream("jetstream { enabled: false, store_dir: x }\n");
+    assert_eq!(on, None);
+    assert_eq!(off.expect("kept").store_dir, "x");
+    // A top-level store_dir alone does not turn JetStream on.
+    let (on, off) = jetstream("store_dir: \"/top\"\n");
+    assert_eq!((on, off.map(|j| j.store_dir)), (None, Some("/top".into())));
+    let (on, _) = jetstream("storedir: /top\njetstream: enabled\n");
+    assert_eq!(on.expect("on").store_dir, "/top");
+    assert_eq!(jetstream("port: 1\n"), (None, None));
+}
+
+#[test]
+fn jetstream_problems_in_nats_server_words() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "store_dir: a\njetstream { store_dir: b }\n",
+            "n.conf:2:13: Duplicate 'store_dir' configuration",
+        ),
+        (
+            "jetstream { store_dir: b }\nstore_dir: a\n",
+            "n.conf:2:1: Duplicate 'store_dir' configuration",
+        ),
+        (
+            "jetstream: maybe\n",
+            "n.conf:1:1: Expected 'enabled' or 'disabled' for string value, got 'maybe'",
+        ),
+        (
+            "jetstream: 5\n",
+            "n.conf:1:1: Expected map, bool or string to define JetStream, got int64",
+        ),
+        (
+            "jetstream { max_mem: \"1Q\" }\n",
+            "n.conf:1:13: max_mem_store sizes defined as strings must end in K, M, G, T",
+        ),
+        (
+            "jetstream { max_mem: \"1.5G\" }\n",
+            "n.conf:1:13: max_mem_store strconv.ParseInt: parsing \"1.5\": invalid syntax",
+        ),
+        (
+            "jetstream { max_file: \"10g\" }\n",
+            "n.conf:1:13: max_file_store sizes defined as strings must end in K, M, G, T",
+        ),
+        (
+            "jetstream { max_file: 1.5 }\n",
+            "n.conf:1:13: max_file_store must be int64 or string",
+        ),
+        (
+            "jetstream { sync_interval: \"bad\" }\n",
+            "n.conf:1:13: error parsing sync_interval: time: invalid duration \"bad\"",
+        ),
+        (
+            "jetstream { foo: 1 }\n",
+            "n.conf:1:13: unknown field \"foo\"",
+        ),
+        (
+            "jetstream { unique_tag: az }\n",
+            "n.conf:1:13: \"unique_tag\" is not supported yet: natrix does not have clustering yet",
+        ),
+        (
+            "jetstream { max_buffered_msgs: 10 }\n",
+            "n.conf:1:13: \"max_buffered_msgs\" is not supported yet: natrix does not have stream ingest buffer limits yet",
+        ),
+        (
+            "default_js_domain: { a: b }\n",
+            "n.conf:1:1: \"default_js_domain\" is not supported yet: natrix does not have leaf nodes yet",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(errors(text), [*want], "{text}");
+    }
+    // An error that stops the block leaves JetStream off, as in nats-server.
+    let (o, p, problems) = load("jetstream { max_mem: true }\n");
+    assert_eq!(problems.errors.len(), 1);
+    assert_eq!((o.jetstream, p.jetstream_off.is_some()), (None, true));
+    // A bare number of seconds is taken with nats-server's warning.
+    let (o, _, problems) = load("jetstream { sync_interval: 5 }\n");
+    assert_eq!(
+        o.jetstream.expect("on").sync_interval,
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        problems.report(),
+        "n.conf:1:13: invalid use of field \"sync_interval\": sync_interval should be converted to a duration\n"
+    );
+    // The nats-server text places errors as nats-server does.
+    let map = conf::parse(
+        "jetstream { max_mem: \"1Q\" }\n",
+        "n.conf",
+        &MemSource::new(),
+    )
+    .unwrap();
+    let problems = apply(
+        &map,
+        &mut Options::default(),
+        &mut ProcessOptions::default(),
+    );
+    assert_eq!(
+        problems.errors[0].nats_server_text(),
+        "n.conf:1:12: max_mem_store sizes defined as strings must end in K, M, G, T"
+    );
+}
+
+#[test]
+fn a_jetstream_domain_must_fit_in_one_subject_token() {
+    let check = |domain: &str| {
+        let (o, _, problems) = load(&format!("jetstream {{ domain: {domain:?} }}\n"));
+        assert!(problems.errors.is_empty(), "{problems:?}");
+        o.validate()
+    };
+    assert_eq!(check("hub"), Ok(()));
+    assert_eq!(
+        check("a b"),
+        Err("invalid domain name: derived \"$JS.a b.API.>\" is not a valid subject".into())
+    );
+    assert_eq!(
+        check("a.b"),
+        Err("invalid domain name: may not contain ., * or >".into())
+    );
+    assert_eq!(
+        check("*"),
+        Err("invalid domain name: may not contain ., * or >".into())
     );
 }

@@ -55,13 +55,36 @@ fn test_mode_reports_what_nats_server_reports() {
         ("listen.conf", "port: 4333\nlisten: \"nohost\"\n"),
         ("variable.conf", "port: 4333\nserver_name: $NOPE_NOT_SET\n"),
         ("include.conf", "port: 4333\ninclude ./missing.conf\n"),
+        (
+            "valid_js.conf",
+            "port: 4333\njetstream {\n  store_dir: \"/tmp/x\"\n  max_mem: 1G\n  max_file: \"2T\"\n  \
+             domain: hub\n  enabled: false\n}\n",
+        ),
+        (
+            "valid_js_on.conf",
+            "port: 4333\njetstream: enabled\nstoredir: /tmp/x\n",
+        ),
+        ("js_string.conf", "port: 4333\njetstream: maybe\n"),
+        ("js_type.conf", "port: 4333\njetstream: 5\n"),
+        (
+            "js_size.conf",
+            "port: 4333\njetstream {\n  max_mem: \"1Q\"\n}\n",
+        ),
+        (
+            "js_float.conf",
+            "port: 4333\njetstream {\n  max_file: 1.5\n}\n",
+        ),
+        (
+            "js_unknown.conf",
+            "port: 4333\njetstream {\n  foo: 1\n  store_dir: /tmp/x\n}\n",
+        ),
     ];
     let reference = reference();
     for (name, text) in cases {
         let f = d.join(name);
         std::fs::write(&f, text).unwrap();
         let ours = check(&natrix_bin(), &f);
-        if *name == "valid.conf" {
+        if name.starts_with("valid") {
             assert_eq!(ours.0, Some(0), "{name}: {}", ours.1);
         } else {
             assert_eq!(ours.0, Some(1), "{name}: {}", ours.1);
@@ -98,14 +121,25 @@ fn test_mode_reports_what_nats_server_reports() {
 #[test]
 fn unsupported_sections_are_refused_by_name() {
     let d = dir("refuse");
-    let f = d.join("js.conf");
-    std::fs::write(&f, "port: 4333\njetstream {\n  store_dir: /tmp/js\n}\n").unwrap();
+    let f = d.join("leaf.conf");
+    std::fs::write(&f, "port: 4333\nleafnodes {\n  port: 7422\n}\n").unwrap();
     let (code, text) = check(&natrix_bin(), &f);
     assert_eq!(code, Some(1));
     assert_eq!(
         text,
         format!(
-            "{}:2:1: \"jetstream\" is not supported yet: natrix does not have JetStream yet",
+            "{}:2:1: \"leafnodes\" is not supported yet: natrix does not have leaf nodes yet",
+            f.display()
+        )
+    );
+    let f = d.join("js.conf");
+    std::fs::write(&f, "port: 4333\njetstream {\n  cipher: aes\n}\n").unwrap();
+    let (code, text) = check(&natrix_bin(), &f);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        text,
+        format!(
+            "{}:3:3: \"cipher\" is not supported yet: natrix does not have encryption at rest yet",
             f.display()
         )
     );
@@ -358,6 +392,78 @@ async fn mappings_route_as_nats_server_routes() {
     if let Some(r) = reference() {
         let theirs = ServerProcess::start(&r, &["-c", conf]);
         assert_eq!(mapped_subjects(&theirs).await, got);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The lines of a log without nats-server's `[pid] date time [LVL] `.
+fn messages(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+        .filter_map(|l| l.split_once("] ").map(|(_, msg)| msg.to_string()))
+        .collect()
+}
+
+#[test]
+fn jetstream_starts_where_nats_server_starts_it() {
+    let d = dir("js-start");
+    let mut servers = vec![("natrix", natrix_bin())];
+    servers.extend(reference().map(|r| ("nats-server", r)));
+    for (name, bin) in servers {
+        let store = d.join(name);
+        let log = d.join(format!("{name}.log"));
+        let args = [
+            "-js",
+            "-sd",
+            store.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+        ];
+        let server = ServerProcess::start(&bin, &args);
+        drop(server);
+        let lines = messages(&std::fs::read_to_string(&log).unwrap());
+        let want = format!(
+            "  Store Directory: \"{}\"",
+            store.join("jetstream").display()
+        );
+        assert!(
+            lines.contains(&"Starting JetStream".to_string()),
+            "{name}: {lines:?}"
+        );
+        assert!(lines.contains(&want), "{name}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("  Max Memory:  ")),
+            "{name}"
+        );
+        assert!(store.join("jetstream").is_dir(), "{name}");
+        // -sd alone does not turn JetStream on.
+        let log = d.join(format!("{name}-sd.log"));
+        let args = ["-sd", store.to_str().unwrap(), "-l", log.to_str().unwrap()];
+        drop(ServerProcess::start(&bin, &args));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains("JetStream"), "{name}: {text}");
+        // A store that cannot be made stops the start, in the same words.
+        let out = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "-js",
+                "-sd",
+                "/proc/natrix-no",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(
+                "[FTL] Can't start JetStream: could not create storage directory - \
+                 mkdir /proc/natrix-no: no such file or directory"
+            ),
+            "{name}: {text}"
+        );
     }
     let _ = std::fs::remove_dir_all(&d);
 }
