@@ -40,7 +40,7 @@ async fn stream_scenario(js: &jetstream::Context) -> Vec<String> {
         .create_stream(stream::Config {
             name: "ORDERS".into(),
             subjects: vec!["orders.>".into()],
-            max_msgs_per_subject: 3,
+            max_messages_per_subject: 3,
             ..Default::default()
         })
         .await
@@ -78,7 +78,7 @@ async fn stream_scenario(js: &jetstream::Context) -> Vec<String> {
     let dup = js
         .send_publish(
             "orders.x",
-            jetstream::context::Publish::build()
+            jetstream::message::PublishMessage::build()
                 .payload("d".into())
                 .message_id("id-1"),
         )
@@ -89,7 +89,7 @@ async fn stream_scenario(js: &jetstream::Context) -> Vec<String> {
     let again = js
         .send_publish(
             "orders.x",
-            jetstream::context::Publish::build()
+            jetstream::message::PublishMessage::build()
                 .payload("d".into())
                 .message_id("id-1"),
         )

@@ -181,7 +181,27 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiEr
     if is_empty_request(body) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))
+    from_go_json(body)
+}
+
+/// Decodes JSON as Go's decoder does for the fields natrix reads: a `null`
+/// leaves the field at its zero value (clients send `null` for unset
+/// structs and lists), and unknown fields are ignored.
+pub(super) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    fn drop_nulls(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(drop_nulls);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+    drop_nulls(&mut v);
+    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e))
 }
 
 impl Server {
@@ -368,11 +388,15 @@ impl Server {
         } else {
             "stream_create"
         };
-        let config: StreamConfig =
-            match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
-                Ok(c) => c,
-                Err(e) => return self.fail(account, reply, kind, &ApiError::invalid_json(&e)),
-            };
+        let body: &[u8] = if body.trim_ascii().is_empty() {
+            b"{}"
+        } else {
+            body
+        };
+        let config: StreamConfig = match from_go_json(body) {
+            Ok(c) => c,
+            Err(e) => return self.fail(account, reply, kind, &e),
+        };
         if config.name != name {
             return self.fail(account, reply, kind, &ApiError::name_mismatch());
         }
@@ -897,7 +921,7 @@ impl Server {
                 if body.trim_ascii().is_empty() {
                     return self.direct_status(account, reply, "408 Empty Request");
                 }
-                let Ok(req) = serde_json::from_slice::<DirectGetRequest>(body) else {
+                let Ok(req) = from_go_json::<DirectGetRequest>(body) else {
                     return self.direct_status(account, reply, "408 Malformed Request");
                 };
                 if req.batch > 0 || !req.multi_last.is_empty() || req.up_to_seq > 0 {
