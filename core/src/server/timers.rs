@@ -41,6 +41,8 @@ pub(crate) enum ServerTimer {
     Statsz,
     /// The next removal of JetStream messages past their stream's max age.
     JsExpire,
+    /// The next sync of JetStream streams under `sync_interval`.
+    JsSync,
 }
 
 /// What a timer belongs to, and which of its timers it is.
@@ -147,6 +149,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::LameDuck) => self.lame_duck_timer(),
                 TimerKey::Server(ServerTimer::Statsz) => self.statsz_timer(),
                 TimerKey::Server(ServerTimer::JsExpire) => self.expire_timer(),
+                TimerKey::Server(ServerTimer::JsSync) => self.sync_timer(),
             }
         }
     }

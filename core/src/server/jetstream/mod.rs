@@ -153,6 +153,8 @@ pub(crate) struct JetStream {
     pending: crate::FastMap<OpId, Pending>,
     /// Streams that queued appends during this event.
     dirty: Vec<StreamId>,
+    /// Streams appended to since the last timed sync (`sync_interval`).
+    unsynced: std::collections::BTreeSet<StreamId>,
     /// Start-up has found and reopened every stream on disk.
     ready: bool,
     /// Start-up operations still outstanding.
@@ -358,11 +360,50 @@ impl Server {
                 purge,
             });
         }
+        if self.sync_interval().is_some() {
+            // The lazier trade: acknowledged once appended, synced on the
+            // timer.
+            self.jetstream.unsynced.insert(id);
+            self.arm_sync();
+            return;
+        }
         let sync = self.next_op(Pending::Synced { stream: id });
         self.storage(StorageOp::Sync {
             id: sync,
             stream: key,
         });
+    }
+
+    /// `sync_interval` when the operator chose it over syncing every
+    /// acknowledged write.
+    fn sync_interval(&self) -> Option<std::time::Duration> {
+        self.opts.jetstream.as_ref().and_then(|j| j.sync_interval)
+    }
+
+    fn arm_sync(&mut self) {
+        let key = super::timers::TimerKey::Server(super::timers::ServerTimer::JsSync);
+        if let Some(every) = self.sync_interval()
+            && self.timers.get(key).is_none()
+        {
+            let at = self.now.instant + every;
+            self.set_server_deadline(super::timers::ServerTimer::JsSync, Some(at));
+        }
+    }
+
+    /// Syncs every stream written since the last sync (`sync_interval`).
+    pub(crate) fn sync_timer(&mut self) {
+        let due = std::mem::take(&mut self.jetstream.unsynced);
+        for id in due {
+            let Some(s) = self.jetstream.streams.get(id as usize) else {
+                continue;
+            };
+            let key = s.key.clone();
+            let op = self.next_op(Pending::Synced { stream: id });
+            self.storage(StorageOp::Sync {
+                id: op,
+                stream: key,
+            });
+        }
     }
 
     /// A storage operation completed.
@@ -394,12 +435,14 @@ impl Server {
                 bytes,
             } => {
                 let planted = self.planted(crate::config::PlantedBug::AckBeforeSync);
+                let lazy = self.sync_interval().is_some();
                 if let Some(s) = self.jetstream.streams.get_mut(stream as usize) {
                     s.inflight_msgs = s.inflight_msgs.saturating_sub(msgs);
                     s.inflight_bytes = s.inflight_bytes.saturating_sub(bytes);
-                    if planted && c.result.is_ok() {
-                        // The planted bug: what is in the page cache is
-                        // taken for durable.
+                    if (planted || lazy) && c.result.is_ok() {
+                        // What is in the page cache is acknowledged: the
+                        // operator's choice with `sync_interval`, and the
+                        // simulation's planted bug otherwise.
                         s.durable_seq = s.durable_seq.max(c.state.last_seq);
                         self.release_acks(stream);
                     }
@@ -628,6 +671,7 @@ impl Server {
             .remove(&(s.account, s.config.name.clone()));
         self.jetstream.by_key.remove(&s.key);
         self.jetstream.dirty.retain(|&d| d != id);
+        self.jetstream.unsynced.remove(&id);
     }
 
     /// Saves a stream's metadata (after its open).

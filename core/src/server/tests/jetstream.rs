@@ -560,3 +560,28 @@ fn jsz_and_varz_show_streams_and_usage() {
     let off: Value = serde_json::from_str(&off).unwrap();
     assert_eq!(off["disabled"], true, "{off}");
 }
+
+/// With `sync_interval`, the operator's trade: acknowledged once appended,
+/// synced on the timer.
+#[test]
+fn sync_interval_acknowledges_appends_and_syncs_on_a_timer() {
+    let mut opts = js_opts();
+    opts.jetstream.as_mut().unwrap().sync_interval = Some(Duration::from_secs(2));
+    let mut js = Js::new();
+    js.h.server.opts = opts;
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    let reply = js.publish("s", "", "x");
+    let ops = std::mem::take(&mut js.h.storage);
+    assert!(
+        matches!(ops.as_slice(), [StorageOp::Append { .. }]),
+        "{ops:?}"
+    );
+    js.execute(ops);
+    assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 1);
+    js.h.advance(Duration::from_secs(2));
+    let ops = std::mem::take(&mut js.h.storage);
+    assert!(
+        matches!(ops.as_slice(), [StorageOp::Sync { .. }]),
+        "{ops:?}"
+    );
+}
