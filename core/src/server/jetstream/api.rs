@@ -663,7 +663,7 @@ impl Server {
         };
         let key = self.jetstream.streams[id as usize].key.clone();
         // Publishes waiting for a sync will never be acknowledged.
-        let acks = std::mem::take(&mut self.jetstream.streams[id as usize].acks);
+        let acks = self.jetstream.streams[id as usize].acks.release(u64::MAX);
         let e = ApiError::stream_not_found();
         for ack in acks {
             self.send_pub_ack(ack.account, &ack.reply, name, 0, Some(&e), false);

@@ -64,7 +64,7 @@ pub(crate) struct Stream {
     /// Messages of this event, appended together at its end.
     pub queued: Vec<Msg>,
     /// Publishes waiting for the sync that covers them, by sequence.
-    pub acks: VecDeque<publish::PendingAck>,
+    pub acks: natrix_storage::commit::AckOutbox<publish::PendingAck>,
     /// Every message up to here is on disk.
     pub durable_seq: u64,
     /// The internal subscriptions on the stream's subjects.
@@ -647,7 +647,7 @@ impl Server {
             inflight_msgs: 0,
             inflight_bytes: 0,
             queued: Vec::new(),
-            acks: VecDeque::new(),
+            acks: natrix_storage::commit::AckOutbox::new(usize::MAX),
             durable_seq: 0,
             subs: Vec::new(),
             failed: false,

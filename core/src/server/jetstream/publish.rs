@@ -316,25 +316,27 @@ impl Server {
         duplicate: bool,
     ) {
         let s = &mut self.jetstream.streams[id as usize];
-        s.acks.push_back(PendingAck {
+        s.acks.hold(
             seq,
-            account,
-            reply,
-            duplicate,
-        });
+            PendingAck {
+                seq,
+                account,
+                reply,
+                duplicate,
+            },
+        );
         self.release_acks(id);
     }
 
     /// Sends the acknowledgements the stream's durable sequence covers.
     pub(crate) fn release_acks(&mut self, id: StreamId) {
-        loop {
-            let s = &mut self.jetstream.streams[id as usize];
-            let covered = s.acks.front().is_some_and(|a| a.seq <= s.durable_seq);
-            if !covered {
-                return;
-            }
-            let ack = s.acks.pop_front().expect("a front exists");
-            let name = s.config.name.clone();
+        let s = &mut self.jetstream.streams[id as usize];
+        let ready = s.acks.release(s.durable_seq);
+        if ready.is_empty() {
+            return;
+        }
+        let name = s.config.name.clone();
+        for ack in ready {
             self.send_pub_ack(ack.account, &ack.reply, &name, ack.seq, None, ack.duplicate);
         }
     }
@@ -379,7 +381,7 @@ impl Server {
         }
         s.failed = true;
         let (name, key) = (s.config.name.clone(), s.key.clone());
-        let acks = std::mem::take(&mut s.acks);
+        let acks = s.acks.release(u64::MAX);
         let config = s.config.store_config();
         let line = format!("JetStream failed to store a message on stream {name:?}: {error}");
         self.log(LogLevel::Error, line);
