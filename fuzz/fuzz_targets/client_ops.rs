@@ -1,7 +1,10 @@
 //! Structure-aware sequences of client operations from several connections
 //! through a whole `Server`: connects, subs (plain, wildcard, queue), pubs
 //! with and without headers and replies, unsubs, pings, timers and closes.
-//! The core's own assertions are on; the books must balance at every step.
+//! JetStream is on, its storage operations run by the memory executor: API
+//! requests with arbitrary bodies and stream publishes with arbitrary
+//! `Nats-*` headers. The core's own assertions are on; the books must
+//! balance at every step.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -12,6 +15,7 @@ use natrix_core::proto::client;
 use natrix_core::server::{Action, ConnId, Event, Listener};
 use natrix_core::time::{Instant, Now};
 use natrix_core::{Options, Server};
+use natrix_storage::{Executor, MemBackend};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -25,13 +29,41 @@ enum Op {
     Tick { millis: u16 },
     Close { conn: u8 },
     Accept,
+    /// A `$JS.API` request: which one, on which stream, with what body.
+    JsApi { conn: u8, api: u8, stream: u8, body: Vec<u8> },
+    /// A publish to a stream's subject with `Nats-*` headers.
+    JsPub { conn: u8, stream: u8, header: u8, value: Vec<u8>, reply: bool },
 }
+
+const APIS: [&str; 11] = [
+    "INFO", "STREAM.CREATE.", "STREAM.UPDATE.", "STREAM.INFO.", "STREAM.NAMES", "STREAM.LIST",
+    "STREAM.DELETE.", "STREAM.PURGE.", "STREAM.MSG.GET.", "STREAM.MSG.DELETE.", "DIRECT.GET.",
+];
+const STREAMS: [&str; 3] = ["S", "T", "x.y"];
+const JS_HEADERS: [&str; 8] = [
+    "Nats-Msg-Id", "Nats-Expected-Stream", "Nats-Expected-Last-Sequence", "Nats-Expected-Last-Msg-Id",
+    "Nats-Expected-Last-Subject-Sequence", "Nats-Rollup", "Nats-TTL", "Nats-Expected-Last-Subject-Sequence-Subject",
+];
+/// Bodies that make streams exist, mixed with the fuzzer's own.
+const CONFIGS: [&str; 3] = [
+    r#"{"name":"S","subjects":["foo","js.s.>"],"max_msgs":3,"discard":"new","allow_rollup_hdrs":true}"#,
+    r#"{"name":"T","subjects":["js.t"],"storage":"memory","max_age":1000000000,"allow_direct":true}"#,
+    r#"{"name":"S","subjects":["js.s.>"],"max_msgs_per_subject":2}"#,
+];
 
 const SUBJECTS: [&[u8]; 8] = [b"foo", b"foo.bar", b"foo.*", b"foo.>", b">", b"_INBOX.x.*", b"a..b", b"bar"];
 const REPLIES: [&[u8]; 3] = [b"_INBOX.x.1", b"_R_.x", b"reply"];
 
 fuzz_target!(|ops: Vec<Op>| {
-    let opts = Options { max_pending: 2048, max_subscriptions: 5, max_connections: 6, ..Options::default() };
+    let opts = Options {
+        max_pending: 2048,
+        max_subscriptions: 5,
+        max_connections: 6,
+        jetstream: Some(natrix_core::config::JetStreamOptions::default()),
+        ..Options::default()
+    };
+    let mut storage = Executor::new(MemBackend::default());
+    let mut done = Vec::new();
     let mut now = 0u64;
     let at = |ns: u64| Now::new(Instant::from_nanos(ns), ns);
     let mut server = Server::new(opts, 1, at(0));
@@ -103,6 +135,28 @@ fuzz_target!(|ops: Vec<Op>| {
                 server.handle(at(now), Event::Tick);
                 None
             }
+            Op::JsApi { conn, api, stream, body } => {
+                let api = APIS[usize::from(api) % APIS.len()];
+                let stream = STREAMS[usize::from(stream) % STREAMS.len()];
+                let subject = if api.ends_with('.') { format!("$JS.API.{api}{stream}") } else { format!("$JS.API.{api}") };
+                let body = match body.first() {
+                    Some(&b) if b < 3 && api == "STREAM.CREATE." => CONFIGS[usize::from(b)].as_bytes().to_vec(),
+                    _ => body,
+                };
+                client::publish(&mut buf, subject.as_bytes(), Some(b"_INBOX.x.1"), &body);
+                pick(conn, &conns)
+            }
+            Op::JsPub { conn, stream, header, value, reply } => {
+                let subject: &[u8] = [b"foo".as_slice(), b"js.s.a", b"js.t"][usize::from(stream) % 3];
+                let name = JS_HEADERS[usize::from(header) % JS_HEADERS.len()];
+                let value: Vec<u8> = value.into_iter().filter(|b| !b"\r\n".contains(b)).collect();
+                let mut headers = format!("NATS/1.0\r\n{name}: ").into_bytes();
+                headers.extend_from_slice(&value);
+                headers.extend_from_slice(b"\r\n\r\n");
+                let r: Option<&[u8]> = if reply { Some(b"_INBOX.x.2") } else { None };
+                client::hpublish(&mut buf, subject, r, &headers, b"payload");
+                pick(conn, &conns)
+            }
             Op::Close { conn } => {
                 if let Some(id) = pick(conn, &conns) {
                     server.handle(at(now), Event::Closed { conn: id });
@@ -115,10 +169,26 @@ fuzz_target!(|ops: Vec<Op>| {
         if let Some(id) = target {
             server.handle(at(now), Event::Received { conn: id, bytes: &buf });
         }
-        while let Some(a) = server.poll_action() {
-            if let Action::Close { conn, .. } = a {
-                assert!(!closing.contains(&conn), "closed twice");
-                closing.push(conn);
+        // Storage runs what the server asks, and its completions go back
+        // in, until the server asks for nothing more.
+        loop {
+            let mut ops = Vec::new();
+            while let Some(a) = server.poll_action() {
+                match a {
+                    Action::Close { conn, .. } => {
+                        assert!(!closing.contains(&conn), "closed twice");
+                        closing.push(conn);
+                    }
+                    Action::Storage(op) => ops.push(op),
+                    _ => {}
+                }
+            }
+            if ops.is_empty() {
+                break;
+            }
+            storage.execute_batch(ops, &mut done);
+            for c in done.drain(..) {
+                server.handle(at(now), Event::Storage(&c));
             }
         }
         // Closed connections stay until the driver reports them gone.
