@@ -450,6 +450,9 @@ impl Server {
         }
         let id = match existing {
             Some(id) => {
+                // What the stream took so far is appended under the old
+                // limits, before the store reopens with the new ones.
+                self.flush_stream(id);
                 self.unsubscribe_stream(id);
                 self.jetstream.streams[id as usize].config = config;
                 id
@@ -458,6 +461,7 @@ impl Server {
         };
         let s = &self.jetstream.streams[id as usize];
         let (key, store) = (s.key.clone(), s.config.store_config());
+        let first_seq = s.config.first_seq;
         let op = self.next_op(Pending::Created {
             stream: id,
             reply: None,
@@ -465,9 +469,28 @@ impl Server {
         });
         self.storage(StorageOp::Open {
             id: op,
-            stream: key,
+            stream: key.clone(),
             config: store,
         });
+        if !update && first_seq > 1 {
+            // A new stream starting at `first_seq`: its first sequence
+            // moves there, durably, before it is answered for.
+            let purge = self.next_op(Pending::Quiet);
+            self.storage(StorageOp::Purge {
+                id: purge,
+                stream: key.clone(),
+                purge: Purge {
+                    below_seq: Some(first_seq),
+                    ..Purge::default()
+                },
+            });
+            let sync = self.next_op(Pending::Quiet);
+            self.storage(StorageOp::Sync {
+                id: sync,
+                stream: key,
+            });
+            self.jetstream.streams[id as usize].last_seq = first_seq - 1;
+        }
         // The answer waits for the metadata to be on disk.
         self.save_meta(
             id,
@@ -498,8 +521,10 @@ impl Server {
             return;
         };
         let account = s.account;
-        if let Ok(Done::Opened { state, .. }) = &c.result {
-            s.last_seq = state.last_seq;
+        if let Ok(Done::Opened { state, .. }) = &c.result
+            && !update
+        {
+            s.last_seq = s.last_seq.max(state.last_seq);
             s.durable_seq = s.durable_seq.max(state.last_seq);
         }
         if let Err(e) = &c.result {

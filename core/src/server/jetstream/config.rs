@@ -208,12 +208,11 @@ impl StreamConfig {
             || self.allow_msg_schedules
             || self.allow_msg_ttl
             || self.compression != Compression::None
-            || self.first_seq > 1
             || self.retention != Retention::Limits
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, republish, subject transforms, message TTLs, counters, atomic batches, schedules, compression, first_seq, interest and workqueue retention, discard new per subject)",
+                "natrix does not support this stream option yet (mirrors, sources, republish, subject transforms, message TTLs, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
             ));
         }
         if self.num_replicas == 0 {

@@ -585,3 +585,22 @@ fn sync_interval_acknowledges_appends_and_syncs_on_a_timer() {
         "{ops:?}"
     );
 }
+
+#[test]
+fn a_stream_may_start_at_a_later_sequence() {
+    let mut js = Js::new();
+    let r = js.create(r#"{"name":"F","subjects":["f"],"first_seq":100}"#);
+    assert_eq!(r["config"]["first_seq"], 100);
+    assert_eq!(r["state"]["first_seq"], 100, "{r}");
+    let ack = js.publish("f", "", "x");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 100);
+    // An update keeps the sequence where it is, whatever it says.
+    js.request(
+        "$JS.API.STREAM.UPDATE.F",
+        r#"{"name":"F","subjects":["f"],"first_seq":200}"#,
+    );
+    let ack = js.publish("f", "", "y");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 101);
+}
