@@ -545,6 +545,8 @@ impl Server {
         };
         self.subscribe_stream(id);
         self.arm_expire();
+        let name = self.jetstream.streams[id as usize].config.name.clone();
+        self.stream_advisory(account, &name, if update { "modify" } else { "create" });
         let info = self.info_of(id, false);
         let json = go_json(&Response {
             kind: format!("{TYPE_PREFIX}{kind}_response"),
@@ -694,6 +696,7 @@ impl Server {
             self.send_pub_ack(ack.account, &ack.reply, name, 0, Some(&e), false);
         }
         self.forget_stream(id);
+        self.stream_advisory(account, name, "delete");
         let op = self.next_op(Pending::Removed {
             account,
             reply: reply.into(),

@@ -694,6 +694,46 @@ impl Server {
         });
     }
 
+    /// `$JS.EVENT.ADVISORY.STREAM.<CREATED|UPDATED|DELETED>.<s>` in the
+    /// stream's account, when someone listens.
+    pub(crate) fn stream_advisory(&mut self, account: AccountId, stream: &str, action: &str) {
+        let event = match action {
+            "create" => "CREATED",
+            "modify" => "UPDATED",
+            _ => "DELETED",
+        };
+        let subject = format!("$JS.EVENT.ADVISORY.STREAM.{event}.{stream}");
+        if !self.has_client_interest(account, subject.as_bytes()) {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Advisory<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: String,
+            timestamp: String,
+            stream: &'a str,
+            action: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            domain: &'a str,
+        }
+        let domain = self
+            .opts
+            .jetstream
+            .as_ref()
+            .map(|j| j.domain.clone())
+            .unwrap_or_default();
+        let body = go_json(&Advisory {
+            kind: "io.nats.jetstream.advisory.v1.stream_action",
+            id: self.event_id(),
+            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+            stream,
+            action,
+            domain: &domain,
+        });
+        self.publish_as_server(account, subject.as_bytes(), None, &body);
+    }
+
     /// Publishes `body` (with `headers`, if any) as the server in
     /// `account`: API responses, acknowledgements, direct gets.
     pub(crate) fn publish_as_server(

@@ -631,7 +631,7 @@ impl Server {
 
     /// A unique event id: 22 base-62 digits from the seeded RNG (the
     /// length of nats-server's NUID).
-    fn event_id(&mut self) -> String {
+    pub(crate) fn event_id(&mut self) -> String {
         let mut id = String::with_capacity(22);
         let mut n = 0u64;
         for i in 0..22 {
@@ -650,7 +650,13 @@ impl Server {
         let Some(sys) = self.system_account else {
             return false;
         };
-        let Some(matches) = self.accounts[sys.0 as usize].sublist.interest(subject) else {
+        self.has_client_interest(sys, subject)
+    }
+
+    /// Whether a client (not the server itself) would receive a message on
+    /// `subject` in `account`: events and advisories are built only then.
+    pub(crate) fn has_client_interest(&mut self, account: AccountId, subject: &[u8]) -> bool {
+        let Some(matches) = self.accounts[account.0 as usize].sublist.interest(subject) else {
             return false;
         };
         let client = |h: &SubId| {

@@ -604,3 +604,26 @@ fn a_stream_may_start_at_a_later_sequence() {
     js.run_storage();
     assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 101);
 }
+
+#[test]
+fn stream_actions_are_advised_to_whoever_listens() {
+    let mut js = Js::new();
+    js.send("SUB $JS.EVENT.ADVISORY.STREAM.> 2\r\n");
+    js.create(r#"{"name":"S"}"#);
+    js.request("$JS.API.STREAM.UPDATE.S", r#"{"name":"S","max_msgs":5}"#);
+    js.request("$JS.API.STREAM.DELETE.S", "");
+    js.create(r#"{"name":"A"}"#);
+    let reply = js.publish("$JS.API.STREAM.DELETE.A", "", "");
+    js.run_storage();
+    let out = js.out();
+    assert!(
+        out.contains("MSG $JS.EVENT.ADVISORY.STREAM.DELETED.A 2 "),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"{"type":"io.nats.jetstream.advisory.v1.stream_action","id":""#),
+        "{out}"
+    );
+    assert!(out.contains(r#""stream":"A","action":"delete"}"#), "{out}");
+    assert_eq!(Js::answers(&out, &reply)[0]["success"], true);
+}
