@@ -232,6 +232,12 @@ impl<D: Disk> Store for StreamStore<D> {
     fn subject_state(&self, subject: &str) -> Option<SubjectState> {
         either!(self, s => s.subject_state(subject))
     }
+    fn subjects_matching(&self, filter: &str) -> Vec<(String, u64)> {
+        either!(self, s => s.subjects_matching(filter))
+    }
+    fn interior_deleted(&self) -> Vec<u64> {
+        either!(self, s => s.interior_deleted())
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,18 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
         StorageOp::Expire { now_unix_nanos, .. } => Done::Expired(store.expire(now_unix_nanos)?),
         StorageOp::Compact { .. } => Done::Compacted(store.compact()?),
         StorageOp::Scrub { .. } => Done::Scrubbed(store.scrub()?),
+        StorageOp::Details {
+            subjects_filter,
+            deleted,
+            ..
+        } => Done::Details {
+            subjects: subjects_filter.map_or_else(Vec::new, |f| store.subjects_matching(&f)),
+            deleted: if deleted {
+                store.interior_deleted()
+            } else {
+                Vec::new()
+            },
+        },
         StorageOp::Open { .. }
         | StorageOp::Remove { .. }
         | StorageOp::Sync { .. }

@@ -76,6 +76,14 @@ pub enum StorageOp {
         id: OpId,
         stream: String,
     },
+    /// What stream info shows on request: the subjects matching
+    /// `subjects_filter` with their counts, and the deleted sequences.
+    Details {
+        id: OpId,
+        stream: String,
+        subjects_filter: Option<String>,
+        deleted: bool,
+    },
     /// Reads every record back to find damage before a read needs it.
     Scrub {
         id: OpId,
@@ -118,6 +126,7 @@ impl StorageOp {
             | StorageOp::Expire { id, .. }
             | StorageOp::Compact { id, .. }
             | StorageOp::Scrub { id, .. }
+            | StorageOp::Details { id, .. }
             | StorageOp::Remove { id, .. }
             | StorageOp::SaveMeta { id, .. }
             | StorageOp::ListStreams { id } => *id,
@@ -136,6 +145,7 @@ impl StorageOp {
             | StorageOp::Expire { stream, .. }
             | StorageOp::Compact { stream, .. }
             | StorageOp::Scrub { stream, .. }
+            | StorageOp::Details { stream, .. }
             | StorageOp::Remove { stream, .. }
             | StorageOp::SaveMeta { stream, .. } => stream,
             StorageOp::ListStreams { .. } => "",
@@ -160,6 +170,10 @@ pub enum Done {
     /// Bytes reclaimed.
     Compacted(u64),
     Scrubbed(Vec<Corruption>),
+    Details {
+        subjects: Vec<(String, u64)>,
+        deleted: Vec<u64>,
+    },
     Removed,
     MetaSaved,
     /// What `ListStreams` found: a stream whose metadata is

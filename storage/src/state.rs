@@ -217,6 +217,27 @@ impl<L> StreamIndex<L> {
         })
     }
 
+    /// Each subject matching `filter` and its message count, by subject.
+    pub fn subjects_matching(&self, filter: &str) -> Vec<(String, u64)> {
+        self.subjects
+            .iter()
+            .filter(|(s, _)| subject::matches(filter, s))
+            .map(|(s, set)| (s.to_string(), set.len() as u64))
+            .collect()
+    }
+
+    /// The sequences between the first and the last live message that are
+    /// gone (deleted or removed), in order.
+    pub fn interior_deleted(&self) -> Vec<u64> {
+        let (Some(&first), Some(&last)) = (self.msgs.keys().next(), self.msgs.keys().next_back())
+        else {
+            return Vec::new();
+        };
+        (first..=last)
+            .filter(|q| !self.msgs.contains_key(q))
+            .collect()
+    }
+
     pub fn last_by_subject(&self, subject: &str) -> Option<u64> {
         self.subjects.get(subject)?.last().copied()
     }

@@ -62,6 +62,12 @@ pub trait Store {
     fn state(&self) -> StreamState;
 
     fn subject_state(&self, subject: &str) -> Option<SubjectState>;
+
+    /// Each subject matching `filter` with its message count, by subject.
+    fn subjects_matching(&self, filter: &str) -> Vec<(String, u64)>;
+
+    /// The gone sequences between the first and last live message.
+    fn interior_deleted(&self) -> Vec<u64>;
 }
 
 /// Checks what every store refuses, before anything is written.

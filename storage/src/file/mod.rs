@@ -489,6 +489,14 @@ impl<D: Disk> Store for FileStore<D> {
     fn subject_state(&self, subject: &str) -> Option<SubjectState> {
         self.index.subject_state(subject)
     }
+
+    fn subjects_matching(&self, filter: &str) -> Vec<(String, u64)> {
+        self.index.subjects_matching(filter)
+    }
+
+    fn interior_deleted(&self) -> Vec<u64> {
+        self.index.interior_deleted()
+    }
 }
 
 impl<D: Disk> FileStore<D> {

@@ -14,6 +14,17 @@ use crate::server::system::InternalMsg;
 use crate::server::{AccountId, Server};
 use crate::time::rfc3339_nanos;
 
+/// Stream info lists at most this many subjects per page.
+const SUBJECTS_LIMIT: usize = 100_000;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct InfoRequest {
+    deleted_details: bool,
+    subjects_filter: String,
+    offset: usize,
+}
+
 /// NAMES answers at most this many per page, LIST this many.
 const NAMES_LIMIT: usize = 1024;
 const LIST_LIMIT: usize = 256;
@@ -55,8 +66,12 @@ struct StateJson {
     last_ts: String,
     #[serde(skip_serializing_if = "is_zero")]
     num_subjects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subjects: Option<std::collections::BTreeMap<String, u64>>,
     #[serde(skip_serializing_if = "is_zero")]
     num_deleted: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<Vec<u64>>,
     consumer_count: u64,
 }
 
@@ -365,7 +380,9 @@ impl Server {
                 last_seq: st.last_seq,
                 last_ts: go_time(st.last_ts_unix_nanos),
                 num_subjects: st.num_subjects,
+                subjects: None,
                 num_deleted,
+                deleted: None,
                 consumer_count: 0,
             },
             cluster: cluster.then(|| Cluster {
@@ -561,16 +578,6 @@ impl Server {
 
     fn stream_info(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
         let kind = "stream_info";
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct InfoRequest {
-            #[allow(dead_code)]
-            deleted_details: bool,
-            #[allow(dead_code)]
-            subjects_filter: String,
-            #[allow(dead_code)]
-            offset: usize,
-        }
         let fail_paged = |s: &mut Server, e: &ApiError| {
             let body = Paged {
                 total: 0,
@@ -580,24 +587,99 @@ impl Server {
             };
             s.api_respond(account, reply, kind, Some(e), body);
         };
-        if let Err(e) = parse::<InfoRequest>(body) {
-            return fail_paged(self, &e);
-        }
+        let req = match parse::<InfoRequest>(body) {
+            Ok(r) => r,
+            Err(e) => return fail_paged(self, &e),
+        };
         let Some(id) = self.stream_id(account, name) else {
             return fail_paged(self, &ApiError::stream_not_found());
         };
-        let info = self.info_of(id, true);
+        if req.deleted_details || !req.subjects_filter.is_empty() {
+            // The details are the store's: ask it, answer on completion.
+            let key = self.jetstream.streams[id as usize].key.clone();
+            let subjects_filter =
+                (!req.subjects_filter.is_empty()).then(|| req.subjects_filter.clone());
+            let op = self.next_op(Pending::InfoDetails {
+                account,
+                reply: reply.into(),
+                stream: id,
+                offset: req.offset,
+            });
+            self.storage(StorageOp::Details {
+                id: op,
+                stream: key,
+                subjects_filter,
+                deleted: req.deleted_details,
+            });
+            return;
+        }
+        self.send_info(account, reply, id, None, None, (0, 0, 0));
+    }
+
+    /// Stream info with the details the store gave, if asked for.
+    fn send_info(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        id: StreamId,
+        subjects: Option<std::collections::BTreeMap<String, u64>>,
+        deleted: Option<Vec<u64>>,
+        (total, offset, limit): (usize, usize, usize),
+    ) {
+        let mut info = self.info_of(id, true);
+        info.state.subjects = subjects;
+        info.state.deleted = deleted;
         let json = go_json(&Response {
-            kind: format!("{TYPE_PREFIX}{kind}_response"),
+            kind: format!("{TYPE_PREFIX}stream_info_response"),
             error: None,
             body: Paged {
-                total: 0,
-                offset: 0,
-                limit: 0,
+                total,
+                offset,
+                limit,
                 body: info,
             },
         });
         self.publish_as_server(account, reply, None, &json);
+    }
+
+    pub(super) fn info_details(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        id: StreamId,
+        offset: usize,
+        c: &Completion,
+    ) {
+        if !self.jetstream.streams.contains(id as usize) {
+            let e = ApiError::stream_not_found();
+            let body = Paged {
+                total: 0,
+                offset: 0,
+                limit: 0,
+                body: Empty {},
+            };
+            return self.api_respond(account, reply, "stream_info", Some(&e), body);
+        }
+        let (subjects, deleted) = match &c.result {
+            Ok(Done::Details { subjects, deleted }) => (subjects.clone(), deleted.clone()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let wanted_subjects = matches!(&c.result, Ok(Done::Details { .. })) && !subjects.is_empty();
+        let total = subjects.len();
+        let offset = offset.min(total);
+        let page: std::collections::BTreeMap<String, u64> = subjects
+            .into_iter()
+            .skip(offset)
+            .take(SUBJECTS_LIMIT)
+            .collect();
+        let paging = if wanted_subjects {
+            (total, offset, SUBJECTS_LIMIT)
+        } else {
+            (0, 0, 0)
+        };
+        let deleted = (!deleted.is_empty()).then_some(deleted);
+        let subjects = wanted_subjects.then_some(page);
+        self.send_info(account, reply, id, subjects, deleted, paging);
     }
 
     fn stream_names(&mut self, account: AccountId, reply: &[u8], body: &[u8], list: bool) {

@@ -109,6 +109,13 @@ enum Pending {
         account: AccountId,
         reply: Box<[u8]>,
     },
+    /// `STREAM.INFO` with subject or deleted details.
+    InfoDetails {
+        account: AccountId,
+        reply: Box<[u8]>,
+        stream: StreamId,
+        offset: usize,
+    },
     MsgDelete {
         account: AccountId,
         reply: Box<[u8]>,
@@ -459,6 +466,12 @@ impl Server {
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream } => self.subject_checked(stream, c),
             Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
+            Pending::InfoDetails {
+                account,
+                reply,
+                stream,
+                offset,
+            } => self.info_details(account, &reply, stream, offset, c),
             Pending::MsgDelete { account, reply } => self.msg_deleted(account, &reply, c),
             Pending::DirectGet {
                 account,

@@ -627,3 +627,33 @@ fn stream_actions_are_advised_to_whoever_listens() {
     assert!(out.contains(r#""stream":"A","action":"delete"}"#), "{out}");
     assert_eq!(Js::answers(&out, &reply)[0]["success"], true);
 }
+
+#[test]
+fn stream_info_lists_subjects_and_deleted_sequences_on_request() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"]}"#);
+    for subject in ["s.a", "s.b", "s.a", "s.c.d", "s.a"] {
+        js.publish(subject, "", "x");
+    }
+    js.run_storage();
+    js.request("$JS.API.STREAM.MSG.DELETE.S", r#"{"seq":2}"#);
+    js.request("$JS.API.STREAM.MSG.DELETE.S", r#"{"seq":4}"#);
+    let info = js.request(
+        "$JS.API.STREAM.INFO.S",
+        r#"{"subjects_filter":"s.*","deleted_details":true}"#,
+    );
+    assert_eq!(
+        info["state"]["subjects"],
+        serde_json::json!({"s.a": 3}),
+        "{info}"
+    );
+    assert_eq!(info["state"]["deleted"], serde_json::json!([2, 4]));
+    assert_eq!(info["state"]["num_deleted"], 2);
+    assert_eq!(
+        (info["total"].clone(), info["limit"].clone()),
+        (1.into(), 100_000.into())
+    );
+    let plain = js.request("$JS.API.STREAM.INFO.S", "");
+    assert!(plain["state"].get("subjects").is_none(), "{plain}");
+    assert!(plain["state"].get("deleted").is_none());
+}
