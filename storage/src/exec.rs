@@ -175,6 +175,27 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
                 Vec::new()
             },
         },
+        StorageOp::RecentHeaders {
+            since_unix_nanos, ..
+        } => {
+            let state = store.state();
+            let mut found = Vec::new();
+            let mut seq = state.last_seq;
+            while seq >= state.first_seq && seq > 0 {
+                // A damaged message is skipped: the window is best effort,
+                // what is stored is not.
+                if let Ok(Some(m)) = store.get(seq) {
+                    if m.ts_unix_nanos < since_unix_nanos {
+                        break;
+                    }
+                    if !m.headers.is_empty() {
+                        found.push((m.seq, m.ts_unix_nanos, m.headers));
+                    }
+                }
+                seq -= 1;
+            }
+            Done::RecentHeaders(found)
+        }
         StorageOp::Open { .. }
         | StorageOp::Remove { .. }
         | StorageOp::Sync { .. }

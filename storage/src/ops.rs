@@ -84,6 +84,14 @@ pub enum StorageOp {
         subjects_filter: Option<String>,
         deleted: bool,
     },
+    /// The headers of the messages stored at or after this wall-clock
+    /// time, newest first (the core rebuilds its duplicate window from
+    /// them after a restart). Messages without headers are left out.
+    RecentHeaders {
+        id: OpId,
+        stream: String,
+        since_unix_nanos: u64,
+    },
     /// Reads every record back to find damage before a read needs it.
     Scrub {
         id: OpId,
@@ -127,6 +135,7 @@ impl StorageOp {
             | StorageOp::Compact { id, .. }
             | StorageOp::Scrub { id, .. }
             | StorageOp::Details { id, .. }
+            | StorageOp::RecentHeaders { id, .. }
             | StorageOp::Remove { id, .. }
             | StorageOp::SaveMeta { id, .. }
             | StorageOp::ListStreams { id } => *id,
@@ -146,6 +155,7 @@ impl StorageOp {
             | StorageOp::Compact { stream, .. }
             | StorageOp::Scrub { stream, .. }
             | StorageOp::Details { stream, .. }
+            | StorageOp::RecentHeaders { stream, .. }
             | StorageOp::Remove { stream, .. }
             | StorageOp::SaveMeta { stream, .. } => stream,
             StorageOp::ListStreams { .. } => "",
@@ -174,6 +184,9 @@ pub enum Done {
         subjects: Vec<(String, u64)>,
         deleted: Vec<u64>,
     },
+    /// `(seq, stored at, headers)` of recent messages with headers,
+    /// newest first.
+    RecentHeaders(Vec<(u64, u64, Vec<u8>)>),
     Removed,
     MetaSaved,
     /// What `ListStreams` found: a stream whose metadata is

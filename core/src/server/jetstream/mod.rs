@@ -143,6 +143,9 @@ enum Pending {
     Listed,
     /// Start-up: a stream found on disk is open again.
     Recovered { stream: StreamId },
+    /// Start-up: the headers of the messages within the stream's
+    /// duplicate window, to remember their `Nats-Msg-Id`s again.
+    RecentIds { stream: StreamId },
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
@@ -493,6 +496,7 @@ impl Server {
             },
             Pending::Listed => self.listed(c),
             Pending::Recovered { stream } => self.recovered(stream, c),
+            Pending::RecentIds { stream } => self.recent_ids(stream, c),
             Pending::Quiet => {
                 if let Err(e) = &c.result {
                     let line = format!("JetStream storage error on {}: {e}", c.stream);
@@ -579,6 +583,7 @@ impl Server {
                     self.log(LogLevel::Error, line);
                 }
                 self.subscribe_stream(id);
+                self.rebuild_dedupe(id);
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
@@ -626,6 +631,44 @@ impl Server {
             });
         }
         self.arm_expire();
+    }
+
+    /// Asks for the headers of the messages within the duplicate window,
+    /// so that a publisher retrying across the restart is still deduped;
+    /// start-up waits for them.
+    fn rebuild_dedupe(&mut self, id: StreamId) {
+        let s = &self.jetstream.streams[id as usize];
+        let window = u64::try_from(s.config.duplicate_window).unwrap_or(0);
+        if window == 0 || s.state.msgs == 0 {
+            return;
+        }
+        let key = s.key.clone();
+        self.jetstream.recovering += 1;
+        let op = self.next_op(Pending::RecentIds { stream: id });
+        self.storage(StorageOp::RecentHeaders {
+            id: op,
+            stream: key,
+            since_unix_nanos: self.now.unix_nanos.saturating_sub(window),
+        });
+    }
+
+    fn recent_ids(&mut self, id: StreamId, c: &Completion) {
+        self.jetstream.recovering -= 1;
+        if let (Ok(Done::RecentHeaders(recent)), Some(s)) =
+            (&c.result, self.jetstream.streams.get_mut(id as usize))
+        {
+            // Oldest first, so the window expires them in order; the
+            // newest id is the stream's last.
+            for (seq, at, headers) in recent.iter().rev() {
+                if let Some(msg_id) = publish::header_msg_id(headers) {
+                    s.dedupe.insert(msg_id.clone(), *seq, *at);
+                    if *seq == s.state.last_seq {
+                        s.last_msg_id = Some(msg_id);
+                    }
+                }
+            }
+        }
+        self.check_ready();
     }
 
     fn check_ready(&mut self) {

@@ -45,7 +45,7 @@ impl Dedupe {
         }
     }
 
-    fn insert(&mut self, id: String, seq: u64, now_ns: u64) {
+    pub(crate) fn insert(&mut self, id: String, seq: u64, now_ns: u64) {
         self.seqs.insert(id.clone(), seq);
         self.order.push_back((now_ns, id));
     }
@@ -453,6 +453,11 @@ fn msg_id(m: &InternalMsg) -> Option<String> {
     if m.header_len == 0 {
         return None;
     }
-    let h = Headers::parse(&m.payload[..m.header_len]).ok()?;
+    header_msg_id(&m.payload[..m.header_len])
+}
+
+/// The `Nats-Msg-Id` of a header block, if it has one.
+pub(crate) fn header_msg_id(headers: &[u8]) -> Option<String> {
+    let h = Headers::parse(headers).ok()?;
     h.get(MSG_ID).map(text).filter(|t| !t.is_empty())
 }

@@ -657,3 +657,31 @@ fn stream_info_lists_subjects_and_deleted_sequences_on_request() {
     assert!(plain["state"].get("subjects").is_none(), "{plain}");
     assert!(plain["state"].get("deleted").is_none());
 }
+
+/// A publisher that retries across a restart is still deduped: the
+/// window's message ids are read back from the store at start.
+#[test]
+fn the_duplicate_window_survives_a_restart() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    js.publish("s", "Nats-Msg-Id: a", "1");
+    js.publish("s", "Nats-Msg-Id: b", "2");
+    js.run_storage();
+    let _ = js.out();
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    let retry = js.publish("s", "Nats-Msg-Id: a", "1");
+    let fresh = js.publish("s", "Nats-Msg-Id: c", "3");
+    let expect = js.publish("s", "Nats-Expected-Last-Msg-Id: c", "4");
+    js.run_storage();
+    let out = js.out();
+    let retry = &Js::answers(&out, &retry)[0];
+    assert_eq!(
+        (retry["seq"].clone(), retry["duplicate"].clone()),
+        (1.into(), true.into()),
+        "{out}"
+    );
+    assert_eq!(Js::answers(&out, &fresh)[0]["seq"], 3);
+    assert_eq!(Js::answers(&out, &expect)[0]["seq"], 4);
+}
