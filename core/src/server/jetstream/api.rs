@@ -472,6 +472,7 @@ impl Server {
                 self.flush_stream(id);
                 self.unsubscribe_stream(id);
                 self.jetstream.streams[id as usize].config = config;
+                self.compile_transform(id);
                 id
             }
             None => self.add_stream(account, config, self.now.unix_nanos),

@@ -36,6 +36,25 @@ pub(crate) struct ConsumerLimits {
     pub max_ack_pending: i64,
 }
 
+/// `subject_transform`: subjects matching `src` are stored as `dest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SubjectTransform {
+    #[serde(default)]
+    pub src: String,
+    #[serde(default)]
+    pub dest: String,
+}
+
+impl SubjectTransform {
+    /// The transform, with an empty source meaning every subject.
+    pub(crate) fn compile(
+        &self,
+    ) -> Result<crate::mapping::Transform, crate::mapping::MappingError> {
+        let src = if self.src.is_empty() { ">" } else { &self.src };
+        crate::mapping::Transform::new(src, &self.dest)
+    }
+}
+
 /// `StreamConfig` with nats-server's JSON names, in its field order (the
 /// order responses print them in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +93,8 @@ pub(crate) struct StreamConfig {
     pub compression: Compression,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub first_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<SubjectTransform>,
     #[serde(default)]
     pub allow_direct: bool,
     #[serde(default)]
@@ -102,8 +123,6 @@ pub(crate) struct StreamConfig {
     pub sources: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub republish: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub subject_transform: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub subject_delete_marker_ttl: i64,
     #[serde(default, skip_serializing)]
@@ -201,7 +220,6 @@ impl StreamConfig {
         if self.mirror.is_some()
             || self.sources.is_some()
             || self.republish.is_some()
-            || self.subject_transform.is_some()
             || self.subject_delete_marker_ttl != 0
             || self.allow_msg_counter
             || self.allow_atomic
@@ -212,8 +230,24 @@ impl StreamConfig {
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, republish, subject transforms, message TTLs, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
+                "natrix does not support this stream option yet (mirrors, sources, republish, message TTLs, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
             ));
+        }
+        if let Some(t) = &self.subject_transform {
+            if !t.src.is_empty() && !subject::is_valid_subject(t.src.as_bytes()) {
+                return Err(ApiError::new(
+                    400,
+                    10155,
+                    format!("stream transform source: invalid subject {}", t.src),
+                ));
+            }
+            if let Err(e) = t.compile() {
+                return Err(ApiError::new(
+                    400,
+                    10156,
+                    format!("stream transform: {}", e.0),
+                ));
+            }
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;

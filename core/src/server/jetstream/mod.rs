@@ -72,6 +72,8 @@ pub(crate) struct Stream {
     /// Set while the store is unusable (a write failed): the stream is
     /// reopened from disk, and publishes are refused until it is back.
     pub failed: bool,
+    /// The compiled `subject_transform`, if any.
+    pub transform: Option<crate::mapping::Transform>,
     /// Roll-up purges of the queued messages, run after their append.
     pub rollups: Vec<natrix_storage::Purge>,
     /// Publishes waiting behind one whose check needs the store (a
@@ -709,13 +711,25 @@ impl Server {
             failed: false,
             parked: VecDeque::new(),
             rollups: Vec::new(),
+            transform: None,
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
         }) as StreamId;
         self.jetstream.by_name.insert((account, name), id);
         let key = self.jetstream.streams[id as usize].key.clone();
         self.jetstream.by_key.insert(key, id);
+        self.compile_transform(id);
         id
+    }
+
+    /// Compiles the stream's subject transform (checked at create).
+    pub(crate) fn compile_transform(&mut self, id: StreamId) {
+        let s = &mut self.jetstream.streams[id as usize];
+        s.transform = s
+            .config
+            .subject_transform
+            .as_ref()
+            .and_then(|t| t.compile().ok());
     }
 
     /// Drops a stream from the core (its files are the caller's business).

@@ -88,10 +88,17 @@ impl Server {
     /// A message published on one of stream `id`'s subjects. Messages
     /// are handled in arrival order: while one waits for a check against
     /// the store, those after it wait too.
-    pub(crate) fn stream_publish(&mut self, id: StreamId, m: InternalMsg) {
+    pub(crate) fn stream_publish(&mut self, id: StreamId, mut m: InternalMsg) {
         let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
             return; // deleted in this same event
         };
+        // The transform comes before everything else: checks, limits and
+        // the stored message see the new subject.
+        if let Some(t) = &s.transform
+            && crate::subject::matches(t.source().as_bytes(), &m.subject)
+        {
+            m.subject = t.apply(&m.subject).into();
+        }
         if !s.parked.is_empty() {
             s.parked.push_back(m);
             return;

@@ -685,3 +685,30 @@ fn the_duplicate_window_survives_a_restart() {
     assert_eq!(Js::answers(&out, &fresh)[0]["seq"], 3);
     assert_eq!(Js::answers(&out, &expect)[0]["seq"], 4);
 }
+
+#[test]
+fn a_subject_transform_rewrites_subjects_before_they_are_stored() {
+    let mut js = Js::new();
+    let r = js.create(
+        r#"{"name":"T","subjects":["in.>"],"subject_transform":{"src":"in.*.*","dest":"out.{{wildcard(2)}}.{{wildcard(1)}}"}}"#,
+    );
+    assert_eq!(
+        r["config"]["subject_transform"]["dest"], "out.{{wildcard(2)}}.{{wildcard(1)}}",
+        "{r}"
+    );
+    js.publish("in.a.b", "", "x");
+    js.publish("in.c", "", "y");
+    js.run_storage();
+    let _ = js.out();
+    let m = js.request("$JS.API.STREAM.MSG.GET.T", r#"{"seq":1}"#);
+    assert_eq!(m["message"]["subject"], "out.b.a");
+    let m = js.request("$JS.API.STREAM.MSG.GET.T", r#"{"seq":2}"#);
+    assert_eq!(
+        m["message"]["subject"], "in.c",
+        "no match: stored as published"
+    );
+    let bad = js.create(
+        r#"{"name":"B","subjects":["b.>"],"subject_transform":{"src":"b.>","dest":"c.*"}}"#,
+    );
+    assert_eq!(bad["error"]["err_code"], 10156, "{bad}");
+}
