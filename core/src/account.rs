@@ -126,6 +126,9 @@ pub struct AccountConfig {
     pub service_imports: Vec<ServiceImport>,
     pub mappings: Mappings,
     pub limits: AccountLimits,
+    /// `jetstream: enabled` (or a `jetstream {}` block): the account may
+    /// use JetStream. With accounts configured, only these may.
+    pub jetstream: bool,
 }
 
 impl AccountConfig {

@@ -159,13 +159,7 @@ fn parse_account(
             }
             "mappings" | "maps" => super::file::mappings(k).map(|m| acc.mappings = m),
             "limits" => limits(&f, errors).map(|l| acc.limits = l),
-            "jetstream" => Err(ConfError::at(
-                &k.key_pos,
-                format!(
-                    "{:?} is not supported yet: natrix does not have per-account JetStream limits yet",
-                    k.key
-                ),
-            )),
+            "jetstream" => account_jetstream(k).map(|on| acc.jetstream = on),
             _ if k.used_as_variable => Ok(()),
             _ => Err(unknown(k)),
         };
@@ -659,5 +653,36 @@ fn link(
                 )));
             }
         }
+    }
+}
+
+/// An account's `jetstream`: `enabled`/`disabled`, a bool, or a block of
+/// limits. The block turns JetStream on; limits natrix does not enforce yet
+/// are refused by name rather than ignored.
+fn account_jetstream(k: &Entry) -> Result<bool, ConfError> {
+    match &k.value.value {
+        Value::Bool(on) => Ok(*on),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" => Ok(true),
+            "disabled" | "disable" => Ok(false),
+            _ => Err(ConfError::at(
+                &k.key_pos,
+                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+            )),
+        },
+        Value::Map(m) => match m.iter().next() {
+            None => Ok(true),
+            Some(e) => Err(ConfError::at(
+                &e.key_pos,
+                format!(
+                    "{:?} is not supported yet: natrix does not have per-account JetStream limits yet",
+                    e.key
+                ),
+            )),
+        },
+        _ => Err(ConfError::at(
+            &k.key_pos,
+            "Expected map, bool or string to define JetStream".to_string(),
+        )),
     }
 }

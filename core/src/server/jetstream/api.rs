@@ -231,6 +231,14 @@ impl Server {
         };
         let tokens: Vec<&str> = rest.split('.').collect();
         let (account, body) = (m.account, m.body());
+        if !self.account_has_jetstream(account) {
+            if let Some(kind) = response_kind(&tokens) {
+                self.jetstream.api_total += 1;
+                let e = ApiError::new(503, 10039, "JetStream not enabled for account".into());
+                self.fail(account, &reply, kind, &e);
+            }
+            return;
+        }
         match tokens.as_slice() {
             ["INFO"] => self.account_info(account, &reply),
             ["STREAM", "CREATE", name] => self.stream_create(account, &reply, name, body, false),
@@ -1110,6 +1118,23 @@ struct DirectGetRequest {
     batch: u64,
     multi_last: Vec<String>,
     up_to_seq: u64,
+}
+
+/// The response type of an API subject natrix serves (`None`: no answer).
+fn response_kind(tokens: &[&str]) -> Option<&'static str> {
+    Some(match tokens {
+        ["INFO"] => "account_info",
+        ["STREAM", "CREATE", _] => "stream_create",
+        ["STREAM", "UPDATE", _] => "stream_update",
+        ["STREAM", "INFO", _] => "stream_info",
+        ["STREAM", "NAMES"] => "stream_names",
+        ["STREAM", "LIST"] => "stream_list",
+        ["STREAM", "DELETE", _] => "stream_delete",
+        ["STREAM", "PURGE", _] => "stream_purge",
+        ["STREAM", "MSG", "GET", _] => "stream_msg_get",
+        ["STREAM", "MSG", "DELETE", _] => "stream_msg_delete",
+        _ => return None,
+    })
 }
 
 /// The text of an unexpected storage result.

@@ -19,10 +19,29 @@ impl Server {
         self.jetstream.enabled
     }
 
-    /// Whether `account` has JetStream (every account but the system
-    /// account, while JetStream is on).
+    /// Whether `account` has JetStream.
     pub(crate) fn account_has_jetstream(&self, account: AccountId) -> bool {
-        self.jetstream.enabled && Some(account) != self.system_account
+        if !self.jetstream.enabled || Some(account) == self.system_account {
+            return false;
+        }
+        // With only the global account (and the system account), the
+        // global account has it; once accounts are configured, only those
+        // configured with `jetstream` do, as in nats-server.
+        let system = self
+            .system_account
+            .map(|a| self.accounts[a.0 as usize].name.clone());
+        let global_only = self
+            .opts
+            .accounts
+            .iter()
+            .all(|c| Some(&c.name) == system.as_ref());
+        if global_only {
+            return account.0 == 0;
+        }
+        self.accounts[account.0 as usize]
+            .config
+            .as_ref()
+            .is_some_and(|c| c.jetstream)
     }
 
     /// The configuration part of `/jsz` and `/varz`.

@@ -712,3 +712,42 @@ fn a_subject_transform_rewrites_subjects_before_they_are_stored() {
     );
     assert_eq!(bad["error"]["err_code"], 10156, "{bad}");
 }
+
+/// With accounts configured, only those with `jetstream` have it; the
+/// others are told so (10039), as by nats-server.
+#[test]
+fn only_accounts_configured_with_jetstream_have_it() {
+    let conf = r#"
+accounts {
+  A: { users: [{user: a, password: a}] }
+  B: { users: [{user: b, password: b}], jetstream: enabled }
+}
+"#;
+    let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
+    let mut o = js_opts();
+    let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    let mut js = Js::new();
+    js.h.server = Server::new(o, 7, now_at(0));
+    js.h.drain();
+    js.run_storage();
+    let mut answer = |user: &str| {
+        let id = js.h.client(&format!(
+            r#"{{"user":"{user}","pass":"{user}","headers":true,"verbose":false}}"#
+        ));
+        js.h.send(id, "SUB _INBOX.> 1\r\nPUB $JS.API.INFO _INBOX.i 0\r\n\r\n");
+        js.run_storage();
+        let out = js.h.out(id);
+        Js::answers(&out, "_INBOX.i")
+            .pop()
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    let a = answer("a");
+    assert_eq!(a["error"]["err_code"], 10039, "{a}");
+    assert_eq!(
+        a["error"]["description"],
+        "JetStream not enabled for account"
+    );
+    let b = answer("b");
+    assert_eq!(b["streams"], 0, "{b}");
+}
