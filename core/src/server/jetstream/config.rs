@@ -55,6 +55,18 @@ impl SubjectTransform {
     }
 }
 
+/// `republish`: once stored, messages on `src` are published again on
+/// `dest` with where they are stored in headers (only the headers with
+/// `headers_only`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Republish {
+    #[serde(default)]
+    pub src: String,
+    pub dest: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+}
+
 /// `StreamConfig` with nats-server's JSON names, in its field order (the
 /// order responses print them in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +107,8 @@ pub(crate) struct StreamConfig {
     pub first_seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<SubjectTransform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<Republish>,
     #[serde(default)]
     pub allow_direct: bool,
     #[serde(default)]
@@ -121,8 +135,6 @@ pub(crate) struct StreamConfig {
     pub mirror: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub sources: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub republish: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub subject_delete_marker_ttl: i64,
     #[serde(default, skip_serializing)]
@@ -219,7 +231,6 @@ impl StreamConfig {
         }
         if self.mirror.is_some()
             || self.sources.is_some()
-            || self.republish.is_some()
             || self.subject_delete_marker_ttl != 0
             || self.allow_msg_counter
             || self.allow_atomic
@@ -230,7 +241,7 @@ impl StreamConfig {
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, republish, message TTLs, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
+                "natrix does not support this stream option yet (mirrors, sources, message TTLs, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -313,6 +324,22 @@ impl StreamConfig {
         }
         if self.subjects.is_empty() {
             self.subjects.push(self.name.clone());
+        }
+        if let Some(r) = &mut self.republish {
+            if r.src.is_empty() {
+                r.src = ">".into();
+            }
+            if self.subjects.iter().any(|s| subjects_collide(&r.dest, s)) {
+                return Err(invalid(
+                    "stream configuration for republish destination forms a cycle",
+                ));
+            }
+            if crate::mapping::Transform::new(&r.src, &r.dest).is_err() {
+                return Err(invalid(&format!(
+                    "stream configuration for republish with transform from '{}' to '{}' not valid",
+                    r.src, r.dest
+                )));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for s in &self.subjects {

@@ -74,6 +74,14 @@ pub(crate) struct Stream {
     pub failed: bool,
     /// The compiled `subject_transform`, if any.
     pub transform: Option<crate::mapping::Transform>,
+    /// The compiled `republish` transform, if any.
+    pub republish: Option<crate::mapping::Transform>,
+    /// Republish: each subject's last sequence, as far as known (looked up
+    /// in the store the first time; forgotten when messages are removed).
+    pub last_by_subject: crate::FastMap<String, u64>,
+    /// Republished messages waiting, like acknowledgements, for the sync
+    /// that covers them: by sequence, the subject and the message.
+    pub republish_queue: natrix_storage::commit::AckOutbox<(Box<[u8]>, Vec<u8>, Vec<u8>)>,
     /// Roll-up purges of the queued messages, run after their append.
     pub rollups: Vec<natrix_storage::Purge>,
     /// Publishes waiting behind one whose check needs the store (a
@@ -429,6 +437,13 @@ impl Server {
         // it holds now.
         if let Some(&id) = self.jetstream.by_key.get(&c.stream) {
             let s = &mut self.jetstream.streams[id as usize];
+            let removed = matches!(
+                c.result,
+                Ok(Done::Purged(_) | Done::Deleted(true) | Done::Expired(1..))
+            ) || matches!(c.result, Ok(Done::Appended(a)) if a.removed > 0);
+            if removed {
+                s.last_by_subject.clear();
+            }
             if !matches!(pending, Pending::Removed { .. }) {
                 s.state = c.state.clone();
                 s.durable_seq = s.durable_seq.max(c.durable_seq);
@@ -712,6 +727,9 @@ impl Server {
             parked: VecDeque::new(),
             rollups: Vec::new(),
             transform: None,
+            republish: None,
+            last_by_subject: crate::FastMap::default(),
+            republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
         }) as StreamId;
@@ -730,6 +748,12 @@ impl Server {
             .subject_transform
             .as_ref()
             .and_then(|t| t.compile().ok());
+        s.republish = s
+            .config
+            .republish
+            .as_ref()
+            .and_then(|r| crate::mapping::Transform::new(&r.src, &r.dest).ok());
+        s.last_by_subject.clear();
     }
 
     /// Drops a stream from the core (its files are the caller's business).

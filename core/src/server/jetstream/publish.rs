@@ -103,9 +103,7 @@ impl Server {
             s.parked.push_back(m);
             return;
         }
-        if let Some(subject) = subject_check(&m)
-            && m.header_len > 0
-        {
+        if let Some(subject) = lookup_subject(s, &m) {
             s.parked.push_back(m);
             self.check_subject(id, subject);
             return;
@@ -142,7 +140,13 @@ impl Server {
             return;
         };
         match last {
-            Ok(last) => self.store_publish(id, &first, Some(last)),
+            Ok(last) => {
+                if s.republish.is_some() && subject_check(&first).is_none() {
+                    let subject = String::from_utf8_lossy(&first.subject).into_owned();
+                    s.last_by_subject.insert(subject, last);
+                }
+                self.store_publish(id, &first, Some(last));
+            }
             Err(e) => {
                 let name = s.config.name.clone();
                 if let Some(reply) = first.reply.as_deref() {
@@ -155,7 +159,7 @@ impl Server {
             let Some(next) = s.parked.pop_front() else {
                 break;
             };
-            if let Some(subject) = subject_check(&next) {
+            if let Some(subject) = lookup_subject(s, &next) {
                 s.parked.push_front(next);
                 self.check_subject(id, subject);
                 break;
@@ -214,6 +218,7 @@ impl Server {
                         keep: None,
                     });
                 }
+                self.queue_republish(id, seq, now, m);
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);
                 }
@@ -335,8 +340,56 @@ impl Server {
         self.release_acks(id);
     }
 
-    /// Sends the acknowledgements the stream's durable sequence covers.
+    /// Holds the republished copy of message `seq` until it is durable
+    /// (nats-server sends it at once; natrix republishes only what it
+    /// would acknowledge).
+    fn queue_republish(&mut self, id: StreamId, seq: u64, at: u64, m: &InternalMsg) {
+        let s = &mut self.jetstream.streams[id as usize];
+        let Some(t) = &s.republish else {
+            return;
+        };
+        if !crate::subject::matches(t.source().as_bytes(), &m.subject) {
+            return;
+        }
+        let subject = String::from_utf8_lossy(&m.subject).into_owned();
+        let last = s.last_by_subject.insert(subject.clone(), seq).unwrap_or(0);
+        let dest: Box<[u8]> = t.apply(&m.subject).into();
+        let own = &m.payload[..m.header_len];
+        let mut headers = match own.strip_suffix(b"\r\n\r\n") {
+            Some(own) if !own.is_empty() => [own, b"\r\n"].concat(),
+            _ => b"NATS/1.0\r\n".to_vec(),
+        };
+        let body = m.body();
+        let headers_only = s.config.republish.as_ref().is_some_and(|r| r.headers_only);
+        headers.extend_from_slice(
+            format!(
+                "Nats-Stream: {}\r\nNats-Subject: {subject}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {last}\r\n",
+                s.config.name,
+                crate::time::rfc3339_nanos(at)
+            )
+            .as_bytes(),
+        );
+        if headers_only {
+            headers.extend_from_slice(format!("Nats-Msg-Size: {}\r\n", body.len()).as_bytes());
+        }
+        headers.extend_from_slice(b"\r\n");
+        let payload = if headers_only {
+            Vec::new()
+        } else {
+            body.to_vec()
+        };
+        s.republish_queue.hold(seq, (dest, headers, payload));
+    }
+
+    /// Sends the acknowledgements (and republished copies) the stream's
+    /// durable sequence covers.
     pub(crate) fn release_acks(&mut self, id: StreamId) {
+        let s = &mut self.jetstream.streams[id as usize];
+        let account = s.account;
+        let copies = s.republish_queue.release(s.durable_seq);
+        for (subject, headers, payload) in copies {
+            self.publish_as_server(account, &subject, Some(&headers), &payload);
+        }
         let s = &mut self.jetstream.streams[id as usize];
         let ready = s.acks.release(s.durable_seq);
         if ready.is_empty() {
@@ -389,6 +442,8 @@ impl Server {
         s.failed = true;
         let (name, key) = (s.config.name.clone(), s.key.clone());
         let acks = s.acks.release(u64::MAX);
+        // Copies of messages that may not be stored are never sent.
+        let _ = s.republish_queue.release(u64::MAX);
         let config = s.config.store_config();
         let line = format!("JetStream failed to store a message on stream {name:?}: {error}");
         self.log(LogLevel::Error, line);
@@ -441,6 +496,21 @@ fn subject_check(m: &InternalMsg) -> Option<String> {
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| String::from_utf8_lossy(&m.subject).into_owned());
     Some(subject)
+}
+
+/// The subject whose last sequence must come from the store before the
+/// message can be handled: for a subject-sequence check, or for
+/// republishing a subject whose last sequence is not known yet.
+fn lookup_subject(s: &super::Stream, m: &InternalMsg) -> Option<String> {
+    if let Some(subject) = subject_check(m) {
+        return Some(subject);
+    }
+    let t = s.republish.as_ref()?;
+    if !crate::subject::matches(t.source().as_bytes(), &m.subject) {
+        return None;
+    }
+    let subject = String::from_utf8_lossy(&m.subject);
+    (!s.last_by_subject.contains_key(subject.as_ref())).then(|| subject.into_owned())
 }
 
 /// `Nats-Rollup`: `Some(true)` for `all`, `Some(false)` for `sub`.

@@ -751,3 +751,46 @@ accounts {
     let b = answer("b");
     assert_eq!(b["streams"], 0, "{b}");
 }
+
+#[test]
+fn stored_messages_are_republished_once_durable() {
+    let mut js = Js::new();
+    js.send("SUB rp.> 2\r\n");
+    let r = js.create(r#"{"name":"R","subjects":["r.>"],"republish":{"src":"r.>","dest":"rp.>"}}"#);
+    assert_eq!(
+        r["config"]["republish"],
+        serde_json::json!({"src":"r.>","dest":"rp.>"}),
+        "{r}"
+    );
+    js.publish("r.a", "", "m1");
+    js.run_storage();
+    let _ = js.out();
+    js.publish("r.a", "X-A: 1", "m3");
+    // Nothing goes out before the sync.
+    let ops = std::mem::take(&mut js.h.storage);
+    let (reads, writes): (Vec<_>, Vec<_>) = ops
+        .into_iter()
+        .partition(|op| matches!(op, StorageOp::Read { .. }));
+    assert!(
+        reads.is_empty(),
+        "the subject's last sequence is known: {reads:?}"
+    );
+    js.execute(vec![writes[0].clone()]);
+    assert!(!js.out().contains("rp.a"));
+    js.execute(writes[1..].to_vec());
+    let out = js.out();
+    let copies = hmsgs(&out.replace("HMSG rp.a 2 ", "HMSG rp 1 "), "rp");
+    assert!(!copies.is_empty(), "{out}");
+    let (h, body) = &copies[0];
+    assert!(
+        h.starts_with("NATS/1.0\r\nX-A: 1\r\nNats-Stream: R\r\nNats-Subject: r.a\r\nNats-Sequence: 2\r\nNats-Time-Stamp: "),
+        "{h:?}"
+    );
+    assert!(h.ends_with("Nats-Last-Sequence: 1\r\n\r\n"), "{h:?}");
+    assert_eq!(body, "m3");
+    let cycle = js.create(r#"{"name":"C","subjects":["c.>"],"republish":{"dest":"c.x.>"}}"#);
+    assert_eq!(
+        cycle["error"]["description"],
+        "stream configuration for republish destination forms a cycle"
+    );
+}
