@@ -81,7 +81,7 @@ pub(crate) struct Stream {
     pub last_by_subject: crate::FastMap<String, u64>,
     /// Republished messages waiting, like acknowledgements, for the sync
     /// that covers them: by sequence, the subject and the message.
-    pub republish_queue: natrix_storage::commit::AckOutbox<(Box<[u8]>, Vec<u8>, Vec<u8>)>,
+    pub republish_queue: natrix_storage::commit::AckOutbox<publish::Copy>,
     /// Roll-up purges of the queued messages, run after their append.
     pub rollups: Vec<natrix_storage::Purge>,
     /// Publishes waiting behind one whose check needs the store (a

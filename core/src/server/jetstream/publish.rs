@@ -25,6 +25,9 @@ pub(crate) struct PendingAck {
     pub duplicate: bool,
 }
 
+/// A republished copy: its subject, headers and payload.
+pub(crate) type Copy = (Box<[u8]>, Vec<u8>, Vec<u8>);
+
 /// The `Nats-Msg-Id`s stored within the duplicate window.
 #[derive(Debug, Default)]
 pub(crate) struct Dedupe {
