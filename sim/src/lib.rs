@@ -20,6 +20,7 @@
 //! docs/simulation.md).
 
 pub mod check;
+pub mod check_js;
 pub mod client;
 pub mod faults;
 pub mod history;

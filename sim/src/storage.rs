@@ -23,9 +23,9 @@
 //! Time is an argument (`now_ns`, simulated nanoseconds); nothing here
 //! reads a clock.
 
-use natrix_storage::ops::{Completion, Done, OpId, StorageOp};
+use natrix_storage::ops::{Completion, Done, OpId, Read, StorageOp};
 use natrix_storage::{
-    Executor, FileBackend, FileStore, RecoveryReport, SimDisk, SimDiskConfig, StoreError,
+    Executor, FileBackend, FileStore, Msg, RecoveryReport, SimDisk, SimDiskConfig, StoreError,
     StreamConfig, StreamState, StreamStore,
 };
 use rand_chacha::ChaCha8Rng;
@@ -183,6 +183,34 @@ impl SimStorage {
         }
         self.forget_closed();
         recovered
+    }
+
+    /// A process restart without power loss: queued operations and
+    /// undelivered completions die with the process and the executor
+    /// starts empty, but the disk keeps every write (the page cache
+    /// outlives the process). The restarted server opens its streams.
+    pub fn restart(&mut self) {
+        self.queue.clear();
+        self.batch_at_ns = None;
+        self.in_flight.clear();
+        self.stream_ready_ns.clear();
+        self.fsyncs_before += self.exec.fsyncs();
+        self.exec = executor(&self.disk);
+    }
+
+    /// The message at `seq` of an open stream, read straight through the
+    /// executor (not the queue), for checkers: `None` when the stream is
+    /// not open, the message is gone or the read failed.
+    pub fn read(&mut self, stream: &str, seq: u64) -> Option<Msg> {
+        let done = self.exec.execute(StorageOp::Read {
+            id: OpId(0),
+            stream: stream.to_string(),
+            read: Read::Seq(seq),
+        });
+        match done.result {
+            Ok(Done::Read(msg)) => msg,
+            _ => None,
+        }
     }
 
     /// A stream's store as it is now, for checkers (which may read it

@@ -1,0 +1,217 @@
+//! The JetStream checkers: what the server acknowledged must be on disk.
+//!
+//! The truth is read from the simulated disk, not from the server: after
+//! every power loss and at the end of the run (after one more power loss),
+//! the world reads, through a fresh executor, the stream's message at every
+//! acknowledged sequence ([`Snapshot`]). Every acknowledgement a client had
+//! received by then must be there, at its sequence, byte for byte.
+
+use std::collections::BTreeMap;
+
+use natrix_storage::Msg;
+
+use crate::history::{Entry, Ev};
+
+/// The stream's messages at the acknowledged sequences, read straight from
+/// the simulated disk after a power loss.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at_ns: u64,
+    /// What happened just before it was read.
+    pub after: &'static str,
+    /// The message found at each acknowledged sequence (`None`: none).
+    pub msgs: BTreeMap<u64, Option<Msg>>,
+}
+
+/// What the JetStream workload leaves for the checkers.
+#[derive(Debug, Clone, Default)]
+pub struct JsOutcome {
+    /// The stream's storage key.
+    pub key: String,
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// The sequences acknowledged so far (the world reads these back).
+pub fn acked_seqs(entries: &[Entry]) -> Vec<u64> {
+    let mut seqs: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match &e.ev {
+            Ev::JsAck { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
+}
+
+/// The value of the `Nats-Msg-Id` header in a message's headers.
+fn msg_id_of(headers: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(headers).ok()?;
+    text.split("\r\n")
+        .find_map(|line| line.strip_prefix("Nats-Msg-Id:"))
+        .map(str::trim)
+}
+
+/// `acked-durable` and `no-duplicate-acks` over the history and the
+/// snapshots.
+pub fn check(entries: &[Entry], js: &JsOutcome, bad: &mut impl FnMut(&'static str, String)) {
+    // seq -> (msg, headers, payload) of the first plain (not duplicate) ack.
+    let mut first: BTreeMap<u64, (u64, &[u8], &[u8])> = BTreeMap::new();
+    for e in entries {
+        let Ev::JsAck {
+            msg,
+            seq,
+            duplicate: false,
+            headers,
+            payload,
+            ..
+        } = &e.ev
+        else {
+            continue;
+        };
+        match first.get(seq) {
+            Some((other, h, p)) if (*h, *p) != (headers.as_slice(), payload.as_slice()) => bad(
+                "no-duplicate-acks",
+                format!(
+                    "sequence {seq} was acknowledged for message {other} and for message {msg}"
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                first.insert(*seq, (*msg, headers, payload));
+            }
+        }
+    }
+    for snap in &js.snapshots {
+        for e in entries.iter().filter(|e| e.at_ns <= snap.at_ns) {
+            if let Ev::JsAck { .. } = &e.ev
+                && let Some(detail) = missing(&e.ev, snap)
+            {
+                bad("acked-durable", detail);
+            }
+        }
+    }
+}
+
+/// How an acknowledged message is missing from a snapshot, if it is.
+fn missing(ack: &Ev, snap: &Snapshot) -> Option<String> {
+    let Ev::JsAck {
+        client,
+        msg,
+        seq,
+        duplicate,
+        subject,
+        msg_id,
+        headers,
+        payload,
+        ..
+    } = ack
+    else {
+        return None;
+    };
+    let when = format!("{} at {:.3} ms", snap.after, snap.at_ns as f64 / 1e6);
+    let Some(Some(stored)) = snap.msgs.get(seq) else {
+        return Some(format!(
+            "message {msg} of client {client}, acknowledged at sequence {seq}, is gone after {when}"
+        ));
+    };
+    let same = if *duplicate {
+        // A duplicate's ack names the sequence of the first publish with
+        // its Nats-Msg-Id: that one's bytes are stored there.
+        msg_id.is_some() && msg_id_of(&stored.headers) == msg_id.as_deref()
+    } else {
+        stored.headers == *headers && stored.payload == *payload && stored.subject == *subject
+    };
+    (!same).then(|| {
+        format!(
+            "message {msg} of client {client}, acknowledged at sequence {seq}{}, is not what is stored there after {when} ({} bytes of payload on {})",
+            if *duplicate { " as a duplicate" } else { "" },
+            stored.payload.len(),
+            stored.subject
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(seq: u64, msg: u64, payload: &[u8]) -> Entry {
+        Entry {
+            at_ns: 10,
+            ev: Ev::JsAck {
+                client: 0,
+                msg,
+                stream: "S".into(),
+                seq,
+                duplicate: false,
+                subject: "js.1".into(),
+                msg_id: None,
+                headers: Vec::new(),
+                payload: payload.to_vec(),
+            },
+        }
+    }
+
+    fn stored(seq: u64, payload: &[u8]) -> Option<Msg> {
+        Some(Msg {
+            seq,
+            ts_unix_nanos: 0,
+            subject: "js.1".into(),
+            headers: Vec::new(),
+            payload: payload.to_vec(),
+        })
+    }
+
+    fn run(entries: &[Entry], msgs: BTreeMap<u64, Option<Msg>>) -> Vec<&'static str> {
+        let js = JsOutcome {
+            key: "%24G.S".into(),
+            snapshots: vec![Snapshot {
+                at_ns: 20,
+                after: "a power loss",
+                msgs,
+            }],
+        };
+        let mut found = Vec::new();
+        check(entries, &js, &mut |name, _| found.push(name));
+        found
+    }
+
+    #[test]
+    fn a_stored_ack_passes_and_a_lost_or_changed_one_fails() {
+        let entries = [ack(1, 7, b"m7:"), ack(2, 8, b"m8:")];
+        let all = BTreeMap::from([(1, stored(1, b"m7:")), (2, stored(2, b"m8:"))]);
+        assert!(run(&entries, all).is_empty());
+        let lost = BTreeMap::from([(1, stored(1, b"m7:")), (2, None)]);
+        assert_eq!(run(&entries, lost), ["acked-durable"]);
+        let other = BTreeMap::from([(1, stored(1, b"m7:")), (2, stored(2, b"m9:"))]);
+        assert_eq!(run(&entries, other), ["acked-durable"]);
+    }
+
+    #[test]
+    fn one_sequence_acknowledged_for_two_payloads_is_a_duplicate_ack() {
+        let entries = [ack(1, 7, b"m7:"), ack(1, 8, b"m8:")];
+        let msgs = BTreeMap::from([(1, stored(1, b"m7:"))]);
+        assert_eq!(run(&entries, msgs), ["no-duplicate-acks", "acked-durable"]);
+    }
+
+    #[test]
+    fn a_duplicate_ack_is_checked_by_its_msg_id() {
+        let mut dup = ack(1, 8, b"m8:");
+        if let Ev::JsAck {
+            duplicate, msg_id, ..
+        } = &mut dup.ev
+        {
+            *duplicate = true;
+            *msg_id = Some("c0-1".into());
+        }
+        let mut first = stored(1, b"m7:").unwrap();
+        first.headers = b"NATS/1.0\r\nNats-Msg-Id: c0-1\r\n\r\n".to_vec();
+        assert!(run(&[dup.clone()], BTreeMap::from([(1, Some(first))])).is_empty());
+        assert_eq!(
+            run(&[dup], BTreeMap::from([(1, stored(1, b"m7:"))])),
+            ["acked-durable"]
+        );
+    }
+}
