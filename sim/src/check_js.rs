@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use natrix_storage::Msg;
 
-use crate::history::{Entry, Ev};
+use crate::history::{Entry, Ev, JsAck};
 
 /// The stream's messages at the acknowledged sequences, read straight from
 /// the simulated disk after a power loss.
@@ -31,15 +31,17 @@ pub struct JsOutcome {
     pub snapshots: Vec<Snapshot>,
 }
 
+/// The acknowledgements in a history, with when the client got them.
+fn acks(entries: &[Entry]) -> impl Iterator<Item = (u64, &JsAck)> {
+    entries.iter().filter_map(|e| match &e.ev {
+        Ev::JsAck(ack) => Some((e.at_ns, &**ack)),
+        _ => None,
+    })
+}
+
 /// The sequences acknowledged so far (the world reads these back).
 pub fn acked_seqs(entries: &[Entry]) -> Vec<u64> {
-    let mut seqs: Vec<u64> = entries
-        .iter()
-        .filter_map(|e| match &e.ev {
-            Ev::JsAck { seq, .. } => Some(*seq),
-            _ => None,
-        })
-        .collect();
+    let mut seqs: Vec<u64> = acks(entries).map(|(_, a)| a.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
     seqs
@@ -56,38 +58,26 @@ fn msg_id_of(headers: &[u8]) -> Option<&str> {
 /// `acked-durable` and `no-duplicate-acks` over the history and the
 /// snapshots.
 pub fn check(entries: &[Entry], js: &JsOutcome, bad: &mut impl FnMut(&'static str, String)) {
-    // seq -> (msg, headers, payload) of the first plain (not duplicate) ack.
-    let mut first: BTreeMap<u64, (u64, &[u8], &[u8])> = BTreeMap::new();
-    for e in entries {
-        let Ev::JsAck {
-            msg,
-            seq,
-            duplicate: false,
-            headers,
-            payload,
-            ..
-        } = &e.ev
-        else {
-            continue;
-        };
-        match first.get(seq) {
-            Some((other, h, p)) if (*h, *p) != (headers.as_slice(), payload.as_slice()) => bad(
+    // seq -> the first plain (not duplicate) ack of it.
+    let mut first: BTreeMap<u64, &JsAck> = BTreeMap::new();
+    for (_, ack) in acks(entries).filter(|(_, a)| !a.duplicate) {
+        match first.get(&ack.seq) {
+            Some(other) if (&other.headers, &other.payload) != (&ack.headers, &ack.payload) => bad(
                 "no-duplicate-acks",
                 format!(
-                    "sequence {seq} was acknowledged for message {other} and for message {msg}"
+                    "sequence {} was acknowledged for message {} and for message {}",
+                    ack.seq, other.msg, ack.msg
                 ),
             ),
             Some(_) => {}
             None => {
-                first.insert(*seq, (*msg, headers, payload));
+                first.insert(ack.seq, ack);
             }
         }
     }
     for snap in &js.snapshots {
-        for e in entries.iter().filter(|e| e.at_ns <= snap.at_ns) {
-            if let Ev::JsAck { .. } = &e.ev
-                && let Some(detail) = missing(&e.ev, snap)
-            {
+        for (_, ack) in acks(entries).filter(|(at_ns, _)| *at_ns <= snap.at_ns) {
+            if let Some(detail) = missing(ack, snap) {
                 bad("acked-durable", detail);
             }
         }
@@ -95,38 +85,29 @@ pub fn check(entries: &[Entry], js: &JsOutcome, bad: &mut impl FnMut(&'static st
 }
 
 /// How an acknowledged message is missing from a snapshot, if it is.
-fn missing(ack: &Ev, snap: &Snapshot) -> Option<String> {
-    let Ev::JsAck {
-        client,
-        msg,
-        seq,
-        duplicate,
-        subject,
-        msg_id,
-        headers,
-        payload,
-        ..
-    } = ack
-    else {
-        return None;
-    };
-    let when = format!("{} at {:.3} ms", snap.after, snap.at_ns as f64 / 1e6);
-    let Some(Some(stored)) = snap.msgs.get(seq) else {
+fn missing(ack: &JsAck, snap: &Snapshot) -> Option<String> {
+    let (client, msg, seq) = (ack.client, ack.msg, ack.seq);
+    let when = || format!("{} at {:.3} ms", snap.after, snap.at_ns as f64 / 1e6);
+    let Some(Some(stored)) = snap.msgs.get(&seq) else {
         return Some(format!(
-            "message {msg} of client {client}, acknowledged at sequence {seq}, is gone after {when}"
+            "message {msg} of client {client}, acknowledged at sequence {seq}, is gone after {}",
+            when()
         ));
     };
-    let same = if *duplicate {
+    let same = if ack.duplicate {
         // A duplicate's ack names the sequence of the first publish with
         // its Nats-Msg-Id: that one's bytes are stored there.
-        msg_id.is_some() && msg_id_of(&stored.headers) == msg_id.as_deref()
+        ack.msg_id.is_some() && msg_id_of(&stored.headers) == ack.msg_id.as_deref()
     } else {
-        stored.headers == *headers && stored.payload == *payload && stored.subject == *subject
+        stored.headers == ack.headers
+            && stored.payload == ack.payload
+            && stored.subject == ack.subject
     };
     (!same).then(|| {
         format!(
-            "message {msg} of client {client}, acknowledged at sequence {seq}{}, is not what is stored there after {when} ({} bytes of payload on {})",
-            if *duplicate { " as a duplicate" } else { "" },
+            "message {msg} of client {client}, acknowledged at sequence {seq}{}, is not what is stored there after {} ({} bytes of payload on {})",
+            if ack.duplicate { " as a duplicate" } else { "" },
+            when(),
             stored.payload.len(),
             stored.subject
         )
@@ -140,7 +121,7 @@ mod tests {
     fn ack(seq: u64, msg: u64, payload: &[u8]) -> Entry {
         Entry {
             at_ns: 10,
-            ev: Ev::JsAck {
+            ev: Ev::JsAck(Box::new(JsAck {
                 client: 0,
                 msg,
                 stream: "S".into(),
@@ -150,7 +131,7 @@ mod tests {
                 msg_id: None,
                 headers: Vec::new(),
                 payload: payload.to_vec(),
-            },
+            })),
         }
     }
 
@@ -199,12 +180,9 @@ mod tests {
     #[test]
     fn a_duplicate_ack_is_checked_by_its_msg_id() {
         let mut dup = ack(1, 8, b"m8:");
-        if let Ev::JsAck {
-            duplicate, msg_id, ..
-        } = &mut dup.ev
-        {
-            *duplicate = true;
-            *msg_id = Some("c0-1".into());
+        if let Ev::JsAck(ack) = &mut dup.ev {
+            ack.duplicate = true;
+            ack.msg_id = Some("c0-1".into());
         }
         let mut first = stored(1, b"m7:").unwrap();
         first.headers = b"NATS/1.0\r\nNats-Msg-Id: c0-1\r\n\r\n".to_vec();

@@ -9,7 +9,7 @@ use natrix_core::proto::{ServerOp, ServerOpParser};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-use crate::history::{ClientId, Ev, History, MsgId, digest};
+use crate::history::{ClientId, Ev, History, JsAck, MsgId, digest};
 
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];
@@ -97,7 +97,7 @@ impl JsPlan {
         JsPlan {
             creator,
             publish_every_ns: publishes
-                .then(|| 5_000_000 + u64::from(rng.next_u32() % 60) * 1_000_000),
+                .then(|| 50_000_000 + u64::from(rng.next_u32() % 300) * 1_000_000),
             msg_id_pct: [0, 30, 100][(rng.next_u32() % 3) as usize],
         }
     }
@@ -869,11 +869,15 @@ impl SimClient {
         let Some(js) = self.js.as_mut() else {
             return;
         };
+        let create = js.creates.iter().any(|r| r == subject);
+        if !create && !js.waiting.contains_key(subject) {
+            return;
+        }
         let Ok(answer) = serde_json::from_slice::<serde_json::Value>(payload) else {
             return;
         };
         let error = answer.get("error").map(|e| e.to_string());
-        if js.creates.iter().any(|r| r == subject) {
+        if create {
             match error {
                 None => js.created = true,
                 Some(text) => hist.push(now, Ev::JsError { client, text }),
@@ -896,20 +900,18 @@ impl SimClient {
             return;
         };
         let duplicate = answer.get("duplicate").and_then(serde_json::Value::as_bool) == Some(true);
-        hist.push(
-            now,
-            Ev::JsAck {
-                client,
-                msg: sent.msg,
-                stream: stream.to_string(),
-                seq,
-                duplicate,
-                subject: sent.subject,
-                msg_id: sent.msg_id,
-                headers: sent.headers,
-                payload: sent.payload,
-            },
-        );
+        let ack = JsAck {
+            client,
+            msg: sent.msg,
+            stream: stream.to_string(),
+            seq,
+            duplicate,
+            subject: sent.subject,
+            msg_id: sent.msg_id,
+            headers: sent.headers,
+            payload: sent.payload,
+        };
+        hist.push(now, Ev::JsAck(Box::new(ack)));
     }
 
     /// The final round: one message per subject from publishers, one request

@@ -46,6 +46,10 @@ pub struct SimStorageConfig {
     pub completion_delay_max_ns: u64,
     /// Chance that a batch runs only a seeded prefix of the queue.
     pub split_batch_per_million: u32,
+    /// Chance that a batch stops just before its first `Sync` (a storage
+    /// thread that reports appends before it fsyncs): appends complete
+    /// and the sync waits for the next batch.
+    pub sync_apart_per_million: u32,
     /// The simulated disk's faults. Its `seed` is replaced by one drawn from
     /// the storage's seed.
     pub disk: SimDiskConfig,
@@ -57,6 +61,7 @@ impl Default for SimStorageConfig {
             batch_delay_max_ns: 200_000,
             completion_delay_max_ns: 2_000_000,
             split_batch_per_million: 200_000,
+            sync_apart_per_million: 0,
             disk: SimDiskConfig::default(),
         }
     }
@@ -233,6 +238,18 @@ impl SimStorage {
         let mut take = self.queue.len();
         if take > 1 && self.chance(self.config.split_batch_per_million) {
             take = 1 + self.draw(take as u64 - 2) as usize;
+        }
+        // Drawn only when configured, so other configs draw as before.
+        if self.config.sync_apart_per_million > 0
+            && self.chance(self.config.sync_apart_per_million)
+            && let Some(first_sync) = self
+                .queue
+                .iter()
+                .take(take)
+                .position(|op| matches!(op, StorageOp::Sync { .. }))
+            && first_sync > 0
+        {
+            take = first_sync;
         }
         let ops: Vec<StorageOp> = self.queue.drain(..take).collect();
         for op in &ops {

@@ -200,7 +200,11 @@ impl World {
     pub fn new(cfg: Config) -> Self {
         let s = cfg.seed;
         let mut setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
-        let js = cfg.jetstream.then(|| JsOutcome {
+        // JetStream runs in half the seeds: the other half keep the core
+        // NATS workload's pace.
+        let with_jetstream =
+            cfg.jetstream && seed::rng(s, "jetstream", 0).next_u32().is_multiple_of(2);
+        let js = with_jetstream.then(|| JsOutcome {
             key: setup.join_jetstream(s),
             snapshots: Vec::new(),
         });
@@ -223,9 +227,13 @@ impl World {
         let Setup {
             clients,
             mix,
-            schedule: faults,
+            schedule: mut faults,
             ..
         } = setup;
+        if js.is_some() && cfg.faults {
+            faults.extend(power_losses(s, cfg.fault_phase_ns));
+            faults.sort_by_key(|(at, _)| *at);
+        }
         let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
         let mut w = World {
             now: 0,
@@ -312,7 +320,7 @@ impl World {
         }
         for e in &self.history.entries {
             match e.ev {
-                Ev::JsAck { .. } => count(&mut self.counts, "js: acks"),
+                Ev::JsAck(_) => count(&mut self.counts, "js: acks"),
                 Ev::JsError { .. } => count(&mut self.counts, "js: errors"),
                 _ => {}
             }
@@ -698,11 +706,21 @@ impl World {
             Fault::Crash { .. } => "fault: client crash mid-message",
             Fault::SlowReader { .. } => "fault: slow reader",
             Fault::Restart {
-                lame_duck: false, ..
+                lame_duck: false,
+                power_loss: false,
             } => "fault: server restart",
             Fault::Restart {
-                lame_duck: true, ..
+                lame_duck: false,
+                power_loss: true,
+            } => "fault: server restart, power loss",
+            Fault::Restart {
+                lame_duck: true,
+                power_loss: false,
             } => "fault: lame duck, then restart",
+            Fault::Restart {
+                lame_duck: true,
+                power_loss: true,
+            } => "fault: lame duck, then restart, power loss",
         };
         count(&mut self.counts, kind);
         self.note(|| format!("fault: {f:?}"));
@@ -924,15 +942,31 @@ impl World {
 }
 
 /// How slow and unfair a seed's storage is (swarm, like the fault mix):
-/// batches wait up to 0.2, 2 or 20 ms, and a fifth or half of them run
-/// only a prefix of the queue (an append apart from its sync).
+/// batches wait up to 0.2, 2 or 20 ms; a fifth or half of them run only a
+/// prefix of the queue; in half the seeds, half the batches stop before
+/// their first sync (appends complete, the sync waits for the next batch).
 fn storage_config(s: u64) -> SimStorageConfig {
     let mut rng = seed::rng(s, "disk", 0);
     SimStorageConfig {
         batch_delay_max_ns: [200_000, 2_000_000, 20_000_000][(rng.next_u32() % 3) as usize],
         split_batch_per_million: [200_000, 500_000][(rng.next_u32() % 2) as usize],
+        sync_apart_per_million: [0, 500_000][(rng.next_u32() % 2) as usize],
         ..SimStorageConfig::default()
     }
+}
+
+/// Power losses of a JetStream seed, beside its fault mix and drawn apart
+/// from it (so the mix draws as before): one to three over `[0, phase_ns)`.
+fn power_losses(s: u64, phase_ns: u64) -> Vec<(u64, Fault)> {
+    let mut rng = seed::rng(s, "power", 0);
+    let n = 1 + rng.next_u32() % 3;
+    let restart = Fault::Restart {
+        lame_duck: false,
+        power_loss: true,
+    };
+    (0..n)
+        .map(|_| (u64::from(rng.next_u32()) % phase_ns, restart))
+        .collect()
 }
 
 /// A readable, bounded rendering of protocol bytes for traces.
