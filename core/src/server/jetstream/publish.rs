@@ -3,7 +3,7 @@
 //! is queued for the end-of-event append, and is acknowledged once a
 //! completion reports it durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use natrix_storage::Msg;
 use natrix_storage::ops::{Completion, Done, StorageOp};
@@ -28,7 +28,7 @@ pub(crate) struct PendingAck {
 /// The `Nats-Msg-Id`s stored within the duplicate window.
 #[derive(Debug, Default)]
 pub(crate) struct Dedupe {
-    seqs: HashMap<String, u64>,
+    seqs: BTreeMap<String, u64>,
     /// In the order stored: when, and which id.
     order: VecDeque<(u64, String)>,
 }
