@@ -92,7 +92,8 @@ pub struct SimStorage {
     /// Each stream's latest delivery time so far: a later completion of the
     /// stream is never delivered before it.
     stream_ready_ns: BTreeMap<String, u64>,
-    /// Streams open in the executor, with their configs, for recovery.
+    /// Streams opened and not removed since, with their configs, for
+    /// recovery (kept across process restarts).
     open: BTreeMap<String, StreamConfig>,
     /// fsyncs of executors before the last crash.
     fsyncs_before: u64,
@@ -193,7 +194,8 @@ impl SimStorage {
     /// A process restart without power loss: queued operations and
     /// undelivered completions die with the process and the executor
     /// starts empty, but the disk keeps every write (the page cache
-    /// outlives the process). The restarted server opens its streams.
+    /// outlives the process). The restarted server opens its streams; a
+    /// crash before it has done so still reopens them (for checkers).
     pub fn restart(&mut self) {
         self.queue.clear();
         self.batch_at_ns = None;
@@ -252,14 +254,30 @@ impl SimStorage {
             take = first_sync;
         }
         let ops: Vec<StorageOp> = self.queue.drain(..take).collect();
+        // Opens and removals, to keep `open` up to date once they ran.
+        let mut closing: BTreeMap<OpId, (String, bool)> = BTreeMap::new();
         for op in &ops {
-            if let StorageOp::Open { stream, config, .. } = op {
-                self.open.insert(stream.clone(), config.clone());
+            match op {
+                StorageOp::Open { id, stream, config } => {
+                    self.open.insert(stream.clone(), config.clone());
+                    closing.insert(*id, (stream.clone(), true));
+                }
+                StorageOp::Remove { id, stream } => {
+                    closing.insert(*id, (stream.clone(), false));
+                }
+                _ => {}
             }
         }
         let mut done = Vec::with_capacity(ops.len());
         self.exec.execute_batch(ops, &mut done);
-        self.forget_closed();
+        for c in &done {
+            if let Some((stream, open)) = closing.get(&c.id)
+                && c.result.is_err() == *open
+            {
+                // An open that failed, or a removal that succeeded.
+                self.open.remove(stream);
+            }
+        }
         for completion in done {
             let delay = self.draw(self.config.completion_delay_max_ns);
             let earliest = self.stream_ready_ns.get(&completion.stream).copied();
@@ -282,8 +300,8 @@ impl SimStorage {
         }
     }
 
-    /// Drops the configs of streams the executor no longer has open (removed,
-    /// or failed to open).
+    /// Drops the configs of streams the executor no longer has open (after
+    /// a crash: those that failed to open again).
     fn forget_closed(&mut self) {
         let streams: Vec<String> = self.open.keys().cloned().collect();
         for stream in streams {

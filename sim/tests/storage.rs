@@ -425,3 +425,30 @@ fn storage_that_syncs_apart_reports_appends_before_their_sync() {
     let durable: Vec<(OpId, u64)> = done.iter().map(|c| (c.id, c.durable_seq)).collect();
     assert_eq!(durable, [(OpId(2), 0), (OpId(3), 1)]);
 }
+
+#[test]
+fn a_crash_right_after_a_restart_still_recovers_the_streams() {
+    let mut storage = SimStorage::new(11, SimStorageConfig::default());
+    let mut now_ns = 0;
+    storage.submit(now_ns, open("orders"));
+    let append = StorageOp::Append {
+        id: OpId(2),
+        stream: "orders".into(),
+        msgs: vec![msg("orders", 1)],
+    };
+    storage.submit(now_ns, append);
+    let sync = StorageOp::Sync {
+        id: OpId(3),
+        stream: "orders".into(),
+    };
+    storage.submit(now_ns, sync);
+    settle(&mut storage, &mut now_ns);
+    // The restarted server lists its streams, and the power goes before
+    // it opens them.
+    storage.restart();
+    storage.submit(now_ns, StorageOp::ListStreams { id: OpId(1) });
+    settle(&mut storage, &mut now_ns);
+    let recovered = storage.crash();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(storage.read("orders", 1), Some(msg("orders", 1)));
+}
