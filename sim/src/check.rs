@@ -96,6 +96,10 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "no-duplicate-acks",
         "no stream sequence is acknowledged for two different messages",
     ),
+    (
+        "dedupe-across-restarts",
+        "(pending: --pending-checks) a Nats-Msg-Id is stored at most once within the duplicate window, across server restarts too",
+    ),
 ];
 
 /// One broken invariant, with what shows it.

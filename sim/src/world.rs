@@ -45,8 +45,11 @@ pub struct Config {
     /// Test-only: a bug for the core to plant (the mutation suite).
     pub mutation: Option<Mutation>,
     /// Run the server with JetStream over simulated storage, with the
-    /// JetStream workload and its checkers.
+    /// JetStream workload and its checkers (in half the seeds).
     pub jetstream: bool,
+    /// Also check the invariants the core does not keep yet
+    /// (`check_js::PENDING`).
+    pub pending_checks: bool,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             faults: true,
             mutation: None,
             jetstream: true,
+            pending_checks: false,
         }
     }
 }
@@ -207,6 +211,7 @@ impl World {
         let js = with_jetstream.then(|| JsOutcome {
             key: setup.join_jetstream(s),
             snapshots: Vec::new(),
+            pending_checks: cfg.pending_checks,
         });
         let n_clients = setup.clients.len();
         let base = Options {

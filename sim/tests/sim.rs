@@ -132,3 +132,19 @@ fn acknowledging_before_the_sync_is_caught() {
     let r = run_seed(Config::new(caught.seed));
     assert!(r.violations.is_empty(), "{:?}", r.violations);
 }
+
+/// natrix forgets its duplicate window when it restarts (nats-server
+/// rebuilds it from the stored messages): seed 6 publishes Nats-Msg-Id
+/// c2-3 before a power loss and again after it, and the second copy is
+/// stored. When the core rebuilds the window, this test fails: move
+/// `dedupe-across-restarts` out of `check_js::PENDING` and delete it.
+#[test]
+fn the_pending_dedupe_check_shows_the_window_lost_at_a_restart() {
+    let mut c = Config::new(6);
+    c.pending_checks = true;
+    let r = run_seed(c);
+    let names: Vec<&str> = r.violations.iter().map(|v| v.invariant).collect();
+    assert!(names.contains(&"dedupe-across-restarts"), "{names:?}");
+    assert!(names.iter().all(|n| *n == "dedupe-across-restarts"));
+    assert!(run_seed(Config::new(6)).violations.is_empty());
+}
