@@ -88,6 +88,18 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "final-requests",
         "after healing, a request is answered when a responder exists and gets a no-responders status when none does",
     ),
+    (
+        "acked-durable",
+        "every JetStream publish acknowledged before a power loss (and every one at the end, after a last power loss) is in the stream at its acknowledged sequence with its exact bytes",
+    ),
+    (
+        "no-duplicate-acks",
+        "no stream sequence is acknowledged for two different messages",
+    ),
+    (
+        "dedupe-across-restarts",
+        "(pending: --pending-checks) a Nats-Msg-Id is stored at most once within the duplicate window, across server restarts too",
+    ),
 ];
 
 /// One broken invariant, with what shows it.
@@ -190,6 +202,9 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         .collect();
 
     check_errors(o, &pubs, &mut bad);
+    if let Some(js) = &o.js {
+        crate::check_js::check(&o.history.entries, js, &mut bad);
+    }
     // Subscriptions whose UNSUB the server has processed.
     let mut gone: BTreeSet<(ClientId, u32, u32)> = BTreeSet::new();
     for e in &o.history.entries {

@@ -11,6 +11,11 @@ use rand_core::Rng;
 
 use crate::history::{ClientId, Ev, History, MsgId, digest};
 
+mod js;
+
+use js::JsState;
+pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan};
+
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];
 pub const PATTERNS: [&str; 8] = ["a.1", "a.*", "a.>", "b.>", "*.1", ">", "c", "b.x.*"];
@@ -68,6 +73,8 @@ pub struct Plan {
     pub unsub_every_ns: Option<u64>,
     /// Set by the world when the seed configures users.
     pub perms: Perms,
+    /// The client's part in the JetStream workload (JetStream seeds only).
+    pub js: Option<JsPlan>,
 }
 
 impl Plan {
@@ -97,6 +104,7 @@ impl Plan {
             unsub_every_ns: chance(rng, 40)
                 .then(|| 100_000_000 + u64::from(rng.next_u32() % 900) * 1_000_000),
             perms: Perms::default(),
+            js: None,
         }
     }
 }
@@ -151,6 +159,8 @@ pub struct SimClient {
     used_limited: bool,
     /// When the outstanding settle PING was sent.
     settle_sent_at: Option<u64>,
+    /// The JetStream workload's state (clients with a `JsPlan`).
+    js: Option<JsState>,
 }
 
 /// Ids for messages, shared by all clients of a run.
@@ -186,6 +196,7 @@ impl SimClient {
             next_inbox: 0,
             used_limited: false,
             settle_sent_at: None,
+            js: None,
         }
     }
 
@@ -359,6 +370,9 @@ impl SimClient {
                     let body = format!("a{m}");
                     enc::publish(&mut out.send, r.as_bytes(), None, body.as_bytes());
                 }
+                if !no_responders {
+                    self.js_answer(now, &subject, &payload, hist);
+                }
                 let _ = ids;
             }
         }
@@ -389,7 +403,7 @@ impl SimClient {
         for s in subs {
             self.subscribe(now, conn, s, hist, out);
         }
-        if self.plan.requests_every_ns.is_some() {
+        if self.plan.requests_every_ns.is_some() || self.js.is_some() {
             let pattern = format!("_INBOX.c{}.*", self.id);
             let sid = self.subscribe(
                 now,
@@ -602,10 +616,12 @@ impl SimClient {
             send.extend(self.unsubscribe_or_resubscribe(now, hist));
             self.next_unsub_at = now + every;
         }
+        let js_next = self.js_work(now, &mut send, ids, hist);
         let next = [
             self.plan.publish_every_ns.map(|_| self.next_pub_at),
             self.plan.requests_every_ns.map(|_| self.next_req_at),
             self.plan.unsub_every_ns.map(|_| self.next_unsub_at),
+            js_next,
         ]
         .into_iter()
         .flatten()

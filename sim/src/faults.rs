@@ -33,8 +33,11 @@ pub enum Fault {
     SlowReader { client: ClientId, for_ns: u64 },
     /// The server process restarts, losing every connection; with
     /// `lame_duck`, it first drains in lame duck mode (stops accepting,
-    /// closes its clients gradually) and restarts when that is done.
-    Restart { lame_duck: bool },
+    /// closes its clients gradually) and restarts when that is done. With
+    /// `power_loss`, the machine loses power as the process goes: the disk
+    /// keeps only what was synced (plus a seeded prefix of the rest, the
+    /// next write torn); without, the disk keeps every write.
+    Restart { lame_duck: bool, power_loss: bool },
 }
 
 /// Which faults a seed turns on, and how often.
@@ -135,7 +138,16 @@ impl FaultMix {
         }
         for _ in 0..self.restarts {
             let lame_duck = rng.next_u32().is_multiple_of(2);
-            out.push((when(rng), Fault::Restart { lame_duck }));
+            let at = when(rng);
+            // Drawn last, so the rest of the schedule stays as it was.
+            let power_loss = rng.next_u32().is_multiple_of(2);
+            out.push((
+                at,
+                Fault::Restart {
+                    lame_duck,
+                    power_loss,
+                },
+            ));
         }
         out.sort_by_key(|(t, _)| *t);
         out

@@ -77,6 +77,29 @@ pub enum Ev {
     },
     /// Every client settled and the final round began.
     FinalRound,
+    /// A JetStream publish was acknowledged (boxed: it is big and rare).
+    JsAck(Box<JsAck>),
+    /// A JetStream request was answered with an error, or a publish
+    /// acknowledged with one (counted; not a violation by itself).
+    JsError { client: ClientId, text: String },
+}
+
+/// A JetStream publish (`msg`, recorded as a `Pub` too) was acknowledged:
+/// the server promises it is durably in `stream` at `seq`. The exact
+/// headers and payload sent are kept for the `acked-durable` checker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsAck {
+    pub client: ClientId,
+    pub msg: MsgId,
+    pub stream: String,
+    pub seq: u64,
+    /// Acknowledged as a duplicate of an earlier publish with the same
+    /// `Nats-Msg-Id` (stored at `seq` with that publish's bytes).
+    pub duplicate: bool,
+    pub subject: String,
+    pub msg_id: Option<String>,
+    pub headers: Vec<u8>,
+    pub payload: Vec<u8>,
 }
 
 /// A digest of a message's headers (if any) and payload, as sent or received.

@@ -14,12 +14,14 @@
 //!
 //! What it is not: a load test or a model of TCP's internals. Bytes on a
 //! live connection arrive in order and intact; only faults natrix claims to
-//! survive are injected. `storage` executes storage operations over the
-//! simulated disk with seeded delays, reordering and crashes, ready for
-//! JetStream to plug into the world; multi-server clusters come later (see
-//! docs/simulation.md).
+//! survive are injected. In half the seeds the server runs JetStream:
+//! `storage` executes its storage operations over the simulated disk with
+//! seeded delays, reordering and power losses, and `check_js` checks that
+//! every acknowledged publish is on that disk. Multi-server clusters come
+//! later (see docs/simulation.md).
 
 pub mod check;
+pub mod check_js;
 pub mod client;
 pub mod faults;
 pub mod history;

@@ -1,8 +1,8 @@
 //! `natrix-sim`: run many seeds, or replay one.
 //!
 //! ```text
-//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME]
-//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME]
+//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--pending-checks]
+//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--pending-checks]
 //! natrix-sim mutations [--seeds 0..200]
 //! natrix-sim invariants
 //! ```
@@ -19,15 +19,16 @@ use natrix_sim::turmoil_sim::run_seed_turmoil;
 use natrix_sim::world::Config;
 
 const USAGE: &str = "usage:
-  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil]
-  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil]
+  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
+  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
   natrix-sim mutations [--seeds A..B] [--jobs N]
   natrix-sim invariants
 --turmoil runs the production driver under turmoil instead of the lock-step
 harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes.
 --mutation NAME plants a bug in the core (test-only) to show the checkers
 bite; `mutations` hunts every planted bug over seeds 0..200 and fails if one
-survives.";
+survives. --pending-checks (run, replay) also checks the invariants natrix
+does not keep yet (see `invariants`).";
 
 struct Args {
     cmd: String,
@@ -39,6 +40,7 @@ struct Args {
     faults: bool,
     mutation: Option<Planted>,
     turmoil: bool,
+    pending_checks: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         faults: true,
         mutation: None,
         turmoil: false,
+        pending_checks: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--trace" => a.trace = true,
             "--no-faults" => a.faults = false,
             "--turmoil" => a.turmoil = true,
+            "--pending-checks" => a.pending_checks = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
@@ -84,6 +88,9 @@ fn flags(a: &Args) -> String {
     if a.turmoil {
         f.push_str(" --turmoil");
     }
+    if a.pending_checks {
+        f.push_str(" --pending-checks");
+    }
     f
 }
 
@@ -92,7 +99,12 @@ fn run_one(seed: u64, a: &Args, trace: bool) -> SeedResult {
     if a.turmoil {
         return run_seed_turmoil(seed, a.faults, trace, mutation);
     }
-    run_lock_step(seed, a.faults, trace, mutation)
+    let mut cfg = Config::new(seed);
+    cfg.faults = a.faults;
+    cfg.trace = trace;
+    cfg.mutation = mutation;
+    cfg.pending_checks = a.pending_checks;
+    run_seed(cfg)
 }
 
 fn run_lock_step(seed: u64, faults: bool, trace: bool, mutation: Option<Mutation>) -> SeedResult {

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 10] = [
+pub const SUITE: [Planted; 11] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -76,6 +76,11 @@ pub const SUITE: [Planted; 10] = [
         bug: PlantedBug::CrossAccount,
         one_in: 1,
         caught_by: &["account-isolation"],
+    },
+    Planted {
+        bug: PlantedBug::AckBeforeSync,
+        one_in: 1,
+        caught_by: &["acked-durable", "no-duplicate-acks"],
     },
 ];
 

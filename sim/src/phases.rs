@@ -12,7 +12,7 @@ use natrix_core::config::Mutation;
 use rand_core::Rng;
 
 use crate::check::{self, Violation};
-use crate::client::{Perms, Plan, SimClient, SubPlan};
+use crate::client::{JS_STREAM, JsPlan, Perms, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
 use crate::history::{ClientId, Ev, History};
 use crate::run::SeedResult;
@@ -88,6 +88,23 @@ impl Setup {
         }
     }
 
+    /// Gives the JetStream workload to the clients in client 0's account
+    /// (a stream lives in one account): client 0 creates the stream and
+    /// publishes, the others publish or not as drawn. Returns the stream's
+    /// storage key.
+    pub fn join_jetstream(&mut self, s: u64) -> String {
+        let account = self.clients[0].plan.perms.account;
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            if client.plan.perms.account != account {
+                continue;
+            }
+            let mut rng = seed::rng(s, "js", i as u64);
+            let plan = JsPlan::draw(&mut rng, i == 0);
+            client.join_jetstream(plan, rng);
+        }
+        storage_key(account.unwrap_or("$G"), JS_STREAM)
+    }
+
     /// The server's options: `base` plus the seed's users and the planted
     /// bug, if any.
     pub fn options(&self, base: Options, mutation: Option<Mutation>) -> Options {
@@ -98,6 +115,23 @@ impl Setup {
             ..base
         }
     }
+}
+
+/// Where the core stores stream `stream` of `account`: both names
+/// percent-encoded (all but `[A-Za-z0-9_-]`), joined by `.`.
+pub fn storage_key(account: &str, stream: &str) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    format!("{}.{}", encode(account), encode(stream))
 }
 
 fn draw_perms(rng: &mut rand_chacha::ChaCha8Rng) -> Perms {

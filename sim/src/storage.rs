@@ -23,9 +23,9 @@
 //! Time is an argument (`now_ns`, simulated nanoseconds); nothing here
 //! reads a clock.
 
-use natrix_storage::ops::{Completion, Done, OpId, StorageOp};
+use natrix_storage::ops::{Completion, Done, OpId, Read, StorageOp};
 use natrix_storage::{
-    Executor, FileBackend, FileStore, RecoveryReport, SimDisk, SimDiskConfig, StoreError,
+    Executor, FileBackend, FileStore, Msg, RecoveryReport, SimDisk, SimDiskConfig, StoreError,
     StreamConfig, StreamState, StreamStore,
 };
 use rand_chacha::ChaCha8Rng;
@@ -46,6 +46,10 @@ pub struct SimStorageConfig {
     pub completion_delay_max_ns: u64,
     /// Chance that a batch runs only a seeded prefix of the queue.
     pub split_batch_per_million: u32,
+    /// Chance that a batch stops just before its first `Sync` (a storage
+    /// thread that reports appends before it fsyncs): appends complete
+    /// and the sync waits for the next batch.
+    pub sync_apart_per_million: u32,
     /// The simulated disk's faults. Its `seed` is replaced by one drawn from
     /// the storage's seed.
     pub disk: SimDiskConfig,
@@ -57,6 +61,7 @@ impl Default for SimStorageConfig {
             batch_delay_max_ns: 200_000,
             completion_delay_max_ns: 2_000_000,
             split_batch_per_million: 200_000,
+            sync_apart_per_million: 0,
             disk: SimDiskConfig::default(),
         }
     }
@@ -87,7 +92,8 @@ pub struct SimStorage {
     /// Each stream's latest delivery time so far: a later completion of the
     /// stream is never delivered before it.
     stream_ready_ns: BTreeMap<String, u64>,
-    /// Streams open in the executor, with their configs, for recovery.
+    /// Streams opened and not removed since, with their configs, for
+    /// recovery (kept across process restarts).
     open: BTreeMap<String, StreamConfig>,
     /// fsyncs of executors before the last crash.
     fsyncs_before: u64,
@@ -185,6 +191,35 @@ impl SimStorage {
         recovered
     }
 
+    /// A process restart without power loss: queued operations and
+    /// undelivered completions die with the process and the executor
+    /// starts empty, but the disk keeps every write (the page cache
+    /// outlives the process). The restarted server opens its streams; a
+    /// crash before it has done so still reopens them (for checkers).
+    pub fn restart(&mut self) {
+        self.queue.clear();
+        self.batch_at_ns = None;
+        self.in_flight.clear();
+        self.stream_ready_ns.clear();
+        self.fsyncs_before += self.exec.fsyncs();
+        self.exec = executor(&self.disk);
+    }
+
+    /// The message at `seq` of an open stream, read straight through the
+    /// executor (not the queue), for checkers: `None` when the stream is
+    /// not open, the message is gone or the read failed.
+    pub fn read(&mut self, stream: &str, seq: u64) -> Option<Msg> {
+        let done = self.exec.execute(StorageOp::Read {
+            id: OpId(0),
+            stream: stream.to_string(),
+            read: Read::Seq(seq),
+        });
+        match done.result {
+            Ok(Done::Read(msg)) => msg,
+            _ => None,
+        }
+    }
+
     /// A stream's store as it is now, for checkers (which may read it
     /// without going through the queue).
     pub fn store(&mut self, stream: &str) -> Option<&mut FileStore<SimDisk>> {
@@ -206,15 +241,43 @@ impl SimStorage {
         if take > 1 && self.chance(self.config.split_batch_per_million) {
             take = 1 + self.draw(take as u64 - 2) as usize;
         }
+        // Drawn only when configured, so other configs draw as before.
+        if self.config.sync_apart_per_million > 0
+            && self.chance(self.config.sync_apart_per_million)
+            && let Some(first_sync) = self
+                .queue
+                .iter()
+                .take(take)
+                .position(|op| matches!(op, StorageOp::Sync { .. }))
+            && first_sync > 0
+        {
+            take = first_sync;
+        }
         let ops: Vec<StorageOp> = self.queue.drain(..take).collect();
+        // Opens and removals, to keep `open` up to date once they ran.
+        let mut closing: BTreeMap<OpId, (String, bool)> = BTreeMap::new();
         for op in &ops {
-            if let StorageOp::Open { stream, config, .. } = op {
-                self.open.insert(stream.clone(), config.clone());
+            match op {
+                StorageOp::Open { id, stream, config } => {
+                    self.open.insert(stream.clone(), config.clone());
+                    closing.insert(*id, (stream.clone(), true));
+                }
+                StorageOp::Remove { id, stream } => {
+                    closing.insert(*id, (stream.clone(), false));
+                }
+                _ => {}
             }
         }
         let mut done = Vec::with_capacity(ops.len());
         self.exec.execute_batch(ops, &mut done);
-        self.forget_closed();
+        for c in &done {
+            if let Some((stream, open)) = closing.get(&c.id)
+                && c.result.is_err() == *open
+            {
+                // An open that failed, or a removal that succeeded.
+                self.open.remove(stream);
+            }
+        }
         for completion in done {
             let delay = self.draw(self.config.completion_delay_max_ns);
             let earliest = self.stream_ready_ns.get(&completion.stream).copied();
@@ -237,8 +300,8 @@ impl SimStorage {
         }
     }
 
-    /// Drops the configs of streams the executor no longer has open (removed,
-    /// or failed to open).
+    /// Drops the configs of streams the executor no longer has open (after
+    /// a crash: those that failed to open again).
     fn forget_closed(&mut self) {
         let streams: Vec<String> = self.open.keys().cloned().collect();
         for stream in streams {

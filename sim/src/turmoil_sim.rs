@@ -331,6 +331,7 @@ pub fn run_seed_turmoil(
         sim_ns,
         mix,
         counts,
+        js: None,
     };
     crate::phases::result(seed_value, outcome, extra)
 }
@@ -379,7 +380,7 @@ fn apply(
             count(counts, "fault: client crash mid-message");
             shared.borrow_mut().crash[client] = true;
         }
-        Fault::Restart { lame_duck } => {
+        Fault::Restart { lame_duck, .. } => {
             let kind = if lame_duck {
                 "fault: lame duck, then restart"
             } else {

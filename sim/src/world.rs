@@ -5,19 +5,21 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use natrix_core::config::Mutation;
+use natrix_core::config::{JetStreamOptions, Mutation};
 use natrix_core::server::{Action, ConnId, Event};
 use natrix_core::time::{Instant, Now};
 use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
+use crate::check_js::{self, JsOutcome, Snapshot};
 use crate::client::{MsgIds, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
-use crate::history::{ClientId, History};
+use crate::history::{ClientId, Ev, History};
 pub use crate::phases::Phase;
 use crate::phases::{Phases, Setup, count};
 use crate::seed;
+use crate::storage::{SimStorage, SimStorageConfig};
 
 /// Bytes a connection's receive side holds before the server's writes stop
 /// being accepted (a socket buffer).
@@ -42,6 +44,12 @@ pub struct Config {
     pub faults: bool,
     /// Test-only: a bug for the core to plant (the mutation suite).
     pub mutation: Option<Mutation>,
+    /// Run the server with JetStream over simulated storage, with the
+    /// JetStream workload and its checkers (in half the seeds).
+    pub jetstream: bool,
+    /// Also check the invariants the core does not keep yet
+    /// (`check_js::PENDING`).
+    pub pending_checks: bool,
 }
 
 impl Config {
@@ -54,6 +62,8 @@ impl Config {
             trace: false,
             faults: true,
             mutation: None,
+            jetstream: true,
+            pending_checks: false,
         }
     }
 }
@@ -116,6 +126,8 @@ enum Wake {
     },
     SpikeEnd(ClientId),
     SlowEnd(ClientId),
+    /// Simulated storage has a batch to run or a completion to deliver.
+    Storage,
     Heal,
     Settle,
     End,
@@ -138,6 +150,8 @@ pub struct Outcome {
     pub mix: FaultMix,
     /// What happened, counted: server closes by reason, faults by kind.
     pub counts: BTreeMap<&'static str, u64>,
+    /// The JetStream workload's truth from the disk (JetStream runs only).
+    pub js: Option<JsOutcome>,
 }
 
 /// One simulated world.
@@ -172,6 +186,14 @@ pub struct World {
     /// The earliest server tick already scheduled.
     tick_at: Option<u64>,
     counts: BTreeMap<&'static str, u64>,
+    /// The server's disk and storage thread (JetStream runs only). It
+    /// outlives the server's restarts, as a disk does.
+    storage: Option<SimStorage>,
+    /// The earliest storage wake-up already scheduled.
+    storage_at: Option<u64>,
+    /// The lame duck restart under way ends in a power loss.
+    power_loss_on_exit: bool,
+    js: Option<JsOutcome>,
 }
 
 fn now_of(ns: u64) -> Now {
@@ -181,7 +203,16 @@ fn now_of(ns: u64) -> Now {
 impl World {
     pub fn new(cfg: Config) -> Self {
         let s = cfg.seed;
-        let setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
+        let mut setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
+        // JetStream runs in half the seeds: the other half keep the core
+        // NATS workload's pace.
+        let with_jetstream =
+            cfg.jetstream && seed::rng(s, "jetstream", 0).next_u32().is_multiple_of(2);
+        let js = with_jetstream.then(|| JsOutcome {
+            key: setup.join_jetstream(s),
+            snapshots: Vec::new(),
+            pending_checks: cfg.pending_checks,
+        });
         let n_clients = setup.clients.len();
         let base = Options {
             host: "127.0.0.1".into(),
@@ -193,13 +224,21 @@ impl World {
             lame_duck_grace_period: std::time::Duration::from_millis(500),
             ..Options::default()
         };
-        let opts = setup.options(base, cfg.mutation);
+        let mut opts = setup.options(base, cfg.mutation);
+        if js.is_some() {
+            opts.jetstream = Some(JetStreamOptions::default());
+        }
+        let storage = js.is_some().then(|| SimStorage::new(s, storage_config(s)));
         let Setup {
             clients,
             mix,
-            schedule: faults,
+            schedule: mut faults,
             ..
         } = setup;
+        if js.is_some() && cfg.faults {
+            faults.extend(power_losses(s, cfg.fault_phase_ns));
+            faults.sort_by_key(|(at, _)| *at);
+        }
         let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
         let mut w = World {
             now: 0,
@@ -228,8 +267,14 @@ impl World {
             mix,
             tick_at: None,
             counts: BTreeMap::new(),
+            storage,
+            storage_at: None,
+            power_loss_on_exit: false,
+            js,
             cfg,
         };
+        // JetStream looks for its streams on disk first.
+        w.drain_server();
         for i in 0..w.faults.len() {
             let at = w.faults[i].0;
             w.wake(at, Wake::Fault(i));
@@ -273,6 +318,18 @@ impl World {
                 break;
             }
         }
+        // The end of the run is one more power loss: every acknowledged
+        // message must survive it.
+        if self.storage.is_some() {
+            self.power_loss("the end of the run (a power loss)");
+        }
+        for e in &self.history.entries {
+            match e.ev {
+                Ev::JsAck(_) => count(&mut self.counts, "js: acks"),
+                Ev::JsError { .. } => count(&mut self.counts, "js: errors"),
+                _ => {}
+            }
+        }
         Outcome {
             history: self.history,
             plans: self.clients.iter().map(|c| c.plan.clone()).collect(),
@@ -285,6 +342,7 @@ impl World {
             sim_ns: self.now,
             mix: self.mix,
             counts: self.counts,
+            js: self.js,
         }
     }
 
@@ -325,6 +383,7 @@ impl World {
                 self.note(|| format!("client {c} reads again"));
                 self.kick_client_links(c);
             }
+            Wake::Storage => self.storage_wake(),
             Wake::Heal => self.heal(),
             Wake::Settle => self.settle(),
             Wake::End => self.phases.phase = Phase::Done,
@@ -544,12 +603,20 @@ impl World {
                 }
                 Action::Exit => {
                     self.note(|| "server exits; restarting it".to_string());
-                    self.restart();
+                    self.restart(self.power_loss_on_exit);
                 }
                 Action::Reloaded { .. } => unreachable!("the simulation never reloads"),
-                Action::Storage(_) => unreachable!("the simulated server runs without JetStream"),
+                Action::Storage(op) => {
+                    self.note(|| format!("storage <- {}", show(format!("{op:?}").as_bytes())));
+                    let storage = self
+                        .storage
+                        .as_mut()
+                        .expect("only a server with JetStream asks for storage");
+                    storage.submit(self.now, op);
+                }
             }
         }
+        self.arm_storage();
         if let Some(d) = self.server.next_deadline().map(Instant::as_nanos)
             && self.tick_at.is_none_or(|t| d < t)
         {
@@ -643,8 +710,22 @@ impl World {
             Fault::LatencySpike { .. } => "fault: latency spike",
             Fault::Crash { .. } => "fault: client crash mid-message",
             Fault::SlowReader { .. } => "fault: slow reader",
-            Fault::Restart { lame_duck: false } => "fault: server restart",
-            Fault::Restart { lame_duck: true } => "fault: lame duck, then restart",
+            Fault::Restart {
+                lame_duck: false,
+                power_loss: false,
+            } => "fault: server restart",
+            Fault::Restart {
+                lame_duck: false,
+                power_loss: true,
+            } => "fault: server restart, power loss",
+            Fault::Restart {
+                lame_duck: true,
+                power_loss: false,
+            } => "fault: lame duck, then restart",
+            Fault::Restart {
+                lame_duck: true,
+                power_loss: true,
+            } => "fault: lame duck, then restart, power loss",
         };
         count(&mut self.counts, kind);
         self.note(|| format!("fault: {f:?}"));
@@ -679,8 +760,18 @@ impl World {
                 self.wake(self.now + for_ns, Wake::SlowEnd(client));
             }
             Fault::Crash { client } => self.crash(client),
-            Fault::Restart { lame_duck: false } => self.restart(),
-            Fault::Restart { lame_duck: true } => {
+            Fault::Restart {
+                lame_duck: false,
+                power_loss,
+            } => {
+                self.restart(power_loss);
+                self.drain_server();
+            }
+            Fault::Restart {
+                lame_duck: true,
+                power_loss,
+            } => {
+                self.power_loss_on_exit = power_loss;
                 self.server.handle(now_of(self.now), Event::LameDuck);
                 self.drain_server();
             }
@@ -702,9 +793,16 @@ impl World {
         self.schedule_client(c);
     }
 
-    fn restart(&mut self) {
+    /// The server process restarts; with `power_loss`, the machine loses
+    /// power too. Its storage operations and completions die with it.
+    fn restart(&mut self, power_loss: bool) {
         self.server.handle(now_of(self.now), Event::Shutdown);
         while self.server.poll_action().is_some() {}
+        if power_loss && self.storage.is_some() {
+            self.power_loss("a power loss");
+        } else if let Some(storage) = self.storage.as_mut() {
+            storage.restart();
+        }
         self.server_gen += 1;
         self.accepting = true;
         self.server = Server::new(
@@ -719,6 +817,76 @@ impl World {
                 self.push(link, false, Item::Eof);
             }
         }
+    }
+
+    /// Power loss: the disk keeps what it synced (and a seeded part of the
+    /// rest), and what it holds at every acknowledged sequence is read back
+    /// for the `acked-durable` checker.
+    fn power_loss(&mut self, after: &'static str) {
+        let (Some(storage), Some(js)) = (self.storage.as_mut(), self.js.as_mut()) else {
+            return;
+        };
+        count(&mut self.counts, "storage: power losses");
+        for r in storage.crash() {
+            if r.result.is_err() {
+                count(&mut self.counts, "storage: recoveries failed");
+            }
+        }
+        let msgs = check_js::acked_seqs(&self.history.entries)
+            .into_iter()
+            .map(|seq| (seq, storage.read(&js.key, seq)))
+            .collect();
+        js.snapshots.push(Snapshot {
+            at_ns: self.now,
+            after,
+            msgs,
+        });
+        self.note(|| format!("power loss ({after})"));
+    }
+
+    // ---- storage -------------------------------------------------------------
+
+    /// Schedules the next storage wake-up if it comes before the one
+    /// already scheduled.
+    fn arm_storage(&mut self) {
+        let Some(at) = self.storage.as_ref().and_then(SimStorage::next_ready_ns) else {
+            return;
+        };
+        if self.storage_at.is_none_or(|t| at < t) {
+            self.storage_at = Some(at);
+            self.wake(at, Wake::Storage);
+        }
+    }
+
+    /// Runs the storage batches that are due and hands the server the
+    /// completions that are due, one event each.
+    fn storage_wake(&mut self) {
+        if self.storage_at.is_some_and(|t| t <= self.now) {
+            self.storage_at = None;
+        }
+        let Some(storage) = self.storage.as_mut() else {
+            return;
+        };
+        let done = storage.poll(self.now);
+        let generation = self.server_gen;
+        for c in &done {
+            // A restart (a lame duck exit) drops the rest with the process.
+            if self.server_gen != generation {
+                break;
+            }
+            self.note(|| {
+                format!(
+                    "storage -> {:?} on {}: durable to {}, {}",
+                    c.id,
+                    c.stream,
+                    c.durable_seq,
+                    if c.result.is_ok() { "ok" } else { "failed" }
+                )
+            });
+            self.server.handle(now_of(self.now), Event::Storage(c));
+            self.drain_server();
+        }
+        self.arm_storage();
     }
 
     fn heal(&mut self) {
@@ -776,6 +944,34 @@ impl World {
         self.wakes.retain(|Reverse((_, _, w))| *w != Wake::End);
         self.wake(self.now + self.cfg.final_bound_ns, Wake::End);
     }
+}
+
+/// How slow and unfair a seed's storage is (swarm, like the fault mix):
+/// batches wait up to 0.2, 2 or 20 ms; a fifth or half of them run only a
+/// prefix of the queue; in half the seeds, half the batches stop before
+/// their first sync (appends complete, the sync waits for the next batch).
+fn storage_config(s: u64) -> SimStorageConfig {
+    let mut rng = seed::rng(s, "disk", 0);
+    SimStorageConfig {
+        batch_delay_max_ns: [200_000, 2_000_000, 20_000_000][(rng.next_u32() % 3) as usize],
+        split_batch_per_million: [200_000, 500_000][(rng.next_u32() % 2) as usize],
+        sync_apart_per_million: [0, 500_000][(rng.next_u32() % 2) as usize],
+        ..SimStorageConfig::default()
+    }
+}
+
+/// Power losses of a JetStream seed, beside its fault mix and drawn apart
+/// from it (so the mix draws as before): one to three over `[0, phase_ns)`.
+fn power_losses(s: u64, phase_ns: u64) -> Vec<(u64, Fault)> {
+    let mut rng = seed::rng(s, "power", 0);
+    let n = 1 + rng.next_u32() % 3;
+    let restart = Fault::Restart {
+        lame_duck: false,
+        power_loss: true,
+    };
+    (0..n)
+        .map(|_| (u64::from(rng.next_u32()) % phase_ns, restart))
+        .collect()
 }
 
 /// A readable, bounded rendering of protocol bytes for traces.
