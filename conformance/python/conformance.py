@@ -813,7 +813,8 @@ def main():
         print(f"FAIL {name}: {e}")
         return 1
     except Exception as e:
-        print(f"FAIL {name}: unexpected {e!r}")
+        # nats-py's JetStream errors say what the server answered in str(), not in repr().
+        print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
         return 1
     print(f"ok {name}")
     return 0
