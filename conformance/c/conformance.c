@@ -1027,6 +1027,112 @@ static int control_line(void) {
     return 0;
 }
 
+static jsCtx *jetstream_of(natsConnection *nc) {
+    jsCtx *js = NULL;
+    jsOptions o;
+    OK(jsOptions_Init(&o));
+    o.Wait = WAIT;
+    OK(natsConnection_JetStream(&js, nc, &o));
+    return js;
+}
+
+static int jetstream(void) {
+    natsConnection *nc = conn();
+    jsCtx *js = jetstream_of(nc);
+    jsErrCode jerr = 0;
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    const char *subjects[] = {"cf.js.>"};
+    OK(jsStreamConfig_Init(&cfg));
+    cfg.Name = "CF";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    OK(js_AddStream(&si, js, &cfg, NULL, &jerr));
+    jsStreamInfo_Destroy(si);
+    for (int i = 1; i <= 10; i++) {
+        char subject[32], payload[32], what[32];
+        jsPubAck *ack = NULL;
+        snprintf(subject, sizeof subject, "cf.js.%d", i);
+        snprintf(payload, sizeof payload, "msg %d", i);
+        OK(js_Publish(&ack, js, subject, payload, (int)strlen(payload), NULL, &jerr));
+        snprintf(what, sizeof what, "PubAck %d stream", i);
+        check_str(what, ack->Stream, "CF");
+        snprintf(what, sizeof what, "PubAck %d sequence", i);
+        CHECK_INT(what, ack->Sequence, i);
+        snprintf(what, sizeof what, "PubAck %d duplicate", i);
+        CHECK_INT(what, ack->Duplicate, false);
+        jsPubAck_Destroy(ack);
+    }
+    for (int round = 0; round < 2; round++) {
+        jsPubOptions po;
+        jsPubAck *ack = NULL;
+        OK(jsPubOptions_Init(&po));
+        po.MsgId = "cf-1";
+        OK(js_Publish(&ack, js, "cf.js.dup", "dup", 3, &po, &jerr));
+        CHECK_INT(round ? "second Nats-Msg-Id publish: sequence" : "first Nats-Msg-Id publish: sequence", ack->Sequence, 11);
+        CHECK_INT(round ? "second Nats-Msg-Id publish: duplicate" : "first Nats-Msg-Id publish: duplicate", ack->Duplicate, round == 1);
+        jsPubAck_Destroy(ack);
+    }
+    natsMsg *m = NULL;
+    OK(js_GetMsg(&m, js, "CF", 5, NULL, &jerr));
+    check_str("message 5 subject", natsMsg_GetSubject(m), "cf.js.5");
+    check_str("message 5 payload", text(m), "msg 5");
+    natsMsg_Destroy(m);
+    OK(js_GetStreamInfo(&si, js, "CF", NULL, &jerr));
+    CHECK_INT("messages in stream", si->State.Msgs, 11);
+    jsStreamInfo_Destroy(si);
+    OK(js_PurgeStream(js, "CF", NULL, &jerr));
+    OK(js_GetStreamInfo(&si, js, "CF", NULL, &jerr));
+    CHECK_INT("messages after purge", si->State.Msgs, 0);
+    jsStreamInfo_Destroy(si);
+    OK(js_DeleteStream(js, "CF", NULL, &jerr));
+    si = NULL;
+    jerr = 0;
+    CHECK_STATUS("stream info after delete", js_GetStreamInfo(&si, js, "CF", NULL, &jerr), NATS_NOT_FOUND);
+    CHECK_INT("stream info after delete (error code)", jerr, JSStreamNotFoundErr);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return 0;
+}
+
+static int kv(void) {
+    natsConnection *nc = conn();
+    jsCtx *js = jetstream_of(nc);
+    kvStore *store = NULL;
+    kvEntry *e = NULL;
+    kvConfig cfg;
+    uint64_t rev = 0;
+    natsStatus st;
+    OK(kvConfig_Init(&cfg));
+    cfg.Bucket = "CF";
+    OK(js_CreateKeyValue(&store, js, &cfg));
+    OK(kvStore_PutString(&rev, store, "colour", "red"));
+    CHECK_INT("put colour=red", rev, 1);
+    OK(kvStore_Get(&e, store, "colour"));
+    check_str("get colour", kvEntry_ValueString(e), "red");
+    CHECK_INT("get colour revision", kvEntry_Revision(e), 1);
+    kvEntry_Destroy(e);
+    st = kvStore_CreateString(&rev, store, "colour", "green");
+    if (st == NATS_OK) FAILF("create on an existing key: saw revision %llu, expected an error", (unsigned long long)rev);
+    OK(kvStore_UpdateString(&rev, store, "colour", "blue", 1));
+    CHECK_INT("update colour=blue at revision 1", rev, 2);
+    st = kvStore_UpdateString(&rev, store, "colour", "grey", 1);
+    if (st == NATS_OK) FAILF("update at a stale revision: saw revision %llu, expected an error", (unsigned long long)rev);
+    OK(kvStore_Get(&e, store, "colour"));
+    check_str("get colour", kvEntry_ValueString(e), "blue");
+    CHECK_INT("get colour revision", kvEntry_Revision(e), 2);
+    kvEntry_Destroy(e);
+    OK(kvStore_Delete(store, "colour"));
+    e = NULL;
+    CHECK_STATUS("get after delete", kvStore_Get(&e, store, "colour"), NATS_NOT_FOUND);
+    kvStore_Destroy(store);
+    OK(js_DeleteKeyValue(js, "CF"));
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return 0;
+}
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -1058,6 +1164,8 @@ static const struct scenario scenarios[] = {
     {"subjects", subjects},
     {"keepalive", keepalive},
     {"control_line", control_line},
+    {"jetstream", jetstream},
+    {"kv", kv},
 };
 
 int main(int argc, char **argv) {

@@ -791,6 +791,80 @@ func controlLine() {
 		"last error: saw %v, expected 'maximum control line exceeded'", err)
 }
 
+// apiErrorCode is the JetStream error code in err, or 0 when there is none.
+func apiErrorCode(err error) int {
+	var apiErr *nats.APIError
+	if errors.As(err, &apiErr) {
+		return int(apiErr.ErrorCode)
+	}
+	return 0
+}
+
+func jetstream() {
+	nc := connect()
+	js, err := nc.JetStream(nats.MaxWait(wait))
+	must(err, "JetStream context")
+	_, err = js.AddStream(&nats.StreamConfig{Name: "CF", Subjects: []string{"cf.js.>"}, Storage: nats.FileStorage})
+	must(err, "create stream CF")
+	for i := 1; i <= 10; i++ {
+		ack, err := js.Publish(fmt.Sprintf("cf.js.%d", i), []byte(fmt.Sprintf("msg %d", i)))
+		must(err, fmt.Sprintf("publish %d", i))
+		check(fmt.Sprintf("PubAck %d", i), []interface{}{ack.Stream, ack.Sequence, ack.Duplicate}, []interface{}{"CF", uint64(i), false})
+	}
+	first, err := js.Publish("cf.js.dup", []byte("dup"), nats.MsgId("cf-1"))
+	must(err, "first Nats-Msg-Id publish")
+	check("first Nats-Msg-Id publish", []interface{}{first.Sequence, first.Duplicate}, []interface{}{uint64(11), false})
+	again, err := js.Publish("cf.js.dup", []byte("dup"), nats.MsgId("cf-1"))
+	must(err, "second Nats-Msg-Id publish")
+	check("second Nats-Msg-Id publish", []interface{}{again.Sequence, again.Duplicate}, []interface{}{uint64(11), true})
+	m, err := js.GetMsg("CF", 5)
+	must(err, "get message 5")
+	check("message 5", []string{m.Subject, string(m.Data)}, []string{"cf.js.5", "msg 5"})
+	info, err := js.StreamInfo("CF")
+	must(err, "stream info")
+	check("messages in stream", info.State.Msgs, uint64(11))
+	must(js.PurgeStream("CF"), "purge")
+	info, err = js.StreamInfo("CF")
+	must(err, "stream info after purge")
+	check("messages after purge", info.State.Msgs, uint64(0))
+	must(js.DeleteStream("CF"), "delete stream")
+	_, err = js.StreamInfo("CF")
+	ensure(errors.Is(err, nats.ErrStreamNotFound), "stream info after delete: saw %v, expected %v", err, nats.ErrStreamNotFound)
+	check("stream info after delete (error code)", apiErrorCode(err), 10059)
+	nc.Close()
+}
+
+func kv() {
+	nc := connect()
+	js, err := nc.JetStream(nats.MaxWait(wait))
+	must(err, "JetStream context")
+	store, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: "CF"})
+	must(err, "create bucket CF")
+	rev, err := store.Put("colour", []byte("red"))
+	must(err, "put colour=red")
+	check("put colour=red", rev, uint64(1))
+	e, err := store.Get("colour")
+	must(err, "get colour")
+	check("get colour", []interface{}{string(e.Value()), e.Revision()}, []interface{}{"red", uint64(1)})
+	rev, err = store.Create("colour", []byte("green"))
+	ensure(err != nil, "create on an existing key: saw revision %d, expected an error", rev)
+	check("create on an existing key (error code)", apiErrorCode(err), 10071)
+	rev, err = store.Update("colour", []byte("blue"), 1)
+	must(err, "update colour=blue at revision 1")
+	check("update colour=blue at revision 1", rev, uint64(2))
+	rev, err = store.Update("colour", []byte("grey"), 1)
+	ensure(err != nil, "update at a stale revision: saw revision %d, expected an error", rev)
+	check("update at a stale revision (error code)", apiErrorCode(err), 10071)
+	e, err = store.Get("colour")
+	must(err, "get colour")
+	check("get colour", []interface{}{string(e.Value()), e.Revision()}, []interface{}{"blue", uint64(2)})
+	must(store.Delete("colour"), "delete colour")
+	_, err = store.Get("colour")
+	ensure(errors.Is(err, nats.ErrKeyNotFound), "get after delete: saw %v, expected %v", err, nats.ErrKeyNotFound)
+	must(js.DeleteKeyValue("CF"), "delete bucket")
+	nc.Close()
+}
+
 var scenarios = map[string]func(){
 	"connect_info":       connectInfo,
 	"pub_sub":            pubSub,
@@ -817,6 +891,8 @@ var scenarios = map[string]func(){
 	"control_line":       controlLine,
 	"tls":                tlsScenario,
 	"nkeys":              nkeysScenario,
+	"jetstream":          jetstream,
+	"kv":                 kv,
 }
 
 func main() {

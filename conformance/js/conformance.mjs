@@ -13,7 +13,14 @@ import { execSync } from "node:child_process";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect, ErrorCode, headers as natsHeaders, nkeyAuthenticator, StringCodec } from "nats";
+import {
+  connect,
+  ErrorCode,
+  headers as natsHeaders,
+  nkeyAuthenticator,
+  StorageType,
+  StringCodec,
+} from "nats";
 
 const URL = process.env.NATS_URL || "nats://127.0.0.1:4222";
 const SERVER = URL.replace(/^nats:\/\//, "");
@@ -612,6 +619,62 @@ const scenarios = {
       String(err?.message ?? "").toLowerCase().includes("maximum control line exceeded"),
       `closed with: saw ${err}, expected 'maximum control line exceeded' (status events ${events})`,
     );
+  },
+
+  async jetstream() {
+    const nc = await conn();
+    const jsm = await nc.jetstreamManager({ timeout: WAIT });
+    const js = nc.jetstream({ timeout: WAIT });
+    await jsm.streams.add({ name: "CF", subjects: ["cf.js.>"], storage: StorageType.File });
+    for (let i = 1; i <= 10; i++) {
+      const ack = await js.publish(`cf.js.${i}`, enc(`msg ${i}`));
+      check(`PubAck ${i}`, [ack.stream, ack.seq, ack.duplicate], ["CF", i, false]);
+    }
+    const first = await js.publish("cf.js.dup", enc("dup"), { msgID: "cf-1" });
+    check("first Nats-Msg-Id publish", [first.seq, first.duplicate], [11, false]);
+    const again = await js.publish("cf.js.dup", enc("dup"), { msgID: "cf-1" });
+    check("second Nats-Msg-Id publish", [again.seq, again.duplicate], [11, true]);
+    const m = await jsm.streams.getMessage("CF", { seq: 5 });
+    check("message 5", [m.subject, dec(m.data)], ["cf.js.5", "msg 5"]);
+    check("messages in stream", (await jsm.streams.info("CF")).state.messages, 11);
+    const purged = await jsm.streams.purge("CF");
+    check("purge", [purged.success, purged.purged], [true, 11]);
+    check("messages after purge", (await jsm.streams.info("CF")).state.messages, 0);
+    check("delete", await jsm.streams.delete("CF"), true);
+    const gone = await jsm.streams.info("CF").then(
+      () => "the stream",
+      (e) => e?.api_error?.err_code,
+    );
+    check("stream info after delete (error code)", gone, 10059);
+    await nc.close();
+  },
+
+  async kv() {
+    const nc = await conn();
+    const js = nc.jetstream({ timeout: WAIT });
+    const store = await js.views.kv("CF");
+    check("put colour=red", await store.put("colour", enc("red")), 1);
+    let e = await store.get("colour");
+    check("get colour", [dec(e.value), e.revision, e.operation], ["red", 1, "PUT"]);
+    const created = await store.create("colour", enc("green")).then(
+      (rev) => `revision ${rev}`,
+      (err) => err?.api_error?.err_code,
+    );
+    check("create on an existing key (error code)", created, 10071);
+    check("update colour=blue at revision 1", await store.update("colour", enc("blue"), 1), 2);
+    const stale = await store.update("colour", enc("grey"), 1).then(
+      (rev) => `revision ${rev}`,
+      (err) => err?.api_error?.err_code,
+    );
+    check("update at a stale revision (error code)", stale, 10071);
+    e = await store.get("colour");
+    check("get colour", [dec(e.value), e.revision], ["blue", 2]);
+    await store.delete("colour");
+    // nats.js gives a deleted key as an entry with operation DEL and no value.
+    e = await store.get("colour");
+    check("get after delete", e && [e.operation, e.value.length], ["DEL", 0]);
+    check("delete bucket", await store.destroy(), true);
+    await nc.close();
   },
 };
 

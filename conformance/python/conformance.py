@@ -697,6 +697,70 @@ async def control_line():
     ensure("disconnected" in events, f"expected a disconnect, saw {events}")
 
 
+async def jetstream():
+    from nats.js import api
+    from nats.js import errors as js_errors
+
+    nc = await connect()
+    js = nc.jetstream(timeout=WAIT)
+    await js.add_stream(name="CF", subjects=["cf.js.>"], storage=api.StorageType.FILE)
+    for i in range(1, 11):
+        ack = await js.publish(f"cf.js.{i}", f"msg {i}".encode())
+        check(f"PubAck {i} stream", ack.stream, "CF")
+        check(f"PubAck {i} sequence", ack.seq, i)
+        check(f"PubAck {i} duplicate", bool(ack.duplicate), False)
+    first = await js.publish("cf.js.dup", b"dup", headers={"Nats-Msg-Id": "cf-1"})
+    check("first Nats-Msg-Id publish", (first.seq, bool(first.duplicate)), (11, False))
+    again = await js.publish("cf.js.dup", b"dup", headers={"Nats-Msg-Id": "cf-1"})
+    check("second Nats-Msg-Id publish", (again.seq, bool(again.duplicate)), (11, True))
+    m = await js.get_msg("CF", seq=5)
+    check("message 5", (m.subject, m.data), ("cf.js.5", b"msg 5"))
+    info = await js.stream_info("CF")
+    check("messages in stream", info.state.messages, 11)
+    ensure(await js.purge_stream("CF"), "purge: not acknowledged")
+    info = await js.stream_info("CF")
+    check("messages after purge", info.state.messages, 0)
+    ensure(await js.delete_stream("CF"), "delete: not acknowledged")
+    try:
+        await js.stream_info("CF")
+        raise Fail("stream info after delete: saw the stream, expected not found")
+    except js_errors.NotFoundError as e:
+        check("stream info after delete (error code)", e.err_code, 10059)
+    await nc.close()
+
+
+async def kv():
+    from nats.js import errors as js_errors
+
+    nc = await connect()
+    js = nc.jetstream(timeout=WAIT)
+    store = await js.create_key_value(bucket="CF")
+    check("put colour=red", await store.put("colour", b"red"), 1)
+    e = await store.get("colour")
+    check("get colour", (e.value, e.revision), (b"red", 1))
+    try:
+        rev = await store.create("colour", b"green")
+        raise Fail(f"create on an existing key: saw revision {rev}, expected an error")
+    except js_errors.KeyWrongLastSequenceError:
+        pass
+    check("update colour=blue at revision 1", await store.update("colour", b"blue", last=1), 2)
+    try:
+        rev = await store.update("colour", b"grey", last=1)
+        raise Fail(f"update at a stale revision: saw revision {rev}, expected an error")
+    except js_errors.KeyWrongLastSequenceError:
+        pass
+    e = await store.get("colour")
+    check("get colour", (e.value, e.revision), (b"blue", 2))
+    ensure(await store.delete("colour"), "delete colour: not acknowledged")
+    try:
+        e = await store.get("colour")
+        raise Fail(f"get after delete: saw {e.value!r} at revision {e.revision}, expected no value")
+    except js_errors.KeyNotFoundError:
+        pass
+    ensure(await js.delete_key_value("CF"), "delete bucket: not acknowledged")
+    await nc.close()
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -725,6 +789,8 @@ SCENARIOS = {
         control_line,
         tls,
         nkeys,
+        jetstream,
+        kv,
     ]
 }
 
@@ -747,7 +813,8 @@ def main():
         print(f"FAIL {name}: {e}")
         return 1
     except Exception as e:
-        print(f"FAIL {name}: unexpected {e!r}")
+        # nats-py's JetStream errors say what the server answered in str(), not in repr().
+        print(f"FAIL {name}: unexpected {type(e).__name__}: {e}")
         return 1
     print(f"ok {name}")
     return 0

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber, jetstream};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -66,6 +66,8 @@ fn main() -> ExitCode {
             "control_line" => control_line(&url).await,
             "tls" => tls(&url).await,
             "nkeys" => nkeys(&url).await,
+            "jetstream" => jetstream(&url).await,
+            "kv" => kv(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -1049,5 +1051,178 @@ async fn control_line(url: &str) -> Verdict {
             }
         }
     }
+    Ok(Outcome::Pass)
+}
+
+// ---- JetStream ---------------------------------------------------------------
+
+fn jetstream_of(c: Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new().timeout(WAIT).build(c)
+}
+
+async fn jetstream(url: &str) -> Verdict {
+    let js = jetstream_of(connect(url).await?);
+    let mut stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "CF".into(),
+            subjects: vec!["cf.js.>".into()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create stream CF: {e}"))?;
+    for i in 1..=10u64 {
+        let ack = js
+            .publish(format!("cf.js.{i}"), format!("msg {i}").into())
+            .await
+            .map_err(|e| format!("publish {i}: {e}"))?
+            .await
+            .map_err(|e| format!("PubAck {i}: {e}"))?;
+        check(
+            &format!("PubAck {i}"),
+            (ack.stream.as_str(), ack.sequence, ack.duplicate),
+            ("CF", i, false),
+        )?;
+    }
+    for (what, duplicate) in [("first", false), ("second", true)] {
+        let publish = jetstream::message::PublishMessage::build()
+            .message_id("cf-1")
+            .payload("dup".into());
+        let ack = js
+            .send_publish("cf.js.dup", publish)
+            .await
+            .map_err(|e| format!("{what} Nats-Msg-Id publish: {e}"))?
+            .await
+            .map_err(|e| format!("{what} Nats-Msg-Id PubAck: {e}"))?;
+        check(
+            &format!("{what} Nats-Msg-Id publish"),
+            (ack.sequence, ack.duplicate),
+            (11, duplicate),
+        )?;
+    }
+    let m = stream
+        .get_raw_message(5)
+        .await
+        .map_err(|e| format!("get message 5: {e}"))?;
+    check(
+        "message 5",
+        (m.subject.as_str(), &m.payload[..]),
+        ("cf.js.5", &b"msg 5"[..]),
+    )?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| format!("stream info: {e}"))?;
+    check("messages in stream", info.state.messages, 11)?;
+    let purged = stream.purge().await.map_err(|e| format!("purge: {e}"))?;
+    check("purge", (purged.success, purged.purged), (true, 11))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| format!("stream info: {e}"))?;
+    check("messages after purge", info.state.messages, 0)?;
+    let deleted = js
+        .delete_stream("CF")
+        .await
+        .map_err(|e| format!("delete stream: {e}"))?;
+    check("delete stream", deleted.success, true)?;
+    let gone = match js.get_stream("CF").await {
+        Ok(_) => "the stream".to_string(),
+        Err(e) => match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(e) => e.error_code().0.to_string(),
+            other => other.to_string(),
+        },
+    };
+    check(
+        "stream info after delete (error code)",
+        gone,
+        "10059".into(),
+    )?;
+    Ok(Outcome::Pass)
+}
+
+async fn kv(url: &str) -> Verdict {
+    use jetstream::kv;
+    let js = jetstream_of(connect(url).await?);
+    // async-nats 0.51's create_key_value first reads the account info and
+    // needs its reserved_memory/reserved_storage, which nats-server 2.9.10
+    // does not send: the bucket's stream is created as create_key_value
+    // would, and the client binds to it.
+    js.create_stream(jetstream::stream::Config {
+        name: "KV_CF".into(),
+        subjects: vec!["$KV.CF.>".into()],
+        max_messages_per_subject: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        deny_delete: true,
+        allow_rollup: true,
+        allow_direct: true,
+        duplicate_window: Duration::from_secs(120),
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("create bucket CF (stream KV_CF): {e}"))?;
+    let store = js
+        .get_key_value("CF")
+        .await
+        .map_err(|e| format!("bind bucket CF: {e}"))?;
+    let rev = store
+        .put("colour", "red".into())
+        .await
+        .map_err(|e| format!("put colour=red: {e}"))?;
+    check("put colour=red", rev, 1)?;
+    let e = store
+        .entry("colour")
+        .await
+        .map_err(|e| format!("get colour: {e}"))?
+        .ok_or("get colour: no entry")?;
+    check("get colour", (&e.value[..], e.revision), (&b"red"[..], 1))?;
+    match store.create("colour", "green".into()).await {
+        Ok(rev) => {
+            return Err(format!(
+                "create on an existing key: saw revision {rev}, expected an error"
+            ));
+        }
+        Err(e) => check(
+            "create on an existing key",
+            e.kind(),
+            kv::CreateErrorKind::AlreadyExists,
+        )?,
+    }
+    let rev = store
+        .update("colour", "blue".into(), 1)
+        .await
+        .map_err(|e| format!("update colour=blue at revision 1: {e}"))?;
+    check("update colour=blue at revision 1", rev, 2)?;
+    match store.update("colour", "grey".into(), 1).await {
+        Ok(rev) => {
+            return Err(format!(
+                "update at a stale revision: saw revision {rev}, expected an error"
+            ));
+        }
+        Err(e) => check(
+            "update at a stale revision",
+            e.kind(),
+            kv::UpdateErrorKind::WrongLastRevision,
+        )?,
+    }
+    let e = store
+        .entry("colour")
+        .await
+        .map_err(|e| format!("get colour: {e}"))?
+        .ok_or("get colour: no entry")?;
+    check("get colour", (&e.value[..], e.revision), (&b"blue"[..], 2))?;
+    store
+        .delete("colour")
+        .await
+        .map_err(|e| format!("delete colour: {e}"))?;
+    let after = store
+        .get("colour")
+        .await
+        .map_err(|e| format!("get after delete: {e}"))?;
+    check("get after delete", after, None)?;
+    js.delete_key_value("CF")
+        .await
+        .map_err(|e| format!("delete bucket: {e}"))?;
     Ok(Outcome::Pass)
 }
