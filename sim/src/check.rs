@@ -98,7 +98,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ),
     (
         "dedupe-across-restarts",
-        "(pending: --pending-checks) a Nats-Msg-Id is stored at most once within the duplicate window, across server restarts too",
+        "a Nats-Msg-Id is stored at most once within the duplicate window, across server restarts too",
     ),
 ];
 

@@ -29,14 +29,15 @@ pub struct JsOutcome {
     /// The stream's storage key.
     pub key: String,
     pub snapshots: Vec<Snapshot>,
-    /// Also check `dedupe-across-restarts`, which natrix does not pass
-    /// yet (`--pending-checks`).
+    /// Also check the invariants in [`PENDING`] (`--pending-checks`).
     pub pending_checks: bool,
 }
 
 /// Invariants the core is known not to keep yet: off unless asked for,
 /// so that they show the bug (and its fix) without failing every run.
-pub const PENDING: [&str; 1] = ["dedupe-across-restarts"];
+/// (None now: `dedupe-across-restarts` left this list when the core
+/// learned to rebuild its duplicate window at start.)
+pub const PENDING: [&str; 0] = [];
 
 /// The acknowledgements in a history, with when the client got them.
 fn acks(entries: &[Entry]) -> impl Iterator<Item = (u64, &JsAck)> {
@@ -82,9 +83,7 @@ pub fn check(entries: &[Entry], js: &JsOutcome, bad: &mut impl FnMut(&'static st
             }
         }
     }
-    if js.pending_checks {
-        dedupe_across_restarts(entries, bad);
-    }
+    dedupe_across_restarts(entries, bad);
     for snap in &js.snapshots {
         for (_, ack) in acks(entries).filter(|(at_ns, _)| *at_ns <= snap.at_ns) {
             if let Some(detail) = missing(ack, snap) {
@@ -95,9 +94,8 @@ pub fn check(entries: &[Entry], js: &JsOutcome, bad: &mut impl FnMut(&'static st
 }
 
 /// A `Nats-Msg-Id` is stored once within the duplicate window (2 minutes,
-/// longer than a run), restarts included: nats-server rebuilds its
-/// duplicate window from the stored messages when it recovers a stream;
-/// natrix forgets it at a restart.
+/// longer than a run), restarts included: the duplicate window is rebuilt
+/// from the stored messages when a stream is recovered.
 fn dedupe_across_restarts(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) {
     let mut stored: BTreeMap<&str, &JsAck> = BTreeMap::new();
     for (_, ack) in acks(entries).filter(|(_, a)| !a.duplicate) {

@@ -48,6 +48,14 @@ impl Dedupe {
         }
     }
 
+    /// Forgets the ids of messages after `last_seq` (a failed write:
+    /// they were never stored, so a retry must be stored, not deduped).
+    fn forget_after(&mut self, last_seq: u64) {
+        self.seqs.retain(|_, seq| *seq <= last_seq);
+        let seqs = &self.seqs;
+        self.order.retain(|(_, id)| seqs.contains_key(id));
+    }
+
     pub(crate) fn insert(&mut self, id: String, seq: u64, now_ns: u64) {
         self.seqs.insert(id.clone(), seq);
         self.order.push_back((now_ns, id));
@@ -471,6 +479,8 @@ impl Server {
                 s.last_seq = state.last_seq;
                 s.durable_seq = state.last_seq;
                 s.failed = false;
+                s.dedupe.forget_after(state.last_seq);
+                s.last_by_subject.clear();
                 let line = format!("JetStream stream {:?} reopened", s.config.name);
                 self.log(LogLevel::Warn, line);
             }

@@ -794,3 +794,28 @@ fn stored_messages_are_republished_once_durable() {
         "stream configuration for republish destination forms a cycle"
     );
 }
+
+/// A failed write fails the publishes waiting for it, the stream reopens
+/// from what its disk holds, and a retry is stored (not taken for a
+/// duplicate of a message that never was).
+#[test]
+fn a_failed_write_is_refused_and_its_retry_stored() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    js.publish("s", "Nats-Msg-Id: ok", "1");
+    js.run_storage();
+    let _ = js.out();
+    let failed = js.publish("s", "Nats-Msg-Id: m", "2");
+    js.disk.fail_next(natrix_storage::DiskErrorKind::Io);
+    js.run_storage();
+    let out = js.out();
+    let ack = &Js::answers(&out, &failed)[0];
+    assert_eq!(ack["error"]["err_code"], 10077, "{out}");
+    let retry = js.publish("s", "Nats-Msg-Id: m", "2");
+    js.run_storage();
+    let ack = &Js::answers(&js.out(), &retry)[0];
+    assert_eq!(ack["seq"], 2, "{ack}");
+    assert!(ack.get("duplicate").is_none(), "{ack}");
+    let m = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":2}"#);
+    assert_eq!(m["message"]["data"], data_encoding::BASE64.encode(b"2"));
+}
