@@ -112,7 +112,7 @@ enum Pending {
     Synced { stream: StreamId },
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
-    SubjectChecked { stream: StreamId },
+    SubjectChecked { stream: StreamId, subject: String },
     /// The stream was reopened after a failed write.
     Reopened { stream: StreamId },
     MsgGet {
@@ -484,7 +484,7 @@ impl Server {
                 }
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
-            Pending::SubjectChecked { stream } => self.subject_checked(stream, c),
+            Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
             Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
             Pending::InfoDetails {
                 account,

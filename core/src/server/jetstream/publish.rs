@@ -114,12 +114,14 @@ impl Server {
             s.parked.push_back(m);
             return;
         }
-        if let Some(subject) = lookup_subject(s, &m) {
-            s.parked.push_back(m);
-            self.check_subject(id, subject);
-            return;
+        match lookup(s, &m) {
+            Lookup::None => self.store_publish(id, &m, None),
+            Lookup::Known(last) => self.store_publish(id, &m, Some(last)),
+            Lookup::Ask(subject) => {
+                s.parked.push_back(m);
+                self.check_subject(id, subject);
+            }
         }
-        self.store_publish(id, &m, None);
     }
 
     /// Asks the store for the last sequence on `subject`, after every
@@ -127,7 +129,10 @@ impl Server {
     fn check_subject(&mut self, id: StreamId, subject: String) {
         self.flush_stream(id);
         let key = self.jetstream.streams[id as usize].key.clone();
-        let op = self.next_op(Pending::SubjectChecked { stream: id });
+        let op = self.next_op(Pending::SubjectChecked {
+            stream: id,
+            subject: subject.clone(),
+        });
         self.storage(StorageOp::Read {
             id: op,
             stream: key,
@@ -138,7 +143,7 @@ impl Server {
     /// The store answered the check the first parked message waits for:
     /// handle it, then the messages after it, up to the next that needs a
     /// check.
-    pub(crate) fn subject_checked(&mut self, id: StreamId, c: &Completion) {
+    pub(crate) fn subject_checked(&mut self, id: StreamId, subject: String, c: &Completion) {
         let last = match &c.result {
             Ok(Done::Read(m)) => Ok(m.as_ref().map_or(0, |m| m.seq)),
             Ok(other) => Err(format!("unexpected storage result {other:?}")),
@@ -152,9 +157,8 @@ impl Server {
         };
         match last {
             Ok(last) => {
-                if s.republish.is_some() && subject_check(&first).is_none() {
-                    let subject = String::from_utf8_lossy(&first.subject).into_owned();
-                    s.last_by_subject.insert(subject, last);
+                if crate::subject::is_literal(subject.as_bytes()) {
+                    remember_last(s, subject, last);
                 }
                 self.store_publish(id, &first, Some(last));
             }
@@ -170,12 +174,15 @@ impl Server {
             let Some(next) = s.parked.pop_front() else {
                 break;
             };
-            if let Some(subject) = lookup_subject(s, &next) {
-                s.parked.push_front(next);
-                self.check_subject(id, subject);
-                break;
+            match lookup(s, &next) {
+                Lookup::None => self.store_publish(id, &next, None),
+                Lookup::Known(last) => self.store_publish(id, &next, Some(last)),
+                Lookup::Ask(subject) => {
+                    s.parked.push_front(next);
+                    self.check_subject(id, subject);
+                    break;
+                }
             }
-            self.store_publish(id, &next, None);
         }
     }
 
@@ -210,6 +217,10 @@ impl Server {
                 s.inflight_bytes += msg.size_bytes();
                 let rollup = rollup(m);
                 let subject = msg.subject.clone();
+                let prev = s.last_by_subject.get(&subject).copied();
+                if let Some(last) = s.last_by_subject.get_mut(&subject) {
+                    *last = seq;
+                }
                 s.queued.push(msg);
                 if let Some(msg_id) = msg_id(m) {
                     let window = u64::try_from(s.config.duplicate_window).unwrap_or(0);
@@ -229,7 +240,8 @@ impl Server {
                         keep: None,
                     });
                 }
-                self.queue_republish(id, seq, now, m);
+                let prev = prev.or(last_subject_seq).unwrap_or(0);
+                self.queue_republish(id, (seq, prev), now, m);
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);
                 }
@@ -354,7 +366,7 @@ impl Server {
     /// Holds the republished copy of message `seq` until it is durable
     /// (nats-server sends it at once; natrix republishes only what it
     /// would acknowledge).
-    fn queue_republish(&mut self, id: StreamId, seq: u64, at: u64, m: &InternalMsg) {
+    fn queue_republish(&mut self, id: StreamId, (seq, last): (u64, u64), at: u64, m: &InternalMsg) {
         let s = &mut self.jetstream.streams[id as usize];
         let Some(t) = &s.republish else {
             return;
@@ -362,9 +374,11 @@ impl Server {
         if !crate::subject::matches(t.source().as_bytes(), &m.subject) {
             return;
         }
+        // The copy names the subject's sequence before this one; from now
+        // on the subject's last is known.
         let subject = String::from_utf8_lossy(&m.subject).into_owned();
-        let last = s.last_by_subject.insert(subject.clone(), seq).unwrap_or(0);
         let dest: Box<[u8]> = t.apply(&m.subject).into();
+        remember_last(s, subject.clone(), seq);
         let own = &m.payload[..m.header_len];
         let mut headers = match own.strip_suffix(b"\r\n\r\n") {
             Some(own) if !own.is_empty() => [own, b"\r\n"].concat(),
@@ -511,19 +525,44 @@ fn subject_check(m: &InternalMsg) -> Option<String> {
     Some(subject)
 }
 
-/// The subject whose last sequence must come from the store before the
-/// message can be handled: for a subject-sequence check, or for
-/// republishing a subject whose last sequence is not known yet.
-fn lookup_subject(s: &super::Stream, m: &InternalMsg) -> Option<String> {
-    if let Some(subject) = subject_check(m) {
-        return Some(subject);
+/// What handling a message needs to know about its subject's last
+/// sequence first.
+enum Lookup {
+    None,
+    /// Known already (a subject seen before and nothing removed since).
+    Known(u64),
+    /// To be read from the store.
+    Ask(String),
+}
+
+/// Subjects whose last sequence a stream remembers, at most; past it the
+/// memory starts over (and the store is asked again).
+const LAST_BY_SUBJECT_MAX: usize = 100_000;
+
+fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
+    if s.last_by_subject.len() >= LAST_BY_SUBJECT_MAX && !s.last_by_subject.contains_key(&subject) {
+        s.last_by_subject.clear();
     }
-    let t = s.republish.as_ref()?;
-    if !crate::subject::matches(t.source().as_bytes(), &m.subject) {
-        return None;
+    s.last_by_subject.insert(subject, seq);
+}
+
+/// Whether the message needs its subject's last sequence: for a
+/// subject-sequence check (`Nats-Expected-Last-Subject-Sequence`), or to
+/// republish it (`Nats-Last-Sequence`).
+fn lookup(s: &super::Stream, m: &InternalMsg) -> Lookup {
+    let subject = match subject_check(m) {
+        Some(subject) => subject,
+        None => match &s.republish {
+            Some(t) if crate::subject::matches(t.source().as_bytes(), &m.subject) => {
+                String::from_utf8_lossy(&m.subject).into_owned()
+            }
+            _ => return Lookup::None,
+        },
+    };
+    match s.last_by_subject.get(&subject) {
+        Some(&last) => Lookup::Known(last),
+        None => Lookup::Ask(subject),
     }
-    let subject = String::from_utf8_lossy(&m.subject);
-    (!s.last_by_subject.contains_key(subject.as_ref())).then(|| subject.into_owned())
 }
 
 /// `Nats-Rollup`: `Some(true)` for `all`, `Some(false)` for `sub`.

@@ -819,3 +819,39 @@ fn a_failed_write_is_refused_and_its_retry_stored() {
     let m = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":2}"#);
     assert_eq!(m["message"]["data"], data_encoding::BASE64.encode(b"2"));
 }
+
+/// Once a subject's last sequence is known, later checks on it need no
+/// read from the store, until messages are removed.
+#[test]
+fn a_known_subject_is_checked_without_a_read() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"KV","subjects":["kv.>"]}"#);
+    js.publish("kv.a", "Nats-Expected-Last-Subject-Sequence: 0", "1");
+    js.run_storage();
+    let _ = js.out();
+    let update = js.publish("kv.a", "Nats-Expected-Last-Subject-Sequence: 1", "2");
+    let stale = js.publish("kv.a", "Nats-Expected-Last-Subject-Sequence: 1", "3");
+    let reads =
+        js.h.storage
+            .iter()
+            .filter(|op| matches!(op, StorageOp::Read { .. }))
+            .count();
+    assert_eq!(reads, 0, "{:?}", js.h.storage);
+    js.run_storage();
+    let out = js.out();
+    assert_eq!(Js::answers(&out, &update)[0]["seq"], 2, "{out}");
+    assert_eq!(
+        Js::answers(&out, &stale)[0]["error"]["description"],
+        "wrong last sequence: 2"
+    );
+    // A removal makes the server ask the store again.
+    js.request("$JS.API.STREAM.MSG.DELETE.KV", r#"{"seq":2}"#);
+    let again = js.publish("kv.a", "Nats-Expected-Last-Subject-Sequence: 1", "4");
+    assert!(
+        js.h.storage
+            .iter()
+            .any(|op| matches!(op, StorageOp::Read { .. }))
+    );
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &again)[0]["seq"], 3);
+}
