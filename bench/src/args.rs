@@ -19,9 +19,10 @@ scenarios:
                     keeping --inflight publishes awaiting their acks; ack
                     rate, ack latency, and a check that every ack came and
                     the stream's sequences have no gap
-  fsync-floor       no server: one writer appends --size bytes to a file in
-                    --dir and fsyncs, --inflight 1: the most a server that
-                    syncs before acknowledging can ack one publisher
+  fsync-floor       no server: one writer appends --size bytes to a new file
+                    in --dir and fsyncs, again and again: the most acks a
+                    second a server that syncs before acknowledging can give
+                    one publisher with one publish in flight
 
 options:
   --url nats://host:port   server (nats://127.0.0.1:4222)

@@ -22,7 +22,7 @@ use crate::conn::{ClientRun, Conn};
 
 /// A publisher that waits this long without an ack gives up on the acks
 /// still missing: they are lost.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the admin connection's API answers come.
 const API_INBOX: &str = "_INBOX.natrix-bench.api";
 /// Errors kept word for word; the rest are only counted.
@@ -139,19 +139,38 @@ impl Admin {
     }
 }
 
-/// Publishes `payload` to `subject` until `msgs` are acknowledged (or
-/// `deadline` passes and the rest are), keeping `inflight` awaiting acks.
-#[allow(clippy::too_many_arguments)]
+/// What one publisher does.
+pub struct Plan {
+    /// Tells its reply subjects from the other publishers'.
+    pub id: usize,
+    pub subject: String,
+    pub payload: Arc<Vec<u8>>,
+    /// Publishes in all, or until when to publish.
+    pub msgs: Option<u64>,
+    pub deadline: Option<Instant>,
+    /// Publishes awaiting their ack at most.
+    pub inflight: usize,
+    /// No ack for this long: the missing ones are lost.
+    pub ack_timeout: Duration,
+}
+
+/// Publishes until `msgs` are acknowledged (or the deadline passes and the
+/// rest are), keeping `inflight` awaiting acks.
 pub async fn publisher(
     mut conn: Conn,
-    id: usize,
-    subject: String,
-    payload: Arc<Vec<u8>>,
-    (msgs, deadline): (Option<u64>, Option<Instant>),
-    inflight: usize,
+    plan: Plan,
     start: Instant,
     acked_total: Arc<AtomicU64>,
 ) -> io::Result<PubRun> {
+    let Plan {
+        id,
+        subject,
+        payload,
+        msgs,
+        deadline,
+        inflight,
+        ack_timeout,
+    } = plan;
     let reply_prefix = format!("_INBOX.natrix-bench.js.{id}.");
     conn.subscribe(&format!("{reply_prefix}*"), None, "1")
         .await?;
@@ -194,7 +213,7 @@ pub async fn publisher(
         } else if acks.outstanding == 0 {
             break;
         }
-        let n = match tokio::time::timeout(ACK_TIMEOUT, conn.stream.read(&mut conn.read_buf)).await
+        let n = match tokio::time::timeout(ack_timeout, conn.stream.read(&mut conn.read_buf)).await
         {
             Err(_) => {
                 r.lost = acks.outstanding as u64;
@@ -486,6 +505,108 @@ mod tests {
             "the stream holds one more"
         );
         assert!(check_sequences(&[run_with(vec![])], (1, 1, 1)).is_some());
+    }
+
+    /// How the fake server answers the publish with a given sequence.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Ack,
+        Error,
+        Nothing,
+    }
+
+    /// A stand-in for a JetStream server on one connection: numbers the
+    /// publishes 1, 2, … and answers each (`answer` decides how), every
+    /// read's answers in reverse order, so acks come out of order.
+    async fn fake_server(listener: tokio::net::TcpListener, answer: fn(u64) -> Answer) {
+        use natrix_core::proto::{Limits, Op, Parser};
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"INFO {}\r\n").await.unwrap();
+        let (mut parser, mut buf, mut seq) = (Parser::new(), vec![0u8; 64 * 1024], 0u64);
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            let (mut pos, mut acks, mut out) = (0, Vec::new(), Vec::new());
+            while let Some(op) = parser
+                .next(&buf[..n], &mut pos, &Limits::default())
+                .unwrap()
+            {
+                match op {
+                    Op::Ping => out.extend_from_slice(b"PONG\r\n"),
+                    Op::Pub(m) => {
+                        seq += 1;
+                        let body = match answer(seq) {
+                            Answer::Ack => format!(r#"{{"stream":"T","seq":{seq}}}"#),
+                            Answer::Error => r#"{"error":{"code":503}}"#.to_string(),
+                            Answer::Nothing => continue,
+                        };
+                        let reply = m.reply.unwrap().to_vec();
+                        acks.push(format!(
+                            "MSG {} 1 {}\r\n{body}\r\n",
+                            String::from_utf8(reply).unwrap(),
+                            body.len()
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            for a in acks.iter().rev() {
+                out.extend_from_slice(a.as_bytes());
+            }
+            s.write_all(&out).await.unwrap();
+        }
+    }
+
+    /// Runs one publisher of `msgs` with `inflight` against the fake.
+    async fn publish_to_fake(msgs: u64, inflight: usize, answer: fn(u64) -> Answer) -> PubRun {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(fake_server(listener, answer));
+        let conn = Conn::open(&addr, "test").await.unwrap();
+        let plan = Plan {
+            id: 0,
+            subject: "t.0".into(),
+            payload: Arc::new(vec![b'x'; 16]),
+            msgs: Some(msgs),
+            deadline: None,
+            inflight,
+            ack_timeout: Duration::from_millis(200),
+        };
+        let acked = Arc::new(AtomicU64::new(0));
+        let r = publisher(conn, plan, Instant::now(), acked.clone())
+            .await
+            .unwrap();
+        assert_eq!(acked.load(Ordering::Relaxed), r.run.msgs);
+        server.abort();
+        r
+    }
+
+    #[tokio::test]
+    async fn every_publish_is_acknowledged_and_checked() {
+        let r = publish_to_fake(2_000, 64, |_| Answer::Ack).await;
+        assert_eq!(
+            (r.published, r.run.msgs, r.latency.len()),
+            (2_000, 2_000, 2_000)
+        );
+        assert_eq!((r.lost, r.errors, r.stray), (0, 0, 0));
+        assert_eq!(check_sequences(&[r], (2_000, 1, 2_000)), None);
+    }
+
+    #[tokio::test]
+    async fn missing_and_error_acks_are_counted() {
+        let r = publish_to_fake(300, 10, |seq| match seq {
+            7 => Answer::Nothing,
+            20 | 21 => Answer::Error,
+            _ => Answer::Ack,
+        })
+        .await;
+        // The lost ack holds one slot of the window to the end; the rest
+        // go on.
+        assert_eq!((r.published, r.run.msgs), (300, 297));
+        assert_eq!((r.lost, r.errors, r.stray), (1, 2, 0));
+        assert_eq!(r.first_errors.len(), 2);
     }
 
     #[test]

@@ -369,19 +369,17 @@ async fn js_pub(opts: &Options) -> Result<Report, BoxError> {
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            let subject = format!("{}.{i}", opts.subject);
-            let limit = share(opts.limit, opts.pubs, i);
-            let p = js::publisher(
-                c,
-                i,
-                subject,
-                payload.clone(),
-                limit,
-                opts.inflight,
-                start,
-                acked.clone(),
-            );
-            tokio::spawn(p)
+            let (msgs, deadline) = share(opts.limit, opts.pubs, i);
+            let plan = js::Plan {
+                id: i,
+                subject: format!("{}.{i}", opts.subject),
+                payload: payload.clone(),
+                msgs,
+                deadline,
+                inflight: opts.inflight,
+                ack_timeout: js::ACK_TIMEOUT,
+            };
+            tokio::spawn(js::publisher(c, plan, start, acked.clone()))
         })
         .collect();
     let mut runs = Vec::new();

@@ -282,13 +282,20 @@ pub fn si(x: f64) -> String {
 }
 
 pub fn table(opts: &Options, r: &Report) -> String {
-    let mut t = format!(
-        "natrix-bench {}  {}  {} B payload  {} subject(s)\n",
-        opts.scenario.name(),
-        opts.url,
-        opts.size,
-        opts.subjects
-    );
+    let mut t = if opts.scenario == crate::args::Scenario::FsyncFloor {
+        format!(
+            "natrix-bench fsync-floor  {}  {} B records, each written then fsynced\n",
+            opts.dir, opts.size
+        )
+    } else {
+        format!(
+            "natrix-bench {}  {}  {} B payload  {} subject(s)\n",
+            opts.scenario.name(),
+            opts.url,
+            opts.size,
+            opts.subjects
+        )
+    };
     if let Some((before, after)) = r.setup.filter(|_| opts.subs > 0) {
         t += &format!(
             "subscribed: server RSS {before} KiB before the clients, {after} KiB with every subscription in place\n"
