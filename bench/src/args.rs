@@ -123,7 +123,7 @@ pub struct Options {
 }
 
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -223,7 +223,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         (Some(d), _) => Limit::Duration(d),
         (None, m) => Limit::Msgs(m.unwrap_or(default_msgs)),
     };
-    Ok(Parsed::Run(Options {
+    Ok(Parsed::Run(Box::new(Options {
         scenario,
         addr: addr_of(&url)?,
         url,
@@ -244,7 +244,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         json,
         csv,
         quiet,
-    }))
+    })))
 }
 
 /// `nats://host:port` (or `host:port`) to `host:port`; the port defaults to 4222.
@@ -295,7 +295,7 @@ mod tests {
 
     fn opts(line: &str) -> Options {
         match parse(line.split_whitespace().map(String::from)).unwrap() {
-            Parsed::Run(o) => o,
+            Parsed::Run(o) => *o,
             Parsed::Help => panic!("help"),
         }
     }
