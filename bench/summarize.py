@@ -160,7 +160,9 @@ def js_load(path):
         for line in f:
             r = json.loads(line)
             if r.get("scenario") == "fsync-floor":
-                floor[r["size"]].append((r["pub"]["msgs_per_sec"], r["latency"]["p50_us"], r["latency"]["p99_us"]))
+                cpu = r.get("server", {}).get("sched_cpu_ns_per_msg") or 0
+                floor[r["size"]].append((r["pub"]["msgs_per_sec"], r["latency"]["p50_us"], r["latency"]["p99_us"],
+                                         cpu / 1e3))
             if r.get("scenario") != "js-pub":
                 continue
             j, srv = r["js"], r.get("server", {})
@@ -183,9 +185,9 @@ def js_main(path):
     print("JetStream publish with acks (js-pub): medians over rounds; natrix syncs before every ack, "
           "'natrix 2m' and 2.15.1/2.9.10 ack before syncing, '2.15.1 sync' has sync_interval: always")
     for size in sorted(floor):
-        rate, p50, p99 = (statistics.median(v) for v in zip(*floor[size]))
+        rate, p50, p99, cpu = (statistics.median(v) for v in zip(*floor[size]))
         print(f"fsync floor {size:>5} B: one writer, append + fdatasync: {fmt(rate)}/s, p50 {fmt(p50)} µs, "
-              f"p99 {fmt(p99)} µs")
+              f"p99 {fmt(p99)} µs, writer CPU {fmt(cpu)} µs each")
     head = "".join(f" {label:>11}" for _, label in JS_SERVERS)
     print(f"{'pubs x inflight':<16} {'size':>5}  {'figure':<20}{head}")
     passed = total = 0
@@ -195,7 +197,8 @@ def js_main(path):
         for name, label in JS_FIGURES:
             cells = []
             for srv, _ in JS_SERVERS:
-                v = [m[name] for m in by.get(srv, {}).values() if name in m]
+                # Rates and latencies of runs that lost acks mean nothing.
+                v = [m[name] for m in by.get(srv, {}).values() if name in m and m["sound"]]
                 cells.append(fmt(statistics.median(v)) if v else "-")
             if all(c == "-" for c in cells):
                 continue
@@ -203,14 +206,18 @@ def js_main(path):
         unsound = {srv: sum(not m["sound"] for m in by.get(srv, {}).values()) for srv, _ in JS_SERVERS}
         for srv, n in unsound.items():
             if n:
-                print(f"{'':<16} {'':>5}  warning: {srv} lost or misnumbered acks in {n} of {len(by[srv])} rounds")
+                print(f"{'':<16} {'':>5}  warning: {srv} lost or misnumbered acks in {n} of {len(by[srv])} "
+                      "rounds (their figures are left out)")
         if inflight < 100 and pubs < 16:
             continue
         for srv, label, budget in JS_TARGETS:
             mine = by.get("natrix", {})
+            # A reference run that lost acks has no rate to compare with.
             ratios = [mine[n]["acks_per_sec"] / m["acks_per_sec"] for n, m in by.get(srv, {}).items()
-                      if n in mine and m["acks_per_sec"]]
+                      if n in mine and m["acks_per_sec"] and m["sound"]]
             if not ratios:
+                if by.get(srv):
+                    print(f"{'':<16} {'':>5}  natrix / {label:<30} {'-':>7}  no run of {srv} kept every ack")
                 continue
             ratio = statistics.median(ratios)
             ok = ratio >= budget and not unsound["natrix"]

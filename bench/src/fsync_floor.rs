@@ -20,6 +20,9 @@ pub struct FsyncRun {
     pub writer: ClientRun,
     /// Nanoseconds from the start of each write to the end of its fsync.
     pub latency: Histogram<u64>,
+    /// The writer's own CPU time (the write and fsync system calls are
+    /// most of it): what syncing costs a server's CPU per fsync.
+    pub cpu_secs: f64,
 }
 
 /// Appends `record_bytes` at a time to a fresh file under `dir` and syncs
@@ -38,6 +41,7 @@ fn append_and_sync(path: &Path, record_bytes: usize, limit: Limit) -> io::Result
         .open(path)?;
     let record = vec![b'x'; record_bytes];
     let mut latency = Histogram::<u64>::new(3).map_err(io::Error::other)?;
+    let cpu_before = crate::floor::thread_cpu_ns()?;
     let start = Instant::now();
     let mut done = 0u64;
     loop {
@@ -53,13 +57,16 @@ fn append_and_sync(path: &Path, record_bytes: usize, limit: Limit) -> io::Result
         latency.record(ns.max(1)).map_err(io::Error::other)?;
         done += 1;
     }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_ns = crate::floor::thread_cpu_ns()?.saturating_sub(cpu_before);
     Ok(FsyncRun {
         writer: ClientRun {
             msgs: done,
-            secs: start.elapsed().as_secs_f64(),
+            secs,
             cut_off: false,
         },
         latency,
+        cpu_secs: cpu_ns as f64 / 1e9,
     })
 }
 

@@ -441,12 +441,21 @@ fn js_report(
 /// `fsync-floor`: append and sync, one at a time, on the disk alone.
 fn fsync_floor(opts: &Options) -> Result<Report, BoxError> {
     let r = fsync_floor::run(std::path::Path::new(&opts.dir), opts.size, opts.limit)?;
+    let per_write = r.cpu_secs * 1e9 / r.writer.msgs.max(1) as f64;
     Ok(Report {
         pubs: Some(Side::of(&[r.writer], opts.size)),
         subs: None,
         latency: Some(Latency(r.latency)),
         lost: 0,
-        server: None,
+        // The writer stands where a server would: its CPU per write+fsync.
+        server: Some(ServerUse {
+            cpu_secs: r.cpu_secs,
+            cpu_ns_per_msg: per_write,
+            sched_cpu_ns_per_msg: Some(per_write),
+            rss_kib: 0,
+            hwm_kib: 0,
+            rss: None,
+        }),
         setup: None,
         idle: None,
         js: None,
