@@ -3,7 +3,8 @@
 server's median (natrix, nats-server 2.15.1, nats-server 2.9.10), the
 natrix/2.15.1 ratio of each round's pair with its median and spread (min-max
 across rounds), the median natrix/2.9.10 ratio, and the budget verdict
-against 2.15.1."""
+against 2.15.1. JetStream runs (js-pub, fsync-floor) get their own table
+and targets after it."""
 
 import json
 import statistics
@@ -91,6 +92,8 @@ def load(path):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
+            if r.get("scenario") in JS_SCENARIOS:
+                continue
             target = ALIASES.get(r["target"], r["target"])
             key, m = metrics(r)
             if key not in order:
@@ -134,9 +137,107 @@ def verdict(key, budget, higher, ratios, lossy_rounds, rounds):
     return text, ok
 
 
+JS_SCENARIOS = {"js-pub", "fsync-floor"}
+# The JetStream servers, as bench/compare names them, and their columns.
+JS_SERVERS = (("natrix", "natrix"), ("natrix-2m", "natrix 2m"), ("nats215", "2.15.1"),
+              ("nats29", "2.9.10"), ("nats215-always", "2.15.1 sync"))
+# (figure, label): what each js-pub run contributes.
+JS_FIGURES = (("acks_per_sec", "acks/s"), ("p50_us", "ack latency p50 µs"),
+              ("p99_us", "ack latency p99 µs"), ("cpu_us_per_ack", "server CPU µs/ack"),
+              ("syncs_per_sec", "server fsyncs/s"), ("acks_per_sync", "acks per fsync"))
+# The issue's targets, for runs with >= 100 in flight or >= 16 publishers:
+# natrix syncing every ack at least as fast as nats-server acking before it
+# syncs, and ten times nats-server syncing every write.
+JS_TARGETS = (("nats215", "2.15.1 (lazy)", 1.0), ("nats29", "2.9.10 (lazy)", 1.0),
+              ("nats215-always", "2.15.1 sync_interval: always", 10.0))
+
+
+def js_load(path):
+    """(pubs, inflight, size) -> target -> round -> figures; floor by size."""
+    runs = defaultdict(lambda: defaultdict(dict))
+    floor = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("scenario") == "fsync-floor":
+                cpu = r.get("server", {}).get("sched_cpu_ns_per_msg") or 0
+                floor[r["size"]].append((r["pub"]["msgs_per_sec"], r["latency"]["p50_us"], r["latency"]["p99_us"],
+                                         cpu / 1e3))
+            if r.get("scenario") != "js-pub":
+                continue
+            j, srv = r["js"], r.get("server", {})
+            m = {"acks_per_sec": r["pub"]["msgs_per_sec"], "p50_us": r["latency"]["p50_us"],
+                 "p99_us": r["latency"]["p99_us"], "sound": j["sound"]}
+            if srv.get("sched_cpu_ns_per_msg") is not None:
+                m["cpu_us_per_ack"] = srv["sched_cpu_ns_per_msg"] / 1e3
+            for k in ("syncs_per_sec", "acks_per_sync"):
+                if j.get(k) is not None:
+                    m[k] = j[k]
+            runs[(r["pub"]["clients"], j["inflight"], r["size"])][r["target"]][r["round"]] = m
+    return runs, floor
+
+
+def js_main(path):
+    runs, floor = js_load(path)
+    if not runs and not floor:
+        return
+    print()
+    print("JetStream publish with acks (js-pub): medians over rounds; natrix syncs before every ack, "
+          "'natrix 2m' and 2.15.1/2.9.10 ack before syncing, '2.15.1 sync' has sync_interval: always")
+    for size in sorted(floor):
+        rate, p50, p99, cpu = (statistics.median(v) for v in zip(*floor[size]))
+        print(f"fsync floor {size:>5} B: one writer, append + fdatasync: {fmt(rate)}/s, p50 {fmt(p50)} µs, "
+              f"p99 {fmt(p99)} µs, writer CPU {fmt(cpu)} µs each")
+    head = "".join(f" {label:>11}" for _, label in JS_SERVERS)
+    print(f"{'pubs x inflight':<16} {'size':>5}  {'figure':<20}{head}")
+    passed = total = 0
+    for key in sorted(runs, key=lambda k: (k[2], k[0], k[1])):
+        pubs, inflight, size = key
+        by = runs[key]
+        for name, label in JS_FIGURES:
+            cells = []
+            for srv, _ in JS_SERVERS:
+                # Rates and latencies of runs that lost acks mean nothing.
+                v = [m[name] for m in by.get(srv, {}).values() if name in m and m["sound"]]
+                cells.append(fmt(statistics.median(v)) if v else "-")
+            if all(c == "-" for c in cells):
+                continue
+            print(f"{f'{pubs} x {inflight}':<16} {size:>5}  {label:<20}" + "".join(f" {c:>11}" for c in cells))
+        unsound = {srv: sum(not m["sound"] for m in by.get(srv, {}).values()) for srv, _ in JS_SERVERS}
+        for srv, n in unsound.items():
+            if n:
+                print(f"{'':<16} {'':>5}  warning: {srv} lost or misnumbered acks in {n} of {len(by[srv])} "
+                      "rounds (their figures are left out)")
+        if inflight < 100 and pubs < 16:
+            continue
+        for srv, label, budget in JS_TARGETS:
+            mine = by.get("natrix", {})
+            # A reference run that lost acks has no rate to compare with.
+            ratios = [mine[n]["acks_per_sec"] / m["acks_per_sec"] for n, m in by.get(srv, {}).items()
+                      if n in mine and m["acks_per_sec"] and m["sound"]]
+            if not ratios:
+                if by.get(srv):
+                    print(f"{'':<16} {'':>5}  natrix / {label:<30} {'-':>7}  no run of {srv} kept every ack")
+                continue
+            ratio = statistics.median(ratios)
+            ok = ratio >= budget and not unsound["natrix"]
+            cell = ("pass" if ok else "FAIL") + f" >= {budget:g}"
+            if unsound["natrix"]:
+                cell = f"FAIL: natrix lost or misnumbered acks in {unsound['natrix']} rounds"
+            elif min(ratios) < budget < max(ratios):
+                cell += " (spread crosses)"
+            total += 1
+            passed += ok
+            print(f"{'':<16} {'':>5}  natrix / {label:<30} {ratio:>7.2f} [{min(ratios):.2f}-{max(ratios):.2f}]  {cell}")
+    print(f"jetstream targets: {passed} of {total} pass")
+
+
 def main(path):
     vals, lost, lossy_rounds, order = load(path)
     rounds = sorted({k[3] for k in vals})
+    if not rounds:
+        js_main(path)
+        return
     servers = ("natrix", REFERENCE, OLDER)
     print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} round{'' if len(rounds) == 1 else 's'}; "
           "ratio = median of the rounds' natrix/2.15.1 ratios [min-max]; budget against 2.15.1")
@@ -185,6 +286,7 @@ def main(path):
                   f"{len(lossy_rounds[(key, srv)])} of {len(rounds)} rounds (subscriber cut as a slow consumer?)")
     passed = sum(ok for _, _, ok in verdicts)
     print(f"budget: {passed} of {len(verdicts)} rows pass")
+    js_main(path)
 
 
 if __name__ == "__main__":

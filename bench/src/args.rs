@@ -15,6 +15,14 @@ scenarios:
   floor             no server: a plain loop reads one publisher's frames from a
                     loopback socket and (--subs 1) writes them to another; its
                     CPU per message is the floor for a server's
+  js-pub            JetStream: (re)create a file stream, N publishers each
+                    keeping --inflight publishes awaiting their acks; ack
+                    rate, ack latency, and a check that every ack came and
+                    the stream's sequences have no gap
+  fsync-floor       no server: one writer appends --size bytes to a new file
+                    in --dir and fsyncs, again and again: the most acks a
+                    second a server that syncs before acknowledging can give
+                    one publisher with one publish in flight
 
 options:
   --url nats://host:port   server (nats://127.0.0.1:4222)
@@ -30,6 +38,13 @@ options:
                            fast as the server takes them)
   --subs M                 subscribers, queue members or responders
   --conns N                idle: connections to open (1000)
+  --inflight K             js-pub: publishes awaiting their ack, per
+                           publisher (1)
+  --stream NAME            js-pub: the stream, deleted and created afresh
+                           with subjects S.> (NATRIXBENCH)
+  --count-syncs            js-pub, with --server-pid: count the server's
+                           fsync and fdatasync calls with `perf stat`
+  --dir PATH               fsync-floor: where the file is written (.)
   --server-pid PID         read the server's CPU time and RSS from /proc,
                            and sample its RSS every 100 ms while running
   --after D                with --server-pid: keep the clients connected and
@@ -49,6 +64,8 @@ pub enum Scenario {
     Request,
     Idle,
     Floor,
+    JsPub,
+    FsyncFloor,
 }
 
 impl Scenario {
@@ -61,6 +78,8 @@ impl Scenario {
             Scenario::Request => "request",
             Scenario::Idle => "idle",
             Scenario::Floor => "floor",
+            Scenario::JsPub => "js-pub",
+            Scenario::FsyncFloor => "fsync-floor",
         }
     }
 }
@@ -90,13 +109,21 @@ pub struct Options {
     pub after: Duration,
     /// Publishes a second over all publishers; `None`: as fast as possible.
     pub rate: Option<f64>,
+    /// js-pub: publishes awaiting their ack, per publisher.
+    pub inflight: usize,
+    /// js-pub: the stream's name.
+    pub stream: String,
+    /// js-pub: count the server's fsyncs with `perf stat`.
+    pub count_syncs: bool,
+    /// fsync-floor: the directory its file goes in.
+    pub dir: String,
     pub json: bool,
     pub csv: bool,
     pub quiet: bool,
 }
 
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -110,6 +137,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         Some("request") => Scenario::Request,
         Some("idle") => Scenario::Idle,
         Some("floor") => Scenario::Floor,
+        Some("js-pub") => Scenario::JsPub,
+        Some("fsync-floor") => Scenario::FsyncFloor,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut url = "nats://127.0.0.1:4222".to_string();
@@ -124,6 +153,10 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut server_pid = None;
     let mut after = Duration::ZERO;
     let mut rate = None;
+    let mut inflight = 1;
+    let mut stream = "NATRIXBENCH".to_string();
+    let mut count_syncs = false;
+    let mut dir = ".".to_string();
     let (mut json, mut csv, mut quiet) = (false, false, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -140,6 +173,10 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--server-pid" => server_pid = Some(number(&value()?)?),
             "--after" => after = parse_duration(&value()?)?,
             "--rate" => rate = Some(number::<f64>(&value()?)?).filter(|r| *r > 0.0),
+            "--inflight" => inflight = number(&value()?)?,
+            "--stream" => stream = value()?,
+            "--count-syncs" => count_syncs = true,
+            "--dir" => dir = value()?,
             "--json" => json = true,
             "--csv" => csv = true,
             "--quiet" => quiet = true,
@@ -148,7 +185,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         }
     }
     let default_subs = match scenario {
-        Scenario::Pub | Scenario::Idle | Scenario::Floor => 0,
+        Scenario::Pub
+        | Scenario::Idle
+        | Scenario::Floor
+        | Scenario::JsPub
+        | Scenario::FsyncFloor => 0,
         Scenario::PubSub | Scenario::Request => 1,
         Scenario::Fanout | Scenario::Queue => 4,
     };
@@ -166,16 +207,23 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if subs == 0 && matches!(scenario, Scenario::Request | Scenario::Queue) {
         return Err("--subs must be at least 1".into());
     }
-    let default_msgs = if scenario == Scenario::Request {
-        20_000 * pubs as u64
-    } else {
-        1_000_000
+    if inflight == 0 {
+        return Err("--inflight must be at least 1".into());
+    }
+    if count_syncs && server_pid.is_none() {
+        return Err("--count-syncs needs --server-pid".into());
+    }
+    let default_msgs = match scenario {
+        Scenario::Request => 20_000 * pubs as u64,
+        Scenario::JsPub => 100_000,
+        Scenario::FsyncFloor => 2_000,
+        _ => 1_000_000,
     };
     let limit = match (duration, msgs) {
         (Some(d), _) => Limit::Duration(d),
         (None, m) => Limit::Msgs(m.unwrap_or(default_msgs)),
     };
-    Ok(Parsed::Run(Options {
+    Ok(Parsed::Run(Box::new(Options {
         scenario,
         addr: addr_of(&url)?,
         url,
@@ -189,10 +237,14 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         server_pid,
         after,
         rate,
+        inflight,
+        stream,
+        count_syncs,
+        dir,
         json,
         csv,
         quiet,
-    }))
+    })))
 }
 
 /// `nats://host:port` (or `host:port`) to `host:port`; the port defaults to 4222.
@@ -243,7 +295,7 @@ mod tests {
 
     fn opts(line: &str) -> Options {
         match parse(line.split_whitespace().map(String::from)).unwrap() {
-            Parsed::Run(o) => o,
+            Parsed::Run(o) => *o,
             Parsed::Help => panic!("help"),
         }
     }
@@ -261,6 +313,18 @@ mod tests {
     }
 
     #[test]
+    fn jetstream_options() {
+        let o = opts("js-pub --pubs 16 --inflight 1_000 --size 1024 --server-pid 7 --count-syncs");
+        assert_eq!(o.scenario, Scenario::JsPub);
+        assert_eq!((o.pubs, o.inflight, o.size), (16, 1000, 1024));
+        assert!(o.count_syncs && o.stream == "NATRIXBENCH");
+        assert!(matches!(o.limit, Limit::Msgs(100_000)));
+        let o = opts("fsync-floor --dir /tmp --size 16");
+        assert_eq!((o.scenario, o.dir.as_str()), (Scenario::FsyncFloor, "/tmp"));
+        assert_eq!(o.inflight, 1);
+    }
+
+    #[test]
     fn refuses_what_it_does_not_know() {
         let bad = |line: &str| parse(line.split_whitespace().map(String::from)).is_err();
         assert!(bad("nope"));
@@ -270,5 +334,7 @@ mod tests {
         assert!(bad("queue --subs 0"));
         assert!(bad("pub --subjects 0"));
         assert!(bad("request --subjects 10"));
+        assert!(bad("js-pub --inflight 0"));
+        assert!(bad("js-pub --count-syncs"));
     }
 }

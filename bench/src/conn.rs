@@ -22,10 +22,10 @@ const READ_BUF_BYTES: usize = 256 * 1024;
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 pub struct Conn {
-    stream: TcpStream,
-    parser: ServerOpParser,
-    read_buf: Vec<u8>,
-    out: Vec<u8>,
+    pub(crate) stream: TcpStream,
+    pub(crate) parser: ServerOpParser,
+    pub(crate) read_buf: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 fn protocol_error(e: impl std::fmt::Debug) -> io::Error {
@@ -93,7 +93,50 @@ impl Conn {
         self.read_until(|op| matches!(op, ServerOp::Pong)).await
     }
 
-    async fn send(&mut self) -> io::Result<()> {
+    /// Publishes `payload` to `subject` with `inbox` (already subscribed)
+    /// as the reply subject and returns the answer's payload. A bare
+    /// status (no responders: nothing serves `subject`) is an error.
+    pub async fn request(
+        &mut self,
+        subject: &str,
+        inbox: &str,
+        payload: &[u8],
+    ) -> io::Result<Vec<u8>> {
+        client::publish(
+            &mut self.out,
+            subject.as_bytes(),
+            Some(inbox.as_bytes()),
+            payload,
+        );
+        self.send().await?;
+        let mut answer = None;
+        self.read_until(|op| match op {
+            ServerOp::Msg {
+                subject: s,
+                headers,
+                payload,
+                ..
+            } if *s == inbox.as_bytes() => {
+                answer = Some(match headers {
+                    Some(h) if payload.is_empty() => Err(String::from_utf8_lossy(h).into_owned()),
+                    _ => Ok(payload.to_vec()),
+                });
+                true
+            }
+            _ => false,
+        })
+        .await?;
+        match answer {
+            Some(Ok(payload)) => Ok(payload),
+            Some(Err(status)) => Err(io::Error::other(format!(
+                "{subject}: {}",
+                status.lines().next().unwrap_or("a bare status")
+            ))),
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+
+    pub(crate) async fn send(&mut self) -> io::Result<()> {
         self.stream.write_all(&self.out).await?;
         self.out.clear();
         Ok(())
@@ -127,7 +170,7 @@ impl Conn {
         }
     }
 
-    fn queue_pongs(&mut self, pings: usize) {
+    pub(crate) fn queue_pongs(&mut self, pings: usize) {
         for _ in 0..pings {
             self.out.extend_from_slice(client::PONG);
         }

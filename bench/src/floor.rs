@@ -102,7 +102,7 @@ pub fn run(subject: &str, payload: &[u8], msgs: u64, forward: bool) -> io::Resul
 }
 
 /// Nanoseconds the calling thread has been on a CPU.
-fn thread_cpu_ns() -> io::Result<u64> {
+pub fn thread_cpu_ns() -> io::Result<u64> {
     let line = std::fs::read_to_string("/proc/thread-self/schedstat")?;
     line.split_whitespace()
         .next()

@@ -4,14 +4,18 @@
 //! connections cost. It speaks the protocol through natrix's own fast client
 //! path (the core's encoders and `ServerOpParser` over tokio TCP), writes in
 //! 64 KiB batches and counts deliveries once per read, so that the tool is
-//! not what limits the figures. It is not an official NATS client, not a
-//! load generator for JetStream yet, and not a test: it never decides
-//! whether a figure is good. `bench/compare` runs it against both servers.
+//! not what limits the figures. `js-pub` publishes to a JetStream stream
+//! and checks every acknowledgement; `fsync-floor` times the disk alone.
+//! It is not an official NATS client and not a test: it never decides
+//! whether a figure is good (though a JetStream run that loses an ack
+//! exits 1). `bench/compare` runs it against both servers.
 
 mod args;
 mod conn;
 mod floor;
 mod frames;
+mod fsync_floor;
+mod js;
 mod procfs;
 mod report;
 
@@ -34,7 +38,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let opts = match args::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         Ok(Parsed::Help) => {
             println!("{}", args::USAGE);
             return ExitCode::SUCCESS;
@@ -45,8 +49,13 @@ fn main() -> ExitCode {
         }
     };
     // Latency runs on one thread: a round trip then never waits for the
-    // tool to wake a parked worker thread, only for the server.
-    let runtime = if opts.scenario == Scenario::Request {
+    // tool to wake a parked worker thread, only for the server. JetStream
+    // publishers too, leaving the other core to the server.
+    let one_thread = matches!(
+        opts.scenario,
+        Scenario::Request | Scenario::JsPub | Scenario::FsyncFloor
+    );
+    let runtime = if one_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -69,6 +78,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report::table(&opts, &r));
             }
+            // A durable log that loses or misnumbers an ack has failed,
+            // whatever its speed.
+            if r.js.as_ref().is_some_and(|j| !j.sound()) {
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -83,6 +97,8 @@ async fn run(opts: &Options) -> Result<Report, BoxError> {
         Scenario::Request => request(opts).await,
         Scenario::Idle => idle(opts).await,
         Scenario::Floor => floor(opts).await,
+        Scenario::JsPub => js_pub(opts).await,
+        Scenario::FsyncFloor => fsync_floor(opts),
         _ => throughput(opts).await,
     }
 }
@@ -171,6 +187,7 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
             .map(|(b, a)| ServerUse::between(b, a, published).with(rss)),
         setup,
         idle: None,
+        js: None,
     })
 }
 
@@ -290,6 +307,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
             .map(|(b, a)| ServerUse::between(b, a, requests).with(rss)),
         setup: None,
         idle: None,
+        js: None,
     })
 }
 
@@ -325,6 +343,122 @@ async fn floor(opts: &Options) -> Result<Report, BoxError> {
         }),
         setup: None,
         idle: None,
+        js: None,
+    })
+}
+
+/// `js-pub`: a fresh file stream, publishers keeping `--inflight`
+/// publishes awaiting acks, every ack checked.
+async fn js_pub(opts: &Options) -> Result<Report, BoxError> {
+    let mut admin = js::Admin::open(&opts.addr, &opts.stream).await?;
+    admin.recreate(&opts.subject).await?;
+    let mut conns = Vec::new();
+    for i in 0..opts.pubs {
+        conns.push(Conn::open(&opts.addr, &format!("natrix-bench-js-pub-{i}")).await?);
+    }
+    let payload = Arc::new(vec![b'x'; opts.size]);
+    let acked = Arc::new(AtomicU64::new(0));
+    let syncs = match opts.server_pid.filter(|_| opts.count_syncs) {
+        Some(pid) => Some(js::SyncCounter::start(pid).await?),
+        None => None,
+    };
+    let before = server_sample(opts);
+    let start = Instant::now();
+    let progress = Progress::start(opts, start, acked.clone(), Vec::new());
+    let pubs: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (msgs, deadline) = share(opts.limit, opts.pubs, i);
+            let plan = js::Plan {
+                id: i,
+                subject: format!("{}.{i}", opts.subject),
+                payload: payload.clone(),
+                msgs,
+                deadline,
+                inflight: opts.inflight,
+                ack_timeout: js::ACK_TIMEOUT,
+            };
+            tokio::spawn(js::publisher(c, plan, start, acked.clone()))
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for p in pubs {
+        runs.push(p.await??);
+    }
+    let after = server_sample(opts);
+    let syncs = syncs.map(js::SyncCounter::stop).transpose()?;
+    progress.stop();
+    let state = admin.state().await?;
+    admin.delete().await?;
+    Ok(js_report(opts, runs, state, syncs, before.zip(after)))
+}
+
+fn js_report(
+    opts: &Options,
+    runs: Vec<js::PubRun>,
+    state: (u64, u64, u64),
+    syncs: Option<u64>,
+    server: Option<(procfs::ProcSample, procfs::ProcSample)>,
+) -> Report {
+    let seq_problem = js::check_sequences(&runs, state);
+    let client_runs: Vec<ClientRun> = runs.iter().map(|r| r.run).collect();
+    let side = Side::of(&client_runs, opts.size);
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+    for r in &runs {
+        let _ = hist.add(&r.latency);
+    }
+    let figures = js::JsFigures {
+        inflight: opts.inflight,
+        published: runs.iter().map(|r| r.published).sum(),
+        acked: side.msgs,
+        lost: runs.iter().map(|r| r.lost).sum(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        stray: runs.iter().map(|r| r.stray).sum(),
+        first_errors: runs
+            .iter()
+            .flat_map(|r| r.first_errors.clone())
+            .take(5)
+            .collect(),
+        seq_problem,
+        first_seq: state.1,
+        last_seq: state.2,
+        syncs,
+        secs: side.secs,
+    };
+    Report {
+        server: server.map(|(b, a)| ServerUse::between(b, a, side.msgs)),
+        pubs: Some(side),
+        subs: None,
+        latency: Some(Latency(hist)),
+        lost: figures.lost,
+        setup: None,
+        idle: None,
+        js: Some(figures),
+    }
+}
+
+/// `fsync-floor`: append and sync, one at a time, on the disk alone.
+fn fsync_floor(opts: &Options) -> Result<Report, BoxError> {
+    let r = fsync_floor::run(std::path::Path::new(&opts.dir), opts.size, opts.limit)?;
+    let per_write = r.cpu_secs * 1e9 / r.writer.msgs.max(1) as f64;
+    Ok(Report {
+        pubs: Some(Side::of(&[r.writer], opts.size)),
+        subs: None,
+        latency: Some(Latency(r.latency)),
+        lost: 0,
+        // The writer stands where a server would: its CPU per write+fsync.
+        server: Some(ServerUse {
+            cpu_secs: r.cpu_secs,
+            cpu_ns_per_msg: per_write,
+            sched_cpu_ns_per_msg: Some(per_write),
+            rss_kib: 0,
+            hwm_kib: 0,
+            rss: None,
+        }),
+        setup: None,
+        idle: None,
+        js: None,
     })
 }
 
@@ -353,6 +487,7 @@ async fn idle(opts: &Options) -> Result<Report, BoxError> {
         lost: 0,
         server: None,
         setup: None,
+        js: None,
         idle: before
             .zip(after)
             .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),

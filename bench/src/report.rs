@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::args::Options;
 use crate::conn::ClientRun;
+use crate::js::JsFigures;
 use crate::procfs::ProcSample;
 
 /// One side (publishers or subscribers) of a run.
@@ -178,6 +179,8 @@ pub struct Report {
     pub setup: Option<(u64, u64)>,
     /// `idle`: connections held and the server's RSS before and with them.
     pub idle: Option<(usize, u64, u64)>,
+    /// `js-pub`: what the acks and the stream say.
+    pub js: Option<JsFigures>,
 }
 
 pub fn json(opts: &Options, r: &Report) -> Value {
@@ -209,6 +212,20 @@ pub fn json(opts: &Options, r: &Report) -> Value {
     }
     if let Some((before, after)) = r.setup {
         v["setup"] = json!({"rss_before_kib": before, "rss_subscribed_kib": after});
+    }
+    if let Some(j) = &r.js {
+        v["js"] = json!({
+            "stream": opts.stream, "inflight": j.inflight, "published": j.published,
+            "acked": j.acked, "lost_acks": j.lost, "error_acks": j.errors,
+            "stray_acks": j.stray, "first_errors": j.first_errors,
+            "sequences_ok": j.seq_problem.is_none(), "sequence_problem": j.seq_problem,
+            "first_seq": j.first_seq, "last_seq": j.last_seq, "sound": j.sound(),
+            "syncs": j.syncs, "syncs_per_sec": j.syncs_per_sec(),
+            "acks_per_sync": j.acks_per_sync(),
+        });
+    }
+    if opts.scenario == crate::args::Scenario::FsyncFloor {
+        v["fsync"] = json!({"dir": opts.dir, "record_bytes": opts.size});
     }
     if let Some((conns, before, after)) = r.idle {
         v["idle"] = json!({
@@ -265,13 +282,20 @@ pub fn si(x: f64) -> String {
 }
 
 pub fn table(opts: &Options, r: &Report) -> String {
-    let mut t = format!(
-        "natrix-bench {}  {}  {} B payload  {} subject(s)\n",
-        opts.scenario.name(),
-        opts.url,
-        opts.size,
-        opts.subjects
-    );
+    let mut t = if opts.scenario == crate::args::Scenario::FsyncFloor {
+        format!(
+            "natrix-bench fsync-floor  {}  {} B records, each written then fsynced\n",
+            opts.dir, opts.size
+        )
+    } else {
+        format!(
+            "natrix-bench {}  {}  {} B payload  {} subject(s)\n",
+            opts.scenario.name(),
+            opts.url,
+            opts.size,
+            opts.subjects
+        )
+    };
     if let Some((before, after)) = r.setup.filter(|_| opts.subs > 0) {
         t += &format!(
             "subscribed: server RSS {before} KiB before the clients, {after} KiB with every subscription in place\n"
@@ -299,7 +323,7 @@ pub fn table(opts: &Options, r: &Report) -> String {
             );
         }
     }
-    if r.lost > 0 {
+    if r.lost > 0 && r.js.is_none() {
         t += &format!(
             "LOST   {} messages never arrived (slow consumer?)\n",
             r.lost
@@ -312,8 +336,13 @@ pub fn table(opts: &Options, r: &Report) -> String {
     }
     if let Some(l) = &r.latency {
         let h = &l.0;
+        let what = match opts.scenario {
+            crate::args::Scenario::JsPub => "acks",
+            crate::args::Scenario::FsyncFloor => "write+fsync",
+            _ => "requests",
+        };
         t += &format!(
-            "latency ({} requests, µs): min {:.1}  mean {:.1}",
+            "latency ({} {what}, µs): min {:.1}  mean {:.1}",
             h.len(),
             Latency::us(h.min()),
             h.mean() / 1e3
@@ -326,6 +355,9 @@ pub fn table(opts: &Options, r: &Report) -> String {
             );
         }
         t += &format!("  max {:.1}\n", Latency::us(h.max()));
+    }
+    if let Some(j) = &r.js {
+        t += &js_lines(j);
     }
     if let Some((conns, before, after)) = r.idle {
         t += &format!(
@@ -357,6 +389,36 @@ pub fn table(opts: &Options, r: &Report) -> String {
             }
             t += "\n";
         }
+    }
+    t
+}
+
+/// What the acks and the stream say, and the server's syncs.
+fn js_lines(j: &JsFigures) -> String {
+    let mut t = format!(
+        "acks: {} in flight per publisher; {} published, {} acknowledged, stream sequences {}..={}\n",
+        j.inflight, j.published, j.acked, j.first_seq, j.last_seq
+    );
+    if let Some(syncs) = j.syncs {
+        t += &format!(
+            "server fsyncs: {syncs} ({}/s), {} acks per fsync\n",
+            si(j.syncs_per_sec().unwrap_or(0.0)),
+            j.acks_per_sync().map_or("-".into(), |a| format!("{a:.1}"))
+        );
+    }
+    if j.sound() {
+        t += "check: every publish acknowledged once, sequences gap-free, the stream holds exactly them\n";
+        return t;
+    }
+    t += &format!(
+        "FAILED: {} acks lost, {} error acks, {} acks for no publish\n",
+        j.lost, j.errors, j.stray
+    );
+    for e in &j.first_errors {
+        t += &format!("  error ack: {e}\n");
+    }
+    if let Some(p) = &j.seq_problem {
+        t += &format!("  sequences: {p}\n");
     }
     t
 }
@@ -409,6 +471,7 @@ mod tests {
             server: None,
             setup: None,
             idle: None,
+            js: None,
         };
         let text = csv(&opts, &r);
         let lines: Vec<&str> = text.lines().collect();
