@@ -129,6 +129,37 @@ pub struct AccountConfig {
     /// `jetstream: enabled` (or a `jetstream {}` block): the account may
     /// use JetStream. With accounts configured, only these may.
     pub jetstream: bool,
+    /// The limits of the `jetstream {}` block.
+    pub jetstream_limits: JetStreamLimits,
+}
+
+/// An account's JetStream limits (nats-server's `JetStreamAccountLimits`);
+/// -1 is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JetStreamLimits {
+    pub max_memory: i64,
+    pub max_store: i64,
+    pub max_streams: i64,
+    pub max_consumers: i64,
+    pub max_ack_pending: i64,
+    pub memory_max_stream_bytes: i64,
+    pub store_max_stream_bytes: i64,
+    pub max_bytes_required: bool,
+}
+
+impl Default for JetStreamLimits {
+    fn default() -> Self {
+        JetStreamLimits {
+            max_memory: -1,
+            max_store: -1,
+            max_streams: -1,
+            max_consumers: -1,
+            max_ack_pending: -1,
+            memory_max_stream_bytes: -1,
+            store_max_stream_bytes: -1,
+            max_bytes_required: false,
+        }
+    }
 }
 
 impl AccountConfig {

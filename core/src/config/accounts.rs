@@ -159,7 +159,9 @@ fn parse_account(
             }
             "mappings" | "maps" => super::file::mappings(k).map(|m| acc.mappings = m),
             "limits" => limits(&f, errors).map(|l| acc.limits = l),
-            "jetstream" => account_jetstream(k).map(|on| acc.jetstream = on),
+            "jetstream" => {
+                account_jetstream(k, &mut acc.jetstream_limits, errors).map(|on| acc.jetstream = on)
+            }
             _ if k.used_as_variable => Ok(()),
             _ => Err(unknown(k)),
         };
@@ -657,9 +659,12 @@ fn link(
 }
 
 /// An account's `jetstream`: `enabled`/`disabled`, a bool, or a block of
-/// limits. The block turns JetStream on; limits natrix does not enforce yet
-/// are refused by name rather than ignored.
-fn account_jetstream(k: &Entry) -> Result<bool, ConfError> {
+/// limits (which turns JetStream on), with nats-server's key names.
+fn account_jetstream(
+    k: &Entry,
+    limits: &mut account::JetStreamLimits,
+    errors: &mut Vec<ConfError>,
+) -> Result<bool, ConfError> {
     match &k.value.value {
         Value::Bool(on) => Ok(*on),
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
@@ -670,16 +675,59 @@ fn account_jetstream(k: &Entry) -> Result<bool, ConfError> {
                 format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
             )),
         },
-        Value::Map(m) => match m.iter().next() {
-            None => Ok(true),
-            Some(e) => Err(ConfError::at(
-                &e.key_pos,
-                format!(
-                    "{:?} is not supported yet: natrix does not have per-account JetStream limits yet",
-                    e.key
-                ),
-            )),
-        },
+        Value::Map(m) => {
+            for e in m.iter() {
+                let size = |e: &Entry| match &e.value.value {
+                    Value::Integer(n) => Ok(*n),
+                    _ => Err(ConfError::at(
+                        &e.key_pos,
+                        format!(
+                            "Expected a parseable size for {:?}, got {}",
+                            e.key,
+                            go_type(&e.value.value)
+                        ),
+                    )),
+                };
+                let result = match e.key.to_ascii_lowercase().as_str() {
+                    "max_memory" | "max_mem" | "mem" | "memory" => {
+                        size(e).map(|n| limits.max_memory = n)
+                    }
+                    "max_store" | "max_file" | "max_disk" | "store" | "disk" => {
+                        size(e).map(|n| limits.max_store = n)
+                    }
+                    "max_streams" | "streams" => size(e).map(|n| limits.max_streams = n),
+                    "max_consumers" | "consumers" => size(e).map(|n| limits.max_consumers = n),
+                    "max_bytes_required" | "max_stream_bytes" | "max_bytes" => match &e.value.value
+                    {
+                        Value::Bool(b) => {
+                            limits.max_bytes_required = *b;
+                            Ok(())
+                        }
+                        other => Err(ConfError::at(
+                            &e.key_pos,
+                            format!(
+                                "Expected a parseable bool for {:?}, got {}",
+                                e.key,
+                                go_type(other)
+                            ),
+                        )),
+                    },
+                    "mem_max_stream_bytes" | "memory_max_stream_bytes" => {
+                        size(e).map(|n| limits.memory_max_stream_bytes = n)
+                    }
+                    "disk_max_stream_bytes" | "store_max_stream_bytes" => {
+                        size(e).map(|n| limits.store_max_stream_bytes = n)
+                    }
+                    "max_ack_pending" => size(e).map(|n| limits.max_ack_pending = n),
+                    _ if e.used_as_variable => Ok(()),
+                    _ => Err(unknown(e)),
+                };
+                if let Err(err) = result {
+                    errors.push(err);
+                }
+            }
+            Ok(true)
+        }
         _ => Err(ConfError::at(
             &k.key_pos,
             "Expected map, bool or string to define JetStream".to_string(),

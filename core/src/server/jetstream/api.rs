@@ -339,15 +339,18 @@ impl Server {
             reserved_storage: 0,
             streams,
             consumers: 0,
-            limits: AccountLimits {
-                max_memory: -1,
-                max_storage: -1,
-                max_streams: -1,
-                max_consumers: -1,
-                max_ack_pending: -1,
-                memory_max_stream_bytes: -1,
-                storage_max_stream_bytes: -1,
-                max_bytes_required: false,
+            limits: {
+                let l = self.js_limits(account);
+                AccountLimits {
+                    max_memory: l.max_memory,
+                    max_storage: l.max_store,
+                    max_streams: l.max_streams,
+                    max_consumers: l.max_consumers,
+                    max_ack_pending: l.max_ack_pending,
+                    memory_max_stream_bytes: l.memory_max_stream_bytes,
+                    storage_max_stream_bytes: l.store_max_stream_bytes,
+                    max_bytes_required: l.max_bytes_required,
+                }
             },
             domain: self.domain(),
             api: ApiStats {
@@ -356,6 +359,74 @@ impl Server {
             },
         };
         self.api_respond(account, reply, "account_info", None, info);
+    }
+
+    /// The account's JetStream limits (unlimited unless configured).
+    pub(super) fn js_limits(&self, account: AccountId) -> crate::account::JetStreamLimits {
+        self.accounts[account.0 as usize]
+            .config
+            .as_ref()
+            .map(|c| c.jetstream_limits)
+            .unwrap_or_default()
+    }
+
+    /// Why the account's limits refuse a new stream, if they do: its
+    /// count, a required or too large `max_bytes`, or the storage the
+    /// account's streams already reserve (nats-server's checks).
+    fn account_limits_refuse(&self, account: AccountId, config: &StreamConfig) -> Option<ApiError> {
+        let l = self.js_limits(account);
+        let mine = || {
+            self.jetstream
+                .streams
+                .iter()
+                .map(|(_, s)| s)
+                .filter(move |s| s.account == account)
+        };
+        if l.max_streams > 0 && mine().count() as i64 >= l.max_streams {
+            return Some(ApiError::new(
+                400,
+                10027,
+                "maximum number of streams reached".into(),
+            ));
+        }
+        if l.max_bytes_required && config.max_bytes <= 0 {
+            return Some(ApiError::new(
+                400,
+                10113,
+                "account requires a stream config to have max bytes set".into(),
+            ));
+        }
+        let memory = config.storage == Storage::Memory;
+        let (per_stream, total) = if memory {
+            (l.memory_max_stream_bytes, l.max_memory)
+        } else {
+            (l.store_max_stream_bytes, l.max_store)
+        };
+        if per_stream > 0 && config.max_bytes > per_stream {
+            return Some(ApiError::new(
+                400,
+                10122,
+                "stream max bytes exceeds account limit max stream bytes".into(),
+            ));
+        }
+        if total >= 0 {
+            let reserved: i64 = mine()
+                .filter(|s| (s.config.storage == Storage::Memory) == memory)
+                .map(|s| s.config.max_bytes.max(0))
+                .sum();
+            if reserved + config.max_bytes.max(1) > total {
+                return Some(if memory {
+                    ApiError::new(500, 10028, "insufficient memory resources available".into())
+                } else {
+                    ApiError::new(
+                        500,
+                        10047,
+                        "insufficient storage resources available".into(),
+                    )
+                });
+            }
+        }
+        None
     }
 
     fn domain(&self) -> String {
@@ -472,6 +543,11 @@ impl Server {
         }
         if overlap {
             return self.fail(account, reply, kind, &ApiError::subjects_overlap());
+        }
+        if existing.is_none()
+            && let Some(e) = self.account_limits_refuse(account, &config)
+        {
+            return self.fail(account, reply, kind, &e);
         }
         let id = match existing {
             Some(id) => {

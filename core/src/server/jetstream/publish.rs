@@ -328,6 +328,31 @@ impl Server {
                 }
             }
         }
+        let account = s.account;
+        let memory = s.config.storage == super::config::Storage::Memory;
+        let l = self.js_limits(account);
+        let limit = if memory { l.max_memory } else { l.max_store };
+        if limit >= 0 {
+            let used: u64 = self
+                .jetstream
+                .streams
+                .iter()
+                .map(|(_, t)| t)
+                .filter(|t| {
+                    t.account == account
+                        && (t.config.storage == super::config::Storage::Memory) == memory
+                })
+                .map(|t| t.state.bytes + t.inflight_bytes)
+                .sum();
+            if used as i64 + m.payload.len() as i64 > limit {
+                return Err(ApiError::new(
+                    400,
+                    10002,
+                    "resource limits exceeded for account".into(),
+                ));
+            }
+        }
+        let s = &mut self.jetstream.streams[id as usize];
         if s.config.discard == Discard::New {
             let msgs = s.state.msgs + s.inflight_msgs;
             if s.config.max_msgs > 0 && msgs >= s.config.max_msgs as u64 {

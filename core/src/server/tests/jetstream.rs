@@ -855,3 +855,42 @@ fn a_known_subject_is_checked_without_a_read() {
     js.run_storage();
     assert_eq!(Js::answers(&js.out(), &again)[0]["seq"], 3);
 }
+
+/// An account's `jetstream {}` limits: the count of streams, the storage
+/// its streams reserve, and what they hold.
+#[test]
+fn account_limits_bound_streams_and_storage() {
+    let conf = r#"
+accounts {
+  B: { users: [{user: b, password: b}], jetstream: { max_streams: 2, max_file: 1K } }
+}
+"#;
+    let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
+    let mut o = js_opts();
+    let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    let mut js = Js::new();
+    js.h.server = Server::new(o, 7, now_at(0));
+    js.h.drain();
+    js.run_storage();
+    js.conn =
+        js.h.client(r#"{"user":"b","pass":"b","headers":true,"verbose":false}"#);
+    js.send("SUB _INBOX.> 1\r\n");
+    let info = js.request("$JS.API.INFO", "");
+    assert_eq!(info["limits"]["max_streams"], 2, "{info}");
+    assert_eq!(info["limits"]["max_storage"], 1000);
+    let big = js.create(r#"{"name":"BIG","subjects":["big"],"max_bytes":2048}"#);
+    assert_eq!(big["error"]["err_code"], 10047, "{big}");
+    js.create(r#"{"name":"A","subjects":["a"]}"#);
+    js.create(r#"{"name":"C","subjects":["c"]}"#);
+    let third = js.create(r#"{"name":"D","subjects":["d"]}"#);
+    assert_eq!(third["error"]["err_code"], 10027, "{third}");
+    let body = "x".repeat(600);
+    let first = js.publish("a", "", &body);
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &first)[0]["seq"], 1);
+    let second = js.publish("a", "", &body);
+    js.run_storage();
+    let ack = &Js::answers(&js.out(), &second)[0];
+    assert_eq!(ack["error"]["err_code"], 10002, "{ack}");
+}
