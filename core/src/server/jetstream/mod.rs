@@ -450,6 +450,37 @@ impl Server {
             }
             self.release_acks(id);
         }
+        // A stream's slot may hold another stream by now (deleted, and its
+        // id given to a new one): its completions are not the new one's.
+        let stream_of = |p: &Pending| match p {
+            Pending::Created { stream, .. }
+            | Pending::Appended { stream, .. }
+            | Pending::Synced { stream }
+            | Pending::Reopened { stream }
+            | Pending::SubjectChecked { stream, .. }
+            | Pending::InfoDetails { stream, .. }
+            | Pending::Recovered { stream }
+            | Pending::RecentIds { stream } => Some(*stream),
+            _ => None,
+        };
+        if let Some(id) = stream_of(&pending)
+            && self
+                .jetstream
+                .streams
+                .get(id as usize)
+                .is_none_or(|s| s.key != c.stream)
+        {
+            match pending {
+                Pending::Recovered { .. } | Pending::RecentIds { .. } => {
+                    self.jetstream.recovering -= 1;
+                    self.check_ready();
+                }
+                // A request about a stream deleted meanwhile goes
+                // unanswered, as one that raced the delete would.
+                _ => {}
+            }
+            return;
+        }
         match pending {
             Pending::Created {
                 stream,

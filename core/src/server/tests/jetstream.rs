@@ -894,3 +894,25 @@ accounts {
     let ack = &Js::answers(&js.out(), &second)[0];
     assert_eq!(ack["error"]["err_code"], 10002, "{ack}");
 }
+
+/// A deleted stream's late completions never touch the stream that took
+/// its place.
+#[test]
+fn a_deleted_streams_late_completions_are_ignored() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"OLD","subjects":["old"]}"#);
+    js.publish("old", "", "x");
+    let in_flight = std::mem::take(&mut js.h.storage);
+    let gone = js.publish("$JS.API.STREAM.DELETE.OLD", "", "");
+    let remove = std::mem::take(&mut js.h.storage);
+    js.create(r#"{"name":"NEW","subjects":["new"]}"#);
+    // The old stream's append and sync complete after the new one exists.
+    js.execute(in_flight);
+    js.execute(remove);
+    let _ = gone;
+    let ack = js.publish("new", "", "y");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 1);
+    let info = js.request("$JS.API.STREAM.INFO.NEW", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+}
