@@ -238,6 +238,12 @@ impl<D: Disk> Store for StreamStore<D> {
     fn interior_deleted(&self) -> Vec<u64> {
         either!(self, s => s.interior_deleted())
     }
+    fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
+        either!(self, s => s.count_matching_from(from_seq, filter))
+    }
+    fn last_per_subject(&self, filters: &[String], up_to_seq: u64) -> Vec<u64> {
+        either!(self, s => s.last_per_subject(filters, up_to_seq))
+    }
 }
 
 #[cfg(test)]

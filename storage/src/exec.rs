@@ -7,7 +7,7 @@
 //! that stream, so a burst of publishes costs one fsync.
 
 pub use crate::backend::{Backend, FileBackend, MemBackend, StreamStore, valid_stream_name};
-use crate::msg::StoreError;
+use crate::msg::{Msg, StoreError};
 use crate::ops::{Completion, Done, OpId, Read, StorageOp};
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -175,6 +175,46 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
                 Vec::new()
             },
         },
+        StorageOp::ReadBatch {
+            from_seq,
+            filter,
+            max_msgs,
+            max_bytes,
+            ..
+        } => {
+            let mut msgs: Vec<Msg> = Vec::new();
+            let (mut next, mut bytes) = (from_seq.max(1), 0u64);
+            while msgs.len() < max_msgs && (max_bytes == 0 || bytes < max_bytes) {
+                let Some(m) = store.next_matching(next, filter.as_deref())? else {
+                    break;
+                };
+                next = m.seq + 1;
+                bytes += m.size_bytes();
+                msgs.push(m);
+            }
+            let pending = match msgs.last() {
+                Some(m) => store.count_matching_from(m.seq + 1, filter.as_deref()),
+                None => 0,
+            };
+            Done::Batch { msgs, pending }
+        }
+        StorageOp::LastPerSubject {
+            filters,
+            up_to_seq,
+            max_msgs,
+            ..
+        } => {
+            let mut msgs = Vec::new();
+            for seq in store.last_per_subject(&filters, up_to_seq) {
+                if msgs.len() >= max_msgs {
+                    break;
+                }
+                if let Some(m) = store.get(seq)? {
+                    msgs.push(m);
+                }
+            }
+            Done::Batch { msgs, pending: 0 }
+        }
         StorageOp::RecentHeaders {
             since_unix_nanos, ..
         } => {

@@ -147,4 +147,12 @@ impl Store for MemStore {
     fn interior_deleted(&self) -> Vec<u64> {
         self.index.interior_deleted()
     }
+
+    fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
+        self.index.count_matching_from(from_seq, filter)
+    }
+
+    fn last_per_subject(&self, filters: &[String], up_to_seq: u64) -> Vec<u64> {
+        self.index.last_per_subject(filters, up_to_seq)
+    }
 }

@@ -92,6 +92,26 @@ pub enum StorageOp {
         stream: String,
         since_unix_nanos: u64,
     },
+    /// Up to `max_msgs` messages from `from_seq` on (matching `filter`),
+    /// stopping once `max_bytes` of stored records are reached (one
+    /// message at least), and how many matching ones remain after them.
+    ReadBatch {
+        id: OpId,
+        stream: String,
+        from_seq: u64,
+        filter: Option<String>,
+        max_msgs: usize,
+        max_bytes: u64,
+    },
+    /// The last message (at or below `up_to_seq`) of each subject matching
+    /// one of `filters`, in sequence order, at most `max_msgs`.
+    LastPerSubject {
+        id: OpId,
+        stream: String,
+        filters: Vec<String>,
+        up_to_seq: u64,
+        max_msgs: usize,
+    },
     /// Reads every record back to find damage before a read needs it.
     Scrub {
         id: OpId,
@@ -136,6 +156,8 @@ impl StorageOp {
             | StorageOp::Scrub { id, .. }
             | StorageOp::Details { id, .. }
             | StorageOp::RecentHeaders { id, .. }
+            | StorageOp::ReadBatch { id, .. }
+            | StorageOp::LastPerSubject { id, .. }
             | StorageOp::Remove { id, .. }
             | StorageOp::SaveMeta { id, .. }
             | StorageOp::ListStreams { id } => *id,
@@ -156,6 +178,8 @@ impl StorageOp {
             | StorageOp::Scrub { stream, .. }
             | StorageOp::Details { stream, .. }
             | StorageOp::RecentHeaders { stream, .. }
+            | StorageOp::ReadBatch { stream, .. }
+            | StorageOp::LastPerSubject { stream, .. }
             | StorageOp::Remove { stream, .. }
             | StorageOp::SaveMeta { stream, .. } => stream,
             StorageOp::ListStreams { .. } => "",
@@ -183,6 +207,11 @@ pub enum Done {
     Details {
         subjects: Vec<(String, u64)>,
         deleted: Vec<u64>,
+    },
+    /// Messages read in a batch, and how many matching ones come after.
+    Batch {
+        msgs: Vec<Msg>,
+        pending: u64,
     },
     /// `(seq, stored at, headers)` of recent messages with headers,
     /// newest first.

@@ -238,6 +238,32 @@ impl<L> StreamIndex<L> {
             .collect()
     }
 
+    /// How many live messages at or after `from_seq` match `filter`.
+    pub fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
+        match filter {
+            None => self.msgs.range(from_seq..).count() as u64,
+            Some(f) => self
+                .subjects
+                .iter()
+                .filter(|(s, _)| subject::matches(f, s))
+                .map(|(_, set)| set.range(from_seq..).count() as u64)
+                .sum(),
+        }
+    }
+
+    /// The last sequence at or below `up_to_seq` of every subject matching
+    /// one of `filters`, in sequence order.
+    pub fn last_per_subject(&self, filters: &[String], up_to_seq: u64) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self
+            .subjects
+            .iter()
+            .filter(|(s, _)| filters.iter().any(|f| subject::matches(f, s)))
+            .filter_map(|(_, set)| set.range(..=up_to_seq).next_back().copied())
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
     pub fn last_by_subject(&self, subject: &str) -> Option<u64> {
         self.subjects.get(subject)?.last().copied()
     }

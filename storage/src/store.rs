@@ -68,6 +68,13 @@ pub trait Store {
 
     /// The gone sequences between the first and last live message.
     fn interior_deleted(&self) -> Vec<u64>;
+
+    /// How many live messages at or after `from_seq` match `filter`.
+    fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64;
+
+    /// The last sequence (at or below `up_to_seq`) of each subject matching
+    /// one of `filters`, in sequence order.
+    fn last_per_subject(&self, filters: &[String], up_to_seq: u64) -> Vec<u64>;
 }
 
 /// Checks what every store refuses, before anything is written.

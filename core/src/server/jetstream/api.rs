@@ -1119,9 +1119,8 @@ impl Server {
                 let Ok(req) = from_go_json::<DirectGetRequest>(body) else {
                     return self.direct_status(account, reply, "408 Malformed Request");
                 };
-                if req.batch > 0 || !req.multi_last.is_empty() || req.up_to_seq > 0 {
-                    // The 2.11 batch forms are not served yet.
-                    return self.direct_status(account, reply, "408 Bad Request");
+                if req.batch > 0 || !req.multi_last.is_empty() {
+                    return self.direct_batch(account, reply, id, name, req);
                 }
                 match (req.seq, req.last_by_subj, req.next_by_subj) {
                     (seq, last, next) if seq > 0 && last.is_empty() && next.is_empty() => {
@@ -1149,6 +1148,98 @@ impl Server {
             stream: key,
             read,
         });
+    }
+
+    /// The 2.11 batch forms: `batch` messages from `seq` (on
+    /// `next_by_subj`), or the last message of each subject of
+    /// `multi_last` (up to `up_to_seq`); each message says how many follow
+    /// and which it follows, and an end-of-batch status closes them.
+    fn direct_batch(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        id: StreamId,
+        name: &str,
+        req: DirectGetRequest,
+    ) {
+        let s = &self.jetstream.streams[id as usize];
+        let (key, last_seq) = (s.key.clone(), s.last_seq);
+        let max_msgs = usize::try_from(req.batch).unwrap_or(usize::MAX);
+        let multi_last = !req.multi_last.is_empty();
+        let up_to = multi_last.then_some(if req.up_to_seq > 0 {
+            req.up_to_seq
+        } else {
+            last_seq
+        });
+        let op = self.next_op(Pending::DirectBatch {
+            account,
+            reply: reply.into(),
+            stream: name.to_string(),
+            up_to,
+        });
+        let read = match up_to {
+            Some(up_to_seq) => StorageOp::LastPerSubject {
+                id: op,
+                stream: key,
+                filters: req.multi_last,
+                up_to_seq,
+                max_msgs: if max_msgs == 0 { usize::MAX } else { max_msgs },
+            },
+            None => StorageOp::ReadBatch {
+                id: op,
+                stream: key,
+                from_seq: req.seq.max(1),
+                filter: (!req.next_by_subj.is_empty()).then_some(req.next_by_subj),
+                max_msgs,
+                max_bytes: req.max_bytes,
+            },
+        };
+        self.storage(read);
+    }
+
+    pub(super) fn direct_batch_got(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        stream: &str,
+        up_to: Option<u64>,
+        c: &Completion,
+    ) {
+        let Ok(Done::Batch { msgs, pending }) = &c.result else {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        };
+        if msgs.is_empty() {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        }
+        let mut previous = 0;
+        for (i, m) in msgs.iter().enumerate() {
+            let after = pending + (msgs.len() - i - 1) as u64;
+            let mut headers = Vec::with_capacity(m.headers.len() + 160);
+            match m.headers.strip_suffix(b"\r\n\r\n") {
+                Some(own) if !m.headers.is_empty() => {
+                    headers.extend_from_slice(own);
+                    headers.extend_from_slice(b"\r\n");
+                }
+                _ => headers.extend_from_slice(b"NATS/1.0\r\n"),
+            }
+            let added = format!(
+                "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\nNats-Num-Pending: {after}\r\nNats-Last-Sequence: {previous}\r\n\r\n",
+                m.subject,
+                m.seq,
+                go_time(m.ts_unix_nanos)
+            );
+            headers.extend_from_slice(added.as_bytes());
+            self.publish_as_server(account, reply, Some(&headers), &m.payload);
+            previous = m.seq;
+        }
+        let mut eob = format!(
+            "NATS/1.0 204 EOB\r\nNats-Num-Pending: {pending}\r\nNats-Last-Sequence: {previous}\r\n"
+        );
+        if let Some(up_to) = up_to {
+            eob.push_str(&format!("Nats-UpTo-Sequence: {up_to}\r\n"));
+        }
+        eob.push_str("\r\n");
+        self.publish_as_server(account, reply, Some(eob.as_bytes()), b"");
     }
 
     fn direct_status(&mut self, account: AccountId, reply: &[u8], status: &str) {
@@ -1192,6 +1283,7 @@ struct DirectGetRequest {
     last_by_subj: String,
     next_by_subj: String,
     batch: u64,
+    max_bytes: u64,
     multi_last: Vec<String>,
     up_to_seq: u64,
 }

@@ -135,6 +135,13 @@ enum Pending {
         reply: Box<[u8]>,
         stream: String,
     },
+    /// A batch or multi-last direct get (`up_to`: multi-last's bound).
+    DirectBatch {
+        account: AccountId,
+        reply: Box<[u8]>,
+        stream: String,
+        up_to: Option<u64>,
+    },
     Purge {
         account: AccountId,
         reply: Box<[u8]>,
@@ -529,6 +536,12 @@ impl Server {
                 reply,
                 stream,
             } => self.direct_got(account, &reply, &stream, c),
+            Pending::DirectBatch {
+                account,
+                reply,
+                stream,
+                up_to,
+            } => self.direct_batch_got(account, &reply, &stream, up_to, c),
             Pending::Purge { account, reply } => self.purged(account, &reply, c),
             Pending::Removed { account, reply } => self.stream_removed(account, &reply, c),
             Pending::Respond {

@@ -916,3 +916,59 @@ fn a_deleted_streams_late_completions_are_ignored() {
     let info = js.request("$JS.API.STREAM.INFO.NEW", "");
     assert_eq!(info["state"]["messages"], 1, "{info}");
 }
+
+/// The 2.11 batch direct gets, in nats-server 2.15's headers: each message
+/// says how many follow and which it follows; an end-of-batch status
+/// closes them.
+#[test]
+fn direct_get_batches_and_multi_last() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"D","subjects":["d.>"],"allow_direct":true}"#);
+    for (subject, body) in [("d.a", "a1"), ("d.b", "b1"), ("d.a", "a2"), ("d.c", "c1")] {
+        js.publish(subject, "", body);
+    }
+    js.run_storage();
+    let _ = js.out();
+    let batch = |js: &mut Js, body: &str| {
+        let reply = js.publish("$JS.API.DIRECT.GET.D", "", body);
+        js.run_storage();
+        hmsgs(&js.out(), &reply)
+    };
+    let got = batch(&mut js, r#"{"seq":1,"batch":3}"#);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(
+        got[0]
+            .0
+            .ends_with("Nats-Num-Pending: 3\r\nNats-Last-Sequence: 0\r\n\r\n"),
+        "{got:?}"
+    );
+    assert!(
+        got[2]
+            .0
+            .ends_with("Nats-Num-Pending: 1\r\nNats-Last-Sequence: 2\r\n\r\n"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[3].0,
+        "NATS/1.0 204 EOB\r\nNats-Num-Pending: 1\r\nNats-Last-Sequence: 3\r\n\r\n"
+    );
+    let got = batch(&mut js, r#"{"next_by_subj":"d.a","batch":5}"#);
+    assert_eq!(
+        got.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
+        ["a1", "a2", ""]
+    );
+    let got = batch(&mut js, r#"{"multi_last":["d.a","d.b"]}"#);
+    assert_eq!(
+        got.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
+        ["b1", "a2", ""]
+    );
+    assert_eq!(
+        got[2].0,
+        "NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 3\r\nNats-UpTo-Sequence: 4\r\n\r\n"
+    );
+    let got = batch(&mut js, r#"{"seq":1,"batch":10,"max_bytes":5}"#);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[1].0.contains("Nats-Num-Pending: 3"), "{got:?}");
+    let got = batch(&mut js, r#"{"seq":10,"batch":2}"#);
+    assert_eq!(got[0].0, "NATS/1.0 404 Message Not Found\r\n\r\n");
+}
