@@ -24,6 +24,7 @@
 
 mod api;
 pub(crate) mod config;
+mod direct;
 mod error;
 pub(crate) mod monitor;
 mod publish;
@@ -229,6 +230,28 @@ pub(crate) fn go_json<T: Serialize>(value: &T) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// The header block of a stored message served or republished: its own
+/// headers (`own`, a whole block or empty), then where it is stored
+/// (`Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`),
+/// then `extra` (whole header lines), as nats-server 2.15 orders them.
+pub(crate) fn origin_headers(
+    own: &[u8],
+    stream: &str,
+    (subject, seq, ts_unix_nanos): (&str, u64, u64),
+    extra: &str,
+) -> Vec<u8> {
+    let mut headers = match own.strip_suffix(b"\r\n\r\n") {
+        Some(lines) if !lines.is_empty() => [lines, b"\r\n"].concat(),
+        _ => b"NATS/1.0\r\n".to_vec(),
+    };
+    let added = format!(
+        "Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: {}\r\n{extra}\r\n",
+        crate::time::rfc3339_nanos(ts_unix_nanos),
+    );
+    headers.extend_from_slice(added.as_bytes());
+    headers
 }
 
 /// What is saved beside a stream's messages so that it comes back after a

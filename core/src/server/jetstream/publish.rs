@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::config::Discard;
 use super::error::ApiError;
-use super::{Pending, StreamId, go_json};
+use super::{Pending, StreamId, go_json, origin_headers};
 use crate::proto::headers::Headers;
 use crate::server::system::InternalMsg;
 use crate::server::{AccountId, LogLevel, Server};
@@ -404,25 +404,14 @@ impl Server {
         let subject = String::from_utf8_lossy(&m.subject).into_owned();
         let dest: Box<[u8]> = t.apply(&m.subject).into();
         remember_last(s, subject.clone(), seq);
-        let own = &m.payload[..m.header_len];
-        let mut headers = match own.strip_suffix(b"\r\n\r\n") {
-            Some(own) if !own.is_empty() => [own, b"\r\n"].concat(),
-            _ => b"NATS/1.0\r\n".to_vec(),
-        };
         let body = m.body();
         let headers_only = s.config.republish.as_ref().is_some_and(|r| r.headers_only);
-        headers.extend_from_slice(
-            format!(
-                "Nats-Stream: {}\r\nNats-Subject: {subject}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {last}\r\n",
-                s.config.name,
-                crate::time::rfc3339_nanos(at)
-            )
-            .as_bytes(),
-        );
+        let mut extra = format!("Nats-Last-Sequence: {last}\r\n");
         if headers_only {
-            headers.extend_from_slice(format!("Nats-Msg-Size: {}\r\n", body.len()).as_bytes());
+            extra.push_str(&format!("Nats-Msg-Size: {}\r\n", body.len()));
         }
-        headers.extend_from_slice(b"\r\n");
+        let own = &m.payload[..m.header_len];
+        let headers = origin_headers(own, &s.config.name, (&subject, seq, at), &extra);
         let payload = if headers_only {
             Vec::new()
         } else {

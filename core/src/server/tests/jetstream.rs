@@ -39,6 +39,19 @@ impl Js {
         Self::on(SimDisk::with_seed(1))
     }
 
+    /// A server with JetStream and the accounts of nats.conf text `conf`.
+    fn configured(conf: &str) -> Self {
+        let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
+        let mut o = js_opts();
+        let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
+        assert!(problems.errors.is_empty(), "{problems:?}");
+        let mut js = Js::new();
+        js.h.server = Server::new(o, 7, now_at(0));
+        js.h.drain();
+        js.run_storage();
+        js
+    }
+
     /// A server started on `disk` (a restart when it holds streams).
     fn on(disk: SimDisk) -> Self {
         let mut h = Harness::new(js_opts());
@@ -723,14 +736,7 @@ accounts {
   B: { users: [{user: b, password: b}], jetstream: enabled }
 }
 "#;
-    let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
-    let mut o = js_opts();
-    let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
-    assert!(problems.errors.is_empty(), "{problems:?}");
-    let mut js = Js::new();
-    js.h.server = Server::new(o, 7, now_at(0));
-    js.h.drain();
-    js.run_storage();
+    let mut js = Js::configured(conf);
     let mut answer = |user: &str| {
         let id = js.h.client(&format!(
             r#"{{"user":"{user}","pass":"{user}","headers":true,"verbose":false}}"#
@@ -865,14 +871,7 @@ accounts {
   B: { users: [{user: b, password: b}], jetstream: { max_streams: 2, max_file: 1K } }
 }
 "#;
-    let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
-    let mut o = js_opts();
-    let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
-    assert!(problems.errors.is_empty(), "{problems:?}");
-    let mut js = Js::new();
-    js.h.server = Server::new(o, 7, now_at(0));
-    js.h.drain();
-    js.run_storage();
+    let mut js = Js::configured(conf);
     js.conn =
         js.h.client(r#"{"user":"b","pass":"b","headers":true,"verbose":false}"#);
     js.send("SUB _INBOX.> 1\r\n");

@@ -1,0 +1,190 @@
+//! Direct gets (`$JS.API.DIRECT.GET.<s>[.<subject>]`): the stored message
+//! itself, with where it is stored in its headers, or a status line; the
+//! 2.11 batch and multi-last forms close with an end-of-batch status.
+
+use natrix_storage::ops::{Completion, Done, Read, StorageOp};
+use serde::Deserialize;
+
+use super::api::from_go_json;
+use super::{Pending, StreamId, origin_headers};
+use crate::server::{AccountId, Server};
+
+impl Server {
+    /// `DIRECT.GET.<s>` (with a request body) or `DIRECT.GET.<s>.<subject>`
+    /// (the last message on that subject): the stored message itself, its
+    /// headers first and then where it is from; errors are status lines.
+    pub(super) fn direct_get(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        subject: &str,
+        name: &str,
+        body: &[u8],
+        last_by_subject: Option<String>,
+    ) {
+        let Some(id) = self
+            .stream_id(account, name)
+            .filter(|&id| self.jetstream.streams[id as usize].config.allow_direct)
+        else {
+            // No stream serves direct gets here: what a requester hears
+            // when nobody listens.
+            let status = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
+            self.publish_as_server(account, reply, Some(status.as_bytes()), b"");
+            return;
+        };
+        let read = match last_by_subject {
+            Some(last) if !last.is_empty() => Read::LastBySubject(last),
+            Some(_) => return self.direct_status(account, reply, "408 Bad Request"),
+            None => {
+                if body.trim_ascii().is_empty() {
+                    return self.direct_status(account, reply, "408 Empty Request");
+                }
+                let Ok(req) = from_go_json::<DirectGetRequest>(body) else {
+                    return self.direct_status(account, reply, "408 Malformed Request");
+                };
+                if req.batch > 0 || !req.multi_last.is_empty() {
+                    return self.direct_batch(account, reply, id, name, req);
+                }
+                match (req.seq, req.last_by_subj, req.next_by_subj) {
+                    (seq, last, next) if seq > 0 && last.is_empty() && next.is_empty() => {
+                        Read::Seq(seq)
+                    }
+                    (0, last, next) if !last.is_empty() && next.is_empty() => {
+                        Read::LastBySubject(last)
+                    }
+                    (seq, last, next) if last.is_empty() && !next.is_empty() => Read::Next {
+                        from_seq: seq.max(1),
+                        filter: Some(next),
+                    },
+                    _ => return self.direct_status(account, reply, "408 Bad Request"),
+                }
+            }
+        };
+        let key = self.jetstream.streams[id as usize].key.clone();
+        let op = self.next_op(Pending::DirectGet {
+            account,
+            reply: reply.into(),
+            stream: name.to_string(),
+        });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream: key,
+            read,
+        });
+    }
+
+    /// The 2.11 batch forms: `batch` messages from `seq` (on
+    /// `next_by_subj`), or the last message of each subject of
+    /// `multi_last` (up to `up_to_seq`); each message says how many follow
+    /// and which it follows, and an end-of-batch status closes them.
+    fn direct_batch(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        id: StreamId,
+        name: &str,
+        req: DirectGetRequest,
+    ) {
+        let s = &self.jetstream.streams[id as usize];
+        let (key, last_seq) = (s.key.clone(), s.last_seq);
+        let max_msgs = usize::try_from(req.batch).unwrap_or(usize::MAX);
+        let multi_last = !req.multi_last.is_empty();
+        let up_to = multi_last.then_some(if req.up_to_seq > 0 {
+            req.up_to_seq
+        } else {
+            last_seq
+        });
+        let op = self.next_op(Pending::DirectBatch {
+            account,
+            reply: reply.into(),
+            stream: name.to_string(),
+            up_to,
+        });
+        let read = match up_to {
+            Some(up_to_seq) => StorageOp::LastPerSubject {
+                id: op,
+                stream: key,
+                filters: req.multi_last,
+                up_to_seq,
+                max_msgs: if max_msgs == 0 { usize::MAX } else { max_msgs },
+            },
+            None => StorageOp::ReadBatch {
+                id: op,
+                stream: key,
+                from_seq: req.seq.max(1),
+                filter: (!req.next_by_subj.is_empty()).then_some(req.next_by_subj),
+                max_msgs,
+                max_bytes: req.max_bytes,
+            },
+        };
+        self.storage(read);
+    }
+
+    pub(super) fn direct_batch_got(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        stream: &str,
+        up_to: Option<u64>,
+        c: &Completion,
+    ) {
+        let Ok(Done::Batch { msgs, pending }) = &c.result else {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        };
+        if msgs.is_empty() {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        }
+        let mut previous = 0;
+        for (i, m) in msgs.iter().enumerate() {
+            let after = pending + (msgs.len() - i - 1) as u64;
+            let extra = format!("Nats-Num-Pending: {after}\r\nNats-Last-Sequence: {previous}\r\n");
+            let headers = origin_headers(
+                &m.headers,
+                stream,
+                (&m.subject, m.seq, m.ts_unix_nanos),
+                &extra,
+            );
+            self.publish_as_server(account, reply, Some(&headers), &m.payload);
+            previous = m.seq;
+        }
+        let mut eob = format!(
+            "NATS/1.0 204 EOB\r\nNats-Num-Pending: {pending}\r\nNats-Last-Sequence: {previous}\r\n"
+        );
+        if let Some(up_to) = up_to {
+            eob.push_str(&format!("Nats-UpTo-Sequence: {up_to}\r\n"));
+        }
+        eob.push_str("\r\n");
+        self.publish_as_server(account, reply, Some(eob.as_bytes()), b"");
+    }
+
+    fn direct_status(&mut self, account: AccountId, reply: &[u8], status: &str) {
+        let headers = format!("NATS/1.0 {status}\r\n\r\n");
+        self.publish_as_server(account, reply, Some(headers.as_bytes()), b"");
+    }
+
+    pub(super) fn direct_got(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        stream: &str,
+        c: &Completion,
+    ) {
+        let Ok(Done::Read(Some(m))) = &c.result else {
+            return self.direct_status(account, reply, "404 Message Not Found");
+        };
+        let headers = origin_headers(&m.headers, stream, (&m.subject, m.seq, m.ts_unix_nanos), "");
+        self.publish_as_server(account, reply, Some(&headers), &m.payload);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DirectGetRequest {
+    seq: u64,
+    last_by_subj: String,
+    next_by_subj: String,
+    batch: u64,
+    max_bytes: u64,
+    multi_last: Vec<String>,
+    up_to_seq: u64,
+}
