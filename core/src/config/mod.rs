@@ -265,10 +265,12 @@ pub enum PlantedBug {
     /// A JetStream publish is acknowledged once appended, before the sync
     /// that makes it durable.
     AckBeforeSync,
+    /// A recovered stream starts with an empty duplicate window.
+    ForgetDedupe,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -280,6 +282,7 @@ impl PlantedBug {
         PlantedBug::DenyWithoutError,
         PlantedBug::CrossAccount,
         PlantedBug::AckBeforeSync,
+        PlantedBug::ForgetDedupe,
     ];
 
     /// The bug's name on the command line.
@@ -296,6 +299,7 @@ impl PlantedBug {
             PlantedBug::DenyWithoutError => "deny-without-error",
             PlantedBug::CrossAccount => "cross-account",
             PlantedBug::AckBeforeSync => "ack-before-sync",
+            PlantedBug::ForgetDedupe => "forget-dedupe",
         }
     }
 

@@ -726,6 +726,9 @@ impl Server {
         if window == 0 || s.state.msgs == 0 {
             return;
         }
+        if self.planted(crate::config::PlantedBug::ForgetDedupe) {
+            return;
+        }
         let key = s.key.clone();
         self.jetstream.recovering += 1;
         let op = self.next_op(Pending::RecentIds { stream: id });
