@@ -215,10 +215,12 @@ fn pid_and_ports_files_and_graceful_stop() {
     assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
     let ports = dir.join(format!("natrix_{pid}.ports"));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !ports.exists() && Instant::now() < deadline {
+    // The file may exist before its bytes are written: wait for them.
+    let mut text = String::new();
+    while text.is_empty() && Instant::now() < deadline {
+        text = std::fs::read_to_string(&ports).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(20));
     }
-    let text = std::fs::read_to_string(&ports).unwrap();
     assert_eq!(
         text,
         format!("{{\"nats\":[\"nats://127.0.0.1:{}\"]}}", server.port)
