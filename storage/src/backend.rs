@@ -1,9 +1,11 @@
 //! Where streams live: the [`Backend`] the executor opens, removes and
-//! lists streams through, and keeps their metadata in. [`FileBackend`]
+//! lists streams through, and keeps their metadata and their consumers'
+//! states in. [`FileBackend`]
 //! keeps every stream as a directory on a [`Disk`] (a memory stream too:
 //! its messages live in a [`MemStore`], its directory and metadata on
 //! disk); [`MemBackend`] keeps everything in memory.
 
+use crate::consumer::{self, CONSUMERS_DIR, StoredConsumer};
 use crate::disk::{Disk, join};
 use crate::file::FileStore;
 use crate::mem::MemStore;
@@ -11,10 +13,10 @@ use crate::meta::{self, MetaError, StoredStream};
 use crate::msg::SubjectState;
 use crate::msg::{Corruption, Msg, Purge, RecoveryReport, StoreError, StreamConfig, StreamState};
 use crate::store::{Appended, Store};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where streams live: opens, removes and lists them, and keeps their
-/// metadata.
+/// metadata and their consumers' states.
 pub trait Backend {
     type Store: Store;
     /// Opens (or creates) a stream. Its metadata, if saved, is kept.
@@ -23,12 +25,23 @@ pub trait Backend {
         stream: &str,
         config: StreamConfig,
     ) -> Result<(Self::Store, RecoveryReport), StoreError>;
-    /// Deletes the stream with its messages and metadata.
+    /// Deletes the stream with its messages, metadata and consumers.
     fn remove(&mut self, stream: &str) -> Result<(), StoreError>;
     /// Replaces the stream's metadata atomically and durably, creating the
     /// stream's place if it has none yet (the stream need not be open).
     fn save_meta(&mut self, stream: &str, meta: &[u8]) -> Result<(), StoreError>;
-    /// Every stream there is, sorted by name, with its metadata.
+    /// Replaces a consumer's state atomically and durably, creating the
+    /// stream's place if it has none yet.
+    fn save_consumer(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Deletes a consumer's state durably; one never saved is removed too.
+    fn remove_consumer(&mut self, stream: &str, consumer: &str) -> Result<(), StoreError>;
+    /// Every stream there is, sorted by name, with its metadata and
+    /// consumers.
     fn list(&mut self) -> Result<Vec<StoredStream>, StoreError>;
 }
 
@@ -45,11 +58,18 @@ pub fn valid_stream_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'%'))
 }
 
-/// Streams in memory; their metadata too, for the executor's life.
+/// Streams in memory; their metadata and consumers too, for the
+/// executor's life.
 #[derive(Default)]
 pub struct MemBackend {
-    /// Every stream opened or given metadata, and its metadata.
-    streams: BTreeMap<String, Option<Vec<u8>>>,
+    /// Every stream opened or given metadata or a consumer.
+    streams: BTreeMap<String, MemStream>,
+}
+
+#[derive(Default)]
+struct MemStream {
+    meta: Option<Vec<u8>>,
+    consumers: BTreeMap<String, Vec<u8>>,
 }
 
 impl Backend for MemBackend {
@@ -67,16 +87,46 @@ impl Backend for MemBackend {
         Ok(())
     }
     fn save_meta(&mut self, stream: &str, meta: &[u8]) -> Result<(), StoreError> {
-        self.streams.insert(stream.to_string(), Some(meta.to_vec()));
+        self.streams.entry(stream.to_string()).or_default().meta = Some(meta.to_vec());
+        Ok(())
+    }
+    fn save_consumer(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        // The same names and sizes as on disk, so tests in memory refuse
+        // what a disk would.
+        consumer::check_save(consumer, state)?;
+        let stream = self.streams.entry(stream.to_string()).or_default();
+        stream
+            .consumers
+            .insert(consumer.to_string(), state.to_vec());
+        Ok(())
+    }
+    fn remove_consumer(&mut self, stream: &str, consumer: &str) -> Result<(), StoreError> {
+        consumer::file_name(consumer)?;
+        if let Some(stream) = self.streams.get_mut(stream) {
+            stream.consumers.remove(consumer);
+        }
         Ok(())
     }
     fn list(&mut self) -> Result<Vec<StoredStream>, StoreError> {
         Ok(self
             .streams
             .iter()
-            .map(|(name, meta)| StoredStream {
+            .map(|(name, stream)| StoredStream {
                 name: name.clone(),
-                meta: meta.clone().ok_or(MetaError::Missing),
+                meta: stream.meta.clone().ok_or(MetaError::Missing),
+                consumers: stream
+                    .consumers
+                    .iter()
+                    .map(|(name, state)| StoredConsumer {
+                        name: name.clone(),
+                        state: Ok(state.clone()),
+                    })
+                    .collect(),
             })
             .collect())
     }
@@ -88,6 +138,9 @@ impl Backend for MemBackend {
 pub struct FileBackend<D, F> {
     pub root_dir: String,
     pub make_disk: F,
+    /// Streams whose consumers' directory this backend made durable: a
+    /// consumer save, frequent, then costs no directory syncs but its own.
+    consumer_dirs: BTreeSet<String>,
     _disk: std::marker::PhantomData<D>,
 }
 
@@ -96,6 +149,7 @@ impl<D: Disk, F: FnMut() -> D> FileBackend<D, F> {
         FileBackend {
             root_dir: root_dir.to_string(),
             make_disk,
+            consumer_dirs: BTreeSet::new(),
             _disk: std::marker::PhantomData,
         }
     }
@@ -108,6 +162,19 @@ impl<D: Disk, F: FnMut() -> D> FileBackend<D, F> {
         disk.sync_dir(&self.root_dir)?;
         let parent = self.root_dir.rsplit_once('/').map_or("", |(p, _)| p);
         disk.sync_dir(parent)?;
+        Ok(dir)
+    }
+
+    /// The stream's directory, with a consumers' directory made durable
+    /// in it (once per stream for this backend's life).
+    fn make_consumers_dir(&mut self, disk: &mut D, stream: &str) -> Result<String, StoreError> {
+        if self.consumer_dirs.contains(stream) {
+            return Ok(join(&self.root_dir, stream));
+        }
+        let dir = self.make_stream_dir(disk, stream)?;
+        disk.create_dir(&join(&dir, CONSUMERS_DIR))?;
+        disk.sync_dir(&dir)?;
+        self.consumer_dirs.insert(stream.to_string());
         Ok(dir)
     }
 }
@@ -132,6 +199,7 @@ impl<D: Disk, F: FnMut() -> D> Backend for FileBackend<D, F> {
     }
     fn remove(&mut self, stream: &str) -> Result<(), StoreError> {
         let mut disk = (self.make_disk)();
+        self.consumer_dirs.remove(stream);
         disk.remove_dir(&join(&self.root_dir, stream))?;
         disk.sync_dir(&self.root_dir)?;
         Ok(())
@@ -141,17 +209,36 @@ impl<D: Disk, F: FnMut() -> D> Backend for FileBackend<D, F> {
         let dir = self.make_stream_dir(&mut disk, stream)?;
         meta::write_meta(&mut disk, &dir, meta)
     }
+    fn save_consumer(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        consumer::check_save(consumer, state)?;
+        let mut disk = (self.make_disk)();
+        let dir = self.make_consumers_dir(&mut disk, stream)?;
+        consumer::write_consumer(&mut disk, &dir, consumer, state)
+    }
+    fn remove_consumer(&mut self, stream: &str, consumer: &str) -> Result<(), StoreError> {
+        let mut disk = (self.make_disk)();
+        consumer::remove_consumer(&mut disk, &join(&self.root_dir, stream), consumer)
+    }
     fn list(&mut self) -> Result<Vec<StoredStream>, StoreError> {
         let mut disk = (self.make_disk)();
         let names = disk.list(&self.root_dir)?;
-        Ok(names
-            .into_iter()
-            .filter(|name| valid_stream_name(name))
-            .map(|name| {
-                let meta = meta::read_meta(&mut disk, &join(&self.root_dir, &name));
-                StoredStream { name, meta }
-            })
-            .collect())
+        let mut streams = Vec::with_capacity(names.len());
+        for name in names.into_iter().filter(|name| valid_stream_name(name)) {
+            let dir = join(&self.root_dir, &name);
+            let meta = meta::read_meta(&mut disk, &dir);
+            let consumers = consumer::read_consumers(&mut disk, &dir)?;
+            streams.push(StoredStream {
+                name,
+                meta,
+                consumers,
+            });
+        }
+        Ok(streams)
     }
 }
 

@@ -4,13 +4,16 @@
 //!
 //! Group commit lives here: within one batch, every `Sync` of a stream is
 //! served by a single fsync, taken after the batch's other operations on
-//! that stream, so a burst of publishes costs one fsync.
+//! that stream, so a burst of publishes costs one fsync. Likewise, of the
+//! saves and removals of one consumer in a batch only the last runs: a
+//! consumer acknowledged many times costs one write.
 
 pub use crate::backend::{Backend, FileBackend, MemBackend, StreamStore, valid_stream_name};
+use crate::consumer::MAX_CONSUMER_BYTES;
 use crate::msg::{Msg, StoreError};
 use crate::ops::{Completion, Done, OpId, Read, StorageOp};
 use crate::store::Store;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Executor<B: Backend> {
     backend: B,
@@ -59,16 +62,30 @@ impl<B: Backend> Executor<B> {
 
     /// Runs a batch with group commit: each stream's `Sync`s wait for the
     /// end of the batch (or for an operation that must not pass them) and
-    /// share one fsync. Completions are pushed onto `out`, not in op order.
+    /// share one fsync; a consumer's saves and removals wait for its last
+    /// one in the batch, which alone runs, and complete just before it
+    /// with its result. Completions are pushed onto `out`, not in op order.
     pub fn execute_batch(
         &mut self,
         ops: impl IntoIterator<Item = StorageOp>,
         out: &mut Vec<Completion>,
     ) {
+        let ops: Vec<StorageOp> = ops.into_iter().collect();
+        let replaced = replaced_consumer_ops(&ops);
         let mut waiting: BTreeMap<String, Vec<OpId>> = BTreeMap::new();
-        for op in ops {
+        let mut waiting_consumers: BTreeMap<(String, String), Vec<(OpId, Done)>> = BTreeMap::new();
+        for (op, replaced) in ops.into_iter().zip(replaced) {
             match op {
                 StorageOp::Sync { id, stream } => waiting.entry(stream).or_default().push(id),
+                op if replaced => {
+                    if let Some((key, done)) = consumer_op(&op) {
+                        let key = (key.0.to_string(), key.1.to_string());
+                        waiting_consumers
+                            .entry(key)
+                            .or_default()
+                            .push((op.id(), done));
+                    }
+                }
                 op => {
                     let barrier = matches!(
                         op,
@@ -76,11 +93,22 @@ impl<B: Backend> Executor<B> {
                             | StorageOp::Remove { .. }
                             | StorageOp::Truncate { .. }
                             | StorageOp::SaveMeta { .. }
+                            | StorageOp::SaveConsumer { .. }
+                            | StorageOp::RemoveConsumer { .. }
                     );
                     if barrier && let Some(ids) = waiting.remove(op.stream()) {
                         self.sync_for(op.stream(), ids, out);
                     }
-                    out.push(self.execute(op));
+                    let consumer =
+                        consumer_op(&op).map(|((s, c), _)| (s.to_string(), c.to_string()));
+                    let completion = self.execute(op);
+                    if let Some(earlier) = consumer.and_then(|key| waiting_consumers.remove(&key)) {
+                        for (id, done) in earlier {
+                            let result = completion.result.clone().map(|_| done);
+                            out.push(self.complete(id, &completion.stream, result));
+                        }
+                    }
+                    out.push(completion);
                 }
             }
         }
@@ -127,6 +155,23 @@ impl<B: Backend> Executor<B> {
                 self.backend.save_meta(&stream, &meta)?;
                 Ok(Done::MetaSaved)
             }
+            StorageOp::SaveConsumer {
+                stream,
+                consumer,
+                state,
+                ..
+            } => {
+                check_name(&stream)?;
+                self.backend.save_consumer(&stream, &consumer, &state)?;
+                Ok(Done::ConsumerSaved)
+            }
+            StorageOp::RemoveConsumer {
+                stream, consumer, ..
+            } => {
+                check_name(&stream)?;
+                self.backend.remove_consumer(&stream, &consumer)?;
+                Ok(Done::ConsumerRemoved)
+            }
             StorageOp::ListStreams { .. } => Ok(Done::Streams(self.backend.list()?)),
             StorageOp::Sync { stream, .. } => self.sync(&stream),
             op => {
@@ -138,6 +183,38 @@ impl<B: Backend> Executor<B> {
             }
         }
     }
+}
+
+/// The consumer a save or removal is for, and what it completes with; not
+/// a save too large to store, which fails alone.
+fn consumer_op(op: &StorageOp) -> Option<((&str, &str), Done)> {
+    match op {
+        StorageOp::SaveConsumer {
+            stream,
+            consumer,
+            state,
+            ..
+        } if state.len() <= MAX_CONSUMER_BYTES => {
+            Some(((stream.as_str(), consumer.as_str()), Done::ConsumerSaved))
+        }
+        StorageOp::RemoveConsumer {
+            stream, consumer, ..
+        } => Some(((stream.as_str(), consumer.as_str()), Done::ConsumerRemoved)),
+        _ => None,
+    }
+}
+
+/// Which ops of a batch a later save or removal of the same consumer
+/// replaces: only the last one of each consumer runs.
+fn replaced_consumer_ops(ops: &[StorageOp]) -> Vec<bool> {
+    let mut later: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut replaced = vec![false; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        if let Some((key, _)) = consumer_op(op) {
+            replaced[i] = !later.insert(key);
+        }
+    }
+    replaced
 }
 
 /// Stream names become directory names: refuse any other before it is used.
@@ -240,6 +317,8 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
         | StorageOp::Remove { .. }
         | StorageOp::Sync { .. }
         | StorageOp::SaveMeta { .. }
+        | StorageOp::SaveConsumer { .. }
+        | StorageOp::RemoveConsumer { .. }
         | StorageOp::ListStreams { .. } => {
             return Err(StoreError::Invalid("handled by the executor".into()));
         }

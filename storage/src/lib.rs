@@ -7,7 +7,8 @@
 //! use and the file store is tested against. Beside its messages, each
 //! stream's directory keeps its metadata (opaque bytes the core
 //! serialises), replaced atomically and checksummed, so that start-up can
-//! list the streams there are ([`meta`]). Durability is explicit: an
+//! list the streams there are ([`meta`]), and its consumers' states, kept
+//! the same way ([`consumer`]). Durability is explicit: an
 //! append reaches the page cache, a sync covers every append before it, and
 //! every completion says which sequence is durable. Recovery cuts a torn
 //! tail and reports corruption with its sequence range; bad bytes are never
@@ -19,6 +20,7 @@
 
 mod backend;
 pub mod commit;
+pub mod consumer;
 pub mod disk;
 pub mod exec;
 pub mod file;
@@ -33,6 +35,7 @@ mod state;
 pub mod store;
 mod subject;
 
+pub use consumer::StoredConsumer;
 #[cfg(feature = "fs")]
 pub use disk::FsDisk;
 pub use disk::{Disk, DiskError, DiskErrorKind, FileId, SimDisk, SimDiskConfig};

@@ -17,6 +17,7 @@
 //! the new one; the checksum catches what the disk damaged later, and a
 //! damaged file is reported, never returned as metadata.
 
+pub use crate::consumer::StoredConsumer;
 use crate::disk::{Disk, DiskError, DiskErrorKind, join};
 use crate::msg::StoreError;
 
@@ -32,11 +33,12 @@ pub const META_HEADER_BYTES: usize = 16;
 /// nothing is allocated for it.
 pub const MAX_META_BYTES: usize = 1024 * 1024;
 
-/// Why a stream's metadata could not be returned.
+/// Why a stream's metadata (or a consumer's state) could not be returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaError {
     /// The stream has no meta file: it was opened, but no `SaveMeta` of it
-    /// reached the disk.
+    /// reached the disk. (Never said of a listed consumer: one without a
+    /// file is not listed.)
     Missing,
     /// The meta file is there but malformed or failed its checksum.
     Damaged(String),
@@ -44,35 +46,64 @@ pub enum MetaError {
     Disk(DiskError),
 }
 
-/// A stream found on disk by `ListStreams`, with its metadata.
+/// A stream found on disk by `ListStreams`, with its metadata and its
+/// consumers' saved states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredStream {
     pub name: String,
     pub meta: Result<Vec<u8>, MetaError>,
+    /// Sorted by name.
+    pub consumers: Vec<StoredConsumer>,
 }
+
+/// How one kind of checksummed, replace-only file is framed: a meta file
+/// and a consumer file differ only in their magic and their cap.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Framing {
+    pub magic: &'static [u8; 8],
+    /// The largest content stored; a larger length in a file is damage,
+    /// and nothing is allocated for it.
+    pub max_bytes: usize,
+    /// What the content is, for error messages.
+    pub what: &'static str,
+}
+
+const META_FRAMING: Framing = Framing {
+    magic: META_MAGIC,
+    max_bytes: MAX_META_BYTES,
+    what: "stream metadata",
+};
 
 /// The bytes of a meta file holding `meta`.
 pub fn encode(meta: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(META_HEADER_BYTES + meta.len());
-    out.extend_from_slice(META_MAGIC);
-    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    out.extend_from_slice(&checksum(&out, meta).to_le_bytes());
-    out.extend_from_slice(meta);
-    out
-}
-
-fn checksum(magic_and_len: &[u8], meta: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&magic_and_len[..12]), meta)
+    encode_framed(META_FRAMING, meta)
 }
 
 /// The metadata a meta file holds, if its bytes are exactly what
 /// [`encode`] wrote.
 pub fn decode(bytes: &[u8]) -> Result<Vec<u8>, MetaError> {
+    decode_framed(META_FRAMING, bytes)
+}
+
+pub(crate) fn encode_framed(framing: Framing, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(META_HEADER_BYTES + content.len());
+    out.extend_from_slice(framing.magic);
+    out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    out.extend_from_slice(&checksum(&out, content).to_le_bytes());
+    out.extend_from_slice(content);
+    out
+}
+
+fn checksum(magic_and_len: &[u8], content: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&magic_and_len[..12]), content)
+}
+
+pub(crate) fn decode_framed(framing: Framing, bytes: &[u8]) -> Result<Vec<u8>, MetaError> {
     let damaged = |why: &str| Err(MetaError::Damaged(why.to_string()));
     if bytes.len() < META_HEADER_BYTES {
         return damaged("shorter than its header");
     }
-    if &bytes[..8] != META_MAGIC {
+    if &bytes[..8] != framing.magic {
         return damaged("bad magic");
     }
     let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
@@ -80,11 +111,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<u8>, MetaError> {
         return damaged("length disagrees with the file's");
     }
     let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-    let meta = &bytes[META_HEADER_BYTES..];
-    if checksum(bytes, meta) != crc {
+    let content = &bytes[META_HEADER_BYTES..];
+    if checksum(bytes, content) != crc {
         return damaged("checksum mismatch");
     }
-    Ok(meta.to_vec())
+    Ok(content.to_vec())
 }
 
 /// Replaces the metadata in `dir` atomically and durably: write and sync
@@ -92,15 +123,31 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<u8>, MetaError> {
 /// returns `Ok`, the new metadata survives a crash; when it fails, a
 /// reader finds the old metadata or the new, whole either way.
 pub fn write_meta<D: Disk>(disk: &mut D, dir: &str, meta: &[u8]) -> Result<(), StoreError> {
-    if meta.len() > MAX_META_BYTES {
-        return Err(StoreError::Invalid("stream metadata over 1 MiB".into()));
+    replace_file(disk, dir, META_FILE, META_NEW_FILE, META_FRAMING, meta)
+}
+
+/// Replaces `dir/name` with a file framing `content`, atomically and
+/// durably, through `dir/new_name` (see [`write_meta`]).
+pub(crate) fn replace_file<D: Disk>(
+    disk: &mut D,
+    dir: &str,
+    name: &str,
+    new_name: &str,
+    framing: Framing,
+    content: &[u8],
+) -> Result<(), StoreError> {
+    if content.len() > framing.max_bytes {
+        return Err(StoreError::Invalid(format!(
+            "{} over {} bytes",
+            framing.what, framing.max_bytes
+        )));
     }
-    let new = join(dir, META_NEW_FILE);
+    let new = join(dir, new_name);
     let file = disk.open(&new, true)?;
-    let written = write_synced(disk, file, &encode(meta));
+    let written = write_synced(disk, file, &encode_framed(framing, content));
     disk.close(file);
     written?;
-    disk.rename(&new, &join(dir, META_FILE))?;
+    disk.rename(&new, &join(dir, name))?;
     disk.sync_dir(dir)?;
     Ok(())
 }
@@ -110,7 +157,7 @@ fn write_synced<D: Disk>(
     file: crate::disk::FileId,
     bytes: &[u8],
 ) -> Result<(), DiskError> {
-    // A crashed save may have left a longer meta.new behind.
+    // A crashed save may have left a longer new file behind.
     disk.truncate(file, 0)?;
     disk.write_at(file, 0, bytes)?;
     disk.sync(file)
@@ -120,29 +167,43 @@ fn write_synced<D: Disk>(
 /// more before they are called damaged: a bit flipped on the way from the
 /// disk is not damage on it.
 pub fn read_meta<D: Disk>(disk: &mut D, dir: &str) -> Result<Vec<u8>, MetaError> {
-    let file = match disk.open(&join(dir, META_FILE), false) {
+    read_file(disk, &join(dir, META_FILE), META_FRAMING)
+}
+
+/// The content of the file at `path` framed by `framing` (see
+/// [`read_meta`]); `Missing` if there is none.
+pub(crate) fn read_file<D: Disk>(
+    disk: &mut D,
+    path: &str,
+    framing: Framing,
+) -> Result<Vec<u8>, MetaError> {
+    let file = match disk.open(path, false) {
         Ok(file) => file,
         Err(e) if e.kind == DiskErrorKind::NotFound => return Err(MetaError::Missing),
         Err(e) => return Err(MetaError::Disk(e)),
     };
-    let first = read_once(disk, file);
+    let first = read_once(disk, file, framing);
     let result = match first {
-        Err(MetaError::Damaged(_)) => read_once(disk, file),
+        Err(MetaError::Damaged(_)) => read_once(disk, file, framing),
         other => other,
     };
     disk.close(file);
     result
 }
 
-fn read_once<D: Disk>(disk: &mut D, file: crate::disk::FileId) -> Result<Vec<u8>, MetaError> {
+fn read_once<D: Disk>(
+    disk: &mut D,
+    file: crate::disk::FileId,
+    framing: Framing,
+) -> Result<Vec<u8>, MetaError> {
     let len = disk.len(file).map_err(MetaError::Disk)?;
-    if len > (META_HEADER_BYTES + MAX_META_BYTES) as u64 {
+    if len > (META_HEADER_BYTES + framing.max_bytes) as u64 {
         return Err(MetaError::Damaged(format!("{len} bytes long")));
     }
     let mut bytes = vec![0; len as usize];
     let n = disk.read_at(file, 0, &mut bytes).map_err(MetaError::Disk)?;
     bytes.truncate(n);
-    decode(&bytes)
+    decode_framed(framing, &bytes)
 }
 
 #[cfg(test)]

@@ -133,9 +133,31 @@ pub enum StorageOp {
         stream: String,
         meta: Vec<u8>,
     },
-    /// Every stream in storage, sorted by name, with its metadata; opens
-    /// none of them. Its completion's `stream` is empty and its
-    /// `durable_seq` 0.
+    /// Replaces a consumer's saved state (opaque bytes, at most 16 MiB:
+    /// its configuration and progress) atomically and durably, with the
+    /// guarantees of `SaveMeta`; its directory is made as `SaveMeta`'s.
+    /// Earlier syncs of the stream in the same batch are served first.
+    /// Group commit: of the `SaveConsumer`s and `RemoveConsumer`s of one
+    /// consumer in a batch, only the last runs; each earlier one completes
+    /// once that one has run, with its result (as if it had been written
+    /// and then replaced).
+    SaveConsumer {
+        id: OpId,
+        stream: String,
+        consumer: String,
+        state: Vec<u8>,
+    },
+    /// Deletes a consumer's saved state durably (one never saved is
+    /// removed too). Ordered and coalesced like `SaveConsumer`: a save
+    /// earlier in the batch does not bring it back, a later one does.
+    RemoveConsumer {
+        id: OpId,
+        stream: String,
+        consumer: String,
+    },
+    /// Every stream in storage, sorted by name, with its metadata and its
+    /// consumers; opens none of them. Its completion's `stream` is empty
+    /// and its `durable_seq` 0.
     ListStreams {
         id: OpId,
     },
@@ -160,6 +182,8 @@ impl StorageOp {
             | StorageOp::LastPerSubject { id, .. }
             | StorageOp::Remove { id, .. }
             | StorageOp::SaveMeta { id, .. }
+            | StorageOp::SaveConsumer { id, .. }
+            | StorageOp::RemoveConsumer { id, .. }
             | StorageOp::ListStreams { id } => *id,
         }
     }
@@ -181,7 +205,9 @@ impl StorageOp {
             | StorageOp::ReadBatch { stream, .. }
             | StorageOp::LastPerSubject { stream, .. }
             | StorageOp::Remove { stream, .. }
-            | StorageOp::SaveMeta { stream, .. } => stream,
+            | StorageOp::SaveMeta { stream, .. }
+            | StorageOp::SaveConsumer { stream, .. }
+            | StorageOp::RemoveConsumer { stream, .. } => stream,
             StorageOp::ListStreams { .. } => "",
         }
     }
@@ -218,9 +244,12 @@ pub enum Done {
     RecentHeaders(Vec<(u64, u64, Vec<u8>)>),
     Removed,
     MetaSaved,
+    ConsumerSaved,
+    ConsumerRemoved,
     /// What `ListStreams` found: a stream whose metadata is
     /// `Err(MetaError::Missing)` was opened but never given metadata;
-    /// `Err(MetaError::Damaged(_))` failed its checksum.
+    /// `Err(MetaError::Damaged(_))` failed its checksum (so may a
+    /// consumer's state).
     Streams(Vec<StoredStream>),
 }
 
