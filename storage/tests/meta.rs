@@ -1,7 +1,9 @@
-//! Stream metadata through the executor: `SaveMeta` and `ListStreams` on
-//! the simulated disk, the real one and in memory; memory streams; and a
-//! crash at every write point of a workload that saves metadata, after
-//! which every completed save is there, whole.
+//! Stream metadata and consumer states through the executor: `SaveMeta`,
+//! `SaveConsumer`, `RemoveConsumer` and `ListStreams` on the simulated
+//! disk, the real one and in memory; memory streams; consumer saves
+//! coalesced in a batch; and a crash at every write point of a workload
+//! that saves metadata, and of consumer saves, after which every completed
+//! save is there, whole.
 
 #![allow(clippy::disallowed_methods)] // a temp dir for the real-disk test
 
@@ -11,7 +13,7 @@ use common::msg;
 use natrix_storage::ops::{Completion, Done, OpId, StorageOp};
 use natrix_storage::{
     Backend, Executor, FileBackend, MemBackend, MetaError, SimDisk, SimDiskConfig, StoreError,
-    StoredStream, StreamConfig,
+    StoredConsumer, StoredStream, StreamConfig,
 };
 use std::collections::BTreeMap;
 
@@ -62,6 +64,7 @@ fn stored(name: &str, meta: Result<&[u8], MetaError>) -> StoredStream {
     StoredStream {
         name: name.into(),
         meta: meta.map(<[u8]>::to_vec),
+        consumers: Vec::new(),
     }
 }
 
@@ -450,4 +453,486 @@ fn random_io_errors_never_damage_a_meta_or_lose_a_completed_save() {
         outcomes.old_kept, outcomes.new_kept
     );
     assert!(failed_saves > 30, "only {failed_saves} saves failed");
+}
+
+// Consumers.
+
+fn save_consumer(id: u64, stream: &str, consumer: &str, state: &[u8]) -> StorageOp {
+    StorageOp::SaveConsumer {
+        id: OpId(id),
+        stream: stream.into(),
+        consumer: consumer.into(),
+        state: state.to_vec(),
+    }
+}
+
+fn remove_consumer(id: u64, stream: &str, consumer: &str) -> StorageOp {
+    StorageOp::RemoveConsumer {
+        id: OpId(id),
+        stream: stream.into(),
+        consumer: consumer.into(),
+    }
+}
+
+/// The consumers `ListStreams` shows for `stream` (none if it is not listed).
+fn consumers_of<B: Backend>(exec: &mut Executor<B>, stream: &str) -> Vec<StoredConsumer> {
+    list(exec)
+        .into_iter()
+        .find(|s| s.name == stream)
+        .map_or_else(Vec::new, |s| s.consumers)
+}
+
+fn consumer(name: &str, state: &[u8]) -> StoredConsumer {
+    StoredConsumer {
+        name: name.into(),
+        state: Ok(state.to_vec()),
+    }
+}
+
+fn run_batch<B: Backend>(exec: &mut Executor<B>, ops: Vec<StorageOp>) -> Vec<Completion> {
+    let mut out = Vec::new();
+    exec.execute_batch(ops, &mut out);
+    out
+}
+
+/// Saves, replaces and removes consumers through any backend; `restart`
+/// as in [`saves_and_lists`].
+fn consumers_are_kept<B: Backend>(
+    mut exec: Executor<B>,
+    mut restart: impl FnMut() -> Option<Executor<B>>,
+) {
+    let _ = ok(exec.execute(open(1, "acct.s", false)));
+    let _ = ok(exec.execute(save(2, "acct.s", b"stream config")));
+    assert_eq!(
+        ok(exec.execute(save_consumer(3, "acct.s", "worker", b"first, longer"))),
+        Done::ConsumerSaved
+    );
+    let _ = ok(exec.execute(save_consumer(4, "acct.s", "worker", b"second")));
+    let _ = ok(exec.execute(save_consumer(5, "acct.s", "a.b c", b"dotted")));
+    let _ = ok(exec.execute(save_consumer(6, "acct.s", "gone", b"soon")));
+    assert_eq!(
+        ok(exec.execute(remove_consumer(7, "acct.s", "gone"))),
+        Done::ConsumerRemoved
+    );
+    assert_eq!(
+        ok(exec.execute(remove_consumer(8, "acct.s", "never saved"))),
+        Done::ConsumerRemoved
+    );
+    // A consumer before its stream was ever opened: its place is made.
+    let _ = ok(exec.execute(save_consumer(9, "acct.new", "c", b"early")));
+    // A stream's removal takes its consumers with it.
+    let _ = ok(exec.execute(save_consumer(10, "acct.doomed", "c", b"x")));
+    let c = exec.execute(StorageOp::Remove {
+        id: OpId(11),
+        stream: "acct.doomed".into(),
+    });
+    assert_eq!(c.result, Ok(Done::Removed));
+    let expected = vec![
+        StoredStream {
+            consumers: vec![consumer("c", b"early")],
+            ..stored("acct.new", Err(MetaError::Missing))
+        },
+        StoredStream {
+            consumers: vec![consumer("a.b c", b"dotted"), consumer("worker", b"second")],
+            ..stored("acct.s", Ok(b"stream config"))
+        },
+    ];
+    assert_eq!(list(&mut exec), expected);
+    drop(exec);
+    if let Some(mut exec) = restart() {
+        assert_eq!(list(&mut exec), expected, "after a restart");
+        // Opening, compacting and scrubbing a stream leave its consumers.
+        let _ = ok(exec.execute(open(12, "acct.s", false)));
+        let _ = ok(exec.execute(StorageOp::Compact {
+            id: OpId(13),
+            stream: "acct.s".into(),
+        }));
+        let _ = ok(exec.execute(StorageOp::Scrub {
+            id: OpId(14),
+            stream: "acct.s".into(),
+        }));
+        assert_eq!(list(&mut exec), expected, "after reopening");
+    }
+}
+
+#[test]
+fn consumers_are_saved_listed_and_removed_on_the_simulated_disk() {
+    let disk = SimDisk::with_seed(11);
+    consumers_are_kept(sim_executor(&disk), || {
+        disk.crash();
+        Some(sim_executor(&disk))
+    });
+    assert!(
+        !disk
+            .files()
+            .iter()
+            .any(|f| f.contains("doomed") || f.ends_with(".new")),
+        "{:?}",
+        disk.files()
+    );
+}
+
+#[test]
+fn consumers_are_saved_listed_and_removed_in_memory() {
+    consumers_are_kept(Executor::new(MemBackend::default()), || None);
+}
+
+#[cfg(feature = "fs")]
+#[test]
+fn consumers_are_saved_listed_and_removed_on_the_real_disk() {
+    let root =
+        std::env::temp_dir().join(format!("natrix-storage-consumers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let executor = || {
+        let root = root.clone();
+        Executor::new(FileBackend::new("streams", move || {
+            natrix_storage::FsDisk::new(root.clone())
+        }))
+    };
+    consumers_are_kept(executor(), || Some(executor()));
+    let dir = root.join("streams/acct.s/consumers");
+    assert!(dir.join("worker").is_file() && dir.join("a%2Eb%20c").is_file());
+    assert!(!dir.join("worker.new").exists() && !root.join("streams/acct.doomed").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Disk mutations (writes, syncs, renames) a batch costs.
+fn mutations_of(disk: &SimDisk, exec: &mut SimExecutor, ops: Vec<StorageOp>) -> u64 {
+    let before = disk.mutations();
+    let out = run_batch(exec, ops);
+    assert!(out.iter().all(|c| c.result.is_ok()), "{out:?}");
+    disk.mutations() - before
+}
+
+#[test]
+fn a_consumers_saves_in_one_batch_cost_one_write() {
+    let disk = SimDisk::with_seed(12);
+    let mut exec = sim_executor(&disk);
+    // The first save also makes the directories.
+    let _ = ok(exec.execute(save_consumer(1, "s", "a", b"0")));
+    let one = mutations_of(&disk, &mut exec, vec![save_consumer(2, "s", "a", b"1")]);
+    let many: Vec<StorageOp> = (3..13)
+        .map(|id| save_consumer(id, "s", "a", format!("state {id}").as_bytes()))
+        .collect();
+    assert_eq!(
+        mutations_of(&disk, &mut exec, many),
+        one,
+        "ten saves of one consumer write once"
+    );
+    let two_consumers = vec![
+        save_consumer(13, "s", "a", b"a1"),
+        save_consumer(14, "s", "b", b"b1"),
+        save_consumer(15, "s", "a", b"a2"),
+        save_consumer(16, "s", "b", b"b2"),
+        save_consumer(17, "t", "a", b"ta"),
+    ];
+    let cost = mutations_of(&disk, &mut exec, two_consumers);
+    // Stream t's first save also makes its directories durable: the root
+    // and its parent synced for the stream's, the stream's for its
+    // consumers'.
+    assert_eq!(cost, 3 * one + 3, "each consumer written once");
+    assert_eq!(
+        consumers_of(&mut exec, "s"),
+        [consumer("a", b"a2"), consumer("b", b"b2")]
+    );
+    disk.crash();
+    let mut exec = sim_executor(&disk);
+    assert_eq!(
+        consumers_of(&mut exec, "s"),
+        [consumer("a", b"a2"), consumer("b", b"b2")]
+    );
+    assert_eq!(consumers_of(&mut exec, "t"), [consumer("a", b"ta")]);
+}
+
+#[test]
+fn a_coalesced_batch_completes_every_op_in_order_with_the_last_ones_result() {
+    let disk = SimDisk::with_seed(13);
+    let mut exec = sim_executor(&disk);
+    let _ = ok(exec.execute(open(1, "s", false)));
+    let out = run_batch(
+        &mut exec,
+        vec![
+            save_consumer(2, "s", "c", b"1"),
+            append(3, "s", 1),
+            sync(4, "s"),
+            save_consumer(5, "s", "c", b"2"),
+            remove_consumer(6, "s", "c"),
+            save_consumer(7, "s", "c", b"3"),
+            sync(8, "s"),
+        ],
+    );
+    let order: Vec<u64> = out.iter().map(|c| c.id.0).collect();
+    assert_eq!(
+        order,
+        [3, 4, 2, 5, 6, 7, 8],
+        "the sync before the save that runs is served first; the consumer's ops complete in op order"
+    );
+    let results: Vec<_> = out.iter().map(|c| c.result.clone()).collect();
+    assert_eq!(
+        results,
+        [
+            Ok(Done::Appended(natrix_storage::Appended {
+                last_seq: 1,
+                removed: 0
+            })),
+            Ok(Done::Synced),
+            Ok(Done::ConsumerSaved),
+            Ok(Done::ConsumerSaved),
+            Ok(Done::ConsumerRemoved),
+            Ok(Done::ConsumerSaved),
+            Ok(Done::Synced),
+        ]
+    );
+    assert!(
+        out[1..]
+            .iter()
+            .all(|c| c.stream == "s" && c.durable_seq == 1),
+        "{out:?}"
+    );
+    assert_eq!(consumers_of(&mut exec, "s"), [consumer("c", b"3")]);
+
+    // When the save that runs fails, so does every save it replaced.
+    disk.fail_next(natrix_storage::DiskErrorKind::Io);
+    let out = run_batch(
+        &mut exec,
+        vec![
+            save_consumer(9, "s", "c", b"4"),
+            save_consumer(10, "s", "c", b"5"),
+        ],
+    );
+    assert_eq!(out.iter().map(|c| c.id.0).collect::<Vec<_>>(), [9, 10]);
+    assert!(out.iter().all(|c| c.result.is_err()), "{out:?}");
+    assert_eq!(consumers_of(&mut exec, "s"), [consumer("c", b"3")]);
+}
+
+#[test]
+fn a_removal_in_a_batch_wins_over_earlier_saves_and_loses_to_later_ones() {
+    for backend_on_disk in [true, false] {
+        let disk = SimDisk::with_seed(14);
+        let run = |ops: Vec<StorageOp>| -> Vec<StoredConsumer> {
+            let check = |out: Vec<Completion>| {
+                assert!(out.iter().all(|c| c.result.is_ok()), "{out:?}");
+            };
+            if backend_on_disk {
+                let mut exec = sim_executor(&disk);
+                check(run_batch(&mut exec, ops));
+                drop(exec);
+                disk.crash();
+                consumers_of(&mut sim_executor(&disk), "s")
+            } else {
+                let mut exec = Executor::new(MemBackend::default());
+                check(run_batch(&mut exec, ops));
+                consumers_of(&mut exec, "s")
+            }
+        };
+        let saved_then_removed = run(vec![
+            save_consumer(1, "s", "c", b"old"),
+            save_consumer(2, "s", "d", b"kept"),
+            save_consumer(3, "s", "c", b"new"),
+            remove_consumer(4, "s", "c"),
+        ]);
+        assert_eq!(saved_then_removed, [consumer("d", b"kept")]);
+        let removed_then_saved = run(vec![
+            remove_consumer(5, "s", "d"),
+            save_consumer(6, "s", "d", b"again"),
+        ]);
+        assert_eq!(removed_then_saved, [consumer("d", b"again")]);
+    }
+}
+
+#[test]
+fn a_damaged_consumer_file_is_reported_not_returned() {
+    let disk = SimDisk::with_seed(15);
+    let mut exec = sim_executor(&disk);
+    let _ = ok(exec.execute(save_consumer(1, "s", "bad", b"state of bad")));
+    let _ = ok(exec.execute(save_consumer(2, "s", "good", b"state of good")));
+    disk.flip_bit("data/streams/s/consumers/bad", 20, 0x01);
+    let found = consumers_of(&mut exec, "s");
+    assert_eq!(found[1], consumer("good", b"state of good"));
+    assert_eq!(found[0].name, "bad");
+    assert!(
+        matches!(found[0].state, Err(MetaError::Damaged(_))),
+        "{found:?}"
+    );
+    // A cut file, and one with a meta file's magic, are damage too.
+    let mut cut = disk.pristine("data/streams/s/consumers/good").unwrap();
+    cut.pop();
+    disk.put_file("data/streams/s/consumers/cut", &cut);
+    let mut as_meta = disk.pristine("data/streams/s/consumers/good").unwrap();
+    as_meta[..8].copy_from_slice(natrix_storage::meta::META_MAGIC);
+    disk.put_file("data/streams/s/consumers/meta", &as_meta);
+    let found = consumers_of(&mut exec, "s");
+    for damaged in [&found[1], &found[3]] {
+        assert!(
+            matches!(damaged.state, Err(MetaError::Damaged(_))),
+            "{found:?}"
+        );
+    }
+    // Saving again repairs it.
+    let _ = ok(exec.execute(save_consumer(3, "s", "bad", b"state of bad, again")));
+    assert_eq!(
+        consumers_of(&mut exec, "s")[0],
+        consumer("bad", b"state of bad, again")
+    );
+}
+
+#[test]
+fn hostile_consumer_names_stay_in_their_directory_or_are_refused() {
+    let disk = SimDisk::with_seed(16);
+    let mut exec = sim_executor(&disk);
+    let long = "n".repeat(251);
+    let names = [
+        "../x",
+        "a/b",
+        "..",
+        ".",
+        "x.new",
+        "meta",
+        "00000001.blk",
+        "%2F",
+        "\0",
+        &long,
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let c = exec.execute(save_consumer(i as u64, "s", name, name.as_bytes()));
+        assert_eq!(c.result, Ok(Done::ConsumerSaved), "{name:?}");
+    }
+    let mut expected: Vec<StoredConsumer> =
+        names.iter().map(|n| consumer(n, n.as_bytes())).collect();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(consumers_of(&mut exec, "s"), expected);
+    assert!(
+        disk.files()
+            .iter()
+            .all(|f| f.starts_with("data/streams/s/consumers/") && !f[25..].contains(['/', '.'])),
+        "{:?}",
+        disk.files()
+    );
+    // The stream itself opens as an empty stream beside them.
+    match ok(exec.execute(open(50, "s", false))) {
+        Done::Opened { state, report } => {
+            assert_eq!((state.msgs, report.leftovers_removed), (0, 0));
+        }
+        other => panic!("{other:?}"),
+    }
+    let too_long = "n".repeat(252);
+    for bad in ["", &too_long, &"/".repeat(84)] {
+        for op in [
+            save_consumer(60, "s", bad, b"x"),
+            remove_consumer(61, "s", bad),
+        ] {
+            let c = exec.execute(op);
+            assert!(matches!(c.result, Err(StoreError::Invalid(_))), "{c:?}");
+        }
+    }
+    for bad_stream in ["", "..", "../x", "a/b"] {
+        for op in [
+            save_consumer(62, bad_stream, "c", b"x"),
+            remove_consumer(63, bad_stream, "c"),
+        ] {
+            let c = exec.execute(op);
+            assert!(matches!(c.result, Err(StoreError::Invalid(_))), "{c:?}");
+        }
+    }
+    // Too large a state fails alone, before anything is written, even in
+    // a batch with other saves of the same consumer.
+    let before = disk.files();
+    let too_big = vec![0; natrix_storage::consumer::MAX_CONSUMER_BYTES + 1];
+    let c = exec.execute(save_consumer(64, "big", "c", &too_big));
+    assert!(matches!(c.result, Err(StoreError::Invalid(_))), "{c:?}");
+    assert_eq!(disk.files(), before);
+    let out = run_batch(
+        &mut exec,
+        vec![
+            save_consumer(65, "s", "meta", b"small"),
+            save_consumer(66, "s", "meta", &too_big),
+        ],
+    );
+    let results: Vec<bool> = out.iter().map(|c| c.result.is_ok()).collect();
+    assert_eq!(results, [true, false], "{out:?}");
+    assert_eq!(out[1].id, OpId(66));
+    assert!(consumers_of(&mut exec, "s").contains(&consumer("meta", b"small")));
+    let mut mem = Executor::new(MemBackend::default());
+    let c = mem.execute(save_consumer(67, "s", "", b"x"));
+    assert!(matches!(c.result, Err(StoreError::Invalid(_))), "{c:?}");
+}
+
+#[test]
+fn a_crash_at_every_write_point_of_consumer_saves_keeps_each_old_or_new() {
+    let (mut points, mut old_kept, mut new_kept) = (0, 0, 0);
+    let batch = || {
+        vec![
+            save_consumer(10, "s", "a", &[0xa1; 700]),
+            save_consumer(11, "s", "b", b"b1"),
+            save_consumer(12, "s", "a", &[0xa2; 1300]),
+            remove_consumer(13, "s", "gone"),
+            save_consumer(14, "s", "new", b"n1"),
+        ]
+    };
+    let old = vec![
+        consumer("a", &[0xa0; 900]),
+        consumer("b", b"b0"),
+        consumer("gone", b"g0"),
+    ];
+    for seed in 0..30 {
+        let setup = |disk: &SimDisk| {
+            let mut exec = sim_executor(disk);
+            let _ = ok(exec.execute(open(1, "s", false)));
+            for (i, c) in old.iter().enumerate() {
+                let state = c.state.clone().unwrap();
+                let _ = ok(exec.execute(save_consumer(2 + i as u64, "s", &c.name, &state)));
+            }
+        };
+        let probe = SimDisk::with_seed(seed);
+        setup(&probe);
+        let start = probe.mutations();
+        let _ = run_batch(&mut sim_executor(&probe), batch());
+        let batch_points = probe.mutations() - start;
+        for point in 1..=batch_points {
+            let disk = SimDisk::with_seed(seed ^ point.rotate_left(23));
+            setup(&disk);
+            disk.halt_after(point);
+            let out = run_batch(&mut sim_executor(&disk), batch());
+            let completed: Vec<OpId> = out
+                .iter()
+                .filter(|c| c.result.is_ok())
+                .map(|c| c.id)
+                .collect();
+            disk.crash();
+            let found = consumers_of(&mut sim_executor(&disk), "s");
+            let context = format!("seed {seed} crash at write {point}: {found:?}");
+            let get = |name: &str| {
+                found
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map(|c| c.state.clone())
+            };
+            let check = |name: &str, old: Option<&[u8]>, new: Option<&[u8]>, done: u64| {
+                let got = get(name).map(|s| s.expect("never damaged"));
+                let (is_old, is_new) = (got.as_deref() == old, got.as_deref() == new);
+                assert!(is_old || is_new, "{context}: {name}");
+                if completed.contains(&OpId(done)) {
+                    assert!(is_new, "{context}: {name} completed, then lost");
+                }
+                (is_old && !is_new, is_new && !is_old)
+            };
+            for (name, old, new, done) in [
+                ("a", Some(&[0xa0; 900][..]), Some(&[0xa2; 1300][..]), 12),
+                ("b", Some(&b"b0"[..]), Some(&b"b1"[..]), 11),
+                ("gone", Some(&b"g0"[..]), None, 13),
+                ("new", None, Some(&b"n1"[..]), 14),
+            ] {
+                let (o, n) = check(name, old, new, done);
+                old_kept += u64::from(o);
+                new_kept += u64::from(n);
+            }
+            assert!(
+                get("a").is_none_or(|s| s != Ok(vec![0xa1; 700])),
+                "{context}: a replaced save reached the disk"
+            );
+            points += 1;
+        }
+    }
+    eprintln!("{points} crash points; {old_kept} consumers kept the old state, {new_kept} the new");
+    assert!(points > 300 && old_kept > 100 && new_kept > 100);
 }
