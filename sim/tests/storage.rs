@@ -452,3 +452,62 @@ fn a_crash_right_after_a_restart_still_recovers_the_streams() {
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(storage.read("orders", 1), Some(msg("orders", 1)));
 }
+
+fn save_consumer(id: u64, state: &[u8]) -> StorageOp {
+    StorageOp::SaveConsumer {
+        id: OpId(id),
+        stream: "orders".into(),
+        consumer: "worker".into(),
+        state: state.to_vec(),
+    }
+}
+
+fn consumer_states(storage: &mut SimStorage, now_ns: &mut u64) -> Vec<(String, Vec<u8>)> {
+    storage.submit(*now_ns, StorageOp::ListStreams { id: OpId(99) });
+    let done = settle(storage, now_ns);
+    let Some(Ok(Done::Streams(streams))) = done.last().map(|c| c.result.clone()) else {
+        panic!("{done:?}");
+    };
+    streams
+        .into_iter()
+        .flat_map(|s| s.consumers)
+        .map(|c| (c.name, c.state.expect("never damaged")))
+        .collect()
+}
+
+#[test]
+fn a_consumer_save_survives_power_loss_once_complete_and_never_half_done() {
+    let config = SimStorageConfig {
+        split_batch_per_million: 0,
+        ..SimStorageConfig::default()
+    };
+    let mut storage = SimStorage::new(5, config);
+    let mut now_ns = 0;
+    storage.submit(now_ns, open("orders"));
+    for (id, state) in [(10, &b"one"[..]), (11, b"two")] {
+        storage.submit(now_ns, save_consumer(id, state));
+    }
+    let done = settle(&mut storage, &mut now_ns);
+    let results: Vec<_> = done.iter().map(|c| c.result.clone()).collect();
+    assert_eq!(
+        results[1..],
+        [Ok(Done::ConsumerSaved), Ok(Done::ConsumerSaved)]
+    );
+    // The power goes at the directory sync that would make the next
+    // save's rename durable (truncate, write, sync, rename, then that).
+    storage.submit(now_ns, save_consumer(12, b"three"));
+    storage.disk().halt_after(5);
+    let done = settle(&mut storage, &mut now_ns);
+    assert!(done[0].result.is_err(), "{done:?}");
+    let files = storage.disk().files();
+    assert!(
+        !files.contains(&"streams/orders/consumers/worker.new".to_string()),
+        "the rename happened: {files:?}"
+    );
+    let _ = storage.crash();
+    assert_eq!(
+        consumer_states(&mut storage, &mut now_ns),
+        [("worker".to_string(), b"two".to_vec())],
+        "the rename, never synced, is lost"
+    );
+}
