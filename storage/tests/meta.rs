@@ -514,10 +514,13 @@ fn consumers_are_kept<B: Backend>(
         ok(exec.execute(remove_consumer(7, "acct.s", "gone"))),
         Done::ConsumerRemoved
     );
-    assert_eq!(
-        ok(exec.execute(remove_consumer(8, "acct.s", "never saved"))),
-        Done::ConsumerRemoved
-    );
+    for stream in ["acct.s", "acct.never"] {
+        assert_eq!(
+            ok(exec.execute(remove_consumer(8, stream, "never saved"))),
+            Done::ConsumerRemoved,
+            "{stream}"
+        );
+    }
     // A consumer before its stream was ever opened: its place is made.
     let _ = ok(exec.execute(save_consumer(9, "acct.new", "c", b"early")));
     // A stream's removal takes its consumers with it.
@@ -542,11 +545,34 @@ fn consumers_are_kept<B: Backend>(
     if let Some(mut exec) = restart() {
         assert_eq!(list(&mut exec), expected, "after a restart");
         // Opening, compacting and scrubbing a stream leave its consumers.
-        let _ = ok(exec.execute(open(12, "acct.s", false)));
-        let _ = ok(exec.execute(StorageOp::Compact {
+        let small_blocks = StreamConfig {
+            block_size_bytes: 256,
+            ..StreamConfig::default()
+        };
+        let c = exec.execute(StorageOp::Open {
+            id: OpId(12),
+            stream: "acct.s".into(),
+            config: small_blocks,
+        });
+        assert!(c.result.is_ok(), "{c:?}");
+        for seq in 1..=20 {
+            let _ = ok(exec.execute(append(100 + seq, "acct.s", seq)));
+            if seq < 20 {
+                let _ = ok(exec.execute(StorageOp::Delete {
+                    id: OpId(200 + seq),
+                    stream: "acct.s".into(),
+                    seq,
+                }));
+            }
+        }
+        let reclaimed = ok(exec.execute(StorageOp::Compact {
             id: OpId(13),
             stream: "acct.s".into(),
         }));
+        assert!(
+            matches!(reclaimed, Done::Compacted(1..)),
+            "{reclaimed:?}"
+        );
         let _ = ok(exec.execute(StorageOp::Scrub {
             id: OpId(14),
             stream: "acct.s".into(),
