@@ -269,9 +269,11 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
                 bytes += m.size_bytes();
                 msgs.push(m);
             }
+            // With nothing read (none asked, or none left), what matches
+            // from `from_seq` on: a count.
             let pending = match msgs.last() {
                 Some(m) => store.count_matching_from(m.seq + 1, filter.as_deref()),
-                None => 0,
+                None => store.count_matching_from(from_seq.max(1), filter.as_deref()),
             };
             Done::Batch { msgs, pending }
         }

@@ -569,10 +569,7 @@ fn consumers_are_kept<B: Backend>(
             id: OpId(13),
             stream: "acct.s".into(),
         }));
-        assert!(
-            matches!(reclaimed, Done::Compacted(1..)),
-            "{reclaimed:?}"
-        );
+        assert!(matches!(reclaimed, Done::Compacted(1..)), "{reclaimed:?}");
         let _ = ok(exec.execute(StorageOp::Scrub {
             id: OpId(14),
             stream: "acct.s".into(),

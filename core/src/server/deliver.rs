@@ -299,7 +299,7 @@ impl Server {
             return false;
         }
         let d = Delivery {
-            subject: p.subject,
+            subject: self.shown_subject.as_deref().unwrap_or(p.subject),
             sid: &sub.sid,
             reply: if bug == Some(PlantedBug::DropReply) {
                 None

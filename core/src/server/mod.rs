@@ -283,6 +283,9 @@ pub struct Server {
     system: system::SystemState,
     /// Streams and the `$JS.API`.
     jetstream: jetstream::JetStream,
+    /// While a consumer delivery is routed: the subject subscribers see
+    /// (its stream subject) instead of the one it is routed by.
+    shown_subject: Option<Box<[u8]>>,
 }
 
 impl Server {
@@ -340,6 +343,7 @@ impl Server {
             shadows_of: crate::FastMap::default(),
             system: system::SystemState::new(),
             jetstream: jetstream::JetStream::default(),
+            shown_subject: None,
         };
         server.install_system();
         server.install_jetstream();

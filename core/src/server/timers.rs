@@ -50,6 +50,8 @@ pub(crate) enum ServerTimer {
 pub(crate) enum TimerKey {
     Conn(ConnId, Timer),
     Server(ServerTimer),
+    /// A JetStream consumer's one timer (its id).
+    Consumer(u32),
 }
 
 /// Armed timers, by key and by time (each key at most once).
@@ -150,6 +152,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::Statsz) => self.statsz_timer(),
                 TimerKey::Server(ServerTimer::JsExpire) => self.expire_timer(),
                 TimerKey::Server(ServerTimer::JsSync) => self.sync_timer(),
+                TimerKey::Consumer(id) => self.consumer_timer(id),
             }
         }
     }

@@ -34,7 +34,7 @@ const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
 /// Go's zero time, which nats-server prints for "never".
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-pub(super) fn go_time(unix_nanos: u64) -> String {
+pub(crate) fn go_time(unix_nanos: u64) -> String {
     if unix_nanos == 0 {
         ZERO_TIME.to_string()
     } else {
@@ -192,7 +192,7 @@ fn is_empty_request(body: &[u8]) -> bool {
 }
 
 /// Parses a request body that may be empty.
-fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
     if is_empty_request(body) {
         return Ok(T::default());
     }
@@ -202,7 +202,7 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiEr
 /// Decodes JSON as Go's decoder does for the fields natrix reads: a `null`
 /// leaves the field at its zero value (clients send `null` for unset
 /// structs and lists), and unknown fields are ignored.
-pub(super) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     fn drop_nulls(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
@@ -250,6 +250,11 @@ impl Server {
             ["STREAM", "PURGE", name] => self.stream_purge(account, &reply, name, body),
             ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
             ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
+            ["CONSUMER", ..] => {
+                if !self.consumer_request(account, &reply, &tokens, body) {
+                    return;
+                }
+            }
             ["DIRECT", "GET", name] => self.direct_get(account, &reply, &subject, name, body, None),
             ["DIRECT", "GET", name, rest @ ..] => {
                 let last = rest.join(".");
@@ -265,7 +270,7 @@ impl Server {
     }
 
     /// Answers in `account` with `{"type":…, "error"?:…, …body}`.
-    fn api_respond<T: Serialize>(
+    pub(crate) fn api_respond<T: Serialize>(
         &mut self,
         account: AccountId,
         reply: &[u8],
@@ -307,7 +312,7 @@ impl Server {
         });
     }
 
-    fn fail(&mut self, account: AccountId, reply: &[u8], kind: &str, e: &ApiError) {
+    pub(crate) fn fail(&mut self, account: AccountId, reply: &[u8], kind: &str, e: &ApiError) {
         self.api_respond(account, reply, kind, Some(e), Empty {});
     }
 
@@ -319,7 +324,7 @@ impl Server {
     }
 
     fn account_info(&mut self, account: AccountId, reply: &[u8]) {
-        let (mut memory, mut storage, mut streams) = (0, 0, 0);
+        let (mut memory, mut storage, mut streams, mut consumers) = (0, 0, 0, 0);
         for (_, s) in self
             .jetstream
             .streams
@@ -327,6 +332,7 @@ impl Server {
             .filter(|(_, s)| s.account == account)
         {
             streams += 1;
+            consumers += s.consumers.len();
             match s.config.storage {
                 Storage::Memory => memory += s.state.bytes,
                 Storage::File => storage += s.state.bytes,
@@ -338,7 +344,7 @@ impl Server {
             reserved_memory: 0,
             reserved_storage: 0,
             streams,
-            consumers: 0,
+            consumers,
             limits: {
                 let l = self.js_limits(account);
                 AccountLimits {
@@ -429,7 +435,7 @@ impl Server {
         None
     }
 
-    fn domain(&self) -> String {
+    pub(crate) fn domain(&self) -> String {
         self.opts
             .jetstream
             .as_ref()
@@ -462,7 +468,7 @@ impl Server {
                 subjects: None,
                 num_deleted,
                 deleted: None,
-                consumer_count: 0,
+                consumer_count: s.consumers.len() as u64,
             },
             cluster: cluster.then(|| Cluster {
                 leader: self.info.server_name.clone(),
@@ -1099,6 +1105,12 @@ fn response_kind(tokens: &[&str]) -> Option<&'static str> {
         ["STREAM", "PURGE", _] => "stream_purge",
         ["STREAM", "MSG", "GET", _] => "stream_msg_get",
         ["STREAM", "MSG", "DELETE", _] => "stream_msg_delete",
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => "consumer_create",
+        ["CONSUMER", "INFO", _, _] => "consumer_info",
+        ["CONSUMER", "NAMES", _] => "consumer_names",
+        ["CONSUMER", "LIST", _] => "consumer_list",
+        ["CONSUMER", "DELETE", _, _] => "consumer_delete",
+        ["CONSUMER", "PAUSE", _, _] => "consumer_pause",
         _ => return None,
     })
 }

@@ -69,6 +69,10 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found".into())
+    }
+
     pub(crate) fn no_message_found() -> Self {
         Self::new(404, 10037, "no message found".into())
     }

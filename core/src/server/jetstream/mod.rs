@@ -24,6 +24,7 @@
 
 mod api;
 pub(crate) mod config;
+pub(crate) mod consumer;
 mod direct;
 mod error;
 pub(crate) mod monitor;
@@ -91,6 +92,8 @@ pub(crate) struct Stream {
     /// `Nats-Msg-Id`s seen within the duplicate window.
     pub dedupe: publish::Dedupe,
     pub last_msg_id: Option<String>,
+    /// Its consumers, by name.
+    pub consumers: BTreeMap<String, consumer::ConsumerId>,
 }
 
 /// A request waiting for a storage completion.
@@ -159,11 +162,60 @@ enum Pending {
     },
     /// Start-up: the streams found on disk.
     Listed,
-    /// Start-up: a stream found on disk is open again.
-    Recovered { stream: StreamId },
+    /// Start-up: a stream found on disk is open again; its consumers
+    /// come back with it.
+    Recovered {
+        stream: StreamId,
+        consumers: Vec<natrix_storage::meta::StoredConsumer>,
+    },
     /// Start-up: the headers of the messages within the stream's
     /// duplicate window, to remember their `Nats-Msg-Id`s again.
     RecentIds { stream: StreamId },
+    /// A consumer's batch read (at most `max_msgs` asked).
+    ConsumerRead {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        max_msgs: usize,
+    },
+    /// A consumer's read of one message to redeliver.
+    ConsumerRedeliver {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        seq: u64,
+    },
+    /// A new consumer's last messages per subject (`last`,
+    /// `last_per_subject`), up to the stream's durable sequence.
+    ConsumerPositioned {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        reply: Box<[u8]>,
+        up_to: u64,
+    },
+    /// One count of a consumer's pending messages, with the filters left.
+    ConsumerCount {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        left: Vec<Option<String>>,
+        sum: u64,
+        then: consumer::api::AfterCount,
+    },
+    /// A new consumer is saved: answer its create.
+    ConsumerCreated {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        reply: Box<[u8]>,
+    },
+    /// A consumer's progress is saved: answer the double acks it holds.
+    ConsumerSaved {
+        consumer: consumer::ConsumerId,
+        account: AccountId,
+        replies: Vec<Box<[u8]>>,
+    },
+    /// A deleted consumer's file is gone.
+    ConsumerRemoved {
+        account: AccountId,
+        reply: Box<[u8]>,
+    },
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
@@ -174,6 +226,9 @@ enum Pending {
 pub(crate) struct JetStream {
     pub enabled: bool,
     pub streams: slab::Slab<Stream>,
+    pub consumers: slab::Slab<consumer::Consumer>,
+    /// Consumers whose progress changed during this event.
+    dirty_consumers: Vec<consumer::ConsumerId>,
     /// Streams by account and name, and by storage key.
     pub by_name: BTreeMap<(AccountId, String), StreamId>,
     by_key: BTreeMap<String, StreamId>,
@@ -311,6 +366,7 @@ impl Server {
             self.jetstream.streams[id as usize].subs.clear();
             self.subscribe_stream(id);
         }
+        self.resubscribe_consumers();
         if first {
             self.jetstream.recovering = 1;
             let id = self.next_op(Pending::Listed);
@@ -366,6 +422,8 @@ impl Server {
         match service {
             Service::JsApi => self.api_request(&m),
             Service::JsStream(id) => self.stream_publish(id, m),
+            Service::JsAck(id) => self.consumer_ack(id, &m),
+            Service::JsFlow(id) => self.flow_control_reply(id, &m.subject),
             _ => unreachable!("only JetStream services come here"),
         }
     }
@@ -377,6 +435,7 @@ impl Server {
         for id in dirty {
             self.flush_stream(id);
         }
+        self.save_consumers();
     }
 
     /// Emits the `Append` and `Sync` of what stream `id` has queued.
@@ -474,11 +533,16 @@ impl Server {
             if removed {
                 s.last_by_subject.clear();
             }
+            let durable_before = s.durable_seq;
             if !matches!(pending, Pending::Removed { .. }) {
                 s.state = c.state.clone();
                 s.durable_seq = s.durable_seq.max(c.durable_seq);
             }
+            let moved = s.durable_seq > durable_before;
             self.release_acks(id);
+            if moved {
+                self.kick_consumers(id);
+            }
         }
         // A stream's slot may hold another stream by now (deleted, and its
         // id given to a new one): its completions are not the new one's.
@@ -489,10 +553,24 @@ impl Server {
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
             | Pending::InfoDetails { stream, .. }
-            | Pending::Recovered { stream }
+            | Pending::Recovered { stream, .. }
             | Pending::RecentIds { stream } => Some(*stream),
             _ => None,
         };
+        // Likewise a consumer's.
+        let consumer_of = |p: &Pending| match p {
+            Pending::ConsumerRead { consumer, key, .. }
+            | Pending::ConsumerRedeliver { consumer, key, .. }
+            | Pending::ConsumerPositioned { consumer, key, .. }
+            | Pending::ConsumerCount { consumer, key, .. }
+            | Pending::ConsumerCreated { consumer, key, .. } => Some((*consumer, key.clone())),
+            _ => None,
+        };
+        if let Some((id, key)) = consumer_of(&pending)
+            && !self.consumer_is(id, &key)
+        {
+            return;
+        }
         if let Some(id) = stream_of(&pending)
             && self
                 .jetstream
@@ -579,8 +657,54 @@ impl Server {
                 }
             },
             Pending::Listed => self.listed(c),
-            Pending::Recovered { stream } => self.recovered(stream, c),
+            Pending::Recovered { stream, consumers } => self.recovered(stream, consumers, c),
             Pending::RecentIds { stream } => self.recent_ids(stream, c),
+            Pending::ConsumerRead {
+                consumer, max_msgs, ..
+            } => self.consumer_read(consumer, max_msgs, c),
+            Pending::ConsumerRedeliver { consumer, seq, .. } => {
+                self.consumer_redelivered(consumer, seq, c)
+            }
+            Pending::ConsumerPositioned {
+                consumer,
+                reply,
+                up_to,
+                ..
+            } => self.consumer_positioned(consumer, reply, up_to, c),
+            Pending::ConsumerCount {
+                consumer,
+                left,
+                sum,
+                then,
+                ..
+            } => self.consumer_counted(consumer, left, sum, then, c),
+            Pending::ConsumerCreated {
+                consumer, reply, ..
+            } => match &c.result {
+                Ok(_) => self.consumer_created(consumer, &reply, true),
+                Err(e) => self.consumer_create_failed(consumer, &reply, &e.to_string()),
+            },
+            Pending::ConsumerSaved {
+                consumer,
+                account,
+                replies,
+            } => match &c.result {
+                Ok(_) => {
+                    for r in replies {
+                        self.publish_as_server(account, &r, None, b"");
+                    }
+                }
+                Err(e) => {
+                    let line = format!(
+                        "JetStream could not save consumer {consumer} of {}: {e}",
+                        c.stream
+                    );
+                    self.log(LogLevel::Error, line);
+                }
+            },
+            Pending::ConsumerRemoved { account, reply } => {
+                self.consumer_removed(account, &reply, c)
+            }
             Pending::Quiet => {
                 if let Err(e) = &c.result {
                     let line = format!("JetStream storage error on {}: {e}", c.stream);
@@ -597,8 +721,12 @@ impl Server {
             Ok(Done::Streams(found)) => {
                 for stored in found.clone() {
                     match stored.meta {
-                        Ok(meta) => self.recover_stream(&stored.name, Some(&meta)),
-                        Err(MetaError::Missing) => self.recover_stream(&stored.name, None),
+                        Ok(meta) => {
+                            self.recover_stream(&stored.name, Some(&meta), stored.consumers)
+                        }
+                        Err(MetaError::Missing) => {
+                            self.recover_stream(&stored.name, None, Vec::new())
+                        }
                         Err(e) => {
                             // Its messages may be intact: leave the files
                             // for an operator, and serve nothing from them.
@@ -620,7 +748,12 @@ impl Server {
         self.check_ready();
     }
 
-    fn recover_stream(&mut self, key: &str, meta: Option<&[u8]>) {
+    fn recover_stream(
+        &mut self,
+        key: &str,
+        meta: Option<&[u8]>,
+        consumers: Vec<natrix_storage::meta::StoredConsumer>,
+    ) {
         let meta: Option<StreamMeta> = meta.and_then(|m| serde_json::from_slice(m).ok());
         let account = meta
             .as_ref()
@@ -642,7 +775,10 @@ impl Server {
         let id = self.add_stream(account, meta.config, meta.created_unix_nanos);
         self.jetstream.recovering += 1;
         let config = self.jetstream.streams[id as usize].config.store_config();
-        let op = self.next_op(Pending::Recovered { stream: id });
+        let op = self.next_op(Pending::Recovered {
+            stream: id,
+            consumers,
+        });
         self.storage(StorageOp::Open {
             id: op,
             stream: key.to_string(),
@@ -650,7 +786,12 @@ impl Server {
         });
     }
 
-    fn recovered(&mut self, id: StreamId, c: &Completion) {
+    fn recovered(
+        &mut self,
+        id: StreamId,
+        consumers: Vec<natrix_storage::meta::StoredConsumer>,
+        c: &Completion,
+    ) {
         self.jetstream.recovering -= 1;
         match &c.result {
             Ok(Done::Opened { state, report }) => {
@@ -668,6 +809,18 @@ impl Server {
                 }
                 self.subscribe_stream(id);
                 self.rebuild_dedupe(id);
+                for stored in consumers {
+                    match stored.state {
+                        Ok(bytes) => self.recover_consumer(id, &stored.name, &bytes),
+                        Err(e) => {
+                            let line = format!(
+                                "JetStream cannot read consumer {:?} of stream {name:?}: {e:?}; it is not loaded",
+                                stored.name
+                            );
+                            self.log(LogLevel::Error, line);
+                        }
+                    }
+                }
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
@@ -802,6 +955,7 @@ impl Server {
             republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
+            consumers: BTreeMap::new(),
         }) as StreamId;
         self.jetstream.by_name.insert((account, name), id);
         let key = self.jetstream.streams[id as usize].key.clone();
@@ -829,6 +983,7 @@ impl Server {
     /// Drops a stream from the core (its files are the caller's business).
     fn forget_stream(&mut self, id: StreamId) {
         self.unsubscribe_stream(id);
+        self.forget_consumers_of(id);
         let s = self.jetstream.streams.remove(id as usize);
         self.jetstream
             .by_name
@@ -907,6 +1062,22 @@ impl Server {
         headers: Option<&[u8]>,
         body: &[u8],
     ) {
+        self.publish_shown(account, subject, None, headers, body, None);
+    }
+
+    /// Publishes as the server, with a reply, and (for consumer
+    /// deliveries) shown to subscribers under `shown` rather than the
+    /// subject it is routed by, as nats-server shows a delivery under its
+    /// stream subject.
+    pub(crate) fn publish_shown(
+        &mut self,
+        account: AccountId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        body: &[u8],
+        shown: Option<&[u8]>,
+    ) {
         let Some(client) = self.system.client else {
             return;
         };
@@ -920,11 +1091,13 @@ impl Server {
         let hlen = header_len.to_string();
         let p = crate::proto::Pub {
             subject,
-            reply: None,
+            reply,
             size_token: size.as_bytes(),
             header: headers.map(|_| (header_len, hlen.as_bytes())),
             payload: &payload,
         };
+        self.shown_subject = shown.map(Into::into);
         self.route(client, account, &p, &mut super::accounts::Route::default());
+        self.shown_subject = None;
     }
 }

@@ -136,7 +136,7 @@ impl Server {
                         "state": {
                             "messages": s.state.msgs, "bytes": s.state.bytes,
                             "first_seq": s.state.first_seq, "last_seq": s.state.last_seq,
-                            "num_subjects": s.state.num_subjects, "consumer_count": 0,
+                            "num_subjects": s.state.num_subjects, "consumer_count": s.consumers.len(),
                         },
                     });
                     if detail.config {

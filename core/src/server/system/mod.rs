@@ -89,6 +89,10 @@ pub(crate) enum Service {
     JsApi,
     /// A message for a stream (its id in the JetStream state).
     JsStream(u32),
+    /// An acknowledgement for a consumer (its id).
+    JsAck(u32),
+    /// A flow control reply for a push consumer (its id).
+    JsFlow(u32),
 }
 
 /// The per-account monitoring services.
@@ -370,7 +374,9 @@ impl Server {
                 break;
             };
             match service {
-                Service::JsApi | Service::JsStream(_) => self.serve_jetstream(service, msg),
+                Service::JsApi | Service::JsStream(_) | Service::JsAck(_) | Service::JsFlow(_) => {
+                    self.serve_jetstream(service, msg)
+                }
                 service => self.serve(service, &msg),
             }
         }

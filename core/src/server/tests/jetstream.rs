@@ -12,9 +12,9 @@ use crate::config::JetStreamOptions;
 type Backend = FileBackend<SimDisk, Box<dyn FnMut() -> SimDisk>>;
 
 /// A server with JetStream and the disk under it.
-struct Js {
-    h: Harness,
-    disk: SimDisk,
+pub(super) struct Js {
+    pub(super) h: Harness,
+    pub(super) disk: SimDisk,
     exec: Executor<Backend>,
     conn: ConnId,
     next_reply: u32,
@@ -35,7 +35,7 @@ fn js_opts() -> Options {
 }
 
 impl Js {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::on(SimDisk::with_seed(1))
     }
 
@@ -53,7 +53,7 @@ impl Js {
     }
 
     /// A server started on `disk` (a restart when it holds streams).
-    fn on(disk: SimDisk) -> Self {
+    pub(super) fn on(disk: SimDisk) -> Self {
         let mut h = Harness::new(js_opts());
         let exec = executor(&disk);
         let conn = h.client(r#"{"headers":true,"no_responders":true,"verbose":false}"#);
@@ -69,19 +69,19 @@ impl Js {
         js
     }
 
-    fn send(&mut self, data: &str) {
+    pub(super) fn send(&mut self, data: &str) {
         let conn = self.conn;
         self.h.send(conn, data);
     }
 
-    fn out(&mut self) -> String {
+    pub(super) fn out(&mut self) -> String {
         let conn = self.conn;
         self.h.out(conn)
     }
 
     /// Runs every storage operation the server asked for, and those its
     /// completions lead to.
-    fn run_storage(&mut self) {
+    pub(super) fn run_storage(&mut self) {
         while !self.h.storage.is_empty() {
             let ops = std::mem::take(&mut self.h.storage);
             self.execute(ops);
@@ -100,7 +100,7 @@ impl Js {
     }
 
     /// Publishes with a fresh reply subject; returns it.
-    fn publish(&mut self, subject: &str, headers: &str, body: &str) -> String {
+    pub(super) fn publish(&mut self, subject: &str, headers: &str, body: &str) -> String {
         self.next_reply += 1;
         let reply = format!("_INBOX.{}", self.next_reply);
         if headers.is_empty() {
@@ -120,7 +120,7 @@ impl Js {
     }
 
     /// The JSON answers on `reply` in what the server wrote.
-    fn answers(out: &str, reply: &str) -> Vec<Value> {
+    pub(super) fn answers(out: &str, reply: &str) -> Vec<Value> {
         let mut found = Vec::new();
         let mut rest = out;
         let head = format!("MSG {reply} 1 ");
@@ -136,7 +136,7 @@ impl Js {
     }
 
     /// A request, its storage run to the end, and its one answer.
-    fn request(&mut self, subject: &str, body: &str) -> Value {
+    pub(super) fn request(&mut self, subject: &str, body: &str) -> Value {
         let reply = self.publish(subject, "", body);
         self.run_storage();
         let out = self.out();
@@ -145,7 +145,7 @@ impl Js {
         answers.remove(0)
     }
 
-    fn create(&mut self, config: &str) -> Value {
+    pub(super) fn create(&mut self, config: &str) -> Value {
         let name: Value = serde_json::from_str(config).unwrap();
         let name = name["name"].as_str().unwrap().to_string();
         self.request(&format!("$JS.API.STREAM.CREATE.{name}"), config)
@@ -444,7 +444,7 @@ fn messages_past_max_age_are_removed() {
 }
 
 /// All `HMSG`s on `reply`: headers and body.
-fn hmsgs(out: &str, reply: &str) -> Vec<(String, String)> {
+pub(super) fn hmsgs(out: &str, reply: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut rest = out;
     let head = format!("HMSG {reply} 1 ");

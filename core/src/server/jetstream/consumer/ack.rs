@@ -1,0 +1,265 @@
+//! Acknowledgements: what a client publishes to a delivery's
+//! `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+//! reply, and the advisories they raise.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::super::go_json;
+use super::ConsumerId;
+use crate::server::Server;
+use crate::server::system::InternalMsg;
+
+/// What an ack payload asks.
+#[derive(Debug, PartialEq, Eq)]
+enum AckKind {
+    Ack,
+    /// Redeliver, after this delay if given.
+    Nak(Option<Duration>),
+    /// Still working: the ack wait starts again.
+    Progress,
+    /// Ack, and send the next messages to the ack's reply (pull).
+    Next(Vec<u8>),
+    /// Never redeliver.
+    Term(String),
+}
+
+fn parse_ack(body: &[u8]) -> Option<AckKind> {
+    let b = body.trim_ascii();
+    if b.is_empty() || b == b"+ACK" || b == b"+OK" {
+        return Some(AckKind::Ack);
+    }
+    if let Some(rest) = b.strip_prefix(b"-NAK") {
+        let rest = rest.trim_ascii();
+        if rest.is_empty() {
+            return Some(AckKind::Nak(None));
+        }
+        #[derive(serde::Deserialize)]
+        struct Delay {
+            delay: i64,
+        }
+        if let Ok(d) = serde_json::from_slice::<Delay>(rest) {
+            return Some(AckKind::Nak(Some(Duration::from_nanos(
+                d.delay.max(0) as u64
+            ))));
+        }
+        let text = String::from_utf8_lossy(rest);
+        let delay = crate::conf::parse_go_duration(&text).ok();
+        return Some(AckKind::Nak(
+            delay.map(|ns| Duration::from_nanos(ns.max(0) as u64)),
+        ));
+    }
+    if b == b"+WPI" {
+        return Some(AckKind::Progress);
+    }
+    if let Some(rest) = b.strip_prefix(b"+NXT") {
+        return Some(AckKind::Next(rest.trim_ascii().to_vec()));
+    }
+    if let Some(rest) = b.strip_prefix(b"+TERM") {
+        return Some(AckKind::Term(
+            String::from_utf8_lossy(rest.trim_ascii()).into_owned(),
+        ));
+    }
+    None
+}
+
+/// The stream sequence and delivery count in an ack subject.
+fn ack_seqs(subject: &[u8]) -> Option<(u64, u64)> {
+    let s = std::str::from_utf8(subject).ok()?;
+    let tokens: Vec<&str> = s.split('.').collect();
+    if tokens.len() < 9 {
+        return None;
+    }
+    // v1: $JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>;
+    // counted from the end, so a v2 subject with a domain and account
+    // hash reads the same.
+    let n = tokens.len();
+    let (dc, sseq) = (tokens[n - 5].parse().ok()?, tokens[n - 4].parse().ok()?);
+    Some((sseq, dc))
+}
+
+impl Server {
+    /// An acknowledgement for consumer `id`.
+    pub(crate) fn consumer_ack(&mut self, id: ConsumerId, m: &InternalMsg) {
+        if self.jetstream.consumers.get(id as usize).is_none() {
+            return;
+        }
+        let (Some((seq, _)), Some(kind)) = (ack_seqs(&m.subject), parse_ack(m.body())) else {
+            return;
+        };
+        let now = self.now.instant;
+        let c = &mut self.jetstream.consumers[id as usize];
+        c.last_activity = now;
+        match kind {
+            AckKind::Ack | AckKind::Next(_) => {
+                let acked = if c.is_ack_all() {
+                    let seqs: Vec<u64> = c.pending.range(..=seq).map(|(&s, _)| s).collect();
+                    for s in &seqs {
+                        c.pending.remove(s);
+                        c.redeliver.remove(s);
+                    }
+                    !seqs.is_empty()
+                } else {
+                    c.redeliver.remove(&seq);
+                    c.pending.remove(&seq).is_some()
+                };
+                if acked {
+                    c.deadlines.retain(|&(_, s)| c.pending.contains_key(&s));
+                    c.update_ack_floor();
+                }
+                if let AckKind::Next(body) = &kind
+                    && let Some(reply) = &m.reply
+                {
+                    let reply = reply.clone();
+                    let body = body.clone();
+                    self.pull_request(id, &reply, &body);
+                } else if let Some(reply) = &m.reply {
+                    // A double ack: answered once the ack is durable.
+                    let c = &mut self.jetstream.consumers[id as usize];
+                    c.ack_replies.push(reply.clone());
+                }
+                self.consumer_changed(id);
+            }
+            AckKind::Nak(delay) => {
+                if let Some(o) = c.pending.get(&seq).copied() {
+                    c.deadlines.retain(|&(_, s)| s != seq);
+                    match delay {
+                        Some(d) if !d.is_zero() => {
+                            c.deadlines.insert((now + d, seq));
+                        }
+                        _ => {
+                            c.redeliver.insert(seq);
+                        }
+                    }
+                    let _ = o;
+                }
+                self.ack_reply(m);
+            }
+            AckKind::Progress => {
+                if c.pending.contains_key(&seq) {
+                    let wait = c.ack_wait();
+                    c.deadlines.retain(|&(_, s)| s != seq);
+                    c.deadlines.insert((now + wait, seq));
+                }
+                self.ack_reply(m);
+            }
+            AckKind::Term(reason) => {
+                let deliveries = c.pending.get(&seq).map(|o| o.deliveries);
+                c.redeliver.remove(&seq);
+                if c.pending.remove(&seq).is_some() {
+                    c.deadlines.retain(|&(_, s)| s != seq);
+                    c.update_ack_floor();
+                    self.consumer_changed(id);
+                }
+                if let Some(deliveries) = deliveries {
+                    self.terminated_advisory(id, seq, deliveries, &reason);
+                }
+                self.ack_reply(m);
+            }
+        }
+        self.kick_consumer(id);
+        self.arm_consumer(id);
+    }
+
+    /// Answers an ack that has a reply and changes nothing durable.
+    fn ack_reply(&mut self, m: &InternalMsg) {
+        if let Some(reply) = &m.reply {
+            let reply = reply.clone();
+            self.publish_as_server(m.account, &reply, None, b"");
+        }
+    }
+
+    /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<s>.<c>`.
+    pub(crate) fn max_deliveries_advisory(&mut self, id: ConsumerId, seq: u64, deliveries: u64) {
+        let c = &self.jetstream.consumers[id as usize];
+        let (account, stream, consumer) = (c.account, c.stream_name.clone(), c.name.clone());
+        let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}");
+        if !self.has_client_interest(account, subject.as_bytes()) {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Advisory<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: String,
+            timestamp: String,
+            stream: &'a str,
+            consumer: &'a str,
+            stream_seq: u64,
+            deliveries: u64,
+        }
+        let body = go_json(&Advisory {
+            kind: "io.nats.jetstream.advisory.v1.max_deliver",
+            id: self.event_id(),
+            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+            stream: &stream,
+            consumer: &consumer,
+            stream_seq: seq,
+            deliveries,
+        });
+        self.publish_as_server(account, subject.as_bytes(), None, &body);
+    }
+
+    /// `$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.<s>.<c>`.
+    fn terminated_advisory(&mut self, id: ConsumerId, seq: u64, deliveries: u64, reason: &str) {
+        let c = &self.jetstream.consumers[id as usize];
+        let (account, stream, consumer) = (c.account, c.stream_name.clone(), c.name.clone());
+        let cseq = c.delivered.consumer_seq;
+        let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{consumer}");
+        if !self.has_client_interest(account, subject.as_bytes()) {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Advisory<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            id: String,
+            timestamp: String,
+            stream: &'a str,
+            consumer: &'a str,
+            consumer_seq: u64,
+            stream_seq: u64,
+            deliveries: u64,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            reason: &'a str,
+        }
+        let body = go_json(&Advisory {
+            kind: "io.nats.jetstream.advisory.v1.terminated",
+            id: self.event_id(),
+            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+            stream: &stream,
+            consumer: &consumer,
+            consumer_seq: cseq,
+            stream_seq: seq,
+            deliveries,
+            reason,
+        });
+        self.publish_as_server(account, subject.as_bytes(), None, &body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_payloads_parse_as_nats_server_reads_them() {
+        assert_eq!(parse_ack(b""), Some(AckKind::Ack));
+        assert_eq!(parse_ack(b"+ACK"), Some(AckKind::Ack));
+        assert_eq!(parse_ack(b"-NAK"), Some(AckKind::Nak(None)));
+        assert_eq!(
+            parse_ack(br#"-NAK {"delay":2000000000}"#),
+            Some(AckKind::Nak(Some(Duration::from_secs(2))))
+        );
+        assert_eq!(parse_ack(b"+WPI"), Some(AckKind::Progress));
+        assert_eq!(parse_ack(b"+TERM bad"), Some(AckKind::Term("bad".into())));
+        assert_eq!(parse_ack(b"+NXT 5"), Some(AckKind::Next(b"5".to_vec())));
+        assert_eq!(parse_ack(b"what"), None);
+        assert_eq!(
+            ack_seqs(b"$JS.ACK.S.C.2.7.9.1795292858614453372.0"),
+            Some((7, 2))
+        );
+        assert_eq!(ack_seqs(b"$JS.ACK.S.C.2.7"), None);
+    }
+}

@@ -1,0 +1,612 @@
+//! Delivery: reading a consumer's stream through storage, sending what it
+//! read to pull requests or the push subject, and the consumer's timer
+//! (redeliveries, request expiries, heartbeats, flow control, inactivity).
+
+use std::time::Duration;
+
+use natrix_storage::Msg;
+use natrix_storage::ops::{Completion, Done, Read, StorageOp};
+
+use super::super::Pending;
+use super::config::{AckPolicy, DeliverPolicy};
+use super::{ConsumerId, INTEREST_POLL, Outstanding, READ_BATCH};
+use crate::server::timers::TimerKey;
+use crate::server::{AccountId, Server};
+
+/// Push flow control: a request goes out after this many bytes, and
+/// delivery stalls at twice it while the request is unanswered.
+const FLOW_CONTROL_BYTES: u64 = 1024 * 1024;
+
+/// Where one delivery goes.
+enum Target {
+    Push,
+    /// The front pull request.
+    Pull,
+}
+
+impl Server {
+    /// Reads for every consumer of `stream` that can deliver more (called
+    /// when the stream's durable sequence moves).
+    pub(crate) fn kick_consumers(&mut self, stream: super::super::StreamId) {
+        let Some(s) = self.jetstream.streams.get(stream as usize) else {
+            return;
+        };
+        if s.consumers.is_empty() {
+            return;
+        }
+        let ids: Vec<ConsumerId> = s.consumers.values().copied().collect();
+        for id in ids {
+            self.kick_consumer(id);
+        }
+    }
+
+    /// How many messages consumer `id` could send now.
+    fn demand(&mut self, id: ConsumerId) -> u64 {
+        loop {
+            let c = &self.jetstream.consumers[id as usize];
+            if c.paused_until_unix_nanos > self.now.unix_nanos {
+                return 0;
+            }
+            let room = c.room();
+            if c.config.is_push() {
+                if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
+                    return 0;
+                }
+                let (account, subject) = (c.account, c.config.deliver_subject.clone());
+                if !self.has_client_interest(account, subject.as_bytes()) {
+                    return 0;
+                }
+                self.jetstream.consumers[id as usize].last_activity = self.now.instant;
+                return room.min(READ_BATCH as u64);
+            }
+            let Some(front) = c.waiting.front() else {
+                return 0;
+            };
+            let (account, reply) = (c.account, front.reply.clone());
+            let wanted: u64 = c.waiting.iter().map(|w| w.batch).sum();
+            if !self.has_client_interest(account, &reply) {
+                // The requester is gone: nobody reads what it asked for.
+                self.jetstream.consumers[id as usize].waiting.pop_front();
+                continue;
+            }
+            return room.min(wanted).min(READ_BATCH as u64);
+        }
+    }
+
+    /// Starts the next read of consumer `id` if it has demand and nothing
+    /// in flight: a redelivery first, then what follows its cursor, never
+    /// past the stream's durable sequence.
+    pub(crate) fn kick_consumer(&mut self, id: ConsumerId) {
+        loop {
+            let Some(c) = self.jetstream.consumers.get(id as usize) else {
+                return;
+            };
+            if !c.ready || c.reading {
+                return;
+            }
+            let demand = self.demand(id);
+            if demand == 0 {
+                self.finish_no_wait(id, false);
+                return;
+            }
+            let c = &mut self.jetstream.consumers[id as usize];
+            if let Some(msg) = c.preloaded.pop_front() {
+                let pending = c.preloaded.len() as u64 + c.num_pending;
+                self.deliver_to_consumer(id, &msg, 1, pending);
+                continue;
+            }
+            let key = c.key.clone();
+            if let Some(&seq) = c.redeliver.first() {
+                c.reading = true;
+                let op = self.next_op(Pending::ConsumerRedeliver {
+                    consumer: id,
+                    key: key.clone(),
+                    seq,
+                });
+                self.storage(StorageOp::Read {
+                    id: op,
+                    stream: key.0,
+                    read: Read::Seq(seq),
+                });
+                return;
+            }
+            let durable = self.jetstream.streams[c.stream as usize].durable_seq;
+            if c.next_seq > durable {
+                self.finish_no_wait(id, true);
+                return;
+            }
+            c.reading = true;
+            let filters = c.config.filters();
+            let filter = (filters.len() == 1).then(|| filters[0].clone());
+            let max_msgs = demand as usize;
+            let from_seq = c.next_seq;
+            let op = self.next_op(Pending::ConsumerRead {
+                consumer: id,
+                key: key.clone(),
+                max_msgs,
+            });
+            self.storage(StorageOp::ReadBatch {
+                id: op,
+                stream: key.0,
+                from_seq,
+                filter,
+                max_msgs,
+                max_bytes: 0,
+            });
+            return;
+        }
+    }
+
+    /// A batch read for consumer `id` completed: deliver what is durable,
+    /// while there is demand.
+    pub(crate) fn consumer_read(&mut self, id: ConsumerId, max_msgs: usize, c: &Completion) {
+        let cons = &mut self.jetstream.consumers[id as usize];
+        cons.reading = false;
+        let (msgs, pending) = match &c.result {
+            Ok(Done::Batch { msgs, pending }) => (msgs, *pending),
+            Ok(_) | Err(_) => {
+                // A failed read is tried again on the next kick.
+                return;
+            }
+        };
+        let durable = self.jetstream.streams[cons.stream as usize].durable_seq;
+        let total = msgs.len();
+        let mut next = None;
+        for (i, m) in msgs.iter().enumerate() {
+            if m.seq > durable {
+                next = Some(m.seq);
+                break;
+            }
+            let c = &self.jetstream.consumers[id as usize];
+            if !c.config.wants(m.subject.as_bytes()) {
+                continue;
+            }
+            if self.demand(id) == 0 {
+                next = Some(m.seq);
+                break;
+            }
+            if !self.fits_front_request(id, m) {
+                next = Some(m.seq);
+                break;
+            }
+            let after = pending + (total - 1 - i) as u64;
+            self.deliver_to_consumer(id, m, 1, after);
+        }
+        let cons = &mut self.jetstream.consumers[id as usize];
+        cons.num_pending = pending;
+        match next {
+            Some(seq) => cons.next_seq = seq,
+            None => {
+                let last = msgs.last().map_or(0, |m| m.seq);
+                let exhausted = msgs.len() < max_msgs;
+                let end = if exhausted {
+                    c.state.last_seq.min(durable)
+                } else {
+                    last
+                };
+                cons.next_seq = cons.next_seq.max(last + 1).max(end + 1);
+            }
+        }
+        self.kick_consumer(id);
+        self.arm_consumer(id);
+    }
+
+    /// Whether the front pull request can take `m` under its `max_bytes`;
+    /// if not, the request ends (`409 Message Size Exceeds MaxBytes` when
+    /// nothing was sent to it, `409 Batch Completed` otherwise).
+    fn fits_front_request(&mut self, id: ConsumerId, m: &Msg) -> bool {
+        loop {
+            let c = &mut self.jetstream.consumers[id as usize];
+            if c.config.is_push() {
+                return true;
+            }
+            let Some(front) = c.waiting.front() else {
+                return false;
+            };
+            if !front.limited_bytes || m.size_bytes() <= front.max_bytes {
+                return true;
+            }
+            let w = c.waiting.pop_front().expect("front exists");
+            let account = c.account;
+            let status = if w.delivered == 0 {
+                "409 Message Size Exceeds MaxBytes"
+            } else {
+                "409 Batch Completed"
+            };
+            self.pull_status(account, &w.reply, status, Some((w.batch, w.max_bytes)));
+        }
+    }
+
+    /// A redelivery read completed.
+    pub(crate) fn consumer_redelivered(&mut self, id: ConsumerId, seq: u64, c: &Completion) {
+        let cons = &mut self.jetstream.consumers[id as usize];
+        cons.reading = false;
+        match &c.result {
+            Ok(Done::Read(Some(m))) => {
+                if let Some(o) = cons.pending.get(&seq).copied()
+                    && cons.redeliver.contains(&seq)
+                {
+                    if self.demand(id) > 0 && self.fits_front_request(id, m) {
+                        let cons = &mut self.jetstream.consumers[id as usize];
+                        cons.redeliver.remove(&seq);
+                        let pending = cons.num_pending;
+                        self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                    }
+                } else {
+                    cons.redeliver.remove(&seq);
+                }
+            }
+            Ok(Done::Read(None)) => {
+                // Gone from the stream (deleted, purged, aged out): there
+                // is nothing left to acknowledge.
+                cons.redeliver.remove(&seq);
+                cons.pending.remove(&seq);
+                cons.deadlines.retain(|&(_, s)| s != seq);
+                cons.update_ack_floor();
+                self.consumer_changed(id);
+            }
+            _ => {}
+        }
+        self.kick_consumer(id);
+        self.arm_consumer(id);
+    }
+
+    /// Sends `m` (its `deliveries`-th delivery) to the consumer's target.
+    pub(crate) fn deliver_to_consumer(
+        &mut self,
+        id: ConsumerId,
+        m: &Msg,
+        deliveries: u64,
+        pending: u64,
+    ) {
+        let now = self.now;
+        let c = &mut self.jetstream.consumers[id as usize];
+        let target = if c.config.is_push() {
+            Target::Push
+        } else {
+            Target::Pull
+        };
+        c.delivered.consumer_seq += 1;
+        let cseq = c.delivered.consumer_seq;
+        if deliveries == 1 {
+            c.delivered.stream_seq = c.delivered.stream_seq.max(m.seq);
+        }
+        c.last_active_unix_nanos = now.unix_nanos;
+        let ack = format!(
+            "$JS.ACK.{}.{}.{deliveries}.{}.{cseq}.{}.{pending}",
+            c.stream_name, c.name, m.seq, m.ts_unix_nanos
+        );
+        if c.acks() {
+            c.pending.insert(
+                m.seq,
+                Outstanding {
+                    consumer_seq: cseq,
+                    deliveries,
+                    delivered_unix_nanos: now.unix_nanos,
+                },
+            );
+            c.deadlines.retain(|&(_, s)| s != m.seq);
+            let at = now.instant + c.redelivery_delay(deliveries);
+            c.deadlines.insert((at, m.seq));
+        } else {
+            c.ack_floor = c.delivered;
+        }
+        let headers_only = c.config.headers_only;
+        let (headers, body) = if headers_only {
+            let mut h = match m.headers.strip_suffix(b"\r\n\r\n") {
+                Some(lines) if !lines.is_empty() => [lines, b"\r\n"].concat(),
+                _ => b"NATS/1.0\r\n".to_vec(),
+            };
+            h.extend_from_slice(format!("Nats-Msg-Size: {}\r\n\r\n", m.payload.len()).as_bytes());
+            (Some(h), &[][..])
+        } else {
+            let h = (!m.headers.is_empty()).then(|| m.headers.clone());
+            (h, &m.payload[..])
+        };
+        let account = c.account;
+        let to: Box<[u8]> = match target {
+            Target::Push => {
+                c.last_sent = now.instant;
+                c.fc_bytes += m.size_bytes();
+                c.config.deliver_subject.as_bytes().into()
+            }
+            Target::Pull => {
+                let front = c
+                    .waiting
+                    .front_mut()
+                    .expect("a pull delivery has a request");
+                front.batch -= 1;
+                front.delivered += 1;
+                if front.limited_bytes {
+                    front.max_bytes = front.max_bytes.saturating_sub(m.size_bytes());
+                }
+                let reply = front.reply.clone();
+                if front.batch == 0 {
+                    c.waiting.pop_front();
+                }
+                reply
+            }
+        };
+        self.publish_shown(
+            account,
+            &to,
+            Some(ack.as_bytes()),
+            headers.as_deref(),
+            body,
+            Some(m.subject.as_bytes()),
+        );
+        self.consumer_changed(id);
+        if matches!(target, Target::Push) {
+            self.maybe_flow_control(id);
+        }
+    }
+
+    /// Push flow control: asks the subscriber to confirm it keeps up.
+    fn maybe_flow_control(&mut self, id: ConsumerId) {
+        let c = &mut self.jetstream.consumers[id as usize];
+        if !c.config.flow_control || c.fc_outstanding.is_some() || c.fc_bytes < FLOW_CONTROL_BYTES {
+            return;
+        }
+        c.fc_sent += 1;
+        let reply = format!("$JS.FC.{}.{}.{}", c.stream_name, c.name, c.fc_sent);
+        c.fc_outstanding = Some(reply.clone());
+        let (account, to) = (c.account, c.config.deliver_subject.clone());
+        let headers = b"NATS/1.0 100 FlowControl Request\r\n\r\n";
+        self.publish_shown(
+            account,
+            to.as_bytes(),
+            Some(reply.as_bytes()),
+            Some(headers),
+            b"",
+            None,
+        );
+    }
+
+    /// A flow control reply: delivery goes on.
+    pub(crate) fn flow_control_reply(&mut self, id: ConsumerId, subject: &[u8]) {
+        let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
+            return;
+        };
+        if c.fc_outstanding.as_deref().map(str::as_bytes) == Some(subject) {
+            c.fc_outstanding = None;
+            c.fc_bytes = 0;
+            self.kick_consumer(id);
+        }
+    }
+
+    /// A status message to a pull request's inbox (a header-only message),
+    /// with the pending counts when given.
+    pub(crate) fn pull_status(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        status: &str,
+        pending: Option<(u64, u64)>,
+    ) {
+        let mut h = format!("NATS/1.0 {status}\r\n");
+        if let Some((msgs, bytes)) = pending {
+            h.push_str(&format!(
+                "Nats-Pending-Messages: {msgs}\r\nNats-Pending-Bytes: {bytes}\r\n"
+            ));
+        }
+        h.push_str("\r\n");
+        self.publish_shown(account, reply, None, Some(h.as_bytes()), b"", None);
+    }
+
+    /// Ends the no-wait requests that nothing more can serve now: the
+    /// cursor is at the stream's end (`at_end`) or the consumer has no
+    /// room; `404 No Messages` when nothing was sent to them.
+    fn finish_no_wait(&mut self, id: ConsumerId, at_end: bool) {
+        let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
+            return;
+        };
+        if c.reading || !c.redeliver.is_empty() || !c.preloaded.is_empty() {
+            return;
+        }
+        if !at_end && c.room() > 0 {
+            return;
+        }
+        let account = c.account;
+        let mut done = Vec::new();
+        c.waiting.retain(|w| {
+            if w.no_wait {
+                done.push(w.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for w in done {
+            if w.delivered == 0 {
+                self.pull_status(account, &w.reply, "404 No Messages", None);
+            } else {
+                self.pull_status(
+                    account,
+                    &w.reply,
+                    "408 Request Timeout",
+                    Some((w.batch, w.max_bytes)),
+                );
+            }
+        }
+    }
+
+    /// Consumer `id`'s timer: redeliveries due, pull requests expired,
+    /// heartbeats, interest, inactivity.
+    pub(crate) fn consumer_timer(&mut self, id: ConsumerId) {
+        let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
+            return;
+        };
+        let now = self.now;
+        // Redeliveries due (or dropped past max_deliver).
+        let mut maxed = Vec::new();
+        while let Some(&(at, seq)) = c.deadlines.first() {
+            if at > now.instant {
+                break;
+            }
+            c.deadlines.pop_first();
+            let Some(o) = c.pending.get(&seq).copied() else {
+                continue;
+            };
+            if c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
+                c.pending.remove(&seq);
+                maxed.push((seq, o.deliveries));
+            } else {
+                c.redeliver.insert(seq);
+            }
+        }
+        if !maxed.is_empty() {
+            c.update_ack_floor();
+        }
+        // Pull requests: expiries and heartbeats.
+        let account = c.account;
+        let mut expired = Vec::new();
+        let mut beats = Vec::new();
+        let num_pending = c.num_pending;
+        c.waiting.retain_mut(|w| {
+            if w.expires.is_some_and(|e| e <= now.instant) {
+                expired.push(w.clone());
+                return false;
+            }
+            if let (Some(hb), Some(next)) = (w.heartbeat, w.next_heartbeat)
+                && next <= now.instant
+            {
+                w.next_heartbeat = Some(now.instant + hb);
+                beats.push(w.reply.clone());
+            }
+            true
+        });
+        let push_beat = match (c.config.is_push(), c.config.idle_heartbeat) {
+            (true, hb) if hb > 0 => {
+                let every = Duration::from_nanos(hb as u64);
+                (now.instant >= c.last_sent + every).then(|| {
+                    c.last_sent = now.instant;
+                    (
+                        c.config.deliver_subject.clone(),
+                        c.delivered,
+                        c.fc_outstanding.clone(),
+                    )
+                })
+            }
+            _ => None,
+        };
+        for (seq, deliveries) in maxed {
+            self.max_deliveries_advisory(id, seq, deliveries);
+            self.consumer_changed(id);
+        }
+        for w in expired {
+            self.pull_status(
+                account,
+                &w.reply,
+                "408 Request Timeout",
+                Some((w.batch, w.max_bytes)),
+            );
+        }
+        for reply in beats {
+            let _ = num_pending;
+            self.pull_status(account, &reply, "100 Idle Heartbeat", None);
+        }
+        if let Some((to, delivered, stalled)) = push_beat
+            && self.has_client_interest(account, to.as_bytes())
+        {
+            let mut h = format!(
+                "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: {}\r\nNats-Last-Stream: {}\r\n",
+                delivered.consumer_seq, delivered.stream_seq
+            );
+            if let Some(fc) = stalled {
+                h.push_str(&format!("Nats-Consumer-Stalled: {fc}\r\n"));
+            }
+            h.push_str("\r\n");
+            self.publish_shown(account, to.as_bytes(), None, Some(h.as_bytes()), b"", None);
+        }
+        if self.consumer_inactive(id) {
+            let c = &self.jetstream.consumers[id as usize];
+            let (account, stream, name) = (c.account, c.stream_name.clone(), c.name.clone());
+            self.delete_consumer(id, Pending::Quiet);
+            self.consumer_advisory(account, &stream, &name, "delete");
+            return;
+        }
+        self.kick_consumer(id);
+        self.arm_consumer(id);
+    }
+
+    /// Whether consumer `id` has had no interest for its inactive
+    /// threshold (and goes).
+    fn consumer_inactive(&mut self, id: ConsumerId) -> bool {
+        let c = &self.jetstream.consumers[id as usize];
+        let Some(threshold) = c.inactive_threshold() else {
+            return false;
+        };
+        let active = if c.config.is_push() {
+            let (account, to) = (c.account, c.config.deliver_subject.clone());
+            self.has_client_interest(account, to.as_bytes())
+        } else {
+            !c.waiting.is_empty()
+        };
+        let now = self.now.instant;
+        let c = &mut self.jetstream.consumers[id as usize];
+        if active {
+            c.last_activity = now;
+            return false;
+        }
+        now >= c.last_activity + threshold
+    }
+
+    /// Arms consumer `id`'s timer for the earliest thing it waits for.
+    pub(crate) fn arm_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.jetstream.consumers.get(id as usize) else {
+            return;
+        };
+        let now = self.now.instant;
+        let mut at: Option<crate::time::Instant> = c.deadlines.first().map(|&(t, _)| t);
+        let mut earliest = |t: crate::time::Instant| {
+            at = Some(at.map_or(t, |a| a.min(t)));
+        };
+        for w in &c.waiting {
+            if let Some(e) = w.expires {
+                earliest(e);
+            }
+            if let Some(h) = w.next_heartbeat {
+                earliest(h);
+            }
+        }
+        if c.config.is_push() {
+            if c.config.idle_heartbeat > 0 {
+                earliest(c.last_sent + Duration::from_nanos(c.config.idle_heartbeat as u64));
+            }
+            // Interest is not announced to consumers: look again soon.
+            earliest(now + INTEREST_POLL);
+        }
+        if let Some(t) = c.inactive_threshold() {
+            earliest(c.last_activity + t);
+        }
+        if c.paused_until_unix_nanos > self.now.unix_nanos {
+            let left = c.paused_until_unix_nanos - self.now.unix_nanos;
+            earliest(now + Duration::from_nanos(left));
+        }
+        self.timers.set(TimerKey::Consumer(id), at);
+    }
+}
+
+impl super::Consumer {
+    /// How long it may go without interest before it is deleted.
+    pub(crate) fn inactive_threshold(&self) -> Option<Duration> {
+        (self.config.inactive_threshold > 0)
+            .then(|| Duration::from_nanos(self.config.inactive_threshold as u64))
+    }
+
+    /// The deliver policy's first stream sequence, from the stream's
+    /// first and last sequences.
+    pub(crate) fn start_seq(&self, first_seq: u64, last_seq: u64) -> u64 {
+        match self.config.deliver_policy {
+            DeliverPolicy::All | DeliverPolicy::ByStartTime => first_seq.max(1),
+            DeliverPolicy::New => last_seq + 1,
+            DeliverPolicy::ByStartSequence => self.config.opt_start_seq.max(first_seq).max(1),
+            // Found by a read first.
+            DeliverPolicy::Last | DeliverPolicy::LastPerSubject => last_seq + 1,
+        }
+    }
+
+    pub(crate) fn is_ack_all(&self) -> bool {
+        self.config.ack_policy == AckPolicy::All
+    }
+}

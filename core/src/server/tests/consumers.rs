@@ -1,0 +1,460 @@
+//! JetStream consumers driven through the server, over the real executor
+//! and file store on a simulated disk.
+
+use std::time::Duration;
+
+use natrix_storage::SimDisk;
+use serde_json::Value;
+
+use super::jetstream::Js;
+
+/// A message the client received: subject, reply, headers, body.
+#[derive(Debug, Clone)]
+struct Got {
+    subject: String,
+    to_sid: String,
+    reply: String,
+    headers: String,
+    body: String,
+}
+
+/// Every MSG and HMSG in `out`, in order.
+fn msgs(out: &str) -> Vec<Got> {
+    let mut found = Vec::new();
+    let mut rest = out;
+    loop {
+        let at = match (rest.find("MSG "), rest.find("HMSG ")) {
+            (Some(m), Some(h)) => m.min(h),
+            (Some(m), None) => m,
+            (None, Some(h)) => h,
+            (None, None) => break,
+        };
+        rest = &rest[at..];
+        let h = rest.starts_with("HMSG ");
+        let line_end = rest.find("\r\n").unwrap();
+        let args: Vec<&str> = rest[..line_end].split(' ').skip(1).collect();
+        let (subject, sid) = (args[0], args[1]);
+        let (reply, sizes) = if h {
+            if args.len() == 5 {
+                (args[2], &args[3..])
+            } else {
+                ("", &args[2..])
+            }
+        } else if args.len() == 4 {
+            (args[2], &args[3..])
+        } else {
+            ("", &args[2..])
+        };
+        let sizes: Vec<usize> = sizes.iter().map(|n| n.parse().unwrap()).collect();
+        let total = *sizes.last().unwrap();
+        let hlen = if h { sizes[0] } else { 0 };
+        let payload = &rest[line_end + 2..line_end + 2 + total];
+        found.push(Got {
+            subject: subject.into(),
+            to_sid: sid.into(),
+            reply: reply.into(),
+            headers: payload[..hlen].into(),
+            body: payload[hlen..].into(),
+        });
+        rest = &rest[line_end + 2 + total..];
+    }
+    found
+}
+
+fn with_stream() -> Js {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"]}"#);
+    js
+}
+
+fn publish_n(js: &mut Js, n: usize) {
+    for i in 1..=n {
+        js.publish(&format!("s.{i}"), "", &format!("m{i}"));
+    }
+    js.run_storage();
+    let _ = js.out();
+}
+
+/// A pull request on `inbox` (subscribed by the test client as `_INBOX.>`).
+fn pull(js: &mut Js, consumer: &str, inbox: &str, body: &str) -> Vec<Got> {
+    js.send(&format!(
+        "PUB $JS.API.CONSUMER.MSG.NEXT.S.{consumer} {inbox} {}\r\n{body}\r\n",
+        body.len()
+    ));
+    js.run_storage();
+    msgs(&js.out())
+        .into_iter()
+        .filter(|m| {
+            m.to_sid == "1" && !m.subject.starts_with("_INBOX.") || m.headers.contains("NATS/1.0 ")
+        })
+        .collect()
+}
+
+/// A request, and everything else the client got meanwhile.
+fn request_seeing(js: &mut Js, subject: &str, body: &str) -> (Value, Vec<Got>) {
+    let reply = js.publish(subject, "", body);
+    js.run_storage();
+    let out = js.out();
+    let answer = Js::answers(&out, &reply).remove(0);
+    let rest = msgs(&out)
+        .into_iter()
+        .filter(|m| m.subject != reply)
+        .collect();
+    (answer, rest)
+}
+
+fn durable(js: &mut Js, name: &str, config: &str) -> Value {
+    js.request(
+        &format!("$JS.API.CONSUMER.CREATE.S.{name}"),
+        &format!(r#"{{"stream_name":"S","config":{config}}}"#),
+    )
+}
+
+#[test]
+fn a_durable_consumer_is_created_with_nats_servers_defaults() {
+    let mut js = with_stream();
+    publish_n(&mut js, 3);
+    let r = durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    assert_eq!(
+        r["type"], "io.nats.jetstream.api.v1.consumer_create_response",
+        "{r}"
+    );
+    assert_eq!(r["name"], "D");
+    assert_eq!(r["stream_name"], "S");
+    assert_eq!(r["config"]["max_ack_pending"], 1000);
+    assert_eq!(r["config"]["max_waiting"], 512);
+    assert_eq!(r["config"]["ack_wait"], 30_000_000_000u64);
+    assert_eq!(r["num_pending"], 3);
+    assert_eq!(r["delivered"]["stream_seq"], 0);
+    // The same config again is no change; a different one with
+    // "create" is refused.
+    let again = durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    assert!(again.get("error").is_none(), "{again}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.D",
+        r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"all"},"action":"create"}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10148, "{r}");
+    let names = js.request("$JS.API.CONSUMER.NAMES.S", "");
+    assert_eq!(names["consumers"], serde_json::json!(["D"]));
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["consumer_count"], 1);
+    let missing = js.request("$JS.API.CONSUMER.INFO.S.X", "");
+    assert_eq!(missing["error"]["err_code"], 10014);
+    let del = js.request("$JS.API.CONSUMER.DELETE.S.D", "");
+    assert_eq!(del["success"], true, "{del}");
+    let names = js.request("$JS.API.CONSUMER.NAMES.S", "");
+    assert_eq!(names["consumers"], serde_json::json!([]));
+}
+
+#[test]
+fn a_pull_delivers_stream_subjects_with_ack_tokens_and_acks_move_the_floor() {
+    let mut js = with_stream();
+    publish_n(&mut js, 3);
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.p1", r#"{"batch":2}"#);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].subject, "s.1");
+    assert_eq!(got[0].body, "m1");
+    let t: Vec<&str> = got[0].reply.split('.').collect();
+    assert_eq!(
+        &t[..7],
+        &["$JS", "ACK", "S", "D", "1", "1", "1"],
+        "{}",
+        got[0].reply
+    );
+    assert_eq!(t[8], "2", "two more pending after the first");
+    assert_eq!(got[1].reply.split('.').nth(8), Some("1"));
+    // Ack the second only: the floor stays below the first.
+    js.send(&format!("PUB {} 0\r\n\r\n", got[1].reply));
+    js.run_storage();
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(
+        info["type"],
+        "io.nats.jetstream.api.v1.consumer_info_response"
+    );
+    assert_eq!(info["num_ack_pending"], 1, "{info}");
+    assert_eq!(info["ack_floor"]["stream_seq"], 0);
+    assert_eq!(info["delivered"]["stream_seq"], 2);
+    assert_eq!(info["num_pending"], 1);
+    // A double ack of the first is answered, and the floor moves.
+    js.send(&format!("PUB {} _INBOX.ackack 4\r\n+ACK\r\n", got[0].reply));
+    js.run_storage();
+    let out = js.out();
+    assert!(out.contains("MSG _INBOX.ackack 1 0\r\n"), "{out}");
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(info["ack_floor"]["stream_seq"], 2, "{info}");
+    assert_eq!(info["num_ack_pending"], 0);
+}
+
+#[test]
+fn pull_requests_end_with_nats_servers_status_messages() {
+    let mut js = with_stream();
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit","max_batch":10}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.nw", r#"{"batch":1,"no_wait":true}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].headers.starts_with("NATS/1.0 404 No Messages\r\n"),
+        "{got:?}"
+    );
+    let got = pull(&mut js, "D", "_INBOX.big", r#"{"batch":11}"#);
+    assert!(
+        got[0]
+            .headers
+            .starts_with("NATS/1.0 409 Exceeded MaxRequestBatch of 10\r\n")
+    );
+    // An expiring request gets 408 once its time is up.
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.ex",
+        r#"{"batch":3,"expires":500000000}"#,
+    );
+    assert!(got.is_empty(), "{got:?}");
+    js.h.advance(Duration::from_millis(600));
+    js.run_storage();
+    let got = msgs(&js.out());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]
+            .headers
+            .starts_with("NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 3\r\n"),
+        "{got:?}"
+    );
+    // A waiting request is served by a later publish, once it is durable.
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.w",
+        r#"{"batch":1,"expires":5000000000}"#,
+    );
+    assert!(got.is_empty());
+    js.publish("s.late", "", "late");
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.subject == "s.late")
+        .collect();
+    assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn an_unacknowledged_message_is_redelivered_after_ack_wait_and_stops_at_max_deliver() {
+    let mut js = with_stream();
+    publish_n(&mut js, 1);
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000,"max_deliver":2}"#,
+    );
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.a",
+        r#"{"batch":5,"expires":10000000000}"#,
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].reply.split('.').nth(4), Some("1"));
+    js.h.advance(Duration::from_millis(1100));
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.subject == "s.1")
+        .collect();
+    assert_eq!(got.len(), 1, "redelivered once");
+    let t: Vec<&str> = got[0].reply.split('.').collect();
+    assert_eq!(
+        (t[4], t[5], t[6]),
+        ("2", "1", "2"),
+        "count 2, stream 1, consumer seq 2"
+    );
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(info["num_redelivered"], 1, "{info}");
+    // max_deliver 2: no third delivery.
+    js.h.advance(Duration::from_millis(1100));
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.subject == "s.1")
+        .collect();
+    assert!(got.is_empty(), "{got:?}");
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(info["num_ack_pending"], 0, "{info}");
+}
+
+#[test]
+fn a_nak_redelivers_at_once_and_term_never() {
+    let mut js = with_stream();
+    publish_n(&mut js, 2);
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":2}"#);
+    assert_eq!(got.len(), 2);
+    js.send(&format!("PUB {} 4\r\n-NAK\r\n", got[0].reply));
+    js.send(&format!("PUB {} 5\r\n+TERM\r\n", got[1].reply));
+    js.run_storage();
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.b",
+        r#"{"batch":2,"expires":1000000000}"#,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "s.1");
+    assert_eq!(got[0].reply.split('.').nth(4), Some("2"));
+}
+
+#[test]
+fn a_push_consumer_delivers_to_its_subject_with_heartbeats() {
+    let mut js = with_stream();
+    publish_n(&mut js, 2);
+    js.send("SUB push.d 2\r\n");
+    let (r, got) = request_seeing(
+        &mut js,
+        "$JS.API.CONSUMER.CREATE.S",
+        r#"{"stream_name":"S","config":{"deliver_subject":"push.d","idle_heartbeat":1000000000,"flow_control":true}}"#,
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(r["config"]["inactive_threshold"], 5_000_000_000u64, "{r}");
+    let got: Vec<Got> = got.into_iter().filter(|m| m.to_sid == "2").collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].subject, "s.1");
+    js.h.advance(Duration::from_millis(1100));
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.to_sid == "2")
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].headers,
+        "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 2\r\nNats-Last-Stream: 2\r\n\r\n"
+    );
+    // Without interest, an ephemeral goes after its inactive threshold.
+    js.send("UNSUB 2\r\n");
+    js.h.advance(Duration::from_secs(6));
+    js.run_storage();
+    let names = js.request("$JS.API.CONSUMER.NAMES.S", "");
+    assert_eq!(names["total"], 0, "{names}");
+}
+
+#[test]
+fn last_per_subject_delivers_each_subjects_newest_then_what_follows() {
+    let mut js = with_stream();
+    for (s, b) in [("s.a", "1"), ("s.b", "2"), ("s.a", "3")] {
+        js.publish(s, "", b);
+    }
+    js.run_storage();
+    let _ = js.out();
+    js.send("SUB w.in 3\r\n");
+    let (r, got) = request_seeing(
+        &mut js,
+        "$JS.API.CONSUMER.CREATE.S",
+        r#"{"stream_name":"S","config":{"deliver_subject":"w.in","deliver_policy":"last_per_subject","filter_subject":"s.>"}}"#,
+    );
+    assert_eq!(r["num_pending"], 2, "{r}");
+    let got: Vec<Got> = got.into_iter().filter(|m| m.to_sid == "3").collect();
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|m| (m.subject.as_str(), m.body.as_str()))
+        .collect();
+    assert_eq!(seen, vec![("s.b", "2"), ("s.a", "3")]);
+    // The last initial value says nothing is pending: a watcher knows it
+    // has them all.
+    assert_eq!(got[1].reply.split('.').nth(8), Some("0"));
+    js.publish("s.c", "", "4");
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.to_sid == "3")
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].subject, "s.c");
+}
+
+#[test]
+fn progress_survives_a_crash_acked_stay_acked_and_pending_come_back() {
+    let mut js = with_stream();
+    publish_n(&mut js, 3);
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":2}"#);
+    assert_eq!(got.len(), 2);
+    js.send(&format!("PUB {} _INBOX.sync 0\r\n\r\n", got[0].reply));
+    js.run_storage();
+    assert!(js.out().contains("MSG _INBOX.sync 1 0\r\n"));
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(info["ack_floor"]["stream_seq"], 1, "{info}");
+    assert_eq!(info["num_ack_pending"], 1);
+    // After the ack wait, message 2 comes back; then message 3.
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.b",
+        r#"{"batch":1,"expires":5000000000}"#,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "s.3");
+    js.h.advance(Duration::from_millis(1100));
+    js.run_storage();
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.c",
+        r#"{"batch":1,"expires":5000000000}"#,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "s.2");
+    assert_eq!(got[0].reply.split('.').nth(4), Some("2"));
+}
+
+#[test]
+fn a_bad_consumer_config_gets_nats_servers_error() {
+    let mut js = with_stream();
+    let r = durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","filter_subject":"other"}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10093, "{r}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.D",
+        r#"{"stream_name":"S","config":{"durable_name":"E"}}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10017, "{r}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.X.D",
+        r#"{"stream_name":"X","config":{"durable_name":"D"}}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10059, "{r}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.D",
+        r#"{"stream_name":"T","config":{"durable_name":"D"}}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10056, "{r}");
+    let _ = SimDisk::with_seed(0);
+}
