@@ -895,7 +895,7 @@ fn a_crash_at_every_write_point_of_consumer_saves_keeps_each_old_or_new() {
             save_consumer(14, "s", "new", b"n1"),
         ]
     };
-    let old = vec![
+    let old = [
         consumer("a", &[0xa0; 900]),
         consumer("b", b"b0"),
         consumer("gone", b"g0"),
