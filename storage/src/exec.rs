@@ -72,49 +72,46 @@ impl<B: Backend> Executor<B> {
     ) {
         let ops: Vec<StorageOp> = ops.into_iter().collect();
         let replaced = replaced_consumer_ops(&ops);
-        let mut waiting: BTreeMap<String, Vec<OpId>> = BTreeMap::new();
-        let mut waiting_consumers: BTreeMap<(String, String), Vec<(OpId, Done)>> = BTreeMap::new();
+        let mut waiting = Waiting::default();
         for (op, replaced) in ops.into_iter().zip(replaced) {
             match op {
-                StorageOp::Sync { id, stream } => waiting.entry(stream).or_default().push(id),
-                op if replaced => {
-                    if let Some((key, done)) = consumer_op(&op) {
-                        let key = (key.0.to_string(), key.1.to_string());
-                        waiting_consumers
-                            .entry(key)
-                            .or_default()
-                            .push((op.id(), done));
-                    }
-                }
-                op => {
-                    let barrier = matches!(
-                        op,
-                        StorageOp::Open { .. }
-                            | StorageOp::Remove { .. }
-                            | StorageOp::Truncate { .. }
-                            | StorageOp::SaveMeta { .. }
-                            | StorageOp::SaveConsumer { .. }
-                            | StorageOp::RemoveConsumer { .. }
-                    );
-                    if barrier && let Some(ids) = waiting.remove(op.stream()) {
-                        self.sync_for(op.stream(), ids, out);
-                    }
-                    let consumer =
-                        consumer_op(&op).map(|((s, c), _)| (s.to_string(), c.to_string()));
-                    let completion = self.execute(op);
-                    if let Some(earlier) = consumer.and_then(|key| waiting_consumers.remove(&key)) {
-                        for (id, done) in earlier {
-                            let result = completion.result.clone().map(|_| done);
-                            out.push(self.complete(id, &completion.stream, result));
-                        }
-                    }
-                    out.push(completion);
-                }
+                StorageOp::Sync { id, stream } => waiting.syncs.entry(stream).or_default().push(id),
+                op if replaced => waiting.for_consumer(&op),
+                op => self.run_in_batch(op, &mut waiting, out),
             }
         }
-        for (stream, ids) in waiting {
+        for (stream, ids) in waiting.syncs {
             self.sync_for(&stream, ids, out);
         }
+    }
+
+    /// Runs an op of a batch that no later one replaces, after the syncs
+    /// it must not pass, and completes the consumer ops it replaced.
+    fn run_in_batch(&mut self, op: StorageOp, waiting: &mut Waiting, out: &mut Vec<Completion>) {
+        let barrier = matches!(
+            op,
+            StorageOp::Open { .. }
+                | StorageOp::Remove { .. }
+                | StorageOp::Truncate { .. }
+                | StorageOp::SaveMeta { .. }
+                | StorageOp::SaveConsumer { .. }
+                | StorageOp::RemoveConsumer { .. }
+        );
+        if barrier && let Some(ids) = waiting.syncs.remove(op.stream()) {
+            self.sync_for(op.stream(), ids, out);
+        }
+        let replaced = consumer_op(&op)
+            .and_then(|((stream, consumer), _)| {
+                let key = (stream.to_string(), consumer.to_string());
+                waiting.consumers.remove(&key)
+            })
+            .unwrap_or_default();
+        let completion = self.execute(op);
+        for (id, done) in replaced {
+            let result = completion.result.clone().map(|_| done);
+            out.push(self.complete(id, &completion.stream, result));
+        }
+        out.push(completion);
     }
 
     fn sync_for(&mut self, stream: &str, ids: Vec<OpId>, out: &mut Vec<Completion>) {
@@ -181,6 +178,24 @@ impl<B: Backend> Executor<B> {
                     .ok_or(StoreError::NoStream)?;
                 run_on(store, op)
             }
+        }
+    }
+}
+
+/// What a batch holds back: each stream's syncs, and each consumer's
+/// saves and removals that a later one replaces, with what they complete
+/// with.
+#[derive(Default)]
+struct Waiting {
+    syncs: BTreeMap<String, Vec<OpId>>,
+    consumers: BTreeMap<(String, String), Vec<(OpId, Done)>>,
+}
+
+impl Waiting {
+    fn for_consumer(&mut self, op: &StorageOp) {
+        if let Some(((stream, consumer), done)) = consumer_op(op) {
+            let key = (stream.to_string(), consumer.to_string());
+            self.consumers.entry(key).or_default().push((op.id(), done));
         }
     }
 }

@@ -117,7 +117,8 @@ pub enum StorageOp {
         id: OpId,
         stream: String,
     },
-    /// Deletes the stream and its files, its metadata included.
+    /// Deletes the stream and its files, its metadata and consumers
+    /// included.
     Remove {
         id: OpId,
         stream: String,

@@ -892,7 +892,7 @@ fn a_crash_at_every_write_point_of_consumer_saves_keeps_each_old_or_new() {
             save_consumer(14, "s", "new", b"n1"),
         ]
     };
-    let old = vec![
+    let old = [
         consumer("a", &[0xa0; 900]),
         consumer("b", b"b0"),
         consumer("gone", b"g0"),
@@ -958,4 +958,96 @@ fn a_crash_at_every_write_point_of_consumer_saves_keeps_each_old_or_new() {
     }
     eprintln!("{points} crash points; {old_kept} consumers kept the old state, {new_kept} the new");
     assert!(points > 300 && old_kept > 100 && new_kept > 100);
+}
+
+#[test]
+fn random_io_errors_never_damage_a_consumer_or_lose_a_completed_save_or_removal() {
+    const CONSUMERS: [&str; 3] = ["a", "b.c", "d"];
+    let (mut failed_ops, mut batches_coalesced) = (0, 0);
+    for seed in 0..150 {
+        let disk = SimDisk::new(SimDiskConfig {
+            seed,
+            io_error_per_million: 40_000,
+            ..SimDiskConfig::default()
+        });
+        let mut rng = natrix_storage::rng::SplitMix64::new(seed);
+        let mut exec = sim_executor(&disk);
+        // Per consumer: the last completed state (`None`: removed), and
+        // what failed since, any of which may have reached the disk.
+        let mut completed: BTreeMap<&str, Option<Vec<u8>>> = BTreeMap::new();
+        let mut failed: BTreeMap<&str, Vec<Option<Vec<u8>>>> = BTreeMap::new();
+        let mut id = 0;
+        for _ in 0..10 {
+            let mut batch = Vec::new();
+            let mut wanted: BTreeMap<OpId, (&str, Option<Vec<u8>>)> = BTreeMap::new();
+            for _ in 0..1 + rng.below(5) {
+                id += 1;
+                let name = CONSUMERS[rng.below(3) as usize];
+                let state =
+                    (rng.below(5) < 3).then(|| vec![id as u8; 1 + rng.below(1500) as usize]);
+                batch.push(match &state {
+                    Some(state) => save_consumer(id, "s", name, state),
+                    None => remove_consumer(id, "s", name),
+                });
+                wanted.insert(OpId(id), (name, state));
+            }
+            let names: Vec<&str> = wanted.values().map(|(n, _)| *n).collect();
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            batches_coalesced += u64::from(unique.len() < names.len());
+            for c in run_batch(&mut exec, batch) {
+                let (name, state) = wanted[&c.id].clone();
+                if c.result.is_ok() {
+                    completed.insert(name, state);
+                    failed.remove(name);
+                } else {
+                    failed_ops += 1;
+                    failed.entry(name).or_default().push(state);
+                }
+            }
+        }
+        drop(exec);
+        disk.set_config(SimDiskConfig {
+            seed,
+            ..SimDiskConfig::default()
+        });
+        disk.crash();
+        let found = consumers_of(&mut sim_executor(&disk), "s");
+        for name in CONSUMERS {
+            let got = found
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.state.clone().expect("never damaged"));
+            let last = completed.get(name).cloned().flatten();
+            let may = failed.get(name).cloned().unwrap_or_default();
+            assert!(
+                got == last || may.contains(&got),
+                "seed {seed}: {name} has {:?} bytes, completed {:?}, failed {:?}",
+                got.as_ref().map(Vec::len),
+                last.as_ref().map(Vec::len),
+                may.iter()
+                    .map(|s| s.as_ref().map(Vec::len))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    eprintln!("{failed_ops} consumer ops failed; {batches_coalesced} batches coalesced");
+    assert!(failed_ops > 100 && batches_coalesced > 200);
+}
+
+#[test]
+fn a_removal_that_finds_nothing_still_makes_the_absence_durable() {
+    let disk = SimDisk::with_seed(17);
+    let mut exec = sim_executor(&disk);
+    let _ = ok(exec.execute(save_consumer(1, "s", "c", b"state")));
+    // An earlier removal took the name, then failed before its sync.
+    natrix_storage::Disk::remove(&mut disk.clone(), "data/streams/s/consumers/c").unwrap();
+    assert_eq!(
+        ok(exec.execute(remove_consumer(2, "s", "c"))),
+        Done::ConsumerRemoved
+    );
+    drop(exec);
+    disk.crash();
+    assert_eq!(consumers_of(&mut sim_executor(&disk), "s"), []);
 }
