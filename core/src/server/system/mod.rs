@@ -674,6 +674,32 @@ impl Server {
             || matches.queues.iter().any(|g| g.members.iter().any(client))
     }
 
+    /// Whether a client subscribes to `subject` in `account` as a member
+    /// of queue `group`, or (`group` empty) with a plain subscription.
+    pub(crate) fn has_client_interest_in_group(
+        &mut self,
+        account: AccountId,
+        subject: &[u8],
+        group: &str,
+    ) -> bool {
+        let Some(matches) = self.accounts[account.0 as usize].sublist.interest(subject) else {
+            return false;
+        };
+        let client = |h: &SubId| {
+            self.subs
+                .get(h.0 as usize)
+                .is_some_and(|s| Some(s.conn) != self.system.client)
+        };
+        if group.is_empty() {
+            return matches.plain.iter().any(client);
+        }
+        matches
+            .queues
+            .iter()
+            .filter(|g| g.name.as_ref() == group.as_bytes())
+            .any(|g| g.members.iter().any(client))
+    }
+
     /// The opening fields of an advisory event: its type, a fresh id, the
     /// time, and the server.
     fn event_header(&mut self, kind: &str) -> serde_json::Map<String, Value> {

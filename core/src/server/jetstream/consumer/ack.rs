@@ -86,6 +86,8 @@ impl Server {
             return;
         }
         let (Some((seq, _)), Some(kind)) = (ack_seqs(&m.subject), parse_ack(m.body())) else {
+            // What nats-server does not understand it still answers.
+            self.ack_reply(m);
             return;
         };
         let now = self.now.instant;

@@ -271,13 +271,10 @@ impl Server {
             return self.fail(account, reply, KIND, &ApiError::stream_not_found());
         };
         let s = &self.jetstream.streams[stream as usize];
-        let mut config = match config.checked(&s.config) {
+        let config = match config.checked(&s.config) {
             Ok(c) => c,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };
-        if config.durable_name.is_empty() && config.inactive_threshold == 0 {
-            config.inactive_threshold = INACTIVE_DEFAULT_NS;
-        }
         if config.name.len() > NAME_MAX {
             let e = ApiError::new(
                 400,
@@ -310,6 +307,13 @@ impl Server {
         if action == "update" {
             let e = ApiError::new(400, 10149, "consumer does not exist".into());
             return self.fail(account, reply, KIND, &e);
+        }
+        // An ephemeral goes after 5 s without interest unless told
+        // otherwise. Set after the comparison above, as nats-server does:
+        // an identical create of a named ephemeral is "already exists".
+        let mut config = config;
+        if config.durable_name.is_empty() && config.inactive_threshold == 0 {
+            config.inactive_threshold = INACTIVE_DEFAULT_NS;
         }
         let s = &self.jetstream.streams[stream as usize];
         if s.config.max_consumers > 0 && s.consumers.len() as i64 >= s.config.max_consumers {
@@ -783,7 +787,7 @@ impl Server {
             let s = format!("409 Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes);
             return self.pull_status(account, reply, &s, None);
         }
-        if req.idle_heartbeat > 0 && req.expires > 0 && req.idle_heartbeat > req.expires / 2 {
+        if req.idle_heartbeat > 0 && (req.expires <= 0 || req.idle_heartbeat > req.expires / 2) {
             return self.pull_status(
                 account,
                 reply,
@@ -792,6 +796,9 @@ impl Server {
             );
         }
         if cfg.max_waiting > 0 && c.waiting.len() as i64 >= cfg.max_waiting {
+            if req.idle_heartbeat > 0 {
+                return; // nats-server says nothing to a heartbeating request here
+            }
             return self.pull_status(account, reply, "409 Exceeded MaxWaiting", None);
         }
         let now = self.now.instant;
@@ -804,7 +811,8 @@ impl Server {
             limited_bytes: req.max_bytes > 0,
             expires: (req.expires > 0)
                 .then(|| now + std::time::Duration::from_nanos(req.expires as u64)),
-            no_wait: req.no_wait,
+            // With an expiry, "no wait" waits like any request.
+            no_wait: req.no_wait && req.expires <= 0,
             heartbeat,
             next_heartbeat: heartbeat.map(|h| now + h),
             delivered: 0,

@@ -386,21 +386,6 @@ impl ConsumerConfig {
                 "deliver policy by_start_time is not supported",
             ));
         }
-        // Filters must fall within the stream's subjects.
-        if !stream.subjects.is_empty() {
-            for f in &filters {
-                let inside = stream.subjects.iter().any(|s| {
-                    subject::is_subset_match(f.as_bytes(), s.as_bytes())
-                        || super::super::config::subjects_collide(f, s)
-                });
-                if !inside {
-                    return Err(bad(
-                        10093,
-                        "consumer filter subject is not a valid subset of the interest subjects",
-                    ));
-                }
-            }
-        }
         Ok(())
     }
 
@@ -532,7 +517,6 @@ mod tests {
             10108
         );
         assert_eq!(code(r#"{"idle_heartbeat":1000000000}"#), 10088);
-        assert_eq!(code(r#"{"filter_subject":"other"}"#), 10093);
         assert_eq!(code(r#"{"filter_subjects":["s.a","s.*"]}"#), 10138);
         assert_eq!(
             code(r#"{"ack_policy":"explicit","backoff":[1,2,3],"max_deliver":2}"#),

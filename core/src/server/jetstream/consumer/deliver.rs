@@ -52,8 +52,7 @@ impl Server {
                 if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
                     return 0;
                 }
-                let (account, subject) = (c.account, c.config.deliver_subject.clone());
-                if !self.has_client_interest(account, subject.as_bytes()) {
+                if !self.push_interest(id) {
                     return 0;
                 }
                 self.jetstream.consumers[id as usize].last_activity = self.now.instant;
@@ -317,6 +316,9 @@ impl Server {
                     .expect("a pull delivery has a request");
                 front.batch -= 1;
                 front.delivered += 1;
+                if let Some(hb) = front.heartbeat {
+                    front.next_heartbeat = Some(now.instant + hb);
+                }
                 if front.limited_bytes {
                     front.max_bytes = front.max_bytes.saturating_sub(m.size_bytes());
                 }
@@ -400,10 +402,9 @@ impl Server {
         let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
             return;
         };
-        if c.reading || !c.redeliver.is_empty() || !c.preloaded.is_empty() {
-            return;
-        }
-        if !at_end && c.room() > 0 {
+        // Only at the stream's end: a request that finds messages while
+        // max_ack_pending is reached waits for an ack.
+        if c.reading || !c.redeliver.is_empty() || !c.preloaded.is_empty() || !at_end {
             return;
         }
         let account = c.account;
@@ -417,17 +418,37 @@ impl Server {
             }
         });
         for w in done {
-            if w.delivered == 0 {
-                self.pull_status(account, &w.reply, "404 No Messages", None);
-            } else {
-                self.pull_status(
-                    account,
-                    &w.reply,
-                    "408 Request Timeout",
-                    Some((w.batch, w.max_bytes)),
-                );
-            }
+            self.pull_status(account, &w.reply, "404 No Messages", None);
         }
+    }
+
+    /// `100 Idle Heartbeat` to `to`, with the last delivered sequences
+    /// (and the unanswered flow control request of a stalled push).
+    fn idle_heartbeat(&mut self, id: ConsumerId, to: &[u8], stalled: Option<&str>) {
+        let c = &self.jetstream.consumers[id as usize];
+        let mut h = format!(
+            "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: {}\r\nNats-Last-Stream: {}\r\n",
+            c.delivered.consumer_seq, c.delivered.stream_seq
+        );
+        if let Some(fc) = stalled {
+            h.push_str(&format!("Nats-Consumer-Stalled: {fc}\r\n"));
+        }
+        h.push_str("\r\n");
+        let account = c.account;
+        self.publish_shown(account, to, None, Some(h.as_bytes()), b"", None);
+    }
+
+    /// Whether a push consumer's subject has a subscriber it delivers to:
+    /// a member of its `deliver_group`, or a plain subscriber when it has
+    /// none (nats-server delivers to nothing else).
+    pub(crate) fn push_interest(&mut self, id: ConsumerId) -> bool {
+        let c = &self.jetstream.consumers[id as usize];
+        let (account, to, group) = (
+            c.account,
+            c.config.deliver_subject.clone(),
+            c.config.deliver_group.clone(),
+        );
+        self.has_client_interest_in_group(account, to.as_bytes(), &group)
     }
 
     /// Consumer `id`'s timer: redeliveries due, pull requests expired,
@@ -461,7 +482,7 @@ impl Server {
         let account = c.account;
         let mut expired = Vec::new();
         let mut beats = Vec::new();
-        let num_pending = c.num_pending;
+
         c.waiting.retain_mut(|w| {
             if w.expires.is_some_and(|e| e <= now.instant) {
                 expired.push(w.clone());
@@ -502,21 +523,12 @@ impl Server {
             );
         }
         for reply in beats {
-            let _ = num_pending;
-            self.pull_status(account, &reply, "100 Idle Heartbeat", None);
+            self.idle_heartbeat(id, &reply, None);
         }
-        if let Some((to, delivered, stalled)) = push_beat
-            && self.has_client_interest(account, to.as_bytes())
+        if let Some((to, _, stalled)) = push_beat
+            && self.push_interest(id)
         {
-            let mut h = format!(
-                "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: {}\r\nNats-Last-Stream: {}\r\n",
-                delivered.consumer_seq, delivered.stream_seq
-            );
-            if let Some(fc) = stalled {
-                h.push_str(&format!("Nats-Consumer-Stalled: {fc}\r\n"));
-            }
-            h.push_str("\r\n");
-            self.publish_shown(account, to.as_bytes(), None, Some(h.as_bytes()), b"", None);
+            self.idle_heartbeat(id, to.as_bytes(), stalled.as_deref());
         }
         if self.consumer_inactive(id) {
             let c = &self.jetstream.consumers[id as usize];
@@ -537,8 +549,7 @@ impl Server {
             return false;
         };
         let active = if c.config.is_push() {
-            let (account, to) = (c.account, c.config.deliver_subject.clone());
-            self.has_client_interest(account, to.as_bytes())
+            self.push_interest(id)
         } else {
             !c.waiting.is_empty()
         };

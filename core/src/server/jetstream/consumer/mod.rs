@@ -253,12 +253,17 @@ impl Server {
             .config
             .flow_control
             .then(|| format!("$JS.FC.{}.{}.*", c.stream_name, c.name));
-        let mut subs = vec![self.internal_subscribe_next(
-            client,
-            account,
-            &acks,
-            crate::server::system::Service::JsAck(id),
-        )];
+        // A consumer that takes no acks has no ack subscription: an ack
+        // sent to it finds no responder, as with nats-server.
+        let mut subs = Vec::new();
+        if c.acks() {
+            subs.push(self.internal_subscribe_next(
+                client,
+                account,
+                &acks,
+                crate::server::system::Service::JsAck(id),
+            ));
+        }
         if let Some(fc) = fc {
             subs.push(self.internal_subscribe_next(
                 client,
