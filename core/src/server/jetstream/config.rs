@@ -236,11 +236,10 @@ impl StreamConfig {
             || self.allow_atomic
             || self.allow_msg_schedules
             || self.compression != Compression::None
-            || self.retention != Retention::Limits
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, subject delete markers, counters, atomic batches, schedules, compression, interest and workqueue retention, discard new per subject)",
+                "natrix does not support this stream option yet (mirrors, sources, subject delete markers, counters, atomic batches, schedules, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {

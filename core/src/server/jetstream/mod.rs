@@ -94,6 +94,8 @@ pub(crate) struct Stream {
     pub last_msg_id: Option<String>,
     /// Its consumers, by name.
     pub consumers: BTreeMap<String, consumer::ConsumerId>,
+    /// Interest retention: everything below this was asked to go.
+    pub swept_below: u64,
 }
 
 /// A request waiting for a storage completion.
@@ -229,6 +231,8 @@ pub(crate) struct JetStream {
     pub consumers: slab::Slab<consumer::Consumer>,
     /// Consumers whose progress changed during this event.
     dirty_consumers: Vec<consumer::ConsumerId>,
+    /// Interest streams to sweep at the end of this event.
+    swept: Vec<StreamId>,
     /// Streams by account and name, and by storage key.
     pub by_name: BTreeMap<(AccountId, String), StreamId>,
     by_key: BTreeMap<String, StreamId>,
@@ -436,6 +440,7 @@ impl Server {
             self.flush_stream(id);
         }
         self.save_consumers();
+        self.sweep_interest();
     }
 
     /// Emits the `Append` and `Sync` of what stream `id` has queued.
@@ -448,6 +453,10 @@ impl Server {
             return;
         }
         let rollups = std::mem::take(&mut s.rollups);
+        if s.config.retention == config::Retention::Interest {
+            self.retention_changed(id);
+        }
+        let s = &mut self.jetstream.streams[id as usize];
         let key = s.key.clone();
         let count = msgs.len() as u64;
         let bytes = msgs.iter().map(Msg::size_bytes).sum();
@@ -534,12 +543,17 @@ impl Server {
                 s.last_by_subject.clear();
             }
             let durable_before = s.durable_seq;
+            let first_before = s.state.first_seq;
             if !matches!(pending, Pending::Removed { .. }) {
                 s.state = c.state.clone();
                 s.durable_seq = s.durable_seq.max(c.durable_seq);
             }
             let moved = s.durable_seq > durable_before;
+            let first_after = s.state.first_seq;
             self.release_acks(id);
+            if first_after > first_before {
+                self.consumers_skip_to(id, first_after);
+            }
             if moved {
                 self.kick_consumers(id);
             }
@@ -956,6 +970,7 @@ impl Server {
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
             consumers: BTreeMap::new(),
+            swept_below: 0,
         }) as StreamId;
         self.jetstream.by_name.insert((account, name), id);
         let key = self.jetstream.streams[id as usize].key.clone();

@@ -507,3 +507,97 @@ fn a_bad_consumer_config_gets_nats_servers_error() {
     assert_eq!(r["error"]["err_code"], 10056, "{r}");
     let _ = SimDisk::with_seed(0);
 }
+
+#[test]
+fn a_work_queue_forgets_what_its_consumer_acknowledged() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"],"retention":"workqueue"}"#);
+    publish_n(&mut js, 3);
+    let r = durable(&mut js, "N", r#"{"durable_name":"N"}"#);
+    assert_eq!(r["error"]["err_code"], 10084, "{r}");
+    durable(
+        &mut js,
+        "W",
+        r#"{"durable_name":"W","ack_policy":"explicit"}"#,
+    );
+    let r = durable(
+        &mut js,
+        "X",
+        r#"{"durable_name":"X","ack_policy":"explicit"}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10099, "{r}");
+    let got = pull(&mut js, "W", "_INBOX.a", r#"{"batch":2}"#);
+    assert_eq!(got.len(), 2);
+    js.send(&format!("PUB {} 0\r\n\r\n", got[0].reply));
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    assert_eq!(info["state"]["first_seq"], 2);
+}
+
+#[test]
+fn an_interest_stream_keeps_a_message_until_every_consumer_acknowledged_it() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"],"retention":"interest"}"#);
+    publish_n(&mut js, 2);
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(
+        info["state"]["messages"], 0,
+        "nobody was interested: {info}"
+    );
+    assert_eq!(info["state"]["last_seq"], 2);
+    durable(
+        &mut js,
+        "A",
+        r#"{"durable_name":"A","ack_policy":"explicit"}"#,
+    );
+    durable(
+        &mut js,
+        "B",
+        r#"{"durable_name":"B","ack_policy":"explicit"}"#,
+    );
+    js.publish("s.x", "", "x");
+    js.publish("s.y", "", "y");
+    js.run_storage();
+    let _ = js.out();
+    let a = pull(&mut js, "A", "_INBOX.a", r#"{"batch":2}"#);
+    assert_eq!(a.len(), 2);
+    for m in &a {
+        js.send(&format!("PUB {} 0\r\n\r\n", m.reply));
+    }
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 2, "B still needs both: {info}");
+    let b = pull(&mut js, "B", "_INBOX.b", r#"{"batch":2}"#);
+    js.send(&format!("PUB {} 0\r\n\r\n", b[1].reply));
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    js.send(&format!("PUB {} 0\r\n\r\n", b[0].reply));
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 0, "{info}");
+}
+
+#[test]
+fn a_purge_moves_consumers_past_what_it_removed() {
+    let mut js = with_stream();
+    publish_n(&mut js, 5);
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":1}"#);
+    assert_eq!(got.len(), 1);
+    js.request("$JS.API.STREAM.PURGE.S", "");
+    let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
+    assert_eq!(info["num_ack_pending"], 0, "{info}");
+    assert_eq!(info["num_pending"], 0);
+    assert_eq!(info["ack_floor"]["stream_seq"], 5);
+    js.publish("s.n", "", "new");
+    js.run_storage();
+    let _ = js.out();
+    let got = pull(&mut js, "D", "_INBOX.b", r#"{"batch":1}"#);
+    assert_eq!(got[0].subject, "s.n");
+}

@@ -95,20 +95,21 @@ impl Server {
         c.last_activity = now;
         match kind {
             AckKind::Ack | AckKind::Next(_) => {
-                let acked = if c.is_ack_all() {
+                let acked: Vec<u64> = if c.is_ack_all() {
                     let seqs: Vec<u64> = c.pending.range(..=seq).map(|(&s, _)| s).collect();
                     for s in &seqs {
                         c.pending.remove(s);
                         c.redeliver.remove(s);
                     }
-                    !seqs.is_empty()
+                    seqs
                 } else {
                     c.redeliver.remove(&seq);
-                    c.pending.remove(&seq).is_some()
+                    c.pending.remove(&seq).map(|_| seq).into_iter().collect()
                 };
-                if acked {
+                if !acked.is_empty() {
                     c.deadlines.retain(|&(_, s)| c.pending.contains_key(&s));
                     c.update_ack_floor();
+                    self.retention_acked(id, &acked);
                 }
                 if let AckKind::Next(body) = &kind
                     && let Some(reply) = &m.reply

@@ -5,9 +5,9 @@
 use natrix_storage::ops::{Completion, Done, StorageOp};
 use serde::{Deserialize, Serialize};
 
-use super::super::Pending;
 use super::super::api::{from_go_json, go_time, parse};
 use super::super::error::ApiError;
+use super::super::{Pending, StreamId};
 use super::config::{ConsumerConfig, DeliverPolicy, INACTIVE_DEFAULT_NS};
 use super::{ConsumerId, PullRequest};
 use crate::server::{AccountId, Server};
@@ -284,6 +284,9 @@ impl Server {
             return self.fail(account, reply, KIND, &e);
         }
         let action = req.action.as_str();
+        if let Some(e) = self.work_queue_refuses(stream, &config) {
+            return self.fail(account, reply, KIND, &e);
+        }
         if !config.name.is_empty()
             && let Some(&existing) = s.consumers.get(&config.name)
         {
@@ -329,6 +332,62 @@ impl Server {
         };
         let id = self.add_consumer(stream, config, name, self.now.unix_nanos);
         self.position_consumer(id, reply.into());
+    }
+
+    /// Why a work-queue stream refuses this consumer, if it does: acks must
+    /// be explicit, delivery must start at the beginning, and no two
+    /// consumers may want the same message.
+    fn work_queue_refuses(&self, stream: StreamId, config: &ConsumerConfig) -> Option<ApiError> {
+        let s = &self.jetstream.streams[stream as usize];
+        if s.config.retention != super::super::config::Retention::WorkQueue {
+            return None;
+        }
+        if config.ack_policy != super::config::AckPolicy::Explicit {
+            return Some(ApiError::new(
+                400,
+                10098,
+                "workqueue stream requires explicit ack".into(),
+            ));
+        }
+        let others: Vec<&ConsumerConfig> = s
+            .consumers
+            .iter()
+            .filter(|(name, _)| **name != config.name)
+            .map(|(_, &id)| &self.jetstream.consumers[id as usize].config)
+            .collect();
+        if !others.is_empty() {
+            let mine = config.filters();
+            if mine.is_empty() {
+                return Some(ApiError::new(
+                    400,
+                    10099,
+                    "multiple non-filtered consumers not allowed on workqueue stream".into(),
+                ));
+            }
+            let overlaps = others.iter().any(|o| {
+                let theirs = o.filters();
+                theirs.is_empty()
+                    || theirs.iter().any(|t| {
+                        mine.iter()
+                            .any(|m| super::super::config::subjects_collide(m, t))
+                    })
+            });
+            if overlaps {
+                return Some(ApiError::new(
+                    400,
+                    10100,
+                    "filtered consumer not unique on workqueue stream".into(),
+                ));
+            }
+        }
+        if config.deliver_policy != DeliverPolicy::All {
+            return Some(ApiError::new(
+                400,
+                10101,
+                "consumer must be deliver all on workqueue stream".into(),
+            ));
+        }
+        None
     }
 
     /// Places a new consumer's cursor by its deliver policy, then counts

@@ -173,6 +173,7 @@ impl Server {
         }
         let cons = &mut self.jetstream.consumers[id as usize];
         cons.num_pending = pending;
+        let stream = cons.stream;
         match next {
             Some(seq) => cons.next_seq = seq,
             None => {
@@ -186,6 +187,7 @@ impl Server {
                 cons.next_seq = cons.next_seq.max(last + 1).max(end + 1);
             }
         }
+        self.retention_changed(stream);
         self.kick_consumer(id);
         self.arm_consumer(id);
     }

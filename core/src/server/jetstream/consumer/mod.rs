@@ -25,6 +25,7 @@ mod ack;
 pub(crate) mod api;
 pub(crate) mod config;
 mod deliver;
+mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -313,11 +314,14 @@ impl Server {
     pub(super) fn delete_consumer(&mut self, id: ConsumerId, pending: Pending) {
         let c = &mut self.jetstream.consumers[id as usize];
         let waiting = std::mem::take(&mut c.waiting);
-        let (account, key) = (c.account, c.key.clone());
+        let (account, key, stream) = (c.account, c.key.clone(), c.stream);
         for w in waiting {
             self.pull_status(account, &w.reply, "409 Consumer Deleted", None);
         }
         self.forget_consumer(id);
+        if self.jetstream.streams.contains(stream as usize) {
+            self.retention_changed(stream);
+        }
         let op = self.next_op(pending);
         self.storage(StorageOp::RemoveConsumer {
             id: op,
