@@ -222,3 +222,246 @@ async fn acknowledged_messages_survive_kill_9() {
     let m = s.get_raw_message(250).await.unwrap();
     assert_eq!(m.payload, "e249");
 }
+
+/// Pull consumers, acks, redelivery and an ordered consumer, as one
+/// server answers them.
+async fn consumer_scenario(js: &jetstream::Context) -> Vec<String> {
+    use async_nats::jetstream::AckKind;
+    use async_nats::jetstream::consumer::{self, AckPolicy, pull};
+    use futures::StreamExt;
+    let mut seen = Vec::new();
+    let s = js
+        .create_stream(stream::Config {
+            name: "JOBS".into(),
+            subjects: vec!["jobs.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 1..=10u64 {
+        js.publish(format!("jobs.{}", i % 3), format!("j{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut c: consumer::PullConsumer = s
+        .create_consumer(pull::Config {
+            durable_name: Some("W".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let info = c.info().await.unwrap();
+    seen.push(format!(
+        "created {} pending {} ack_wait {:?} max_ack_pending {}",
+        info.name, info.num_pending, info.config.ack_wait, info.config.max_ack_pending
+    ));
+    for round in 0..2 {
+        let mut batch = c
+            .fetch()
+            .max_messages(4)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            let i = m.info().unwrap();
+            let (seq, delivered, pending) = (i.stream_sequence, i.delivered, i.pending);
+            seen.push(format!(
+                "round {round} {} {:?} seq {seq} delivered {delivered} pending {pending}",
+                m.subject,
+                String::from_utf8_lossy(&m.payload)
+            ));
+            if seq == 1 && delivered == 1 {
+                m.ack_with(AckKind::Nak(None)).await.unwrap();
+            } else {
+                m.double_ack().await.unwrap();
+            }
+        }
+    }
+    let info = c.info().await.unwrap();
+    seen.push(format!(
+        "info delivered {} ack_floor {} ack_pending {} pending {} redelivered {}",
+        info.delivered.stream_sequence,
+        info.ack_floor.stream_sequence,
+        info.num_ack_pending,
+        info.num_pending,
+        info.num_redelivered
+    ));
+    let ordered = s
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: "jobs.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = ordered.messages().await.unwrap().take(4);
+    while let Some(m) = msgs.next().await {
+        let m = m.unwrap();
+        seen.push(format!(
+            "ordered {} {:?}",
+            m.subject,
+            String::from_utf8_lossy(&m.payload)
+        ));
+    }
+    seen.push(format!(
+        "deleted {}",
+        s.delete_consumer("W").await.unwrap().success
+    ));
+    seen.push(format!(
+        "gone {}",
+        s.get_consumer::<pull::Config>("W").await.is_err()
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn consumers_deliver_and_acknowledge_as_on_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // ordered pull consumers need 2.10
+        }
+        let dir = test_dir("js", &format!("consumers-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        results.push((name, consumer_scenario(&js).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert!(
+        expected[1].starts_with("round 0 jobs.1 \"j1\" seq 1 delivered 1 pending 9"),
+        "{expected:?}"
+    );
+}
+
+#[tokio::test]
+async fn key_value_watchers_keys_and_history_match_nats_server() {
+    use futures::StreamExt;
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue;
+        }
+        let dir = test_dir("js", &format!("kvw-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        let kv = js
+            .create_key_value(kv::Config {
+                bucket: "watch".into(),
+                history: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        kv.put("a", "1".into()).await.unwrap();
+        kv.put("b", "2".into()).await.unwrap();
+        kv.put("a", "3".into()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut w = kv.watch_with_history(">").await.unwrap();
+        let describe = |e: &kv::Entry| {
+            format!(
+                "{} {:?} rev {} {:?} current {}",
+                e.key,
+                String::from_utf8_lossy(&e.value),
+                e.revision,
+                e.operation,
+                e.seen_current
+            )
+        };
+        for _ in 0..2 {
+            let e = w.next().await.unwrap().unwrap();
+            seen.push(describe(&e));
+        }
+        kv.put("c", "4".into()).await.unwrap();
+        kv.delete("b").await.unwrap();
+        for _ in 0..2 {
+            let e = tokio::time::timeout(Duration::from_secs(5), w.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            seen.push(describe(&e));
+        }
+        let mut keys: Vec<String> = kv.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
+        keys.sort();
+        seen.push(format!("keys {keys:?}"));
+        let history: Vec<String> = kv
+            .history("a")
+            .await
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                format!("{}={}", e.revision, String::from_utf8_lossy(&e.value))
+            })
+            .collect()
+            .await;
+        seen.push(format!("history {history:?}"));
+        results.push((name, seen));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(
+        expected[0], "b \"2\" rev 2 Put current false",
+        "{expected:?}"
+    );
+}
+
+/// A durable consumer's acknowledgements survive `kill -9`: what was
+/// acknowledged (and confirmed) is not delivered again.
+#[tokio::test]
+async fn consumer_acks_survive_kill_9() {
+    use async_nats::jetstream::consumer::{self, AckPolicy, pull};
+    use futures::StreamExt;
+    let dir = test_dir("js", "consumer-kill9");
+    let bin = natrix_tests::natrix_bin();
+    let server = start(&bin, &dir);
+    let js = context(&server).await;
+    let s = js
+        .create_stream(stream::Config {
+            name: "Q".into(),
+            subjects: vec!["q.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 1..=20u64 {
+        js.publish("q.x", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let c: consumer::PullConsumer = s
+        .create_consumer(pull::Config {
+            durable_name: Some("D".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = c.fetch().max_messages(10).messages().await.unwrap();
+    while let Some(m) = batch.next().await {
+        m.unwrap().double_ack().await.unwrap();
+    }
+    drop(server); // SIGKILL
+    let server = start(&bin, &dir);
+    let js = context(&server).await;
+    let s = js.get_stream("Q").await.unwrap();
+    let c: consumer::PullConsumer = s.get_consumer("D").await.unwrap();
+    let mut batch = c.fetch().max_messages(20).messages().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        got.push(String::from_utf8_lossy(&m.payload).into_owned());
+    }
+    let expected: Vec<String> = (11..=20).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+}

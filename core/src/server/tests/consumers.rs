@@ -601,3 +601,25 @@ fn a_purge_moves_consumers_past_what_it_removed() {
     let got = pull(&mut js, "D", "_INBOX.b", r#"{"batch":1}"#);
     assert_eq!(got[0].subject, "s.n");
 }
+
+#[test]
+fn an_ordered_push_consumer_subscribed_after_create_gets_the_last_values() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"KV_w","subjects":["$KV.w.>"],"max_msgs_per_subject":5,"allow_direct":true,"allow_rollup_hdrs":true,"deny_delete":true,"discard":"new"}"#);
+    for (k, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
+        js.publish(&format!("$KV.w.{k}"), "", v);
+    }
+    js.run_storage();
+    let _ = js.out();
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.KV_w",
+        r#"{"stream_name":"KV_w","config":{"deliver_subject":"watch.in","deliver_policy":"last_per_subject","ack_policy":"none","max_deliver":1,"filter_subject":"$KV.w.>","replay_policy":"instant","flow_control":true,"idle_heartbeat":5000000000,"inactive_threshold":30000000000,"num_replicas":1,"mem_storage":true,"headers_only":false,"max_ack_pending":0,"ack_wait":0}}"#,
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    js.send("SUB watch.in 9\r\n");
+    js.h.advance(Duration::from_millis(300));
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out());
+    let seen: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(seen, vec!["2", "3"], "{got:?}");
+}
