@@ -1133,6 +1133,210 @@ static int kv(void) {
     return 0;
 }
 
+/* n messages from a pull subscription, in as many fetches as it takes (a
+ * fetch may return fewer than asked for); out has room for n. */
+static void fetch(natsSubscription *sub, int n, natsMsg **out, const char *what) {
+    int got = 0;
+    int64_t deadline = nats_Now() + WAIT;
+    while (got < n) {
+        int64_t left = deadline - nats_Now();
+        if (left <= 0) FAILF("%s: %d of %d messages after %d ms", what, got, n, WAIT);
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus st = natsSubscription_Fetch(&list, sub, n - got, left, &jerr);
+        if (st == NATS_TIMEOUT) FAILF("%s: %d of %d messages after %d ms", what, got, n, WAIT);
+        if (st != NATS_OK) FAILF("%s: %s (error code %d)", what, natsStatus_GetText(st), (int)jerr);
+        for (int k = 0; k < list.Count && got < n; k++) {
+            out[got++] = list.Msgs[k];
+            list.Msgs[k] = NULL; /* kept: not destroyed with the list */
+        }
+        natsMsgList_Destroy(&list);
+    }
+}
+
+/* Message i of stream CF ("msg <i>" on cf.js.<i>), delivered so often. */
+static void check_delivery(const char *what, natsMsg *m, int i, int delivered) {
+    char want[32], w[96];
+    jsMsgMetaData *meta = NULL;
+    snprintf(want, sizeof want, "cf.js.%d", i);
+    snprintf(w, sizeof w, "%s subject", what);
+    check_str(w, natsMsg_GetSubject(m), want);
+    snprintf(want, sizeof want, "msg %d", i);
+    snprintf(w, sizeof w, "%s payload", what);
+    check_str(w, text(m), want);
+    OK(natsMsg_GetMetaData(&meta, m));
+    snprintf(w, sizeof w, "%s metadata: stream sequence", what);
+    CHECK_INT(w, meta->Sequence.Stream, i);
+    snprintf(w, sizeof w, "%s metadata: delivered", what);
+    CHECK_INT(w, meta->NumDelivered, delivered);
+    jsMsgMetaData_Destroy(meta);
+}
+
+static int js_consumers(void) {
+    natsConnection *nc = conn();
+    jsCtx *js = jetstream_of(nc);
+    jsErrCode jerr = 0;
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsConsumerInfo *ci = NULL;
+    jsSubOptions so;
+    natsSubscription *pull = NULL, *redo = NULL, *ordered = NULL;
+    natsMsg *msgs[5];
+    char what[64];
+    const char *subjects[] = {"cf.js.>"};
+    OK(jsStreamConfig_Init(&cfg));
+    cfg.Name = "CF";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    OK(js_AddStream(&si, js, &cfg, NULL, &jerr));
+    jsStreamInfo_Destroy(si);
+    for (int i = 1; i <= 10; i++) {
+        char subject[32], payload[32];
+        snprintf(subject, sizeof subject, "cf.js.%d", i);
+        snprintf(payload, sizeof payload, "msg %d", i);
+        OK(js_Publish(NULL, js, subject, payload, (int)strlen(payload), NULL, &jerr));
+    }
+
+    /* (a) a durable pull consumer, explicit acks, two batches of five. */
+    OK(jsSubOptions_Init(&so));
+    so.Stream = "CF";
+    so.Config.AckPolicy = js_AckExplicit;
+    OK(js_PullSubscribe(&pull, js, "cf.js.>", "PULL", NULL, &so, &jerr));
+    for (int batch = 0; batch < 2; batch++) {
+        snprintf(what, sizeof what, "PULL fetch %d", batch + 1);
+        fetch(pull, 5, msgs, what);
+        for (int k = 0; k < 5; k++) {
+            int i = batch * 5 + k + 1;
+            snprintf(what, sizeof what, "PULL message %d", i);
+            check_delivery(what, msgs[k], i, 1);
+            if (k == 4) OK(natsMsg_AckSync(msgs[k], NULL, &jerr));
+            else OK(natsMsg_Ack(msgs[k], NULL));
+            natsMsg_Destroy(msgs[k]);
+        }
+    }
+    OK(js_GetConsumerInfo(&ci, js, "CF", "PULL", NULL, &jerr));
+    CHECK_INT("PULL info: num_ack_pending", ci->NumAckPending, 0);
+    CHECK_INT("PULL info: num_pending", ci->NumPending, 0);
+    CHECK_INT("PULL info: ack floor stream sequence", ci->AckFloor.Stream, 10);
+    jsConsumerInfo_Destroy(ci);
+
+    /* (b) a nak'd message comes back, delivered a second time. The consumer
+     * sees message 1 only: nats-server handles acks apart from pull
+     * requests, so the second fetch may arrive before the nak. */
+    OK(jsSubOptions_Init(&so));
+    so.Stream = "CF";
+    so.Config.AckPolicy = js_AckExplicit;
+    OK(js_PullSubscribe(&redo, js, "cf.js.1", "REDO", NULL, &so, &jerr));
+    fetch(redo, 1, msgs, "REDO fetch 1");
+    check_delivery("REDO first delivery", msgs[0], 1, 1);
+    OK(natsMsg_Nak(msgs[0], NULL));
+    natsMsg_Destroy(msgs[0]);
+    fetch(redo, 1, msgs, "REDO fetch 2");
+    check_delivery("REDO after nak", msgs[0], 1, 2);
+    OK(natsMsg_AckSync(msgs[0], NULL, &jerr));
+    natsMsg_Destroy(msgs[0]);
+
+    /* (c) an ordered (push) consumer gets the whole stream in order. */
+    OK(jsSubOptions_Init(&so));
+    so.Ordered = true;
+    OK(js_SubscribeSync(&ordered, js, "cf.js.>", NULL, &so, &jerr));
+    for (int i = 1; i <= 10; i++) {
+        char want[32];
+        snprintf(what, sizeof what, "ordered message %d", i);
+        natsMsg *m = next_msg(ordered, what);
+        snprintf(want, sizeof want, "cf.js.%d", i);
+        check_str(what, natsMsg_GetSubject(m), want);
+        snprintf(want, sizeof want, "msg %d", i);
+        check_str(what, text(m), want);
+        natsMsg_Destroy(m);
+    }
+    OK(natsSubscription_Unsubscribe(ordered));
+
+    /* (d) a deleted consumer is gone. */
+    OK(js_DeleteConsumer(js, "CF", "PULL", NULL, &jerr));
+    ci = NULL;
+    jerr = 0;
+    CHECK_STATUS("consumer info after delete", js_GetConsumerInfo(&ci, js, "CF", "PULL", NULL, &jerr), NATS_NOT_FOUND);
+    CHECK_INT("consumer info after delete (error code)", jerr, JSConsumerNotFoundErr);
+    OK(js_DeleteStream(js, "CF", NULL, &jerr));
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return 0;
+}
+
+/* A watcher's next entry (NULL: the initial values are done). */
+static kvEntry *next_update(kvWatcher *w, const char *what) {
+    kvEntry *e = NULL;
+    natsStatus st = kvWatcher_Next(&e, w, WAIT);
+    if (st == NATS_TIMEOUT) FAILF("%s: nothing after %d ms", what, WAIT);
+    if (st != NATS_OK) FAILF("%s: %s", what, natsStatus_GetText(st));
+    return e;
+}
+
+static void check_entry(const char *what, kvEntry *e, const char *key, const char *value, kvOperation op) {
+    char w[96];
+    if (e == NULL) FAILF("%s: saw the end of the initial values, expected %s=%s", what, key, value);
+    snprintf(w, sizeof w, "%s: key", what);
+    check_str(w, kvEntry_Key(e), key);
+    snprintf(w, sizeof w, "%s: value", what);
+    check_str(w, kvEntry_ValueString(e), value);
+    snprintf(w, sizeof w, "%s: operation", what);
+    CHECK_INT(w, kvEntry_Operation(e), op);
+    kvEntry_Destroy(e);
+}
+
+static int compare_strings(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int kv_watch(void) {
+    natsConnection *nc = conn();
+    jsCtx *js = jetstream_of(nc);
+    kvStore *store = NULL;
+    kvWatcher *w = NULL;
+    kvEntry *e = NULL;
+    kvConfig cfg;
+    kvKeysList keys = {0};
+    kvEntryList history = {0};
+    OK(kvConfig_Init(&cfg));
+    cfg.Bucket = "CF";
+    cfg.History = 5;
+    OK(js_CreateKeyValue(&store, js, &cfg));
+    OK(kvStore_PutString(NULL, store, "a", "1"));
+    OK(kvStore_PutString(NULL, store, "b", "2"));
+    OK(kvStore_PutString(NULL, store, "a", "3"));
+    OK(kvStore_WatchAll(&w, store, NULL));
+    check_entry("watch: first initial value", next_update(w, "watch: first initial value"), "b", "2", kvOp_Put);
+    check_entry("watch: second initial value", next_update(w, "watch: second initial value"), "a", "3", kvOp_Put);
+    e = next_update(w, "watch: end of initial values");
+    if (e != NULL)
+        FAILF("watch: saw %s=%s, expected the end of the initial values (NULL)", kvEntry_Key(e), kvEntry_ValueString(e));
+    OK(kvStore_PutString(NULL, store, "c", "4"));
+    check_entry("watch: update", next_update(w, "watch: update"), "c", "4", kvOp_Put);
+    OK(kvStore_Keys(&keys, store, NULL));
+    qsort(keys.Keys, keys.Count, sizeof(char *), compare_strings);
+    char joined[64] = "";
+    for (int i = 0; i < keys.Count; i++)
+        snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s", i ? "," : "", keys.Keys[i]);
+    check_str("keys", joined, "a,b,c");
+    kvKeysList_Destroy(&keys);
+    OK(kvStore_History(&history, store, "a", NULL));
+    CHECK_INT("history of a: count", history.Count, 2);
+    check_str("history of a: first", kvEntry_ValueString(history.Entries[0]), "1");
+    check_str("history of a: second", kvEntry_ValueString(history.Entries[1]), "3");
+    kvEntryList_Destroy(&history);
+    OK(kvStore_Delete(store, "b"));
+    check_entry("watch: delete", next_update(w, "watch: delete"), "b", "", kvOp_Delete);
+    OK(kvWatcher_Stop(w));
+    kvWatcher_Destroy(w);
+    kvStore_Destroy(store);
+    OK(js_DeleteKeyValue(js, "CF"));
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return 0;
+}
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -1166,6 +1370,8 @@ static const struct scenario scenarios[] = {
     {"control_line", control_line},
     {"jetstream", jetstream},
     {"kv", kv},
+    {"js_consumers", js_consumers},
+    {"kv_watch", kv_watch},
 };
 
 int main(int argc, char **argv) {

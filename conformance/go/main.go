@@ -865,6 +865,149 @@ func kv() {
 	nc.Close()
 }
 
+// fetch pulls n messages from a pull subscription, in as many fetches as
+// the server needs (a fetch may return fewer than asked for).
+func fetch(sub *nats.Subscription, n int, what string) []*nats.Msg {
+	var out []*nats.Msg
+	deadline := time.Now().Add(wait)
+	for len(out) < n {
+		left := time.Until(deadline)
+		ensure(left > 0, "%s: %d of %d messages after %v", what, len(out), n, wait)
+		ms, err := sub.Fetch(n-len(out), nats.MaxWait(left))
+		if err == nats.ErrTimeout {
+			fail("%s: %d of %d messages after %v", what, len(out), n, wait)
+		}
+		must(err, what)
+		out = append(out, ms...)
+	}
+	return out
+}
+
+// checkDelivery checks a consumer's message i ("msg <i>" on cf.js.<i>) and
+// its metadata: stream sequence i, delivered `delivered` times.
+func checkDelivery(what string, m *nats.Msg, i int, delivered uint64) {
+	check(what, []string{m.Subject, string(m.Data)}, []string{fmt.Sprintf("cf.js.%d", i), fmt.Sprintf("msg %d", i)})
+	meta, err := m.Metadata()
+	must(err, what+" metadata")
+	check(what+" metadata (stream sequence, delivered)", []uint64{meta.Sequence.Stream, meta.NumDelivered}, []uint64{uint64(i), delivered})
+}
+
+func jsConsumers() {
+	nc := connect()
+	js, err := nc.JetStream(nats.MaxWait(wait))
+	must(err, "JetStream context")
+	_, err = js.AddStream(&nats.StreamConfig{Name: "CF", Subjects: []string{"cf.js.>"}, Storage: nats.FileStorage})
+	must(err, "create stream CF")
+	for i := 1; i <= 10; i++ {
+		_, err := js.Publish(fmt.Sprintf("cf.js.%d", i), []byte(fmt.Sprintf("msg %d", i)))
+		must(err, fmt.Sprintf("publish %d", i))
+	}
+
+	// (a) a durable pull consumer, explicit acks, two batches of five.
+	pull, err := js.PullSubscribe("cf.js.>", "PULL", nats.BindStream("CF"), nats.AckExplicit())
+	must(err, "create pull consumer PULL")
+	for batch := 0; batch < 2; batch++ {
+		ms := fetch(pull, 5, fmt.Sprintf("PULL fetch %d", batch+1))
+		check(fmt.Sprintf("PULL fetch %d: messages", batch+1), len(ms), 5)
+		for k, m := range ms {
+			i := batch*5 + k + 1
+			checkDelivery(fmt.Sprintf("PULL message %d", i), m, i, 1)
+			if k == len(ms)-1 {
+				must(m.AckSync(), fmt.Sprintf("PULL ack %d (sync)", i))
+			} else {
+				must(m.Ack(), fmt.Sprintf("PULL ack %d", i))
+			}
+		}
+	}
+	ci, err := js.ConsumerInfo("CF", "PULL")
+	must(err, "consumer info PULL")
+	check("PULL info (num_ack_pending, num_pending, ack floor stream sequence)",
+		[]uint64{uint64(ci.NumAckPending), ci.NumPending, ci.AckFloor.Stream}, []uint64{0, 0, 10})
+
+	// (b) a nak'd message comes back, delivered a second time. The consumer
+	// sees message 1 only: nats-server handles acks apart from pull
+	// requests, so the second fetch may arrive before the nak.
+	redo, err := js.PullSubscribe("cf.js.1", "REDO", nats.BindStream("CF"), nats.AckExplicit())
+	must(err, "create pull consumer REDO")
+	m := fetch(redo, 1, "REDO fetch 1")[0]
+	checkDelivery("REDO first delivery", m, 1, 1)
+	must(m.Nak(), "REDO nak")
+	m = fetch(redo, 1, "REDO fetch 2")[0]
+	checkDelivery("REDO after nak", m, 1, 2)
+	must(m.AckSync(), "REDO ack (sync)")
+
+	// (c) an ordered (push) consumer gets the whole stream in order.
+	ordered, err := js.SubscribeSync("cf.js.>", nats.OrderedConsumer())
+	must(err, "ordered consumer")
+	for i := 1; i <= 10; i++ {
+		m := next(ordered, fmt.Sprintf("ordered message %d", i))
+		check(fmt.Sprintf("ordered message %d", i), []string{m.Subject, string(m.Data)}, []string{fmt.Sprintf("cf.js.%d", i), fmt.Sprintf("msg %d", i)})
+	}
+	must(ordered.Unsubscribe(), "unsubscribe ordered consumer")
+
+	// (d) a deleted consumer is gone.
+	must(js.DeleteConsumer("CF", "PULL"), "delete consumer PULL")
+	_, err = js.ConsumerInfo("CF", "PULL")
+	ensure(errors.Is(err, nats.ErrConsumerNotFound), "consumer info after delete: saw %v, expected %v", err, nats.ErrConsumerNotFound)
+	check("consumer info after delete (error code)", apiErrorCode(err), 10014)
+	must(js.DeleteStream("CF"), "delete stream")
+	nc.Close()
+}
+
+// nextUpdate is a watcher's next entry (nil: the initial values are done).
+func nextUpdate(w nats.KeyWatcher, what string) nats.KeyValueEntry {
+	select {
+	case e := <-w.Updates():
+		return e
+	case <-time.After(wait):
+		fail("%s: nothing after %v", what, wait)
+	}
+	return nil
+}
+
+func checkEntry(what string, e nats.KeyValueEntry, key, value string, op nats.KeyValueOp) {
+	ensure(e != nil, "%s: saw the end of the initial values, expected %s=%s", what, key, value)
+	check(what, []interface{}{e.Key(), string(e.Value()), e.Operation().String()}, []interface{}{key, value, op.String()})
+}
+
+func kvWatch() {
+	nc := connect()
+	js, err := nc.JetStream(nats.MaxWait(wait))
+	must(err, "JetStream context")
+	store, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: "CF", History: 5})
+	must(err, "create bucket CF")
+	for _, kv := range [][2]string{{"a", "1"}, {"b", "2"}, {"a", "3"}} {
+		_, err := store.Put(kv[0], []byte(kv[1]))
+		must(err, "put "+kv[0]+"="+kv[1])
+	}
+	w, err := store.WatchAll()
+	must(err, "watch all")
+	checkEntry("watch: first initial value", nextUpdate(w, "watch: first initial value"), "b", "2", nats.KeyValuePut)
+	checkEntry("watch: second initial value", nextUpdate(w, "watch: second initial value"), "a", "3", nats.KeyValuePut)
+	if e := nextUpdate(w, "watch: end of initial values"); e != nil {
+		fail("watch: saw %s=%s, expected the end of the initial values (nil)", e.Key(), e.Value())
+	}
+	_, err = store.Put("c", []byte("4"))
+	must(err, "put c=4")
+	checkEntry("watch: update", nextUpdate(w, "watch: update"), "c", "4", nats.KeyValuePut)
+	keys, err := store.Keys()
+	must(err, "keys")
+	sort.Strings(keys)
+	check("keys", keys, []string{"a", "b", "c"})
+	history, err := store.History("a")
+	must(err, "history of a")
+	var values []string
+	for _, e := range history {
+		values = append(values, string(e.Value()))
+	}
+	check("history of a", values, []string{"1", "3"})
+	must(store.Delete("b"), "delete b")
+	checkEntry("watch: delete", nextUpdate(w, "watch: delete"), "b", "", nats.KeyValueDelete)
+	must(w.Stop(), "stop watch")
+	must(js.DeleteKeyValue("CF"), "delete bucket")
+	nc.Close()
+}
+
 var scenarios = map[string]func(){
 	"connect_info":       connectInfo,
 	"pub_sub":            pubSub,
@@ -893,6 +1036,8 @@ var scenarios = map[string]func(){
 	"nkeys":              nkeysScenario,
 	"jetstream":          jetstream,
 	"kv":                 kv,
+	"js_consumers":       jsConsumers,
+	"kv_watch":           kvWatch,
 }
 
 func main() {

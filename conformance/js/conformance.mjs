@@ -14,6 +14,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  AckPolicy,
   connect,
   ErrorCode,
   headers as natsHeaders,
@@ -131,6 +132,43 @@ async function expectError(what, promise, code) {
 
 // A file conformance/run made in $CONFORMANCE_PKI (certificates, seeds).
 const pki = (name) => join(process.env.CONFORMANCE_PKI || "", name);
+
+// Values pushed by a callback or a background loop, read with a timeout.
+class Feed {
+  constructor() {
+    this.items = [];
+    this.waiters = [];
+  }
+  push(x) {
+    const w = this.waiters.shift();
+    if (w) w(x);
+    else this.items.push(x);
+  }
+  next(what, ms = WAIT) {
+    if (this.items.length) return Promise.resolve(this.items.shift());
+    return within(what, new Promise((r) => this.waiters.push(r)), ms);
+  }
+}
+
+// n messages from a consumer, in as many fetches as it takes (a fetch may
+// end with fewer than asked for).
+async function fetchN(consumer, n, what) {
+  const out = [];
+  const deadline = Date.now() + WAIT;
+  while (out.length < n) {
+    const left = deadline - Date.now();
+    ensure(left >= 1000, `${what}: ${out.length} of ${n} messages after ${WAIT} ms`);
+    const batch = await consumer.fetch({ max_messages: n - out.length, expires: left });
+    for await (const m of batch) out.push(m);
+  }
+  return out;
+}
+
+// Message i of stream CF ("msg <i>" on cf.js.<i>), delivered so often.
+function checkDelivery(what, m, i, delivered) {
+  check(what, [m.subject, dec(m.data)], [`cf.js.${i}`, `msg ${i}`]);
+  check(`${what} metadata (stream sequence, delivered)`, [m.info.streamSequence, m.info.redeliveryCount], [i, delivered]);
+}
 
 // ---- scenarios ------------------------------------------------------------
 
@@ -673,6 +711,96 @@ const scenarios = {
     // nats.js gives a deleted key as an entry with operation DEL and no value.
     e = await store.get("colour");
     check("get after delete", e && [e.operation, e.value.length], ["DEL", 0]);
+    check("delete bucket", await store.destroy(), true);
+    await nc.close();
+  },
+
+  async js_consumers() {
+    const nc = await conn();
+    const jsm = await nc.jetstreamManager({ timeout: WAIT });
+    const js = nc.jetstream({ timeout: WAIT });
+    await jsm.streams.add({ name: "CF", subjects: ["cf.js.>"], storage: StorageType.File });
+    for (let i = 1; i <= 10; i++) await js.publish(`cf.js.${i}`, enc(`msg ${i}`));
+
+    // (a) a durable pull consumer, explicit acks, two batches of five.
+    await jsm.consumers.add("CF", { durable_name: "PULL", ack_policy: AckPolicy.Explicit });
+    const pull = await js.consumers.get("CF", "PULL");
+    for (let batch = 0; batch < 2; batch++) {
+      const msgs = await fetchN(pull, 5, `PULL fetch ${batch + 1}`);
+      check(`PULL fetch ${batch + 1}: messages`, msgs.length, 5);
+      for (const [k, m] of msgs.entries()) {
+        const i = batch * 5 + k + 1;
+        checkDelivery(`PULL message ${i}`, m, i, 1);
+        if (k === msgs.length - 1) check(`PULL ack ${i} (ackAck)`, await m.ackAck({ timeout: WAIT }), true);
+        else m.ack();
+      }
+    }
+    const ci = await jsm.consumers.info("CF", "PULL");
+    check(
+      "PULL info (num_ack_pending, num_pending, ack floor stream sequence)",
+      [ci.num_ack_pending, ci.num_pending, ci.ack_floor.stream_seq],
+      [0, 0, 10],
+    );
+
+    // (b) a nak'd message comes back, delivered a second time. The consumer
+    // sees message 1 only: nats-server handles acks apart from pull
+    // requests, so the second fetch may arrive before the nak.
+    await jsm.consumers.add("CF", { durable_name: "REDO", ack_policy: AckPolicy.Explicit, filter_subject: "cf.js.1" });
+    const redo = await js.consumers.get("CF", "REDO");
+    let [m] = await fetchN(redo, 1, "REDO fetch 1");
+    checkDelivery("REDO first delivery", m, 1, 1);
+    m.nak();
+    [m] = await fetchN(redo, 1, "REDO fetch 2");
+    checkDelivery("REDO after nak", m, 1, 2);
+    check("REDO ack (ackAck)", await m.ackAck({ timeout: WAIT }), true);
+
+    // (c) an ordered consumer gets the whole stream in order.
+    const ordered = await js.consumers.get("CF");
+    const messages = await ordered.consume();
+    const it = messages[Symbol.asyncIterator]();
+    for (let i = 1; i <= 10; i++) {
+      const { value: m } = await within(`ordered message ${i}`, it.next());
+      check(`ordered message ${i}`, [m?.subject, m && dec(m.data)], [`cf.js.${i}`, `msg ${i}`]);
+    }
+    await messages.close();
+
+    // (d) a deleted consumer is gone.
+    check("delete consumer PULL", await jsm.consumers.delete("CF", "PULL"), true);
+    const gone = await jsm.consumers.info("CF", "PULL").then(
+      () => "the consumer",
+      (e) => e?.api_error?.err_code,
+    );
+    check("consumer info after delete (error code)", gone, 10014);
+    check("delete stream", await jsm.streams.delete("CF"), true);
+    await nc.close();
+  },
+
+  async kv_watch() {
+    const nc = await conn();
+    const js = nc.jetstream({ timeout: WAIT });
+    const store = await js.views.kv("CF", { history: 5 });
+    for (const [k, v] of [["a", "1"], ["b", "2"], ["a", "3"]]) await store.put(k, enc(v));
+    // The watcher's entries, and null when its initial values are done.
+    const updates = new Feed();
+    const w = await store.watch({ initializedFn: () => updates.push(null) });
+    (async () => {
+      for await (const e of w) updates.push(e);
+    })();
+    const entry = (e) => e && [e.key, dec(e.value), e.operation];
+    check("watch: first initial value", entry(await updates.next("watch: first initial value")), ["b", "2", "PUT"]);
+    check("watch: second initial value", entry(await updates.next("watch: second initial value")), ["a", "3", "PUT"]);
+    check("watch: end of initial values", entry(await updates.next("watch: end of initial values")), null);
+    await store.put("c", enc("4"));
+    check("watch: update", entry(await updates.next("watch: update")), ["c", "4", "PUT"]);
+    const keys = [];
+    for await (const k of await store.keys()) keys.push(k);
+    check("keys", keys.sort(), ["a", "b", "c"]);
+    const history = [];
+    for await (const e of await store.history({ key: "a" })) history.push(dec(e.value));
+    check("history of a", history, ["1", "3"]);
+    await store.delete("b");
+    check("watch: delete", entry(await updates.next("watch: delete")), ["b", "", "DEL"]);
+    w.stop();
     check("delete bucket", await store.destroy(), true);
     await nc.close();
   },

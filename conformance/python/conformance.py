@@ -761,6 +761,121 @@ async def kv():
     await nc.close()
 
 
+async def fetch(psub, n, what):
+    """n messages from a pull subscription, in as many fetches as it takes
+    (a fetch may return fewer than asked for)."""
+    out = []
+    deadline = time.monotonic() + WAIT
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        ensure(left > 0, f"{what}: {len(out)} of {n} messages after {WAIT} s")
+        try:
+            out += await psub.fetch(n - len(out), timeout=left)
+        except (errors.TimeoutError, asyncio.TimeoutError):
+            raise Fail(f"{what}: {len(out)} of {n} messages after {WAIT} s") from None
+    return out
+
+
+def check_delivery(what, m, i, delivered):
+    """Message i of stream CF ("msg <i>" on cf.js.<i>), delivered so often."""
+    check(what, (m.subject, m.data), (f"cf.js.{i}", f"msg {i}".encode()))
+    meta = m.metadata
+    check(f"{what} metadata (stream sequence, delivered)", (meta.sequence.stream, meta.num_delivered), (i, delivered))
+
+
+async def js_consumers():
+    from nats.js import api
+    from nats.js import errors as js_errors
+
+    nc = await connect()
+    js = nc.jetstream(timeout=WAIT)
+    await js.add_stream(name="CF", subjects=["cf.js.>"], storage=api.StorageType.FILE)
+    for i in range(1, 11):
+        await js.publish(f"cf.js.{i}", f"msg {i}".encode())
+
+    # (a) a durable pull consumer, explicit acks, two batches of five.
+    pull = await js.pull_subscribe("cf.js.>", durable="PULL", stream="CF")
+    for batch in range(2):
+        msgs = await fetch(pull, 5, f"PULL fetch {batch + 1}")
+        check(f"PULL fetch {batch + 1}: messages", len(msgs), 5)
+        for k, m in enumerate(msgs):
+            i = batch * 5 + k + 1
+            check_delivery(f"PULL message {i}", m, i, 1)
+            if k == len(msgs) - 1:
+                await m.ack_sync(timeout=WAIT)
+            else:
+                await m.ack()
+    ci = await js.consumer_info("CF", "PULL")
+    check(
+        "PULL info (num_ack_pending, num_pending, ack floor stream sequence)",
+        (ci.num_ack_pending, ci.num_pending, ci.ack_floor.stream_seq),
+        (0, 0, 10),
+    )
+
+    # (b) a nak'd message comes back, delivered a second time. The consumer
+    # sees message 1 only: nats-server handles acks apart from pull
+    # requests, so the second fetch may arrive before the nak.
+    redo = await js.pull_subscribe("cf.js.1", durable="REDO", stream="CF")
+    (m,) = await fetch(redo, 1, "REDO fetch 1")
+    check_delivery("REDO first delivery", m, 1, 1)
+    await m.nak()
+    (m,) = await fetch(redo, 1, "REDO fetch 2")
+    check_delivery("REDO after nak", m, 1, 2)
+    await m.ack_sync(timeout=WAIT)
+
+    # (c) an ordered (push) consumer gets the whole stream in order.
+    ordered = await js.subscribe("cf.js.>", ordered_consumer=True)
+    for i in range(1, 11):
+        m = await next_msg(f"ordered message {i}", ordered)
+        check(f"ordered message {i}", (m.subject, m.data), (f"cf.js.{i}", f"msg {i}".encode()))
+    await ordered.unsubscribe()
+
+    # (d) a deleted consumer is gone.
+    ensure(await js.delete_consumer("CF", "PULL"), "delete consumer PULL: not acknowledged")
+    try:
+        await js.consumer_info("CF", "PULL")
+        raise Fail("consumer info after delete: saw the consumer, expected not found")
+    except js_errors.NotFoundError as e:
+        check("consumer info after delete (error code)", e.err_code, 10014)
+    ensure(await js.delete_stream("CF"), "delete stream: not acknowledged")
+    await nc.close()
+
+
+async def next_update(what, watcher):
+    """A watcher's next entry (None: the initial values are done)."""
+    try:
+        return await watcher.updates(timeout=WAIT)
+    except errors.TimeoutError:
+        raise Fail(f"{what}: nothing after {WAIT} s") from None
+
+
+def check_entry(what, e, key, value, op):
+    ensure(e is not None, f"{what}: saw the end of the initial values, expected {key}={value!r}")
+    check(what, (e.key, e.value, e.operation), (key, value, op))
+
+
+async def kv_watch():
+    nc = await connect()
+    js = nc.jetstream(timeout=WAIT)
+    store = await js.create_key_value(bucket="CF", history=5)
+    for key, value in [("a", b"1"), ("b", b"2"), ("a", b"3")]:
+        await store.put(key, value)
+    w = await store.watchall()
+    check_entry("watch: first initial value", await next_update("watch: first initial value", w), "b", b"2", None)
+    check_entry("watch: second initial value", await next_update("watch: second initial value", w), "a", b"3", None)
+    e = await next_update("watch: end of initial values", w)
+    ensure(e is None, f"watch: saw {e and (e.key, e.value)!r}, expected the end of the initial values (None)")
+    await store.put("c", b"4")
+    check_entry("watch: update", await next_update("watch: update", w), "c", b"4", None)
+    check("keys", sorted(await store.keys()), ["a", "b", "c"])
+    check("history of a", [e.value for e in await store.history("a")], [b"1", b"3"])
+    ensure(await store.delete("b"), "delete b: not acknowledged")
+    check_entry("watch: delete", await next_update("watch: delete", w), "b", b"", "DEL")
+    await w.stop()
+    ensure(await js.delete_key_value("CF"), "delete bucket: not acknowledged")
+    await nc.close()
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -791,6 +906,8 @@ SCENARIOS = {
         nkeys,
         jetstream,
         kv,
+        js_consumers,
+        kv_watch,
     ]
 }
 

@@ -68,6 +68,8 @@ fn main() -> ExitCode {
             "nkeys" => nkeys(&url).await,
             "jetstream" => jetstream(&url).await,
             "kv" => kv(&url).await,
+            "js_consumers" => js_consumers(&url).await,
+            "kv_watch" => kv_watch(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -1221,6 +1223,296 @@ async fn kv(url: &str) -> Verdict {
         .await
         .map_err(|e| format!("get after delete: {e}"))?;
     check("get after delete", after, None)?;
+    js.delete_key_value("CF")
+        .await
+        .map_err(|e| format!("delete bucket: {e}"))?;
+    Ok(Outcome::Pass)
+}
+
+/// `n` messages from a pull consumer, in as many fetches as it takes (a
+/// fetch may end with fewer than asked for).
+async fn fetch(
+    consumer: &jetstream::consumer::PullConsumer,
+    n: usize,
+    what: &str,
+) -> Result<Vec<jetstream::Message>, String> {
+    let deadline = Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure(!left.is_zero(), || {
+            format!("{what}: {} of {n} messages after {WAIT:?}", out.len())
+        })?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(n - out.len())
+            .expires(left)
+            .messages()
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        while let Some(m) = within(what, WAIT, batch.next()).await? {
+            out.push(m.map_err(|e| format!("{what}: {e}"))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks message `i` of stream CF ("msg <i>" on cf.js.<i>), delivered
+/// `delivered` times.
+fn check_delivery(
+    what: &str,
+    m: &jetstream::Message,
+    i: u64,
+    delivered: i64,
+) -> Result<(), String> {
+    check(
+        what,
+        (m.subject.to_string(), text(m)),
+        (format!("cf.js.{i}"), format!("msg {i}")),
+    )?;
+    let info = m.info().map_err(|e| format!("{what} metadata: {e}"))?;
+    check(
+        &format!("{what} metadata (stream sequence, delivered)"),
+        (info.stream_sequence, info.delivered),
+        (i, delivered),
+    )
+}
+
+async fn js_consumers(url: &str) -> Verdict {
+    use jetstream::consumer::{AckPolicy, pull, push};
+    let client = connect(url).await?;
+    let js = jetstream_of(client.clone());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "CF".into(),
+            subjects: vec!["cf.js.>".into()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create stream CF: {e}"))?;
+    for i in 1..=10u64 {
+        js.publish(format!("cf.js.{i}"), format!("msg {i}").into())
+            .await
+            .map_err(|e| format!("publish {i}: {e}"))?
+            .await
+            .map_err(|e| format!("PubAck {i}: {e}"))?;
+    }
+
+    // (a) a durable pull consumer, explicit acks, two batches of five.
+    let mut pull = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("PULL".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create pull consumer PULL: {e}"))?;
+    for batch in 0..2u64 {
+        let msgs = fetch(&pull, 5, &format!("PULL fetch {}", batch + 1)).await?;
+        for (k, m) in (0u64..).zip(&msgs) {
+            let i = batch * 5 + k + 1;
+            check_delivery(&format!("PULL message {i}"), m, i, 1)?;
+            if k == 4 {
+                m.double_ack().await
+            } else {
+                m.ack().await
+            }
+            .map_err(|e| format!("PULL ack {i}: {e}"))?;
+        }
+    }
+    let info = pull
+        .info()
+        .await
+        .map_err(|e| format!("consumer info PULL: {e}"))?;
+    check(
+        "PULL info (num_ack_pending, num_pending, ack floor stream sequence)",
+        (
+            info.num_ack_pending,
+            info.num_pending,
+            info.ack_floor.stream_sequence,
+        ),
+        (0, 0, 10),
+    )?;
+
+    // (b) a nak'd message comes back, delivered a second time. The consumer
+    // sees message 1 only: nats-server handles acks apart from pull
+    // requests, so the second fetch may arrive before the nak.
+    let redo = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("REDO".into()),
+            ack_policy: AckPolicy::Explicit,
+            filter_subject: "cf.js.1".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create pull consumer REDO: {e}"))?;
+    let m = fetch(&redo, 1, "REDO fetch 1").await?.remove(0);
+    check_delivery("REDO first delivery", &m, 1, 1)?;
+    m.ack_with(jetstream::AckKind::Nak(None))
+        .await
+        .map_err(|e| format!("REDO nak: {e}"))?;
+    let m = fetch(&redo, 1, "REDO fetch 2").await?.remove(0);
+    check_delivery("REDO after nak", &m, 1, 2)?;
+    m.double_ack().await.map_err(|e| format!("REDO ack: {e}"))?;
+
+    // (c) an ordered push consumer gets the whole stream in order.
+    let mut ordered = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: client.new_inbox(),
+            filter_subject: "cf.js.>".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("ordered consumer: {e}"))?
+        .messages()
+        .await
+        .map_err(|e| format!("ordered consumer messages: {e}"))?;
+    for i in 1..=10u64 {
+        let what = format!("ordered message {i}");
+        let m = within(&what, WAIT, ordered.next())
+            .await?
+            .ok_or_else(|| format!("{what}: the consumer ended"))?
+            .map_err(|e| format!("{what}: {e}"))?;
+        check(
+            &what,
+            (m.subject.to_string(), text(&m)),
+            (format!("cf.js.{i}"), format!("msg {i}")),
+        )?;
+    }
+    drop(ordered);
+
+    // (d) a deleted consumer is gone.
+    let deleted = stream
+        .delete_consumer("PULL")
+        .await
+        .map_err(|e| format!("delete consumer PULL: {e}"))?;
+    check("delete consumer PULL", deleted.success, true)?;
+    let gone = match stream.consumer_info("PULL").await {
+        Ok(_) => "the consumer".to_string(),
+        Err(e) => e.kind().to_string(),
+    };
+    check(
+        "consumer info after delete",
+        gone,
+        jetstream::context::ConsumerInfoErrorKind::NotFound.to_string(),
+    )?;
+    js.delete_stream("CF")
+        .await
+        .map_err(|e| format!("delete stream: {e}"))?;
+    Ok(Outcome::Pass)
+}
+
+/// A watcher's next entry as (key, value, operation, seen_current).
+async fn next_update(
+    what: &str,
+    watch: &mut jetstream::kv::Watch,
+) -> Result<(String, String, jetstream::kv::Operation, bool), String> {
+    let e = within(what, WAIT, watch.next())
+        .await?
+        .ok_or_else(|| format!("{what}: the watch ended"))?
+        .map_err(|e| format!("{what}: {e}"))?;
+    let value = String::from_utf8_lossy(&e.value).into_owned();
+    Ok((e.key, value, e.operation, e.seen_current))
+}
+
+async fn kv_watch(url: &str) -> Verdict {
+    use jetstream::kv::Operation;
+    let js = jetstream_of(connect(url).await?);
+    // The bucket's stream, made as create_key_value would with history 5
+    // (see `kv` for why).
+    js.create_stream(jetstream::stream::Config {
+        name: "KV_CF".into(),
+        subjects: vec!["$KV.CF.>".into()],
+        max_messages_per_subject: 5,
+        discard: jetstream::stream::DiscardPolicy::New,
+        deny_delete: true,
+        allow_rollup: true,
+        allow_direct: true,
+        duplicate_window: Duration::from_secs(120),
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("create bucket CF (stream KV_CF): {e}"))?;
+    let store = js
+        .get_key_value("CF")
+        .await
+        .map_err(|e| format!("bind bucket CF: {e}"))?;
+    for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
+        store
+            .put(key, value.into())
+            .await
+            .map_err(|e| format!("put {key}={value}: {e}"))?;
+    }
+    // async-nats' watch_all gives only new values; watch_with_history
+    // starts with the current ones.
+    let mut watch = store
+        .watch_with_history(">")
+        .await
+        .map_err(|e| format!("watch all keys: {e}"))?;
+    // async-nats marks the end of the initial values with seen_current on
+    // the last of them.
+    let put = |k: &str, v: &str, seen_current| (k.into(), v.into(), Operation::Put, seen_current);
+    check(
+        "watch: first initial value (key, value, operation, seen_current)",
+        next_update("watch: first initial value", &mut watch).await?,
+        put("b", "2", false),
+    )?;
+    check(
+        "watch: second initial value (key, value, operation, seen_current)",
+        next_update("watch: second initial value", &mut watch).await?,
+        put("a", "3", true),
+    )?;
+    store
+        .put("c", "4".into())
+        .await
+        .map_err(|e| format!("put c=4: {e}"))?;
+    check(
+        "watch: update (key, value, operation, seen_current)",
+        next_update("watch: update", &mut watch).await?,
+        put("c", "4", true),
+    )?;
+    let mut keys: Vec<String> = within("keys", WAIT, async {
+        store
+            .keys()
+            .await
+            .map_err(|e| format!("keys: {e}"))?
+            .map(|k| k.map_err(|e| format!("keys: {e}")))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await??;
+    keys.sort();
+    check("keys", keys, vec!["a".into(), "b".into(), "c".into()])?;
+    let history: Vec<String> = within("history of a", WAIT, async {
+        store
+            .history("a")
+            .await
+            .map_err(|e| format!("history of a: {e}"))?
+            .map(|e| {
+                e.map(|e| String::from_utf8_lossy(&e.value).into_owned())
+                    .map_err(|e| format!("history of a: {e}"))
+            })
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await??;
+    check("history of a", history, vec!["1".into(), "3".into()])?;
+    store
+        .delete("b")
+        .await
+        .map_err(|e| format!("delete b: {e}"))?;
+    check(
+        "watch: delete (key, value, operation, seen_current)",
+        next_update("watch: delete", &mut watch).await?,
+        ("b".into(), String::new(), Operation::Delete, true),
+    )?;
+    drop(watch);
     js.delete_key_value("CF")
         .await
         .map_err(|e| format!("delete bucket: {e}"))?;
