@@ -43,6 +43,8 @@ pub(crate) enum ServerTimer {
     JsExpire,
     /// The next sync of JetStream streams under `sync_interval`.
     JsSync,
+    /// The next JetStream message whose TTL comes due.
+    JsTtl,
 }
 
 /// What a timer belongs to, and which of its timers it is.
@@ -150,6 +152,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::Statsz) => self.statsz_timer(),
                 TimerKey::Server(ServerTimer::JsExpire) => self.expire_timer(),
                 TimerKey::Server(ServerTimer::JsSync) => self.sync_timer(),
+                TimerKey::Server(ServerTimer::JsTtl) => self.ttl_timer(),
             }
         }
     }

@@ -26,8 +26,10 @@ mod api;
 pub(crate) mod config;
 mod direct;
 mod error;
+mod level;
 pub(crate) mod monitor;
 mod publish;
+mod ttl;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -164,6 +166,8 @@ enum Pending {
     /// Start-up: the headers of the messages within the stream's
     /// duplicate window, to remember their `Nats-Msg-Id`s again.
     RecentIds { stream: StreamId },
+    /// A step towards a TTL or max-age removal, or a marker (ttl.rs).
+    Ttl(ttl::Step),
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
@@ -192,6 +196,8 @@ pub(crate) struct JetStream {
     /// API requests served, and those answered with an error.
     pub api_total: u64,
     pub api_errors: u64,
+    /// Messages with a TTL, by when they are due.
+    pub ttls: ttl::Ttls,
 }
 
 /// Percent-encodes everything but `[A-Za-z0-9_-]`, so that the storage key
@@ -491,6 +497,7 @@ impl Server {
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream }
             | Pending::RecentIds { stream } => Some(*stream),
+            Pending::Ttl(step) => Some(step.stream()),
             _ => None,
         };
         if let Some(id) = stream_of(&pending)
@@ -502,6 +509,10 @@ impl Server {
         {
             match pending {
                 Pending::Recovered { .. } | Pending::RecentIds { .. } => {
+                    self.jetstream.recovering -= 1;
+                    self.check_ready();
+                }
+                Pending::Ttl(step) if step.holds_start() => {
                     self.jetstream.recovering -= 1;
                     self.check_ready();
                 }
@@ -581,6 +592,7 @@ impl Server {
             Pending::Listed => self.listed(c),
             Pending::Recovered { stream } => self.recovered(stream, c),
             Pending::RecentIds { stream } => self.recent_ids(stream, c),
+            Pending::Ttl(step) => self.ttl_step(step, c),
             Pending::Quiet => {
                 if let Err(e) = &c.result {
                     let line = format!("JetStream storage error on {}: {e}", c.stream);
@@ -668,6 +680,7 @@ impl Server {
                 }
                 self.subscribe_stream(id);
                 self.rebuild_dedupe(id);
+                self.rebuild_ttls(id);
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
@@ -702,9 +715,11 @@ impl Server {
             .jetstream
             .streams
             .iter()
-            .filter(|(_, s)| s.config.max_age > 0 && !s.failed)
+            .filter(|(_, s)| s.config.max_age > 0 && !s.failed && !s.config.allow_msg_ttl)
             .map(|(_, s)| s.key.clone())
             .collect();
+        // Streams that allow TTLs have their max age applied by the core.
+        self.scan_ages();
         let now = self.now.unix_nanos;
         for key in due {
             let id = self.next_op(Pending::Quiet);
@@ -836,6 +851,7 @@ impl Server {
         self.jetstream.by_key.remove(&s.key);
         self.jetstream.dirty.retain(|&d| d != id);
         self.jetstream.unsynced.remove(&id);
+        self.jetstream.ttls.forget(id);
     }
 
     /// Saves a stream's metadata (after its open).

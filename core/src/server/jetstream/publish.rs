@@ -83,13 +83,9 @@ const EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: &[u8] = b"Nats-Expected-Last-Subject-Se
 const ROLLUP: &[u8] = b"Nats-Rollup";
 /// Headers natrix does not act on yet: a publish carrying one is refused
 /// rather than stored without the check or effect it asks for.
-const NOT_YET: [&[u8]; 5] = [
-    b"Nats-TTL",
-    b"Nats-Incr",
-    b"Nats-Batch-Id",
-    b"Nats-Schedule",
-    b"Nats-Required-Api-Level",
-];
+/// (`Nats-Required-Api-Level` is stored as it came: nats-server checks it
+/// only on batch publishes.)
+const NOT_YET: [&[u8]; 3] = [b"Nats-Incr", b"Nats-Batch-Id", b"Nats-Schedule"];
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
@@ -206,13 +202,14 @@ impl Server {
                 s.last_seq += 1;
                 let seq = s.last_seq;
                 let headers = m.payload[..m.header_len].to_vec();
-                let msg = Msg {
+                let mut msg = Msg {
                     seq,
                     ts_unix_nanos: now,
                     subject: String::from_utf8_lossy(&m.subject).into_owned(),
                     headers,
                     payload: m.body().to_vec(),
                 };
+                let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();
                 let rollup = rollup(m);
@@ -239,6 +236,9 @@ impl Server {
                         below_seq: Some(seq),
                         keep: None,
                     });
+                }
+                if let Some(secs) = ttl {
+                    self.schedule_ttl(id, seq, now, secs);
                 }
                 let prev = prev.or(last_subject_seq).unwrap_or(0);
                 self.queue_republish(id, (seq, prev), now, m);
@@ -290,6 +290,7 @@ impl Server {
                 {
                     return Err(ApiError::stream_mismatch());
                 }
+                super::ttl::check_allowed(&h, &s.config)?;
                 if let Some(seq) = h.get(EXPECTED_LAST_SEQ).map(text)
                     && let Ok(seq) = seq.parse::<u64>()
                     && seq != s.last_seq
@@ -320,6 +321,7 @@ impl Server {
                         )));
                     }
                 }
+                super::ttl::check_value(&h)?;
                 if let Some(name) = NOT_YET.iter().find(|n| h.get(n).is_some()) {
                     return Err(ApiError::store_failed(&format!(
                         "natrix does not support the {} header yet",
