@@ -649,6 +649,14 @@ mod tests {
         assert_eq!(long, b"NATS/1.0\r\nNats-TTL: 1m\r\n\r\n");
         let mut never = b"NATS/1.0\r\nNats-TTL: never\r\n\r\n".to_vec();
         assert_eq!(stored_ttl(&config, &mut never), None);
+        // A subject that keeps one message needs no floor.
+        let one = StreamConfig {
+            max_msgs_per_subject: 1,
+            ..config
+        };
+        let mut short = b"NATS/1.0\r\nNats-TTL: 2\r\n\r\n".to_vec();
+        assert_eq!(stored_ttl(&one, &mut short), Some(2));
+        assert_eq!(short, b"NATS/1.0\r\nNats-TTL: 2\r\n\r\n");
     }
 
     #[test]
