@@ -210,6 +210,15 @@ impl Server {
                     payload: m.body().to_vec(),
                 };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
+                // A republished copy shows the headers as stored.
+                let rewritten = (ttl.is_some() && msg.headers[..] != m.payload[..m.header_len])
+                    .then(|| InternalMsg {
+                        payload: [&msg.headers[..], m.body()].concat().into(),
+                        header_len: msg.headers.len(),
+                        subject: m.subject.clone(),
+                        reply: None,
+                        account,
+                    });
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();
                 let rollup = rollup(m);
@@ -241,7 +250,7 @@ impl Server {
                     self.schedule_ttl(id, seq, now, secs);
                 }
                 let prev = prev.or(last_subject_seq).unwrap_or(0);
-                self.queue_republish(id, (seq, prev), now, m);
+                self.queue_republish(id, (seq, prev), now, rewritten.as_ref().unwrap_or(m));
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);
                 }
@@ -393,7 +402,13 @@ impl Server {
     /// Holds the republished copy of message `seq` until it is durable
     /// (nats-server sends it at once; natrix republishes only what it
     /// would acknowledge).
-    fn queue_republish(&mut self, id: StreamId, (seq, last): (u64, u64), at: u64, m: &InternalMsg) {
+    pub(super) fn queue_republish(
+        &mut self,
+        id: StreamId,
+        (seq, last): (u64, u64),
+        at: u64,
+        m: &InternalMsg,
+    ) {
         let s = &mut self.jetstream.streams[id as usize];
         let Some(t) = &s.republish else {
             return;

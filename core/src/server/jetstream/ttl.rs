@@ -29,6 +29,7 @@ use super::error::ApiError;
 use super::{Pending, StreamId};
 use crate::proto::headers::Headers;
 use crate::server::Server;
+use crate::server::system::InternalMsg;
 use crate::server::timers::ServerTimer;
 
 /// The per-message TTL header.
@@ -255,10 +256,8 @@ pub(crate) struct Ttls {
     /// `(due at, unix nanos; stream; sequence)`, earliest first.
     due: BTreeSet<(u64, StreamId, u64)>,
     scans: crate::FastMap<StreamId, AgeScan>,
-    /// Subjects being checked for a marker: reads in flight, and whether
-    /// one of them left the marker already (two removals on a subject
-    /// leave one marker).
-    checks: crate::FastMap<(StreamId, String), (u32, bool)>,
+    /// Subjects being checked for a marker.
+    checks: crate::FastMap<(StreamId, String), Check>,
 }
 
 impl Ttls {
@@ -275,6 +274,19 @@ impl Ttls {
     }
 }
 
+/// A subject whose last message may have gone.
+#[derive(Debug, Default)]
+struct Check {
+    /// Reads of the subject's last message in flight.
+    reads: u32,
+    /// One of them found it empty and left the marker (two removals on a
+    /// subject leave one marker).
+    marked: bool,
+    /// The newest sequence removed: the marker's `Nats-Last-Sequence`
+    /// where it is republished.
+    removed_seq: u64,
+}
+
 /// A storage operation on the way to a removal or a marker.
 #[derive(Debug)]
 pub(crate) enum Step {
@@ -287,7 +299,11 @@ pub(crate) enum Step {
     AgeScan { stream: StreamId },
     /// A message was deleted by age or TTL; if it was its subject's last,
     /// a marker follows.
-    Deleted { stream: StreamId, subject: String },
+    Deleted {
+        stream: StreamId,
+        subject: String,
+        seq: u64,
+    },
     /// Whether the subject holds a message still.
     SubjectLeft { stream: StreamId, subject: String },
 }
@@ -444,7 +460,11 @@ impl Server {
                 }
             }
             Step::AgeScan { stream } => self.ages_scanned(stream, c),
-            Step::Deleted { stream, subject } => {
+            Step::Deleted {
+                stream,
+                subject,
+                seq,
+            } => {
                 if matches!(c.result, Ok(Done::Deleted(true))) {
                     // Publishes queued in this event go first: a subject
                     // they fill again gets no marker.
@@ -452,7 +472,9 @@ impl Server {
                     let key = self.jetstream.streams[stream as usize].key.clone();
                     let read = Read::LastBySubject(subject.clone());
                     let check = (stream, subject.clone());
-                    self.jetstream.ttls.checks.entry(check).or_default().0 += 1;
+                    let check = self.jetstream.ttls.checks.entry(check).or_default();
+                    check.reads += 1;
+                    check.removed_seq = check.removed_seq.max(seq);
                     let op = self.next_op(Pending::Ttl(Step::SubjectLeft { stream, subject }));
                     self.storage(StorageOp::Read {
                         id: op,
@@ -465,17 +487,18 @@ impl Server {
                 let empty = matches!(c.result, Ok(Done::Read(None)));
                 let checks = &mut self.jetstream.ttls.checks;
                 let key = (stream, subject);
-                let Some((reads, marked)) = checks.get_mut(&key) else {
+                let Some(check) = checks.get_mut(&key) else {
                     return;
                 };
-                *reads -= 1;
-                let mark = empty && !*marked;
-                *marked |= mark;
-                if *reads == 0 {
+                check.reads -= 1;
+                let mark = empty && !check.marked;
+                check.marked |= mark;
+                let removed_seq = check.removed_seq;
+                if check.reads == 0 {
                     checks.remove(&key);
                 }
                 if mark {
-                    self.store_marker(stream, key.1);
+                    self.store_marker(stream, key.1, removed_seq);
                 }
             }
         }
@@ -535,6 +558,7 @@ impl Server {
             Pending::Ttl(Step::Deleted {
                 stream: id,
                 subject: m.subject.clone(),
+                seq: m.seq,
             })
         } else {
             Pending::Quiet
@@ -547,10 +571,10 @@ impl Server {
         });
     }
 
-    /// Stores the marker of a subject whose last message went by age or
-    /// TTL, like a publish (appended at the end of the event) but with no
-    /// one to acknowledge.
-    fn store_marker(&mut self, id: StreamId, subject: String) {
+    /// Stores the marker of a subject whose last message (`removed_seq`)
+    /// went by age or TTL, like a publish (appended at the end of the
+    /// event, republished) but with no one to acknowledge.
+    fn store_marker(&mut self, id: StreamId, subject: String, removed_seq: u64) {
         let now = self.now.unix_nanos;
         let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
             return;
@@ -577,11 +601,19 @@ impl Server {
         if let Some(last) = s.last_by_subject.get_mut(&msg.subject) {
             *last = seq;
         }
+        let copy = InternalMsg {
+            account: s.account,
+            subject: msg.subject.as_bytes().into(),
+            reply: None,
+            payload: msg.headers.clone().into(),
+            header_len: msg.headers.len(),
+        };
         s.queued.push(msg);
         if !self.jetstream.dirty.contains(&id) {
             self.jetstream.dirty.push(id);
         }
         self.schedule_ttl(id, seq, now, secs);
+        self.queue_republish(id, (seq, removed_seq), now, &copy);
     }
 }
 

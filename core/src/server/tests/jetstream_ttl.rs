@@ -372,3 +372,42 @@ fn a_request_requiring_a_higher_api_level_is_refused() {
     let info = js.request("$JS.API.INFO", "");
     assert_eq!(info["api"]["errors"], 4);
 }
+
+#[test]
+fn markers_and_raised_ttls_are_republished_as_stored() {
+    let mut js = Js::new();
+    js.create(
+        r#"{"name":"M","subjects":["m.>"],"subject_delete_marker_ttl":60000000000,"max_msgs_per_subject":1,"republish":{"src":">","dest":"rp.>"}}"#,
+    );
+    js.create(
+        r#"{"name":"R","subjects":["r.>"],"subject_delete_marker_ttl":60000000000,"republish":{"src":">","dest":"rr.>"}}"#,
+    );
+    js.send("SUB rp.> 2\r\nSUB rr.> 3\r\n");
+    js.publish("r.a", "Nats-TTL: 1", "1");
+    js.run_storage();
+    let first = js.out();
+    js.ack("m.a", "Nats-TTL: 1", "1");
+    js.wait_ms(1_000);
+    let out = js.out();
+    let copy = |stream: &str, subject: &str, seq: u64, own: &str, last: u64| {
+        format!(
+            "NATS/1.0\r\n{own}Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: "
+        ) + &format!("Nats-Last-Sequence: {last}\r\n\r\n")
+    };
+    // The copy of r.a, sent once durable, shows its TTL raised.
+    let raised = copy("R", "r.a", 1, "Nats-TTL: 60\r\n", 0);
+    let (head, tail) = raised.split_at(raised.find("Nats-Last").unwrap());
+    assert!(first.contains(head) && first.contains(tail), "{first}");
+    // m.a's marker is republished, naming the message it replaced.
+    let marker = copy(
+        "M",
+        "m.a",
+        2,
+        "Nats-Marker-Reason: MaxAge\r\nNats-TTL: 1m0s\r\nNats-Rollup: sub\r\n",
+        1,
+    );
+    let (head, tail) = marker.split_at(marker.find("Nats-Last").unwrap());
+    let at = out.find(head).unwrap_or_else(|| panic!("{out}"));
+    assert!(out[at..].contains(tail), "{out}");
+    assert!(out[..at].contains("HMSG rp.m.a 2 "), "{out}");
+}
