@@ -371,6 +371,13 @@ fn a_request_requiring_a_higher_api_level_is_refused() {
     );
     let info = js.request("$JS.API.INFO", "");
     assert_eq!(info["api"]["errors"], 4);
+    // The monitoring endpoints tell the level too.
+    let (_, jsz) = http(&mut js.h, "/jsz", "");
+    let jsz: Value = serde_json::from_str(&jsz).unwrap();
+    assert_eq!(jsz["api"]["level"], 1, "{jsz}");
+    let (_, varz) = http(&mut js.h, "/varz", "");
+    let varz: Value = serde_json::from_str(&varz).unwrap();
+    assert_eq!(varz["jetstream"]["stats"]["api"]["level"], 1, "{varz}");
 }
 
 #[test]
