@@ -8,7 +8,6 @@
 //! schedules, async persistence) it does not have.
 
 use super::error::ApiError;
-use crate::proto::headers::Headers;
 use crate::server::{AccountId, Server};
 
 /// The API level natrix serves.
@@ -19,10 +18,7 @@ const REQUIRED_API_LEVEL: &[u8] = b"Nats-Required-Api-Level";
 /// Whether a request's header block asks for a level above natrix's, or
 /// for one that is not a number (nats-server's `errorOnRequiredApiLevel`).
 pub(crate) fn refused(headers: &[u8]) -> bool {
-    let Ok(h) = Headers::parse(headers) else {
-        return false;
-    };
-    match h.get(REQUIRED_API_LEVEL) {
+    match super::ttl::go_header(headers, REQUIRED_API_LEVEL) {
         None | Some(b"") => false,
         Some(v) => std::str::from_utf8(v)
             .ok()
@@ -106,11 +102,13 @@ mod tests {
             ("99", true),
             ("abc", true),
             ("1.0", true),
+            ("1 ", true),
         ] {
             assert_eq!(refused(with(value).as_bytes()), want, "{value:?}");
         }
         assert!(!refused(b"NATS/1.0\r\nNats-Required-Api-Level:\r\n\r\n"));
         assert!(!refused(b"NATS/1.0\r\nOther: 9\r\n\r\n"));
+        assert!(!refused(b"NATS/1.0\r\nnats-required-api-level: 9\r\n\r\n"));
         assert!(!refused(b""));
     }
 }

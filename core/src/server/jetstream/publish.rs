@@ -299,7 +299,7 @@ impl Server {
                 {
                     return Err(ApiError::stream_mismatch());
                 }
-                super::ttl::check_allowed(&h, &s.config)?;
+                super::ttl::check_allowed(&m.payload[..m.header_len], &s.config)?;
                 if let Some(seq) = h.get(EXPECTED_LAST_SEQ).map(text)
                     && let Ok(seq) = seq.parse::<u64>()
                     && seq != s.last_seq
@@ -330,7 +330,7 @@ impl Server {
                         )));
                     }
                 }
-                super::ttl::check_value(&h)?;
+                super::ttl::check_value(&m.payload[..m.header_len])?;
                 if let Some(name) = NOT_YET.iter().find(|n| h.get(n).is_some()) {
                     return Err(ApiError::store_failed(&format!(
                         "natrix does not support the {} header yet",

@@ -27,7 +27,6 @@ use natrix_storage::ops::{Completion, Done, Read, StorageOp};
 use super::config::StreamConfig;
 use super::error::ApiError;
 use super::{Pending, StreamId};
-use crate::proto::headers::Headers;
 use crate::server::Server;
 use crate::server::system::InternalMsg;
 use crate::server::timers::ServerTimer;
@@ -160,20 +159,30 @@ fn go_duration_text(secs: u64) -> String {
     }
 }
 
+/// A header's value as nats-server reads the ones it adds in 2.11+
+/// (`sliceHeader`): the first line whose key is exactly `key`, the value
+/// after the spaces that follow the `:`, up to the line's end (trailing
+/// blanks kept, so that `3 ` is no number of seconds).
+pub(crate) fn go_header<'a>(block: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut lines = block.split(|&b| b == b'\n').skip(1);
+    lines.find_map(|line| {
+        let line = line.strip_suffix(b"\r")?;
+        let value = line.strip_prefix(key)?.strip_prefix(b":")?;
+        let start = value.iter().position(|&b| b != b' ').unwrap_or(value.len());
+        Some(&value[start..])
+    })
+}
+
 /// The TTL a header block carries, if valid.
 fn header_ttl(headers: &[u8]) -> Option<MsgTtl> {
-    let h = Headers::parse(headers).ok()?;
-    parse_ttl(h.get(TTL)?).ok().flatten()
+    parse_ttl(go_header(headers, TTL)?).ok().flatten()
 }
 
 /// Whether a stored message is a delete marker (nats-server's
 /// `isSubjectDeleteMarker`): no marker is left when one goes.
 fn is_marker(headers: &[u8]) -> bool {
-    let Ok(h) = Headers::parse(headers) else {
-        return false;
-    };
-    h.get(MARKER_REASON).is_some_and(|v| !v.is_empty())
-        || h.get(KV_OPERATION).is_some_and(|v| v == b"PURGE")
+    go_header(headers, MARKER_REASON).is_some_and(|v| !v.is_empty())
+        || go_header(headers, KV_OPERATION) == Some(b"PURGE")
 }
 
 /// The marker TTL in whole seconds, zero without markers.
@@ -184,8 +193,8 @@ fn marker_secs(config: &StreamConfig) -> u64 {
 /// A publish's `Nats-TTL` where the stream does not allow TTLs: 10166
 /// for a TTL (`never` included); an invalid value is left to
 /// [`check_value`], which nats-server applies later.
-pub(crate) fn check_allowed(h: &Headers, config: &StreamConfig) -> Result<(), ApiError> {
-    match h.get(TTL).map(parse_ttl) {
+pub(crate) fn check_allowed(headers: &[u8], config: &StreamConfig) -> Result<(), ApiError> {
+    match go_header(headers, TTL).map(parse_ttl) {
         Some(Ok(Some(_))) if !config.allow_msg_ttl => Err(ApiError::new(
             400,
             10166,
@@ -196,8 +205,8 @@ pub(crate) fn check_allowed(h: &Headers, config: &StreamConfig) -> Result<(), Ap
 }
 
 /// A publish's `Nats-TTL` value: 10165 unless valid.
-pub(crate) fn check_value(h: &Headers) -> Result<(), ApiError> {
-    match h.get(TTL).map(parse_ttl) {
+pub(crate) fn check_value(headers: &[u8]) -> Result<(), ApiError> {
+    match go_header(headers, TTL).map(parse_ttl) {
         Some(Err(())) => Err(ApiError::new(400, 10165, "invalid per-message TTL".into())),
         _ => Ok(()),
     }
@@ -229,8 +238,7 @@ fn with_ttl(headers: &[u8], secs: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(headers.len() + 16);
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let key = line.split(|&b| b == b':').next().unwrap_or_default();
-        if i > 0 && key.eq_ignore_ascii_case(TTL) {
+        if i > 0 && line.strip_prefix(TTL).is_some_and(|v| v.starts_with(b":")) {
             continue;
         }
         out.extend_from_slice(line);
@@ -699,5 +707,20 @@ mod tests {
         assert!(is_marker(b"NATS/1.0\r\nKV-Operation: PURGE\r\n\r\n"));
         assert!(!is_marker(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"));
         assert!(!is_marker(b""));
+    }
+
+    #[test]
+    fn headers_are_read_as_nats_server_reads_them() {
+        let block = b"NATS/1.0\r\nnats-ttl: 9\r\nNats-TTL:  3 \r\nNats-TTL: 4\r\n\r\n";
+        // Exact key, the first one, leading spaces skipped, trailing kept.
+        assert_eq!(go_header(block, TTL), Some(&b"3 "[..]));
+        assert_eq!(parse_ttl(b"3 "), Err(()));
+        assert_eq!(go_header(b"NATS/1.0\r\nX-Nats-TTL: 1\r\n\r\n", TTL), None);
+        assert_eq!(go_header(b"NATS/1.0\r\nNats-TTLX: 1\r\n\r\n", TTL), None);
+        assert_eq!(
+            go_header(b"NATS/1.0\r\nNats-TTL:\r\n\r\n", TTL),
+            Some(&b""[..])
+        );
+        assert_eq!(go_header(b"", TTL), None);
     }
 }
