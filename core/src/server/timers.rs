@@ -43,6 +43,8 @@ pub(crate) enum ServerTimer {
     JsExpire,
     /// The next sync of JetStream streams under `sync_interval`.
     JsSync,
+    /// The next JetStream message whose TTL comes due.
+    JsTtl,
 }
 
 /// What a timer belongs to, and which of its timers it is.
@@ -153,6 +155,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::JsExpire) => self.expire_timer(),
                 TimerKey::Server(ServerTimer::JsSync) => self.sync_timer(),
                 TimerKey::Consumer(id) => self.consumer_timer(id),
+                TimerKey::Server(ServerTimer::JsTtl) => self.ttl_timer(),
             }
         }
     }

@@ -166,6 +166,7 @@ struct AccountLimits {
 
 #[derive(Serialize)]
 struct ApiStats {
+    level: i64,
     total: u64,
     errors: u64,
 }
@@ -231,6 +232,11 @@ impl Server {
         };
         let tokens: Vec<&str> = rest.split('.').collect();
         let (account, body) = (m.account, m.body());
+        if super::level::refused(&m.payload[..m.header_len])
+            && self.refuse_request_level(account, &reply, &tokens)
+        {
+            return;
+        }
         if !self.account_has_jetstream(account) {
             if let Some(kind) = response_kind(&tokens) {
                 self.jetstream.api_total += 1;
@@ -360,6 +366,7 @@ impl Server {
             },
             domain: self.domain(),
             api: ApiStats {
+                level: super::level::API_LEVEL,
                 total: self.jetstream.api_total,
                 errors: self.jetstream.api_errors,
             },
@@ -502,7 +509,13 @@ impl Server {
         if config.name != name {
             return self.fail(account, reply, kind, &ApiError::name_mismatch());
         }
-        let config = match config.checked() {
+        #[derive(Deserialize, Default)]
+        struct Pedantic {
+            #[serde(default)]
+            pedantic: bool,
+        }
+        let pedantic = from_go_json::<Pedantic>(body).is_ok_and(|p| p.pedantic);
+        let config = match config.checked_as(pedantic) {
             Ok(c) => c,
             Err(e) => return self.fail(account, reply, kind, &e),
         };
@@ -1093,7 +1106,7 @@ impl Server {
 }
 
 /// The response type of an API subject natrix serves (`None`: no answer).
-fn response_kind(tokens: &[&str]) -> Option<&'static str> {
+pub(super) fn response_kind(tokens: &[&str]) -> Option<&'static str> {
     Some(match tokens {
         ["INFO"] => "account_info",
         ["STREAM", "CREATE", _] => "stream_create",

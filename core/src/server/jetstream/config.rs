@@ -127,6 +127,10 @@ pub(crate) struct StreamConfig {
     pub consumer_limits: ConsumerLimits,
     #[serde(default)]
     pub allow_msg_ttl: bool,
+    /// How long a marker left where age or a TTL removed a subject's last
+    /// message lives, in nanoseconds (0: no markers).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subject_delete_marker_ttl: i64,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
@@ -135,8 +139,6 @@ pub(crate) struct StreamConfig {
     pub mirror: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub sources: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub subject_delete_marker_ttl: i64,
     #[serde(default, skip_serializing)]
     pub allow_msg_counter: bool,
     #[serde(default, skip_serializing)]
@@ -211,9 +213,16 @@ fn invalid(text: &str) -> ApiError {
 }
 
 impl StreamConfig {
+    /// [`checked_as`](Self::checked_as) without `pedantic`.
+    #[cfg(test)]
+    pub(crate) fn checked(self) -> Result<StreamConfig, ApiError> {
+        self.checked_as(false)
+    }
+
     /// The configuration with nats-server's defaults filled in, or why it
-    /// cannot be a stream (`checkStreamCfg`).
-    pub(crate) fn checked(mut self) -> Result<StreamConfig, ApiError> {
+    /// cannot be a stream (`checkStreamCfg`); with `pedantic` (the
+    /// request's flag), what would be adjusted is refused instead.
+    pub(crate) fn checked_as(mut self, pedantic: bool) -> Result<StreamConfig, ApiError> {
         if !is_valid_name(&self.name) {
             return Err(invalid(
                 "stream name is required and can not contain '.', '*', '>'",
@@ -229,9 +238,9 @@ impl StreamConfig {
                 "stream description is too long, maximum allowed is {DESCRIPTION_MAX}"
             )));
         }
+        self.check_delete_markers(pedantic)?;
         if self.mirror.is_some()
             || self.sources.is_some()
-            || self.subject_delete_marker_ttl != 0
             || self.allow_msg_counter
             || self.allow_atomic
             || self.allow_msg_schedules
@@ -239,7 +248,7 @@ impl StreamConfig {
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, subject delete markers, counters, atomic batches, schedules, compression, discard new per subject)",
+                "natrix does not support this stream option yet (mirrors, sources, counters, atomic batches, schedules, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -361,6 +370,43 @@ impl StreamConfig {
         Ok(self)
     }
 
+    /// `subject_delete_marker_ttl`: at least a second; markers need TTLs
+    /// and roll-ups, which are turned on (off pedantic), and are not for
+    /// mirrors.
+    fn check_delete_markers(&mut self, pedantic: bool) -> Result<(), ApiError> {
+        if self.subject_delete_marker_ttl < 0 {
+            return Err(invalid("subject delete marker TTL must not be negative"));
+        }
+        if self.subject_delete_marker_ttl == 0 {
+            return Ok(());
+        }
+        if self.subject_delete_marker_ttl < 1_000_000_000 {
+            return Err(invalid(
+                "subject delete marker TTL must be at least 1 second",
+            ));
+        }
+        if !self.allow_msg_ttl {
+            if pedantic {
+                return Err(invalid(
+                    "subject delete marker cannot be set if message TTLs are disabled",
+                ));
+            }
+            self.allow_msg_ttl = true;
+        }
+        if !self.allow_rollup_hdrs {
+            if pedantic {
+                return Err(invalid(
+                    "subject delete marker cannot be set if roll-ups are disabled",
+                ));
+            }
+            (self.allow_rollup_hdrs, self.deny_purge) = (true, false);
+        }
+        if self.mirror.is_some() {
+            return Err(invalid("subject delete markers forbidden on mirrors"));
+        }
+        Ok(())
+    }
+
     /// Why `new` cannot replace `self` (`STREAM.UPDATE`), if it cannot.
     pub(crate) fn update_refused(&self, new: &StreamConfig) -> Option<&'static str> {
         if new.storage != self.storage {
@@ -381,6 +427,9 @@ impl StreamConfig {
         if self.deny_purge && !new.deny_purge {
             return Some("stream configuration update can not cancel deny purge");
         }
+        if self.allow_msg_ttl && !new.allow_msg_ttl {
+            return Some("message TTL status can not be disabled");
+        }
         None
     }
 
@@ -390,7 +439,9 @@ impl StreamConfig {
         natrix_storage::StreamConfig {
             max_msgs: positive(self.max_msgs),
             max_bytes: positive(self.max_bytes),
-            max_age_ms: positive(self.max_age / 1_000_000),
+            // Where TTLs are allowed the core applies max age itself (a
+            // `never` TTL outlives it, a removal may leave a marker).
+            max_age_ms: positive(self.max_age / 1_000_000).filter(|_| !self.allow_msg_ttl),
             max_msgs_per_subject: positive(self.max_msgs_per_subject),
             memory: self.storage == Storage::Memory,
             ..natrix_storage::StreamConfig::default()

@@ -27,8 +27,10 @@ pub(crate) mod config;
 pub(crate) mod consumer;
 mod direct;
 mod error;
+mod level;
 pub(crate) mod monitor;
 mod publish;
+mod ttl;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -218,6 +220,8 @@ enum Pending {
         account: AccountId,
         reply: Box<[u8]>,
     },
+    /// A step towards a TTL or max-age removal, or a marker (ttl.rs).
+    Ttl(ttl::Step),
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
@@ -251,6 +255,8 @@ pub(crate) struct JetStream {
     /// API requests served, and those answered with an error.
     pub api_total: u64,
     pub api_errors: u64,
+    /// Messages with a TTL, by when they are due.
+    pub ttls: ttl::Ttls,
 }
 
 /// Percent-encodes everything but `[A-Za-z0-9_-]`, so that the storage key
@@ -569,6 +575,7 @@ impl Server {
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
             | Pending::RecentIds { stream } => Some(*stream),
+            Pending::Ttl(step) => Some(step.stream()),
             _ => None,
         };
         // Likewise a consumer's.
@@ -594,6 +601,10 @@ impl Server {
         {
             match pending {
                 Pending::Recovered { .. } | Pending::RecentIds { .. } => {
+                    self.jetstream.recovering -= 1;
+                    self.check_ready();
+                }
+                Pending::Ttl(step) if step.holds_start() => {
                     self.jetstream.recovering -= 1;
                     self.check_ready();
                 }
@@ -719,6 +730,7 @@ impl Server {
             Pending::ConsumerRemoved { account, reply } => {
                 self.consumer_removed(account, &reply, c)
             }
+            Pending::Ttl(step) => self.ttl_step(step, c),
             Pending::Quiet => {
                 if let Err(e) = &c.result {
                     let line = format!("JetStream storage error on {}: {e}", c.stream);
@@ -835,6 +847,7 @@ impl Server {
                         }
                     }
                 }
+                self.rebuild_ttls(id);
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
@@ -869,9 +882,11 @@ impl Server {
             .jetstream
             .streams
             .iter()
-            .filter(|(_, s)| s.config.max_age > 0 && !s.failed)
+            .filter(|(_, s)| s.config.max_age > 0 && !s.failed && !s.config.allow_msg_ttl)
             .map(|(_, s)| s.key.clone())
             .collect();
+        // Streams that allow TTLs have their max age applied by the core.
+        self.scan_ages();
         let now = self.now.unix_nanos;
         for key in due {
             let id = self.next_op(Pending::Quiet);
@@ -1006,6 +1021,7 @@ impl Server {
         self.jetstream.by_key.remove(&s.key);
         self.jetstream.dirty.retain(|&d| d != id);
         self.jetstream.unsynced.remove(&id);
+        self.jetstream.ttls.forget(id);
     }
 
     /// Saves a stream's metadata (after its open).

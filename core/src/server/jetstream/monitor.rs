@@ -92,7 +92,7 @@ impl Server {
             "memory": memory, "storage": storage,
             "reserved_memory": 0, "reserved_storage": 0,
             "accounts": accounts.len(), "ha_assets": 0,
-            "api": { "total": self.jetstream.api_total, "errors": self.jetstream.api_errors },
+            "api": { "level": super::level::API_LEVEL, "total": self.jetstream.api_total, "errors": self.jetstream.api_errors },
             "config": self.js_config(),
             "streams": streams, "consumers": 0,
             "messages": messages, "bytes": bytes,
@@ -115,7 +115,7 @@ impl Server {
             "memory": memory, "storage": storage,
             "reserved_memory": 0, "reserved_storage": 0,
             "accounts": 0, "ha_assets": 0,
-            "api": { "total": 0, "errors": 0 },
+            "api": { "level": 0, "total": 0, "errors": 0 },
         });
         if detail.streams {
             let mut streams: Vec<&super::Stream> = self
@@ -165,7 +165,7 @@ impl Server {
                 "memory": memory, "storage": storage,
                 "reserved_memory": 0, "reserved_storage": 0,
                 "accounts": accounts, "ha_assets": 0,
-                "api": { "total": self.jetstream.api_total, "errors": self.jetstream.api_errors },
+                "api": { "level": super::level::API_LEVEL, "total": self.jetstream.api_total, "errors": self.jetstream.api_errors },
             },
         })
     }

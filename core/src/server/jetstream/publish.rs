@@ -83,13 +83,9 @@ const EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: &[u8] = b"Nats-Expected-Last-Subject-Se
 const ROLLUP: &[u8] = b"Nats-Rollup";
 /// Headers natrix does not act on yet: a publish carrying one is refused
 /// rather than stored without the check or effect it asks for.
-const NOT_YET: [&[u8]; 5] = [
-    b"Nats-TTL",
-    b"Nats-Incr",
-    b"Nats-Batch-Id",
-    b"Nats-Schedule",
-    b"Nats-Required-Api-Level",
-];
+/// (`Nats-Required-Api-Level` is stored as it came: nats-server checks it
+/// only on batch publishes.)
+const NOT_YET: [&[u8]; 3] = [b"Nats-Incr", b"Nats-Batch-Id", b"Nats-Schedule"];
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
@@ -206,13 +202,23 @@ impl Server {
                 s.last_seq += 1;
                 let seq = s.last_seq;
                 let headers = m.payload[..m.header_len].to_vec();
-                let msg = Msg {
+                let mut msg = Msg {
                     seq,
                     ts_unix_nanos: now,
                     subject: String::from_utf8_lossy(&m.subject).into_owned(),
                     headers,
                     payload: m.body().to_vec(),
                 };
+                let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
+                // A republished copy shows the headers as stored.
+                let rewritten = (ttl.is_some() && msg.headers[..] != m.payload[..m.header_len])
+                    .then(|| InternalMsg {
+                        payload: [&msg.headers[..], m.body()].concat().into(),
+                        header_len: msg.headers.len(),
+                        subject: m.subject.clone(),
+                        reply: None,
+                        account,
+                    });
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();
                 let rollup = rollup(m);
@@ -240,8 +246,11 @@ impl Server {
                         keep: None,
                     });
                 }
+                if let Some(secs) = ttl {
+                    self.schedule_ttl(id, seq, now, secs);
+                }
                 let prev = prev.or(last_subject_seq).unwrap_or(0);
-                self.queue_republish(id, (seq, prev), now, m);
+                self.queue_republish(id, (seq, prev), now, rewritten.as_ref().unwrap_or(m));
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);
                 }
@@ -290,6 +299,7 @@ impl Server {
                 {
                     return Err(ApiError::stream_mismatch());
                 }
+                super::ttl::check_allowed(&m.payload[..m.header_len], &s.config)?;
                 if let Some(seq) = h.get(EXPECTED_LAST_SEQ).map(text)
                     && let Ok(seq) = seq.parse::<u64>()
                     && seq != s.last_seq
@@ -320,6 +330,7 @@ impl Server {
                         )));
                     }
                 }
+                super::ttl::check_value(&m.payload[..m.header_len])?;
                 if let Some(name) = NOT_YET.iter().find(|n| h.get(n).is_some()) {
                     return Err(ApiError::store_failed(&format!(
                         "natrix does not support the {} header yet",
@@ -391,7 +402,13 @@ impl Server {
     /// Holds the republished copy of message `seq` until it is durable
     /// (nats-server sends it at once; natrix republishes only what it
     /// would acknowledge).
-    fn queue_republish(&mut self, id: StreamId, (seq, last): (u64, u64), at: u64, m: &InternalMsg) {
+    pub(super) fn queue_republish(
+        &mut self,
+        id: StreamId,
+        (seq, last): (u64, u64),
+        at: u64,
+        m: &InternalMsg,
+    ) {
         let s = &mut self.jetstream.streams[id as usize];
         let Some(t) = &s.republish else {
             return;

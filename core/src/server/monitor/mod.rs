@@ -899,7 +899,7 @@ fn jsz_disabled() -> Value {
         "disabled": true,
         "config": { "max_memory": 0, "max_storage": 0 },
         "memory": 0, "storage": 0, "reserved_memory": 0, "reserved_storage": 0,
-        "accounts": 0, "ha_assets": 0, "api": { "total": 0, "errors": 0 },
+        "accounts": 0, "ha_assets": 0, "api": { "level": 0, "total": 0, "errors": 0 },
         "streams": 0, "consumers": 0, "messages": 0, "bytes": 0,
     })
 }

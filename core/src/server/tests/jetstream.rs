@@ -971,3 +971,7 @@ fn direct_get_batches_and_multi_last() {
     let got = batch(&mut js, r#"{"seq":10,"batch":2}"#);
     assert_eq!(got[0].0, "NATS/1.0 404 Message Not Found\r\n\r\n");
 }
+
+/// Per-message TTLs, delete markers and the API level.
+#[path = "jetstream_ttl.rs"]
+mod ttl;

@@ -1,0 +1,114 @@
+//! The JetStream API level (nats-server 2.11+): the level natrix claims in
+//! `$JS.API.INFO`, and the `Nats-Required-Api-Level` header a request can
+//! carry to be refused by a server below it.
+//!
+//! natrix claims level 1, the level of nats-server 2.11's stream features:
+//! per-message TTLs and subject delete markers, and the batch and
+//! multi-last direct gets. Level 2 (2.12: counters, atomic batches,
+//! schedules, async persistence) it does not have.
+
+use super::error::ApiError;
+use crate::server::{AccountId, Server};
+
+/// The API level natrix serves.
+pub(crate) const API_LEVEL: i64 = 1;
+
+const REQUIRED_API_LEVEL: &[u8] = b"Nats-Required-Api-Level";
+
+/// Whether a request's header block asks for a level above natrix's, or
+/// for one that is not a number (nats-server's `errorOnRequiredApiLevel`).
+pub(crate) fn refused(headers: &[u8]) -> bool {
+    match super::ttl::go_header(headers, REQUIRED_API_LEVEL) {
+        None | Some(b"") => false,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_none_or(|level| level > API_LEVEL),
+    }
+}
+
+/// 10185, as a `412` in the API.
+fn required_level() -> ApiError {
+    ApiError::new(412, 10185, "JetStream minimum api level required".into())
+}
+
+impl Server {
+    /// Refuses a request that requires a higher API level, as nats-server
+    /// does before anything else: an API request with its kind's error,
+    /// a direct get with a `412` status (only where a stream serves
+    /// direct gets). False if nothing serves the subject.
+    pub(crate) fn refuse_request_level(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        tokens: &[&str],
+    ) -> bool {
+        if let ["DIRECT", "GET", name, ..] = tokens {
+            let serves = self
+                .stream_id(account, name)
+                .is_some_and(|id| self.jetstream.streams[id as usize].config.allow_direct);
+            if serves {
+                self.refuse_direct_api_level(account, reply);
+            }
+            return serves;
+        }
+        let Some(kind) = super::api::response_kind(tokens) else {
+            return false;
+        };
+        self.jetstream.api_total += 1;
+        self.refuse_api_level(account, reply, kind);
+        true
+    }
+
+    /// Refuses an API request of response kind `kind` that requires a
+    /// higher API level.
+    fn refuse_api_level(&mut self, account: AccountId, reply: &[u8], kind: &str) {
+        // The empty fields nats-server prints after the error, by kind.
+        let rest = match kind {
+            "stream_info" => r#","total":0,"offset":0,"limit":0"#,
+            "stream_names" => r#","total":0,"offset":0,"limit":0,"streams":null"#,
+            "stream_list" => r#","total":0,"offset":0,"limit":0,"streams":[]"#,
+            "stream_purge" => r#","purged":0"#,
+            _ => "",
+        };
+        let error = String::from_utf8(super::go_json(&required_level())).expect("JSON is UTF-8");
+        let json = format!(
+            r#"{{"type":"io.nats.jetstream.api.v1.{kind}_response","error":{error}{rest}}}"#
+        );
+        self.jetstream.api_errors += 1;
+        self.publish_as_server(account, reply, None, json.as_bytes());
+    }
+
+    /// Refuses a direct get that requires a higher API level.
+    fn refuse_direct_api_level(&mut self, account: AccountId, reply: &[u8]) {
+        let status = b"NATS/1.0 412 Required Api Level\r\n\r\n";
+        self.publish_as_server(account, reply, Some(status), b"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_above_natrixs_or_not_a_number_is_refused() {
+        let with = |v: &str| format!("NATS/1.0\r\nNats-Required-Api-Level: {v}\r\n\r\n");
+        for (value, want) in [
+            ("0", false),
+            ("1", false),
+            ("+1", false),
+            ("-3", false),
+            ("2", true),
+            ("99", true),
+            ("abc", true),
+            ("1.0", true),
+            ("1 ", true),
+        ] {
+            assert_eq!(refused(with(value).as_bytes()), want, "{value:?}");
+        }
+        assert!(!refused(b"NATS/1.0\r\nNats-Required-Api-Level:\r\n\r\n"));
+        assert!(!refused(b"NATS/1.0\r\nOther: 9\r\n\r\n"));
+        assert!(!refused(b"NATS/1.0\r\nnats-required-api-level: 9\r\n\r\n"));
+        assert!(!refused(b""));
+    }
+}
