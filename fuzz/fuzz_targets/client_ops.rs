@@ -2,8 +2,9 @@
 //! through a whole `Server`: connects, subs (plain, wildcard, queue), pubs
 //! with and without headers and replies, unsubs, pings, timers and closes.
 //! JetStream is on, its storage operations run by the memory executor: API
-//! requests with arbitrary bodies and stream publishes with arbitrary
-//! `Nats-*` headers. The core's own assertions are on; the books must
+//! requests with arbitrary bodies (consumer requests and pulls among them),
+//! stream publishes with arbitrary `Nats-*` headers, and acknowledgements
+//! with arbitrary payloads. The core's own assertions are on; the books must
 //! balance at every step.
 #![no_main]
 
@@ -33,12 +34,27 @@ enum Op {
     JsApi { conn: u8, api: u8, stream: u8, body: Vec<u8> },
     /// A publish to a stream's subject with `Nats-*` headers.
     JsPub { conn: u8, stream: u8, header: u8, value: Vec<u8>, reply: bool },
+    /// An acknowledgement (of a known kind, or arbitrary bytes) to a
+    /// consumer's ack subject, with or without a reply.
+    JsAck { conn: u8, stream: u8, seq: u8, delivered: u8, kind: u8, body: Vec<u8>, reply: bool },
 }
 
-const APIS: [&str; 11] = [
-    "INFO", "STREAM.CREATE.", "STREAM.UPDATE.", "STREAM.INFO.", "STREAM.NAMES", "STREAM.LIST",
-    "STREAM.DELETE.", "STREAM.PURGE.", "STREAM.MSG.GET.", "STREAM.MSG.DELETE.", "DIRECT.GET.",
+/// `{s}` is replaced by the stream.
+const APIS: [&str; 19] = [
+    "INFO", "STREAM.CREATE.{s}", "STREAM.UPDATE.{s}", "STREAM.INFO.{s}", "STREAM.NAMES", "STREAM.LIST",
+    "STREAM.DELETE.{s}", "STREAM.PURGE.{s}", "STREAM.MSG.GET.{s}", "STREAM.MSG.DELETE.{s}", "DIRECT.GET.{s}",
+    "CONSUMER.CREATE.{s}", "CONSUMER.CREATE.{s}.C", "CONSUMER.INFO.{s}.C", "CONSUMER.NAMES.{s}",
+    "CONSUMER.LIST.{s}", "CONSUMER.DELETE.{s}.C", "CONSUMER.MSG.NEXT.{s}.C", "CONSUMER.PAUSE.{s}.C",
 ];
+/// Consumer bodies that make consumers exist, mixed with the fuzzer's own.
+const CONSUMERS: [&str; 3] = [
+    r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"explicit","ack_wait":100000000,"max_deliver":3}}"#,
+    r#"{"stream_name":"T","config":{"name":"C","deliver_subject":"_INBOX.x.push","flow_control":true,"idle_heartbeat":100000000}}"#,
+    r#"{"stream_name":"S","config":{"durable_name":"C","ack_policy":"all","deliver_policy":"last_per_subject","filter_subject":"js.s.>"}}"#,
+];
+const ACKS: [&[u8]; 7] = [b"+ACK", b"", b"-NAK", b"-NAK {\"delay\":50000000}", b"+WPI", b"+TERM why", b"+NXT 2"];
+/// Pull request bodies, mixed with the fuzzer's own.
+const PULLS: [&str; 3] = [r#"{"batch":2,"expires":200000000}"#, r#"{"batch":5,"no_wait":true}"#, "3"];
 const STREAMS: [&str; 3] = ["S", "T", "x.y"];
 const JS_HEADERS: [&str; 8] = [
     "Nats-Msg-Id", "Nats-Expected-Stream", "Nats-Expected-Last-Sequence", "Nats-Expected-Last-Msg-Id",
@@ -138,9 +154,11 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::JsApi { conn, api, stream, body } => {
                 let api = APIS[usize::from(api) % APIS.len()];
                 let stream = STREAMS[usize::from(stream) % STREAMS.len()];
-                let subject = if api.ends_with('.') { format!("$JS.API.{api}{stream}") } else { format!("$JS.API.{api}") };
+                let subject = format!("$JS.API.{}", api.replace("{s}", stream));
                 let body = match body.first() {
-                    Some(&b) if b < 3 && api == "STREAM.CREATE." => CONFIGS[usize::from(b)].as_bytes().to_vec(),
+                    Some(&b) if b < 3 && api == "STREAM.CREATE.{s}" => CONFIGS[usize::from(b)].as_bytes().to_vec(),
+                    Some(&b) if b < 3 && api.starts_with("CONSUMER.CREATE.") => CONSUMERS[usize::from(b)].as_bytes().to_vec(),
+                    Some(&b) if b < 3 && api.starts_with("CONSUMER.MSG.NEXT.") => PULLS[usize::from(b)].as_bytes().to_vec(),
                     _ => body,
                 };
                 client::publish(&mut buf, subject.as_bytes(), Some(b"_INBOX.x.1"), &body);
@@ -155,6 +173,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 headers.extend_from_slice(b"\r\n\r\n");
                 let r: Option<&[u8]> = if reply { Some(b"_INBOX.x.2") } else { None };
                 client::hpublish(&mut buf, subject, r, &headers, b"payload");
+                pick(conn, &conns)
+            }
+            Op::JsAck { conn, stream, seq, delivered, kind, body, reply } => {
+                let stream = STREAMS[usize::from(stream) % STREAMS.len()];
+                let subject = format!("$JS.ACK.{stream}.C.{delivered}.{seq}.{seq}.0.0");
+                let body = ACKS.get(usize::from(kind)).map_or(body, |a| a.to_vec());
+                let r: Option<&[u8]> = if reply { Some(b"_INBOX.x.3") } else { None };
+                client::publish(&mut buf, subject.as_bytes(), r, &body);
                 pick(conn, &conns)
             }
             Op::Close { conn } => {

@@ -93,6 +93,7 @@ impl Server {
         let now = self.now.instant;
         let c = &mut self.jetstream.consumers[id as usize];
         c.last_activity = now;
+        c.last_ack_unix_nanos = self.now.unix_nanos;
         match kind {
             AckKind::Ack | AckKind::Next(_) => {
                 let acked: Vec<u64> = if c.is_ack_all() {

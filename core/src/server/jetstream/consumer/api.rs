@@ -603,7 +603,7 @@ impl Server {
             ack_floor: SeqInfo {
                 consumer_seq: c.ack_floor.consumer_seq,
                 stream_seq: c.ack_floor.stream_seq,
-                last_active: None,
+                last_active: last(c.last_ack_unix_nanos),
             },
             num_ack_pending: c.pending.len(),
             num_redelivered: c.num_redelivered(),

@@ -130,6 +130,9 @@ pub(crate) struct Consumer {
     /// Double acks answered once the state that holds them is saved.
     pub ack_replies: Vec<Box<[u8]>>,
     pub paused_until_unix_nanos: u64,
+    /// When it last took an acknowledgement (not saved: after a restart
+    /// info shows none until the next one, as nats-server).
+    pub last_ack_unix_nanos: u64,
 }
 
 /// What is saved of a consumer: its configuration and progress.
@@ -234,6 +237,7 @@ impl Server {
             dirty: false,
             ack_replies: Vec::new(),
             paused_until_unix_nanos: 0,
+            last_ack_unix_nanos: 0,
         };
         let id = self.jetstream.consumers.insert(c) as ConsumerId;
         self.jetstream.streams[stream as usize]
