@@ -465,3 +465,70 @@ async fn consumer_acks_survive_kill_9() {
     let expected: Vec<String> = (11..=20).map(|i| i.to_string()).collect();
     assert_eq!(got, expected);
 }
+
+/// The object store: a 10 MiB object in chunks (its SHA-256 digest checked
+/// by the client on read), info, list, a replacement and a delete, as
+/// nats-server answers them.
+#[tokio::test]
+async fn object_store_puts_and_gets_large_objects() {
+    use async_nats::jetstream::object_store;
+    use futures::StreamExt;
+    use tokio::io::AsyncReadExt;
+    let data: Vec<u8> = (0..10 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue;
+        }
+        let dir = test_dir("js", &format!("obj-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        let store = js
+            .create_object_store(object_store::Config {
+                bucket: "files".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let info = store.put("big", &mut data.as_slice()).await.unwrap();
+        seen.push(format!("put {} {} {}", info.name, info.size, info.chunks));
+        store.put("small", &mut &b"hello"[..]).await.unwrap();
+        let mut object = store.get("big").await.unwrap();
+        let mut read = Vec::new();
+        object.read_to_end(&mut read).await.unwrap();
+        seen.push(format!("read {} equal {}", read.len(), read == data));
+        let mut names: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .map(|o| o.unwrap().name)
+            .collect()
+            .await;
+        names.sort();
+        seen.push(format!("list {names:?}"));
+        store.put("small", &mut &b"hello again"[..]).await.unwrap();
+        let mut small = Vec::new();
+        store
+            .get("small")
+            .await
+            .unwrap()
+            .read_to_end(&mut small)
+            .await
+            .unwrap();
+        seen.push(format!("replaced {:?}", String::from_utf8_lossy(&small)));
+        store.delete("big").await.unwrap();
+        seen.push(format!("deleted {}", store.get("big").await.is_err()));
+        let mut stream = js.get_stream("OBJ_files").await.unwrap();
+        let state = &stream.info().await.unwrap().state;
+        seen.push(format!("stream messages {}", state.messages));
+        results.push((name, seen));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(expected[1], format!("read {} equal true", data.len()));
+}
