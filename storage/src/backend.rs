@@ -292,6 +292,16 @@ impl<D: Disk> Store for StreamStore<D> {
     ) -> Result<Option<Msg>, StoreError> {
         either!(self, s => s.next_matching(from_seq, filter))
     }
+    fn next_matching_any(
+        &mut self,
+        from_seq: u64,
+        filters: &[String],
+    ) -> Result<Option<Msg>, StoreError> {
+        either!(self, s => s.next_matching_any(from_seq, filters))
+    }
+    fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64 {
+        either!(self, s => s.count_matching_any(from_seq, filters))
+    }
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError> {
         either!(self, s => s.last_by_subject(subject))
     }

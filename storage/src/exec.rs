@@ -269,15 +269,21 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
         },
         StorageOp::ReadBatch {
             from_seq,
-            filter,
+            filters,
             max_msgs,
             max_bytes,
             ..
         } => {
+            let one = (filters.len() == 1).then(|| filters[0].as_str());
             let mut msgs: Vec<Msg> = Vec::new();
             let (mut next, mut bytes) = (from_seq.max(1), 0u64);
             while msgs.len() < max_msgs && (max_bytes == 0 || bytes < max_bytes) {
-                let Some(m) = store.next_matching(next, filter.as_deref())? else {
+                let found = if filters.len() > 1 {
+                    store.next_matching_any(next, &filters)?
+                } else {
+                    store.next_matching(next, one)?
+                };
+                let Some(m) = found else {
                     break;
                 };
                 next = m.seq + 1;
@@ -286,9 +292,11 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
             }
             // With nothing read (none asked, or none left), what matches
             // from `from_seq` on: a count.
-            let pending = match msgs.last() {
-                Some(m) => store.count_matching_from(m.seq + 1, filter.as_deref()),
-                None => store.count_matching_from(from_seq.max(1), filter.as_deref()),
+            let after = msgs.last().map_or(from_seq.max(1), |m| m.seq + 1);
+            let pending = if filters.len() > 1 {
+                store.count_matching_any(after, &filters)
+            } else {
+                store.count_matching_from(after, one)
             };
             Done::Batch { msgs, pending }
         }

@@ -86,6 +86,21 @@ impl Store for MemStore {
         })
     }
 
+    fn next_matching_any(
+        &mut self,
+        from_seq: u64,
+        filters: &[String],
+    ) -> Result<Option<Msg>, StoreError> {
+        Ok(match self.index.next_matching_any(from_seq, filters) {
+            Next::Live(seq) => self.msg(seq),
+            Next::Corrupt(..) | Next::End => None,
+        })
+    }
+
+    fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64 {
+        self.index.count_matching_any(from_seq, filters)
+    }
+
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError> {
         Ok(self
             .index

@@ -92,14 +92,15 @@ pub enum StorageOp {
         stream: String,
         since_unix_nanos: u64,
     },
-    /// Up to `max_msgs` messages from `from_seq` on (matching `filter`),
+    /// Up to `max_msgs` messages from `from_seq` on (matching one of
+    /// `filters`; none: every message),
     /// stopping once `max_bytes` of stored records are reached (one
     /// message at least), and how many matching ones remain after them.
     ReadBatch {
         id: OpId,
         stream: String,
         from_seq: u64,
-        filter: Option<String>,
+        filters: Vec<String>,
         max_msgs: usize,
         max_bytes: u64,
     },

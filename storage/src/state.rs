@@ -251,6 +251,39 @@ impl<L> StreamIndex<L> {
         }
     }
 
+    /// How many live messages at or after `from_seq` match one of
+    /// `filters` (each message counted once, however many it matches).
+    pub fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64 {
+        self.subjects
+            .iter()
+            .filter(|(s, _)| filters.iter().any(|f| subject::matches(f, s)))
+            .map(|(_, set)| set.range(from_seq..).count() as u64)
+            .sum()
+    }
+
+    /// The first live sequence at or after `from_seq` on a subject matching
+    /// one of `filters`, or the first corrupt range in the way.
+    pub fn next_matching_any(&self, from_seq: u64, filters: &[String]) -> Next {
+        let found = if filters.iter().all(|f| subject::is_literal(f)) {
+            filters
+                .iter()
+                .filter_map(|f| {
+                    self.subjects
+                        .get(f.as_str())?
+                        .range(from_seq..)
+                        .next()
+                        .copied()
+                })
+                .min()
+        } else {
+            self.msgs
+                .range(from_seq..)
+                .find(|(_, slot)| filters.iter().any(|f| subject::matches(f, &slot.subject)))
+                .map(|(s, _)| *s)
+        };
+        self.found_or_corrupt(from_seq, found)
+    }
+
     /// The last sequence at or below `up_to_seq` of every subject matching
     /// one of `filters`, in sequence order.
     pub fn last_per_subject(&self, filters: &[String], up_to_seq: u64) -> Vec<u64> {
@@ -283,6 +316,11 @@ impl<L> StreamIndex<L> {
                 .map(|(s, _)| *s),
             None => self.msgs.range(from_seq..).next().map(|(s, _)| *s),
         };
+        self.found_or_corrupt(from_seq, found)
+    }
+
+    /// `found`, unless a corrupt range lies between `from_seq` and it.
+    fn found_or_corrupt(&self, from_seq: u64, found: Option<u64>) -> Next {
         let bound = found.unwrap_or(u64::MAX);
         let corrupt = self
             .corrupt

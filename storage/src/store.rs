@@ -36,6 +36,17 @@ pub trait Store {
         filter: Option<&str>,
     ) -> Result<Option<Msg>, StoreError>;
 
+    /// The first message at or after `from_seq` whose subject matches one
+    /// of `filters` (two or more; `next_matching` serves one or none).
+    fn next_matching_any(
+        &mut self,
+        from_seq: u64,
+        filters: &[String],
+    ) -> Result<Option<Msg>, StoreError>;
+
+    /// How many messages at or after `from_seq` match one of `filters`.
+    fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64;
+
     /// The newest message on a subject (key-value reads).
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError>;
 

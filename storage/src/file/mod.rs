@@ -417,17 +417,21 @@ impl<D: Disk> Store for FileStore<D> {
         from_seq: u64,
         filter: Option<&str>,
     ) -> Result<Option<Msg>, StoreError> {
-        match self.index.next_matching(from_seq, filter) {
-            Next::Live(seq) => self.read(seq),
-            Next::Corrupt(first_seq, last_seq) => Err(StoreError::Corrupt(Corruption {
-                first_seq,
-                last_seq,
-                block: 0,
-                offset: 0,
-                bytes: 0,
-            })),
-            Next::End => Ok(None),
-        }
+        let next = self.index.next_matching(from_seq, filter);
+        self.read_next(next)
+    }
+
+    fn next_matching_any(
+        &mut self,
+        from_seq: u64,
+        filters: &[String],
+    ) -> Result<Option<Msg>, StoreError> {
+        let next = self.index.next_matching_any(from_seq, filters);
+        self.read_next(next)
+    }
+
+    fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64 {
+        self.index.count_matching_any(from_seq, filters)
     }
 
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError> {
@@ -524,5 +528,22 @@ impl<D: Disk> FileStore<D> {
             self.disk.close(b.file);
         }
         self.disk
+    }
+}
+
+impl<D: Disk> FileStore<D> {
+    /// The message a lookup found, or the corruption in its way.
+    fn read_next(&mut self, next: Next) -> Result<Option<Msg>, StoreError> {
+        match next {
+            Next::Live(seq) => self.read(seq),
+            Next::Corrupt(first_seq, last_seq) => Err(StoreError::Corrupt(Corruption {
+                first_seq,
+                last_seq,
+                block: 0,
+                offset: 0,
+                bytes: 0,
+            })),
+            Next::End => Ok(None),
+        }
     }
 }

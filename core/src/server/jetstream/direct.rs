@@ -112,7 +112,10 @@ impl Server {
                 id: op,
                 stream: key,
                 from_seq: req.seq.max(1),
-                filter: (!req.next_by_subj.is_empty()).then_some(req.next_by_subj),
+                filters: (!req.next_by_subj.is_empty())
+                    .then_some(req.next_by_subj)
+                    .into_iter()
+                    .collect(),
                 max_msgs,
                 max_bytes: req.max_bytes,
             },

@@ -195,12 +195,10 @@ enum Pending {
         reply: Box<[u8]>,
         up_to: u64,
     },
-    /// One count of a consumer's pending messages, with the filters left.
+    /// The count of a consumer's pending messages.
     ConsumerCount {
         consumer: consumer::ConsumerId,
         key: (String, String),
-        left: Vec<Option<String>>,
-        sum: u64,
         then: consumer::api::AfterCount,
     },
     /// A new consumer is saved: answer its create.
@@ -696,13 +694,9 @@ impl Server {
                 up_to,
                 ..
             } => self.consumer_positioned(consumer, reply, up_to, c),
-            Pending::ConsumerCount {
-                consumer,
-                left,
-                sum,
-                then,
-                ..
-            } => self.consumer_counted(consumer, left, sum, then, c),
+            Pending::ConsumerCount { consumer, then, .. } => {
+                self.consumer_counted(consumer, then, c)
+            }
             Pending::ConsumerCreated {
                 consumer, reply, ..
             } => match &c.result {

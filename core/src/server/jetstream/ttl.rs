@@ -450,7 +450,7 @@ impl Server {
             id: op,
             stream: key,
             from_seq,
-            filter: None,
+            filters: Vec::new(),
             max_msgs: SCAN_MSGS,
             max_bytes: SCAN_BYTES,
         });

@@ -623,3 +623,37 @@ fn an_ordered_push_consumer_subscribed_after_create_gets_the_last_values() {
     let seen: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(seen, vec!["2", "3"], "{got:?}");
 }
+
+#[test]
+fn several_filters_deliver_and_count_only_their_subjects() {
+    let mut js = with_stream();
+    for (s, b) in [
+        ("s.a", "1"),
+        ("s.c", "2"),
+        ("s.b", "3"),
+        ("s.c", "4"),
+        ("s.a", "5"),
+    ] {
+        js.publish(s, "", b);
+    }
+    js.run_storage();
+    let _ = js.out();
+    let r = durable(
+        &mut js,
+        "F",
+        r#"{"durable_name":"F","ack_policy":"none","filter_subjects":["s.a","s.b"]}"#,
+    );
+    assert_eq!(r["num_pending"], 3, "{r}");
+    let got = pull(&mut js, "F", "_INBOX.f", r#"{"batch":10,"no_wait":true}"#);
+    let seen: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .filter(|m| !m.reply.is_empty())
+        .map(|m| (m.body.as_str(), m.reply.split('.').nth(8)))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("1", Some("2")), ("3", Some("1")), ("5", Some("0"))]
+    );
+    let info = js.request("$JS.API.CONSUMER.INFO.S.F", "");
+    assert_eq!(info["num_pending"], 0, "{info}");
+}

@@ -469,70 +469,32 @@ impl Server {
         );
     }
 
-    /// Counts the messages pending for consumer `id`, one storage count
-    /// per filter (filters never overlap, so counts add up).
+    /// Counts the messages pending for consumer `id`: those matching its
+    /// filters from its cursor on.
     pub(crate) fn count_pending(&mut self, id: ConsumerId, then: AfterCount) {
         let c = &self.jetstream.consumers[id as usize];
-        let mut filters: Vec<Option<String>> = c.config.filters().into_iter().map(Some).collect();
-        if filters.is_empty() {
-            filters.push(None);
-        }
-        let first = filters.remove(0);
-        let key = c.key.clone();
-        let from = c.next_seq;
+        let (key, from_seq, filters) = (c.key.clone(), c.next_seq, c.config.filters());
         let op = self.next_op(Pending::ConsumerCount {
             consumer: id,
             key: key.clone(),
-            left: filters,
-            sum: 0,
             then,
         });
         self.storage(StorageOp::ReadBatch {
             id: op,
             stream: key.0,
-            from_seq: from,
-            filter: first,
+            from_seq,
+            filters,
             max_msgs: 0,
             max_bytes: 0,
         });
     }
 
-    /// One count of a chain completed.
-    pub(crate) fn consumer_counted(
-        &mut self,
-        id: ConsumerId,
-        mut left: Vec<Option<String>>,
-        sum: u64,
-        then: AfterCount,
-        done: &Completion,
-    ) {
-        let n = match &done.result {
+    /// The count is in: answer what waited for it.
+    pub(crate) fn consumer_counted(&mut self, id: ConsumerId, then: AfterCount, done: &Completion) {
+        let sum = match &done.result {
             Ok(Done::Batch { pending, .. }) => *pending,
             _ => 0,
         };
-        let sum = sum + n;
-        if !left.is_empty() {
-            let c = &self.jetstream.consumers[id as usize];
-            let key = c.key.clone();
-            let from = c.next_seq;
-            let filter = left.remove(0);
-            let op = self.next_op(Pending::ConsumerCount {
-                consumer: id,
-                key: key.clone(),
-                left,
-                sum,
-                then,
-            });
-            self.storage(StorageOp::ReadBatch {
-                id: op,
-                stream: key.0,
-                from_seq: from,
-                filter,
-                max_msgs: 0,
-                max_bytes: 0,
-            });
-            return;
-        }
         let c = &mut self.jetstream.consumers[id as usize];
         c.num_pending = sum;
         match then {

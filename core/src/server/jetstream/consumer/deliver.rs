@@ -116,7 +116,6 @@ impl Server {
             }
             c.reading = true;
             let filters = c.config.filters();
-            let filter = (filters.len() == 1).then(|| filters[0].clone());
             let max_msgs = demand as usize;
             let from_seq = c.next_seq;
             let op = self.next_op(Pending::ConsumerRead {
@@ -128,7 +127,7 @@ impl Server {
                 id: op,
                 stream: key.0,
                 from_seq,
-                filter,
+                filters,
                 max_msgs,
                 max_bytes: 0,
             });
