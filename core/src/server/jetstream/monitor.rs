@@ -11,6 +11,9 @@ use crate::server::{AccountId, Server};
 pub(crate) struct JszDetail {
     pub accounts: bool,
     pub streams: bool,
+    /// Each stream's consumers, as `CONSUMER.INFO` shows them (implies
+    /// streams, as in nats-server).
+    pub consumers: bool,
     pub config: bool,
 }
 
@@ -94,10 +97,10 @@ impl Server {
             "accounts": accounts.len(), "ha_assets": 0,
             "api": { "level": super::level::API_LEVEL, "total": self.jetstream.api_total, "errors": self.jetstream.api_errors },
             "config": self.js_config(),
-            "streams": streams, "consumers": 0,
+            "streams": streams, "consumers": self.jetstream.consumers.len(),
             "messages": messages, "bytes": bytes,
         });
-        if detail.accounts || detail.streams {
+        if detail.accounts || detail.streams || detail.consumers {
             let details: Vec<Value> = accounts
                 .iter()
                 .map(|&a| self.jsz_account(a, detail))
@@ -117,7 +120,7 @@ impl Server {
             "accounts": 0, "ha_assets": 0,
             "api": { "level": 0, "total": 0, "errors": 0 },
         });
-        if detail.streams {
+        if detail.streams || detail.consumers {
             let mut streams: Vec<&super::Stream> = self
                 .jetstream
                 .streams
@@ -141,6 +144,17 @@ impl Server {
                     });
                     if detail.config {
                         d["config"] = serde_json::to_value(&s.config).expect("config is JSON");
+                    }
+                    if detail.consumers && !s.consumers.is_empty() {
+                        let consumers: Vec<Value> = s
+                            .consumers
+                            .values()
+                            .map(|&id| {
+                                serde_json::to_value(self.consumer_info_json(id))
+                                    .expect("consumer info is JSON")
+                            })
+                            .collect();
+                        d["consumer_detail"] = json!(consumers);
                     }
                     d
                 })

@@ -351,6 +351,7 @@ impl Server {
                         Ok(crate::server::jetstream::monitor::JszDetail {
                             accounts: q.bool("accounts")?,
                             streams: q.bool("streams")?,
+                            consumers: q.bool("consumers")?,
                             config: q.bool("config")?,
                         })
                     })

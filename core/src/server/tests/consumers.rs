@@ -657,3 +657,24 @@ fn several_filters_deliver_and_count_only_their_subjects() {
     let info = js.request("$JS.API.CONSUMER.INFO.S.F", "");
     assert_eq!(info["num_pending"], 0, "{info}");
 }
+
+#[test]
+fn jsz_lists_consumers_on_request() {
+    let mut js = with_stream();
+    durable(
+        &mut js,
+        "D",
+        r#"{"durable_name":"D","ack_policy":"explicit"}"#,
+    );
+    let (status, body) = super::http(&mut js.h, "/jsz", "consumers=true");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["consumers"], 1, "{v}");
+    let stream = &v["account_details"][0]["stream_detail"][0];
+    assert_eq!(stream["state"]["consumer_count"], 1);
+    assert_eq!(stream["consumer_detail"][0]["name"], "D", "{v}");
+    assert_eq!(
+        stream["consumer_detail"][0]["config"]["ack_policy"],
+        "explicit"
+    );
+}
