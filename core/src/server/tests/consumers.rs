@@ -678,3 +678,38 @@ fn jsz_lists_consumers_on_request() {
         "explicit"
     );
 }
+
+#[test]
+fn deliveries_alone_are_saved_within_a_second() {
+    // Two deliveries, then `wait`, then a crash: what the consumer knows
+    // after the restart.
+    let delivered_after = |wait: Duration| {
+        let mut js = with_stream();
+        publish_n(&mut js, 3);
+        durable(&mut js, "N", r#"{"durable_name":"N","ack_policy":"none"}"#);
+        let got = pull(&mut js, "N", "_INBOX.a", r#"{"batch":2}"#);
+        assert_eq!(got.len(), 2);
+        js.h.advance(wait);
+        js.run_storage();
+        let disk = js.disk.clone();
+        disk.crash();
+        let mut js = Js::on(disk);
+        let info = js.request("$JS.API.CONSUMER.INFO.S.N", "");
+        let next = pull(&mut js, "N", "_INBOX.b", r#"{"batch":1}"#);
+        (
+            info["delivered"]["stream_seq"].clone(),
+            next[0].subject.clone(),
+        )
+    };
+    // Deliveries alone cost no write at once: a crash right after them
+    // delivers them again (at least once)...
+    assert_eq!(
+        delivered_after(Duration::ZERO),
+        (Value::from(0), "s.1".to_string())
+    );
+    // ...and they are saved within a second.
+    assert_eq!(
+        delivered_after(Duration::from_millis(1100)),
+        (Value::from(2), "s.3".to_string())
+    );
+}

@@ -37,6 +37,7 @@ impl Server {
         let ids: Vec<ConsumerId> = s.consumers.values().copied().collect();
         for id in ids {
             self.kick_consumer(id);
+            self.arm_consumer(id);
         }
     }
 
@@ -338,7 +339,7 @@ impl Server {
             body,
             Some(m.subject.as_bytes()),
         );
-        self.consumer_changed(id);
+        self.consumer_progressed(id);
         if matches!(target, Target::Push) {
             self.maybe_flow_control(id);
         }
@@ -531,6 +532,12 @@ impl Server {
         {
             self.idle_heartbeat(id, to.as_bytes(), stalled.as_deref());
         }
+        if self.jetstream.consumers[id as usize]
+            .save_at
+            .is_some_and(|at| at <= now.instant)
+        {
+            self.consumer_changed(id);
+        }
         if self.consumer_inactive(id) {
             let c = &self.jetstream.consumers[id as usize];
             let (account, stream, name) = (c.account, c.stream_name.clone(), c.name.clone());
@@ -590,6 +597,9 @@ impl Server {
         }
         if let Some(t) = c.inactive_threshold() {
             earliest(c.last_activity + t);
+        }
+        if let Some(t) = c.save_at {
+            earliest(t);
         }
         if c.paused_until_unix_nanos > self.now.unix_nanos {
             let left = c.paused_until_unix_nanos - self.now.unix_nanos;

@@ -43,6 +43,8 @@ pub(crate) type ConsumerId = u32;
 
 /// Messages asked of storage per read.
 const READ_BATCH: usize = 256;
+/// Deliveries without acknowledgements are saved at most this late.
+const LAZY_SAVE: Duration = Duration::from_secs(1);
 /// A push consumer without interest looks again this often.
 const INTEREST_POLL: Duration = Duration::from_millis(250);
 
@@ -133,6 +135,8 @@ pub(crate) struct Consumer {
     /// When it last took an acknowledgement (not saved: after a restart
     /// info shows none until the next one, as nats-server).
     pub last_ack_unix_nanos: u64,
+    /// When deliveries not saved yet are to be saved.
+    pub save_at: Option<Instant>,
 }
 
 /// What is saved of a consumer: its configuration and progress.
@@ -238,6 +242,7 @@ impl Server {
             ack_replies: Vec::new(),
             paused_until_unix_nanos: 0,
             last_ack_unix_nanos: 0,
+            save_at: None,
         };
         let id = self.jetstream.consumers.insert(c) as ConsumerId;
         self.jetstream.streams[stream as usize]
@@ -375,9 +380,22 @@ impl Server {
     /// Marks a consumer's progress for saving at the end of the event.
     pub(crate) fn consumer_changed(&mut self, id: ConsumerId) {
         let c = &mut self.jetstream.consumers[id as usize];
+        c.save_at = None;
         if !c.dirty {
             c.dirty = true;
             self.jetstream.dirty_consumers.push(id);
+        }
+    }
+
+    /// Marks a consumer's deliveries for saving within
+    /// [`LAZY_SAVE`]: nothing is lost if a crash comes first (what was
+    /// delivered after the last save is delivered again), so deliveries
+    /// alone do not cost a write each; acknowledgements do.
+    pub(crate) fn consumer_progressed(&mut self, id: ConsumerId) {
+        let now = self.now.instant;
+        let c = &mut self.jetstream.consumers[id as usize];
+        if !c.dirty && c.save_at.is_none() {
+            c.save_at = Some(now + LAZY_SAVE);
         }
     }
 
