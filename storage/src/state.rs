@@ -241,7 +241,7 @@ impl<L> StreamIndex<L> {
     /// How many live messages at or after `from_seq` match `filter`.
     pub fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
         match filter {
-            None => self.msgs.range(from_seq..).count() as u64,
+            None => self.count_from(from_seq),
             Some(f) => self
                 .subjects
                 .iter()
@@ -249,6 +249,24 @@ impl<L> StreamIndex<L> {
                 .map(|(_, set)| set.range(from_seq..).count() as u64)
                 .sum(),
         }
+    }
+
+    /// How many live messages are at or after `from_seq`: without gaps
+    /// between the first and the last (the usual case) a subtraction, so
+    /// that a reader counting what follows each batch stays linear.
+    fn count_from(&self, from_seq: u64) -> u64 {
+        let (Some((&first, _)), Some((&last, _))) =
+            (self.msgs.first_key_value(), self.msgs.last_key_value())
+        else {
+            return 0;
+        };
+        if from_seq > last {
+            return 0;
+        }
+        if self.msgs.len() as u64 == last - first + 1 {
+            return last - from_seq.max(first) + 1;
+        }
+        self.msgs.range(from_seq..).count() as u64
     }
 
     /// How many live messages at or after `from_seq` match one of

@@ -124,6 +124,13 @@ fn subjects_and_last_by_subject(make: &mut Make) {
     assert_eq!(s.next_matching(1, Some("kv.*")).unwrap().unwrap().seq, 1);
     assert_eq!(s.next_matching(4, Some("other")).unwrap().unwrap().seq, 7);
     assert_eq!(s.next_matching(12, Some("kv.>")).unwrap(), None);
+    let both = ["kv.b".to_string(), "other".to_string()];
+    assert_eq!(s.next_matching_any(4, &both).unwrap().unwrap().seq, 5);
+    assert_eq!(s.count_matching_any(4, &both), 4);
+    assert_eq!(
+        s.count_matching_any(1, &["kv.*".to_string(), "kv.a".to_string()]),
+        8
+    );
 }
 
 fn deletes_leave_gaps(make: &mut Make) {
@@ -137,6 +144,13 @@ fn deletes_leave_gaps(make: &mut Make) {
     assert_eq!((st.msgs, st.first_seq, st.last_seq), (8, 2, 10));
     assert_eq!(s.get(5).unwrap(), None);
     assert_eq!(s.next_matching(5, None).unwrap().unwrap().seq, 6);
+    // Counts are exact across the gaps and without them.
+    assert_eq!(s.count_matching_from(1, None), 8);
+    assert_eq!(s.count_matching_from(6, None), 5);
+    assert!(s.delete(2).unwrap() && s.delete(3).unwrap() && s.delete(4).unwrap());
+    assert_eq!(s.count_matching_from(1, None), 5, "6..=10, no gap left");
+    assert_eq!(s.count_matching_from(8, None), 3);
+    assert_eq!(s.count_matching_from(11, None), 0);
 }
 
 fn purges(make: &mut Make) {

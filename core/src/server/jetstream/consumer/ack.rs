@@ -108,7 +108,9 @@ impl Server {
                     c.pending.remove(&seq).map(|_| seq).into_iter().collect()
                 };
                 if !acked.is_empty() {
-                    c.deadlines.retain(|&(_, s)| c.pending.contains_key(&s));
+                    for &s in &acked {
+                        c.deadlines.clear(s);
+                    }
                     c.update_ack_floor();
                     self.retention_acked(id, &acked);
                 }
@@ -122,15 +124,19 @@ impl Server {
                     // A double ack: answered once the ack is durable.
                     let c = &mut self.jetstream.consumers[id as usize];
                     c.ack_replies.push(reply.clone());
+                    self.consumer_changed(id);
                 }
-                self.consumer_changed(id);
+                // A plain ack promises the client nothing: it is saved
+                // within a second (a crash before that delivers the
+                // message again, at least once).
+                self.consumer_progressed(id);
             }
             AckKind::Nak(delay) => {
                 if let Some(o) = c.pending.get(&seq).copied() {
-                    c.deadlines.retain(|&(_, s)| s != seq);
+                    c.deadlines.clear(seq);
                     match delay {
                         Some(d) if !d.is_zero() => {
-                            c.deadlines.insert((now + d, seq));
+                            c.deadlines.set(seq, now + d);
                         }
                         _ => {
                             c.redeliver.insert(seq);
@@ -143,8 +149,7 @@ impl Server {
             AckKind::Progress => {
                 if c.pending.contains_key(&seq) {
                     let wait = c.ack_wait();
-                    c.deadlines.retain(|&(_, s)| s != seq);
-                    c.deadlines.insert((now + wait, seq));
+                    c.deadlines.set(seq, now + wait);
                 }
                 self.ack_reply(m);
             }
@@ -152,9 +157,9 @@ impl Server {
                 let deliveries = c.pending.get(&seq).map(|o| o.deliveries);
                 c.redeliver.remove(&seq);
                 if c.pending.remove(&seq).is_some() {
-                    c.deadlines.retain(|&(_, s)| s != seq);
+                    c.deadlines.clear(seq);
                     c.update_ack_floor();
-                    self.consumer_changed(id);
+                    self.consumer_progressed(id);
                 }
                 if let Some(deliveries) = deliveries {
                     self.terminated_advisory(id, seq, deliveries, &reason);

@@ -242,9 +242,9 @@ impl Server {
                 // is nothing left to acknowledge.
                 cons.redeliver.remove(&seq);
                 cons.pending.remove(&seq);
-                cons.deadlines.retain(|&(_, s)| s != seq);
+                cons.deadlines.clear(seq);
                 cons.update_ack_floor();
-                self.consumer_changed(id);
+                self.consumer_progressed(id);
             }
             _ => {}
         }
@@ -286,9 +286,9 @@ impl Server {
                     delivered_unix_nanos: now.unix_nanos,
                 },
             );
-            c.deadlines.retain(|&(_, s)| s != m.seq);
+
             let at = now.instant + c.redelivery_delay(deliveries);
-            c.deadlines.insert((at, m.seq));
+            c.deadlines.set(m.seq, at);
         } else {
             c.ack_floor = c.delivered;
         }
@@ -462,11 +462,7 @@ impl Server {
         let now = self.now;
         // Redeliveries due (or dropped past max_deliver).
         let mut maxed = Vec::new();
-        while let Some(&(at, seq)) = c.deadlines.first() {
-            if at > now.instant {
-                break;
-            }
-            c.deadlines.pop_first();
+        while let Some(seq) = c.deadlines.pop_due(now.instant) {
             let Some(o) = c.pending.get(&seq).copied() else {
                 continue;
             };
@@ -576,7 +572,7 @@ impl Server {
             return;
         };
         let now = self.now.instant;
-        let mut at: Option<crate::time::Instant> = c.deadlines.first().map(|&(t, _)| t);
+        let mut at: Option<crate::time::Instant> = c.deadlines.first();
         let mut earliest = |t: crate::time::Instant| {
             at = Some(at.map_or(t, |a| a.min(t)));
         };

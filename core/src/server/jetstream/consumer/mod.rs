@@ -103,7 +103,7 @@ pub(crate) struct Consumer {
     /// Delivered, not yet acknowledged: by stream sequence.
     pub pending: BTreeMap<u64, Outstanding>,
     /// Redelivery deadlines of the pending messages.
-    pub deadlines: BTreeSet<(Instant, u64)>,
+    pub deadlines: Deadlines,
     /// Pending messages due for redelivery, lowest sequence first.
     pub redeliver: BTreeSet<u64>,
     /// Messages read at creation to be delivered first
@@ -137,6 +137,51 @@ pub(crate) struct Consumer {
     pub last_ack_unix_nanos: u64,
     /// When deliveries not saved yet are to be saved.
     pub save_at: Option<Instant>,
+}
+
+/// Redelivery deadlines, by time and by stream sequence (each set,
+/// moved or cleared in logarithmic time).
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    by_time: BTreeSet<(Instant, u64)>,
+    by_seq: BTreeMap<u64, Instant>,
+}
+
+impl Deadlines {
+    pub(crate) fn set(&mut self, seq: u64, at: Instant) {
+        if let Some(old) = self.by_seq.insert(seq, at) {
+            self.by_time.remove(&(old, seq));
+        }
+        self.by_time.insert((at, seq));
+    }
+
+    pub(crate) fn clear(&mut self, seq: u64) {
+        if let Some(old) = self.by_seq.remove(&seq) {
+            self.by_time.remove(&(old, seq));
+        }
+    }
+
+    /// Clears every deadline below `seq`.
+    pub(crate) fn clear_below(&mut self, seq: u64) {
+        let below: Vec<u64> = self.by_seq.range(..seq).map(|(&s, _)| s).collect();
+        for s in below {
+            self.clear(s);
+        }
+    }
+
+    pub(crate) fn first(&self) -> Option<Instant> {
+        self.by_time.first().map(|&(at, _)| at)
+    }
+
+    /// The sequence of the earliest deadline at or before `now`, cleared.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<u64> {
+        let &(at, seq) = self.by_time.first()?;
+        if at > now {
+            return None;
+        }
+        self.clear(seq);
+        Some(seq)
+    }
 }
 
 /// What is saved of a consumer: its configuration and progress.
@@ -225,7 +270,7 @@ impl Server {
             last_active_unix_nanos: 0,
             ack_floor: Seqs::default(),
             pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             redeliver: BTreeSet::new(),
             preloaded: VecDeque::new(),
             num_pending: 0,
@@ -425,7 +470,7 @@ impl Server {
         c.next_seq = saved.delivered.stream_seq + 1;
         for (seq, o) in saved.pending {
             c.pending.insert(seq, o);
-            c.deadlines.insert((now + ack_wait, seq));
+            c.deadlines.set(seq, now + ack_wait);
         }
         c.ready = true;
         self.arm_consumer(id);

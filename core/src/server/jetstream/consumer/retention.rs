@@ -41,7 +41,7 @@ impl Server {
             if !moved {
                 continue;
             }
-            c.deadlines.retain(|&(_, s)| s >= first_seq);
+            c.deadlines.clear_below(first_seq);
             c.preloaded.retain(|m| m.seq >= first_seq);
             c.next_seq = c.next_seq.max(first_seq);
             let below = first_seq - 1;
@@ -52,7 +52,8 @@ impl Server {
                 .stream_seq
                 .max(below)
                 .min(c.delivered.stream_seq);
-            self.consumer_changed(id);
+            self.consumer_progressed(id);
+            self.arm_consumer(id);
         }
     }
 
