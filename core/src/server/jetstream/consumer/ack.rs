@@ -91,6 +91,8 @@ impl Server {
             return;
         };
         let now = self.now.instant;
+        // Planted bug (mutation suite only): an ack leaves its message pending.
+        let keep_pending = self.planted(crate::config::PlantedBug::RedeliverAcked);
         let c = &mut self.jetstream.consumers[id as usize];
         c.last_activity = now;
         match kind {
@@ -104,7 +106,7 @@ impl Server {
                     !seqs.is_empty()
                 } else {
                     c.redeliver.remove(&seq);
-                    c.pending.remove(&seq).is_some()
+                    !keep_pending && c.pending.remove(&seq).is_some()
                 };
                 if acked {
                     c.deadlines.retain(|&(_, s)| c.pending.contains_key(&s));

@@ -152,7 +152,8 @@ impl Server {
         let total = msgs.len();
         let mut next = None;
         for (i, m) in msgs.iter().enumerate() {
-            if m.seq > durable {
+            // (The planted bug of the mutation suite delivers past it.)
+            if m.seq > durable && !self.planted(crate::config::PlantedBug::DeliverUndurable) {
                 next = Some(m.seq);
                 break;
             }
@@ -229,7 +230,10 @@ impl Server {
                         let cons = &mut self.jetstream.consumers[id as usize];
                         cons.redeliver.remove(&seq);
                         let pending = cons.num_pending;
-                        self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                        // Planted bug (mutation suite only): the redelivery is skipped.
+                        if !self.planted(crate::config::PlantedBug::SkipOnRedelivery) {
+                            self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                        }
                     }
                 } else {
                     cons.redeliver.remove(&seq);
