@@ -90,10 +90,13 @@ impl Setup {
 
     /// Gives the JetStream workload to the clients in client 0's account
     /// (a stream lives in one account): client 0 creates the stream and
-    /// its consumer, publishes and pulls; the others publish or not as
-    /// drawn. Returns the stream's storage key.
+    /// publishes, and in half the seeds creates a durable consumer and
+    /// pulls from it; the others publish or not as drawn. Returns the
+    /// stream's storage key.
     pub fn join_jetstream(&mut self, s: u64) -> String {
         let account = self.clients[0].plan.perms.account;
+        // Half the JetStream seeds pull: the others keep their pace.
+        let pulls = seed::rng(s, "pulls", 0).next_u32().is_multiple_of(2);
         for (i, client) in self.clients.iter_mut().enumerate() {
             if client.plan.perms.account != account {
                 continue;
@@ -101,7 +104,7 @@ impl Setup {
             let mut rng = seed::rng(s, "js", i as u64);
             let mut plan = JsPlan::draw(&mut rng, i == 0);
             let mut pull_rng = seed::rng(s, "consumer", i as u64);
-            if i == 0 {
+            if i == 0 && pulls {
                 plan.pull = Some(PullPlan::draw(&mut pull_rng));
             }
             client.join_jetstream(plan, rng, pull_rng);

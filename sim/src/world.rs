@@ -213,7 +213,7 @@ impl World {
             key: setup.join_jetstream(s),
             snapshots: Vec::new(),
             pending_checks: cfg.pending_checks,
-            pulls: true,
+            pulls: setup.clients[0].pulls(),
         });
         let n_clients = setup.clients.len();
         let base = Options {
