@@ -35,6 +35,10 @@ pub struct PullPlan {
     pub ack_pct: u32,
     /// Percent NAKed (redelivered at once); the rest are left to time out.
     pub nak_pct: u32,
+    /// Percent of the acks held back until the next pull request (a
+    /// client that acks after processing): by then the connection, or
+    /// the server lifetime, may be another one.
+    pub late_pct: u32,
 }
 
 impl PullPlan {
@@ -46,6 +50,7 @@ impl PullPlan {
             batch: pick(&[1, 4, 16, 64]),
             ack_pct: pick(&[100, 80, 50]) as u32,
             nak_pct: pick(&[0, 10, 30]) as u32,
+            late_pct: pick(&[0, 0, 25]) as u32,
         }
     }
 }
@@ -62,6 +67,8 @@ pub(super) struct PullState {
     next_pull_at: u64,
     /// Double acks waiting for their answer: reply subject -> stream seq.
     acks: BTreeMap<String, u64>,
+    /// Acks held back until the next pull: (ack subject, stream seq).
+    late: Vec<(String, u64)>,
     /// Faults are over: ack everything.
     pub(super) quiet: bool,
 }
@@ -76,6 +83,7 @@ impl PullState {
             creates: Vec::new(),
             next_pull_at: 0,
             acks: BTreeMap::new(),
+            late: Vec::new(),
             quiet: false,
         }
     }
@@ -137,6 +145,12 @@ impl SimClient {
             return Some(now + CREATE_RETRY_NS);
         }
         if now >= pull.next_pull_at {
+            for (ack, seq) in std::mem::take(&mut pull.late) {
+                self.double_ack(now, &ack, seq, send, ids, hist);
+            }
+            let Some(pull) = self.pull_state() else {
+                return None;
+            };
             let every = pull.plan.pull_every_ns;
             pull.next_pull_at = now + every;
             let batch = if pull.quiet {
@@ -218,27 +232,49 @@ impl SimClient {
             })),
         );
         let roll = pull.rng.next_u32() % 100;
+        let late = pull.rng.next_u32() % 100 < pull.plan.late_pct;
         let (ack_pct, nak_pct, quiet) = (pull.plan.ack_pct, pull.plan.nak_pct, pull.quiet);
         if quiet || roll < ack_pct {
-            let reply = self.new_inbox();
-            if let Some(pull) = self.pull_state() {
-                pull.acks.insert(reply.clone(), seq);
+            if late && !quiet {
+                pull.late.push((ack.to_string(), seq));
+            } else {
+                self.double_ack(now, ack, seq, &mut out.send, ids, hist);
             }
-            let r = Some(reply.clone());
-            self.record_publish(now, ack, r, None, b"+ACK", &mut out.send, ids, hist);
-            hist.push(
-                now,
-                Ev::JsConsumerAck {
-                    client,
-                    epoch,
-                    seq,
-                    reply,
-                },
-            );
         } else if roll < ack_pct + nak_pct {
             self.record_publish(now, ack, None, None, b"-NAK", &mut out.send, ids, hist);
         }
         true
+    }
+}
+
+impl SimClient {
+    /// Sends a double ack of `seq` to its ack subject `ack`, recorded
+    /// with the reply subject its answer will come to.
+    fn double_ack(
+        &mut self,
+        now: u64,
+        ack: &str,
+        seq: u64,
+        send: &mut Vec<u8>,
+        ids: &mut MsgIds,
+        hist: &mut History,
+    ) {
+        let reply = self.new_inbox();
+        if let Some(pull) = self.pull_state() {
+            pull.acks.insert(reply.clone(), seq);
+        }
+        let r = Some(reply.clone());
+        self.record_publish(now, ack, r, None, b"+ACK", send, ids, hist);
+        let (client, epoch) = (self.id, self.epoch);
+        hist.push(
+            now,
+            Ev::JsConsumerAck {
+                client,
+                epoch,
+                seq,
+                reply,
+            },
+        );
     }
 }
 
