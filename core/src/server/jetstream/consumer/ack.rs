@@ -119,9 +119,14 @@ impl Server {
                     let body = body.clone();
                     self.pull_request(id, &reply, &body);
                 } else if let Some(reply) = &m.reply {
-                    // A double ack: answered once the ack is durable.
+                    // A double ack: answered once the ack is durable. Not
+                    // for a message this consumer has not delivered (its
+                    // delivery died with a crash before it was saved): the
+                    // ack changes nothing, and the message comes again.
                     let c = &mut self.jetstream.consumers[id as usize];
-                    c.ack_replies.push(reply.clone());
+                    if seq <= c.delivered.stream_seq {
+                        c.ack_replies.push(reply.clone());
+                    }
                 }
                 self.consumer_changed(id);
             }
