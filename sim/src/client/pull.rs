@@ -50,7 +50,7 @@ impl PullPlan {
             batch: pick(&[1, 4, 16, 64]),
             ack_pct: pick(&[100, 80, 50]) as u32,
             nak_pct: pick(&[0, 10, 30]) as u32,
-            late_pct: pick(&[0, 0, 25]) as u32,
+            late_pct: pick(&[0, 25, 100]) as u32,
         }
     }
 }
