@@ -238,7 +238,12 @@ impl World {
             ..
         } = setup;
         if js.is_some() && cfg.faults {
-            faults.extend(power_losses(s, cfg.fault_phase_ns));
+            faults.extend(power_losses(s, "power", cfg.fault_phase_ns));
+            // Seeds with a consumer lose power more often: its progress
+            // and what it delivered must survive each one.
+            if js.as_ref().is_some_and(|js| js.pulls) {
+                faults.extend(power_losses(s, "consumer-power", cfg.fault_phase_ns));
+            }
             faults.sort_by_key(|(at, _)| *at);
         }
         let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
@@ -975,9 +980,10 @@ fn storage_config(s: u64) -> SimStorageConfig {
 }
 
 /// Power losses of a JetStream seed, beside its fault mix and drawn apart
-/// from it (so the mix draws as before): one to three over `[0, phase_ns)`.
-fn power_losses(s: u64, phase_ns: u64) -> Vec<(u64, Fault)> {
-    let mut rng = seed::rng(s, "power", 0);
+/// from it (so the mix draws as before): one to three over `[0, phase_ns)`,
+/// drawn from generator `label`.
+fn power_losses(s: u64, label: &str, phase_ns: u64) -> Vec<(u64, Fault)> {
+    let mut rng = seed::rng(s, label, 0);
     let n = 1 + rng.next_u32() % 3;
     let restart = Fault::Restart {
         lame_duck: false,

@@ -46,7 +46,7 @@ impl PullPlan {
         let mut pick = |options: &[u64]| options[(rng.next_u32() as usize) % options.len()];
         PullPlan {
             ack_wait_ns: pick(&[1_000_000_000, 2_000_000_000]),
-            pull_every_ns: pick(&[100_000_000, 250_000_000, 500_000_000]),
+            pull_every_ns: pick(&[200_000_000, 500_000_000]),
             batch: pick(&[1, 4, 16, 64]),
             ack_pct: pick(&[100, 80, 50]) as u32,
             nak_pct: pick(&[0, 10, 30]) as u32,
