@@ -389,20 +389,21 @@ impl SimClient {
                     let body = format!("a{m}");
                     enc::publish(&mut out.send, r.as_bytes(), None, body.as_bytes());
                 }
-                let on_inbox = conn.inbox_sid == Some(sid);
-                if !no_responders
-                    && !(on_inbox
-                        && self.pull_answer(
-                            now,
-                            &subject,
-                            reply_s.as_deref(),
-                            headers.as_deref(),
-                            &payload,
-                            ids,
-                            hist,
-                            out,
-                        ))
-                {
+                // The consumer's deliveries and answers come to the inbox;
+                // what is not one of them may answer a JetStream request.
+                let pulled = conn.inbox_sid == Some(sid)
+                    && !no_responders
+                    && self.pull_answer(
+                        now,
+                        &subject,
+                        reply_s.as_deref(),
+                        headers.as_deref(),
+                        &payload,
+                        ids,
+                        hist,
+                        out,
+                    );
+                if !no_responders && !pulled {
                     self.js_answer(now, &subject, &payload, hist);
                 }
             }

@@ -148,9 +148,7 @@ impl SimClient {
             for (ack, seq) in std::mem::take(&mut pull.late) {
                 self.double_ack(now, &ack, seq, send, ids, hist);
             }
-            let Some(pull) = self.pull_state() else {
-                return None;
-            };
+            let pull = self.pull_state()?;
             let every = pull.plan.pull_every_ns;
             pull.next_pull_at = now + every;
             let batch = if pull.quiet {
