@@ -31,6 +31,9 @@ pub struct JsOutcome {
     pub snapshots: Vec<Snapshot>,
     /// Also check the invariants in [`PENDING`] (`--pending-checks`).
     pub pending_checks: bool,
+    /// A client pulls from the stream's durable consumer (its checkers
+    /// in `check_consumer` apply).
+    pub pulls: bool,
 }
 
 /// Invariants the core is known not to keep yet: off unless asked for,
@@ -182,6 +185,7 @@ mod tests {
     fn run(entries: &[Entry], msgs: BTreeMap<u64, Option<Msg>>) -> Vec<&'static str> {
         let js = JsOutcome {
             pending_checks: true,
+            pulls: false,
             key: "%24G.S".into(),
             snapshots: vec![Snapshot {
                 at_ns: 20,

@@ -12,9 +12,11 @@ use rand_core::Rng;
 use crate::history::{ClientId, Ev, History, MsgId, digest};
 
 mod js;
+mod pull;
 
 use js::JsState;
 pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan};
+pub use pull::{JS_CONSUMER, PullPlan};
 
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];
@@ -161,6 +163,9 @@ pub struct SimClient {
     settle_sent_at: Option<u64>,
     /// The JetStream workload's state (clients with a `JsPlan`).
     js: Option<JsState>,
+    /// The server lifetime (restarts so far) that accepted the current
+    /// connection, set by the world (recorded with consumer deliveries).
+    pub lifetime: u32,
 }
 
 /// Ids for messages, shared by all clients of a run.
@@ -197,11 +202,17 @@ impl SimClient {
             used_limited: false,
             settle_sent_at: None,
             js: None,
+            lifetime: 0,
         }
     }
 
     pub fn link(&self) -> Option<usize> {
         self.conn.as_ref().map(|c| c.link)
+    }
+
+    /// Whether the client pulls from the JetStream consumer.
+    pub fn pulls(&self) -> bool {
+        self.plan.js.as_ref().is_some_and(|js| js.pull.is_some())
     }
 
     pub fn is_connected(&self) -> bool {
@@ -338,7 +349,15 @@ impl SimClient {
                 let no_responders = headers
                     .as_deref()
                     .is_some_and(|h| h.starts_with(b"NATS/1.0 503"));
-                let (msg, answers) = decode_payload(&payload);
+                // A JetStream consumer's delivery (its reply is an ack
+                // subject) is a stored copy, not the publish itself.
+                let consumer_delivery =
+                    reply.as_deref().is_some_and(|r| r.starts_with(b"$JS.ACK."));
+                let (msg, answers) = if consumer_delivery {
+                    (None, None)
+                } else {
+                    decode_payload(&payload)
+                };
                 let digest = digest(headers.as_deref(), &payload);
                 let sid: u32 = std::str::from_utf8(&sid)
                     .ok()
@@ -365,15 +384,28 @@ impl SimClient {
                 // Responders answer requests on the service subject.
                 if subject == SERVICE
                     && self.plan.responder.is_some()
-                    && let (Some(r), Some(m)) = (reply_s, msg)
+                    && let (Some(r), Some(m)) = (reply_s.as_deref(), msg)
                 {
                     let body = format!("a{m}");
                     enc::publish(&mut out.send, r.as_bytes(), None, body.as_bytes());
                 }
-                if !no_responders {
+                // The consumer's deliveries and answers come to the inbox;
+                // what is not one of them may answer a JetStream request.
+                let pulled = conn.inbox_sid == Some(sid)
+                    && !no_responders
+                    && self.pull_answer(
+                        now,
+                        &subject,
+                        reply_s.as_deref(),
+                        headers.as_deref(),
+                        &payload,
+                        ids,
+                        hist,
+                        out,
+                    );
+                if !no_responders && !pulled {
                     self.js_answer(now, &subject, &payload, hist);
                 }
-                let _ = ids;
             }
         }
     }
@@ -616,7 +648,7 @@ impl SimClient {
             send.extend(self.unsubscribe_or_resubscribe(now, hist));
             self.next_unsub_at = now + every;
         }
-        let js_next = self.js_work(now, &mut send, ids, hist);
+        let js_next = self.js_work(now, &mut send, ids, hist, false);
         let next = [
             self.plan.publish_every_ns.map(|_| self.next_pub_at),
             self.plan.requests_every_ns.map(|_| self.next_req_at),
@@ -626,6 +658,22 @@ impl SimClient {
         .into_iter()
         .flatten()
         .min();
+        (send, next)
+    }
+
+    /// Work after the faults heal: the JetStream consumer workload goes on
+    /// (pulling, and acking everything), nothing else does.
+    pub fn quiet_work(
+        &mut self,
+        now: u64,
+        ids: &mut MsgIds,
+        hist: &mut History,
+    ) -> (Vec<u8>, Option<u64>) {
+        let mut send = Vec::new();
+        if !self.is_connected() || self.js.is_none() {
+            return (send, None);
+        }
+        let next = self.js_work(now, &mut send, ids, hist, true);
         (send, next)
     }
 

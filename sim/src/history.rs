@@ -82,6 +82,43 @@ pub enum Ev {
     /// A JetStream request was answered with an error, or a publish
     /// acknowledged with one (counted; not a violation by itself).
     JsError { client: ClientId, text: String },
+    /// The JetStream consumer delivered a message to the client that
+    /// pulls (boxed: it is big).
+    JsDelivery(Box<JsDelivery>),
+    /// The client that pulls sent a double ack of stream sequence `seq`
+    /// on its connection `epoch`, with reply subject `reply`.
+    JsConsumerAck {
+        client: ClientId,
+        epoch: u32,
+        seq: u64,
+        reply: String,
+    },
+    /// The server answered the double ack sent with reply `reply`: the
+    /// ack of `seq` is durable.
+    JsConsumerAcked {
+        client: ClientId,
+        seq: u64,
+        reply: String,
+    },
+}
+
+/// One delivery of the JetStream consumer, as the client that pulls got
+/// it: the stream sequence and delivery count from its `$JS.ACK` reply
+/// subject, and the message's subject and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsDelivery {
+    pub client: ClientId,
+    pub epoch: u32,
+    /// The server lifetime (restarts so far) that accepted the connection
+    /// it arrived on: the lifetime that sent it.
+    pub lifetime: u32,
+    pub seq: u64,
+    /// The delivery count (1: its first delivery, as far as the server
+    /// knows).
+    pub deliveries: u64,
+    pub subject: String,
+    pub headers: Vec<u8>,
+    pub payload: Vec<u8>,
 }
 
 /// A JetStream publish (`msg`, recorded as a `Pub` too) was acknowledged:

@@ -21,6 +21,7 @@
 //! later (see docs/simulation.md).
 
 pub mod check;
+pub mod check_consumer;
 pub mod check_js;
 pub mod client;
 pub mod faults;

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 12] = [
+pub const SUITE: [Planted; 16] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -86,6 +86,26 @@ pub const SUITE: [Planted; 12] = [
         bug: PlantedBug::ForgetDedupe,
         one_in: 1,
         caught_by: &["dedupe-across-restarts"],
+    },
+    Planted {
+        bug: PlantedBug::LoseAckFloor,
+        one_in: 1,
+        caught_by: &["consumer-no-redelivery-after-durable-ack"],
+    },
+    Planted {
+        bug: PlantedBug::RedeliverAcked,
+        one_in: 1,
+        caught_by: &["consumer-no-redelivery-after-durable-ack"],
+    },
+    Planted {
+        bug: PlantedBug::SkipOnRedelivery,
+        one_in: 1,
+        caught_by: &["consumer-at-least-once"],
+    },
+    Planted {
+        bug: PlantedBug::DeliverUndurable,
+        one_in: 1,
+        caught_by: &["consumer-delivered-durable"],
     },
 ];
 

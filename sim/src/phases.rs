@@ -12,7 +12,7 @@ use natrix_core::config::Mutation;
 use rand_core::Rng;
 
 use crate::check::{self, Violation};
-use crate::client::{JS_STREAM, JsPlan, Perms, Plan, SimClient, SubPlan};
+use crate::client::{JS_STREAM, JsPlan, Perms, Plan, PullPlan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
 use crate::history::{ClientId, Ev, History};
 use crate::run::SeedResult;
@@ -90,17 +90,24 @@ impl Setup {
 
     /// Gives the JetStream workload to the clients in client 0's account
     /// (a stream lives in one account): client 0 creates the stream and
-    /// publishes, the others publish or not as drawn. Returns the stream's
-    /// storage key.
+    /// publishes, and in half the seeds creates a durable consumer and
+    /// pulls from it; the others publish or not as drawn. Returns the
+    /// stream's storage key.
     pub fn join_jetstream(&mut self, s: u64) -> String {
         let account = self.clients[0].plan.perms.account;
+        // Half the JetStream seeds pull: the others keep their pace.
+        let pulls = seed::rng(s, "pulls", 0).next_u32().is_multiple_of(2);
         for (i, client) in self.clients.iter_mut().enumerate() {
             if client.plan.perms.account != account {
                 continue;
             }
             let mut rng = seed::rng(s, "js", i as u64);
-            let plan = JsPlan::draw(&mut rng, i == 0);
-            client.join_jetstream(plan, rng);
+            let mut plan = JsPlan::draw(&mut rng, i == 0);
+            let mut pull_rng = seed::rng(s, "consumer", i as u64);
+            if i == 0 && pulls {
+                plan.pull = Some(PullPlan::draw(&mut pull_rng));
+            }
+            client.join_jetstream(plan, rng, pull_rng);
         }
         storage_key(account.unwrap_or("$G"), JS_STREAM)
     }

@@ -12,6 +12,7 @@ use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
+use crate::check_consumer;
 use crate::check_js::{self, JsOutcome, Snapshot};
 use crate::client::{MsgIds, Plan, SimClient, SubPlan};
 use crate::faults::{Fault, FaultMix};
@@ -212,6 +213,7 @@ impl World {
             key: setup.join_jetstream(s),
             snapshots: Vec::new(),
             pending_checks: cfg.pending_checks,
+            pulls: setup.clients[0].pulls(),
         });
         let n_clients = setup.clients.len();
         let base = Options {
@@ -236,7 +238,12 @@ impl World {
             ..
         } = setup;
         if js.is_some() && cfg.faults {
-            faults.extend(power_losses(s, cfg.fault_phase_ns));
+            faults.extend(power_losses(s, "power", cfg.fault_phase_ns));
+            // Seeds with a consumer lose power more often: its progress
+            // and what it delivered must survive each one.
+            if js.as_ref().is_some_and(|js| js.pulls) {
+                faults.extend(power_losses(s, "consumer-power", cfg.fault_phase_ns));
+            }
             faults.sort_by_key(|(at, _)| *at);
         }
         let server = Server::new(opts.clone(), seed::sub_seed(s, "server", 0), now_of(0));
@@ -648,17 +655,24 @@ impl World {
             }
             return;
         }
-        if self.phases.phase != Phase::Faults {
-            return;
-        }
-        let (send, next) = self.clients[c].work(now, &mut self.ids, &mut self.history);
+        // After the faults only the JetStream consumer workload goes on.
+        let faults = self.phases.phase == Phase::Faults;
+        let (send, next) = if faults {
+            self.clients[c].work(now, &mut self.ids, &mut self.history)
+        } else {
+            self.clients[c].quiet_work(now, &mut self.ids, &mut self.history)
+        };
         if let Some(link) = self.clients[c].link()
             && !send.is_empty()
         {
             self.push(link, true, Item::Bytes(send));
         }
         // Not connected yet (INFO on its way) or nothing planned: look again later.
-        let next = next.unwrap_or(now + 50 * MS);
+        let next = match next {
+            Some(next) => next,
+            None if faults || self.clients[c].pulls() => now + 50 * MS,
+            None => return,
+        };
         self.wake(next.max(now + MS), Wake::Client(c));
     }
 
@@ -686,6 +700,7 @@ impl World {
             paused_until: 0,
         });
         self.conn_links.insert(conn, link);
+        self.clients[c].lifetime = self.server_gen;
         self.clients[c].opened(link);
         self.note(|| format!("c{c} connects (link {link})"));
         self.drain_server();
@@ -832,7 +847,11 @@ impl World {
                 count(&mut self.counts, "storage: recoveries failed");
             }
         }
-        let msgs = check_js::acked_seqs(&self.history.entries)
+        let mut seqs = check_js::acked_seqs(&self.history.entries);
+        seqs.extend(check_consumer::delivered_seqs(&self.history.entries));
+        seqs.sort_unstable();
+        seqs.dedup();
+        let msgs = seqs
             .into_iter()
             .map(|seq| (seq, storage.read(&js.key, seq)))
             .collect();
@@ -961,9 +980,10 @@ fn storage_config(s: u64) -> SimStorageConfig {
 }
 
 /// Power losses of a JetStream seed, beside its fault mix and drawn apart
-/// from it (so the mix draws as before): one to three over `[0, phase_ns)`.
-fn power_losses(s: u64, phase_ns: u64) -> Vec<(u64, Fault)> {
-    let mut rng = seed::rng(s, "power", 0);
+/// from it (so the mix draws as before): one to three over `[0, phase_ns)`,
+/// drawn from generator `label`.
+fn power_losses(s: u64, label: &str, phase_ns: u64) -> Vec<(u64, Fault)> {
+    let mut rng = seed::rng(s, label, 0);
     let n = 1 + rng.next_u32() % 3;
     let restart = Fault::Restart {
         lame_duck: false,

@@ -267,10 +267,23 @@ pub enum PlantedBug {
     AckBeforeSync,
     /// A recovered stream starts with an empty duplicate window.
     ForgetDedupe,
+    /// A recovered consumer forgets its saved progress (delivered
+    /// sequences, ack floor, pending set) and starts from its deliver
+    /// policy's start.
+    LoseAckFloor,
+    /// An acknowledged message stays pending and is redelivered after its
+    /// ack wait.
+    RedeliverAcked,
+    /// A redelivery read that finds its message drops it from the
+    /// redelivery queue without delivering it.
+    SkipOnRedelivery,
+    /// A consumer delivers what a read found past the stream's durable
+    /// sequence.
+    DeliverUndurable,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -283,6 +296,10 @@ impl PlantedBug {
         PlantedBug::CrossAccount,
         PlantedBug::AckBeforeSync,
         PlantedBug::ForgetDedupe,
+        PlantedBug::LoseAckFloor,
+        PlantedBug::RedeliverAcked,
+        PlantedBug::SkipOnRedelivery,
+        PlantedBug::DeliverUndurable,
     ];
 
     /// The bug's name on the command line.
@@ -300,6 +317,10 @@ impl PlantedBug {
             PlantedBug::CrossAccount => "cross-account",
             PlantedBug::AckBeforeSync => "ack-before-sync",
             PlantedBug::ForgetDedupe => "forget-dedupe",
+            PlantedBug::LoseAckFloor => "lose-ack-floor",
+            PlantedBug::RedeliverAcked => "redeliver-acked",
+            PlantedBug::SkipOnRedelivery => "skip-on-redelivery",
+            PlantedBug::DeliverUndurable => "deliver-undurable",
         }
     }
 

@@ -9,6 +9,7 @@ use natrix_core::proto::client as enc;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
+use super::pull::{PullPlan, PullState};
 use super::{MsgIds, SimClient};
 use crate::history::{Ev, History, JsAck, MsgId, digest};
 
@@ -30,6 +31,9 @@ pub struct JsPlan {
     /// Percent of publishes that carry a `Nats-Msg-Id` (a third of those
     /// repeat the previous id: a retry the server must deduplicate).
     pub msg_id_pct: u32,
+    /// Creates the stream's durable pull consumer and pulls from it (one
+    /// client per JetStream seed: the stream's creator).
+    pub pull: Option<PullPlan>,
 }
 
 impl JsPlan {
@@ -40,6 +44,7 @@ impl JsPlan {
             publish_every_ns: publishes
                 .then(|| 50_000_000 + u64::from(rng.next_u32() % 300) * 1_000_000),
             msg_id_pct: [0, 30, 100][(rng.next_u32() % 3) as usize],
+            pull: None,
         }
     }
 }
@@ -68,12 +73,16 @@ pub(super) struct JsState {
     creates: Vec<String>,
     next_msg_id: u64,
     last_msg_id: Option<String>,
+    /// The consumer workload (the client that pulls only).
+    pub(super) pull: Option<PullState>,
 }
 
 impl SimClient {
     /// Gives the client a part in the JetStream workload, with its own
-    /// generator (so the rest of its workload draws as before).
-    pub fn join_jetstream(&mut self, plan: JsPlan, rng: ChaCha8Rng) {
+    /// generator (so the rest of its workload draws as before), and the
+    /// consumer workload's generator when its plan pulls.
+    pub fn join_jetstream(&mut self, plan: JsPlan, rng: ChaCha8Rng, pull_rng: ChaCha8Rng) {
+        let pull = plan.pull.clone().map(|p| PullState::new(p, pull_rng));
         self.plan.js = Some(plan);
         self.js = Some(JsState {
             rng,
@@ -84,6 +93,7 @@ impl SimClient {
             creates: Vec::new(),
             next_msg_id: 0,
             last_msg_id: None,
+            pull,
         });
     }
 
@@ -96,9 +106,13 @@ impl SimClient {
         send: &mut Vec<u8>,
         ids: &mut MsgIds,
         hist: &mut History,
+        quiet: bool,
     ) -> Option<u64> {
         let plan = self.plan.js.clone()?;
         let js = self.js.as_mut()?;
+        if let Some(pull) = js.pull.as_mut() {
+            pull.quiet = quiet;
+        }
         let mut next = None;
         if plan.creator && !js.created {
             let due = js.create_sent_at.map_or(now, |t| t + JS_CREATE_RETRY_NS);
@@ -123,7 +137,12 @@ impl SimClient {
                 next = Some(due);
             }
         }
-        if let Some(every) = plan.publish_every_ns {
+        let created = self.js_state().created;
+        if let Some(at) = self.pull_work(now, created, send, ids, hist) {
+            next = Some(next.map_or(at, |n: u64| n.min(at)));
+        }
+        // After the faults, publishes stop; the consumer goes on.
+        if let Some(every) = plan.publish_every_ns.filter(|_| !quiet) {
             let js = self.js_state();
             if now >= js.next_pub_at {
                 js.next_pub_at = now + every;
@@ -198,7 +217,7 @@ impl SimClient {
     /// Encodes a publish of exactly these bytes and records it under a
     /// fresh message id.
     #[allow(clippy::too_many_arguments)]
-    fn record_publish(
+    pub(super) fn record_publish(
         &mut self,
         now: u64,
         subject: &str,

@@ -250,6 +250,10 @@ impl Server {
                     self.schedule_ttl(id, seq, now, secs);
                 }
                 let prev = prev.or(last_subject_seq).unwrap_or(0);
+                // Planted bug (mutation suite only): consumers get it before it is durable.
+                if self.planted(crate::config::PlantedBug::DeliverUndurable) {
+                    self.deliver_undurable(id);
+                }
                 self.queue_republish(id, (seq, prev), now, rewritten.as_ref().unwrap_or(m));
                 if let Some(reply) = reply {
                     self.queue_ack(id, seq, account, reply, false);

@@ -583,6 +583,9 @@ fn an_interest_stream_keeps_a_message_until_every_consumer_acknowledged_it() {
 fn a_purge_moves_consumers_past_what_it_removed() {
     let mut js = with_stream();
     publish_n(&mut js, 5);
+fn a_double_ack_of_a_delivery_a_crash_took_back_is_not_answered() {
+    let mut js = with_stream();
+    publish_n(&mut js, 2);
     durable(
         &mut js,
         "D",
@@ -712,4 +715,44 @@ fn deliveries_alone_are_saved_within_a_second() {
         delivered_after(Duration::from_millis(1100)),
         (Value::from(2), "s.3".to_string())
     );
+    // The pull's read delivers message 1; the save that follows it never
+    // runs: the power goes first.
+    let body = r#"{"batch":1}"#;
+    js.send(&format!(
+        "PUB $JS.API.CONSUMER.MSG.NEXT.S.D _INBOX.a {}\r\n{body}\r\n",
+        body.len()
+    ));
+    js.run_storage_once();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.reply.starts_with("$JS.ACK."))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(!js.h.storage.is_empty(), "the consumer's save is queued");
+    js.h.storage.clear();
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    // The client acks what it got before the crash. The recovered
+    // consumer never delivered message 1: the ack changes nothing, and
+    // answering it would promise that message 1 is done.
+    js.send(&format!("PUB {} _INBOX.sync 0\r\n\r\n", got[0].reply));
+    js.run_storage();
+    assert!(!js.out().contains("MSG _INBOX.sync "));
+    // Message 1 comes again, and its ack is answered this time.
+    let again = pull(
+        &mut js,
+        "D",
+        "_INBOX.b",
+        r#"{"batch":1,"expires":1000000000}"#,
+    );
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].body, "m1");
+    js.send(&format!("PUB {} _INBOX.sync2 0\r\n\r\n", again[0].reply));
+    js.run_storage();
+    assert!(js.out().contains("MSG _INBOX.sync2 1 0\r\n"));
+    // An ack of a message delivered and acked before stays answered.
+    js.send(&format!("PUB {} _INBOX.sync3 0\r\n\r\n", again[0].reply));
+    js.run_storage();
+    assert!(js.out().contains("MSG _INBOX.sync3 1 0\r\n"));
 }

@@ -88,6 +88,13 @@ impl Js {
         }
     }
 
+    /// Runs the storage operations asked for so far, not those their
+    /// completions lead to.
+    pub(super) fn run_storage_once(&mut self) {
+        let ops = std::mem::take(&mut self.h.storage);
+        self.execute(ops);
+    }
+
     fn execute(&mut self, ops: Vec<StorageOp>) {
         let mut done: Vec<Completion> = Vec::new();
         self.exec.execute_batch(ops, &mut done);

@@ -91,6 +91,8 @@ impl Server {
             return;
         };
         let now = self.now.instant;
+        // Planted bug (mutation suite only): an ack leaves its message pending.
+        let keep_pending = self.planted(crate::config::PlantedBug::RedeliverAcked);
         let c = &mut self.jetstream.consumers[id as usize];
         c.last_activity = now;
         c.last_ack_unix_nanos = self.now.unix_nanos;
@@ -105,7 +107,11 @@ impl Server {
                     seqs
                 } else {
                     c.redeliver.remove(&seq);
-                    c.pending.remove(&seq).map(|_| seq).into_iter().collect()
+                    if keep_pending {
+                        Vec::new()
+                    } else {
+                        c.pending.remove(&seq).map(|_| seq).into_iter().collect()
+                    }
                 };
                 if !acked.is_empty() {
                     for &s in &acked {
@@ -121,10 +127,15 @@ impl Server {
                     let body = body.clone();
                     self.pull_request(id, &reply, &body);
                 } else if let Some(reply) = &m.reply {
-                    // A double ack: answered once the ack is durable.
+                    // A double ack: answered once the ack is durable. Not
+                    // for a message this consumer has not delivered (its
+                    // delivery died with a crash before it was saved): the
+                    // ack changes nothing, and the message comes again.
                     let c = &mut self.jetstream.consumers[id as usize];
-                    c.ack_replies.push(reply.clone());
-                    self.consumer_changed(id);
+                    if seq <= c.delivered.stream_seq {
+                        c.ack_replies.push(reply.clone());
+                        self.consumer_changed(id);
+                    }
                 }
                 // A plain ack promises the client nothing: it is saved
                 // within a second (a crash before that delivers the

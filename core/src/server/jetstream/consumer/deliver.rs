@@ -231,7 +231,10 @@ impl Server {
                         let cons = &mut self.jetstream.consumers[id as usize];
                         cons.redeliver.remove(&seq);
                         let pending = cons.num_pending;
-                        self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                        // Planted bug (mutation suite only): the redelivery is skipped.
+                        if !self.planted(crate::config::PlantedBug::SkipOnRedelivery) {
+                            self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                        }
                     }
                 } else {
                     cons.redeliver.remove(&seq);
@@ -602,6 +605,30 @@ impl Server {
             earliest(now + Duration::from_nanos(left));
         }
         self.timers.set(TimerKey::Consumer(id), at);
+    }
+}
+
+impl Server {
+    /// Planted bug (mutation suite only, `DeliverUndurable`): hands the
+    /// message just queued for storage on `stream` to the consumers
+    /// waiting for it, before it is durable.
+    pub(crate) fn deliver_undurable(&mut self, stream: super::super::StreamId) {
+        let s = &self.jetstream.streams[stream as usize];
+        let Some(m) = s.queued.last().cloned() else {
+            return;
+        };
+        let ids: Vec<ConsumerId> = s.consumers.values().copied().collect();
+        for id in ids {
+            let c = &self.jetstream.consumers[id as usize];
+            let waiting = c.ready && !c.reading && c.next_seq == m.seq;
+            if !waiting || !c.config.wants(m.subject.as_bytes()) || self.demand(id) == 0 {
+                continue;
+            }
+            if self.fits_front_request(id, &m) {
+                self.deliver_to_consumer(id, &m, 1, 0);
+                self.jetstream.consumers[id as usize].next_seq = m.seq + 1;
+            }
+        }
     }
 }
 

@@ -446,7 +446,7 @@ impl Server {
 
     /// A consumer found on disk with its stream: back with its progress.
     pub(crate) fn recover_consumer(&mut self, stream: StreamId, name: &str, bytes: &[u8]) {
-        let saved: SavedConsumer = match serde_json::from_slice(bytes) {
+        let mut saved: SavedConsumer = match serde_json::from_slice(bytes) {
             Ok(s) => s,
             Err(e) => {
                 let line =
@@ -455,6 +455,10 @@ impl Server {
                 return;
             }
         };
+        // Planted bug (mutation suite only): the saved progress is lost.
+        if self.planted(crate::config::PlantedBug::LoseAckFloor) {
+            (saved.delivered, saved.ack_floor, saved.pending) = Default::default();
+        }
         let id = self.add_consumer(
             stream,
             saved.config,
