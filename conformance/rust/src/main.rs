@@ -1522,12 +1522,17 @@ async fn kv_watch(url: &str) -> Verdict {
 
 /// The object store scenario's big object: 5 MiB, byte i = (i*7) % 251.
 fn big_object() -> Vec<u8> {
-    (0..5 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect()
+    (0..5 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect()
 }
 
 /// All of an object, read through the client (which checks its SHA-256
 /// digest at the end).
-async fn read_object(store: &jetstream::object_store::ObjectStore, name: &str) -> Result<Vec<u8>, String> {
+async fn read_object(
+    store: &jetstream::object_store::ObjectStore,
+    name: &str,
+) -> Result<Vec<u8>, String> {
     use tokio::io::AsyncReadExt;
     within(&format!("get {name}"), WAIT, async {
         let mut object = store
@@ -1577,7 +1582,11 @@ async fn object_store(url: &str) -> Verdict {
         .await
         .map_err(|e| format!("info big: {e}"))?;
     // async-nats cuts objects into 128 KiB chunks.
-    check("info big (size, chunks)", (info.size, info.chunks), (5_242_880, 40))?;
+    check(
+        "info big (size, chunks)",
+        (info.size, info.chunks),
+        (5_242_880, 40),
+    )?;
     let mut names: Vec<String> = within("list", WAIT, async {
         store
             .list()

@@ -647,6 +647,9 @@ fn the_last_message_on_a_wildcard_subject_is_the_newest_that_matches() {
     }
     let r = js.request("$JS.API.STREAM.MSG.GET.OBJ_CF", r#"{"last_by_subj":">"}"#);
     assert_eq!(r["message"]["seq"], 5, "{r}");
-    let r = js.request("$JS.API.STREAM.MSG.GET.OBJ_CF", r#"{"last_by_subj":"$O.CF.X.>"}"#);
+    let r = js.request(
+        "$JS.API.STREAM.MSG.GET.OBJ_CF",
+        r#"{"last_by_subj":"$O.CF.X.>"}"#,
+    );
     assert_eq!(r["error"]["err_code"], 10037, "{r}");
 }
