@@ -1337,6 +1337,12 @@ static int kv_watch(void) {
     return 0;
 }
 
+/* libnats 3.4.1 has no object store API. */
+static int object_store(void) {
+    printf("n/a %s: libnats 3.4.1 has no object store API\n", scenario);
+    return 77;
+}
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -1372,6 +1378,7 @@ static const struct scenario scenarios[] = {
     {"kv", kv},
     {"js_consumers", js_consumers},
     {"kv_watch", kv_watch},
+    {"object_store", object_store},
 };
 
 int main(int argc, char **argv) {

@@ -1008,6 +1008,65 @@ func kvWatch() {
 	nc.Close()
 }
 
+// bigObject is the object store scenario's big object: 5 MiB, byte i =
+// (i*7) % 251.
+func bigObject() []byte {
+	b := make([]byte, 5*1024*1024)
+	for i := range b {
+		b[i] = byte(i * 7 % 251)
+	}
+	return b
+}
+
+// checkBytes compares every byte, naming the first that differs.
+func checkBytes(what string, saw, expected []byte) {
+	check(what+": length", len(saw), len(expected))
+	for i := range saw {
+		if saw[i] != expected[i] {
+			fail("%s: byte %d: saw %d, expected %d", what, i, saw[i], expected[i])
+		}
+	}
+}
+
+func objectStore() {
+	nc := connect()
+	js, err := nc.JetStream(nats.MaxWait(wait))
+	must(err, "JetStream context")
+	store, err := js.CreateObjectStore(&nats.ObjectStoreConfig{Bucket: "CF", Storage: nats.FileStorage})
+	must(err, "create object store CF")
+	big := bigObject()
+	_, err = store.PutBytes("big", big)
+	must(err, "put big")
+	_, err = store.PutBytes("small", []byte("hello"))
+	must(err, "put small")
+	// nats.go checks the SHA-256 digest once the last chunk is in.
+	got, err := store.GetBytes("big")
+	must(err, "get big")
+	checkBytes("get big", got, big)
+	info, err := store.GetInfo("big")
+	must(err, "info big")
+	// nats.go cuts objects into 128 KiB chunks.
+	check("info big (size, chunks)", []uint64{info.Size, uint64(info.Chunks)}, []uint64{5242880, 40})
+	list, err := store.List()
+	must(err, "list")
+	var names []string
+	for _, o := range list {
+		names = append(names, o.Name)
+	}
+	sort.Strings(names)
+	check("list", names, []string{"big", "small"})
+	_, err = store.PutBytes("small", []byte("hello again"))
+	must(err, "put small again")
+	got, err = store.GetBytes("small")
+	must(err, "get small")
+	check("get small after the second put", string(got), "hello again")
+	must(store.Delete("big"), "delete big")
+	got, err = store.GetBytes("big")
+	ensure(errors.Is(err, nats.ErrObjectNotFound), "get big after delete: saw %d bytes and error %v, expected %v", len(got), err, nats.ErrObjectNotFound)
+	must(js.DeleteObjectStore("CF"), "delete object store CF")
+	nc.Close()
+}
+
 var scenarios = map[string]func(){
 	"connect_info":       connectInfo,
 	"pub_sub":            pubSub,
@@ -1038,6 +1097,7 @@ var scenarios = map[string]func(){
 	"kv":                 kv,
 	"js_consumers":       jsConsumers,
 	"kv_watch":           kvWatch,
+	"object_store":       objectStore,
 }
 
 func main() {

@@ -804,7 +804,48 @@ const scenarios = {
     check("delete bucket", await store.destroy(), true);
     await nc.close();
   },
+
+  async object_store() {
+    const nc = await conn();
+    const js = nc.jetstream({ timeout: WAIT });
+    const store = await js.views.os("CF", { storage: StorageType.File });
+    const big = bigObject();
+    await store.putBlob({ name: "big" }, big);
+    await store.putBlob({ name: "small" }, enc("hello"));
+    // nats.js checks the SHA-256 digest once the last chunk is in.
+    const got = await within("get big", store.getBlob("big"));
+    ensure(got !== null, "get big: saw no object, expected 5242880 bytes");
+    checkBytes("get big", got, big);
+    const info = await store.info("big");
+    // nats.js cuts objects into 128 KiB chunks.
+    check("info big (size, chunks)", [info?.size, info?.chunks], [5242880, 40]);
+    const names = (await within("list", store.list())).map((o) => o.name);
+    check("list", names.sort(), ["big", "small"]);
+    await store.putBlob({ name: "small" }, enc("hello again"));
+    const small = await within("get small", store.getBlob("small"));
+    check("get small after the second put", small && dec(small), "hello again");
+    await store.delete("big");
+    // nats.js gives a missing (or deleted) object as null.
+    const gone = await store.getBlob("big");
+    check("get big after delete", gone && `${gone.length} bytes`, null);
+    check("delete bucket", await store.destroy(), true);
+    await nc.close();
+  },
 };
+
+// The object store scenario's big object: 5 MiB, byte i = (i*7) % 251.
+function bigObject() {
+  const b = new Uint8Array(5 * 1024 * 1024);
+  for (let i = 0; i < b.length; i++) b[i] = (i * 7) % 251;
+  return b;
+}
+
+// Every byte, naming the first that differs.
+function checkBytes(what, saw, expected) {
+  check(`${what}: length`, saw.length, expected.length);
+  const at = saw.findIndex((x, i) => x !== expected[i]);
+  if (at >= 0) throw new Fail(`${what}: byte ${at}: saw ${saw[at]}, expected ${expected[at]}`);
+}
 
 function oddSubjects() {
   const long = Array.from({ length: 64 }, (_, i) => `tok${String(i).padStart(2, "0")}-abcdefghij`).join(".");

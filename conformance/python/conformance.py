@@ -876,6 +876,49 @@ async def kv_watch():
     await nc.close()
 
 
+def big_object():
+    """The object store scenario's big object: 5 MiB, byte i = (i*7) % 251."""
+    return bytes(i * 7 % 251 for i in range(5 * 1024 * 1024))
+
+
+def check_bytes(what, saw, expected):
+    """Every byte, naming the first that differs."""
+    check(f"{what}: length", len(saw), len(expected))
+    if saw != expected:
+        at = next(i for i, (a, b) in enumerate(zip(saw, expected)) if a != b)
+        raise Fail(f"{what}: byte {at}: saw {saw[at]}, expected {expected[at]}")
+
+
+async def object_store():
+    from nats.js import api
+    from nats.js import errors as js_errors
+
+    nc = await connect()
+    js = nc.jetstream(timeout=WAIT)
+    store = await js.create_object_store("CF", storage=api.StorageType.FILE)
+    big = big_object()
+    await store.put("big", big)
+    await store.put("small", b"hello")
+    # nats-py checks the SHA-256 digest once the last chunk is in.
+    got = await within("get big", store.get("big"))
+    check_bytes("get big", bytes(got.data), big)
+    info = await store.get_info("big")
+    # nats-py cuts objects into 128 KiB chunks.
+    check("info big (size, chunks)", (info.size, info.chunks), (5242880, 40))
+    check("list", sorted(o.name for o in await within("list", store.list())), ["big", "small"])
+    await store.put("small", b"hello again")
+    got = await within("get small", store.get("small"))
+    check("get small after the second put", bytes(got.data), b"hello again")
+    await store.delete("big")
+    try:
+        got = await store.get("big")
+        raise Fail(f"get big after delete: saw {len(got.data)} bytes, expected object not found")
+    except js_errors.ObjectNotFoundError:
+        pass
+    ensure(await js.delete_object_store("CF"), "delete object store CF: not acknowledged")
+    await nc.close()
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -908,6 +951,7 @@ SCENARIOS = {
         kv,
         js_consumers,
         kv_watch,
+        object_store,
     ]
 }
 

@@ -315,8 +315,18 @@ impl<L> StreamIndex<L> {
         seqs
     }
 
+    /// The newest live sequence on `subject`, which may be a wildcard (the
+    /// newest on any matching subject: an object store lists its objects
+    /// by asking for the last message on `$O.<bucket>.M.>`).
     pub fn last_by_subject(&self, subject: &str) -> Option<u64> {
-        self.subjects.get(subject)?.last().copied()
+        if subject::is_literal(subject) {
+            return self.subjects.get(subject)?.last().copied();
+        }
+        self.subjects
+            .iter()
+            .filter(|(s, _)| subject::matches(subject, s))
+            .filter_map(|(_, set)| set.last().copied())
+            .max()
     }
 
     /// The first live sequence at or after `from_seq` on a matching subject,

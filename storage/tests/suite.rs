@@ -119,8 +119,13 @@ fn subjects_and_last_by_subject(make: &mut Make) {
     assert_eq!((a.msgs, a.first_seq, a.last_seq), (6, 2, 12));
     assert_eq!(s.last_by_subject("kv.b").unwrap().unwrap().seq, 9);
     assert_eq!(s.last_by_subject("nope").unwrap(), None);
+    assert_eq!(s.last_by_subject("kv.*").unwrap().unwrap().seq, 12);
     assert!(s.delete(12).unwrap());
     assert_eq!(s.last_by_subject("kv.a").unwrap().unwrap().seq, 10);
+    // A wildcard: the newest message on any matching subject.
+    assert_eq!(s.last_by_subject("kv.*").unwrap().unwrap().seq, 10);
+    assert_eq!(s.last_by_subject(">").unwrap().unwrap().seq, 11);
+    assert_eq!(s.last_by_subject("nope.*").unwrap(), None);
     assert_eq!(s.next_matching(1, Some("kv.*")).unwrap().unwrap().seq, 1);
     assert_eq!(s.next_matching(4, Some("other")).unwrap().unwrap().seq, 7);
     assert_eq!(s.next_matching(12, Some("kv.>")).unwrap(), None);

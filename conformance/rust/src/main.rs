@@ -70,6 +70,7 @@ fn main() -> ExitCode {
             "kv" => kv(&url).await,
             "js_consumers" => js_consumers(&url).await,
             "kv_watch" => kv_watch(&url).await,
+            "object_store" => object_store(&url).await,
             _ => {
                 println!("unknown scenario {name}");
                 return None;
@@ -1516,5 +1517,114 @@ async fn kv_watch(url: &str) -> Verdict {
     js.delete_key_value("CF")
         .await
         .map_err(|e| format!("delete bucket: {e}"))?;
+    Ok(Outcome::Pass)
+}
+
+/// The object store scenario's big object: 5 MiB, byte i = (i*7) % 251.
+fn big_object() -> Vec<u8> {
+    (0..5 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect()
+}
+
+/// All of an object, read through the client (which checks its SHA-256
+/// digest at the end).
+async fn read_object(
+    store: &jetstream::object_store::ObjectStore,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt;
+    within(&format!("get {name}"), WAIT, async {
+        let mut object = store
+            .get(name)
+            .await
+            .map_err(|e| format!("get {name}: {e}"))?;
+        let mut data = Vec::new();
+        object
+            .read_to_end(&mut data)
+            .await
+            .map_err(|e| format!("read {name}: {e}"))?;
+        Ok(data)
+    })
+    .await?
+}
+
+async fn object_store(url: &str) -> Verdict {
+    use jetstream::object_store;
+    let js = jetstream_of(connect(url).await?);
+    let store = js
+        .create_object_store(object_store::Config {
+            bucket: "CF".into(),
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("create object store CF: {e}"))?;
+    let big = big_object();
+    store
+        .put("big", &mut big.as_slice())
+        .await
+        .map_err(|e| format!("put big: {e}"))?;
+    store
+        .put("small", &mut &b"hello"[..])
+        .await
+        .map_err(|e| format!("put small: {e}"))?;
+    let read = read_object(&store, "big").await?;
+    check("get big: length", read.len(), big.len())?;
+    if let Some(at) = read.iter().zip(&big).position(|(a, b)| a != b) {
+        return Err(format!(
+            "get big: byte {at}: saw {}, expected {}",
+            read[at], big[at]
+        ));
+    }
+    let info = store
+        .info("big")
+        .await
+        .map_err(|e| format!("info big: {e}"))?;
+    // async-nats cuts objects into 128 KiB chunks.
+    check(
+        "info big (size, chunks)",
+        (info.size, info.chunks),
+        (5_242_880, 40),
+    )?;
+    let mut names: Vec<String> = within("list", WAIT, async {
+        store
+            .list()
+            .await
+            .map_err(|e| format!("list: {e}"))?
+            .map(|o| o.map(|o| o.name).map_err(|e| format!("list: {e}")))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await??;
+    names.sort();
+    check("list", names, vec!["big".into(), "small".into()])?;
+    store
+        .put("small", &mut &b"hello again"[..])
+        .await
+        .map_err(|e| format!("put small again: {e}"))?;
+    check(
+        "get small after the second put",
+        String::from_utf8_lossy(&read_object(&store, "small").await?).into_owned(),
+        "hello again".into(),
+    )?;
+    store
+        .delete("big")
+        .await
+        .map_err(|e| format!("delete big: {e}"))?;
+    let gone = match store.get("big").await {
+        Ok(_) => "the object".to_string(),
+        Err(e) => e.kind().to_string(),
+    };
+    check(
+        "get big after delete",
+        gone,
+        object_store::GetErrorKind::NotFound.to_string(),
+    )?;
+    js.delete_object_store("CF")
+        .await
+        .map_err(|e| format!("delete object store CF: {e}"))?;
     Ok(Outcome::Pass)
 }

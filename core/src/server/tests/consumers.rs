@@ -755,4 +755,31 @@ fn deliveries_alone_are_saved_within_a_second() {
     js.send(&format!("PUB {} _INBOX.sync3 0\r\n\r\n", again[0].reply));
     js.run_storage();
     assert!(js.out().contains("MSG _INBOX.sync3 1 0\r\n"));
+fn the_last_message_on_a_wildcard_subject_is_the_newest_that_matches() {
+    // An object store lists its objects from the last message on
+    // `$O.<bucket>.M.>` before its watcher starts (nats-py, nats.go).
+    let mut js = Js::new();
+    js.create(r#"{"name":"OBJ_CF","subjects":["$O.CF.C.>","$O.CF.M.>"],"allow_rollup_hdrs":true,"allow_direct":true,"discard":"new"}"#);
+    js.publish("$O.CF.C.n1", "", "chunk of big");
+    js.publish("$O.CF.M.Ymln", "", "meta of big");
+    js.publish("$O.CF.C.n2", "", "chunk of small");
+    js.publish("$O.CF.M.c21hbGw=", "", "meta of small");
+    js.publish("$O.CF.C.n3", "", "a chunk after the last meta");
+    js.run_storage();
+    let _ = js.out();
+    for filter in ["$O.CF.M.>", "$O.CF.M.*"] {
+        let r = js.request(
+            "$JS.API.STREAM.MSG.GET.OBJ_CF",
+            &format!(r#"{{"last_by_subj":"{filter}"}}"#),
+        );
+        assert_eq!(r["message"]["seq"], 4, "{filter}: {r}");
+        assert_eq!(r["message"]["subject"], "$O.CF.M.c21hbGw=", "{filter}: {r}");
+    }
+    let r = js.request("$JS.API.STREAM.MSG.GET.OBJ_CF", r#"{"last_by_subj":">"}"#);
+    assert_eq!(r["message"]["seq"], 5, "{r}");
+    let r = js.request(
+        "$JS.API.STREAM.MSG.GET.OBJ_CF",
+        r#"{"last_by_subj":"$O.CF.X.>"}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10037, "{r}");
 }
