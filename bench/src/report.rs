@@ -372,7 +372,7 @@ pub fn table(opts: &Options, r: &Report) -> String {
         t += &format!("  max {:.1}\n", Latency::us(h.max()));
     }
     if let Some(j) = &r.js {
-        t += &js_lines(j);
+        t += &js_lines(j, opts.scenario);
     }
     if let Some(c) = &r.consume {
         t += &consume_lines(c);
@@ -450,7 +450,7 @@ fn consume_lines(c: &ConsumeFigures) -> String {
 }
 
 /// What the acks and the stream say, and the server's syncs.
-fn js_lines(j: &JsFigures) -> String {
+fn js_lines(j: &JsFigures, scenario: crate::args::Scenario) -> String {
     let mut t = format!(
         "acks: {} in flight per publisher; {} published, {} acknowledged, stream sequences {}..={}\n",
         j.inflight, j.published, j.acked, j.first_seq, j.last_seq
@@ -463,7 +463,15 @@ fn js_lines(j: &JsFigures) -> String {
         );
     }
     if j.sound() {
-        t += "check: every publish acknowledged once, sequences gap-free, the stream holds exactly them\n";
+        t += match scenario {
+            crate::args::Scenario::KvGet => "check: every get answered once with a stored value\n",
+            crate::args::Scenario::KvPut => {
+                "check: every put acknowledged once, sequences gap-free up to the stream's last\n"
+            }
+            _ => {
+                "check: every publish acknowledged once, sequences gap-free, the stream holds exactly them\n"
+            }
+        };
         return t;
     }
     t += &format!(
