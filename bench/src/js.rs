@@ -627,7 +627,7 @@ mod tests {
 
     /// How the fake server answers the publish with a given sequence.
     #[derive(Clone, Copy)]
-    enum Answer {
+    enum Fake {
         Ack,
         Error,
         Nothing,
@@ -636,7 +636,7 @@ mod tests {
     /// A stand-in for a JetStream server on one connection: numbers the
     /// publishes 1, 2, … and answers each (`answer` decides how), every
     /// read's answers in reverse order, so acks come out of order.
-    async fn fake_server(listener: tokio::net::TcpListener, answer: fn(u64) -> Answer) {
+    async fn fake_server(listener: tokio::net::TcpListener, answer: fn(u64) -> Fake) {
         use natrix_core::proto::{Limits, Op, Parser};
         let (mut s, _) = listener.accept().await.unwrap();
         s.write_all(b"INFO {}\r\n").await.unwrap();
@@ -656,9 +656,9 @@ mod tests {
                     Op::Pub(m) => {
                         seq += 1;
                         let body = match answer(seq) {
-                            Answer::Ack => format!(r#"{{"stream":"T","seq":{seq}}}"#),
-                            Answer::Error => r#"{"error":{"code":503}}"#.to_string(),
-                            Answer::Nothing => continue,
+                            Fake::Ack => format!(r#"{{"stream":"T","seq":{seq}}}"#),
+                            Fake::Error => r#"{"error":{"code":503}}"#.to_string(),
+                            Fake::Nothing => continue,
                         };
                         let reply = m.reply.unwrap().to_vec();
                         acks.push(format!(
@@ -678,7 +678,7 @@ mod tests {
     }
 
     /// Runs one publisher of `msgs` with `inflight` against the fake.
-    async fn publish_to_fake(msgs: u64, inflight: usize, answer: fn(u64) -> Answer) -> PubRun {
+    async fn publish_to_fake(msgs: u64, inflight: usize, answer: fn(u64) -> Fake) -> PubRun {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let server = tokio::spawn(fake_server(listener, answer));
@@ -705,7 +705,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_publish_is_acknowledged_and_checked() {
-        let r = publish_to_fake(2_000, 64, |_| Answer::Ack).await;
+        let r = publish_to_fake(2_000, 64, |_| Fake::Ack).await;
         assert_eq!(
             (r.published, r.run.msgs, r.latency.len()),
             (2_000, 2_000, 2_000)
@@ -717,9 +717,9 @@ mod tests {
     #[tokio::test]
     async fn missing_and_error_acks_are_counted() {
         let r = publish_to_fake(300, 10, |seq| match seq {
-            7 => Answer::Nothing,
-            20 | 21 => Answer::Error,
-            _ => Answer::Ack,
+            7 => Fake::Nothing,
+            20 | 21 => Fake::Error,
+            _ => Fake::Ack,
         })
         .await;
         // The lost ack holds one slot of the window to the end; the rest
