@@ -4,7 +4,8 @@ server's median (natrix, nats-server 2.15.1, nats-server 2.9.10), the
 natrix/2.15.1 ratio of each round's pair with its median and spread (min-max
 across rounds), the median natrix/2.9.10 ratio, and the budget verdict
 against 2.15.1. JetStream runs (js-pub, fsync-floor) get their own table
-and targets after it."""
+and targets after it, and so do consumer and key-value runs (js-consume,
+js-ordered, kv-put, kv-get)."""
 
 import json
 import statistics
@@ -92,7 +93,7 @@ def load(path):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
-            if r.get("scenario") in JS_SCENARIOS:
+            if r.get("scenario") in JS_SCENARIOS | CONSUME_SCENARIOS:
                 continue
             target = ALIASES.get(r["target"], r["target"])
             key, m = metrics(r)
@@ -232,11 +233,105 @@ def js_main(path):
     print(f"jetstream targets: {passed} of {total} pass")
 
 
+CONSUME_SCENARIOS = {"js-consume", "js-ordered", "kv-put", "kv-get"}
+CONSUME_SERVERS = (("natrix", "natrix"), (REFERENCE, "2.15.1"), (OLDER, "2.9.10"))
+# (figure, label) per kind of row.
+CONSUME_FIGURES = (("rate", "msgs/s"), ("mb", "MB/s"), ("cpu_us", "server CPU µs/msg"))
+KV_FIGURES = (("rate", "ops/s"), ("p50_us", "latency p50 µs"), ("p99_us", "latency p99 µs"),
+              ("cpu_us", "server CPU µs/op"))
+# Consume throughput target against 2.15.1.
+CONSUME_BUDGET = 1.5
+
+
+def consume_row(r):
+    """The row a consumer or key-value run belongs to, and its figures."""
+    srv = r.get("server", {})
+    cpu = srv.get("sched_cpu_ns_per_msg")
+    if r["scenario"] in ("kv-put", "kv-get"):
+        j = r["js"]
+        m = {"rate": r["pub"]["msgs_per_sec"], "p50_us": r["latency"]["p50_us"],
+             "p99_us": r["latency"]["p99_us"], "sound": j["sound"]}
+        key = (r["scenario"], f"{r['pub']['clients']} x {j['inflight']} in flight", r["size"])
+    else:
+        c = r["consume"]
+        m = {"rate": r["sub"]["msgs_per_sec"], "mb": r["sub"]["mb_per_sec"], "sound": c["sound"]}
+        what = f"pull {c['batch']}, ack {c['ack']}" if c["kind"] == "pull" else "ordered push"
+        key = ("consume", what, r["size"])
+    if cpu is not None:
+        m["cpu_us"] = cpu / 1e3
+    return key, m
+
+
+def consume_main(path):
+    rows = defaultdict(lambda: defaultdict(dict))
+    msgs = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("scenario") not in CONSUME_SCENARIOS:
+                continue
+            key, m = consume_row(r)
+            rows[key][ALIASES.get(r["target"], r["target"])][r["round"]] = m
+            if key[0] == "consume":
+                msgs[key[2]] = r["consume"]["expected"]
+    if not rows:
+        return
+    print()
+    print("JetStream consumers and key-value (js-consume, js-ordered, kv-put, kv-get): medians over rounds; "
+          "each server as it starts (-js -sd); ratio = median of the rounds' natrix/2.15.1 [min-max]")
+    for size, n in sorted(msgs.items()):
+        print(f"consume: {n:,} messages of {size} B, filled once per server and round, read through a fresh consumer")
+    head = "".join(f" {label:>10}" for _, label in CONSUME_SERVERS)
+    print(f"{'row':<34} {'size':>5}  {'figure':<20}{head}  {'/2.15.1':>7} {'[spread]':<13} {'/2.9.10':>7}  target")
+    passed = total = 0
+    for key in sorted(rows, key=lambda k: (k[0] != "consume", k[0], k[2], k[1])):
+        by = rows[key]
+        unsound = {srv: sum(not m["sound"] for m in by.get(srv, {}).values()) for srv, _ in CONSUME_SERVERS}
+        figures = CONSUME_FIGURES if key[0] == "consume" else KV_FIGURES
+        for name, label in figures:
+            cells = []
+            for srv, _ in CONSUME_SERVERS:
+                # A run that lost or repeated a message has no meaningful rate.
+                v = [m[name] for m in by.get(srv, {}).values() if name in m and m["sound"]]
+                cells.append(fmt(statistics.median(v)) if v else "-")
+            if all(c == "-" for c in cells):
+                continue
+
+            def ratios(other):
+                mine, theirs = by.get("natrix", {}), by.get(other, {})
+                return [mine[n][name] / t[name] for n, t in theirs.items()
+                        if n in mine and name in mine[n] and t.get(name) and t["sound"] and mine[n]["sound"]]
+            ref, older = ratios(REFERENCE), ratios(OLDER)
+            ref_cell = f"{statistics.median(ref):>7.2f} [{min(ref):.2f}-{max(ref):.2f}]" if ref else f"{'-':>7}"
+            older_cell = f"{statistics.median(older):>7.2f}" if older else f"{'-':>7}"
+            cell = ""
+            if key[0] == "consume" and name == "rate":
+                total += 1
+                if unsound["natrix"]:
+                    cell, ok = f"FAIL: natrix lost, repeated or reordered messages in {unsound['natrix']} rounds", False
+                elif not ref:
+                    cell, ok = "FAIL: no round to compare", False
+                else:
+                    ratio = statistics.median(ref)
+                    ok = ratio >= CONSUME_BUDGET
+                    cell = ("pass" if ok else "FAIL") + f" >= {CONSUME_BUDGET}"
+                    cell += " (spread crosses)" if min(ref) < CONSUME_BUDGET < max(ref) else ""
+                passed += ok
+            print(f"{key[0] + ' ' + key[1]:<34} {key[2]:>5}  {label:<20}" + "".join(f" {c:>10}" for c in cells)
+                  + f"  {ref_cell:<21} {older_cell}  {cell}".rstrip())
+        for srv, n in unsound.items():
+            if n:
+                print(f"{'':<34} {'':>5}  warning: {srv} lost, repeated or reordered in {n} of {len(by[srv])} "
+                      "rounds (left out of its figures)")
+    print(f"consume targets: {passed} of {total} pass")
+
+
 def main(path):
     vals, lost, lossy_rounds, order = load(path)
     rounds = sorted({k[3] for k in vals})
     if not rounds:
         js_main(path)
+        consume_main(path)
         return
     servers = ("natrix", REFERENCE, OLDER)
     print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} round{'' if len(rounds) == 1 else 's'}; "
@@ -287,6 +382,7 @@ def main(path):
     passed = sum(ok for _, _, ok in verdicts)
     print(f"budget: {passed} of {len(verdicts)} rows pass")
     js_main(path)
+    consume_main(path)
 
 
 if __name__ == "__main__":

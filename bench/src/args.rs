@@ -19,6 +19,18 @@ scenarios:
                     keeping --inflight publishes awaiting their acks; ack
                     rate, ack latency, and a check that every ack came and
                     the stream's sequences have no gap
+  js-consume        JetStream: fill a fresh file stream with --msgs messages,
+                    then read them all through one durable pull consumer
+                    (MSG.NEXT pulls of --batch, one or two outstanding),
+                    acking per --ack; only the consume phase is timed
+  js-ordered        the same fill, read by an ephemeral ordered push
+                    consumer (flow control and idle heartbeats answered,
+                    no acks)
+  kv-put            key-value: (re)create bucket KV_<--stream>, N clients
+                    each keeping --inflight puts (JetStream publishes to
+                    $KV.<bucket>.<key>, over --keys keys) awaiting their ack
+  kv-get            put --keys keys once, then N clients each keeping
+                    --inflight direct gets ($JS.API.DIRECT.GET) in flight
   fsync-floor       no server: one writer appends --size bytes to a new file
                     in --dir and fsyncs, again and again: the most acks a
                     second a server that syncs before acknowledging can give
@@ -42,6 +54,14 @@ options:
                            publisher (1)
   --stream NAME            js-pub: the stream, deleted and created afresh
                            with subjects S.> (NATRIXBENCH)
+  --batch B                js-consume: messages per pull request (1000)
+  --ack MODE               js-consume: explicit (+ACK every message), all
+                           (+ACK the last of each batch) or none (explicit)
+  --expires D              js-consume: each pull request's expiry (30s)
+  --keys N                 kv-put, kv-get: distinct keys (1000)
+  --reuse-stream           js-consume, js-ordered: keep a stream that already
+                           holds --msgs messages instead of filling it
+                           afresh, and leave it after the run
   --count-syncs            js-pub, with --server-pid: count the server's
                            fsync and fdatasync calls with `perf stat`
   --dir PATH               fsync-floor: where the file is written (.)
@@ -65,6 +85,10 @@ pub enum Scenario {
     Idle,
     Floor,
     JsPub,
+    JsConsume,
+    JsOrdered,
+    KvPut,
+    KvGet,
     FsyncFloor,
 }
 
@@ -79,6 +103,10 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Floor => "floor",
             Scenario::JsPub => "js-pub",
+            Scenario::JsConsume => "js-consume",
+            Scenario::JsOrdered => "js-ordered",
+            Scenario::KvPut => "kv-put",
+            Scenario::KvGet => "kv-get",
             Scenario::FsyncFloor => "fsync-floor",
         }
     }
@@ -115,6 +143,14 @@ pub struct Options {
     pub stream: String,
     /// js-pub: count the server's fsyncs with `perf stat`.
     pub count_syncs: bool,
+    /// js-consume: messages per pull, how they are acked, pull expiry.
+    pub batch: usize,
+    pub ack: crate::consume::AckMode,
+    pub expires: Duration,
+    /// kv-put, kv-get: distinct keys.
+    pub keys: usize,
+    /// js-consume, js-ordered: keep a stream already filled.
+    pub reuse_stream: bool,
     /// fsync-floor: the directory its file goes in.
     pub dir: String,
     pub json: bool,
@@ -138,6 +174,10 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         Some("idle") => Scenario::Idle,
         Some("floor") => Scenario::Floor,
         Some("js-pub") => Scenario::JsPub,
+        Some("js-consume") => Scenario::JsConsume,
+        Some("js-ordered") => Scenario::JsOrdered,
+        Some("kv-put") => Scenario::KvPut,
+        Some("kv-get") => Scenario::KvGet,
         Some("fsync-floor") => Scenario::FsyncFloor,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
@@ -156,6 +196,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut inflight = 1;
     let mut stream = "NATRIXBENCH".to_string();
     let mut count_syncs = false;
+    let mut batch = 1000;
+    let mut ack = crate::consume::AckMode::Explicit;
+    let mut expires = Duration::from_secs(30);
+    let mut keys = 1000;
+    let mut reuse_stream = false;
     let mut dir = ".".to_string();
     let (mut json, mut csv, mut quiet) = (false, false, false);
     while let Some(flag) = args.next() {
@@ -176,6 +221,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--inflight" => inflight = number(&value()?)?,
             "--stream" => stream = value()?,
             "--count-syncs" => count_syncs = true,
+            "--batch" => batch = number(&value()?)?,
+            "--ack" => {
+                let v = value()?;
+                ack = crate::consume::AckMode::parse(&v)
+                    .ok_or_else(|| format!("--ack is explicit, all or none, not {v:?}"))?;
+            }
+            "--expires" => expires = parse_duration(&value()?)?,
+            "--keys" => keys = number(&value()?)?,
+            "--reuse-stream" => reuse_stream = true,
             "--dir" => dir = value()?,
             "--json" => json = true,
             "--csv" => csv = true,
@@ -189,6 +243,10 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         | Scenario::Idle
         | Scenario::Floor
         | Scenario::JsPub
+        | Scenario::JsConsume
+        | Scenario::JsOrdered
+        | Scenario::KvPut
+        | Scenario::KvGet
         | Scenario::FsyncFloor => 0,
         Scenario::PubSub | Scenario::Request => 1,
         Scenario::Fanout | Scenario::Queue => 4,
@@ -207,6 +265,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if subs == 0 && matches!(scenario, Scenario::Request | Scenario::Queue) {
         return Err("--subs must be at least 1".into());
     }
+    if batch == 0 || keys == 0 {
+        return Err("--batch and --keys must be at least 1".into());
+    }
     if inflight == 0 {
         return Err("--inflight must be at least 1".into());
     }
@@ -215,7 +276,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     }
     let default_msgs = match scenario {
         Scenario::Request => 20_000 * pubs as u64,
-        Scenario::JsPub => 100_000,
+        Scenario::JsPub | Scenario::KvPut | Scenario::KvGet => 100_000,
+        Scenario::JsConsume | Scenario::JsOrdered => 500_000,
         Scenario::FsyncFloor => 2_000,
         _ => 1_000_000,
     };
@@ -240,6 +302,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         inflight,
         stream,
         count_syncs,
+        batch,
+        ack,
+        expires,
+        keys,
+        reuse_stream,
         dir,
         json,
         csv,
@@ -319,6 +386,12 @@ mod tests {
         assert_eq!((o.pubs, o.inflight, o.size), (16, 1000, 1024));
         assert!(o.count_syncs && o.stream == "NATRIXBENCH");
         assert!(matches!(o.limit, Limit::Msgs(100_000)));
+        let o = opts("js-consume --batch 100 --ack all --expires 5s --reuse-stream");
+        assert_eq!((o.scenario, o.batch), (Scenario::JsConsume, 100));
+        assert_eq!(o.ack, crate::consume::AckMode::All);
+        assert_eq!(o.expires, Duration::from_secs(5));
+        assert!(o.reuse_stream && matches!(o.limit, Limit::Msgs(500_000)));
+        assert_eq!(opts("kv-get --keys 10 --inflight 8").keys, 10);
         let o = opts("fsync-floor --dir /tmp --size 16");
         assert_eq!((o.scenario, o.dir.as_str()), (Scenario::FsyncFloor, "/tmp"));
         assert_eq!(o.inflight, 1);
@@ -336,5 +409,7 @@ mod tests {
         assert!(bad("request --subjects 10"));
         assert!(bad("js-pub --inflight 0"));
         assert!(bad("js-pub --count-syncs"));
+        assert!(bad("js-consume --ack sometimes"));
+        assert!(bad("js-consume --batch 0"));
     }
 }

@@ -99,9 +99,14 @@ impl Admin {
 
     async fn api(&mut self, verb: &str, body: &str) -> Result<Value, BoxError> {
         let subject = format!("$JS.API.STREAM.{verb}.{}", self.stream);
+        self.request(&subject, body).await
+    }
+
+    /// Any JetStream API request, its JSON answer parsed.
+    pub async fn request(&mut self, subject: &str, body: &str) -> Result<Value, BoxError> {
         let answer = self
             .conn
-            .request(&subject, API_INBOX, body.as_bytes())
+            .request(subject, API_INBOX, body.as_bytes())
             .await
             .map_err(|e| format!("{e} (is JetStream on?)"))?;
         Ok(serde_json::from_slice(&answer)?)
@@ -110,14 +115,48 @@ impl Admin {
     /// Deletes the stream if it is there and creates it empty, on file
     /// storage, taking every subject under `subject`.
     pub async fn recreate(&mut self, subject: &str) -> Result<(), BoxError> {
-        self.delete().await?;
         let config = serde_json::json!({
             "name": self.stream, "subjects": [format!("{subject}.>")], "storage": "file",
         });
+        self.recreate_with(config).await
+    }
+
+    /// Deletes the stream if it is there and creates it with `config`.
+    pub async fn recreate_with(&mut self, config: Value) -> Result<(), BoxError> {
+        self.delete().await?;
         let answer = self.api("CREATE", &config.to_string()).await?;
         match answer.get("error") {
             Some(e) => Err(format!("creating stream {}: {e}", self.stream).into()),
             None => Ok(()),
+        }
+    }
+
+    /// Deletes consumer `name` if it is there and creates it durable with
+    /// `config` (the consumer configuration, `durable_name` set to `name`).
+    pub async fn recreate_consumer(&mut self, name: &str, config: Value) -> Result<(), BoxError> {
+        self.delete_consumer(name).await?;
+        let body = serde_json::json!({"stream_name": self.stream, "config": config});
+        let subject = format!("$JS.API.CONSUMER.CREATE.{}.{name}", self.stream);
+        let answer = self.request(&subject, &body.to_string()).await?;
+        match answer.get("error") {
+            Some(e) => Err(format!("creating consumer {name}: {e}").into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes a consumer of the stream; one that is not there is fine.
+    pub async fn delete_consumer(&mut self, name: &str) -> Result<(), BoxError> {
+        let subject = format!("$JS.API.CONSUMER.DELETE.{}.{name}", self.stream);
+        self.request(&subject, "").await.map(drop)
+    }
+
+    /// A consumer's info, or the error the server gave.
+    pub async fn consumer_info(&mut self, name: &str) -> Result<Value, BoxError> {
+        let subject = format!("$JS.API.CONSUMER.INFO.{}.{name}", self.stream);
+        let info = self.request(&subject, "").await?;
+        match info.get("error") {
+            Some(e) => Err(format!("consumer {name}: {e}").into()),
+            None => Ok(info),
         }
     }
 
@@ -143,8 +182,12 @@ impl Admin {
 pub struct Plan {
     /// Tells its reply subjects from the other publishers'.
     pub id: usize,
-    pub subject: String,
+    /// Publishes go to these in turn, from the `id`-th of `pubs` slices.
+    pub subjects: Arc<Vec<String>>,
+    pub pubs: usize,
     pub payload: Arc<Vec<u8>>,
+    /// What an answer is: a PubAck, or a direct get's message.
+    pub answer: Answer,
     /// Publishes in all, or until when to publish.
     pub msgs: Option<u64>,
     pub deadline: Option<Instant>,
@@ -164,8 +207,10 @@ pub async fn publisher(
 ) -> io::Result<PubRun> {
     let Plan {
         id,
-        subject,
+        subjects,
+        pubs,
         payload,
+        answer,
         msgs,
         deadline,
         inflight,
@@ -174,7 +219,8 @@ pub async fn publisher(
     let reply_prefix = format!("_INBOX.natrix-bench.js.{id}.");
     conn.subscribe(&format!("{reply_prefix}*"), None, "1")
         .await?;
-    let mut acks = Awaiting::new(reply_prefix.clone());
+    let mut acks = Awaiting::new(reply_prefix.clone(), answer);
+    let first_subject = id * subjects.len() / pubs.max(1);
     let mut r = PubRun {
         run: ClientRun {
             msgs: 0,
@@ -202,6 +248,7 @@ pub async fn publisher(
             while acks.outstanding < inflight && msgs.is_none_or(|m| r.published < m) {
                 reply.truncate(prefix_len);
                 reply.extend_from_slice(itoa::Buffer::new().format(acks.next()).as_bytes());
+                let subject = &subjects[(first_subject + r.published as usize) % subjects.len()];
                 client::publish(&mut conn.out, subject.as_bytes(), Some(&reply), &payload);
                 acks.sent(sent_at);
                 r.published += 1;
@@ -262,6 +309,7 @@ pub async fn publisher(
 /// subject of publish `i` is `<prefix>i`.
 struct Awaiting {
     prefix: String,
+    kind: Answer,
     /// Index of the first slot; a slot is the publish's send time until
     /// its ack comes.
     base: u64,
@@ -270,9 +318,10 @@ struct Awaiting {
 }
 
 impl Awaiting {
-    fn new(prefix: String) -> Awaiting {
+    fn new(prefix: String, kind: Answer) -> Awaiting {
         Awaiting {
             prefix,
+            kind,
             base: 0,
             slots: VecDeque::new(),
             outstanding: 0,
@@ -318,7 +367,11 @@ impl Awaiting {
             r.stray += 1;
             return;
         };
-        match parse_ack(headers, payload) {
+        let parsed = match self.kind {
+            Answer::PubAck => parse_ack(headers, payload),
+            Answer::Direct => parse_direct(headers),
+        };
+        match parsed {
             Ok(seq) => {
                 let ns = u64::try_from((now - sent_at).as_nanos()).unwrap_or(u64::MAX);
                 let _ = r.latency.record(ns.max(1));
@@ -333,6 +386,30 @@ impl Awaiting {
             }
         }
     }
+}
+
+/// What a publisher's answers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A JetStream PubAck (`{"stream":…,"seq":N}`).
+    PubAck,
+    /// A direct get's answer: the stored message, its sequence in
+    /// `Nats-Sequence`; a bare status is an error.
+    Direct,
+}
+
+/// The sequence of the message a direct get answered with, or why it is
+/// not one.
+fn parse_direct(headers: Option<&[u8]>) -> Result<u64, String> {
+    let block = headers.ok_or("a direct get answer without headers")?;
+    let text = || String::from_utf8_lossy(block).into_owned();
+    let h = natrix_core::proto::Headers::parse(block).map_err(|_| text())?;
+    if h.status.is_some() {
+        return Err(text());
+    }
+    h.get(b"Nats-Sequence")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .ok_or_else(text)
 }
 
 /// The sequence a PubAck gives, or why it is not one.
@@ -359,6 +436,24 @@ fn parse_ack(headers: Option<&[u8]>, payload: &[u8]) -> Result<u64, String> {
         .ok()
         .and_then(|d| d.parse().ok())
         .ok_or_else(text)
+}
+
+/// Checks a key-value put run: the acks' sequences are distinct and
+/// gap-free and the last is the stream's (with one message kept per key,
+/// the stream itself holds fewer). `None`: they are.
+pub fn check_put_sequences(runs: &[PubRun], stream_last: u64) -> Option<String> {
+    let mut seqs: Vec<u64> = runs.iter().flat_map(|r| r.seqs.iter().copied()).collect();
+    seqs.sort_unstable();
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return None;
+    };
+    if last - first + 1 != seqs.len() as u64 || seqs.windows(2).any(|w| w[0] == w[1]) {
+        return Some(format!(
+            "{} acks over sequences {first}..={last}: a gap or a repeat",
+            seqs.len()
+        ));
+    }
+    (last != stream_last).then(|| format!("last ack {last}, but the stream ends at {stream_last}"))
 }
 
 /// Checks that the acks' sequences are `first..=last`, each once, and that
@@ -458,8 +553,17 @@ mod tests {
     }
 
     #[test]
+    fn direct_gets_give_the_sequence_or_an_error() {
+        let ok = b"NATS/1.0\r\nNats-Stream: KV_b\r\nNats-Sequence: 12\r\n\r\n";
+        assert_eq!(parse_direct(Some(ok)), Ok(12));
+        assert!(parse_direct(Some(b"NATS/1.0 404 Message Not Found\r\n\r\n")).is_err());
+        assert!(parse_direct(Some(b"NATS/1.0\r\n\r\n")).is_err());
+        assert!(parse_direct(None).is_err());
+    }
+
+    #[test]
     fn acks_find_their_publish_in_any_order() {
-        let mut a = Awaiting::new("p.".into());
+        let mut a = Awaiting::new("p.".into(), Answer::PubAck);
         let t = Instant::now();
         for _ in 0..4 {
             a.sent(t);
@@ -507,9 +611,23 @@ mod tests {
         assert!(check_sequences(&[run_with(vec![])], (1, 1, 1)).is_some());
     }
 
+    #[test]
+    fn put_acks_must_be_gap_free_and_end_the_stream() {
+        let runs = [run_with(vec![3, 1]), run_with(vec![2, 4])];
+        assert_eq!(check_put_sequences(&runs, 4), None);
+        assert!(
+            check_put_sequences(&runs, 5).is_some(),
+            "the stream ends later"
+        );
+        let repeat = [run_with(vec![1, 2, 2])];
+        assert!(check_put_sequences(&repeat, 2).is_some());
+        let gap = [run_with(vec![1, 3])];
+        assert!(check_put_sequences(&gap, 3).is_some());
+    }
+
     /// How the fake server answers the publish with a given sequence.
     #[derive(Clone, Copy)]
-    enum Answer {
+    enum Fake {
         Ack,
         Error,
         Nothing,
@@ -518,7 +636,7 @@ mod tests {
     /// A stand-in for a JetStream server on one connection: numbers the
     /// publishes 1, 2, … and answers each (`answer` decides how), every
     /// read's answers in reverse order, so acks come out of order.
-    async fn fake_server(listener: tokio::net::TcpListener, answer: fn(u64) -> Answer) {
+    async fn fake_server(listener: tokio::net::TcpListener, answer: fn(u64) -> Fake) {
         use natrix_core::proto::{Limits, Op, Parser};
         let (mut s, _) = listener.accept().await.unwrap();
         s.write_all(b"INFO {}\r\n").await.unwrap();
@@ -538,9 +656,9 @@ mod tests {
                     Op::Pub(m) => {
                         seq += 1;
                         let body = match answer(seq) {
-                            Answer::Ack => format!(r#"{{"stream":"T","seq":{seq}}}"#),
-                            Answer::Error => r#"{"error":{"code":503}}"#.to_string(),
-                            Answer::Nothing => continue,
+                            Fake::Ack => format!(r#"{{"stream":"T","seq":{seq}}}"#),
+                            Fake::Error => r#"{"error":{"code":503}}"#.to_string(),
+                            Fake::Nothing => continue,
                         };
                         let reply = m.reply.unwrap().to_vec();
                         acks.push(format!(
@@ -560,15 +678,17 @@ mod tests {
     }
 
     /// Runs one publisher of `msgs` with `inflight` against the fake.
-    async fn publish_to_fake(msgs: u64, inflight: usize, answer: fn(u64) -> Answer) -> PubRun {
+    async fn publish_to_fake(msgs: u64, inflight: usize, answer: fn(u64) -> Fake) -> PubRun {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let server = tokio::spawn(fake_server(listener, answer));
         let conn = Conn::open(&addr, "test").await.unwrap();
         let plan = Plan {
             id: 0,
-            subject: "t.0".into(),
+            subjects: Arc::new(vec!["t.0".into()]),
+            pubs: 1,
             payload: Arc::new(vec![b'x'; 16]),
+            answer: Answer::PubAck,
             msgs: Some(msgs),
             deadline: None,
             inflight,
@@ -585,7 +705,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_publish_is_acknowledged_and_checked() {
-        let r = publish_to_fake(2_000, 64, |_| Answer::Ack).await;
+        let r = publish_to_fake(2_000, 64, |_| Fake::Ack).await;
         assert_eq!(
             (r.published, r.run.msgs, r.latency.len()),
             (2_000, 2_000, 2_000)
@@ -597,9 +717,9 @@ mod tests {
     #[tokio::test]
     async fn missing_and_error_acks_are_counted() {
         let r = publish_to_fake(300, 10, |seq| match seq {
-            7 => Answer::Nothing,
-            20 | 21 => Answer::Error,
-            _ => Answer::Ack,
+            7 => Fake::Nothing,
+            20 | 21 => Fake::Error,
+            _ => Fake::Ack,
         })
         .await;
         // The lost ack holds one slot of the window to the end; the rest

@@ -12,6 +12,7 @@
 
 mod args;
 mod conn;
+mod consume;
 mod floor;
 mod frames;
 mod fsync_floor;
@@ -53,7 +54,13 @@ fn main() -> ExitCode {
     // publishers too, leaving the other core to the server.
     let one_thread = matches!(
         opts.scenario,
-        Scenario::Request | Scenario::JsPub | Scenario::FsyncFloor
+        Scenario::Request
+            | Scenario::JsPub
+            | Scenario::JsConsume
+            | Scenario::JsOrdered
+            | Scenario::KvPut
+            | Scenario::KvGet
+            | Scenario::FsyncFloor
     );
     let runtime = if one_thread {
         tokio::runtime::Builder::new_current_thread()
@@ -80,7 +87,9 @@ fn main() -> ExitCode {
             }
             // A durable log that loses or misnumbers an ack has failed,
             // whatever its speed.
-            if r.js.as_ref().is_some_and(|j| !j.sound()) {
+            if r.js.as_ref().is_some_and(|j| !j.sound())
+                || r.consume.as_ref().is_some_and(|c| !c.sound())
+            {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
@@ -98,6 +107,9 @@ async fn run(opts: &Options) -> Result<Report, BoxError> {
         Scenario::Idle => idle(opts).await,
         Scenario::Floor => floor(opts).await,
         Scenario::JsPub => js_pub(opts).await,
+        Scenario::JsConsume | Scenario::JsOrdered => js_consume(opts).await,
+        Scenario::KvPut => kv_put(opts).await,
+        Scenario::KvGet => kv_get(opts).await,
         Scenario::FsyncFloor => fsync_floor(opts),
         _ => throughput(opts).await,
     }
@@ -188,6 +200,7 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         setup,
         idle: None,
         js: None,
+        consume: None,
     })
 }
 
@@ -308,6 +321,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
         setup: None,
         idle: None,
         js: None,
+        consume: None,
     })
 }
 
@@ -344,6 +358,79 @@ async fn floor(opts: &Options) -> Result<Report, BoxError> {
         setup: None,
         idle: None,
         js: None,
+        consume: None,
+    })
+}
+
+/// What a phase of JetStream publishers (or direct getters) did.
+struct PubPhase {
+    runs: Vec<js::PubRun>,
+    syncs: Option<u64>,
+    server: Option<(procfs::ProcSample, procfs::ProcSample)>,
+}
+
+/// Where publisher `i` publishes: its subjects, and how many publishers
+/// share them (each starts at its own slice).
+type SubjectsOf<'a> = &'a dyn Fn(usize) -> (Arc<Vec<String>>, usize);
+
+/// `pubs` publishers each keeping `inflight` publishes awaiting their
+/// answer, for `limit`, measured (with `--server-pid`) from their start
+/// to their last answer.
+async fn publish_phase(
+    opts: &Options,
+    (pubs, inflight, limit): (usize, usize, Limit),
+    subjects: SubjectsOf<'_>,
+    payload: Arc<Vec<u8>>,
+    answer: js::Answer,
+    measured: bool,
+) -> Result<PubPhase, BoxError> {
+    let mut conns = Vec::new();
+    for i in 0..pubs {
+        conns.push(Conn::open(&opts.addr, &format!("natrix-bench-js-pub-{i}")).await?);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let syncs = match opts.server_pid.filter(|_| opts.count_syncs && measured) {
+        Some(pid) => Some(js::SyncCounter::start(pid).await?),
+        None => None,
+    };
+    let before = server_sample(opts);
+    let start = Instant::now();
+    let progress = if measured {
+        Progress::start(opts, start, acked.clone(), Vec::new())
+    } else {
+        Progress { task: None }
+    };
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (msgs, deadline) = share(limit, pubs, i);
+            let (subjects, sharing) = subjects(i);
+            let plan = js::Plan {
+                id: i,
+                subjects,
+                pubs: sharing,
+                payload: payload.clone(),
+                answer,
+                msgs,
+                deadline,
+                inflight,
+                ack_timeout: js::ACK_TIMEOUT,
+            };
+            tokio::spawn(js::publisher(c, plan, start, acked.clone()))
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await??);
+    }
+    let after = server_sample(opts);
+    let syncs = syncs.map(js::SyncCounter::stop).transpose()?;
+    progress.stop();
+    Ok(PubPhase {
+        runs,
+        syncs,
+        server: before.zip(after),
     })
 }
 
@@ -352,56 +439,219 @@ async fn floor(opts: &Options) -> Result<Report, BoxError> {
 async fn js_pub(opts: &Options) -> Result<Report, BoxError> {
     let mut admin = js::Admin::open(&opts.addr, &opts.stream).await?;
     admin.recreate(&opts.subject).await?;
-    let mut conns = Vec::new();
-    for i in 0..opts.pubs {
-        conns.push(Conn::open(&opts.addr, &format!("natrix-bench-js-pub-{i}")).await?);
-    }
+    let own_subject = |i: usize| (Arc::new(vec![format!("{}.{i}", opts.subject)]), 1);
     let payload = Arc::new(vec![b'x'; opts.size]);
-    let acked = Arc::new(AtomicU64::new(0));
-    let syncs = match opts.server_pid.filter(|_| opts.count_syncs) {
-        Some(pid) => Some(js::SyncCounter::start(pid).await?),
-        None => None,
-    };
-    let before = server_sample(opts);
-    let start = Instant::now();
-    let progress = Progress::start(opts, start, acked.clone(), Vec::new());
-    let pubs: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (msgs, deadline) = share(opts.limit, opts.pubs, i);
-            let plan = js::Plan {
-                id: i,
-                subject: format!("{}.{i}", opts.subject),
-                payload: payload.clone(),
-                msgs,
-                deadline,
-                inflight: opts.inflight,
-                ack_timeout: js::ACK_TIMEOUT,
-            };
-            tokio::spawn(js::publisher(c, plan, start, acked.clone()))
-        })
-        .collect();
-    let mut runs = Vec::new();
-    for p in pubs {
-        runs.push(p.await??);
-    }
-    let after = server_sample(opts);
-    let syncs = syncs.map(js::SyncCounter::stop).transpose()?;
-    progress.stop();
+    let shape = (opts.pubs, opts.inflight, opts.limit);
+    let phase = publish_phase(opts, shape, &own_subject, payload, js::Answer::PubAck, true).await?;
     let state = admin.state().await?;
     admin.delete().await?;
-    Ok(js_report(opts, runs, state, syncs, before.zip(after)))
+    let problem = js::check_sequences(&phase.runs, state);
+    Ok(js_report(opts, phase, problem, (state.1, state.2)))
+}
+
+/// The key-value bucket's stream, configured as the clients create one
+/// that keeps one value per key.
+fn kv_stream(bucket: &str) -> (String, serde_json::Value) {
+    let stream = format!("KV_{bucket}");
+    let config = serde_json::json!({
+        "name": stream, "subjects": [format!("$KV.{bucket}.>")], "storage": "file",
+        "max_msgs_per_subject": 1, "discard": "new", "allow_direct": true,
+        "allow_rollup_hdrs": true, "deny_delete": true, "num_replicas": 1,
+    });
+    (stream, config)
+}
+
+fn kv_keys(bucket: &str, keys: usize, prefix: &str) -> Arc<Vec<String>> {
+    Arc::new(
+        (0..keys)
+            .map(|k| format!("{prefix}$KV.{bucket}.k{k}"))
+            .collect(),
+    )
+}
+
+/// `kv-put`: puts over `--keys` keys, `--inflight` awaiting their ack per
+/// client; the acks must be gap-free.
+async fn kv_put(opts: &Options) -> Result<Report, BoxError> {
+    let (stream, config) = kv_stream(&opts.stream);
+    let mut admin = js::Admin::open(&opts.addr, &stream).await?;
+    admin.recreate_with(config).await?;
+    let keys = kv_keys(&opts.stream, opts.keys, "");
+    let shared = |_| (keys.clone(), opts.pubs);
+    let payload = Arc::new(vec![b'x'; opts.size]);
+    let shape = (opts.pubs, opts.inflight, opts.limit);
+    let phase = publish_phase(opts, shape, &shared, payload, js::Answer::PubAck, true).await?;
+    let (_, first, last) = admin.state().await?;
+    admin.delete().await?;
+    let problem = js::check_put_sequences(&phase.runs, last);
+    Ok(js_report(opts, phase, problem, (first, last)))
+}
+
+/// `kv-get`: every key put once, then direct gets of them, `--inflight`
+/// per client.
+async fn kv_get(opts: &Options) -> Result<Report, BoxError> {
+    let (stream, config) = kv_stream(&opts.stream);
+    let mut admin = js::Admin::open(&opts.addr, &stream).await?;
+    admin.recreate_with(config).await?;
+    let keys = kv_keys(&opts.stream, opts.keys, "");
+    let all_keys = |_| (keys.clone(), 1);
+    let payload = Arc::new(vec![b'x'; opts.size]);
+    let fill = (1, FILL_INFLIGHT, Limit::Msgs(opts.keys as u64));
+    let put = publish_phase(opts, fill, &all_keys, payload, js::Answer::PubAck, false).await?;
+    if let Some(why) = unsound_fill(&put.runs) {
+        return Err(format!("putting the keys: {why}").into());
+    }
+    let gets = kv_keys(
+        &opts.stream,
+        opts.keys,
+        &format!("$JS.API.DIRECT.GET.{stream}."),
+    );
+    let shared = |_| (gets.clone(), opts.pubs);
+    let shape = (opts.pubs, opts.inflight, opts.limit);
+    let empty = Arc::new(Vec::new());
+    let phase = publish_phase(opts, shape, &shared, empty, js::Answer::Direct, true).await?;
+    let (_, first, last) = admin.state().await?;
+    admin.delete().await?;
+    Ok(js_report(opts, phase, None, (first, last)))
+}
+
+/// Publishers fill a stream with this many publishes in flight each.
+const FILL_INFLIGHT: usize = 1000;
+const FILL_PUBS: usize = 4;
+
+/// Why a fill's publishes were not all acknowledged, if they were not.
+fn unsound_fill(runs: &[js::PubRun]) -> Option<String> {
+    let (lost, errors): (u64, u64) = runs
+        .iter()
+        .map(|r| (r.lost, r.errors))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let first_error = runs.iter().flat_map(|r| r.first_errors.first()).next();
+    (lost + errors > 0)
+        .then(|| format!("{lost} acks lost, {errors} errors (first: {first_error:?})"))
+}
+
+/// Fills the stream with `msgs` messages of `--size` (unless
+/// `--reuse-stream` finds it holding that many) and returns its first
+/// sequence and what the fill took.
+async fn fill_stream(
+    opts: &Options,
+    admin: &mut js::Admin,
+    msgs: u64,
+) -> Result<(u64, Option<(u64, f64)>), BoxError> {
+    if opts.reuse_stream
+        && let Ok((held, first, last)) = admin.state().await
+        && held == msgs
+        && last + 1 - first == msgs
+    {
+        return Ok((first, None));
+    }
+    admin.recreate(&opts.subject).await?;
+    let own_subject = |i: usize| (Arc::new(vec![format!("{}.{i}", opts.subject)]), 1);
+    let payload = Arc::new(vec![b'x'; opts.size]);
+    let shape = (FILL_PUBS, FILL_INFLIGHT, Limit::Msgs(msgs));
+    let t0 = Instant::now();
+    let fill = publish_phase(
+        opts,
+        shape,
+        &own_subject,
+        payload,
+        js::Answer::PubAck,
+        false,
+    )
+    .await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let state = admin.state().await?;
+    if let Some(why) = unsound_fill(&fill.runs).or_else(|| js::check_sequences(&fill.runs, state)) {
+        return Err(format!("filling the stream: {why}").into());
+    }
+    Ok((state.1, Some((msgs, secs))))
+}
+
+/// `js-consume` and `js-ordered`: a filled stream read back through a
+/// durable pull consumer or an ordered push consumer; only the reading
+/// is measured.
+async fn js_consume(opts: &Options) -> Result<Report, BoxError> {
+    let Limit::Msgs(msgs) = opts.limit else {
+        return Err("js-consume and js-ordered take --msgs, not --duration".into());
+    };
+    let mut admin = js::Admin::open(&opts.addr, &opts.stream).await?;
+    let (first, fill) = fill_stream(opts, &mut admin, msgs).await?;
+    let conn = Conn::open(&opts.addr, "natrix-bench-js-consumer").await?;
+    let pull = opts.scenario == Scenario::JsConsume;
+    if pull {
+        let config = serde_json::json!({
+            "durable_name": consume::DURABLE, "deliver_policy": "all",
+            "ack_policy": opts.ack.name(),
+            // Room for the two pulls in flight and the acks on their way:
+            // the pulls, not this limit, pace the run.
+            "max_ack_pending": 4 * opts.batch.max(1000),
+        });
+        admin.recreate_consumer(consume::DURABLE, config).await?;
+    }
+    let received = Arc::new(AtomicU64::new(0));
+    let before = server_sample(opts);
+    let progress = Progress::start(opts, Instant::now(), received.clone(), Vec::new());
+    let (mut figures, ephemeral, conn) = if pull {
+        let plan = consume::PullPlan {
+            stream: opts.stream.clone(),
+            batch: opts.batch,
+            expires: opts.expires,
+            ack: opts.ack,
+            first,
+            msgs,
+        };
+        let (f, conn) = consume::pull(conn, plan, received.clone()).await?;
+        (f, None, conn)
+    } else {
+        let (f, name, conn) =
+            consume::ordered(conn, &opts.stream, first, msgs, received.clone()).await?;
+        (f, Some(name), conn)
+    };
+    let after = server_sample(opts);
+    progress.stop();
+    figures.fill = fill;
+    match &ephemeral {
+        None => {
+            let last = first + msgs - 1;
+            figures.problem = consume::check_consumer(&mut admin, opts.ack, last).await?;
+            admin.delete_consumer(consume::DURABLE).await?;
+        }
+        Some(name) => admin.delete_consumer(name).await?,
+    }
+    drop(conn);
+    if !opts.reuse_stream {
+        admin.delete().await?;
+    }
+    let run = ClientRun {
+        msgs: figures.received,
+        secs: figures.secs,
+        cut_off: false,
+    };
+    Ok(Report {
+        pubs: None,
+        subs: Some(Side::of(&[run], opts.size)),
+        latency: None,
+        lost: figures.expected.saturating_sub(figures.received),
+        server: before
+            .zip(after)
+            .map(|(b, a)| ServerUse::between(b, a, figures.received)),
+        setup: None,
+        idle: None,
+        js: None,
+        consume: Some(figures),
+    })
 }
 
 fn js_report(
     opts: &Options,
-    runs: Vec<js::PubRun>,
-    state: (u64, u64, u64),
-    syncs: Option<u64>,
-    server: Option<(procfs::ProcSample, procfs::ProcSample)>,
+    phase: PubPhase,
+    seq_problem: Option<String>,
+    (first_seq, last_seq): (u64, u64),
 ) -> Report {
-    let seq_problem = js::check_sequences(&runs, state);
+    let PubPhase {
+        runs,
+        syncs,
+        server,
+    } = phase;
     let client_runs: Vec<ClientRun> = runs.iter().map(|r| r.run).collect();
     let side = Side::of(&client_runs, opts.size);
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
@@ -421,8 +671,8 @@ fn js_report(
             .take(5)
             .collect(),
         seq_problem,
-        first_seq: state.1,
-        last_seq: state.2,
+        first_seq,
+        last_seq,
         syncs,
         secs: side.secs,
     };
@@ -435,6 +685,7 @@ fn js_report(
         setup: None,
         idle: None,
         js: Some(figures),
+        consume: None,
     }
 }
 
@@ -459,6 +710,7 @@ fn fsync_floor(opts: &Options) -> Result<Report, BoxError> {
         setup: None,
         idle: None,
         js: None,
+        consume: None,
     })
 }
 
@@ -488,6 +740,7 @@ async fn idle(opts: &Options) -> Result<Report, BoxError> {
         server: None,
         setup: None,
         js: None,
+        consume: None,
         idle: before
             .zip(after)
             .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::args::Options;
 use crate::conn::ClientRun;
+use crate::consume::ConsumeFigures;
 use crate::js::JsFigures;
 use crate::procfs::ProcSample;
 
@@ -181,6 +182,8 @@ pub struct Report {
     pub idle: Option<(usize, u64, u64)>,
     /// `js-pub`: what the acks and the stream say.
     pub js: Option<JsFigures>,
+    /// `js-consume`, `js-ordered`: what the consumer delivered.
+    pub consume: Option<ConsumeFigures>,
 }
 
 pub fn json(opts: &Options, r: &Report) -> Value {
@@ -222,6 +225,17 @@ pub fn json(opts: &Options, r: &Report) -> Value {
             "first_seq": j.first_seq, "last_seq": j.last_seq, "sound": j.sound(),
             "syncs": j.syncs, "syncs_per_sec": j.syncs_per_sec(),
             "acks_per_sync": j.acks_per_sync(),
+        });
+    }
+    if let Some(c) = &r.consume {
+        v["consume"] = json!({
+            "kind": c.kind, "stream": opts.stream, "batch": c.batch,
+            "ack": c.ack.map(|a| a.name()), "expected": c.expected, "received": c.received,
+            "duplicates": c.duplicates, "out_of_order": c.out_of_order,
+            "acks_sent": c.acks_sent, "pulls_sent": c.pulls_sent,
+            "flow_controls_answered": c.flow_controls_answered, "heartbeats": c.heartbeats,
+            "pull_statuses": c.pull_statuses, "problem": c.problem, "sound": c.sound(),
+            "fill_msgs": c.fill.map(|f| f.0), "fill_secs": c.fill.map(|f| f.1),
         });
     }
     if opts.scenario == crate::args::Scenario::FsyncFloor {
@@ -323,7 +337,7 @@ pub fn table(opts: &Options, r: &Report) -> String {
             );
         }
     }
-    if r.lost > 0 && r.js.is_none() {
+    if r.lost > 0 && r.js.is_none() && r.consume.is_none() {
         t += &format!(
             "LOST   {} messages never arrived (slow consumer?)\n",
             r.lost
@@ -337,7 +351,8 @@ pub fn table(opts: &Options, r: &Report) -> String {
     if let Some(l) = &r.latency {
         let h = &l.0;
         let what = match opts.scenario {
-            crate::args::Scenario::JsPub => "acks",
+            crate::args::Scenario::JsPub | crate::args::Scenario::KvPut => "acks",
+            crate::args::Scenario::KvGet => "gets",
             crate::args::Scenario::FsyncFloor => "write+fsync",
             _ => "requests",
         };
@@ -357,7 +372,10 @@ pub fn table(opts: &Options, r: &Report) -> String {
         t += &format!("  max {:.1}\n", Latency::us(h.max()));
     }
     if let Some(j) = &r.js {
-        t += &js_lines(j);
+        t += &js_lines(j, opts.scenario);
+    }
+    if let Some(c) = &r.consume {
+        t += &consume_lines(c);
     }
     if let Some((conns, before, after)) = r.idle {
         t += &format!(
@@ -393,8 +411,46 @@ pub fn table(opts: &Options, r: &Report) -> String {
     t
 }
 
+/// What the consumer delivered, and whether every message came once.
+fn consume_lines(c: &ConsumeFigures) -> String {
+    let mut t = match c.fill {
+        Some((msgs, secs)) => format!(
+            "fill: {msgs} messages acknowledged in {secs:.2} s ({}/s), not timed\n",
+            si(msgs as f64 / secs.max(1e-9))
+        ),
+        None => "fill: the stream already held them (--reuse-stream)\n".to_string(),
+    };
+    t += &match c.ack {
+        Some(ack) => format!(
+            "{} consumer: pulls of {}, ack {}; {} pulls, {} acks sent, {} pull statuses\n",
+            c.kind,
+            c.batch,
+            ack.name(),
+            c.pulls_sent,
+            c.acks_sent,
+            c.pull_statuses
+        ),
+        None => format!(
+            "{} consumer: {} flow-control requests answered, {} heartbeats\n",
+            c.kind, c.flow_controls_answered, c.heartbeats
+        ),
+    };
+    if c.sound() {
+        t += "check: every stream sequence delivered once, and the consumer agrees\n";
+        return t;
+    }
+    t += &format!(
+        "FAILED: {} of {} delivered, {} duplicates, {} out of order\n",
+        c.received, c.expected, c.duplicates, c.out_of_order
+    );
+    if let Some(p) = &c.problem {
+        t += &format!("  consumer: {p}\n");
+    }
+    t
+}
+
 /// What the acks and the stream say, and the server's syncs.
-fn js_lines(j: &JsFigures) -> String {
+fn js_lines(j: &JsFigures, scenario: crate::args::Scenario) -> String {
     let mut t = format!(
         "acks: {} in flight per publisher; {} published, {} acknowledged, stream sequences {}..={}\n",
         j.inflight, j.published, j.acked, j.first_seq, j.last_seq
@@ -407,7 +463,15 @@ fn js_lines(j: &JsFigures) -> String {
         );
     }
     if j.sound() {
-        t += "check: every publish acknowledged once, sequences gap-free, the stream holds exactly them\n";
+        t += match scenario {
+            crate::args::Scenario::KvGet => "check: every get answered once with a stored value\n",
+            crate::args::Scenario::KvPut => {
+                "check: every put acknowledged once, sequences gap-free up to the stream's last\n"
+            }
+            _ => {
+                "check: every publish acknowledged once, sequences gap-free, the stream holds exactly them\n"
+            }
+        };
         return t;
     }
     t += &format!(
@@ -472,6 +536,7 @@ mod tests {
             setup: None,
             idle: None,
             js: None,
+            consume: None,
         };
         let text = csv(&opts, &r);
         let lines: Vec<&str> = text.lines().collect();
