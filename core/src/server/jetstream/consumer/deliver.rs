@@ -73,6 +73,18 @@ impl Server {
         }
     }
 
+    /// Whether consumer `id` may send one more message of a batch already
+    /// granted by [`Self::demand`]: no flow control stall, a pull request
+    /// left.
+    fn may_send(&self, id: ConsumerId) -> bool {
+        let c = &self.jetstream.consumers[id as usize];
+        if c.config.is_push() {
+            !(c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES)
+        } else {
+            !c.waiting.is_empty()
+        }
+    }
+
     /// Starts the next read of consumer `id` if it has demand and nothing
     /// in flight: a redelivery first, then what follows its cursor, never
     /// past the stream's durable sequence.
@@ -151,6 +163,9 @@ impl Server {
         let durable = self.jetstream.streams[cons.stream as usize].durable_seq;
         let total = msgs.len();
         let mut next = None;
+        // Interest is looked up once per batch, not per message: within
+        // it, only flow control and the pull requests left can stop it.
+        let mut budget = self.demand(id);
         for (i, m) in msgs.iter().enumerate() {
             if m.seq > durable {
                 next = Some(m.seq);
@@ -160,7 +175,7 @@ impl Server {
             if !c.config.wants(m.subject.as_bytes()) {
                 continue;
             }
-            if self.demand(id) == 0 {
+            if budget == 0 || !self.may_send(id) {
                 next = Some(m.seq);
                 break;
             }
@@ -170,6 +185,7 @@ impl Server {
             }
             let after = pending + (total - 1 - i) as u64;
             self.deliver_to_consumer(id, m, 1, after);
+            budget -= 1;
         }
         let cons = &mut self.jetstream.consumers[id as usize];
         cons.num_pending = pending;
