@@ -532,3 +532,66 @@ async fn object_store_puts_and_gets_large_objects() {
     }
     assert_eq!(expected[1], format!("read {} equal true", data.len()));
 }
+
+/// Per-message TTLs and delete markers through the key-value client (which
+/// needs API level 1 for `limit_markers`): a key put with a TTL is purged
+/// by a marker once it passes, and an invalid TTL is refused alike.
+#[tokio::test]
+async fn key_value_ttls_leave_delete_markers() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // no TTLs before 2.11
+        }
+        let dir = test_dir("js", &format!("ttl-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        let kv = js
+            .create_key_value(kv::Config {
+                bucket: "ttl".into(),
+                limit_markers: Some(Duration::from_secs(30)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut stream = js.get_stream("KV_ttl").await.unwrap();
+        let info = stream.info().await.unwrap();
+        seen.push(format!(
+            "config ttl {} markers {:?} rollup {}",
+            info.config.allow_message_ttl,
+            info.config.subject_delete_marker_ttl,
+            info.config.allow_rollup
+        ));
+        let r1 = kv
+            .create_with_ttl("a", "1".into(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let r2 = kv.put("b", "2".into()).await.unwrap();
+        seen.push(format!("put {r1} {r2}"));
+        let zero = kv
+            .create_with_ttl("c", "3".into(), Duration::ZERO)
+            .await
+            .unwrap_err();
+        seen.push(format!("zero ttl {zero}"));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let a = kv.entry("a").await.unwrap().unwrap();
+        seen.push(format!("a {:?} {} {:?}", a.operation, a.revision, a.value));
+        let b = kv.entry("b").await.unwrap().unwrap();
+        seen.push(format!("b {:?} {} {:?}", b.operation, b.revision, b.value));
+        let m = stream.get_raw_message(a.revision).await.unwrap();
+        let mut headers: Vec<String> = m
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:?}"))
+            .collect();
+        headers.sort();
+        seen.push(format!("marker {headers:?}"));
+        results.push((name, seen));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(expected[1], "put 1 2");
+}
