@@ -700,7 +700,7 @@ impl Server {
             Pending::ConsumerCreated {
                 consumer, reply, ..
             } => match &c.result {
-                Ok(_) => self.consumer_created(consumer, &reply, true),
+                Ok(_) => self.consumer_created(consumer, &reply),
                 Err(e) => self.consumer_create_failed(consumer, &reply, &e.to_string()),
             },
             Pending::ConsumerSaved {
@@ -1047,35 +1047,51 @@ impl Server {
             _ => "DELETED",
         };
         let subject = format!("$JS.EVENT.ADVISORY.STREAM.{event}.{stream}");
+        #[derive(Serialize)]
+        struct Action<'a> {
+            stream: &'a str,
+            action: &'a str,
+            #[serde(skip_serializing_if = "String::is_empty")]
+            domain: String,
+        }
+        let domain = self.domain();
+        let body = Action {
+            stream,
+            action,
+            domain,
+        };
+        self.advise(account, &subject, "stream_action", body);
+    }
+
+    /// Publishes a JetStream advisory on `subject` in `account` when a
+    /// client listens: `{"type":"io.nats.jetstream.advisory.v1.<kind>",
+    /// "id", "timestamp", …body}`, in nats-server's field order.
+    pub(crate) fn advise<T: Serialize>(
+        &mut self,
+        account: AccountId,
+        subject: &str,
+        kind: &str,
+        body: T,
+    ) {
         if !self.has_client_interest(account, subject.as_bytes()) {
             return;
         }
         #[derive(Serialize)]
-        struct Advisory<'a> {
+        struct Advisory<T: Serialize> {
             #[serde(rename = "type")]
-            kind: &'static str,
+            kind: String,
             id: String,
             timestamp: String,
-            stream: &'a str,
-            action: &'a str,
-            #[serde(skip_serializing_if = "str::is_empty")]
-            domain: &'a str,
+            #[serde(flatten)]
+            body: T,
         }
-        let domain = self
-            .opts
-            .jetstream
-            .as_ref()
-            .map(|j| j.domain.clone())
-            .unwrap_or_default();
-        let body = go_json(&Advisory {
-            kind: "io.nats.jetstream.advisory.v1.stream_action",
+        let json = go_json(&Advisory {
+            kind: format!("io.nats.jetstream.advisory.v1.{kind}"),
             id: self.event_id(),
             timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
-            stream,
-            action,
-            domain: &domain,
+            body,
         });
-        self.publish_as_server(account, subject.as_bytes(), None, &body);
+        self.publish_as_server(account, subject.as_bytes(), None, &json);
     }
 
     /// Publishes `body` (with `headers`, if any) as the server in

@@ -662,25 +662,17 @@ impl Server {
     /// Whether a client (not the server itself) would receive a message on
     /// `subject` in `account`: events and advisories are built only then.
     pub(crate) fn has_client_interest(&mut self, account: AccountId, subject: &[u8]) -> bool {
-        let Some(matches) = self.accounts[account.0 as usize].sublist.interest(subject) else {
-            return false;
-        };
-        let client = |h: &SubId| {
-            self.subs
-                .get(h.0 as usize)
-                .is_some_and(|s| Some(s.conn) != self.system.client)
-        };
-        matches.plain.iter().any(client)
-            || matches.queues.iter().any(|g| g.members.iter().any(client))
+        self.client_interest(account, subject, None)
     }
 
-    /// Whether a client subscribes to `subject` in `account` as a member
-    /// of queue `group`, or (`group` empty) with a plain subscription.
-    pub(crate) fn has_client_interest_in_group(
+    /// Whether a client subscribes to `subject` in `account`: in any way
+    /// (`None`), as a member of queue group `g` (`Some(g)`), or with a plain
+    /// subscription (`Some("")`).
+    pub(crate) fn client_interest(
         &mut self,
         account: AccountId,
         subject: &[u8],
-        group: &str,
+        group: Option<&str>,
     ) -> bool {
         let Some(matches) = self.accounts[account.0 as usize].sublist.interest(subject) else {
             return false;
@@ -690,14 +682,13 @@ impl Server {
                 .get(h.0 as usize)
                 .is_some_and(|s| Some(s.conn) != self.system.client)
         };
-        if group.is_empty() {
-            return matches.plain.iter().any(client);
-        }
-        matches
-            .queues
-            .iter()
-            .filter(|g| g.name.as_ref() == group.as_bytes())
-            .any(|g| g.members.iter().any(client))
+        let plain = group.is_none_or(str::is_empty) && matches.plain.iter().any(client);
+        plain
+            || matches
+                .queues
+                .iter()
+                .filter(|g| group.is_none_or(|q| g.name.as_ref() == q.as_bytes()))
+                .any(|g| g.members.iter().any(client))
     }
 
     /// The opening fields of an advisory event: its type, a fresh id, the

@@ -793,3 +793,37 @@ fn the_last_message_on_a_wildcard_subject_is_the_newest_that_matches() {
     );
     assert_eq!(r["error"]["err_code"], 10037, "{r}");
 }
+
+#[test]
+fn consumer_actions_and_terminations_are_advised_as_nats_server_does() {
+    let mut js = with_stream();
+    publish_n(&mut js, 1);
+    js.send("SUB $JS.EVENT.ADVISORY.CONSUMER.> 5\r\n");
+    let (_, seen) = request_seeing(
+        &mut js,
+        "$JS.API.CONSUMER.CREATE.S.D",
+        r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+    );
+    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":1}"#);
+    js.send(&format!("PUB {} 11\r\n+TERM stale\r\n", got[0].reply));
+    js.run_storage();
+    let out = js.out();
+    let created = seen
+        .into_iter()
+        .find(|m| m.subject == "$JS.EVENT.ADVISORY.CONSUMER.CREATED.S.D");
+    let created = created.expect("created advisory").body;
+    assert!(
+        created.starts_with(r#"{"type":"io.nats.jetstream.advisory.v1.consumer_action","id":""#)
+            && created.ends_with(r#","stream":"S","consumer":"D","action":"create"}"#),
+        "{created}"
+    );
+    let term = msgs(&out)
+        .into_iter()
+        .find(|m| m.subject == "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.D")
+        .expect("terminated advisory")
+        .body;
+    assert!(
+        term.ends_with(r#","stream":"S","consumer":"D","consumer_seq":1,"stream_seq":1,"deliveries":1,"reason":"stale"}"#),
+        "{term}"
+    );
+}

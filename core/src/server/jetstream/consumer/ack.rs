@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::super::go_json;
 use super::ConsumerId;
 use crate::server::Server;
 use crate::server::system::InternalMsg;
@@ -195,30 +194,20 @@ impl Server {
         let c = &self.jetstream.consumers[id as usize];
         let (account, stream, consumer) = (c.account, c.stream_name.clone(), c.name.clone());
         let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}");
-        if !self.has_client_interest(account, subject.as_bytes()) {
-            return;
-        }
         #[derive(Serialize)]
-        struct Advisory<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            id: String,
-            timestamp: String,
+        struct MaxDeliver<'a> {
             stream: &'a str,
             consumer: &'a str,
             stream_seq: u64,
             deliveries: u64,
         }
-        let body = go_json(&Advisory {
-            kind: "io.nats.jetstream.advisory.v1.max_deliver",
-            id: self.event_id(),
-            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+        let body = MaxDeliver {
             stream: &stream,
             consumer: &consumer,
             stream_seq: seq,
             deliveries,
-        });
-        self.publish_as_server(account, subject.as_bytes(), None, &body);
+        };
+        self.advise(account, &subject, "max_deliver", body);
     }
 
     /// `$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.<s>.<c>`.
@@ -227,15 +216,8 @@ impl Server {
         let (account, stream, consumer) = (c.account, c.stream_name.clone(), c.name.clone());
         let cseq = c.delivered.consumer_seq;
         let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{consumer}");
-        if !self.has_client_interest(account, subject.as_bytes()) {
-            return;
-        }
         #[derive(Serialize)]
-        struct Advisory<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            id: String,
-            timestamp: String,
+        struct Terminated<'a> {
             stream: &'a str,
             consumer: &'a str,
             consumer_seq: u64,
@@ -244,18 +226,15 @@ impl Server {
             #[serde(skip_serializing_if = "str::is_empty")]
             reason: &'a str,
         }
-        let body = go_json(&Advisory {
-            kind: "io.nats.jetstream.advisory.v1.terminated",
-            id: self.event_id(),
-            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+        let body = Terminated {
             stream: &stream,
             consumer: &consumer,
             consumer_seq: cseq,
             stream_seq: seq,
             deliveries,
             reason,
-        });
-        self.publish_as_server(account, subject.as_bytes(), None, &body);
+        };
+        self.advise(account, &subject, "terminated", body);
     }
 }
 

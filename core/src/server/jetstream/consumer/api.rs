@@ -85,7 +85,7 @@ struct PauseRequest {
 #[derive(Debug)]
 pub(crate) enum AfterCount {
     /// Answer a create (saving the consumer first when it persists).
-    Created { reply: Box<[u8]>, created: bool },
+    Created { reply: Box<[u8]> },
     /// Answer an info request.
     Info { reply: Box<[u8]> },
 }
@@ -422,13 +422,7 @@ impl Server {
                 c.next_seq = c.start_seq(first, last);
                 c.delivered.stream_seq = c.next_seq.saturating_sub(1);
                 c.ack_floor.stream_seq = c.delivered.stream_seq;
-                self.count_pending(
-                    id,
-                    AfterCount::Created {
-                        reply,
-                        created: true,
-                    },
-                );
+                self.count_pending(id, AfterCount::Created { reply });
             }
         }
     }
@@ -460,13 +454,7 @@ impl Server {
             .map_or(c.next_seq, |m| m.seq)
             .saturating_sub(1);
         c.ack_floor.stream_seq = c.delivered.stream_seq;
-        self.count_pending(
-            id,
-            AfterCount::Created {
-                reply,
-                created: true,
-            },
-        );
+        self.count_pending(id, AfterCount::Created { reply });
     }
 
     /// Counts the messages pending for consumer `id`: those matching its
@@ -499,11 +487,11 @@ impl Server {
         c.num_pending = sum;
         match then {
             AfterCount::Info { reply } => self.respond_consumer(id, &reply, "consumer_info"),
-            AfterCount::Created { reply, created } => {
+            AfterCount::Created { reply } => {
                 let memory = self.jetstream.streams[c.stream as usize].config.storage
                     == super::super::config::Storage::Memory;
                 if !c.persisted(memory) {
-                    return self.consumer_created(id, &reply, created);
+                    return self.consumer_created(id, &reply);
                 }
                 let state = serde_json::to_vec(&c.saved()).expect("consumer state is JSON");
                 let key = c.key.clone();
@@ -524,12 +512,11 @@ impl Server {
 
     /// A new consumer is saved (or needs no saving): answer, announce,
     /// and start delivering.
-    pub(crate) fn consumer_created(&mut self, id: ConsumerId, reply: &[u8], created: bool) {
+    pub(crate) fn consumer_created(&mut self, id: ConsumerId, reply: &[u8]) {
         let c = &mut self.jetstream.consumers[id as usize];
         c.ready = true;
         let (account, stream, name) = (c.account, c.stream_name.clone(), c.name.clone());
         self.respond_consumer(id, reply, "consumer_create");
-        let _ = created;
         self.consumer_advisory(account, &stream, &name, "create");
         self.kick_consumer(id);
         self.arm_consumer(id);
@@ -859,30 +846,21 @@ impl Server {
             "DELETED"
         };
         let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream}.{consumer}");
-        if !self.has_client_interest(account, subject.as_bytes()) {
-            return;
-        }
         #[derive(Serialize)]
-        struct Advisory<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            id: String,
-            timestamp: String,
+        struct Action<'a> {
             stream: &'a str,
             consumer: &'a str,
             action: &'a str,
-            #[serde(skip_serializing_if = "str::is_empty")]
+            #[serde(skip_serializing_if = "String::is_empty")]
             domain: String,
         }
-        let body = super::super::go_json(&Advisory {
-            kind: "io.nats.jetstream.advisory.v1.consumer_action",
-            id: self.event_id(),
-            timestamp: crate::time::rfc3339_nanos(self.now.unix_nanos),
+        let domain = self.domain();
+        let body = Action {
             stream,
             consumer,
             action,
-            domain: self.domain(),
-        });
-        self.publish_as_server(account, subject.as_bytes(), None, &body);
+            domain,
+        };
+        self.advise(account, &subject, "consumer_action", body);
     }
 }

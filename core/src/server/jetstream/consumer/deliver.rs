@@ -469,7 +469,7 @@ impl Server {
             c.config.deliver_subject.clone(),
             c.config.deliver_group.clone(),
         );
-        self.has_client_interest_in_group(account, to.as_bytes(), &group)
+        self.client_interest(account, to.as_bytes(), Some(&group))
     }
 
     /// Consumer `id`'s timer: redeliveries due, pull requests expired,
@@ -518,11 +518,7 @@ impl Server {
                 let every = Duration::from_nanos(hb as u64);
                 (now.instant >= c.last_sent + every).then(|| {
                     c.last_sent = now.instant;
-                    (
-                        c.config.deliver_subject.clone(),
-                        c.delivered,
-                        c.fc_outstanding.clone(),
-                    )
+                    (c.config.deliver_subject.clone(), c.fc_outstanding.clone())
                 })
             }
             _ => None,
@@ -542,7 +538,7 @@ impl Server {
         for reply in beats {
             self.idle_heartbeat(id, &reply, None);
         }
-        if let Some((to, _, stalled)) = push_beat
+        if let Some((to, stalled)) = push_beat
             && self.push_interest(id)
         {
             self.idle_heartbeat(id, to.as_bytes(), stalled.as_deref());
