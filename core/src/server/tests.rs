@@ -11,6 +11,7 @@ mod consumers;
 mod early_ops;
 mod jetstream;
 mod ops;
+mod priority_groups;
 mod system;
 
 /// A monitoring request: status and body.

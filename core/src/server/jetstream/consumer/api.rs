@@ -53,6 +53,18 @@ pub(crate) struct ConsumerInfo {
     #[serde(skip_serializing_if = "is_zero")]
     pause_remaining: u64,
     ts: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    priority_groups: Vec<GroupState>,
+}
+
+/// A priority group's state in consumer info (the first group only, as
+/// nats-server shows it).
+#[derive(Serialize)]
+struct GroupState {
+    group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pinned_client_id: String,
+    pinned_ts: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -67,6 +79,9 @@ struct NextRequest {
     no_wait: bool,
     max_bytes: i64,
     idle_heartbeat: i64,
+    /// Present on every JSON request, as nats-server reads them.
+    #[serde(flatten)]
+    group: Option<super::PullGroup>,
 }
 
 #[derive(Deserialize, Default)]
@@ -86,6 +101,8 @@ struct PauseRequest {
 pub(crate) enum AfterCount {
     /// Answer a create (saving the consumer first when it persists).
     Created { reply: Box<[u8]> },
+    /// Answer a reset (to this stream sequence).
+    Reset { reply: Box<[u8]>, seq: u64 },
     /// Answer an info request.
     Info { reply: Box<[u8]> },
 }
@@ -123,6 +140,12 @@ impl Server {
             }
             ["CONSUMER", "PAUSE", stream, name] => {
                 self.consumer_pause(account, reply, stream, name, body)
+            }
+            ["CONSUMER", "UNPIN", stream, name] => {
+                self.consumer_unpin(account, reply, stream, name, body)
+            }
+            ["CONSUMER", "RESET", stream, name] => {
+                self.consumer_reset(account, reply, stream, name, body)
             }
             ["CONSUMER", "MSG", "NEXT", stream, name] => {
                 if let Some(id) = self.consumer_id(account, stream, name) {
@@ -485,7 +508,9 @@ impl Server {
         };
         let c = &mut self.jetstream.consumers[id as usize];
         c.num_pending = sum;
+        c.counted_to = done.state.last_seq;
         match then {
+            AfterCount::Reset { reply, seq } => self.respond_reset(id, &reply, seq),
             AfterCount::Info { reply } => self.respond_consumer(id, &reply, "consumer_info"),
             AfterCount::Created { reply } => {
                 let memory = self.jetstream.streams[c.stream as usize].config.storage
@@ -566,6 +591,17 @@ impl Server {
                 0
             },
             ts: go_time(now),
+            priority_groups: c
+                .config
+                .priority_groups
+                .first()
+                .map(|group| GroupState {
+                    group: group.clone(),
+                    pinned_client_id: c.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+                    pinned_ts: go_time(c.pin.as_ref().map_or(0, |p| p.since_unix_nanos)),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -803,6 +839,13 @@ impl Server {
                 None,
             );
         }
+        if let Some(g) = &req.group
+            && let Some(refusal) = self.group_refusal(id, g)
+        {
+            return self.pull_status(account, reply, &refusal, None);
+        }
+        let c = &self.jetstream.consumers[id as usize];
+        let cfg = &c.config;
         if cfg.max_waiting > 0 && c.waiting.len() as i64 >= cfg.max_waiting {
             if req.idle_heartbeat > 0 {
                 return; // nats-server says nothing to a heartbeating request here
@@ -824,10 +867,11 @@ impl Server {
             heartbeat,
             next_heartbeat: heartbeat.map(|h| now + h),
             delivered: 0,
+            group: req.group.map(Box::new),
         };
         let c = &mut self.jetstream.consumers[id as usize];
         c.last_activity = now;
-        c.waiting.push_back(request);
+        c.queue_request(request);
         self.kick_consumer(id);
         self.arm_consumer(id);
     }

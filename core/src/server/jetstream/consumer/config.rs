@@ -125,15 +125,57 @@ pub(crate) struct ConsumerConfig {
     pub metadata: std::collections::BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_until: Option<String>,
-    /// Priority groups are not served yet: a request that sets them is
-    /// refused rather than half served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub priority_groups: Vec<String>,
+    #[serde(skip_serializing_if = "PriorityPolicy::is_none")]
+    pub priority_policy: PriorityPolicy,
+    /// How long a pinned client keeps its pin without a new request
+    /// (nanoseconds; nats-server's `PinnedTTL`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority_timeout: i64,
+}
+
+/// Which of a consumer's waiting pull requests gets the next message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PriorityPolicy {
+    /// In arrival order, one message each in turn.
+    #[default]
+    None,
+    /// Only requests whose `min_pending`/`min_ack_pending` the consumer
+    /// has reached (or that set neither).
+    Overflow,
+    /// Only the pinned client's requests (the `Nats-Pin-Id` it was given),
+    /// until it makes none for `priority_timeout` or is unpinned.
+    PinnedClient,
+    /// Lower `priority` first (0 to 9), in turn within one priority.
+    Prioritized,
+}
+
+impl PriorityPolicy {
+    fn is_none(&self) -> bool {
+        *self == PriorityPolicy::None
+    }
+}
+
+/// nats-server's pin lifetime when `priority_timeout` is not set.
+pub(crate) const PINNED_TTL_DEFAULT_NS: i64 = 120_000_000_000;
+
+/// A priority group name: 1 to 16 of `A-Z a-z 0-9 / _ = -`.
+pub(crate) fn is_valid_group_name(name: &str) -> bool {
+    (1..=16).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
 }
 
 fn invalid_policy(text: String) -> ApiError {
     ApiError::new(400, 10094, text)
 }
+
+/// nats-server's words for a bad priority group name (10162).
+pub(crate) const INVALID_GROUP_NAME: &str =
+    "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters";
 
 fn bad(err_code: u16, text: &str) -> ApiError {
     ApiError::new(400, err_code, text.into())
@@ -197,6 +239,12 @@ impl ConsumerConfig {
         }
         if self.inactive_threshold == 0 {
             self.inactive_threshold = stream.consumer_limits.inactive_threshold;
+        }
+        if self.priority_timeout < 0 {
+            self.priority_timeout = 0;
+        }
+        if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
+            self.priority_timeout = PINNED_TTL_DEFAULT_NS;
         }
         if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
             self.max_ack_pending = MAX_ACK_PENDING_DEFAULT;
@@ -376,15 +424,51 @@ impl ConsumerConfig {
                 "consumer metadata exceeds maximum size of 128KB",
             ));
         }
-        if !self.priority_groups.is_empty() {
-            return Err(ApiError::invalid_config(
-                "priority groups are not supported",
-            ));
-        }
+        self.check_priority()?;
         if self.deliver_policy == DeliverPolicy::ByStartTime {
             return Err(ApiError::invalid_config(
                 "deliver policy by_start_time is not supported",
             ));
+        }
+        Ok(())
+    }
+
+    /// nats-server's priority group rules, with its codes.
+    fn check_priority(&self) -> Result<(), ApiError> {
+        if self.priority_policy == PriorityPolicy::None {
+            if !self.priority_groups.is_empty() {
+                return Err(bad(
+                    10196,
+                    "consumer can not have priority groups when policy is none",
+                ));
+            }
+            if self.priority_timeout > 0 {
+                return Err(bad(
+                    10197,
+                    "PinnedTTL cannot be set when PriorityPolicy is none",
+                ));
+            }
+            return Ok(());
+        }
+        if self.is_push() {
+            return Err(bad(
+                10178,
+                "priority groups can not be used with push consumers",
+            ));
+        }
+        if self.priority_groups.is_empty() {
+            return Err(bad(
+                10159,
+                "Setting PriorityPolicy requires at least one PriorityGroup to be set",
+            ));
+        }
+        for group in &self.priority_groups {
+            if group.is_empty() {
+                return Err(bad(10161, "Group name cannot be an empty string"));
+            }
+            if !is_valid_group_name(group) {
+                return Err(bad(10162, INVALID_GROUP_NAME));
+            }
         }
         Ok(())
     }

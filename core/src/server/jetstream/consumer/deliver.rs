@@ -63,7 +63,13 @@ impl Server {
                 return 0;
             };
             let (account, reply) = (c.account, front.reply.clone());
-            let wanted: u64 = c.waiting.iter().map(|w| w.batch).sum();
+            let bound = c.pending_bound(self.jetstream.streams[c.stream as usize].state.last_seq);
+            let wanted: u64 = c
+                .waiting
+                .iter()
+                .filter(|w| c.may_serve(w, bound))
+                .map(|w| w.batch)
+                .sum();
             if !self.has_client_interest(account, &reply) {
                 // The requester is gone: nobody reads what it asked for.
                 self.jetstream.consumers[id as usize].waiting.pop_front();
@@ -104,6 +110,11 @@ impl Server {
             let c = &mut self.jetstream.consumers[id as usize];
             if let Some(msg) = c.preloaded.pop_front() {
                 let pending = c.preloaded.len() as u64 + c.num_pending;
+                if !self.pick_request(id, &msg, pending + 1) {
+                    let c = &mut self.jetstream.consumers[id as usize];
+                    c.preloaded.push_front(msg);
+                    return;
+                }
                 self.deliver_to_consumer(id, &msg, 1, pending);
                 continue;
             }
@@ -153,6 +164,10 @@ impl Server {
     pub(crate) fn consumer_read(&mut self, id: ConsumerId, max_msgs: usize, c: &Completion) {
         let cons = &mut self.jetstream.consumers[id as usize];
         cons.reading = false;
+        if std::mem::take(&mut cons.discard_read) {
+            self.kick_consumer(id);
+            return;
+        }
         let (msgs, pending) = match &c.result {
             Ok(Done::Batch { msgs, pending }) => (msgs, *pending),
             Ok(_) | Err(_) => {
@@ -166,6 +181,7 @@ impl Server {
         // Interest is looked up once per batch, not per message: within
         // it, only flow control and the pull requests left can stop it.
         let mut budget = self.demand(id);
+        let mut left = None;
         for (i, m) in msgs.iter().enumerate() {
             if m.seq > durable {
                 next = Some(m.seq);
@@ -175,20 +191,18 @@ impl Server {
             if !c.config.wants(m.subject.as_bytes()) {
                 continue;
             }
-            if budget == 0 || !self.may_send(id) {
-                next = Some(m.seq);
-                break;
-            }
-            if !self.fits_front_request(id, m) {
-                next = Some(m.seq);
-                break;
-            }
             let after = pending + (total - 1 - i) as u64;
+            if budget == 0 || !self.may_send(id) || !self.pick_request(id, m, after + 1) {
+                next = Some(m.seq);
+                left = Some(after + 1);
+                break;
+            }
             self.deliver_to_consumer(id, m, 1, after);
             budget -= 1;
         }
         let cons = &mut self.jetstream.consumers[id as usize];
-        cons.num_pending = pending;
+        cons.num_pending = left.unwrap_or(pending);
+        cons.counted_to = c.state.last_seq;
         let stream = cons.stream;
         match next {
             Some(seq) => cons.next_seq = seq,
@@ -208,32 +222,6 @@ impl Server {
         self.arm_consumer(id);
     }
 
-    /// Whether the front pull request can take `m` under its `max_bytes`;
-    /// if not, the request ends (`409 Message Size Exceeds MaxBytes` when
-    /// nothing was sent to it, `409 Batch Completed` otherwise).
-    fn fits_front_request(&mut self, id: ConsumerId, m: &Msg) -> bool {
-        loop {
-            let c = &mut self.jetstream.consumers[id as usize];
-            if c.config.is_push() {
-                return true;
-            }
-            let Some(front) = c.waiting.front() else {
-                return false;
-            };
-            if !front.limited_bytes || m.size_bytes() <= front.max_bytes {
-                return true;
-            }
-            let w = c.waiting.pop_front().expect("front exists");
-            let account = c.account;
-            let status = if w.delivered == 0 {
-                "409 Message Size Exceeds MaxBytes"
-            } else {
-                "409 Batch Completed"
-            };
-            self.pull_status(account, &w.reply, status, Some((w.batch, w.max_bytes)));
-        }
-    }
-
     /// A redelivery read completed.
     pub(crate) fn consumer_redelivered(&mut self, id: ConsumerId, seq: u64, c: &Completion) {
         let cons = &mut self.jetstream.consumers[id as usize];
@@ -243,7 +231,8 @@ impl Server {
                 if let Some(o) = cons.pending.get(&seq).copied()
                     && cons.redeliver.contains(&seq)
                 {
-                    if self.demand(id) > 0 && self.fits_front_request(id, m) {
+                    let pending = cons.num_pending + 1;
+                    if self.demand(id) > 0 && self.pick_request(id, m, pending) {
                         let cons = &mut self.jetstream.consumers[id as usize];
                         cons.redeliver.remove(&seq);
                         let pending = cons.num_pending;
@@ -323,6 +312,13 @@ impl Server {
             let h = (!m.headers.is_empty()).then(|| m.headers.clone());
             (h, &m.payload[..])
         };
+        // The pinned client learns its pin from each message.
+        let pin = match (&target, &c.pin) {
+            (Target::Pull, Some(pin)) => Some(pin.id.clone()),
+            _ => None,
+        };
+        let pinned = pin.map(|id| with_header(headers.as_deref(), "Nats-Pin-Id", &id));
+        let headers = pinned.or_else(|| headers.map(|h| h.to_vec()));
         let account = c.account;
         let to: Box<[u8]> = match target {
             Target::Push => {
@@ -344,9 +340,7 @@ impl Server {
                     front.max_bytes = front.max_bytes.saturating_sub(m.size_bytes());
                 }
                 let reply = front.reply.clone();
-                if front.batch == 0 {
-                    c.waiting.pop_front();
-                }
+                c.requeue_front();
                 reply
             }
         };
@@ -549,6 +543,11 @@ impl Server {
         {
             self.consumer_changed(id);
         }
+        let c = &self.jetstream.consumers[id as usize];
+        if let Some(pin) = c.pin.as_ref().filter(|p| p.expires <= now.instant) {
+            let group = pin.group.clone();
+            self.unpin(id, &group, "timeout");
+        }
         if self.consumer_inactive(id) {
             let c = &self.jetstream.consumers[id as usize];
             let (account, stream, name) = (c.account, c.stream_name.clone(), c.name.clone());
@@ -612,6 +611,9 @@ impl Server {
         if let Some(t) = c.save_at {
             earliest(t);
         }
+        if let Some(pin) = &c.pin {
+            earliest(pin.expires);
+        }
         if c.paused_until_unix_nanos > self.now.unix_nanos {
             let left = c.paused_until_unix_nanos - self.now.unix_nanos;
             earliest(now + Duration::from_nanos(left));
@@ -636,7 +638,7 @@ impl Server {
             if !waiting || !c.config.wants(m.subject.as_bytes()) || self.demand(id) == 0 {
                 continue;
             }
-            if self.fits_front_request(id, &m) {
+            if self.pick_request(id, &m, 1) {
                 self.deliver_to_consumer(id, &m, 1, 0);
                 self.jetstream.consumers[id as usize].next_seq = m.seq + 1;
             }
@@ -666,4 +668,14 @@ impl super::Consumer {
     pub(crate) fn is_ack_all(&self) -> bool {
         self.config.ack_policy == AckPolicy::All
     }
+}
+
+/// Header block `headers` (or none) with `name: value` added last.
+fn with_header(headers: Option<&[u8]>, name: &str, value: &str) -> Vec<u8> {
+    let mut h = match headers.and_then(|h| h.strip_suffix(b"\r\n\r\n")) {
+        Some(lines) if !lines.is_empty() => lines.to_vec(),
+        _ => b"NATS/1.0".to_vec(),
+    };
+    h.extend_from_slice(format!("\r\n{name}: {value}\r\n\r\n").as_bytes());
+    h
 }

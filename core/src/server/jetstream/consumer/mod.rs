@@ -25,6 +25,8 @@ mod ack;
 pub(crate) mod api;
 pub(crate) mod config;
 mod deliver;
+mod priority;
+mod reset;
 mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -81,6 +83,45 @@ pub(crate) struct PullRequest {
     pub heartbeat: Option<Duration>,
     pub next_heartbeat: Option<Instant>,
     pub delivered: u64,
+    /// Its priority group fields (JSON requests only).
+    pub group: Option<Box<PullGroup>>,
+}
+
+/// A pull request's priority group fields, as nats-server reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct PullGroup {
+    pub group: String,
+    /// Overflow: served only once this many messages are pending...
+    pub min_pending: i64,
+    /// ... or this many are delivered and not acknowledged.
+    pub min_ack_pending: i64,
+    /// Pinned client: the pin id the client was given.
+    pub id: String,
+    /// Prioritized: 0 (first) to 9.
+    pub priority: i64,
+}
+
+impl PullRequest {
+    /// Its priority (prioritized consumers), lowest first; none last.
+    pub(crate) fn priority(&self) -> i64 {
+        self.group.as_ref().map_or(i64::MAX, |g| g.priority)
+    }
+
+    /// The pin id it carries, if any.
+    pub(crate) fn pin_id(&self) -> &str {
+        self.group.as_ref().map_or("", |g| g.id.as_str())
+    }
+}
+
+/// The client a pinned-client consumer serves, until it goes quiet.
+#[derive(Debug, Clone)]
+pub(crate) struct Pin {
+    pub id: String,
+    pub group: String,
+    pub since_unix_nanos: u64,
+    /// Unpinned at this instant unless a request with the pin comes.
+    pub expires: Instant,
 }
 
 /// What the core keeps of one consumer.
@@ -137,6 +178,14 @@ pub(crate) struct Consumer {
     pub last_ack_unix_nanos: u64,
     /// When deliveries not saved yet are to be saved.
     pub save_at: Option<Instant>,
+    /// The pinned client (pinned-client consumers).
+    pub pin: Option<Pin>,
+    /// The stream's last sequence when `num_pending` was counted: what
+    /// came after may add to it.
+    pub counted_to: u64,
+    /// The read in flight is for a position a reset left: its messages
+    /// are dropped.
+    pub discard_read: bool,
 }
 
 /// Redelivery deadlines, by time and by stream sequence (each set,
@@ -288,6 +337,9 @@ impl Server {
             paused_until_unix_nanos: 0,
             last_ack_unix_nanos: 0,
             save_at: None,
+            pin: None,
+            counted_to: 0,
+            discard_read: false,
         };
         let id = self.jetstream.consumers.insert(c) as ConsumerId;
         self.jetstream.streams[stream as usize]

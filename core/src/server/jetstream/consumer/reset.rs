@@ -1,0 +1,109 @@
+//! `CONSUMER.RESET.<stream>.<consumer>` (nats-server 2.14): moves a
+//! consumer's cursor back (or forward) to a stream sequence, forgetting
+//! what was delivered and not acknowledged; without a sequence, back to
+//! just after its ack floor, so that everything unacknowledged comes
+//! again in order.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::api::parse;
+use super::super::error::ApiError;
+use super::api::{AfterCount, ConsumerInfo};
+use super::config::DeliverPolicy;
+use super::{ConsumerId, Seqs};
+use crate::server::{AccountId, Server};
+
+const KIND: &str = "consumer_reset";
+
+impl Server {
+    pub(crate) fn consumer_reset(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        stream: &str,
+        name: &str,
+        body: &[u8],
+    ) {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Request {
+            seq: u64,
+        }
+        let req: Request = match parse(body) {
+            Ok(r) => r,
+            Err(e) => return self.fail(account, reply, KIND, &e),
+        };
+        if self.stream_id(account, stream).is_none() {
+            return self.fail(account, reply, KIND, &ApiError::stream_not_found());
+        }
+        let Some(id) = self.consumer_id(account, stream, name) else {
+            return self.fail(account, reply, KIND, &ApiError::consumer_not_found());
+        };
+        let seq = match self.jetstream.consumers[id as usize].reset_target(req.seq) {
+            Ok(seq) => seq,
+            Err(why) => {
+                let e = ApiError::new(400, 10204, format!("invalid reset: {why}"));
+                return self.fail(account, reply, KIND, &e);
+            }
+        };
+        let c = &mut self.jetstream.consumers[id as usize];
+        c.pending.clear();
+        c.deadlines = Default::default();
+        c.redeliver.clear();
+        c.preloaded.clear();
+        // A read in flight was for the old position.
+        c.discard_read = c.reading;
+        c.next_seq = seq;
+        c.delivered = Seqs {
+            consumer_seq: 0,
+            stream_seq: seq - 1,
+        };
+        c.ack_floor = c.delivered;
+        let stream = c.stream;
+        self.consumer_changed(id);
+        self.retention_changed(stream);
+        let reply = reply.into();
+        self.count_pending(id, AfterCount::Reset { reply, seq });
+    }
+
+    /// The reset is done and counted: the consumer's info and where it
+    /// now starts.
+    pub(crate) fn respond_reset(&mut self, id: ConsumerId, reply: &[u8], seq: u64) {
+        #[derive(Serialize)]
+        struct Body {
+            #[serde(flatten)]
+            info: ConsumerInfo,
+            reset_seq: u64,
+        }
+        let account = self.jetstream.consumers[id as usize].account;
+        let info = self.consumer_info_json(id);
+        let body = Body {
+            info,
+            reset_seq: seq,
+        };
+        self.api_respond(account, reply, KIND, None, body);
+        self.kick_consumer(id);
+        self.arm_consumer(id);
+    }
+}
+
+impl super::Consumer {
+    /// Where a reset to `seq` (0: the ack floor) puts the cursor, or why
+    /// it may not (nats-server's rules: any sequence for deliver all, not
+    /// below the start for by-start-sequence, none for the others).
+    fn reset_target(&self, seq: u64) -> Result<u64, &'static str> {
+        let seq = if seq == 0 {
+            self.ack_floor.stream_seq + 1
+        } else {
+            match self.config.deliver_policy {
+                DeliverPolicy::All => seq,
+                DeliverPolicy::ByStartSequence if seq < self.config.opt_start_seq => {
+                    return Err("below start seq");
+                }
+                DeliverPolicy::ByStartSequence => seq,
+                _ => return Err("not allowed"),
+            }
+        };
+        Ok(seq.max(1))
+    }
+}
