@@ -378,7 +378,7 @@ fn split_bytes<'a>(s: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
 }
 
 /// 32-bit FNV-1a, the hash `partition` buckets by.
-fn fnv1a32(data: &[u8]) -> u32 {
+pub(crate) fn fnv1a32(data: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for &b in data {
         h ^= u32::from(b);

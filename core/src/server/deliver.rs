@@ -283,7 +283,7 @@ impl Server {
         }
         if conn.kind.is_internal() {
             sub.delivered += 1;
-            self.deliver_internal(h, p);
+            self.deliver_internal(h, p, publisher);
             return true;
         }
         if let Some(perms) = &mut conn.perms

@@ -11,6 +11,7 @@ mod consumers;
 mod early_ops;
 mod jetstream;
 mod ops;
+mod partitions;
 mod priority_groups;
 mod system;
 

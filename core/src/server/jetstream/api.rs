@@ -203,6 +203,34 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Resu
 /// Decodes JSON as Go's decoder does for the fields natrix reads: a `null`
 /// leaves the field at its zero value (clients send `null` for unset
 /// structs and lists), and unknown fields are ignored.
+/// 10025 for JSON that does not parse, in Go's words where clients see
+/// them most (an empty or truncated body, a body that is not JSON at all).
+fn syntax_error(body: &[u8], e: &serde_json::Error) -> ApiError {
+    let text = if e.is_eof() {
+        "unexpected end of JSON input".to_string()
+    } else {
+        match body.trim_ascii_start().first() {
+            Some(&c) if !b"{[\"-0123456789tfn".contains(&c) => {
+                format!(
+                    "invalid character {} looking for beginning of value",
+                    go_quote(c)
+                )
+            }
+            _ => return ApiError::invalid_json(e),
+        }
+    };
+    ApiError::new(400, 10025, format!("invalid JSON: {text}"))
+}
+
+/// A byte as Go's JSON errors quote a character: `'x'`.
+fn go_quote(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".to_string(),
+        c if c.is_ascii_graphic() => format!("'{}'", c as char),
+        c => format!("'\\x{c:02x}'"),
+    }
+}
+
 pub(crate) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     fn drop_nulls(v: &mut serde_json::Value) {
         match v {
@@ -215,7 +243,7 @@ pub(crate) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<
         }
     }
     let mut v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))?;
+        serde_json::from_slice(body).map_err(|e| syntax_error(body, &e))?;
     drop_nulls(&mut v);
     serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e))
 }
@@ -257,7 +285,7 @@ impl Server {
             ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
             ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
             ["CONSUMER", ..] => {
-                if !self.consumer_request(account, &reply, &tokens, body) {
+                if !self.consumer_request(account, &reply, &tokens, body, m.from) {
                     return;
                 }
             }

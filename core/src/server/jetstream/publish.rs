@@ -218,6 +218,7 @@ impl Server {
                         subject: m.subject.clone(),
                         reply: None,
                         account,
+                        from: None,
                     });
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();

@@ -615,6 +615,7 @@ impl Server {
             reply: None,
             payload: msg.headers.clone().into(),
             header_len: msg.headers.len(),
+            from: None,
         };
         s.queued.push(msg);
         if !self.jetstream.dirty.contains(&id) {

@@ -117,6 +117,8 @@ pub(crate) struct InternalMsg {
     /// Headers (the first `header_len` bytes) and body.
     pub payload: Box<[u8]>,
     pub header_len: usize,
+    /// The connection that published it (none for the server's own).
+    pub from: Option<ConnId>,
 }
 
 impl InternalMsg {
@@ -346,7 +348,7 @@ impl Server {
 
     /// Queues a message an internal subscription took, to be served at
     /// the end of this event.
-    pub(crate) fn deliver_internal(&mut self, h: SubId, p: &Pub<'_>) {
+    pub(crate) fn deliver_internal(&mut self, h: SubId, p: &Pub<'_>, from: ConnId) {
         let service =
             *(self.system.services.get(&h)).expect("an internal subscription has a service");
         if self.system.inbox.len() >= INBOX_MAX {
@@ -360,6 +362,7 @@ impl Server {
             reply: p.reply.map(Into::into),
             payload: p.payload.into(),
             header_len: p.payload.len() - p.body().len(),
+            from: Some(from),
         };
         self.system.inbox.push_back((service, msg));
     }

@@ -90,6 +90,13 @@ impl Server {
             return;
         };
         let now = self.now.instant;
+        // A message a partitioned group has not delivered yet takes no
+        // ack: it is delivered in its turn.
+        let c = &self.jetstream.consumers[id as usize];
+        if c.pending.get(&seq).is_some_and(|o| o.deliveries == 0) {
+            self.ack_reply(m);
+            return;
+        }
         // Planted bug (mutation suite only): an ack leaves its message pending.
         let keep_pending = self.planted(crate::config::PlantedBug::RedeliverAcked);
         let c = &mut self.jetstream.consumers[id as usize];
@@ -100,7 +107,7 @@ impl Server {
                 let acked: Vec<u64> = if c.is_ack_all() {
                     let seqs: Vec<u64> = c.pending.range(..=seq).map(|(&s, _)| s).collect();
                     for s in &seqs {
-                        c.pending.remove(s);
+                        c.unpend(*s);
                         c.redeliver.remove(s);
                     }
                     seqs
@@ -109,7 +116,7 @@ impl Server {
                     if keep_pending {
                         Vec::new()
                     } else {
-                        c.pending.remove(&seq).map(|_| seq).into_iter().collect()
+                        c.unpend(seq).map(|_| seq).into_iter().collect()
                     }
                 };
                 if !acked.is_empty() {
@@ -124,7 +131,7 @@ impl Server {
                 {
                     let reply = reply.clone();
                     let body = body.clone();
-                    self.pull_request(id, &reply, &body);
+                    self.pull_request(id, &reply, &body, m.from);
                 } else if let Some(reply) = &m.reply {
                     // A double ack: answered once the ack is durable. Not
                     // for a message this consumer has not delivered (its
@@ -166,7 +173,7 @@ impl Server {
             AckKind::Term(reason) => {
                 let deliveries = c.pending.get(&seq).map(|o| o.deliveries);
                 c.redeliver.remove(&seq);
-                if c.pending.remove(&seq).is_some() {
+                if c.unpend(seq).is_some() {
                     c.deadlines.clear(seq);
                     c.update_ack_floor();
                     self.consumer_progressed(id);

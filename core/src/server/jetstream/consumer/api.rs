@@ -115,6 +115,7 @@ impl Server {
         reply: &[u8],
         tokens: &[&str],
         body: &[u8],
+        from: Option<crate::server::ConnId>,
     ) -> bool {
         match tokens {
             ["CONSUMER", "CREATE", stream] => {
@@ -148,8 +149,14 @@ impl Server {
                 self.consumer_reset(account, reply, stream, name, body)
             }
             ["CONSUMER", "MSG", "NEXT", stream, name] => {
-                if let Some(id) = self.consumer_id(account, stream, name) {
-                    self.pull_request(id, reply, body);
+                match self.consumer_id(account, stream, name) {
+                    Some(id) => self.pull_request(id, reply, body, from),
+                    None => {
+                        // The consumer's own subscription answers pulls:
+                        // without it, the requester hears nobody.
+                        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}");
+                        self.no_responders_to(from, account, reply, &subject);
+                    }
                 }
                 return false; // pulls are not counted as API calls
             }
@@ -579,7 +586,13 @@ impl Server {
                 stream_seq: c.ack_floor.stream_seq,
                 last_active: last(c.last_ack_unix_nanos),
             },
-            num_ack_pending: c.pending.len(),
+            // Messages of a partitioned group waiting for their turn are
+            // pending but not delivered.
+            num_ack_pending: if c.parts.is_some() {
+                c.pending.values().filter(|o| o.deliveries > 0).count()
+            } else {
+                c.pending.len()
+            },
             num_redelivered: c.num_redelivered(),
             num_waiting: c.waiting.len(),
             num_pending: c.num_pending + c.preloaded.len() as u64,
@@ -788,7 +801,13 @@ impl Server {
     }
 
     /// `CONSUMER.MSG.NEXT` (or `+NXT`): a pull request for consumer `id`.
-    pub(crate) fn pull_request(&mut self, id: ConsumerId, reply: &[u8], body: &[u8]) {
+    pub(crate) fn pull_request(
+        &mut self,
+        id: ConsumerId,
+        reply: &[u8],
+        body: &[u8],
+        from: Option<crate::server::ConnId>,
+    ) {
         let c = &self.jetstream.consumers[id as usize];
         let account = c.account;
         if c.config.is_push() {
@@ -868,7 +887,12 @@ impl Server {
             next_heartbeat: heartbeat.map(|h| now + h),
             delivered: 0,
             group: req.group.map(Box::new),
+            member: 0,
         };
+        let mut request = request;
+        if self.jetstream.consumers[id as usize].parts.is_some() {
+            request.member = self.partition_member_seen(id, from);
+        }
         let c = &mut self.jetstream.consumers[id as usize];
         c.last_activity = now;
         c.queue_request(request);

@@ -425,6 +425,9 @@ impl ConsumerConfig {
             ));
         }
         self.check_priority()?;
+        if let Err(why) = super::partition::Partitioning::from_config(self) {
+            return Err(invalid_policy(why));
+        }
         if self.deliver_policy == DeliverPolicy::ByStartTime {
             return Err(ApiError::invalid_config(
                 "deliver policy by_start_time is not supported",
@@ -549,6 +552,14 @@ impl ConsumerConfig {
             }
         } else if self.max_waiting != new.max_waiting {
             "max waiting can not be updated"
+        } else if [
+            super::partition::PARTITIONS,
+            super::partition::PARTITION_KEY,
+        ]
+        .iter()
+        .any(|k| self.metadata.get(*k) != new.metadata.get(*k))
+        {
+            "partitioning can not be updated"
         } else {
             return None;
         };

@@ -9,7 +9,7 @@ use natrix_storage::ops::{Completion, Done, Read, StorageOp};
 
 use super::super::Pending;
 use super::config::{AckPolicy, DeliverPolicy};
-use super::{ConsumerId, INTEREST_POLL, Outstanding, READ_BATCH};
+use super::{ConsumerId, INTEREST_POLL, Outstanding, READ_BATCH, partition};
 use crate::server::timers::TimerKey;
 use crate::server::{AccountId, Server};
 
@@ -48,7 +48,8 @@ impl Server {
             if c.paused_until_unix_nanos > self.now.unix_nanos {
                 return 0;
             }
-            let room = c.room();
+            // Redeliveries go out even at max_ack_pending.
+            let room = c.room().max(c.redeliver.len() as u64);
             if c.config.is_push() {
                 if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
                     return 0;
@@ -102,6 +103,7 @@ impl Server {
             if !c.ready || c.reading {
                 return;
             }
+            self.jetstream.consumers[id as usize].settle_partitions();
             let demand = self.demand(id);
             if demand == 0 {
                 self.finish_no_wait(id, false);
@@ -110,6 +112,12 @@ impl Server {
             let c = &mut self.jetstream.consumers[id as usize];
             if let Some(msg) = c.preloaded.pop_front() {
                 let pending = c.preloaded.len() as u64 + c.num_pending;
+                if c.parts.is_some() {
+                    if let partition::Taken::Deliver = c.take(&msg, true) {
+                        self.deliver_to_consumer(id, &msg, 1, pending);
+                    }
+                    continue;
+                }
                 if !self.pick_request(id, &msg, pending + 1) {
                     let c = &mut self.jetstream.consumers[id as usize];
                     c.preloaded.push_front(msg);
@@ -119,7 +127,8 @@ impl Server {
                 continue;
             }
             let key = c.key.clone();
-            if let Some(&seq) = c.redeliver.first() {
+            let redelivery = c.redeliver.iter().copied().find(|&s| c.redelivery_ready(s));
+            if let Some(seq) = redelivery {
                 c.reading = true;
                 let op = self.next_op(Pending::ConsumerRedeliver {
                     consumer: id,
@@ -136,6 +145,11 @@ impl Server {
             let durable = self.jetstream.streams[c.stream as usize].durable_seq;
             if c.next_seq > durable {
                 self.finish_no_wait(id, true);
+                return;
+            }
+            // A partitioned group reads ahead only while what waits
+            // leaves room.
+            if c.parts.is_some() && c.room() == 0 {
                 return;
             }
             c.reading = true;
@@ -192,6 +206,21 @@ impl Server {
                 continue;
             }
             let after = pending + (total - 1 - i) as u64;
+            if c.parts.is_some() {
+                let c = &mut self.jetstream.consumers[id as usize];
+                if c.pending.contains_key(&m.seq) {
+                    continue; // read again after a restart: already known
+                }
+                if c.room() == 0 {
+                    next = Some(m.seq);
+                    left = Some(after + 1);
+                    break;
+                }
+                if let partition::Taken::Deliver = c.take(m, true) {
+                    self.deliver_to_consumer(id, m, 1, after);
+                }
+                continue;
+            }
             if budget == 0 || !self.may_send(id) || !self.pick_request(id, m, after + 1) {
                 next = Some(m.seq);
                 left = Some(after + 1);
@@ -230,6 +259,15 @@ impl Server {
             Ok(Done::Read(Some(m))) => {
                 if let Some(o) = cons.pending.get(&seq).copied()
                     && cons.redeliver.contains(&seq)
+                    && cons.parts.is_some()
+                {
+                    if let partition::Taken::Deliver = cons.take(m, false) {
+                        cons.redeliver.remove(&seq);
+                        let pending = cons.num_pending;
+                        self.deliver_to_consumer(id, m, o.deliveries + 1, pending);
+                    }
+                } else if let Some(o) = cons.pending.get(&seq).copied()
+                    && cons.redeliver.contains(&seq)
                 {
                     let pending = cons.num_pending + 1;
                     if self.demand(id) > 0 && self.pick_request(id, m, pending) {
@@ -249,7 +287,7 @@ impl Server {
                 // Gone from the stream (deleted, purged, aged out): there
                 // is nothing left to acknowledge.
                 cons.redeliver.remove(&seq);
-                cons.pending.remove(&seq);
+                cons.unpend(seq);
                 cons.deadlines.clear(seq);
                 cons.update_ack_floor();
                 self.consumer_progressed(id);
@@ -340,6 +378,10 @@ impl Server {
                     front.max_bytes = front.max_bytes.saturating_sub(m.size_bytes());
                 }
                 let reply = front.reply.clone();
+                let member = front.member;
+                if let Some(parts) = &mut c.parts {
+                    parts.holder.insert(m.seq, member);
+                }
                 c.requeue_front();
                 reply
             }
@@ -408,6 +450,24 @@ impl Server {
         }
         h.push_str("\r\n");
         self.publish_shown(account, reply, None, Some(h.as_bytes()), b"", None);
+    }
+
+    /// `503` with `Nats-Subject` to `reply`, as a client that asked for
+    /// no-responder statuses gets when nobody subscribes to `subject`.
+    pub(crate) fn no_responders_to(
+        &mut self,
+        from: Option<crate::server::ConnId>,
+        account: AccountId,
+        reply: &[u8],
+        subject: &str,
+    ) {
+        let wants = from
+            .and_then(|c| self.conns.get(c.0))
+            .is_some_and(|c| c.opts.no_responders && c.headers);
+        if wants {
+            let status = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
+            self.publish_as_server(account, reply, Some(status.as_bytes()), b"");
+        }
     }
 
     /// Ends the no-wait requests that nothing more can serve now: the
@@ -480,7 +540,7 @@ impl Server {
                 continue;
             };
             if c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
-                c.pending.remove(&seq);
+                c.unpend(seq);
                 maxed.push((seq, o.deliveries));
             } else {
                 c.redeliver.insert(seq);
@@ -543,6 +603,7 @@ impl Server {
         {
             self.consumer_changed(id);
         }
+        self.partition_members_check(id);
         let c = &self.jetstream.consumers[id as usize];
         if let Some(pin) = c.pin.as_ref().filter(|p| p.expires <= now.instant) {
             let group = pin.group.clone();
@@ -613,6 +674,10 @@ impl Server {
         }
         if let Some(pin) = &c.pin {
             earliest(pin.expires);
+        }
+        // Members' connections are not announced to consumers either.
+        if c.parts.as_ref().is_some_and(|p| !p.members.is_empty()) {
+            earliest(now + INTEREST_POLL);
         }
         if c.paused_until_unix_nanos > self.now.unix_nanos {
             let left = c.paused_until_unix_nanos - self.now.unix_nanos;

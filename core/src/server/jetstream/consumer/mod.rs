@@ -25,6 +25,7 @@ mod ack;
 pub(crate) mod api;
 pub(crate) mod config;
 mod deliver;
+mod partition;
 mod priority;
 mod reset;
 mod retention;
@@ -85,6 +86,8 @@ pub(crate) struct PullRequest {
     pub delivered: u64,
     /// Its priority group fields (JSON requests only).
     pub group: Option<Box<PullGroup>>,
+    /// The id of the connection that sent it (0: unknown).
+    pub member: u64,
 }
 
 /// A pull request's priority group fields, as nats-server reads them.
@@ -186,6 +189,8 @@ pub(crate) struct Consumer {
     /// The read in flight is for a position a reset left: its messages
     /// are dropped.
     pub discard_read: bool,
+    /// A key-partitioned group's state.
+    pub parts: Option<Box<partition::Partitioning>>,
 }
 
 /// Redelivery deadlines, by time and by stream sequence (each set,
@@ -306,6 +311,10 @@ impl Server {
     ) -> ConsumerId {
         let s = &self.jetstream.streams[stream as usize];
         let now = self.now.instant;
+        let parts = partition::Partitioning::from_config(&config)
+            .ok()
+            .flatten()
+            .map(Box::new);
         let c = Consumer {
             stream,
             account: s.account,
@@ -340,6 +349,7 @@ impl Server {
             pin: None,
             counted_to: 0,
             discard_read: false,
+            parts,
         };
         let id = self.jetstream.consumers.insert(c) as ConsumerId;
         self.jetstream.streams[stream as usize]
@@ -526,7 +536,13 @@ impl Server {
         c.next_seq = saved.delivered.stream_seq + 1;
         for (seq, o) in saved.pending {
             c.pending.insert(seq, o);
-            c.deadlines.set(seq, now + ack_wait);
+            if c.parts.is_some() {
+                // Read again at once, in order, to learn their partitions
+                // before anything newer is delivered.
+                c.redeliver.insert(seq);
+            } else {
+                c.deadlines.set(seq, now + ack_wait);
+            }
         }
         c.ready = true;
         self.arm_consumer(id);

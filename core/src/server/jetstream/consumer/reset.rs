@@ -29,21 +29,19 @@ impl Server {
         struct Request {
             seq: u64,
         }
+        // The consumer answers its resets: without it, nobody does.
+        let Some(id) = self.consumer_id(account, stream, name) else {
+            return;
+        };
         let req: Request = match parse(body) {
             Ok(r) => r,
-            Err(e) => return self.fail(account, reply, KIND, &e),
-        };
-        if self.stream_id(account, stream).is_none() {
-            return self.fail(account, reply, KIND, &ApiError::stream_not_found());
-        }
-        let Some(id) = self.consumer_id(account, stream, name) else {
-            return self.fail(account, reply, KIND, &ApiError::consumer_not_found());
+            Err(e) => return self.reset_failed(account, reply, &e),
         };
         let seq = match self.jetstream.consumers[id as usize].reset_target(req.seq) {
             Ok(seq) => seq,
             Err(why) => {
                 let e = ApiError::new(400, 10204, format!("invalid reset: {why}"));
-                return self.fail(account, reply, KIND, &e);
+                return self.reset_failed(account, reply, &e);
             }
         };
         let c = &mut self.jetstream.consumers[id as usize];
@@ -51,6 +49,7 @@ impl Server {
         c.deadlines = Default::default();
         c.redeliver.clear();
         c.preloaded.clear();
+        c.clear_partitions();
         // A read in flight was for the old position.
         c.discard_read = c.reading;
         c.next_seq = seq;
@@ -59,11 +58,22 @@ impl Server {
             stream_seq: seq - 1,
         };
         c.ack_floor = c.delivered;
+        c.last_active_unix_nanos = 0;
+        c.last_ack_unix_nanos = 0;
         let stream = c.stream;
         self.consumer_changed(id);
         self.retention_changed(stream);
         let reply = reply.into();
         self.count_pending(id, AfterCount::Reset { reply, seq });
+    }
+
+    /// A refused reset: the error, and `reset_seq` 0 as nats-server adds.
+    fn reset_failed(&mut self, account: AccountId, reply: &[u8], e: &ApiError) {
+        #[derive(Serialize)]
+        struct Body {
+            reset_seq: u64,
+        }
+        self.api_respond(account, reply, KIND, Some(e), Body { reset_seq: 0 });
     }
 
     /// The reset is done and counted: the consumer's info and where it

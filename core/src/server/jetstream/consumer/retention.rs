@@ -35,7 +35,7 @@ impl Server {
             let gone: Vec<u64> = c.pending.range(..first_seq).map(|(&s, _)| s).collect();
             let moved = c.next_seq < first_seq || !gone.is_empty();
             for seq in gone {
-                c.pending.remove(&seq);
+                c.unpend(seq);
                 c.redeliver.remove(&seq);
             }
             if !moved {
