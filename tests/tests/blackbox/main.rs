@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod clients;
 mod config;
+mod consumer_groups;
 mod https;
 mod jetstream;
 mod lame_duck;

@@ -161,7 +161,7 @@ fn a_pinned_client_gets_everything_until_unpinned_or_quiet() {
         &mut js,
         "P",
         "a.1",
-        r#"{"batch":1,"group":"A","expires":10000000000}"#,
+        r#"{"batch":1,"group":"A","expires":10000000000,"min_pending":null,"priority":null}"#,
     );
     let first: Vec<&Got> = got.iter().filter(|m| m.subject == "s.1").collect();
     assert_eq!(first.len(), 1, "{got:?}");

@@ -829,7 +829,7 @@ impl Server {
                 ..Default::default()
             }
         } else {
-            match serde_json::from_slice::<NextRequest>(t) {
+            match from_go_json::<NextRequest>(t) {
                 Ok(r) => r,
                 Err(_) => return self.pull_status(account, reply, "400 Bad Request", None),
             }
