@@ -9,7 +9,7 @@ use natrix_storage::ops::{Completion, Done, Read, StorageOp};
 
 use super::super::Pending;
 use super::config::{AckPolicy, DeliverPolicy};
-use super::{ConsumerId, INTEREST_POLL, Outstanding, READ_BATCH, partition};
+use super::{ConsumerId, INTEREST_POLL, Outstanding, READ_BATCH, READ_BYTES, partition};
 use crate::server::timers::TimerKey;
 use crate::server::{AccountId, Server};
 
@@ -41,8 +41,15 @@ impl Server {
         }
     }
 
-    /// How many messages consumer `id` could send now.
+    /// How many messages consumer `id` could send now, at most one read's
+    /// worth.
     fn demand(&mut self, id: ConsumerId) -> u64 {
+        self.wanted(id).min(READ_BATCH as u64)
+    }
+
+    /// How many messages consumer `id` could send now: room under
+    /// `max_ack_pending`, and what its pull requests ask for.
+    fn wanted(&mut self, id: ConsumerId) -> u64 {
         loop {
             let c = &self.jetstream.consumers[id as usize];
             if c.paused_until_unix_nanos > self.now.unix_nanos {
@@ -58,7 +65,7 @@ impl Server {
                     return 0;
                 }
                 self.jetstream.consumers[id as usize].last_activity = self.now.instant;
-                return room.min(READ_BATCH as u64);
+                return room;
             }
             let Some(front) = c.waiting.front() else {
                 return 0;
@@ -76,7 +83,7 @@ impl Server {
                 self.jetstream.consumers[id as usize].waiting.pop_front();
                 continue;
             }
-            return room.min(wanted).min(READ_BATCH as u64);
+            return room.min(wanted);
         }
     }
 
@@ -152,30 +159,36 @@ impl Server {
             if c.parts.is_some() && c.room() == 0 {
                 return;
             }
-            c.reading = true;
-            let filters = c.config.filters();
-            let max_msgs = demand as usize;
-            let from_seq = c.next_seq;
-            let op = self.next_op(Pending::ConsumerRead {
-                consumer: id,
-                key: key.clone(),
-                max_msgs,
-            });
-            self.storage(StorageOp::ReadBatch {
-                id: op,
-                stream: key.0,
-                from_seq,
-                filters,
-                max_msgs,
-                max_bytes: 0,
-            });
+            self.read_next(id, demand as usize);
             return;
         }
     }
 
+    /// Asks storage for up to `max_msgs` messages after consumer `id`'s
+    /// cursor (and at most [`READ_BYTES`] of them).
+    fn read_next(&mut self, id: ConsumerId, max_msgs: usize) {
+        let c = &mut self.jetstream.consumers[id as usize];
+        c.reading = true;
+        let filters = c.config.filters();
+        let (key, from_seq) = (c.key.clone(), c.next_seq);
+        let op = self.next_op(Pending::ConsumerRead {
+            consumer: id,
+            key: key.clone(),
+            max_msgs,
+        });
+        self.storage(StorageOp::ReadBatch {
+            id: op,
+            stream: key.0,
+            from_seq,
+            filters,
+            max_msgs,
+            max_bytes: READ_BYTES,
+        });
+    }
+
     /// A batch read for consumer `id` completed: deliver what is durable,
     /// while there is demand.
-    pub(crate) fn consumer_read(&mut self, id: ConsumerId, max_msgs: usize, c: &Completion) {
+    pub(crate) fn consumer_read(&mut self, id: ConsumerId, _max_msgs: usize, c: &Completion) {
         let cons = &mut self.jetstream.consumers[id as usize];
         cons.reading = false;
         if std::mem::take(&mut cons.discard_read) {
@@ -190,65 +203,104 @@ impl Server {
             }
         };
         let durable = self.jetstream.streams[cons.stream as usize].durable_seq;
-        let total = msgs.len();
-        let mut next = None;
-        // Interest is looked up once per batch, not per message: within
-        // it, only flow control and the pull requests left can stop it.
-        let mut budget = self.demand(id);
-        let mut left = None;
-        for (i, m) in msgs.iter().enumerate() {
-            if m.seq > durable {
-                next = Some(m.seq);
-                break;
-            }
-            let c = &self.jetstream.consumers[id as usize];
-            if !c.config.wants(m.subject.as_bytes()) {
-                continue;
-            }
-            let after = pending + (total - 1 - i) as u64;
-            if c.parts.is_some() {
-                let c = &mut self.jetstream.consumers[id as usize];
-                if c.pending.contains_key(&m.seq) {
-                    continue; // read again after a restart: already known
-                }
-                if c.room() == 0 {
-                    next = Some(m.seq);
-                    left = Some(after + 1);
-                    break;
-                }
-                if let partition::Taken::Deliver = c.take(m, true) {
-                    self.deliver_to_consumer(id, m, 1, after);
-                }
-                continue;
-            }
-            if budget == 0 || !self.may_send(id) || !self.pick_request(id, m, after + 1) {
-                next = Some(m.seq);
-                left = Some(after + 1);
-                break;
-            }
-            self.deliver_to_consumer(id, m, 1, after);
-            budget -= 1;
-        }
-        let cons = &mut self.jetstream.consumers[id as usize];
-        cons.num_pending = left.unwrap_or(pending);
+        // Only what is durable goes out; the rest is read again once synced.
+        let durable_len = msgs
+            .iter()
+            .position(|m| m.seq > durable)
+            .unwrap_or(msgs.len());
+        let (batch, cut) = (&msgs[..durable_len], msgs.get(durable_len).map(|m| m.seq));
+        cons.num_pending = pending;
         cons.counted_to = c.state.last_seq;
+        let last = batch.last().map_or(0, |m| m.seq);
+        // Nothing matches after the batch: the cursor may go to the end.
+        let end = if pending == 0 {
+            c.state.last_seq.min(durable)
+        } else {
+            last
+        };
+        cons.next_seq = match cut {
+            Some(seq) => seq,
+            None => cons.next_seq.max(last + 1).max(end + 1),
+        };
         let stream = cons.stream;
-        match next {
-            Some(seq) => cons.next_seq = seq,
-            None => {
-                let last = msgs.last().map_or(0, |m| m.seq);
-                let exhausted = msgs.len() < max_msgs;
-                let end = if exhausted {
-                    c.state.last_seq.min(durable)
-                } else {
-                    last
-                };
-                cons.next_seq = cons.next_seq.max(last + 1).max(end + 1);
-            }
+        if cons.parts.is_some() {
+            self.partition_read(id, batch, pending);
+        } else {
+            self.deliver_batch(id, batch, pending);
         }
         self.retention_changed(stream);
         self.kick_consumer(id);
         self.arm_consumer(id);
+    }
+
+    /// Delivers what consumer `id` holds, then `batch` (followed by
+    /// `pending` more in the stream), while there is demand; what is left
+    /// is held for the next pull.
+    fn deliver_batch(&mut self, id: ConsumerId, batch: &[Msg], pending: u64) {
+        // Interest is looked up once per batch, not per message: within
+        // it, only flow control and the pull requests left can stop it.
+        let mut budget = self.wanted(id);
+        while budget > 0 && self.may_send(id) {
+            let c = &mut self.jetstream.consumers[id as usize];
+            let Some(m) = c.preloaded.pop_front() else {
+                break;
+            };
+            let after = c.preloaded.len() as u64 + batch.len() as u64 + pending;
+            if !self.pick_request(id, &m, after + 1) {
+                self.jetstream.consumers[id as usize]
+                    .preloaded
+                    .push_front(m);
+                break;
+            }
+            self.deliver_to_consumer(id, &m, 1, after);
+            budget -= 1;
+        }
+        let total = batch.len();
+        let mut from = total;
+        if self.jetstream.consumers[id as usize].preloaded.is_empty() {
+            from = 0;
+            for (i, m) in batch.iter().enumerate() {
+                let c = &self.jetstream.consumers[id as usize];
+                if !c.config.wants(m.subject.as_bytes()) {
+                    continue;
+                }
+                let after = pending + (total - 1 - i) as u64;
+                if budget == 0 || !self.may_send(id) || !self.pick_request(id, m, after + 1) {
+                    break;
+                }
+                self.deliver_to_consumer(id, m, 1, after);
+                budget -= 1;
+                from = i + 1;
+            }
+        }
+        let c = &mut self.jetstream.consumers[id as usize];
+        for m in &batch[from..] {
+            if c.config.wants(m.subject.as_bytes()) {
+                c.preloaded.push_back(m.clone());
+            }
+        }
+    }
+
+    /// A partitioned group's read: each message is delivered to its
+    /// partition's owner, or waits its turn.
+    fn partition_read(&mut self, id: ConsumerId, batch: &[Msg], pending: u64) {
+        let total = batch.len();
+        for (i, m) in batch.iter().enumerate() {
+            let c = &mut self.jetstream.consumers[id as usize];
+            if !c.config.wants(m.subject.as_bytes()) || c.pending.contains_key(&m.seq) {
+                continue; // (pending: read again after a restart, known)
+            }
+            if c.room() == 0 {
+                // What is left is read again once there is room.
+                c.next_seq = c.next_seq.min(m.seq);
+                c.num_pending = pending + (total - i) as u64;
+                return;
+            }
+            let after = pending + (total - 1 - i) as u64;
+            if let partition::Taken::Deliver = c.take(m, true) {
+                self.deliver_to_consumer(id, m, 1, after);
+            }
+        }
     }
 
     /// A redelivery read completed.

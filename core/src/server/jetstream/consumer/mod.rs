@@ -46,6 +46,8 @@ pub(crate) type ConsumerId = u32;
 
 /// Messages asked of storage per read.
 const READ_BATCH: usize = 256;
+/// Bytes asked of storage per read, at most (one message at least).
+const READ_BYTES: u64 = 4 << 20;
 /// Deliveries without acknowledgements are saved at most this late.
 const LAZY_SAVE: Duration = Duration::from_secs(1);
 /// A push consumer without interest looks again this often.
