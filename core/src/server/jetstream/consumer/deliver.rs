@@ -48,7 +48,12 @@ impl Server {
             if c.paused_until_unix_nanos > self.now.unix_nanos {
                 return 0;
             }
-            let room = c.room();
+            // Planted bug (mutation suite only): max_ack_pending is ignored.
+            let room = if self.planted(crate::config::PlantedBug::IgnoreMaxAckPending) {
+                u64::MAX
+            } else {
+                c.room()
+            };
             if c.config.is_push() {
                 if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
                     return 0;
@@ -475,6 +480,8 @@ impl Server {
     /// Consumer `id`'s timer: redeliveries due, pull requests expired,
     /// heartbeats, interest, inactivity.
     pub(crate) fn consumer_timer(&mut self, id: ConsumerId) {
+        // Planted bug (mutation suite only): max_deliver is ignored.
+        let unlimited = self.planted(crate::config::PlantedBug::IgnoreMaxDeliver);
         let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
             return;
         };
@@ -485,7 +492,7 @@ impl Server {
             let Some(o) = c.pending.get(&seq).copied() else {
                 continue;
             };
-            if c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
+            if !unlimited && c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
                 c.pending.remove(&seq);
                 maxed.push((seq, o.deliveries));
             } else {

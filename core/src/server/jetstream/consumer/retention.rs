@@ -65,6 +65,10 @@ impl Server {
         if retention == Retention::Limits {
             return;
         }
+        // Planted bug (mutation suite only): a work queue keeps what was acked.
+        if retention == Retention::WorkQueue && self.planted(crate::config::PlantedBug::KeepAckedWork) {
+            return;
+        }
         for &seq in seqs {
             if retention == Retention::WorkQueue || !self.still_needed(stream, seq) {
                 self.retention_delete(stream, seq);
