@@ -61,6 +61,10 @@ pub(super) struct StreamsState {
     next_read_at: u64,
     /// Reads waiting for their answer, by reply subject.
     reads: BTreeSet<String>,
+    /// A read found the stream: direct gets may go too. (Before, nobody
+    /// answers them and the server's no-responders status would reach
+    /// every subscriber of the reply subject, not only this client.)
+    stream_seen: bool,
 }
 
 impl StreamsState {
@@ -71,6 +75,7 @@ impl StreamsState {
             next_put_at: 0,
             next_read_at: 0,
             reads: BTreeSet::new(),
+            stream_seen: false,
         }
     }
 
@@ -92,6 +97,7 @@ impl StreamsState {
             Some(h) => direct_answer(h),
             None => msg_get_answer(payload),
         };
+        self.stream_seen |= answer != ReadAnswer::Other;
         let reply = subject.to_string();
         hist.push(
             now,
@@ -205,7 +211,8 @@ impl SimClient {
 
     /// Reads a message of `stream` (by sequence, or the last on a
     /// subject), by `STREAM.MSG.GET` or (for the last on a subject, half
-    /// the time) by `DIRECT.GET`, and records the read.
+    /// the time once a read found the stream) by `DIRECT.GET`, and
+    /// records the read.
     pub(super) fn js_read(
         &mut self,
         now: u64,
@@ -216,7 +223,8 @@ impl SimClient {
         hist: &mut History,
     ) {
         let reply = self.new_inbox();
-        let direct = self.js_state().streams.rng.next_u32().is_multiple_of(2);
+        let st = &mut self.js_state().streams;
+        let direct = st.rng.next_u32().is_multiple_of(2) && st.stream_seen;
         let (subject, body) = match &of {
             ReadOf::LastOf(key) if direct => (format!("$JS.API.DIRECT.GET.{stream}.{key}"), String::new()),
             ReadOf::LastOf(key) => (

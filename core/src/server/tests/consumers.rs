@@ -10,16 +10,16 @@ use super::jetstream::Js;
 
 /// A message the client received: subject, reply, headers, body.
 #[derive(Debug, Clone)]
-struct Got {
-    subject: String,
-    to_sid: String,
-    reply: String,
-    headers: String,
-    body: String,
+pub(super) struct Got {
+    pub subject: String,
+    pub to_sid: String,
+    pub reply: String,
+    pub headers: String,
+    pub body: String,
 }
 
 /// Every MSG and HMSG in `out`, in order.
-fn msgs(out: &str) -> Vec<Got> {
+pub(super) fn msgs(out: &str) -> Vec<Got> {
     let mut found = Vec::new();
     let mut rest = out;
     loop {
@@ -61,13 +61,13 @@ fn msgs(out: &str) -> Vec<Got> {
     found
 }
 
-fn with_stream() -> Js {
+pub(super) fn with_stream() -> Js {
     let mut js = Js::new();
     js.create(r#"{"name":"S","subjects":["s.>"]}"#);
     js
 }
 
-fn publish_n(js: &mut Js, n: usize) {
+pub(super) fn publish_n(js: &mut Js, n: usize) {
     for i in 1..=n {
         js.publish(&format!("s.{i}"), "", &format!("m{i}"));
     }
@@ -76,7 +76,7 @@ fn publish_n(js: &mut Js, n: usize) {
 }
 
 /// A pull request on `inbox` (subscribed by the test client as `_INBOX.>`).
-fn pull(js: &mut Js, consumer: &str, inbox: &str, body: &str) -> Vec<Got> {
+pub(super) fn pull(js: &mut Js, consumer: &str, inbox: &str, body: &str) -> Vec<Got> {
     js.send(&format!(
         "PUB $JS.API.CONSUMER.MSG.NEXT.S.{consumer} {inbox} {}\r\n{body}\r\n",
         body.len()
@@ -103,7 +103,7 @@ fn request_seeing(js: &mut Js, subject: &str, body: &str) -> (Value, Vec<Got>) {
     (answer, rest)
 }
 
-fn durable(js: &mut Js, name: &str, config: &str) -> Value {
+pub(super) fn durable(js: &mut Js, name: &str, config: &str) -> Value {
     js.request(
         &format!("$JS.API.CONSUMER.CREATE.S.{name}"),
         &format!(r#"{{"stream_name":"S","config":{config}}}"#),

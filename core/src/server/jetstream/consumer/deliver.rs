@@ -48,11 +48,13 @@ impl Server {
             if c.paused_until_unix_nanos > self.now.unix_nanos {
                 return 0;
             }
-            // Planted bug (mutation suite only): max_ack_pending is ignored.
-            let room = if self.planted(crate::config::PlantedBug::IgnoreMaxAckPending) {
-                u64::MAX
+            // A redelivery adds nothing to the pending set: max_ack_pending
+            // never holds it back (or a full set of unacknowledged
+            // messages would wait forever).
+            let room = if c.redeliver.is_empty() {
+                self.room(id)
             } else {
-                c.room()
+                u64::MAX
             };
             if c.config.is_push() {
                 if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
@@ -76,6 +78,15 @@ impl Server {
             }
             return room.min(wanted).min(READ_BATCH as u64);
         }
+    }
+
+    /// Room for new messages under consumer `id`'s `max_ack_pending`.
+    fn room(&self, id: ConsumerId) -> u64 {
+        // Planted bug (mutation suite only): max_ack_pending is ignored.
+        if self.planted(crate::config::PlantedBug::IgnoreMaxAckPending) {
+            return u64::MAX;
+        }
+        self.jetstream.consumers[id as usize].room()
     }
 
     /// Whether consumer `id` may send one more message of a batch already
@@ -106,8 +117,9 @@ impl Server {
                 self.finish_no_wait(id, false);
                 return;
             }
+            let room = self.room(id);
             let c = &mut self.jetstream.consumers[id as usize];
-            if let Some(msg) = c.preloaded.pop_front() {
+            if room > 0 && let Some(msg) = c.preloaded.pop_front() {
                 let pending = c.preloaded.len() as u64 + c.num_pending;
                 self.deliver_to_consumer(id, &msg, 1, pending);
                 continue;
@@ -170,7 +182,7 @@ impl Server {
         let mut next = None;
         // Interest is looked up once per batch, not per message: within
         // it, only flow control and the pull requests left can stop it.
-        let mut budget = self.demand(id);
+        let mut budget = self.demand(id).min(self.room(id));
         for (i, m) in msgs.iter().enumerate() {
             if m.seq > durable {
                 next = Some(m.seq);
