@@ -72,3 +72,29 @@ fn a_nak_of_a_last_delivery_does_not_deliver_past_max_deliver() {
     let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
     assert_eq!(info["num_ack_pending"], 0, "{info}");
 }
+
+#[test]
+fn a_work_item_whose_ack_was_answered_stays_gone_after_a_power_loss() {
+    // Seed 709 of the simulation: the deletion an ack makes in a work
+    // queue was not synced when the ack was answered, and a power loss
+    // brought the message back.
+    let mut js = super::jetstream::Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"],"retention":"workqueue"}"#);
+    publish_n(&mut js, 2);
+    durable(
+        &mut js,
+        "W",
+        r#"{"durable_name":"W","ack_policy":"explicit"}"#,
+    );
+    let got = pull(&mut js, "W", "_INBOX.a", r#"{"batch":1}"#);
+    assert_eq!(got.len(), 1);
+    js.send(&format!("PUB {} _INBOX.sync 4\r\n+ACK\r\n", got[0].reply));
+    js.run_storage();
+    assert!(js.out().contains("MSG _INBOX.sync 1 0\r\n"), "answered");
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = super::jetstream::Js::on(disk);
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    assert_eq!(info["state"]["first_seq"], 2, "{info}");
+}
