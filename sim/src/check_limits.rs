@@ -133,7 +133,11 @@ mod tests {
         }
     }
 
-    fn run(entries: &[Entry], max_ack_pending: Option<u64>, max_deliver: Option<u64>) -> Vec<&'static str> {
+    fn run(
+        entries: &[Entry],
+        max_ack_pending: Option<u64>,
+        max_deliver: Option<u64>,
+    ) -> Vec<&'static str> {
         let js = JsOutcome {
             pulls: true,
             max_ack_pending,

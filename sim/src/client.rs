@@ -18,7 +18,9 @@ mod streams;
 use js::JsState;
 pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan, JsRngs};
 pub use pull::{JS_CONSUMER, PullPlan};
-pub use streams::{KV_KEYS, KV_STREAM, KvPlan, WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body};
+pub use streams::{
+    KV_KEYS, KV_STREAM, KvPlan, WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body,
+};
 
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];

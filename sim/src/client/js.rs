@@ -351,7 +351,10 @@ impl SimClient {
         let Some(js) = self.js.as_mut() else {
             return;
         };
-        if js.streams.read_answer(now, client, subject, headers, payload, hist) {
+        if js
+            .streams
+            .read_answer(now, client, subject, headers, payload, hist)
+        {
             return;
         }
         let create = js.creates.get(subject).copied();

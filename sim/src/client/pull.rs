@@ -235,7 +235,8 @@ impl SimClient {
         out: &mut Output,
     ) -> bool {
         let n = self.js.as_ref().map_or(0, |js| js.pulls.len());
-        (0..n).any(|k| self.pull_answer_of(k, now, subject, reply, headers, payload, ids, hist, out))
+        (0..n)
+            .any(|k| self.pull_answer_of(k, now, subject, reply, headers, payload, ids, hist, out))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -130,10 +130,16 @@ fn msg_get_answer(payload: &[u8]) -> ReadAnswer {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return ReadAnswer::Other;
     };
-    if let Some(seq) = v.pointer("/message/seq").and_then(serde_json::Value::as_u64) {
+    if let Some(seq) = v
+        .pointer("/message/seq")
+        .and_then(serde_json::Value::as_u64)
+    {
         return ReadAnswer::Found(seq);
     }
-    match v.pointer("/error/err_code").and_then(serde_json::Value::as_u64) {
+    match v
+        .pointer("/error/err_code")
+        .and_then(serde_json::Value::as_u64)
+    {
         Some(10037) => ReadAnswer::NotFound,
         _ => ReadAnswer::Other,
     }
@@ -177,7 +183,14 @@ impl SimClient {
         if now >= st.next_read_at {
             st.next_read_at = now + kv.read_every_ns;
             let key = KV_KEYS[(st.rng.next_u32() as usize) % KV_KEYS.len()];
-            self.js_read(now, KV_STREAM, ReadOf::LastOf(key.to_string()), send, ids, hist);
+            self.js_read(
+                now,
+                KV_STREAM,
+                ReadOf::LastOf(key.to_string()),
+                send,
+                ids,
+                hist,
+            );
         }
         soonest(self.js_state().streams.next_read_at);
         next
@@ -226,7 +239,9 @@ impl SimClient {
         let st = &mut self.js_state().streams;
         let direct = st.rng.next_u32().is_multiple_of(2) && st.stream_seen;
         let (subject, body) = match &of {
-            ReadOf::LastOf(key) if direct => (format!("$JS.API.DIRECT.GET.{stream}.{key}"), String::new()),
+            ReadOf::LastOf(key) if direct => {
+                (format!("$JS.API.DIRECT.GET.{stream}.{key}"), String::new())
+            }
             ReadOf::LastOf(key) => (
                 format!("$JS.API.STREAM.MSG.GET.{stream}"),
                 format!("{{\"last_by_subj\":\"{key}\"}}"),
@@ -247,7 +262,16 @@ impl SimClient {
                 reply: reply.clone(),
             },
         );
-        self.record_publish(now, &subject, Some(reply), None, body.as_bytes(), send, ids, hist);
+        self.record_publish(
+            now,
+            &subject,
+            Some(reply),
+            None,
+            body.as_bytes(),
+            send,
+            ids,
+            hist,
+        );
     }
 }
 
@@ -257,7 +281,8 @@ mod tests {
 
     #[test]
     fn read_answers_name_the_sequence_found_or_its_absence() {
-        let found = b"NATS/1.0\r\nNats-Stream: K\r\nNats-Subject: kv.k1\r\nNats-Sequence: 7\r\n\r\n";
+        let found =
+            b"NATS/1.0\r\nNats-Stream: K\r\nNats-Subject: kv.k1\r\nNats-Sequence: 7\r\n\r\n";
         assert_eq!(direct_answer(found), ReadAnswer::Found(7));
         assert_eq!(
             direct_answer(b"NATS/1.0 404 Message Not Found\r\n\r\n"),
@@ -271,7 +296,8 @@ mod tests {
         assert_eq!(msg_get_answer(got), ReadAnswer::Found(9));
         let none = br#"{"error":{"code":404,"err_code":10037,"description":"no message found"}}"#;
         assert_eq!(msg_get_answer(none), ReadAnswer::NotFound);
-        let no_stream = br#"{"error":{"code":404,"err_code":10059,"description":"stream not found"}}"#;
+        let no_stream =
+            br#"{"error":{"code":404,"err_code":10059,"description":"stream not found"}}"#;
         assert_eq!(msg_get_answer(no_stream), ReadAnswer::Other);
     }
 }

@@ -49,9 +49,7 @@ impl Server {
                     (seq, last, next) if seq > 0 && last.is_empty() && next.is_empty() => {
                         Read::Seq(seq)
                     }
-                    (0, last, next) if !last.is_empty() && next.is_empty() => {
-                        self.last_read(last)
-                    }
+                    (0, last, next) if !last.is_empty() && next.is_empty() => self.last_read(last),
                     (seq, last, next) if last.is_empty() && !next.is_empty() => Read::Next {
                         from_seq: seq.max(1),
                         filter: Some(next),

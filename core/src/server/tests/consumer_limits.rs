@@ -25,7 +25,12 @@ fn unacknowledged_messages_at_max_ack_pending_are_still_redelivered() {
         "D",
         r#"{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000,"max_ack_pending":2}"#,
     );
-    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":3,"expires":10000000000}"#);
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.a",
+        r#"{"batch":3,"expires":10000000000}"#,
+    );
     assert_eq!(got.len(), 2, "max_ack_pending 2: {got:?}");
     js.h.advance(Duration::from_millis(1100));
     js.run_storage();
@@ -33,11 +38,19 @@ fn unacknowledged_messages_at_max_ack_pending_are_still_redelivered() {
     let again = deliveries_of(&out, "s.1");
     assert_eq!(again.len(), 1, "s.1 comes again: {out}");
     assert_eq!(again[0].reply.split('.').nth(4), Some("2"));
-    assert!(deliveries_of(&out, "s.3").is_empty(), "no place for s.3 yet");
+    assert!(
+        deliveries_of(&out, "s.3").is_empty(),
+        "no place for s.3 yet"
+    );
     // An ack frees a place for what follows, after the other redelivery.
     js.send(&format!("PUB {} 4\r\n+ACK\r\n", again[0].reply));
     js.run_storage();
-    let got = pull(&mut js, "D", "_INBOX.b", r#"{"batch":2,"expires":10000000000}"#);
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.b",
+        r#"{"batch":2,"expires":10000000000}"#,
+    );
     let seen: Vec<(&str, Option<&str>)> = got
         .iter()
         .map(|m| (m.subject.as_str(), m.reply.split('.').nth(4)))
@@ -56,7 +69,12 @@ fn a_nak_of_a_last_delivery_does_not_deliver_past_max_deliver() {
         "D",
         r#"{"durable_name":"D","ack_policy":"explicit","max_deliver":2}"#,
     );
-    let got = pull(&mut js, "D", "_INBOX.a", r#"{"batch":5,"expires":10000000000}"#);
+    let got = pull(
+        &mut js,
+        "D",
+        "_INBOX.a",
+        r#"{"batch":5,"expires":10000000000}"#,
+    );
     assert_eq!(got.len(), 1);
     js.send(&format!("PUB {} 4\r\n-NAK\r\n", got[0].reply));
     js.run_storage();
@@ -68,7 +86,10 @@ fn a_nak_of_a_last_delivery_does_not_deliver_past_max_deliver() {
     js.h.advance(Duration::from_millis(10));
     js.run_storage();
     let out = js.out();
-    assert!(deliveries_of(&out, "s.1").is_empty(), "no third delivery: {out}");
+    assert!(
+        deliveries_of(&out, "s.1").is_empty(),
+        "no third delivery: {out}"
+    );
     let info = js.request("$JS.API.CONSUMER.INFO.S.D", "");
     assert_eq!(info["num_ack_pending"], 0, "{info}");
 }

@@ -144,7 +144,8 @@ impl Server {
             AckKind::Nak(delay) => {
                 if let Some(o) = c.pending.get(&seq).copied() {
                     c.deadlines.clear(seq);
-                    let last = c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64;
+                    let last =
+                        c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64;
                     match delay {
                         Some(d) if !d.is_zero() => {
                             c.deadlines.set(seq, now + d);

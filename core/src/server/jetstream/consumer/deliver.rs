@@ -119,7 +119,9 @@ impl Server {
             }
             let room = self.room(id);
             let c = &mut self.jetstream.consumers[id as usize];
-            if room > 0 && let Some(msg) = c.preloaded.pop_front() {
+            if room > 0
+                && let Some(msg) = c.preloaded.pop_front()
+            {
                 let pending = c.preloaded.len() as u64 + c.num_pending;
                 self.deliver_to_consumer(id, &msg, 1, pending);
                 continue;
@@ -504,7 +506,8 @@ impl Server {
             let Some(o) = c.pending.get(&seq).copied() else {
                 continue;
             };
-            if !unlimited && c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
+            if !unlimited && c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64
+            {
                 c.pending.remove(&seq);
                 maxed.push((seq, o.deliveries));
             } else {

@@ -66,7 +66,9 @@ impl Server {
             return;
         }
         // Planted bug (mutation suite only): a work queue keeps what was acked.
-        if retention == Retention::WorkQueue && self.planted(crate::config::PlantedBug::KeepAckedWork) {
+        if retention == Retention::WorkQueue
+            && self.planted(crate::config::PlantedBug::KeepAckedWork)
+        {
             return;
         }
         let mut deleted = false;
@@ -84,7 +86,10 @@ impl Server {
             // back).
             let key = self.jetstream.streams[stream as usize].key.clone();
             let op = self.next_op(super::super::Pending::Synced { stream });
-            self.storage(natrix_storage::ops::StorageOp::Sync { id: op, stream: key });
+            self.storage(natrix_storage::ops::StorageOp::Sync {
+                id: op,
+                stream: key,
+            });
         }
         self.retention_changed(stream);
     }
