@@ -97,11 +97,11 @@ impl Setup {
     /// pulls from it; the others publish or not as drawn. Returns the
     /// stream's storage key.
     ///
-    /// A quarter of the JetStream seeds also run a work queue: client 0
+    /// An eighth of the JetStream seeds also run a work queue: client 0
     /// creates stream `W` (work-queue retention) and publishes to it, and
     /// it and the next client in its account pull from its one consumer.
-    /// Another quarter run a key-value workload: client 0 creates stream
-    /// `K` (one or three revisions kept per key) and puts to its keys, and
+    /// Another eighth run a key-value workload: client 0 creates stream
+    /// `K` (one, two or five revisions kept per key) and puts to its keys, and
     /// every client in its account reads the keys' latest revisions.
     pub fn join_jetstream(&mut self, s: u64) -> JsSeed {
         let account = self.clients[0].plan.perms.account;
@@ -109,8 +109,8 @@ impl Setup {
         let pulls = seed::rng(s, "pulls", 0).next_u32().is_multiple_of(2);
         let mut more = seed::rng(s, "js-streams", 0);
         let roll = more.next_u32();
-        let work_queue = roll % 4 == 2;
-        let kv_history = (roll % 4 == 3).then(|| [1, 3][(roll / 4 % 2) as usize]);
+        let work_queue = roll % 8 == 2;
+        let kv_history = (roll % 8 == 3).then(|| [1, 2, 5, 5][(roll / 8 % 4) as usize]);
         let mut work_pullers = 0;
         let mut seed_plan = JsSeed {
             key: storage_key(account.unwrap_or("$G"), JS_STREAM),

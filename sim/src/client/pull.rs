@@ -66,15 +66,15 @@ impl PullPlan {
         }
     }
 
-    /// In half the seeds, one limit: a small `max_ack_pending` or a small
-    /// `max_deliver` (never both: a message dropped after its last
-    /// delivery leaves the pending set unseen by the client, so the
-    /// `max_ack_pending` checker could not count it).
+    /// One limit in three seeds in four: a small `max_ack_pending` (in
+    /// half of them) or a small `max_deliver`; never both (a message
+    /// dropped after its last delivery leaves the pending set unseen by
+    /// the client, so the `max_ack_pending` checker could not count it).
     pub fn draw_limits(&mut self, rng: &mut ChaCha8Rng) {
         let n = rng.next_u32();
         match n % 4 {
-            0 => self.max_ack_pending = Some([4, 8, 32][(n / 4 % 3) as usize]),
-            1 => self.max_deliver = Some([2, 3, 5][(n / 4 % 3) as usize]),
+            0 | 1 => self.max_ack_pending = Some([4, 8, 16][(n / 4 % 3) as usize]),
+            2 => self.max_deliver = Some([2, 3, 5][(n / 4 % 3) as usize]),
             _ => {}
         }
     }
