@@ -116,6 +116,30 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "consumer-delivered-durable",
         "a delivered message is, after every later power loss, in the stream at its sequence with its exact subject, headers and payload",
     ),
+    (
+        "consumer-max-ack-pending",
+        "a consumer with max_ack_pending never has more messages delivered and unacknowledged (as far as the client that pulls can tell) than that",
+    ),
+    (
+        "consumer-max-deliver",
+        "a consumer with max_deliver never delivers a message with a higher delivery count, nor more often in one server lifetime",
+    ),
+    (
+        "workqueue-no-redelivery-after-ack",
+        "once the server answered a double ack of a work-queue message, no client gets it again from a delivery sent after the answer (a later server lifetime, or a higher consumer sequence than a delivery sent after it)",
+    ),
+    (
+        "workqueue-gone-after-ack",
+        "a work-queue message read by its sequence after its double ack was answered is not found: the ack removed it from the stream",
+    ),
+    (
+        "workqueue-at-least-once",
+        "every acknowledged publish to the work queue is delivered to one of its clients and acked by the end of the run",
+    ),
+    (
+        "kv-read-latest",
+        "a read of a key's last revision (DIRECT.GET or STREAM.MSG.GET last_by_subj) sent after a put's PubAck arrived, at any client, finds that revision or a later one",
+    ),
 ];
 
 /// One broken invariant, with what shows it.
@@ -221,6 +245,8 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     if let Some(js) = &o.js {
         crate::check_js::check(&o.history.entries, js, &mut bad);
         crate::check_consumer::check(&o.history.entries, js, o.converged, &mut bad);
+        crate::check_limits::check(&o.history.entries, js, &mut bad);
+        crate::check_streams::check(&o.history.entries, js, o.converged, &mut bad);
     }
     // Subscriptions whose UNSUB the server has processed.
     let mut gone: BTreeSet<(ClientId, u32, u32)> = BTreeSet::new();

@@ -10,12 +10,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::check_js::JsOutcome;
+use crate::client::JS_STREAM;
 use crate::history::{ClientId, Entry, Ev, JsDelivery};
 
-/// The consumer's deliveries in a history, with when they arrived.
+/// The deliveries of stream `S`'s consumer in a history, with when they
+/// arrived.
 fn deliveries(entries: &[Entry]) -> impl Iterator<Item = (u64, &JsDelivery)> {
-    entries.iter().filter_map(|e| match &e.ev {
-        Ev::JsDelivery(d) => Some((e.at_ns, &**d)),
+    stream_deliveries(entries, JS_STREAM)
+}
+
+/// The deliveries of `stream`'s consumer, with when they arrived.
+pub fn stream_deliveries<'a>(
+    entries: &'a [Entry],
+    stream: &'a str,
+) -> impl Iterator<Item = (u64, &'a JsDelivery)> + 'a {
+    entries.iter().filter_map(move |e| match &e.ev {
+        Ev::JsDelivery(d) if d.stream == stream => Some((e.at_ns, &**d)),
         _ => None,
     })
 }
@@ -41,7 +51,10 @@ pub fn check(
     // Liveness only holds when the faults healed and everyone got back
     // (`converges` says when they did not).
     if converged {
-        at_least_once(entries, bad);
+        // With max_deliver, a message may be dropped unacked after its
+        // last delivery: it must still be delivered once.
+        let must_ack = js.max_deliver.is_none();
+        at_least_once(entries, JS_STREAM, must_ack, "consumer-at-least-once", bad);
     }
 }
 
@@ -54,10 +67,10 @@ fn no_redelivery_and_order(entries: &[Entry], bad: &mut impl FnMut(&'static str,
     let mut last_first: BTreeMap<u32, u64> = BTreeMap::new();
     for e in entries {
         match &e.ev {
-            Ev::JsConsumerAcked { seq, .. } => {
+            Ev::JsConsumerAcked { seq, stream, .. } if *stream == JS_STREAM => {
                 answered.entry(*seq).or_insert(e.at_ns);
             }
-            Ev::JsDelivery(d) => {
+            Ev::JsDelivery(d) if d.stream == JS_STREAM => {
                 let at = ms(e.at_ns);
                 if let Some(&acked_at) = answered.get(&d.seq) {
                     bad(
@@ -144,12 +157,19 @@ fn delivered_durable(
     }
 }
 
-/// `consumer-at-least-once`: every acknowledged publish was delivered and
-/// acked by the client that pulls: with a double ack that was answered,
-/// or whose connection died before its answer could come (the ack may
-/// have been applied; if it was not, the message comes again and is acked
-/// again).
-fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) {
+/// `consumer-at-least-once` (and the work queue's): every acknowledged
+/// publish to `stream` was delivered and acked by a client that pulls:
+/// with a double ack that was answered, or whose connection died before
+/// its answer could come (the ack may have been applied; if it was not,
+/// the message comes again and is acked again). Without `must_ack`, only
+/// delivered.
+pub fn at_least_once(
+    entries: &[Entry],
+    stream: &str,
+    must_ack: bool,
+    invariant: &'static str,
+    bad: &mut impl FnMut(&'static str, String),
+) {
     let mut published: BTreeSet<u64> = BTreeSet::new();
     let mut delivered: BTreeSet<u64> = BTreeSet::new();
     // reply -> (client, epoch, seq) of the double acks still unanswered.
@@ -157,21 +177,27 @@ fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) 
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     for e in entries {
         match &e.ev {
-            Ev::JsAck(a) => {
+            Ev::JsAck(a) if a.stream == stream => {
                 published.insert(a.seq);
             }
-            Ev::JsDelivery(d) => {
+            Ev::JsDelivery(d) if d.stream == stream => {
                 delivered.insert(d.seq);
             }
             Ev::JsConsumerAck {
                 client,
                 epoch,
+                stream: s,
                 seq,
                 reply,
-            } => {
+            } if *s == stream => {
                 unanswered.insert(reply.as_str(), (*client, *epoch, *seq));
             }
-            Ev::JsConsumerAcked { seq, reply, .. } => {
+            Ev::JsConsumerAcked {
+                seq,
+                reply,
+                stream: s,
+                ..
+            } if *s == stream => {
                 unanswered.remove(reply.as_str());
                 acked.insert(*seq);
             }
@@ -187,6 +213,9 @@ fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) 
             _ => {}
         }
     }
+    if !must_ack {
+        acked = delivered.clone();
+    }
     let missing: Vec<u64> = published.difference(&acked).copied().collect();
     if let Some(first) = missing.first() {
         let never: Vec<u64> = missing
@@ -195,22 +224,23 @@ fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) 
             .filter(|s| !delivered.contains(s))
             .collect();
         bad(
-            "consumer-at-least-once",
+            invariant,
             format!(
-                "{} acknowledged sequences (first {first}) were not delivered and acked by the end of the run; never delivered: {}",
+                "{} acknowledged sequences (first {first}) of {stream} were not delivered{} by the end of the run; never delivered: {}",
                 missing.len(),
+                if must_ack { " and acked" } else { "" },
                 show(&never)
             ),
         );
     }
 }
 
-fn ms(ns: u64) -> String {
+pub(crate) fn ms(ns: u64) -> String {
     format!("{:.3} ms", ns as f64 / 1e6)
 }
 
 /// A short list of sequences.
-fn show(seqs: &[u64]) -> String {
+pub(crate) fn show(seqs: &[u64]) -> String {
     let mut s: Vec<String> = seqs.iter().take(10).map(u64::to_string).collect();
     if seqs.len() > 10 {
         s.push(format!("… ({} in all)", seqs.len()));
@@ -239,9 +269,11 @@ mod tests {
             Ev::JsDelivery(Box::new(JsDelivery {
                 client: 0,
                 epoch: 1,
+                stream: JS_STREAM,
                 lifetime,
                 seq,
                 deliveries,
+                consumer_seq: at_ns,
                 subject: "js.1".into(),
                 headers: Vec::new(),
                 payload: format!("m{seq}:").into_bytes(),
@@ -255,6 +287,7 @@ mod tests {
             Ev::JsConsumerAck {
                 client: 0,
                 epoch,
+                stream: JS_STREAM,
                 seq,
                 reply: format!("_INBOX.c0.{seq}"),
             },
@@ -266,6 +299,8 @@ mod tests {
             at_ns,
             Ev::JsConsumerAcked {
                 client: 0,
+                lifetime: 0,
+                stream: JS_STREAM,
                 seq,
                 reply: format!("_INBOX.c0.{seq}"),
             },
@@ -307,8 +342,8 @@ mod tests {
                 after: "a power loss",
                 msgs,
             }],
-            pending_checks: false,
             pulls: true,
+            ..JsOutcome::default()
         };
         let mut found = Vec::new();
         check(entries, &js, true, &mut |name, _| found.push(name));

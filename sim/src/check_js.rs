@@ -34,6 +34,14 @@ pub struct JsOutcome {
     /// A client pulls from the stream's durable consumer (its checkers
     /// in `check_consumer` apply).
     pub pulls: bool,
+    /// That consumer's `max_ack_pending` and `max_deliver`, when the seed
+    /// set them (`check_limits`).
+    pub max_ack_pending: Option<u64>,
+    pub max_deliver: Option<u64>,
+    /// The seed runs the work-queue workload (`check_streams`).
+    pub work_queue: bool,
+    /// The seed runs the key-value workload (`check_streams`).
+    pub kv: bool,
 }
 
 /// Invariants the core is known not to keep yet: off unless asked for,
@@ -42,10 +50,20 @@ pub struct JsOutcome {
 /// learned to rebuild its duplicate window at start.)
 pub const PENDING: [&str; 0] = [];
 
-/// The acknowledgements in a history, with when the client got them.
+/// The acknowledgements of publishes to stream `S` in a history, with
+/// when the client got them.
 fn acks(entries: &[Entry]) -> impl Iterator<Item = (u64, &JsAck)> {
-    entries.iter().filter_map(|e| match &e.ev {
-        Ev::JsAck(ack) => Some((e.at_ns, &**ack)),
+    stream_acks(entries, crate::client::JS_STREAM)
+}
+
+/// The acknowledgements of publishes to `stream`, with when the client
+/// got them.
+pub fn stream_acks<'a>(
+    entries: &'a [Entry],
+    stream: &'a str,
+) -> impl Iterator<Item = (u64, &'a JsAck)> + 'a {
+    entries.iter().filter_map(move |e| match &e.ev {
+        Ev::JsAck(ack) if ack.stream == stream => Some((e.at_ns, &**ack)),
         _ => None,
     })
 }
@@ -185,13 +203,13 @@ mod tests {
     fn run(entries: &[Entry], msgs: BTreeMap<u64, Option<Msg>>) -> Vec<&'static str> {
         let js = JsOutcome {
             pending_checks: true,
-            pulls: false,
             key: "%24G.S".into(),
             snapshots: vec![Snapshot {
                 at_ns: 20,
                 after: "a power loss",
                 msgs,
             }],
+            ..JsOutcome::default()
         };
         let mut found = Vec::new();
         check(entries, &js, &mut |name, _| found.push(name));

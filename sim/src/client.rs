@@ -13,10 +13,14 @@ use crate::history::{ClientId, Ev, History, MsgId, digest};
 
 mod js;
 mod pull;
+mod streams;
 
 use js::JsState;
-pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan};
+pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan, JsRngs};
 pub use pull::{JS_CONSUMER, PullPlan};
+pub use streams::{
+    KV_KEYS, KV_STREAM, KvPlan, WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body,
+};
 
 /// Subjects publishers use, and patterns subscribers pick from.
 pub const SUBJECTS: [&str; 5] = ["a.1", "a.2", "b.1", "b.x.y", "c"];
@@ -210,9 +214,15 @@ impl SimClient {
         self.conn.as_ref().map(|c| c.link)
     }
 
-    /// Whether the client pulls from the JetStream consumer.
+    /// Whether the client pulls from a JetStream consumer.
     pub fn pulls(&self) -> bool {
-        self.plan.js.as_ref().is_some_and(|js| js.pull.is_some())
+        self.plan.js.as_ref().is_some_and(|js| !js.pulls.is_empty())
+    }
+
+    /// The plan of the consumer of `stream` the client pulls from, if any.
+    pub fn pull_plan(&self, stream: &str) -> Option<&PullPlan> {
+        let js = self.plan.js.as_ref()?;
+        js.pulls.iter().find(|p| p.stream == stream)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -350,10 +360,14 @@ impl SimClient {
                     .as_deref()
                     .is_some_and(|h| h.starts_with(b"NATS/1.0 503"));
                 // A JetStream consumer's delivery (its reply is an ack
-                // subject) is a stored copy, not the publish itself.
-                let consumer_delivery =
-                    reply.as_deref().is_some_and(|r| r.starts_with(b"$JS.ACK."));
-                let (msg, answers) = if consumer_delivery {
+                // subject) and a direct get's answer (its headers say
+                // where it is stored) are stored copies, not the publish
+                // itself.
+                let stored_copy = reply.as_deref().is_some_and(|r| r.starts_with(b"$JS.ACK."))
+                    || headers
+                        .as_deref()
+                        .is_some_and(|h| h.windows(15).any(|w| w == b"Nats-Sequence: "));
+                let (msg, answers) = if stored_copy {
                     (None, None)
                 } else {
                     decode_payload(&payload)
@@ -404,7 +418,7 @@ impl SimClient {
                         out,
                     );
                 if !no_responders && !pulled {
-                    self.js_answer(now, &subject, &payload, hist);
+                    self.js_answer(now, &subject, headers.as_deref(), &payload, hist);
                 }
             }
         }

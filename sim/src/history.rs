@@ -85,21 +85,59 @@ pub enum Ev {
     /// The JetStream consumer delivered a message to the client that
     /// pulls (boxed: it is big).
     JsDelivery(Box<JsDelivery>),
-    /// The client that pulls sent a double ack of stream sequence `seq`
-    /// on its connection `epoch`, with reply subject `reply`.
+    /// A client that pulls sent a double ack of sequence `seq` of
+    /// `stream` on its connection `epoch`, with reply subject `reply`.
     JsConsumerAck {
         client: ClientId,
         epoch: u32,
+        stream: &'static str,
         seq: u64,
         reply: String,
     },
     /// The server answered the double ack sent with reply `reply`: the
-    /// ack of `seq` is durable.
+    /// ack of `seq` is durable. `lifetime` is the server lifetime that
+    /// accepted the connection it came on.
     JsConsumerAcked {
         client: ClientId,
+        lifetime: u32,
+        stream: &'static str,
         seq: u64,
         reply: String,
     },
+    /// A client asked `stream` for a message (`$JS.API.STREAM.MSG.GET` or
+    /// `$JS.API.DIRECT.GET`), its answer to come to `reply`.
+    JsRead {
+        client: ClientId,
+        stream: &'static str,
+        of: ReadOf,
+        reply: String,
+    },
+    /// The answer to the read sent with reply `reply`.
+    JsReadAnswer {
+        client: ClientId,
+        reply: String,
+        answer: ReadAnswer,
+    },
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOf {
+    /// The message at this sequence.
+    Seq(u64),
+    /// The last message on this subject.
+    LastOf(String),
+}
+
+/// What a read got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAnswer {
+    /// The message at this sequence.
+    Found(u64),
+    /// No such message (`404`, `no message found`).
+    NotFound,
+    /// Another error (no such stream yet, a bad request): no evidence.
+    Other,
 }
 
 /// One delivery of the JetStream consumer, as the client that pulls got
@@ -109,6 +147,8 @@ pub enum Ev {
 pub struct JsDelivery {
     pub client: ClientId,
     pub epoch: u32,
+    /// The stream the consumer reads (each stream has one consumer).
+    pub stream: &'static str,
     /// The server lifetime (restarts so far) that accepted the connection
     /// it arrived on: the lifetime that sent it.
     pub lifetime: u32,
@@ -116,6 +156,9 @@ pub struct JsDelivery {
     /// The delivery count (1: its first delivery, as far as the server
     /// knows).
     pub deliveries: u64,
+    /// The consumer sequence: it grows with every delivery of one server
+    /// lifetime, whichever client it goes to.
+    pub consumer_seq: u64,
     pub subject: String,
     pub headers: Vec<u8>,
     pub payload: Vec<u8>,

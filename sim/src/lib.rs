@@ -23,6 +23,8 @@
 pub mod check;
 pub mod check_consumer;
 pub mod check_js;
+pub mod check_limits;
+pub mod check_streams;
 pub mod client;
 pub mod faults;
 pub mod history;

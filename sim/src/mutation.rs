@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 16] = [
+pub const SUITE: [Planted; 20] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -95,7 +95,10 @@ pub const SUITE: [Planted; 16] = [
     Planted {
         bug: PlantedBug::RedeliverAcked,
         one_in: 1,
-        caught_by: &["consumer-no-redelivery-after-durable-ack"],
+        caught_by: &[
+            "consumer-no-redelivery-after-durable-ack",
+            "workqueue-no-redelivery-after-ack",
+        ],
     },
     Planted {
         bug: PlantedBug::SkipOnRedelivery,
@@ -106,6 +109,26 @@ pub const SUITE: [Planted; 16] = [
         bug: PlantedBug::DeliverUndurable,
         one_in: 1,
         caught_by: &["consumer-delivered-durable"],
+    },
+    Planted {
+        bug: PlantedBug::IgnoreMaxAckPending,
+        one_in: 1,
+        caught_by: &["consumer-max-ack-pending"],
+    },
+    Planted {
+        bug: PlantedBug::IgnoreMaxDeliver,
+        one_in: 1,
+        caught_by: &["consumer-max-deliver"],
+    },
+    Planted {
+        bug: PlantedBug::KeepAckedWork,
+        one_in: 1,
+        caught_by: &["workqueue-gone-after-ack"],
+    },
+    Planted {
+        bug: PlantedBug::StaleLastRead,
+        one_in: 1,
+        caught_by: &["kv-read-latest"],
     },
 ];
 

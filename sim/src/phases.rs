@@ -12,7 +12,10 @@ use natrix_core::config::Mutation;
 use rand_core::Rng;
 
 use crate::check::{self, Violation};
-use crate::client::{JS_STREAM, JsPlan, Perms, Plan, PullPlan, SimClient, SubPlan};
+use crate::client::{
+    JS_STREAM, JsPlan, JsRngs, KV_STREAM, KvPlan, Perms, Plan, PullPlan, SimClient, SubPlan,
+    WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body,
+};
 use crate::faults::{Fault, FaultMix};
 use crate::history::{ClientId, Ev, History};
 use crate::run::SeedResult;
@@ -93,10 +96,28 @@ impl Setup {
     /// publishes, and in half the seeds creates a durable consumer and
     /// pulls from it; the others publish or not as drawn. Returns the
     /// stream's storage key.
-    pub fn join_jetstream(&mut self, s: u64) -> String {
+    ///
+    /// An eighth of the JetStream seeds also run a work queue: client 0
+    /// creates stream `W` (work-queue retention) and publishes to it, and
+    /// it and the next client in its account pull from its one consumer.
+    /// Another eighth run a key-value workload: client 0 creates stream
+    /// `K` (one, two or five revisions kept per key) and puts to its keys, and
+    /// every client in its account reads the keys' latest revisions.
+    pub fn join_jetstream(&mut self, s: u64) -> JsSeed {
         let account = self.clients[0].plan.perms.account;
         // Half the JetStream seeds pull: the others keep their pace.
         let pulls = seed::rng(s, "pulls", 0).next_u32().is_multiple_of(2);
+        let mut more = seed::rng(s, "js-streams", 0);
+        let roll = more.next_u32();
+        let work_queue = roll % 8 == 2;
+        let kv_history = (roll % 8 == 3).then(|| [1, 2, 5, 5][(roll / 8 % 4) as usize]);
+        let mut work_pullers = 0;
+        let mut seed_plan = JsSeed {
+            key: storage_key(account.unwrap_or("$G"), JS_STREAM),
+            pulls: None,
+            work_queue,
+            kv: kv_history.is_some(),
+        };
         for (i, client) in self.clients.iter_mut().enumerate() {
             if client.plan.perms.account != account {
                 continue;
@@ -104,12 +125,44 @@ impl Setup {
             let mut rng = seed::rng(s, "js", i as u64);
             let mut plan = JsPlan::draw(&mut rng, i == 0);
             let mut pull_rng = seed::rng(s, "consumer", i as u64);
+            let mut streams_rng = seed::rng(s, "js-stream-work", i as u64);
+            let mut rngs = Vec::new();
             if i == 0 && pulls {
-                plan.pull = Some(PullPlan::draw(&mut pull_rng));
+                let mut pull = PullPlan::draw(&mut pull_rng);
+                pull.draw_limits(&mut seed::rng(s, "consumer-limits", 0));
+                seed_plan.pulls = Some(pull.clone());
+                plan.pulls.push(pull);
+                rngs.push(pull_rng);
             }
-            client.join_jetstream(plan, rng, pull_rng);
+            if work_queue {
+                if i == 0 {
+                    plan.streams.push((WORK_STREAM, work_stream_body()));
+                    plan.work_every_ns =
+                        Some(40_000_000 + u64::from(streams_rng.next_u32() % 160) * 1_000_000);
+                }
+                if work_pullers < 2 {
+                    work_pullers += 1;
+                    let mut rng = seed::rng(s, "work-consumer", i as u64);
+                    let mut pull = PullPlan::draw(&mut rng);
+                    (pull.stream, pull.consumer) = (WORK_STREAM, WORK_CONSUMER);
+                    plan.pulls.push(pull);
+                    rngs.push(rng);
+                }
+            }
+            if let Some(history) = kv_history {
+                if i == 0 {
+                    plan.streams.push((KV_STREAM, kv_stream_body(history)));
+                }
+                plan.kv = Some(KvPlan::draw(&mut streams_rng, i == 0));
+            }
+            let rngs = JsRngs {
+                js: rng,
+                pulls: rngs,
+                streams: streams_rng,
+            };
+            client.join_jetstream(plan, rngs);
         }
-        storage_key(account.unwrap_or("$G"), JS_STREAM)
+        seed_plan
     }
 
     /// The server's options: `base` plus the seed's users and the planted
@@ -122,6 +175,17 @@ impl Setup {
             ..base
         }
     }
+}
+
+/// The JetStream workloads a seed drew.
+#[derive(Debug, Clone)]
+pub struct JsSeed {
+    /// Stream `S`'s storage key.
+    pub key: String,
+    /// The plan of the client that pulls from `S`'s consumer, if one does.
+    pub pulls: Option<PullPlan>,
+    pub work_queue: bool,
+    pub kv: bool,
 }
 
 /// Where the core stores stream `stream` of `account`: both names

@@ -209,11 +209,18 @@ impl World {
         // NATS workload's pace.
         let with_jetstream =
             cfg.jetstream && seed::rng(s, "jetstream", 0).next_u32().is_multiple_of(2);
-        let js = with_jetstream.then(|| JsOutcome {
-            key: setup.join_jetstream(s),
-            snapshots: Vec::new(),
-            pending_checks: cfg.pending_checks,
-            pulls: setup.clients[0].pulls(),
+        let js = with_jetstream.then(|| {
+            let drawn = setup.join_jetstream(s);
+            JsOutcome {
+                key: drawn.key,
+                snapshots: Vec::new(),
+                pending_checks: cfg.pending_checks,
+                pulls: drawn.pulls.is_some(),
+                max_ack_pending: drawn.pulls.as_ref().and_then(|p| p.max_ack_pending),
+                max_deliver: drawn.pulls.as_ref().and_then(|p| p.max_deliver),
+                work_queue: drawn.work_queue,
+                kv: drawn.kv,
+            }
         });
         let n_clients = setup.clients.len();
         let base = Options {

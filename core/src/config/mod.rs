@@ -280,10 +280,18 @@ pub enum PlantedBug {
     /// A consumer delivers what a read found past the stream's durable
     /// sequence.
     DeliverUndurable,
+    /// A consumer delivers past its `max_ack_pending`.
+    IgnoreMaxAckPending,
+    /// A consumer redelivers past its `max_deliver`.
+    IgnoreMaxDeliver,
+    /// A work-queue stream keeps a message its consumer acknowledged.
+    KeepAckedWork,
+    /// A read of a subject's last message finds its first one kept.
+    StaleLastRead,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 20] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -300,6 +308,10 @@ impl PlantedBug {
         PlantedBug::RedeliverAcked,
         PlantedBug::SkipOnRedelivery,
         PlantedBug::DeliverUndurable,
+        PlantedBug::IgnoreMaxAckPending,
+        PlantedBug::IgnoreMaxDeliver,
+        PlantedBug::KeepAckedWork,
+        PlantedBug::StaleLastRead,
     ];
 
     /// The bug's name on the command line.
@@ -321,6 +333,10 @@ impl PlantedBug {
             PlantedBug::RedeliverAcked => "redeliver-acked",
             PlantedBug::SkipOnRedelivery => "skip-on-redelivery",
             PlantedBug::DeliverUndurable => "deliver-undurable",
+            PlantedBug::IgnoreMaxAckPending => "ignore-max-ack-pending",
+            PlantedBug::IgnoreMaxDeliver => "ignore-max-deliver",
+            PlantedBug::KeepAckedWork => "keep-acked-work",
+            PlantedBug::StaleLastRead => "stale-last-read",
         }
     }
 

@@ -7,6 +7,7 @@ use crate::auth::Auth;
 
 mod accounts;
 mod auth;
+mod consumer_limits;
 mod consumers;
 mod early_ops;
 mod jetstream;

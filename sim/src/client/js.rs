@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
 use super::pull::{PullPlan, PullState};
+use super::streams::{KvPlan, StreamsState};
 use super::{MsgIds, SimClient};
 use crate::history::{Ev, History, JsAck, MsgId, digest};
 
@@ -31,9 +32,15 @@ pub struct JsPlan {
     /// Percent of publishes that carry a `Nats-Msg-Id` (a third of those
     /// repeat the previous id: a retry the server must deduplicate).
     pub msg_id_pct: u32,
-    /// Creates the stream's durable pull consumer and pulls from it (one
-    /// client per JetStream seed: the stream's creator).
-    pub pull: Option<PullPlan>,
+    /// The durable pull consumers it creates and pulls from: stream `S`'s
+    /// (the stream's creator, in half the seeds), the work queue's.
+    pub pulls: Vec<PullPlan>,
+    /// Further streams it creates (the creator): name and request body.
+    pub streams: Vec<(&'static str, String)>,
+    /// Publishes to the work-queue stream this often.
+    pub work_every_ns: Option<u64>,
+    /// Its part in the key-value workload.
+    pub kv: Option<KvPlan>,
 }
 
 impl JsPlan {
@@ -44,56 +51,81 @@ impl JsPlan {
             publish_every_ns: publishes
                 .then(|| 50_000_000 + u64::from(rng.next_u32() % 300) * 1_000_000),
             msg_id_pct: [0, 30, 100][(rng.next_u32() % 3) as usize],
-            pull: None,
+            pulls: Vec::new(),
+            streams: Vec::new(),
+            work_every_ns: None,
+            kv: None,
         }
     }
 }
 
 /// A JetStream publish waiting for its acknowledgement.
 #[derive(Debug)]
-struct JsSent {
-    msg: MsgId,
-    subject: String,
-    msg_id: Option<String>,
-    headers: Vec<u8>,
-    payload: Vec<u8>,
+pub(super) struct JsSent {
+    pub(super) msg: MsgId,
+    pub(super) subject: String,
+    pub(super) msg_id: Option<String>,
+    pub(super) headers: Vec<u8>,
+    pub(super) payload: Vec<u8>,
 }
 
 /// What a JetStream client keeps between its publishes and their answers.
 pub(super) struct JsState {
     rng: ChaCha8Rng,
-    /// The stream exists (the creator got a successful answer).
-    created: bool,
-    create_sent_at: Option<u64>,
+    /// The streams that exist (the creator got a successful answer).
+    created: Vec<&'static str>,
+    create_sent_at: BTreeMap<&'static str, u64>,
     next_pub_at: u64,
     /// Publishes waiting for their PubAck, by reply subject. Kept across
     /// reconnects: the inbox is renewed, and a late ack still arrives.
-    waiting: BTreeMap<String, JsSent>,
-    /// Reply subjects of the create requests sent.
-    creates: Vec<String>,
+    pub(super) waiting: BTreeMap<String, JsSent>,
+    /// Reply subjects of the create requests sent, with their stream.
+    creates: BTreeMap<String, &'static str>,
     next_msg_id: u64,
     last_msg_id: Option<String>,
-    /// The consumer workload (the client that pulls only).
-    pub(super) pull: Option<PullState>,
+    /// The consumer workloads (clients that pull only).
+    pub(super) pulls: Vec<PullState>,
+    /// The work-queue and key-value workloads.
+    pub(super) streams: StreamsState,
+}
+
+/// The generators of a client's JetStream workloads, each apart so that
+/// a new one never shifts the others.
+pub struct JsRngs {
+    pub js: ChaCha8Rng,
+    /// One per consumer the client pulls from, in its plan's order.
+    pub pulls: Vec<ChaCha8Rng>,
+    /// The work-queue and key-value workloads.
+    pub streams: ChaCha8Rng,
 }
 
 impl SimClient {
     /// Gives the client a part in the JetStream workload, with its own
     /// generator (so the rest of its workload draws as before), and the
     /// consumer workload's generator when its plan pulls.
-    pub fn join_jetstream(&mut self, plan: JsPlan, rng: ChaCha8Rng, pull_rng: ChaCha8Rng) {
-        let pull = plan.pull.clone().map(|p| PullState::new(p, pull_rng));
+    pub fn join_jetstream(&mut self, plan: JsPlan, rngs: JsRngs) {
+        let pulls = plan
+            .pulls
+            .iter()
+            .cloned()
+            .zip(rngs.pulls)
+            .map(|(p, rng)| {
+                let read_back = p.stream == super::streams::WORK_STREAM;
+                PullState::new(p, rng, read_back)
+            })
+            .collect();
         self.plan.js = Some(plan);
         self.js = Some(JsState {
-            rng,
-            created: false,
-            create_sent_at: None,
+            rng: rngs.js,
+            created: Vec::new(),
+            create_sent_at: BTreeMap::new(),
             next_pub_at: 0,
             waiting: BTreeMap::new(),
-            creates: Vec::new(),
+            creates: BTreeMap::new(),
             next_msg_id: 0,
             last_msg_id: None,
-            pull,
+            pulls,
+            streams: StreamsState::new(rngs.streams),
         });
     }
 
@@ -110,36 +142,28 @@ impl SimClient {
     ) -> Option<u64> {
         let plan = self.plan.js.clone()?;
         let js = self.js.as_mut()?;
-        if let Some(pull) = js.pull.as_mut() {
+        for pull in &mut js.pulls {
             pull.quiet = quiet;
         }
         let mut next = None;
-        if plan.creator && !js.created {
-            let due = js.create_sent_at.map_or(now, |t| t + JS_CREATE_RETRY_NS);
-            if now >= due {
-                js.create_sent_at = Some(now);
-                let reply = self.new_inbox();
-                self.js_state().creates.push(reply.clone());
-                let subject = format!("$JS.API.STREAM.CREATE.{JS_STREAM}");
-                let body = format!("{{\"name\":\"{JS_STREAM}\",\"subjects\":[\"js.>\"]}}");
-                self.record_publish(
-                    now,
-                    &subject,
-                    Some(reply),
-                    None,
-                    body.as_bytes(),
-                    send,
-                    ids,
-                    hist,
-                );
-                next = Some(now + JS_CREATE_RETRY_NS);
-            } else {
-                next = Some(due);
+        let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
+        if plan.creator {
+            let stream_body = format!("{{\"name\":\"{JS_STREAM}\",\"subjects\":[\"js.>\"]}}");
+            let streams = std::iter::once((JS_STREAM, stream_body)).chain(plan.streams.clone());
+            for (name, body) in streams {
+                if let Some(at) = self.create_stream(now, name, &body, send, ids, hist) {
+                    soonest(at);
+                }
             }
         }
-        let created = self.js_state().created;
-        if let Some(at) = self.pull_work(now, created, send, ids, hist) {
-            next = Some(next.map_or(at, |n: u64| n.min(at)));
+        for k in 0..plan.pulls.len() {
+            let stream = plan.pulls[k].stream;
+            // Only the creator waits for its stream; the others try (and
+            // try again after an error).
+            let created = !plan.creator || self.js_state().created.contains(&stream);
+            if let Some(at) = self.pull_work(k, now, created, send, ids, hist) {
+                soonest(at);
+            }
         }
         // After the faults, publishes stop; the consumer goes on.
         if let Some(every) = plan.publish_every_ns.filter(|_| !quiet) {
@@ -149,12 +173,54 @@ impl SimClient {
                 self.js_publish(now, &plan, send, ids, hist);
             }
             let at = self.js_state().next_pub_at;
-            next = Some(next.map_or(at, |n: u64| n.min(at)));
+            soonest(at);
+        }
+        if !quiet && let Some(at) = self.streams_work(now, &plan, send, ids, hist) {
+            soonest(at);
         }
         next
     }
 
-    fn js_state(&mut self) -> &mut JsState {
+    /// Creates stream `name` with `body` until a successful answer comes.
+    /// Returns when to send the request again, if it is still unanswered.
+    fn create_stream(
+        &mut self,
+        now: u64,
+        name: &'static str,
+        body: &str,
+        send: &mut Vec<u8>,
+        ids: &mut MsgIds,
+        hist: &mut History,
+    ) -> Option<u64> {
+        let js = self.js_state();
+        if js.created.contains(&name) {
+            return None;
+        }
+        let due = js
+            .create_sent_at
+            .get(name)
+            .map_or(now, |t| t + JS_CREATE_RETRY_NS);
+        if now < due {
+            return Some(due);
+        }
+        js.create_sent_at.insert(name, now);
+        let reply = self.new_inbox();
+        self.js_state().creates.insert(reply.clone(), name);
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        self.record_publish(
+            now,
+            &subject,
+            Some(reply),
+            None,
+            body.as_bytes(),
+            send,
+            ids,
+            hist,
+        );
+        Some(now + JS_CREATE_RETRY_NS)
+    }
+
+    pub(super) fn js_state(&mut self) -> &mut JsState {
         self.js
             .as_mut()
             .expect("only JetStream clients do JetStream work")
@@ -233,7 +299,7 @@ impl SimClient {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_publish_as(
+    pub(super) fn record_publish_as(
         &mut self,
         now: u64,
         msg: MsgId,
@@ -277,6 +343,7 @@ impl SimClient {
         &mut self,
         now: u64,
         subject: &str,
+        headers: Option<&[u8]>,
         payload: &[u8],
         hist: &mut History,
     ) {
@@ -284,17 +351,24 @@ impl SimClient {
         let Some(js) = self.js.as_mut() else {
             return;
         };
-        let create = js.creates.iter().any(|r| r == subject);
-        if !create && !js.waiting.contains_key(subject) {
+        if js
+            .streams
+            .read_answer(now, client, subject, headers, payload, hist)
+        {
+            return;
+        }
+        let create = js.creates.get(subject).copied();
+        if create.is_none() && !js.waiting.contains_key(subject) {
             return;
         }
         let Ok(answer) = serde_json::from_slice::<serde_json::Value>(payload) else {
             return;
         };
         let error = answer.get("error").map(|e| e.to_string());
-        if create {
+        if let Some(name) = create {
             match error {
-                None => js.created = true,
+                None if !js.created.contains(&name) => js.created.push(name),
+                None => {}
                 Some(text) => hist.push(now, Ev::JsError { client, text }),
             }
             return;

@@ -1030,7 +1030,7 @@ impl Server {
             req.next_by_subj.as_str(),
         ) {
             (seq, "", "") if seq > 0 => Read::Seq(seq),
-            (0, last, "") if !last.is_empty() => Read::LastBySubject(last.to_string()),
+            (0, last, "") if !last.is_empty() => self.last_read(last.to_string()),
             (seq, "", next) if !next.is_empty() => Read::Next {
                 from_seq: seq.max(1),
                 filter: Some(next.to_string()),

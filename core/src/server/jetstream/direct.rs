@@ -33,7 +33,7 @@ impl Server {
             return;
         };
         let read = match last_by_subject {
-            Some(last) if !last.is_empty() => Read::LastBySubject(last),
+            Some(last) if !last.is_empty() => self.last_read(last),
             Some(_) => return self.direct_status(account, reply, "408 Bad Request"),
             None => {
                 if body.trim_ascii().is_empty() {
@@ -49,9 +49,7 @@ impl Server {
                     (seq, last, next) if seq > 0 && last.is_empty() && next.is_empty() => {
                         Read::Seq(seq)
                     }
-                    (0, last, next) if !last.is_empty() && next.is_empty() => {
-                        Read::LastBySubject(last)
-                    }
+                    (0, last, next) if !last.is_empty() && next.is_empty() => self.last_read(last),
                     (seq, last, next) if last.is_empty() && !next.is_empty() => Read::Next {
                         from_seq: seq.max(1),
                         filter: Some(next),
@@ -158,6 +156,18 @@ impl Server {
         }
         eob.push_str("\r\n");
         self.publish_as_server(account, reply, Some(eob.as_bytes()), b"");
+    }
+
+    /// The read of `subject`'s last message.
+    pub(super) fn last_read(&self, subject: String) -> Read {
+        // Planted bug (mutation suite only): the first message kept is read.
+        if self.planted(crate::config::PlantedBug::StaleLastRead) {
+            return Read::Next {
+                from_seq: 1,
+                filter: Some(subject),
+            };
+        }
+        Read::LastBySubject(subject)
     }
 
     fn direct_status(&mut self, account: AccountId, reply: &[u8], status: &str) {

@@ -76,7 +76,7 @@ pub(super) fn publish_n(js: &mut Js, n: usize) {
 }
 
 /// A pull request on `inbox` (subscribed by the test client as `_INBOX.>`).
-fn pull(js: &mut Js, consumer: &str, inbox: &str, body: &str) -> Vec<Got> {
+pub(super) fn pull(js: &mut Js, consumer: &str, inbox: &str, body: &str) -> Vec<Got> {
     js.send(&format!(
         "PUB $JS.API.CONSUMER.MSG.NEXT.S.{consumer} {inbox} {}\r\n{body}\r\n",
         body.len()

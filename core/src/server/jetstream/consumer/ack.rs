@@ -151,10 +151,15 @@ impl Server {
             AckKind::Nak(delay) => {
                 if let Some(o) = c.pending.get(&seq).copied() {
                     c.deadlines.clear(seq);
+                    let last =
+                        c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64;
                     match delay {
                         Some(d) if !d.is_zero() => {
                             c.deadlines.set(seq, now + d);
                         }
+                        // Its last delivery: the timer drops it now, as
+                        // after its ack wait, instead of a redelivery.
+                        _ if last => c.deadlines.set(seq, now),
                         _ => {
                             c.redeliver.insert(seq);
                         }

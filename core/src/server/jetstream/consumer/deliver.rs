@@ -55,8 +55,14 @@ impl Server {
             if c.paused_until_unix_nanos > self.now.unix_nanos {
                 return 0;
             }
-            // Redeliveries go out even at max_ack_pending.
-            let room = c.room().max(c.redeliver.len() as u64);
+            // A redelivery adds nothing to the pending set: max_ack_pending
+            // never holds it back (or a full set of unacknowledged
+            // messages would wait forever).
+            let room = if c.redeliver.is_empty() {
+                self.room(id)
+            } else {
+                u64::MAX
+            };
             if c.config.is_push() {
                 if c.fc_outstanding.is_some() && c.fc_bytes >= 2 * FLOW_CONTROL_BYTES {
                     return 0;
@@ -85,6 +91,15 @@ impl Server {
             }
             return room.min(wanted);
         }
+    }
+
+    /// Room for new messages under consumer `id`'s `max_ack_pending`.
+    fn room(&self, id: ConsumerId) -> u64 {
+        // Planted bug (mutation suite only): max_ack_pending is ignored.
+        if self.planted(crate::config::PlantedBug::IgnoreMaxAckPending) {
+            return u64::MAX;
+        }
+        self.jetstream.consumers[id as usize].room()
     }
 
     /// Whether consumer `id` may send one more message of a batch already
@@ -116,8 +131,11 @@ impl Server {
                 self.finish_no_wait(id, false);
                 return;
             }
+            let room = self.room(id);
             let c = &mut self.jetstream.consumers[id as usize];
-            if let Some(msg) = c.preloaded.pop_front() {
+            if room > 0
+                && let Some(msg) = c.preloaded.pop_front()
+            {
                 let pending = c.preloaded.len() as u64 + c.num_pending;
                 if c.parts.is_some() {
                     if let partition::Taken::Deliver = c.take(&msg, true) {
@@ -239,7 +257,9 @@ impl Server {
     fn deliver_batch(&mut self, id: ConsumerId, batch: &[Msg], pending: u64) {
         // Interest is looked up once per batch, not per message: within
         // it, only flow control and the pull requests left can stop it.
-        let mut budget = self.wanted(id);
+        // (Redeliveries waiting lift `wanted`'s room; new messages still
+        // need it.)
+        let mut budget = self.wanted(id).min(self.room(id));
         while budget > 0 && self.may_send(id) {
             let c = &mut self.jetstream.consumers[id as usize];
             let Some(m) = c.preloaded.pop_front() else {
@@ -581,6 +601,8 @@ impl Server {
     /// Consumer `id`'s timer: redeliveries due, pull requests expired,
     /// heartbeats, interest, inactivity.
     pub(crate) fn consumer_timer(&mut self, id: ConsumerId) {
+        // Planted bug (mutation suite only): max_deliver is ignored.
+        let unlimited = self.planted(crate::config::PlantedBug::IgnoreMaxDeliver);
         let Some(c) = self.jetstream.consumers.get_mut(id as usize) else {
             return;
         };
@@ -591,7 +613,8 @@ impl Server {
             let Some(o) = c.pending.get(&seq).copied() else {
                 continue;
             };
-            if c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64 {
+            if !unlimited && c.config.max_deliver > 0 && o.deliveries >= c.config.max_deliver as u64
+            {
                 c.unpend(seq);
                 maxed.push((seq, o.deliveries));
             } else {

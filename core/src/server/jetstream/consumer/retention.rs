@@ -65,10 +65,31 @@ impl Server {
         if retention == Retention::Limits {
             return;
         }
+        // Planted bug (mutation suite only): a work queue keeps what was acked.
+        if retention == Retention::WorkQueue
+            && self.planted(crate::config::PlantedBug::KeepAckedWork)
+        {
+            return;
+        }
+        let mut deleted = false;
         for &seq in seqs {
             if retention == Retention::WorkQueue || !self.still_needed(stream, seq) {
                 self.retention_delete(stream, seq);
+                deleted = true;
             }
+        }
+        if deleted {
+            // A double ack is answered once the consumer's save is on
+            // disk, and that save waits for the stream's syncs queued
+            // before it: the deletion is as durable as the answer says
+            // the ack is (without it, a power loss brings the message
+            // back).
+            let key = self.jetstream.streams[stream as usize].key.clone();
+            let op = self.next_op(super::super::Pending::Synced { stream });
+            self.storage(natrix_storage::ops::StorageOp::Sync {
+                id: op,
+                stream: key,
+            });
         }
         self.retention_changed(stream);
     }
