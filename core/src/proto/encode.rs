@@ -72,6 +72,22 @@ pub fn no_responders(out: &mut Vec<u8>, reply: &[u8], sid: &[u8]) {
     out.extend_from_slice(b" 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
 }
 
+/// `HMSG` of a header-only status to `reply` on subscription `sid`.
+pub fn status(out: &mut Vec<u8>, reply: &[u8], sid: &[u8], headers: &[u8]) {
+    out.extend_from_slice(b"HMSG ");
+    out.extend_from_slice(reply);
+    out.push(b' ');
+    out.extend_from_slice(sid);
+    let len = headers.len().to_string();
+    out.push(b' ');
+    out.extend_from_slice(len.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(len.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(headers);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

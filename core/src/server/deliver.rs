@@ -184,7 +184,11 @@ impl Server {
         }
     }
 
-    fn own_sub_for_reply(&mut self, id: ConnId, reply: &[u8]) -> Option<crate::bytes::SmallBytes> {
+    pub(crate) fn own_sub_for_reply(
+        &mut self,
+        id: ConnId,
+        reply: &[u8],
+    ) -> Option<crate::bytes::SmallBytes> {
         let account = self.conns[id.0].account;
         let m = self.accounts[account.0 as usize].sublist.interest(reply)?;
         m.plain

@@ -289,10 +289,12 @@ impl Server {
                     return;
                 }
             }
-            ["DIRECT", "GET", name] => self.direct_get(account, &reply, &subject, name, body, None),
+            ["DIRECT", "GET", name] => {
+                self.direct_get(account, &reply, &subject, name, body, None, m.from)
+            }
             ["DIRECT", "GET", name, rest @ ..] => {
                 let last = rest.join(".");
-                self.direct_get(account, &reply, &subject, name, body, Some(last));
+                self.direct_get(account, &reply, &subject, name, body, Some(last), m.from);
                 return; // direct gets are not API calls in the account's counts
             }
             _ => return,

@@ -21,15 +21,15 @@ impl Server {
         name: &str,
         body: &[u8],
         last_by_subject: Option<String>,
+        from: Option<crate::server::ConnId>,
     ) {
         let Some(id) = self
             .stream_id(account, name)
             .filter(|&id| self.jetstream.streams[id as usize].config.allow_direct)
         else {
             // No stream serves direct gets here: what a requester hears
-            // when nobody listens.
-            let status = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
-            self.publish_as_server(account, reply, Some(status.as_bytes()), b"");
+            // when nobody listens (it alone, and only if it asked).
+            self.no_responders_to(from, reply, subject);
             return;
         };
         let read = match last_by_subject {

@@ -400,3 +400,16 @@ fn a_reset_delivers_again_from_the_ack_floor_or_a_sequence() {
     assert_eq!(error_code(&r), 10204, "{r}");
     assert_eq!(r["error"]["description"], "invalid reset: not allowed");
 }
+
+#[test]
+fn a_pull_for_a_missing_consumer_hears_no_responders() {
+    let mut js = with_stream();
+    clients(&mut js);
+    let got = ask(&mut js, "NOPE", "a.1", r#"{"batch":1}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].to_sid, "7");
+    assert_eq!(
+        got[0].headers,
+        "NATS/1.0 503\r\nNats-Subject: $JS.API.CONSUMER.MSG.NEXT.S.NOPE\r\n\r\n"
+    );
+}

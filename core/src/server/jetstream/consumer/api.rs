@@ -155,7 +155,7 @@ impl Server {
                         // The consumer's own subscription answers pulls:
                         // without it, the requester hears nobody.
                         let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}");
-                        self.no_responders_to(from, account, reply, &subject);
+                        self.no_responders_to(from, reply, &subject);
                     }
                 }
                 return false; // pulls are not counted as API calls

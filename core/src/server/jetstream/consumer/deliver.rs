@@ -529,16 +529,23 @@ impl Server {
     pub(crate) fn no_responders_to(
         &mut self,
         from: Option<crate::server::ConnId>,
-        account: AccountId,
         reply: &[u8],
         subject: &str,
     ) {
-        let wants = from
-            .and_then(|c| self.conns.get(c.0))
-            .is_some_and(|c| c.opts.no_responders && c.headers);
-        if wants {
+        let Some(id) = from else {
+            return;
+        };
+        let wants = self
+            .conns
+            .get(id.0)
+            .is_some_and(|c| c.opts.no_responders && c.headers && !c.closing);
+        // To the requester alone, as nats-server answers a request nobody
+        // took.
+        if wants && let Some(sid) = self.own_sub_for_reply(id, reply) {
             let status = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
-            self.publish_as_server(account, reply, Some(status.as_bytes()), b"");
+            let c = &mut self.conns[id.0];
+            crate::proto::encode::status(&mut c.out, reply, &sid, status.as_bytes());
+            self.mark_dirty(id);
         }
     }
 
