@@ -500,9 +500,11 @@ impl Server {
             }
         }
         // A walk over what the new configuration sources and mirrors.
-        let mut to_visit: Vec<StreamConfig> = vec![config.clone()];
+        // Breadth first, as nats-server walks (which also calls two paths
+        // to one origin a cycle).
+        let mut to_visit = std::collections::VecDeque::from([config.clone()]);
         let mut visited = std::collections::BTreeSet::new();
-        while let Some(c) = to_visit.pop() {
+        while let Some(c) = to_visit.pop_front() {
             visited.insert(c.name.clone());
             for s in &c.sources {
                 if visited.contains(&s.name) {
@@ -514,7 +516,7 @@ impl Server {
                         return Err(ApiError::invalid_config("detected cycle"));
                     }
                 } else if let Some(o) = origin(&s.name) {
-                    to_visit.push(o.clone());
+                    to_visit.push_back(o.clone());
                 }
             }
             if let Some(m) = &c.mirror {
@@ -522,7 +524,7 @@ impl Server {
                     return Err(ApiError::invalid_config("detected cycle"));
                 }
                 if let Some(o) = origin(&m.name) {
-                    to_visit.push(o.clone());
+                    to_visit.push_back(o.clone());
                 }
             }
         }

@@ -1,0 +1,308 @@
+//! Mirrors and sources on one server, against what nats-server 2.15.1
+//! answered on loopback for the same requests.
+
+use super::*;
+
+fn b64(s: &str) -> String {
+    data_encoding::BASE64.encode(s.as_bytes())
+}
+
+fn headers_of(msg: &Value) -> String {
+    let h = msg["message"]["hdrs"].as_str().unwrap_or("");
+    String::from_utf8(data_encoding::BASE64.decode(h.as_bytes()).unwrap()).unwrap()
+}
+
+/// Origin `O` on `o.>`: `a0`, `a1`, `a2` on `o.a`, `b0` (with a header) on
+/// `o.b`, and its second message deleted.
+fn origin() -> Js {
+    let mut js = Js::new();
+    js.create(r#"{"name":"O","subjects":["o.>"]}"#);
+    for i in 0..3 {
+        js.publish("o.a", "", &format!("a{i}"));
+    }
+    js.publish("o.b", "X-H: 1", "b0");
+    js.run_storage();
+    let r = js.request("$JS.API.STREAM.MSG.DELETE.O", r#"{"seq":2}"#);
+    assert_eq!(r["success"], true);
+    js
+}
+
+/// The identity sourced messages carry: the hash of the origin's creation
+/// time.
+fn identity_of(js: &mut Js, stream: &str) -> String {
+    let info = js.request(&format!("$JS.API.STREAM.INFO.{stream}"), "");
+    let created = info["created"].as_str().unwrap();
+    crate::server::jetstream::source::short_hash(created)
+}
+
+#[test]
+fn a_mirror_keeps_the_origins_sequences_times_and_gaps() {
+    let mut js = origin();
+    let r = js.create(r#"{"name":"M","mirror":{"name":"O"}}"#);
+    assert_eq!(r["did_create"], true, "{r}");
+    // No subjects, no duplicate window; the mirror's state in the answer.
+    assert!(r["config"].get("subjects").is_none(), "{r}");
+    assert!(r["config"].get("duplicate_window").is_none(), "{r}");
+    assert_eq!(r["config"]["mirror"], serde_json::json!({"name":"O"}));
+    let info = js.request("$JS.API.STREAM.INFO.M", r#"{"deleted_details":true}"#);
+    let st = &info["state"];
+    assert_eq!(
+        (&st["messages"], &st["first_seq"], &st["last_seq"]),
+        (&3.into(), &1.into(), &4.into()),
+        "{info}"
+    );
+    assert_eq!(st["num_deleted"], 1);
+    assert_eq!(st["deleted"], serde_json::json!([2]));
+    assert_eq!(info["mirror"]["name"], "O");
+    assert_eq!(info["mirror"]["lag"], 0);
+    assert!(info["mirror"]["active"].as_i64().unwrap() >= 0, "{info}");
+    assert!(info["mirror"].get("seq").is_none(), "{info}");
+    // The origin's own message: subject, headers, body, time.
+    let o = js.request("$JS.API.STREAM.MSG.GET.O", r#"{"seq":4}"#);
+    let m = js.request("$JS.API.STREAM.MSG.GET.M", r#"{"seq":4}"#);
+    assert_eq!(o["message"], m["message"]);
+    let gone = js.request("$JS.API.STREAM.MSG.GET.M", r#"{"seq":2}"#);
+    assert_eq!(gone["error"]["err_code"], 10037);
+    // A new message flows at once: no timer, only the origin's sync.
+    js.publish("o.a", "", "late");
+    js.run_storage();
+    let m = js.request("$JS.API.STREAM.MSG.GET.M", r#"{"seq":5}"#);
+    assert_eq!(m["message"]["data"], b64("late"), "{m}");
+}
+
+#[test]
+fn a_filtered_mirror_starts_where_asked() {
+    let mut js = origin();
+    js.create(r#"{"name":"M3","mirror":{"name":"O","filter_subject":"o.a","opt_start_seq":2}}"#);
+    let info = js.request("$JS.API.STREAM.INFO.M3", "");
+    let st = &info["state"];
+    // nats-server 2.15.1: one message, sequence 3.
+    assert_eq!(
+        (&st["messages"], &st["first_seq"], &st["last_seq"]),
+        (&1.into(), &3.into(), &3.into()),
+        "{info}"
+    );
+    assert_eq!(info["mirror"]["filter_subject"], "o.a");
+}
+
+#[test]
+fn sources_carry_nats_servers_header_filters_and_transforms() {
+    let mut js = origin();
+    let r = js.create(
+        r#"{"name":"S","subjects":["s.>"],"sources":[{"name":"O","filter_subject":"o.a"},{"name":"O","subject_transforms":[{"src":"o.b","dest":"sb.b"}]}]}"#,
+    );
+    assert_eq!(
+        r["config"]["sources"],
+        serde_json::json!([{"name":"O","filter_subject":"o.a"},{"name":"O","subject_transforms":[{"src":"o.b","dest":"sb.b"}]}])
+    );
+    let ident = identity_of(&mut js, "O");
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 3, "{info}");
+    assert_eq!(info["sources"][0]["seq"], 3, "{info}");
+    assert_eq!(info["sources"][1]["seq"], 4, "{info}");
+    assert_eq!(info["sources"][1]["subject_transforms"][0]["dest"], "sb.b");
+    // In the order the feeds read: o.a's messages, then the transformed one.
+    let want = [
+        (
+            "o.a",
+            "a0",
+            format!("NATS/1.0\r\nNats-Stream-Source: O 1 o.a > o.a {ident}\r\n\r\n"),
+        ),
+        (
+            "o.a",
+            "a2",
+            format!("NATS/1.0\r\nNats-Stream-Source: O 3 o.a > o.a {ident}\r\n\r\n"),
+        ),
+        (
+            "sb.b",
+            "b0",
+            format!("NATS/1.0\r\nX-H: 1\r\nNats-Stream-Source: O 4 o.b sb.b o.b {ident}\r\n\r\n"),
+        ),
+    ];
+    for (seq, (subject, data, headers)) in want.iter().enumerate() {
+        let m = js.request(
+            "$JS.API.STREAM.MSG.GET.S",
+            &format!(r#"{{"seq":{}}}"#, seq + 1),
+        );
+        assert_eq!(m["message"]["subject"], *subject, "{m}");
+        assert_eq!(m["message"]["data"], b64(data), "{m}");
+        assert_eq!(headers_of(&m), *headers);
+    }
+    // The stream still takes its own publishes.
+    let ack = js.publish("s.x", "", "direct");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 4);
+}
+
+#[test]
+fn a_source_starts_at_its_sequence_or_time() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"O","subjects":["o.>"]}"#);
+    js.publish("o.a", "", "early");
+    js.run_storage();
+    js.h.now_ns = 10_000_000_000;
+    js.publish("o.a", "", "later");
+    js.publish("o.a", "", "last");
+    js.run_storage();
+    js.create(r#"{"name":"S2","sources":[{"name":"O","opt_start_seq":3}]}"#);
+    let info = js.request("$JS.API.STREAM.INFO.S2", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    // Five seconds after the first publish: the two later ones.
+    let at = crate::time::rfc3339_nanos(1_700_000_005_000_000_000);
+    js.create(&format!(
+        r#"{{"name":"S5","sources":[{{"name":"O","opt_start_time":"{at}"}}]}}"#
+    ));
+    let info = js.request("$JS.API.STREAM.INFO.S5", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    let m = js.request("$JS.API.STREAM.MSG.GET.S5", r#"{"seq":1}"#);
+    assert_eq!(m["message"]["data"], b64("later"));
+}
+
+#[test]
+fn mirrors_and_sources_are_refused_as_nats_server_refuses_them() {
+    let mut js = origin();
+    let cases = [
+        (
+            r#"{"name":"M2","subjects":["m2"],"mirror":{"name":"O"}}"#,
+            10034,
+        ),
+        (
+            r#"{"name":"M4","mirror":{"name":"O"},"sources":[{"name":"O"}]}"#,
+            10031,
+        ),
+        (
+            r#"{"name":"S3","sources":[{"name":"O","filter_subject":"o.a","subject_transforms":[{"src":"o.a","dest":"x"}]}]}"#,
+            10144,
+        ),
+        (
+            r#"{"name":"S4","sources":[{"name":"O"},{"name":"O"}]}"#,
+            10140,
+        ),
+        (r#"{"name":"S8","sources":[{"name":"S8"}]}"#, 10052),
+    ];
+    for (config, code) in cases {
+        let r = js.create(config);
+        assert_eq!(r["error"]["err_code"], code, "{config}: {r}");
+    }
+    js.create(r#"{"name":"M","mirror":{"name":"O"}}"#);
+    let r = js.request(
+        "$JS.API.STREAM.UPDATE.M",
+        r#"{"name":"M","mirror":{"name":"O","filter_subject":"o.a"}}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10055, "{r}");
+    // A source of the mirror's origin that the mirror sources: a cycle.
+    js.create(r#"{"name":"S2","sources":[{"name":"O"}]}"#);
+    let r = js.request(
+        "$JS.API.STREAM.UPDATE.S2",
+        r#"{"name":"S2","sources":[{"name":"O"},{"name":"M"}]}"#,
+    );
+    assert_eq!(r["error"]["description"], "detected cycle", "{r}");
+}
+
+#[test]
+fn a_missing_origin_is_reported_and_followed_once_created() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S9","sources":[{"name":"NOPE"}]}"#);
+    let info = js.request("$JS.API.STREAM.INFO.S9", "");
+    assert_eq!(
+        info["sources"][0],
+        serde_json::json!({"name":"NOPE","lag":0,"active":-1,"error":{"code":404,"err_code":10059,"description":"stream not found"}})
+    );
+    js.create(r#"{"name":"NOPE","subjects":["n"]}"#);
+    js.publish("n", "", "x");
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S9", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    assert!(info["sources"][0].get("error").is_none(), "{info}");
+}
+
+#[test]
+fn positions_come_back_after_a_restart() {
+    let mut js = origin();
+    js.create(r#"{"name":"M","mirror":{"name":"O"}}"#);
+    js.create(r#"{"name":"S","sources":[{"name":"O","filter_subject":"o.a"},{"name":"O","filter_subject":"o.b"}]}"#);
+    let _ = js.out();
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(
+        info["state"]["messages"], 3,
+        "no message sourced twice: {info}"
+    );
+    assert_eq!(info["sources"][0]["seq"], 3, "{info}");
+    assert_eq!(info["sources"][1]["seq"], 4, "{info}");
+    js.publish("o.b", "", "b1");
+    js.publish("o.a", "", "a3");
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 5, "{info}");
+    // The two feeds race; each message is there once.
+    let got: Vec<String> = (4..=5)
+        .map(|seq| {
+            let m = js.request("$JS.API.STREAM.MSG.GET.S", &format!(r#"{{"seq":{seq}}}"#));
+            headers_of(&m)
+        })
+        .collect();
+    assert!(
+        got.iter()
+            .any(|h| h.contains("Nats-Stream-Source: O 6 o.a > o.a")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|h| h.contains("Nats-Stream-Source: O 5 o.b > o.b")),
+        "{got:?}"
+    );
+    let info = js.request("$JS.API.STREAM.INFO.M", "");
+    let st = &info["state"];
+    assert_eq!(
+        (&st["messages"], &st["last_seq"]),
+        (&5.into(), &6.into()),
+        "{info}"
+    );
+}
+
+#[test]
+fn a_key_value_source_rewrites_its_keys() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"KV_A","subjects":["$KV.A.>"],"max_msgs_per_subject":1,"allow_rollup_hdrs":true,"deny_delete":true,"allow_direct":true}"#);
+    js.publish("$KV.A.k1", "", "v1");
+    js.publish("$KV.A.k1", "", "v2");
+    js.publish("$KV.A.k2", "", "w");
+    js.run_storage();
+    let r = js.create(
+        r#"{"name":"KV_B","subjects":["$KV.B.>"],"max_msgs_per_subject":1,"allow_rollup_hdrs":true,"allow_direct":true,"sources":[{"name":"KV_A","subject_transforms":[{"src":"$KV.A.>","dest":"$KV.B.>"}]}]}"#,
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    let m = js.request(
+        "$JS.API.STREAM.MSG.GET.KV_B",
+        r#"{"last_by_subj":"$KV.B.k1"}"#,
+    );
+    assert_eq!(m["message"]["data"], b64("v2"), "{m}");
+    let info = js.request("$JS.API.STREAM.INFO.KV_B", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    // A mirror of the bucket inherits its direct gets.
+    let r = js.create(r#"{"name":"KV_M","mirror":{"name":"KV_A"}}"#);
+    assert_eq!(r["config"]["mirror_direct"], true, "{r}");
+}
+
+#[test]
+fn a_discard_new_source_waits_for_room() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"O","subjects":["o"]}"#);
+    for i in 0..3 {
+        js.publish("o", "", &format!("m{i}"));
+    }
+    js.run_storage();
+    js.create(r#"{"name":"W","retention":"workqueue","max_msgs":2,"discard":"new","sources":[{"name":"O"}]}"#);
+    let info = js.request("$JS.API.STREAM.INFO.W", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    // Room again: the third comes in, not lost.
+    let r = js.request("$JS.API.STREAM.MSG.DELETE.W", r#"{"seq":1}"#);
+    assert_eq!(r["success"], true, "{r}");
+    js.run_storage();
+    let info = js.request("$JS.API.STREAM.INFO.W", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    assert_eq!(info["state"]["last_seq"], 3, "{info}");
+}
