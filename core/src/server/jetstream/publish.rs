@@ -191,9 +191,7 @@ impl Server {
         m: &InternalMsg,
         last_subject_seq: Option<u64>,
     ) -> Option<ApiError> {
-        let Some(s) = self.jetstream.streams.get(id as usize) else {
-            return None;
-        };
+        let s = self.jetstream.streams.get(id as usize)?;
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
         let account = m.account;
         match self.check_publish(id, m, last_subject_seq) {
