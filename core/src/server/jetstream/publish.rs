@@ -106,6 +106,10 @@ impl Server {
         {
             m.subject = t.apply(&m.subject).into();
         }
+        if super::source::carries_source_header(&m.payload[..m.header_len]) {
+            return self.refuse_source_header(id, &m); // source.rs
+        }
+        let s = &mut self.jetstream.streams[id as usize];
         if !s.parked.is_empty() {
             s.parked.push_back(m);
             return;

@@ -449,7 +449,30 @@ fn parse_source_header(value: &str) -> Option<(String, u64)> {
     Some((format!("{} {} {}", fields[0], fields[2], fields[3]), seq))
 }
 
+/// Whether a header block names a source: only sources may write one
+/// (a client's would mislead where a source resumes after a restart).
+pub(crate) fn carries_source_header(headers: &[u8]) -> bool {
+    !headers.is_empty()
+        && crate::proto::headers::Headers::parse(headers)
+            .is_ok_and(|h| h.get(SOURCE_HEADER.as_bytes()).is_some())
+}
+
 impl Server {
+    /// A client's publish with `Nats-Stream-Source` is refused (10227), as
+    /// by nats-server.
+    pub(super) fn refuse_source_header(&mut self, id: StreamId, m: &InternalMsg) {
+        let s = &self.jetstream.streams[id as usize];
+        if let Some(reply) = m.reply.as_deref().filter(|_| !s.config.no_ack) {
+            let name = s.config.name.clone();
+            let e = ApiError::new(
+                400,
+                10227,
+                "message stream source header is not allowed".into(),
+            );
+            self.send_pub_ack(m.account, reply, &name, 0, Some(&e), false);
+        }
+    }
+
     /// The checks of `mirror` and `sources` that look at other streams:
     /// a mirror cannot change, no cycle, message sizes, and a mirror
     /// inherits its origin's direct gets (nats-server's rules).

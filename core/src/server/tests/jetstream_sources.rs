@@ -132,6 +132,13 @@ fn sources_carry_nats_servers_header_filters_and_transforms() {
     let ack = js.publish("s.x", "", "direct");
     js.run_storage();
     assert_eq!(Js::answers(&js.out(), &ack)[0]["seq"], 4);
+    // But not with a source header of their own (nats-server 2.15.1).
+    let ack = js.publish("s.x", "Nats-Stream-Source: O 9 > > o.a", "fake");
+    js.run_storage();
+    assert_eq!(
+        Js::answers(&js.out(), &ack)[0],
+        serde_json::json!({"error":{"code":400,"err_code":10227,"description":"message stream source header is not allowed"},"stream":"S","seq":0})
+    );
 }
 
 #[test]
