@@ -438,6 +438,22 @@ fn sourced_headers(own: &[u8], value: &str) -> Vec<u8> {
     out
 }
 
+/// A message's subject in the destination: the first of the feed's
+/// transforms that matches, then the destination's own
+/// `subject_transform` (nats-server applies it to every message stored).
+fn transformed(feed: &[Transform], own: Option<&Transform>, subject: &str) -> Vec<u8> {
+    let applies = |t: &&Transform, s: &[u8]| crate::subject::matches(t.source().as_bytes(), s);
+    let subject = subject.as_bytes();
+    let subject = match feed.iter().find(|t| applies(t, subject)) {
+        Some(t) => t.apply(subject),
+        None => subject.to_vec(),
+    };
+    match own.filter(|t| applies(t, &subject)) {
+        Some(t) => t.apply(&subject),
+        None => subject,
+    }
+}
+
 /// The index name and origin sequence a `Nats-Stream-Source` value names
 /// (`<stream> <seq> <filter> <dest> <subject> [<identity>]`).
 fn parse_source_header(value: &str) -> Option<(String, u64)> {
@@ -880,13 +896,8 @@ impl Server {
             return true; // already here
         }
         let mut msg = m.clone();
-        if let Some(t) = feed
-            .transforms
-            .iter()
-            .find(|t| crate::subject::matches(t.source().as_bytes(), msg.subject.as_bytes()))
-        {
-            msg.subject = String::from_utf8_lossy(&t.apply(msg.subject.as_bytes())).into_owned();
-        }
+        let subject = transformed(&feed.transforms, s.transform.as_ref(), &m.subject);
+        msg.subject = String::from_utf8_lossy(&subject).into_owned();
         s.last_seq = msg.seq;
         s.inflight_msgs += 1;
         s.inflight_bytes += msg.size_bytes();
@@ -926,14 +937,8 @@ impl Server {
             value.push_str(&ident);
         }
         let headers = sourced_headers(&m.headers, &value);
-        let subject = feed
-            .transforms
-            .iter()
-            .find(|t| crate::subject::matches(t.source().as_bytes(), m.subject.as_bytes()))
-            .map_or_else(
-                || m.subject.as_bytes().to_vec(),
-                |t| t.apply(m.subject.as_bytes()),
-            );
+        let own = dest.transform.as_ref();
+        let subject = transformed(&feed.transforms, own, &m.subject);
         let msg = InternalMsg {
             account,
             subject: subject.into(),

@@ -365,3 +365,19 @@ fn a_crash_loses_nothing_a_source_or_mirror_took() {
         assert_eq!(taken, (1..=msgs).collect::<Vec<u64>>(), "seed {seed}");
     }
 }
+
+#[test]
+fn a_sourcing_streams_own_transform_applies_to_sourced_messages() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"Q","subjects":["q.>"]}"#);
+    js.publish("q.a", "", "x");
+    js.run_storage();
+    js.create(r#"{"name":"QT","subjects":["qt.>"],"subject_transform":{"src":"q.>","dest":"qq.>"},"sources":[{"name":"Q"}]}"#);
+    let m = js.request("$JS.API.STREAM.MSG.GET.QT", r#"{"seq":1}"#);
+    // nats-server 2.15.1: stored as qq.a, the header naming q.a.
+    assert_eq!(m["message"]["subject"], "qq.a", "{m}");
+    assert!(
+        headers_of(&m).contains("Nats-Stream-Source: Q 1 > > q.a "),
+        "{m}"
+    );
+}
