@@ -325,6 +325,9 @@ struct Feed {
     /// Origin messages stored before this time are passed over (until
     /// one is taken).
     start_time: Option<u64>,
+    /// When the origin read last was created: another origin of the same
+    /// name (deleted and created again) is sourced from its start.
+    origin_created_unix_nanos: u64,
 }
 
 impl Feed {
@@ -341,6 +344,7 @@ impl Feed {
             heard: None,
             refused: None,
             start_time: None,
+            origin_created_unix_nanos: 0,
         }
     }
 
@@ -454,15 +458,17 @@ fn transformed(feed: &[Transform], own: Option<&Transform>, subject: &str) -> Ve
     }
 }
 
-/// The index name and origin sequence a `Nats-Stream-Source` value names
+/// The index name and origin sequence a `Nats-Stream-Source` value names,
 /// (`<stream> <seq> <filter> <dest> <subject> [<identity>]`).
-fn parse_source_header(value: &str) -> Option<(String, u64)> {
+/// and the origin's identity, if written.
+fn parse_source_header(value: &str) -> Option<(String, u64, Option<&str>)> {
     let fields: Vec<&str> = value.split(' ').collect();
     if fields.len() < 4 {
         return None;
     }
     let seq = fields[1].parse().ok()?;
-    Some((format!("{} {} {}", fields[0], fields[2], fields[3]), seq))
+    let index = format!("{} {} {}", fields[0], fields[2], fields[3]);
+    Some((index, seq, fields.get(5).copied()))
 }
 
 /// Whether a header block names a source: only sources may write one
@@ -723,6 +729,7 @@ impl Server {
             return;
         }
         let (account, generation) = (dest.account, feeds.generation);
+        let mirror = feeds.mirror;
         let mut reads = Vec::new();
         for (i, feed) in feeds.feeds.iter_mut().enumerate() {
             if feed.reading || feed.next_seq == 0 {
@@ -732,8 +739,19 @@ impl Server {
             let origin = by_name
                 .get(&(account, feed.config.name.clone()))
                 .map(|&o| &streams[o as usize])
-                .filter(|o| !o.failed && o.durable_seq >= feed.next_seq);
-            if let Some(origin) = origin {
+                .filter(|o| !o.failed);
+            if let Some(o) = origin {
+                let created = o.created_unix_nanos;
+                if !mirror
+                    && feed.origin_created_unix_nanos != 0
+                    && feed.origin_created_unix_nanos != created
+                {
+                    feed.last_seq = 0;
+                    feed.start(&dest.state);
+                }
+                feed.origin_created_unix_nanos = created;
+            }
+            if let Some(origin) = origin.filter(|o| o.durable_seq >= feed.next_seq) {
                 feed.reading = true;
                 reads.push((i, origin.key.clone(), feed.next_seq, feed.filters.clone()));
             }
@@ -782,10 +800,30 @@ impl Server {
         let Some(feeds) = self.current_feeds(id, generation) else {
             return;
         };
+        let origins: Vec<String> = feeds.feeds.iter().map(|f| f.config.name.clone()).collect();
         if let Ok(Done::RecentHeaders(recent)) = &c.result {
+            // A header written from an origin since deleted and created
+            // again (another identity) says the feed starts over.
+            let account = self.jetstream.streams[id as usize].account;
+            let identities: Vec<Option<String>> = origins
+                .iter()
+                .map(|name| {
+                    let o = self.stream_id(account, name)?;
+                    Some(identity(
+                        self.jetstream.streams[o as usize].created_unix_nanos,
+                    ))
+                })
+                .collect();
+            let feeds = self
+                .jetstream
+                .sourcing
+                .by_stream
+                .get_mut(&id)
+                .expect("checked above");
             let names: Vec<String> = feeds.feeds.iter().map(|f| f.config.index_name()).collect();
+            let mut found: Vec<bool> = feeds.feeds.iter().map(|f| f.next_seq > 0).collect();
             for (_, _, headers) in recent {
-                if feeds.feeds.iter().all(|f| f.next_seq > 0) {
+                if found.iter().all(|&f| f) {
                     break;
                 }
                 let Ok(h) = crate::proto::headers::Headers::parse(headers) else {
@@ -794,12 +832,17 @@ impl Server {
                 let Some(value) = h.get(SOURCE_HEADER.as_bytes()) else {
                     continue;
                 };
-                let Some((index, seq)) = parse_source_header(&String::from_utf8_lossy(value))
-                else {
+                let value = String::from_utf8_lossy(value);
+                let Some((index, seq, ident)) = parse_source_header(&value) else {
                     continue;
                 };
-                for (feed, name) in feeds.feeds.iter_mut().zip(&names) {
-                    if feed.next_seq == 0 && *name == index {
+                for (i, feed) in feeds.feeds.iter_mut().enumerate() {
+                    if found[i] || names[i] != index {
+                        continue;
+                    }
+                    found[i] = true;
+                    let recreated = matches!((ident, &identities[i]), (Some(a), Some(b)) if a != b);
+                    if !recreated {
                         feed.next_seq = seq + 1;
                         feed.last_seq = seq;
                     }
@@ -994,6 +1037,15 @@ impl Server {
                     .filter(|f| f.config == *config);
                 let missing = self.stream_id(s.account, &config.name).is_none();
                 let heard = feed.and_then(|f| f.heard).filter(|_| !missing);
+                // A feed that has read everything its origin holds is
+                // told of the next message at once: in contact now (where
+                // nats-server's would have heard a heartbeat within 1 s).
+                let caught_up = feed.is_some_and(|f| {
+                    !f.reading
+                        && self.stream_id(s.account, &config.name).is_some_and(|o| {
+                            f.next_seq > self.jetstream.streams[o as usize].durable_seq
+                        })
+                });
                 SourceInfo {
                     name: config.name.clone(),
                     external: config.external.clone(),
@@ -1004,6 +1056,9 @@ impl Server {
                         feed.map_or(0, |f| f.last_seq)
                     },
                     active: heard.map_or(-1, |at| {
+                        if caught_up {
+                            return 0;
+                        }
                         i64::try_from(self.now.instant.since(at).as_nanos()).unwrap_or(i64::MAX)
                     }),
                     error: missing.then(ApiError::stream_not_found),
@@ -1077,7 +1132,7 @@ mod tests {
     fn source_headers_parse_back_to_their_index_name() {
         assert_eq!(
             parse_source_header("O 4 o.b sb.b o.b PrXXFhN5"),
-            Some(("O o.b sb.b".into(), 4))
+            Some(("O o.b sb.b".into(), 4, Some("PrXXFhN5")))
         );
         assert_eq!(parse_source_header("O 4 >"), None);
         assert_eq!(parse_source_header("O x > > a"), None);

@@ -381,3 +381,40 @@ fn a_sourcing_streams_own_transform_applies_to_sourced_messages() {
         "{m}"
     );
 }
+
+#[test]
+fn an_origin_created_again_is_sourced_from_its_start() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"R","subjects":["r.>"]}"#);
+    js.publish("r.a", "", "x1");
+    js.publish("r.a", "", "x2");
+    js.run_storage();
+    js.create(r#"{"name":"RS","sources":[{"name":"R"}]}"#);
+    let info = js.request("$JS.API.STREAM.INFO.RS", "");
+    assert_eq!(info["sources"][0]["active"], 0, "caught up: {info}");
+    js.request("$JS.API.STREAM.DELETE.R", "");
+    js.h.now_ns += 1_000_000; // another creation time, another identity
+    js.create(r#"{"name":"R","subjects":["r.>"]}"#);
+    js.publish("r.a", "", "y1");
+    js.run_storage();
+    // nats-server 2.15.1 (once its retry comes): the new R's first message.
+    let m = js.request("$JS.API.STREAM.MSG.GET.RS", r#"{"seq":3}"#);
+    assert_eq!(m["message"]["data"], b64("y1"), "{m}");
+    assert!(
+        headers_of(&m).contains("Nats-Stream-Source: R 1 > > r.a "),
+        "{m}"
+    );
+    // Created again while nothing new was sourced, then a restart: the
+    // newest header names the old identity, so the feed starts over.
+    js.request("$JS.API.STREAM.DELETE.R", "");
+    js.h.now_ns += 1_000_000;
+    js.create(r#"{"name":"R","subjects":["r.>"]}"#);
+    let _ = js.out();
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    js.publish("r.a", "", "z1");
+    js.run_storage();
+    let m = js.request("$JS.API.STREAM.MSG.GET.RS", r#"{"seq":4}"#);
+    assert_eq!(m["message"]["data"], b64("z1"), "{m}");
+}
