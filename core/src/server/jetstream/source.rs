@@ -988,6 +988,7 @@ impl Server {
             reply: None,
             header_len: headers.len(),
             payload: [&headers[..], &m.payload[..]].concat().into(),
+            from: None,
         };
         let refused = self.store_publish(id, &msg, None);
         let feed = &mut self
