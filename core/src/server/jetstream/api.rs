@@ -709,7 +709,8 @@ impl Server {
         self.sourcing_stream_changed(id);
         let name = self.jetstream.streams[id as usize].config.name.clone();
         self.stream_advisory(account, &name, if update { "modify" } else { "create" });
-        let info = self.info_of(id, false);
+        let mut info = self.info_of(id, false);
+        super::source::as_just_created(&mut info.mirror, &mut info.sources);
         let json = go_json(&Response {
             kind: format!("{TYPE_PREFIX}{kind}_response"),
             error: None,

@@ -420,6 +420,20 @@ pub(crate) struct SourceInfo {
     subject_transforms: Vec<SubjectTransform>,
 }
 
+/// `mirror` and `sources` as a create or update answer shows them
+/// (nats-server 2.15.1): before any feed has tried its origin, so with no
+/// error, and a mirror without its filter and transforms.
+pub(crate) fn as_just_created(mirror: &mut Option<SourceInfo>, sources: &mut [SourceInfo]) {
+    if let Some(m) = mirror {
+        m.error = None;
+        m.filter_subject.clear();
+        m.subject_transforms.clear();
+    }
+    for s in sources {
+        s.error = None;
+    }
+}
+
 /// A sourced message's headers: its own, less any earlier
 /// `Nats-Stream-Source` and the `Nats-Expected-*` and `Nats-Batch-*`
 /// headers (not to be checked again), then `Nats-Stream-Source: <value>`.
@@ -1037,16 +1051,17 @@ impl Server {
                     .and_then(|f| f.feeds.get(i))
                     .filter(|f| f.config == *config);
                 let missing = self.stream_id(s.account, &config.name).is_none();
-                let heard = feed.and_then(|f| f.heard).filter(|_| !missing);
+                let heard = feed.and_then(|f| f.heard);
                 // A feed that has read everything its origin holds is
                 // told of the next message at once: in contact now (where
                 // nats-server's would have heard a heartbeat within 1 s).
-                let caught_up = feed.is_some_and(|f| {
-                    !f.reading
-                        && self.stream_id(s.account, &config.name).is_some_and(|o| {
-                            f.next_seq > self.jetstream.streams[o as usize].durable_seq
-                        })
-                });
+                let caught_up = !missing
+                    && feed.is_some_and(|f| {
+                        !f.reading
+                            && self.stream_id(s.account, &config.name).is_some_and(|o| {
+                                f.next_seq > self.jetstream.streams[o as usize].durable_seq
+                            })
+                    });
                 SourceInfo {
                     name: config.name.clone(),
                     external: config.external.clone(),
