@@ -429,3 +429,39 @@ fn an_origin_created_again_is_sourced_from_its_start() {
     let m = js.request("$JS.API.STREAM.MSG.GET.RS", r#"{"seq":4}"#);
     assert_eq!(m["message"]["data"], b64("z1"), "{m}");
 }
+
+/// A failed write of the destination: what the feed handed it is taken
+/// again once the stream is reopened, not skipped.
+#[test]
+fn a_failed_write_is_taken_again() {
+    for dest in [
+        r#"{"name":"D","sources":[{"name":"O"}]}"#,
+        r#"{"name":"D","mirror":{"name":"O"}}"#,
+    ] {
+        let mut js = Js::new();
+        js.create(r#"{"name":"O","subjects":["o"]}"#);
+        js.publish("o", "", "1");
+        js.run_storage();
+        js.create(dest);
+        js.publish("o", "", "2");
+        js.run_storage_once(); // the origin's append and sync
+        js.run_storage_once(); // the feed's read
+        assert!(
+            js.h.storage
+                .iter()
+                .any(|op| matches!(op, StorageOp::Append { stream, .. } if stream.ends_with(".D"))),
+            "{dest}: {:?}",
+            js.h.storage
+        );
+        js.disk.fail_next(natrix_storage::DiskErrorKind::Io);
+        js.run_storage();
+        js.publish("o", "", "3");
+        js.run_storage();
+        let info = js.request("$JS.API.STREAM.INFO.D", "");
+        assert_eq!(info["state"]["messages"], 3, "{dest}: {info}");
+        for seq in 1..=3u64 {
+            let m = js.request("$JS.API.STREAM.MSG.GET.D", &format!(r#"{{"seq":{seq}}}"#));
+            assert_eq!(m["message"]["data"], b64(&seq.to_string()), "{dest}: {m}");
+        }
+    }
+}
