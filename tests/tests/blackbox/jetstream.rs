@@ -595,3 +595,293 @@ async fn key_value_ttls_leave_delete_markers() {
     }
     assert_eq!(expected[1], "put 1 2");
 }
+
+/// Waits (up to 5 s) until stream `name` holds `msgs` messages.
+async fn wait_for_messages(js: &jetstream::Context, name: &str, msgs: u64) -> stream::Info {
+    let mut s = js.get_stream(name).await.unwrap();
+    for _ in 0..100 {
+        let info = s.info().await.unwrap().clone();
+        if info.state.messages >= msgs {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.info().await.unwrap().clone()
+}
+
+/// A stored message as text, with the origin's identity (the hash of its
+/// creation time, which differs between runs) cut from
+/// `Nats-Stream-Source`.
+async fn stored(s: &stream::Stream, seq: u64) -> String {
+    let m = s.get_raw_message(seq).await.unwrap();
+    let mut headers: Vec<String> = m
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let v: Vec<String> = v
+                .iter()
+                .map(|v| {
+                    let v = v.to_string();
+                    let fields: Vec<&str> = v.split(' ').collect();
+                    if k.to_string() == "Nats-Stream-Source" && fields.len() == 6 {
+                        assert_eq!(fields[5].len(), 8, "an identity hash: {v}");
+                        fields[..5].join(" ")
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            format!("{k}: {v:?}")
+        })
+        .collect();
+    headers.sort();
+    format!(
+        "{} {} {:?} {headers:?}",
+        m.sequence,
+        m.subject,
+        String::from_utf8_lossy(&m.payload)
+    )
+}
+
+async fn sourcing_scenario(js: &jetstream::Context) -> Vec<String> {
+    let mut seen = Vec::new();
+    let origin = js
+        .create_stream(stream::Config {
+            name: "O".into(),
+            subjects: vec!["o.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        js.publish("o.a", format!("a{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("X-H", "1");
+    js.publish_with_headers("o.b", headers, "b0".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    origin.delete_message(2).await.unwrap();
+    let transform = |src: &str, dest: &str| stream::SubjectTransform {
+        source: src.into(),
+        destination: dest.into(),
+    };
+    let m = js
+        .create_stream(stream::Config {
+            name: "M".into(),
+            mirror: Some(stream::Source {
+                name: "O".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    seen.push(format!(
+        "mirror config subjects {:?} window {:?}",
+        m.cached_info().config.subjects,
+        m.cached_info().config.duplicate_window
+    ));
+    js.create_stream(stream::Config {
+        name: "S".into(),
+        subjects: vec!["s.>".into()],
+        sources: Some(vec![
+            stream::Source {
+                name: "O".into(),
+                filter_subject: Some("o.a".into()),
+                ..Default::default()
+            },
+            stream::Source {
+                name: "O".into(),
+                subject_transforms: vec![transform("o.b", "sb.b")],
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.create_stream(stream::Config {
+        name: "S2".into(),
+        sources: Some(vec![stream::Source {
+            name: "O".into(),
+            start_sequence: Some(3),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let refused = js
+        .create_stream(stream::Config {
+            name: "M2".into(),
+            subjects: vec!["m2".into()],
+            mirror: Some(stream::Source {
+                name: "O".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(format!("mirror with subjects: {refused}"));
+    js.publish("o.a", "late".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let info = wait_for_messages(js, "M", 4).await;
+    seen.push(format!(
+        "M {} {} {} {} mirror {:?} lag {}",
+        info.state.messages,
+        info.state.first_sequence,
+        info.state.last_sequence,
+        info.state.deleted_count.unwrap_or(0),
+        info.mirror.as_ref().map(|m| &m.name),
+        info.mirror.as_ref().map_or(99, |m| m.lag),
+    ));
+    let m = js.get_stream("M").await.unwrap();
+    for seq in [1, 3, 4, 5] {
+        seen.push(format!("M {}", stored(&m, seq).await));
+    }
+    let info = wait_for_messages(js, "S", 4).await;
+    let sources: Vec<String> = info
+        .sources
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:?} {} {:?}",
+                s.name,
+                s.filter_subject,
+                s.lag,
+                s.subject_transforms.len()
+            )
+        })
+        .collect();
+    // nats-server lists sources in Go's map order.
+    let mut sources = sources;
+    sources.sort();
+    seen.push(format!("S {} sources {sources:?}", info.state.messages));
+    // Two feeds race: compare the messages whatever their order.
+    let s = js.get_stream("S").await.unwrap();
+    let mut msgs = Vec::new();
+    for seq in 1..=4 {
+        let text = stored(&s, seq).await;
+        msgs.push(text.split_once(' ').unwrap().1.to_string());
+    }
+    msgs.sort();
+    seen.extend(msgs.into_iter().map(|m| format!("S {m}")));
+    let info = wait_for_messages(js, "S2", 3).await;
+    seen.push(format!("S2 {}", info.state.messages));
+    let s2 = js.get_stream("S2").await.unwrap();
+    for seq in 1..=3 {
+        seen.push(format!("S2 {}", stored(&s2, seq).await));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn mirrors_and_sources_match_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // no subject transforms before 2.10
+        }
+        let dir = test_dir("js", &format!("sources-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        results.push((name, sourcing_scenario(&js).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert!(
+        expected.iter().any(|l| l.starts_with("M 4 1 5 1")),
+        "{expected:?}"
+    );
+}
+
+#[tokio::test]
+async fn key_value_buckets_source_and_mirror_other_buckets() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // no subject transforms before 2.10
+        }
+        let dir = test_dir("js", &format!("kv-sources-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let js = context(&server).await;
+        let mut seen = Vec::new();
+        let a = js
+            .create_key_value(kv::Config {
+                bucket: "A".into(),
+                history: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        a.put("k1", "v1".into()).await.unwrap();
+        a.put("k1", "v2".into()).await.unwrap();
+        a.put("k2", "w".into()).await.unwrap();
+        let b = js
+            .create_key_value(kv::Config {
+                bucket: "B".into(),
+                history: 5,
+                sources: Some(vec![stream::Source {
+                    name: "A".into(),
+                    subject_transforms: vec![stream::SubjectTransform {
+                        source: "$KV.A.>".into(),
+                        destination: "$KV.B.>".into(),
+                    }],
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        js.create_key_value(kv::Config {
+            bucket: "M".into(),
+            history: 5,
+            mirror: Some(stream::Source {
+                name: "A".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let info = wait_for_messages(&js, "KV_B", 3).await;
+        seen.push(format!("B {}", info.state.messages));
+        for key in ["k1", "k2", "k3"] {
+            let e = b.entry(key).await.unwrap();
+            seen.push(format!(
+                "B {key} {:?}",
+                e.map(|e| (e.revision, String::from_utf8_lossy(&e.value).into_owned()))
+            ));
+        }
+        a.put("k3", "x".into()).await.unwrap();
+        let info = wait_for_messages(&js, "KV_B", 4).await;
+        seen.push(format!("B after {}", info.state.messages));
+        let info = wait_for_messages(&js, "KV_M", 4).await;
+        seen.push(format!(
+            "M {} {} direct {} mirror {:?}",
+            info.state.messages,
+            info.state.last_sequence,
+            info.config.mirror_direct,
+            info.config.mirror.as_ref().map(|m| &m.name)
+        ));
+        results.push((name, seen));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    assert_eq!(expected[0], "B 3");
+}

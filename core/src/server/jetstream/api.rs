@@ -91,6 +91,10 @@ struct StreamInfo<'a> {
     state: StateJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<Cluster>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<super::source::SourceInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<super::source::SourceInfo>,
     ts: String,
 }
 
@@ -481,6 +485,7 @@ impl Server {
     }
 
     fn info_of(&self, id: StreamId, cluster: bool) -> StreamInfo<'_> {
+        let (mirror, sources) = self.sourcing_info(id);
         let s = &self.jetstream.streams[id as usize];
         let st = &s.state;
         let (first_seq, num_deleted) = if st.msgs == 0 {
@@ -510,6 +515,8 @@ impl Server {
             cluster: cluster.then(|| Cluster {
                 leader: self.info.server_name.clone(),
             }),
+            mirror,
+            sources,
             ts: go_time(self.now.unix_nanos),
         }
     }
@@ -545,7 +552,7 @@ impl Server {
             pedantic: bool,
         }
         let pedantic = from_go_json::<Pedantic>(body).is_ok_and(|p| p.pedantic);
-        let config = match config.checked_as(pedantic) {
+        let mut config = match config.checked_as(pedantic) {
             Ok(c) => c,
             Err(e) => return self.fail(account, reply, kind, &e),
         };
@@ -553,6 +560,9 @@ impl Server {
             return self.fail(account, reply, kind, &ApiError::replicas_not_supported());
         }
         let existing = self.stream_id(account, name);
+        if let Err(e) = self.check_sourcing(account, existing, &mut config) {
+            return self.fail(account, reply, kind, &e); // source.rs
+        }
         let overlap = self.jetstream.streams.iter().any(|(k, s)| {
             s.account == account
                 && Some(k as StreamId) != existing
@@ -696,9 +706,13 @@ impl Server {
         };
         self.subscribe_stream(id);
         self.arm_expire();
+        // Its own mirror or sources, and those waiting for it (source.rs).
+        self.start_sourcing(id);
+        self.sourcing_stream_changed(id);
         let name = self.jetstream.streams[id as usize].config.name.clone();
         self.stream_advisory(account, &name, if update { "modify" } else { "create" });
-        let info = self.info_of(id, false);
+        let mut info = self.info_of(id, false);
+        super::source::as_just_created(&mut info.mirror, &mut info.sources);
         let json = go_json(&Response {
             kind: format!("{TYPE_PREFIX}{kind}_response"),
             error: None,

@@ -101,6 +101,12 @@ pub(crate) struct StreamConfig {
     pub no_ack: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate_window: i64,
+    /// The stream this one mirrors, and the streams it sources (see
+    /// `source.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<super::source::StreamSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<super::source::StreamSource>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
@@ -135,10 +141,6 @@ pub(crate) struct StreamConfig {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
     /// rather than half served.
-    #[serde(default, skip_serializing)]
-    pub mirror: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub sources: Option<serde_json::Value>,
     #[serde(default, skip_serializing)]
     pub allow_msg_counter: bool,
     #[serde(default, skip_serializing)]
@@ -239,16 +241,14 @@ impl StreamConfig {
             )));
         }
         self.check_delete_markers(pedantic)?;
-        if self.mirror.is_some()
-            || self.sources.is_some()
-            || self.allow_msg_counter
+        if self.allow_msg_counter
             || self.allow_atomic
             || self.allow_msg_schedules
             || self.compression != Compression::None
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (mirrors, sources, counters, atomic batches, schedules, compression, discard new per subject)",
+                "natrix does not support this stream option yet (counters, atomic batches, schedules, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -294,7 +294,9 @@ impl StreamConfig {
         if self.max_age < 0 {
             return Err(invalid("max age needs to be >= 100ms"));
         }
-        if self.duplicate_window == 0 {
+        // Mirrors and sourcing streams keep no duplicate window unless
+        // asked (nats-server's rule).
+        if self.duplicate_window == 0 && self.mirror.is_none() && self.sources.is_empty() {
             self.duplicate_window =
                 if self.max_age != 0 && self.max_age < DUPLICATE_WINDOW_DEFAULT_NS {
                     self.max_age
@@ -329,7 +331,8 @@ impl StreamConfig {
                 ));
             }
         }
-        if self.subjects.is_empty() {
+        super::source::check_config(&mut self)?;
+        if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_empty() {
             self.subjects.push(self.name.clone());
         }
         if let Some(r) = &mut self.republish {

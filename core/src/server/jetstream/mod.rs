@@ -30,6 +30,7 @@ mod error;
 mod level;
 pub(crate) mod monitor;
 mod publish;
+pub(crate) mod source;
 mod ttl;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -220,6 +221,8 @@ enum Pending {
     },
     /// A step towards a TTL or max-age removal, or a marker (ttl.rs).
     Ttl(ttl::Step),
+    /// A mirror's or source's read (source.rs).
+    Source(source::Step),
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
@@ -255,6 +258,8 @@ pub(crate) struct JetStream {
     pub api_errors: u64,
     /// Messages with a TTL, by when they are due.
     pub ttls: ttl::Ttls,
+    /// Mirrors and sources, by destination stream (source.rs).
+    pub sourcing: source::Sourcing,
 }
 
 /// Percent-encodes everything but `[A-Za-z0-9_-]`, so that the storage key
@@ -561,6 +566,7 @@ impl Server {
             if moved {
                 self.kick_consumers(id);
             }
+            self.sourcing_stream_changed(id); // source.rs
         }
         // A stream's slot may hold another stream by now (deleted, and its
         // id given to a new one): its completions are not the new one's.
@@ -725,6 +731,7 @@ impl Server {
                 self.consumer_removed(account, &reply, c)
             }
             Pending::Ttl(step) => self.ttl_step(step, c),
+            Pending::Source(step) => self.sourcing_step(step, c),
             Pending::Quiet => {
                 if let Err(e) = &c.result {
                     let line = format!("JetStream storage error on {}: {e}", c.stream);
@@ -940,6 +947,7 @@ impl Server {
         }
         self.jetstream.ready = true;
         self.arm_expire();
+        self.start_all_sourcing(); // source.rs
         let waiting = std::mem::take(&mut self.jetstream.waiting);
         for (service, m) in waiting {
             self.serve_jetstream(service, m);
@@ -1016,6 +1024,7 @@ impl Server {
         self.jetstream.dirty.retain(|&d| d != id);
         self.jetstream.unsynced.remove(&id);
         self.jetstream.ttls.forget(id);
+        self.forget_sourcing(id); // source.rs
     }
 
     /// Saves a stream's metadata (after its open).

@@ -106,13 +106,17 @@ impl Server {
         {
             m.subject = t.apply(&m.subject).into();
         }
+        if super::source::carries_source_header(&m.payload[..m.header_len]) {
+            return self.refuse_source_header(id, &m); // source.rs
+        }
+        let s = &mut self.jetstream.streams[id as usize];
         if !s.parked.is_empty() {
             s.parked.push_back(m);
             return;
         }
         match lookup(s, &m) {
-            Lookup::None => self.store_publish(id, &m, None),
-            Lookup::Known(last) => self.store_publish(id, &m, Some(last)),
+            Lookup::None => _ = self.store_publish(id, &m, None),
+            Lookup::Known(last) => _ = self.store_publish(id, &m, Some(last)),
             Lookup::Ask(subject) => {
                 s.parked.push_back(m);
                 self.check_subject(id, subject);
@@ -156,7 +160,7 @@ impl Server {
                 if crate::subject::is_literal(subject.as_bytes()) {
                     remember_last(s, subject, last);
                 }
-                self.store_publish(id, &first, Some(last));
+                _ = self.store_publish(id, &first, Some(last));
             }
             Err(e) => {
                 let name = s.config.name.clone();
@@ -171,8 +175,8 @@ impl Server {
                 break;
             };
             match lookup(s, &next) {
-                Lookup::None => self.store_publish(id, &next, None),
-                Lookup::Known(last) => self.store_publish(id, &next, Some(last)),
+                Lookup::None => _ = self.store_publish(id, &next, None),
+                Lookup::Known(last) => _ = self.store_publish(id, &next, Some(last)),
                 Lookup::Ask(subject) => {
                     s.parked.push_front(next);
                     self.check_subject(id, subject);
@@ -183,11 +187,15 @@ impl Server {
     }
 
     /// Checks and stores one message (`last_subject_seq`: the store's
-    /// answer for the subject check, when the message asked for one).
-    fn store_publish(&mut self, id: StreamId, m: &InternalMsg, last_subject_seq: Option<u64>) {
-        let Some(s) = self.jetstream.streams.get(id as usize) else {
-            return;
-        };
+    /// answer for the subject check, when the message asked for one);
+    /// the error it was refused with, if it was (sources retry on it).
+    pub(super) fn store_publish(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        last_subject_seq: Option<u64>,
+    ) -> Option<ApiError> {
+        let s = self.jetstream.streams.get(id as usize)?;
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
         let account = m.account;
         match self.check_publish(id, m, last_subject_seq) {
@@ -265,8 +273,10 @@ impl Server {
                     let name = self.jetstream.streams[id as usize].config.name.clone();
                     self.send_pub_ack(account, &reply, &name, 0, Some(&e), false);
                 }
+                return Some(e);
             }
         }
+        None
     }
 
     /// What nats-server checks before it stores a message: `Ok(Some(seq))`

@@ -982,3 +982,7 @@ fn direct_get_batches_and_multi_last() {
 /// Per-message TTLs, delete markers and the API level.
 #[path = "jetstream_ttl.rs"]
 mod ttl;
+
+/// Mirrors and sources.
+#[path = "jetstream_sources.rs"]
+mod sources;
