@@ -293,12 +293,10 @@ impl Server {
                     return;
                 }
             }
-            ["DIRECT", "GET", name] => {
-                self.direct_get(account, &reply, &subject, name, body, None, m.from)
-            }
+            ["DIRECT", "GET", name] => self.direct_get(m, &reply, name, None),
             ["DIRECT", "GET", name, rest @ ..] => {
                 let last = rest.join(".");
-                self.direct_get(account, &reply, &subject, name, body, Some(last), m.from);
+                self.direct_get(m, &reply, name, Some(last));
                 return; // direct gets are not API calls in the account's counts
             }
             _ => return,

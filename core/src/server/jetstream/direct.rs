@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::api::from_go_json;
 use super::{Pending, StreamId, origin_headers};
+use crate::server::system::InternalMsg;
 use crate::server::{AccountId, Server};
 
 impl Server {
@@ -15,21 +16,20 @@ impl Server {
     /// headers first and then where it is from; errors are status lines.
     pub(super) fn direct_get(
         &mut self,
-        account: AccountId,
+        m: &InternalMsg,
         reply: &[u8],
-        subject: &str,
         name: &str,
-        body: &[u8],
         last_by_subject: Option<String>,
-        from: Option<crate::server::ConnId>,
     ) {
+        let (account, body) = (m.account, m.body());
         let Some(id) = self
             .stream_id(account, name)
             .filter(|&id| self.jetstream.streams[id as usize].config.allow_direct)
         else {
             // No stream serves direct gets here: what a requester hears
             // when nobody listens (it alone, and only if it asked).
-            self.no_responders_to(from, reply, subject);
+            let subject = String::from_utf8_lossy(&m.subject);
+            self.no_responders_to(m.from, reply, &subject);
             return;
         };
         let read = match last_by_subject {
