@@ -335,6 +335,9 @@ impl<D: Disk> Store for StreamStore<D> {
     fn interior_deleted(&self) -> Vec<u64> {
         either!(self, s => s.interior_deleted())
     }
+    fn first_seq_at_time(&self, unix_nanos: u64) -> Option<u64> {
+        either!(self, s => s.first_seq_at_time(unix_nanos))
+    }
     fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
         either!(self, s => s.count_matching_from(from_seq, filter))
     }

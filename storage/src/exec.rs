@@ -248,6 +248,10 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
             Read::Seq(seq) => store.get(seq)?,
             Read::Next { from_seq, filter } => store.next_matching(from_seq, filter.as_deref())?,
             Read::LastBySubject(subject) => store.last_by_subject(&subject)?,
+            Read::AtTime { unix_nanos } => match store.first_seq_at_time(unix_nanos) {
+                Some(seq) => store.get(seq)?,
+                None => None,
+            },
         }),
         StorageOp::Delete { seq, .. } => Done::Deleted(store.delete(seq)?),
         StorageOp::Purge { purge, .. } => Done::Purged(store.purge(&purge)?),

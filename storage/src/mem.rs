@@ -163,6 +163,10 @@ impl Store for MemStore {
         self.index.interior_deleted()
     }
 
+    fn first_seq_at_time(&self, unix_nanos: u64) -> Option<u64> {
+        self.index.first_seq_at_time(unix_nanos)
+    }
+
     fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64 {
         self.index.count_matching_from(from_seq, filter)
     }

@@ -24,6 +24,10 @@ pub enum Read {
     },
     /// The newest message on a subject.
     LastBySubject(String),
+    /// The first message stored at or after this wall-clock time.
+    AtTime {
+        unix_nanos: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

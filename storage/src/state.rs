@@ -54,6 +54,16 @@ impl<L> StreamIndex<L> {
         self.msgs.get(&seq)
     }
 
+    /// The first live message stored at or after `unix_nanos`. Times
+    /// follow sequences except when the clock stepped back, so this looks
+    /// at each in order rather than bisecting.
+    pub fn first_seq_at_time(&self, unix_nanos: u64) -> Option<u64> {
+        self.msgs
+            .iter()
+            .find(|(_, s)| s.ts_unix_nanos >= unix_nanos)
+            .map(|(&seq, _)| seq)
+    }
+
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Slot<L>> {
         self.msgs.get_mut(&seq)
     }

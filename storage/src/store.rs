@@ -80,6 +80,9 @@ pub trait Store {
     /// The gone sequences between the first and last live message.
     fn interior_deleted(&self) -> Vec<u64>;
 
+    /// The first live message stored at or after `unix_nanos`.
+    fn first_seq_at_time(&self, unix_nanos: u64) -> Option<u64>;
+
     /// How many live messages at or after `from_seq` match `filter`.
     fn count_matching_from(&self, from_seq: u64, filter: Option<&str>) -> u64;
 

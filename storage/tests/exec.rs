@@ -90,6 +90,21 @@ fn completions_carry_results() {
         },
     ));
     assert!(matches!(c.result, Ok(Done::Read(Some(ref m))) if m.seq == 2));
+    // Message n is stored at n ms: the first at or after 1.5 ms is 2.
+    let c = exec.execute(read(
+        13,
+        Read::AtTime {
+            unix_nanos: 1_500_000,
+        },
+    ));
+    assert!(matches!(c.result, Ok(Done::Read(Some(ref m))) if m.seq == 2));
+    let c = exec.execute(read(
+        14,
+        Read::AtTime {
+            unix_nanos: 3_000_001,
+        },
+    ));
+    assert!(matches!(c.result, Ok(Done::Read(None))));
     let c = exec.execute(StorageOp::Purge {
         id: OpId(12),
         stream: "orders".into(),

@@ -498,6 +498,10 @@ impl<D: Disk> Store for FileStore<D> {
         self.index.subjects_matching(filter)
     }
 
+    fn first_seq_at_time(&self, unix_nanos: u64) -> Option<u64> {
+        self.index.first_seq_at_time(unix_nanos)
+    }
+
     fn interior_deleted(&self) -> Vec<u64> {
         self.index.interior_deleted()
     }

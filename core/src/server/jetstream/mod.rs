@@ -196,6 +196,12 @@ enum Pending {
         reply: Box<[u8]>,
         up_to: u64,
     },
+    /// A new consumer's first message at its start time (`by_start_time`).
+    ConsumerAtTime {
+        consumer: consumer::ConsumerId,
+        key: (String, String),
+        reply: Box<[u8]>,
+    },
     /// The count of a consumer's pending messages.
     ConsumerCount {
         consumer: consumer::ConsumerId,
@@ -587,6 +593,7 @@ impl Server {
             Pending::ConsumerRead { consumer, key, .. }
             | Pending::ConsumerRedeliver { consumer, key, .. }
             | Pending::ConsumerPositioned { consumer, key, .. }
+            | Pending::ConsumerAtTime { consumer, key, .. }
             | Pending::ConsumerCount { consumer, key, .. }
             | Pending::ConsumerCreated { consumer, key, .. } => Some((*consumer, key.clone())),
             _ => None,
@@ -700,6 +707,9 @@ impl Server {
                 up_to,
                 ..
             } => self.consumer_positioned(consumer, reply, up_to, c),
+            Pending::ConsumerAtTime {
+                consumer, reply, ..
+            } => self.consumer_at_time(consumer, reply, c),
             Pending::ConsumerCount { consumer, then, .. } => {
                 self.consumer_counted(consumer, then, c)
             }

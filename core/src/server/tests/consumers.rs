@@ -827,3 +827,40 @@ fn consumer_actions_and_terminations_are_advised_as_nats_server_does() {
         "{term}"
     );
 }
+
+#[test]
+fn by_start_time_starts_at_the_first_message_stored_that_late() {
+    let mut js = with_stream();
+    let mut times = Vec::new();
+    for i in 1..=5 {
+        times.push(1_700_000_000_000_000_000 + js.h.now_ns);
+        js.publish(&format!("s.{i}"), "", "x");
+        js.run_storage();
+        js.h.advance(Duration::from_millis(100));
+    }
+    let _ = js.out();
+    let at = crate::time::rfc3339_nanos(times[2]);
+    let r = durable(
+        &mut js,
+        "T",
+        &format!(
+            r#"{{"durable_name":"T","ack_policy":"explicit","deliver_policy":"by_start_time","opt_start_time":"{at}"}}"#
+        ),
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(r["num_pending"], 3, "{r}");
+    assert_eq!(r["delivered"]["stream_seq"], 2, "{r}");
+    let got = pull(&mut js, "T", "_INBOX.t", r#"{"batch":1}"#);
+    assert_eq!(got[0].subject, "s.3");
+    // Later than everything: only new messages.
+    let late = crate::time::rfc3339_nanos(times[4] + 1);
+    let r = durable(
+        &mut js,
+        "L",
+        &format!(
+            r#"{{"durable_name":"L","deliver_policy":"by_start_time","opt_start_time":"{late}"}}"#
+        ),
+    );
+    assert_eq!(r["num_pending"], 0, "{r}");
+    assert_eq!(r["delivered"]["stream_seq"], 5, "{r}");
+}

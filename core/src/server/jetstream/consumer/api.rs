@@ -447,6 +447,19 @@ impl Server {
                     max_msgs: usize::MAX,
                 });
             }
+            DeliverPolicy::ByStartTime => {
+                let unix_nanos = c.config.start_time().unwrap_or(0);
+                let op = self.next_op(Pending::ConsumerAtTime {
+                    consumer: id,
+                    key: key.clone(),
+                    reply,
+                });
+                self.storage(StorageOp::Read {
+                    id: op,
+                    stream: key.0,
+                    read: natrix_storage::ops::Read::AtTime { unix_nanos },
+                });
+            }
             _ => {
                 let c = &mut self.jetstream.consumers[id as usize];
                 c.next_seq = c.start_seq(first, last);
@@ -483,6 +496,20 @@ impl Server {
             .front()
             .map_or(c.next_seq, |m| m.seq)
             .saturating_sub(1);
+        c.ack_floor.stream_seq = c.delivered.stream_seq;
+        self.count_pending(id, AfterCount::Created { reply });
+    }
+
+    /// A `by_start_time` consumer's first message is found (or none is
+    /// that late: it starts after the stream's last).
+    pub(crate) fn consumer_at_time(&mut self, id: ConsumerId, reply: Box<[u8]>, done: &Completion) {
+        let c = &mut self.jetstream.consumers[id as usize];
+        let last = self.jetstream.streams[c.stream as usize].last_seq;
+        c.next_seq = match &done.result {
+            Ok(Done::Read(Some(m))) => m.seq,
+            _ => last + 1,
+        };
+        c.delivered.stream_seq = c.next_seq.saturating_sub(1);
         c.ack_floor.stream_seq = c.delivered.stream_seq;
         self.count_pending(id, AfterCount::Created { reply });
     }

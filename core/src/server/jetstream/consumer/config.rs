@@ -196,6 +196,13 @@ impl ConsumerConfig {
         }
     }
 
+    /// `opt_start_time` as wall-clock nanoseconds.
+    pub(crate) fn start_time(&self) -> Option<u64> {
+        self.opt_start_time
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339_nanos)
+    }
+
     /// Whether a stored subject passes the filters.
     pub(crate) fn wants(&self, subject: &[u8]) -> bool {
         if !self.filter_subject.is_empty() {
@@ -428,9 +435,9 @@ impl ConsumerConfig {
         if let Err(why) = super::partition::Partitioning::from_config(self) {
             return Err(invalid_policy(why));
         }
-        if self.deliver_policy == DeliverPolicy::ByStartTime {
-            return Err(ApiError::invalid_config(
-                "deliver policy by_start_time is not supported",
+        if self.deliver_policy == DeliverPolicy::ByStartTime && self.start_time().is_none() {
+            return Err(invalid_policy(
+                "consumer delivery policy is deliver by start time, but optional start time is not a time".into(),
             ));
         }
         Ok(())

@@ -804,6 +804,7 @@ impl super::Consumer {
     /// first and last sequences.
     pub(crate) fn start_seq(&self, first_seq: u64, last_seq: u64) -> u64 {
         match self.config.deliver_policy {
+            // (By start time is found by a read first.)
             DeliverPolicy::All | DeliverPolicy::ByStartTime => first_seq.max(1),
             DeliverPolicy::New => last_seq + 1,
             DeliverPolicy::ByStartSequence => self.config.opt_start_seq.max(first_seq).max(1),
