@@ -149,7 +149,7 @@ fn delivered_durable(
 /// or whose connection died before its answer could come (the ack may
 /// have been applied; if it was not, the message comes again and is acked
 /// again).
-fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) {
+pub(crate) fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) {
     let mut published: BTreeSet<u64> = BTreeSet::new();
     let mut delivered: BTreeSet<u64> = BTreeSet::new();
     // reply -> (client, epoch, seq) of the double acks still unanswered.

@@ -100,6 +100,8 @@ pub enum Ev {
         seq: u64,
         reply: String,
     },
+    /// What a member of the partitioned group saw and did.
+    Part(Box<crate::check_partition::PartEv>),
 }
 
 /// One delivery of the JetStream consumer, as the client that pulls got

@@ -23,6 +23,7 @@
 pub mod check;
 pub mod check_consumer;
 pub mod check_js;
+pub mod check_partition;
 pub mod client;
 pub mod faults;
 pub mod history;

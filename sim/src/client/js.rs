@@ -75,6 +75,8 @@ pub(super) struct JsState {
     last_msg_id: Option<String>,
     /// The consumer workload (the client that pulls only).
     pub(super) pull: Option<PullState>,
+    /// The partitioned group's workload (its members only).
+    pub(super) part: Option<super::partition::PartState>,
 }
 
 impl SimClient {
@@ -94,6 +96,7 @@ impl SimClient {
             next_msg_id: 0,
             last_msg_id: None,
             pull,
+            part: None,
         });
     }
 
@@ -112,6 +115,9 @@ impl SimClient {
         let js = self.js.as_mut()?;
         if let Some(pull) = js.pull.as_mut() {
             pull.quiet = quiet;
+        }
+        if let Some(part) = js.part.as_mut() {
+            part.quiet = quiet;
         }
         let mut next = None;
         if plan.creator && !js.created {
@@ -139,6 +145,9 @@ impl SimClient {
         }
         let created = self.js_state().created;
         if let Some(at) = self.pull_work(now, created, send, ids, hist) {
+            next = Some(next.map_or(at, |n: u64| n.min(at)));
+        }
+        if let Some(at) = self.part_work(now, created, send, ids, hist) {
             next = Some(next.map_or(at, |n: u64| n.min(at)));
         }
         // After the faults, publishes stop; the consumer goes on.
@@ -173,6 +182,10 @@ impl SimClient {
         let client = self.id;
         let js = self.js_state();
         let subject = JS_SUBJECTS[(js.rng.next_u32() as usize) % JS_SUBJECTS.len()];
+        // The partitioned group's members publish keyed messages instead.
+        let keyed = self.keyed_subject();
+        let subject = keyed.as_deref().unwrap_or(subject);
+        let js = self.js_state();
         let msg_id =
             (js.rng.next_u32() % 100 < plan.msg_id_pct).then(|| match js.last_msg_id.clone() {
                 Some(last) if js.rng.next_u32().is_multiple_of(3) => last,

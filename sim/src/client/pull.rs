@@ -91,7 +91,7 @@ impl PullState {
 
 /// The stream sequence and delivery count of a `$JS.ACK` reply subject
 /// (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`).
-fn ack_token(reply: &str) -> Option<(u64, u64)> {
+pub(super) fn ack_token(reply: &str) -> Option<(u64, u64)> {
     let tokens: Vec<&str> = reply.split('.').collect();
     if tokens.len() != 9 {
         return None;

@@ -286,3 +286,45 @@ fn waiting_messages_survive_a_restart_in_order() {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key}: {seqs:?}");
     }
 }
+
+#[test]
+fn sim_probe_same_key_batch() {
+    for partitions in [1, 2, 3, 4, 8] {
+        let mut js = Js::new();
+        js.create(r#"{"name":"S","subjects":["s.>"]}"#);
+        let r = durable(
+            &mut js,
+            "G",
+            &format!(
+                r#"{{"durable_name":"G","filter_subject":"s.p.>","ack_policy":"explicit","ack_wait":1000000000,"max_deliver":-1,"metadata":{{"natrix.partitions":"{partitions}","natrix.partition_key":"3"}}}}"#
+            ),
+        );
+        assert!(r.get("error").is_none(), "{r}");
+        let a = join(&mut js, "a");
+        let body = r#"{"batch":2,"expires":500000000}"#;
+        let next = |js: &mut Js, n: u32| {
+            js.h.send(
+                a.conn,
+                &format!("PUB $JS.API.CONSUMER.MSG.NEXT.S.G a.{n} {}\r\n{body}\r\n", body.len()),
+            );
+            js.run_storage();
+        };
+        next(&mut js, 1);
+        for _ in 0..2 {
+            js.publish("s.p.k4", "", "x");
+            js.run_storage();
+            let g = got(&mut js, &a);
+            assert_eq!(g.len(), 1, "{partitions}: {g:?}");
+            ack(&mut js, &a, &g[0]);
+        }
+        js.publish("s.p.k1", "", "y");
+        js.publish("s.p.k1", "", "z");
+        js.run_storage();
+        let _ = got(&mut js, &a);
+        js.h.advance(Duration::from_millis(600));
+        js.run_storage();
+        next(&mut js, 2);
+        let got = got(&mut js, &a);
+        assert_eq!(got.len(), 1, "{partitions}: {got:?}");
+    }
+}
