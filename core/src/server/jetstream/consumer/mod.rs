@@ -534,6 +534,13 @@ impl Server {
         c.ack_floor = saved.ack_floor;
         c.last_active_unix_nanos = saved.last_active_unix_nanos;
         c.next_seq = saved.delivered.stream_seq + 1;
+        if c.parts.is_some() {
+            // A group reads ahead: what it read is pending (or was acked
+            // once delivered), so reading resumes after the last of it,
+            // never again as new.
+            let read = saved.pending.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+            c.next_seq = c.next_seq.max(read + 1);
+        }
         for (seq, o) in saved.pending {
             c.pending.insert(seq, o);
             if c.parts.is_some() {
