@@ -304,7 +304,9 @@ fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) 
         .iter()
         .filter_map(|e| {
             let ev = match &e.ev {
-                Ev::JsAck(a) if a.subject.starts_with(KEYED) => e.ev.clone(),
+                // A duplicate's ack names the first publish's sequence,
+                // whose subject may be another.
+                Ev::JsAck(a) if a.subject.starts_with(KEYED) && !a.duplicate => e.ev.clone(),
                 Ev::Disconnected { .. } => e.ev.clone(),
                 Ev::Part(p) => match &**p {
                     PartEv::Delivery {
