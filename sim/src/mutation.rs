@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 16] = [
+pub const SUITE: [Planted; 19] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -106,6 +106,22 @@ pub const SUITE: [Planted; 16] = [
         bug: PlantedBug::DeliverUndurable,
         one_in: 1,
         caught_by: &["consumer-delivered-durable"],
+    },
+    // The partitioned group (`check_partition`).
+    Planted {
+        bug: PlantedBug::PartitionSkipHead,
+        one_in: 1,
+        caught_by: &["partition-order"],
+    },
+    Planted {
+        bug: PlantedBug::PartitionEagerLeave,
+        one_in: 1,
+        caught_by: &["partition-one-owner"],
+    },
+    Planted {
+        bug: PlantedBug::PartitionStall,
+        one_in: 1,
+        caught_by: &["partition-at-least-once"],
     },
 ];
 

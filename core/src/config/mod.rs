@@ -280,10 +280,19 @@ pub enum PlantedBug {
     /// A consumer delivers what a read found past the stream's durable
     /// sequence.
     DeliverUndurable,
+    // Key-partitioned consumer groups.
+    /// A partition's next message is delivered while its head is still
+    /// out (the parked check is skipped).
+    PartitionSkipHead,
+    /// A group member with no pull request waiting is dropped at once,
+    /// without its ack wait's grace: what it holds goes to the new owner.
+    PartitionEagerLeave,
+    /// A settled head's successor becomes the head but is never read.
+    PartitionStall,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 19] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -300,6 +309,9 @@ impl PlantedBug {
         PlantedBug::RedeliverAcked,
         PlantedBug::SkipOnRedelivery,
         PlantedBug::DeliverUndurable,
+        PlantedBug::PartitionSkipHead,
+        PlantedBug::PartitionEagerLeave,
+        PlantedBug::PartitionStall,
     ];
 
     /// The bug's name on the command line.
@@ -321,6 +333,9 @@ impl PlantedBug {
             PlantedBug::RedeliverAcked => "redeliver-acked",
             PlantedBug::SkipOnRedelivery => "skip-on-redelivery",
             PlantedBug::DeliverUndurable => "deliver-undurable",
+            PlantedBug::PartitionSkipHead => "partition-skip-head",
+            PlantedBug::PartitionEagerLeave => "partition-eager-leave",
+            PlantedBug::PartitionStall => "partition-stall",
         }
     }
 

@@ -311,10 +311,14 @@ impl Server {
     ) -> ConsumerId {
         let s = &self.jetstream.streams[stream as usize];
         let now = self.now.instant;
-        let parts = partition::Partitioning::from_config(&config)
+        let mut parts = partition::Partitioning::from_config(&config)
             .ok()
             .flatten()
             .map(Box::new);
+        // Planted bugs (mutation suite only) the group acts on itself.
+        if let Some(p) = parts.as_mut() {
+            p.planted = self.opts.mutation.as_ref().map(|m| m.bug);
+        }
         let c = Consumer {
             stream,
             account: s.account,
