@@ -461,17 +461,17 @@ mod tests {
     fn a_connection_that_may_have_closed_holds_nothing_past_its_last_answer() {
         // c0's connection answered nothing after its request at 50: the
         // server may have closed it and handed 1 on at once.
-        let entries = [got(100, 0, 1, 50), got(200, 1, 1, 150), alive(3 * S, 1, 2 * S)];
+        let entries = [
+            got(100, 0, 1, 50),
+            got(200, 1, 1, 150),
+            alive(3 * S, 1, 2 * S),
+        ];
         assert!(run(&entries).is_empty());
     }
 
     #[test]
     fn a_partition_going_back_is_out_of_order() {
-        let entries = [
-            got(100, 0, 1, 50),
-            got(200, 0, 2, 150),
-            got(300, 0, 1, 250),
-        ];
+        let entries = [got(100, 0, 1, 50), got(200, 0, 2, 150), got(300, 0, 1, 250)];
         assert_eq!(run(&entries), ["partition-order"]);
         // Someone got 2 before anyone got 1.
         let entries = [got(100, 1, 2, 50), got(200, 0, 1, 150)];

@@ -229,7 +229,16 @@ impl SimClient {
             let reply = self.part_inbox();
             self.part()?.creates.push(reply.clone());
             let subject = format!("$JS.API.CONSUMER.CREATE.{}.{GROUP}", super::JS_STREAM);
-            self.record_publish(now, &subject, Some(reply), None, body.as_bytes(), send, ids, hist);
+            self.record_publish(
+                now,
+                &subject,
+                Some(reply),
+                None,
+                body.as_bytes(),
+                send,
+                ids,
+                hist,
+            );
             return Some(now + CREATE_RETRY_NS);
         }
         let quiet = part.quiet;
@@ -259,7 +268,16 @@ impl SimClient {
                 self.part()?.open.push((reply.clone(), now, batch));
                 let body = format!("{{\"batch\":{batch},\"expires\":{every}}}");
                 let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{GROUP}", super::JS_STREAM);
-                self.record_publish(now, &subject, Some(reply), None, body.as_bytes(), send, ids, hist);
+                self.record_publish(
+                    now,
+                    &subject,
+                    Some(reply),
+                    None,
+                    body.as_bytes(),
+                    send,
+                    ids,
+                    hist,
+                );
             }
         }
         let part = self.part()?;
@@ -295,7 +313,10 @@ impl SimClient {
         };
         if let Some(at) = part.acks.iter().position(|(r, _)| r == subject) {
             let (reply, seq) = part.acks.swap_remove(at);
-            hist.push(now, Ev::Part(Box::new(PartEv::Acked { client, seq, reply })));
+            hist.push(
+                now,
+                Ev::Part(Box::new(PartEv::Acked { client, seq, reply })),
+            );
             return true;
         }
         if part.creates.iter().any(|r| r == subject) {
@@ -378,7 +399,16 @@ impl SimClient {
         if let Some(part) = self.part() {
             part.acks.push((reply.clone(), seq));
         }
-        self.record_publish(now, ack, Some(reply.clone()), None, b"+ACK", send, ids, hist);
+        self.record_publish(
+            now,
+            ack,
+            Some(reply.clone()),
+            None,
+            b"+ACK",
+            send,
+            ids,
+            hist,
+        );
         let (client, epoch, lifetime): (ClientId, u32, u32) = (self.id, self.epoch, self.lifetime);
         let ev = PartEv::Ack {
             client,
