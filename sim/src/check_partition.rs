@@ -80,6 +80,14 @@ struct Got<'a> {
     subject: &'a str,
 }
 
+/// A delivery's hold as far as it is sure: from its receipt until at
+/// least `until_ns`.
+struct Hold<'a> {
+    from_ns: u64,
+    until_ns: u64,
+    got: &'a Got<'a>,
+}
+
 /// A key's partition, as the core computes it: FNV-1a (32 bits) of the
 /// key token, modulo the partition count.
 pub fn partition(subject: &str, partitions: u32) -> u32 {
@@ -168,7 +176,7 @@ fn one_owner(entries: &[Entry], got: &[Got<'_>], bad: &mut impl FnMut(&'static s
         *open = (*open).max(g.request_ns);
     }
     // (lifetime, partition) -> holds: [received, surely held until).
-    let mut holds: BTreeMap<(u32, u32), Vec<(u64, u64, &Got<'_>)>> = BTreeMap::new();
+    let mut holds: BTreeMap<(u32, u32), Vec<Hold<'_>>> = BTreeMap::new();
     for g in got {
         let mut until = g.request_ns + g.ack_wait_ns;
         if let Some(&acked) = first_ack.get(&(g.lifetime, g.seq)) {
@@ -179,32 +187,36 @@ fn one_owner(entries: &[Entry], got: &[Got<'_>], bad: &mut impl FnMut(&'static s
             holds
                 .entry((g.lifetime, g.partition))
                 .or_default()
-                .push((g.at_ns, until, g));
+                .push(Hold {
+                    from_ns: g.at_ns,
+                    until_ns: until,
+                    got: g,
+                });
         }
     }
     for ((lifetime, p), list) in holds {
         let mut reported = false;
         for (i, a) in list.iter().enumerate() {
             for b in &list[i + 1..] {
-                let overlap = a.0.max(b.0) < a.1.min(b.1);
-                if overlap && a.2.member != b.2.member && !reported {
+                let overlap = a.from_ns.max(b.from_ns) < a.until_ns.min(b.until_ns);
+                if overlap && a.got.member != b.got.member && !reported {
                     reported = true;
                     bad(
                         "partition-one-owner",
                         format!(
                             "partition {p} in server lifetime {lifetime}: c{} (connection {}) held sequence {} ({}) from {} until at least {}, and c{} (connection {}) held sequence {} ({}) from {} until at least {}",
-                            a.2.member.0,
-                            a.2.member.1,
-                            a.2.seq,
-                            a.2.subject,
-                            ms(a.0),
-                            ms(a.1),
-                            b.2.member.0,
-                            b.2.member.1,
-                            b.2.seq,
-                            b.2.subject,
-                            ms(b.0),
-                            ms(b.1)
+                            a.got.member.0,
+                            a.got.member.1,
+                            a.got.seq,
+                            a.got.subject,
+                            ms(a.from_ns),
+                            ms(a.until_ns),
+                            b.got.member.0,
+                            b.got.member.1,
+                            b.got.seq,
+                            b.got.subject,
+                            ms(b.from_ns),
+                            ms(b.until_ns)
                         ),
                     );
                 }
@@ -427,7 +439,7 @@ mod tests {
     #[test]
     fn partitions_follow_the_cores_hash() {
         // FNV-1a of "a" is 0xe40c292c.
-        assert_eq!(partition("js.p.a", u32::MAX), 0xe40c_292c % u32::MAX);
+        assert_eq!(partition("js.p.a", u32::MAX), 0xe40c_292c);
         assert!((0..8).all(|k| partition(&format!("js.p.k{k}"), 3) < 3));
     }
 
