@@ -140,6 +140,19 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "kv-read-latest",
         "a read of a key's last revision (DIRECT.GET or STREAM.MSG.GET last_by_subj) sent after a put's PubAck arrived, at any client, finds that revision or a later one",
     ),
+    // The partitioned group (`check_partition`).
+    (
+        "partition-one-owner",
+        "no two connections of a partitioned group hold messages of one partition at once (a hold ends at its ack, its ack wait, or its connection's end, all bounded from what the members saw)",
+    ),
+    (
+        "partition-order",
+        "a member receives each partition's messages in stream order within a server lifetime (a redelivery may repeat the last), and nobody receives one before every earlier message of its partition was received",
+    ),
+    (
+        "partition-at-least-once",
+        "every acknowledged keyed publish reaches a member of the partitioned group and is acked by the end of the run",
+    ),
 ];
 
 /// One broken invariant, with what shows it.
@@ -247,6 +260,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         crate::check_consumer::check(&o.history.entries, js, o.converged, &mut bad);
         crate::check_limits::check(&o.history.entries, js, &mut bad);
         crate::check_streams::check(&o.history.entries, js, o.converged, &mut bad);
+        crate::check_partition::check(&o.history.entries, o.converged, &mut bad);
     }
     // Subscriptions whose UNSUB the server has processed.
     let mut gone: BTreeSet<(ClientId, u32, u32)> = BTreeSet::new();

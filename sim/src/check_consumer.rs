@@ -163,7 +163,7 @@ fn delivered_durable(
 /// its answer could come (the ack may have been applied; if it was not,
 /// the message comes again and is acked again). Without `must_ack`, only
 /// delivered.
-pub fn at_least_once(
+pub(crate) fn at_least_once(
     entries: &[Entry],
     stream: &str,
     must_ack: bool,

@@ -12,11 +12,13 @@ use rand_core::Rng;
 use crate::history::{ClientId, Ev, History, MsgId, digest};
 
 mod js;
+mod partition;
 mod pull;
 mod streams;
 
 use js::JsState;
 pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan, JsRngs};
+pub use partition::{GROUP, join_group};
 pub use pull::{JS_CONSUMER, PullPlan};
 pub use streams::{
     KV_KEYS, KV_STREAM, KvPlan, WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body,
@@ -417,7 +419,20 @@ impl SimClient {
                         hist,
                         out,
                     );
-                if !no_responders && !pulled {
+                // The partitioned group's members have an inbox of their own.
+                let grouped = !pulled
+                    && self.js.as_ref().and_then(|js| js.part.as_ref()?.sid) == Some(sid)
+                    && self.part_answer(
+                        now,
+                        &subject,
+                        reply_s.as_deref(),
+                        headers.as_deref(),
+                        &payload,
+                        ids,
+                        hist,
+                        out,
+                    );
+                if !no_responders && !pulled && !grouped {
                     self.js_answer(now, &subject, headers.as_deref(), &payload, hist);
                 }
             }
@@ -464,6 +479,7 @@ impl SimClient {
             );
             conn.inbox_sid = Some(sid);
         }
+        self.part_subscribe(now, conn, hist, out);
         self.used_limited = true;
         out.send.extend_from_slice(enc::PING);
         conn.pings.push_back(PingKind::Settle);

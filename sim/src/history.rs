@@ -118,6 +118,8 @@ pub enum Ev {
         reply: String,
         answer: ReadAnswer,
     },
+    /// What a member of the partitioned group saw and did.
+    Part(Box<crate::check_partition::PartEv>),
 }
 
 /// What a read asks for.

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 20] = [
+pub const SUITE: [Planted; 23] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -129,6 +129,22 @@ pub const SUITE: [Planted; 20] = [
         bug: PlantedBug::StaleLastRead,
         one_in: 1,
         caught_by: &["kv-read-latest"],
+    },
+    // The partitioned group (`check_partition`).
+    Planted {
+        bug: PlantedBug::PartitionSkipHead,
+        one_in: 1,
+        caught_by: &["partition-order"],
+    },
+    Planted {
+        bug: PlantedBug::PartitionEagerLeave,
+        one_in: 1,
+        caught_by: &["partition-one-owner"],
+    },
+    Planted {
+        bug: PlantedBug::PartitionStall,
+        one_in: 1,
+        caught_by: &["partition-at-least-once"],
     },
 ];
 

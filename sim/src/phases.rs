@@ -162,6 +162,10 @@ impl Setup {
             };
             client.join_jetstream(plan, rngs);
         }
+        // A few seeds without the pull consumer share a partitioned one.
+        if !pulls && seed::rng(s, "partitions", 0).next_u32().is_multiple_of(3) {
+            crate::client::join_group(&mut self.clients, s);
+        }
         seed_plan
     }
 

@@ -341,6 +341,7 @@ impl World {
             match e.ev {
                 Ev::JsAck(_) => count(&mut self.counts, "js: acks"),
                 Ev::JsError { .. } => count(&mut self.counts, "js: errors"),
+                Ev::Part(_) => count(&mut self.counts, "group: events"),
                 _ => {}
             }
         }
@@ -677,7 +678,9 @@ impl World {
         // Not connected yet (INFO on its way) or nothing planned: look again later.
         let next = match next {
             Some(next) => next,
-            None if faults || self.clients[c].pulls() => now + 50 * MS,
+            None if faults || self.clients[c].pulls() || self.clients[c].in_group() => {
+                now + 50 * MS
+            }
             None => return,
         };
         self.wake(next.max(now + MS), Wake::Client(c));

@@ -288,10 +288,19 @@ pub enum PlantedBug {
     KeepAckedWork,
     /// A read of a subject's last message finds its first one kept.
     StaleLastRead,
+    // Key-partitioned consumer groups.
+    /// A partition's next message is delivered while its head is still
+    /// out (the parked check is skipped).
+    PartitionSkipHead,
+    /// A group member with no pull request waiting is dropped at once,
+    /// without its ack wait's grace: what it holds goes to the new owner.
+    PartitionEagerLeave,
+    /// A settled head's successor becomes the head but is never read.
+    PartitionStall,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 20] = [
+    pub const ALL: [PlantedBug; 23] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -312,6 +321,9 @@ impl PlantedBug {
         PlantedBug::IgnoreMaxDeliver,
         PlantedBug::KeepAckedWork,
         PlantedBug::StaleLastRead,
+        PlantedBug::PartitionSkipHead,
+        PlantedBug::PartitionEagerLeave,
+        PlantedBug::PartitionStall,
     ];
 
     /// The bug's name on the command line.
@@ -337,6 +349,9 @@ impl PlantedBug {
             PlantedBug::IgnoreMaxDeliver => "ignore-max-deliver",
             PlantedBug::KeepAckedWork => "keep-acked-work",
             PlantedBug::StaleLastRead => "stale-last-read",
+            PlantedBug::PartitionSkipHead => "partition-skip-head",
+            PlantedBug::PartitionEagerLeave => "partition-eager-leave",
+            PlantedBug::PartitionStall => "partition-stall",
         }
     }
 

@@ -87,6 +87,8 @@ pub(super) struct JsState {
     pub(super) pulls: Vec<PullState>,
     /// The work-queue and key-value workloads.
     pub(super) streams: StreamsState,
+    /// The partitioned group's workload (its members only).
+    pub(super) part: Option<super::partition::PartState>,
 }
 
 /// The generators of a client's JetStream workloads, each apart so that
@@ -126,6 +128,7 @@ impl SimClient {
             last_msg_id: None,
             pulls,
             streams: StreamsState::new(rngs.streams),
+            part: None,
         });
     }
 
@@ -144,6 +147,9 @@ impl SimClient {
         let js = self.js.as_mut()?;
         for pull in &mut js.pulls {
             pull.quiet = quiet;
+        }
+        if let Some(part) = js.part.as_mut() {
+            part.quiet = quiet;
         }
         let mut next = None;
         let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
@@ -164,6 +170,10 @@ impl SimClient {
             if let Some(at) = self.pull_work(k, now, created, send, ids, hist) {
                 soonest(at);
             }
+        }
+        let created = !plan.creator || self.js_state().created.contains(&JS_STREAM);
+        if let Some(at) = self.part_work(now, created, send, ids, hist) {
+            soonest(at);
         }
         // After the faults, publishes stop; the consumer goes on.
         if let Some(every) = plan.publish_every_ns.filter(|_| !quiet) {
@@ -239,6 +249,10 @@ impl SimClient {
         let client = self.id;
         let js = self.js_state();
         let subject = JS_SUBJECTS[(js.rng.next_u32() as usize) % JS_SUBJECTS.len()];
+        // The partitioned group's members publish keyed messages instead.
+        let keyed = self.keyed_subject();
+        let subject = keyed.as_deref().unwrap_or(subject);
+        let js = self.js_state();
         let msg_id =
             (js.rng.next_u32() % 100 < plan.msg_id_pct).then(|| match js.last_msg_id.clone() {
                 Some(last) if js.rng.next_u32().is_multiple_of(3) => last,

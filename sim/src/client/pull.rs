@@ -134,7 +134,7 @@ impl PullState {
 /// The stream sequence, delivery count and consumer sequence of a
 /// `$JS.ACK` reply subject, the form natrix sends:
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`.
-fn ack_token(reply: &str) -> Option<(u64, u64, u64)> {
+pub(super) fn ack_token(reply: &str) -> Option<(u64, u64, u64)> {
     let tokens: Vec<&str> = reply.split('.').collect();
     if tokens.len() != 9 {
         return None;

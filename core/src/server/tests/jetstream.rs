@@ -69,6 +69,21 @@ impl Js {
         js
     }
 
+    /// As [`Self::on`], but nothing of the recovery has run yet: the
+    /// caller steps the storage (`run_storage_once`).
+    pub(super) fn on_unstarted(disk: SimDisk) -> Self {
+        let mut h = Harness::new(js_opts());
+        let exec = executor(&disk);
+        let conn = h.client(r#"{"headers":true,"no_responders":true,"verbose":false}"#);
+        Js {
+            h,
+            disk,
+            exec,
+            conn,
+            next_reply: 0,
+        }
+    }
+
     pub(super) fn send(&mut self, data: &str) {
         let conn = self.conn;
         self.h.send(conn, data);

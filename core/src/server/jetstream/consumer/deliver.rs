@@ -453,6 +453,9 @@ impl Server {
                 let member = front.member;
                 if let Some(parts) = &mut c.parts {
                     parts.holder.insert(m.seq, member);
+                    if let Some(holder) = parts.members.get_mut(&member) {
+                        holder.last_request = now.instant;
+                    }
                 }
                 c.requeue_front();
                 reply

@@ -313,10 +313,14 @@ impl Server {
     ) -> ConsumerId {
         let s = &self.jetstream.streams[stream as usize];
         let now = self.now.instant;
-        let parts = partition::Partitioning::from_config(&config)
+        let mut parts = partition::Partitioning::from_config(&config)
             .ok()
             .flatten()
             .map(Box::new);
+        // Planted bugs (mutation suite only) the group acts on itself.
+        if let Some(p) = parts.as_mut() {
+            p.planted = self.opts.mutation.as_ref().map(|m| m.bug);
+        }
         let c = Consumer {
             stream,
             account: s.account,
@@ -536,6 +540,13 @@ impl Server {
         c.ack_floor = saved.ack_floor;
         c.last_active_unix_nanos = saved.last_active_unix_nanos;
         c.next_seq = saved.delivered.stream_seq + 1;
+        if c.parts.is_some() {
+            // A group reads ahead: what it read is pending (or was acked
+            // once delivered), so reading resumes after the last of it,
+            // never again as new.
+            let read = saved.pending.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+            c.next_seq = c.next_seq.max(read + 1);
+        }
         for (seq, o) in saved.pending {
             c.pending.insert(seq, o);
             if c.parts.is_some() {

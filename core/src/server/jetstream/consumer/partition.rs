@@ -12,7 +12,8 @@
 //!
 //! - **Members** are the client connections that pull from it. One joins
 //!   with its first pull request and leaves when its connection closes or
-//!   it has made none for the consumer's `ack_wait`.
+//!   it has had no request waiting, nor a delivery, for the consumer's
+//!   `ack_wait` (so what it holds has had its ack wait).
 //! - **Owners.** Each partition belongs to one member, chosen by
 //!   rendezvous hashing over the members: a join or a leave moves only
 //!   the partitions that must move.
@@ -62,11 +63,15 @@ pub(crate) struct Partitioning {
     pub holder: FastMap<u64, u64>,
     /// Messages no longer pending since the last look.
     pub settled: Vec<u64>,
+    /// The planted bug, if any (mutation suite only).
+    pub planted: Option<crate::config::PlantedBug>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Member {
     pub conn: ConnId,
+    /// Its last pull request, or the last delivery to it: what it holds
+    /// keeps its ack wait's grace.
     pub last_request: Instant,
 }
 
@@ -206,8 +211,9 @@ impl super::Consumer {
         let parts = self.parts.as_mut().expect("a partitioned consumer");
         let p = parts.partition(m.subject.as_bytes());
         parts.of.insert(m.seq, p);
+        let skip_head = parts.planted == Some(crate::config::PlantedBug::PartitionSkipHead);
         match parts.head.get(&p).copied() {
-            Some(head) if head != m.seq => {
+            Some(head) if head != m.seq && !skip_head => {
                 // Behind the partition's head.
                 parts.parked.insert((p, m.seq));
                 self.redeliver.remove(&m.seq);
@@ -252,7 +258,9 @@ impl super::Consumer {
             if let Some((p, next)) = next {
                 parts.parked.remove(&(p, next));
                 parts.head.insert(p, next);
-                self.redeliver.insert(next);
+                if parts.planted != Some(crate::config::PlantedBug::PartitionStall) {
+                    self.redeliver.insert(next);
+                }
             }
         }
     }
@@ -265,6 +273,7 @@ impl super::Consumer {
                 count: parts.count,
                 key_tokens: std::mem::take(&mut parts.key_tokens),
                 members,
+                planted: parts.planted,
                 ..Default::default()
             };
         }
@@ -312,6 +321,7 @@ impl Server {
             return;
         };
         let quiet = c.ack_wait();
+        let eager = self.planted(crate::config::PlantedBug::PartitionEagerLeave);
         let gone: Vec<u64> = parts
             .members
             .iter()
@@ -321,7 +331,7 @@ impl Server {
                     .get(m.conn.0)
                     .is_some_and(|conn| conn.cid == cid && !conn.closing);
                 let pulling = c.waiting.iter().any(|w| w.member == cid);
-                !open || (!pulling && now >= m.last_request + quiet)
+                !open || (!pulling && (eager || now >= m.last_request + quiet))
             })
             .map(|(&cid, _)| cid)
             .collect();
