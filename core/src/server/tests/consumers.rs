@@ -864,3 +864,94 @@ fn by_start_time_starts_at_the_first_message_stored_that_late() {
     assert_eq!(r["num_pending"], 0, "{r}");
     assert_eq!(r["delivered"]["stream_seq"], 5, "{r}");
 }
+
+#[test]
+fn replay_original_spaces_deliveries_as_the_messages_were_stored() {
+    let mut js = with_stream();
+    for i in 1..=3 {
+        js.publish(&format!("s.{i}"), "", "x");
+        js.run_storage();
+        js.h.advance(Duration::from_millis(200));
+    }
+    let _ = js.out();
+    durable(
+        &mut js,
+        "R",
+        r#"{"durable_name":"R","ack_policy":"explicit","replay_policy":"original"}"#,
+    );
+    let got = pull(
+        &mut js,
+        "R",
+        "_INBOX.r",
+        r#"{"batch":3,"expires":5000000000}"#,
+    );
+    assert_eq!(got.len(), 1, "the first at once: {got:?}");
+    js.h.advance(Duration::from_millis(150));
+    js.run_storage();
+    assert!(msgs(&js.out()).is_empty(), "not before its 200 ms");
+    js.h.advance(Duration::from_millis(60));
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "s.2");
+    js.h.advance(Duration::from_millis(210));
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].subject, "s.3");
+    // Caught up: what comes next is delivered at once.
+    let got = pull(
+        &mut js,
+        "R",
+        "_INBOX.r2",
+        r#"{"batch":1,"expires":5000000000}"#,
+    );
+    assert!(got.is_empty());
+    js.publish("s.4", "", "x");
+    js.run_storage();
+    let got: Vec<Got> = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.subject == "s.4")
+        .collect();
+    assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn a_rate_limited_push_consumer_waits_for_its_tokens() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"],"max_msg_size":200}"#);
+    for i in 1..=3 {
+        js.publish(&format!("s.{i}"), "", &"x".repeat(100));
+    }
+    js.run_storage();
+    js.send("SUB push.r 9\r\n");
+    let _ = js.out();
+    // 1000 bytes a second, a burst of 200: one message now, the next
+    // once the bucket holds its size again.
+    let r = durable(
+        &mut js,
+        "P",
+        r#"{"durable_name":"P","deliver_subject":"push.r","rate_limit_bps":8000}"#,
+    );
+    assert!(r.get("error").is_none(), "{r}");
+    js.run_storage();
+    let first = msgs(&js.out())
+        .into_iter()
+        .filter(|m| m.to_sid == "9")
+        .count();
+    assert_eq!(first, 1);
+    let mut times = 0;
+    for _ in 0..40 {
+        js.h.advance(Duration::from_millis(10));
+        js.run_storage();
+        let n = msgs(&js.out())
+            .into_iter()
+            .filter(|m| m.to_sid == "9")
+            .count();
+        if n > 0 {
+            times += n;
+            break;
+        }
+    }
+    assert_eq!(times, 1, "the second comes within 400 ms, alone");
+}

@@ -125,6 +125,9 @@ impl Server {
             if !c.ready || c.reading {
                 return;
             }
+            if c.pacing.until.is_some_and(|t| t > self.now.instant) {
+                return;
+            }
             self.jetstream.consumers[id as usize].settle_partitions();
             let demand = self.demand(id);
             if demand == 0 {
@@ -143,7 +146,7 @@ impl Server {
                     }
                     continue;
                 }
-                if !self.pick_request(id, &msg, pending + 1) {
+                if !self.pick_request(id, &msg, pending + 1) || self.paced(id, &msg) {
                     let c = &mut self.jetstream.consumers[id as usize];
                     c.preloaded.push_front(msg);
                     return;
@@ -266,10 +269,11 @@ impl Server {
                 break;
             };
             let after = c.preloaded.len() as u64 + batch.len() as u64 + pending;
-            if !self.pick_request(id, &m, after + 1) {
+            if !self.pick_request(id, &m, after + 1) || self.paced(id, &m) {
                 self.jetstream.consumers[id as usize]
                     .preloaded
                     .push_front(m);
+                budget = 0;
                 break;
             }
             self.deliver_to_consumer(id, &m, 1, after);
@@ -285,7 +289,11 @@ impl Server {
                     continue;
                 }
                 let after = pending + (total - 1 - i) as u64;
-                if budget == 0 || !self.may_send(id) || !self.pick_request(id, m, after + 1) {
+                if budget == 0
+                    || !self.may_send(id)
+                    || !self.pick_request(id, m, after + 1)
+                    || self.paced(id, m)
+                {
                     break;
                 }
                 self.deliver_to_consumer(id, m, 1, after);
@@ -759,6 +767,9 @@ impl Server {
         }
         if let Some(pin) = &c.pin {
             earliest(pin.expires);
+        }
+        if let Some(t) = c.pacing.until {
+            earliest(t);
         }
         // Members' connections are not announced to consumers either.
         if c.parts.as_ref().is_some_and(|p| !p.members.is_empty()) {

@@ -25,6 +25,7 @@ mod ack;
 pub(crate) mod api;
 pub(crate) mod config;
 mod deliver;
+mod pace;
 mod partition;
 mod priority;
 mod reset;
@@ -193,6 +194,8 @@ pub(crate) struct Consumer {
     pub discard_read: bool,
     /// A key-partitioned group's state.
     pub parts: Option<Box<partition::Partitioning>>,
+    /// Replay at the original pace, and the rate limit.
+    pub pacing: pace::Pacing,
 }
 
 /// Redelivery deadlines, by time and by stream sequence (each set,
@@ -356,6 +359,11 @@ impl Server {
             counted_to: 0,
             discard_read: false,
             parts,
+            pacing: pace::Pacing {
+                // Catching up replays up to the stream's last message.
+                replay_to: s.last_seq,
+                ..Default::default()
+            },
         };
         let id = self.jetstream.consumers.insert(c) as ConsumerId;
         self.jetstream.streams[stream as usize]
