@@ -928,17 +928,13 @@ fn a_rate_limited_push_consumer_waits_for_its_tokens() {
     let _ = js.out();
     // 1000 bytes a second, a burst of 200: one message now, the next
     // once the bucket holds its size again.
-    let r = durable(
+    let (r, seen) = request_seeing(
         &mut js,
-        "P",
-        r#"{"durable_name":"P","deliver_subject":"push.r","rate_limit_bps":8000}"#,
+        "$JS.API.CONSUMER.CREATE.S.P",
+        r#"{"stream_name":"S","config":{"durable_name":"P","deliver_subject":"push.r","rate_limit_bps":8000}}"#,
     );
     assert!(r.get("error").is_none(), "{r}");
-    js.run_storage();
-    let first = msgs(&js.out())
-        .into_iter()
-        .filter(|m| m.to_sid == "9")
-        .count();
+    let first = seen.iter().filter(|m| m.to_sid == "9").count();
     assert_eq!(first, 1);
     let mut times = 0;
     for _ in 0..40 {

@@ -128,6 +128,7 @@ impl Server {
             if c.pacing.until.is_some_and(|t| t > self.now.instant) {
                 return;
             }
+            self.jetstream.consumers[id as usize].pacing.until = None;
             self.jetstream.consumers[id as usize].settle_partitions();
             let demand = self.demand(id);
             if demand == 0 {
@@ -768,7 +769,7 @@ impl Server {
         if let Some(pin) = &c.pin {
             earliest(pin.expires);
         }
-        if let Some(t) = c.pacing.until {
+        if let Some(t) = c.pacing.until.filter(|&t| t > now) {
             earliest(t);
         }
         // Members' connections are not announced to consumers either.
