@@ -5,7 +5,7 @@
 //! consumer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, PriorityPolicy, PullConsumer, pull};
@@ -13,28 +13,16 @@ use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use natrix_tests::{ServerProcess, test_dir};
 
+// Each `connect` is a client of its own: a process, as far as the server
+// can tell.
+use super::jetstream::{context as connect, start};
+
 /// natrix, then nats-server 2.15.1 when it is installed (2.9.10 has no
 /// priority groups).
 fn servers() -> Vec<(&'static str, PathBuf)> {
-    let mut out = vec![("natrix", natrix_tests::natrix_bin())];
-    if let Some(r) = natrix_tests::reference_215() {
-        out.push(("nats-server 2.15.1", r));
-    }
-    out
-}
-
-fn start(bin: &Path, dir: &Path) -> ServerProcess {
-    ServerProcess::start(bin, &["-js", "-sd", dir.to_str().unwrap()])
-}
-
-/// A client of its own (a process, as far as the server can tell).
-async fn connect(server: &ServerProcess) -> jetstream::Context {
-    let client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(server.url())
-        .await
-        .unwrap();
-    jetstream::new(client)
+    let mut all = super::jetstream::servers();
+    all.retain(|(name, _)| !name.ends_with("2.9.10"));
+    all
 }
 
 async fn publish(js: &jetstream::Context, subject: String, body: String) {

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, kv, stream};
 use natrix_tests::{ServerProcess, test_dir};
 
 /// natrix, then each reference server that is installed.
-fn servers() -> Vec<(&'static str, PathBuf)> {
+pub(crate) fn servers() -> Vec<(&'static str, PathBuf)> {
     let mut out = vec![("natrix", natrix_tests::natrix_bin())];
     if let Some(r) = natrix_tests::reference_215() {
         out.push(("nats-server 2.15.1", r));
@@ -20,11 +20,11 @@ fn servers() -> Vec<(&'static str, PathBuf)> {
     out
 }
 
-fn start(bin: &Path, dir: &Path) -> ServerProcess {
+pub(crate) fn start(bin: &Path, dir: &Path) -> ServerProcess {
     ServerProcess::start(bin, &["-js", "-sd", dir.to_str().unwrap()])
 }
 
-async fn context(server: &ServerProcess) -> jetstream::Context {
+pub(crate) async fn context(server: &ServerProcess) -> jetstream::Context {
     let client = async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(5)))
         .connect(server.url())

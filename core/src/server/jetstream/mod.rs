@@ -176,11 +176,10 @@ enum Pending {
     /// Start-up: the headers of the messages within the stream's
     /// duplicate window, to remember their `Nats-Msg-Id`s again.
     RecentIds { stream: StreamId },
-    /// A consumer's batch read (at most `max_msgs` asked).
+    /// A consumer's batch read.
     ConsumerRead {
         consumer: consumer::ConsumerId,
         key: (String, String),
-        max_msgs: usize,
     },
     /// A consumer's read of one message to redeliver.
     ConsumerRedeliver {
@@ -695,9 +694,7 @@ impl Server {
             Pending::Listed => self.listed(c),
             Pending::Recovered { stream, consumers } => self.recovered(stream, consumers, c),
             Pending::RecentIds { stream } => self.recent_ids(stream, c),
-            Pending::ConsumerRead {
-                consumer, max_msgs, ..
-            } => self.consumer_read(consumer, max_msgs, c),
+            Pending::ConsumerRead { consumer, .. } => self.consumer_read(consumer, c),
             Pending::ConsumerRedeliver { consumer, seq, .. } => {
                 self.consumer_redelivered(consumer, seq, c)
             }

@@ -196,7 +196,6 @@ impl Server {
         let op = self.next_op(Pending::ConsumerRead {
             consumer: id,
             key: key.clone(),
-            max_msgs,
         });
         self.storage(StorageOp::ReadBatch {
             id: op,
@@ -210,7 +209,7 @@ impl Server {
 
     /// A batch read for consumer `id` completed: deliver what is durable,
     /// while there is demand.
-    pub(crate) fn consumer_read(&mut self, id: ConsumerId, _max_msgs: usize, c: &Completion) {
+    pub(crate) fn consumer_read(&mut self, id: ConsumerId, c: &Completion) {
         let cons = &mut self.jetstream.consumers[id as usize];
         cons.reading = false;
         if std::mem::take(&mut cons.discard_read) {

@@ -169,7 +169,7 @@ impl super::Consumer {
         o
     }
 
-    /// Whether member-of-request `w` owns partition `p`.
+    /// Whether connection `member` owns partition `p`.
     fn owns(&self, member: u64, p: u32) -> bool {
         self.parts
             .as_ref()
