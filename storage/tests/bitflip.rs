@@ -3,7 +3,7 @@
 //! corruption covering its sequence; nothing wrong is ever served, nothing
 //! synced goes missing unreported, and nothing panics.
 
-mod common;
+use crate::common;
 
 use common::{Dump, dump, msg};
 use natrix_storage::rng::SplitMix64;

@@ -4,7 +4,7 @@
 //! some point no earlier than the last sync — nothing synced lost, nothing
 //! corrupt or invented served — and that it keeps working after.
 
-mod common;
+use crate::common;
 
 use common::{Dump, Op, apply, dump, model_steps, open_sim, small_blocks, workload};
 use natrix_storage::{MemStore, SimDisk, Store};

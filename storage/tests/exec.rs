@@ -1,7 +1,7 @@
 //! The executor: operations in, completions out, group commit, and what
 //! disk failures look like from the core's side.
 
-mod common;
+use crate::common;
 
 use common::msg;
 use natrix_storage::ops::{Done, OpId, Read, StorageOp};

@@ -7,7 +7,7 @@
 
 #![allow(clippy::disallowed_methods)] // a temp dir for the real-disk test
 
-mod common;
+use crate::common;
 
 use common::msg;
 use natrix_storage::ops::{Completion, Done, OpId, StorageOp};

@@ -3,7 +3,7 @@
 //! must agree after every operation, after a clean reopen exactly, and
 //! after a crash on some state no older than the last sync.
 
-mod common;
+use crate::common;
 
 use common::{Op, apply, dump, model_steps, open_sim, small_blocks, strategy};
 use natrix_storage::{MemStore, SimDisk};

@@ -5,7 +5,7 @@
 //! a torn write in unsynced data, a hole left by a crash). Recovery must
 //! never serve the planted message nor apply the planted erase.
 
-mod common;
+use crate::common;
 
 use natrix_storage::record::{self, Seal};
 use natrix_storage::{

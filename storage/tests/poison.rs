@@ -5,7 +5,7 @@
 //! reopening — recovery from what actually reached the disk — brings it
 //! back, and what that recovery then calls durable survives a crash.
 
-mod common;
+use crate::common;
 
 use common::{dump, msg};
 use natrix_storage::{DiskErrorKind, FileStore, Purge, SimDisk, Store, StoreError, StreamConfig};

@@ -3,7 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // temp dirs for the real-disk store
 
-mod common;
+use crate::common;
 
 use common::{dump, msg};
 use natrix_storage::{FileStore, MemStore, Purge, SimDisk, Store, StoreError, StreamConfig};

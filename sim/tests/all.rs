@@ -1,0 +1,5 @@
+//! Every simulation integration test in one executable: one link instead
+//! of one per file.
+
+mod sim;
+mod storage;
