@@ -18,6 +18,8 @@ use crate::subject::{self, FWC, PWC};
 
 /// Most cached match results kept at once.
 pub const CACHE_MAX: usize = 1024;
+/// Slots remembering which subjects missed the cache (see `seen_before`).
+const MISSED_SLOTS: usize = 4096;
 /// How many entries an overflowing cache sheds at once.
 const CACHE_SWEEP: usize = 256;
 
@@ -118,6 +120,9 @@ pub struct Sublist<T> {
     root: Level<T>,
     cache: FastMap<Box<[u8]>, Arc<Matches<T>>>,
     cache_enabled: bool,
+    /// Fingerprints of subjects that missed the cache, one per slot: what
+    /// decides whether a result is worth caching.
+    missed: Box<[u64]>,
     generation: u64,
     stats: SublistStats,
 }
@@ -134,6 +139,7 @@ impl<T: Copy + Eq> Sublist<T> {
             root: Level::default(),
             cache: FastMap::default(),
             cache_enabled,
+            missed: Box::default(),
             generation: 0,
             stats: SublistStats::default(),
         }
@@ -240,6 +246,24 @@ impl<T: Copy + Eq> Sublist<T> {
         }
     }
 
+    /// Whether `subject` missed the cache recently. A result is cached
+    /// only on its subject's second miss: subjects published once (reply
+    /// inboxes, ack subjects) would otherwise fill the cache with results
+    /// never read again, each an allocation and a sweep.
+    fn seen_before(&mut self, subject: &[u8]) -> bool {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        h.write(subject);
+        let fingerprint = h.finish() | 1; // never the empty slot's 0
+        if self.missed.is_empty() {
+            self.missed = vec![0; MISSED_SLOTS].into_boxed_slice();
+        }
+        let slot = &mut self.missed[(fingerprint as usize) % MISSED_SLOTS];
+        let seen = *slot == fingerprint;
+        *slot = fingerprint;
+        seen
+    }
+
     /// Everything that `subject` (taken literally) matches.
     pub fn matches(&mut self, subject: &[u8]) -> Arc<Matches<T>> {
         self.interest(subject).unwrap_or_default()
@@ -265,7 +289,7 @@ impl<T: Copy + Eq> Sublist<T> {
         match_level(&self.root, &tokens, &mut result);
         let empty = result.is_empty();
         let result = Arc::new(result);
-        if self.cache_enabled {
+        if self.cache_enabled && self.seen_before(subject) {
             if self.cache.len() >= CACHE_MAX {
                 let doomed: Vec<Box<[u8]>> = self.cache.keys().take(CACHE_SWEEP).cloned().collect();
                 for k in doomed {

@@ -285,7 +285,22 @@ pub struct Server {
     jetstream: jetstream::JetStream,
     /// While a consumer delivery is routed: the subject subscribers see
     /// (its stream subject) instead of the one it is routed by.
-    shown_subject: Option<Box<[u8]>>,
+    shown_subject: Option<Vec<u8>>,
+    /// Buffers the server's own publishes are built in, kept between them.
+    scratch: Scratch,
+}
+
+/// The largest publish buffer kept for the next one.
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+
+/// Buffers kept between the server's own publishes (consumer deliveries
+/// above all), so that building one allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    payload: Vec<u8>,
+    shown: Vec<u8>,
+    ack: Vec<u8>,
+    to: Vec<u8>,
 }
 
 impl Server {
@@ -344,6 +359,7 @@ impl Server {
             system: system::SystemState::new(),
             jetstream: jetstream::JetStream::default(),
             shown_subject: None,
+            scratch: Scratch::default(),
         };
         server.install_system();
         server.install_jetstream();

@@ -50,6 +50,8 @@ fn cache_is_invalidated() {
     let mut sl = Sublist::default();
     sl.insert(b"a.b", None, 1).unwrap();
     assert_eq!(sl.matches(b"a.b").plain, vec![1]);
+    assert_eq!(sl.cache_len(), 0, "a subject is cached on its second miss");
+    assert_eq!(sl.matches(b"a.b").plain, vec![1]);
     assert_eq!(sl.cache_len(), 1);
     let g = sl.generation();
     sl.insert(b"a.*", None, 2).unwrap();

@@ -1138,23 +1138,38 @@ impl Server {
         let Some(client) = self.system.client else {
             return;
         };
-        let mut payload = Vec::new();
+        // Built in buffers kept between publishes (taken, so that a
+        // publish made while this one is routed gets its own).
+        let mut payload = std::mem::take(&mut self.scratch.payload);
+        payload.clear();
         let header_len = headers.map_or(0, |h| h.len());
         if let Some(h) = headers {
             payload.extend_from_slice(h);
         }
         payload.extend_from_slice(body);
-        let size = payload.len().to_string();
-        let hlen = header_len.to_string();
+        let mut size = itoa::Buffer::new();
+        let mut hlen = itoa::Buffer::new();
         let p = crate::proto::Pub {
             subject,
             reply,
-            size_token: size.as_bytes(),
-            header: headers.map(|_| (header_len, hlen.as_bytes())),
+            size_token: size.format(payload.len()).as_bytes(),
+            header: headers.map(|_| (header_len, hlen.format(header_len).as_bytes())),
             payload: &payload,
         };
-        self.shown_subject = shown.map(Into::into);
+        let shown = shown.map(|s| {
+            let mut buf = std::mem::take(&mut self.scratch.shown);
+            buf.clear();
+            buf.extend_from_slice(s);
+            buf
+        });
+        let outer = std::mem::replace(&mut self.shown_subject, shown);
         self.route(client, account, &p, &mut super::accounts::Route::default());
-        self.shown_subject = None;
+        if let Some(buf) = std::mem::replace(&mut self.shown_subject, outer) {
+            self.scratch.shown = buf;
+        }
+        // A large message's buffer is not kept: memory follows the load.
+        if payload.capacity() <= super::SCRATCH_KEEP_BYTES {
+            self.scratch.payload = payload;
+        }
     }
 }

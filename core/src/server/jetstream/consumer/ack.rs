@@ -65,16 +65,16 @@ fn parse_ack(body: &[u8]) -> Option<AckKind> {
 
 /// The stream sequence and delivery count in an ack subject.
 fn ack_seqs(subject: &[u8]) -> Option<(u64, u64)> {
-    let s = std::str::from_utf8(subject).ok()?;
-    let tokens: Vec<&str> = s.split('.').collect();
-    if tokens.len() < 9 {
-        return None;
-    }
     // v1: $JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>;
     // counted from the end, so a v2 subject with a domain and account
     // hash reads the same.
-    let n = tokens.len();
-    let (dc, sseq) = (tokens[n - 5].parse().ok()?, tokens[n - 4].parse().ok()?);
+    if memchr::memchr_iter(b'.', subject).count() < 8 {
+        return None;
+    }
+    let number = |t: &[u8]| std::str::from_utf8(t).ok()?.parse::<u64>().ok();
+    let mut back = subject.rsplit(|&b| b == b'.').skip(3);
+    let sseq = number(back.next()?)?;
+    let dc = number(back.next()?)?;
     Some((sseq, dc))
 }
 

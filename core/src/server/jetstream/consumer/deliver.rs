@@ -2,6 +2,7 @@
 //! read to pull requests or the push subject, and the consumer's timer
 //! (redeliveries, request expiries, heartbeats, flow control, inactivity).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use natrix_storage::Msg;
@@ -399,10 +400,18 @@ impl Server {
             c.delivered.stream_seq = c.delivered.stream_seq.max(m.seq);
         }
         c.last_active_unix_nanos = now.unix_nanos;
-        let ack = format!(
-            "$JS.ACK.{}.{}.{deliveries}.{}.{cseq}.{}.{pending}",
-            c.stream_name, c.name, m.seq, m.ts_unix_nanos
-        );
+        // The ack subject and the target are written into buffers kept
+        // between deliveries: a delivery allocates nothing of its own.
+        let mut ack = std::mem::take(&mut self.scratch.ack);
+        ack.clear();
+        ack.extend_from_slice(b"$JS.ACK.");
+        ack.extend_from_slice(c.stream_name.as_bytes());
+        ack.push(b'.');
+        ack.extend_from_slice(c.name.as_bytes());
+        for n in [deliveries, m.seq, cseq, m.ts_unix_nanos, pending] {
+            ack.push(b'.');
+            ack.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        }
         if c.acks() {
             c.pending.insert(
                 m.seq,
@@ -419,30 +428,34 @@ impl Server {
             c.ack_floor = c.delivered;
         }
         let headers_only = c.config.headers_only;
-        let (headers, body) = if headers_only {
+        let (headers, body): (Option<Cow<[u8]>>, &[u8]) = if headers_only {
             let mut h = match m.headers.strip_suffix(b"\r\n\r\n") {
                 Some(lines) if !lines.is_empty() => [lines, b"\r\n"].concat(),
                 _ => b"NATS/1.0\r\n".to_vec(),
             };
             h.extend_from_slice(format!("Nats-Msg-Size: {}\r\n\r\n", m.payload.len()).as_bytes());
-            (Some(h), &[][..])
+            (Some(Cow::Owned(h)), &[][..])
         } else {
-            let h = (!m.headers.is_empty()).then(|| m.headers.clone());
+            let h = (!m.headers.is_empty()).then_some(Cow::Borrowed(&m.headers[..]));
             (h, &m.payload[..])
         };
         // The pinned client learns its pin from each message.
-        let pin = match (&target, &c.pin) {
-            (Target::Pull, Some(pin)) => Some(pin.id.clone()),
-            _ => None,
+        let headers = match (&target, &c.pin) {
+            (Target::Pull, Some(pin)) => Some(Cow::Owned(with_header(
+                headers.as_deref(),
+                "Nats-Pin-Id",
+                &pin.id,
+            ))),
+            _ => headers,
         };
-        let pinned = pin.map(|id| with_header(headers.as_deref(), "Nats-Pin-Id", &id));
-        let headers = pinned.or_else(|| headers.map(|h| h.to_vec()));
         let account = c.account;
-        let to: Box<[u8]> = match target {
+        let mut to = std::mem::take(&mut self.scratch.to);
+        to.clear();
+        match target {
             Target::Push => {
                 c.last_sent = now.instant;
                 c.fc_bytes += m.size_bytes();
-                c.config.deliver_subject.as_bytes().into()
+                to.extend_from_slice(c.config.deliver_subject.as_bytes());
             }
             Target::Pull => {
                 let front = c
@@ -457,7 +470,7 @@ impl Server {
                 if front.limited_bytes {
                     front.max_bytes = front.max_bytes.saturating_sub(m.size_bytes());
                 }
-                let reply = front.reply.clone();
+                to.extend_from_slice(&front.reply);
                 let member = front.member;
                 if let Some(parts) = &mut c.parts {
                     parts.holder.insert(m.seq, member);
@@ -466,17 +479,18 @@ impl Server {
                     }
                 }
                 c.requeue_front();
-                reply
             }
-        };
+        }
         self.publish_shown(
             account,
             &to,
-            Some(ack.as_bytes()),
+            Some(&ack),
             headers.as_deref(),
             body,
             Some(m.subject.as_bytes()),
         );
+        self.scratch.ack = ack;
+        self.scratch.to = to;
         self.consumer_progressed(id);
         if matches!(target, Target::Push) {
             self.maybe_flow_control(id);
