@@ -299,6 +299,9 @@ impl<D: Disk> Store for StreamStore<D> {
     ) -> Result<Option<Msg>, StoreError> {
         either!(self, s => s.next_matching_any(from_seq, filters))
     }
+    fn sequential(&mut self, on: bool) {
+        either!(self, s => s.sequential(on))
+    }
     fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64 {
         either!(self, s => s.count_matching_any(from_seq, filters))
     }

@@ -281,19 +281,25 @@ fn run_on<S: Store>(store: &mut S, op: StorageOp) -> Result<Done, StoreError> {
             let one = (filters.len() == 1).then(|| filters[0].as_str());
             let mut msgs: Vec<Msg> = Vec::new();
             let (mut next, mut bytes) = (from_seq.max(1), 0u64);
-            while msgs.len() < max_msgs && (max_bytes == 0 || bytes < max_bytes) {
-                let found = if filters.len() > 1 {
-                    store.next_matching_any(next, &filters)?
-                } else {
-                    store.next_matching(next, one)?
-                };
-                let Some(m) = found else {
-                    break;
-                };
-                next = m.seq + 1;
-                bytes += m.size_bytes();
-                msgs.push(m);
-            }
+            store.sequential(true);
+            let read = (|| {
+                while msgs.len() < max_msgs && (max_bytes == 0 || bytes < max_bytes) {
+                    let found = if filters.len() > 1 {
+                        store.next_matching_any(next, &filters)?
+                    } else {
+                        store.next_matching(next, one)?
+                    };
+                    let Some(m) = found else {
+                        break;
+                    };
+                    next = m.seq + 1;
+                    bytes += m.size_bytes();
+                    msgs.push(m);
+                }
+                Ok::<(), StoreError>(())
+            })();
+            store.sequential(false);
+            read?;
             // With nothing read (none asked, or none left), what matches
             // from `from_seq` on: a count.
             let after = msgs.last().map_or(from_seq.max(1), |m| m.seq + 1);

@@ -47,6 +47,11 @@ pub trait Store {
     /// How many messages at or after `from_seq` match one of `filters`.
     fn count_matching_any(&self, from_seq: u64, filters: &[String]) -> u64;
 
+    /// Between `sequential(true)` and `sequential(false)` the store is
+    /// only read, in ascending order: it may read ahead. Nothing may be
+    /// written in between.
+    fn sequential(&mut self, _on: bool) {}
+
     /// The newest message on a subject (key-value reads).
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError>;
 

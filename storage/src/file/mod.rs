@@ -15,7 +15,7 @@ mod scrub;
 
 pub use scan::{BLOCK_HEADER_BYTES, BLOCK_MAGIC, block_header};
 
-use crate::disk::{Disk, FileId, join};
+use crate::disk::{Disk, DiskError, FileId, join};
 use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
 use crate::record::{self, Record, Seal};
 use crate::state::{Next, Removed, StreamIndex};
@@ -62,7 +62,22 @@ pub struct FileStore<D: Disk> {
     /// (`None` if the block has bad bytes and must be rescanned).
     active_index: Option<Vec<u8>>,
     active_entries: u32,
+    /// While a batch of reads walks the stream: the bytes read ahead of
+    /// them (one read for many records instead of one each).
+    ahead: Option<ReadAhead>,
 }
+
+/// Bytes of a block file read ahead of a sequential walk. It lives for
+/// one batch of reads, in which nothing is written, so it is never stale.
+struct ReadAhead {
+    file: Option<FileId>,
+    start: u64,
+    buf: Vec<u8>,
+    valid: usize,
+}
+
+/// How much a sequential walk reads at once.
+const READ_AHEAD_BYTES: usize = 64 * 1024;
 
 fn block_name(id: u32) -> String {
     format!("{id:08}.blk")
@@ -302,9 +317,19 @@ impl<D: Disk> FileStore<D> {
             nonce,
             offset: loc.offset,
         };
-        let mut buf = vec![0; loc.len as usize];
-        for _attempt in 0..2 {
-            let n = self.disk.read_at(file, loc.offset, &mut buf)?;
+        let mut buf = Vec::new();
+        for attempt in 0..2 {
+            // A second attempt reads the record alone, from the disk.
+            let bytes = match &mut self.ahead {
+                Some(ahead) if attempt == 0 => {
+                    ahead.read(&mut self.disk, file, loc.offset, loc.len as usize)?
+                }
+                _ => {
+                    buf.resize(loc.len as usize, 0);
+                    let n = self.disk.read_at(file, loc.offset, &mut buf)?;
+                    &buf[..n]
+                }
+            };
             if let Ok((
                 Record::Msg {
                     seq: found,
@@ -314,7 +339,7 @@ impl<D: Disk> FileStore<D> {
                     payload,
                 },
                 _,
-            )) = record::decode(&buf[..n], seal)
+            )) = record::decode(bytes, seal)
                 && found == seq
             {
                 return Ok(Some(Msg {
@@ -434,6 +459,15 @@ impl<D: Disk> Store for FileStore<D> {
         self.index.count_matching_any(from_seq, filters)
     }
 
+    fn sequential(&mut self, on: bool) {
+        self.ahead = on.then(|| ReadAhead {
+            file: None,
+            start: 0,
+            buf: Vec::new(),
+            valid: 0,
+        });
+    }
+
     fn last_by_subject(&mut self, subject: &str) -> Result<Option<Msg>, StoreError> {
         match self.index.last_by_subject(subject) {
             Some(seq) => self.read(seq),
@@ -549,5 +583,31 @@ impl<D: Disk> FileStore<D> {
             })),
             Next::End => Ok(None),
         }
+    }
+}
+
+impl ReadAhead {
+    /// The `len` bytes at `offset` of `file` (fewer past its end), read
+    /// ahead with what follows them when not already held.
+    fn read<D: Disk>(
+        &mut self,
+        disk: &mut D,
+        file: FileId,
+        offset: u64,
+        len: usize,
+    ) -> Result<&[u8], DiskError> {
+        let held = self.file == Some(file)
+            && offset >= self.start
+            && offset + len as u64 <= self.start + self.valid as u64;
+        if !held {
+            let want = len.max(READ_AHEAD_BYTES);
+            self.buf.resize(want, 0);
+            self.file = None;
+            self.valid = disk.read_at(file, offset, &mut self.buf[..want])?;
+            self.file = Some(file);
+            self.start = offset;
+        }
+        let from = (offset - self.start) as usize;
+        Ok(&self.buf[from..(from + len).min(self.valid)])
     }
 }

@@ -134,6 +134,7 @@ impl<D: Disk> FileStore<D> {
             staged_entries: 0,
             active_index: Some(Vec::new()),
             active_entries: 0,
+            ahead: None,
         };
         if ids.is_empty() {
             store.start_first_block()?;
