@@ -28,9 +28,11 @@ use crate::procfs::ProcSample;
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// The object's name: 12 bytes, so its base64url form needs no padding.
 const OBJECT_NAME: &str = "natrix-bench";
-/// Replies to this connection's publishes and API requests.
+/// Replies to this connection's publishes and API requests come to this,
+/// a dot and the process id (two runs at once must not take each other's).
 const INBOX: &str = "_INBOX.natrix-bench.obj";
-/// The ordered consumers' deliver subjects: this, a dot and the get's number.
+/// The ordered consumers' deliver subjects: this, the process id and the
+/// get's number.
 const DELIVER_PREFIX: &str = "_INBOX.natrix-bench.objget";
 /// No answer or delivery for this long: the run has stalled.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,18 +159,21 @@ pub struct ObjClient {
     bucket: String,
     stream: String,
     meta_subject: String,
+    inbox: String,
 }
 
 impl ObjClient {
     pub async fn open(addr: &str, bucket: &str) -> Result<ObjClient, BoxError> {
         let mut conn = Conn::open(addr, "natrix-bench-obj").await?;
-        conn.subscribe(&format!("{INBOX}.>"), None, "1").await?;
+        let inbox = format!("{INBOX}.{}", std::process::id());
+        conn.subscribe(&format!("{inbox}.>"), None, "1").await?;
         let name = BASE64URL.encode(OBJECT_NAME.as_bytes());
         Ok(ObjClient {
             conn,
             bucket: bucket.to_string(),
             stream: format!("OBJ_{bucket}"),
             meta_subject: format!("$O.{bucket}.M.{name}"),
+            inbox,
         })
     }
 
@@ -221,7 +226,7 @@ impl ObjClient {
     }
 
     /// Publishes `payload` (with `headers`, if any) to `subject` with
-    /// reply `<INBOX>.<tag>` and waits for the answer there.
+    /// reply `<inbox>.<tag>` and waits for the answer there.
     async fn request(
         &mut self,
         subject: &str,
@@ -229,7 +234,7 @@ impl ObjClient {
         headers: Option<&[u8]>,
         payload: &[u8],
     ) -> io::Result<Answer> {
-        let reply = format!("{INBOX}.{tag}");
+        let reply = format!("{}.{tag}", self.inbox);
         match headers {
             Some(h) => client::hpublish(
                 &mut self.conn.out,
@@ -319,7 +324,7 @@ impl ObjClient {
         let old = self.meta().await?;
         let nuid = nuid(f.objects);
         let chunk_subject = format!("$O.{}.C.{nuid}", self.bucket);
-        let ack_prefix = format!("{INBOX}.a.");
+        let ack_prefix = format!("{}.a.", self.inbox);
         let chunks: Vec<&[u8]> = data.chunks(chunk_bytes).collect();
         let (mut sent, mut acked) = (0usize, 0usize);
         let mut reply = ack_prefix.clone().into_bytes();
@@ -397,7 +402,7 @@ impl ObjClient {
         let (nuid, digest) = (nuid.to_string(), digest.to_string());
         let n = itoa::Buffer::new().format(f.objects).to_string();
         // Outside INBOX's wildcard, so each delivery comes once.
-        let deliver = format!("{DELIVER_PREFIX}.{n}");
+        let deliver = format!("{DELIVER_PREFIX}.{}.{n}", std::process::id());
         let sid = format!("d{n}");
         let config = json!({
             "stream_name": self.stream,
@@ -410,7 +415,7 @@ impl ObjClient {
             }
         });
         client::subscribe(&mut self.conn.out, deliver.as_bytes(), None, sid.as_bytes());
-        let created = format!("{INBOX}.c");
+        let created = format!("{}.c", self.inbox);
         client::publish(
             &mut self.conn.out,
             format!("$JS.API.CONSUMER.CREATE.{}", self.stream).as_bytes(),
@@ -454,7 +459,7 @@ impl ObjClient {
         if let Some(Ok(name)) = name {
             // As a client that is done with it: the answer is not awaited.
             let delete = format!("$JS.API.CONSUMER.DELETE.{}.{name}", self.stream);
-            let ignored = format!("{INBOX}.x");
+            let ignored = format!("{}.x", self.inbox);
             client::publish(
                 &mut self.conn.out,
                 delete.as_bytes(),

@@ -445,14 +445,18 @@ const MIB: f64 = 1024.0 * 1024.0;
 fn obj_lines(o: &ObjFigures, server: Option<&ServerUse>) -> String {
     let mib = o.object_bytes as f64 / MIB;
     let secs = o.secs.max(1e-9);
+    let how = if o.kind == "put" {
+        format!("{} in flight", o.inflight)
+    } else {
+        "ordered consumer".to_string()
+    };
     let mut t = format!(
-        "objects: {} {}s of {:.1} MiB in {} chunks of {} B ({} in flight): {:.2} objects/s, {:.1} MiB/s, p50 {:.1} ms\n",
+        "objects: {} {}s of {:.1} MiB in {} chunks of {} B ({how}): {:.2} objects/s, {:.1} MiB/s, p50 {:.1} ms\n",
         o.objects,
         o.kind,
         mib,
         o.chunks,
         o.chunk_bytes,
-        o.inflight,
         o.objects as f64 / secs,
         o.objects as f64 * mib / secs,
         o.latency.value_at_quantile(0.5) as f64 / 1e3
