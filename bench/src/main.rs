@@ -5,7 +5,9 @@
 //! path (the core's encoders and `ServerOpParser` over tokio TCP), writes in
 //! 64 KiB batches and counts deliveries once per read, so that the tool is
 //! not what limits the figures. `js-pub` publishes to a JetStream stream
-//! and checks every acknowledgement; `fsync-floor` times the disk alone.
+//! and checks every acknowledgement; `obj-put` and `obj-get` put and get
+//! object store objects as the clients do; `fsync-floor` times the disk
+//! alone.
 //! It is not an official NATS client and not a test: it never decides
 //! whether a figure is good (though a JetStream run that loses an ack
 //! exits 1). `bench/compare` runs it against both servers.
