@@ -5,7 +5,7 @@ natrix/2.15.1 ratio of each round's pair with its median and spread (min-max
 across rounds), the median natrix/2.9.10 ratio, and the budget verdict
 against 2.15.1. JetStream runs (js-pub, fsync-floor) get their own table
 and targets after it, and so do consumer and key-value runs (js-consume,
-js-ordered, kv-put, kv-get)."""
+js-ordered, kv-put, kv-get), and object store runs (obj-put, obj-get)."""
 
 import json
 import statistics
@@ -93,7 +93,7 @@ def load(path):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
-            if r.get("scenario") in JS_SCENARIOS | CONSUME_SCENARIOS:
+            if r.get("scenario") in JS_SCENARIOS | CONSUME_SCENARIOS | OBJ_SCENARIOS:
                 continue
             target = ALIASES.get(r["target"], r["target"])
             key, m = metrics(r)
@@ -326,12 +326,67 @@ def consume_main(path):
     print(f"consume targets: {passed} of {total} pass")
 
 
+OBJ_SCENARIOS = {"obj-put", "obj-get"}
+OBJ_FIGURES = (("objects_per_sec", "objects/s"), ("mb_per_sec", "MB/s"), ("p50_ms", "p50 ms per object"),
+               ("cpu_ms_per_mib", "server CPU ms/MiB"))
+
+
+def obj_main(path):
+    """Object puts and gets: each server's median per row, natrix's ratios."""
+    rows = defaultdict(lambda: defaultdict(dict))
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("scenario") not in OBJ_SCENARIOS:
+                continue
+            o = r["obj"]
+            what = f"put, {o['inflight']} chunk(s) in flight" if o["kind"] == "put" else "get, ordered consumer"
+            key = (what, o["object_bytes"], o["chunk_bytes"])
+            m = {name: o[name] for name, _ in OBJ_FIGURES if o.get(name) is not None}
+            if o.get("sched_cpu_ms_per_mib") is not None:
+                m["cpu_ms_per_mib"] = o["sched_cpu_ms_per_mib"]
+            m["sound"] = o["sound"]
+            rows[key][ALIASES.get(r["target"], r["target"])][r["round"]] = m
+    if not rows:
+        return
+    print()
+    print("Object store (obj-put, obj-get): one client, one object put or got again and again on a fresh "
+          "file bucket, each server as it starts (-js -sd); medians over rounds; ratio = median of the "
+          "rounds' natrix/2.15.1 [min-max]; CPU by schedstat")
+    head = "".join(f" {label:>10}" for _, label in CONSUME_SERVERS)
+    print(f"{'row':<34} {'object':>8}  {'figure':<20}{head}  {'/2.15.1':>7} {'[spread]':<13} {'/2.9.10':>7}")
+    for key in sorted(rows, key=lambda k: (k[0].startswith("get"), k)):
+        by = rows[key]
+        size = f"{key[1] / 1048576:g} MiB"
+        for name, label in OBJ_FIGURES:
+            cells = []
+            for srv, _ in CONSUME_SERVERS:
+                v = [m[name] for m in by.get(srv, {}).values() if name in m and m["sound"]]
+                cells.append(fmt(statistics.median(v)) if v else "n/a")
+
+            def ratios(other):
+                mine, theirs = by.get("natrix", {}), by.get(other, {})
+                return [mine[n][name] / t[name] for n, t in theirs.items()
+                        if n in mine and name in mine[n] and t.get(name) and t["sound"] and mine[n]["sound"]]
+            ref, older = ratios(REFERENCE), ratios(OLDER)
+            ref_cell = f"{statistics.median(ref):>7.2f} [{min(ref):.2f}-{max(ref):.2f}]" if ref else f"{'-':>7}"
+            older_cell = f"{statistics.median(older):>7.2f}" if older else f"{'-':>7}"
+            print(f"{key[0]:<34} {size:>8}  {label:<20}" + "".join(f" {c:>10}" for c in cells)
+                  + f"  {ref_cell:<21} {older_cell}".rstrip())
+        for srv, _ in CONSUME_SERVERS:
+            bad = sum(not m["sound"] for m in by.get(srv, {}).values())
+            if bad:
+                print(f"{'':<34} {'':>8}  warning: {srv} lost, broke or failed objects in {bad} of "
+                      f"{len(by[srv])} rounds (left out of its figures)")
+
+
 def main(path):
     vals, lost, lossy_rounds, order = load(path)
     rounds = sorted({k[3] for k in vals})
     if not rounds:
         js_main(path)
         consume_main(path)
+        obj_main(path)
         return
     servers = ("natrix", REFERENCE, OLDER)
     print(f"natrix against nats-server 2.15.1 and 2.9.10, {len(rounds)} round{'' if len(rounds) == 1 else 's'}; "
@@ -383,6 +438,7 @@ def main(path):
     print(f"budget: {passed} of {len(verdicts)} rows pass")
     js_main(path)
     consume_main(path)
+    obj_main(path)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,16 @@ scenarios:
                     $KV.<bucket>.<key>, over --keys keys) awaiting their ack
   kv-get            put --keys keys once, then N clients each keeping
                     --inflight direct gets ($JS.API.DIRECT.GET) in flight
+  obj-put           object store: (re)create bucket OBJ_<--stream>, then put
+                    one object of --size bytes (10 MiB) again and again, as
+                    the clients do: look its meta up (direct get), publish
+                    its chunks of --chunk bytes with --inflight awaiting
+                    their PubAck, publish the meta (Nats-Rollup: sub) and
+                    purge the old chunks; objects/s, MB/s, CPU per MiB
+  obj-get           put the object once, then get it again and again: its
+                    meta by direct get, every chunk through an ephemeral
+                    ordered push consumer (flow control answered), the
+                    bytes checked against the meta's size and SHA-256
   fsync-floor       no server: one writer appends --size bytes to a new file
                     in --dir and fsyncs, again and again: the most acks a
                     second a server that syncs before acknowledging can give
@@ -58,6 +68,7 @@ options:
   --ack MODE               js-consume: explicit (+ACK every message), all
                            (+ACK the last of each batch) or none (explicit)
   --expires D              js-consume: each pull request's expiry (30s)
+  --chunk BYTES            obj-put, obj-get: chunk size (131072, as the clients)
   --keys N                 kv-put, kv-get: distinct keys (1000)
   --reuse-stream           js-consume, js-ordered: keep a stream that already
                            holds --msgs messages instead of filling it
@@ -89,6 +100,8 @@ pub enum Scenario {
     JsOrdered,
     KvPut,
     KvGet,
+    ObjPut,
+    ObjGet,
     FsyncFloor,
 }
 
@@ -107,6 +120,8 @@ impl Scenario {
             Scenario::JsOrdered => "js-ordered",
             Scenario::KvPut => "kv-put",
             Scenario::KvGet => "kv-get",
+            Scenario::ObjPut => "obj-put",
+            Scenario::ObjGet => "obj-get",
             Scenario::FsyncFloor => "fsync-floor",
         }
     }
@@ -149,6 +164,8 @@ pub struct Options {
     pub expires: Duration,
     /// kv-put, kv-get: distinct keys.
     pub keys: usize,
+    /// obj-put, obj-get: bytes per chunk.
+    pub chunk: usize,
     /// js-consume, js-ordered: keep a stream already filled.
     pub reuse_stream: bool,
     /// fsync-floor: the directory its file goes in.
@@ -178,11 +195,13 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         Some("js-ordered") => Scenario::JsOrdered,
         Some("kv-put") => Scenario::KvPut,
         Some("kv-get") => Scenario::KvGet,
+        Some("obj-put") => Scenario::ObjPut,
+        Some("obj-get") => Scenario::ObjGet,
         Some("fsync-floor") => Scenario::FsyncFloor,
         Some(other) => return Err(format!("unknown scenario {other:?}")),
     };
     let mut url = "nats://127.0.0.1:4222".to_string();
-    let mut size = 128;
+    let mut size = None;
     let mut msgs = None;
     let mut duration = None;
     let mut subject = "natrix.bench".to_string();
@@ -200,6 +219,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut ack = crate::consume::AckMode::Explicit;
     let mut expires = Duration::from_secs(30);
     let mut keys = 1000;
+    let mut chunk = crate::obj::CHUNK_BYTES;
     let mut reuse_stream = false;
     let mut dir = ".".to_string();
     let (mut json, mut csv, mut quiet) = (false, false, false);
@@ -207,7 +227,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--url" => url = value()?,
-            "--size" => size = number(&value()?)?,
+            "--size" => size = Some(number(&value()?)?),
             "--msgs" => msgs = Some(number::<u64>(&value()?)?),
             "--duration" => duration = Some(parse_duration(&value()?)?),
             "--subject" => subject = value()?,
@@ -229,6 +249,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             }
             "--expires" => expires = parse_duration(&value()?)?,
             "--keys" => keys = number(&value()?)?,
+            "--chunk" => chunk = number(&value()?)?,
             "--reuse-stream" => reuse_stream = true,
             "--dir" => dir = value()?,
             "--json" => json = true,
@@ -247,6 +268,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         | Scenario::JsOrdered
         | Scenario::KvPut
         | Scenario::KvGet
+        | Scenario::ObjPut
+        | Scenario::ObjGet
         | Scenario::FsyncFloor => 0,
         Scenario::PubSub | Scenario::Request => 1,
         Scenario::Fanout | Scenario::Queue => 4,
@@ -265,9 +288,13 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     if subs == 0 && matches!(scenario, Scenario::Request | Scenario::Queue) {
         return Err("--subs must be at least 1".into());
     }
-    if batch == 0 || keys == 0 {
-        return Err("--batch and --keys must be at least 1".into());
+    if batch == 0 || keys == 0 || chunk == 0 {
+        return Err("--batch, --keys and --chunk must be at least 1".into());
     }
+    let size = size.unwrap_or(match scenario {
+        Scenario::ObjPut | Scenario::ObjGet => 10 * 1024 * 1024,
+        _ => 128,
+    });
     if inflight == 0 {
         return Err("--inflight must be at least 1".into());
     }
@@ -279,6 +306,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         Scenario::JsPub | Scenario::KvPut | Scenario::KvGet => 100_000,
         Scenario::JsConsume | Scenario::JsOrdered => 500_000,
         Scenario::FsyncFloor => 2_000,
+        Scenario::ObjPut | Scenario::ObjGet => 10,
         _ => 1_000_000,
     };
     let limit = match (duration, msgs) {
@@ -306,6 +334,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         ack,
         expires,
         keys,
+        chunk,
         reuse_stream,
         dir,
         json,
@@ -392,6 +421,13 @@ mod tests {
         assert_eq!(o.expires, Duration::from_secs(5));
         assert!(o.reuse_stream && matches!(o.limit, Limit::Msgs(500_000)));
         assert_eq!(opts("kv-get --keys 10 --inflight 8").keys, 10);
+        let o = opts("obj-put --inflight 8");
+        assert_eq!(
+            (o.scenario, o.size, o.chunk),
+            (Scenario::ObjPut, 10 << 20, 128 << 10)
+        );
+        assert!(matches!(o.limit, Limit::Msgs(10)) && o.inflight == 8);
+        assert_eq!(opts("obj-get --size 1000 --chunk 100").chunk, 100);
         let o = opts("fsync-floor --dir /tmp --size 16");
         assert_eq!((o.scenario, o.dir.as_str()), (Scenario::FsyncFloor, "/tmp"));
         assert_eq!(o.inflight, 1);
@@ -411,5 +447,6 @@ mod tests {
         assert!(bad("js-pub --count-syncs"));
         assert!(bad("js-consume --ack sometimes"));
         assert!(bad("js-consume --batch 0"));
+        assert!(bad("obj-put --chunk 0"));
     }
 }

@@ -413,7 +413,7 @@ fn parse_direct(headers: Option<&[u8]>) -> Result<u64, String> {
 }
 
 /// The sequence a PubAck gives, or why it is not one.
-fn parse_ack(headers: Option<&[u8]>, payload: &[u8]) -> Result<u64, String> {
+pub(crate) fn parse_ack(headers: Option<&[u8]>, payload: &[u8]) -> Result<u64, String> {
     let text = || String::from_utf8_lossy(payload).into_owned();
     if payload.is_empty() {
         let status = headers.map(String::from_utf8_lossy).unwrap_or_default();

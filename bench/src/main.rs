@@ -5,7 +5,9 @@
 //! path (the core's encoders and `ServerOpParser` over tokio TCP), writes in
 //! 64 KiB batches and counts deliveries once per read, so that the tool is
 //! not what limits the figures. `js-pub` publishes to a JetStream stream
-//! and checks every acknowledgement; `fsync-floor` times the disk alone.
+//! and checks every acknowledgement; `obj-put` and `obj-get` put and get
+//! object store objects as the clients do; `fsync-floor` times the disk
+//! alone.
 //! It is not an official NATS client and not a test: it never decides
 //! whether a figure is good (though a JetStream run that loses an ack
 //! exits 1). `bench/compare` runs it against both servers.
@@ -17,6 +19,7 @@ mod floor;
 mod frames;
 mod fsync_floor;
 mod js;
+mod obj;
 mod procfs;
 mod report;
 
@@ -60,6 +63,8 @@ fn main() -> ExitCode {
             | Scenario::JsOrdered
             | Scenario::KvPut
             | Scenario::KvGet
+            | Scenario::ObjPut
+            | Scenario::ObjGet
             | Scenario::FsyncFloor
     );
     let runtime = if one_thread {
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             // whatever its speed.
             if r.js.as_ref().is_some_and(|j| !j.sound())
                 || r.consume.as_ref().is_some_and(|c| !c.sound())
+                || r.obj.as_ref().is_some_and(|o| !o.sound())
             {
                 return ExitCode::FAILURE;
             }
@@ -110,6 +116,7 @@ async fn run(opts: &Options) -> Result<Report, BoxError> {
         Scenario::JsConsume | Scenario::JsOrdered => js_consume(opts).await,
         Scenario::KvPut => kv_put(opts).await,
         Scenario::KvGet => kv_get(opts).await,
+        Scenario::ObjPut | Scenario::ObjGet => obj(opts).await,
         Scenario::FsyncFloor => fsync_floor(opts),
         _ => throughput(opts).await,
     }
@@ -201,6 +208,7 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
         idle: None,
         js: None,
         consume: None,
+        obj: None,
     })
 }
 
@@ -322,6 +330,7 @@ async fn request(opts: &Options) -> Result<Report, BoxError> {
         idle: None,
         js: None,
         consume: None,
+        obj: None,
     })
 }
 
@@ -359,6 +368,7 @@ async fn floor(opts: &Options) -> Result<Report, BoxError> {
         idle: None,
         js: None,
         consume: None,
+        obj: None,
     })
 }
 
@@ -638,6 +648,53 @@ async fn js_consume(opts: &Options) -> Result<Report, BoxError> {
         idle: None,
         js: None,
         consume: Some(figures),
+        obj: None,
+    })
+}
+
+/// `obj-put` and `obj-get`: one client putting or getting one object again
+/// and again on a fresh bucket; only the puts or gets are measured.
+async fn obj(opts: &Options) -> Result<Report, BoxError> {
+    let mut client = obj::ObjClient::open(&opts.addr, &opts.stream).await?;
+    client.recreate_bucket().await?;
+    let (objects, deadline) = match opts.limit {
+        Limit::Msgs(n) => (Some(n), None),
+        Limit::Duration(d) => (None, Some(d)),
+    };
+    let plan = obj::ObjPlan {
+        get: opts.scenario == Scenario::ObjGet,
+        object_bytes: opts.size,
+        chunk_bytes: opts.chunk,
+        inflight: opts.inflight,
+        objects,
+        deadline,
+    };
+    // The server's CPU from the first measured request to the last answer;
+    // a get's fill comes before, inside `run`, so it is sampled there.
+    let before = server_sample(opts);
+    let figures = obj::run(&mut client, &plan, &|| server_sample(opts)).await?;
+    client.flush().await?;
+    let after = server_sample(opts);
+    client.delete_bucket().await?;
+    let run = ClientRun {
+        msgs: figures.objects,
+        secs: figures.secs,
+        cut_off: false,
+    };
+    let before = figures.server_before.or(before);
+    Ok(Report {
+        pubs: Some(Side::of(&[run], opts.size)),
+        subs: None,
+        latency: None,
+        lost: 0,
+        server: before
+            .zip(after)
+            .map(|(b, a)| ServerUse::between(b, a, figures.objects)),
+        setup: None,
+        idle: None,
+        js: None,
+        consume: None,
+        obj: Some(figures),
     })
 }
 
@@ -686,6 +743,7 @@ fn js_report(
         idle: None,
         js: Some(figures),
         consume: None,
+        obj: None,
     }
 }
 
@@ -711,6 +769,7 @@ fn fsync_floor(opts: &Options) -> Result<Report, BoxError> {
         idle: None,
         js: None,
         consume: None,
+        obj: None,
     })
 }
 
@@ -741,6 +800,7 @@ async fn idle(opts: &Options) -> Result<Report, BoxError> {
         setup: None,
         js: None,
         consume: None,
+        obj: None,
         idle: before
             .zip(after)
             .map(|(b, a)| (opts.conns, b.rss_kib, a.rss_kib)),

@@ -11,6 +11,7 @@ use crate::args::Options;
 use crate::conn::ClientRun;
 use crate::consume::ConsumeFigures;
 use crate::js::JsFigures;
+use crate::obj::ObjFigures;
 use crate::procfs::ProcSample;
 
 /// One side (publishers or subscribers) of a run.
@@ -184,6 +185,8 @@ pub struct Report {
     pub js: Option<JsFigures>,
     /// `js-consume`, `js-ordered`: what the consumer delivered.
     pub consume: Option<ConsumeFigures>,
+    /// `obj-put`, `obj-get`: the objects and their checks.
+    pub obj: Option<ObjFigures>,
 }
 
 pub fn json(opts: &Options, r: &Report) -> Value {
@@ -237,6 +240,28 @@ pub fn json(opts: &Options, r: &Report) -> Value {
             "pull_statuses": c.pull_statuses, "problem": c.problem, "sound": c.sound(),
             "fill_msgs": c.fill.map(|f| f.0), "fill_secs": c.fill.map(|f| f.1),
         });
+    }
+    if let Some(o) = &r.obj {
+        let mib = o.object_bytes as f64 / MIB;
+        let secs = o.secs.max(1e-9);
+        let h = &o.latency;
+        v["obj"] = json!({
+            "kind": o.kind, "bucket": opts.stream, "object_bytes": o.object_bytes,
+            "chunk_bytes": o.chunk_bytes, "chunks": o.chunks, "inflight": o.inflight,
+            "objects": o.objects, "messages": o.messages, "secs": o.secs,
+            "objects_per_sec": o.objects as f64 / secs,
+            "mb_per_sec": o.objects as f64 * o.object_bytes as f64 / 1e6 / secs,
+            "mib_per_sec": o.objects as f64 * mib / secs,
+            "p50_ms": h.value_at_quantile(0.5) as f64 / 1e3,
+            "max_ms": h.max() as f64 / 1e3,
+            "flow_controls_answered": o.flow_controls_answered,
+            "errors": o.errors, "first_errors": o.first_errors, "sound": o.sound(),
+        });
+        if let Some(s) = &r.server {
+            // Per object in ns, so per MiB in ms is ns / 1e6 / MiB.
+            v["obj"]["cpu_ms_per_mib"] = json!(s.cpu_ns_per_msg / 1e6 / mib);
+            v["obj"]["sched_cpu_ms_per_mib"] = json!(s.sched_cpu_ns_per_msg.map(|n| n / 1e6 / mib));
+        }
     }
     if opts.scenario == crate::args::Scenario::FsyncFloor {
         v["fsync"] = json!({"dir": opts.dir, "record_bytes": opts.size});
@@ -377,6 +402,9 @@ pub fn table(opts: &Options, r: &Report) -> String {
     if let Some(c) = &r.consume {
         t += &consume_lines(c);
     }
+    if let Some(o) = &r.obj {
+        t += &obj_lines(o, r.server.as_ref());
+    }
     if let Some((conns, before, after)) = r.idle {
         t += &format!(
             "idle: {conns} connections; server RSS {before} KiB before, {after} KiB with them ({:.0} KiB per 1,000)\n",
@@ -406,6 +434,43 @@ pub fn table(opts: &Options, r: &Report) -> String {
                 );
             }
             t += "\n";
+        }
+    }
+    t
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The objects, their rate and cost per MiB, and whether each was whole.
+fn obj_lines(o: &ObjFigures, server: Option<&ServerUse>) -> String {
+    let mib = o.object_bytes as f64 / MIB;
+    let secs = o.secs.max(1e-9);
+    let how = if o.kind == "put" {
+        format!("{} in flight", o.inflight)
+    } else {
+        "ordered consumer".to_string()
+    };
+    let mut t = format!(
+        "objects: {} {}s of {:.1} MiB in {} chunks of {} B ({how}): {:.2} objects/s, {:.1} MiB/s, p50 {:.1} ms\n",
+        o.objects,
+        o.kind,
+        mib,
+        o.chunks,
+        o.chunk_bytes,
+        o.objects as f64 / secs,
+        o.objects as f64 * mib / secs,
+        o.latency.value_at_quantile(0.5) as f64 / 1e3
+    );
+    if let Some(s) = server {
+        let per_mib = s.sched_cpu_ns_per_msg.unwrap_or(s.cpu_ns_per_msg) / 1e6 / mib;
+        t += &format!("server CPU per MiB: {per_mib:.2} ms\n");
+    }
+    if o.sound() {
+        t += "check: every chunk acknowledged or delivered, every object's size and SHA-256 as put\n";
+    } else {
+        t += &format!("FAILED: {} errors\n", o.errors);
+        for e in &o.first_errors {
+            t += &format!("  {e}\n");
         }
     }
     t
@@ -537,6 +602,7 @@ mod tests {
             idle: None,
             js: None,
             consume: None,
+            obj: None,
         };
         let text = csv(&opts, &r);
         let lines: Vec<&str> = text.lines().collect();

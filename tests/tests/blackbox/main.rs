@@ -12,6 +12,7 @@ mod https;
 mod jetstream;
 mod lame_duck;
 mod monitor;
+mod object_store;
 mod raw;
 #[path = "../../transcripts/replay.rs"]
 #[allow(warnings, clippy::all, clippy::pedantic)]
