@@ -138,6 +138,7 @@ impl FileJetStream {
                     .map_err(|why| ConfError::at(&e.key_pos, format!("max_file_store {why}")))?;
             }
             "domain" => self.settings.domain = f.as_str()?.to_string(),
+            "strict" => self.settings.strict = f.as_bool()?,
             "enable" | "enabled" => return f.as_bool(),
             "sync" | "sync_interval" => match sync_interval(&f, warnings) {
                 Ok(interval) => self.settings.sync_interval = interval,

@@ -132,6 +132,10 @@ pub struct JetStreamOptions {
     /// default trade (2 minutes there): faster, and a power cut loses up
     /// to `d` of acknowledged messages.
     pub sync_interval: Option<Duration>,
+    /// `strict` (on unless set false): `$JS.API` requests with fields
+    /// nats-server does not know are refused (10025), as nats-server
+    /// refuses them; off, such fields are ignored.
+    pub strict: bool,
 }
 
 impl Default for JetStreamOptions {
@@ -142,6 +146,7 @@ impl Default for JetStreamOptions {
             max_file_store: -1,
             domain: String::new(),
             sync_interval: None,
+            strict: true,
         }
     }
 }

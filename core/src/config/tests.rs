@@ -570,7 +570,7 @@ fn jetstream(text: &str) -> (Option<JetStreamOptions>, Option<JetStreamOptions>)
 fn jetstream_block_with_every_key_and_alias() {
     let (on, off) = jetstream(
         "jetstream {\n store_dir: \"/data\"\n max_memory_store: 1GB\n max_file_store: \"2T\"\n \
-         domain: hub\n sync_interval: \"30s\"\n}\n",
+         domain: hub\n sync_interval: \"30s\"\n strict: false\n}\n",
     );
     assert_eq!(off, None);
     assert_eq!(
@@ -581,6 +581,7 @@ fn jetstream_block_with_every_key_and_alias() {
             max_file_store: 2 << 40,
             domain: "hub".into(),
             sync_interval: Some(Duration::from_secs(30)),
+            strict: false,
         })
     );
     let (on, _) = jetstream("jetstream { store: a, max_mem: \"8M\", max_file: 0, sync: always }\n");

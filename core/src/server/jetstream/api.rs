@@ -136,6 +136,21 @@ struct MsgGetRequest {
     seq: u64,
     last_by_subj: String,
     next_by_subj: String,
+    /// The direct get's batch fields, which `MSG.GET` shares with it
+    /// and refuses.
+    batch: i64,
+    max_bytes: i64,
+    /// Known, not served yet: a request with only these is refused as
+    /// one without a sequence or subject.
+    #[allow(dead_code)]
+    start_time: Option<String>,
+    #[allow(dead_code)]
+    multi_last: Vec<String>,
+    #[allow(dead_code)]
+    up_to_seq: u64,
+    #[allow(dead_code)]
+    up_to_time: Option<String>,
+    no_hdr: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,12 +211,31 @@ fn is_empty_request(body: &[u8]) -> bool {
     t.is_empty() || t == b"{}" || t == b"null"
 }
 
-/// Parses a request body that may be empty.
-pub(crate) fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if is_empty_request(body) {
-        return Ok(T::default());
+impl Server {
+    /// What unknown fields in a `$JS.API` request body get: refused, as
+    /// by nats-server, unless `jetstream { strict: false }`.
+    pub(crate) fn api_fields(&self) -> Fields<'static> {
+        self.api_fields_except(&[])
     }
-    from_go_json(body)
+
+    /// `api_fields`, tolerating the top-level fields `except`.
+    pub(crate) fn api_fields_except<'a>(&self, except: &'a [&'a str]) -> Fields<'a> {
+        match &self.opts.jetstream {
+            Some(o) if !o.strict => Fields::Ignore,
+            _ => Fields::Refuse { except },
+        }
+    }
+
+    /// Parses a `$JS.API` request body that may be empty.
+    pub(crate) fn parse<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        body: &[u8],
+    ) -> Result<T, ApiError> {
+        if is_empty_request(body) {
+            return Ok(T::default());
+        }
+        go_json_fields(body, self.api_fields())
+    }
 }
 
 /// Decodes JSON as Go's decoder does for the fields natrix reads: a `null`
@@ -236,6 +270,25 @@ fn go_quote(c: u8) -> String {
 }
 
 pub(crate) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    go_json_fields(body, Fields::Ignore)
+}
+
+/// What a request body's fields that natrix does not know get.
+#[derive(Clone, Copy)]
+pub(crate) enum Fields<'a> {
+    /// Ignored (pull requests and direct gets, which nats-server reads
+    /// leniently; every API request with `jetstream { strict: false }`).
+    Ignore,
+    /// Refused with 10025, as nats-server refuses them with its default
+    /// `strict` JetStream option, except these top-level ones.
+    Refuse { except: &'a [&'a str] },
+}
+
+/// `from_go_json`, with `fields` deciding what unknown fields get.
+pub(crate) fn go_json_fields<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    fields: Fields<'_>,
+) -> Result<T, ApiError> {
     fn drop_nulls(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
@@ -249,7 +302,38 @@ pub(crate) fn from_go_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<
     let mut v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| syntax_error(body, &e))?;
     drop_nulls(&mut v);
-    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e))
+    let Fields::Refuse { except } = fields else {
+        return serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e));
+    };
+    let mut unknown: Option<String> = None;
+    let parsed = serde_ignored::deserialize(v, |path| {
+        let field = match &path {
+            serde_ignored::Path::Map { parent, key } => {
+                if matches!(parent, serde_ignored::Path::Root) && except.contains(&key.as_str()) {
+                    return;
+                }
+                key.clone()
+            }
+            other => other.to_string(),
+        };
+        unknown.get_or_insert(field);
+    });
+    match (parsed, unknown) {
+        // Go's decoder names the field alone, wherever it is nested.
+        (_, Some(field)) => Err(ApiError::new(
+            400,
+            10025,
+            format!("invalid JSON: json: unknown field {}", go_string(&field)),
+        )),
+        (Ok(t), None) => Ok(t),
+        (Err(e), None) => Err(ApiError::invalid_json(&e)),
+    }
+}
+
+/// `s` quoted as Go's `%q` quotes it (for the printable field names
+/// JSON keys are; anything else escaped as JSON escapes it).
+fn go_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
 }
 
 impl Server {
@@ -537,7 +621,9 @@ impl Server {
         } else {
             body
         };
-        let config: StreamConfig = match from_go_json(body) {
+        // The request is the configuration and `pedantic`.
+        let config: StreamConfig = match go_json_fields(body, self.api_fields_except(&["pedantic"]))
+        {
             Ok(c) => c,
             Err(e) => return self.fail(account, reply, kind, &e),
         };
@@ -733,7 +819,7 @@ impl Server {
             };
             s.api_respond(account, reply, kind, Some(e), body);
         };
-        let req = match parse::<InfoRequest>(body) {
+        let req = match self.parse::<InfoRequest>(body) {
             Ok(r) => r,
             Err(e) => return fail_paged(self, &e),
         };
@@ -834,7 +920,7 @@ impl Server {
         } else {
             ("stream_names", NAMES_LIMIT)
         };
-        let req: ListRequest = match parse(body) {
+        let req: ListRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => {
                 #[derive(Serialize)]
@@ -963,7 +1049,7 @@ impl Server {
             }
             s.api_respond(account, reply, kind, Some(e), Purged { purged: 0 });
         };
-        let req: PurgeRequest = match parse(body) {
+        let req: PurgeRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return fail(self, &e),
         };
@@ -1031,10 +1117,14 @@ impl Server {
 
     fn msg_get(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
         let kind = "stream_msg_get";
-        let req: MsgGetRequest = match parse(body) {
+        let req: MsgGetRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, kind, &e),
         };
+        // A batch is the direct get's, not this one's.
+        if req.batch > 0 || req.max_bytes > 0 {
+            return self.fail(account, reply, kind, &ApiError::bad_request());
+        }
         let Some(id) = self.stream_id(account, name) else {
             return self.fail(account, reply, kind, &ApiError::stream_not_found());
         };
@@ -1055,6 +1145,7 @@ impl Server {
         let op = self.next_op(Pending::MsgGet {
             account,
             reply: reply.into(),
+            no_headers: req.no_hdr,
         });
         self.storage(StorageOp::Read {
             id: op,
@@ -1063,7 +1154,13 @@ impl Server {
         });
     }
 
-    pub(super) fn msg_got(&mut self, account: AccountId, reply: &[u8], c: &Completion) {
+    pub(super) fn msg_got(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        no_headers: bool,
+        c: &Completion,
+    ) {
         let kind = "stream_msg_get";
         match &c.result {
             Ok(Done::Read(Some(m))) => {
@@ -1075,7 +1172,7 @@ impl Server {
                 let message = StoredMsg {
                     subject: m.subject.clone(),
                     seq: m.seq,
-                    hdrs: (!m.headers.is_empty()).then(|| b64.encode(&m.headers)),
+                    hdrs: (!m.headers.is_empty() && !no_headers).then(|| b64.encode(&m.headers)),
                     data: (!m.payload.is_empty()).then(|| b64.encode(&m.payload)),
                     time: go_time(m.ts_unix_nanos),
                 };
@@ -1093,7 +1190,7 @@ impl Server {
 
     fn msg_delete(&mut self, account: AccountId, reply: &[u8], name: &str, body: &[u8]) {
         let kind = "stream_msg_delete";
-        let req: MsgDeleteRequest = match parse(body) {
+        let req: MsgDeleteRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, kind, &e),
         };

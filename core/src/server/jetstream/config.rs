@@ -101,6 +101,10 @@ pub(crate) struct StreamConfig {
     pub no_ack: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicate_window: i64,
+    /// Where a clustered server would put the stream; one server keeps
+    /// it as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
     /// The stream this one mirrors, and the streams it sources (see
     /// `source.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +151,23 @@ pub(crate) struct StreamConfig {
     pub allow_atomic: bool,
     #[serde(default, skip_serializing)]
     pub allow_msg_schedules: bool,
+    /// `"default"` (every write synced before its ack: natrix's only
+    /// mode) or `"async"` (not served).
+    #[serde(default, skip_serializing)]
+    pub persist_mode: String,
+    #[serde(default, skip_serializing)]
+    pub allow_batched: bool,
+}
+
+/// `placement`: the cluster and server tags a stream asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Placement {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preferred: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,11 +265,13 @@ impl StreamConfig {
         if self.allow_msg_counter
             || self.allow_atomic
             || self.allow_msg_schedules
+            || self.allow_batched
+            || !matches!(self.persist_mode.as_str(), "" | "default")
             || self.compression != Compression::None
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (counters, atomic batches, schedules, compression, discard new per subject)",
+                "natrix does not support this stream option yet (counters, atomic and fast batches, schedules, async persistence, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {

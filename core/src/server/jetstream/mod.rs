@@ -127,6 +127,8 @@ enum Pending {
     MsgGet {
         account: AccountId,
         reply: Box<[u8]>,
+        /// `no_hdr`: the message without its headers.
+        no_headers: bool,
     },
     /// `STREAM.INFO` with subject or deleted details.
     InfoDetails {
@@ -659,7 +661,11 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
-            Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
+            Pending::MsgGet {
+                account,
+                reply,
+                no_headers,
+            } => self.msg_got(account, &reply, no_headers, c),
             Pending::InfoDetails {
                 account,
                 reply,

@@ -63,6 +63,9 @@ impl Server {
         if !o.domain.is_empty() {
             config["domain"] = json!(o.domain);
         }
+        if o.strict {
+            config["strict"] = json!(true);
+        }
         config
     }
 

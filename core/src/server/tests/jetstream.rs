@@ -1001,3 +1001,70 @@ mod ttl;
 /// Mirrors and sources.
 #[path = "jetstream_sources.rs"]
 mod sources;
+
+/// With JetStream's `strict` on (nats-server's default), a field an API
+/// request does not have is refused in Go's words, nested or not; the
+/// fields nats-server knows and natrix does not serve are not unknown.
+#[test]
+fn unknown_fields_in_api_requests_are_refused_as_nats_server_refuses_them() {
+    let mut js = Js::new();
+    let unknown = |r: &Value, field: &str| {
+        assert_eq!(r["error"]["err_code"], 10025, "{r}");
+        assert_eq!(
+            r["error"]["description"],
+            format!("invalid JSON: json: unknown field \"{field}\""),
+            "{r}"
+        );
+    };
+    let r = js.create(r#"{"name":"S","subjects":["s"],"bogus_field":1}"#);
+    unknown(&r, "bogus_field");
+    let r = js.create(r#"{"name":"S","subjects":["s"],"consumer_limits":{"what":1}}"#);
+    unknown(&r, "what");
+    // Known: `pedantic` beside the configuration, `placement`.
+    let r = js.create(
+        r#"{"name":"S","subjects":["s"],"pedantic":false,"placement":{"cluster":"c","tags":["a"]}}"#,
+    );
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["config"]["placement"]["tags"][0], "a", "{r}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"name":"C","ack_policy":"explicit","what":2}}"#,
+    );
+    unknown(&r, "what");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"name":"C","ack_policy":"explicit"},"action":"","pedantic":false}"#,
+    );
+    assert!(r["error"].is_null(), "{r}");
+    let r = js.request("$JS.API.STREAM.INFO.S", r#"{"subjects_filter":">","x":1}"#);
+    unknown(&r, "x");
+    let r = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":1,"nope":true}"#);
+    unknown(&r, "nope");
+    // MSG.GET knows the direct get's batch and refuses it.
+    let r = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":1,"batch":2}"#);
+    assert_eq!(r["error"]["err_code"], 10003, "{r}");
+}
+
+/// `jetstream { strict: false }`: unknown fields are ignored.
+#[test]
+fn without_strict_unknown_fields_are_ignored() {
+    let mut js = Js::configured("jetstream { strict: false }");
+    js.conn = js.h.client(r#"{"headers":true,"verbose":false}"#);
+    js.send("SUB _INBOX.> 1\r\n");
+    let r = js.create(r#"{"name":"S","subjects":["s"],"bogus_field":1}"#);
+    assert!(r["error"].is_null(), "{r}");
+}
+
+#[test]
+fn a_message_is_read_without_its_headers_when_asked() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s"]}"#);
+    js.publish("s", "X-Custom: v1", "two");
+    js.run_storage();
+    let _ = js.out();
+    let r = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":1}"#);
+    assert!(r["message"]["hdrs"].is_string(), "{r}");
+    let r = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":1,"no_hdr":true}"#);
+    assert!(r["message"]["hdrs"].is_null(), "{r}");
+    assert_eq!(r["message"]["data"], "dHdv");
+}

@@ -5,7 +5,7 @@
 use natrix_storage::ops::{Completion, Done, StorageOp};
 use serde::{Deserialize, Serialize};
 
-use super::super::api::{from_go_json, go_time, parse};
+use super::super::api::{from_go_json, go_json_fields, go_time};
 use super::super::error::ApiError;
 use super::super::{Pending, StreamId};
 use super::config::{ConsumerConfig, DeliverPolicy, INACTIVE_DEFAULT_NS};
@@ -23,6 +23,10 @@ struct CreateRequest {
     stream_name: String,
     config: Option<ConsumerConfig>,
     action: String,
+    /// Refuse what would otherwise be changed to fit (read where the
+    /// checks need it).
+    #[allow(dead_code)]
+    pedantic: bool,
 }
 
 #[derive(Serialize)]
@@ -187,7 +191,7 @@ impl Server {
         body: &[u8],
     ) {
         const KIND: &str = "consumer_create";
-        let req: CreateRequest = match from_go_json(body) {
+        let req: CreateRequest = match go_json_fields(body, self.api_fields()) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };
@@ -228,7 +232,7 @@ impl Server {
         body: &[u8],
     ) {
         const KIND: &str = "consumer_create";
-        let mut req: CreateRequest = match from_go_json(body) {
+        let mut req: CreateRequest = match go_json_fields(body, self.api_fields()) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };
@@ -694,7 +698,7 @@ impl Server {
         } else {
             "consumer_names"
         };
-        let req: ListRequest = match parse(body) {
+        let req: ListRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, kind, &e),
         };
@@ -789,7 +793,7 @@ impl Server {
         body: &[u8],
     ) {
         const KIND: &str = "consumer_pause";
-        let req: PauseRequest = match parse(body) {
+        let req: PauseRequest = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };

@@ -121,6 +121,9 @@ pub(crate) struct ConsumerConfig {
     pub mem_storage: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub direct: bool,
+    /// Set on the consumers a stream's sources read through.
+    #[serde(skip_serializing_if = "is_false")]
+    pub sourcing: bool,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,7 +17,7 @@
 use natrix_storage::Msg;
 use serde::{Deserialize, Serialize};
 
-use super::super::api::from_go_json;
+use super::super::api::go_json_fields;
 use super::super::error::ApiError;
 use super::config::{INVALID_GROUP_NAME, PriorityPolicy, is_valid_group_name};
 use super::{ConsumerId, Pin, PullGroup, PullRequest};
@@ -311,7 +311,7 @@ impl Server {
         struct Request {
             group: String,
         }
-        let req: Request = match from_go_json(body) {
+        let req: Request = match go_json_fields(body, self.api_fields()) {
             Ok(r) => r,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };

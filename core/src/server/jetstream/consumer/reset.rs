@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::api::parse;
 use super::super::error::ApiError;
 use super::api::{AfterCount, ConsumerInfo};
 use super::config::DeliverPolicy;
@@ -33,7 +32,7 @@ impl Server {
         let Some(id) = self.consumer_id(account, stream, name) else {
             return;
         };
-        let req: Request = match parse(body) {
+        let req: Request = match self.parse(body) {
             Ok(r) => r,
             Err(e) => return self.reset_failed(account, reply, &e),
         };
