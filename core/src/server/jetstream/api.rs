@@ -86,7 +86,8 @@ struct Cluster {
 
 #[derive(Serialize)]
 struct StreamInfo<'a> {
-    config: &'a StreamConfig,
+    /// As stored, with the response's version and level stamps.
+    config: std::borrow::Cow<'a, StreamConfig>,
     created: String,
     state: StateJson,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -578,8 +579,10 @@ impl Server {
                 (st.last_seq + 1 - st.first_seq).saturating_sub(st.msgs),
             )
         };
+        let mut config = std::borrow::Cow::Borrowed(&s.config);
+        config.to_mut().metadata = super::level::stamps::shown(&s.config.metadata);
         StreamInfo {
-            config: &s.config,
+            config,
             created: go_time(s.created_unix_nanos),
             state: StateJson {
                 messages: st.msgs,
@@ -644,6 +647,26 @@ impl Server {
             return self.fail(account, reply, kind, &ApiError::replicas_not_supported());
         }
         let existing = self.stream_id(account, name);
+        // The level a configuration needs is stamped at create and kept
+        // by updates, as nats-server keeps it.
+        let stamps = super::level::stamps::REQUIRED_LEVEL;
+        match existing.filter(|_| update) {
+            Some(id) => {
+                super::level::stamps::drop_response_stamps(&mut config.metadata);
+                match self.jetstream.streams[id as usize]
+                    .config
+                    .metadata
+                    .get(stamps)
+                {
+                    Some(level) => config.metadata.insert(stamps.into(), level.clone()),
+                    None => config.metadata.remove(stamps),
+                };
+            }
+            None => {
+                let level = config.required_api_level();
+                super::level::stamps::require(&mut config.metadata, level);
+            }
+        }
         if let Err(e) = self.check_sourcing(account, existing, &mut config) {
             return self.fail(account, reply, kind, &e); // source.rs
         }
@@ -660,7 +683,9 @@ impl Server {
                 return self.fail(account, reply, kind, &ApiError::stream_not_found());
             }
             (Some(id), false) => {
-                let same = self.jetstream.streams[id as usize].config == config;
+                let same = self.jetstream.streams[id as usize]
+                    .config
+                    .same_apart_from_stamps(&config);
                 if !same {
                     return self.fail(account, reply, kind, &ApiError::name_in_use());
                 }

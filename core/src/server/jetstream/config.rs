@@ -236,6 +236,37 @@ fn invalid(text: &str) -> ApiError {
 }
 
 impl StreamConfig {
+    /// The JetStream API level this configuration needs (nats-server's
+    /// `_nats.req.level`).
+    pub(crate) fn required_api_level(&self) -> i64 {
+        let mut level = 0;
+        if self.allow_msg_ttl || self.subject_delete_marker_ttl > 0 {
+            level = 1;
+        }
+        if self.allow_msg_counter
+            || self.allow_atomic
+            || self.allow_msg_schedules
+            || self.persist_mode == "async"
+        {
+            level = 2;
+        }
+        if self.allow_batched {
+            level = 4;
+        }
+        level
+    }
+
+    /// Equal but for the metadata stamps (a stream created before they
+    /// were kept is the same stream).
+    pub(crate) fn same_apart_from_stamps(&self, other: &StreamConfig) -> bool {
+        let strip = |c: &StreamConfig| StreamConfig {
+            metadata: Default::default(),
+            ..c.clone()
+        };
+        strip(self) == strip(other)
+            && super::level::stamps::same_unstamped(&self.metadata, &other.metadata)
+    }
+
     /// [`checked_as`](Self::checked_as) without `pedantic`.
     #[cfg(test)]
     pub(crate) fn checked(self) -> Result<StreamConfig, ApiError> {

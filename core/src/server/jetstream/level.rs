@@ -112,3 +112,50 @@ mod tests {
         assert!(!refused(b""));
     }
 }
+
+/// The metadata nats-server 2.11+ stamps on stream and consumer
+/// configurations: the API level a configuration needs (kept with it)
+/// and the server's version and level (added to each response).
+pub(crate) mod stamps {
+    use std::collections::BTreeMap;
+
+    pub(crate) const REQUIRED_LEVEL: &str = "_nats.req.level";
+    const VERSION: &str = "_nats.ver";
+    const LEVEL: &str = "_nats.level";
+
+    /// Drops what a response added: a client may send a configuration
+    /// back as it read it.
+    pub(crate) fn drop_response_stamps(metadata: &mut BTreeMap<String, String>) {
+        metadata.remove(VERSION);
+        metadata.remove(LEVEL);
+    }
+
+    /// Keeps `level` as the level the configuration needs.
+    pub(crate) fn require(metadata: &mut BTreeMap<String, String>, level: i64) {
+        drop_response_stamps(metadata);
+        metadata.insert(REQUIRED_LEVEL.into(), level.to_string());
+    }
+
+    /// `metadata` as a response shows it: with the version natrix
+    /// answers as (INFO's) and its API level.
+    pub(crate) fn shown(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut shown = metadata.clone();
+        shown.insert(VERSION.into(), crate::COMPAT_VERSION.into());
+        shown.insert(LEVEL.into(), super::API_LEVEL.to_string());
+        shown
+    }
+
+    /// Whether two metadata maps are the same but for the stamps.
+    pub(crate) fn same_unstamped(
+        a: &BTreeMap<String, String>,
+        b: &BTreeMap<String, String>,
+    ) -> bool {
+        let unstamped = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .filter(|(k, _)| ![REQUIRED_LEVEL, VERSION, LEVEL].contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        unstamped(a) == unstamped(b)
+    }
+}

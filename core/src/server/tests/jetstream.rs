@@ -1068,3 +1068,37 @@ fn a_message_is_read_without_its_headers_when_asked() {
     assert!(r["message"]["hdrs"].is_null(), "{r}");
     assert_eq!(r["message"]["data"], "dHdv");
 }
+
+/// Configurations carry nats-server 2.11+'s metadata stamps: the level a
+/// configuration needs, kept with it, and the version and level natrix
+/// answers as, added to each response; a configuration sent back as it
+/// was read is the same one.
+#[test]
+fn configurations_carry_the_api_level_stamps() {
+    let mut js = Js::new();
+    let r = js.create(r#"{"name":"S","subjects":["s"]}"#);
+    let stamps = &r["config"]["metadata"];
+    assert_eq!(stamps["_nats.req.level"], "0", "{r}");
+    assert_eq!(stamps["_nats.level"], "1", "{r}");
+    assert_eq!(stamps["_nats.ver"], crate::COMPAT_VERSION, "{r}");
+    let r = js.create(r#"{"name":"T","subjects":["t"],"allow_msg_ttl":true}"#);
+    assert_eq!(r["config"]["metadata"]["_nats.req.level"], "1", "{r}");
+    // The configuration as read, stamps and all, creates nothing new.
+    let again = r["config"].to_string();
+    let r = js.request("$JS.API.STREAM.CREATE.T", &again);
+    assert!(r["error"].is_null(), "{r}");
+    // An update keeps the level stamped at create.
+    let update = r#"{"name":"T","subjects":["t"],"allow_msg_ttl":true,"metadata":{"_nats.req.level":"9","k":"v"}}"#;
+    let r = js.request("$JS.API.STREAM.UPDATE.T", update);
+    assert_eq!(r["config"]["metadata"]["_nats.req.level"], "1", "{r}");
+    assert_eq!(r["config"]["metadata"]["k"], "v", "{r}");
+    let r = js.request(
+        "$JS.API.CONSUMER.CREATE.S.C",
+        r#"{"stream_name":"S","config":{"name":"C","ack_policy":"explicit","priority_groups":["g"],"priority_policy":"pinned_client"}}"#,
+    );
+    assert_eq!(r["config"]["metadata"]["_nats.req.level"], "1", "{r}");
+    assert_eq!(r["config"]["metadata"]["_nats.level"], "1", "{r}");
+    let again = format!(r#"{{"stream_name":"S","config":{}}}"#, r["config"]);
+    let r = js.request("$JS.API.CONSUMER.CREATE.S.C", &again);
+    assert!(r["error"].is_null(), "{r}");
+}

@@ -305,10 +305,12 @@ impl Server {
             return self.fail(account, reply, KIND, &ApiError::stream_not_found());
         };
         let s = &self.jetstream.streams[stream as usize];
-        let config = match config.checked(&s.config) {
+        let mut config = match config.checked(&s.config) {
             Ok(c) => c,
             Err(e) => return self.fail(account, reply, KIND, &e),
         };
+        let level = config.required_api_level();
+        super::super::level::stamps::require(&mut config.metadata, level);
         if config.name.len() > NAME_MAX {
             let e = ApiError::new(
                 400,
@@ -325,7 +327,7 @@ impl Server {
             && let Some(&existing) = s.consumers.get(&config.name)
         {
             let c = &self.jetstream.consumers[existing as usize];
-            if c.config == config {
+            if c.config.same_apart_from_stamps(&config) {
                 return self.respond_consumer(existing, reply, "consumer_create");
             }
             if action == "create" {
@@ -606,7 +608,10 @@ impl Server {
             stream_name: c.stream_name.clone(),
             name: c.name.clone(),
             created: go_time(c.created_unix_nanos),
-            config: c.config.clone(),
+            config: ConsumerConfig {
+                metadata: super::super::level::stamps::shown(&c.config.metadata),
+                ..c.config.clone()
+            },
             delivered: SeqInfo {
                 consumer_seq: c.delivered.consumer_seq,
                 stream_seq: c.delivered.stream_seq,

@@ -536,6 +536,32 @@ impl ConsumerConfig {
 
     /// Why `new` cannot replace this configuration, if it cannot
     /// (nats-server's `checkNewConsumerConfig`).
+    /// The JetStream API level this configuration needs (nats-server's
+    /// `_nats.req.level`): pausing and priority groups are 2.11's.
+    pub(crate) fn required_api_level(&self) -> i64 {
+        let paused = self
+            .pause_until
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && !t.starts_with("0001-01-01"));
+        let priority = self.priority_policy != PriorityPolicy::None
+            || self.priority_timeout != 0
+            || !self.priority_groups.is_empty();
+        i64::from(paused || priority)
+    }
+
+    /// Equal but for the metadata stamps.
+    pub(crate) fn same_apart_from_stamps(&self, other: &ConsumerConfig) -> bool {
+        let strip = |c: &ConsumerConfig| ConsumerConfig {
+            metadata: Default::default(),
+            ..c.clone()
+        };
+        strip(self) == strip(other)
+            && crate::server::jetstream::level::stamps::same_unstamped(
+                &self.metadata,
+                &other.metadata,
+            )
+    }
+
     pub(crate) fn update_refused(&self, new: &ConsumerConfig) -> Option<String> {
         if self == new {
             return None;
