@@ -137,12 +137,13 @@ pub(crate) struct StreamConfig {
     /// message lives, in nanoseconds (0: no markers).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub subject_delete_marker_ttl: i64,
+    /// Distributed counters: publishes carry `Nats-Incr` (counter.rs).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_counter: bool,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
     /// rather than half served.
-    #[serde(default, skip_serializing)]
-    pub allow_msg_counter: bool,
     #[serde(default, skip_serializing)]
     pub allow_atomic: bool,
     #[serde(default, skip_serializing)]
@@ -240,15 +241,18 @@ impl StreamConfig {
                 "stream description is too long, maximum allowed is {DESCRIPTION_MAX}"
             )));
         }
+        // nats-server checks counters before it turns TTLs on for markers.
+        if let Some(why) = super::counter::config_refused(&self) {
+            return Err(invalid(why));
+        }
         self.check_delete_markers(pedantic)?;
-        if self.allow_msg_counter
-            || self.allow_atomic
+        if self.allow_atomic
             || self.allow_msg_schedules
             || self.compression != Compression::None
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (counters, atomic batches, schedules, compression, discard new per subject)",
+                "natrix does not support this stream option yet (atomic batches, schedules, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -432,6 +436,9 @@ impl StreamConfig {
         }
         if self.allow_msg_ttl && !new.allow_msg_ttl {
             return Some("message TTL status can not be disabled");
+        }
+        if self.allow_msg_counter != new.allow_msg_counter {
+            return Some("stream configuration update can not change message counter setting");
         }
         None
     }

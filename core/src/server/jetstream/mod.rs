@@ -25,6 +25,7 @@
 mod api;
 pub(crate) mod config;
 pub(crate) mod consumer;
+mod counter;
 mod direct;
 mod error;
 mod level;
@@ -84,6 +85,11 @@ pub(crate) struct Stream {
     /// Republish: each subject's last sequence, as far as known (looked up
     /// in the store the first time; forgotten when messages are removed).
     pub last_by_subject: crate::FastMap<String, u64>,
+    /// Counter streams: each subject's total as last given out (publishes
+    /// not yet durable included, so that increments in flight add up),
+    /// read from the store the first time; `None` where the subject's last
+    /// message holds no total. Forgotten with `last_by_subject`.
+    pub counters: crate::FastMap<String, Option<counter::Count>>,
     /// Republished messages waiting, like acknowledgements, for the sync
     /// that covers them: by sequence, the subject and the message.
     pub republish_queue: natrix_storage::commit::AckOutbox<publish::Copy>,
@@ -555,6 +561,7 @@ impl Server {
             ) || matches!(c.result, Ok(Done::Appended(a)) if a.removed > 0);
             if removed {
                 s.last_by_subject.clear();
+                s.counters.clear();
             }
             let durable_before = s.durable_seq;
             let first_before = s.state.first_seq;
@@ -990,6 +997,7 @@ impl Server {
             transform: None,
             republish: None,
             last_by_subject: crate::FastMap::default(),
+            counters: crate::FastMap::default(),
             republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
@@ -1017,6 +1025,7 @@ impl Server {
             .as_ref()
             .and_then(|r| crate::mapping::Transform::new(&r.src, &r.dest).ok());
         s.last_by_subject.clear();
+        s.counters.clear();
     }
 
     /// Drops a stream from the core (its files are the caller's business).

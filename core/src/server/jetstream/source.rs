@@ -269,7 +269,22 @@ pub(crate) fn check_config(config: &mut StreamConfig) -> Result<(), ApiError> {
                 "stream mirrors can not also contain other sources".into(),
             ));
         }
+        if config.allow_msg_counter {
+            return Err(ApiError::new(
+                400,
+                10173,
+                "stream mirrors can not also calculate counters".into(),
+            ));
+        }
         m.check(true)?;
+    }
+    if config.allow_msg_counter && !config.sources.is_empty() {
+        // nats-server sums sourced counters per origin
+        // (`Nats-Counter-Sources`); natrix refuses rather than store
+        // sourced totals as increments.
+        return Err(ApiError::invalid_config(
+            "natrix does not support sources for counter streams yet",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for s in &mut config.sources {
@@ -505,7 +520,14 @@ impl Server {
                 10227,
                 "message stream source header is not allowed".into(),
             );
-            self.send_pub_ack(m.account, reply, &name, 0, Some(&e), false);
+            self.send_pub_ack(
+                m.account,
+                reply,
+                &name,
+                0,
+                Some(&e),
+                super::publish::AckNote::Plain,
+            );
         }
     }
 
