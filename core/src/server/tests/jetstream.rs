@@ -1001,3 +1001,7 @@ mod ttl;
 /// Mirrors and sources.
 #[path = "jetstream_sources.rs"]
 mod sources;
+
+/// Distributed counters.
+#[path = "jetstream_counters.rs"]
+mod counters;
