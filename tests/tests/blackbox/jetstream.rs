@@ -921,6 +921,9 @@ fn api_outcome(answer: &str) -> String {
     }
 }
 
+/// A publish: subject, headers, body.
+type Publish<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 /// Distributed counters, as one server answered them.
 async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
     let client = async_nats::ConnectOptions::new()
@@ -975,7 +978,7 @@ async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
     .await;
     seen.push(format!("plain: {}", api_outcome(&plain)));
     let big = "123456789012345678901234567890123456789012345678901234567890";
-    let publishes: [(&str, &[(&str, &str)], &str); 17] = [
+    let publishes: [Publish; 17] = [
         ("c.a", &[("Nats-Incr", "+1")], ""),
         ("c.a", &[("Nats-Incr", "-5")], ""),
         ("c.a", &[("Nats-Incr", "0")], ""),

@@ -481,6 +481,22 @@ mod tests {
         );
     }
 
+    /// nats-server 2.15.1's text for a counter stream with markers (the
+    /// counter check comes before markers turn TTLs on), less metadata.
+    #[test]
+    fn counters_show_after_ttls_as_in_nats_server() {
+        let c = parse(
+            r#"{"name":"E2b","subjects":["e2b"],"allow_msg_counter":true,"subject_delete_marker_ttl":5000000000}"#,
+        )
+        .checked()
+        .unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"E2b","subjects":["e2b"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"compression":"none","allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":true,"consumer_limits":{},"allow_msg_ttl":true,"subject_delete_marker_ttl":5000000000,"allow_msg_counter":true}"#
+        );
+    }
+
     #[test]
     fn a_short_max_age_bounds_the_duplicate_window() {
         let c = parse(r#"{"name":"A","max_age":1000000000}"#)
