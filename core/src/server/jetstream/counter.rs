@@ -8,6 +8,7 @@
 //! What is read from a header or a stored body is checked here, once.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::config::StreamConfig;
@@ -15,6 +16,9 @@ use super::error::ApiError;
 use super::ttl::go_header;
 
 pub(crate) const INCR: &[u8] = b"Nats-Incr";
+/// On a counter stream that sources others: each origin stream's and
+/// subject's last total, as JSON (`{"A":{"a.x":"6"}}`).
+const SOURCES: &[u8] = b"Nats-Counter-Sources";
 
 /// Headers an increment may not carry: it has no expectations to check
 /// and nothing to roll up (nats-server refuses them with 10171).
@@ -67,6 +71,15 @@ impl Count {
             self.negative = false;
         }
         self
+    }
+
+    /// `-self`.
+    pub(crate) fn negated(&self) -> Count {
+        Count {
+            negative: !self.negative,
+            limbs: self.limbs.clone(),
+        }
+        .normalized()
     }
 
     /// `self + other`.
@@ -220,16 +233,175 @@ struct StoredTotal {
     val: String,
 }
 
-/// The total a subject's last stored message holds (`None`: broken).
-/// A body without `val` counts as zero, as it does for nats-server; a
-/// `val` that is no integer is broken (nats-server's sum is then
-/// undefined).
+/// The total a counter message's body holds (`None`: broken). A body
+/// without `val` counts as zero, as it does for nats-server; a `val` that
+/// is no integer is broken (nats-server's sum is then undefined).
 pub(crate) fn stored_total(body: &[u8]) -> Option<Count> {
     let total: StoredTotal = serde_json::from_slice(body).ok()?;
     if total.val.is_empty() {
         return Some(Count::default());
     }
     Count::parse(total.val.as_bytes())
+}
+
+/// Origin stream, then origin subject: that subject's last total seen.
+pub(crate) type Sources = BTreeMap<String, BTreeMap<String, String>>;
+
+/// What a counter subject's last message holds: its total and, where the
+/// stream sources counters, what each origin had counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub total: Count,
+    pub sources: Sources,
+}
+
+/// The tally of a subject's last stored message (`None`: broken).
+pub(crate) fn stored_tally(headers: &[u8], body: &[u8]) -> Option<Tally> {
+    let total = stored_total(body)?;
+    let sources = match go_header(headers, SOURCES).filter(|v| !v.is_empty()) {
+        Some(json) => serde_json::from_slice(json).ok()?,
+        None => Sources::new(),
+    };
+    Some(Tally { total, sources })
+}
+
+/// A counter message about to be stored: its headers and body.
+pub(crate) struct Counted {
+    pub tally: Tally,
+    pub headers: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// A local increment applied to the subject's tally: the publisher's
+/// headers, with the sources carried on where there are any.
+pub(crate) fn count_local(tally: &Tally, incr: &Count, headers: &[u8]) -> Counted {
+    let next = Tally {
+        total: tally.total.plus(incr),
+        sources: tally.sources.clone(),
+    };
+    counted(next, headers.to_vec())
+}
+
+/// A sourced counter message (`origin` stream and subject, carrying the
+/// origin's total in its body) applied to the subject's tally: the
+/// increment is what the origin counted since its last message seen here,
+/// and `Nats-Incr` is rewritten to it, as nats-server does.
+pub(crate) fn count_sourced(
+    tally: &Tally,
+    (origin, subject): (&str, &str),
+    headers: &[u8],
+    body: &[u8],
+) -> Option<Counted> {
+    let sourced = stored_total(body)?;
+    let mut next = tally.clone();
+    let seen = next.sources.entry(origin.to_owned()).or_default();
+    let previous = seen
+        .get(subject)
+        .and_then(|v| Count::parse(v.as_bytes()))
+        .unwrap_or_default();
+    seen.insert(subject.to_owned(), sourced.to_string());
+    let incr = sourced.plus(&previous.negated());
+    next.total = tally.total.plus(&incr);
+    let headers = set_header(headers, INCR, &incr.to_string());
+    Some(counted(next, headers))
+}
+
+fn counted(tally: Tally, mut headers: Vec<u8>) -> Counted {
+    if !tally.sources.is_empty() {
+        let json = super::go_json(&tally.sources);
+        headers = set_header(&headers, SOURCES, &String::from_utf8_lossy(&json));
+    }
+    let body = total_body(&tally.total);
+    Counted {
+        tally,
+        headers,
+        body,
+    }
+}
+
+/// `headers` with the first `key` line's value replaced by `value`, or
+/// the line added last (nats-server's `setHeader`).
+fn set_header(headers: &[u8], key: &[u8], value: &str) -> Vec<u8> {
+    let block = headers.strip_suffix(b"\r\n\r\n").unwrap_or(headers);
+    let mut out = Vec::with_capacity(headers.len() + key.len() + value.len() + 16);
+    let mut replaced = false;
+    for (i, line) in block.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if i == 0 {
+            out.extend_from_slice(if line.is_empty() { b"NATS/1.0" } else { line });
+        } else if !replaced && line.strip_prefix(key).is_some_and(|r| r.starts_with(b":")) {
+            replaced = true;
+            out.extend_from_slice(key);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if !replaced {
+        out.extend_from_slice(key);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Subjects whose tally a stream keeps, at most; past it the memory
+/// starts over (and the store is asked again).
+const TALLIES_MAX: usize = 100_000;
+
+/// A counter stream's tallies as last given out (publishes not yet
+/// durable included, so that increments in flight add up), read from the
+/// store the first time; `None` where the subject's last message is
+/// broken.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    tallies: crate::FastMap<String, Option<Tally>>,
+    /// Moves whenever a tally is forgotten, so that a read asked for
+    /// before cannot bring back a stale one.
+    epoch: u64,
+}
+
+impl Counters {
+    pub(crate) fn get(&self, subject: &str) -> Option<&Option<Tally>> {
+        self.tallies.get(subject)
+    }
+
+    pub(crate) fn contains(&self, subject: &str) -> bool {
+        self.tallies.contains_key(subject)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub(crate) fn insert(&mut self, subject: String, tally: Option<Tally>) {
+        if self.tallies.len() >= TALLIES_MAX && !self.tallies.contains_key(&subject) {
+            self.clear();
+        }
+        self.tallies.insert(subject, tally);
+    }
+
+    /// Keeps what a read asked for at `epoch` found, unless a tally was
+    /// given out or forgotten since (the memory is then newer).
+    pub(crate) fn insert_read(&mut self, subject: String, tally: Option<Tally>, epoch: u64) {
+        if epoch == self.epoch && !self.tallies.contains_key(&subject) {
+            self.insert(subject, tally);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, subject: &str) {
+        self.tallies.remove(subject);
+        self.epoch += 1;
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.tallies.clear();
+        self.epoch += 1;
+    }
 }
 
 /// The body a counter message is stored with.
@@ -400,5 +572,54 @@ mod tests {
         assert_eq!(stored_total(br#"{"val":5}"#), None);
         assert_eq!(stored_total(br#"{"val":"x"}"#), None);
         assert_eq!(total_body(&count("-12")), br#"{"val":"-12"}"#);
+    }
+
+    #[test]
+    fn headers_are_set_as_nats_server_sets_them() {
+        let h = b"NATS/1.0\r\nA: 1\r\nNats-Incr: 5\r\nNats-Incr: 6\r\n\r\n";
+        assert_eq!(
+            set_header(h, INCR, "-2"),
+            b"NATS/1.0\r\nA: 1\r\nNats-Incr: -2\r\nNats-Incr: 6\r\n\r\n"
+        );
+        assert_eq!(
+            set_header(h, SOURCES, "{}"),
+            b"NATS/1.0\r\nA: 1\r\nNats-Incr: 5\r\nNats-Incr: 6\r\nNats-Counter-Sources: {}\r\n\r\n"
+        );
+        assert_eq!(
+            set_header(b"", INCR, "1"),
+            b"NATS/1.0\r\nNats-Incr: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_sourced_total_counts_what_its_origin_added_since() {
+        let h = b"NATS/1.0\r\nNats-Incr: 1\r\nNats-Stream-Source: A 2 > > a.x\r\n\r\n";
+        let mut tally = Tally {
+            total: count("100"),
+            ..Tally::default()
+        };
+        for (sourced, incr, total) in [("5", "5", "105"), ("6", "1", "106"), ("-4", "-10", "96")] {
+            let body = format!("{{\"val\":\"{sourced}\"}}");
+            let c = count_sourced(&tally, ("A", "a.x"), h, body.as_bytes()).unwrap();
+            assert_eq!(c.tally.total, count(total));
+            let headers = String::from_utf8(c.headers).unwrap();
+            assert!(
+                headers.starts_with(&format!("NATS/1.0\r\nNats-Incr: {incr}\r\n")),
+                "{headers}"
+            );
+            let sources =
+                format!("Nats-Counter-Sources: {{\"A\":{{\"a.x\":\"{sourced}\"}}}}\r\n\r\n");
+            assert!(headers.ends_with(&sources), "{headers}");
+            tally = c.tally;
+        }
+        assert!(count_sourced(&tally, ("A", "a.x"), h, b"not json").is_none());
+        // Broken sources in a stored message break the subject.
+        assert!(
+            stored_tally(
+                b"NATS/1.0\r\nNats-Counter-Sources: x\r\n\r\n",
+                br#"{"val":"1"}"#
+            )
+            .is_none()
+        );
     }
 }

@@ -85,11 +85,9 @@ pub(crate) struct Stream {
     /// Republish: each subject's last sequence, as far as known (looked up
     /// in the store the first time; forgotten when messages are removed).
     pub last_by_subject: crate::FastMap<String, u64>,
-    /// Counter streams: each subject's total as last given out (publishes
-    /// not yet durable included, so that increments in flight add up),
-    /// read from the store the first time; `None` where the subject's last
-    /// message holds no total. Forgotten with `last_by_subject`.
-    pub counters: crate::FastMap<String, Option<counter::Count>>,
+    /// Counter streams: each subject's tally (counter.rs). Forgotten
+    /// with `last_by_subject`.
+    pub counters: counter::Counters,
     /// Republished messages waiting, like acknowledgements, for the sync
     /// that covers them: by sequence, the subject and the message.
     pub republish_queue: natrix_storage::commit::AckOutbox<publish::Copy>,
@@ -128,6 +126,13 @@ enum Pending {
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
     SubjectChecked { stream: StreamId, subject: String },
+    /// A counter subject's last message, for a sourced increment: read
+    /// when the tallies were at `epoch`.
+    TallyRead {
+        stream: StreamId,
+        subject: String,
+        epoch: u64,
+    },
     /// The stream was reopened after a failed write.
     Reopened { stream: StreamId },
     MsgGet {
@@ -588,6 +593,7 @@ impl Server {
             | Pending::Synced { stream }
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
+            | Pending::TallyRead { stream, .. }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
             | Pending::RecentIds { stream } => Some(*stream),
@@ -666,6 +672,11 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
+            Pending::TallyRead {
+                stream,
+                subject,
+                epoch,
+            } => self.tally_read(stream, subject, epoch, c), // source.rs
             Pending::MsgGet { account, reply } => self.msg_got(account, &reply, c),
             Pending::InfoDetails {
                 account,
@@ -997,7 +1008,7 @@ impl Server {
             transform: None,
             republish: None,
             last_by_subject: crate::FastMap::default(),
-            counters: crate::FastMap::default(),
+            counters: counter::Counters::default(),
             republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,

@@ -10,7 +10,7 @@ use natrix_storage::ops::{Completion, Done, StorageOp};
 use serde::Serialize;
 
 use super::config::Discard;
-use super::counter::{self, Count, Incr};
+use super::counter::{self, Counted, Incr, Tally};
 use super::error::ApiError;
 use super::{Pending, StreamId, go_json, origin_headers};
 use crate::proto::headers::Headers;
@@ -40,8 +40,9 @@ pub(crate) enum AckNote {
 enum Verdict {
     /// A duplicate of the message at this sequence.
     Duplicate(u64),
-    /// To be stored; on a counter stream, with the subject's new total.
-    Store(Option<Count>),
+    /// To be stored; on a counter stream, as the message its increment
+    /// makes.
+    Store(Option<Counted>),
 }
 
 /// A republished copy: its subject, headers and payload.
@@ -181,11 +182,7 @@ impl Server {
                 let seq = last.map_or(0, |m| m.seq);
                 if crate::subject::is_literal(subject.as_bytes()) {
                     if s.config.allow_msg_counter {
-                        // No message yet: the total starts at zero.
-                        let total = last.map_or(Some(Count::default()), |m| {
-                            counter::stored_total(&m.payload)
-                        });
-                        s.counters.insert(subject.clone(), total);
+                        s.counters.insert(subject.clone(), tally_of(last));
                     }
                     remember_last(s, subject, seq);
                 }
@@ -233,7 +230,7 @@ impl Server {
                     self.queue_ack(id, dup_seq, account, reply, AckNote::Duplicate);
                 }
             }
-            Ok(Verdict::Store(total)) => {
+            Ok(Verdict::Store(counted)) => {
                 let now = self.now.unix_nanos;
                 let s = &mut self.jetstream.streams[id as usize];
                 s.last_seq += 1;
@@ -246,18 +243,18 @@ impl Server {
                     headers,
                     payload: m.body().to_vec(),
                 };
-                let note = match total {
-                    Some(total) => {
-                        msg.payload = counter::total_body(&total);
-                        let note = AckNote::Total(total.to_string());
-                        remember_total(s, &msg.subject, total);
+                let note = match counted {
+                    Some(counted) => {
+                        (msg.headers, msg.payload) = (counted.headers, counted.body);
+                        let note = AckNote::Total(counted.tally.total.to_string());
+                        remember_tally(s, &msg.subject, counted.tally);
                         note
                     }
                     None => AckNote::Plain,
                 };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 // A republished copy shows the headers as stored.
-                let rewritten = ((ttl.is_some() && msg.headers[..] != m.payload[..m.header_len])
+                let rewritten = (msg.headers[..] != m.payload[..m.header_len]
                     || msg.payload[..] != *m.body())
                 .then(|| InternalMsg {
                     payload: [&msg.headers[..], &msg.payload[..]].concat().into(),
@@ -433,38 +430,37 @@ impl Server {
                 return Err(ApiError::store_failed("maximum bytes exceeded"));
             }
         }
-        let total = match incr {
-            Incr::Apply(incr) => Some(self.counted_total(id, m, &incr)?),
-            Incr::None if s.config.allow_msg_counter && !sourced => {
-                return Err(counter::incr_missing());
+        if !s.config.allow_msg_counter {
+            return Ok(Verdict::Store(None));
+        }
+        let counted = match incr {
+            Incr::None => return Err(counter::incr_missing()),
+            Incr::Apply(incr) => counter::count_local(self.tally(id, m)?, &incr, own),
+            Incr::Verbatim => {
+                let origin = super::source::origin_of(own, &m.subject);
+                let origin = (origin.0.as_str(), origin.1.as_str());
+                counter::count_sourced(self.tally(id, m)?, origin, own, m.body())
+                    .ok_or_else(counter::counter_broken)?
             }
-            Incr::None | Incr::Verbatim => None,
         };
-        Ok(Verdict::Store(total))
-    }
-
-    /// The subject's total after `incr`, checked for size as the message
-    /// it will be stored as.
-    fn counted_total(
-        &self,
-        id: StreamId,
-        m: &InternalMsg,
-        incr: &Count,
-    ) -> Result<Count, ApiError> {
-        let s = &self.jetstream.streams[id as usize];
-        let subject = String::from_utf8_lossy(&m.subject);
-        let total = match s.counters.get(subject.as_ref()) {
-            Some(Some(total)) => total.plus(incr),
-            Some(None) => return Err(counter::counter_broken()),
-            // The lookup before the checks reads every total it needs.
-            None => return Err(ApiError::store_failed("counter total not loaded")),
-        };
-        let size = m.header_len + counter::total_body(&total).len();
+        let size = counted.headers.len() + counted.body.len();
         let too_large = |max: i64| max > 0 && size as i64 > max;
+        let s = &self.jetstream.streams[id as usize];
         if too_large(s.config.max_msg_size) || too_large(i64::from(self.opts.max_payload)) {
             return Err(ApiError::message_too_large());
         }
-        Ok(total)
+        Ok(Verdict::Store(Some(counted)))
+    }
+
+    /// The tally of the message's subject, as the lookup before the
+    /// checks (or the source feed) read it.
+    fn tally(&self, id: StreamId, m: &InternalMsg) -> Result<&Tally, ApiError> {
+        let s = &self.jetstream.streams[id as usize];
+        match s.counters.get(&String::from_utf8_lossy(&m.subject)) {
+            Some(Some(tally)) => Ok(tally),
+            Some(None) => Err(counter::counter_broken()),
+            None => Err(ApiError::store_failed("counter total not loaded")),
+        }
     }
 
     fn queue_ack(
@@ -666,18 +662,23 @@ enum Lookup {
 /// memory starts over (and the store is asked again).
 const LAST_BY_SUBJECT_MAX: usize = 100_000;
 
-/// Keeps a subject's new total for the increments after it, unless a
+/// Keeps a subject's new tally for the increments after it, unless a
 /// stream-wide limit may remove the subject's last message with the
-/// append (the total must then be read back from the store).
-fn remember_total(s: &mut super::Stream, subject: &str, total: Count) {
+/// append (the tally must then be read back from the store).
+fn remember_tally(s: &mut super::Stream, subject: &str, tally: Tally) {
     if s.config.max_msgs > 0 || s.config.max_bytes > 0 {
         s.counters.remove(subject);
         return;
     }
-    if s.counters.len() >= LAST_BY_SUBJECT_MAX && !s.counters.contains_key(subject) {
-        s.counters.clear();
-    }
-    s.counters.insert(subject.to_owned(), Some(total));
+    s.counters.insert(subject.to_owned(), Some(tally));
+}
+
+/// The tally a subject's last message (if any) holds: nothing counted
+/// without one.
+pub(super) fn tally_of(last: Option<&natrix_storage::Msg>) -> Option<Tally> {
+    last.map_or(Some(Tally::default()), |m| {
+        counter::stored_tally(&m.headers, &m.payload)
+    })
 }
 
 fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
@@ -698,7 +699,7 @@ fn lookup(s: &super::Stream, m: &InternalMsg) -> Lookup {
             .is_ok_and(|incr| matches!(incr, Incr::Apply(_)))
     {
         let subject = String::from_utf8_lossy(&m.subject).into_owned();
-        if !s.counters.contains_key(&subject) {
+        if !s.counters.contains(&subject) {
             return Lookup::Ask(subject);
         }
     }

@@ -365,3 +365,71 @@ fn duplicates_and_sizes_follow_nats_server() {
         r#"{"stream":"S","seq":2,"val":"9"}"#
     );
 }
+
+/// A counter stream sourcing counter streams sums them, as in the
+/// nats-server 2.15.1 transcript: each origin's last total is kept in
+/// `Nats-Counter-Sources`, a sourced message's `Nats-Incr` becomes what
+/// its origin counted since, and local increments add to the same total.
+#[test]
+fn a_counter_stream_sums_the_counters_it_sources() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"A","subjects":["a.>"],"allow_msg_counter":true}"#);
+    js.create(r#"{"name":"B","subjects":["b.>"],"allow_msg_counter":true}"#);
+    js.incr("a.x", "Nats-Incr: 5", "");
+    js.incr("b.x", "Nats-Incr: 7", "");
+    let agg = js.create(
+        r#"{"name":"AGG","subjects":["agg.>"],"allow_msg_counter":true,"sources":[{"name":"A","subject_transforms":[{"src":"a.>","dest":"agg.>"}]},{"name":"B","subject_transforms":[{"src":"b.>","dest":"agg.>"}]}]}"#,
+    );
+    assert_eq!(agg["did_create"], true, "{agg}");
+    js.run_storage();
+    let (headers, body) = js.last_of("AGG", "agg.x");
+    assert_eq!(body, r#"{"val":"12"}"#, "{headers}");
+    assert!(
+        headers.ends_with(
+            "\r\nNats-Counter-Sources: {\"A\":{\"a.x\":\"5\"},\"B\":{\"b.x\":\"7\"}}\r\n\r\n"
+        ),
+        "{headers}"
+    );
+    js.incr("a.x", "Nats-Incr: 1", "");
+    js.run_storage();
+    let (headers, body) = js.last_of("AGG", "agg.x");
+    assert_eq!(body, r#"{"val":"13"}"#);
+    assert!(
+        headers.starts_with("NATS/1.0\r\nNats-Incr: 1\r\nNats-Stream-Source: A 2 "),
+        "{headers}"
+    );
+    assert!(
+        headers.contains(r#"{"A":{"a.x":"6"},"B":{"b.x":"7"}}"#),
+        "{headers}"
+    );
+    assert_eq!(
+        js.incr("agg.x", "Nats-Incr: 100", ""),
+        r#"{"stream":"AGG","seq":4,"val":"113"}"#
+    );
+    let (headers, _) = js.last_of("AGG", "agg.x");
+    assert_eq!(
+        headers,
+        "NATS/1.0\r\nNats-Incr: 100\r\nNats-Counter-Sources: {\"A\":{\"a.x\":\"6\"},\"B\":{\"b.x\":\"7\"}}\r\n\r\n"
+    );
+    js.incr("b.x", "Nats-Incr: -2", "");
+    js.run_storage();
+    let (headers, body) = js.last_of("AGG", "agg.x");
+    assert_eq!(body, r#"{"val":"111"}"#);
+    assert!(
+        headers.starts_with("NATS/1.0\r\nNats-Incr: -2\r\n"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains(r#"{"A":{"a.x":"6"},"B":{"b.x":"5"}}"#),
+        "{headers}"
+    );
+    // A stream without counters stores them as they came.
+    js.create(r#"{"name":"PS","subjects":["ps.>"],"sources":[{"name":"A"}]}"#);
+    js.run_storage();
+    let (headers, body) = js.last_of("PS", "a.x");
+    assert_eq!(body, r#"{"val":"6"}"#);
+    assert!(
+        headers.starts_with("NATS/1.0\r\nNats-Incr: 1\r\nNats-Stream-Source: A 2 > > a.x"),
+        "{headers}"
+    );
+}
