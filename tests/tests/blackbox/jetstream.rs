@@ -1054,6 +1054,7 @@ async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
         let ack = raw_request(&client, subject, &[("Nats-Incr", n)], "").await;
         seen.push(format!("{subject} {n}: {ack}"));
     }
+    seen.extend(sourced_counters(&client).await);
     for subject in [
         "$JS.API.DIRECT.GET.C.c.a",
         "$JS.API.DIRECT.GET.C.c.b",
@@ -1069,6 +1070,57 @@ async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
             get("Nats-Sequence")
         ));
     }
+    seen
+}
+
+/// A counter stream summing two others it sources: the last total and
+/// the origins' totals it keeps, after each step.
+async fn sourced_counters(client: &async_nats::Client) -> Vec<String> {
+    let js = jetstream::new(client.clone());
+    let mut seen = Vec::new();
+    for name in ["A", "B"] {
+        let lower = name.to_lowercase();
+        let config =
+            format!(r#"{{"name":"{name}","subjects":["{lower}.>"],"allow_msg_counter":true}}"#);
+        raw_request(
+            client,
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &[],
+            &config,
+        )
+        .await;
+    }
+    raw_request(client, "a.x", &[("Nats-Incr", "5")], "").await;
+    raw_request(client, "b.x", &[("Nats-Incr", "7")], "").await;
+    let agg = raw_request(
+        client,
+        "$JS.API.STREAM.CREATE.AGG",
+        &[],
+        r#"{"name":"AGG","subjects":["agg.>"],"allow_msg_counter":true,"allow_direct":true,"sources":[{"name":"A","subject_transforms":[{"src":"a.>","dest":"agg.>"}]},{"name":"B","subject_transforms":[{"src":"b.>","dest":"agg.>"}]}]}"#,
+    )
+    .await;
+    seen.push(format!("agg: {}", api_outcome(&agg)));
+    let last = |client: async_nats::Client| async move {
+        let m = client
+            .request("$JS.API.DIRECT.GET.AGG.agg.x", "".into())
+            .await
+            .unwrap();
+        let h = m.headers.unwrap_or_default();
+        let sources = h
+            .get("Nats-Counter-Sources")
+            .map(|v| v.as_str().to_string());
+        format!("{} {sources:?}", String::from_utf8_lossy(&m.payload))
+    };
+    wait_for_messages(&js, "AGG", 2).await;
+    seen.push(format!("both sourced: {}", last(client.clone()).await));
+    raw_request(client, "a.x", &[("Nats-Incr", "1")], "").await;
+    wait_for_messages(&js, "AGG", 3).await;
+    seen.push(format!("a.x +1: {}", last(client.clone()).await));
+    let local = raw_request(client, "agg.x", &[("Nats-Incr", "100")], "").await;
+    seen.push(format!("local +100: {local}"));
+    raw_request(client, "b.x", &[("Nats-Incr", "-2")], "").await;
+    wait_for_messages(&js, "AGG", 5).await;
+    seen.push(format!("b.x -2: {}", last(client.clone()).await));
     seen
 }
 
