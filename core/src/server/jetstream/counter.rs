@@ -265,9 +265,13 @@ pub(crate) fn stored_tally(headers: &[u8], body: &[u8]) -> Option<Tally> {
     Some(Tally { total, sources })
 }
 
-/// A counter message about to be stored: its headers and body.
+/// A counter message about to be stored: its headers and body, its
+/// total, and the tally the next increment will read from it (what the
+/// store will give back: a `Nats-Counter-Sources` the publisher sent
+/// counts too, and a malformed one breaks the subject, as in nats-server).
 pub(crate) struct Counted {
-    pub tally: Tally,
+    pub total: Count,
+    pub tally: Option<Tally>,
     pub headers: Vec<u8>,
     pub body: Vec<u8>,
 }
@@ -313,7 +317,8 @@ fn counted(tally: Tally, mut headers: Vec<u8>) -> Counted {
     }
     let body = total_body(&tally.total);
     Counted {
-        tally,
+        tally: stored_tally(&headers, &body),
+        total: tally.total,
         headers,
         body,
     }
@@ -601,7 +606,7 @@ mod tests {
         for (sourced, incr, total) in [("5", "5", "105"), ("6", "1", "106"), ("-4", "-10", "96")] {
             let body = format!("{{\"val\":\"{sourced}\"}}");
             let c = count_sourced(&tally, ("A", "a.x"), h, body.as_bytes()).unwrap();
-            assert_eq!(c.tally.total, count(total));
+            assert_eq!(c.total, count(total));
             let headers = String::from_utf8(c.headers).unwrap();
             assert!(
                 headers.starts_with(&format!("NATS/1.0\r\nNats-Incr: {incr}\r\n")),
@@ -610,7 +615,7 @@ mod tests {
             let sources =
                 format!("Nats-Counter-Sources: {{\"A\":{{\"a.x\":\"{sourced}\"}}}}\r\n\r\n");
             assert!(headers.ends_with(&sources), "{headers}");
-            tally = c.tally;
+            tally = c.tally.unwrap();
         }
         assert!(count_sourced(&tally, ("A", "a.x"), h, b"not json").is_none());
         // Broken sources in a stored message break the subject.

@@ -246,7 +246,7 @@ impl Server {
                 let note = match counted {
                     Some(counted) => {
                         (msg.headers, msg.payload) = (counted.headers, counted.body);
-                        let note = AckNote::Total(counted.tally.total.to_string());
+                        let note = AckNote::Total(counted.total.to_string());
                         remember_tally(s, &msg.subject, counted.tally);
                         note
                     }
@@ -665,12 +665,12 @@ const LAST_BY_SUBJECT_MAX: usize = 100_000;
 /// Keeps a subject's new tally for the increments after it, unless a
 /// stream-wide limit may remove the subject's last message with the
 /// append (the tally must then be read back from the store).
-fn remember_tally(s: &mut super::Stream, subject: &str, tally: Tally) {
+fn remember_tally(s: &mut super::Stream, subject: &str, tally: Option<Tally>) {
     if s.config.max_msgs > 0 || s.config.max_bytes > 0 {
         s.counters.remove(subject);
         return;
     }
-    s.counters.insert(subject.to_owned(), Some(tally));
+    s.counters.insert(subject.to_owned(), tally);
 }
 
 /// The tally a subject's last message (if any) holds: nothing counted

@@ -433,3 +433,36 @@ fn a_counter_stream_sums_the_counters_it_sources() {
         "{headers}"
     );
 }
+
+/// A `Nats-Counter-Sources` a client sends is stored and read back like
+/// one the stream wrote, so a malformed one breaks the subject (10172),
+/// as nats-server 2.15.1 answered.
+#[test]
+fn a_subject_whose_last_message_holds_no_tally_is_broken() {
+    let mut js = Js::new();
+    js.create(COUNTERS);
+    js.incr(
+        "c.z",
+        "Nats-Incr: 1\r\nNats-Counter-Sources: {\"X\":{\"x\":\"9\"}}",
+        "",
+    );
+    assert_eq!(
+        js.incr("c.z", "Nats-Incr: 1", ""),
+        r#"{"stream":"C","seq":2,"val":"2"}"#
+    );
+    let (headers, _) = js.last_of("C", "c.z");
+    assert_eq!(
+        headers,
+        "NATS/1.0\r\nNats-Incr: 1\r\nNats-Counter-Sources: {\"X\":{\"x\":\"9\"}}\r\n\r\n"
+    );
+    js.incr("c.w", "Nats-Incr: 1\r\nNats-Counter-Sources: nope", "");
+    let ack = js.incr("c.w", "Nats-Incr: 1", "");
+    assert_eq!(
+        ack,
+        r#"{"error":{"code":400,"err_code":10172,"description":"message counter is broken"},"stream":"C","seq":0}"#
+    );
+    // Read from the store too, after a restart.
+    let mut js = Js::on(js.disk.clone());
+    let ack = js.incr("c.w", "Nats-Incr: 1", "");
+    assert_eq!(error_of(&ack).0, 10172, "{ack}");
+}
