@@ -243,6 +243,7 @@ impl Server {
                     headers,
                     payload: m.body().to_vec(),
                 };
+                let counter_rewrote = counted.is_some();
                 let note = match counted {
                     Some(counted) => {
                         (msg.headers, msg.payload) = (counted.headers, counted.body);
@@ -254,9 +255,8 @@ impl Server {
                 };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 // A republished copy shows the headers as stored.
-                let rewritten = (msg.headers[..] != m.payload[..m.header_len]
-                    || msg.payload[..] != *m.body())
-                .then(|| InternalMsg {
+                let ttl_rewrote = ttl.is_some() && msg.headers[..] != m.payload[..m.header_len];
+                let rewritten = (counter_rewrote || ttl_rewrote).then(|| InternalMsg {
                     payload: [&msg.headers[..], &msg.payload[..]].concat().into(),
                     header_len: msg.headers.len(),
                     subject: m.subject.clone(),

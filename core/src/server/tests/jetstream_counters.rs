@@ -466,3 +466,25 @@ fn a_subject_whose_last_message_holds_no_tally_is_broken() {
     let ack = js.incr("c.w", "Nats-Incr: 1", "");
     assert_eq!(error_of(&ack).0, 10172, "{ack}");
 }
+
+/// A republished increment shows the message as stored: the publisher's
+/// headers and the total, as nats-server 2.15.1 sent it.
+#[test]
+fn a_republished_increment_carries_its_total() {
+    let mut js = Js::new();
+    js.send("SUB rp.> 2\r\n");
+    js.create(r#"{"name":"R","subjects":["r.>"],"allow_msg_counter":true,"republish":{"src":">","dest":"rp.>"}}"#);
+    js.incr("r.a", "Nats-Incr: 3", "");
+    let reply = js.publish("r.a", "Nats-Incr: 2", "");
+    js.run_storage();
+    let out = js.out();
+    assert_eq!(
+        Js::pub_ack_text(&out, &reply),
+        r#"{"stream":"R","seq":2,"val":"5"}"#
+    );
+    let copies = hmsgs(&out.replace("HMSG rp.r.a 2 ", "HMSG rp 1 "), "rp");
+    let (h, body) = copies.last().unwrap_or_else(|| panic!("{out}"));
+    assert!(h.starts_with("NATS/1.0\r\nNats-Incr: 2\r\nNats-Stream: R\r\nNats-Subject: r.a\r\nNats-Sequence: 2\r\n"), "{h}");
+    assert!(h.ends_with("Nats-Last-Sequence: 1\r\n\r\n"), "{h}");
+    assert_eq!(body, r#"{"val":"5"}"#);
+}
