@@ -627,4 +627,37 @@ mod tests {
             .is_none()
         );
     }
+
+    /// Any header value is either refused or read back exactly: parsing
+    /// and printing agree (after dropping `+` and leading zeros), and
+    /// adding then subtracting it changes nothing.
+    #[test]
+    fn arbitrary_values_never_panic_and_round_trip() {
+        let alphabet = b"0123456789+- _.xe\x00\xff";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let base = count("-123456789012345678901234567890");
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let Some(n) = Count::parse(&text) else {
+                continue;
+            };
+            let shown = n.to_string();
+            assert_eq!(Count::parse(shown.as_bytes()), Some(n.clone()), "{shown}");
+            let digits: String = String::from_utf8_lossy(&text)
+                .trim_start_matches(['+', '-'])
+                .trim_start_matches('0')
+                .to_string();
+            assert!(shown.ends_with(digits.as_str()), "{text:?} {shown}");
+            assert_eq!(base.plus(&n).plus(&n.negated()), base);
+        }
+    }
 }
