@@ -885,3 +885,265 @@ async fn key_value_buckets_source_and_mirror_other_buckets() {
     }
     assert_eq!(expected[0], "B 3");
 }
+
+/// A core request's answer as text (the raw JSON), or how it failed.
+async fn raw_request(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    let mut map = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        map.append(*k, *v);
+    }
+    let answer = if headers.is_empty() {
+        client
+            .request(subject.to_string(), body.to_string().into())
+            .await
+    } else {
+        client
+            .request_with_headers(subject.to_string(), map, body.to_string().into())
+            .await
+    };
+    match answer {
+        Ok(m) => String::from_utf8_lossy(&m.payload).into_owned(),
+        Err(e) => format!("request failed: {e}"),
+    }
+}
+
+/// The error code and description of an API answer, or "ok".
+fn api_outcome(answer: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(answer).unwrap_or_default();
+    match v.get("error") {
+        Some(e) => format!("{} {}", e["err_code"], e["description"]),
+        None => "ok".into(),
+    }
+}
+
+/// A publish: subject, headers, body.
+type Publish<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+/// Distributed counters, as one server answered them.
+async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let create = |name: &str, extra: &str| {
+        let subjects = name.to_lowercase();
+        (
+            format!("$JS.API.STREAM.CREATE.{name}"),
+            format!(
+                r#"{{"name":"{name}","subjects":["{subjects}.>"],"allow_msg_counter":true,"allow_direct":true{extra}}}"#
+            ),
+        )
+    };
+    for (name, extra) in [
+        ("C", ""),
+        ("E1", r#","discard":"new""#),
+        ("E2", r#","allow_msg_ttl":true"#),
+        ("E3", r#","retention":"workqueue""#),
+        ("K", r#","max_msgs_per_subject":1"#),
+        ("M", r#","max_msgs":2"#),
+    ] {
+        let (subject, body) = create(name, extra);
+        let answer = raw_request(&client, &subject, &[], &body).await;
+        seen.push(format!("create {name}: {}", api_outcome(&answer)));
+    }
+    let mirror = raw_request(
+        &client,
+        "$JS.API.STREAM.CREATE.MI",
+        &[],
+        r#"{"name":"MI","allow_msg_counter":true,"mirror":{"name":"C"}}"#,
+    )
+    .await;
+    seen.push(format!("mirror: {}", api_outcome(&mirror)));
+    let off = raw_request(
+        &client,
+        "$JS.API.STREAM.UPDATE.C",
+        &[],
+        r#"{"name":"C","subjects":["c.>"],"allow_direct":true}"#,
+    )
+    .await;
+    seen.push(format!("turn off: {}", api_outcome(&off)));
+    let plain = raw_request(
+        &client,
+        "$JS.API.STREAM.CREATE.P",
+        &[],
+        r#"{"name":"P","subjects":["p.>"]}"#,
+    )
+    .await;
+    seen.push(format!("plain: {}", api_outcome(&plain)));
+    let big = "123456789012345678901234567890123456789012345678901234567890";
+    let publishes: [Publish; 17] = [
+        ("c.a", &[("Nats-Incr", "+1")], ""),
+        ("c.a", &[("Nats-Incr", "-5")], ""),
+        ("c.a", &[("Nats-Incr", "0")], ""),
+        ("c.a", &[("Nats-Incr", "007")], ""),
+        ("c.b", &[("Nats-Incr", big)], ""),
+        ("c.b", &[("Nats-Incr", big)], ""),
+        (
+            "c.b",
+            &[(
+                "Nats-Incr",
+                "-999999999999999999999999999999999999999999999999999999999999999999999999",
+            )],
+            "",
+        ),
+        ("c.a", &[("Nats-Incr", "abc")], ""),
+        ("c.a", &[("Nats-Incr", "1.5")], ""),
+        ("c.a", &[("Nats-Incr", "1")], "x"),
+        ("c.a", &[("Foo", "bar")], ""),
+        ("c.a", &[], "no header"),
+        (
+            "c.a",
+            &[("Nats-Incr", "1"), ("Nats-Expected-Last-Sequence", "3")],
+            "",
+        ),
+        ("c.a", &[("Nats-Msg-Id", "m1"), ("Nats-Incr", "10")], ""),
+        ("c.a", &[("Nats-Msg-Id", "m1"), ("Nats-Incr", "10")], ""),
+        ("p.a", &[("Nats-Incr", "1")], ""),
+        ("p.a", &[("Nats-Incr", "abc")], ""),
+    ];
+    for (subject, headers, body) in publishes {
+        let ack = raw_request(&client, subject, headers, body).await;
+        seen.push(format!("{subject} {headers:?} {body:?}: {ack}"));
+    }
+    // Pipelined: every increment is counted once, whatever is in flight.
+    let inbox = client.new_inbox();
+    let mut acks = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    for i in 0..50 {
+        let mut h = async_nats::HeaderMap::new();
+        h.append("Nats-Incr", "2");
+        client
+            .publish_with_reply_and_headers("c.p", format!("{inbox}.{i}"), h, "".into())
+            .await
+            .unwrap();
+    }
+    let mut vals = Vec::new();
+    for _ in 0..50 {
+        let m = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut acks))
+            .await
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        vals.push(
+            v["val"]
+                .as_str()
+                .unwrap_or("none")
+                .parse::<i64>()
+                .unwrap_or(-1),
+        );
+    }
+    vals.sort_unstable();
+    seen.push(format!(
+        "pipelined {:?}",
+        vals == (1..=50).map(|i| 2 * i).collect::<Vec<_>>()
+    ));
+    for (subject, n) in [
+        ("k.a", "2"),
+        ("k.a", "3"),
+        ("m.a", "1"),
+        ("m.b", "1"),
+        ("m.c", "1"),
+        ("m.a", "1"),
+    ] {
+        let ack = raw_request(&client, subject, &[("Nats-Incr", n)], "").await;
+        seen.push(format!("{subject} {n}: {ack}"));
+    }
+    seen.extend(sourced_counters(&client).await);
+    for subject in [
+        "$JS.API.DIRECT.GET.C.c.a",
+        "$JS.API.DIRECT.GET.C.c.b",
+        "$JS.API.DIRECT.GET.C.c.p",
+    ] {
+        let m = client.request(subject, "".into()).await.unwrap();
+        let h = m.headers.unwrap_or_default();
+        let get = |k: &str| h.get(k).map(|v| v.as_str().to_string()).unwrap_or_default();
+        seen.push(format!(
+            "{subject}: {} incr={} seq={}",
+            String::from_utf8_lossy(&m.payload),
+            get("Nats-Incr"),
+            get("Nats-Sequence")
+        ));
+    }
+    seen
+}
+
+/// A counter stream summing two others it sources: the last total and
+/// the origins' totals it keeps, after each step.
+async fn sourced_counters(client: &async_nats::Client) -> Vec<String> {
+    let js = jetstream::new(client.clone());
+    let mut seen = Vec::new();
+    for name in ["A", "B"] {
+        let lower = name.to_lowercase();
+        let config =
+            format!(r#"{{"name":"{name}","subjects":["{lower}.>"],"allow_msg_counter":true}}"#);
+        raw_request(
+            client,
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            &[],
+            &config,
+        )
+        .await;
+    }
+    raw_request(client, "a.x", &[("Nats-Incr", "5")], "").await;
+    raw_request(client, "b.x", &[("Nats-Incr", "7")], "").await;
+    let agg = raw_request(
+        client,
+        "$JS.API.STREAM.CREATE.AGG",
+        &[],
+        r#"{"name":"AGG","subjects":["agg.>"],"allow_msg_counter":true,"allow_direct":true,"sources":[{"name":"A","subject_transforms":[{"src":"a.>","dest":"agg.>"}]},{"name":"B","subject_transforms":[{"src":"b.>","dest":"agg.>"}]}]}"#,
+    )
+    .await;
+    seen.push(format!("agg: {}", api_outcome(&agg)));
+    let last = |client: async_nats::Client| async move {
+        let m = client
+            .request("$JS.API.DIRECT.GET.AGG.agg.x", "".into())
+            .await
+            .unwrap();
+        let h = m.headers.unwrap_or_default();
+        let sources = h
+            .get("Nats-Counter-Sources")
+            .map(|v| v.as_str().to_string());
+        format!("{} {sources:?}", String::from_utf8_lossy(&m.payload))
+    };
+    wait_for_messages(&js, "AGG", 2).await;
+    seen.push(format!("both sourced: {}", last(client.clone()).await));
+    raw_request(client, "a.x", &[("Nats-Incr", "1")], "").await;
+    wait_for_messages(&js, "AGG", 3).await;
+    seen.push(format!("a.x +1: {}", last(client.clone()).await));
+    let local = raw_request(client, "agg.x", &[("Nats-Incr", "100")], "").await;
+    seen.push(format!("local +100: {local}"));
+    raw_request(client, "b.x", &[("Nats-Incr", "-2")], "").await;
+    wait_for_messages(&js, "AGG", 5).await;
+    seen.push(format!("b.x -2: {}", last(client.clone()).await));
+    seen
+}
+
+#[tokio::test]
+async fn counters_count_as_on_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // counters came with 2.12
+        }
+        let dir = test_dir("js", &format!("counters-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        results.push((name, counter_scenario(&server).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        for (a, b) in expected.iter().zip(got) {
+            assert_eq!(b, a, "{name} against {first}");
+        }
+        assert_eq!(got.len(), expected.len());
+    }
+    assert!(
+        expected.iter().any(|l| l.starts_with("pipelined true")),
+        "{expected:?}"
+    );
+}

@@ -1032,7 +1032,14 @@ impl Server {
         let acks = self.jetstream.streams[id as usize].acks.release(u64::MAX);
         let e = ApiError::stream_not_found();
         for ack in acks {
-            self.send_pub_ack(ack.account, &ack.reply, name, 0, Some(&e), false);
+            self.send_pub_ack(
+                ack.account,
+                &ack.reply,
+                name,
+                0,
+                Some(&e),
+                super::publish::AckNote::Plain,
+            );
         }
         self.forget_stream(id);
         self.stream_advisory(account, name, "delete");
@@ -1084,6 +1091,8 @@ impl Server {
         let Some(id) = self.stream_id(account, name) else {
             return fail(self, &ApiError::stream_not_found());
         };
+        // Counter totals are read again once the purge is asked for.
+        self.jetstream.streams[id as usize].counters.clear();
         let s = &self.jetstream.streams[id as usize];
         if s.config.sealed {
             return fail(self, &ApiError::sealed());
@@ -1223,6 +1232,8 @@ impl Server {
         let Some(id) = self.stream_id(account, name) else {
             return self.fail(account, reply, kind, &ApiError::stream_not_found());
         };
+        // The subject's total may have been the deleted message's.
+        self.jetstream.streams[id as usize].counters.clear();
         let s = &self.jetstream.streams[id as usize];
         if s.config.sealed {
             return self.fail(account, reply, kind, &ApiError::sealed());

@@ -141,12 +141,13 @@ pub(crate) struct StreamConfig {
     /// message lives, in nanoseconds (0: no markers).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub subject_delete_marker_ttl: i64,
+    /// Distributed counters: publishes carry `Nats-Incr` (counter.rs).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_counter: bool,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
     /// rather than half served.
-    #[serde(default, skip_serializing)]
-    pub allow_msg_counter: bool,
     #[serde(default, skip_serializing)]
     pub allow_atomic: bool,
     #[serde(default, skip_serializing)]
@@ -292,9 +293,12 @@ impl StreamConfig {
                 "stream description is too long, maximum allowed is {DESCRIPTION_MAX}"
             )));
         }
+        // nats-server checks counters before it turns TTLs on for markers.
+        if let Some(why) = super::counter::config_refused(&self) {
+            return Err(invalid(why));
+        }
         self.check_delete_markers(pedantic)?;
-        if self.allow_msg_counter
-            || self.allow_atomic
+        if self.allow_atomic
             || self.allow_msg_schedules
             || self.allow_batched
             || !matches!(self.persist_mode.as_str(), "" | "default")
@@ -302,7 +306,7 @@ impl StreamConfig {
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (counters, atomic and fast batches, schedules, async persistence, compression, discard new per subject)",
+                "natrix does not support this stream option yet (atomic and fast batches, schedules, async persistence, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -487,6 +491,9 @@ impl StreamConfig {
         if self.allow_msg_ttl && !new.allow_msg_ttl {
             return Some("message TTL status can not be disabled");
         }
+        if self.allow_msg_counter != new.allow_msg_counter {
+            return Some("stream configuration update can not change message counter setting");
+        }
         None
     }
 
@@ -525,6 +532,22 @@ mod tests {
         assert_eq!(
             json,
             r#"{"name":"MINI","subjects":["MINI"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"compression":"none","allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":false,"consumer_limits":{},"allow_msg_ttl":false}"#
+        );
+    }
+
+    /// nats-server 2.15.1's text for a counter stream with markers (the
+    /// counter check comes before markers turn TTLs on), less metadata.
+    #[test]
+    fn counters_show_after_ttls_as_in_nats_server() {
+        let c = parse(
+            r#"{"name":"E2b","subjects":["e2b"],"allow_msg_counter":true,"subject_delete_marker_ttl":5000000000}"#,
+        )
+        .checked()
+        .unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"E2b","subjects":["e2b"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":0,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"compression":"none","allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":true,"consumer_limits":{},"allow_msg_ttl":true,"subject_delete_marker_ttl":5000000000,"allow_msg_counter":true}"#
         );
     }
 

@@ -25,6 +25,7 @@
 mod api;
 pub(crate) mod config;
 pub(crate) mod consumer;
+mod counter;
 mod direct;
 mod error;
 mod level;
@@ -84,6 +85,9 @@ pub(crate) struct Stream {
     /// Republish: each subject's last sequence, as far as known (looked up
     /// in the store the first time; forgotten when messages are removed).
     pub last_by_subject: crate::FastMap<String, u64>,
+    /// Counter streams: each subject's tally (counter.rs). Forgotten
+    /// with `last_by_subject`.
+    pub counters: counter::Counters,
     /// Republished messages waiting, like acknowledgements, for the sync
     /// that covers them: by sequence, the subject and the message.
     pub republish_queue: natrix_storage::commit::AckOutbox<publish::Copy>,
@@ -122,6 +126,13 @@ enum Pending {
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
     SubjectChecked { stream: StreamId, subject: String },
+    /// A counter subject's last message, for a sourced increment: read
+    /// when the tallies were at `epoch`.
+    TallyRead {
+        stream: StreamId,
+        subject: String,
+        epoch: u64,
+    },
     /// The stream was reopened after a failed write.
     Reopened { stream: StreamId },
     MsgGet {
@@ -557,6 +568,7 @@ impl Server {
             ) || matches!(c.result, Ok(Done::Appended(a)) if a.removed > 0);
             if removed {
                 s.last_by_subject.clear();
+                s.counters.clear();
             }
             let durable_before = s.durable_seq;
             let first_before = s.state.first_seq;
@@ -583,6 +595,7 @@ impl Server {
             | Pending::Synced { stream }
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
+            | Pending::TallyRead { stream, .. }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
             | Pending::RecentIds { stream } => Some(*stream),
@@ -661,6 +674,11 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
+            Pending::TallyRead {
+                stream,
+                subject,
+                epoch,
+            } => self.tally_read(stream, subject, epoch, c), // source.rs
             Pending::MsgGet {
                 account,
                 reply,
@@ -996,6 +1014,7 @@ impl Server {
             transform: None,
             republish: None,
             last_by_subject: crate::FastMap::default(),
+            counters: counter::Counters::default(),
             republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),
             last_msg_id: None,
@@ -1023,6 +1042,7 @@ impl Server {
             .as_ref()
             .and_then(|r| crate::mapping::Transform::new(&r.src, &r.dest).ok());
         s.last_by_subject.clear();
+        s.counters.clear();
     }
 
     /// Drops a stream from the core (its files are the caller's business).

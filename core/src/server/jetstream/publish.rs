@@ -10,6 +10,7 @@ use natrix_storage::ops::{Completion, Done, StorageOp};
 use serde::Serialize;
 
 use super::config::Discard;
+use super::counter::{self, Counted, Incr, Tally};
 use super::error::ApiError;
 use super::{Pending, StreamId, go_json, origin_headers};
 use crate::proto::headers::Headers;
@@ -22,7 +23,26 @@ pub(crate) struct PendingAck {
     pub seq: u64,
     pub account: AccountId,
     pub reply: Box<[u8]>,
-    pub duplicate: bool,
+    pub note: AckNote,
+}
+
+/// What a positive acknowledgement says besides the stream and sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AckNote {
+    Plain,
+    /// The message was a duplicate of the one at the sequence.
+    Duplicate,
+    /// A counter stream's new total on the subject.
+    Total(String),
+}
+
+/// What the checks decided about a publish.
+enum Verdict {
+    /// A duplicate of the message at this sequence.
+    Duplicate(u64),
+    /// To be stored; on a counter stream, as the message its increment
+    /// makes.
+    Store(Option<Counted>),
 }
 
 /// A republished copy: its subject, headers and payload.
@@ -71,6 +91,8 @@ struct PubAck<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     domain: &'a str,
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val: Option<&'a str>,
 }
 
 /// Headers nats-server reads on a publish to a stream.
@@ -85,7 +107,7 @@ const ROLLUP: &[u8] = b"Nats-Rollup";
 /// rather than stored without the check or effect it asks for.
 /// (`Nats-Required-Api-Level` is stored as it came: nats-server checks it
 /// only on batch publishes.)
-const NOT_YET: [&[u8]; 3] = [b"Nats-Incr", b"Nats-Batch-Id", b"Nats-Schedule"];
+const NOT_YET: [&[u8]; 2] = [b"Nats-Batch-Id", b"Nats-Schedule"];
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
@@ -145,7 +167,7 @@ impl Server {
     /// check.
     pub(crate) fn subject_checked(&mut self, id: StreamId, subject: String, c: &Completion) {
         let last = match &c.result {
-            Ok(Done::Read(m)) => Ok(m.as_ref().map_or(0, |m| m.seq)),
+            Ok(Done::Read(m)) => Ok(m.as_ref()),
             Ok(other) => Err(format!("unexpected storage result {other:?}")),
             Err(e) => Err(e.to_string()),
         };
@@ -157,16 +179,20 @@ impl Server {
         };
         match last {
             Ok(last) => {
+                let seq = last.map_or(0, |m| m.seq);
                 if crate::subject::is_literal(subject.as_bytes()) {
-                    remember_last(s, subject, last);
+                    if s.config.allow_msg_counter {
+                        s.counters.insert(subject.clone(), tally_of(last));
+                    }
+                    remember_last(s, subject, seq);
                 }
-                _ = self.store_publish(id, &first, Some(last));
+                _ = self.store_publish(id, &first, Some(seq));
             }
             Err(e) => {
                 let name = s.config.name.clone();
                 if let Some(reply) = first.reply.as_deref() {
                     let e = ApiError::store_failed(&e);
-                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), false);
+                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), AckNote::Plain);
                 }
             }
         }
@@ -199,12 +225,12 @@ impl Server {
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
         let account = m.account;
         match self.check_publish(id, m, last_subject_seq) {
-            Ok(Some(dup_seq)) => {
+            Ok(Verdict::Duplicate(dup_seq)) => {
                 if let Some(reply) = reply {
-                    self.queue_ack(id, dup_seq, account, reply, true);
+                    self.queue_ack(id, dup_seq, account, reply, AckNote::Duplicate);
                 }
             }
-            Ok(None) => {
+            Ok(Verdict::Store(counted)) => {
                 let now = self.now.unix_nanos;
                 let s = &mut self.jetstream.streams[id as usize];
                 s.last_seq += 1;
@@ -217,17 +243,27 @@ impl Server {
                     headers,
                     payload: m.body().to_vec(),
                 };
+                let counter_rewrote = counted.is_some();
+                let note = match counted {
+                    Some(counted) => {
+                        (msg.headers, msg.payload) = (counted.headers, counted.body);
+                        let note = AckNote::Total(counted.total.to_string());
+                        remember_tally(s, &msg.subject, counted.tally);
+                        note
+                    }
+                    None => AckNote::Plain,
+                };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 // A republished copy shows the headers as stored.
-                let rewritten = (ttl.is_some() && msg.headers[..] != m.payload[..m.header_len])
-                    .then(|| InternalMsg {
-                        payload: [&msg.headers[..], m.body()].concat().into(),
-                        header_len: msg.headers.len(),
-                        subject: m.subject.clone(),
-                        reply: None,
-                        account,
-                        from: None,
-                    });
+                let ttl_rewrote = ttl.is_some() && msg.headers[..] != m.payload[..m.header_len];
+                let rewritten = (counter_rewrote || ttl_rewrote).then(|| InternalMsg {
+                    payload: [&msg.headers[..], &msg.payload[..]].concat().into(),
+                    header_len: msg.headers.len(),
+                    subject: m.subject.clone(),
+                    reply: None,
+                    account,
+                    from: None,
+                });
                 s.inflight_msgs += 1;
                 s.inflight_bytes += msg.size_bytes();
                 let rollup = rollup(m);
@@ -265,13 +301,13 @@ impl Server {
                 }
                 self.queue_republish(id, (seq, prev), now, rewritten.as_ref().unwrap_or(m));
                 if let Some(reply) = reply {
-                    self.queue_ack(id, seq, account, reply, false);
+                    self.queue_ack(id, seq, account, reply, note);
                 }
             }
             Err(e) => {
                 if let Some(reply) = reply {
                     let name = self.jetstream.streams[id as usize].config.name.clone();
-                    self.send_pub_ack(account, &reply, &name, 0, Some(&e), false);
+                    self.send_pub_ack(account, &reply, &name, 0, Some(&e), AckNote::Plain);
                 }
                 return Some(e);
             }
@@ -279,14 +315,13 @@ impl Server {
         None
     }
 
-    /// What nats-server checks before it stores a message: `Ok(Some(seq))`
-    /// for a duplicate of `seq`, `Ok(None)` to store it.
+    /// What nats-server checks before it stores a message, in its order.
     fn check_publish(
         &mut self,
         id: StreamId,
         m: &InternalMsg,
         last_subject_seq: Option<u64>,
-    ) -> Result<Option<u64>, ApiError> {
+    ) -> Result<Verdict, ApiError> {
         let now = self.now.unix_nanos;
         let s = &mut self.jetstream.streams[id as usize];
         if s.failed {
@@ -295,7 +330,12 @@ impl Server {
         if s.config.sealed {
             return Err(ApiError::sealed());
         }
-        if s.config.max_msg_size > 0 && m.payload.len() as i64 > s.config.max_msg_size {
+        let own = &m.payload[..m.header_len];
+        let sourced = super::source::carries_source_header(own);
+        let incr = counter::check_incr(own, m.body(), &s.config, sourced)?;
+        // An increment's size is checked on the message it makes.
+        let counted = matches!(incr, Incr::Apply(_));
+        if !counted && s.config.max_msg_size > 0 && m.payload.len() as i64 > s.config.max_msg_size {
             return Err(ApiError::message_too_large());
         }
         if m.header_len > 0 {
@@ -305,7 +345,7 @@ impl Server {
                     let window = u64::try_from(s.config.duplicate_window).unwrap_or(0);
                     s.dedupe.expire(now, window);
                     if let Some(&seq) = s.dedupe.seqs.get(&msg_id) {
-                        return Ok(Some(seq));
+                        return Ok(Verdict::Duplicate(seq));
                     }
                 }
                 if let Some(name) = h.get(EXPECTED_STREAM).map(text)
@@ -390,7 +430,37 @@ impl Server {
                 return Err(ApiError::store_failed("maximum bytes exceeded"));
             }
         }
-        Ok(None)
+        if !s.config.allow_msg_counter {
+            return Ok(Verdict::Store(None));
+        }
+        let counted = match incr {
+            Incr::None => return Err(counter::incr_missing()),
+            Incr::Apply(incr) => counter::count_local(self.tally(id, m)?, &incr, own),
+            Incr::Verbatim => {
+                let origin = super::source::origin_of(own, &m.subject);
+                let origin = (origin.0.as_str(), origin.1.as_str());
+                counter::count_sourced(self.tally(id, m)?, origin, own, m.body())
+                    .ok_or_else(counter::counter_broken)?
+            }
+        };
+        let size = counted.headers.len() + counted.body.len();
+        let too_large = |max: i64| max > 0 && size as i64 > max;
+        let s = &self.jetstream.streams[id as usize];
+        if too_large(s.config.max_msg_size) || too_large(i64::from(self.opts.max_payload)) {
+            return Err(ApiError::message_too_large());
+        }
+        Ok(Verdict::Store(Some(counted)))
+    }
+
+    /// The tally of the message's subject, as the lookup before the
+    /// checks (or the source feed) read it.
+    fn tally(&self, id: StreamId, m: &InternalMsg) -> Result<&Tally, ApiError> {
+        let s = &self.jetstream.streams[id as usize];
+        match s.counters.get(&String::from_utf8_lossy(&m.subject)) {
+            Some(Some(tally)) => Ok(tally),
+            Some(None) => Err(counter::counter_broken()),
+            None => Err(ApiError::store_failed("counter total not loaded")),
+        }
     }
 
     fn queue_ack(
@@ -399,7 +469,7 @@ impl Server {
         seq: u64,
         account: AccountId,
         reply: Box<[u8]>,
-        duplicate: bool,
+        note: AckNote,
     ) {
         let s = &mut self.jetstream.streams[id as usize];
         s.acks.hold(
@@ -408,7 +478,7 @@ impl Server {
                 seq,
                 account,
                 reply,
-                duplicate,
+                note,
             },
         );
         self.release_acks(id);
@@ -468,7 +538,7 @@ impl Server {
         }
         let name = s.config.name.clone();
         for ack in ready {
-            self.send_pub_ack(ack.account, &ack.reply, &name, ack.seq, None, ack.duplicate);
+            self.send_pub_ack(ack.account, &ack.reply, &name, ack.seq, None, ack.note);
         }
     }
 
@@ -479,7 +549,7 @@ impl Server {
         stream: &str,
         seq: u64,
         error: Option<&ApiError>,
-        duplicate: bool,
+        note: AckNote,
     ) {
         let domain = self
             .opts
@@ -487,13 +557,18 @@ impl Server {
             .as_ref()
             .map(|j| j.domain.clone())
             .unwrap_or_default();
+        let val = match &note {
+            AckNote::Total(total) => Some(total.as_str()),
+            _ => None,
+        };
         let mut body = go_json(&PubAck {
             error,
             stream,
             domain: &domain,
             seq,
+            val,
         });
-        if duplicate {
+        if note == AckNote::Duplicate {
             // nats-server writes this one field with a space.
             body.pop();
             body.extend_from_slice(b",\"duplicate\": true}");
@@ -520,7 +595,7 @@ impl Server {
         self.log(LogLevel::Error, line);
         let e = ApiError::store_failed(error);
         for ack in acks {
-            self.send_pub_ack(ack.account, &ack.reply, &name, 0, Some(&e), false);
+            self.send_pub_ack(ack.account, &ack.reply, &name, 0, Some(&e), AckNote::Plain);
         }
         let op = self.next_op(Pending::Reopened { stream: id });
         self.storage(StorageOp::Open {
@@ -541,6 +616,8 @@ impl Server {
                 s.failed = false;
                 s.dedupe.forget_after(state.last_seq);
                 s.last_by_subject.clear();
+                // Totals given to publishes that failed were never stored.
+                s.counters.clear();
                 let line = format!("JetStream stream {:?} reopened", s.config.name);
                 self.log(LogLevel::Warn, line);
             }
@@ -585,6 +662,25 @@ enum Lookup {
 /// memory starts over (and the store is asked again).
 const LAST_BY_SUBJECT_MAX: usize = 100_000;
 
+/// Keeps a subject's new tally for the increments after it, unless a
+/// stream-wide limit may remove the subject's last message with the
+/// append (the tally must then be read back from the store).
+fn remember_tally(s: &mut super::Stream, subject: &str, tally: Option<Tally>) {
+    if s.config.max_msgs > 0 || s.config.max_bytes > 0 {
+        s.counters.remove(subject);
+        return;
+    }
+    s.counters.insert(subject.to_owned(), tally);
+}
+
+/// The tally a subject's last message (if any) holds: nothing counted
+/// without one.
+pub(super) fn tally_of(last: Option<&natrix_storage::Msg>) -> Option<Tally> {
+    last.map_or(Some(Tally::default()), |m| {
+        counter::stored_tally(&m.headers, &m.payload)
+    })
+}
+
 fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
     if s.last_by_subject.len() >= LAST_BY_SUBJECT_MAX && !s.last_by_subject.contains_key(&subject) {
         s.last_by_subject.clear();
@@ -594,8 +690,19 @@ fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
 
 /// Whether the message needs its subject's last sequence: for a
 /// subject-sequence check (`Nats-Expected-Last-Subject-Sequence`), or to
-/// republish it (`Nats-Last-Sequence`).
+/// republish it (`Nats-Last-Sequence`); or, an increment, the subject's
+/// counter total.
 fn lookup(s: &super::Stream, m: &InternalMsg) -> Lookup {
+    if s.config.allow_msg_counter
+        && m.header_len > 0
+        && counter::check_incr(&m.payload[..m.header_len], m.body(), &s.config, false)
+            .is_ok_and(|incr| matches!(incr, Incr::Apply(_)))
+    {
+        let subject = String::from_utf8_lossy(&m.subject).into_owned();
+        if !s.counters.contains(&subject) {
+            return Lookup::Ask(subject);
+        }
+    }
     let subject = match subject_check(m) {
         Some(subject) => subject,
         None => match &s.republish {

@@ -269,6 +269,13 @@ pub(crate) fn check_config(config: &mut StreamConfig) -> Result<(), ApiError> {
                 "stream mirrors can not also contain other sources".into(),
             ));
         }
+        if config.allow_msg_counter {
+            return Err(ApiError::new(
+                400,
+                10173,
+                "stream mirrors can not also calculate counters".into(),
+            ));
+        }
         m.check(true)?;
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -472,6 +479,20 @@ fn transformed(feed: &[Transform], own: Option<&Transform>, subject: &str) -> Ve
     }
 }
 
+/// The origin stream and subject of a sourced message: the first and
+/// fifth words of its `Nats-Stream-Source` (the subject it is stored
+/// under where the fifth is missing).
+pub(crate) fn origin_of(headers: &[u8], subject: &[u8]) -> (String, String) {
+    let value = super::ttl::go_header(headers, SOURCE_HEADER.as_bytes()).unwrap_or_default();
+    let value = String::from_utf8_lossy(value);
+    let words: Vec<&str> = value.split(' ').collect();
+    let origin_subject = match words.get(4) {
+        Some(s) => s.to_string(),
+        None => String::from_utf8_lossy(subject).into_owned(),
+    };
+    (words[0].to_string(), origin_subject)
+}
+
 /// The index name and origin sequence a `Nats-Stream-Source` value names,
 /// (`<stream> <seq> <filter> <dest> <subject> [<identity>]`).
 /// and the origin's identity, if written.
@@ -505,7 +526,14 @@ impl Server {
                 10227,
                 "message stream source header is not allowed".into(),
             );
-            self.send_pub_ack(m.account, reply, &name, 0, Some(&e), false);
+            self.send_pub_ack(
+                m.account,
+                reply,
+                &name,
+                0,
+                Some(&e),
+                super::publish::AckNote::Plain,
+            );
         }
     }
 
@@ -1004,6 +1032,11 @@ impl Server {
             payload: [&headers[..], &m.payload[..]].concat().into(),
             from: None,
         };
+        if let Some(subject) = self.tally_missing(id, &msg) {
+            // Taken again once the subject's tally is known.
+            self.read_tally(id, subject);
+            return false;
+        }
         let refused = self.store_publish(id, &msg, None);
         let feed = &mut self
             .jetstream
@@ -1032,6 +1065,50 @@ impl Server {
                 false
             }
         }
+    }
+
+    /// The subject of a sourced increment whose tally a counter stream
+    /// must read first, if it must.
+    fn tally_missing(&self, id: StreamId, m: &InternalMsg) -> Option<String> {
+        let dest = &self.jetstream.streams[id as usize];
+        let headers = &m.payload[..m.header_len];
+        let counts = dest.config.allow_msg_counter
+            && super::counter::check_incr(headers, m.body(), &dest.config, true)
+                .is_ok_and(|incr| incr == super::counter::Incr::Verbatim);
+        let subject = String::from_utf8_lossy(&m.subject).into_owned();
+        (counts && !dest.counters.contains(&subject)).then_some(subject)
+    }
+
+    /// Reads a counter subject's last message, after every append asked
+    /// for so far.
+    fn read_tally(&mut self, id: StreamId, subject: String) {
+        self.flush_stream(id);
+        let s = &self.jetstream.streams[id as usize];
+        let (key, epoch) = (s.key.clone(), s.counters.epoch());
+        let op = self.next_op(Pending::TallyRead {
+            stream: id,
+            subject: subject.clone(),
+            epoch,
+        });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream: key,
+            read: natrix_storage::ops::Read::LastBySubject(subject),
+        });
+    }
+
+    /// A sourced increment's tally was read: kept (unless newer is
+    /// known), and the feeds go on.
+    pub(super) fn tally_read(&mut self, id: StreamId, subject: String, epoch: u64, c: &Completion) {
+        let Ok(Done::Read(last)) = &c.result else {
+            return; // tried again when the stream changes
+        };
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+            return;
+        };
+        let tally = super::publish::tally_of(last.as_ref());
+        s.counters.insert_read(subject, tally, epoch);
+        self.pump(id);
     }
 
     /// Stream info's `mirror` and `sources`, if the stream has either.

@@ -609,6 +609,8 @@ impl Server {
         if let Some(last) = s.last_by_subject.get_mut(&msg.subject) {
             *last = seq;
         }
+        // A marker holds no total: an increment after it reads the store.
+        s.counters.remove(&msg.subject);
         let copy = InternalMsg {
             account: s.account,
             subject: msg.subject.as_bytes().into(),

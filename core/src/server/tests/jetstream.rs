@@ -1102,3 +1102,7 @@ fn configurations_carry_the_api_level_stamps() {
     let r = js.request("$JS.API.CONSUMER.CREATE.S.C", &again);
     assert!(r["error"].is_null(), "{r}");
 }
+
+/// Distributed counters.
+#[path = "jetstream_counters.rs"]
+mod counters;

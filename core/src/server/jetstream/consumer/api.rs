@@ -350,7 +350,6 @@ impl Server {
         // An ephemeral goes after 5 s without interest unless told
         // otherwise. Set after the comparison above, as nats-server does:
         // an identical create of a named ephemeral is "already exists".
-        let mut config = config;
         if config.durable_name.is_empty() && config.inactive_threshold == 0 {
             config.inactive_threshold = INACTIVE_DEFAULT_NS;
         }
