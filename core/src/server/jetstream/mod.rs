@@ -213,6 +213,9 @@ enum Pending {
         consumer: consumer::ConsumerId,
         key: (String, String),
         reply: Box<[u8]>,
+        /// For a `RESET` to this sequence: the start time's sequence is
+        /// the lowest it may go to.
+        reset: Option<u64>,
     },
     /// The count of a consumer's pending messages.
     ConsumerCount {
@@ -729,8 +732,17 @@ impl Server {
                 ..
             } => self.consumer_positioned(consumer, reply, up_to, c),
             Pending::ConsumerAtTime {
-                consumer, reply, ..
+                consumer,
+                reply,
+                reset: None,
+                ..
             } => self.consumer_at_time(consumer, reply, c),
+            Pending::ConsumerAtTime {
+                consumer,
+                reply,
+                reset: Some(seq),
+                ..
+            } => self.reset_past_start_time(consumer, &reply, seq, c),
             Pending::ConsumerCount { consumer, then, .. } => {
                 self.consumer_counted(consumer, then, c)
             }

@@ -413,3 +413,37 @@ fn a_pull_for_a_missing_consumer_hears_no_responders() {
         "NATS/1.0 503\r\nNats-Subject: $JS.API.CONSUMER.MSG.NEXT.S.NOPE\r\n\r\n"
     );
 }
+
+/// A by-start-time consumer resets to a sequence at or after its start
+/// time's, never below it (the store says where the time falls).
+#[test]
+fn a_by_start_time_consumer_resets_no_lower_than_its_start() {
+    let mut js = with_stream();
+    clients(&mut js);
+    publish_n(&mut js, 3);
+    js.h.now_ns += 5_000_000_000;
+    publish_n(&mut js, 2);
+    let fourth = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":4}"#);
+    let start = fourth["message"]["time"].as_str().unwrap().to_string();
+    durable(
+        &mut js,
+        "T",
+        &format!(
+            r#"{{"durable_name":"T","ack_policy":"explicit","deliver_policy":"by_start_time","opt_start_time":"{start}"}}"#
+        ),
+    );
+    let r = js.request("$JS.API.CONSUMER.RESET.S.T", r#"{"seq":2}"#);
+    assert_eq!(error_code(&r), 10204, "{r}");
+    assert_eq!(r["error"]["description"], "invalid reset: below start time");
+    assert_eq!(r["reset_seq"], 0, "{r}");
+    let r = js.request("$JS.API.CONSUMER.RESET.S.T", r#"{"seq":5}"#);
+    assert_eq!(r["reset_seq"], 5, "{r}");
+    // Sequence 5 is the second batch's `s.2`.
+    let got = ask(&mut js, "T", "a.1", r#"{"batch":1}"#);
+    assert_eq!(delivered(&got), [("s.2".to_string(), "7".to_string())]);
+    assert!(
+        got[0].reply.starts_with("$JS.ACK.S.T.1.5.1."),
+        "{}",
+        got[0].reply
+    );
+}

@@ -458,6 +458,7 @@ impl Server {
                     consumer: id,
                     key: key.clone(),
                     reply,
+                    reset: None,
                 });
                 self.storage(StorageOp::Read {
                     id: op,

@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use natrix_storage::ops::{Completion, Done, Read, StorageOp};
+
+use super::super::Pending;
 use super::super::error::ApiError;
 use super::api::{AfterCount, ConsumerInfo};
 use super::config::DeliverPolicy;
@@ -36,13 +39,56 @@ impl Server {
             Ok(r) => r,
             Err(e) => return self.reset_failed(account, reply, &e),
         };
-        let seq = match self.jetstream.consumers[id as usize].reset_target(req.seq) {
-            Ok(seq) => seq,
-            Err(why) => {
-                let e = ApiError::new(400, 10204, format!("invalid reset: {why}"));
-                return self.reset_failed(account, reply, &e);
-            }
+        let c = &self.jetstream.consumers[id as usize];
+        if c.config.deliver_policy == DeliverPolicy::ByStartTime && req.seq > 0 {
+            // Not below the start time's sequence, which the store knows.
+            let (key, unix_nanos) = (c.key.clone(), c.config.start_time().unwrap_or(0));
+            let op = self.next_op(Pending::ConsumerAtTime {
+                consumer: id,
+                key: key.clone(),
+                reply: reply.into(),
+                reset: Some(req.seq),
+            });
+            self.storage(StorageOp::Read {
+                id: op,
+                stream: key.0,
+                read: Read::AtTime { unix_nanos },
+            });
+            return;
+        }
+        match c.reset_target(req.seq) {
+            Ok(seq) => self.reset_to(id, reply, seq),
+            Err(why) => self.reset_refused(account, reply, why),
+        }
+    }
+
+    /// A reset of a by-start-time consumer to `seq`, once the store said
+    /// where its start time falls.
+    pub(crate) fn reset_past_start_time(
+        &mut self,
+        id: ConsumerId,
+        reply: &[u8],
+        seq: u64,
+        done: &Completion,
+    ) {
+        let c = &self.jetstream.consumers[id as usize];
+        let start = match &done.result {
+            Ok(Done::Read(Some(m))) => m.seq,
+            _ => self.jetstream.streams[c.stream as usize].last_seq + 1,
         };
+        if seq < start {
+            return self.reset_refused(c.account, reply, "below start time");
+        }
+        self.reset_to(id, reply, seq);
+    }
+
+    fn reset_refused(&mut self, account: AccountId, reply: &[u8], why: &str) {
+        let e = ApiError::new(400, 10204, format!("invalid reset: {why}"));
+        self.reset_failed(account, reply, &e);
+    }
+
+    /// Moves consumer `id`'s cursor to `seq` and answers `reply`.
+    fn reset_to(&mut self, id: ConsumerId, reply: &[u8], seq: u64) {
         let c = &mut self.jetstream.consumers[id as usize];
         c.pending.clear();
         c.deadlines = Default::default();
@@ -99,7 +145,8 @@ impl Server {
 impl super::Consumer {
     /// Where a reset to `seq` (0: the ack floor) puts the cursor, or why
     /// it may not (nats-server's rules: any sequence for deliver all, not
-    /// below the start for by-start-sequence, none for the others).
+    /// below the start for by-start-sequence (and by-start-time, checked
+    /// against the store), none for the others).
     fn reset_target(&self, seq: u64) -> Result<u64, &'static str> {
         let seq = if seq == 0 {
             self.ack_floor.stream_seq + 1
