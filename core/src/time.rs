@@ -147,7 +147,10 @@ pub fn parse_rfc3339_nanos(text: &str) -> Option<u64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
-    u64::try_from(secs * 1_000_000_000 + nanos).ok()
+    // (Year 1 to 9999 in seconds fits an i64; in nanoseconds only from
+    // 1678 on, and before 1970 is `None` anyway.)
+    let nanos = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
+    u64::try_from(nanos).ok()
 }
 
 /// A duration as Go's `time.Duration.String()` prints it: `0s`, `244µs`,
@@ -190,6 +193,17 @@ pub fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_before_1970_and_far_years_are_none_not_a_panic() {
+        assert_eq!(parse_rfc3339_nanos("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_nanos("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339_nanos("9999-12-31T23:59:59Z"), None);
+        assert_eq!(
+            parse_rfc3339_nanos("1970-01-01T00:00:01Z"),
+            Some(1_000_000_000)
+        );
+    }
 
     #[test]
     fn civil_time_and_go_formats() {

@@ -141,10 +141,10 @@ struct MsgGetRequest {
     /// and refuses.
     batch: i64,
     max_bytes: i64,
-    /// Known, not served yet: a request with only these is refused as
-    /// one without a sequence or subject.
-    #[allow(dead_code)]
+    /// The first message at or after this time (not with a subject yet).
     start_time: Option<String>,
+    /// Known, not served: a request with only these is refused as one
+    /// without a sequence or subject.
     #[allow(dead_code)]
     multi_last: Vec<String>,
     #[allow(dead_code)]
@@ -1162,11 +1162,20 @@ impl Server {
         let Some(id) = self.stream_id(account, name) else {
             return self.fail(account, reply, kind, &ApiError::stream_not_found());
         };
+        let start_time = req.start_time.as_deref().map(|t| {
+            // (Before 1970 is before every message.)
+            crate::time::parse_rfc3339_nanos(t).unwrap_or(0)
+        });
         let read = match (
             req.seq,
             req.last_by_subj.as_str(),
             req.next_by_subj.as_str(),
         ) {
+            // The first message at or after a time.
+            (0, "", "") if let Some(unix_nanos) = start_time => Read::AtTime { unix_nanos },
+            _ if start_time.is_some() => {
+                return self.fail(account, reply, kind, &ApiError::bad_request());
+            }
             (seq, "", "") if seq > 0 => Read::Seq(seq),
             (0, last, "") if !last.is_empty() => self.last_read(last.to_string()),
             (seq, "", next) if !next.is_empty() => Read::Next {

@@ -39,9 +39,42 @@ impl Server {
                 if body.trim_ascii().is_empty() {
                     return self.direct_status(account, reply, "408 Empty Request");
                 }
-                let Ok(req) = from_go_json::<DirectGetRequest>(body) else {
+                let Ok(mut req) = from_go_json::<DirectGetRequest>(body) else {
                     return self.direct_status(account, reply, "408 Malformed Request");
                 };
+                if let Some(status) = req.refused() {
+                    return self.direct_status(account, reply, status);
+                }
+                // A time is a sequence the store looks up first.
+                let at_time = match (&req.start_time, &req.up_to_time) {
+                    (Some(t), _) if req.multi_last.is_empty() => Some((t, AtTimeFor::Start)),
+                    (_, Some(t)) if !req.multi_last.is_empty() => Some((t, AtTimeFor::UpTo)),
+                    _ => None,
+                };
+                if let Some((time, what)) = at_time {
+                    // (A time before 1970 is before every message.)
+                    let before_1970 =
+                        time.get(..4).and_then(|y| y.parse::<u32>().ok()) < Some(1970);
+                    let parsed = crate::time::parse_rfc3339_nanos(time);
+                    let Some(unix_nanos) = parsed.or(before_1970.then_some(0)) else {
+                        return self.direct_status(account, reply, "408 Malformed Request");
+                    };
+                    req.start_time = None;
+                    req.up_to_time = None;
+                    let key = self.jetstream.streams[id as usize].key.clone();
+                    let op = self.next_op(Pending::DirectAtTime {
+                        account,
+                        reply: reply.into(),
+                        stream: name.to_string(),
+                        req: Box::new(req),
+                        what,
+                    });
+                    return self.storage(StorageOp::Read {
+                        id: op,
+                        stream: key,
+                        read: Read::AtTime { unix_nanos },
+                    });
+                }
                 if req.batch > 0 || !req.multi_last.is_empty() {
                     return self.direct_batch(account, reply, id, name, req);
                 }
@@ -158,6 +191,65 @@ impl Server {
         self.publish_as_server(account, reply, Some(eob.as_bytes()), b"");
     }
 
+    /// The store said where a direct get's time falls: the get goes on
+    /// from that sequence.
+    pub(super) fn direct_at_time(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        name: &str,
+        mut req: DirectGetRequest,
+        what: AtTimeFor,
+        c: &Completion,
+    ) {
+        let Some(id) = self
+            .stream_id(account, name)
+            .filter(|&id| self.jetstream.streams[id as usize].config.allow_direct)
+        else {
+            return; // gone meanwhile
+        };
+        let s = &self.jetstream.streams[id as usize];
+        let at = match &c.result {
+            Ok(Done::Read(Some(m))) => m.seq,
+            _ => s.last_seq + 1,
+        };
+        match what {
+            AtTimeFor::Start => {
+                req.seq = at;
+                if req.batch > 0 {
+                    return self.direct_batch(account, reply, id, name, req);
+                }
+                let read = if req.next_by_subj.is_empty() {
+                    Read::Seq(at)
+                } else {
+                    Read::Next {
+                        from_seq: at,
+                        filter: Some(std::mem::take(&mut req.next_by_subj)),
+                    }
+                };
+                let key = s.key.clone();
+                let op = self.next_op(Pending::DirectGet {
+                    account,
+                    reply: reply.into(),
+                    stream: name.to_string(),
+                });
+                self.storage(StorageOp::Read {
+                    id: op,
+                    stream: key,
+                    read,
+                });
+            }
+            AtTimeFor::UpTo => {
+                // Nothing before the time: no results, as nats-server.
+                if at <= s.state.first_seq.max(1) {
+                    return self.direct_status(account, reply, "404 No Results");
+                }
+                req.up_to_seq = at - 1;
+                self.direct_batch(account, reply, id, name, req);
+            }
+        }
+    }
+
     /// The read of `subject`'s last message.
     pub(super) fn last_read(&self, subject: String) -> Read {
         // Planted bug (mutation suite only): the first message kept is read.
@@ -190,9 +282,9 @@ impl Server {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(default)]
-struct DirectGetRequest {
+pub(super) struct DirectGetRequest {
     seq: u64,
     last_by_subj: String,
     next_by_subj: String,
@@ -200,4 +292,35 @@ struct DirectGetRequest {
     max_bytes: u64,
     multi_last: Vec<String>,
     up_to_seq: u64,
+    /// From the first message at or after this time (RFC 3339).
+    start_time: Option<String>,
+    /// `multi_last`: only messages before this time.
+    up_to_time: Option<String>,
+}
+
+impl DirectGetRequest {
+    /// The 408 status nats-server answers a request that asks nothing or
+    /// asks for what cannot go together.
+    fn refused(&self) -> Option<&'static str> {
+        let (last, next) = (!self.last_by_subj.is_empty(), !self.next_by_subj.is_empty());
+        let (multi, start) = (!self.multi_last.is_empty(), self.start_time.is_some());
+        if self.seq == 0 && !last && !next && !multi && !start {
+            return Some("408 Empty Request");
+        }
+        let conflict = (self.seq > 0 && (last || start))
+            || (start && last)
+            || (last && (next || self.batch > 0 || multi))
+            || (next && multi)
+            || (self.up_to_seq > 0 && self.up_to_time.is_some());
+        conflict.then_some("408 Bad Request")
+    }
+}
+
+/// What a direct get's time stands for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AtTimeFor {
+    /// `start_time`: where the get (or batch) starts.
+    Start,
+    /// `up_to_time` of a `multi_last`: the messages before it.
+    UpTo,
 }

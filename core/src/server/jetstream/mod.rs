@@ -164,6 +164,14 @@ enum Pending {
         stream: String,
         up_to: Option<u64>,
     },
+    /// A direct get with a time: the sequence it falls at.
+    DirectAtTime {
+        account: AccountId,
+        reply: Box<[u8]>,
+        stream: String,
+        req: Box<direct::DirectGetRequest>,
+        what: direct::AtTimeFor,
+    },
     Purge {
         account: AccountId,
         reply: Box<[u8]>,
@@ -705,6 +713,13 @@ impl Server {
                 stream,
                 up_to,
             } => self.direct_batch_got(account, &reply, &stream, up_to, c),
+            Pending::DirectAtTime {
+                account,
+                reply,
+                stream,
+                req,
+                what,
+            } => self.direct_at_time(account, &reply, &stream, *req, what, c),
             Pending::Purge { account, reply } => self.purged(account, &reply, c),
             Pending::Removed { account, reply } => self.stream_removed(account, &reply, c),
             Pending::Respond {

@@ -275,6 +275,16 @@ fn messages_read_back_by_sequence_and_subject() {
     assert_eq!(r["message"]["seq"], 3);
     let r = js.request("$JS.API.STREAM.MSG.GET.S", r#"{"seq":9}"#);
     assert_eq!(r["error"]["err_code"], 10037);
+    let r = js.request(
+        "$JS.API.STREAM.MSG.GET.S",
+        r#"{"start_time":"2023-11-14T22:13:20Z"}"#,
+    );
+    assert_eq!(r["message"]["seq"], 1, "{r}");
+    let r = js.request(
+        "$JS.API.STREAM.MSG.GET.S",
+        r#"{"seq":1,"start_time":"2023-11-14T22:13:20Z"}"#,
+    );
+    assert_eq!(r["error"]["err_code"], 10003, "{r}");
     let r = js.request("$JS.API.STREAM.MSG.GET.S", "");
     assert_eq!(r["error"]["err_code"], 10003);
     let info = js.request("$JS.API.STREAM.INFO.S", "");
@@ -1106,3 +1116,53 @@ fn configurations_carry_the_api_level_stamps() {
 /// Distributed counters.
 #[path = "jetstream_counters.rs"]
 mod counters;
+
+/// Direct gets by time: `start_time` alone, with a subject, in a batch,
+/// and `up_to_time` for the last messages before a time.
+#[test]
+fn direct_gets_start_and_end_at_a_time() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"DIR","subjects":["dir.>"],"allow_direct":true}"#);
+    js.publish("dir.a", "", "a1");
+    js.run_storage();
+    js.h.now_ns += 10_000_000_000; // 22:13:30
+    js.publish("dir.b", "", "b1");
+    js.publish("dir.a", "", "a2");
+    js.run_storage();
+    let _ = js.out();
+    let get = |js: &mut Js, body: &str| {
+        let reply = js.publish("$JS.API.DIRECT.GET.DIR", "", body);
+        js.run_storage();
+        hmsgs(&js.out(), &reply)
+    };
+    let got = get(&mut js, r#"{"start_time":"2023-11-14T22:13:25Z"}"#);
+    assert!(got[0].0.contains("Nats-Sequence: 2\r\n"), "{got:?}");
+    let got = get(
+        &mut js,
+        r#"{"start_time":"2023-11-14T22:13:25Z","next_by_subj":"dir.a"}"#,
+    );
+    assert!(got[0].0.contains("Nats-Sequence: 3\r\n"), "{got:?}");
+    let got = get(
+        &mut js,
+        r#"{"start_time":"0001-01-01T00:00:00Z","batch":5}"#,
+    );
+    assert_eq!(got.len(), 4, "three messages and the end: {got:?}");
+    assert!(got[0].0.contains("Nats-Sequence: 1\r\n"), "{got:?}");
+    let got = get(
+        &mut js,
+        r#"{"multi_last":["dir.>"],"up_to_time":"2023-11-14T22:13:25Z"}"#,
+    );
+    assert!(got[0].0.contains("Nats-Sequence: 1\r\n"), "{got:?}");
+    assert!(got[1].0.contains("Nats-UpTo-Sequence: 1\r\n"), "{got:?}");
+    let got = get(
+        &mut js,
+        r#"{"multi_last":["dir.>"],"up_to_time":"2023-11-14T22:13:00Z"}"#,
+    );
+    assert_eq!(got[0].0, "NATS/1.0 404 No Results\r\n\r\n");
+    let got = get(&mut js, r#"{"start_time":"2030-01-01T00:00:00Z"}"#);
+    assert_eq!(got[0].0, "NATS/1.0 404 Message Not Found\r\n\r\n");
+    let got = get(&mut js, r#"{"seq":1,"start_time":"2023-11-14T22:13:25Z"}"#);
+    assert_eq!(got[0].0, "NATS/1.0 408 Bad Request\r\n\r\n");
+    let got = get(&mut js, "{}");
+    assert_eq!(got[0].0, "NATS/1.0 408 Empty Request\r\n\r\n");
+}
