@@ -168,7 +168,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ),
     (
         "priority-order",
-        "a priority-group member receives its first deliveries in stream order within a server lifetime",
+        "a priority-group consumer sends its first deliveries in stream order within a server lifetime, whichever member gets them (ordered by the consumer sequence of their ack subjects)",
     ),
     (
         "priority-at-least-once",

@@ -58,6 +58,9 @@ pub enum PrioEv {
         request: Request,
         seq: u64,
         deliveries: u64,
+        /// The consumer sequence: it grows with every delivery of one
+        /// server lifetime, whichever member gets it.
+        consumer_seq: u64,
         pending: u64,
         pin: Option<String>,
         subject: String,
@@ -93,6 +96,7 @@ struct Got<'a> {
     request: &'a Request,
     seq: u64,
     deliveries: u64,
+    consumer_seq: u64,
     pending: u64,
     pin: Option<&'a str>,
     policy: Policy,
@@ -112,6 +116,7 @@ fn deliveries(entries: &[Entry]) -> Vec<Got<'_>> {
                 request,
                 seq,
                 deliveries,
+                consumer_seq,
                 pending,
                 pin,
                 policy,
@@ -121,6 +126,7 @@ fn deliveries(entries: &[Entry]) -> Vec<Got<'_>> {
                 request,
                 seq: *seq,
                 deliveries: *deliveries,
+                consumer_seq: *consumer_seq,
                 pending: *pending,
                 pin: pin.as_deref(),
                 policy: *policy,
@@ -284,31 +290,33 @@ fn min_pending(got: &[Got<'_>], bad: &mut impl FnMut(&'static str, String)) {
     }
 }
 
-/// `priority-order`: within one server lifetime a client receives the
-/// first deliveries (delivery count 1) in stream order. The consumer's
-/// cursor sends them in stream order whoever gets them, and one client
-/// reads one connection at a time, in the order sent (what was in flight
-/// on a connection that died never arrives).
+/// `priority-order`: within one server lifetime the first deliveries
+/// (delivery count 1) go out in stream order, whichever member gets
+/// them: ordered by consumer sequence (which grows with every delivery
+/// of the lifetime), their stream sequences grow.
 fn order(got: &[Got<'_>], bad: &mut impl FnMut(&'static str, String)) {
-    let mut last: BTreeMap<(ClientId, u32), u64> = BTreeMap::new();
-    for g in got.iter().filter(|g| g.deliveries == 1) {
-        let key = (g.request.client, g.request.lifetime);
-        if let Some(&prev) = last.get(&key)
-            && g.seq <= prev
-        {
+    let mut first: Vec<&Got<'_>> = got.iter().filter(|g| g.deliveries == 1).collect();
+    first.sort_by_key(|g| (g.request.lifetime, g.consumer_seq));
+    for w in first.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a.request.lifetime == b.request.lifetime && b.seq <= a.seq {
             bad(
                 "priority-order",
                 format!(
-                    "c{} got sequence {} as a first delivery at {} after sequence {prev} in server lifetime {}",
-                    key.0,
-                    g.seq,
-                    ms(g.at_ns),
-                    key.1
+                    "in server lifetime {}, c{} got sequence {} as a first delivery (consumer sequence {}, at {}) after c{} got sequence {} (consumer sequence {}, at {})",
+                    a.request.lifetime,
+                    b.request.client,
+                    b.seq,
+                    b.consumer_seq,
+                    ms(b.at_ns),
+                    a.request.client,
+                    a.seq,
+                    a.consumer_seq,
+                    ms(a.at_ns)
                 ),
             );
             return;
         }
-        last.insert(key, g.seq);
     }
 }
 
@@ -409,6 +417,7 @@ mod tests {
                 request,
                 seq,
                 deliveries: 1,
+                consumer_seq: at_ns,
                 pending: 0,
                 pin: pin.map(str::to_string),
                 subject: "js.1".into(),
@@ -474,6 +483,7 @@ mod tests {
                 request: request(1, 50, None, 4),
                 seq: 1,
                 deliveries: 1,
+                consumer_seq: 1,
                 pending,
                 pin: None,
                 subject: "js.1".into(),
@@ -486,9 +496,11 @@ mod tests {
 
     #[test]
     fn first_deliveries_going_back_are_out_of_order() {
+        // Consumer sequences follow receipt here (see `got`), across
+        // members too.
         let entries = [
             got(100, request(0, 50, None, 0), 2, None, Policy::Overflow),
-            got(200, request(0, 150, None, 0), 1, None, Policy::Overflow),
+            got(200, request(1, 150, None, 0), 1, None, Policy::Overflow),
         ];
         assert_eq!(run(&entries), ["priority-order"]);
     }

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 27] = [
+pub const SUITE: [Planted; 28] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -166,6 +166,11 @@ pub const SUITE: [Planted; 27] = [
         bug: PlantedBug::DropUnservable,
         one_in: 1,
         caught_by: &["priority-at-least-once"],
+    },
+    Planted {
+        bug: PlantedBug::UnservableToBack,
+        one_in: 1,
+        caught_by: &["priority-order"],
     },
 ];
 

@@ -309,10 +309,13 @@ pub enum PlantedBug {
     /// A priority-group consumer drops a message no waiting request may
     /// take yet instead of keeping it for the next one.
     DropUnservable,
+    /// A priority-group consumer puts a message no waiting request may
+    /// take yet behind the others it read, not in front of them.
+    UnservableToBack,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 27] = [
+    pub const ALL: [PlantedBug; 28] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -340,6 +343,7 @@ impl PlantedBug {
         PlantedBug::PinNotRenewed,
         PlantedBug::IgnoreMinPending,
         PlantedBug::DropUnservable,
+        PlantedBug::UnservableToBack,
     ];
 
     /// The bug's name on the command line.
@@ -372,6 +376,7 @@ impl PlantedBug {
             PlantedBug::PinNotRenewed => "pin-not-renewed",
             PlantedBug::IgnoreMinPending => "ignore-min-pending",
             PlantedBug::DropUnservable => "drop-unservable",
+            PlantedBug::UnservableToBack => "unservable-to-back",
         }
     }
 

@@ -75,7 +75,12 @@ impl PrioPlan {
             ack_wait_ns,
             min_pending,
             pull_every_ns: pick(&[200_000_000, 500_000_000]),
-            batch: pick(&[1, 2, 4]),
+            // A standby takes more at once: it helps with a backlog.
+            batch: if min_pending > 0 {
+                pick(&[4, 8, 16])
+            } else {
+                pick(&[1, 2, 4])
+            },
             ack_pct: pick(&[100, 70, 40]) as u32,
             late_pct: pick(&[0, 20, 40]) as u32,
             pause_ns: match pick(&[0, 1, 2]) {
@@ -441,6 +446,7 @@ impl SimClient {
             request,
             seq: tokens.seq,
             deliveries: tokens.deliveries,
+            consumer_seq: tokens.consumer_seq,
             pending: tokens.pending,
             pin,
             subject: subject.to_string(),
@@ -500,6 +506,7 @@ impl SimClient {
 struct AckTokens {
     deliveries: u64,
     seq: u64,
+    consumer_seq: u64,
     pending: u64,
 }
 
@@ -511,6 +518,7 @@ fn ack_tokens(reply: &str) -> Option<AckTokens> {
     Some(AckTokens {
         deliveries: tokens[4].parse().ok()?,
         seq: tokens[5].parse().ok()?,
+        consumer_seq: tokens[6].parse().ok()?,
         pending: tokens[8].parse().ok()?,
     })
 }
@@ -545,6 +553,6 @@ mod tests {
         assert_eq!(header(h, "Nats-Pin-Id").as_deref(), Some("p1"));
         assert_eq!(header(h, "Other"), None);
         let t = ack_tokens("$JS.ACK.S.Q.2.17.30.1700.5").expect("nine tokens");
-        assert_eq!((t.deliveries, t.seq, t.pending), (2, 17, 5));
+        assert_eq!((t.deliveries, t.seq, t.consumer_seq, t.pending), (2, 17, 30, 5));
     }
 }

@@ -150,10 +150,7 @@ impl Server {
                     continue;
                 }
                 if !self.pick_request(id, &msg, pending + 1) || self.paced(id, &msg) {
-                    if !self.drops_unservable(id) {
-                        let c = &mut self.jetstream.consumers[id as usize];
-                        c.preloaded.push_front(msg);
-                    }
+                    self.keep_unserved(id, msg);
                     return;
                 }
                 self.deliver_to_consumer(id, &msg, 1, pending);
@@ -274,11 +271,7 @@ impl Server {
             };
             let after = c.preloaded.len() as u64 + batch.len() as u64 + pending;
             if !self.pick_request(id, &m, after + 1) || self.paced(id, &m) {
-                if !self.drops_unservable(id) {
-                    self.jetstream.consumers[id as usize]
-                        .preloaded
-                        .push_front(m);
-                }
+                self.keep_unserved(id, m);
                 budget = 0;
                 break;
             }
@@ -287,6 +280,7 @@ impl Server {
         }
         let total = batch.len();
         let mut from = total;
+        let mut misplaced = None;
         if self.jetstream.consumers[id as usize].preloaded.is_empty() {
             from = 0;
             for (i, m) in batch.iter().enumerate() {
@@ -299,7 +293,8 @@ impl Server {
                     break;
                 }
                 if !self.pick_request(id, m, after + 1) || self.paced(id, m) {
-                    if self.drops_unservable(id) {
+                    if self.misplaces_unserved(id) {
+                        misplaced = Some(m.clone());
                         from = i + 1;
                     }
                     break;
@@ -314,6 +309,9 @@ impl Server {
             if c.config.wants(m.subject.as_bytes()) {
                 c.preloaded.push_back(m.clone());
             }
+        }
+        if let Some(m) = misplaced {
+            self.keep_unserved(id, m);
         }
     }
 

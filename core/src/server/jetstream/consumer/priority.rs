@@ -294,12 +294,31 @@ impl Server {
 }
 
 impl Server {
-    /// Planted bug (mutation suite only, `DropUnservable`): whether
-    /// priority-group consumer `id` drops a message no request may take
-    /// yet instead of keeping it.
-    pub(crate) fn drops_unservable(&self, id: ConsumerId) -> bool {
-        self.planted(PlantedBug::DropUnservable)
-            && self.jetstream.consumers[id as usize].config.priority_policy != PriorityPolicy::None
+    /// Keeps message `m`, which no request of consumer `id` may take
+    /// yet, at the front of what it read: it goes first once one may.
+    pub(crate) fn keep_unserved(&mut self, id: ConsumerId, m: Msg) {
+        // Planted bugs (mutation suite only): a priority-group consumer
+        // drops the message, or puts it behind the others.
+        let grouped =
+            self.jetstream.consumers[id as usize].config.priority_policy != PriorityPolicy::None;
+        if grouped && self.planted(PlantedBug::DropUnservable) {
+            return;
+        }
+        let to_back = grouped && self.planted(PlantedBug::UnservableToBack);
+        let c = &mut self.jetstream.consumers[id as usize];
+        if to_back {
+            c.preloaded.push_back(m);
+        } else {
+            c.preloaded.push_front(m);
+        }
+    }
+
+    /// Whether a planted bug (mutation suite only) misplaces the messages
+    /// of consumer `id` no request may take yet.
+    pub(crate) fn misplaces_unserved(&self, id: ConsumerId) -> bool {
+        self.jetstream.consumers[id as usize].config.priority_policy != PriorityPolicy::None
+            && (self.planted(PlantedBug::DropUnservable)
+                || self.planted(PlantedBug::UnservableToBack))
     }
 
     /// Planted bug (mutation suite only, `IgnoreMinPending`): whether
