@@ -367,7 +367,11 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             // The consumer groups' members pull on inboxes of their own
             // (`_INBOX.p<client>.`, `_INBOX.q<client>.`): a no-responders
             // status to a pull sent while the server recovers lands there.
-            let own = [&inbox, &format!("_INBOX.p{client}."), &format!("_INBOX.q{client}.")];
+            let own = [
+                &inbox,
+                &format!("_INBOX.p{client}."),
+                &format!("_INBOX.q{client}."),
+            ];
             if !own.iter().any(|i| subject.starts_with(i.as_str())) || request.is_none() {
                 bad(
                     "replies-to-requests",

@@ -28,7 +28,9 @@ use crate::history::{ClientId, Entry, Ev, JsDelivery};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     /// `pinned_client` with this `priority_timeout`.
-    Pinned { timeout_ns: u64 },
+    Pinned {
+        timeout_ns: u64,
+    },
     Overflow,
 }
 
@@ -174,7 +176,10 @@ pub fn check(entries: &[Entry], converged: bool, bad: &mut impl FnMut(&'static s
 /// `423`); all messages under one pin id go to one client.
 fn one_client(got: &[Got<'_>], bad: &mut impl FnMut(&'static str, String)) {
     let mut holder: BTreeMap<&str, ClientId> = BTreeMap::new();
-    for g in got.iter().filter(|g| matches!(g.policy, Policy::Pinned { .. })) {
+    for g in got
+        .iter()
+        .filter(|g| matches!(g.policy, Policy::Pinned { .. }))
+    {
         let r = g.request;
         let Some(pin) = g.pin else {
             bad(
@@ -379,13 +384,7 @@ fn at_least_once(entries: &[Entry], bad: &mut impl FnMut(&'static str, String)) 
             Some(Entry { at_ns: e.at_ns, ev })
         })
         .collect();
-    crate::check_consumer::at_least_once(
-        &as_consumer,
-        stream,
-        true,
-        "priority-at-least-once",
-        bad,
-    );
+    crate::check_consumer::at_least_once(&as_consumer, stream, true, "priority-at-least-once", bad);
 }
 
 fn ms(ns: u64) -> String {
@@ -438,7 +437,13 @@ mod tests {
             got(100, request(0, 50, None, 0), 1, Some("A"), PINNED),
             got(300, request(0, 200, Some("A"), 0), 2, Some("A"), PINNED),
             // c0 went away at 200: A may go at 1.2 s.
-            got(S + 400_000_000, request(1, S, None, 0), 3, Some("B"), PINNED),
+            got(
+                S + 400_000_000,
+                request(1, S, None, 0),
+                3,
+                Some("B"),
+                PINNED,
+            ),
         ];
         assert!(run(&entries).is_empty(), "{:?}", run(&entries));
     }

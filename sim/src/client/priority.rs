@@ -338,9 +338,8 @@ impl SimClient {
             min_pending: prio.plan.min_pending,
         };
         prio.open = Some((reply.clone(), request.clone(), batch));
-        let mut body = format!(
-            "{{\"batch\":{batch},\"expires\":{every},\"group\":\"{PRIORITY_GROUP}\""
-        );
+        let mut body =
+            format!("{{\"batch\":{batch},\"expires\":{every},\"group\":\"{PRIORITY_GROUP}\"");
         if let Some(pin) = &request.pin {
             body.push_str(&format!(",\"id\":\"{pin}\""));
         }
@@ -547,12 +546,18 @@ mod tests {
 
     #[test]
     fn statuses_and_pins_are_read_from_headers() {
-        assert_eq!(status_code(b"NATS/1.0 423 Nats-Wrong-Pin-Id\r\n\r\n"), Some(423));
+        assert_eq!(
+            status_code(b"NATS/1.0 423 Nats-Wrong-Pin-Id\r\n\r\n"),
+            Some(423)
+        );
         assert_eq!(status_code(b"NATS/1.0\r\nNats-Pin-Id: x\r\n\r\n"), None);
         let h = b"NATS/1.0\r\nA: b\r\nNats-Pin-Id: p1\r\n\r\n";
         assert_eq!(header(h, "Nats-Pin-Id").as_deref(), Some("p1"));
         assert_eq!(header(h, "Other"), None);
         let t = ack_tokens("$JS.ACK.S.Q.2.17.30.1700.5").expect("nine tokens");
-        assert_eq!((t.deliveries, t.seq, t.consumer_seq, t.pending), (2, 17, 30, 5));
+        assert_eq!(
+            (t.deliveries, t.seq, t.consumer_seq, t.pending),
+            (2, 17, 30, 5)
+        );
     }
 }
