@@ -153,6 +153,27 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "partition-at-least-once",
         "every acknowledged keyed publish reaches a member of the partitioned group and is acked by the end of the run",
     ),
+    // The priority group (`check_priority`).
+    (
+        "pinned-one-client",
+        "a pinned-client consumer's every message carries a pin id; a request carrying a pin id gets messages only under it (another is told 423); all messages under one pin id go to one client",
+    ),
+    (
+        "pinned-until-timeout",
+        "a pin that served a request carrying it stays until priority_timeout after that request went out: no message under another pin, for a request sent later, arrives before then in that server lifetime",
+    ),
+    (
+        "overflow-min-pending",
+        "an overflow consumer serves a request with min_pending N only while it counts at least N messages left to deliver (the ack subject's pending count, after the message, is at least N - 1)",
+    ),
+    (
+        "priority-order",
+        "a priority-group consumer sends its first deliveries in stream order within a server lifetime, whichever member gets them (ordered by the consumer sequence of their ack subjects)",
+    ),
+    (
+        "priority-at-least-once",
+        "every acknowledged publish to the stream reaches a member of the priority group and is acked by the end of the run",
+    ),
 ];
 
 /// One broken invariant, with what shows it.
@@ -261,6 +282,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         crate::check_limits::check(&o.history.entries, js, &mut bad);
         crate::check_streams::check(&o.history.entries, js, o.converged, &mut bad);
         crate::check_partition::check(&o.history.entries, o.converged, &mut bad);
+        crate::check_priority::check(&o.history.entries, o.converged, &mut bad);
     }
     // Subscriptions whose UNSUB the server has processed.
     let mut gone: BTreeSet<(ClientId, u32, u32)> = BTreeSet::new();
@@ -342,7 +364,15 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         }
         if *no_responders || on_own_inbox {
             let request = by_reply.get(subject.as_str()).copied();
-            if !subject.starts_with(&inbox) || request.is_none() {
+            // The consumer groups' members pull on inboxes of their own
+            // (`_INBOX.p<client>.`, `_INBOX.q<client>.`): a no-responders
+            // status to a pull sent while the server recovers lands there.
+            let own = [
+                &inbox,
+                &format!("_INBOX.p{client}."),
+                &format!("_INBOX.q{client}."),
+            ];
+            if !own.iter().any(|i| subject.starts_with(i.as_str())) || request.is_none() {
                 bad(
                     "replies-to-requests",
                     format!(

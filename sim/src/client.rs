@@ -13,12 +13,14 @@ use crate::history::{ClientId, Ev, History, MsgId, digest};
 
 mod js;
 mod partition;
+mod priority;
 mod pull;
 mod streams;
 
 use js::JsState;
 pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan, JsRngs};
 pub use partition::{GROUP, join_group};
+pub use priority::{PRIORITY_CONSUMER, join_priority_group};
 pub use pull::{JS_CONSUMER, PullPlan};
 pub use streams::{
     KV_KEYS, KV_STREAM, KvPlan, WORK_CONSUMER, WORK_STREAM, kv_stream_body, work_stream_body,
@@ -432,7 +434,21 @@ impl SimClient {
                         hist,
                         out,
                     );
-                if !no_responders && !pulled && !grouped {
+                // So have the priority group's.
+                let prioritized = !pulled
+                    && !grouped
+                    && self.js.as_ref().and_then(|js| js.prio.as_ref()?.sid) == Some(sid)
+                    && self.prio_answer(
+                        now,
+                        &subject,
+                        reply_s.as_deref(),
+                        headers.as_deref(),
+                        &payload,
+                        ids,
+                        hist,
+                        out,
+                    );
+                if !no_responders && !pulled && !grouped && !prioritized {
                     self.js_answer(now, &subject, headers.as_deref(), &payload, hist);
                 }
             }
@@ -480,6 +496,7 @@ impl SimClient {
             conn.inbox_sid = Some(sid);
         }
         self.part_subscribe(now, conn, hist, out);
+        self.prio_subscribe(now, conn, hist, out);
         self.used_limited = true;
         out.send.extend_from_slice(enc::PING);
         conn.pings.push_back(PingKind::Settle);

@@ -120,6 +120,8 @@ pub enum Ev {
     },
     /// What a member of the partitioned group saw and did.
     Part(Box<crate::check_partition::PartEv>),
+    /// What a member of the priority group saw and did.
+    Prio(Box<crate::check_priority::PrioEv>),
 }
 
 /// What a read asks for.

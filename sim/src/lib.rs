@@ -25,6 +25,7 @@ pub mod check_consumer;
 pub mod check_js;
 pub mod check_limits;
 pub mod check_partition;
+pub mod check_priority;
 pub mod check_streams;
 pub mod client;
 pub mod faults;

@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 23] = [
+pub const SUITE: [Planted; 28] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -145,6 +145,32 @@ pub const SUITE: [Planted; 23] = [
         bug: PlantedBug::PartitionStall,
         one_in: 1,
         caught_by: &["partition-at-least-once"],
+    },
+    // The priority group (`check_priority`).
+    Planted {
+        bug: PlantedBug::PinMismatchServed,
+        one_in: 1,
+        caught_by: &["pinned-one-client"],
+    },
+    Planted {
+        bug: PlantedBug::PinNotRenewed,
+        one_in: 1,
+        caught_by: &["pinned-until-timeout"],
+    },
+    Planted {
+        bug: PlantedBug::IgnoreMinPending,
+        one_in: 1,
+        caught_by: &["overflow-min-pending"],
+    },
+    Planted {
+        bug: PlantedBug::DropUnservable,
+        one_in: 1,
+        caught_by: &["priority-at-least-once"],
+    },
+    Planted {
+        bug: PlantedBug::UnservableToBack,
+        one_in: 1,
+        caught_by: &["priority-order"],
     },
 ];
 

@@ -165,6 +165,9 @@ impl Setup {
         // A few seeds without the pull consumer share a partitioned one.
         if !pulls && seed::rng(s, "partitions", 0).next_u32().is_multiple_of(3) {
             crate::client::join_group(&mut self.clients, s);
+        } else if !pulls {
+            // The others a consumer with a priority group.
+            crate::client::join_priority_group(&mut self.clients, s);
         }
         seed_plan
     }

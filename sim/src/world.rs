@@ -342,6 +342,7 @@ impl World {
                 Ev::JsAck(_) => count(&mut self.counts, "js: acks"),
                 Ev::JsError { .. } => count(&mut self.counts, "js: errors"),
                 Ev::Part(_) => count(&mut self.counts, "group: events"),
+                Ev::Prio(_) => count(&mut self.counts, "priority: events"),
                 _ => {}
             }
         }
@@ -678,7 +679,11 @@ impl World {
         // Not connected yet (INFO on its way) or nothing planned: look again later.
         let next = match next {
             Some(next) => next,
-            None if faults || self.clients[c].pulls() || self.clients[c].in_group() => {
+            None if faults
+                || self.clients[c].pulls()
+                || self.clients[c].in_group()
+                || self.clients[c].in_priority_group() =>
+            {
                 now + 50 * MS
             }
             None => return,

@@ -302,10 +302,25 @@ pub enum PlantedBug {
     PartitionEagerLeave,
     /// A settled head's successor becomes the head but is never read.
     PartitionStall,
+    // Priority groups.
+    /// A pull request whose pin id is not the consumer's pin is served
+    /// (under the current pin) instead of being told `423`.
+    PinMismatchServed,
+    /// A request carrying the pin no longer keeps it alive: the pin goes
+    /// `priority_timeout` after it was given, however busy its client.
+    PinNotRenewed,
+    /// An overflow consumer serves requests whatever their `min_pending`.
+    IgnoreMinPending,
+    /// A priority-group consumer drops a message no waiting request may
+    /// take yet instead of keeping it for the next one.
+    DropUnservable,
+    /// A priority-group consumer puts a message no waiting request may
+    /// take yet behind the others it read, not in front of them.
+    UnservableToBack,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 23] = [
+    pub const ALL: [PlantedBug; 28] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -329,6 +344,11 @@ impl PlantedBug {
         PlantedBug::PartitionSkipHead,
         PlantedBug::PartitionEagerLeave,
         PlantedBug::PartitionStall,
+        PlantedBug::PinMismatchServed,
+        PlantedBug::PinNotRenewed,
+        PlantedBug::IgnoreMinPending,
+        PlantedBug::DropUnservable,
+        PlantedBug::UnservableToBack,
     ];
 
     /// The bug's name on the command line.
@@ -357,6 +377,11 @@ impl PlantedBug {
             PlantedBug::PartitionSkipHead => "partition-skip-head",
             PlantedBug::PartitionEagerLeave => "partition-eager-leave",
             PlantedBug::PartitionStall => "partition-stall",
+            PlantedBug::PinMismatchServed => "pin-mismatch-served",
+            PlantedBug::PinNotRenewed => "pin-not-renewed",
+            PlantedBug::IgnoreMinPending => "ignore-min-pending",
+            PlantedBug::DropUnservable => "drop-unservable",
+            PlantedBug::UnservableToBack => "unservable-to-back",
         }
     }
 

@@ -89,6 +89,8 @@ pub(super) struct JsState {
     pub(super) streams: StreamsState,
     /// The partitioned group's workload (its members only).
     pub(super) part: Option<super::partition::PartState>,
+    /// The priority group's workload (its members only).
+    pub(super) prio: Option<super::priority::PrioState>,
 }
 
 /// The generators of a client's JetStream workloads, each apart so that
@@ -129,6 +131,7 @@ impl SimClient {
             pulls,
             streams: StreamsState::new(rngs.streams),
             part: None,
+            prio: None,
         });
     }
 
@@ -150,6 +153,9 @@ impl SimClient {
         }
         if let Some(part) = js.part.as_mut() {
             part.quiet = quiet;
+        }
+        if let Some(prio) = js.prio.as_mut() {
+            prio.quiet = quiet;
         }
         let mut next = None;
         let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
@@ -173,6 +179,9 @@ impl SimClient {
         }
         let created = !plan.creator || self.js_state().created.contains(&JS_STREAM);
         if let Some(at) = self.part_work(now, created, send, ids, hist) {
+            soonest(at);
+        }
+        if let Some(at) = self.prio_work(now, created, send, ids, hist) {
             soonest(at);
         }
         // After the faults, publishes stop; the consumer goes on.

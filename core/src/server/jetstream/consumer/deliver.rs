@@ -79,10 +79,11 @@ impl Server {
             };
             let (account, reply) = (c.account, front.reply.clone());
             let bound = c.pending_bound(self.jetstream.streams[c.stream as usize].state.last_seq);
+            let any = self.ignores_min_pending();
             let wanted: u64 = c
                 .waiting
                 .iter()
-                .filter(|w| c.may_serve(w, bound))
+                .filter(|w| any || c.may_serve(w, bound))
                 .map(|w| w.batch)
                 .sum();
             if !self.has_client_interest(account, &reply) {
@@ -149,8 +150,7 @@ impl Server {
                     continue;
                 }
                 if !self.pick_request(id, &msg, pending + 1) || self.paced(id, &msg) {
-                    let c = &mut self.jetstream.consumers[id as usize];
-                    c.preloaded.push_front(msg);
+                    self.keep_unserved(id, msg);
                     return;
                 }
                 self.deliver_to_consumer(id, &msg, 1, pending);
@@ -271,9 +271,7 @@ impl Server {
             };
             let after = c.preloaded.len() as u64 + batch.len() as u64 + pending;
             if !self.pick_request(id, &m, after + 1) || self.paced(id, &m) {
-                self.jetstream.consumers[id as usize]
-                    .preloaded
-                    .push_front(m);
+                self.keep_unserved(id, m);
                 budget = 0;
                 break;
             }
@@ -282,6 +280,7 @@ impl Server {
         }
         let total = batch.len();
         let mut from = total;
+        let mut misplaced = None;
         if self.jetstream.consumers[id as usize].preloaded.is_empty() {
             from = 0;
             for (i, m) in batch.iter().enumerate() {
@@ -290,11 +289,14 @@ impl Server {
                     continue;
                 }
                 let after = pending + (total - 1 - i) as u64;
-                if budget == 0
-                    || !self.may_send(id)
-                    || !self.pick_request(id, m, after + 1)
-                    || self.paced(id, m)
-                {
+                if budget == 0 || !self.may_send(id) {
+                    break;
+                }
+                if !self.pick_request(id, m, after + 1) || self.paced(id, m) {
+                    if self.misplaces_unserved(id) {
+                        misplaced = Some(m.clone());
+                        from = i + 1;
+                    }
                     break;
                 }
                 self.deliver_to_consumer(id, m, 1, after);
@@ -307,6 +309,9 @@ impl Server {
             if c.config.wants(m.subject.as_bytes()) {
                 c.preloaded.push_back(m.clone());
             }
+        }
+        if let Some(m) = misplaced {
+            self.keep_unserved(id, m);
         }
     }
 

@@ -21,6 +21,7 @@ use super::super::api::go_json_fields;
 use super::super::error::ApiError;
 use super::config::{INVALID_GROUP_NAME, PriorityPolicy, is_valid_group_name};
 use super::{ConsumerId, Pin, PullGroup, PullRequest};
+use crate::config::PlantedBug;
 use crate::server::{AccountId, Server};
 
 impl super::Consumer {
@@ -105,6 +106,10 @@ impl Server {
     /// gets one. False when no request takes `m`; push consumers always
     /// do.
     pub(crate) fn pick_request(&mut self, id: ConsumerId, m: &Msg, pending: u64) -> bool {
+        // Planted bugs (mutation suite only): stale pins and `min_pending`
+        // are not enforced.
+        let mismatch_served = self.planted(PlantedBug::PinMismatchServed);
+        let ignore_min_pending = self.planted(PlantedBug::IgnoreMinPending);
         let mut cycled = 0;
         loop {
             let c = &mut self.jetstream.consumers[id as usize];
@@ -130,7 +135,7 @@ impl Server {
                         Some(_) => true,
                         None => !front.pin_id().is_empty(),
                     };
-                    if stale {
+                    if stale && !mismatch_served {
                         let w = c.waiting.pop_front().expect("front exists");
                         self.pull_status(
                             account,
@@ -145,7 +150,7 @@ impl Server {
                     }
                 }
                 PriorityPolicy::Overflow => {
-                    if !c.overflowing(front, pending) {
+                    if !c.overflowing(front, pending) && !ignore_min_pending {
                         if !cycle(&mut c.waiting, &mut cycled) {
                             return false;
                         }
@@ -177,6 +182,9 @@ impl Server {
     /// the current pin keeps it alive.
     pub(crate) fn group_refusal(&mut self, id: ConsumerId, g: &PullGroup) -> Option<String> {
         let now = self.now.instant;
+        // Planted bugs (mutation suite only).
+        let mismatch_served = self.planted(PlantedBug::PinMismatchServed);
+        let renews = !self.planted(PlantedBug::PinNotRenewed);
         let c = &mut self.jetstream.consumers[id as usize];
         let policy = c.config.priority_policy;
         let refusal = if (g.min_pending != 0 || g.min_ack_pending != 0)
@@ -197,10 +205,12 @@ impl Server {
             let ttl = std::time::Duration::from_nanos(c.config.priority_timeout.max(0) as u64);
             match &mut c.pin {
                 Some(pin) if pin.id == g.id => {
-                    pin.expires = now + ttl;
+                    if renews {
+                        pin.expires = now + ttl;
+                    }
                     return None;
                 }
-                Some(_) if !g.id.is_empty() => "423 Nats-Pin-Id mismatch",
+                Some(_) if !g.id.is_empty() && !mismatch_served => "423 Nats-Pin-Id mismatch",
                 _ => return None,
             }
         };
@@ -280,6 +290,41 @@ impl Server {
             reason: unpinned,
         };
         self.advise(account, &subject, kind, body);
+    }
+}
+
+impl Server {
+    /// Keeps message `m`, which no request of consumer `id` may take
+    /// yet, at the front of what it read: it goes first once one may.
+    pub(crate) fn keep_unserved(&mut self, id: ConsumerId, m: Msg) {
+        // Planted bugs (mutation suite only): a priority-group consumer
+        // drops the message, or puts it behind the others.
+        let grouped =
+            self.jetstream.consumers[id as usize].config.priority_policy != PriorityPolicy::None;
+        if grouped && self.planted(PlantedBug::DropUnservable) {
+            return;
+        }
+        let to_back = grouped && self.planted(PlantedBug::UnservableToBack);
+        let c = &mut self.jetstream.consumers[id as usize];
+        if to_back {
+            c.preloaded.push_back(m);
+        } else {
+            c.preloaded.push_front(m);
+        }
+    }
+
+    /// Whether a planted bug (mutation suite only) misplaces the messages
+    /// of consumer `id` no request may take yet.
+    pub(crate) fn misplaces_unserved(&self, id: ConsumerId) -> bool {
+        self.jetstream.consumers[id as usize].config.priority_policy != PriorityPolicy::None
+            && (self.planted(PlantedBug::DropUnservable)
+                || self.planted(PlantedBug::UnservableToBack))
+    }
+
+    /// Planted bug (mutation suite only, `IgnoreMinPending`): whether
+    /// requests count as servable whatever their `min_pending`.
+    pub(crate) fn ignores_min_pending(&self) -> bool {
+        self.planted(PlantedBug::IgnoreMinPending)
     }
 }
 
