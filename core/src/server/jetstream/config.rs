@@ -298,15 +298,21 @@ impl StreamConfig {
             return Err(invalid(why));
         }
         self.check_delete_markers(pedantic)?;
-        if self.allow_atomic
-            || self.allow_msg_schedules
+        if self.allow_atomic && self.mirror.is_some() {
+            return Err(ApiError::new(
+                400,
+                10198,
+                "stream mirrors can not also use atomic publishing".into(),
+            ));
+        }
+        if self.allow_msg_schedules
             || self.allow_batched
             || !matches!(self.persist_mode.as_str(), "" | "default")
             || self.compression != Compression::None
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (atomic and fast batches, schedules, async persistence, compression, discard new per subject)",
+                "natrix does not support this stream option yet (fast batches, schedules, async persistence, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {

@@ -23,6 +23,7 @@
 //!   before that waits.
 
 mod api;
+mod batch;
 pub(crate) mod config;
 pub(crate) mod consumer;
 mod counter;
@@ -279,6 +280,8 @@ pub(crate) struct JetStream {
     pub api_errors: u64,
     /// Messages with a TTL, by when they are due.
     pub ttls: ttl::Ttls,
+    /// Open atomic batches (batch.rs).
+    pub batches: batch::Batches,
     /// Mirrors and sources, by destination stream (source.rs).
     pub sourcing: source::Sourcing,
 }
@@ -1069,6 +1072,7 @@ impl Server {
         self.jetstream.dirty.retain(|&d| d != id);
         self.jetstream.unsynced.remove(&id);
         self.jetstream.ttls.forget(id);
+        self.jetstream.batches.forget(id);
         self.forget_sourcing(id); // source.rs
     }
 

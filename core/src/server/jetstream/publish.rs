@@ -34,6 +34,12 @@ pub(crate) enum AckNote {
     Duplicate,
     /// A counter stream's new total on the subject.
     Total(String),
+    /// The commit of an atomic batch: its id and how many messages it
+    /// stored.
+    Batch {
+        id: String,
+        count: u64,
+    },
 }
 
 /// What the checks decided about a publish.
@@ -93,6 +99,10 @@ struct PubAck<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     val: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
 }
 
 /// Headers nats-server reads on a publish to a stream.
@@ -106,8 +116,9 @@ const ROLLUP: &[u8] = b"Nats-Rollup";
 /// Headers natrix does not act on yet: a publish carrying one is refused
 /// rather than stored without the check or effect it asks for.
 /// (`Nats-Required-Api-Level` is stored as it came: nats-server checks it
-/// only on batch publishes.)
-const NOT_YET: [&[u8]; 2] = [b"Nats-Batch-Id", b"Nats-Schedule"];
+/// only on batch publishes. A `Nats-Batch-Id` reaches here empty, which
+/// is no batch, or on a batch's checked messages.)
+const NOT_YET: [&[u8]; 1] = [b"Nats-Schedule"];
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
@@ -135,6 +146,9 @@ impl Server {
         if !s.parked.is_empty() {
             s.parked.push_back(m);
             return;
+        }
+        if let Some(part) = super::batch::batch_part(&m) {
+            return self.batch_publish(id, m, part); // batch.rs
         }
         match lookup(s, &m) {
             Lookup::None => _ = self.store_publish(id, &m, None),
@@ -200,6 +214,10 @@ impl Server {
             let Some(next) = s.parked.pop_front() else {
                 break;
             };
+            if let Some(part) = super::batch::batch_part(&next) {
+                self.batch_publish(id, next, part);
+                continue;
+            }
             match lookup(s, &next) {
                 Lookup::None => _ = self.store_publish(id, &next, None),
                 Lookup::Known(last) => _ = self.store_publish(id, &next, Some(last)),
@@ -220,6 +238,38 @@ impl Server {
         id: StreamId,
         m: &InternalMsg,
         last_subject_seq: Option<u64>,
+    ) -> Option<ApiError> {
+        self.store_noted(id, m, last_subject_seq, None)
+    }
+
+    /// Stores a message of a checked atomic batch; the commit's
+    /// acknowledgement says `note`.
+    pub(super) fn store_batch_msg(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        note: Option<AckNote>,
+    ) -> Option<ApiError> {
+        self.store_noted(id, m, None, note)
+    }
+
+    /// The checks alone: whether the message is a duplicate, or why it
+    /// would be refused.
+    pub(super) fn check_message(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+    ) -> Result<bool, ApiError> {
+        self.check_publish(id, m, None)
+            .map(|v| matches!(v, Verdict::Duplicate(_)))
+    }
+
+    fn store_noted(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        last_subject_seq: Option<u64>,
+        batch_note: Option<AckNote>,
     ) -> Option<ApiError> {
         let s = self.jetstream.streams.get(id as usize)?;
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
@@ -251,7 +301,7 @@ impl Server {
                         remember_tally(s, &msg.subject, counted.tally);
                         note
                     }
-                    None => AckNote::Plain,
+                    None => batch_note.unwrap_or(AckNote::Plain),
                 };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 // A republished copy shows the headers as stored.
@@ -561,12 +611,18 @@ impl Server {
             AckNote::Total(total) => Some(total.as_str()),
             _ => None,
         };
+        let (batch, count) = match &note {
+            AckNote::Batch { id, count } => (Some(id.as_str()), Some(*count)),
+            _ => (None, None),
+        };
         let mut body = go_json(&PubAck {
             error,
             stream,
             domain: &domain,
             seq,
             val,
+            batch,
+            count,
         });
         if note == AckNote::Duplicate {
             // nats-server writes this one field with a space.
