@@ -144,12 +144,13 @@ pub(crate) struct StreamConfig {
     /// Distributed counters: publishes carry `Nats-Incr` (counter.rs).
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_counter: bool,
+    /// Atomic batch publish (batch.rs).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_atomic: bool,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
     /// rather than half served.
-    #[serde(default, skip_serializing)]
-    pub allow_atomic: bool,
     #[serde(default, skip_serializing)]
     pub allow_msg_schedules: bool,
     /// `"default"` (every write synced before its ack: natrix's only

@@ -1106,3 +1106,7 @@ fn configurations_carry_the_api_level_stamps() {
 /// Distributed counters.
 #[path = "jetstream_counters.rs"]
 mod counters;
+
+/// Atomic batch publish.
+#[path = "jetstream_batch.rs"]
+mod batch;

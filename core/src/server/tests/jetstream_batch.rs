@@ -1,0 +1,236 @@
+//! Atomic batch publish (`allow_atomic`, `Nats-Batch-*`), against what
+//! nats-server 2.15.1 answered on loopback
+//! (research/js-atomic-batch-2.15.1.md).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+const ATOMIC: &str = r#"{"name":"B","subjects":["b.>"],"allow_atomic":true}"#;
+
+impl Js {
+    /// Publishes a batch message, runs storage, and returns every answer
+    /// on its reply (an empty answer is an empty string).
+    fn batch(&mut self, subject: &str, id: &str, seq: &str, extra: &str) -> Vec<Value> {
+        let mut headers = format!("Nats-Batch-Id: {id}\r\nNats-Batch-Sequence: {seq}");
+        if !extra.is_empty() {
+            headers = format!("{headers}\r\n{extra}");
+        }
+        let reply = self.publish(subject, &headers, "x");
+        self.run_storage();
+        let out = self.out();
+        Self::answers(&out, &reply)
+    }
+
+    fn messages(&mut self) -> u64 {
+        let info = self.request("$JS.API.STREAM.INFO.B", "");
+        info["state"]["messages"].as_u64().unwrap()
+    }
+}
+
+fn err_code(answers: &[Value]) -> u64 {
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    answers[0]["error"]["err_code"].as_u64().unwrap_or(0)
+}
+
+fn staged(answers: &[Value]) -> bool {
+    answers == [Value::String(String::new())]
+}
+
+#[test]
+fn a_batch_is_stored_only_at_its_commit_and_acknowledged_once() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    assert!(staged(&js.batch("b.1", "u1", "1", "")));
+    assert!(staged(&js.batch("b.2", "u1", "2", "")));
+    assert_eq!(js.messages(), 0, "nothing of an open batch is visible");
+    let got = js.request("$JS.API.STREAM.MSG.GET.B", r#"{"seq":1}"#);
+    assert_eq!(got["error"]["err_code"], 10037);
+    let ack = js.batch("b.3", "u1", "3", "Nats-Batch-Commit: 1");
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0], json!({"stream":"B","seq":3,"batch":"u1","count":3}));
+    assert_eq!(js.messages(), 3);
+}
+
+#[test]
+fn an_ordinary_publish_between_batch_messages_is_stored_first() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "u1", "1", "");
+    let reply = js.publish("b.n", "", "normal");
+    js.run_storage();
+    let out = js.out();
+    assert_eq!(Js::answers(&out, &reply)[0], json!({"stream":"B","seq":1}));
+    let ack = js.batch("b.2", "u1", "2", "Nats-Batch-Commit: 1");
+    assert_eq!(ack[0], json!({"stream":"B","seq":3,"batch":"u1","count":2}));
+}
+
+#[test]
+fn an_eob_commit_is_not_stored_and_marks_the_last_message() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "e", "1", "");
+    let ack = js.batch("b.2", "e", "2", "Nats-Batch-Commit: eob");
+    assert_eq!(ack[0], json!({"stream":"B","seq":1,"batch":"e","count":1}));
+    let m = js.request("$JS.API.STREAM.MSG.GET.B", r#"{"seq":1}"#);
+    let hdrs = data_encoding::BASE64
+        .decode(m["message"]["hdrs"].as_str().unwrap().as_bytes())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(hdrs).unwrap(),
+        "NATS/1.0\r\nNats-Batch-Id: e\r\nNats-Batch-Sequence: 1\r\nNats-Batch-Commit: 1\r\n\r\n"
+    );
+    assert_eq!(
+        err_code(&js.batch("b.1", "e1", "1", "Nats-Batch-Commit: eob")),
+        10176
+    );
+}
+
+#[test]
+fn batch_errors_are_nats_servers() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.create(r#"{"name":"N","subjects":["n.>"]}"#);
+    assert_eq!(err_code(&js.batch("n.1", "a", "1", "")), 10174);
+    assert_eq!(err_code(&js.batch("b.1", &"a".repeat(65), "1", "")), 10179);
+    assert_eq!(err_code(&js.batch("b.1", "s", "abc", "")), 10175);
+    assert_eq!(err_code(&js.batch("b.1", "s", "+1", "")), 10175);
+    assert_eq!(err_code(&js.batch("b.1", "s", "0", "")), 10176);
+    assert_eq!(err_code(&js.batch("b.1", "s", "2", "")), 10176);
+    assert_eq!(err_code(&js.batch("b.1", "s", "1001", "")), 10199);
+    assert_eq!(
+        err_code(&js.batch("b.1", "c", "1", "Nats-Batch-Commit: 0")),
+        10200
+    );
+    // A gap drops the batch; what follows is incomplete.
+    assert!(staged(&js.batch("b.1", "g", "1", "")));
+    assert_eq!(err_code(&js.batch("b.1", "g", "3", "")), 10176);
+    assert_eq!(
+        err_code(&js.batch("b.1", "g", "2", "Nats-Batch-Commit: 1")),
+        10176
+    );
+    assert_eq!(js.messages(), 0);
+    let long = js.batch("b.1", &"a".repeat(64), "01", "Nats-Batch-Commit: 1");
+    assert_eq!(long[0]["count"], 1, "{long:?}");
+}
+
+#[test]
+fn a_failed_check_at_the_commit_stores_nothing() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "m1", "1", "Nats-Msg-Id: A");
+    let ack = js.batch("b.1", "m1", "2", "Nats-Msg-Id: B\r\nNats-Batch-Commit: 1");
+    assert_eq!(ack[0]["count"], 2);
+    let cases = [
+        ("Nats-Msg-Id: A", "", 10201),
+        ("Nats-Msg-Id: C", "Nats-Msg-Id: C", 10201),
+        ("", "Nats-Expected-Last-Msg-Id: B", 10177),
+        ("", "Nats-Expected-Last-Sequence: 2", 10071),
+        ("", "Nats-Expected-Stream: Z", 10060),
+        ("", "Nats-Rollup: sub", 10111),
+        ("", "Nats-TTL: 5s", 10166),
+    ];
+    for (i, (first, second, code)) in cases.into_iter().enumerate() {
+        let id = format!("x{i}");
+        assert!(staged(&js.batch("b.1", &id, "1", first)));
+        let commit = if second.is_empty() {
+            "Nats-Batch-Commit: 1".to_string()
+        } else {
+            format!("{second}\r\nNats-Batch-Commit: 1")
+        };
+        assert_eq!(
+            err_code(&js.batch("b.2", &id, "2", &commit)),
+            code,
+            "{second}"
+        );
+        assert_eq!(js.messages(), 2, "nothing of {id} stored");
+    }
+    // The expected last sequence is the one before the message's place.
+    js.batch("b.1", "ok", "1", "");
+    let ack = js.batch(
+        "b.2",
+        "ok",
+        "2",
+        "Nats-Expected-Last-Sequence: 3\r\nNats-Batch-Commit: 1",
+    );
+    assert_eq!(ack[0]["seq"], 4, "{ack:?}");
+}
+
+#[test]
+fn an_idle_batch_is_dropped_after_ten_seconds() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "t", "1", "");
+    js.h.advance(Duration::from_secs(9));
+    assert!(staged(&js.batch("b.1", "t", "2", "")));
+    js.h.advance(Duration::from_secs(9));
+    assert_eq!(
+        js.batch("b.1", "t", "3", "Nats-Batch-Commit: 1")[0]["count"],
+        3
+    );
+    js.batch("b.1", "t2", "1", "");
+    js.h.advance(Duration::from_millis(10_500));
+    assert_eq!(
+        err_code(&js.batch("b.1", "t2", "2", "Nats-Batch-Commit: 1")),
+        10176
+    );
+}
+
+#[test]
+fn open_batches_are_limited_per_stream() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    for i in 0..50 {
+        assert!(staged(&js.batch("b.1", &format!("i{i}"), "1", "")));
+    }
+    let refused = js.batch("b.1", "i50", "1", "");
+    assert_eq!(err_code(&refused), 10210);
+    assert_eq!(refused[0]["error"]["code"], 429);
+    js.batch("b.1", "i0", "2", "Nats-Batch-Commit: 1");
+    assert!(staged(&js.batch("b.1", "i50", "1", "")));
+}
+
+#[test]
+fn a_mirror_cannot_be_atomic_and_atomic_can_be_turned_on_and_off() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    let m = js.create(r#"{"name":"M","mirror":{"name":"B"},"allow_atomic":true}"#);
+    assert_eq!(m["error"]["err_code"], 10198, "{m}");
+    js.create(r#"{"name":"N","subjects":["n.>"]}"#);
+    let on = js.request(
+        "$JS.API.STREAM.UPDATE.N",
+        r#"{"name":"N","subjects":["n.>"],"allow_atomic":true}"#,
+    );
+    assert_eq!(on["config"]["allow_atomic"], true, "{on}");
+    let off = js.request(
+        "$JS.API.STREAM.UPDATE.N",
+        r#"{"name":"N","subjects":["n.>"]}"#,
+    );
+    assert!(off["config"].get("allow_atomic").is_none(), "{off}");
+}
+
+#[test]
+fn arbitrary_batch_header_values_never_panic() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    let values = [
+        "",
+        " ",
+        "\u{7f}",
+        "ü",
+        "18446744073709551616",
+        "-1",
+        "1 2",
+        "eob eob",
+    ];
+    for id in values {
+        for seq in values {
+            for commit in values {
+                js.batch("b.1", id, seq, &format!("Nats-Batch-Commit: {commit}"));
+                js.batch("b.1", id, seq, "");
+            }
+        }
+    }
+}
