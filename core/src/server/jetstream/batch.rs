@@ -402,6 +402,11 @@ impl Server {
             let s = &mut self.jetstream.streams[id as usize];
             (s.last_seq, s.inflight_msgs, s.inflight_bytes) = (last_seq, msgs, bytes);
             match verdict {
+                // Only the first message may expect a last sequence.
+                Ok(false) if i > 0 && expects_last_seq(headers.as_ref()) => {
+                    result = Err(ApiError::new(400, 10164, "wrong last sequence".into()));
+                    break;
+                }
                 Ok(false) => added_bytes += m.payload.len() as u64,
                 Ok(true) => {
                     result = Err(duplicate_id());
@@ -444,6 +449,14 @@ impl Server {
         }
         self.arm_batch_timer();
     }
+}
+
+/// Whether the headers carry a `Nats-Expected-Last-Sequence` (a number).
+fn expects_last_seq(headers: Option<&Headers>) -> bool {
+    headers
+        .and_then(|h| h.get(b"Nats-Expected-Last-Sequence"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .is_some_and(|v| v.trim().parse::<u64>().is_ok())
 }
 
 /// The message with `Nats-Batch-Commit: 1` added to its headers.

@@ -147,15 +147,20 @@ fn a_failed_check_at_the_commit_stores_nothing() {
         );
         assert_eq!(js.messages(), 2, "nothing of {id} stored");
     }
-    // The expected last sequence is the one before the message's place.
-    js.batch("b.1", "ok", "1", "");
-    let ack = js.batch(
-        "b.2",
-        "ok",
-        "2",
-        "Nats-Expected-Last-Sequence: 3\r\nNats-Batch-Commit: 1",
-    );
+    // The first message may expect the stream's last sequence.
+    js.batch("b.1", "ok", "1", "Nats-Expected-Last-Sequence: 2");
+    let ack = js.batch("b.2", "ok", "2", "Nats-Batch-Commit: 1");
     assert_eq!(ack[0]["seq"], 4, "{ack:?}");
+    // Only the first message may expect one, even the right one.
+    js.batch("b.1", "late", "1", "");
+    let late = js.batch(
+        "b.2",
+        "late",
+        "2",
+        "Nats-Expected-Last-Sequence: 5\r\nNats-Batch-Commit: 1",
+    );
+    assert_eq!(err_code(&late), 10164);
+    assert_eq!(js.messages(), 4);
 }
 
 #[test]
