@@ -190,6 +190,11 @@ enum Pending {
     /// Start-up: the headers of the messages within the stream's
     /// duplicate window, to remember their `Nats-Msg-Id`s again.
     RecentIds { stream: StreamId },
+    /// Start-up: the last message of a stream with atomic batches, to
+    /// find a batch a crash cut short (batch.rs).
+    BatchTail { stream: StreamId },
+    /// Start-up: that batch removed.
+    BatchCut { stream: StreamId },
     /// A consumer's batch read.
     ConsumerRead {
         consumer: consumer::ConsumerId,
@@ -604,7 +609,9 @@ impl Server {
             | Pending::TallyRead { stream, .. }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
-            | Pending::RecentIds { stream } => Some(*stream),
+            | Pending::RecentIds { stream }
+            | Pending::BatchTail { stream }
+            | Pending::BatchCut { stream } => Some(*stream),
             Pending::Ttl(step) => Some(step.stream()),
             _ => None,
         };
@@ -631,7 +638,10 @@ impl Server {
                 .is_none_or(|s| s.key != c.stream)
         {
             match pending {
-                Pending::Recovered { .. } | Pending::RecentIds { .. } => {
+                Pending::Recovered { .. }
+                | Pending::RecentIds { .. }
+                | Pending::BatchTail { .. }
+                | Pending::BatchCut { .. } => {
                     self.jetstream.recovering -= 1;
                     self.check_ready();
                 }
@@ -724,6 +734,8 @@ impl Server {
             Pending::Listed => self.listed(c),
             Pending::Recovered { stream, consumers } => self.recovered(stream, consumers, c),
             Pending::RecentIds { stream } => self.recent_ids(stream, c),
+            Pending::BatchTail { stream } => self.batch_tail_read(stream, c),
+            Pending::BatchCut { stream } => self.batch_cut(stream, c),
             Pending::ConsumerRead { consumer, .. } => self.consumer_read(consumer, c),
             Pending::ConsumerRedeliver { consumer, seq, .. } => {
                 self.consumer_redelivered(consumer, seq, c)
@@ -895,6 +907,7 @@ impl Server {
                     }
                 }
                 self.rebuild_ttls(id);
+                self.check_batch_tail(id); // batch.rs
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {

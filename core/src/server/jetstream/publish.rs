@@ -76,7 +76,7 @@ impl Dedupe {
 
     /// Forgets the ids of messages after `last_seq` (a failed write:
     /// they were never stored, so a retry must be stored, not deduped).
-    fn forget_after(&mut self, last_seq: u64) {
+    pub(crate) fn forget_after(&mut self, last_seq: u64) {
         self.seqs.retain(|_, seq| *seq <= last_seq);
         let seqs = &self.seqs;
         self.order.retain(|(_, id)| seqs.contains_key(id));

@@ -239,3 +239,51 @@ fn arbitrary_batch_header_values_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_batch_a_crash_cut_short_is_removed_at_start_up() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    let reply = js.publish("b.0", "", "before");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 1);
+    js.batch("b.1", "t", "1", "");
+    js.batch("b.2", "t", "2", "");
+    js.publish(
+        "b.3",
+        "Nats-Batch-Id: t\r\nNats-Batch-Sequence: 3\r\nNats-Batch-Commit: 1",
+        "x",
+    );
+    // The power fails while the batch is written: two of its three
+    // messages reach the disk.
+    for op in &mut js.h.storage {
+        if let StorageOp::Append { msgs, .. } = op {
+            assert_eq!(msgs.len(), 3, "the batch is one append");
+            msgs.truncate(2);
+        }
+    }
+    js.run_storage();
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    assert_eq!(js.messages(), 1, "nothing of the batch is served");
+    let got = js.request("$JS.API.STREAM.MSG.GET.B", r#"{"seq":2}"#);
+    assert_eq!(got["error"]["err_code"], 10037, "{got}");
+    let reply = js.publish("b.4", "", "after");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 2);
+}
+
+#[test]
+fn a_committed_batch_survives_a_restart_whole() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "w", "1", "");
+    js.batch("b.2", "w", "2", "Nats-Batch-Commit: 1");
+    js.batch("b.1", "e", "1", "");
+    js.batch("b.2", "e", "2", "Nats-Batch-Commit: eob");
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    assert_eq!(js.messages(), 3);
+}
