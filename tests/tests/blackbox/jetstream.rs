@@ -1212,6 +1212,8 @@ async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
         ("last-seq-ok", &[("Nats-Expected-Last-Sequence", "7")]),
         ("stream", &[("Nats-Expected-Stream", "Z")]),
         ("rollup", &[("Nats-Rollup", "sub")]),
+        ("level", &[("Nats-Required-Api-Level", "99")]),
+        ("level-ok", &[("Nats-Required-Api-Level", "1")]),
     ];
     for (i, (what, extra)) in checked.iter().enumerate() {
         let id = format!("k{i}");
@@ -1227,7 +1229,7 @@ async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
         seen.push(format!("{what}: {staged:?} {answer}"));
         seen.push(format!("messages: {}", messages(client.clone()).await));
     }
-    for seq in [3, 4, 5] {
+    for seq in [3, 4, 5, 7, 8] {
         let get = raw_request(
             &client,
             "$JS.API.STREAM.MSG.GET.B",

@@ -277,6 +277,21 @@ impl Server {
                 "atomic publish batch commit is invalid".into(),
             ));
         }
+        // The level a batch message requires is checked, and the header
+        // is not stored.
+        let mut m = m;
+        if m.header_len > 0 && super::level::refused(&m.payload[..m.header_len]) {
+            batches.discard(&key);
+            self.arm_batch_timer();
+            return fail(super::level::required_level());
+        }
+        let level = super::level::REQUIRED_API_LEVEL;
+        if m.header_len > 0
+            && super::ttl::go_header(&m.payload[..m.header_len], level)
+                .is_some_and(|v| !v.is_empty())
+        {
+            m = without_header(m, level);
+        }
         let b = batches.open.get_mut(&key).expect("opened above");
         let next = b.staged.len() as u64 + 1;
         if seq != next || (seq == 1 && part.commit == Commit::EndOfBatch) {
@@ -536,6 +551,29 @@ fn expects_last_seq(headers: Option<&Headers>) -> bool {
         .is_some_and(|v| v.trim().parse::<u64>().is_ok())
 }
 
+/// The message without the header lines named `name` (exactly).
+fn without_header(m: InternalMsg, name: &[u8]) -> InternalMsg {
+    let headers = &m.payload[..m.header_len];
+    let named =
+        |line: &[u8]| line.len() > name.len() && line.starts_with(name) && line[name.len()] == b':';
+    if !headers.split(|&b| b == b'\n').any(named) {
+        return m;
+    }
+    let mut new = Vec::with_capacity(m.payload.len());
+    for line in headers.split_inclusive(|&b| b == b'\n') {
+        if !named(line) {
+            new.extend_from_slice(line);
+        }
+    }
+    let header_len = new.len();
+    new.extend_from_slice(m.body());
+    InternalMsg {
+        payload: new.into(),
+        header_len,
+        ..m
+    }
+}
+
 /// The message with `Nats-Batch-Commit: 1` added to its headers.
 fn with_commit_header(m: &InternalMsg) -> InternalMsg {
     let headers = &m.payload[..m.header_len];
@@ -569,6 +607,24 @@ mod tests {
         assert_eq!(parse_digits(b""), None);
         assert_eq!(parse_digits(b"99999999999999999999999"), None);
         assert_eq!(parse_digits(b"\xff"), None);
+    }
+
+    #[test]
+    fn a_header_is_removed_by_its_exact_name() {
+        let block = "NATS/1.0\r\nA: 1\r\nNats-Required-Api-Level: 1\r\nNats-Required-Api-Level-X: 2\r\n\r\n";
+        let payload = format!("{block}body");
+        let m = InternalMsg {
+            account: crate::server::AccountId(0),
+            subject: b"s".to_vec().into(),
+            reply: None,
+            payload: payload.into_bytes().into(),
+            header_len: block.len(),
+            from: None,
+        };
+        let m = without_header(m, b"Nats-Required-Api-Level");
+        let expected = "NATS/1.0\r\nA: 1\r\nNats-Required-Api-Level-X: 2\r\n\r\n";
+        assert_eq!(&m.payload[..m.header_len], expected.as_bytes());
+        assert_eq!(m.body(), b"body");
     }
 
     #[test]

@@ -287,3 +287,36 @@ fn a_committed_batch_survives_a_restart_whole() {
     let mut js = Js::on(disk);
     assert_eq!(js.messages(), 3);
 }
+
+#[test]
+fn a_batch_message_requiring_a_higher_api_level_drops_the_batch() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    assert!(staged(&js.batch(
+        "b.1",
+        "l",
+        "1",
+        "Nats-Required-Api-Level: 1"
+    )));
+    js.batch("b.2", "l", "2", "Nats-Batch-Commit: 1");
+    let m = js.request("$JS.API.STREAM.MSG.GET.B", r#"{"seq":1}"#);
+    let hdrs = data_encoding::BASE64
+        .decode(m["message"]["hdrs"].as_str().unwrap().as_bytes())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(hdrs).unwrap(),
+        "NATS/1.0\r\nNats-Batch-Id: l\r\nNats-Batch-Sequence: 1\r\n\r\n",
+        "the level is not stored"
+    );
+    let refused = js.batch("b.1", "h", "1", "Nats-Required-Api-Level: 99");
+    assert_eq!(
+        (err_code(&refused), &refused[0]["error"]["code"]),
+        (10185, &json!(412))
+    );
+    assert_eq!(
+        err_code(&js.batch("b.1", "h", "2", "Nats-Batch-Commit: 1")),
+        10176
+    );
+    let abc = "Nats-Required-Api-Level: abc\r\nNats-Batch-Commit: 1";
+    assert_eq!(err_code(&js.batch("b.1", "a", "1", abc)), 10185);
+}
