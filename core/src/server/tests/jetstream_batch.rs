@@ -320,3 +320,19 @@ fn a_batch_message_requiring_a_higher_api_level_drops_the_batch() {
     let abc = "Nats-Required-Api-Level: abc\r\nNats-Batch-Commit: 1";
     assert_eq!(err_code(&js.batch("b.1", "a", "1", abc)), 10185);
 }
+
+#[test]
+fn batch_messages_wait_behind_a_publish_waiting_for_the_store() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    let first = js.publish("b.k", "Nats-Expected-Last-Subject-Sequence: 0", "k");
+    let staged = js.publish("b.1", "Nats-Batch-Id: p\r\nNats-Batch-Sequence: 1", "1");
+    let commit = "Nats-Batch-Id: p\r\nNats-Batch-Sequence: 2\r\nNats-Batch-Commit: 1";
+    let commit = js.publish("b.2", commit, "2");
+    js.run_storage();
+    let out = js.out();
+    assert_eq!(Js::answers(&out, &first)[0], json!({"stream":"B","seq":1}));
+    assert_eq!(Js::answers(&out, &staged), [Value::String(String::new())]);
+    let ack = &Js::answers(&out, &commit)[0];
+    assert_eq!(ack, &json!({"stream":"B","seq":3,"batch":"p","count":2}));
+}
