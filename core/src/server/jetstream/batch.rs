@@ -181,16 +181,12 @@ impl Server {
             return;
         };
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
+        let account = m.account;
         match self.stage(id, m, part) {
             Ok(None) => {
                 if let Some(reply) = reply {
                     // Staged: an empty answer, as nats-server gives.
-                    self.publish_as_server(
-                        self.jetstream.streams[id as usize].account,
-                        &reply,
-                        None,
-                        b"",
-                    );
+                    self.publish_as_server(account, &reply, None, b"");
                 }
             }
             Ok(Some((batch_id, staged))) => self.commit_batch(id, batch_id, staged, reply),
@@ -217,10 +213,7 @@ impl Server {
         if s.config.sealed {
             return fail(ApiError::sealed());
         }
-        if s.config.max_msg_size >= 0
-            && m.payload.len() as i64 > s.config.max_msg_size
-            && s.config.max_msg_size > 0
-        {
+        if s.config.max_msg_size > 0 && m.payload.len() as i64 > s.config.max_msg_size {
             return fail(ApiError::message_too_large());
         }
         if !s.config.allow_atomic {
