@@ -336,3 +336,56 @@ fn batch_messages_wait_behind_a_publish_waiting_for_the_store() {
     let ack = &Js::answers(&out, &commit)[0];
     assert_eq!(ack, &json!({"stream":"B","seq":3,"batch":"p","count":2}));
 }
+
+/// Seeded runs of batch messages in any order (gaps, repeats, bad
+/// commits, idle drops, ordinary publishes between): the stream holds
+/// exactly what was acknowledged after every step.
+#[test]
+fn the_stream_holds_exactly_what_was_acknowledged() {
+    let mut largest = 0;
+    for seed in 1..=4u64 {
+        let mut js = Js::new();
+        js.create(ATOMIC);
+        let mut rng = seed;
+        let mut next = move |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let mut acked = 0;
+        for _ in 0..120 {
+            let id = ["a", "b", "c"][next(3) as usize];
+            let seq = (next(4) + 1).to_string();
+            let commit = [
+                "",
+                "",
+                "Nats-Batch-Commit: 1",
+                "Nats-Batch-Commit: eob",
+                "Nats-Batch-Commit: x",
+            ][next(5) as usize];
+            let answers = match next(8) {
+                0 => {
+                    let reply = js.publish("b.n", "", "n");
+                    js.run_storage();
+                    let out = js.out();
+                    Js::answers(&out, &reply)
+                }
+                1 => {
+                    js.h.advance(Duration::from_secs(4));
+                    continue;
+                }
+                _ => js.batch("b.1", id, &seq, commit),
+            };
+            assert_eq!(answers.len(), 1, "{answers:?}");
+            let a = &answers[0];
+            if a.get("error").is_none() && a.get("seq").is_some() {
+                let count = a["count"].as_u64().unwrap_or(1);
+                largest = largest.max(count);
+                acked += count;
+            }
+            assert_eq!(js.messages(), acked, "seed {seed}: {a}");
+        }
+    }
+    assert!(largest >= 2, "some batch of several messages committed");
+}
