@@ -36,13 +36,21 @@ pub(crate) const BATCH_IDLE: Duration = Duration::from_secs(10);
 /// them in files): past it a batch is refused as incomplete.
 pub(crate) const STAGED_BYTES_MAX: usize = 256 * 1024 * 1024;
 
-/// Headers nats-server's atomic batches refuse; natrix also refuses the
-/// subject-sequence check (it would need a store read in the middle of
-/// a commit).
-const UNSUPPORTED: [&str; 2] = [
-    "Nats-Expected-Last-Msg-Id",
-    "Nats-Expected-Last-Subject-Sequence",
-];
+/// Headers nats-server's atomic batches refuse.
+const UNSUPPORTED: [&str; 1] = ["Nats-Expected-Last-Msg-Id"];
+
+/// A committed batch waiting for the store's last sequences of the
+/// subjects its messages check (`Nats-Expected-Last-Subject-Sequence`).
+#[derive(Debug)]
+pub(crate) struct WaitingCommit {
+    batch_id: String,
+    staged: Vec<InternalMsg>,
+    reply: Option<Box<[u8]>>,
+    /// The store's answers so far, by subject.
+    answers: BTreeMap<String, u64>,
+    reads_left: usize,
+    failed: Option<String>,
+}
 
 /// The open batches of every stream.
 #[derive(Debug, Default)]
@@ -334,10 +342,139 @@ impl Server {
         staged: Vec<InternalMsg>,
         reply: Option<Box<[u8]>>,
     ) {
+        let waiting = WaitingCommit {
+            batch_id,
+            staged,
+            reply,
+            answers: BTreeMap::new(),
+            reads_left: 0,
+            failed: None,
+        };
+        self.try_commit(id, waiting);
+    }
+
+    /// Commits the batch if the last sequence of every subject it checks
+    /// is known; else asks the store, and waits (publishes after it are
+    /// parked meanwhile).
+    fn try_commit(&mut self, id: StreamId, mut w: WaitingCommit) {
+        let unknown = self.unknown_subjects(id, &w);
+        if !unknown.is_empty() {
+            self.flush_stream(id);
+            let key = self.jetstream.streams[id as usize].key.clone();
+            w.reads_left = unknown.len();
+            for subject in unknown {
+                let pending = super::Pending::BatchSubject {
+                    stream: id,
+                    subject: subject.clone(),
+                };
+                let op = self.next_op(pending);
+                self.storage(natrix_storage::ops::StorageOp::Read {
+                    id: op,
+                    stream: key.clone(),
+                    read: natrix_storage::ops::Read::LastBySubject(subject),
+                });
+            }
+            self.jetstream.streams[id as usize].batch_waiting = Some(w);
+            return;
+        }
+        let lasts = self.subject_lasts(id, &w);
+        self.commit_checked(id, w, &lasts);
+    }
+
+    /// The subjects the batch checks whose last sequence is not known
+    /// (those an earlier message of the batch writes need none).
+    fn unknown_subjects(&self, id: StreamId, w: &WaitingCommit) -> Vec<String> {
+        let s = &self.jetstream.streams[id as usize];
+        let mut unknown: Vec<String> = Vec::new();
+        for (i, m) in w.staged.iter().enumerate() {
+            let Some(subject) = super::publish::subject_check(m) else {
+                continue;
+            };
+            let written = w.staged[..i]
+                .iter()
+                .any(|e| *e.subject == *subject.as_bytes());
+            let known =
+                s.last_by_subject.contains_key(&subject) || w.answers.contains_key(&subject);
+            if !written && !known && !unknown.contains(&subject) {
+                unknown.push(subject);
+            }
+        }
+        unknown
+    }
+
+    /// For each staged message, the last sequence of the subject it checks
+    /// (`None`: no check, or a subject an earlier message writes).
+    fn subject_lasts(&self, id: StreamId, w: &WaitingCommit) -> Vec<Option<u64>> {
+        let s = &self.jetstream.streams[id as usize];
+        w.staged
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let subject = super::publish::subject_check(m)?;
+                if w.staged[..i]
+                    .iter()
+                    .any(|e| *e.subject == *subject.as_bytes())
+                {
+                    return None;
+                }
+                s.last_by_subject
+                    .get(&subject)
+                    .or(w.answers.get(&subject))
+                    .copied()
+            })
+            .collect()
+    }
+
+    /// The store answered one of a waiting batch's subjects.
+    pub(crate) fn batch_subject_read(
+        &mut self,
+        id: StreamId,
+        subject: String,
+        c: &natrix_storage::ops::Completion,
+    ) {
+        let Some(w) = self.jetstream.streams[id as usize].batch_waiting.as_mut() else {
+            return;
+        };
+        match &c.result {
+            Ok(natrix_storage::ops::Done::Read(m)) => {
+                w.answers.insert(subject, m.as_ref().map_or(0, |m| m.seq));
+            }
+            Ok(other) => w.failed = Some(format!("unexpected storage result {other:?}")),
+            Err(e) => w.failed = Some(e.to_string()),
+        }
+        w.reads_left -= 1;
+        if w.reads_left > 0 {
+            return;
+        }
+        let s = &mut self.jetstream.streams[id as usize];
+        let w = s.batch_waiting.take().expect("waiting above");
+        match w.failed.clone() {
+            Some(e) => {
+                let account = w.staged.last().map_or(s.account, |m| m.account);
+                let name = s.config.name.clone();
+                if let Some(reply) = &w.reply {
+                    let e = ApiError::store_failed(&e);
+                    self.send_pub_ack(account, reply, &name, 0, Some(&e), AckNote::Plain);
+                }
+            }
+            None => self.try_commit(id, w),
+        }
+        self.drain_parked(id);
+    }
+
+    /// Checks the batch (`lasts`: each message's subject check answer) and
+    /// stores it, or answers why not.
+    fn commit_checked(&mut self, id: StreamId, w: WaitingCommit, lasts: &[Option<u64>]) {
+        let WaitingCommit {
+            batch_id,
+            staged,
+            reply,
+            ..
+        } = w;
         let account = staged
             .last()
             .map_or(self.jetstream.streams[id as usize].account, |m| m.account);
-        if let Err(e) = self.check_batch(id, &staged) {
+        if let Err(e) = self.check_batch(id, &staged, lasts) {
             if let Some(reply) = reply {
                 let name = self.jetstream.streams[id as usize].config.name.clone();
                 self.send_pub_ack(account, &reply, &name, 0, Some(&e), AckNote::Plain);
@@ -376,7 +513,12 @@ impl Server {
 
     /// nats-server's checks of each message of a committing batch, on the
     /// stream as it will be when the messages before it are stored.
-    fn check_batch(&mut self, id: StreamId, staged: &[InternalMsg]) -> Result<(), ApiError> {
+    fn check_batch(
+        &mut self,
+        id: StreamId,
+        staged: &[InternalMsg],
+        lasts: &[Option<u64>],
+    ) -> Result<(), ApiError> {
         let s = &self.jetstream.streams[id as usize];
         if s.config.allow_msg_counter {
             return Err(unsupported("Nats-Incr"));
@@ -406,12 +548,19 @@ impl Server {
             s.last_seq = last_seq + i as u64;
             s.inflight_msgs = msgs + i as u64;
             s.inflight_bytes = bytes + added_bytes;
-            let verdict = self.check_message(id, m);
+            let last = lasts.get(i).copied().flatten();
+            let verdict = self.check_message(id, m, last);
             let s = &mut self.jetstream.streams[id as usize];
             (s.last_seq, s.inflight_msgs, s.inflight_bytes) = (last_seq, msgs, bytes);
             match verdict {
                 // Only the first message may expect a last sequence.
                 Ok(false) if i > 0 && expects_last_seq(headers.as_ref()) => {
+                    result = Err(ApiError::new(400, 10164, "wrong last sequence".into()));
+                    break;
+                }
+                // A subject an earlier message of the batch writes cannot
+                // be checked.
+                Ok(false) if last.is_none() && super::publish::subject_check(m).is_some() => {
                     result = Err(ApiError::new(400, 10164, "wrong last sequence".into()));
                     break;
                 }

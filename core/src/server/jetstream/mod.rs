@@ -97,6 +97,9 @@ pub(crate) struct Stream {
     /// Publishes waiting behind one whose check needs the store (a
     /// `Nats-Expected-Last-Subject-Sequence`), in arrival order.
     pub parked: VecDeque<InternalMsg>,
+    /// A committed atomic batch waiting for the store's last sequences of
+    /// the subjects it checks; publishes after it are parked (batch.rs).
+    pub batch_waiting: Option<batch::WaitingCommit>,
     /// `Nats-Msg-Id`s seen within the duplicate window.
     pub dedupe: publish::Dedupe,
     pub last_msg_id: Option<String>,
@@ -127,6 +130,8 @@ enum Pending {
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
     SubjectChecked { stream: StreamId, subject: String },
+    /// The store's last sequence on a subject a committed batch checks.
+    BatchSubject { stream: StreamId, subject: String },
     /// A counter subject's last message, for a sourced increment: read
     /// when the tallies were at `epoch`.
     TallyRead {
@@ -606,6 +611,7 @@ impl Server {
             | Pending::Synced { stream }
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
+            | Pending::BatchSubject { stream, .. }
             | Pending::TallyRead { stream, .. }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
@@ -690,6 +696,9 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
+            Pending::BatchSubject { stream, subject } => {
+                self.batch_subject_read(stream, subject, c)
+            }
             Pending::TallyRead {
                 stream,
                 subject,
@@ -1038,6 +1047,7 @@ impl Server {
             subs: Vec::new(),
             failed: false,
             parked: VecDeque::new(),
+            batch_waiting: None,
             rollups: Vec::new(),
             transform: None,
             republish: None,

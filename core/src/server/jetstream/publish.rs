@@ -143,7 +143,7 @@ impl Server {
             return self.refuse_source_header(id, &m); // source.rs
         }
         let s = &mut self.jetstream.streams[id as usize];
-        if !s.parked.is_empty() {
+        if !s.parked.is_empty() || s.batch_waiting.is_some() {
             s.parked.push_back(m);
             return;
         }
@@ -210,7 +210,16 @@ impl Server {
                 }
             }
         }
+        self.drain_parked(id);
+    }
+
+    /// Handles the parked publishes in order, up to the next that needs
+    /// a store read.
+    pub(super) fn drain_parked(&mut self, id: StreamId) {
         while let Some(s) = self.jetstream.streams.get_mut(id as usize) {
+            if s.batch_waiting.is_some() {
+                break;
+            }
             let Some(next) = s.parked.pop_front() else {
                 break;
             };
@@ -259,8 +268,9 @@ impl Server {
         &mut self,
         id: StreamId,
         m: &InternalMsg,
+        last_subject_seq: Option<u64>,
     ) -> Result<bool, ApiError> {
-        self.check_publish(id, m, None)
+        self.check_publish(id, m, last_subject_seq)
             .map(|v| matches!(v, Verdict::Duplicate(_)))
     }
 
@@ -690,7 +700,7 @@ impl Server {
 /// The subject whose last sequence the message expects, if it expects one
 /// (`Nats-Expected-Last-Subject-Sequence`, on its own subject unless
 /// `…-Subject` names another).
-fn subject_check(m: &InternalMsg) -> Option<String> {
+pub(super) fn subject_check(m: &InternalMsg) -> Option<String> {
     if m.header_len == 0 {
         return None;
     }
@@ -737,7 +747,7 @@ pub(super) fn tally_of(last: Option<&natrix_storage::Msg>) -> Option<Tally> {
     })
 }
 
-fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
+pub(super) fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
     if s.last_by_subject.len() >= LAST_BY_SUBJECT_MAX && !s.last_by_subject.contains_key(&subject) {
         s.last_by_subject.clear();
     }

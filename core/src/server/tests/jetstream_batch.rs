@@ -389,3 +389,43 @@ fn the_stream_holds_exactly_what_was_acknowledged() {
     }
     assert!(largest >= 2, "some batch of several messages committed");
 }
+
+#[test]
+fn a_batch_checks_subject_sequences_against_the_store() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    let reply = js.publish("b.q", "", "q");
+    js.run_storage();
+    assert_eq!(Js::answers(&js.out(), &reply)[0]["seq"], 1);
+    // A restart forgets every subject's last sequence: the commit asks
+    // the store.
+    let disk = js.disk.clone();
+    disk.crash();
+    let mut js = Js::on(disk);
+    let expect = |seq: u64| format!("Nats-Expected-Last-Subject-Sequence: {seq}");
+    assert!(staged(&js.batch("b.q", "q1", "1", &expect(1))));
+    let commit = format!("{}\r\nNats-Batch-Commit: 1", expect(0));
+    let ack = js.batch("b.r", "q1", "2", &commit);
+    assert_eq!(ack[0], json!({"stream":"B","seq":3,"batch":"q1","count":2}));
+    let wrong = format!("{}\r\nNats-Batch-Commit: 1", expect(1));
+    let refused = js.batch("b.q", "q2", "1", &wrong);
+    assert_eq!(refused[0]["error"]["description"], "wrong last sequence: 2");
+    js.batch("b.z", "q3", "1", "");
+    assert_eq!(err_code(&js.batch("b.z", "q3", "2", &commit)), 10164);
+    assert_eq!(js.messages(), 3);
+}
+
+#[test]
+fn publishes_after_a_commit_waiting_for_the_store_keep_their_place() {
+    let mut js = Js::new();
+    js.create(ATOMIC);
+    js.batch("b.1", "w", "1", "");
+    let commit = "Nats-Batch-Id: w\r\nNats-Batch-Sequence: 2\r\nNats-Batch-Commit: 1\r\nNats-Expected-Last-Subject-Sequence: 0";
+    let commit = js.publish("b.new", commit, "c");
+    let after = js.publish("b.after", "", "a");
+    js.run_storage();
+    let out = js.out();
+    let ack = &Js::answers(&out, &commit)[0];
+    assert_eq!(ack, &json!({"stream":"B","seq":2,"batch":"w","count":2}));
+    assert_eq!(Js::answers(&out, &after)[0], json!({"stream":"B","seq":3}));
+}
