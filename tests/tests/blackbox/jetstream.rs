@@ -1214,6 +1214,24 @@ async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
         ("rollup", &[("Nats-Rollup", "sub")]),
         ("level", &[("Nats-Required-Api-Level", "99")]),
         ("level-ok", &[("Nats-Required-Api-Level", "1")]),
+        (
+            "subject-written",
+            &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        ),
+        (
+            "subject-other",
+            &[
+                ("Nats-Expected-Last-Subject-Sequence", "0"),
+                ("Nats-Expected-Last-Subject-Sequence-Subject", "b.none"),
+            ],
+        ),
+        (
+            "subject-wrong",
+            &[
+                ("Nats-Expected-Last-Subject-Sequence", "3"),
+                ("Nats-Expected-Last-Subject-Sequence-Subject", "b.2"),
+            ],
+        ),
     ];
     for (i, (what, extra)) in checked.iter().enumerate() {
         let id = format!("k{i}");
