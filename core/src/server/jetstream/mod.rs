@@ -24,6 +24,7 @@
 
 mod api;
 mod batch;
+mod batch_tail;
 pub(crate) mod config;
 pub(crate) mod consumer;
 mod counter;
@@ -916,7 +917,7 @@ impl Server {
                     }
                 }
                 self.rebuild_ttls(id);
-                self.check_batch_tail(id); // batch.rs
+                self.check_batch_tail(id); // batch_tail.rs
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
