@@ -45,6 +45,8 @@ pub(crate) enum ServerTimer {
     JsSync,
     /// The next JetStream message whose TTL comes due.
     JsTtl,
+    /// The next open atomic batch idle too long.
+    JsBatch,
 }
 
 /// What a timer belongs to, and which of its timers it is.
@@ -156,6 +158,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::JsSync) => self.sync_timer(),
                 TimerKey::Consumer(id) => self.consumer_timer(id),
                 TimerKey::Server(ServerTimer::JsTtl) => self.ttl_timer(),
+                TimerKey::Server(ServerTimer::JsBatch) => self.batch_timer(),
             }
         }
     }

@@ -1147,3 +1147,156 @@ async fn counters_count_as_on_nats_server() {
         "{expected:?}"
     );
 }
+
+/// An atomic batch publish session: every answer, in order.
+async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for (name, config) in [
+        (
+            "B",
+            r#"{"name":"B","subjects":["b.>"],"allow_atomic":true}"#,
+        ),
+        (
+            "M",
+            r#"{"name":"M","mirror":{"name":"B"},"allow_atomic":true}"#,
+        ),
+        ("N", r#"{"name":"N","subjects":["n.>"]}"#),
+    ] {
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let answer = raw_request(&client, &subject, &[], config).await;
+        seen.push(format!("create {name}: {}", api_outcome(&answer)));
+    }
+    let messages = |client: async_nats::Client| async move {
+        let info = raw_request(&client, "$JS.API.STREAM.INFO.B", &[], "").await;
+        let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+        v["state"]["messages"].clone()
+    };
+    let steps: &[(&str, &str, &str, &str)] = &[
+        ("n.1", "a", "1", ""),
+        ("b.1", "u1", "1", ""),
+        ("b.2", "u1", "2", ""),
+        ("b.3", "u1", "3", "1"),
+        ("b.1", "e", "1", ""),
+        ("b.2", "e", "2", "eob"),
+        ("b.1", &"a".repeat(65), "1", ""),
+        ("b.1", "s", "abc", ""),
+        ("b.1", "s", "0", ""),
+        ("b.1", "s", "2", ""),
+        ("b.1", "s", "1001", ""),
+        ("b.1", "c", "1", "0"),
+        ("b.1", "g", "1", ""),
+        ("b.1", "g", "3", ""),
+        ("b.1", "g", "2", "1"),
+        ("b.1", "x", "1", "eob"),
+    ];
+    for &(subject, id, seq, commit) in steps {
+        let mut headers = vec![("Nats-Batch-Id", id), ("Nats-Batch-Sequence", seq)];
+        if !commit.is_empty() {
+            headers.push(("Nats-Batch-Commit", commit));
+        }
+        let answer = raw_request(&client, subject, &headers, "x").await;
+        let id = &id[..id.len().min(8)];
+        seen.push(format!("{subject} {id} {seq} {commit}: {answer}"));
+        seen.push(format!("messages: {}", messages(client.clone()).await));
+    }
+    let checked: &[(&str, &[(&str, &str)])] = &[
+        ("dup", &[("Nats-Msg-Id", "A")]),
+        ("dup", &[("Nats-Msg-Id", "A")]),
+        ("last-id", &[("Nats-Expected-Last-Msg-Id", "A")]),
+        ("last-seq", &[("Nats-Expected-Last-Sequence", "1")]),
+        ("last-seq-ok", &[("Nats-Expected-Last-Sequence", "7")]),
+        ("stream", &[("Nats-Expected-Stream", "Z")]),
+        ("rollup", &[("Nats-Rollup", "sub")]),
+        ("level", &[("Nats-Required-Api-Level", "99")]),
+        ("level-ok", &[("Nats-Required-Api-Level", "1")]),
+        (
+            "subject-written",
+            &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        ),
+        (
+            "subject-other",
+            &[
+                ("Nats-Expected-Last-Subject-Sequence", "0"),
+                ("Nats-Expected-Last-Subject-Sequence-Subject", "b.none"),
+            ],
+        ),
+        (
+            "subject-wrong",
+            &[
+                ("Nats-Expected-Last-Subject-Sequence", "3"),
+                ("Nats-Expected-Last-Subject-Sequence-Subject", "b.2"),
+            ],
+        ),
+    ];
+    for (i, (what, extra)) in checked.iter().enumerate() {
+        let id = format!("k{i}");
+        let first = [("Nats-Batch-Id", id.as_str()), ("Nats-Batch-Sequence", "1")];
+        let staged = raw_request(&client, "b.k", &first, "1").await;
+        let mut commit = vec![
+            ("Nats-Batch-Id", id.as_str()),
+            ("Nats-Batch-Sequence", "2"),
+            ("Nats-Batch-Commit", "1"),
+        ];
+        commit.extend_from_slice(extra);
+        let answer = raw_request(&client, "b.k", &commit, "2").await;
+        seen.push(format!("{what}: {staged:?} {answer}"));
+        seen.push(format!("messages: {}", messages(client.clone()).await));
+    }
+    for seq in [3, 4, 5, 7, 8] {
+        let get = raw_request(
+            &client,
+            "$JS.API.STREAM.MSG.GET.B",
+            &[],
+            &format!(r#"{{"seq":{seq}}}"#),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&get).unwrap_or_default();
+        let hdrs = v["message"]["hdrs"].as_str().unwrap_or_default();
+        let hdrs = data_encoding::BASE64
+            .decode(hdrs.as_bytes())
+            .unwrap_or_default();
+        // The client writes its headers in no fixed order.
+        let mut lines: Vec<_> = String::from_utf8_lossy(&hdrs)
+            .split("\r\n")
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        seen.push(format!(
+            "stored {seq}: {} {lines:?}",
+            v["message"]["subject"]
+        ));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn atomic_batches_publish_as_on_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // atomic batches came with 2.12
+        }
+        let dir = test_dir("js", &format!("batch-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        results.push((name, batch_scenario(&server).await));
+    }
+    let (first, expected) = &results[0];
+
+    for (name, got) in &results[1..] {
+        for (a, b) in expected.iter().zip(got) {
+            assert_eq!(b, a, "{name} against {first}");
+        }
+        assert_eq!(got.len(), expected.len());
+    }
+    assert!(
+        expected
+            .iter()
+            .any(|l| l.contains(r#""batch":"u1","count":3"#)),
+        "{expected:?}"
+    );
+}

@@ -144,12 +144,13 @@ pub(crate) struct StreamConfig {
     /// Distributed counters: publishes carry `Nats-Incr` (counter.rs).
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_counter: bool,
+    /// Atomic batch publish (batch.rs).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_atomic: bool,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
     /// What natrix does not do yet; a request that sets one is refused
     /// rather than half served.
-    #[serde(default, skip_serializing)]
-    pub allow_atomic: bool,
     #[serde(default, skip_serializing)]
     pub allow_msg_schedules: bool,
     /// `"default"` (every write synced before its ack: natrix's only
@@ -298,15 +299,21 @@ impl StreamConfig {
             return Err(invalid(why));
         }
         self.check_delete_markers(pedantic)?;
-        if self.allow_atomic
-            || self.allow_msg_schedules
+        if self.allow_atomic && self.mirror.is_some() {
+            return Err(ApiError::new(
+                400,
+                10198,
+                "stream mirrors can not also use atomic publishing".into(),
+            ));
+        }
+        if self.allow_msg_schedules
             || self.allow_batched
             || !matches!(self.persist_mode.as_str(), "" | "default")
             || self.compression != Compression::None
             || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (atomic and fast batches, schedules, async persistence, compression, discard new per subject)",
+                "natrix does not support this stream option yet (fast batches, schedules, async persistence, compression, discard new per subject)",
             ));
         }
         if let Some(t) = &self.subject_transform {

@@ -4,8 +4,8 @@
 //!
 //! natrix claims level 1, the level of nats-server 2.11's stream features:
 //! per-message TTLs and subject delete markers, and the batch and
-//! multi-last direct gets. Level 2 (2.12: counters, atomic batches,
-//! schedules, async persistence) it does not have.
+//! multi-last direct gets. Of level 2 (2.12: counters, atomic batches,
+//! schedules, async persistence) it has counters and atomic batches.
 
 use super::error::ApiError;
 use crate::server::{AccountId, Server};
@@ -13,7 +13,7 @@ use crate::server::{AccountId, Server};
 /// The API level natrix serves.
 pub(crate) const API_LEVEL: i64 = 1;
 
-const REQUIRED_API_LEVEL: &[u8] = b"Nats-Required-Api-Level";
+pub(crate) const REQUIRED_API_LEVEL: &[u8] = b"Nats-Required-Api-Level";
 
 /// Whether a request's header block asks for a level above natrix's, or
 /// for one that is not a number (nats-server's `errorOnRequiredApiLevel`).
@@ -28,7 +28,7 @@ pub(crate) fn refused(headers: &[u8]) -> bool {
 }
 
 /// 10185, as a `412` in the API.
-fn required_level() -> ApiError {
+pub(crate) fn required_level() -> ApiError {
     ApiError::new(412, 10185, "JetStream minimum api level required".into())
 }
 

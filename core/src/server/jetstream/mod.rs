@@ -23,6 +23,8 @@
 //!   before that waits.
 
 mod api;
+mod batch;
+mod batch_tail;
 pub(crate) mod config;
 pub(crate) mod consumer;
 mod counter;
@@ -96,6 +98,9 @@ pub(crate) struct Stream {
     /// Publishes waiting behind one whose check needs the store (a
     /// `Nats-Expected-Last-Subject-Sequence`), in arrival order.
     pub parked: VecDeque<InternalMsg>,
+    /// A committed atomic batch waiting for the store's last sequences of
+    /// the subjects it checks; publishes after it are parked (batch.rs).
+    pub batch_waiting: Option<batch::WaitingCommit>,
     /// `Nats-Msg-Id`s seen within the duplicate window.
     pub dedupe: publish::Dedupe,
     pub last_msg_id: Option<String>,
@@ -126,6 +131,8 @@ enum Pending {
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
     SubjectChecked { stream: StreamId, subject: String },
+    /// The store's last sequence on a subject a committed batch checks.
+    BatchSubject { stream: StreamId, subject: String },
     /// A counter subject's last message, for a sourced increment: read
     /// when the tallies were at `epoch`.
     TallyRead {
@@ -197,6 +204,11 @@ enum Pending {
     /// Start-up: the headers of the messages within the stream's
     /// duplicate window, to remember their `Nats-Msg-Id`s again.
     RecentIds { stream: StreamId },
+    /// Start-up: the last message of a stream with atomic batches, to
+    /// find a batch a crash cut short (batch.rs).
+    BatchTail { stream: StreamId },
+    /// Start-up: that batch removed.
+    BatchCut { stream: StreamId },
     /// A consumer's batch read.
     ConsumerRead {
         consumer: consumer::ConsumerId,
@@ -287,6 +299,8 @@ pub(crate) struct JetStream {
     pub api_errors: u64,
     /// Messages with a TTL, by when they are due.
     pub ttls: ttl::Ttls,
+    /// Open atomic batches (batch.rs).
+    pub batches: batch::Batches,
     /// Mirrors and sources, by destination stream (source.rs).
     pub sourcing: source::Sourcing,
 }
@@ -606,10 +620,13 @@ impl Server {
             | Pending::Synced { stream }
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
+            | Pending::BatchSubject { stream, .. }
             | Pending::TallyRead { stream, .. }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
-            | Pending::RecentIds { stream } => Some(*stream),
+            | Pending::RecentIds { stream }
+            | Pending::BatchTail { stream }
+            | Pending::BatchCut { stream } => Some(*stream),
             Pending::Ttl(step) => Some(step.stream()),
             _ => None,
         };
@@ -636,7 +653,10 @@ impl Server {
                 .is_none_or(|s| s.key != c.stream)
         {
             match pending {
-                Pending::Recovered { .. } | Pending::RecentIds { .. } => {
+                Pending::Recovered { .. }
+                | Pending::RecentIds { .. }
+                | Pending::BatchTail { .. }
+                | Pending::BatchCut { .. } => {
                     self.jetstream.recovering -= 1;
                     self.check_ready();
                 }
@@ -685,6 +705,9 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
+            Pending::BatchSubject { stream, subject } => {
+                self.batch_subject_read(stream, subject, c)
+            }
             Pending::TallyRead {
                 stream,
                 subject,
@@ -736,6 +759,8 @@ impl Server {
             Pending::Listed => self.listed(c),
             Pending::Recovered { stream, consumers } => self.recovered(stream, consumers, c),
             Pending::RecentIds { stream } => self.recent_ids(stream, c),
+            Pending::BatchTail { stream } => self.batch_tail_read(stream, c),
+            Pending::BatchCut { stream } => self.batch_cut(stream, c),
             Pending::ConsumerRead { consumer, .. } => self.consumer_read(consumer, c),
             Pending::ConsumerRedeliver { consumer, seq, .. } => {
                 self.consumer_redelivered(consumer, seq, c)
@@ -907,6 +932,7 @@ impl Server {
                     }
                 }
                 self.rebuild_ttls(id);
+                self.check_batch_tail(id); // batch_tail.rs
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
@@ -1037,6 +1063,7 @@ impl Server {
             subs: Vec::new(),
             failed: false,
             parked: VecDeque::new(),
+            batch_waiting: None,
             rollups: Vec::new(),
             transform: None,
             republish: None,
@@ -1084,6 +1111,7 @@ impl Server {
         self.jetstream.dirty.retain(|&d| d != id);
         self.jetstream.unsynced.remove(&id);
         self.jetstream.ttls.forget(id);
+        self.jetstream.batches.forget(id);
         self.forget_sourcing(id); // source.rs
     }
 

@@ -34,6 +34,12 @@ pub(crate) enum AckNote {
     Duplicate,
     /// A counter stream's new total on the subject.
     Total(String),
+    /// The commit of an atomic batch: its id and how many messages it
+    /// stored.
+    Batch {
+        id: String,
+        count: u64,
+    },
 }
 
 /// What the checks decided about a publish.
@@ -70,7 +76,7 @@ impl Dedupe {
 
     /// Forgets the ids of messages after `last_seq` (a failed write:
     /// they were never stored, so a retry must be stored, not deduped).
-    fn forget_after(&mut self, last_seq: u64) {
+    pub(crate) fn forget_after(&mut self, last_seq: u64) {
         self.seqs.retain(|_, seq| *seq <= last_seq);
         let seqs = &self.seqs;
         self.order.retain(|(_, id)| seqs.contains_key(id));
@@ -93,6 +99,10 @@ struct PubAck<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     val: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
 }
 
 /// Headers nats-server reads on a publish to a stream.
@@ -106,8 +116,9 @@ const ROLLUP: &[u8] = b"Nats-Rollup";
 /// Headers natrix does not act on yet: a publish carrying one is refused
 /// rather than stored without the check or effect it asks for.
 /// (`Nats-Required-Api-Level` is stored as it came: nats-server checks it
-/// only on batch publishes.)
-const NOT_YET: [&[u8]; 2] = [b"Nats-Batch-Id", b"Nats-Schedule"];
+/// only on batch publishes. A `Nats-Batch-Id` reaches here empty, which
+/// is no batch, or on a batch's checked messages.)
+const NOT_YET: [&[u8]; 1] = [b"Nats-Schedule"];
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(v).trim().to_string()
@@ -132,9 +143,12 @@ impl Server {
             return self.refuse_source_header(id, &m); // source.rs
         }
         let s = &mut self.jetstream.streams[id as usize];
-        if !s.parked.is_empty() {
+        if !s.parked.is_empty() || s.batch_waiting.is_some() {
             s.parked.push_back(m);
             return;
+        }
+        if let Some(part) = super::batch::batch_part(&m) {
+            return self.batch_publish(id, m, part); // batch.rs
         }
         match lookup(s, &m) {
             Lookup::None => _ = self.store_publish(id, &m, None),
@@ -196,10 +210,23 @@ impl Server {
                 }
             }
         }
+        self.drain_parked(id);
+    }
+
+    /// Handles the parked publishes in order, up to the next that needs
+    /// a store read.
+    pub(super) fn drain_parked(&mut self, id: StreamId) {
         while let Some(s) = self.jetstream.streams.get_mut(id as usize) {
+            if s.batch_waiting.is_some() {
+                break;
+            }
             let Some(next) = s.parked.pop_front() else {
                 break;
             };
+            if let Some(part) = super::batch::batch_part(&next) {
+                self.batch_publish(id, next, part);
+                continue;
+            }
             match lookup(s, &next) {
                 Lookup::None => _ = self.store_publish(id, &next, None),
                 Lookup::Known(last) => _ = self.store_publish(id, &next, Some(last)),
@@ -220,6 +247,39 @@ impl Server {
         id: StreamId,
         m: &InternalMsg,
         last_subject_seq: Option<u64>,
+    ) -> Option<ApiError> {
+        self.store_noted(id, m, last_subject_seq, None)
+    }
+
+    /// Stores a message of a checked atomic batch; the commit's
+    /// acknowledgement says `note`.
+    pub(super) fn store_batch_msg(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        note: Option<AckNote>,
+    ) -> Option<ApiError> {
+        self.store_noted(id, m, None, note)
+    }
+
+    /// The checks alone: whether the message is a duplicate, or why it
+    /// would be refused.
+    pub(super) fn check_message(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        last_subject_seq: Option<u64>,
+    ) -> Result<bool, ApiError> {
+        self.check_publish(id, m, last_subject_seq)
+            .map(|v| matches!(v, Verdict::Duplicate(_)))
+    }
+
+    fn store_noted(
+        &mut self,
+        id: StreamId,
+        m: &InternalMsg,
+        last_subject_seq: Option<u64>,
+        batch_note: Option<AckNote>,
     ) -> Option<ApiError> {
         let s = self.jetstream.streams.get(id as usize)?;
         let reply = m.reply.clone().filter(|_| !s.config.no_ack);
@@ -251,7 +311,7 @@ impl Server {
                         remember_tally(s, &msg.subject, counted.tally);
                         note
                     }
-                    None => AckNote::Plain,
+                    None => batch_note.unwrap_or(AckNote::Plain),
                 };
                 let ttl = super::ttl::stored_ttl(&s.config, &mut msg.headers);
                 // A republished copy shows the headers as stored.
@@ -561,12 +621,18 @@ impl Server {
             AckNote::Total(total) => Some(total.as_str()),
             _ => None,
         };
+        let (batch, count) = match &note {
+            AckNote::Batch { id, count } => (Some(id.as_str()), Some(*count)),
+            _ => (None, None),
+        };
         let mut body = go_json(&PubAck {
             error,
             stream,
             domain: &domain,
             seq,
             val,
+            batch,
+            count,
         });
         if note == AckNote::Duplicate {
             // nats-server writes this one field with a space.
@@ -634,7 +700,7 @@ impl Server {
 /// The subject whose last sequence the message expects, if it expects one
 /// (`Nats-Expected-Last-Subject-Sequence`, on its own subject unless
 /// `…-Subject` names another).
-fn subject_check(m: &InternalMsg) -> Option<String> {
+pub(super) fn subject_check(m: &InternalMsg) -> Option<String> {
     if m.header_len == 0 {
         return None;
     }
@@ -681,7 +747,7 @@ pub(super) fn tally_of(last: Option<&natrix_storage::Msg>) -> Option<Tally> {
     })
 }
 
-fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
+pub(super) fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
     if s.last_by_subject.len() >= LAST_BY_SUBJECT_MAX && !s.last_by_subject.contains_key(&subject) {
         s.last_by_subject.clear();
     }

@@ -1166,3 +1166,7 @@ fn direct_gets_start_and_end_at_a_time() {
     let got = get(&mut js, "{}");
     assert_eq!(got[0].0, "NATS/1.0 408 Empty Request\r\n\r\n");
 }
+
+/// Atomic batch publish.
+#[path = "jetstream_batch.rs"]
+mod batch;
