@@ -171,6 +171,9 @@ enum Pending {
         stream: String,
         up_to: Option<u64>,
     },
+    /// An interest stream lost a consumer: its subjects, to drop those
+    /// no consumer left wants.
+    InterestSubjects { stream: StreamId },
     /// A direct get with a time: the sequence it falls at.
     DirectAtTime {
         account: AccountId,
@@ -505,8 +508,16 @@ impl Server {
             return;
         }
         let rollups = std::mem::take(&mut s.rollups);
+        // On an interest stream, what no consumer wants is not kept (its
+        // sequence is used, as in nats-server).
+        let mut unwanted = Vec::new();
         if s.config.retention == config::Retention::Interest {
             self.retention_changed(id);
+            unwanted = msgs
+                .iter()
+                .filter(|m| !self.wanted_by_a_consumer(id, m.subject.as_bytes()))
+                .map(|m| m.seq)
+                .collect();
         }
         let s = &mut self.jetstream.streams[id as usize];
         let key = s.key.clone();
@@ -529,6 +540,9 @@ impl Server {
                 stream: key.clone(),
                 purge,
             });
+        }
+        for seq in unwanted {
+            self.retention_delete(id, seq);
         }
         if self.sync_interval().is_some() {
             // The lazier trade: acknowledged once appended, synced on the
@@ -622,6 +636,7 @@ impl Server {
             | Pending::SubjectChecked { stream, .. }
             | Pending::BatchSubject { stream, .. }
             | Pending::TallyRead { stream, .. }
+            | Pending::InterestSubjects { stream }
             | Pending::InfoDetails { stream, .. }
             | Pending::Recovered { stream, .. }
             | Pending::RecentIds { stream }
@@ -736,6 +751,7 @@ impl Server {
                 stream,
                 up_to,
             } => self.direct_batch_got(account, &reply, &stream, up_to, c),
+            Pending::InterestSubjects { stream } => self.drop_unwanted_subjects(stream, c),
             Pending::DirectAtTime {
                 account,
                 reply,

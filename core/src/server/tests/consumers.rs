@@ -951,3 +951,35 @@ fn a_rate_limited_push_consumer_waits_for_its_tokens() {
     }
     assert_eq!(times, 1, "the second comes within 400 ms, alone");
 }
+
+/// An interest stream keeps only what some consumer's filter wants: a
+/// message nobody's filter matches is not kept, and deleting a consumer
+/// drops what only it wanted (nats-server 2.15.1 answers the same: 2
+/// messages, then 1).
+#[test]
+fn an_interest_stream_drops_what_no_consumer_filter_wants() {
+    let mut js = Js::new();
+    js.create(r#"{"name":"S","subjects":["s.>"],"retention":"interest"}"#);
+    for (name, filter) in [("A", "s.a"), ("B", "s.b")] {
+        durable(
+            &mut js,
+            name,
+            &format!(
+                r#"{{"durable_name":"{name}","ack_policy":"explicit","filter_subject":"{filter}"}}"#
+            ),
+        );
+    }
+    for subject in ["s.a", "s.b", "s.c"] {
+        js.publish(subject, "", "x");
+    }
+    js.run_storage();
+    let _ = js.out();
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 2, "{info}");
+    assert_eq!(info["state"]["last_seq"], 3, "{info}");
+    let del = js.request("$JS.API.CONSUMER.DELETE.S.A", "");
+    assert_eq!(del["success"], true, "{del}");
+    let info = js.request("$JS.API.STREAM.INFO.S", "");
+    assert_eq!(info["state"]["messages"], 1, "{info}");
+    assert_eq!(info["state"]["first_seq"], 2, "{info}");
+}

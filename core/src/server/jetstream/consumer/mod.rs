@@ -451,6 +451,7 @@ impl Server {
         self.forget_consumer(id);
         if self.jetstream.streams.contains(stream as usize) {
             self.retention_changed(stream);
+            self.interest_lost(stream);
         }
         let op = self.next_op(pending);
         self.storage(StorageOp::RemoveConsumer {

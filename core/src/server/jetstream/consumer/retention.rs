@@ -104,7 +104,63 @@ impl Server {
             .any(|c| !c.ready || seq >= c.next_seq || c.pending.contains_key(&seq))
     }
 
-    fn retention_delete(&mut self, stream: StreamId, seq: u64) {
+    /// Whether some consumer of `stream` wants messages on `subject` (one
+    /// being created wants everything until it is ready).
+    pub(crate) fn wanted_by_a_consumer(&self, stream: StreamId, subject: &[u8]) -> bool {
+        self.jetstream.streams[stream as usize]
+            .consumers
+            .values()
+            .map(|&id| &self.jetstream.consumers[id as usize])
+            .any(|c| !c.ready || c.config.wants(subject))
+    }
+
+    /// An interest stream lost a consumer: reads its subjects, to drop the
+    /// messages of those no consumer left wants (the rest go as the
+    /// consumers pass them).
+    pub(crate) fn interest_lost(&mut self, stream: StreamId) {
+        let s = &self.jetstream.streams[stream as usize];
+        if s.config.retention != Retention::Interest || s.consumers.is_empty() {
+            return; // (with none left, the sweep takes everything)
+        }
+        let key = s.key.clone();
+        let op = self.next_op(super::super::Pending::InterestSubjects { stream });
+        self.storage(natrix_storage::ops::StorageOp::Details {
+            id: op,
+            stream: key,
+            subjects_filter: Some(">".into()),
+            deleted: false,
+        });
+    }
+
+    /// The subjects of an interest stream that lost a consumer: those no
+    /// consumer wants now are purged.
+    pub(crate) fn drop_unwanted_subjects(
+        &mut self,
+        stream: StreamId,
+        c: &natrix_storage::ops::Completion,
+    ) {
+        let Ok(natrix_storage::ops::Done::Details { subjects, .. }) = &c.result else {
+            return;
+        };
+        let key = self.jetstream.streams[stream as usize].key.clone();
+        for (subject, _) in subjects {
+            if self.wanted_by_a_consumer(stream, subject.as_bytes()) {
+                continue;
+            }
+            let op = self.next_op(super::super::Pending::Quiet);
+            self.storage(natrix_storage::ops::StorageOp::Purge {
+                id: op,
+                stream: key.clone(),
+                purge: natrix_storage::Purge {
+                    filter: Some(subject.clone()),
+                    below_seq: None,
+                    keep: None,
+                },
+            });
+        }
+    }
+
+    pub(crate) fn retention_delete(&mut self, stream: StreamId, seq: u64) {
         let key = self.jetstream.streams[stream as usize].key.clone();
         let op = self.next_op(super::super::Pending::Quiet);
         self.storage(natrix_storage::ops::StorageOp::Delete {
