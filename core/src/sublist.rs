@@ -5,8 +5,10 @@
 //! `*` and one `>` child. A match walks the levels once per subject token and
 //! collects plain subscribers and queue groups; members of the same queue
 //! group found on different nodes are merged into one group, as nats-server
-//! does. Results are cached per subject (bounded); an insert or remove drops
-//! the cached results it could change and bumps [`Sublist::generation`].
+//! does. Results are cached per subject (bounded), from a subject's second
+//! miss on, so that subjects published once (reply inboxes, ack subjects)
+//! never enter the cache; an insert or remove drops the cached results it
+//! could change and bumps [`Sublist::generation`].
 //!
 //! The trie stores small copyable subscriber handles `T` (the server uses its
 //! subscription ids); it never owns subscription records.
