@@ -261,12 +261,7 @@ impl StreamConfig {
     /// Equal but for the metadata stamps (a stream created before they
     /// were kept is the same stream).
     pub(crate) fn same_apart_from_stamps(&self, other: &StreamConfig) -> bool {
-        let strip = |c: &StreamConfig| StreamConfig {
-            metadata: Default::default(),
-            ..c.clone()
-        };
-        strip(self) == strip(other)
-            && super::level::stamps::same_unstamped(&self.metadata, &other.metadata)
+        super::level::stamps::same_but_stamps(self, other, |c| &mut c.metadata)
     }
 
     /// [`checked_as`](Self::checked_as) without `pedantic`.

@@ -145,11 +145,23 @@ pub(crate) mod stamps {
         shown
     }
 
-    /// Whether two metadata maps are the same but for the stamps.
-    pub(crate) fn same_unstamped(
-        a: &BTreeMap<String, String>,
-        b: &BTreeMap<String, String>,
+    /// Whether two configurations are the same but for the stamps in
+    /// their `metadata`.
+    pub(crate) fn same_but_stamps<T: Clone + PartialEq>(
+        a: &T,
+        b: &T,
+        metadata: impl Fn(&mut T) -> &mut BTreeMap<String, String>,
     ) -> bool {
+        let (mut a, mut b) = (a.clone(), b.clone());
+        let (ma, mb) = (
+            std::mem::take(metadata(&mut a)),
+            std::mem::take(metadata(&mut b)),
+        );
+        a == b && same_unstamped(&ma, &mb)
+    }
+
+    /// Whether two metadata maps are the same but for the stamps.
+    fn same_unstamped(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
         let unstamped = |m: &BTreeMap<String, String>| {
             m.iter()
                 .filter(|(k, _)| ![REQUIRED_LEVEL, VERSION, LEVEL].contains(&k.as_str()))

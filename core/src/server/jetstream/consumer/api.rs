@@ -23,8 +23,9 @@ struct CreateRequest {
     stream_name: String,
     config: Option<ConsumerConfig>,
     action: String,
-    /// Refuse what would otherwise be changed to fit (read where the
-    /// checks need it).
+    /// nats-server's "refuse what would be adjusted": known, so that
+    /// strict parsing takes it; natrix's consumer checks adjust nothing
+    /// it would refuse, so it changes no answer.
     #[allow(dead_code)]
     pedantic: bool,
 }

@@ -551,15 +551,7 @@ impl ConsumerConfig {
 
     /// Equal but for the metadata stamps.
     pub(crate) fn same_apart_from_stamps(&self, other: &ConsumerConfig) -> bool {
-        let strip = |c: &ConsumerConfig| ConsumerConfig {
-            metadata: Default::default(),
-            ..c.clone()
-        };
-        strip(self) == strip(other)
-            && crate::server::jetstream::level::stamps::same_unstamped(
-                &self.metadata,
-                &other.metadata,
-            )
+        crate::server::jetstream::level::stamps::same_but_stamps(self, other, |c| &mut c.metadata)
     }
 
     pub(crate) fn update_refused(&self, new: &ConsumerConfig) -> Option<String> {
