@@ -69,7 +69,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         ],
         "operator mode (JWT)",
     ),
-    (&["cluster"], "clustering"),
     (&["gateway"], "gateways"),
     (&["leafnodes", "leaf"], "leaf nodes"),
     (&["default_js_domain"], "leaf nodes"),
@@ -169,6 +168,7 @@ fn apply_entry(
             opts.port = port;
         }
         "port" => opts.port = f.as_u16_port()?,
+        "cluster" => opts.cluster = Some(super::cluster::parse(entry, warnings)?),
         "host" | "net" => opts.host = f.as_str()?.to_string(),
         "server_name" => opts.server_name = f.as_str()?.to_string(),
         "debug" => opts.debug = f.as_bool()?,
@@ -266,7 +266,7 @@ fn apply_entry(
 }
 
 /// `port` or `"host:port"` (`listen`, `http`).
-fn listen(f: &Field<'_>) -> Result<(Option<String>, u16), ConfError> {
+pub(super) fn listen(f: &Field<'_>) -> Result<(Option<String>, u16), ConfError> {
     match f.value {
         Value::Integer(_) => Ok((None, f.as_u16_port()?)),
         Value::String(s) => {

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod authorization;
+pub mod cluster;
 pub mod file;
 mod jetstream;
 #[cfg(test)]
@@ -223,6 +224,9 @@ pub struct Options {
     pub max_traced_msg_len: usize,
     /// `jetstream {}`, `-js`, `-sd`: JetStream on this server (`None`: off).
     pub jetstream: Option<JetStreamOptions>,
+    /// `cluster {}`, `--cluster`, `--routes`: routes to the other servers
+    /// of a cluster (`None`: a server on its own).
+    pub cluster: Option<cluster::ClusterOptions>,
     /// Test-only: a bug planted on purpose so the simulation can prove its
     /// checkers catch it. Never set in production (no configuration file or
     /// flag reaches it); `None` costs one predictable branch per delivery.
@@ -434,6 +438,7 @@ impl Default for Options {
             trace: false,
             max_traced_msg_len: 0,
             jetstream: None,
+            cluster: None,
             mutation: None,
         }
     }

@@ -13,7 +13,7 @@ pub mod server_ops;
 pub use connect::ConnectOptions;
 pub use headers::Headers;
 pub use info::ServerInfo;
-pub use parser::{Limits, Op, ParseError, Parser, Pub};
+pub use parser::{Limits, Op, ParseError, Parser, Pub, Routed};
 pub use server_ops::{ServerOp, ServerOpParser};
 
 /// Trims spaces and tabs from both ends.

@@ -29,6 +29,9 @@ pub struct Limits {
     pub headers: bool,
     /// The connection must send `CONNECT` first (authentication is required).
     pub awaiting_auth: bool,
+    /// The peer is a route: `RS+`, `RS-` and `RMSG` are its ops, `HMSG`
+    /// carries a routed message, and `PUB`, `SUB` and `UNSUB` are unknown.
+    pub route: bool,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_payload: Some(1024 * 1024),
             headers: false,
             awaiting_auth: false,
+            route: false,
         }
     }
 }
@@ -93,6 +97,41 @@ pub enum Op<'a> {
     /// must follow; it then counts as a publish to no subject. (`MSG` from a
     /// client is an unknown operation.)
     Msg,
+    /// `RS+ <account> <subject> [<queue> <weight>]` from a route: the
+    /// peer's interest (the weight of a queue group is its member count,
+    /// as written; `None` for a plain subject).
+    RouteSub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<(&'a [u8], &'a [u8])>,
+    },
+    /// `RS- <account> <subject> [<queue>]` from a route.
+    RouteUnsub {
+        account: &'a [u8],
+        subject: &'a [u8],
+        queue: Option<&'a [u8]>,
+    },
+    /// `RMSG` or `HMSG` from a route.
+    Routed(Routed<'a>),
+}
+
+/// A message a route forwards: `RMSG <account> <subject> [<reply> |
+/// + <reply> <queue>… | \| <queue>…] <size>`, or `HMSG` with the header
+/// size before the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed<'a> {
+    pub account: &'a [u8],
+    /// The queue groups the sender chose this server for, separated by
+    /// spaces (empty: none; then no queue subscriber takes it).
+    pub queues: &'a [u8],
+    pub msg: Pub<'a>,
+}
+
+impl<'a> Routed<'a> {
+    /// The queue group names listed.
+    pub fn queue_names(&self) -> impl Iterator<Item = &'a [u8]> {
+        Args::split(self.queues, false)
+    }
 }
 
 /// Why the parser stopped. Each maps to nats-server's reaction (see
@@ -114,6 +153,9 @@ pub enum ParseError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
+    RouteSub,
+    RouteUnsub,
+    RMsg,
     Pub,
     HPub,
     Sub,
@@ -130,6 +172,9 @@ enum Verb {
 impl Verb {
     fn text(self) -> &'static [u8] {
         match self {
+            Verb::RouteSub => b"RS+",
+            Verb::RouteUnsub => b"RS-",
+            Verb::RMsg => b"RMSG",
             Verb::Pub => b"PUB",
             Verb::HPub => b"HPUB",
             Verb::Sub => b"SUB",
@@ -360,7 +405,19 @@ fn check_terminator(frame: &[u8], total: usize) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn first_verb_byte(b: u8) -> Option<&'static [Verb]> {
+fn first_verb_byte(b: u8, route: bool) -> Option<&'static [Verb]> {
+    if route {
+        return Some(match b.to_ascii_uppercase() {
+            b'R' => &[Verb::RouteSub, Verb::RouteUnsub, Verb::RMsg],
+            b'H' => &[Verb::HMsg],
+            b'P' => &[Verb::Ping, Verb::Pong],
+            b'C' => &[Verb::Connect],
+            b'I' => &[Verb::Info],
+            b'+' => &[Verb::Ok],
+            b'-' => &[Verb::Err],
+            _ => return None,
+        });
+    }
     Some(match b.to_ascii_uppercase() {
         b'P' => &[Verb::Pub, Verb::Ping, Verb::Pong],
         b'H' => &[Verb::HPub, Verb::HMsg],
@@ -385,6 +442,7 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     }
     // `PUB ` is most of the traffic: recognise it without the general search.
     let fast_pub = buf.len() > 4
+        && !limits.route
         && buf[0] | 0x20 == b'p'
         && buf[1] | 0x20 == b'u'
         && buf[2] | 0x20 == b'b'
@@ -392,9 +450,10 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let candidates: &[Verb] = if fast_pub {
         &[Verb::Pub]
     } else {
-        first_verb_byte(first).ok_or(ParseError::UnknownOp)?
+        first_verb_byte(first, limits.route).ok_or(ParseError::UnknownOp)?
     };
-    // Match the verb byte by byte; the candidates differ by their second byte.
+    // Match the verb byte by byte; the candidates differ by their second
+    // byte (`RS+` and `RS-` by their third).
     let mut verb = None;
     for &v in candidates {
         let text = v.text();
@@ -456,6 +515,37 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let line_len = nl + 1;
     let op = match verb {
         Verb::Pub | Verb::HPub => return parse_pub(verb, arg, buf, line_len, limits),
+        Verb::RMsg => return parse_routed(false, arg, buf, line_len),
+        Verb::HMsg if limits.route => return parse_routed(true, arg, buf, line_len),
+        Verb::RouteSub => {
+            let mut args = Args::split(arg, true);
+            match (args.next(), args.next(), args.next(), args.next(), args.next()) {
+                (Some(account), Some(subject), None, ..) => Op::RouteSub {
+                    account,
+                    subject,
+                    queue: None,
+                },
+                (Some(account), Some(subject), Some(queue), Some(weight), None) => {
+                    Op::RouteSub {
+                        account,
+                        subject,
+                        queue: Some((queue, weight)),
+                    }
+                }
+                _ => return Err(ParseError::Malformed("processRemoteSub Parse Error")),
+            }
+        }
+        Verb::RouteUnsub => {
+            let mut args = Args::split(arg, true);
+            match (args.next(), args.next(), args.next(), args.next()) {
+                (Some(account), Some(subject), queue, None) => Op::RouteUnsub {
+                    account,
+                    subject,
+                    queue,
+                },
+                _ => return Err(ParseError::Malformed("processRemoteUnsub Parse Error")),
+            }
+        }
         Verb::HMsg => {
             let total = line_len + 2;
             if buf.len() < total {
@@ -572,6 +662,83 @@ fn parse_pub<'a>(
     Ok(Step::Done(Op::Pub(p), total))
 }
 
+/// Parses the arguments of `RMSG` (`HMSG` when `headers`) and frames its
+/// payload. Queue lists have no bound, so tokens are located by position:
+/// the account and subject first, the size (or header and total sizes)
+/// last, and what lies between is a reply, `+ <reply> <queue>…` or
+/// `| <queue>…`.
+fn parse_routed<'a>(
+    headers: bool,
+    arg: &'a [u8],
+    buf: &'a [u8],
+    line_len: usize,
+) -> Result<Step<'a>, ParseError> {
+    const WHY: &str = "processRoutedMsgArgs Parse Error";
+    let base = arg.as_ptr() as usize;
+    let at = |t: &[u8]| t.as_ptr() as usize - base;
+    let mut args = Args::split(arg, false);
+    let (Some(account), Some(subject)) = (args.next(), args.next()) else {
+        return Err(ParseError::Malformed(WHY));
+    };
+    // The middle starts after the subject; the sizes are the last tokens.
+    let rest = &arg[at(subject) + subject.len()..];
+    let mut tail = Args::split(rest, false).rev_tokens();
+    let size_token = tail.next().ok_or(ParseError::Malformed(WHY))?;
+    let header_token = if headers {
+        Some(tail.next().ok_or(ParseError::Malformed(WHY))?)
+    } else {
+        None
+    };
+    let last_size = header_token.unwrap_or(size_token);
+    let middle = &arg[at(subject) + subject.len()..at(last_size)];
+    let mut mid = Args::split(middle, false);
+    let (reply, queues) = match (mid.next(), mid.next()) {
+        (None, _) => (None, &b""[..]),
+        (Some(b"+"), Some(reply)) => {
+            let after = &arg[at(reply) + reply.len()..at(last_size)];
+            (Some(reply), crate::proto::trim_blank(after))
+        }
+        (Some(b"|"), Some(first)) => (None, crate::proto::trim_blank(&arg[at(first)..at(last_size)])),
+        (Some(reply), None) => (Some(reply), &b""[..]),
+        _ => return Err(ParseError::Malformed(WHY)),
+    };
+    let size = parse_size(size_token);
+    if size < 0 {
+        return Err(ParseError::Malformed(WHY));
+    }
+    let size = size as usize;
+    let header = match header_token {
+        Some(t) => {
+            let h = parse_size(t);
+            if h < 0 || h as usize > size {
+                return Err(ParseError::Malformed(WHY));
+            }
+            Some((h as usize, t))
+        }
+        None => None,
+    };
+    let total = line_len + size + 2;
+    if buf.len() < total {
+        return Ok(Step::NeedFrame { total });
+    }
+    check_terminator(buf, total)?;
+    let msg = Pub {
+        subject,
+        reply,
+        size_token,
+        header,
+        payload: &buf[line_len..line_len + size],
+    };
+    Ok(Step::Done(
+        Op::Routed(Routed {
+            account,
+            queues,
+            msg,
+        }),
+        total,
+    ))
+}
+
 /// Parses a size as nats-server does: 1 to 9 decimal digits, else -1.
 pub fn parse_size(d: &[u8]) -> i64 {
     if d.is_empty() || d.len() > 9 {
@@ -600,6 +767,28 @@ impl<'a> Args<'a> {
     }
     fn is_sep(&self, b: u8) -> bool {
         b == b' ' || b == b'\t' || (self.crlf && (b == b'\r' || b == b'\n'))
+    }
+}
+
+impl<'a> Args<'a> {
+    /// The same tokens, last first.
+    fn rev_tokens(self) -> RevArgs<'a> {
+        RevArgs(self)
+    }
+}
+
+/// [`Args`] from the end.
+struct RevArgs<'a>(Args<'a>);
+
+impl<'a> Iterator for RevArgs<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let a = &mut self.0;
+        let end = a.rest.iter().rposition(|&b| !a.is_sep(b))? + 1;
+        let rest = &a.rest[..end];
+        let start = rest.iter().rposition(|&b| a.is_sep(b)).map_or(0, |i| i + 1);
+        a.rest = &rest[..start];
+        Some(&rest[start..])
     }
 }
 

@@ -99,6 +99,9 @@ pub(crate) struct Account {
     /// Client connections bound to it.
     pub num_conns: usize,
     pub stats: AccountStats,
+    /// Local subscriptions by `<subject>[ <queue>]`, as routes are told of
+    /// them (kept only in a cluster).
+    pub route_interest: crate::FastMap<Box<[u8]>, u32>,
 }
 
 impl Account {
@@ -116,6 +119,7 @@ impl Account {
             reply_prefix: None,
             num_conns: 0,
             stats: AccountStats::default(),
+            route_interest: crate::FastMap::default(),
         }
     }
 }
@@ -249,7 +253,7 @@ impl Server {
             .sublist
             .interest(p.subject)
         {
-            Some(matches) => self.deliver_all(publisher, p, &matches, route.from_service),
+            Some(matches) => self.deliver_all(publisher, account, p, &matches, route.from_service),
             None => false,
         };
         let acc = &self.accounts[account.0 as usize];
@@ -482,9 +486,11 @@ impl Server {
             self.debug(conn, || {
                 format!("Creating import subscription on {subject:?} from account {from:?}")
             });
+            self.local_interest(source, subject.as_bytes(), queue.as_deref(), 1);
             self.subs.insert(super::Subscription {
                 conn,
                 account: source,
+                weight: 1,
                 subject: subject.as_bytes().into(),
                 queue: queue.clone(),
                 sid: sid.clone(),

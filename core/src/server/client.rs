@@ -19,11 +19,21 @@ const SYS_GROUP: &[u8] = b"_sys_";
 impl Server {
     fn limits(&self, id: ConnId) -> Limits {
         let c = &self.conns[id.0];
+        if c.kind == super::ConnKind::Route {
+            return Limits {
+                max_control_line: super::route::ROUTE_MAX_CONTROL_LINE,
+                max_payload: None,
+                headers: true,
+                awaiting_auth: c.awaiting_auth,
+                route: true,
+            };
+        }
         Limits {
             max_control_line: self.opts.max_control_line as usize,
             max_payload: Some(u64::from(c.max_payload.unwrap_or(self.opts.max_payload))),
             headers: c.headers,
             awaiting_auth: c.awaiting_auth,
+            route: false,
         }
     }
 
@@ -252,6 +262,9 @@ impl Server {
                 self.trace_payload(id, p.payload);
             }
         }
+        if self.conns[id.0].kind == super::ConnKind::Route {
+            return self.process_route_op(id, op);
+        }
         match op {
             Op::Connect(json) => self.process_connect(id, json),
             Op::Info(json) => match serde_json::from_slice::<serde_json::Value>(json) {
@@ -295,6 +308,9 @@ impl Server {
                 Flow::Continue(())
             }
             Op::Ok => Flow::Continue(()),
+            Op::RouteSub { .. } | Op::RouteUnsub { .. } | Op::Routed(_) => {
+                unreachable!("the client parser yields no route ops")
+            }
             Op::Err(text) => {
                 let msg = format!("Client Error {}", String::from_utf8_lossy(text));
                 self.conn_log(LogLevel::Error, id, &msg);
@@ -427,6 +443,7 @@ impl Server {
         self.subs.insert(super::Subscription {
             conn: id,
             account,
+            weight: 1,
             subject: subject.into(),
             queue: queue.map(Into::into),
             sid: sid.into(),
@@ -435,6 +452,7 @@ impl Server {
             shadow: None,
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
+        self.local_interest(account, subject, queue, 1);
         self.add_shadow_subs(account, handle);
         if verbose {
             self.send_ok(id);
@@ -562,6 +580,46 @@ impl Server {
             Op::Ok => "<<- [OK]".to_string(),
             Op::Err(a) => format!("<<- [-ERR {}]", String::from_utf8_lossy(a)),
             Op::Msg => "<<- [MSG]".to_string(),
+            Op::RouteSub {
+                account,
+                subject,
+                queue,
+            } => {
+                let q = queue
+                    .map(|(q, w)| {
+                        format!(
+                            " {} {}",
+                            String::from_utf8_lossy(q),
+                            String::from_utf8_lossy(w)
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "<<- [RS+ {} {}{q}]",
+                    String::from_utf8_lossy(account),
+                    String::from_utf8_lossy(subject)
+                )
+            }
+            Op::RouteUnsub {
+                account,
+                subject,
+                queue,
+            } => {
+                let q = queue
+                    .map(|q| format!(" {}", String::from_utf8_lossy(q)))
+                    .unwrap_or_default();
+                format!(
+                    "<<- [RS- {} {}{q}]",
+                    String::from_utf8_lossy(account),
+                    String::from_utf8_lossy(subject)
+                )
+            }
+            Op::Routed(r) => format!(
+                "<<- [RMSG {} {} {}]",
+                String::from_utf8_lossy(r.account),
+                String::from_utf8_lossy(r.msg.subject),
+                String::from_utf8_lossy(r.msg.size_token)
+            ),
         };
         self.conn_log(LogLevel::Trace, id, &line);
     }

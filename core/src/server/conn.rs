@@ -58,6 +58,9 @@ pub struct Counters {
 pub(crate) struct Subscription {
     pub conn: ConnId,
     pub account: AccountId,
+    /// A route's queue subscription stands for this many members of the
+    /// group on the peer (1 for every other subscription).
+    pub weight: u32,
     pub subject: Box<[u8]>,
     pub queue: Option<Box<[u8]>>,
     pub sid: crate::bytes::SmallBytes,
@@ -134,6 +137,8 @@ pub(crate) struct Conn {
     pub max_payload: Option<u32>,
     /// Subscription limit from the server and the account (-1: none).
     pub max_subs: i64,
+    /// For a route: its peer and handshake.
+    pub route: Option<Box<super::route::RouteState>>,
 }
 
 impl Conn {
@@ -172,6 +177,7 @@ impl Conn {
             registered: false,
             max_payload: None,
             max_subs: -1,
+            route: None,
         }
     }
 

@@ -201,10 +201,14 @@ impl Server {
     pub(crate) fn deliver_all(
         &mut self,
         publisher: ConnId,
+        account: AccountId,
         p: &Pub<'_>,
         matches: &Arc<Matches<SubId>>,
         from_service: bool,
     ) -> bool {
+        if self.cluster.is_some() {
+            return self.deliver_all_clustered(publisher, account, p, matches, from_service);
+        }
         let mut delivered = false;
         for &h in &matches.plain {
             delivered |= self.deliver_or_shadow(publisher, h, p, from_service);
@@ -228,6 +232,111 @@ impl Server {
             }
         }
         delivered
+    }
+
+    /// [`Server::deliver_all`] in a cluster: a route with a matching plain
+    /// subscription, or chosen for a queue group, gets the message once,
+    /// naming the groups it was chosen for. Queue members are chosen by
+    /// weight (a route's subscription counts for the members behind it). A
+    /// message from a route goes to no route (one hop), and to queue
+    /// groups only if the peer named them, and then to a local member.
+    fn deliver_all_clustered(
+        &mut self,
+        publisher: ConnId,
+        account: AccountId,
+        p: &Pub<'_>,
+        matches: &Arc<Matches<SubId>>,
+        from_service: bool,
+    ) -> bool {
+        let from_route = self
+            .conns
+            .get(publisher.0)
+            .is_some_and(|c| c.kind == super::ConnKind::Route);
+        let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
+        let mut delivered = false;
+        for &h in &matches.plain {
+            match self.route_of(h) {
+                Some(_) if from_route => {}
+                Some(r) => {
+                    if !routes.iter().any(|(id, _)| *id == r) {
+                        routes.push((r, Vec::new()));
+                    }
+                }
+                None => delivered |= self.deliver_or_shadow(publisher, h, p, from_service),
+            }
+        }
+        for group in &matches.queues {
+            if from_route && !self.routed_queue_named(&group.name) {
+                continue;
+            }
+            let members = &group.members;
+            let weights: Vec<u32> = members
+                .iter()
+                .map(|&h| match self.route_of(h) {
+                    Some(_) if from_route => 0,
+                    Some(_) => self.subs.get(h.0 as usize).map_or(0, |s| s.weight),
+                    None => 1,
+                })
+                .collect();
+            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            if total == 0 {
+                continue;
+            }
+            // The member at a weighted random point, then on in order
+            // past any that cannot take it.
+            let mut point = self.rng.routing.next_u64() % total;
+            let mut start = 0;
+            for (i, &w) in weights.iter().enumerate() {
+                if point < u64::from(w) {
+                    start = i;
+                    break;
+                }
+                point -= u64::from(w);
+            }
+            let n = members.len();
+            for k in 0..n {
+                let i = (start + k) % n;
+                if weights[i] == 0 {
+                    continue;
+                }
+                let h = members[i];
+                if let Some(r) = self.route_of(h) {
+                    match routes.iter_mut().find(|(id, _)| *id == r) {
+                        Some((_, queues)) => {
+                            if !queues.is_empty() {
+                                queues.push(b' ');
+                            }
+                            queues.extend_from_slice(&group.name);
+                        }
+                        None => routes.push((r, group.name.to_vec())),
+                    }
+                    break;
+                }
+                if self.deliver_or_shadow(publisher, h, p, from_service) {
+                    delivered = true;
+                    break;
+                }
+            }
+        }
+        for (r, queues) in routes {
+            self.forward(publisher, r, account, p, &queues);
+            delivered = true;
+        }
+        delivered
+    }
+
+    /// The route a subscription stands for, if it is a route's.
+    fn route_of(&self, h: SubId) -> Option<ConnId> {
+        let conn = self.subs.get(h.0 as usize)?.conn;
+        let c = self.conns.get(conn.0)?;
+        (c.kind == super::ConnKind::Route && !c.closing).then_some(conn)
+    }
+
+    /// Whether the route message being delivered names queue group `name`.
+    fn routed_queue_named(&self, name: &[u8]) -> bool {
+        self.routed_queues
+            .split(|&b| b == b' ')
+            .any(|q| q == name)
     }
 
     /// Delivers to one subscription; through a shadow subscription, to the
@@ -390,7 +499,7 @@ impl Server {
     /// that does not only slows them a little on its way to the limit.
     /// Above half, it is nats-server's stall time: 100 ms, growing by 100 ms
     /// per tenth of the limit above half, 1 s at the limit.
-    fn stall(&mut self, publisher: ConnId, pending: u64) {
+    pub(crate) fn stall(&mut self, publisher: ConnId, pending: u64) {
         let max = self.opts.max_pending.max(1);
         let half = max / 2;
         let stall = if pending <= half {
@@ -427,7 +536,7 @@ impl Server {
         }
     }
 
-    fn slow_consumer(&mut self, id: ConnId) {
+    pub(crate) fn slow_consumer(&mut self, id: ConnId) {
         self.stats.slow_consumers += 1;
         let account = self.conns[id.0].account;
         self.accounts[account.0 as usize].stats.slow_consumers += 1;

@@ -108,6 +108,13 @@ impl Server {
         let mut info = self.info.clone();
         info.ldm = true;
         info.connect_urls.clear();
+        self.send_info_to_clients(info);
+    }
+
+    /// `info` (with each client's own id and address) to every client that
+    /// reads async INFO: those that sent `CONNECT` with protocol 1 and a
+    /// first `PING`.
+    pub(crate) fn send_info_to_clients(&mut self, mut info: crate::proto::ServerInfo) {
         let ids: Vec<ConnId> = self
             .conns
             .iter()

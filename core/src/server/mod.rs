@@ -17,6 +17,7 @@ mod jetstream;
 mod lame_duck;
 mod monitor;
 mod reload;
+mod route;
 mod system;
 mod timers;
 mod tls;
@@ -48,11 +49,13 @@ pub struct ConnId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubId(u32);
 
-/// Which listener a connection came in on. Only clients are served today;
-/// routes, leaf nodes, gateways, websocket and MQTT listeners join them.
+/// Which listener a connection came in on. Leaf nodes, gateways,
+/// websocket and MQTT listeners join these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Client,
+    /// The cluster listener: other servers of the cluster dial it.
+    Route,
 }
 
 /// An input to the server.
@@ -69,6 +72,12 @@ pub enum Event<'a> {
     /// The driver bound `listener` on `port` (a port of 0 in the
     /// configuration means any: clients are told the real one).
     Listening { listener: Listener, port: u16 },
+    /// A connection the server asked for with [`Action::Dial`] is up,
+    /// to `peer`.
+    Dialed { conn: ConnId, peer: SocketAddr },
+    /// A dial failed (or timed out); `error` says why, for the log. The
+    /// connection id is free again.
+    DialFailed { conn: ConnId, error: &'a str },
     /// Bytes arrived from the peer.
     Received { conn: ConnId, bytes: &'a [u8] },
     /// The driver wrote this many of the bytes it took for the connection.
@@ -203,6 +212,11 @@ pub enum Action {
     /// The answer to [`Event::Reload`]: `None` when the new options are in
     /// force, else why none of them is.
     Reloaded { error: Option<String> },
+    /// Open a TCP connection to `addr` (`host:port`) for connection
+    /// `conn` (a route this server dials). Answer with [`Event::Dialed`]
+    /// or [`Event::DialFailed`], always one of them, even for a
+    /// connection closed in between.
+    Dial { conn: ConnId, addr: String },
     /// Run a storage operation (JetStream); its completion comes back as
     /// [`Event::Storage`]. Operations may run in any grouping the driver
     /// likes, but in the order emitted.
@@ -288,6 +302,13 @@ pub struct Server {
     shown_subject: Option<Vec<u8>>,
     /// Buffers the server's own publishes are built in, kept between them.
     scratch: Scratch,
+    /// The cluster this server is a member of (routes).
+    cluster: Option<Box<route::Cluster>>,
+    /// While a message from a route is delivered: the queue groups the
+    /// peer chose this server for (names separated by spaces).
+    routed_queues: Vec<u8>,
+    /// Every connection is being closed: nothing is dialed again.
+    shutting_down: bool,
 }
 
 /// The largest publish buffer kept for the next one.
@@ -360,7 +381,11 @@ impl Server {
             jetstream: jetstream::JetStream::default(),
             shown_subject: None,
             scratch: Scratch::default(),
+            cluster: None,
+            routed_queues: Vec::new(),
+            shutting_down: false,
         };
+        server.install_cluster();
         server.install_system();
         server.install_jetstream();
         server
@@ -404,7 +429,10 @@ impl Server {
 
     /// A new client connection from `peer`: sends INFO and arms its timers.
     fn on_accepted(&mut self, expected: ConnId, listener: Listener, peer: SocketAddr) {
-        let Listener::Client = listener;
+        if listener == Listener::Route {
+            self.on_route_accepted(expected, peer);
+            return;
+        }
         self.next_cid += 1;
         let cid = self.next_cid;
         let now = self.now;
@@ -483,11 +511,22 @@ impl Server {
                 listener,
                 peer,
             } => self.on_accepted(conn, listener, peer),
-            Event::Listening { listener, port } => {
-                let Listener::Client = listener;
+            Event::Listening {
+                listener: Listener::Client,
+                port,
+            } => {
                 self.opts.port = port;
                 self.info.port = port;
+                if self.cluster.is_some() {
+                    self.info.connect_urls = self.own_client_urls();
+                }
             }
+            Event::Listening {
+                listener: Listener::Route,
+                port,
+            } => self.on_route_listening(port),
+            Event::Dialed { conn, peer } => self.on_dialed(conn, peer),
+            Event::DialFailed { conn, error } => self.on_dial_failed(conn, error),
             Event::Received { conn, bytes } => self.on_received(conn, bytes),
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Closed { conn } => self.on_closed(conn),
@@ -558,6 +597,7 @@ impl Server {
 
     /// Closes every connection (flushing what is outbound).
     fn shutdown(&mut self) {
+        self.shutting_down = true;
         let ids: Vec<ConnId> = self
             .conns
             .iter()
@@ -641,6 +681,10 @@ impl Server {
     }
 
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
+        if self.conns[id.0].kind == ConnKind::Route {
+            self.route_teardown(id, reason);
+            return;
+        }
         self.remember_closed(id, reason);
         let publishers = std::mem::take(&mut self.conns[id.0].stalled_publishers);
         self.resume(publishers);
@@ -666,6 +710,10 @@ impl Server {
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
+        let local = self
+            .conns
+            .get(sub.conn.0)
+            .is_none_or(|c| c.kind != ConnKind::Route);
         for shadow in &self.shadows_of.remove(&s).unwrap_or_default() {
             let sh = self.subs.remove(shadow.0 as usize);
             let removed = self.accounts[sh.account.0 as usize].sublist.remove(
@@ -674,6 +722,7 @@ impl Server {
                 *shadow,
             );
             assert!(removed, "a shadow subscription is in its sublist");
+            self.local_interest(sh.account, &sh.subject, sh.queue.as_deref(), -1);
         }
         if self.opts.trace && self.conns.contains(sub.conn.0) {
             let line = format!("<-> [DELSUB {}]", String::from_utf8_lossy(&sub.sid));
@@ -685,6 +734,9 @@ impl Server {
             s,
         );
         assert!(removed, "a live subscription is in its sublist");
+        if local {
+            self.local_interest(sub.account, &sub.subject, sub.queue.as_deref(), -1);
+        }
     }
 
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {

@@ -33,6 +33,15 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     if old.port != new.port && new.port != 0 {
         return refuse("Port", old.port.to_string(), new.port.to_string());
     }
+    if old.cluster != new.cluster {
+        // natrix does not add or drop routes on a reload (nats-server
+        // changes some route settings; natrix keeps them all as started).
+        let show = |c: &Option<crate::config::cluster::ClusterOptions>| match c {
+            Some(c) => format!("{{name:{} port:{} routes:{}}}", c.name, c.port, c.routes.len()),
+            None => "{}".to_string(),
+        };
+        return refuse("Cluster", show(&old.cluster), show(&new.cluster));
+    }
     if old.server_name != new.server_name {
         return refuse(
             "ServerName",
@@ -230,6 +239,11 @@ impl Server {
         if new.port == 0 {
             new.port = self.opts.port;
         }
+        if let (Some(old), Some(c)) = (&self.opts.cluster, new.cluster.as_mut())
+            && c.port == 0
+        {
+            c.port = old.port;
+        }
         new.validate()?;
         let lines = changes(&self.opts, &new)?;
         let fewer_conns = new.max_connections < self.opts.max_connections;
@@ -290,6 +304,7 @@ impl Server {
                 .sublist
                 .remove(&s.subject, s.queue.as_deref(), h);
         }
+        let old_names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
         let (accounts, system) = super::accounts::build(&self.opts);
         self.accounts = accounts;
         self.system_account = system;
@@ -303,8 +318,22 @@ impl Server {
             }
         }
         for h in parents {
-            let conn = self.subs[h.0 as usize].conn;
-            let account = self.conns[conn.0].account;
+            let s = &self.subs[h.0 as usize];
+            let conn = s.conn;
+            // A route's interest stays in the account of the same name.
+            let route = self.conns[conn.0].kind == super::ConnKind::Route;
+            let account = if route {
+                match self.account_id(&old_names[s.account.0 as usize]) {
+                    Some(a) => a,
+                    None => {
+                        let s = self.subs.remove(h.0 as usize);
+                        self.conns[conn.0].subs.remove(&s.sid);
+                        continue;
+                    }
+                }
+            } else {
+                self.conns[conn.0].account
+            };
             let s = &mut self.subs[h.0 as usize];
             s.account = account;
             let (subject, queue) = (s.subject.clone(), s.queue.clone());
@@ -313,7 +342,10 @@ impl Server {
                     .sublist
                     .insert(&subject, queue.as_deref(), h);
             assert!(inserted.is_ok(), "a subscription's subject was valid");
-            self.add_shadow_subs(account, h);
+            if !route {
+                self.local_interest(account, &subject, queue.as_deref(), 1);
+                self.add_shadow_subs(account, h);
+            }
         }
         self.install_system();
         self.install_jetstream();

@@ -56,6 +56,8 @@ pub(crate) enum TimerKey {
     Server(ServerTimer),
     /// A JetStream consumer's one timer (its id).
     Consumer(u32),
+    /// The next attempt to dial a route's remote (its index).
+    Redial(u32),
 }
 
 /// Armed timers, by key and by time (each key at most once).
@@ -159,6 +161,7 @@ impl Server {
                 TimerKey::Consumer(id) => self.consumer_timer(id),
                 TimerKey::Server(ServerTimer::JsTtl) => self.ttl_timer(),
                 TimerKey::Server(ServerTimer::JsBatch) => self.batch_timer(),
+                TimerKey::Redial(i) => self.redial_timer(i),
             }
         }
     }

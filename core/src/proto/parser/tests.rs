@@ -302,3 +302,135 @@ proptest! {
         prop_assert_eq!(parse_chunks(&chunks, &limits), whole);
     }
 }
+
+fn route_ops(input: &[u8]) -> Vec<Owned> {
+    let limits = Limits {
+        headers: true,
+        max_payload: None,
+        route: true,
+        ..Limits::default()
+    };
+    parse_all(input, &limits)
+}
+
+fn routed(account: &'static [u8], queues: &'static [u8], msg: Pub<'static>) -> Owned {
+    op(Op::Routed(Routed {
+        account,
+        queues,
+        msg,
+    }))
+}
+
+fn rpub(
+    subject: &'static [u8],
+    reply: Option<&'static [u8]>,
+    size_token: &'static [u8],
+    header: Option<(usize, &'static [u8])>,
+    payload: &'static [u8],
+) -> Pub<'static> {
+    Pub {
+        subject,
+        reply,
+        size_token,
+        header,
+        payload,
+    }
+}
+
+#[test]
+fn route_ops_in_every_form_nats_server_writes() {
+    let got = route_ops(
+        b"RS+ $G foo\r\nRS+ $G bar.* q1 2\r\nRS- $G foo\r\nRS- $G bar.* q1\r\n\
+          RMSG $G foo 3\r\nabc\r\nRMSG $G foo rep.1 3\r\nabc\r\n\
+          RMSG $G bar.x | q1 2\r\nhi\r\nRMSG $G bar.x + inbox.2 q1 q2 2\r\nhi\r\n\
+          HMSG $G foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHMSG $G bar.y + r.3 q1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n\
+          PING\r\n",
+    );
+    let want = vec![
+        op(Op::RouteSub {
+            account: b"$G",
+            subject: b"foo",
+            queue: None,
+        }),
+        op(Op::RouteSub {
+            account: b"$G",
+            subject: b"bar.*",
+            queue: Some((b"q1", b"2")),
+        }),
+        op(Op::RouteUnsub {
+            account: b"$G",
+            subject: b"foo",
+            queue: None,
+        }),
+        op(Op::RouteUnsub {
+            account: b"$G",
+            subject: b"bar.*",
+            queue: Some(b"q1"),
+        }),
+        routed(b"$G", b"", rpub(b"foo", None, b"3", None, b"abc")),
+        routed(b"$G", b"", rpub(b"foo", Some(b"rep.1"), b"3", None, b"abc")),
+        routed(b"$G", b"q1", rpub(b"bar.x", None, b"2", None, b"hi")),
+        routed(b"$G", b"q1 q2", rpub(b"bar.x", Some(b"inbox.2"), b"2", None, b"hi")),
+        routed(
+            b"$G",
+            b"",
+            rpub(b"foo", None, b"14", Some((12, b"12")), b"NATS/1.0\r\n\r\nhi"),
+        ),
+        routed(
+            b"$G",
+            b"q1",
+            rpub(
+                b"bar.y",
+                Some(b"r.3"),
+                b"14",
+                Some((12, b"12")),
+                b"NATS/1.0\r\n\r\nhi",
+            ),
+        ),
+        op(Op::Ping),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn route_ops_are_unknown_to_clients_and_client_ops_to_routes() {
+    assert_eq!(ops(b"RS+ $G foo\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+    assert_eq!(ops(b"RMSG $G foo 1\r\na\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+    assert_eq!(route_ops(b"PUB foo 1\r\na\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+    assert_eq!(route_ops(b"SUB foo 1\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+}
+
+#[test]
+fn malformed_route_ops_close_without_a_panic() {
+    for bad in [
+        &b"RS+ $G\r\n"[..],
+        b"RS+ $G foo q\r\n",
+        b"RS- $G foo q x\r\n",
+        b"RMSG $G\r\n",
+        b"RMSG $G foo\r\n",
+        b"RMSG $G foo x\r\n",
+        b"RMSG $G foo a b 3\r\n",
+        b"HMSG $G foo 3\r\n",
+        b"HMSG $G foo 5 3\r\n",
+    ] {
+        let got = route_ops(bad);
+        assert!(
+            matches!(got.as_slice(), [Owned::Err(ParseError::Malformed(_))]),
+            "{:?}: {got:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn routed_messages_parse_the_same_however_split(split in 1usize..60) {
+        let input: &[u8] = b"RMSG $G bar.x + inbox.2 q1 q2 5\r\nhello\r\nHMSG $G foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n";
+        let limits = Limits { headers: true, max_payload: None, route: true, ..Limits::default() };
+        let split = split.min(input.len() - 1);
+        prop_assert_eq!(
+            parse_chunks(&[&input[..split], &input[split..]], &limits),
+            parse_all(input, &limits)
+        );
+    }
+}
