@@ -161,7 +161,10 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<ClusterOption
                 Some((_, what)) => {
                     return Err(ConfError::at(
                         &e.key_pos,
-                        format!("{:?} is not supported yet: natrix does not have {what} yet", e.key),
+                        format!(
+                            "{:?} is not supported yet: natrix does not have {what} yet",
+                            e.key
+                        ),
                     ));
                 }
                 None => {
@@ -202,12 +205,20 @@ mod tests {
     fn route_urls_parse_as_nats_server_takes_them() {
         let u = RouteUrl::parse("nats-route://ruser:T0p@127.0.0.1:6222").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.user.as_deref(), u.pass.as_deref()),
+            (
+                u.host.as_str(),
+                u.port,
+                u.user.as_deref(),
+                u.pass.as_deref()
+            ),
             ("127.0.0.1", 6222, Some("ruser"), Some("T0p"))
         );
         assert_eq!(u.addr(), "127.0.0.1:6222");
         let v6 = RouteUrl::parse("nats://[::1]:7000/").unwrap();
-        assert_eq!((v6.host.as_str(), v6.addr()), ("::1", "[::1]:7000".to_string()));
+        assert_eq!(
+            (v6.host.as_str(), v6.addr()),
+            ("::1", "[::1]:7000".to_string())
+        );
         assert_eq!(RouteUrl::parse("localhost:1").unwrap().host, "localhost");
         for bad in ["nats-route://host", "x://:5", "h:0", "h:99999", ""] {
             assert!(RouteUrl::parse(bad).is_err(), "{bad}");

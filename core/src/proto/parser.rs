@@ -519,19 +519,23 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
         Verb::HMsg if limits.route => return parse_routed(true, arg, buf, line_len),
         Verb::RouteSub => {
             let mut args = Args::split(arg, true);
-            match (args.next(), args.next(), args.next(), args.next(), args.next()) {
+            match (
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+            ) {
                 (Some(account), Some(subject), None, ..) => Op::RouteSub {
                     account,
                     subject,
                     queue: None,
                 },
-                (Some(account), Some(subject), Some(queue), Some(weight), None) => {
-                    Op::RouteSub {
-                        account,
-                        subject,
-                        queue: Some((queue, weight)),
-                    }
-                }
+                (Some(account), Some(subject), Some(queue), Some(weight), None) => Op::RouteSub {
+                    account,
+                    subject,
+                    queue: Some((queue, weight)),
+                },
                 _ => return Err(ParseError::Malformed("processRemoteSub Parse Error")),
             }
         }
@@ -698,7 +702,10 @@ fn parse_routed<'a>(
             let after = &arg[at(reply) + reply.len()..at(last_size)];
             (Some(reply), crate::proto::trim_blank(after))
         }
-        (Some(b"|"), Some(first)) => (None, crate::proto::trim_blank(&arg[at(first)..at(last_size)])),
+        (Some(b"|"), Some(first)) => (
+            None,
+            crate::proto::trim_blank(&arg[at(first)..at(last_size)]),
+        ),
         (Some(reply), None) => (Some(reply), &b""[..]),
         _ => return Err(ParseError::Malformed(WHY)),
     };

@@ -334,9 +334,7 @@ impl Server {
 
     /// Whether the route message being delivered names queue group `name`.
     fn routed_queue_named(&self, name: &[u8]) -> bool {
-        self.routed_queues
-            .split(|&b| b == b' ')
-            .any(|q| q == name)
+        self.routed_queues.split(|&b| b == b' ').any(|q| q == name)
     }
 
     /// Delivers to one subscription; through a shadow subscription, to the

@@ -37,7 +37,12 @@ fn changes(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         // natrix does not add or drop routes on a reload (nats-server
         // changes some route settings; natrix keeps them all as started).
         let show = |c: &Option<crate::config::cluster::ClusterOptions>| match c {
-            Some(c) => format!("{{name:{} port:{} routes:{}}}", c.name, c.port, c.routes.len()),
+            Some(c) => format!(
+                "{{name:{} port:{} routes:{}}}",
+                c.name,
+                c.port,
+                c.routes.len()
+            ),
             None => "{}".to_string(),
         };
         return refuse("Cluster", show(&old.cluster), show(&new.cluster));

@@ -164,7 +164,8 @@ struct RouteConnect {
 /// The key a route's subscription is kept under in its connection's map:
 /// `<account> <subject>[ <queue>]`.
 fn route_sub_key(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(account.len() + subject.len() + 2 + queue.map_or(0, <[u8]>::len));
+    let mut key =
+        Vec::with_capacity(account.len() + subject.len() + 2 + queue.map_or(0, <[u8]>::len));
     key.extend_from_slice(account);
     key.push(b' ');
     key.extend_from_slice(subject);
@@ -330,8 +331,15 @@ impl Server {
     /// The route `INFO` this server sends (with `nonce` on a route it
     /// accepted, `ip` when it tells others about a peer).
     fn route_info_line(&self, nonce: &str) -> Vec<u8> {
-        let cluster = self.cluster.as_deref().expect("routes exist with a cluster");
-        let copts = self.opts.cluster.as_ref().expect("routes exist with a cluster");
+        let cluster = self
+            .cluster
+            .as_deref()
+            .expect("routes exist with a cluster");
+        let copts = self
+            .opts
+            .cluster
+            .as_ref()
+            .expect("routes exist with a cluster");
         let host = if copts.host.is_empty() {
             "0.0.0.0"
         } else {
@@ -377,7 +385,12 @@ impl Server {
         let addr = r.url.addr();
         self.next_cid += 1;
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut conn = Conn::new(ConnKind::Route, self.next_cid, unspecified, self.now.instant);
+        let mut conn = Conn::new(
+            ConnKind::Route,
+            self.next_cid,
+            unspecified,
+            self.now.instant,
+        );
         conn.route = Some(Box::new(RouteState {
             solicited: true,
             remote: Some(i),
@@ -415,8 +428,15 @@ impl Server {
             LogLevel::Info,
             format!("{peer} - rid:{cid} - Route connection created"),
         );
-        let url = remote.map(|i| self.cluster.as_ref().expect("a cluster").remotes[i].url.clone());
-        let cluster = self.cluster.as_deref().expect("routes exist with a cluster");
+        let url = remote.map(|i| {
+            self.cluster.as_ref().expect("a cluster").remotes[i]
+                .url
+                .clone()
+        });
+        let cluster = self
+            .cluster
+            .as_deref()
+            .expect("routes exist with a cluster");
         let connect = RouteConnect {
             echo: true,
             verbose: false,
@@ -576,7 +596,11 @@ impl Server {
             self.close(id, CloseReason::ProtocolViolation, true);
             return Flow::Break(());
         };
-        let copts = self.opts.cluster.as_ref().expect("routes exist with a cluster");
+        let copts = self
+            .opts
+            .cluster
+            .as_ref()
+            .expect("routes exist with a cluster");
         if let Some(user) = &copts.user
             && (connect.user.as_deref() != Some(user)
                 || connect.pass.as_deref() != copts.pass.as_deref())
@@ -602,7 +626,10 @@ impl Server {
         if theirs == cluster.name {
             return true;
         }
-        if cluster.dynamic_name && !theirs.is_empty() && (!theirs_dynamic || theirs > &*cluster.name) {
+        if cluster.dynamic_name
+            && !theirs.is_empty()
+            && (!theirs_dynamic || theirs > &*cluster.name)
+        {
             // Take the peer's: a configured name wins, else the larger.
             cluster.name = theirs.to_string();
             self.info.cluster = theirs.to_string();
@@ -633,7 +660,10 @@ impl Server {
                 return Flow::Break(());
             }
         };
-        let route = self.conns[id.0].route.as_deref().expect("a route has its state");
+        let route = self.conns[id.0]
+            .route
+            .as_deref()
+            .expect("a route has its state");
         match &route.peer {
             None => self.introduce(id, info),
             Some(peer) if peer.server_id == info.server_id => {
@@ -663,10 +693,7 @@ impl Server {
             return Flow::Break(());
         }
         if !info.server_name.is_empty() && info.server_name == self.info.server_name {
-            let text = format!(
-                "Remote server has a duplicate name: {:?}",
-                info.server_name
-            );
+            let text = format!("Remote server has a duplicate name: {:?}", info.server_name);
             self.conn_log(LogLevel::Error, id, &text);
             self.close(id, CloseReason::ProtocolViolation, false);
             return Flow::Break(());
@@ -721,7 +748,10 @@ impl Server {
     /// other at once, or a configured route to a server that dialed in):
     /// the new one closes, and the old one takes over its remote.
     fn duplicate_route(&mut self, id: ConnId, old: ConnId, _info: PeerInfo) -> Flow {
-        let remote = self.conns[id.0].route.as_mut().and_then(|r| r.remote.take());
+        let remote = self.conns[id.0]
+            .route
+            .as_mut()
+            .and_then(|r| r.remote.take());
         if let Some(i) = remote
             && let Some(r) = self.conns.get_mut(old.0).and_then(|c| c.route.as_mut())
             && r.remote.is_none()
@@ -735,14 +765,19 @@ impl Server {
                 r.gone = true;
             }
         }
-        self.debug(id, || "Duplicate route, closing the new connection".to_string());
+        self.debug(id, || {
+            "Duplicate route, closing the new connection".to_string()
+        });
         self.close(id, CloseReason::ProtocolViolation, false);
         Flow::Break(())
     }
 
     /// The route reached this server itself: never dial that URL again.
     fn forget_remote_of(&mut self, id: ConnId) {
-        let remote = self.conns[id.0].route.as_mut().and_then(|r| r.remote.take());
+        let remote = self.conns[id.0]
+            .route
+            .as_mut()
+            .and_then(|r| r.remote.take());
         if let Some(i) = remote {
             let r = &mut self.cluster.as_mut().expect("a cluster").remotes[i];
             r.conn = None;

@@ -93,6 +93,7 @@ impl Harness {
                 Action::Exit => self.exited = true,
                 Action::Reloaded { error } => self.reloaded.push(error),
                 Action::Storage(op) => self.storage.push(op),
+                Action::Dial { .. } => unreachable!("a server without routes dials nothing"),
             }
         }
     }

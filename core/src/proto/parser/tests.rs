@@ -370,11 +370,21 @@ fn route_ops_in_every_form_nats_server_writes() {
         routed(b"$G", b"", rpub(b"foo", None, b"3", None, b"abc")),
         routed(b"$G", b"", rpub(b"foo", Some(b"rep.1"), b"3", None, b"abc")),
         routed(b"$G", b"q1", rpub(b"bar.x", None, b"2", None, b"hi")),
-        routed(b"$G", b"q1 q2", rpub(b"bar.x", Some(b"inbox.2"), b"2", None, b"hi")),
+        routed(
+            b"$G",
+            b"q1 q2",
+            rpub(b"bar.x", Some(b"inbox.2"), b"2", None, b"hi"),
+        ),
         routed(
             b"$G",
             b"",
-            rpub(b"foo", None, b"14", Some((12, b"12")), b"NATS/1.0\r\n\r\nhi"),
+            rpub(
+                b"foo",
+                None,
+                b"14",
+                Some((12, b"12")),
+                b"NATS/1.0\r\n\r\nhi",
+            ),
         ),
         routed(
             b"$G",
@@ -394,10 +404,22 @@ fn route_ops_in_every_form_nats_server_writes() {
 
 #[test]
 fn route_ops_are_unknown_to_clients_and_client_ops_to_routes() {
-    assert_eq!(ops(b"RS+ $G foo\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
-    assert_eq!(ops(b"RMSG $G foo 1\r\na\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
-    assert_eq!(route_ops(b"PUB foo 1\r\na\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
-    assert_eq!(route_ops(b"SUB foo 1\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+    assert_eq!(
+        ops(b"RS+ $G foo\r\n"),
+        vec![Owned::Err(ParseError::UnknownOp)]
+    );
+    assert_eq!(
+        ops(b"RMSG $G foo 1\r\na\r\n"),
+        vec![Owned::Err(ParseError::UnknownOp)]
+    );
+    assert_eq!(
+        route_ops(b"PUB foo 1\r\na\r\n"),
+        vec![Owned::Err(ParseError::UnknownOp)]
+    );
+    assert_eq!(
+        route_ops(b"SUB foo 1\r\n"),
+        vec![Owned::Err(ParseError::UnknownOp)]
+    );
 }
 
 #[test]

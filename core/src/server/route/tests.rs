@@ -1,0 +1,502 @@
+//! Servers of one cluster wired to each other in memory: handshakes,
+//! interest, forwarding, queue groups, gossip and failures.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::Options;
+use crate::config::cluster::ClusterOptions;
+use crate::server::{Event, Listener};
+use crate::time::{Instant, Now};
+
+fn now_at(ns: u64) -> Now {
+    Now::new(Instant::from_nanos(ns), 1_700_000_000_000_000_000 + ns)
+}
+
+const MS: u64 = 1_000_000;
+
+/// The route port of server `i`.
+fn route_port(i: usize) -> u16 {
+    7000 + i as u16
+}
+
+/// A server of the net: its client port is 4000 + i.
+fn opts(i: usize, name: &str, routes: &[usize]) -> Options {
+    let mut o = Options {
+        server_name: format!("S{i}"),
+        host: "127.0.0.1".into(),
+        port: 4000 + i as u16,
+        ..Options::default()
+    };
+    o.cluster = Some(ClusterOptions {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port: route_port(i),
+        routes: routes
+            .iter()
+            .map(|&r| {
+                RouteUrl::parse(&format!("nats-route://127.0.0.1:{}", route_port(r))).unwrap()
+            })
+            .collect(),
+        ..ClusterOptions::default()
+    });
+    o
+}
+
+/// Servers, the connections between them, and what their clients read.
+struct Net {
+    servers: Vec<Server>,
+    up: Vec<bool>,
+    now_ns: u64,
+    /// Each end of a route connection, to the other.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// What each client connection has been sent.
+    client_out: BTreeMap<(usize, ConnId), Vec<u8>>,
+    logs: Vec<String>,
+    /// Dials that fail (the target is down).
+    closed: Vec<(usize, ConnId, CloseReason)>,
+}
+
+impl Net {
+    fn new(options: Vec<Options>) -> Net {
+        let servers: Vec<Server> = options
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| Server::new(o, 100 + i as u64, now_at(0)))
+            .collect();
+        let n = servers.len();
+        let mut net = Net {
+            servers,
+            up: vec![true; n],
+            now_ns: 0,
+            links: BTreeMap::new(),
+            client_out: BTreeMap::new(),
+            logs: Vec::new(),
+            closed: Vec::new(),
+        };
+        for i in 0..n {
+            net.listen(i);
+        }
+        net.settle();
+        net
+    }
+
+    fn listen(&mut self, i: usize) {
+        let now = now_at(self.now_ns);
+        let port = self.servers[i].options().port;
+        self.servers[i].handle(
+            now,
+            Event::Listening {
+                listener: Listener::Client,
+                port,
+            },
+        );
+        self.servers[i].handle(
+            now,
+            Event::Listening {
+                listener: Listener::Route,
+                port: route_port(i),
+            },
+        );
+    }
+
+    /// Runs until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the net never settled");
+    }
+
+    /// Carries out every server's actions once; whether anything moved.
+    fn step(&mut self) -> bool {
+        let mut moved = false;
+        for i in 0..self.servers.len() {
+            while let Some(a) = self.servers[i].poll_action() {
+                moved = true;
+                self.act(i, a);
+            }
+        }
+        moved
+    }
+
+    fn act(&mut self, i: usize, a: Action) {
+        let now = now_at(self.now_ns);
+        match a {
+            Action::Transmit { conn } => {
+                let mut buf = Vec::new();
+                self.servers[i].take_outbound(conn, &mut buf);
+                let n = buf.len();
+                match self.links.get(&(i, conn)).copied() {
+                    Some((j, peer)) => {
+                        self.servers[j].handle(
+                            now,
+                            Event::Received {
+                                conn: peer,
+                                bytes: &buf,
+                            },
+                        );
+                    }
+                    None => self
+                        .client_out
+                        .entry((i, conn))
+                        .or_default()
+                        .extend_from_slice(&buf),
+                }
+                self.servers[i].handle(now, Event::Written { conn, bytes: n });
+            }
+            Action::Dial { conn, addr } => {
+                let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+                let target = (0..self.servers.len()).find(|&j| route_port(j) == port);
+                match target.filter(|&j| self.up[j]) {
+                    Some(j) => {
+                        let accepted = self.servers[j].next_conn_id();
+                        let peer: SocketAddr = format!("127.0.0.1:{}", 50000 + i).parse().unwrap();
+                        self.servers[j].handle(
+                            now,
+                            Event::Accepted {
+                                conn: accepted,
+                                listener: Listener::Route,
+                                peer,
+                            },
+                        );
+                        self.links.insert((i, conn), (j, accepted));
+                        self.links.insert((j, accepted), (i, conn));
+                        let to: SocketAddr = addr.parse().unwrap();
+                        self.servers[i].handle(now, Event::Dialed { conn, peer: to });
+                    }
+                    None => self.servers[i].handle(
+                        now,
+                        Event::DialFailed {
+                            conn,
+                            error: "connection refused",
+                        },
+                    ),
+                }
+            }
+            Action::Close { conn, reason, .. } => {
+                self.closed.push((i, conn, reason));
+                self.servers[i].handle(now, Event::Closed { conn });
+                if let Some((j, peer)) = self.links.remove(&(i, conn)) {
+                    self.links.remove(&(j, peer));
+                    self.servers[j].handle(now, Event::Closed { conn: peer });
+                }
+            }
+            Action::Log { message, .. } => self.logs.push(format!("S{i}: {message}")),
+            _ => {}
+        }
+    }
+
+    /// Advances time by `ms`, running timers as they come due.
+    fn advance(&mut self, ms: u64) {
+        let end = self.now_ns + ms * MS;
+        loop {
+            let next = self
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.up[*i])
+                .filter_map(|(_, s)| s.next_deadline())
+                .map(Instant::as_nanos)
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now_ns = self.now_ns.max(t);
+                    for i in 0..self.servers.len() {
+                        if self.up[i] {
+                            self.servers[i].handle(now_at(self.now_ns), Event::Tick);
+                        }
+                    }
+                    self.settle();
+                }
+                _ => break,
+            }
+        }
+        self.now_ns = end;
+        self.settle();
+    }
+
+    /// A client of server `i` that sent `CONNECT` and `PING`.
+    fn client(&mut self, i: usize) -> ConnId {
+        let conn = self.servers[i].next_conn_id();
+        let peer: SocketAddr = "127.0.0.1:60000".parse().unwrap();
+        let now = now_at(self.now_ns);
+        self.servers[i].handle(
+            now,
+            Event::Accepted {
+                conn,
+                listener: Listener::Client,
+                peer,
+            },
+        );
+        self.send(
+            i,
+            conn,
+            b"CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nPING\r\n",
+        );
+        self.client_out.remove(&(i, conn));
+        conn
+    }
+
+    fn send(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
+        let now = now_at(self.now_ns);
+        self.servers[i].handle(now, Event::Received { conn, bytes });
+        self.settle();
+    }
+
+    /// What client `conn` of server `i` read since last asked.
+    fn read(&mut self, i: usize, conn: ConnId) -> String {
+        String::from_utf8(self.client_out.remove(&(i, conn)).unwrap_or_default()).unwrap()
+    }
+
+    /// Server `i` stops: every connection to it drops.
+    fn kill(&mut self, i: usize) {
+        self.up[i] = false;
+        let now = now_at(self.now_ns);
+        let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
+            .links
+            .iter()
+            .filter(|((a, _), _)| *a == i)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for (a, b) in ends {
+            self.links.remove(&a);
+            self.links.remove(&b);
+            self.servers[b.0].handle(now, Event::Closed { conn: b.1 });
+        }
+        self.settle();
+    }
+
+    fn routes(&self, i: usize) -> Vec<String> {
+        self.servers[i]
+            .routes()
+            .into_iter()
+            .map(|(_, p)| p.server_name.clone())
+            .collect()
+    }
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn two_servers_route_and_messages_cross_both_ways() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    assert_eq!(net.routes(0), ["S1"]);
+    assert_eq!(net.routes(1), ["S0"]);
+    let sub = net.client(1);
+    net.send(1, sub, b"SUB foo 1\r\n");
+    let publisher = net.client(0);
+    net.send(
+        0,
+        publisher,
+        b"PUB foo 5\r\nhello\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+    );
+    assert_eq!(
+        net.read(1, sub),
+        "MSG foo 1 5\r\nhello\r\nHMSG foo 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+    );
+    // And back: a request crosses and its reply returns.
+    let a = net.client(0);
+    net.send(0, a, b"SUB reply.x 9\r\n");
+    net.send(1, sub, b"PUB reply.x 2\r\nok\r\n");
+    assert_eq!(net.read(0, a), "MSG reply.x 9 2\r\nok\r\n");
+}
+
+#[test]
+fn interest_comes_and_goes_and_nothing_is_sent_without_it() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    let sub = net.client(1);
+    let publisher = net.client(0);
+    net.send(1, sub, b"SUB foo 1\r\nSUB foo 2\r\n");
+    net.send(1, sub, b"UNSUB 1\r\n");
+    net.send(0, publisher, b"PUB foo 1\r\na\r\n");
+    assert_eq!(net.read(1, sub), "MSG foo 2 1\r\na\r\n");
+    net.send(1, sub, b"UNSUB 2\r\n");
+    let before = net.servers[0].stats().counters.out_msgs;
+    net.send(0, publisher, b"PUB foo 1\r\na\r\n");
+    assert_eq!(net.read(1, sub), "");
+    assert_eq!(
+        net.servers[0].stats().counters.out_msgs,
+        before,
+        "no interest, nothing forwarded"
+    );
+}
+
+#[test]
+fn a_queue_group_gets_each_message_once_across_the_cluster() {
+    let mut net = Net::new(vec![
+        opts(0, "C1", &[]),
+        opts(1, "C1", &[0]),
+        opts(2, "C1", &[0]),
+    ]);
+    let members: Vec<(usize, ConnId)> = [0, 1, 1, 2]
+        .into_iter()
+        .map(|i| {
+            let c = net.client(i);
+            net.send(i, c, b"SUB work q 1\r\nSUB all 2\r\n");
+            (i, c)
+        })
+        .collect();
+    let publisher = net.client(2);
+    for _ in 0..200 {
+        net.send(2, publisher, b"PUB work 1\r\nx\r\nPUB all 1\r\ny\r\n");
+    }
+    let mut per_member = Vec::new();
+    let mut total = 0;
+    for &(i, c) in &members {
+        let got = net.read(i, c);
+        let n = count(&got, "MSG work");
+        assert_eq!(
+            count(&got, "MSG all"),
+            200,
+            "every plain subscriber gets all"
+        );
+        per_member.push(n);
+        total += n;
+    }
+    assert_eq!(
+        total, 200,
+        "one delivery per message cluster-wide: {per_member:?}"
+    );
+    assert!(
+        per_member.iter().all(|&n| n > 10),
+        "every member takes a share: {per_member:?}"
+    );
+}
+
+#[test]
+fn gossip_completes_the_mesh_and_nothing_loops() {
+    let mut net = Net::new(vec![
+        opts(0, "C1", &[]),
+        opts(1, "C1", &[0]),
+        opts(2, "C1", &[0]),
+    ]);
+    let mut r1 = net.routes(1);
+    r1.sort();
+    assert_eq!(r1, ["S0", "S2"], "S1 learned S2 from S0");
+    let mut r2 = net.routes(2);
+    r2.sort();
+    assert_eq!(r2, ["S0", "S1"]);
+    let subs: Vec<(usize, ConnId)> = (0..3)
+        .map(|i| {
+            let c = net.client(i);
+            net.send(i, c, b"SUB x.> 1\r\n");
+            (i, c)
+        })
+        .collect();
+    let publisher = net.client(1);
+    net.send(1, publisher, b"PUB x.y 1\r\nz\r\n");
+    for (i, c) in subs {
+        assert_eq!(
+            net.read(i, c),
+            "MSG x.y 1 1\r\nz\r\n",
+            "server {i}: exactly once"
+        );
+    }
+}
+
+#[test]
+fn a_different_cluster_name_is_refused_with_nats_servers_error() {
+    let net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C2", &[0])]);
+    assert!(net.routes(0).is_empty());
+    assert!(net.routes(1).is_empty());
+    assert!(
+        net.logs
+            .iter()
+            .any(|l| l.contains("Rejecting connection, cluster name \"C2\" does not match \"C1\"")),
+        "{:#?}",
+        net.logs
+    );
+}
+
+#[test]
+fn a_dropped_route_takes_its_interest_and_is_dialed_again() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    let sub = net.client(0);
+    net.send(0, sub, b"SUB foo 1\r\n");
+    net.kill(0);
+    assert!(net.routes(1).is_empty());
+    let publisher = net.client(1);
+    let before = net.servers[1].stats().counters.out_msgs;
+    net.send(1, publisher, b"PUB foo 1\r\na\r\n");
+    assert_eq!(
+        net.servers[1].stats().counters.out_msgs,
+        before,
+        "no interest left"
+    );
+    // Dials fail while it is down, then succeed once it is back.
+    net.advance(3_500);
+    assert!(
+        net.logs
+            .iter()
+            .any(|l| l.contains("Error trying to connect to route"))
+    );
+    // It comes back as a new process.
+    net.servers[0] = Server::new(opts(0, "C1", &[]), 99, now_at(net.now_ns));
+    net.up[0] = true;
+    net.listen(0);
+    net.advance(1_500);
+    assert_eq!(net.routes(1), ["S0"]);
+    assert_eq!(net.routes(0), ["S1"]);
+}
+
+#[test]
+fn clients_learn_the_other_servers_urls() {
+    let mut net = Net::new(vec![opts(0, "C1", &[])]);
+    let c = net.client(0);
+    assert!(net.servers[0].info().connect_urls == ["127.0.0.1:4000"]);
+    // A second server joins later: the client hears of it.
+    net.servers
+        .push(Server::new(opts(1, "C1", &[0]), 5, now_at(net.now_ns)));
+    net.up.push(true);
+    net.listen(1);
+    net.settle();
+    let got = net.read(0, c);
+    assert!(
+        got.starts_with("INFO ")
+            && got.contains("\"connect_urls\":[\"127.0.0.1:4000\",\"127.0.0.1:4001\"]"),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_routed_message_names_only_the_groups_chosen_for_that_server() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    let m = net.client(1);
+    net.send(1, m, b"SUB foo g1 1\r\nSUB foo g2 2\r\n");
+    let local = net.client(0);
+    net.send(0, local, b"SUB foo g2 7\r\n");
+    let publisher = net.client(0);
+    for _ in 0..50 {
+        net.send(0, publisher, b"PUB foo 1\r\nx\r\n");
+    }
+    let remote = net.read(1, m);
+    let here = net.read(0, local);
+    assert_eq!(count(&remote, "MSG foo 1 "), 50, "g1 lives only on S1");
+    assert_eq!(
+        count(&remote, "MSG foo 2 ") + count(&here, "MSG foo 7 "),
+        50
+    );
+}
+
+#[test]
+fn a_route_to_itself_is_dropped_and_not_dialed_again() {
+    let mut net = Net::new(vec![opts(0, "C1", &[0])]);
+    assert!(net.routes(0).is_empty());
+    let dials = net.logs.len();
+    net.advance(5_000);
+    assert!(net.routes(0).is_empty());
+    assert_eq!(
+        net.logs[dials..]
+            .iter()
+            .filter(|l| l.contains("Route connection created"))
+            .count(),
+        0,
+        "{:#?}",
+        &net.logs[dials..]
+    );
+}
