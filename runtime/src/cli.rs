@@ -5,6 +5,7 @@
 
 use natrix_core::Options;
 use natrix_core::auth::Auth;
+use natrix_core::config::cluster::{ClusterOptions, RouteUrl};
 use natrix_core::config::{JetStreamOptions, ProcessOptions, TlsOptions};
 
 /// What the command line asks for.
@@ -83,27 +84,23 @@ Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
 
+Cluster Options:
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect
+        --cluster <cluster-url>      Cluster URL for solicited routes
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated
+        --no_advertise <bool>        Do not advertise known cluster information to clients
+        --cluster_advertise <string> Cluster URL to advertise to other servers
+        --connect_retries <number>   For implicit routes, number of connect retries
+        --cluster_listen <url>       Cluster url from which members can solicit routes
+
 Not yet available (refused with a message):
---routes, --cluster, --cluster_name, --no_advertise,
---cluster_advertise, --connect_retries, --cluster_listen, --profile, --help_tls.
+--profile, --help_tls.
 ";
 
 /// Flags nats-server has that natrix does not implement yet, with the
 /// feature each belongs to.
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["help_tls"], "a TLS help page"),
-    (
-        &[
-            "routes",
-            "cluster",
-            "cluster_name",
-            "no_advertise",
-            "cluster_advertise",
-            "connect_retries",
-            "cluster_listen",
-        ],
-        "clustering",
-    ),
     (&["profile"], "profiling"),
 ];
 
@@ -143,6 +140,12 @@ const VALUES: &[&str] = &[
     "tlscacert",
     "sd",
     "store_dir",
+    "routes",
+    "cluster",
+    "cluster_listen",
+    "cluster_name",
+    "cluster_advertise",
+    "connect_retries",
 ];
 
 /// Flags that take no value (Go's boolean flags: `-D` or `-D=true`).
@@ -167,6 +170,7 @@ const BOOLS: &[&str] = &[
     "syslog",
     "js",
     "jetstream",
+    "no_advertise",
 ];
 
 /// Why the command line was refused.
@@ -340,6 +344,13 @@ fn apply_tls_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> R
 }
 
 /// Applies parsed flags over what the configuration file set.
+/// The cluster settings, made if the file had none.
+fn cluster_settings(cfg: &mut RunConfig) -> &mut ClusterOptions {
+    cfg.options
+        .cluster
+        .get_or_insert_with(ClusterOptions::default)
+}
+
 fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Result<(), String> {
     let (mut user, mut pass, mut token) = (None, None, None);
     for (name, value) in flags {
@@ -385,6 +396,35 @@ fn apply_flags(cfg: &mut RunConfig, flags: &[(String, Option<String>)]) -> Resul
             // the file turns on, and an empty `-sd` changes nothing.
             "js" | "jetstream" if on => enable_jetstream(cfg),
             "sd" | "store_dir" if !value.is_empty() => jetstream_settings(cfg).store_dir = value,
+            "cluster" | "cluster_listen" => {
+                let url = RouteUrl::parse(&value)
+                    .map_err(|e| format!("invalid value {value:?} for flag -{name}: {e}"))?;
+                let c = cluster_settings(cfg);
+                c.host = url.host;
+                c.port = url.port;
+                if url.user.is_some() {
+                    c.user = url.user;
+                    c.pass = url.pass;
+                }
+            }
+            "routes" => {
+                let c = cluster_settings(cfg);
+                c.routes.clear();
+                for r in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let url = RouteUrl::parse(r)
+                        .map_err(|e| format!("invalid value {value:?} for flag -{name}: {e}"))?;
+                    c.routes.push(url);
+                }
+            }
+            "cluster_name" => cluster_settings(cfg).name = value,
+            "cluster_advertise" => cluster_settings(cfg).advertise = Some(value),
+            "no_advertise" => cluster_settings(cfg).no_advertise = on,
+            "connect_retries" => {
+                let n: i64 = value.parse().map_err(|_| {
+                    format!("invalid value {value:?} for flag -{name}: parse error")
+                })?;
+                cluster_settings(cfg).connect_retries = u32::try_from(n.max(0)).unwrap_or(0);
+            }
             "log_size_limit" => {
                 let n: i64 = value.parse().map_err(|_| {
                     format!("invalid value {value:?} for flag -{name}: parse error")
@@ -492,6 +532,25 @@ mod tests {
         assert_eq!(run(&["--auth", "t"]).options.auth, Auth::Token("t".into()));
         assert_eq!(parse(["-v"]).unwrap(), Command::Version);
         assert_eq!(parse(["--help"]).unwrap(), Command::Help);
+        let c = run(&[
+            "--cluster",
+            "nats://127.0.0.1:6222",
+            "--routes",
+            "nats://127.0.0.1:6223, nats-route://u:p@localhost:6224",
+            "--cluster_name",
+            "C1",
+            "--no_advertise",
+        ])
+        .options
+        .cluster
+        .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.name.as_str()),
+            ("127.0.0.1", 6222, "C1")
+        );
+        assert!(c.no_advertise);
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[1].user.as_deref(), Some("u"));
     }
 
     #[test]
@@ -500,7 +559,8 @@ mod tests {
         assert!(err(&["--foo"]).contains("not defined"));
         assert!(err(&["-p", "abc"]).contains("invalid value"));
         assert!(err(&["-p"]).contains("needs an argument"));
-        assert!(err(&["--cluster", "x"]).contains("clustering"));
+        assert!(err(&["--cluster", "x"]).contains("invalid value"));
+        assert!(err(&["--routes", "nats://a:b"]).contains("invalid value"));
         assert_eq!(
             err(&["--tls"]),
             "TLS Server certificate must be present and valid"

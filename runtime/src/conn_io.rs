@@ -33,7 +33,10 @@ const READ_AHEAD_MAX: usize = 1024 * 1024;
 /// generation so that a late event from a finished connection is never
 /// taken for a new one that reuses its id.
 pub(crate) enum Inbound<S> {
-    Accepted(S, SocketAddr),
+    Accepted(S, SocketAddr, natrix_core::server::Listener),
+    /// A dial the core asked for connected (or failed, with why).
+    Dialed(ConnId, S, SocketAddr),
+    DialFailed(ConnId, String),
     Received(ConnId, u64, BytesMut),
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),

@@ -44,15 +44,19 @@ const SPARE_CAPACITY_MAX: usize = 512 * 1024;
 /// How often the core hears of the process's memory and CPU.
 const PROCESS_INFO_EVERY: Duration = Duration::from_secs(1);
 
-/// Where connections come from: the small network seam that lets the same
-/// driver run over real TCP in production and over simulated TCP (turmoil)
-/// in `natrix-sim`.
+/// Where connections come from and go to: the small network seam that
+/// lets the same driver run over real TCP in production and over
+/// simulated TCP (turmoil) in `natrix-sim`.
 pub trait Listener: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
     fn accept(
         &mut self,
     ) -> impl std::future::Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
     fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Connects to `addr` (`host:port`): the routes a server dials.
+    fn dial(
+        addr: String,
+    ) -> impl std::future::Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
 }
 
 impl Listener for TcpListener {
@@ -67,7 +71,17 @@ impl Listener for TcpListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         TcpListener::local_addr(self)
     }
+
+    async fn dial(addr: String) -> io::Result<(Self::Stream, SocketAddr)> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr()?;
+        Ok((stream, peer))
+    }
 }
+
+/// How long a dial may take (nats-server's route dial timeout).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Driver time: the core's monotonic instant counts from here. The wall
 /// clock is the system's, or (in simulation) a fixed epoch plus elapsed
@@ -256,10 +270,21 @@ pub async fn start(
         }
         None => None,
     };
+    let cluster = match server.options().cluster.as_ref() {
+        Some(c) => {
+            let chost = if c.host.is_empty() { host } else { &c.host };
+            let l = TcpListener::bind((chost, c.port))
+                .await
+                .map_err(StartError::Listen)?;
+            Some(l)
+        }
+        None => None,
+    };
     let io = ServerIo {
         monitor,
         tls,
         storage,
+        cluster,
     };
     serve_with_monitor(server, listener, host, io, logger, clock).map_err(StartError::Listen)
 }
@@ -285,14 +310,26 @@ pub struct MonitorSetup {
 }
 
 /// What a server may have besides its client listener.
-#[derive(Default)]
-pub struct ServerIo {
+pub struct ServerIo<L> {
     /// HTTP(S) monitoring.
     pub monitor: Option<MonitorSetup>,
     /// TLS for clients.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// JetStream's storage thread.
     pub storage: Option<Storage>,
+    /// The cluster listener: other servers' routes come in on it.
+    pub cluster: Option<L>,
+}
+
+impl<L> Default for ServerIo<L> {
+    fn default() -> Self {
+        ServerIo {
+            monitor: None,
+            tls: None,
+            storage: None,
+            cluster: None,
+        }
+    }
 }
 
 /// [`serve`], plus HTTP monitoring, TLS for clients and JetStream storage.
@@ -300,7 +337,7 @@ pub fn serve_with_monitor<L: Listener>(
     mut server: Server,
     listener: L,
     host: &str,
-    io: ServerIo,
+    io: ServerIo<L>,
     mut logger: Logger,
     clock: Clock,
 ) -> io::Result<Running> {
@@ -308,6 +345,7 @@ pub fn serve_with_monitor<L: Listener>(
         monitor,
         tls,
         storage,
+        cluster,
     } = io;
     let (storage, completions) = storage.unzip();
     let addr = listener.local_addr()?;
@@ -328,7 +366,39 @@ pub fn serve_with_monitor<L: Listener>(
     let stop = Arc::new(Notify::new());
     let (control, control_rx) = mpsc::unbounded_channel();
     let accept_tx = tx.clone();
-    let acceptor = tokio::spawn(accept_loop(listener, accept_tx));
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        accept_tx,
+        natrix_core::server::Listener::Client,
+    ));
+    let route_acceptor = match cluster {
+        Some(l) => {
+            let bound = l.local_addr()?;
+            let listening = Event::Listening {
+                listener: natrix_core::server::Listener::Route,
+                port: bound.port(),
+            };
+            server.handle(clock.now(), listening);
+            let chost = server
+                .options()
+                .cluster
+                .as_ref()
+                .map(|c| c.host.clone())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| host.to_string());
+            logger.info(&format!("Cluster name is {}", server.info().cluster));
+            logger.info(&format!(
+                "Listening for route connections on {}",
+                display_addr(&chost, bound.port())
+            ));
+            Some(tokio::spawn(accept_loop(
+                l,
+                tx.clone(),
+                natrix_core::server::Listener::Route,
+            )))
+        }
+        None => None,
+    };
     let (mon_tx, mon_rx) = mpsc::channel(64);
     let mut monitor_tls = None;
     let (http_host, http_port, https_port) = match monitor {
@@ -346,8 +416,9 @@ pub fn serve_with_monitor<L: Listener>(
         }
         None => (String::new(), 0, 0),
     };
-    let core = CoreLoop {
+    let core: CoreLoop<L> = CoreLoop {
         acceptor: Some(acceptor),
+        route_acceptor,
         control_rx,
         inbound_budget: Arc::new(Semaphore::new(INBOUND_BYTES_MAX)),
         mon_rx,
@@ -390,13 +461,21 @@ fn display_addr(host: &str, port: u16) -> String {
     }
 }
 
-async fn accept_loop<L: Listener>(mut listener: L, tx: mpsc::Sender<Inbound<L::Stream>>) {
+async fn accept_loop<L: Listener>(
+    mut listener: L,
+    tx: mpsc::Sender<Inbound<L::Stream>>,
+    kind: natrix_core::server::Listener,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                if tx.send(Inbound::Accepted(stream, peer)).await.is_err() {
+                if tx
+                    .send(Inbound::Accepted(stream, peer, kind))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -414,9 +493,11 @@ type PendingReload = (
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
 
-struct CoreLoop<S> {
+struct CoreLoop<L: Listener> {
     /// The accept task, until lame duck mode (or the end) stops it.
     acceptor: Option<JoinHandle<()>>,
+    /// The cluster listener's accept task.
+    route_acceptor: Option<JoinHandle<()>>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     /// Permits for [`INBOUND_BYTES_MAX`]; readers take, the core gives back.
     inbound_budget: Arc<Semaphore>,
@@ -434,8 +515,8 @@ struct CoreLoop<S> {
     /// A reload the core has not answered yet: the TLS configuration that
     /// comes with the options, and who waits for the answer.
     reloading: Option<PendingReload>,
-    rx: mpsc::Receiver<Inbound<S>>,
-    tx: mpsc::Sender<Inbound<S>>,
+    rx: mpsc::Receiver<Inbound<L::Stream>>,
+    tx: mpsc::Sender<Inbound<L::Stream>>,
     conns: HashMap<ConnId, ConnHandle>,
     next_generation: u64,
     /// Emptied write buffers, reused for the next `take_outbound`.
@@ -454,7 +535,7 @@ struct CoreLoop<S> {
     completions: Option<tokio::sync::mpsc::UnboundedReceiver<Completion>>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
+impl<L: Listener> CoreLoop<L> {
     async fn run(mut self, stop: Arc<Notify>) {
         loop {
             let core_deadline = self.server.next_deadline().map(|d| self.clock.to_tokio(d));
@@ -538,6 +619,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
             }
         }
         if let Some(a) = self.acceptor.take() {
+            a.abort();
+        }
+        if let Some(a) = self.route_acceptor.take() {
             a.abort();
         }
         self.logger.info("Initiating Shutdown...");
@@ -671,49 +755,29 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
 
     /// Hands one event to the core; returns the bytes it carried in (read)
     /// and the bytes it moved (read or written).
-    fn inbound(&mut self, ev: Inbound<S>) -> (usize, usize) {
+    fn inbound(&mut self, ev: Inbound<L::Stream>) -> (usize, usize) {
         let now = self.clock.now();
         let mut carried = 0;
         let mut moved = 0;
         match ev {
-            Inbound::Accepted(stream, peer) => {
+            Inbound::Accepted(stream, peer, listener) => {
                 let id = self.server.next_conn_id();
                 let accepted = Event::Accepted {
                     conn: id,
-                    listener: natrix_core::server::Listener::Client,
+                    listener,
                     peer,
                 };
                 self.server.handle(now, accepted);
-                self.next_generation += 1;
-                let generation = self.next_generation;
-                let (wtx, wrx) = mpsc::unbounded_channel();
-                let gate = Arc::new(ReadGate::default());
-                let reader = if self.server.awaits_tls(id) {
-                    let task = crate::tls::connection(
-                        stream,
-                        self.tls.clone(),
-                        wrx,
-                        (id, generation),
-                        self.tx.clone(),
-                    );
-                    tokio::spawn(task);
-                    None
-                } else {
-                    let (read, write) = tokio::io::split(stream);
-                    let tx = self.tx.clone();
-                    tokio::spawn(write_loop(write, wrx, id, generation, tx, Vec::new()));
-                    Some(self.spawn_reader(read, id, generation, &gate))
-                };
-                self.conns.insert(
-                    id,
-                    ConnHandle {
-                        gate,
-                        generation,
-                        writer: wtx,
-                        reader,
-                        closing: false,
-                    },
-                );
+                self.attach(id, stream);
+            }
+            Inbound::Dialed(id, stream, peer) => {
+                self.attach(id, stream);
+                self.server.handle(now, Event::Dialed { conn: id, peer });
+            }
+            Inbound::DialFailed(id, error) => {
+                let error = &error;
+                self.server
+                    .handle(now, Event::DialFailed { conn: id, error });
             }
             Inbound::Received(id, generation, bytes) => {
                 carried = bytes.len();
@@ -786,6 +850,41 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
         (carried, moved)
     }
 
+    /// Starts the reader and writer tasks of a new connection (a TLS
+    /// handshake first, if the core asked for one).
+    fn attach(&mut self, id: ConnId, stream: L::Stream) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        let gate = Arc::new(ReadGate::default());
+        let reader = if self.server.awaits_tls(id) {
+            let task = crate::tls::connection(
+                stream,
+                self.tls.clone(),
+                wrx,
+                (id, generation),
+                self.tx.clone(),
+            );
+            tokio::spawn(task);
+            None
+        } else {
+            let (read, write) = tokio::io::split(stream);
+            let tx = self.tx.clone();
+            tokio::spawn(write_loop(write, wrx, id, generation, tx, Vec::new()));
+            Some(self.spawn_reader(read, id, generation, &gate))
+        };
+        self.conns.insert(
+            id,
+            ConnHandle {
+                gate,
+                generation,
+                writer: wtx,
+                reader,
+                closing: false,
+            },
+        );
+    }
+
     fn spawn_reader<R: AsyncRead + Send + Unpin + 'static>(
         &self,
         read: R,
@@ -825,6 +924,18 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> CoreLoop<S> {
                 Action::Exit => exit = true,
                 Action::Reloaded { error } => self.reloaded(error),
                 Action::Storage(op) => storage_ops.push(op),
+                Action::Dial { conn, addr } => {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let dialed = tokio::time::timeout(DIAL_TIMEOUT, L::dial(addr)).await;
+                        let inbound = match dialed {
+                            Ok(Ok((stream, peer))) => Inbound::Dialed(conn, stream, peer),
+                            Ok(Err(e)) => Inbound::DialFailed(conn, e.to_string()),
+                            Err(_) => Inbound::DialFailed(conn, "i/o timeout".to_string()),
+                        };
+                        let _ = tx.send(inbound).await;
+                    });
+                }
                 Action::Transmit { conn } => {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;

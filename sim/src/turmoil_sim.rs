@@ -47,6 +47,12 @@ impl Listener for TurmoilListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
     }
+
+    async fn dial(addr: String) -> io::Result<(Self::Stream, SocketAddr)> {
+        let stream = turmoil::net::TcpStream::connect(addr).await?;
+        let peer = stream.peer_addr()?;
+        Ok((stream, peer))
+    }
 }
 
 /// What the clients and the fault loop share (one thread: `Rc<RefCell>`).

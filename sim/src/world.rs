@@ -622,6 +622,7 @@ impl World {
                     self.restart(self.power_loss_on_exit);
                 }
                 Action::Reloaded { .. } => unreachable!("the simulation never reloads"),
+                Action::Dial { .. } => unreachable!("the simulated server has no routes"),
                 Action::Storage(op) => {
                     self.note(|| format!("storage <- {}", show(format!("{op:?}").as_bytes())));
                     let storage = self

@@ -39,6 +39,7 @@ use accounts::Account;
 pub use conn::{AccountId, ConnKind, Counters};
 use conn::{Conn, Subscription};
 pub use monitor::{MonitorResponse, ProcessInfo};
+pub use route::PeerInfo;
 
 /// A connection, as an index the driver uses to talk about it. Valid from
 /// [`Event::Accepted`] until the driver reports [`Event::Closed`].

@@ -98,7 +98,7 @@ pub(crate) struct RouteState {
 /// (pooling, compression, leaf and gateway URLs) is ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct PeerInfo {
+pub struct PeerInfo {
     pub server_id: String,
     pub server_name: String,
     pub version: String,
@@ -1164,7 +1164,7 @@ impl Server {
     }
 
     /// Registered routes, for monitoring: (connection, peer).
-    pub(crate) fn routes(&self) -> Vec<(ConnId, &PeerInfo)> {
+    pub fn routes(&self) -> Vec<(ConnId, &PeerInfo)> {
         let Some(cluster) = self.cluster.as_deref() else {
             return Vec::new();
         };

@@ -6,6 +6,7 @@
 mod accounts;
 mod auth;
 mod clients;
+mod cluster;
 mod config;
 mod consumer_groups;
 mod https;

@@ -1,0 +1,249 @@
+//! Clusters over real sockets: natrix servers routed to each other and to
+//! nats-server 2.9.10 and 2.15.1, carrying the official Rust client's
+//! traffic: messages cross servers, a queue group takes each message once
+//! cluster-wide, requests find responders on other servers, and a client
+//! fails over when its server is killed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use natrix_tests::{ServerProcess, free_port, natrix_bin, reference_215, reference_or_skip};
+
+/// A cluster member: its process and its cluster port.
+struct Member {
+    server: ServerProcess,
+    cluster_port: u16,
+}
+
+/// Starts `bin` as member `name` of cluster `C1`, listening for routes on a
+/// free port and dialing `seeds`.
+fn member(bin: &Path, name: &str, seeds: &[&Member]) -> Member {
+    let cluster_port = free_port();
+    let listen = format!("nats://127.0.0.1:{cluster_port}");
+    let routes = seeds
+        .iter()
+        .map(|m| format!("nats://127.0.0.1:{}", m.cluster_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec!["-n", name, "--cluster_name", "C1", "--cluster", &listen];
+    if !routes.is_empty() {
+        args.extend(["--routes", &routes]);
+    }
+    Member {
+        server: ServerProcess::start(bin, &args),
+        cluster_port,
+    }
+}
+
+async fn connect(m: &Member) -> async_nats::Client {
+    async_nats::connect(m.server.url()).await.unwrap()
+}
+
+/// Publishes on `from` until `sub` (a client of another server) gets the
+/// message: interest crosses routes a moment after the subscription.
+async fn until_received(
+    from: &async_nats::Client,
+    subject: &str,
+    sub: &mut async_nats::Subscriber,
+) -> async_nats::Message {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        from.publish(subject.to_string(), "ping".into())
+            .await
+            .unwrap();
+        from.flush().await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no message crossed to {subject}");
+    }
+}
+
+/// Drains what `sub` gets until it is quiet for 300 ms.
+async fn drain(sub: &mut async_nats::Subscriber) -> Vec<async_nats::Message> {
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+        got.push(m);
+    }
+    got
+}
+
+/// Every client sees every other's messages once, a queue group spread
+/// over the servers takes each message once, and a request finds its
+/// responder on another server.
+async fn check_cluster(members: &[&Member]) {
+    let clients: Vec<async_nats::Client> =
+        futures::future::join_all(members.iter().map(|m| connect(m))).await;
+    // Interest everywhere first.
+    let mut subs = Vec::new();
+    for c in &clients {
+        let s = c.subscribe("news.>").await.unwrap();
+        c.flush().await.unwrap();
+        subs.push(s);
+    }
+    for (i, s) in subs.iter_mut().enumerate() {
+        let from = &clients[(i + 1) % clients.len()];
+        until_received(from, "news.warmup", s).await;
+    }
+    for s in &mut subs {
+        drain(s).await;
+    }
+    for (i, c) in clients.iter().enumerate() {
+        c.publish(format!("news.{i}"), format!("from {i}").into())
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+    }
+    for (i, s) in subs.iter_mut().enumerate() {
+        let mut got: Vec<String> = drain(s)
+            .await
+            .into_iter()
+            .map(|m| m.subject.to_string())
+            .collect();
+        got.sort();
+        let want: Vec<String> = (0..clients.len()).map(|k| format!("news.{k}")).collect();
+        assert_eq!(got, want, "client of server {i}: each message once");
+    }
+
+    // A queue group with a member on every server.
+    let mut members_subs = Vec::new();
+    for c in &clients {
+        members_subs.push(c.queue_subscribe("jobs", "workers".into()).await.unwrap());
+        c.flush().await.unwrap();
+    }
+    // Wait until every server has heard of every member: a plain probe
+    // on the same subject from the last server reaches the first.
+    let mut probe = clients[0].subscribe("jobs").await.unwrap();
+    clients[0].flush().await.unwrap();
+    let last = clients.last().unwrap();
+    until_received(last, "jobs", &mut probe).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for s in &mut members_subs {
+        drain(s).await;
+    }
+    drain(&mut probe).await;
+    let n = 300;
+    for i in 0..n {
+        let from = &clients[i % clients.len()];
+        from.publish("jobs", i.to_string().into()).await.unwrap();
+    }
+    for c in &clients {
+        c.flush().await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut per_member = Vec::new();
+    for s in &mut members_subs {
+        let got = drain(s).await;
+        per_member.push(got.len());
+        seen.extend(
+            got.into_iter()
+                .map(|m| String::from_utf8(m.payload.to_vec()).unwrap()),
+        );
+    }
+    seen.sort_by_key(|s| s.parse::<usize>().unwrap());
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(seen, want, "each job once cluster-wide: {per_member:?}");
+    assert!(
+        per_member.iter().all(|&c| c > 0),
+        "every server's member takes jobs: {per_member:?}"
+    );
+
+    // Request/reply across servers, with headers.
+    let responder = clients.last().unwrap().clone();
+    let mut service = responder.subscribe("svc.echo").await.unwrap();
+    responder.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(m) = service.next().await {
+            if let Some(reply) = m.reply {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("X-Echo", "yes");
+                let _ = responder
+                    .publish_with_headers(reply, headers, m.payload)
+                    .await;
+            }
+        }
+    });
+    let requester = &clients[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            requester.request("svc.echo", "hello".into()),
+        )
+        .await
+        {
+            Ok(Ok(m)) => break m,
+            _ => assert!(Instant::now() < deadline, "no answer crossed"),
+        }
+    };
+    assert_eq!(&answer.payload[..], b"hello");
+    assert_eq!(
+        answer
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("X-Echo"))
+            .map(|v| v.as_str()),
+        Some("yes")
+    );
+}
+
+#[tokio::test]
+async fn three_natrix_servers_form_a_cluster() {
+    let bin = natrix_bin();
+    let a = member(&bin, "A", &[]);
+    let b = member(&bin, "B", &[&a]);
+    let c = member(&bin, "C", &[&a]);
+    check_cluster(&[&a, &b, &c]).await;
+}
+
+#[tokio::test]
+async fn natrix_is_the_seed_of_a_cluster_with_both_reference_servers() {
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    let a = member(&natrix_bin(), "A", &[]);
+    let b = member(&new, "B", &[&a]);
+    let c = member(&old, "C", &[&a]);
+    check_cluster(&[&a, &b, &c]).await;
+}
+
+#[tokio::test]
+async fn natrix_joins_a_cluster_of_reference_servers() {
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    let a = member(&new, "A", &[]);
+    let b = member(&old, "B", &[&a]);
+    let c = member(&natrix_bin(), "C", &[&a]);
+    let d = member(&natrix_bin(), "D", &[&b]);
+    check_cluster(&[&a, &b, &c, &d]).await;
+}
+
+#[tokio::test]
+async fn a_client_fails_over_when_its_server_is_killed() {
+    let bin = natrix_bin();
+    let a = member(&bin, "A", &[]);
+    let b = member(&bin, "B", &[&a]);
+    let c = member(&bin, "C", &[&a]);
+    // The client is given A only: it learns B and C from INFO.
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(a.server.url())
+        .await
+        .unwrap();
+    let publisher = connect(&c).await;
+    let mut sub = client.subscribe("alive").await.unwrap();
+    client.flush().await.unwrap();
+    until_received(&publisher, "alive", &mut sub).await;
+    drop(a);
+    // After the reconnect (to B or C) the subscription is made again
+    // there and messages flow.
+    let m = until_received(&publisher, "alive", &mut sub).await;
+    assert_eq!(&m.payload[..], b"ping");
+    let port = client.server_info().port;
+    assert!(
+        port == b.server.port || port == c.server.port,
+        "reconnected to another member: {port}"
+    );
+}
