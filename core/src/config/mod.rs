@@ -321,6 +321,16 @@ pub enum PlantedBug {
     /// A priority-group consumer puts a message no waiting request may
     /// take yet behind the others it read, not in front of them.
     UnservableToBack,
+    // Routes (planted in the many-server simulation).
+    /// A message that came over a route goes out on the other routes too
+    /// (the one-hop rule broken).
+    ForwardRoutedToRoute,
+    /// A route is not told that the last local subscription to a subject
+    /// went (`RS-` dropped).
+    DropRouteUnsub,
+    /// A queue group's message forwarded to another server's member is
+    /// also delivered to a local member.
+    QueueTwiceAcrossServers,
 }
 
 impl PlantedBug {
@@ -355,6 +365,14 @@ impl PlantedBug {
         PlantedBug::UnservableToBack,
     ];
 
+    /// The bugs planted in a cluster of servers (the many-server
+    /// simulation catches them).
+    pub const CLUSTER: [PlantedBug; 3] = [
+        PlantedBug::ForwardRoutedToRoute,
+        PlantedBug::DropRouteUnsub,
+        PlantedBug::QueueTwiceAcrossServers,
+    ];
+
     /// The bug's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -386,11 +404,17 @@ impl PlantedBug {
             PlantedBug::IgnoreMinPending => "ignore-min-pending",
             PlantedBug::DropUnservable => "drop-unservable",
             PlantedBug::UnservableToBack => "unservable-to-back",
+            PlantedBug::ForwardRoutedToRoute => "forward-routed-to-route",
+            PlantedBug::DropRouteUnsub => "drop-route-unsub",
+            PlantedBug::QueueTwiceAcrossServers => "queue-twice-across-servers",
         }
     }
 
     pub fn from_name(name: &str) -> Option<PlantedBug> {
-        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+        PlantedBug::ALL
+            .into_iter()
+            .chain(PlantedBug::CLUSTER)
+            .find(|b| b.name() == name)
     }
 }
 

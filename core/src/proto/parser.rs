@@ -115,9 +115,9 @@ pub enum Op<'a> {
     Routed(Routed<'a>),
 }
 
-/// A message a route forwards: `RMSG <account> <subject> [<reply> |
-/// + <reply> <queue>… | \| <queue>…] <size>`, or `HMSG` with the header
-/// size before the total.
+/// A message a route forwards: `RMSG <account> <subject> <middle> <size>`,
+/// where the middle is empty, a reply, `+ <reply> <queue>…` or
+/// `| <queue>…`; or `HMSG` with the header size before the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routed<'a> {
     pub account: &'a [u8],

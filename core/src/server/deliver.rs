@@ -252,10 +252,14 @@ impl Server {
             .conns
             .get(publisher.0)
             .is_some_and(|c| c.kind == super::ConnKind::Route);
+        // Test-only: the one-hop rule broken.
+        let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
+        let from_route = from_route && !hop_again;
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;
         for &h in &matches.plain {
             match self.route_of(h) {
+                Some(r) if r == publisher => {}
                 Some(_) if from_route => {}
                 Some(r) => {
                     if !routes.iter().any(|(id, _)| *id == r) {
@@ -301,6 +305,14 @@ impl Server {
                 }
                 let h = members[i];
                 if let Some(r) = self.route_of(h) {
+                    if r == publisher {
+                        continue;
+                    }
+                    if self.planted(PlantedBug::QueueTwiceAcrossServers)
+                        && let Some(&local) = members.iter().find(|&&m| self.route_of(m).is_none())
+                    {
+                        delivered |= self.deliver_or_shadow(publisher, local, p, from_service);
+                    }
                     match routes.iter_mut().find(|(id, _)| *id == r) {
                         Some((_, queues)) => {
                             if !queues.is_empty() {

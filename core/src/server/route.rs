@@ -986,6 +986,11 @@ impl Server {
         queue: Option<&[u8]>,
         delta: i32,
     ) {
+        if self.cluster.is_none() {
+            return;
+        }
+        // Test-only: the route is never told the interest went.
+        let drop_unsub = self.planted(crate::config::PlantedBug::DropRouteUnsub);
         let Some(cluster) = self.cluster.as_deref() else {
             return;
         };
@@ -1013,6 +1018,9 @@ impl Server {
         let Some(add) = announce else {
             return;
         };
+        if !add && drop_unsub {
+            return;
+        }
         if cluster.routes.is_empty() {
             return;
         }
@@ -1161,6 +1169,53 @@ impl Server {
         if over_mark && stallable {
             self.stall(publisher, pending);
         }
+    }
+
+    /// The interest this server announces to its routes, as
+    /// `<account> <subject>[ <queue>=<weight>]` (for checking, in the
+    /// simulation, that every peer's view converges to it).
+    pub fn interest_for_routes(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for acc in &self.accounts {
+            for (key, &count) in &acc.route_interest {
+                let (subject, queue) = split_interest_key(key);
+                let subject = String::from_utf8_lossy(subject);
+                out.insert(match queue {
+                    Some(q) => format!(
+                        "{} {subject} {}={count}",
+                        acc.name,
+                        String::from_utf8_lossy(q)
+                    ),
+                    None => format!("{} {subject}", acc.name),
+                });
+            }
+        }
+        out
+    }
+
+    /// What each registered route's peer told this server of its
+    /// interest, by the peer's server id, in the form of
+    /// [`Server::interest_for_routes`].
+    pub fn interest_of_routes(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut out = BTreeMap::new();
+        for (id, peer) in self.routes() {
+            let mut set = std::collections::BTreeSet::new();
+            for &h in self.conns[id.0].subs.values() {
+                let s = &self.subs[h.0 as usize];
+                let account = &self.accounts[s.account.0 as usize].name;
+                let subject = String::from_utf8_lossy(&s.subject);
+                set.insert(match &s.queue {
+                    Some(q) => format!(
+                        "{account} {subject} {}={}",
+                        String::from_utf8_lossy(q),
+                        s.weight
+                    ),
+                    None => format!("{account} {subject}"),
+                });
+            }
+            out.insert(peer.server_id.clone(), set);
+        }
+        out
     }
 
     /// Registered routes, for monitoring: (connection, peer).

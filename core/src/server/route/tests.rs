@@ -483,6 +483,86 @@ fn a_routed_message_names_only_the_groups_chosen_for_that_server() {
     );
 }
 
+/// Every server's view of each peer's interest is what that peer
+/// announces.
+fn assert_interest_converged(net: &Net) {
+    for (i, s) in net.servers.iter().enumerate() {
+        for (peer, seen) in s.interest_of_routes() {
+            let j = net
+                .servers
+                .iter()
+                .position(|t| t.server_id() == peer)
+                .unwrap();
+            assert_eq!(
+                seen,
+                net.servers[j].interest_for_routes(),
+                "S{i}'s view of S{j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_view_of_a_peers_interest_converges() {
+    let mut net = Net::new(vec![
+        opts(0, "C1", &[]),
+        opts(1, "C1", &[0]),
+        opts(2, "C1", &[1]),
+    ]);
+    let a = net.client(0);
+    let b = net.client(2);
+    net.send(0, a, b"SUB x 1\r\nSUB y q 2\r\nSUB y q 3\r\nSUB z 4\r\n");
+    net.send(2, b, b"SUB y q 1\r\nSUB x 2\r\n");
+    assert_interest_converged(&net);
+    assert!(net.servers[0].interest_for_routes().contains("$G y q=2"));
+    net.send(0, a, b"UNSUB 2\r\nUNSUB 4\r\n");
+    assert_interest_converged(&net);
+    assert!(!net.servers[0].interest_for_routes().contains("$G z"));
+    net.kill(2);
+    assert_interest_converged(&net);
+}
+
+#[test]
+fn planted_route_bugs_break_what_they_should() {
+    use crate::config::{Mutation, PlantedBug};
+    let planted = |bug| {
+        let mut o: Vec<Options> =
+            vec![opts(0, "C1", &[]), opts(1, "C1", &[0]), opts(2, "C1", &[0])];
+        for x in &mut o {
+            x.mutation = Some(Mutation { bug, one_in: 1 });
+        }
+        Net::new(o)
+    };
+    // An RS- dropped: a peer keeps interest nobody has.
+    let mut net = planted(PlantedBug::DropRouteUnsub);
+    let a = net.client(0);
+    net.send(0, a, b"SUB gone 1\r\n");
+    net.send(0, a, b"UNSUB 1\r\n");
+    let views = net.servers[1].interest_of_routes();
+    assert!(views[net.servers[0].server_id()].contains("$G gone"));
+    // One hop broken: a message reaches a subscriber more than once.
+    let mut net = planted(PlantedBug::ForwardRoutedToRoute);
+    let s = net.client(2);
+    net.send(2, s, b"SUB m 1\r\n");
+    let s0 = net.client(0);
+    net.send(0, s0, b"SUB m 1\r\n");
+    let p = net.client(1);
+    net.send(1, p, b"PUB m 1\r\nx\r\n");
+    assert!(count(&net.read(2, s), "MSG m") > 1);
+    // A queue group served twice.
+    let mut net = planted(PlantedBug::QueueTwiceAcrossServers);
+    let m0 = net.client(0);
+    let m1 = net.client(1);
+    net.send(0, m0, b"SUB w g 1\r\n");
+    net.send(1, m1, b"SUB w g 1\r\n");
+    let p = net.client(0);
+    for _ in 0..20 {
+        net.send(0, p, b"PUB w 1\r\nx\r\n");
+    }
+    let total = count(&net.read(0, m0), "MSG w") + count(&net.read(1, m1), "MSG w");
+    assert!(total > 20, "{total}");
+}
+
 #[test]
 fn a_route_to_itself_is_dropped_and_not_dialed_again() {
     let mut net = Net::new(vec![opts(0, "C1", &[0])]);
