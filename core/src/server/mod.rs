@@ -813,7 +813,12 @@ impl Server {
 
     fn conn_prefix(&self, id: ConnId) -> String {
         let c = &self.conns[id.0];
-        format!("{} - cid:{}", c.peer, c.cid)
+        let kind = if c.kind == ConnKind::Route {
+            "rid"
+        } else {
+            "cid"
+        };
+        format!("{} - {kind}:{}", c.peer, c.cid)
     }
 
     pub(crate) fn conn_log(&mut self, level: LogLevel, id: ConnId, msg: &str) {

@@ -336,7 +336,7 @@ impl Server {
                 body: self.metrics(now, process).into_bytes(),
                 warning: None,
             }),
-            "routez" => q.bool("subs").map(|_| ok(self.routez(now))),
+            "routez" => q.bool("subs").map(|subs| ok(self.routez(now, subs))),
             "gatewayz" => q.bool("accs").map(|_| ok(self.gatewayz(now))),
             "leafz" => q.bool("subs").map(|_| ok(self.leafz(now))),
             "accountz" => self.accountz(now, &q).map(ok),
@@ -367,9 +367,94 @@ impl Server {
         answer.unwrap_or_else(|bad| bad)
     }
 
-    /// `/routez`: no routes until clustering exists.
-    pub(super) fn routez(&self, now: Now) -> Value {
-        self.stamped(now, json!({ "num_routes": 0, "routes": [] }))
+    /// `/routez`: each registered route, with its peer's subjects when
+    /// `subs` (nats-server 2.9.10's fields, and 2.15's `remote_name`).
+    pub(super) fn routez(&self, now: Now, subs: bool) -> Value {
+        let unix_at = |i: crate::time::Instant| {
+            now.unix_nanos
+                .saturating_sub(now.instant.since(i).as_nanos() as u64)
+        };
+        let configured: Vec<(String, u16)> = self
+            .opts
+            .cluster
+            .as_ref()
+            .map(|c| c.routes.iter().map(|r| (r.host.clone(), r.port)).collect())
+            .unwrap_or_default();
+        let mut routes: Vec<Value> = self
+            .routes()
+            .into_iter()
+            .map(|(id, peer)| {
+                let c = &self.conns[id.0];
+                let r = c.route.as_deref().expect("a route has its state");
+                let remote = r.remote.and_then(|i| self.cluster.as_ref()?.remotes.get(i));
+                let is_configured = remote.is_some_and(|rm| {
+                    rm.explicit && configured.contains(&(rm.url.host.clone(), rm.url.port))
+                });
+                let mut v = json!({
+                    "rid": c.cid,
+                    "remote_id": peer.server_id,
+                    "remote_name": peer.server_name,
+                    "did_solicit": r.solicited,
+                    "is_configured": is_configured,
+                    "ip": c.peer.ip().to_string(),
+                    "port": c.peer.port(),
+                    "start": rfc3339_nanos(unix_at(c.start)),
+                    "last_activity": rfc3339_nanos(unix_at(c.last_activity)),
+                    "rtt": go_duration(c.rtt.unwrap_or_default()),
+                    "uptime": go_duration(now.instant.since(c.start)),
+                    "idle": go_duration(now.instant.since(c.last_activity)),
+                    "pending_size": c.pending_bytes(),
+                    "in_msgs": c.counters.in_msgs,
+                    "out_msgs": c.counters.out_msgs,
+                    "in_bytes": c.counters.in_bytes,
+                    "out_bytes": c.counters.out_bytes,
+                    "subscriptions": c.subs.len(),
+                });
+                if subs && !c.subs.is_empty() {
+                    let mut list: Vec<String> = c
+                        .subs
+                        .values()
+                        .map(|h| {
+                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
+                        })
+                        .collect();
+                    list.sort();
+                    v.as_object_mut()
+                        .expect("an object")
+                        .insert("subscriptions_list".into(), json!(list));
+                }
+                v
+            })
+            .collect();
+        routes.sort_by_key(|v| v["rid"].as_u64());
+        self.stamped(
+            now,
+            json!({
+                "num_routes": routes.len(),
+                "routes": routes,
+            }),
+        )
+    }
+
+    /// `/varz`'s `cluster`: the cluster's name, listener and configured
+    /// routes (empty without one).
+    fn varz_cluster(&self) -> Value {
+        let (Some(c), Some(cluster)) = (&self.opts.cluster, &self.cluster) else {
+            return json!({});
+        };
+        let urls: Vec<String> = c.routes.iter().map(|r| r.addr()).collect();
+        let mut v = json!({
+            "name": cluster.name,
+            "addr": if c.host.is_empty() { "0.0.0.0" } else { c.host.as_str() },
+            "cluster_port": cluster.port,
+            "auth_timeout": c.auth_timeout.unwrap_or(Duration::from_secs(2)).as_secs_f64(),
+        });
+        let m = v.as_object_mut().expect("an object");
+        if !urls.is_empty() {
+            m.insert("urls".into(), json!(urls));
+        }
+        m.insert("tls_timeout".into(), json!(2.0));
+        v
     }
 
     pub(super) fn gatewayz(&self, now: Now) -> Value {
@@ -432,7 +517,7 @@ impl Server {
             "max_control_line": o.max_control_line,
             "max_payload": o.max_payload,
             "max_pending": o.max_pending,
-            "cluster": {},
+            "cluster": self.varz_cluster(),
             "gateway": {},
             "leaf": {},
             "mqtt": {},
@@ -449,8 +534,8 @@ impl Server {
             "cpu": p.cpu_percent,
             "connections": self.open_conns,
             "total_connections": self.stats.total_connections,
-            "routes": 0,
-            "remotes": 0,
+            "routes": self.routes().len(),
+            "remotes": self.routes().len(),
             "leafnodes": 0,
             "in_msgs": c.in_msgs,
             "out_msgs": c.out_msgs,
@@ -510,7 +595,9 @@ impl Server {
             .iter()
             .map(|(_, c)| c)
             .filter(|c| {
-                !c.closing && !c.kind.is_internal() && only_cid.is_none_or(|cid| c.cid == cid)
+                !c.closing
+                    && c.kind == super::ConnKind::Client
+                    && only_cid.is_none_or(|cid| c.cid == cid)
             })
             .filter(|c| only_cid.is_some() || user.is_empty() || c.opts.user == user)
             .filter(|c| acc.is_empty() || self.accounts[c.account.0 as usize].name == acc)

@@ -580,3 +580,33 @@ fn a_route_to_itself_is_dropped_and_not_dialed_again() {
         &net.logs[dials..]
     );
 }
+
+#[test]
+fn routez_and_varz_show_the_routes() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    let p = crate::server::ProcessInfo::default();
+    let now = now_at(net.now_ns);
+    let body = |r: crate::server::MonitorResponse| -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let routez = body(net.servers[1].monitor(now, "/routez", "subs=1", &p));
+    assert_eq!(routez["num_routes"], 1);
+    let r = &routez["routes"][0];
+    assert_eq!(r["remote_name"], "S0");
+    assert_eq!(r["did_solicit"], true);
+    assert_eq!(r["is_configured"], true);
+    assert!(
+        r["subscriptions_list"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    );
+    let varz = body(net.servers[1].monitor(now, "/varz", "", &p));
+    assert_eq!(varz["routes"], 1);
+    assert_eq!(varz["cluster"]["name"], "C1");
+    assert_eq!(varz["cluster"]["cluster_port"], 7001);
+    assert_eq!(varz["cluster"]["urls"][0], "127.0.0.1:7000");
+    // Routes are not client connections.
+    let connz = body(net.servers[0].monitor(now, "/connz", "", &p));
+    assert_eq!(connz["num_connections"], 0);
+    net.settle();
+}

@@ -330,7 +330,7 @@ impl Server {
             }
             ServerEndpoint::Connz => endpoint_answer(self.connz(now, &q)),
             ServerEndpoint::Subsz => endpoint_answer(self.subsz(now, &q)),
-            ServerEndpoint::Routez => Answer::Data(self.routez(now)),
+            ServerEndpoint::Routez => Answer::Data(self.routez(now, false)),
             ServerEndpoint::Gatewayz => Answer::Data(self.gatewayz(now)),
             ServerEndpoint::Leafz => Answer::Data(self.leafz(now)),
             ServerEndpoint::Accountz => endpoint_answer(self.accountz(now, &q)),
