@@ -12,7 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue", "routed"}
+THROUGHPUT_SCENARIOS = {"pub", "pubsub", "fanout", "queue", "routed", "cluster-pubsub", "cluster-fanout"}
 
 # The reference the budget is judged against, then the older one shown
 # beside it. Runs from before 2.15.1 was compared name 2.9.10 "nats".
@@ -48,6 +48,8 @@ def metrics(r):
         return (r["floor_of"], str(r["size"])), {"floor_ns_per_msg": r["server"]["sched_cpu_ns_per_msg"]}
     if r.get("subjects", 1) > 1:
         s = "routed"
+    if r.get("cluster"):
+        s = "cluster-" + s
     if s == "startup":
         return ("idle", "-"), {"startup_ms": r["startup_ms"], "idle_rss_mib": r["idle_rss_kib"] / 1024}
     if s == "idle":

@@ -76,8 +76,12 @@ options:
   --count-syncs            js-pub, with --server-pid: count the server's
                            fsync and fdatasync calls with `perf stat`
   --dir PATH               fsync-floor: where the file is written (.)
-  --server-pid PID         read the server's CPU time and RSS from /proc,
-                           and sample its RSS every 100 ms while running
+  --server-pid PID[,PID…]  read the server's CPU time and RSS from /proc,
+                           and sample its RSS every 100 ms while running;
+                           with several (a cluster), CPU and RSS are summed
+  --sub-url URL[,URL…]     pubsub, fanout, queue: subscribers connect to these
+                           servers in turn (other members of the publishers'
+                           server's cluster), so every message crosses a route
   --after D                with --server-pid: keep the clients connected and
                            idle for D after the run, and report the server's
                            RSS then (0s)
@@ -148,6 +152,10 @@ pub struct Options {
     pub subs: usize,
     pub conns: usize,
     pub server_pid: Option<u32>,
+    /// More server processes whose CPU and RSS are added (a cluster).
+    pub other_pids: Vec<u32>,
+    /// Where subscribers connect, in turn (empty: `addr`).
+    pub sub_addrs: Vec<String>,
     /// How long to watch the server's memory after the run.
     pub after: Duration,
     /// Publishes a second over all publishers; `None`: as fast as possible.
@@ -210,6 +218,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut subs = None;
     let mut conns = 1000;
     let mut server_pid = None;
+    let mut other_pids = Vec::new();
+    let mut sub_addrs = Vec::new();
     let mut after = Duration::ZERO;
     let mut rate = None;
     let mut inflight = 1;
@@ -235,7 +245,18 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--pubs" => pubs = number(&value()?)?,
             "--subs" => subs = Some(number(&value()?)?),
             "--conns" => conns = number(&value()?)?,
-            "--server-pid" => server_pid = Some(number(&value()?)?),
+            "--server-pid" => {
+                let v = value()?;
+                let mut pids = v.split(',').map(|p| number::<u32>(p.trim()));
+                server_pid = pids.next().transpose()?;
+                other_pids = pids.collect::<Result<_, _>>()?;
+            }
+            "--sub-url" => {
+                sub_addrs = value()?
+                    .split(',')
+                    .map(|u| addr_of(u.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
             "--after" => after = parse_duration(&value()?)?,
             "--rate" => rate = Some(number::<f64>(&value()?)?).filter(|r| *r > 0.0),
             "--inflight" => inflight = number(&value()?)?,
@@ -325,6 +346,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         subs,
         conns,
         server_pid,
+        other_pids,
+        sub_addrs,
         after,
         rate,
         inflight,

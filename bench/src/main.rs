@@ -122,8 +122,20 @@ async fn run(opts: &Options) -> Result<Report, BoxError> {
     }
 }
 
+/// The server's CPU and RSS, summed over every process of a cluster.
 fn server_sample(opts: &Options) -> Option<procfs::ProcSample> {
-    opts.server_pid.and_then(procfs::sample)
+    let mut total = opts.server_pid.and_then(procfs::sample)?;
+    for &pid in &opts.other_pids {
+        let s = procfs::sample(pid)?;
+        total.cpu_secs += s.cpu_secs;
+        total.sched_cpu_secs = total
+            .sched_cpu_secs
+            .zip(s.sched_cpu_secs)
+            .map(|(a, b)| a + b);
+        total.rss_kib += s.rss_kib;
+        total.hwm_kib += s.hwm_kib;
+    }
+    Some(total)
 }
 
 /// `n` messages split across `clients`: the first ones take the remainder.
@@ -150,9 +162,18 @@ async fn throughput(opts: &Options) -> Result<Report, BoxError> {
     let before_setup = server_sample(opts);
     let mut sub_conns = Vec::new();
     for i in 0..opts.subs {
-        let mut c = Conn::open(&opts.addr, &format!("natrix-bench-sub-{i}")).await?;
+        let addr = match opts.sub_addrs.len() {
+            0 => &opts.addr,
+            n => &opts.sub_addrs[i % n],
+        };
+        let mut c = Conn::open(addr, &format!("natrix-bench-sub-{i}")).await?;
         c.subscribe_all(&subjects, queue).await?;
         sub_conns.push(c);
+    }
+    if !opts.sub_addrs.is_empty() {
+        // The subscriptions reach the publishers' server over routes a
+        // moment after their own server confirmed them.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let mut pub_conns = Vec::new();
     for i in 0..opts.pubs {
