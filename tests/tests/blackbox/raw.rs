@@ -187,11 +187,11 @@ fn unknown_flag_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("flag provided but not defined"));
     let out = std::process::Command::new(natrix_tests::natrix_bin())
-        .args(["--cluster", "nats://127.0.0.1:6222"])
+        .args(["--profile", "6060"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("clustering"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("profiling"));
     let out = std::process::Command::new(natrix_tests::natrix_bin())
         .arg("--version")
         .output()
