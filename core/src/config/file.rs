@@ -70,7 +70,6 @@ const NOT_YET: &[(&[&str], &str)] = &[
         "operator mode (JWT)",
     ),
     (&["gateway"], "gateways"),
-    (&["leafnodes", "leaf"], "leaf nodes"),
     (&["default_js_domain"], "leaf nodes"),
     (&["websocket", "ws"], "websocket"),
     (&["mqtt"], "MQTT"),
@@ -169,6 +168,7 @@ fn apply_entry(
         }
         "port" => opts.port = f.as_u16_port()?,
         "cluster" => opts.cluster = Some(super::cluster::parse(entry, warnings)?),
+        "leafnodes" | "leaf" => opts.leafnodes = Some(super::leafnodes::parse(entry, warnings)?),
         "host" | "net" => opts.host = f.as_str()?.to_string(),
         "server_name" => opts.server_name = f.as_str()?.to_string(),
         "debug" => opts.debug = f.as_bool()?,

@@ -9,6 +9,7 @@ mod authorization;
 pub mod cluster;
 pub mod file;
 mod jetstream;
+pub mod leafnodes;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -227,6 +228,9 @@ pub struct Options {
     /// `cluster {}`, `--cluster`, `--routes`: routes to the other servers
     /// of a cluster (`None`: a server on its own).
     pub cluster: Option<cluster::ClusterOptions>,
+    /// `leafnodes {}`: a hub's leaf node listener and the remotes a leaf
+    /// node dials (`None`: neither).
+    pub leafnodes: Option<leafnodes::LeafNodeOptions>,
     /// Test-only: a bug planted on purpose so the simulation can prove its
     /// checkers catch it. Never set in production (no configuration file or
     /// flag reaches it); `None` costs one predictable branch per delivery.
@@ -463,6 +467,7 @@ impl Default for Options {
             max_traced_msg_len: 0,
             jetstream: None,
             cluster: None,
+            leafnodes: None,
             mutation: None,
         }
     }

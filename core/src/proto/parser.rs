@@ -32,6 +32,9 @@ pub struct Limits {
     /// The peer is a route: `RS+`, `RS-` and `RMSG` are its ops, `HMSG`
     /// carries a routed message, and `PUB`, `SUB` and `UNSUB` are unknown.
     pub route: bool,
+    /// The peer is a leaf node connection: the same with `LS+`, `LS-` and
+    /// `LMSG`, and no account in them (the connection is bound to one).
+    pub leaf: bool,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             headers: false,
             awaiting_auth: false,
             route: false,
+            leaf: false,
         }
     }
 }
@@ -97,21 +101,23 @@ pub enum Op<'a> {
     /// must follow; it then counts as a publish to no subject. (`MSG` from a
     /// client is an unknown operation.)
     Msg,
-    /// `RS+ <account> <subject> [<queue> <weight>]` from a route: the
-    /// peer's interest (the weight of a queue group is its member count,
-    /// as written; `None` for a plain subject).
+    /// `RS+ <account> <subject> [<queue> <weight>]` from a route, or
+    /// `LS+ <subject> [<queue> <weight>]` from a leaf node (the account
+    /// empty): the peer's interest (the weight of a queue group is its
+    /// member count, as written; `None` for a plain subject).
     RouteSub {
         account: &'a [u8],
         subject: &'a [u8],
         queue: Option<(&'a [u8], &'a [u8])>,
     },
-    /// `RS- <account> <subject> [<queue>]` from a route.
+    /// `RS- <account> <subject> [<queue>]` from a route, `LS- <subject>
+    /// [<queue>]` from a leaf node.
     RouteUnsub {
         account: &'a [u8],
         subject: &'a [u8],
         queue: Option<&'a [u8]>,
     },
-    /// `RMSG` or `HMSG` from a route.
+    /// `RMSG` or `HMSG` from a route, `LMSG` or `HMSG` from a leaf node.
     Routed(Routed<'a>),
 }
 
@@ -156,6 +162,9 @@ enum Verb {
     RouteSub,
     RouteUnsub,
     RMsg,
+    LeafSub,
+    LeafUnsub,
+    LMsg,
     Pub,
     HPub,
     Sub,
@@ -175,6 +184,9 @@ impl Verb {
             Verb::RouteSub => b"RS+",
             Verb::RouteUnsub => b"RS-",
             Verb::RMsg => b"RMSG",
+            Verb::LeafSub => b"LS+",
+            Verb::LeafUnsub => b"LS-",
+            Verb::LMsg => b"LMSG",
             Verb::Pub => b"PUB",
             Verb::HPub => b"HPUB",
             Verb::Sub => b"SUB",
@@ -405,10 +417,11 @@ fn check_terminator(frame: &[u8], total: usize) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn first_verb_byte(b: u8, route: bool) -> Option<&'static [Verb]> {
-    if route {
+fn first_verb_byte(b: u8, route: bool, leaf: bool) -> Option<&'static [Verb]> {
+    if route || leaf {
         return Some(match b.to_ascii_uppercase() {
-            b'R' => &[Verb::RouteSub, Verb::RouteUnsub, Verb::RMsg],
+            b'R' if route => &[Verb::RouteSub, Verb::RouteUnsub, Verb::RMsg],
+            b'L' if leaf => &[Verb::LeafSub, Verb::LeafUnsub, Verb::LMsg],
             b'H' => &[Verb::HMsg],
             b'P' => &[Verb::Ping, Verb::Pong],
             b'C' => &[Verb::Connect],
@@ -443,6 +456,7 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     // `PUB ` is most of the traffic: recognise it without the general search.
     let fast_pub = buf.len() > 4
         && !limits.route
+        && !limits.leaf
         && buf[0] | 0x20 == b'p'
         && buf[1] | 0x20 == b'u'
         && buf[2] | 0x20 == b'b'
@@ -450,7 +464,7 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let candidates: &[Verb] = if fast_pub {
         &[Verb::Pub]
     } else {
-        first_verb_byte(first, limits.route).ok_or(ParseError::UnknownOp)?
+        first_verb_byte(first, limits.route, limits.leaf).ok_or(ParseError::UnknownOp)?
     };
     // Match the verb byte by byte; the candidates differ by their second
     // byte (`RS+` and `RS-` by their third).
@@ -515,8 +529,37 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let line_len = nl + 1;
     let op = match verb {
         Verb::Pub | Verb::HPub => return parse_pub(verb, arg, buf, line_len, limits),
-        Verb::RMsg => return parse_routed(false, arg, buf, line_len),
-        Verb::HMsg if limits.route => return parse_routed(true, arg, buf, line_len),
+        Verb::RMsg => return parse_routed(false, true, arg, buf, line_len),
+        Verb::HMsg if limits.route => return parse_routed(true, true, arg, buf, line_len),
+        Verb::LMsg => return parse_routed(false, false, arg, buf, line_len),
+        Verb::HMsg if limits.leaf => return parse_routed(true, false, arg, buf, line_len),
+        Verb::LeafSub => {
+            let mut args = Args::split(arg, true);
+            match (args.next(), args.next(), args.next(), args.next()) {
+                (Some(subject), None, ..) => Op::RouteSub {
+                    account: b"",
+                    subject,
+                    queue: None,
+                },
+                (Some(subject), Some(queue), Some(weight), None) => Op::RouteSub {
+                    account: b"",
+                    subject,
+                    queue: Some((queue, weight)),
+                },
+                _ => return Err(ParseError::Malformed("processLeafSub Parse Error")),
+            }
+        }
+        Verb::LeafUnsub => {
+            let mut args = Args::split(arg, true);
+            match (args.next(), args.next(), args.next()) {
+                (Some(subject), queue, None) => Op::RouteUnsub {
+                    account: b"",
+                    subject,
+                    queue,
+                },
+                _ => return Err(ParseError::Malformed("processLeafUnsub Parse Error")),
+            }
+        }
         Verb::RouteSub => {
             let mut args = Args::split(arg, true);
             match (
@@ -666,13 +709,15 @@ fn parse_pub<'a>(
     Ok(Step::Done(Op::Pub(p), total))
 }
 
-/// Parses the arguments of `RMSG` (`HMSG` when `headers`) and frames its
-/// payload. Queue lists have no bound, so tokens are located by position:
+/// Parses the arguments of `RMSG` (`HMSG` when `headers`; `LMSG` and a
+/// leaf node's `HMSG`, without the account, unless `with_account`) and
+/// frames its payload. Queue lists have no bound, so tokens are located by position:
 /// the account and subject first, the size (or header and total sizes)
 /// last, and what lies between is a reply, `+ <reply> <queue>…` or
 /// `| <queue>…`.
 fn parse_routed<'a>(
     headers: bool,
+    with_account: bool,
     arg: &'a [u8],
     buf: &'a [u8],
     line_len: usize,
@@ -681,7 +726,12 @@ fn parse_routed<'a>(
     let base = arg.as_ptr() as usize;
     let at = |t: &[u8]| t.as_ptr() as usize - base;
     let mut args = Args::split(arg, false);
-    let (Some(account), Some(subject)) = (args.next(), args.next()) else {
+    let account = if with_account {
+        args.next()
+    } else {
+        Some(&b""[..])
+    };
+    let (Some(account), Some(subject)) = (account, args.next()) else {
         return Err(ParseError::Malformed(WHY));
     };
     // The middle starts after the subject; the sizes are the last tokens.

@@ -99,9 +99,9 @@ pub(crate) struct Account {
     /// Client connections bound to it.
     pub num_conns: usize,
     pub stats: AccountStats,
-    /// Local subscriptions by `<subject>[ <queue>]`, as routes are told of
-    /// them (kept only in a cluster).
-    pub route_interest: crate::FastMap<Box<[u8]>, u32>,
+    /// Subscriptions by `<subject>[ <queue>]`, weighted, as routes and
+    /// leaf nodes are told of them (kept only with routes or leaf nodes).
+    pub interest: crate::FastMap<Box<[u8]>, super::interest::Count>,
 }
 
 impl Account {
@@ -119,7 +119,7 @@ impl Account {
             reply_prefix: None,
             num_conns: 0,
             stats: AccountStats::default(),
-            route_interest: crate::FastMap::default(),
+            interest: crate::FastMap::default(),
         }
     }
 }
@@ -486,7 +486,7 @@ impl Server {
             self.debug(conn, || {
                 format!("Creating import subscription on {subject:?} from account {from:?}")
             });
-            self.local_interest(source, subject.as_bytes(), queue.as_deref(), 1);
+            self.interest_changed(source, subject.as_bytes(), queue.as_deref(), conn, 1);
             self.subs.insert(super::Subscription {
                 conn,
                 account: source,

@@ -19,13 +19,14 @@ const SYS_GROUP: &[u8] = b"_sys_";
 impl Server {
     fn limits(&self, id: ConnId) -> Limits {
         let c = &self.conns[id.0];
-        if c.kind == super::ConnKind::Route {
+        if matches!(c.kind, super::ConnKind::Route | super::ConnKind::Leaf) {
             return Limits {
                 max_control_line: super::route::ROUTE_MAX_CONTROL_LINE,
                 max_payload: None,
                 headers: true,
                 awaiting_auth: c.awaiting_auth,
-                route: true,
+                route: c.kind == super::ConnKind::Route,
+                leaf: c.kind == super::ConnKind::Leaf,
             };
         }
         Limits {
@@ -34,6 +35,7 @@ impl Server {
             headers: c.headers,
             awaiting_auth: c.awaiting_auth,
             route: false,
+            leaf: false,
         }
     }
 
@@ -262,8 +264,10 @@ impl Server {
                 self.trace_payload(id, p.payload);
             }
         }
-        if self.conns[id.0].kind == super::ConnKind::Route {
-            return self.process_route_op(id, op);
+        match self.conns[id.0].kind {
+            super::ConnKind::Route => return self.process_route_op(id, op),
+            super::ConnKind::Leaf => return self.process_leaf_op(id, op),
+            _ => {}
         }
         match op {
             Op::Connect(json) => self.process_connect(id, json),
@@ -452,7 +456,7 @@ impl Server {
             shadow: None,
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
-        self.local_interest(account, subject, queue, 1);
+        self.interest_changed(account, subject, queue, id, 1);
         self.add_shadow_subs(account, handle);
         if verbose {
             self.send_ok(id);

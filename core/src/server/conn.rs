@@ -139,6 +139,8 @@ pub(crate) struct Conn {
     pub max_subs: i64,
     /// For a route: its peer and handshake.
     pub route: Option<Box<super::route::RouteState>>,
+    /// For a leaf node connection: its peer and handshake.
+    pub leaf: Option<Box<super::leaf::LeafState>>,
 }
 
 impl Conn {
@@ -178,6 +180,7 @@ impl Conn {
             max_payload: None,
             max_subs: -1,
             route: None,
+            leaf: None,
         }
     }
 

@@ -206,7 +206,7 @@ impl Server {
         matches: &Arc<Matches<SubId>>,
         from_service: bool,
     ) -> bool {
-        if self.cluster.is_some() {
+        if self.shares_interest() {
             return self.deliver_all_clustered(publisher, account, p, matches, from_service);
         }
         let mut delivered = false;
@@ -234,12 +234,13 @@ impl Server {
         delivered
     }
 
-    /// [`Server::deliver_all`] in a cluster: a route with a matching plain
-    /// subscription, or chosen for a queue group, gets the message once,
-    /// naming the groups it was chosen for. Queue members are chosen by
-    /// weight (a route's subscription counts for the members behind it). A
-    /// message from a route goes to no route (one hop), and to queue
-    /// groups only if the peer named them, and then to a local member.
+    /// [`Server::deliver_all`] with routes or leaf nodes: a peer (route or
+    /// leaf node connection) with a matching plain subscription, or chosen
+    /// for a queue group, gets the message once, naming the groups it was
+    /// chosen for. Queue members are chosen by weight (a peer's
+    /// subscription counts for the members behind it). A message from a
+    /// route goes to no route (one hop), from a leaf node not back to it,
+    /// and from either to queue groups only if the peer named them.
     fn deliver_all_clustered(
         &mut self,
         publisher: ConnId,
@@ -248,19 +249,21 @@ impl Server {
         matches: &Arc<Matches<SubId>>,
         from_service: bool,
     ) -> bool {
-        let from_route = self
-            .conns
-            .get(publisher.0)
-            .is_some_and(|c| c.kind == super::ConnKind::Route);
+        let from_kind = self.conns.get(publisher.0).map(|c| c.kind);
+        let from_route = from_kind == Some(super::ConnKind::Route);
+        let from_peer = from_route || from_kind == Some(super::ConnKind::Leaf);
         // Test-only: the one-hop rule broken.
         let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
         let from_route = from_route && !hop_again;
+        // Whether a peer may take the message (not its own, one hop).
+        let allowed = |s: &Server, r: ConnId| {
+            r != publisher && !(from_route && s.conns[r.0].kind == super::ConnKind::Route)
+        };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;
         for &h in &matches.plain {
             match self.route_of(h) {
-                Some(r) if r == publisher => {}
-                Some(_) if from_route => {}
+                Some(r) if !allowed(self, r) => {}
                 Some(r) => {
                     if !routes.iter().any(|(id, _)| *id == r) {
                         routes.push((r, Vec::new()));
@@ -270,14 +273,14 @@ impl Server {
             }
         }
         for group in &matches.queues {
-            if from_route && !self.routed_queue_named(&group.name) {
+            if from_peer && !self.routed_queue_named(&group.name) {
                 continue;
             }
             let members = &group.members;
             let weights: Vec<u32> = members
                 .iter()
                 .map(|&h| match self.route_of(h) {
-                    Some(_) if from_route => 0,
+                    Some(r) if !allowed(self, r) => 0,
                     Some(_) => self.subs.get(h.0 as usize).map_or(0, |s| s.weight),
                     None => 1,
                 })
@@ -305,9 +308,6 @@ impl Server {
                 }
                 let h = members[i];
                 if let Some(r) = self.route_of(h) {
-                    if r == publisher {
-                        continue;
-                    }
                     if self.planted(PlantedBug::QueueTwiceAcrossServers)
                         && let Some(&local) = members.iter().find(|&&m| self.route_of(m).is_none())
                     {
@@ -337,11 +337,13 @@ impl Server {
         delivered
     }
 
-    /// The route a subscription stands for, if it is a route's.
+    /// The peer (route or leaf node connection) a subscription stands
+    /// for, if it is a peer's.
     fn route_of(&self, h: SubId) -> Option<ConnId> {
         let conn = self.subs.get(h.0 as usize)?.conn;
         let c = self.conns.get(conn.0)?;
-        (c.kind == super::ConnKind::Route && !c.closing).then_some(conn)
+        let peer = matches!(c.kind, super::ConnKind::Route | super::ConnKind::Leaf);
+        (peer && !c.closing).then_some(conn)
     }
 
     /// Whether the route message being delivered names queue group `name`.

@@ -13,8 +13,10 @@ mod accounts;
 mod client;
 mod conn;
 mod deliver;
+mod interest;
 mod jetstream;
 mod lame_duck;
+mod leaf;
 mod monitor;
 mod reload;
 mod route;
@@ -57,6 +59,8 @@ pub enum Listener {
     Client,
     /// The cluster listener: other servers of the cluster dial it.
     Route,
+    /// The leaf node listener: leaf nodes dial this hub on it.
+    Leaf,
 }
 
 /// An input to the server.
@@ -305,6 +309,8 @@ pub struct Server {
     scratch: Scratch,
     /// The cluster this server is a member of (routes).
     cluster: Option<Box<route::Cluster>>,
+    /// Leaf node connections: as a hub, as a leaf, or both.
+    leafnodes: Option<Box<leaf::LeafNodes>>,
     /// While a message from a route is delivered: the queue groups the
     /// peer chose this server for (names separated by spaces).
     routed_queues: Vec<u8>,
@@ -383,10 +389,12 @@ impl Server {
             shown_subject: None,
             scratch: Scratch::default(),
             cluster: None,
+            leafnodes: None,
             routed_queues: Vec::new(),
             shutting_down: false,
         };
         server.install_cluster();
+        server.install_leafnodes();
         server.install_system();
         server.install_jetstream();
         server
@@ -430,9 +438,10 @@ impl Server {
 
     /// A new client connection from `peer`: sends INFO and arms its timers.
     fn on_accepted(&mut self, expected: ConnId, listener: Listener, peer: SocketAddr) {
-        if listener == Listener::Route {
-            self.on_route_accepted(expected, peer);
-            return;
+        match listener {
+            Listener::Route => return self.on_route_accepted(expected, peer),
+            Listener::Leaf => return self.on_leaf_accepted(expected, peer),
+            Listener::Client => {}
         }
         self.next_cid += 1;
         let cid = self.next_cid;
@@ -526,8 +535,20 @@ impl Server {
                 listener: Listener::Route,
                 port,
             } => self.on_route_listening(port),
-            Event::Dialed { conn, peer } => self.on_dialed(conn, peer),
-            Event::DialFailed { conn, error } => self.on_dial_failed(conn, error),
+            Event::Listening {
+                listener: Listener::Leaf,
+                port,
+            } => self.on_leaf_listening(port),
+            Event::Dialed { conn, peer } => match self.conn_kind(conn) {
+                Some(ConnKind::Leaf) => self.on_leaf_dialed(conn, peer),
+                Some(_) => self.on_dialed(conn, peer),
+                None => {}
+            },
+            Event::DialFailed { conn, error } => match self.conn_kind(conn) {
+                Some(ConnKind::Leaf) => self.on_leaf_dial_failed(conn, error),
+                Some(_) => self.on_dial_failed(conn, error),
+                None => {}
+            },
             Event::Received { conn, bytes } => self.on_received(conn, bytes),
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Closed { conn } => self.on_closed(conn),
@@ -682,9 +703,10 @@ impl Server {
     }
 
     fn teardown(&mut self, id: ConnId, reason: CloseReason) {
-        if self.conns[id.0].kind == ConnKind::Route {
-            self.route_teardown(id, reason);
-            return;
+        match self.conns[id.0].kind {
+            ConnKind::Route => return self.route_teardown(id, reason),
+            ConnKind::Leaf => return self.leaf_teardown(id, reason),
+            _ => {}
         }
         self.remember_closed(id, reason);
         let publishers = std::mem::take(&mut self.conns[id.0].stalled_publishers);
@@ -711,10 +733,6 @@ impl Server {
 
     fn remove_sub(&mut self, s: SubId) {
         let sub = self.subs.remove(s.0 as usize);
-        let local = self
-            .conns
-            .get(sub.conn.0)
-            .is_none_or(|c| c.kind != ConnKind::Route);
         for shadow in &self.shadows_of.remove(&s).unwrap_or_default() {
             let sh = self.subs.remove(shadow.0 as usize);
             let removed = self.accounts[sh.account.0 as usize].sublist.remove(
@@ -723,7 +741,14 @@ impl Server {
                 *shadow,
             );
             assert!(removed, "a shadow subscription is in its sublist");
-            self.local_interest(sh.account, &sh.subject, sh.queue.as_deref(), -1);
+            let weight = -i64::from(sh.weight);
+            self.interest_changed(
+                sh.account,
+                &sh.subject,
+                sh.queue.as_deref(),
+                sh.conn,
+                weight,
+            );
         }
         if self.opts.trace && self.conns.contains(sub.conn.0) {
             let line = format!("<-> [DELSUB {}]", String::from_utf8_lossy(&sub.sid));
@@ -735,9 +760,14 @@ impl Server {
             s,
         );
         assert!(removed, "a live subscription is in its sublist");
-        if local {
-            self.local_interest(sub.account, &sub.subject, sub.queue.as_deref(), -1);
-        }
+        let weight = -i64::from(sub.weight);
+        self.interest_changed(
+            sub.account,
+            &sub.subject,
+            sub.queue.as_deref(),
+            sub.conn,
+            weight,
+        );
     }
 
     pub(crate) fn mark_dirty(&mut self, id: ConnId) {
@@ -813,10 +843,10 @@ impl Server {
 
     fn conn_prefix(&self, id: ConnId) -> String {
         let c = &self.conns[id.0];
-        let kind = if c.kind == ConnKind::Route {
-            "rid"
-        } else {
-            "cid"
+        let kind = match c.kind {
+            ConnKind::Route => "rid",
+            ConnKind::Leaf => "lid",
+            _ => "cid",
         };
         format!("{} - {kind}:{}", c.peer, c.cid)
     }

@@ -347,8 +347,9 @@ impl Server {
                     .sublist
                     .insert(&subject, queue.as_deref(), h);
             assert!(inserted.is_ok(), "a subscription's subject was valid");
+            let weight = i64::from(self.subs[h.0 as usize].weight);
+            self.interest_changed(account, &subject, queue.as_deref(), conn, weight);
             if !route {
-                self.local_interest(account, &subject, queue.as_deref(), 1);
                 self.add_shadow_subs(account, h);
             }
         }

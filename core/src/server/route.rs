@@ -176,17 +176,6 @@ fn route_sub_key(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8
     key
 }
 
-/// The key of local interest in [`super::accounts::Account::route_interest`]:
-/// `<subject>[ <queue>]`.
-fn interest_key(subject: &[u8], queue: Option<&[u8]>) -> Box<[u8]> {
-    let mut key = subject.to_vec();
-    if let Some(q) = queue {
-        key.push(b' ');
-        key.extend_from_slice(q);
-    }
-    key.into_boxed_slice()
-}
-
 /// Appends `RS+ <account> <subject>[ <queue> <weight>]`.
 fn encode_sub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<(&[u8], u32)>) {
     out.extend_from_slice(b"RS+ ");
@@ -216,19 +205,26 @@ fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<
 }
 
 /// Appends the `RMSG` (or, with headers the peer takes, `HMSG`) that
-/// forwards `p` in `account`, for the queue groups `queues` (names
-/// separated by spaces; empty for none).
+/// forwards `p` in `account` to a route, or with no account the `LMSG`
+/// (`HMSG`) to a leaf node, for the queue groups `queues` (names separated
+/// by spaces; empty for none).
 pub(crate) fn encode_routed(
     out: &mut Vec<u8>,
-    account: &str,
+    account: Option<&str>,
     p: &Pub<'_>,
     queues: &[u8],
     peer_headers: bool,
 ) {
     let with_headers = p.header.is_some() && peer_headers;
-    out.extend_from_slice(if with_headers { b"HMSG " } else { b"RMSG " });
-    out.extend_from_slice(account.as_bytes());
-    out.push(b' ');
+    out.extend_from_slice(match (with_headers, account.is_some()) {
+        (true, _) => b"HMSG ",
+        (false, true) => b"RMSG ",
+        (false, false) => b"LMSG ",
+    });
+    if let Some(account) = account {
+        out.extend_from_slice(account.as_bytes());
+        out.push(b' ');
+    }
     out.extend_from_slice(p.subject);
     out.push(b' ');
     match (p.reply, queues.is_empty()) {
@@ -967,9 +963,13 @@ impl Server {
     fn send_all_interest(&mut self, id: ConnId) {
         let mut out = Vec::new();
         for acc in &self.accounts {
-            for (key, &count) in &acc.route_interest {
-                let (subject, queue) = split_interest_key(key);
-                encode_sub(&mut out, &acc.name, subject, queue.map(|q| (q, count)));
+            for (key, count) in &acc.interest {
+                let weight = count.all.saturating_sub(count.routes);
+                if weight == 0 {
+                    continue;
+                }
+                let (subject, queue) = super::interest::split(key);
+                encode_sub(&mut out, &acc.name, subject, queue.map(|q| (q, weight)));
             }
         }
         if !out.is_empty() {
@@ -977,57 +977,29 @@ impl Server {
         }
     }
 
-    /// A local subscription came (`delta` 1) or went (-1): tell the
-    /// routes when that changes what they know.
-    pub(crate) fn local_interest(
+    /// Tells every route that interest in `subject` (and `queue`) of
+    /// `account` is now `weight` (0: gone).
+    pub(crate) fn tell_routes(
         &mut self,
         account: AccountId,
         subject: &[u8],
         queue: Option<&[u8]>,
-        delta: i32,
+        weight: u32,
     ) {
-        if self.cluster.is_none() {
-            return;
-        }
-        // Test-only: the route is never told the interest went.
-        let drop_unsub = self.planted(crate::config::PlantedBug::DropRouteUnsub);
         let Some(cluster) = self.cluster.as_deref() else {
             return;
         };
-        let acc = &mut self.accounts[account.0 as usize];
-        let key = interest_key(subject, queue);
-        let count = acc.route_interest.get(&key).copied().unwrap_or(0);
-        let count = if delta > 0 {
-            count + 1
-        } else {
-            count.saturating_sub(1)
-        };
-        if count == 0 {
-            acc.route_interest.remove(&key);
-        } else {
-            acc.route_interest.insert(key, count);
-        }
-        let announce = match (queue, count, delta > 0) {
-            // A plain subject: only its first and last subscription count.
-            (None, 1, true) => Some(true),
-            (None, 0, false) => Some(false),
-            (None, ..) => None,
-            (Some(_), 0, _) => Some(false),
-            (Some(_), ..) => Some(true),
-        };
-        let Some(add) = announce else {
-            return;
-        };
-        if !add && drop_unsub {
-            return;
-        }
         if cluster.routes.is_empty() {
             return;
         }
+        // Test-only: the route is never told the interest went.
+        if weight == 0 && self.planted(crate::config::PlantedBug::DropRouteUnsub) {
+            return;
+        }
         let mut line = Vec::new();
-        let name = &acc.name;
-        if add {
-            encode_sub(&mut line, name, subject, queue.map(|q| (q, count)));
+        let name = &self.accounts[account.0 as usize].name;
+        if weight > 0 {
+            encode_sub(&mut line, name, subject, queue.map(|q| (q, weight)));
         } else {
             encode_unsub(&mut line, name, subject, queue);
         }
@@ -1062,7 +1034,8 @@ impl Server {
         let queue = queue.map(|(q, _)| q);
         let key = route_sub_key(account, subject, queue);
         if let Some(&h) = self.conns[id.0].subs.get(&key[..]) {
-            self.subs[h.0 as usize].weight = weight;
+            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
+            self.interest_changed(acc, subject, queue, id, i64::from(weight) - i64::from(old));
             return;
         }
         let slot = self.subs.vacant_key();
@@ -1086,6 +1059,7 @@ impl Server {
             shadow: None,
         });
         self.conns[id.0].subs.insert(key[..].into(), handle);
+        self.interest_changed(acc, subject, queue, id, i64::from(weight));
     }
 
     /// `RS-`: the peer lost its interest.
@@ -1124,9 +1098,9 @@ impl Server {
         self.routed_queues.clear();
     }
 
-    /// Forwards `p` in `account` to route `id`, for the queue groups
-    /// `queues`. Like a subscriber, a route over its pending limit is a
-    /// slow consumer and is closed.
+    /// Forwards `p` in `account` to route or leaf node connection `id`,
+    /// for the queue groups `queues`. Like a subscriber, a peer over its
+    /// pending limit is a slow consumer and is closed.
     pub(crate) fn forward(
         &mut self,
         publisher: ConnId,
@@ -1141,9 +1115,12 @@ impl Server {
         if conn.closing {
             return;
         }
-        let headers = conn.route.as_ref().is_some_and(|r| r.headers);
+        let (account, headers) = match &conn.route {
+            Some(r) => (Some(name.as_str()), r.headers),
+            None => (None, true),
+        };
         let before = conn.out.len();
-        encode_routed(&mut conn.out, name, p, queues, headers);
+        encode_routed(&mut conn.out, account, p, queues, headers);
         if conn.pending_bytes() > self.opts.max_pending {
             conn.out.truncate(before);
             self.slow_consumer(id);
@@ -1158,7 +1135,7 @@ impl Server {
         let stallable = self
             .conns
             .get(publisher.0)
-            .is_some_and(|c| !c.kind.is_internal() && c.kind != ConnKind::Route);
+            .is_some_and(|c| c.kind == ConnKind::Client);
         if over_mark && stallable {
             let conn = &mut self.conns[id.0];
             if !conn.stalled_publishers.contains(&publisher) {
@@ -1177,8 +1154,12 @@ impl Server {
     pub fn interest_for_routes(&self) -> std::collections::BTreeSet<String> {
         let mut out = std::collections::BTreeSet::new();
         for acc in &self.accounts {
-            for (key, &count) in &acc.route_interest {
-                let (subject, queue) = split_interest_key(key);
+            for (key, c) in &acc.interest {
+                let count = c.all.saturating_sub(c.routes);
+                if count == 0 {
+                    continue;
+                }
+                let (subject, queue) = super::interest::split(key);
                 let subject = String::from_utf8_lossy(subject);
                 out.insert(match queue {
                     Some(q) => format!(
@@ -1250,13 +1231,5 @@ struct GossipInfo<'a> {
     connect_urls: &'a [String],
 }
 
-/// `<subject>[ <queue>]` back into its parts.
-fn split_interest_key(key: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match memchr::memchr(b' ', key) {
-        Some(i) => (&key[..i], Some(&key[i + 1..])),
-        None => (key, None),
-    }
-}
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -58,6 +58,8 @@ pub(crate) enum TimerKey {
     Consumer(u32),
     /// The next attempt to dial a route's remote (its index).
     Redial(u32),
+    /// The next attempt to dial a leaf node remote (its index).
+    LeafRedial(u32),
 }
 
 /// Armed timers, by key and by time (each key at most once).
@@ -162,6 +164,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::JsTtl) => self.ttl_timer(),
                 TimerKey::Server(ServerTimer::JsBatch) => self.batch_timer(),
                 TimerKey::Redial(i) => self.redial_timer(i),
+                TimerKey::LeafRedial(i) => self.leaf_redial_timer(i),
             }
         }
     }

@@ -9,19 +9,24 @@ use crate::config::cluster::ClusterOptions;
 use crate::server::{Event, Listener};
 use crate::time::{Instant, Now};
 
-fn now_at(ns: u64) -> Now {
+pub(crate) fn now_at(ns: u64) -> Now {
     Now::new(Instant::from_nanos(ns), 1_700_000_000_000_000_000 + ns)
 }
 
-const MS: u64 = 1_000_000;
+pub(crate) const MS: u64 = 1_000_000;
 
 /// The route port of server `i`.
-fn route_port(i: usize) -> u16 {
+pub(crate) fn route_port(i: usize) -> u16 {
     7000 + i as u16
 }
 
+/// The leaf node port of server `i`.
+pub(crate) fn leaf_port(i: usize) -> u16 {
+    8000 + i as u16
+}
+
 /// A server of the net: its client port is 4000 + i.
-fn opts(i: usize, name: &str, routes: &[usize]) -> Options {
+pub(crate) fn opts(i: usize, name: &str, routes: &[usize]) -> Options {
     let mut o = Options {
         server_name: format!("S{i}"),
         host: "127.0.0.1".into(),
@@ -44,21 +49,21 @@ fn opts(i: usize, name: &str, routes: &[usize]) -> Options {
 }
 
 /// Servers, the connections between them, and what their clients read.
-struct Net {
-    servers: Vec<Server>,
-    up: Vec<bool>,
-    now_ns: u64,
+pub(crate) struct Net {
+    pub servers: Vec<Server>,
+    pub up: Vec<bool>,
+    pub now_ns: u64,
     /// Each end of a route connection, to the other.
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     /// What each client connection has been sent.
     client_out: BTreeMap<(usize, ConnId), Vec<u8>>,
-    logs: Vec<String>,
+    pub logs: Vec<String>,
     /// Dials that fail (the target is down).
     closed: Vec<(usize, ConnId, CloseReason)>,
 }
 
 impl Net {
-    fn new(options: Vec<Options>) -> Net {
+    pub(crate) fn new(options: Vec<Options>) -> Net {
         let servers: Vec<Server> = options
             .into_iter()
             .enumerate()
@@ -81,7 +86,7 @@ impl Net {
         net
     }
 
-    fn listen(&mut self, i: usize) {
+    pub(crate) fn listen(&mut self, i: usize) {
         let now = now_at(self.now_ns);
         let port = self.servers[i].options().port;
         self.servers[i].handle(
@@ -91,17 +96,33 @@ impl Net {
                 port,
             },
         );
-        self.servers[i].handle(
-            now,
-            Event::Listening {
-                listener: Listener::Route,
-                port: route_port(i),
-            },
-        );
+        if self.servers[i].options().cluster.is_some() {
+            self.servers[i].handle(
+                now,
+                Event::Listening {
+                    listener: Listener::Route,
+                    port: route_port(i),
+                },
+            );
+        }
+        if self.servers[i]
+            .options()
+            .leafnodes
+            .as_ref()
+            .is_some_and(|l| l.port.is_some())
+        {
+            self.servers[i].handle(
+                now,
+                Event::Listening {
+                    listener: Listener::Leaf,
+                    port: leaf_port(i),
+                },
+            );
+        }
     }
 
     /// Runs until nothing moves.
-    fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         for _ in 0..10_000 {
             if !self.step() {
                 return;
@@ -149,7 +170,14 @@ impl Net {
             }
             Action::Dial { conn, addr } => {
                 let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-                let target = (0..self.servers.len()).find(|&j| route_port(j) == port);
+                let (listener, target) =
+                    match (0..self.servers.len()).find(|&j| route_port(j) == port) {
+                        Some(j) => (Listener::Route, Some(j)),
+                        None => (
+                            Listener::Leaf,
+                            (0..self.servers.len()).find(|&j| leaf_port(j) == port),
+                        ),
+                    };
                 match target.filter(|&j| self.up[j]) {
                     Some(j) => {
                         let accepted = self.servers[j].next_conn_id();
@@ -158,7 +186,7 @@ impl Net {
                             now,
                             Event::Accepted {
                                 conn: accepted,
-                                listener: Listener::Route,
+                                listener,
                                 peer,
                             },
                         );
@@ -190,7 +218,7 @@ impl Net {
     }
 
     /// Advances time by `ms`, running timers as they come due.
-    fn advance(&mut self, ms: u64) {
+    pub(crate) fn advance(&mut self, ms: u64) {
         let end = self.now_ns + ms * MS;
         loop {
             let next = self
@@ -219,7 +247,7 @@ impl Net {
     }
 
     /// A client of server `i` that sent `CONNECT` and `PING`.
-    fn client(&mut self, i: usize) -> ConnId {
+    pub(crate) fn client(&mut self, i: usize) -> ConnId {
         let conn = self.servers[i].next_conn_id();
         let peer: SocketAddr = "127.0.0.1:60000".parse().unwrap();
         let now = now_at(self.now_ns);
@@ -240,19 +268,19 @@ impl Net {
         conn
     }
 
-    fn send(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
         let now = now_at(self.now_ns);
         self.servers[i].handle(now, Event::Received { conn, bytes });
         self.settle();
     }
 
     /// What client `conn` of server `i` read since last asked.
-    fn read(&mut self, i: usize, conn: ConnId) -> String {
+    pub(crate) fn read(&mut self, i: usize, conn: ConnId) -> String {
         String::from_utf8(self.client_out.remove(&(i, conn)).unwrap_or_default()).unwrap()
     }
 
     /// Server `i` stops: every connection to it drops.
-    fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         self.up[i] = false;
         let now = now_at(self.now_ns);
         let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
@@ -269,7 +297,7 @@ impl Net {
         self.settle();
     }
 
-    fn routes(&self, i: usize) -> Vec<String> {
+    pub(crate) fn routes(&self, i: usize) -> Vec<String> {
         self.servers[i]
             .routes()
             .into_iter()
@@ -278,7 +306,7 @@ impl Net {
     }
 }
 
-fn count(haystack: &str, needle: &str) -> usize {
+pub(crate) fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 

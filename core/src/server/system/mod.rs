@@ -331,7 +331,7 @@ impl Server {
                 .insert(subject.as_bytes(), None, handle);
         assert!(inserted.is_ok(), "an internal subject is valid: {subject}");
         let sid = crate::bytes::SmallBytes::from(sid.to_string().as_bytes());
-        self.local_interest(account, subject.as_bytes(), None, 1);
+        self.interest_changed(account, subject.as_bytes(), None, conn, 1);
         self.subs.insert(Subscription {
             conn,
             account,

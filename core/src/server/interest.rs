@@ -1,0 +1,135 @@
+//! Interest shared with other servers: what routes and leaf node
+//! connections are told of an account's subscriptions.
+//!
+//! Every subscription in an account counts, by weight (a route's or leaf
+//! node's queue subscription stands for its members), under its subject
+//! and queue group: `all` over every connection, `routes` over route
+//! connections. A route hears of what does not come from routes (`all -
+//! routes`: one hop), a leaf node connection of what does not come from
+//! itself (`all - own`), so interest flows from leaf nodes to routes and
+//! from routes to leaf nodes, and back to nobody. A plain subject is
+//! announced when its count leaves zero and withdrawn when it returns
+//! there; a queue group is announced again with its new weight on every
+//! change. Only servers with routes or leaf nodes keep these counts.
+
+use super::{AccountId, ConnId, ConnKind, Server};
+
+/// The weight of a subject (and queue group) in an account.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Count {
+    /// Over every connection.
+    pub all: u32,
+    /// Over route connections.
+    pub routes: u32,
+}
+
+/// The key of a subject and queue group: `<subject>[ <queue>]`.
+pub(crate) fn key(subject: &[u8], queue: Option<&[u8]>) -> Box<[u8]> {
+    let mut key = subject.to_vec();
+    if let Some(q) = queue {
+        key.push(b' ');
+        key.extend_from_slice(q);
+    }
+    key.into_boxed_slice()
+}
+
+/// A key back into its subject and queue group.
+pub(crate) fn split(key: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b' ', key) {
+        Some(i) => (&key[..i], Some(&key[i + 1..])),
+        None => (key, None),
+    }
+}
+
+/// What a peer that saw `old` and now sees `new` must be told: `Some(w)`
+/// to announce weight `w`, `Some(0)` to withdraw, `None` nothing.
+pub(crate) fn change(queue: bool, old: u32, new: u32) -> Option<u32> {
+    match (queue, old == 0, new == 0) {
+        (_, true, true) => None,
+        (_, false, true) => Some(0),
+        (false, true, false) => Some(new),
+        (false, false, false) => None,
+        (true, _, false) => (old != new).then_some(new),
+    }
+}
+
+fn add(n: u32, delta: i64) -> u32 {
+    u32::try_from((i64::from(n) + delta).max(0)).unwrap_or(u32::MAX)
+}
+
+impl Server {
+    /// Whether this server shares interest with other servers (it has a
+    /// cluster or leaf nodes).
+    pub(crate) fn shares_interest(&self) -> bool {
+        self.cluster.is_some() || self.leafnodes.is_some()
+    }
+
+    /// A subscription of connection `from` came (`delta` > 0, its weight)
+    /// or went (< 0), or a peer's queue weight changed by `delta`: tell the
+    /// routes and leaf nodes whose view changes.
+    pub(crate) fn interest_changed(
+        &mut self,
+        account: AccountId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        from: ConnId,
+        delta: i64,
+    ) {
+        if !self.shares_interest() || delta == 0 {
+            return;
+        }
+        let from_kind = self.conns.get(from.0).map(|c| c.kind);
+        let key = key(subject, queue);
+        let acc = &mut self.accounts[account.0 as usize];
+        let before = acc.interest.get(&key).copied().unwrap_or_default();
+        let mut after = before;
+        after.all = add(after.all, delta);
+        if from_kind == Some(ConnKind::Route) {
+            after.routes = add(after.routes, delta);
+        }
+        if after.all == 0 {
+            acc.interest.remove(&key);
+        } else {
+            acc.interest.insert(key.clone(), after);
+        }
+        let to_routes = change(
+            queue.is_some(),
+            before.all - before.routes.min(before.all),
+            after.all - after.routes.min(after.all),
+        );
+        if let Some(weight) = to_routes {
+            self.tell_routes(account, subject, queue, weight);
+        }
+        self.tell_leafs(
+            account,
+            subject,
+            queue,
+            &key,
+            (before.all, after.all),
+            from,
+            delta,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_subjects_change_at_zero_and_queues_on_every_weight() {
+        assert_eq!(change(false, 0, 1), Some(1));
+        assert_eq!(change(false, 1, 2), None);
+        assert_eq!(change(false, 2, 0), Some(0));
+        assert_eq!(change(false, 0, 0), None);
+        assert_eq!(change(true, 0, 1), Some(1));
+        assert_eq!(change(true, 1, 3), Some(3));
+        assert_eq!(change(true, 3, 3), None);
+        assert_eq!(change(true, 3, 0), Some(0));
+        assert_eq!(
+            split(&key(b"a.b", Some(b"q"))),
+            (&b"a.b"[..], Some(&b"q"[..]))
+        );
+        assert_eq!(split(&key(b"a.b", None)), (&b"a.b"[..], None));
+    }
+}

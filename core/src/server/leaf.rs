@@ -1,0 +1,835 @@
+//! Leaf nodes: a server (the leaf) dials a hub and binds one of its
+//! accounts to one of the hub's, and the two exchange interest (`LS+`,
+//! `LS-`) and messages (`LMSG`, `HMSG`) for that account as nats-server
+//! 2.9 and 2.15 do without compression, so natrix and nats-server mix as
+//! hubs and leaf nodes either way.
+//!
+//! The hub speaks first: an `INFO` with a connection id, a nonce and its
+//! leaf node URLs (a nats-server leaf refuses an `INFO` without them), and
+//! `info_on_connect`. The leaf answers with `CONNECT` only. The hub checks
+//! it (a leaf's server id, not a gateway, credentials, not the hub's own
+//! cluster), binds the account (the credentials' or `$G`) and answers with
+//! a second `INFO` (`connect_info`, `remote_account`); then each side sends
+//! its loop detection subject (`$LDS.<random>`, one per account) and its
+//! interest. A server that hears its own `$LDS.` subject from a leaf node
+//! has a loop: it refuses the connection, and the dialing side waits 30 s.
+//!
+//! Interest and forwarding follow `interest` and `deliver`: a leaf node
+//! connection hears of every subscription of its account but its own
+//! (local ones, routes' and other leaf nodes'), and a message from a leaf
+//! node goes to local subscribers, routes and other leaf nodes.
+
+use core::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::conn::{Conn, ConnKind};
+use super::timers::{Timer, TimerKey};
+use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
+use crate::config::cluster::RouteUrl;
+use crate::proto::{Op, Routed};
+use crate::sublist::InsertError;
+
+type Flow = ControlFlow<()>;
+
+/// Wait between attempts to dial a remote (nats-server's default).
+const REDIAL_DELAY: Duration = Duration::from_secs(1);
+/// Wait before dialing again a remote that found a loop.
+const LOOP_DELAY: Duration = Duration::from_secs(30);
+/// A leaf node connection's first `PING`.
+const FIRST_LEAF_PING: Duration = Duration::from_secs(1);
+
+/// Leaf node connections of this server, both roles.
+#[derive(Debug, Default)]
+pub(crate) struct LeafNodes {
+    /// The leaf node listener's port, once bound.
+    pub port: u16,
+    /// Hubs this server dials.
+    pub remotes: Vec<LeafRemoteState>,
+    /// Connections past their handshake (interest flows on them).
+    pub ready: Vec<ConnId>,
+    /// Each account's loop detection subject, by account name.
+    pub lds: std::collections::BTreeMap<String, String>,
+}
+
+/// A hub to dial.
+#[derive(Debug)]
+pub(crate) struct LeafRemoteState {
+    pub urls: Vec<RouteUrl>,
+    /// The next URL to try.
+    pub next: usize,
+    pub account: String,
+    pub conn: Option<ConnId>,
+}
+
+/// What a leaf node connection knows of its peer.
+#[derive(Debug, Default)]
+pub(crate) struct LeafState {
+    /// This server dialed it (it is the leaf; the peer is its hub).
+    pub solicited: bool,
+    /// The remote it was dialed for.
+    pub remote: Option<usize>,
+    /// The peer's server name and id, and its cluster.
+    pub name: String,
+    pub server_id: String,
+    pub cluster: String,
+    /// Interest flows (the handshake is done).
+    pub ready: bool,
+    /// The hub said it sends a second `INFO` before interest flows.
+    pub info_on_connect: bool,
+    /// The hub's first `INFO` came (the leaf answered it).
+    pub connected: bool,
+    /// The peer's own subscriptions by key, as weights: what this
+    /// connection is not told back.
+    pub own: crate::FastMap<Box<[u8]>, u32>,
+    /// The peer found a loop: dial again only after [`LOOP_DELAY`].
+    pub looped: bool,
+}
+
+/// The hub's `INFO` to a leaf node.
+#[derive(Debug, Serialize)]
+struct HubInfo<'a> {
+    server_id: &'a str,
+    server_name: &'a str,
+    version: &'a str,
+    proto: i32,
+    go: &'a str,
+    host: &'a str,
+    port: u16,
+    headers: bool,
+    auth_required: bool,
+    max_payload: i32,
+    client_id: u64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    nonce: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    cluster: &'a str,
+    info_on_connect: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    connect_info: bool,
+    leafnode_urls: Vec<String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    remote_account: &'a str,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The fields of a hub's `INFO` a leaf uses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PeerHubInfo {
+    server_id: String,
+    server_name: String,
+    client_id: u64,
+    cluster: String,
+    info_on_connect: bool,
+    connect_info: bool,
+    leafnode_urls: Option<Vec<String>>,
+}
+
+/// A leaf node's `CONNECT`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct LeafConnect {
+    version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pass: Option<String>,
+    server_id: String,
+    name: String,
+    cluster: String,
+    headers: bool,
+    #[serde(skip_serializing)]
+    gateway: String,
+}
+
+impl Server {
+    /// Sets up leaf nodes from the options (dialing starts at once: a
+    /// leaf needs no listener of its own).
+    pub(crate) fn install_leafnodes(&mut self) {
+        let Some(l) = &self.opts.leafnodes else {
+            return;
+        };
+        let remotes = l
+            .remotes
+            .iter()
+            .map(|r| LeafRemoteState {
+                urls: r.urls.clone(),
+                next: 0,
+                account: r.account.clone().unwrap_or_else(|| "$G".to_string()),
+                conn: None,
+            })
+            .collect();
+        let port = l.port.unwrap_or(0);
+        self.leafnodes = Some(Box::new(LeafNodes {
+            port,
+            remotes,
+            ready: Vec::new(),
+            lds: std::collections::BTreeMap::new(),
+        }));
+        let n = self.leafnodes.as_ref().map_or(0, |l| l.remotes.len());
+        for i in 0..n {
+            self.dial_leaf_remote(i);
+        }
+    }
+
+    /// The leaf node listener is bound.
+    pub(crate) fn on_leaf_listening(&mut self, port: u16) {
+        if let Some(l) = self.leafnodes.as_mut() {
+            l.port = port;
+        }
+    }
+
+    /// The loop detection subject of `account`, made on first use.
+    fn lds_subject(&mut self, account: AccountId) -> String {
+        let name = self.accounts[account.0 as usize].name.clone();
+        if let Some(s) = self.leafnodes.as_ref().and_then(|l| l.lds.get(&name)) {
+            return s.clone();
+        }
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut s = String::from("$LDS.");
+        for _ in 0..22 {
+            let i = rand_core::Rng::next_u32(&mut self.rng.ids) as usize % ALPHABET.len();
+            s.push(ALPHABET[i] as char);
+        }
+        if let Some(l) = self.leafnodes.as_mut() {
+            l.lds.insert(name, s.clone());
+        }
+        s
+    }
+
+    fn leaf_urls(&self) -> Vec<String> {
+        let l = self.opts.leafnodes.as_ref();
+        let host = l.map_or("", |l| l.host.as_str());
+        let host = match host {
+            "" | "0.0.0.0" | "::" => self.opts.host.as_str(),
+            h => h,
+        };
+        let host = match host {
+            "" | "0.0.0.0" | "::" => "127.0.0.1",
+            h => h,
+        };
+        let port = self.leafnodes.as_ref().map_or(0, |l| l.port);
+        vec![format!("{host}:{port}")]
+    }
+
+    fn hub_info_line(&self, cid: u64, nonce: &str, remote_account: &str) -> Vec<u8> {
+        let l = self.opts.leafnodes.as_ref();
+        let host = l.map_or("", |l| l.host.as_str());
+        let cluster = self.cluster.as_ref().map_or("", |c| c.name.as_str());
+        let info = HubInfo {
+            server_id: &self.info.server_id,
+            server_name: &self.info.server_name,
+            version: &self.info.version,
+            proto: 1,
+            go: &self.info.go,
+            host: if host.is_empty() { "0.0.0.0" } else { host },
+            port: self.leafnodes.as_ref().map_or(0, |l| l.port),
+            headers: self.info.headers,
+            auth_required: true,
+            max_payload: self.info.max_payload,
+            client_id: cid,
+            nonce,
+            cluster,
+            info_on_connect: true,
+            connect_info: !remote_account.is_empty(),
+            leafnode_urls: self.leaf_urls(),
+            remote_account,
+        };
+        let mut out = b"INFO ".to_vec();
+        serde_json::to_writer(&mut out, &info).expect("INFO serializes");
+        out.extend_from_slice(b" \r\n");
+        out
+    }
+
+    /// A leaf node dialed this hub.
+    pub(crate) fn on_leaf_accepted(&mut self, expected: ConnId, peer: SocketAddr) {
+        self.next_cid += 1;
+        let cid = self.next_cid;
+        let mut conn = Conn::new(ConnKind::Leaf, cid, peer, self.now.instant);
+        conn.leaf = Some(Box::default());
+        conn.awaiting_auth = true;
+        let id = ConnId(self.conns.insert(conn));
+        assert_eq!(id, expected, "the driver names the id next_conn_id gave");
+        if self.leafnodes.is_none() || self.lame_duck.is_some() {
+            self.close(id, CloseReason::ServerShutdown, false);
+            return;
+        }
+        self.log(
+            LogLevel::Info,
+            format!("{peer} - lid:{cid} - Leafnode connection created"),
+        );
+        let nonce = self.make_nonce();
+        self.conns[id.0].nonce = nonce.clone();
+        let line = self.hub_info_line(cid, &nonce, "");
+        self.send(id, &line);
+        let timeout = self
+            .opts
+            .leafnodes
+            .as_ref()
+            .and_then(|l| l.auth_timeout)
+            .unwrap_or(Duration::from_secs(2));
+        let at = self.now.instant + timeout;
+        self.set_deadline(id, Timer::Auth, Some(at));
+    }
+
+    /// Starts dialing hub `i`, at its next URL.
+    fn dial_leaf_remote(&mut self, i: usize) {
+        let Some(l) = self.leafnodes.as_deref_mut() else {
+            return;
+        };
+        let r = &mut l.remotes[i];
+        if r.conn.is_some() || r.urls.is_empty() {
+            return;
+        }
+        let url = r.urls[r.next % r.urls.len()].clone();
+        r.next += 1;
+        let name = r.account.clone();
+        let account = self.account_id(&name).unwrap_or(AccountId::GLOBAL);
+        self.next_cid += 1;
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut conn = Conn::new(ConnKind::Leaf, self.next_cid, unspecified, self.now.instant);
+        conn.account = account;
+        conn.leaf = Some(Box::new(LeafState {
+            solicited: true,
+            remote: Some(i),
+            ..LeafState::default()
+        }));
+        let id = ConnId(self.conns.insert(conn));
+        self.leafnodes.as_mut().expect("checked").remotes[i].conn = Some(id);
+        self.actions.push_back(Action::Dial {
+            conn: id,
+            addr: url.addr(),
+        });
+    }
+
+    /// A leaf node's dial connected: wait for the hub's `INFO`.
+    pub(crate) fn on_leaf_dialed(&mut self, id: ConnId, peer: SocketAddr) {
+        let c = &mut self.conns[id.0];
+        c.peer = peer;
+        c.start = self.now.instant;
+        c.last_activity = self.now.instant;
+        if c.closing {
+            self.actions.push_back(Action::Close {
+                conn: id,
+                reason: CloseReason::ServerShutdown,
+                flush: false,
+            });
+            return;
+        }
+        let cid = c.cid;
+        self.log(
+            LogLevel::Info,
+            format!("{peer} - lid:{cid} - Leafnode connection created"),
+        );
+    }
+
+    /// A leaf node's dial failed: try the next URL after the delay.
+    pub(crate) fn on_leaf_dial_failed(&mut self, id: ConnId, error: &str) {
+        let remote = self.conns[id.0].leaf.as_ref().and_then(|l| l.remote);
+        let closing = self.conns[id.0].closing;
+        self.conns.remove(id.0);
+        let Some(i) = remote else {
+            return;
+        };
+        self.log(
+            LogLevel::Error,
+            format!("Error trying to connect as leafnode to remote server: {error}"),
+        );
+        self.leaf_remote_lost(i, closing, false);
+    }
+
+    fn leaf_remote_lost(&mut self, i: usize, shutting_down: bool, looped: bool) {
+        let delay = self
+            .opts
+            .leafnodes
+            .as_ref()
+            .and_then(|l| l.reconnect)
+            .unwrap_or(REDIAL_DELAY);
+        let Some(l) = self.leafnodes.as_mut() else {
+            return;
+        };
+        l.remotes[i].conn = None;
+        if shutting_down || self.shutting_down || self.lame_duck.is_some() {
+            return;
+        }
+        let at = self.now.instant + if looped { LOOP_DELAY } else { delay };
+        self.timers.set(TimerKey::LeafRedial(i as u32), Some(at));
+    }
+
+    pub(crate) fn leaf_redial_timer(&mut self, i: u32) {
+        self.dial_leaf_remote(i as usize);
+    }
+
+    /// One op from a leaf node connection.
+    pub(crate) fn process_leaf_op(&mut self, id: ConnId, op: Op<'_>) -> Flow {
+        match op {
+            Op::Connect(json) => self.leaf_connect(id, json),
+            Op::Info(json) => self.leaf_info(id, json),
+            Op::Ping => {
+                self.send(id, crate::proto::encode::PONG);
+                self.conns[id.0].last_ping_in = Some(self.now.instant);
+                Flow::Continue(())
+            }
+            Op::Pong => {
+                self.conns[id.0].pings_out = 0;
+                Flow::Continue(())
+            }
+            Op::Ok => Flow::Continue(()),
+            Op::Err(text) => {
+                let text = String::from_utf8_lossy(text);
+                if text.contains("Loop detected")
+                    && let Some(l) = self.conns[id.0].leaf.as_mut()
+                {
+                    l.looped = true;
+                }
+                self.conn_log(LogLevel::Error, id, &format!("Leafnode Error {text}"));
+                self.close(id, CloseReason::ParseError, false);
+                Flow::Break(())
+            }
+            Op::RouteSub { subject, queue, .. } => self.leaf_sub(id, subject, queue),
+            Op::RouteUnsub { subject, queue, .. } => {
+                self.leaf_unsub(id, subject, queue);
+                Flow::Continue(())
+            }
+            Op::Routed(r) => {
+                self.leaf_msg(id, &r);
+                if self.conns[id.0].closing {
+                    Flow::Break(())
+                } else {
+                    Flow::Continue(())
+                }
+            }
+            Op::Pub(_) | Op::Sub { .. } | Op::Unsub { .. } | Op::Msg => {
+                unreachable!("the leaf parser yields no client ops")
+            }
+        }
+    }
+
+    /// The hub's side: a leaf node's `CONNECT`.
+    fn leaf_connect(&mut self, id: ConnId, json: &[u8]) -> Flow {
+        self.set_deadline(id, Timer::Auth, None);
+        if self.conns[id.0].leaf.as_ref().is_some_and(|l| l.solicited) {
+            // A hub does not send CONNECT.
+            self.close(id, CloseReason::ProtocolViolation, true);
+            return Flow::Break(());
+        }
+        let Ok(connect) = serde_json::from_slice::<LeafConnect>(json) else {
+            self.close(id, CloseReason::ProtocolViolation, true);
+            return Flow::Break(());
+        };
+        let refuse = |s: &mut Server, text: &str, reason| {
+            s.conn_log(LogLevel::Error, id, text);
+            s.send_err(id, text);
+            s.close(id, reason, true);
+            Flow::Break(())
+        };
+        if connect.server_id.is_empty() {
+            return refuse(
+                self,
+                "attempted to connect to leaf node port",
+                CloseReason::ProtocolViolation,
+            );
+        }
+        if !connect.gateway.is_empty() {
+            let text = format!(
+                "Rejecting connection from gateway {:?} on the leafnode port",
+                connect.gateway
+            );
+            return refuse(self, &text, CloseReason::ProtocolViolation);
+        }
+        let Some(account) = self.leaf_account(&connect) else {
+            self.conn_log(LogLevel::Error, id, "authentication error");
+            self.send_err(id, "Authorization Violation");
+            self.close(id, CloseReason::AuthenticationViolation, true);
+            return Flow::Break(());
+        };
+        let ours = self.cluster.as_ref().map(|c| c.name.clone());
+        if ours.is_some_and(|n| n == connect.cluster) {
+            return refuse(
+                self,
+                "remote leafnode has same cluster name",
+                CloseReason::ProtocolViolation,
+            );
+        }
+        let cid = self.conns[id.0].cid;
+        {
+            let c = &mut self.conns[id.0];
+            c.awaiting_auth = false;
+            c.connect_received = true;
+            c.account = account;
+            let l = c.leaf.as_mut().expect("a leaf has its state");
+            l.name = connect.name.clone();
+            l.server_id = connect.server_id.clone();
+            l.cluster = connect.cluster.clone();
+        }
+        let name = self.accounts[account.0 as usize].name.clone();
+        let line = self.hub_info_line(cid, "", &name);
+        self.send(id, &line);
+        self.leaf_ready(id);
+        Flow::Continue(())
+    }
+
+    /// The account a leaf node's credentials bind it to; `None` when they
+    /// are wrong. With `leafnodes { authorization }` its user; else the
+    /// server's users (the user's account), or `$G` with no users.
+    fn leaf_account(&self, connect: &LeafConnect) -> Option<AccountId> {
+        let l = self.opts.leafnodes.as_ref()?;
+        if let Some(user) = &l.user {
+            if connect.user.as_deref() != Some(user) || connect.pass.as_deref() != l.pass.as_deref()
+            {
+                return None;
+            }
+            return Some(match &l.account {
+                Some(a) => self.account_id(a)?,
+                None => AccountId::GLOBAL,
+            });
+        }
+        if !self.opts.auth.required() {
+            let bound = l.account.as_deref().and_then(|a| self.account_id(a));
+            return Some(bound.unwrap_or(AccountId::GLOBAL));
+        }
+        let opts = crate::proto::ConnectOptions {
+            user: connect.user.clone().unwrap_or_default(),
+            pass: connect.pass.clone().unwrap_or_default(),
+            ..crate::proto::ConnectOptions::default()
+        };
+        let login = self.opts.auth.authenticate(&opts, b"")?;
+        match self
+            .opts
+            .auth
+            .user(&login)
+            .and_then(|u| u.account.as_deref())
+        {
+            Some(a) => self.account_id(a),
+            None => Some(AccountId::GLOBAL),
+        }
+    }
+
+    /// The leaf's side: the hub's `INFO`s.
+    fn leaf_info(&mut self, id: ConnId, json: &[u8]) -> Flow {
+        let Ok(info) = serde_json::from_slice::<PeerHubInfo>(json) else {
+            self.close(id, CloseReason::ProtocolViolation, true);
+            return Flow::Break(());
+        };
+        let l = self.conns[id.0]
+            .leaf
+            .as_deref()
+            .expect("a leaf has its state");
+        if !l.solicited {
+            // A leaf node sends no INFO without compression; ignore it.
+            return Flow::Continue(());
+        }
+        if l.connected {
+            if info.connect_info && !l.ready {
+                self.leaf_ready(id);
+            }
+            return Flow::Continue(());
+        }
+        if info.client_id == 0 || info.leafnode_urls.is_none() {
+            self.conn_log(
+                LogLevel::Error,
+                id,
+                "Leafnode attempted to connect to wrong port",
+            );
+            self.close(id, CloseReason::ProtocolViolation, false);
+            return Flow::Break(());
+        }
+        let remote = l.remote;
+        let url = remote.and_then(|i| {
+            let r = &self.leafnodes.as_ref()?.remotes[i];
+            r.urls
+                .get((r.next + r.urls.len() - 1) % r.urls.len())
+                .cloned()
+        });
+        let cluster = match self.cluster.as_ref() {
+            Some(c) => c.name.clone(),
+            None => self.info.server_name.clone(),
+        };
+        let connect = LeafConnect {
+            version: self.info.version.clone(),
+            user: url.as_ref().and_then(|u| u.user.clone()),
+            pass: url.as_ref().and_then(|u| u.pass.clone()),
+            server_id: self.info.server_id.clone(),
+            name: self.info.server_name.clone(),
+            cluster,
+            headers: self.info.headers,
+            gateway: String::new(),
+        };
+        let mut out = b"CONNECT ".to_vec();
+        serde_json::to_writer(&mut out, &connect).expect("CONNECT serializes");
+        out.extend_from_slice(b"\r\n");
+        self.send(id, &out);
+        {
+            let l = self.conns[id.0]
+                .leaf
+                .as_mut()
+                .expect("a leaf has its state");
+            l.connected = true;
+            l.info_on_connect = info.info_on_connect;
+            l.name = info.server_name;
+            l.server_id = info.server_id;
+            l.cluster = info.cluster;
+        }
+        self.conns[id.0].connect_received = true;
+        if !info.info_on_connect {
+            self.leaf_ready(id);
+        }
+        Flow::Continue(())
+    }
+
+    /// The handshake is done: send the loop detection subject and all
+    /// interest of the bound account, and count the connection.
+    fn leaf_ready(&mut self, id: ConnId) {
+        let account = self.conns[id.0].account;
+        let lds = self.lds_subject(account);
+        let mut out = Vec::new();
+        encode_leaf_sub(&mut out, lds.as_bytes(), None);
+        for (key, count) in &self.accounts[account.0 as usize].interest {
+            let (subject, queue) = super::interest::split(key);
+            encode_leaf_sub(&mut out, subject, queue.map(|q| (q, count.all)));
+        }
+        self.send(id, &out);
+        let c = &mut self.conns[id.0];
+        let l = c.leaf.as_mut().expect("a leaf has its state");
+        l.ready = true;
+        let (name, peer, cid) = (l.name.clone(), c.peer, c.cid);
+        if let Some(r) = l.remote
+            && let Some(ln) = self.leafnodes.as_mut()
+        {
+            let _ = &ln.remotes[r];
+        }
+        if let Some(ln) = self.leafnodes.as_mut() {
+            ln.ready.push(id);
+        }
+        let at = self.now.instant + FIRST_LEAF_PING.min(self.opts.ping_interval);
+        self.set_deadline(id, Timer::Ping, Some(at));
+        let account_name = self.accounts[account.0 as usize].name.clone();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "{peer} - lid:{cid} - Leafnode connection to {name:?} registered for account {account_name:?}"
+            ),
+        );
+    }
+
+    /// `LS+` from a leaf node: its interest, kept as a subscription of
+    /// the connection; its own `$LDS.` subject back means a loop.
+    fn leaf_sub(&mut self, id: ConnId, subject: &[u8], queue: Option<(&[u8], &[u8])>) -> Flow {
+        let account = self.conns[id.0].account;
+        let lds = self.lds_subject(account);
+        if subject == lds.as_bytes() {
+            let name = self.accounts[account.0 as usize].name.clone();
+            let text = format!(
+                "Loop detected for leafnode account={name:?}. Delaying attempt to reconnect for 30s"
+            );
+            self.conn_log(LogLevel::Error, id, &text);
+            self.send_err(id, &text);
+            if let Some(l) = self.conns[id.0].leaf.as_mut() {
+                l.looped = true;
+            }
+            self.close(id, CloseReason::ProtocolViolation, true);
+            return Flow::Break(());
+        }
+        let weight = match queue {
+            Some((_, w)) => u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1),
+            None => 1,
+        };
+        let queue = queue.map(|(q, _)| q);
+        let key = super::interest::key(subject, queue);
+        if let Some(&h) = self.conns[id.0].subs.get(&key[..]) {
+            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
+            self.interest_changed(
+                account,
+                subject,
+                queue,
+                id,
+                i64::from(weight) - i64::from(old),
+            );
+            return Flow::Continue(());
+        }
+        let slot = self.subs.vacant_key();
+        let handle = SubId(u32::try_from(slot).expect("fewer than 2^32 subscriptions"));
+        match self.accounts[account.0 as usize]
+            .sublist
+            .insert(subject, queue, handle)
+        {
+            Err(InsertError::InvalidSubject) => return Flow::Continue(()),
+            Ok(()) => {}
+        }
+        self.subs.insert(super::Subscription {
+            conn: id,
+            account,
+            weight,
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            sid: key[..].into(),
+            max: 0,
+            delivered: 0,
+            shadow: None,
+        });
+        self.conns[id.0].subs.insert(key[..].into(), handle);
+        self.interest_changed(account, subject, queue, id, i64::from(weight));
+        Flow::Continue(())
+    }
+
+    fn leaf_unsub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>) {
+        let key = super::interest::key(subject, queue);
+        if let Some(h) = self.conns[id.0].subs.remove(&key[..]) {
+            self.remove_sub(h);
+        }
+    }
+
+    /// `LMSG`/`HMSG` from a leaf node: published in its bound account.
+    fn leaf_msg(&mut self, id: ConnId, r: &Routed<'_>) {
+        let len = r.msg.payload.len() as u64;
+        let c = &mut self.conns[id.0];
+        c.counters.in_msgs += 1;
+        c.counters.in_bytes += len;
+        let account = c.account;
+        self.stats.counters.in_msgs += 1;
+        self.stats.counters.in_bytes += len;
+        let stats = &mut self.accounts[account.0 as usize].stats;
+        stats.received_msgs += 1;
+        stats.received_bytes += len;
+        self.routed_queues.clear();
+        self.routed_queues.extend_from_slice(r.queues);
+        self.route(id, account, &r.msg, &mut super::accounts::Route::default());
+        self.routed_queues.clear();
+    }
+
+    /// A subscription count of `account` changed from `all.0` to `all.1`
+    /// (by `delta`, from connection `from`): tell each ready leaf node
+    /// connection of the account whose view changes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn tell_leafs(
+        &mut self,
+        account: AccountId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        key: &[u8],
+        all: (u32, u32),
+        from: ConnId,
+        delta: i64,
+    ) {
+        let Some(l) = self.leafnodes.as_deref() else {
+            return;
+        };
+        let ids: Vec<ConnId> = l
+            .ready
+            .iter()
+            .copied()
+            .filter(|&c| {
+                self.conns
+                    .get(c.0)
+                    .is_some_and(|c| c.account == account && !c.closing)
+            })
+            .collect();
+        let mut line = Vec::new();
+        for id in ids {
+            let l = self.conns[id.0]
+                .leaf
+                .as_mut()
+                .expect("a leaf has its state");
+            let own_before = l.own.get(key).copied().unwrap_or(0);
+            let own_after = if id == from {
+                let n = u32::try_from((i64::from(own_before) + delta).max(0)).unwrap_or(0);
+                if n == 0 {
+                    l.own.remove(key);
+                } else {
+                    l.own.insert(key.into(), n);
+                }
+                n
+            } else {
+                own_before
+            };
+            let old = all.0.saturating_sub(own_before);
+            let new = all.1.saturating_sub(own_after);
+            let Some(weight) = super::interest::change(queue.is_some(), old, new) else {
+                continue;
+            };
+            line.clear();
+            if weight == 0 {
+                encode_leaf_unsub(&mut line, subject, queue);
+            } else {
+                encode_leaf_sub(&mut line, subject, queue.map(|q| (q, weight)));
+            }
+            self.send(id, &line);
+        }
+    }
+
+    /// A leaf node connection is closing: its subscriptions and timers
+    /// go, and a remote is dialed again.
+    pub(crate) fn leaf_teardown(&mut self, id: ConnId, reason: CloseReason) {
+        let c = &mut self.conns[id.0];
+        c.closing = true;
+        if let Some(ln) = self.leafnodes.as_mut() {
+            ln.ready.retain(|&r| r != id);
+        }
+        let subs: Vec<SubId> = self.conns[id.0].subs.drain().map(|(_, s)| s).collect();
+        for s in subs {
+            self.remove_sub(s);
+        }
+        for t in Timer::ALL {
+            self.set_deadline(id, t, None);
+        }
+        let c = &self.conns[id.0];
+        let (peer, cid) = (c.peer, c.cid);
+        let (remote, looped, ready) = c
+            .leaf
+            .as_ref()
+            .map_or((None, false, false), |l| (l.remote, l.looped, l.ready));
+        if ready {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "{peer} - lid:{cid} - Leafnode connection closed: {}",
+                    reason.as_str()
+                ),
+            );
+        }
+        if let Some(i) = remote {
+            self.leaf_remote_lost(i, false, looped);
+        }
+    }
+
+    /// Leaf node connections past their handshake, for monitoring.
+    pub(crate) fn leafs(&self) -> Vec<ConnId> {
+        self.leafnodes
+            .as_ref()
+            .map(|l| l.ready.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Appends `LS+ <subject>[ <queue> <weight>]`.
+pub(crate) fn encode_leaf_sub(out: &mut Vec<u8>, subject: &[u8], queue: Option<(&[u8], u32)>) {
+    out.extend_from_slice(b"LS+ ");
+    out.extend_from_slice(subject);
+    if let Some((q, weight)) = queue {
+        out.push(b' ');
+        out.extend_from_slice(q);
+        out.push(b' ');
+        out.extend_from_slice(itoa::Buffer::new().format(weight).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `LS- <subject>[ <queue>]`.
+pub(crate) fn encode_leaf_unsub(out: &mut Vec<u8>, subject: &[u8], queue: Option<&[u8]>) {
+    out.extend_from_slice(b"LS- ");
+    out.extend_from_slice(subject);
+    if let Some(q) = queue {
+        out.push(b' ');
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! Hubs and leaf nodes wired to each other in memory (the route tests'
+//! net): handshakes, interest and messages both ways, with a cluster
+//! behind the hub, queue groups, loops and refusals.
+
+use crate::config::Options;
+use crate::config::cluster::RouteUrl;
+use crate::config::leafnodes::{LeafNodeOptions, LeafRemote};
+use crate::server::route::tests::{Net, count, leaf_port, opts};
+
+/// Server `i` as a hub (a leaf node listener), in cluster `cluster` with
+/// routes to `routes` if `cluster` is not empty.
+fn hub(i: usize, cluster: &str, routes: &[usize]) -> Options {
+    let mut o = opts(i, cluster, routes);
+    if cluster.is_empty() {
+        o.cluster = None;
+    }
+    o.leafnodes = Some(LeafNodeOptions {
+        port: Some(leaf_port(i)),
+        ..LeafNodeOptions::default()
+    });
+    o
+}
+
+/// Server `i` as a leaf node of the hubs `hubs` (one remote each).
+fn leaf(i: usize, hubs: &[usize]) -> Options {
+    let mut o = opts(i, "", &[]);
+    o.cluster = None;
+    o.leafnodes = Some(LeafNodeOptions {
+        remotes: hubs
+            .iter()
+            .map(|&h| LeafRemote {
+                urls: vec![
+                    RouteUrl::parse(&format!("nats-leaf://127.0.0.1:{}", leaf_port(h))).unwrap(),
+                ],
+                account: None,
+            })
+            .collect(),
+        ..LeafNodeOptions::default()
+    });
+    o
+}
+
+fn leafs(net: &Net, i: usize) -> usize {
+    net.servers[i].leafs().len()
+}
+
+#[test]
+fn a_leaf_and_its_hub_carry_messages_both_ways() {
+    let mut net = Net::new(vec![hub(0, "", &[]), leaf(1, &[0])]);
+    assert_eq!((leafs(&net, 0), leafs(&net, 1)), (1, 1));
+    let on_leaf = net.client(1);
+    net.send(1, on_leaf, b"SUB foo 1\r\n");
+    let on_hub = net.client(0);
+    net.send(0, on_hub, b"SUB bar 1\r\n");
+    net.send(
+        0,
+        on_hub,
+        b"PUB foo r.1 2\r\nhi\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nhh\r\n",
+    );
+    assert_eq!(
+        net.read(1, on_leaf),
+        "MSG foo 1 r.1 2\r\nhi\r\nHMSG foo 1 12 14\r\nNATS/1.0\r\n\r\nhh\r\n"
+    );
+    net.send(1, on_leaf, b"PUB bar 2\r\nlb\r\n");
+    assert_eq!(net.read(0, on_hub), "MSG bar 1 2\r\nlb\r\n");
+    // Interest goes: nothing crosses once the subscriber left.
+    net.send(1, on_leaf, b"UNSUB 1\r\n");
+    let before = net.servers[0].stats().counters.out_msgs;
+    net.send(0, on_hub, b"PUB foo 1\r\nx\r\n");
+    assert_eq!(net.servers[0].stats().counters.out_msgs, before);
+}
+
+#[test]
+fn interest_and_messages_cross_a_cluster_behind_the_hub() {
+    let mut net = Net::new(vec![hub(0, "C1", &[]), hub(1, "C1", &[0]), leaf(2, &[0])]);
+    let on_leaf = net.client(2);
+    net.send(2, on_leaf, b"SUB foo 1\r\n");
+    let far = net.client(1);
+    net.send(1, far, b"SUB bar 1\r\n");
+    // A publish on the other hub reaches the leaf through the route.
+    net.send(1, far, b"PUB foo 1\r\na\r\n");
+    assert_eq!(net.read(2, on_leaf), "MSG foo 1 1\r\na\r\n");
+    // And the leaf's reaches it back.
+    net.send(2, on_leaf, b"PUB bar 1\r\nb\r\n");
+    assert_eq!(net.read(1, far), "MSG bar 1 1\r\nb\r\n");
+}
+
+#[test]
+fn a_queue_group_spread_over_hub_and_leaf_takes_each_message_once() {
+    let mut net = Net::new(vec![hub(0, "", &[]), leaf(1, &[0])]);
+    let a = net.client(0);
+    let b = net.client(1);
+    let c = net.client(1);
+    for (i, id) in [(0, a), (1, b), (1, c)] {
+        net.send(i, id, b"SUB work g 1\r\n");
+    }
+    let p = net.client(0);
+    let q = net.client(1);
+    for _ in 0..100 {
+        net.send(0, p, b"PUB work 1\r\nx\r\n");
+        net.send(1, q, b"PUB work 1\r\nx\r\n");
+    }
+    let got = [net.read(0, a), net.read(1, b), net.read(1, c)].map(|s| count(&s, "MSG work"));
+    assert_eq!(got.iter().sum::<usize>(), 200, "{got:?}");
+}
+
+#[test]
+fn two_connections_of_one_account_in_a_loop_are_refused() {
+    // Two remotes to the same hub: the hub tells each the other's $LDS.
+    let net = Net::new(vec![hub(0, "", &[]), leaf(1, &[0, 0])]);
+    assert!(
+        net.logs
+            .iter()
+            .any(|l| l.contains("Loop detected for leafnode account=\"$G\"")),
+        "{:#?}",
+        net.logs
+    );
+}
+
+#[test]
+fn a_hub_refuses_its_own_cluster_and_wrong_credentials() {
+    let mut l = leaf(1, &[0]);
+    l.cluster = Some(crate::config::cluster::ClusterOptions {
+        name: "C1".into(),
+        ..Default::default()
+    });
+    let net = Net::new(vec![hub(0, "C1", &[]), l]);
+    assert_eq!(leafs(&net, 0), 0);
+    assert!(
+        net.logs
+            .iter()
+            .any(|x| x.contains("remote leafnode has same cluster name"))
+    );
+
+    let mut h = hub(0, "", &[]);
+    if let Some(l) = h.leafnodes.as_mut() {
+        l.user = Some("lu".into());
+        l.pass = Some("lp".into());
+    }
+    let net = Net::new(vec![h.clone(), leaf(1, &[0])]);
+    assert_eq!(leafs(&net, 0), 0, "no credentials");
+    assert!(net.logs.iter().any(|x| x.contains("authentication error")));
+    let mut good = leaf(1, &[0]);
+    good.leafnodes.as_mut().unwrap().remotes[0].urls[0] =
+        RouteUrl::parse(&format!("nats-leaf://lu:lp@127.0.0.1:{}", leaf_port(0))).unwrap();
+    let net = Net::new(vec![h, good]);
+    assert_eq!(leafs(&net, 0), 1);
+}
