@@ -280,11 +280,28 @@ pub async fn start(
         }
         None => None,
     };
+    let leaf = match server
+        .options()
+        .leafnodes
+        .as_ref()
+        .and_then(|l| Some((l, l.port?)))
+    {
+        Some((l, port)) => {
+            let lhost = if l.host.is_empty() { host } else { &l.host };
+            Some(
+                TcpListener::bind((lhost, port))
+                    .await
+                    .map_err(StartError::Listen)?,
+            )
+        }
+        None => None,
+    };
     let io = ServerIo {
         monitor,
         tls,
         storage,
         cluster,
+        leaf,
     };
     serve_with_monitor(server, listener, host, io, logger, clock).map_err(StartError::Listen)
 }
@@ -319,6 +336,8 @@ pub struct ServerIo<L> {
     pub storage: Option<Storage>,
     /// The cluster listener: other servers' routes come in on it.
     pub cluster: Option<L>,
+    /// The leaf node listener: leaf nodes dial this hub on it.
+    pub leaf: Option<L>,
 }
 
 impl<L> Default for ServerIo<L> {
@@ -328,6 +347,7 @@ impl<L> Default for ServerIo<L> {
             tls: None,
             storage: None,
             cluster: None,
+            leaf: None,
         }
     }
 }
@@ -346,6 +366,7 @@ pub fn serve_with_monitor<L: Listener>(
         tls,
         storage,
         cluster,
+        leaf,
     } = io;
     let (storage, completions) = storage.unzip();
     let addr = listener.local_addr()?;
@@ -416,9 +437,37 @@ pub fn serve_with_monitor<L: Listener>(
         }
         None => (String::new(), 0, 0),
     };
+    let leaf_acceptor = match leaf {
+        Some(l) => {
+            let bound = l.local_addr()?;
+            let listening = Event::Listening {
+                listener: natrix_core::server::Listener::Leaf,
+                port: bound.port(),
+            };
+            server.handle(clock.now(), listening);
+            let lhost = server
+                .options()
+                .leafnodes
+                .as_ref()
+                .map(|l| l.host.clone())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| host.to_string());
+            logger.info(&format!(
+                "Listening for leafnode connections on {}",
+                display_addr(&lhost, bound.port())
+            ));
+            Some(tokio::spawn(accept_loop(
+                l,
+                tx.clone(),
+                natrix_core::server::Listener::Leaf,
+            )))
+        }
+        None => None,
+    };
     let core: CoreLoop<L> = CoreLoop {
         acceptor: Some(acceptor),
         route_acceptor,
+        leaf_acceptor,
         control_rx,
         inbound_budget: Arc::new(Semaphore::new(INBOUND_BYTES_MAX)),
         mon_rx,
@@ -498,6 +547,8 @@ struct CoreLoop<L: Listener> {
     acceptor: Option<JoinHandle<()>>,
     /// The cluster listener's accept task.
     route_acceptor: Option<JoinHandle<()>>,
+    /// The leaf node listener's accept task.
+    leaf_acceptor: Option<JoinHandle<()>>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     /// Permits for [`INBOUND_BYTES_MAX`]; readers take, the core gives back.
     inbound_budget: Arc<Semaphore>,
@@ -622,6 +673,9 @@ impl<L: Listener> CoreLoop<L> {
             a.abort();
         }
         if let Some(a) = self.route_acceptor.take() {
+            a.abort();
+        }
+        if let Some(a) = self.leaf_acceptor.take() {
             a.abort();
         }
         self.logger.info("Initiating Shutdown...");

@@ -277,15 +277,26 @@ impl Server {
                 continue;
             }
             let members = &group.members;
-            let weights: Vec<u32> = members
-                .iter()
-                .map(|&h| match self.route_of(h) {
-                    Some(r) if !allowed(self, r) => 0,
-                    Some(_) => self.subs.get(h.0 as usize).map_or(0, |s| s.weight),
-                    None => 1,
-                })
-                .collect();
-            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            // A leaf node's members take what a client or leaf node
+            // published only when no member here or on a route can, as
+            // nats-server prefers them.
+            let weigh = |s: &Server, leafs: bool| -> Vec<u32> {
+                members
+                    .iter()
+                    .map(|&h| match s.route_of(h) {
+                        Some(r) if !allowed(s, r) => 0,
+                        Some(r) if !leafs && s.conns[r.0].kind == super::ConnKind::Leaf => 0,
+                        Some(_) => s.subs.get(h.0 as usize).map_or(0, |s| s.weight),
+                        None => 1,
+                    })
+                    .collect()
+            };
+            let mut weights = weigh(self, from_route);
+            let mut total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            if total == 0 && !from_route {
+                weights = weigh(self, true);
+                total = weights.iter().map(|&w| u64::from(w)).sum();
+            }
             if total == 0 {
                 continue;
             }

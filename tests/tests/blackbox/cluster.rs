@@ -1,8 +1,9 @@
-//! Clusters over real sockets: natrix servers routed to each other and to
-//! nats-server 2.9.10 and 2.15.1, carrying the official Rust client's
-//! traffic: messages cross servers, a queue group takes each message once
-//! cluster-wide, requests find responders on other servers, and a client
-//! fails over when its server is killed.
+//! Clusters and leaf nodes over real sockets: natrix servers routed to
+//! each other and to nats-server 2.9.10 and 2.15.1, and leaf nodes and hubs
+//! of either, carrying the official Rust client's traffic: messages cross
+//! servers, a queue group takes each message once cluster-wide, requests
+//! find responders on other servers, and a client fails over when its
+//! server is killed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -246,4 +247,110 @@ async fn a_client_fails_over_when_its_server_is_killed() {
         port == b.server.port || port == c.server.port,
         "reconnected to another member: {port}"
     );
+}
+
+/// Starts `bin` with a config file `conf` written into a fresh directory.
+fn with_conf(bin: &Path, name: &str, conf: &str) -> ServerProcess {
+    let dir = natrix_tests::test_dir("leaf", name);
+    let file = dir.join("server.conf");
+    std::fs::write(&file, conf).unwrap();
+    ServerProcess::start(bin, &["-c", file.to_str().unwrap()])
+}
+
+/// A hub listening for leaf nodes on a free port; that port.
+fn hub(bin: &Path, name: &str) -> (ServerProcess, u16) {
+    let port = free_port();
+    let conf = format!("server_name: {name}\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n");
+    (with_conf(bin, name, &conf), port)
+}
+
+/// A leaf node of the hub at `hub_port`.
+fn leaf(bin: &Path, name: &str, hub_port: u16) -> ServerProcess {
+    let conf = format!(
+        "server_name: {name}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{hub_port}\" }} ] }}\n"
+    );
+    with_conf(bin, name, &conf)
+}
+
+/// Messages, a queue group and a request cross between a leaf node and
+/// its hub, both ways.
+async fn check_leaf(hub: &ServerProcess, leaf: &ServerProcess) {
+    let h = async_nats::connect(hub.url()).await.unwrap();
+    let l = async_nats::connect(leaf.url()).await.unwrap();
+    for (from, to, what) in [(&h, &l, "hub to leaf"), (&l, &h, "leaf to hub")] {
+        let mut sub = to.subscribe("edge.>").await.unwrap();
+        to.flush().await.unwrap();
+        let m = until_received(from, "edge.x", &mut sub).await;
+        assert_eq!(&m.payload[..], b"ping", "{what}");
+        drain(&mut sub).await;
+        for i in 0..20 {
+            from.publish(format!("edge.{i}"), "m".into()).await.unwrap();
+        }
+        from.flush().await.unwrap();
+        assert_eq!(drain(&mut sub).await.len(), 20, "{what}: each message once");
+    }
+    // A responder on the leaf answers a request from the hub.
+    let mut svc = l.subscribe("edge.svc").await.unwrap();
+    l.flush().await.unwrap();
+    let responder = l.clone();
+    tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            if let Some(r) = m.reply {
+                let _ = responder.publish(r, m.payload).await;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            h.request("edge.svc", "q".into()),
+        )
+        .await
+        {
+            Ok(Ok(m)) => {
+                assert_eq!(&m.payload[..], b"q");
+                break;
+            }
+            _ => assert!(Instant::now() < deadline, "no answer from the leaf"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn natrix_leaf_nodes_of_a_natrix_hub() {
+    let bin = natrix_bin();
+    let (h, port) = hub(&bin, "H");
+    let l = leaf(&bin, "L", port);
+    check_leaf(&h, &l).await;
+}
+
+#[tokio::test]
+async fn natrix_is_a_leaf_node_of_reference_hubs() {
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    for bin in [old, new] {
+        let (h, port) = hub(&bin, "H");
+        let l = leaf(&natrix_bin(), "L", port);
+        check_leaf(&h, &l).await;
+    }
+}
+
+#[tokio::test]
+async fn reference_leaf_nodes_of_a_natrix_hub() {
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    let (h, port) = hub(&natrix_bin(), "H");
+    let l29 = leaf(&old, "L29", port);
+    let l215 = leaf(&new, "L215", port);
+    check_leaf(&h, &l29).await;
+    check_leaf(&h, &l215).await;
+    // Between the two leaf nodes, through the natrix hub.
+    let a = async_nats::connect(l29.url()).await.unwrap();
+    let b = async_nats::connect(l215.url()).await.unwrap();
+    let mut sub = b.subscribe("across").await.unwrap();
+    b.flush().await.unwrap();
+    until_received(&a, "across", &mut sub).await;
 }

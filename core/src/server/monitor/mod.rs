@@ -338,7 +338,7 @@ impl Server {
             }),
             "routez" => q.bool("subs").map(|subs| ok(self.routez(now, subs))),
             "gatewayz" => q.bool("accs").map(|_| ok(self.gatewayz(now))),
-            "leafz" => q.bool("subs").map(|_| ok(self.leafz(now))),
+            "leafz" => q.bool("subs").map(|subs| ok(self.leafz(now, subs))),
             "accountz" => self.accountz(now, &q).map(ok),
             "accstatz" => q.bool("unused").map(|u| ok(self.accstatz(now, u))),
             "jsz" => {
@@ -464,8 +464,62 @@ impl Server {
         )
     }
 
-    pub(super) fn leafz(&self, now: Now) -> Value {
-        self.stamped(now, json!({ "leafnodes": 0, "leafs": null }))
+    /// `/leafz`: each leaf node connection past its handshake (`null`
+    /// when none, as nats-server 2.9.10 shows it), with its subjects when
+    /// `subs`.
+    pub(super) fn leafz(&self, now: Now, subs: bool) -> Value {
+        let leafs: Vec<Value> = self
+            .leafs()
+            .into_iter()
+            .filter_map(|id| {
+                let c = self.conns.get(id.0)?;
+                let l = c.leaf.as_ref()?;
+                let mut v = json!({
+                    "name": l.name,
+                    "is_spoke": l.solicited,
+                    "account": self.accounts[c.account.0 as usize].name,
+                    "ip": c.peer.ip().to_string(),
+                    "port": c.peer.port(),
+                    "rtt": go_duration(c.rtt.unwrap_or_default()),
+                    "in_msgs": c.counters.in_msgs,
+                    "out_msgs": c.counters.out_msgs,
+                    "in_bytes": c.counters.in_bytes,
+                    "out_bytes": c.counters.out_bytes,
+                    "subscriptions": c.subs.len(),
+                });
+                if subs && !c.subs.is_empty() {
+                    let mut list: Vec<String> = c
+                        .subs
+                        .values()
+                        .map(|h| {
+                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
+                        })
+                        .collect();
+                    list.sort();
+                    v.as_object_mut()
+                        .expect("an object")
+                        .insert("subscriptions_list".into(), json!(list));
+                }
+                Some(v)
+            })
+            .collect();
+        let n = leafs.len();
+        let leafs = if n == 0 { Value::Null } else { json!(leafs) };
+        self.stamped(now, json!({ "leafnodes": n, "leafs": leafs }))
+    }
+
+    /// `/varz`'s `leaf`: the leaf node listener (empty without one).
+    fn varz_leaf(&self) -> Value {
+        let Some(l) = self.opts.leafnodes.as_ref() else {
+            return json!({});
+        };
+        let port = self.leafnodes.as_ref().map_or(0, |ln| ln.port);
+        json!({
+            "host": if l.host.is_empty() { "0.0.0.0" } else { l.host.as_str() },
+            "port": port,
+            "auth_timeout": l.auth_timeout.unwrap_or(Duration::from_secs(2)).as_secs_f64(),
+            "tls_timeout": 2.0,
+        })
     }
 
     pub(crate) fn jsz(
@@ -519,7 +573,7 @@ impl Server {
             "max_pending": o.max_pending,
             "cluster": self.varz_cluster(),
             "gateway": {},
-            "leaf": {},
+            "leaf": self.varz_leaf(),
             "mqtt": {},
             "websocket": {},
             "jetstream": self.varz_jetstream(),
@@ -536,7 +590,7 @@ impl Server {
             "total_connections": self.stats.total_connections,
             "routes": self.routes().len(),
             "remotes": self.routes().len(),
-            "leafnodes": 0,
+            "leafnodes": self.leafs().len(),
             "in_msgs": c.in_msgs,
             "out_msgs": c.out_msgs,
             "in_bytes": c.in_bytes,

@@ -176,7 +176,7 @@ impl Server {
                 reply,
                 body,
                 ("LeafzEventOptions", options::LEAFZ),
-                |s, now, _| Answer::Data(s.leafz(now)),
+                |s, now, _| Answer::Data(s.leafz(now, false)),
             ),
             AccountEndpoint::Jsz => self.z_request(
                 sys,
@@ -332,7 +332,7 @@ impl Server {
             ServerEndpoint::Subsz => endpoint_answer(self.subsz(now, &q)),
             ServerEndpoint::Routez => Answer::Data(self.routez(now, false)),
             ServerEndpoint::Gatewayz => Answer::Data(self.gatewayz(now)),
-            ServerEndpoint::Leafz => Answer::Data(self.leafz(now)),
+            ServerEndpoint::Leafz => Answer::Data(self.leafz(now, false)),
             ServerEndpoint::Accountz => endpoint_answer(self.accountz(now, &q)),
             ServerEndpoint::Jsz => Answer::Data(self.jsz(now, Default::default())),
             ServerEndpoint::Healthz => match self.healthz(&q) {
