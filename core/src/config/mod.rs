@@ -8,6 +8,7 @@ mod accounts;
 mod authorization;
 pub mod cluster;
 pub mod file;
+pub mod gateway;
 mod jetstream;
 pub mod leafnodes;
 #[cfg(test)]
@@ -231,6 +232,9 @@ pub struct Options {
     /// `leafnodes {}`: a hub's leaf node listener and the remotes a leaf
     /// node dials (`None`: neither).
     pub leafnodes: Option<leafnodes::LeafNodeOptions>,
+    /// `gateway {}`: this cluster's gateways to the other clusters of a
+    /// super-cluster (`None`: none).
+    pub gateway: Option<gateway::GatewayOptions>,
     /// Test-only: a bug planted on purpose so the simulation can prove its
     /// checkers catch it. Never set in production (no configuration file or
     /// flag reaches it); `None` costs one predictable branch per delivery.
@@ -468,6 +472,7 @@ impl Default for Options {
             jetstream: None,
             cluster: None,
             leafnodes: None,
+            gateway: None,
             mutation: None,
         }
     }

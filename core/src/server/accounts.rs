@@ -249,6 +249,12 @@ impl Server {
         p: &Pub<'_>,
         route: &mut Route,
     ) -> bool {
+        if self.gateways.is_some()
+            && p.subject.starts_with(super::gateway::GR_PREFIX)
+            && self.route_gateway_reply(publisher, account, p)
+        {
+            return true;
+        }
         let mut delivered = match self.accounts[account.0 as usize]
             .sublist
             .interest(p.subject)

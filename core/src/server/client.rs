@@ -19,13 +19,16 @@ const SYS_GROUP: &[u8] = b"_sys_";
 impl Server {
     fn limits(&self, id: ConnId) -> Limits {
         let c = &self.conns[id.0];
-        if matches!(c.kind, super::ConnKind::Route | super::ConnKind::Leaf) {
+        if matches!(
+            c.kind,
+            super::ConnKind::Route | super::ConnKind::Leaf | super::ConnKind::Gateway
+        ) {
             return Limits {
                 max_control_line: super::route::ROUTE_MAX_CONTROL_LINE,
                 max_payload: None,
                 headers: true,
                 awaiting_auth: c.awaiting_auth,
-                route: c.kind == super::ConnKind::Route,
+                route: c.kind != super::ConnKind::Leaf,
                 leaf: c.kind == super::ConnKind::Leaf,
             };
         }
@@ -267,6 +270,7 @@ impl Server {
         match self.conns[id.0].kind {
             super::ConnKind::Route => return self.process_route_op(id, op),
             super::ConnKind::Leaf => return self.process_leaf_op(id, op),
+            super::ConnKind::Gateway => return self.process_gateway_op(id, op),
             _ => {}
         }
         match op {

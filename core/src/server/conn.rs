@@ -141,6 +141,11 @@ pub(crate) struct Conn {
     pub route: Option<Box<super::route::RouteState>>,
     /// For a leaf node connection: its peer and handshake.
     pub leaf: Option<Box<super::leaf::LeafState>>,
+    /// For a gateway connection: its peer and handshake.
+    pub gateway: Option<Box<super::gateway::GatewayState>>,
+    /// Replies this client was given in place of a gateway's `_GR_`
+    /// subject: (plain, `_GR_` subject, until).
+    pub gw_replies: Vec<(Box<[u8]>, Box<[u8]>, Instant)>,
 }
 
 impl Conn {
@@ -181,6 +186,8 @@ impl Conn {
             max_subs: -1,
             route: None,
             leaf: None,
+            gateway: None,
+            gw_replies: Vec::new(),
         }
     }
 

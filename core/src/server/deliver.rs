@@ -157,6 +157,18 @@ impl Server {
             }
             Mapped::Dropped => return,
         };
+        // An answer to another cluster's request goes back to it.
+        let answer;
+        let p = match self.mapped_gateway_reply(id, p.subject) {
+            Some(full) => {
+                answer = full;
+                &Pub {
+                    subject: &answer,
+                    ..*p
+                }
+            }
+            None => p,
+        };
         let delivered = self.route(id, account, p, &mut Route::default());
         if self.planted(PlantedBug::CrossAccount) {
             let next = AccountId((account.0 + 1) % self.accounts.len() as u32);
@@ -249,15 +261,22 @@ impl Server {
         matches: &Arc<Matches<SubId>>,
         from_service: bool,
     ) -> bool {
+        use super::ConnKind;
         let from_kind = self.conns.get(publisher.0).map(|c| c.kind);
-        let from_route = from_kind == Some(super::ConnKind::Route);
-        let from_peer = from_route || from_kind == Some(super::ConnKind::Leaf);
+        let from_route = from_kind == Some(ConnKind::Route);
+        let from_gateway = from_kind == Some(ConnKind::Gateway);
+        let from_peer = from_route || from_gateway || from_kind == Some(ConnKind::Leaf);
         // Test-only: the one-hop rule broken.
         let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
         let from_route = from_route && !hop_again;
-        // Whether a peer may take the message (not its own, one hop).
+        // Whether a peer may take the message: not its own; not a route
+        // after a route (one hop); no gateway after a route or a gateway
+        // (the first server sent it to every cluster).
         let allowed = |s: &Server, r: ConnId| {
-            r != publisher && !(from_route && s.conns[r.0].kind == super::ConnKind::Route)
+            let kind = s.conns[r.0].kind;
+            r != publisher
+                && !(from_route && kind == ConnKind::Route)
+                && !((from_route || from_gateway || hop_again) && kind == ConnKind::Gateway)
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;
@@ -278,24 +297,29 @@ impl Server {
             }
             let members = &group.members;
             // A leaf node's members take what a client or leaf node
-            // published only when no member here or on a route can, as
+            // published only when no member here or on a route can, and
+            // another cluster's only when no member of this one can, as
             // nats-server prefers them.
-            let weigh = |s: &Server, leafs: bool| -> Vec<u32> {
+            let weigh = |s: &Server, leafs: bool, gateways: bool| -> Vec<u32> {
                 members
                     .iter()
                     .map(|&h| match s.route_of(h) {
                         Some(r) if !allowed(s, r) => 0,
-                        Some(r) if !leafs && s.conns[r.0].kind == super::ConnKind::Leaf => 0,
+                        Some(r) if !leafs && s.conns[r.0].kind == ConnKind::Leaf => 0,
+                        Some(r) if !gateways && s.conns[r.0].kind == ConnKind::Gateway => 0,
                         Some(_) => s.subs.get(h.0 as usize).map_or(0, |s| s.weight),
                         None => 1,
                     })
                     .collect()
             };
-            let mut weights = weigh(self, from_route);
-            let mut total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-            if total == 0 && !from_route {
-                weights = weigh(self, true);
+            let mut weights = Vec::new();
+            let mut total: u64 = 0;
+            for (leafs, gateways) in [(from_route, false), (true, false), (true, true)] {
+                weights = weigh(self, leafs, gateways);
                 total = weights.iter().map(|&w| u64::from(w)).sum();
+                if total > 0 {
+                    break;
+                }
             }
             if total == 0 {
                 continue;
@@ -353,7 +377,10 @@ impl Server {
     fn route_of(&self, h: SubId) -> Option<ConnId> {
         let conn = self.subs.get(h.0 as usize)?.conn;
         let c = self.conns.get(conn.0)?;
-        let peer = matches!(c.kind, super::ConnKind::Route | super::ConnKind::Leaf);
+        let peer = matches!(
+            c.kind,
+            super::ConnKind::Route | super::ConnKind::Leaf | super::ConnKind::Gateway
+        );
         (peer && !c.closing).then_some(conn)
     }
 
@@ -393,6 +420,28 @@ impl Server {
     /// Delivers to one subscription. False if it could not take the message
     /// (its own publish with echo off, closed, or gone).
     fn deliver(&mut self, publisher: ConnId, h: SubId, p: &Pub<'_>) -> bool {
+        // Another cluster's `_GR_` reply: the client sees the plain one.
+        let mapped;
+        let p = match p.reply {
+            Some(r) if self.gateways.is_some() && r.starts_with(super::gateway::GR_PREFIX) => {
+                let client = self.subs.get(h.0 as usize).map(|s| s.conn).filter(|c| {
+                    self.conns
+                        .get(c.0)
+                        .is_some_and(|c| c.kind == super::ConnKind::Client)
+                });
+                match client {
+                    Some(c) => {
+                        mapped = Pub {
+                            reply: Some(self.map_gateway_reply(c, r)),
+                            ..*p
+                        };
+                        &mapped
+                    }
+                    None => p,
+                }
+            }
+            _ => p,
+        };
         let mark = self.flow_mark();
         let Some(sub) = self.subs.get_mut(h.0 as usize) else {
             return false;

@@ -1,13 +1,16 @@
 //! Interest shared with other servers: what routes and leaf node
 //! connections are told of an account's subscriptions.
 //!
-//! Every subscription in an account counts, by weight (a route's or leaf
-//! node's queue subscription stands for its members), under its subject
-//! and queue group: `all` over every connection, `routes` over route
-//! connections. A route hears of what does not come from routes (`all -
-//! routes`: one hop), a leaf node connection of what does not come from
-//! itself (`all - own`), so interest flows from leaf nodes to routes and
-//! from routes to leaf nodes, and back to nobody. A plain subject is
+//! Every subscription in an account counts, by weight (a route's, leaf
+//! node's or gateway's queue subscription stands for its members), under
+//! its subject and queue group: `all` over every connection, `routes` over
+//! route connections, `gateways` over gateway connections (other
+//! clusters' interest, which only this server's own gateway connections
+//! act on). A route hears of what comes neither from routes (one hop) nor
+//! from gateways, an inbound gateway of what does not come from gateways,
+//! a leaf node connection of what comes neither from itself nor from
+//! gateways: interest flows from leaf nodes to routes and gateways, from
+//! routes to leaf nodes and gateways, and back to nobody. A plain subject is
 //! announced when its count leaves zero and withdrawn when it returns
 //! there; a queue group is announced again with its new weight on every
 //! change. Only servers with routes or leaf nodes keep these counts.
@@ -21,6 +24,20 @@ pub(crate) struct Count {
     pub all: u32,
     /// Over route connections.
     pub routes: u32,
+    /// Over gateway connections (other clusters' interest).
+    pub gateways: u32,
+}
+
+impl Count {
+    /// What routes hear: neither theirs nor other clusters'.
+    pub fn for_routes(&self) -> u32 {
+        self.all.saturating_sub(self.routes + self.gateways)
+    }
+
+    /// What other clusters and leaf nodes hear: all but other clusters'.
+    pub fn for_gateways(&self) -> u32 {
+        self.all.saturating_sub(self.gateways)
+    }
 }
 
 /// The key of a subject and queue group: `<subject>[ <queue>]`.
@@ -61,7 +78,7 @@ impl Server {
     /// Whether this server shares interest with other servers (it has a
     /// cluster or leaf nodes).
     pub(crate) fn shares_interest(&self) -> bool {
-        self.cluster.is_some() || self.leafnodes.is_some()
+        self.cluster.is_some() || self.leafnodes.is_some() || self.gateways.is_some()
     }
 
     /// A subscription of connection `from` came (`delta` > 0, its weight)
@@ -84,31 +101,25 @@ impl Server {
         let before = acc.interest.get(&key).copied().unwrap_or_default();
         let mut after = before;
         after.all = add(after.all, delta);
-        if from_kind == Some(ConnKind::Route) {
-            after.routes = add(after.routes, delta);
+        match from_kind {
+            Some(ConnKind::Route) => after.routes = add(after.routes, delta),
+            Some(ConnKind::Gateway) => after.gateways = add(after.gateways, delta),
+            _ => {}
         }
         if after.all == 0 {
             acc.interest.remove(&key);
         } else {
             acc.interest.insert(key.clone(), after);
         }
-        let to_routes = change(
-            queue.is_some(),
-            before.all - before.routes.min(before.all),
-            after.all - after.routes.min(after.all),
-        );
-        if let Some(weight) = to_routes {
+        if let Some(weight) = change(queue.is_some(), before.for_routes(), after.for_routes()) {
             self.tell_routes(account, subject, queue, weight);
         }
-        self.tell_leafs(
-            account,
-            subject,
-            queue,
-            &key,
-            (before.all, after.all),
-            from,
-            delta,
-        );
+        let to_gateways = change(queue.is_some(), before.for_gateways(), after.for_gateways());
+        if let Some(weight) = to_gateways {
+            self.tell_gateways(account, subject, queue, weight);
+        }
+        let leafs = (before.for_gateways(), after.for_gateways());
+        self.tell_leafs(account, subject, queue, &key, leafs, from, delta);
     }
 }
 

@@ -591,8 +591,12 @@ impl Server {
         let mut out = Vec::new();
         encode_leaf_sub(&mut out, lds.as_bytes(), None);
         for (key, count) in &self.accounts[account.0 as usize].interest {
+            let weight = count.for_gateways();
+            if weight == 0 {
+                continue;
+            }
             let (subject, queue) = super::interest::split(key);
-            encode_leaf_sub(&mut out, subject, queue.map(|q| (q, count.all)));
+            encode_leaf_sub(&mut out, subject, queue.map(|q| (q, weight)));
         }
         self.send(id, &out);
         let c = &mut self.conns[id.0];

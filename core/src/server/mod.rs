@@ -13,6 +13,7 @@ mod accounts;
 mod client;
 mod conn;
 mod deliver;
+mod gateway;
 mod interest;
 mod jetstream;
 mod lame_duck;
@@ -61,6 +62,8 @@ pub enum Listener {
     Route,
     /// The leaf node listener: leaf nodes dial this hub on it.
     Leaf,
+    /// The gateway listener: other clusters' servers dial it.
+    Gateway,
 }
 
 /// An input to the server.
@@ -311,6 +314,8 @@ pub struct Server {
     cluster: Option<Box<route::Cluster>>,
     /// Leaf node connections: as a hub, as a leaf, or both.
     leafnodes: Option<Box<leaf::LeafNodes>>,
+    /// Gateways to the other clusters of a super-cluster.
+    gateways: Option<Box<gateway::Gateways>>,
     /// While a message from a route is delivered: the queue groups the
     /// peer chose this server for (names separated by spaces).
     routed_queues: Vec<u8>,
@@ -390,11 +395,13 @@ impl Server {
             scratch: Scratch::default(),
             cluster: None,
             leafnodes: None,
+            gateways: None,
             routed_queues: Vec::new(),
             shutting_down: false,
         };
         server.install_cluster();
         server.install_leafnodes();
+        server.install_gateways();
         server.install_system();
         server.install_jetstream();
         server
@@ -441,6 +448,7 @@ impl Server {
         match listener {
             Listener::Route => return self.on_route_accepted(expected, peer),
             Listener::Leaf => return self.on_leaf_accepted(expected, peer),
+            Listener::Gateway => return self.on_gateway_accepted(expected, peer),
             Listener::Client => {}
         }
         self.next_cid += 1;
@@ -539,13 +547,19 @@ impl Server {
                 listener: Listener::Leaf,
                 port,
             } => self.on_leaf_listening(port),
+            Event::Listening {
+                listener: Listener::Gateway,
+                port,
+            } => self.on_gateway_listening(port),
             Event::Dialed { conn, peer } => match self.conn_kind(conn) {
                 Some(ConnKind::Leaf) => self.on_leaf_dialed(conn, peer),
+                Some(ConnKind::Gateway) => self.on_gateway_dialed(conn, peer),
                 Some(_) => self.on_dialed(conn, peer),
                 None => {}
             },
             Event::DialFailed { conn, error } => match self.conn_kind(conn) {
                 Some(ConnKind::Leaf) => self.on_leaf_dial_failed(conn, error),
+                Some(ConnKind::Gateway) => self.on_gateway_dial_failed(conn, error),
                 Some(_) => self.on_dial_failed(conn, error),
                 None => {}
             },
@@ -706,6 +720,7 @@ impl Server {
         match self.conns[id.0].kind {
             ConnKind::Route => return self.route_teardown(id, reason),
             ConnKind::Leaf => return self.leaf_teardown(id, reason),
+            ConnKind::Gateway => return self.gateway_teardown(id, reason),
             _ => {}
         }
         self.remember_closed(id, reason);
@@ -846,6 +861,7 @@ impl Server {
         let kind = match c.kind {
             ConnKind::Route => "rid",
             ConnKind::Leaf => "lid",
+            ConnKind::Gateway => "gid",
             _ => "cid",
         };
         format!("{} - {kind}:{}", c.peer, c.cid)

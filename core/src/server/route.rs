@@ -177,7 +177,12 @@ fn route_sub_key(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8
 }
 
 /// Appends `RS+ <account> <subject>[ <queue> <weight>]`.
-fn encode_sub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<(&[u8], u32)>) {
+pub(crate) fn encode_sub(
+    out: &mut Vec<u8>,
+    account: &str,
+    subject: &[u8],
+    queue: Option<(&[u8], u32)>,
+) {
     out.extend_from_slice(b"RS+ ");
     out.extend_from_slice(account.as_bytes());
     out.push(b' ');
@@ -192,7 +197,7 @@ fn encode_sub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<(&
 }
 
 /// Appends `RS- <account> <subject>[ <queue>]`.
-fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<&[u8]>) {
+pub(crate) fn encode_unsub(out: &mut Vec<u8>, account: &str, subject: &[u8], queue: Option<&[u8]>) {
     out.extend_from_slice(b"RS- ");
     out.extend_from_slice(account.as_bytes());
     out.push(b' ');
@@ -943,6 +948,11 @@ impl Server {
     /// Rebuilds clients' `connect_urls` (this server's own first) and
     /// sends the new `INFO` to every client that reads async `INFO`.
     fn refresh_connect_urls(&mut self) {
+        // Routes closing because this server stops: clients must keep the
+        // other servers to fail over to (nats-server sends nothing then).
+        if self.shutting_down || self.lame_duck.is_some() {
+            return;
+        }
         let mut urls = self.own_client_urls();
         if let Some(c) = self.cluster.as_ref() {
             for u in c.peer_urls.values().flatten() {
@@ -964,7 +974,7 @@ impl Server {
         let mut out = Vec::new();
         for acc in &self.accounts {
             for (key, count) in &acc.interest {
-                let weight = count.all.saturating_sub(count.routes);
+                let weight = count.for_routes();
                 if weight == 0 {
                     continue;
                 }
@@ -1115,9 +1125,10 @@ impl Server {
         if conn.closing {
             return;
         }
-        let (account, headers) = match &conn.route {
-            Some(r) => (Some(name.as_str()), r.headers),
-            None => (None, true),
+        let (account, headers) = match (&conn.route, &conn.gateway) {
+            (Some(r), _) => (Some(name.as_str()), r.headers),
+            (_, Some(g)) => (Some(name.as_str()), g.headers),
+            (None, None) => (None, true),
         };
         let before = conn.out.len();
         encode_routed(&mut conn.out, account, p, queues, headers);
@@ -1155,7 +1166,7 @@ impl Server {
         let mut out = std::collections::BTreeSet::new();
         for acc in &self.accounts {
             for (key, c) in &acc.interest {
-                let count = c.all.saturating_sub(c.routes);
+                let count = c.for_routes();
                 if count == 0 {
                     continue;
                 }

@@ -60,6 +60,8 @@ pub(crate) enum TimerKey {
     Redial(u32),
     /// The next attempt to dial a leaf node remote (its index).
     LeafRedial(u32),
+    /// The next attempt to dial a gateway (its index).
+    GatewayRedial(u32),
 }
 
 /// Armed timers, by key and by time (each key at most once).
@@ -165,6 +167,7 @@ impl Server {
                 TimerKey::Server(ServerTimer::JsBatch) => self.batch_timer(),
                 TimerKey::Redial(i) => self.redial_timer(i),
                 TimerKey::LeafRedial(i) => self.leaf_redial_timer(i),
+                TimerKey::GatewayRedial(i) => self.gateway_redial_timer(i),
             }
         }
     }

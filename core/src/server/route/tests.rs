@@ -20,6 +20,11 @@ pub(crate) fn route_port(i: usize) -> u16 {
     7000 + i as u16
 }
 
+/// The gateway port of server `i`.
+pub(crate) fn gateway_port(i: usize) -> u16 {
+    9000 + i as u16
+}
+
 /// The leaf node port of server `i`.
 pub(crate) fn leaf_port(i: usize) -> u16 {
     8000 + i as u16
@@ -105,6 +110,15 @@ impl Net {
                 },
             );
         }
+        if self.servers[i].options().gateway.is_some() {
+            self.servers[i].handle(
+                now,
+                Event::Listening {
+                    listener: Listener::Gateway,
+                    port: gateway_port(i),
+                },
+            );
+        }
         if self.servers[i]
             .options()
             .leafnodes
@@ -170,14 +184,14 @@ impl Net {
             }
             Action::Dial { conn, addr } => {
                 let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-                let (listener, target) =
-                    match (0..self.servers.len()).find(|&j| route_port(j) == port) {
-                        Some(j) => (Listener::Route, Some(j)),
-                        None => (
-                            Listener::Leaf,
-                            (0..self.servers.len()).find(|&j| leaf_port(j) == port),
-                        ),
-                    };
+                let n = self.servers.len();
+                let (listener, target) = if let Some(j) = (0..n).find(|&j| route_port(j) == port) {
+                    (Listener::Route, Some(j))
+                } else if let Some(j) = (0..n).find(|&j| gateway_port(j) == port) {
+                    (Listener::Gateway, Some(j))
+                } else {
+                    (Listener::Leaf, (0..n).find(|&j| leaf_port(j) == port))
+                };
                 match target.filter(|&j| self.up[j]) {
                     Some(j) => {
                         let accepted = self.servers[j].next_conn_id();
@@ -204,7 +218,19 @@ impl Net {
                     ),
                 }
             }
-            Action::Close { conn, reason, .. } => {
+            Action::Close {
+                conn,
+                reason,
+                flush,
+            } => {
+                if flush && !self.links.contains_key(&(i, conn)) {
+                    let mut buf = Vec::new();
+                    self.servers[i].take_outbound(conn, &mut buf);
+                    self.client_out
+                        .entry((i, conn))
+                        .or_default()
+                        .extend_from_slice(&buf);
+                }
                 self.closed.push((i, conn, reason));
                 self.servers[i].handle(now, Event::Closed { conn });
                 if let Some((j, peer)) = self.links.remove(&(i, conn)) {
@@ -637,4 +663,15 @@ fn routez_and_varz_show_the_routes() {
     let connz = body(net.servers[0].monitor(now, "/connz", "", &p));
     assert_eq!(connz["num_connections"], 0);
     net.settle();
+}
+
+#[test]
+fn a_stopping_server_does_not_tell_clients_the_others_are_gone() {
+    let mut net = Net::new(vec![opts(0, "C1", &[]), opts(1, "C1", &[0])]);
+    let c = net.client(0);
+    let now = now_at(net.now_ns);
+    net.servers[0].handle(now, Event::Shutdown);
+    net.settle();
+    let got = net.read(0, c);
+    assert!(!got.contains("INFO"), "no INFO while stopping: {got}");
 }
