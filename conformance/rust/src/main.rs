@@ -725,7 +725,8 @@ async fn cluster_failover(url: &str) -> Verdict {
         "connected",
     )
     .await?;
-    let now = format!("127.0.0.1:{}", c.server_info().port);
+    let info = c.server_info();
+    let now = format!("{}:{}", info.host, info.port);
     ensure(others.contains(&now), || {
         format!("reconnected to {now}, expected one of {others:?}")
     })?;
