@@ -626,7 +626,14 @@ static int cluster_failover(void) {
     until_crossed(pc, s, "probe-before");
     server_ctl("CONFORMANCE_SERVER_STOP");
     wait_flag(&disconnected_flag, 10000, "a disconnect");
-    wait_flag(&reconnected_flag, 10000, "a reconnect");
+    for (int i = 0; i < 1000 && !atomic_load(&reconnected_flag); i++) nats_Sleep(10);
+    if (!atomic_load(&reconnected_flag)) {
+        char **servers = NULL, list[1024] = "";
+        int n = 0;
+        OK(natsConnection_GetServers(nc, &servers, &n));
+        for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", servers[i]);
+        FAILF("expected a reconnect within 10000 ms, it did not happen; the client's servers then: %s", list);
+    }
     char now[256];
     OK(natsConnection_GetConnectedUrl(nc, now, sizeof(now)));
     if (!is_other_member(now)) FAILF("reconnected to %s, expected one of %s", now, getenv("CONFORMANCE_CLUSTER_URLS"));
