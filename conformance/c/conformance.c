@@ -559,6 +559,101 @@ static int reconnect(void) {
     return 0;
 }
 
+/* The members other than NATS_URL's server, from the runner. */
+static const char *others[8];
+static int others_n;
+
+static void cluster_urls(void) {
+    const char *v = getenv("CONFORMANCE_CLUSTER_URLS");
+    if (!v || !*v) FAILF("$CONFORMANCE_CLUSTER_URLS is not set (the runner starts a cluster for this scenario)");
+    char *copy = strdup(v), *save = NULL;
+    for (char *u = strtok_r(copy, ",", &save); u && others_n < 8; u = strtok_r(NULL, ",", &save)) others[others_n++] = u;
+}
+
+static const char *host_port(const char *u) {
+    const char *p = strstr(u, "://");
+    return p ? p + 3 : u;
+}
+
+static int is_other_member(const char *u) {
+    for (int i = 0; i < others_n; i++)
+        if (strcmp(host_port(others[i]), host_port(u)) == 0) return 1;
+    return 0;
+}
+
+/* Publishes data on pc every 100 ms until s gets it: interest reaches the
+ * other servers of a cluster a moment after the subscription. Earlier
+ * probes still on their way are skipped. */
+static void until_crossed(natsConnection *pc, natsSubscription *s, const char *data) {
+    int64_t deadline = nats_Now() + WAIT;
+    for (;;) {
+        pub(pc, natsSubscription_GetSubject(s), data);
+        flush(pc);
+        natsMsg *m = NULL;
+        while (natsSubscription_NextMsg(&m, s, 100) == NATS_OK) {
+            int hit = strcmp(text(m), data) == 0;
+            natsMsg_Destroy(m);
+            if (hit) return;
+        }
+        if (nats_Now() > deadline)
+            FAILF("%s published by the second connection: nothing crossed the cluster after %d ms", data, WAIT);
+    }
+}
+
+static int cluster_failover(void) {
+    cluster_urls();
+    natsOptions *o = options();
+    OK(natsOptions_SetAllowReconnect(o, true));
+    OK(natsOptions_SetReconnectWait(o, 100));
+    OK(natsOptions_SetMaxReconnect(o, -1));
+    OK(natsOptions_SetDisconnectedCB(o, on_disconnected, NULL));
+    OK(natsOptions_SetReconnectedCB(o, on_reconnected, NULL));
+    natsConnection *nc = connect_with(o);
+    char **found = NULL;
+    int found_n = 0;
+    OK(natsConnection_GetDiscoveredServers(nc, &found, &found_n));
+    CHECK_INT("number of discovered servers", found_n, others_n);
+    for (int i = 0; i < found_n; i++)
+        if (!is_other_member(found[i]))
+            FAILF("discovered server %s is not one of the other members (%s)", found[i], getenv("CONFORMANCE_CLUSTER_URLS"));
+    natsSubscription *s = sub_sync(nc, "cf.cluster");
+    flush(nc);
+    natsOptions *po = NULL;
+    OK(natsOptions_Create(&po));
+    OK(natsOptions_SetServers(po, others, others_n));
+    OK(natsOptions_SetTimeout(po, 2000));
+    natsConnection *pc = connect_with(po);
+    until_crossed(pc, s, "probe-before");
+    server_ctl("CONFORMANCE_SERVER_STOP");
+    wait_flag(&disconnected_flag, 10000, "a disconnect");
+    for (int i = 0; i < 1000 && !atomic_load(&reconnected_flag); i++) nats_Sleep(10);
+    if (!atomic_load(&reconnected_flag)) {
+        char **servers = NULL, list[1024] = "";
+        int n = 0;
+        OK(natsConnection_GetServers(nc, &servers, &n));
+        for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", servers[i]);
+        FAILF("expected a reconnect within 10000 ms, it did not happen; the client's servers then: %s", list);
+    }
+    char now[256];
+    OK(natsConnection_GetConnectedUrl(nc, now, sizeof(now)));
+    if (!is_other_member(now)) FAILF("reconnected to %s, expected one of %s", now, getenv("CONFORMANCE_CLUSTER_URLS"));
+    until_crossed(pc, s, "probe-after");
+    char buf[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(buf, sizeof(buf), "msg-%d", i);
+        pub(pc, "cf.cluster", buf);
+    }
+    flush(pc);
+    for (int i = 0; i < 10; i++) {
+        const char *got;
+        do got = text(next_msg(s, "message after failover"));
+        while (strncmp(got, "probe-", 6) == 0);
+        snprintf(buf, sizeof(buf), "msg-%d", i);
+        check_str("message after failover", got, buf);
+    }
+    return 0;
+}
+
 /* The slow consumer's publisher: a child process with a plain socket (no
  * libnats after fork), started before the parent connects. */
 static int parent_stopped(pid_t p) {
@@ -1361,6 +1456,7 @@ static const struct scenario scenarios[] = {
     {"flush_ping", flush_ping},
     {"max_payload", max_payload},
     {"reconnect", reconnect},
+    {"cluster_failover", cluster_failover},
     {"slow_consumer", slow_consumer},
     {"auth_user_pass", auth_user_pass},
     {"auth_token", auth_token},

@@ -419,6 +419,87 @@ func reconnect() {
 	check("after reconnect", string(next(s, "message after reconnect").Data), "after")
 }
 
+// clusterURLs are the members other than NATS_URL's server, from the runner.
+func clusterURLs() []string {
+	v := os.Getenv("CONFORMANCE_CLUSTER_URLS")
+	ensure(v != "", "$CONFORMANCE_CLUSTER_URLS is not set (the runner starts a cluster for this scenario)")
+	return strings.Split(v, ",")
+}
+
+// hostPorts turns server URLs into sorted host:port, whatever their scheme.
+func hostPorts(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = strings.TrimPrefix(u, "nats://")
+	}
+	sort.Strings(out)
+	return out
+}
+
+// untilCrossed publishes data on pc every 100 ms until s gets it: interest
+// reaches the other servers of a cluster a moment after the subscription.
+// Earlier probes still on their way are skipped.
+func untilCrossed(pc *nats.Conn, s *nats.Subscription, data string) {
+	deadline := time.Now().Add(wait)
+	for {
+		pub(pc, s.Subject, data)
+		flush(pc)
+		for {
+			m, err := s.NextMsg(100 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if string(m.Data) == data {
+				return
+			}
+		}
+		ensure(time.Now().Before(deadline), "%s published by the second connection: nothing crossed the cluster after %v", data, wait)
+	}
+}
+
+func clusterFailover() {
+	others := clusterURLs()
+	disconnected, onDisconnect := signal()
+	reconnected, onReconnect := signal()
+	nc, err := nats.Connect(url,
+		nats.Timeout(2*time.Second),
+		nats.ReconnectWait(100*time.Millisecond),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { onDisconnect() }),
+		nats.ReconnectHandler(func(*nats.Conn) { onReconnect() }))
+	must(err, "connect")
+	check("discovered servers", hostPorts(nc.DiscoveredServers()), hostPorts(others))
+	s := subSync(nc, "cf.cluster")
+	flush(nc)
+	pc, err := nats.Connect(strings.Join(others, ","), nats.Timeout(2*time.Second))
+	must(err, "connect to "+strings.Join(others, ","))
+	untilCrossed(pc, s, "probe-before")
+	serverCtl("CONFORMANCE_SERVER_STOP")
+	waitFor(disconnected, 10*time.Second, "a disconnect")
+	select {
+	case <-reconnected:
+	case <-time.After(10 * time.Second):
+		fail("expected a reconnect within 10s, it did not happen; the client's servers then: %v", nc.Servers())
+	}
+	now := hostPorts([]string{nc.ConnectedUrl()})[0]
+	ensure(strings.Contains(","+strings.Join(hostPorts(others), ",")+",", ","+now+","),
+		"reconnected to %s, expected one of %v", now, others)
+	untilCrossed(pc, s, "probe-after")
+	for i := 0; i < 10; i++ {
+		pub(pc, "cf.cluster", fmt.Sprintf("msg-%d", i))
+	}
+	flush(pc)
+	for i := 0; i < 10; i++ {
+		m := next(s, fmt.Sprintf("message %d after failover", i))
+		for strings.HasPrefix(string(m.Data), "probe-") {
+			m = next(s, fmt.Sprintf("message %d after failover", i))
+		}
+		check("message after failover", string(m.Data), fmt.Sprintf("msg-%d", i))
+	}
+	pc.Close()
+	nc.Close()
+}
+
 // gatedDialer hands nats.go a connection whose reads wait while the gate is
 // held, so the test can stop the client from reading its socket.
 type gatedDialer struct{ gate *sync.RWMutex }
@@ -1080,6 +1161,7 @@ var scenarios = map[string]func(){
 	"flush_ping":         flushPing,
 	"max_payload":        maxPayload,
 	"reconnect":          reconnect,
+	"cluster_failover":   clusterFailover,
 	"slow_consumer":      slowConsumer,
 	"auth_user_pass":     authUserPass,
 	"auth_token":         authToken,

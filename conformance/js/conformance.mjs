@@ -130,6 +130,26 @@ async function expectError(what, promise, code) {
   throw new Fail(`${what}: succeeded, expected error ${code}`);
 }
 
+// The members other than NATS_URL's server (host:port), from the runner.
+function clusterServers() {
+  const urls = process.env.CONFORMANCE_CLUSTER_URLS;
+  if (!urls) throw new Fail("$CONFORMANCE_CLUSTER_URLS is not set (the runner starts a cluster for this scenario)");
+  return urls.split(",").map((u) => u.replace(/^nats:\/\//, ""));
+}
+
+// Publishes data on pc every 100 ms until sub gets it: interest reaches the
+// other servers of a cluster a moment after the subscription. Earlier
+// probes still on their way are skipped.
+async function untilCrossed(pc, sub, data) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    pc.publish(sub.sub.getSubject(), enc(data));
+    await pc.flush();
+    if ((await sub.collect(100)).some((m) => dec(m.data) === data)) return;
+    ensure(Date.now() < deadline, `${data} published by the second connection: nothing crossed the cluster after ${WAIT} ms`);
+  }
+}
+
 // A file conformance/run made in $CONFORMANCE_PKI (certificates, seeds).
 const pki = (name) => join(process.env.CONFORMANCE_PKI || "", name);
 
@@ -406,6 +426,40 @@ const scenarios = {
     await waitFor(() => `expected a reconnect event within 10 s, saw ${events}`, () => events.includes("reconnect"), 10000);
     nc.publish("cf.reconnect", enc("after"));
     check("after reconnect", dec((await sub.next("message after reconnect")).data), "after");
+  },
+
+  async cluster_failover() {
+    const others = clusterServers();
+    const nc = await conn({ reconnect: true, reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    // Status events, with the servers each cluster update added or deleted.
+    const events = [];
+    (async () => {
+      for await (const s of nc.status()) events.push(s.type === "update" ? `update ${show(s.data)}` : s.type);
+    })();
+    const seen = () => events.filter((e, i) => e !== events[i - 1]).join(", ");
+    const urls = nc.info.connect_urls || [];
+    ensure(
+      others.every((s) => urls.includes(s)),
+      `INFO connect_urls: saw ${show(urls)}, expected the other members ${show(others)}`,
+    );
+    const sub = new Sub(nc, "cf.cluster");
+    await nc.flush();
+    const pc = await conn({ servers: others });
+    await untilCrossed(pc, sub, "probe-before");
+    serverCtl("CONFORMANCE_SERVER_STOP");
+    await waitFor(() => `expected a disconnect event within 10 s, saw ${seen()}`, () => events.includes("disconnect"), 10000);
+    await waitFor(() => `expected a reconnect event within 10 s, saw ${seen()}`, () => events.includes("reconnect"), 10000);
+    ensure(others.includes(nc.getServer()), `reconnected to ${nc.getServer()}, expected one of ${show(others)}`);
+    await untilCrossed(pc, sub, "probe-after");
+    for (let i = 0; i < 10; i++) pc.publish("cf.cluster", enc(`msg-${i}`));
+    await pc.flush();
+    for (let i = 0; i < 10; i++) {
+      let m = await sub.next(`message ${i} after failover`);
+      while (dec(m.data).startsWith("probe-")) m = await sub.next(`message ${i} after failover`);
+      check("message after failover", dec(m.data), `msg-${i}`);
+    }
+    await pc.close();
+    await nc.close();
   },
 
   async slow_consumer() {

@@ -353,6 +353,81 @@ async def reconnect():
     check("after reconnect", (await next_msg("message after reconnect", sub)).data, b"after")
 
 
+def cluster_urls():
+    """The members other than NATS_URL's server, from the runner."""
+    urls = os.environ.get("CONFORMANCE_CLUSTER_URLS")
+    if not urls:
+        raise Fail("$CONFORMANCE_CLUSTER_URLS is not set (the runner starts a cluster for this scenario)")
+    return urls.split(",")
+
+
+def host_port(url):
+    return url.split("://", 1)[-1]
+
+
+async def until_crossed(pc, sub, data):
+    """Publishes data on pc every 100 ms until sub gets it.
+
+    Interest reaches the other servers of a cluster a moment after the
+    subscription. Earlier probes still on their way are skipped.
+    """
+    deadline = time.monotonic() + WAIT
+    while True:
+        await pc.publish(sub.subject, data)
+        await pc.flush(timeout=WAIT)
+        for m in await collect(sub, quiet=0.1):
+            if m.data == data:
+                return
+        ensure(
+            time.monotonic() < deadline,
+            f"{data!r} published by the second connection: nothing crossed the cluster after {WAIT} s",
+        )
+
+
+async def cluster_failover():
+    others = cluster_urls()
+    disconnected, reconnected = asyncio.Event(), asyncio.Event()
+
+    async def on_disconnect():
+        disconnected.set()
+
+    async def on_reconnect():
+        reconnected.set()
+
+    nc = await connect(
+        allow_reconnect=True,
+        reconnect_time_wait=0.1,
+        max_reconnect_attempts=-1,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    check(
+        "discovered servers",
+        sorted(u.netloc for u in nc.discovered_servers),
+        sorted(host_port(u) for u in others),
+    )
+    sub = await nc.subscribe("cf.cluster")
+    await round_trip(nc)
+    pc = await connect(others)
+    await until_crossed(pc, sub, b"probe-before")
+    await asyncio.to_thread(server_ctl, "CONFORMANCE_SERVER_STOP")
+    await within("disconnected callback", disconnected.wait(), 10)
+    await within("reconnected callback", reconnected.wait(), 10)
+    now = nc.connected_url.netloc if nc.connected_url else None
+    ensure(now in [host_port(u) for u in others], f"reconnected to {now}, expected one of {others}")
+    await until_crossed(pc, sub, b"probe-after")
+    for i in range(10):
+        await pc.publish("cf.cluster", f"msg-{i}".encode())
+    await pc.flush(timeout=WAIT)
+    for i in range(10):
+        m = await next_msg(f"message {i} after failover", sub)
+        while m.data.startswith(b"probe-"):
+            m = await next_msg(f"message {i} after failover", sub)
+        check("message after failover", m.data, f"msg-{i}".encode())
+    await pc.close()
+    await nc.close()
+
+
 def flood(url, subject, result):
     """Publishes 100 MiB from its own thread, event loop and connection."""
 
@@ -934,6 +1009,7 @@ SCENARIOS = {
         flush_ping,
         max_payload,
         reconnect,
+        cluster_failover,
         slow_consumer,
         auth_user_pass,
         auth_token,

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             "flush_ping" => flush_ping(&url).await,
             "max_payload" => max_payload(&url).await,
             "reconnect" => reconnect(&url).await,
+            "cluster_failover" => cluster_failover(&url).await,
             "slow_consumer" => slow_consumer(&url).await,
             "auth_user_pass" => auth_user_pass(&url).await,
             "auth_token" => auth_token(&url).await,
@@ -650,6 +651,97 @@ async fn reconnect(url: &str) -> Verdict {
         text(&next("message after reconnect", &mut sub).await?),
         "after".into(),
     )?;
+    Ok(Outcome::Pass)
+}
+
+/// The members other than `NATS_URL`'s server, as host:port, from the runner.
+fn cluster_members() -> Result<Vec<String>, String> {
+    let urls = std::env::var("CONFORMANCE_CLUSTER_URLS").map_err(|_| {
+        "$CONFORMANCE_CLUSTER_URLS is not set (the runner starts a cluster for this scenario)"
+            .to_string()
+    })?;
+    Ok(urls.split(',').map(|u| host_port(u).to_string()).collect())
+}
+
+fn host_port(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// Publishes `data` on `p` every 100 ms until `sub` gets it: interest
+/// reaches the other servers of a cluster a moment after the subscription.
+/// Earlier probes still on their way are skipped.
+async fn until_crossed(
+    p: &Client,
+    sub: &mut Subscriber,
+    subject: &str,
+    data: &str,
+) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publish(p, subject, data.to_string()).await?;
+        flush(p).await?;
+        if collect(sub, Duration::from_millis(100))
+            .await
+            .iter()
+            .any(|m| text(m) == data)
+        {
+            return Ok(());
+        }
+        ensure(Instant::now() < deadline, || {
+            format!(
+                "{data} published by the second connection: nothing crossed the cluster after {WAIT:?}"
+            )
+        })?;
+    }
+}
+
+async fn cluster_failover(url: &str) -> Verdict {
+    let others = cluster_members()?;
+    let (opts, mut events) =
+        with_events(ConnectOptions::new().reconnect_delay_callback(|_| Duration::from_millis(100)));
+    let c = connect_with(url, opts).await?;
+    let connect_urls = c.server_info().connect_urls;
+    ensure(others.iter().all(|m| connect_urls.contains(m)), || {
+        format!("INFO connect_urls: saw {connect_urls:?}, expected the other members {others:?}")
+    })?;
+    let mut sub = subscribe(&c, "cf.cluster").await?;
+    round_trip(&c).await?;
+    let p = within("connect", WAIT, ConnectOptions::new().connect(&others))
+        .await?
+        .map_err(|e| format!("connect to {others:?}: {e}"))?;
+    until_crossed(&p, &mut sub, "cf.cluster", "probe-before").await?;
+    server_ctl("CONFORMANCE_SERVER_STOP").await?;
+    wait_event(
+        &mut events,
+        Duration::from_secs(10),
+        |e| *e == Event::Disconnected,
+        "disconnected",
+    )
+    .await?;
+    wait_event(
+        &mut events,
+        Duration::from_secs(10),
+        |e| *e == Event::Connected,
+        "connected",
+    )
+    .await?;
+    let info = c.server_info();
+    let now = format!("{}:{}", info.host, info.port);
+    ensure(others.contains(&now), || {
+        format!("reconnected to {now}, expected one of {others:?}")
+    })?;
+    until_crossed(&p, &mut sub, "cf.cluster", "probe-after").await?;
+    for i in 0..10 {
+        publish(&p, "cf.cluster", format!("msg-{i}")).await?;
+    }
+    flush(&p).await?;
+    for i in 0..10 {
+        let mut m = next(&format!("message {i} after failover"), &mut sub).await?;
+        while text(&m).starts_with("probe-") {
+            m = next(&format!("message {i} after failover"), &mut sub).await?;
+        }
+        check("message after failover", text(&m), format!("msg-{i}"))?;
+    }
     Ok(Outcome::Pass)
 }
 
