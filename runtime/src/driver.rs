@@ -296,12 +296,24 @@ pub async fn start(
         }
         None => None,
     };
+    let gateway = match server.options().gateway.as_ref() {
+        Some(g) => {
+            let ghost = if g.host.is_empty() { host } else { &g.host };
+            Some(
+                TcpListener::bind((ghost, g.port))
+                    .await
+                    .map_err(StartError::Listen)?,
+            )
+        }
+        None => None,
+    };
     let io = ServerIo {
         monitor,
         tls,
         storage,
         cluster,
         leaf,
+        gateway,
     };
     serve_with_monitor(server, listener, host, io, logger, clock).map_err(StartError::Listen)
 }
@@ -338,6 +350,8 @@ pub struct ServerIo<L> {
     pub cluster: Option<L>,
     /// The leaf node listener: leaf nodes dial this hub on it.
     pub leaf: Option<L>,
+    /// The gateway listener: other clusters' servers dial it.
+    pub gateway: Option<L>,
 }
 
 impl<L> Default for ServerIo<L> {
@@ -348,6 +362,7 @@ impl<L> Default for ServerIo<L> {
             storage: None,
             cluster: None,
             leaf: None,
+            gateway: None,
         }
     }
 }
@@ -367,6 +382,7 @@ pub fn serve_with_monitor<L: Listener>(
         storage,
         cluster,
         leaf,
+        gateway,
     } = io;
     let (storage, completions) = storage.unzip();
     let addr = listener.local_addr()?;
@@ -464,10 +480,38 @@ pub fn serve_with_monitor<L: Listener>(
         }
         None => None,
     };
+    let gateway_acceptor = match gateway {
+        Some(l) => {
+            let bound = l.local_addr()?;
+            let listening = Event::Listening {
+                listener: natrix_core::server::Listener::Gateway,
+                port: bound.port(),
+            };
+            server.handle(clock.now(), listening);
+            let ghost = server
+                .options()
+                .gateway
+                .as_ref()
+                .map(|g| g.host.clone())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| host.to_string());
+            logger.info(&format!(
+                "Listening for gateways connections on {}",
+                display_addr(&ghost, bound.port())
+            ));
+            Some(tokio::spawn(accept_loop(
+                l,
+                tx.clone(),
+                natrix_core::server::Listener::Gateway,
+            )))
+        }
+        None => None,
+    };
     let core: CoreLoop<L> = CoreLoop {
         acceptor: Some(acceptor),
         route_acceptor,
         leaf_acceptor,
+        gateway_acceptor,
         control_rx,
         inbound_budget: Arc::new(Semaphore::new(INBOUND_BYTES_MAX)),
         mon_rx,
@@ -549,6 +593,8 @@ struct CoreLoop<L: Listener> {
     route_acceptor: Option<JoinHandle<()>>,
     /// The leaf node listener's accept task.
     leaf_acceptor: Option<JoinHandle<()>>,
+    /// The gateway listener's accept task.
+    gateway_acceptor: Option<JoinHandle<()>>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     /// Permits for [`INBOUND_BYTES_MAX`]; readers take, the core gives back.
     inbound_budget: Arc<Semaphore>,
@@ -676,6 +722,9 @@ impl<L: Listener> CoreLoop<L> {
             a.abort();
         }
         if let Some(a) = self.leaf_acceptor.take() {
+            a.abort();
+        }
+        if let Some(a) = self.gateway_acceptor.take() {
             a.abort();
         }
         self.logger.info("Initiating Shutdown...");

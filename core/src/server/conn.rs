@@ -84,6 +84,10 @@ pub(crate) struct Shadow {
     pub import: usize,
 }
 
+/// A reply a client was given in place of a gateway's `_GR_` subject:
+/// (the plain reply, the `_GR_` subject, until when it holds).
+pub(crate) type GatewayReply = (Box<[u8]>, Box<[u8]>, Instant);
+
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub kind: ConnKind,
@@ -145,7 +149,7 @@ pub(crate) struct Conn {
     pub gateway: Option<Box<super::gateway::GatewayState>>,
     /// Replies this client was given in place of a gateway's `_GR_`
     /// subject: (plain, `_GR_` subject, until).
-    pub gw_replies: Vec<(Box<[u8]>, Box<[u8]>, Instant)>,
+    pub gw_replies: Vec<GatewayReply>,
 }
 
 impl Conn {

@@ -611,12 +611,41 @@ impl Server {
                 info.gateway, info.server_name
             ),
         );
+        self.gossip_gateways(id, &info.gateway);
         let mut urls = info.gateway_urls.clone();
         if !info.gateway_url.is_empty() && !urls.contains(&info.gateway_url) {
             urls.insert(0, info.gateway_url.clone());
         }
         self.learn_gateway(&info.gateway, &urls);
         Flow::Continue(())
+    }
+
+    /// Tells a new inbound connection from gateway `from` of every other
+    /// gateway this server knows (`gateway_cmd` 1), so that its cluster
+    /// connects to them too.
+    fn gossip_gateways(&mut self, id: ConnId, from: &str) {
+        let Some(g) = self.gateways.as_deref() else {
+            return;
+        };
+        let mut out = Vec::new();
+        for r in g
+            .remotes
+            .iter()
+            .filter(|r| r.name != from && !r.urls.is_empty())
+        {
+            let info = GatewayInfo {
+                gateway: r.name.clone(),
+                gateway_urls: r.urls.iter().map(RouteUrl::addr).collect(),
+                gateway_cmd: 1,
+                ..GatewayInfo::default()
+            };
+            out.extend_from_slice(b"INFO ");
+            serde_json::to_writer(&mut out, &info).expect("INFO serializes");
+            out.extend_from_slice(b"\r\n");
+        }
+        if !out.is_empty() {
+            self.send(id, &out);
+        }
     }
 
     /// A gateway named `name` at `urls` (told by a peer, or the dialer of

@@ -354,3 +354,95 @@ async fn reference_leaf_nodes_of_a_natrix_hub() {
     b.flush().await.unwrap();
     until_received(&a, "across", &mut sub).await;
 }
+
+/// A one-server cluster with gateway `name` on a free port, dialing the
+/// gateways `remotes` (name, port); its gateway port.
+fn gateway_server(bin: &Path, name: &str, remotes: &[(&str, u16)]) -> (ServerProcess, u16) {
+    let port = free_port();
+    let list: Vec<String> = remotes
+        .iter()
+        .map(|(n, p)| format!("{{ name: {n}, url: \"nats://127.0.0.1:{p}\" }}"))
+        .collect();
+    let conf = format!(
+        "server_name: S{name}\ngateway {{ name: {name}, listen: \"127.0.0.1:{port}\", gateways: [ {} ] }}\n",
+        list.join(", ")
+    );
+    (with_conf(bin, &format!("gw-{name}"), &conf), port)
+}
+
+/// Messages, queue groups (local first) and requests cross between the
+/// clusters of `servers`, every pair both ways.
+async fn check_gateways(servers: &[&ServerProcess]) {
+    let clients: Vec<async_nats::Client> =
+        futures::future::join_all(servers.iter().map(|s| async_nats::connect(s.url())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    for (i, to) in clients.iter().enumerate() {
+        for (j, from) in clients.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let subject = format!("gw.{j}.{i}");
+            let mut sub = to.subscribe(subject.clone()).await.unwrap();
+            to.flush().await.unwrap();
+            until_received(from, &subject, &mut sub).await;
+            drain(&mut sub).await;
+            for _ in 0..10 {
+                from.publish(subject.clone(), "m".into()).await.unwrap();
+            }
+            from.flush().await.unwrap();
+            assert_eq!(
+                drain(&mut sub).await.len(),
+                10,
+                "cluster {j} to {i}: each once"
+            );
+            // A request from j answered in i (the reply may come back
+            // under a `_GR_.` subject and must reach the requester).
+            let mut svc = to.subscribe(format!("svc.{i}")).await.unwrap();
+            to.flush().await.unwrap();
+            let responder = to.clone();
+            let task = tokio::spawn(async move {
+                while let Some(m) = svc.next().await {
+                    if let Some(r) = m.reply {
+                        let _ = responder.publish(r, m.payload).await;
+                        let _ = responder.flush().await;
+                    }
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let asked = from.request(format!("svc.{i}"), "q".into());
+                match tokio::time::timeout(Duration::from_millis(500), asked).await {
+                    Ok(Ok(m)) => {
+                        assert_eq!(&m.payload[..], b"q");
+                        break;
+                    }
+                    _ => assert!(Instant::now() < deadline, "no answer from {i} to {j}"),
+                }
+            }
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn natrix_clusters_joined_by_gateways() {
+    let bin = natrix_bin();
+    let (b, bport) = gateway_server(&bin, "GB", &[]);
+    let (a, _) = gateway_server(&bin, "GA", &[("GB", bport)]);
+    check_gateways(&[&a, &b]).await;
+}
+
+#[tokio::test]
+async fn a_natrix_cluster_joins_a_super_cluster_of_reference_servers() {
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    // natrix dials both; they learn each other from natrix and connect.
+    let (b, bport) = gateway_server(&new, "GB", &[]);
+    let (c, cport) = gateway_server(&old, "GC", &[]);
+    let (a, _) = gateway_server(&natrix_bin(), "GA", &[("GB", bport), ("GC", cport)]);
+    check_gateways(&[&a, &b, &c]).await;
+}

@@ -457,11 +457,92 @@ impl Server {
         v
     }
 
+    /// `/gatewayz`: this cluster's gateway name and listener, each
+    /// outbound connection by remote gateway name, and the inbound ones.
     pub(super) fn gatewayz(&self, now: Now) -> Value {
+        let Some(g) = self.opts.gateway.as_ref() else {
+            return self.stamped(
+                now,
+                json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
+            );
+        };
+        let unix_at = |i: crate::time::Instant| {
+            now.unix_nanos
+                .saturating_sub(now.instant.since(i).as_nanos() as u64)
+        };
+        let conn = |id: super::ConnId| -> Value {
+            let c = &self.conns[id.0];
+            let name = c.gateway.as_ref().map_or("", |g| g.server_name.as_str());
+            json!({
+                "cid": c.cid,
+                "ip": c.peer.ip().to_string(),
+                "port": c.peer.port(),
+                "start": rfc3339_nanos(unix_at(c.start)),
+                "last_activity": rfc3339_nanos(unix_at(c.last_activity)),
+                "rtt": go_duration(c.rtt.unwrap_or_default()),
+                "uptime": go_duration(now.instant.since(c.start)),
+                "idle": go_duration(now.instant.since(c.last_activity)),
+                "pending_bytes": c.pending_bytes(),
+                "in_msgs": c.counters.in_msgs,
+                "out_msgs": c.counters.out_msgs,
+                "in_bytes": c.counters.in_bytes,
+                "out_bytes": c.counters.out_bytes,
+                "subscriptions": c.subs.len(),
+                "name": name,
+            })
+        };
+        let (outbound, inbound) = self.gateway_conns();
+        let configured: Vec<&str> = g.gateways.iter().map(|r| r.name.as_str()).collect();
+        let mut out = serde_json::Map::new();
+        for (name, id) in outbound {
+            out.insert(
+                name.clone(),
+                json!({ "configured": configured.contains(&name.as_str()), "connection": conn(id) }),
+            );
+        }
+        let mut inb: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for id in inbound {
+            let name = self.conns[id.0]
+                .gateway
+                .as_ref()
+                .map_or(String::new(), |g| g.name.clone());
+            inb.entry(name.clone()).or_default().push(json!({
+                "configured": configured.contains(&name.as_str()),
+                "connection": conn(id),
+            }));
+        }
         self.stamped(
             now,
-            json!({ "outbound_gateways": {}, "inbound_gateways": {} }),
+            json!({
+                "name": g.name,
+                "host": if g.host.is_empty() { "0.0.0.0" } else { g.host.as_str() },
+                "port": self.gateways.as_ref().map_or(0, |x| x.port),
+                "outbound_gateways": out,
+                "inbound_gateways": inb,
+            }),
         )
+    }
+
+    /// `/varz`'s `gateway`: the gateway name, listener and the configured
+    /// gateways (empty without one).
+    fn varz_gateway(&self) -> Value {
+        let Some(g) = self.opts.gateway.as_ref() else {
+            return json!({});
+        };
+        let gateways: Vec<Value> = g
+            .gateways
+            .iter()
+            .map(|r| json!({ "name": r.name, "urls": r.urls.iter().map(|u| u.addr()).collect::<Vec<_>>() }))
+            .collect();
+        json!({
+            "name": g.name,
+            "host": if g.host.is_empty() { "0.0.0.0" } else { g.host.as_str() },
+            "port": self.gateways.as_ref().map_or(0, |x| x.port),
+            "auth_timeout": g.auth_timeout.unwrap_or(Duration::from_secs(2)).as_secs_f64(),
+            "tls_timeout": 2.0,
+            "gateways": gateways,
+            "reject_unknown": g.reject_unknown,
+        })
     }
 
     /// `/leafz`: each leaf node connection past its handshake (`null`
@@ -572,7 +653,7 @@ impl Server {
             "max_payload": o.max_payload,
             "max_pending": o.max_pending,
             "cluster": self.varz_cluster(),
-            "gateway": {},
+            "gateway": self.varz_gateway(),
             "leaf": self.varz_leaf(),
             "mqtt": {},
             "websocket": {},
