@@ -122,13 +122,17 @@ fn test_mode_reports_what_nats_server_reports() {
 fn unsupported_sections_are_refused_by_name() {
     let d = dir("refuse");
     let f = d.join("leaf.conf");
-    std::fs::write(&f, "port: 4333\nleafnodes {\n  port: 7422\n}\n").unwrap();
+    std::fs::write(
+        &f,
+        "port: 4333\nleafnodes {\n  port: 7422\n  tls {\n    cert_file: x\n  }\n}\n",
+    )
+    .unwrap();
     let (code, text) = check(&natrix_bin(), &f);
     assert_eq!(code, Some(1));
     assert_eq!(
         text,
         format!(
-            "{}:2:1: \"leafnodes\" is not supported yet: natrix does not have leaf nodes yet",
+            "{}:4:3: \"tls\" is not supported yet: natrix does not have TLS on leaf node connections yet",
             f.display()
         )
     );
