@@ -184,6 +184,7 @@ pub struct Violation {
 }
 
 struct PubInfo {
+    at_ns: u64,
     client: ClientId,
     epoch: u32,
     subject: String,
@@ -248,6 +249,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 pubs.insert(
                     *msg,
                     PubInfo {
+                        at_ns: e.at_ns,
                         client: *client,
                         epoch: *epoch,
                         subject: subject.clone(),
@@ -266,8 +268,10 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     let mut seen: BTreeSet<(ClientId, u32, u32, MsgId)> = BTreeSet::new();
     let mut per_sub: BTreeMap<(ClientId, u32, u32), u64> = BTreeMap::new();
     let mut queue_got: BTreeMap<(MsgId, String), u32> = BTreeMap::new();
-    // (subscriber, epoch, sid, publisher, epoch, subject) -> last seq
-    let mut last_seq: BTreeMap<(ClientId, u32, u32, ClientId, u32, String), u64> = BTreeMap::new();
+    // (subscriber, epoch, sid, publisher, epoch, subject) -> last seq, and
+    // when it was published
+    let mut last_seq: BTreeMap<(ClientId, u32, u32, ClientId, u32, String), (u64, u64)> =
+        BTreeMap::new();
     let mut answered: BTreeMap<MsgId, u32> = BTreeMap::new();
     let mut statuses: BTreeMap<MsgId, u32> = BTreeMap::new();
     let by_reply: BTreeMap<&str, MsgId> = pubs
@@ -276,6 +280,10 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         .collect();
 
     check_errors(o, &pubs, &mut bad);
+    if let Some(facts) = &o.cluster {
+        let publishers = pubs.iter().map(|(m, p)| (*m, (p.client, p.epoch))).collect();
+        crate::check_cluster::check(facts, &publishers, &mut bad);
+    }
     if let Some(js) = &o.js {
         crate::check_js::check(&o.history.entries, js, &mut bad);
         crate::check_consumer::check(&o.history.entries, js, o.converged, &mut bad);
@@ -483,7 +491,12 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             }
         }
         let order_key = (*client, *epoch, *sid, p.client, p.epoch, p.subject.clone());
-        if let Some(&prev) = last_seq.get(&order_key) {
+        if let Some(&(prev, prev_at_ns)) = last_seq.get(&order_key) {
+            // In a cluster, a route that dropped between the publisher's
+            // server and the subscriber's took what was on it.
+            let route_lost = o.cluster.as_ref().is_some_and(|f| {
+                f.route_dropped_between((p.client, p.epoch), (*client, *epoch), prev_at_ns, e.at_ns)
+            });
             if p.seq <= prev {
                 bad(
                     "publisher-order",
@@ -492,7 +505,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                         p.seq, p.client, p.subject
                     ),
                 );
-            } else if sub.queue.is_none() && p.seq != prev + 1 {
+            } else if sub.queue.is_none() && p.seq != prev + 1 && !route_lost {
                 bad(
                     "no-silent-gaps",
                     format!(
@@ -502,7 +515,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 );
             }
         }
-        last_seq.insert(order_key, p.seq);
+        last_seq.insert(order_key, (p.seq, p.at_ns));
     }
 
     if !o.converged {
@@ -692,12 +705,21 @@ fn check_final(
             continue;
         }
         let mut groups: BTreeSet<&str> = BTreeSet::new();
+        // In a cluster, a server picks another server's queue member by
+        // the weight it announced, and that server may find it cannot
+        // take the message (its user may not receive the subject, or a
+        // max used up): the message is then lost, as in nats-server.
+        let mut uncertain: BTreeSet<&str> = BTreeSet::new();
         for (c, epoch, sid, plan) in &o.final_subs {
-            if plan.max.is_some()
-                || !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
-                || !o.plans[*c].perms.may_receive(&p.subject)
+            if !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                 || !same_account(o, *c, p.client)
             {
+                continue;
+            }
+            if plan.max.is_some() || !o.plans[*c].perms.may_receive(&p.subject) {
+                if let (Some(q), Some(_)) = (&plan.queue, &o.cluster) {
+                    uncertain.insert(q);
+                }
                 continue;
             }
             let own = *c == p.client && !o.plans[*c].echo;
@@ -720,7 +742,7 @@ fn check_final(
                 }
             }
         }
-        for q in groups {
+        for q in groups.difference(&uncertain) {
             let n = queue_got.get(&(*m, q.to_string())).copied().unwrap_or(0);
             if n != 1 {
                 bad(

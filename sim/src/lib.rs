@@ -21,6 +21,7 @@
 //! later (see docs/simulation.md).
 
 pub mod check;
+pub mod check_cluster;
 pub mod check_consumer;
 pub mod check_js;
 pub mod check_limits;
@@ -28,6 +29,7 @@ pub mod check_partition;
 pub mod check_priority;
 pub mod check_streams;
 pub mod client;
+pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod mutation;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use natrix_core::config::Mutation;
 use natrix_sim::check::INVARIANTS;
+use natrix_sim::cluster::run_seed_cluster;
 use natrix_sim::mutation::{self, Planted, SUITE};
 use natrix_sim::run::{SeedResult, run_many, run_seed};
 use natrix_sim::seed::{parse_range, parse_seed};
@@ -40,6 +41,7 @@ struct Args {
     faults: bool,
     mutation: Option<Planted>,
     turmoil: bool,
+    cluster: bool,
     pending_checks: bool,
 }
 
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         faults: true,
         mutation: None,
         turmoil: false,
+        cluster: false,
         pending_checks: false,
     };
     while let Some(flag) = it.next() {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--trace" => a.trace = true,
             "--no-faults" => a.faults = false,
             "--turmoil" => a.turmoil = true,
+            "--cluster" => a.cluster = true,
             "--pending-checks" => a.pending_checks = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -88,6 +92,9 @@ fn flags(a: &Args) -> String {
     if a.turmoil {
         f.push_str(" --turmoil");
     }
+    if a.cluster {
+        f.push_str(" --cluster");
+    }
     if a.pending_checks {
         f.push_str(" --pending-checks");
     }
@@ -104,6 +111,9 @@ fn run_one(seed: u64, a: &Args, trace: bool) -> SeedResult {
     cfg.trace = trace;
     cfg.mutation = mutation;
     cfg.pending_checks = a.pending_checks;
+    if a.cluster {
+        return run_seed_cluster(cfg);
+    }
     run_seed(cfg)
 }
 
@@ -130,6 +140,9 @@ fn main() -> ExitCode {
         "invariants" => {
             for (name, what) in INVARIANTS {
                 println!("{name:<22} {what}");
+            }
+            for (name, what) in natrix_sim::check_cluster::INVARIANTS {
+                println!("{name:<22} (cluster world) {what}");
             }
             ExitCode::SUCCESS
         }

@@ -1,0 +1,139 @@
+//! The cluster world's own checkers: what the servers of a cluster must
+//! agree on, and the one-hop rule, read from what the world saw of the
+//! servers (the clients' invariants of `check` hold cluster-wide beside
+//! them: a client's history does not say which server it talked to).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::history::{ClientId, MsgId};
+
+/// The cluster world's invariants, by name (see docs/simulation.md).
+pub const INVARIANTS: &[(&str, &str)] = &[
+    (
+        "full-mesh",
+        "after faults heal, every server has a route to every other server of the cluster (by its current server id), and to nothing else",
+    ),
+    (
+        "interest-converges",
+        "after faults heal and traffic quiets, what each server was told of a peer's interest (RS+/RS-) is exactly the interest that peer announces",
+    ),
+    (
+        "one-hop",
+        "a message crosses one route at most: only the server its publisher is connected to forwards it, and to each other server once",
+    ),
+];
+
+/// What the cluster world saw of its servers, for the checkers.
+#[derive(Debug, Default)]
+pub struct ClusterFacts {
+    pub servers: usize,
+    /// The server each client connection was made to, by (client, epoch).
+    pub conn_server: BTreeMap<(ClientId, u32), usize>,
+    /// Route connections that ended, and when: (at, server, server).
+    pub route_drops: Vec<(u64, usize, usize)>,
+    /// Every routed copy of a simulated message: (message, from, to).
+    pub routed: Vec<(MsgId, usize, usize)>,
+    /// Each server at the end of the run.
+    pub end: Vec<ServerView>,
+}
+
+/// One server's view of the cluster, taken at the end of the run.
+#[derive(Debug, Clone, Default)]
+pub struct ServerView {
+    pub server_id: String,
+    /// The server ids its registered routes lead to.
+    pub peers: Vec<String>,
+    /// What it announces to its routes (`Server::interest_for_routes`).
+    pub announces: BTreeSet<String>,
+    /// What each peer told it (`Server::interest_of_routes`).
+    pub heard: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ClusterFacts {
+    /// Whether a route between the servers of two client connections
+    /// ended within `[from_ns, to_ns]`: messages between them in that
+    /// window may have been lost with it (core NATS is at-most-once).
+    pub fn route_dropped_between(
+        &self,
+        a: (ClientId, u32),
+        b: (ClientId, u32),
+        from_ns: u64,
+        to_ns: u64,
+    ) -> bool {
+        let (Some(&sa), Some(&sb)) = (self.conn_server.get(&a), self.conn_server.get(&b)) else {
+            return false;
+        };
+        sa != sb
+            && self.route_drops.iter().any(|&(at, x, y)| {
+                (from_ns..=to_ns).contains(&at) && ((x, y) == (sa, sb) || (x, y) == (sb, sa))
+            })
+    }
+}
+
+/// Whether the servers `views` form a full mesh whose interest views all
+/// agree: the condition the final round waits for, and what the end of
+/// the run must show. Returns what is wrong, by invariant.
+pub fn disagreements(views: &[ServerView]) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let ids: Vec<&str> = views.iter().map(|v| v.server_id.as_str()).collect();
+    for (i, v) in views.iter().enumerate() {
+        let want: BTreeSet<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| *id)
+            .collect();
+        let have: BTreeSet<&str> = v.peers.iter().map(String::as_str).collect();
+        if have != want || v.peers.len() != want.len() {
+            out.push((
+                "full-mesh",
+                format!("S{i} routes to {have:?}, not to every other server {want:?}"),
+            ));
+        }
+        for (peer, heard) in &v.heard {
+            let Some(j) = ids.iter().position(|id| id == peer) else {
+                continue;
+            };
+            if *heard != views[j].announces {
+                let extra: Vec<&String> = heard.difference(&views[j].announces).collect();
+                let missing: Vec<&String> = views[j].announces.difference(heard).collect();
+                out.push((
+                    "interest-converges",
+                    format!(
+                        "S{i}'s view of S{j}'s interest differs: {extra:?} it no longer has, {missing:?} it was not told"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Checks the cluster's own invariants.
+pub fn check(
+    facts: &ClusterFacts,
+    pubs: &BTreeMap<MsgId, (ClientId, u32)>,
+    bad: &mut impl FnMut(&'static str, String),
+) {
+    let mut crossed: BTreeSet<(MsgId, usize)> = BTreeSet::new();
+    for &(m, from, to) in &facts.routed {
+        let origin = pubs.get(&m).and_then(|k| facts.conn_server.get(k));
+        if origin.is_some_and(|&o| o != from) {
+            bad(
+                "one-hop",
+                format!(
+                    "message {m}, published on S{}, was forwarded by S{from} to S{to}",
+                    origin.expect("checked")
+                ),
+            );
+        }
+        if !crossed.insert((m, to)) {
+            bad("one-hop", format!("message {m} reached S{to} twice by route"));
+        }
+    }
+    // The final round waits for the cluster to come together; the end of
+    // the run (quiet since) must still show it, or says which part did not.
+    for (invariant, detail) in disagreements(&facts.end) {
+        bad(invariant, detail);
+    }
+}
