@@ -495,7 +495,13 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             // In a cluster, a route that dropped between the publisher's
             // server and the subscriber's took what was on it.
             let route_lost = o.cluster.as_ref().is_some_and(|f| {
-                f.route_dropped_between((p.client, p.epoch), (*client, *epoch), prev_at_ns, e.at_ns)
+                f.gap_explained(
+                    (p.client, p.epoch),
+                    (*client, *epoch),
+                    &sub.pattern,
+                    prev_at_ns,
+                    e.at_ns,
+                )
             });
             if p.seq <= prev {
                 bad(

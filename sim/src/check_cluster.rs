@@ -31,8 +31,12 @@ pub struct ClusterFacts {
     pub conn_server: BTreeMap<(ClientId, u32), usize>,
     /// Route connections that ended, and when: (at, server, server).
     pub route_drops: Vec<(u64, usize, usize)>,
-    /// Every routed copy of a simulated message: (message, from, to).
+    /// Every routed copy of a simulated message that arrived: (message,
+    /// from, to).
     pub routed: Vec<(MsgId, usize, usize)>,
+    /// When interest in a subject (`RS+`, any account or queue) arrived,
+    /// by (from server, to server, subject).
+    pub interest_arrivals: BTreeMap<(usize, usize, String), Vec<u64>>,
     /// Each server at the end of the run.
     pub end: Vec<ServerView>,
 }
@@ -50,23 +54,39 @@ pub struct ServerView {
 }
 
 impl ClusterFacts {
-    /// Whether a route between the servers of two client connections
-    /// ended within `[from_ns, to_ns]`: messages between them in that
-    /// window may have been lost with it (core NATS is at-most-once).
-    pub fn route_dropped_between(
+    /// Whether a subscription on the server of client connection `sub`
+    /// may have missed messages from client connection `publisher`
+    /// published between `from_ns` and `to_ns` though it received the
+    /// ones around them. Within one server it never does; across servers
+    /// it does when a route between the two ended in between (what was on
+    /// it was lost), or when the publisher's server learned of the
+    /// subscription's subject (`RS+` arrived) in between: what it sent
+    /// before, for other interest, reached the subscription, and what it
+    /// published while it knew of none did not (interest travels as
+    /// messages do, so nats-server behaves the same).
+    pub fn gap_explained(
         &self,
-        a: (ClientId, u32),
-        b: (ClientId, u32),
+        publisher: (ClientId, u32),
+        sub: (ClientId, u32),
+        pattern: &str,
         from_ns: u64,
         to_ns: u64,
     ) -> bool {
-        let (Some(&sa), Some(&sb)) = (self.conn_server.get(&a), self.conn_server.get(&b)) else {
+        let (Some(&sp), Some(&ss)) = (
+            self.conn_server.get(&publisher),
+            self.conn_server.get(&sub),
+        ) else {
             return false;
         };
-        sa != sb
-            && self.route_drops.iter().any(|&(at, x, y)| {
-                (from_ns..=to_ns).contains(&at) && ((x, y) == (sa, sb) || (x, y) == (sb, sa))
-            })
+        let window = from_ns..=to_ns;
+        let dropped = self.route_drops.iter().any(|&(at, x, y)| {
+            window.contains(&at) && ((x, y) == (sp, ss) || (x, y) == (ss, sp))
+        });
+        let learned = self
+            .interest_arrivals
+            .get(&(ss, sp, pattern.to_string()))
+            .is_some_and(|ats| ats.iter().any(|at| window.contains(at)));
+        sp != ss && (dropped || learned)
     }
 }
 

@@ -533,9 +533,6 @@ impl ClusterWorld {
     fn push(&mut self, link: usize, d: usize, item: Item) {
         let lat = self.latency(link);
         let now = self.now;
-        if let Item::Bytes(b) = &item {
-            self.tap(link, d, b);
-        }
         let dir = &mut self.links[link].dirs[d];
         let ready = (now + lat).max(dir.last_ready);
         dir.last_ready = ready;
@@ -546,7 +543,8 @@ impl ClusterWorld {
         self.schedule(link, d);
     }
 
-    /// Reads the routed messages a server sends on a route (for `one-hop`).
+    /// Reads what arrives at a server on a route: routed messages (for
+    /// `one-hop`) and interest (for `no-silent-gaps`).
     fn tap(&mut self, link: usize, d: usize, bytes: &[u8]) {
         let l = &mut self.links[link];
         let (Some(to), Some(from)) = (Self::server_of(l.ends[d]), Self::server_of(l.ends[1 - d]))
@@ -572,6 +570,11 @@ impl ClusterWorld {
                     if let Some(m) = message_id(r.msg.body()) {
                         self.facts.routed.push((m, from, to));
                     }
+                }
+                Ok(Some(Op::RouteSub { subject, .. })) => {
+                    let subject = String::from_utf8_lossy(subject).into_owned();
+                    let arrivals = self.facts.interest_arrivals.entry((from, to, subject));
+                    arrivals.or_default().push(self.now);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -662,6 +665,7 @@ impl ClusterWorld {
         let now = self.now_at(s);
         match item {
             Item::Bytes(b) => {
+                self.tap(link, d, &b);
                 self.hash_bytes(1 + (link as u64) * 2 + d as u64, &b);
                 self.note(|| format!("link {link} -> S{s}: {}", show(&b)));
                 self.nodes[s]
