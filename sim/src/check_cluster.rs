@@ -157,3 +157,60 @@ pub fn check(
         bad(invariant, detail);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: &str, peers: &[&str], announces: &[&str]) -> ServerView {
+        ServerView {
+            server_id: id.to_string(),
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            announces: announces.iter().map(|a| a.to_string()).collect(),
+            heard: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_missing_route_or_a_stale_view_is_named() {
+        let mut a = view("A", &["B"], &["$G x"]);
+        let mut b = view("B", &["A"], &["$G y q=2"]);
+        a.heard.insert("B".into(), b.announces.clone());
+        b.heard.insert("A".into(), a.announces.clone());
+        assert!(disagreements(&[a.clone(), b.clone()]).is_empty());
+        // B still believes A wants x.z, which A no longer announces.
+        b.heard.get_mut("A").unwrap().insert("$G x.z".into());
+        let found = disagreements(&[a.clone(), b.clone()]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "interest-converges");
+        // A third server nobody routes to.
+        let c = view("C", &[], &[]);
+        let found = disagreements(&[a, b, c]);
+        assert_eq!(
+            found.iter().filter(|(i, _)| *i == "full-mesh").count(),
+            3,
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_gap_across_servers_needs_a_reason() {
+        let mut f = ClusterFacts {
+            servers: 2,
+            ..ClusterFacts::default()
+        };
+        f.conn_server.insert((0, 1), 0);
+        f.conn_server.insert((1, 1), 1);
+        f.conn_server.insert((2, 1), 1);
+        assert!(!f.gap_explained((0, 1), (1, 1), "a.*", 10, 20));
+        f.route_drops.push((15, 1, 0));
+        assert!(f.gap_explained((0, 1), (1, 1), "a.*", 10, 20));
+        assert!(!f.gap_explained((0, 1), (1, 1), "a.*", 16, 20));
+        // Same server: never.
+        assert!(!f.gap_explained((1, 1), (2, 1), "a.*", 10, 20));
+        f.interest_arrivals
+            .insert((1, 0, "a.*".into()), vec![30]);
+        assert!(f.gap_explained((0, 1), (1, 1), "a.*", 25, 35));
+        assert!(!f.gap_explained((0, 1), (1, 1), "b.*", 25, 35));
+    }
+}
