@@ -498,6 +498,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 f.gap_explained(
                     (p.client, p.epoch),
                     (*client, *epoch),
+                    o.plans[*client].perms.account.unwrap_or("$G"),
                     &sub.pattern,
                     prev_at_ns,
                     e.at_ns,

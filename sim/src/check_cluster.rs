@@ -34,9 +34,9 @@ pub struct ClusterFacts {
     /// Every routed copy of a simulated message that arrived: (message,
     /// from, to).
     pub routed: Vec<(MsgId, usize, usize)>,
-    /// When interest in a subject (`RS+`, any account or queue) arrived,
-    /// by (from server, to server, subject).
-    pub interest_arrivals: BTreeMap<(usize, usize, String), Vec<u64>>,
+    /// Plain interest arriving at a server (`RS+`: true, `RS-`: false),
+    /// and when, by (from server, to server, `<account> <subject>`).
+    pub interest_events: BTreeMap<(usize, usize, String), Vec<(u64, bool)>>,
     /// Each server at the end of the run.
     pub end: Vec<ServerView>,
 }
@@ -54,20 +54,25 @@ pub struct ServerView {
 }
 
 impl ClusterFacts {
-    /// Whether a subscription on the server of client connection `sub`
-    /// may have missed messages from client connection `publisher`
-    /// published between `from_ns` and `to_ns` though it received the
-    /// ones around them. Within one server it never does; across servers
-    /// it does when a route between the two ended in between (what was on
-    /// it was lost), or when the publisher's server learned of the
-    /// subscription's subject (`RS+` arrived) in between: what it sent
-    /// before, for other interest, reached the subscription, and what it
-    /// published while it knew of none did not (interest travels as
-    /// messages do, so nats-server behaves the same).
+    /// Whether a plain subscription (to `pattern`, in `account`) of client
+    /// connection `sub` may have missed messages of client connection
+    /// `publisher` published between `from_ns` (the publish of the last
+    /// one it got before the gap) and `to_ns` (the arrival of the first
+    /// one after it). Within one server it never does. Across servers the
+    /// publisher's server forwards a message to the subscription's server
+    /// only while it knows of interest there; a message forwarded for
+    /// other interest (a queue member chosen there, another subscription)
+    /// reaches every matching subscription there too. So a gap is
+    /// explained unless the publisher's server knew of the subject's
+    /// interest (its last `RS+`/`RS-` from that server, or route drop, at
+    /// `from_ns` was an `RS+`) and kept it (no `RS-` nor route drop until
+    /// `to_ns`). Interest travels as messages do: nats-server behaves the
+    /// same.
     pub fn gap_explained(
         &self,
         publisher: (ClientId, u32),
         sub: (ClientId, u32),
+        account: &str,
         pattern: &str,
         from_ns: u64,
         to_ns: u64,
@@ -78,15 +83,26 @@ impl ClusterFacts {
         ) else {
             return false;
         };
-        let window = from_ns..=to_ns;
-        let dropped = self.route_drops.iter().any(|&(at, x, y)| {
-            window.contains(&at) && ((x, y) == (sp, ss) || (x, y) == (ss, sp))
-        });
-        let learned = self
-            .interest_arrivals
-            .get(&(ss, sp, pattern.to_string()))
-            .is_some_and(|ats| ats.iter().any(|at| window.contains(at)));
-        sp != ss && (dropped || learned)
+        if sp == ss {
+            return false;
+        }
+        let drops = self
+            .route_drops
+            .iter()
+            .filter(|&&(_, x, y)| (x, y) == (sp, ss) || (x, y) == (ss, sp))
+            .map(|&(at, ..)| (at, false));
+        let key = (ss, sp, format!("{account} {pattern}"));
+        let told = self.interest_events.get(&key).into_iter().flatten().copied();
+        let mut events: Vec<(u64, bool)> = drops.chain(told).collect();
+        events.sort_by_key(|&(at, _)| at);
+        let known = events
+            .iter()
+            .rfind(|&&(at, _)| at <= from_ns)
+            .is_some_and(|&(_, plus)| plus);
+        let lost = events
+            .iter()
+            .any(|&(at, plus)| !plus && at > from_ns && at <= to_ns);
+        !known || lost
     }
 }
 
@@ -202,15 +218,23 @@ mod tests {
         f.conn_server.insert((0, 1), 0);
         f.conn_server.insert((1, 1), 1);
         f.conn_server.insert((2, 1), 1);
-        assert!(!f.gap_explained((0, 1), (1, 1), "a.*", 10, 20));
+        // Server 0 never heard of the interest: anything goes.
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "a.*", 10, 20));
+        f.interest_events
+            .insert((1, 0, "$G a.*".into()), vec![(5, true)]);
+        assert!(!f.gap_explained((0, 1), (1, 1), "$G", "a.*", 10, 20));
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "b.*", 10, 20));
+        assert!(f.gap_explained((0, 1), (1, 1), "A", "a.*", 10, 20));
+        // A route drop in between loses what was on it, and the interest.
         f.route_drops.push((15, 1, 0));
-        assert!(f.gap_explained((0, 1), (1, 1), "a.*", 10, 20));
-        assert!(!f.gap_explained((0, 1), (1, 1), "a.*", 16, 20));
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "a.*", 10, 20));
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "a.*", 16, 20));
+        f.interest_events
+            .get_mut(&(1, 0, "$G a.*".into()))
+            .unwrap()
+            .push((17, true));
+        assert!(!f.gap_explained((0, 1), (1, 1), "$G", "a.*", 18, 20));
         // Same server: never.
-        assert!(!f.gap_explained((1, 1), (2, 1), "a.*", 10, 20));
-        f.interest_arrivals
-            .insert((1, 0, "a.*".into()), vec![30]);
-        assert!(f.gap_explained((0, 1), (1, 1), "a.*", 25, 35));
-        assert!(!f.gap_explained((0, 1), (1, 1), "b.*", 25, 35));
+        assert!(!f.gap_explained((1, 1), (2, 1), "$G", "x", 10, 20));
     }
 }

@@ -571,11 +571,16 @@ impl ClusterWorld {
                         self.facts.routed.push((m, from, to));
                     }
                 }
-                Ok(Some(Op::RouteSub { subject, .. })) => {
-                    let subject = String::from_utf8_lossy(subject).into_owned();
-                    let arrivals = self.facts.interest_arrivals.entry((from, to, subject));
-                    arrivals.or_default().push(self.now);
-                }
+                Ok(Some(Op::RouteSub {
+                    account,
+                    subject,
+                    queue: None,
+                })) => interest_event(&mut self.facts, self.now, (from, to), (account, subject), true),
+                Ok(Some(Op::RouteUnsub {
+                    account,
+                    subject,
+                    queue: None,
+                })) => interest_event(&mut self.facts, self.now, (from, to), (account, subject), false),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(_) => {
@@ -1231,6 +1236,24 @@ fn now_of(ns: u64, skew_ns: u64) -> Now {
         Instant::from_nanos(ns + skew_ns),
         WALL_EPOCH_NS + ns + skew_ns,
     )
+}
+
+/// Server `to` heard from `from` of plain interest in `account`'s
+/// `subject` (`plus`), or of its end.
+fn interest_event(
+    facts: &mut ClusterFacts,
+    now: u64,
+    (from, to): (usize, usize),
+    (account, subject): (&[u8], &[u8]),
+    plus: bool,
+) {
+    let key = format!(
+        "{} {}",
+        String::from_utf8_lossy(account),
+        String::from_utf8_lossy(subject)
+    );
+    let events = facts.interest_events.entry((from, to, key));
+    events.or_default().push((now, plus));
 }
 
 /// The server a route address (`127.0.0.<i+1>:6222`) names.
