@@ -281,7 +281,10 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
 
     check_errors(o, &pubs, &mut bad);
     if let Some(facts) = &o.cluster {
-        let publishers = pubs.iter().map(|(m, p)| (*m, (p.client, p.epoch))).collect();
+        let publishers = pubs
+            .iter()
+            .map(|(m, p)| (*m, (p.client, p.epoch)))
+            .collect();
         crate::check_cluster::check(facts, &publishers, &mut bad);
     }
     if let Some(js) = &o.js {

@@ -77,10 +77,8 @@ impl ClusterFacts {
         from_ns: u64,
         to_ns: u64,
     ) -> bool {
-        let (Some(&sp), Some(&ss)) = (
-            self.conn_server.get(&publisher),
-            self.conn_server.get(&sub),
-        ) else {
+        let (Some(&sp), Some(&ss)) = (self.conn_server.get(&publisher), self.conn_server.get(&sub))
+        else {
             return false;
         };
         if sp == ss {
@@ -92,7 +90,12 @@ impl ClusterFacts {
             .filter(|&&(_, x, y)| (x, y) == (sp, ss) || (x, y) == (ss, sp))
             .map(|&(at, ..)| (at, false));
         let key = (ss, sp, format!("{account} {pattern}"));
-        let told = self.interest_events.get(&key).into_iter().flatten().copied();
+        let told = self
+            .interest_events
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .copied();
         let mut events: Vec<(u64, bool)> = drops.chain(told).collect();
         events.sort_by_key(|&(at, _)| at);
         let known = events
@@ -164,7 +167,10 @@ pub fn check(
             );
         }
         if !crossed.insert((m, to)) {
-            bad("one-hop", format!("message {m} reached S{to} twice by route"));
+            bad(
+                "one-hop",
+                format!("message {m} reached S{to} twice by route"),
+            );
         }
     }
     // The final round waits for the cluster to come together; the end of

@@ -134,15 +134,7 @@ fn server_faults(s: u64, servers: usize, phase_ns: u64) -> Vec<(u64, ServerFault
         let both = !one_way || rng.next_u32().is_multiple_of(3);
         let for_ns = u64::from(50 + rng.next_u32() % 6_000) * MS;
         let at = u64::from(rng.next_u32()) % phase_ns;
-        out.push((
-            at,
-            ServerFault::Partition {
-                a,
-                b,
-                both,
-                for_ns,
-            },
-        ));
+        out.push((at, ServerFault::Partition { a, b, both, for_ns }));
     }
     for _ in 0..restarts {
         let server = pick(&mut rng);
@@ -207,7 +199,10 @@ struct Node {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Wake {
-    Deliver { link: usize, d: usize },
+    Deliver {
+        link: usize,
+        d: usize,
+    },
     Client(ClientId),
     Tick(usize),
     Fault(usize),
@@ -219,10 +214,25 @@ enum Wake {
     },
     SpikeEnd(ClientId),
     SlowEnd(ClientId),
-    PairHoldEnd { from: usize, to: usize },
-    ServerUp { s: usize, life: u32 },
-    Dial { s: usize, life: u32, conn: ConnId, target: usize },
-    DialTimeout { s: usize, life: u32, conn: ConnId },
+    PairHoldEnd {
+        from: usize,
+        to: usize,
+    },
+    ServerUp {
+        s: usize,
+        life: u32,
+    },
+    Dial {
+        s: usize,
+        life: u32,
+        conn: ConnId,
+        target: usize,
+    },
+    DialTimeout {
+        s: usize,
+        life: u32,
+        conn: ConnId,
+    },
     Heal,
     Settle,
     End,
@@ -575,12 +585,24 @@ impl ClusterWorld {
                     account,
                     subject,
                     queue: None,
-                })) => interest_event(&mut self.facts, self.now, (from, to), (account, subject), true),
+                })) => interest_event(
+                    &mut self.facts,
+                    self.now,
+                    (from, to),
+                    (account, subject),
+                    true,
+                ),
                 Ok(Some(Op::RouteUnsub {
                     account,
                     subject,
                     queue: None,
-                })) => interest_event(&mut self.facts, self.now, (from, to), (account, subject), false),
+                })) => interest_event(
+                    &mut self.facts,
+                    self.now,
+                    (from, to),
+                    (account, subject),
+                    false,
+                ),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(_) => {
@@ -728,7 +750,10 @@ impl ClusterWorld {
 
     fn listen(&mut self, s: usize) {
         let now = self.now_at(s);
-        for (listener, port) in [(Listener::Client, CLIENT_PORT), (Listener::Route, ROUTE_PORT)] {
+        for (listener, port) in [
+            (Listener::Client, CLIENT_PORT),
+            (Listener::Route, ROUTE_PORT),
+        ] {
             self.nodes[s]
                 .server
                 .handle(now, Event::Listening { listener, port });
@@ -787,8 +812,7 @@ impl ClusterWorld {
                 Action::Pause { conn, until } => {
                     if let Some(&(link, side)) = self.nodes[s].conns.get(&conn) {
                         let skew = self.nodes[s].skew_ns;
-                        self.links[link].paused_until[side] =
-                            until.as_nanos().saturating_sub(skew);
+                        self.links[link].paused_until[side] = until.as_nanos().saturating_sub(skew);
                         count(&mut self.counts, "publisher stalls");
                     }
                 }
@@ -874,7 +898,10 @@ impl ClusterWorld {
             return;
         }
         if self.pair_hold[s][target] > 0 || self.pair_hold[target][s] > 0 {
-            self.wake(self.now + DIAL_TIMEOUT_NS, Wake::DialTimeout { s, life, conn });
+            self.wake(
+                self.now + DIAL_TIMEOUT_NS,
+                Wake::DialTimeout { s, life, conn },
+            );
             return;
         }
         let accepted = self.nodes[target].server.next_conn_id();
@@ -1068,12 +1095,7 @@ impl ClusterWorld {
         let f = self.server_faults[i].1;
         self.note(|| format!("fault: {f:?}"));
         match f {
-            ServerFault::Partition {
-                a,
-                b,
-                both,
-                for_ns,
-            } => {
+            ServerFault::Partition { a, b, both, for_ns } => {
                 count(
                     &mut self.counts,
                     if both {
@@ -1142,7 +1164,11 @@ impl ClusterWorld {
             return;
         }
         self.note(|| format!("S{s} starts again"));
-        let seed = seed::sub_seed(self.cfg.seed, "cluster-server", ((s as u64) << 16) | u64::from(life));
+        let seed = seed::sub_seed(
+            self.cfg.seed,
+            "cluster-server",
+            ((s as u64) << 16) | u64::from(life),
+        );
         let now = self.now_at(s);
         self.nodes[s].server = Server::new(self.nodes[s].opts.clone(), seed, now);
         self.nodes[s].up = true;

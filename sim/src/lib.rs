@@ -17,8 +17,10 @@
 //! survive are injected. In half the seeds the server runs JetStream:
 //! `storage` executes its storage operations over the simulated disk with
 //! seeded delays, reordering and power losses, and `check_js` checks that
-//! every acknowledged publish is on that disk. Multi-server clusters come
-//! later (see docs/simulation.md).
+//! every acknowledged publish is on that disk. `cluster` runs two to four
+//! servers of one cluster over in-memory routes, with partitions between
+//! servers and server restarts, and `check_cluster` checks that they form
+//! a full mesh, agree on each other's interest and forward one hop.
 
 pub mod check;
 pub mod check_cluster;

@@ -1,8 +1,8 @@
 //! `natrix-sim`: run many seeds, or replay one.
 //!
 //! ```text
-//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--pending-checks]
-//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--pending-checks]
+//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
+//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
 //! natrix-sim mutations [--seeds 0..200]
 //! natrix-sim invariants
 //! ```
@@ -20,12 +20,14 @@ use natrix_sim::turmoil_sim::run_seed_turmoil;
 use natrix_sim::world::Config;
 
 const USAGE: &str = "usage:
-  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
-  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
+  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
+  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
   natrix-sim mutations [--seeds A..B] [--jobs N]
   natrix-sim invariants
 --turmoil runs the production driver under turmoil instead of the lock-step
-harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes.
+harness (slower; covers the driver); --cluster runs the cluster world (two
+to four servers over routes; a plain run also runs every second seed there).
+Seeds are u64s or 40-hex commit hashes.
 --mutation NAME plants a bug in the core (test-only) to show the checkers
 bite; `mutations` hunts every planted bug over seeds 0..200 and fails if one
 survives. --pending-checks (run, replay) also checks the invariants natrix

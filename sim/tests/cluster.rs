@@ -54,6 +54,10 @@ fn the_routes_planted_bugs_are_caught() {
                 .iter()
                 .any(|v| planted.caught_by.contains(&v.invariant))
         });
-        assert!(caught.is_some(), "{} survived seeds 0..20", planted.bug.name());
+        assert!(
+            caught.is_some(),
+            "{} survived seeds 0..20",
+            planted.bug.name()
+        );
     }
 }
