@@ -176,6 +176,11 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// (subscriber, epoch, sid, publisher, epoch, subject): what publisher
+/// order is kept per; it maps to the last sequence received and when that
+/// message was published.
+type OrderKey = (ClientId, u32, u32, ClientId, u32, String);
+
 /// One broken invariant, with what shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -268,10 +273,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     let mut seen: BTreeSet<(ClientId, u32, u32, MsgId)> = BTreeSet::new();
     let mut per_sub: BTreeMap<(ClientId, u32, u32), u64> = BTreeMap::new();
     let mut queue_got: BTreeMap<(MsgId, String), u32> = BTreeMap::new();
-    // (subscriber, epoch, sid, publisher, epoch, subject) -> last seq, and
-    // when it was published
-    let mut last_seq: BTreeMap<(ClientId, u32, u32, ClientId, u32, String), (u64, u64)> =
-        BTreeMap::new();
+    let mut last_seq: BTreeMap<OrderKey, (u64, u64)> = BTreeMap::new();
     let mut answered: BTreeMap<MsgId, u32> = BTreeMap::new();
     let mut statuses: BTreeMap<MsgId, u32> = BTreeMap::new();
     let by_reply: BTreeMap<&str, MsgId> = pubs
