@@ -497,9 +497,9 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         }
         let order_key = (*client, *epoch, *sid, p.client, p.epoch, p.subject.clone());
         if let Some(&(prev, prev_at_ns)) = last_seq.get(&order_key) {
-            // In a cluster, a route that dropped between the publisher's
-            // server and the subscriber's took what was on it.
-            let route_lost = o.cluster.as_ref().is_some_and(|f| {
+            // In a cluster, messages between two servers may be lost
+            // while interest travels or with a route (see `gap_explained`).
+            let lost_between_servers = o.cluster.as_ref().is_some_and(|f| {
                 f.gap_explained(
                     (p.client, p.epoch),
                     (*client, *epoch),
@@ -517,7 +517,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                         p.seq, p.client, p.subject
                     ),
                 );
-            } else if sub.queue.is_none() && p.seq != prev + 1 && !route_lost {
+            } else if sub.queue.is_none() && p.seq != prev + 1 && !lost_between_servers {
                 bad(
                     "no-silent-gaps",
                     format!(
@@ -718,20 +718,24 @@ fn check_final(
         }
         let mut groups: BTreeSet<&str> = BTreeSet::new();
         // In a cluster, a server picks another server's queue member by
-        // the weight it announced, and that server may find it cannot
-        // take the message (its user may not receive the subject, or a
-        // max used up): the message is then lost, as in nats-server.
-        let mut uncertain: BTreeSet<&str> = BTreeSet::new();
+        // the weight it announced, and that server may find that none of
+        // its members can take the message (their users may not receive
+        // the subject, or their max ran out): the message is then lost,
+        // as in nats-server. Such groups are held to at most once.
+        let mut able: BTreeMap<(&str, usize), bool> = BTreeMap::new();
         for (c, epoch, sid, plan) in &o.final_subs {
             if !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                 || !same_account(o, *c, p.client)
             {
                 continue;
             }
-            if plan.max.is_some() || !o.plans[*c].perms.may_receive(&p.subject) {
-                if let (Some(q), Some(_)) = (&plan.queue, &o.cluster) {
-                    uncertain.insert(q);
-                }
+            let takes = plan.max.is_none() && o.plans[*c].perms.may_receive(&p.subject);
+            if let (Some(q), Some(f)) = (&plan.queue, &o.cluster)
+                && let Some(&server) = f.conn_server.get(&(*c, *epoch))
+            {
+                *able.entry((q.as_str(), server)).or_default() |= takes;
+            }
+            if !takes {
                 continue;
             }
             let own = *c == p.client && !o.plans[*c].echo;
@@ -754,6 +758,15 @@ fn check_final(
                 }
             }
         }
+        let origin = o
+            .cluster
+            .as_ref()
+            .and_then(|f| f.conn_server.get(&(p.client, p.epoch)));
+        let uncertain: BTreeSet<&str> = able
+            .iter()
+            .filter(|((_, server), takes)| Some(server) != origin && !**takes)
+            .map(|((q, _), _)| *q)
+            .collect();
         for q in groups.difference(&uncertain) {
             let n = queue_got.get(&(*m, q.to_string())).copied().unwrap_or(0);
             if n != 1 {
