@@ -580,3 +580,23 @@ fn a_route_to_itself_is_dropped_and_not_dialed_again() {
         &net.logs[dials..]
     );
 }
+
+#[test]
+fn a_route_this_server_dialed_is_told_to_the_other_members() {
+    // S1 knows only S0. S0 dials S2 (not up yet) and, once it is, tells
+    // S1 about it: S2 names no route and could tell nobody itself.
+    let mut net = Net::new(vec![opts(0, "C1", &[2]), opts(1, "C1", &[0])]);
+    assert_eq!(net.routes(1), ["S0"]);
+    net.advance(1_500);
+    net.servers
+        .push(Server::new(opts(2, "C1", &[]), 7, now_at(net.now_ns)));
+    net.up.push(true);
+    net.listen(2);
+    net.advance(2_500);
+    let mut r1 = net.routes(1);
+    r1.sort();
+    assert_eq!(r1, ["S0", "S2"], "S1 heard of S2 from S0, which dialed it");
+    let mut r2 = net.routes(2);
+    r2.sort();
+    assert_eq!(r2, ["S0", "S1"]);
+}
