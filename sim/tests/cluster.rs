@@ -24,6 +24,14 @@ fn cluster_seeds_pass_with_and_without_faults() {
 }
 
 #[test]
+fn a_member_dialed_back_after_a_restart_is_gossiped_to_the_others() {
+    // Seed 30654 restarts S1 while S3 is cut off from everyone; S0 dials
+    // S3 back, and only that route's gossip can bring S1 and S3 together.
+    let r = run_seed_cluster(Config::new(30654));
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+}
+
+#[test]
 fn cluster_runs_are_deterministic() {
     for seed in [0, 7, u64::MAX] {
         let a = run_seed_cluster(Config::new(seed));
