@@ -14,21 +14,27 @@
 //! while down (a new `Server`, same options, new seed), and a constant
 //! clock offset per server.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+mod shape;
+mod wire;
 
-use natrix_core::config::cluster::{ClusterOptions, RouteUrl};
-use natrix_core::proto::{Limits, Op, Parser};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use natrix_core::proto::Parser;
 use natrix_core::server::{Action, ConnId, Event, Listener};
 use natrix_core::time::{Instant, Now};
 use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
+use shape::{CLIENT_PORT, ROUTE_PORT, server_faults, server_options, target_of};
+pub use shape::{ServerFault, Shape};
+use wire::{Dir, End, Item, Link, Seen, read_route, show};
+
 use crate::check_cluster::{ClusterFacts, ServerView, disagreements};
 use crate::client::{MsgIds, SimClient};
 use crate::faults::{Fault, FaultMix};
-use crate::history::{ClientId, History, MsgId};
+use crate::history::{ClientId, History};
 use crate::phases::{Phase, Phases, Setup, count};
 use crate::seed;
 use crate::world::{Config, Outcome};
@@ -39,150 +45,9 @@ const WINDOW_BYTES: usize = 64 * 1024;
 const MS: u64 = 1_000_000;
 /// How often (in server ticks) the world tells a server traffic is quiet.
 const QUIET_EVERY_TICKS: u64 = 5;
-const CLIENT_PORT: u16 = 4222;
-const ROUTE_PORT: u16 = 6222;
 /// A dial across a partition fails after this (the driver's dial timeout).
 const DIAL_TIMEOUT_NS: u64 = 1_000 * MS;
 const WALL_EPOCH_NS: u64 = 1_700_000_000_000_000_000;
-
-/// The cluster a seed draws: its size, how its servers find each other,
-/// each server's clock offset and each client's servers.
-#[derive(Debug, Clone)]
-pub struct Shape {
-    pub servers: usize,
-    /// Every server's routes name only server 0 (the others come by
-    /// gossip); else every server names every other.
-    pub seed_topology: bool,
-    /// Each server's clock runs this far ahead of the simulation's.
-    pub skew_ns: Vec<u64>,
-    /// The servers each client knows, its home first.
-    pub pools: Vec<Vec<usize>>,
-}
-
-impl Shape {
-    pub fn draw(s: u64, clients: usize) -> Shape {
-        let mut rng = seed::rng(s, "cluster", 0);
-        let servers = 2 + (rng.next_u32() % 3) as usize;
-        let seed_topology = rng.next_u32().is_multiple_of(2);
-        let mut skew = seed::rng(s, "skew", 0);
-        let skew_ns = (0..servers)
-            .map(|_| match skew.next_u32() % 3 {
-                0 => 0,
-                _ => u64::from(skew.next_u32() % 5_000) * MS,
-            })
-            .collect();
-        let pools = (0..clients)
-            .map(|c| {
-                let mut rng = seed::rng(s, "cluster-client", c as u64);
-                let home = (rng.next_u32() as usize) % servers;
-                // Half the clients know every server and fail over.
-                let known = if rng.next_u32().is_multiple_of(2) {
-                    servers
-                } else {
-                    1
-                };
-                (0..known).map(|k| (home + k) % servers).collect()
-            })
-            .collect();
-        Shape {
-            servers,
-            seed_topology,
-            skew_ns,
-            pools,
-        }
-    }
-}
-
-/// A fault between or of servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerFault {
-    /// Hold the bytes from `a` to `b` (and with `both`, back), and fail
-    /// dials between them, for a while.
-    Partition {
-        a: usize,
-        b: usize,
-        both: bool,
-        for_ns: u64,
-    },
-    /// The server process dies (every connection with it) and a new one
-    /// starts after `down_ns`.
-    Restart { server: usize, down_ns: u64 },
-}
-
-/// Draws a seed's server faults over `[0, phase_ns)` (swarm: some seeds
-/// partition, some restart, some both, some neither).
-fn server_faults(s: u64, servers: usize, phase_ns: u64) -> Vec<(u64, ServerFault)> {
-    let mut mix = seed::rng(s, "cluster-mix", 0);
-    let on = |rng: &mut ChaCha8Rng| rng.next_u32().is_multiple_of(2);
-    let partitions = if on(&mut mix) {
-        1 + mix.next_u32() % 4
-    } else {
-        0
-    };
-    let one_way = on(&mut mix);
-    let restarts = if on(&mut mix) {
-        1 + mix.next_u32() % 2
-    } else {
-        0
-    };
-    let mut rng = seed::rng(s, "cluster-faults", 0);
-    let mut out = Vec::new();
-    let pick = |rng: &mut ChaCha8Rng| (rng.next_u32() as usize) % servers;
-    for _ in 0..partitions {
-        let a = pick(&mut rng);
-        let b = (a + 1 + (rng.next_u32() as usize) % (servers - 1)) % servers;
-        let both = !one_way || rng.next_u32().is_multiple_of(3);
-        let for_ns = u64::from(50 + rng.next_u32() % 6_000) * MS;
-        let at = u64::from(rng.next_u32()) % phase_ns;
-        out.push((at, ServerFault::Partition { a, b, both, for_ns }));
-    }
-    for _ in 0..restarts {
-        let server = pick(&mut rng);
-        let down_ns = u64::from(rng.next_u32() % 3_000) * MS;
-        let at = u64::from(rng.next_u32()) % phase_ns;
-        out.push((at, ServerFault::Restart { server, down_ns }));
-    }
-    out.sort_by_key(|(at, _)| *at);
-    out
-}
-
-/// One side of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Client(ClientId),
-    Server { s: usize, conn: ConnId, life: u32 },
-}
-
-#[derive(Debug)]
-enum Item {
-    Bytes(Vec<u8>),
-    Eof,
-}
-
-#[derive(Debug, Default)]
-struct Dir {
-    queue: VecDeque<(u64, Item)>,
-    bytes: usize,
-    scheduled: bool,
-    last_ready: u64,
-}
-
-/// A connection: a client and a server, or two servers (the dialer
-/// first). `dirs[d]` carries bytes toward `ends[d]`.
-#[derive(Debug)]
-struct Link {
-    ends: [End; 2],
-    dirs: [Dir; 2],
-    /// End `d` has left the link (closed, crashed, or its process died).
-    gone: [bool; 2],
-    /// End `d` (a server) has bytes it could not hand over: the window
-    /// toward the other end was full.
-    blocked: [bool; 2],
-    /// End `d` (a server) stopped reading until then.
-    paused_until: [u64; 2],
-    /// Route links: a parser per direction reading the routed messages.
-    taps: Option<Box<[Parser; 2]>>,
-}
 
 /// One server of the cluster and what its driver keeps.
 struct Node {
@@ -268,39 +133,6 @@ pub struct ClusterWorld {
     mix: FaultMix,
     counts: BTreeMap<&'static str, u64>,
     facts: ClusterFacts,
-}
-
-/// The options of server `i` of an `n`-server cluster.
-fn server_options(base: &Options, i: usize, shape: &Shape) -> Options {
-    let host = |j: usize| format!("127.0.0.{}", j + 1);
-    let routes: Vec<usize> = if shape.seed_topology {
-        if i == 0 { Vec::new() } else { vec![0] }
-    } else {
-        (0..shape.servers).filter(|&j| j != i).collect()
-    };
-    let routes = routes
-        .into_iter()
-        .map(|j| {
-            RouteUrl::parse(&format!("nats-route://{}:{ROUTE_PORT}", host(j)))
-                .expect("a well-formed route URL")
-        })
-        .collect();
-    Options {
-        server_name: format!("S{i}"),
-        host: host(i),
-        port: CLIENT_PORT,
-        cluster: Some(ClusterOptions {
-            name: "sim".into(),
-            host: host(i),
-            port: ROUTE_PORT,
-            routes,
-            // Servers learned by gossip are dialed again for a minute
-            // after their route drops (longer than any partition).
-            connect_retries: 60,
-            ..ClusterOptions::default()
-        }),
-        ..base.clone()
-    }
 }
 
 impl ClusterWorld {
@@ -511,14 +343,6 @@ impl ClusterWorld {
 
     // ---- the network -----------------------------------------------------
 
-    /// The server an end belongs to, if it is a server's.
-    fn server_of(end: End) -> Option<usize> {
-        match end {
-            End::Server { s, .. } => Some(s),
-            End::Client(_) => None,
-        }
-    }
-
     fn latency(&mut self, link: usize) -> u64 {
         let base = u64::from(self.net_rng.next_u32()) % self.latency_max_ns.max(1);
         let spike = match self.links[link].ends {
@@ -554,64 +378,24 @@ impl ClusterWorld {
     }
 
     /// Reads what arrives at a server on a route: routed messages (for
-    /// `one-hop`) and interest (for `no-silent-gaps`).
+    /// `one-hop`) and plain interest (for `no-silent-gaps`).
     fn tap(&mut self, link: usize, d: usize, bytes: &[u8]) {
         let l = &mut self.links[link];
-        let (Some(to), Some(from)) = (Self::server_of(l.ends[d]), Self::server_of(l.ends[1 - d]))
-        else {
+        let (Some(to), Some(from)) = (l.ends[d].server(), l.ends[1 - d].server()) else {
             return;
         };
         let Some(taps) = l.taps.as_mut() else {
             return;
         };
-        let limits = Limits {
-            max_control_line: 1 << 20,
-            max_payload: None,
-            headers: true,
-            awaiting_auth: false,
-            route: true,
-        };
-        let parser = &mut taps[d];
-        let mut pos = 0;
-        let mut broken = false;
-        loop {
-            match parser.next(bytes, &mut pos, &limits) {
-                Ok(Some(Op::Routed(r))) => {
-                    if let Some(m) = message_id(r.msg.body()) {
-                        self.facts.routed.push((m, from, to));
-                    }
-                }
-                Ok(Some(Op::RouteSub {
-                    account,
-                    subject,
-                    queue: None,
-                })) => interest_event(
-                    &mut self.facts,
-                    self.now,
-                    (from, to),
-                    (account, subject),
-                    true,
-                ),
-                Ok(Some(Op::RouteUnsub {
-                    account,
-                    subject,
-                    queue: None,
-                })) => interest_event(
-                    &mut self.facts,
-                    self.now,
-                    (from, to),
-                    (account, subject),
-                    false,
-                ),
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
+        let (facts, now) = (&mut self.facts, self.now);
+        let readable = read_route(&mut taps[d], bytes, |seen| match seen {
+            Seen::Routed(m) => facts.routed.push((m, from, to)),
+            Seen::Interest { key, plus } => {
+                let events = facts.interest_events.entry((from, to, key));
+                events.or_default().push((now, plus));
             }
-        }
-        if broken {
+        });
+        if !readable {
             // Nothing after a parse error can be read; the server closes
             // the route for the same reason.
             l.taps = None;
@@ -1264,75 +1048,8 @@ fn now_of(ns: u64, skew_ns: u64) -> Now {
     )
 }
 
-/// Server `to` heard from `from` of plain interest in `account`'s
-/// `subject` (`plus`), or of its end.
-fn interest_event(
-    facts: &mut ClusterFacts,
-    now: u64,
-    (from, to): (usize, usize),
-    (account, subject): (&[u8], &[u8]),
-    plus: bool,
-) {
-    let key = format!(
-        "{} {}",
-        String::from_utf8_lossy(account),
-        String::from_utf8_lossy(subject)
-    );
-    let events = facts.interest_events.entry((from, to, key));
-    events.or_default().push((now, plus));
-}
-
-/// The server a route address (`127.0.0.<i+1>:6222`) names.
-fn target_of(addr: &str, servers: usize) -> Option<usize> {
-    let (host, port) = addr.rsplit_once(':')?;
-    if port != ROUTE_PORT.to_string() {
-        return None;
-    }
-    let i: usize = host.strip_prefix("127.0.0.")?.parse().ok()?;
-    (1..=servers).contains(&i).then(|| i - 1)
-}
-
-/// The message id of a simulated publish's payload (`m<id>:…`).
-fn message_id(body: &[u8]) -> Option<MsgId> {
-    let rest = body.strip_prefix(b"m")?;
-    let end = rest.iter().position(|c| !c.is_ascii_digit())?;
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
-/// A readable, bounded rendering of protocol bytes for traces.
-fn show(b: &[u8]) -> String {
-    let mut s = String::new();
-    for &c in b.iter().take(160) {
-        match c {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    if b.len() > 160 {
-        s.push_str(&format!("… ({} bytes)", b.len()));
-    }
-    s
-}
-
 /// Runs one seed in the cluster world and checks it.
 pub fn run_seed_cluster(cfg: Config) -> crate::run::SeedResult {
     let seed = cfg.seed;
     crate::phases::result(seed, ClusterWorld::new(cfg).run(), Vec::new())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_addresses_name_their_servers() {
-        assert_eq!(target_of("127.0.0.1:6222", 3), Some(0));
-        assert_eq!(target_of("127.0.0.3:6222", 3), Some(2));
-        assert_eq!(target_of("127.0.0.4:6222", 3), None);
-        assert_eq!(target_of("127.0.0.1:4222", 3), None);
-        assert_eq!(message_id(b"m42:xx"), Some(42));
-        assert_eq!(message_id(b"a42"), None);
-    }
 }
