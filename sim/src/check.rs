@@ -176,6 +176,11 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// (subscriber, epoch, sid, publisher, epoch, subject): what publisher
+/// order is kept per; it maps to the last sequence received and when that
+/// message was published.
+type OrderKey = (ClientId, u32, u32, ClientId, u32, String);
+
 /// One broken invariant, with what shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -184,6 +189,7 @@ pub struct Violation {
 }
 
 struct PubInfo {
+    at_ns: u64,
     client: ClientId,
     epoch: u32,
     subject: String,
@@ -248,6 +254,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 pubs.insert(
                     *msg,
                     PubInfo {
+                        at_ns: e.at_ns,
                         client: *client,
                         epoch: *epoch,
                         subject: subject.clone(),
@@ -266,8 +273,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     let mut seen: BTreeSet<(ClientId, u32, u32, MsgId)> = BTreeSet::new();
     let mut per_sub: BTreeMap<(ClientId, u32, u32), u64> = BTreeMap::new();
     let mut queue_got: BTreeMap<(MsgId, String), u32> = BTreeMap::new();
-    // (subscriber, epoch, sid, publisher, epoch, subject) -> last seq
-    let mut last_seq: BTreeMap<(ClientId, u32, u32, ClientId, u32, String), u64> = BTreeMap::new();
+    let mut last_seq: BTreeMap<OrderKey, (u64, u64)> = BTreeMap::new();
     let mut answered: BTreeMap<MsgId, u32> = BTreeMap::new();
     let mut statuses: BTreeMap<MsgId, u32> = BTreeMap::new();
     let by_reply: BTreeMap<&str, MsgId> = pubs
@@ -276,6 +282,13 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
         .collect();
 
     check_errors(o, &pubs, &mut bad);
+    if let Some(facts) = &o.cluster {
+        let publishers = pubs
+            .iter()
+            .map(|(m, p)| (*m, (p.client, p.epoch)))
+            .collect();
+        crate::check_cluster::check(facts, &publishers, &mut bad);
+    }
     if let Some(js) = &o.js {
         crate::check_js::check(&o.history.entries, js, &mut bad);
         crate::check_consumer::check(&o.history.entries, js, o.converged, &mut bad);
@@ -483,7 +496,19 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             }
         }
         let order_key = (*client, *epoch, *sid, p.client, p.epoch, p.subject.clone());
-        if let Some(&prev) = last_seq.get(&order_key) {
+        if let Some(&(prev, prev_at_ns)) = last_seq.get(&order_key) {
+            // In a cluster, messages between two servers may be lost
+            // while interest travels or with a route (see `gap_explained`).
+            let lost_between_servers = o.cluster.as_ref().is_some_and(|f| {
+                f.gap_explained(
+                    (p.client, p.epoch),
+                    (*client, *epoch),
+                    o.plans[*client].perms.account.unwrap_or("$G"),
+                    &sub.pattern,
+                    prev_at_ns,
+                    e.at_ns,
+                )
+            });
             if p.seq <= prev {
                 bad(
                     "publisher-order",
@@ -492,7 +517,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                         p.seq, p.client, p.subject
                     ),
                 );
-            } else if sub.queue.is_none() && p.seq != prev + 1 {
+            } else if sub.queue.is_none() && p.seq != prev + 1 && !lost_between_servers {
                 bad(
                     "no-silent-gaps",
                     format!(
@@ -502,7 +527,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
                 );
             }
         }
-        last_seq.insert(order_key, p.seq);
+        last_seq.insert(order_key, (p.seq, p.at_ns));
     }
 
     if !o.converged {
@@ -692,12 +717,25 @@ fn check_final(
             continue;
         }
         let mut groups: BTreeSet<&str> = BTreeSet::new();
+        // In a cluster, a server picks another server's queue member by
+        // the weight it announced, and that server may find that none of
+        // its members can take the message (their users may not receive
+        // the subject, or their max ran out): the message is then lost,
+        // as in nats-server. Such groups are held to at most once.
+        let mut able: BTreeMap<(&str, usize), bool> = BTreeMap::new();
         for (c, epoch, sid, plan) in &o.final_subs {
-            if plan.max.is_some()
-                || !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
-                || !o.plans[*c].perms.may_receive(&p.subject)
+            if !subject::matches(plan.pattern.as_bytes(), p.subject.as_bytes())
                 || !same_account(o, *c, p.client)
             {
+                continue;
+            }
+            let takes = plan.max.is_none() && o.plans[*c].perms.may_receive(&p.subject);
+            if let (Some(q), Some(f)) = (&plan.queue, &o.cluster)
+                && let Some(&server) = f.conn_server.get(&(*c, *epoch))
+            {
+                *able.entry((q.as_str(), server)).or_default() |= takes;
+            }
+            if !takes {
                 continue;
             }
             let own = *c == p.client && !o.plans[*c].echo;
@@ -720,7 +758,16 @@ fn check_final(
                 }
             }
         }
-        for q in groups {
+        let origin = o
+            .cluster
+            .as_ref()
+            .and_then(|f| f.conn_server.get(&(p.client, p.epoch)));
+        let uncertain: BTreeSet<&str> = able
+            .iter()
+            .filter(|((_, server), takes)| Some(server) != origin && !**takes)
+            .map(|((q, _), _)| *q)
+            .collect();
+        for q in groups.difference(&uncertain) {
             let n = queue_got.get(&(*m, q.to_string())).copied().unwrap_or(0);
             if n != 1 {
                 bad(

@@ -17,10 +17,13 @@
 //! survive are injected. In half the seeds the server runs JetStream:
 //! `storage` executes its storage operations over the simulated disk with
 //! seeded delays, reordering and power losses, and `check_js` checks that
-//! every acknowledged publish is on that disk. Multi-server clusters come
-//! later (see docs/simulation.md).
+//! every acknowledged publish is on that disk. `cluster` runs two to four
+//! servers of one cluster over in-memory routes, with partitions between
+//! servers and server restarts, and `check_cluster` checks that they form
+//! a full mesh, agree on each other's interest and forward one hop.
 
 pub mod check;
+pub mod check_cluster;
 pub mod check_consumer;
 pub mod check_js;
 pub mod check_limits;
@@ -28,6 +31,7 @@ pub mod check_partition;
 pub mod check_priority;
 pub mod check_streams;
 pub mod client;
+pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod mutation;

@@ -1,8 +1,8 @@
 //! `natrix-sim`: run many seeds, or replay one.
 //!
 //! ```text
-//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--pending-checks]
-//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--pending-checks]
+//! natrix-sim run --seeds 0..10000 [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
+//! natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
 //! natrix-sim mutations [--seeds 0..200]
 //! natrix-sim invariants
 //! ```
@@ -12,19 +12,22 @@ use std::process::ExitCode;
 
 use natrix_core::config::Mutation;
 use natrix_sim::check::INVARIANTS;
-use natrix_sim::mutation::{self, Planted, SUITE};
+use natrix_sim::cluster::run_seed_cluster;
+use natrix_sim::mutation::{self, CLUSTER_SUITE, Planted, SUITE};
 use natrix_sim::run::{SeedResult, run_many, run_seed};
 use natrix_sim::seed::{parse_range, parse_seed};
 use natrix_sim::turmoil_sim::run_seed_turmoil;
 use natrix_sim::world::Config;
 
 const USAGE: &str = "usage:
-  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
-  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil] [--pending-checks]
+  natrix-sim run --seeds A..B [--jobs N] [--recheck K] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
+  natrix-sim replay --seed N [--trace] [--no-faults] [--mutation NAME] [--turmoil | --cluster] [--pending-checks]
   natrix-sim mutations [--seeds A..B] [--jobs N]
   natrix-sim invariants
 --turmoil runs the production driver under turmoil instead of the lock-step
-harness (slower; covers the driver). Seeds are u64s or 40-hex commit hashes.
+harness (slower; covers the driver); --cluster runs the cluster world (two
+to four servers over routes; a plain run also runs every second seed there).
+Seeds are u64s or 40-hex commit hashes.
 --mutation NAME plants a bug in the core (test-only) to show the checkers
 bite; `mutations` hunts every planted bug over seeds 0..200 and fails if one
 survives. --pending-checks (run, replay) also checks the invariants natrix
@@ -40,6 +43,7 @@ struct Args {
     faults: bool,
     mutation: Option<Planted>,
     turmoil: bool,
+    cluster: bool,
     pending_checks: bool,
 }
 
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         faults: true,
         mutation: None,
         turmoil: false,
+        cluster: false,
         pending_checks: false,
     };
     while let Some(flag) = it.next() {
@@ -65,10 +70,16 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = Some(value()?),
             "--jobs" => a.jobs = value()?.parse().map_err(|_| "bad --jobs")?,
             "--recheck" => a.recheck = value()?.parse().map_err(|_| "bad --recheck")?,
-            "--mutation" => a.mutation = Some(mutation::by_name(&value()?)?),
+            "--mutation" => {
+                let planted = mutation::by_name(&value()?)?;
+                // The routes' bugs live in the cluster world.
+                a.cluster |= mutation::in_cluster(&planted);
+                a.mutation = Some(planted);
+            }
             "--trace" => a.trace = true,
             "--no-faults" => a.faults = false,
             "--turmoil" => a.turmoil = true,
+            "--cluster" => a.cluster = true,
             "--pending-checks" => a.pending_checks = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -88,6 +99,9 @@ fn flags(a: &Args) -> String {
     if a.turmoil {
         f.push_str(" --turmoil");
     }
+    if a.cluster {
+        f.push_str(" --cluster");
+    }
     if a.pending_checks {
         f.push_str(" --pending-checks");
     }
@@ -104,6 +118,9 @@ fn run_one(seed: u64, a: &Args, trace: bool) -> SeedResult {
     cfg.trace = trace;
     cfg.mutation = mutation;
     cfg.pending_checks = a.pending_checks;
+    if a.cluster {
+        return run_seed_cluster(cfg);
+    }
     run_seed(cfg)
 }
 
@@ -113,6 +130,12 @@ fn run_lock_step(seed: u64, faults: bool, trace: bool, mutation: Option<Mutation
     cfg.trace = trace;
     cfg.mutation = mutation;
     run_seed(cfg)
+}
+
+fn run_cluster(seed: u64, mutation: Option<Mutation>) -> SeedResult {
+    let mut cfg = Config::new(seed);
+    cfg.mutation = mutation;
+    run_seed_cluster(cfg)
 }
 
 fn main() -> ExitCode {
@@ -130,6 +153,9 @@ fn main() -> ExitCode {
         "invariants" => {
             for (name, what) in INVARIANTS {
                 println!("{name:<22} {what}");
+            }
+            for (name, what) in natrix_sim::check_cluster::INVARIANTS {
+                println!("{name:<22} (cluster world) {what}");
             }
             ExitCode::SUCCESS
         }
@@ -156,20 +182,58 @@ fn cmd_run(a: &Args) -> ExitCode {
         "cargo run -p natrix-sim --release -- run --seeds {text}{}",
         flags(a)
     );
-    #[allow(clippy::disallowed_methods)] // wall time only for the throughput figure
-    let started = std::time::Instant::now();
     let progress = |done: u64, total: u64, failed: usize| {
         if done.is_multiple_of(50) || done == total {
             eprint!("\r{done}/{total} seeds, {failed} failed");
             let _ = std::io::stderr().flush();
         }
     };
+    let n = seeds.end - seeds.start;
+    let mut passed = run_and_report(a, n, &|i| seeds.start + i, false, &progress);
+    // Plain runs also run every second seed of the range in the cluster
+    // world (a seed there costs about half again a lock-step one).
+    if !a.turmoil && !a.cluster {
+        println!("the cluster world, every {CLUSTER_EVERY}nd seed:");
+        let every = |i: u64| seeds.start + i * CLUSTER_EVERY;
+        let count = n.div_ceil(CLUSTER_EVERY);
+        passed &= run_and_report(a, count, &every, true, &progress);
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// In plain runs, the cluster world runs one seed in this many.
+const CLUSTER_EVERY: u64 = 2;
+
+/// Runs `count` seeds (the `i`th is `seed(i)`), in the cluster world with
+/// `cluster`, and prints the figures and every failure with its replay
+/// command. Whether all passed.
+fn run_and_report(
+    a: &Args,
+    count: u64,
+    seed: &(dyn Fn(u64) -> u64 + Sync),
+    cluster: bool,
+    progress: &(dyn Fn(u64, u64, usize) + Sync),
+) -> bool {
+    let mut a2 = Args {
+        cmd: a.cmd.clone(),
+        seeds: None,
+        seed: None,
+        ..*a
+    };
+    a2.cluster |= cluster;
+    let a = &a2;
+    #[allow(clippy::disallowed_methods)] // wall time only for the throughput figure
+    let started = std::time::Instant::now();
     let sum = run_many(
-        seeds,
+        0..count,
         a.jobs,
         a.recheck,
-        &|s| run_one(s, a, false),
-        &progress,
+        &|i| run_one(seed(i), a, false),
+        progress,
     );
     eprintln!();
     let secs = started.elapsed().as_secs_f64();
@@ -202,14 +266,16 @@ fn cmd_run(a: &Args) -> ExitCode {
         );
     }
     for s in &sum.nondeterministic {
-        println!("NONDETERMINISTIC seed {s}: two runs gave different trace hashes");
+        println!(
+            "NONDETERMINISTIC seed {}: two runs gave different trace hashes",
+            seed(*s)
+        );
     }
-    if sum.failures.is_empty() && sum.nondeterministic.is_empty() {
+    let passed = sum.failures.is_empty() && sum.nondeterministic.is_empty();
+    if passed {
         println!("all {} seeds passed", sum.seeds);
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
+    passed
 }
 
 fn cmd_replay(a: &Args) -> ExitCode {
@@ -264,10 +330,14 @@ fn cmd_mutations(a: &Args) -> ExitCode {
     };
     println!("cargo run -p natrix-sim --release -- mutations --seeds {text}");
     let run = |seed: u64, m: Mutation| run_lock_step(seed, true, false, Some(m));
+    let run_in_cluster = |seed: u64, m: Mutation| run_cluster(seed, Some(m));
     let mut survivors = 0;
-    for planted in SUITE {
+    for planted in SUITE.into_iter().chain(CLUSTER_SUITE) {
         let name = planted.bug.name();
-        let hunt = mutation::hunt(planted, seeds.clone(), a.jobs, &run);
+        let cluster = mutation::in_cluster(&planted);
+        let runner: &(dyn Fn(u64, Mutation) -> SeedResult + Sync) =
+            if cluster { &run_in_cluster } else { &run };
+        let hunt = mutation::hunt(planted, seeds.clone(), a.jobs, runner);
         let Some(r) = &hunt.caught else {
             survivors += 1;
             println!(
@@ -293,12 +363,16 @@ fn cmd_mutations(a: &Args) -> ExitCode {
             planted.one_in, r.seed, fired.invariant, fired.detail
         );
         println!(
-            "  replay: cargo run -p natrix-sim --release -- replay --seed {} --trace --mutation {name}",
-            r.seed
+            "  replay: cargo run -p natrix-sim --release -- replay --seed {} --trace --mutation {name}{}",
+            r.seed,
+            if cluster { " --cluster" } else { "" }
         );
     }
     if survivors == 0 {
-        println!("all {} planted bugs caught", SUITE.len());
+        println!(
+            "all {} planted bugs caught",
+            SUITE.len() + CLUSTER_SUITE.len()
+        );
         ExitCode::SUCCESS
     } else {
         println!("{survivors} planted bugs survived or did not replay");

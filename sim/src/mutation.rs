@@ -174,11 +174,37 @@ pub const SUITE: [Planted; 28] = [
     },
 ];
 
+/// The bugs planted in the routes, hunted in the cluster world
+/// (`cluster`): a single server never meets them.
+pub const CLUSTER_SUITE: [Planted; 3] = [
+    Planted {
+        bug: PlantedBug::ForwardRoutedToRoute,
+        // Not every time: a message bounced on every hop never stops.
+        one_in: 10,
+        caught_by: &["one-hop", "no-duplicates"],
+    },
+    Planted {
+        bug: PlantedBug::DropRouteUnsub,
+        one_in: 1,
+        caught_by: &["interest-converges"],
+    },
+    Planted {
+        bug: PlantedBug::QueueTwiceAcrossServers,
+        one_in: 1,
+        caught_by: &["queue-at-most-once"],
+    },
+];
+
+/// Whether a planted bug is hunted in the cluster world.
+pub fn in_cluster(planted: &Planted) -> bool {
+    PlantedBug::CLUSTER.contains(&planted.bug)
+}
+
 /// The suite's entry for a bug named on the command line.
 pub fn by_name(name: &str) -> Result<Planted, String> {
-    let names: Vec<&str> = SUITE.iter().map(|p| p.bug.name()).collect();
-    SUITE
-        .iter()
+    let all = || SUITE.iter().chain(CLUSTER_SUITE.iter());
+    let names: Vec<&str> = all().map(|p| p.bug.name()).collect();
+    all()
         .find(|p| p.bug.name() == name)
         .copied()
         .ok_or_else(|| format!("no mutation {name:?}; one of: {}", names.join(", ")))

@@ -338,6 +338,7 @@ pub fn run_seed_turmoil(
         mix,
         counts,
         js: None,
+        cluster: None,
     };
     crate::phases::result(seed_value, outcome, extra)
 }

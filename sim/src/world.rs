@@ -153,6 +153,8 @@ pub struct Outcome {
     pub counts: BTreeMap<&'static str, u64>,
     /// The JetStream workload's truth from the disk (JetStream runs only).
     pub js: Option<JsOutcome>,
+    /// What the cluster world saw of its servers (cluster runs only).
+    pub cluster: Option<Box<crate::check_cluster::ClusterFacts>>,
 }
 
 /// One simulated world.
@@ -359,6 +361,7 @@ impl World {
             mix: self.mix,
             counts: self.counts,
             js: self.js,
+            cluster: None,
         }
     }
 

@@ -80,7 +80,7 @@ pub(crate) struct Remote {
 /// What a route connection knows of its peer and its handshake.
 #[derive(Debug, Default)]
 pub(crate) struct RouteState {
-    /// This server dialed it (for `remote`).
+    /// This server dialed it (monitoring's `did_solicit`).
     pub solicited: bool,
     /// The remote it was dialed for (or that a duplicate handed over).
     pub remote: Option<usize>,
@@ -712,13 +712,11 @@ impl Server {
         let headers = info.headers && self.info.headers;
         let peer_id = info.server_id.clone();
         let urls = info.connect_urls.clone();
-        let solicited;
         {
             let c = &mut self.conns[id.0];
             let r = c.route.as_mut().expect("a route has its state");
             r.headers = headers;
             r.registered = true;
-            solicited = r.solicited;
             r.peer = Some(info.clone());
             if let Some(i) = r.remote {
                 self.cluster.as_mut().expect("a cluster").remotes[i].failures = 0;
@@ -739,9 +737,10 @@ impl Server {
         self.set_deadline(id, Timer::Ping, Some(at));
         self.send_all_interest(id);
         self.set_peer_urls(id, Some(urls));
-        if !solicited {
-            self.tell_routes_of(id, &info);
-        }
+        // Whichever side dialed, the other members hear of the new peer:
+        // a server that dialed a member back after losing it may be the
+        // only one the others can learn it from.
+        self.tell_routes_of(id, &info);
         Flow::Continue(())
     }
 

@@ -274,6 +274,11 @@ impl Net {
 
     /// A client of server `i` that sent `CONNECT` and `PING`.
     pub(crate) fn client(&mut self, i: usize) -> ConnId {
+        self.client_with(i, "{\"verbose\":false,\"headers\":true,\"protocol\":1}")
+    }
+
+    /// A client of server `i` that sent `CONNECT` with `json`, and `PING`.
+    pub(crate) fn client_with(&mut self, i: usize, json: &str) -> ConnId {
         let conn = self.servers[i].next_conn_id();
         let peer: SocketAddr = "127.0.0.1:60000".parse().unwrap();
         let now = now_at(self.now_ns);
@@ -285,11 +290,7 @@ impl Net {
                 peer,
             },
         );
-        self.send(
-            i,
-            conn,
-            b"CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\nPING\r\n",
-        );
+        self.send(i, conn, format!("CONNECT {json}\r\nPING\r\n").as_bytes());
         self.client_out.remove(&(i, conn));
         conn
     }
@@ -674,4 +675,62 @@ fn a_stopping_server_does_not_tell_clients_the_others_are_gone() {
     net.settle();
     let got = net.read(0, c);
     assert!(!got.contains("INFO"), "no INFO while stopping: {got}");
+}
+
+#[test]
+fn a_route_this_server_dialed_is_told_to_the_other_members() {
+    // S1 knows only S0. S0 dials S2 (not up yet) and, once it is, tells
+    // S1 about it: S2 names no route and could tell nobody itself.
+    let mut net = Net::new(vec![opts(0, "C1", &[2]), opts(1, "C1", &[0])]);
+    assert_eq!(net.routes(1), ["S0"]);
+    net.advance(1_500);
+    net.servers
+        .push(Server::new(opts(2, "C1", &[]), 7, now_at(net.now_ns)));
+    net.up.push(true);
+    net.listen(2);
+    net.advance(2_500);
+    let mut r1 = net.routes(1);
+    r1.sort();
+    assert_eq!(r1, ["S0", "S2"], "S1 heard of S2 from S0, which dialed it");
+    let mut r2 = net.routes(2);
+    r2.sort();
+    assert_eq!(r2, ["S0", "S1"]);
+}
+
+#[test]
+fn a_system_request_is_answered_by_every_server_of_the_cluster() {
+    let conf = r#"
+accounts {
+  SYS: { users: [{user: sys, password: sys}] }
+}
+system_account: SYS
+"#;
+    let map = crate::conf::parse(conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
+    let with_sys = |mut o: Options| {
+        let problems = crate::config::file::apply(&map, &mut o, &mut Default::default());
+        assert!(problems.errors.is_empty(), "{problems:?}");
+        o
+    };
+    let mut net = Net::new(vec![
+        with_sys(opts(0, "C1", &[])),
+        with_sys(opts(1, "C1", &[0])),
+        with_sys(opts(2, "C1", &[0])),
+    ]);
+    let sys = net.client_with(
+        0,
+        r#"{"user":"sys","pass":"sys","headers":true,"protocol":1}"#,
+    );
+    net.send(
+        0,
+        sys,
+        b"SUB _INBOX.r 1\r\nPUB $SYS.REQ.SERVER.PING _INBOX.r 0\r\n\r\n",
+    );
+    let got = net.read(0, sys);
+    let mut names: Vec<&str> = ["S0", "S1", "S2"]
+        .into_iter()
+        .filter(|n| got.contains(&format!("\"name\":\"{n}\"")))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["S0", "S1", "S2"], "{got}");
+    assert_eq!(count(&got, "MSG _INBOX.r"), 3);
 }
