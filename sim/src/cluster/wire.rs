@@ -74,6 +74,7 @@ pub(super) fn read_route(parser: &mut Parser, bytes: &[u8], mut seen: impl FnMut
         headers: true,
         awaiting_auth: false,
         route: true,
+        leaf: false,
     };
     let key = |account: &[u8], subject: &[u8]| {
         format!(
