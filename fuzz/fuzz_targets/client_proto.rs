@@ -1,4 +1,5 @@
-//! Arbitrary bytes into the client protocol parser, parsed whole and again
+//! Arbitrary bytes into the client protocol parser (and, by a knob, the
+//! route and leaf node parsers), parsed whole and again
 //! split at fuzzer-chosen points: the same ops and the same error, never a
 //! panic, and the parser's own buffer bounded by the limits. Each
 //! `CONNECT`'s JSON is decoded too (bytes that are not UTF-8 included):
@@ -53,6 +54,9 @@ fuzz_target!(|data: &[u8]| {
         max_payload: Some(if knobs & 2 == 0 { 1 << 20 } else { 64 }),
         headers: knobs & 4 != 0,
         awaiting_auth: knobs & 8 != 0,
+        // The route and leaf node parsers share the machinery.
+        route: knobs & 48 == 16,
+        leaf: knobs & 48 == 32,
     };
     let whole = parse(&[input], &limits);
     let step = usize::from(stride % 7) + 1;

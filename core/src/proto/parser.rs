@@ -529,10 +529,10 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
     let line_len = nl + 1;
     let op = match verb {
         Verb::Pub | Verb::HPub => return parse_pub(verb, arg, buf, line_len, limits),
-        Verb::RMsg => return parse_routed(false, true, arg, buf, line_len),
-        Verb::HMsg if limits.route => return parse_routed(true, true, arg, buf, line_len),
-        Verb::LMsg => return parse_routed(false, false, arg, buf, line_len),
-        Verb::HMsg if limits.leaf => return parse_routed(true, false, arg, buf, line_len),
+        Verb::RMsg => return parse_routed(false, true, arg, buf, line_len, limits),
+        Verb::HMsg if limits.route => return parse_routed(true, true, arg, buf, line_len, limits),
+        Verb::LMsg => return parse_routed(false, false, arg, buf, line_len, limits),
+        Verb::HMsg if limits.leaf => return parse_routed(true, false, arg, buf, line_len, limits),
         Verb::LeafSub => {
             let mut args = Args::split(arg, true);
             match (args.next(), args.next(), args.next(), args.next()) {
@@ -721,6 +721,7 @@ fn parse_routed<'a>(
     arg: &'a [u8],
     buf: &'a [u8],
     line_len: usize,
+    limits: &Limits,
 ) -> Result<Step<'a>, ParseError> {
     const WHY: &str = "processRoutedMsgArgs Parse Error";
     let base = arg.as_ptr() as usize;
@@ -774,6 +775,11 @@ fn parse_routed<'a>(
         }
         None => None,
     };
+    if let Some(max) = limits.max_payload
+        && size as u64 > max
+    {
+        return Err(ParseError::MaxPayload);
+    }
     let total = line_len + size + 2;
     if buf.len() < total {
         return Ok(Step::NeedFrame { total });

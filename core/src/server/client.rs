@@ -23,9 +23,13 @@ impl Server {
             c.kind,
             super::ConnKind::Route | super::ConnKind::Leaf | super::ConnKind::Gateway
         ) {
+            // A peer forwards what its clients may publish, whatever this
+            // server's own limit; a bound still keeps one declared size
+            // from taking memory without end.
+            let max = u64::from(self.opts.max_payload).max(super::route::PEER_MAX_PAYLOAD);
             return Limits {
                 max_control_line: super::route::ROUTE_MAX_CONTROL_LINE,
-                max_payload: None,
+                max_payload: Some(max),
                 headers: true,
                 awaiting_auth: c.awaiting_auth,
                 route: c.kind != super::ConnKind::Leaf,

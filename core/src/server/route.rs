@@ -42,6 +42,9 @@ const REDIAL_DELAY: Duration = Duration::from_secs(1);
 const FIRST_ROUTE_PING: Duration = Duration::from_secs(1);
 /// Longest control line a route may send (queue lists are unbounded).
 pub(crate) const ROUTE_MAX_CONTROL_LINE: usize = 1024 * 1024;
+/// Largest message a route, leaf node or gateway may send (the most any
+/// server lets a client publish: nats-server's 64 MiB ceiling).
+pub(crate) const PEER_MAX_PAYLOAD: u64 = 64 * 1024 * 1024;
 
 /// The cluster this server belongs to: its name, its listener and the
 /// routes to other members.
