@@ -36,7 +36,6 @@ use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Pub, Routed};
-use crate::sublist::InsertError;
 
 type Flow = ControlFlow<()>;
 
@@ -383,9 +382,7 @@ impl Server {
                 let mut key = account.to_vec();
                 key.push(b' ');
                 key.extend_from_slice(&super::interest::key(subject, queue));
-                if let Some(h) = self.conns[id.0].subs.remove(&key[..]) {
-                    self.remove_sub(h);
-                }
+                self.peer_unsubscribe(id, &key);
                 Flow::Continue(())
             }
             Op::Routed(r) => {
@@ -706,64 +703,25 @@ impl Server {
         else {
             return Flow::Continue(());
         };
-        let weight = match queue {
-            Some((_, w)) => u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1),
-            None => 1,
-        };
+        let weight = queue.map_or(1, |(_, w)| super::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
         let mut key = account.to_vec();
         key.push(b' ');
         key.extend_from_slice(&super::interest::key(subject, queue));
-        if let Some(&h) = self.conns[id.0].subs.get(&key[..]) {
-            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
-            self.interest_changed(acc, subject, queue, id, i64::from(weight) - i64::from(old));
-            return Flow::Continue(());
-        }
-        let slot = self.subs.vacant_key();
-        let handle = SubId(u32::try_from(slot).expect("fewer than 2^32 subscriptions"));
-        match self.accounts[acc.0 as usize]
-            .sublist
-            .insert(subject, queue, handle)
-        {
-            Err(InsertError::InvalidSubject) => return Flow::Continue(()),
-            Ok(()) => {}
-        }
-        self.subs.insert(super::Subscription {
-            conn: id,
-            account: acc,
-            weight,
-            subject: subject.into(),
-            queue: queue.map(Into::into),
-            sid: key[..].into(),
-            max: 0,
-            delivered: 0,
-            shadow: None,
-        });
-        self.conns[id.0].subs.insert(key[..].into(), handle);
-        self.interest_changed(acc, subject, queue, id, i64::from(weight));
+        self.peer_subscribe(id, acc, &key, subject, queue, weight);
         Flow::Continue(())
     }
 
     /// `RMSG`/`HMSG` on an inbound connection: a remote cluster's message.
     fn gateway_msg(&mut self, id: ConnId, r: &Routed<'_>) {
-        let len = r.msg.payload.len() as u64;
-        let c = &mut self.conns[id.0];
-        c.counters.in_msgs += 1;
-        c.counters.in_bytes += len;
-        self.stats.counters.in_msgs += 1;
-        self.stats.counters.in_bytes += len;
-        let Some(account) = self
+        let account = self
             .accounts
             .iter()
             .position(|a| a.name.as_bytes() == r.account)
-            .map(|i| AccountId(i as u32))
-        else {
-            return;
-        };
-        self.routed_queues.clear();
-        self.routed_queues.extend_from_slice(r.queues);
-        self.route(id, account, &r.msg, &mut super::accounts::Route::default());
-        self.routed_queues.clear();
+            .map(|i| AccountId(i as u32));
+        if let Some(account) = account {
+            self.peer_publish(id, account, r);
+        }
     }
 
     /// Interest in `subject` of `account` (outside gateways) is now

@@ -15,7 +15,9 @@
 //! there; a queue group is announced again with its new weight on every
 //! change. Only servers with routes or leaf nodes keep these counts.
 
-use super::{AccountId, ConnId, ConnKind, Server};
+use super::{AccountId, ConnId, ConnKind, Server, SubId};
+use crate::proto::Routed;
+use crate::sublist::InsertError;
 
 /// The weight of a subject (and queue group) in an account.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +76,85 @@ fn add(n: u32, delta: i64) -> u32 {
     u32::try_from((i64::from(n) + delta).max(0)).unwrap_or(u32::MAX)
 }
 
+/// A peer's queue weight as written (a malformed one counts as 1).
+pub(crate) fn queue_weight(w: &[u8]) -> u32 {
+    u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1)
+}
+
 impl Server {
+    /// A peer's (route's, leaf node's, gateway's) interest in `subject`
+    /// and `queue` of `account`, with `weight`: a subscription of its
+    /// connection kept under `key`, or the new weight of the one there.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn peer_subscribe(
+        &mut self,
+        id: ConnId,
+        account: AccountId,
+        key: &[u8],
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        weight: u32,
+    ) {
+        if let Some(&h) = self.conns[id.0].subs.get(key) {
+            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
+            self.interest_changed(
+                account,
+                subject,
+                queue,
+                id,
+                i64::from(weight) - i64::from(old),
+            );
+            return;
+        }
+        let slot = self.subs.vacant_key();
+        let handle = SubId(u32::try_from(slot).expect("fewer than 2^32 subscriptions"));
+        match self.accounts[account.0 as usize]
+            .sublist
+            .insert(subject, queue, handle)
+        {
+            Err(InsertError::InvalidSubject) => return,
+            Ok(()) => {}
+        }
+        self.subs.insert(super::Subscription {
+            conn: id,
+            account,
+            weight,
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            sid: key.into(),
+            max: 0,
+            delivered: 0,
+            shadow: None,
+        });
+        self.conns[id.0].subs.insert(key.into(), handle);
+        self.interest_changed(account, subject, queue, id, i64::from(weight));
+    }
+
+    /// A peer's interest kept under `key` is gone.
+    pub(crate) fn peer_unsubscribe(&mut self, id: ConnId, key: &[u8]) {
+        if let Some(h) = self.conns[id.0].subs.remove(key) {
+            self.remove_sub(h);
+        }
+    }
+
+    /// A message a peer forwards, counted and delivered in `account` (only
+    /// to the queue groups the peer named).
+    pub(crate) fn peer_publish(&mut self, id: ConnId, account: AccountId, r: &Routed<'_>) {
+        let len = r.msg.payload.len() as u64;
+        let c = &mut self.conns[id.0];
+        c.counters.in_msgs += 1;
+        c.counters.in_bytes += len;
+        self.stats.counters.in_msgs += 1;
+        self.stats.counters.in_bytes += len;
+        let stats = &mut self.accounts[account.0 as usize].stats;
+        stats.received_msgs += 1;
+        stats.received_bytes += len;
+        self.routed_queues.clear();
+        self.routed_queues.extend_from_slice(r.queues);
+        self.route(id, account, &r.msg, &mut super::accounts::Route::default());
+        self.routed_queues.clear();
+    }
+
     /// Whether this server shares interest with other servers (it has a
     /// cluster or leaf nodes).
     pub(crate) fn shares_interest(&self) -> bool {

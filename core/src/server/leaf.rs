@@ -30,7 +30,6 @@ use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Routed};
-use crate::sublist::InsertError;
 
 type Flow = ControlFlow<()>;
 
@@ -640,71 +639,22 @@ impl Server {
             self.close(id, CloseReason::ProtocolViolation, true);
             return Flow::Break(());
         }
-        let weight = match queue {
-            Some((_, w)) => u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1),
-            None => 1,
-        };
+        let weight = queue.map_or(1, |(_, w)| super::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
         let key = super::interest::key(subject, queue);
-        if let Some(&h) = self.conns[id.0].subs.get(&key[..]) {
-            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
-            self.interest_changed(
-                account,
-                subject,
-                queue,
-                id,
-                i64::from(weight) - i64::from(old),
-            );
-            return Flow::Continue(());
-        }
-        let slot = self.subs.vacant_key();
-        let handle = SubId(u32::try_from(slot).expect("fewer than 2^32 subscriptions"));
-        match self.accounts[account.0 as usize]
-            .sublist
-            .insert(subject, queue, handle)
-        {
-            Err(InsertError::InvalidSubject) => return Flow::Continue(()),
-            Ok(()) => {}
-        }
-        self.subs.insert(super::Subscription {
-            conn: id,
-            account,
-            weight,
-            subject: subject.into(),
-            queue: queue.map(Into::into),
-            sid: key[..].into(),
-            max: 0,
-            delivered: 0,
-            shadow: None,
-        });
-        self.conns[id.0].subs.insert(key[..].into(), handle);
-        self.interest_changed(account, subject, queue, id, i64::from(weight));
+        self.peer_subscribe(id, account, &key, subject, queue, weight);
         Flow::Continue(())
     }
 
     fn leaf_unsub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>) {
         let key = super::interest::key(subject, queue);
-        if let Some(h) = self.conns[id.0].subs.remove(&key[..]) {
-            self.remove_sub(h);
-        }
+        self.peer_unsubscribe(id, &key);
     }
 
     /// `LMSG`/`HMSG` from a leaf node: published in its bound account.
     fn leaf_msg(&mut self, id: ConnId, r: &Routed<'_>) {
-        let len = r.msg.payload.len() as u64;
-        let c = &mut self.conns[id.0];
-        c.counters.in_msgs += 1;
-        c.counters.in_bytes += len;
-        let account = c.account;
-        self.stats.counters.in_msgs += 1;
-        self.stats.counters.in_bytes += len;
-        let stats = &mut self.accounts[account.0 as usize].stats;
-        stats.received_msgs += 1;
-        stats.received_bytes += len;
-        self.routed_queues.clear();
-        self.routed_queues.extend_from_slice(r.queues);
-        self.route(id, account, &r.msg, &mut super::accounts::Route::default());
-        self.routed_queues.clear();
+        let account = self.conns[id.0].account;
+        self.peer_publish(id, account, r);
     }
 
     /// A subscription count of `account` changed from `all.0` to `all.1`

@@ -31,7 +31,6 @@ use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Pub, Routed};
-use crate::sublist::InsertError;
 
 type Flow = ControlFlow<()>;
 
@@ -1039,47 +1038,16 @@ impl Server {
             });
             return;
         };
-        let weight = match queue {
-            Some((_, w)) => u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1),
-            None => 1,
-        };
+        let weight = queue.map_or(1, |(_, w)| super::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
         let key = route_sub_key(account, subject, queue);
-        if let Some(&h) = self.conns[id.0].subs.get(&key[..]) {
-            let old = std::mem::replace(&mut self.subs[h.0 as usize].weight, weight);
-            self.interest_changed(acc, subject, queue, id, i64::from(weight) - i64::from(old));
-            return;
-        }
-        let slot = self.subs.vacant_key();
-        let handle = SubId(u32::try_from(slot).expect("fewer than 2^32 subscriptions"));
-        match self.accounts[acc.0 as usize]
-            .sublist
-            .insert(subject, queue, handle)
-        {
-            Err(InsertError::InvalidSubject) => return,
-            Ok(()) => {}
-        }
-        self.subs.insert(super::Subscription {
-            conn: id,
-            account: acc,
-            weight,
-            subject: subject.into(),
-            queue: queue.map(Into::into),
-            sid: key[..].into(),
-            max: 0,
-            delivered: 0,
-            shadow: None,
-        });
-        self.conns[id.0].subs.insert(key[..].into(), handle);
-        self.interest_changed(acc, subject, queue, id, i64::from(weight));
+        self.peer_subscribe(id, acc, &key, subject, queue, weight);
     }
 
     /// `RS-`: the peer lost its interest.
     fn remote_unsub(&mut self, id: ConnId, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
         let key = route_sub_key(account, subject, queue);
-        if let Some(h) = self.conns[id.0].subs.remove(&key[..]) {
-            self.remove_sub(h);
-        }
+        self.peer_unsubscribe(id, &key);
     }
 
     /// The account named `name`, if this server has it.
@@ -1092,22 +1060,14 @@ impl Server {
 
     /// `RMSG`/`HMSG`: a message the peer forwards for subscribers here.
     fn routed_msg(&mut self, id: ConnId, r: &Routed<'_>) {
-        let len = r.msg.payload.len() as u64;
-        let c = &mut self.conns[id.0];
-        c.counters.in_msgs += 1;
-        c.counters.in_bytes += len;
-        self.stats.counters.in_msgs += 1;
-        self.stats.counters.in_bytes += len;
-        let Some(account) = self.account_by_name(r.account) else {
-            return;
-        };
-        let stats = &mut self.accounts[account.0 as usize].stats;
-        stats.received_msgs += 1;
-        stats.received_bytes += len;
-        self.routed_queues.clear();
-        self.routed_queues.extend_from_slice(r.queues);
-        self.route(id, account, &r.msg, &mut super::accounts::Route::default());
-        self.routed_queues.clear();
+        match self.account_by_name(r.account) {
+            Some(account) => self.peer_publish(id, account, r),
+            None => {
+                let c = &mut self.conns[id.0];
+                c.counters.in_msgs += 1;
+                c.counters.in_bytes += r.msg.payload.len() as u64;
+            }
+        }
     }
 
     /// Forwards `p` in `account` to route or leaf node connection `id`,
