@@ -62,12 +62,20 @@ impl Server {
     }
 
     fn parse_and_process(&mut self, id: ConnId, parser: &mut Parser, bytes: &[u8]) {
+        // A connection's kind never changes: dispatch on it once.
+        let kind = self.conns[id.0].kind;
         let mut pos = 0;
         loop {
             let limits = self.limits(id);
             match parser.next(bytes, &mut pos, &limits) {
                 Ok(Some(op)) => {
-                    if self.process_op(id, op).is_break() {
+                    let flow = match kind {
+                        super::ConnKind::Route => self.process_route_op(id, op),
+                        super::ConnKind::Leaf => self.process_leaf_op(id, op),
+                        super::ConnKind::Gateway => self.process_gateway_op(id, op),
+                        _ => self.process_op(id, op),
+                    };
+                    if flow.is_break() {
                         return;
                     }
                 }
@@ -270,12 +278,6 @@ impl Server {
             if let Op::Pub(p) = &op {
                 self.trace_payload(id, p.payload);
             }
-        }
-        match self.conns[id.0].kind {
-            super::ConnKind::Route => return self.process_route_op(id, op),
-            super::ConnKind::Leaf => return self.process_leaf_op(id, op),
-            super::ConnKind::Gateway => return self.process_gateway_op(id, op),
-            _ => {}
         }
         match op {
             Op::Connect(json) => self.process_connect(id, json),

@@ -159,7 +159,12 @@ impl Server {
         };
         // An answer to another cluster's request goes back to it.
         let answer;
-        let p = match self.mapped_gateway_reply(id, p.subject) {
+        let mapped = if self.gateways.is_some() {
+            self.mapped_gateway_reply(id, p.subject)
+        } else {
+            None
+        };
+        let p = match mapped {
             Some(full) => {
                 answer = full;
                 &Pub {
