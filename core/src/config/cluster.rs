@@ -99,6 +99,27 @@ const NOT_YET: &[(&str, &str)] = &[
     ("permissions", "route permissions"),
 ];
 
+/// A key natrix refuses until it has `what`, by name.
+pub(super) fn not_yet(e: &Entry, what: &str) -> ConfError {
+    ConfError::at(
+        &e.key_pos,
+        format!(
+            "{:?} is not supported yet: natrix does not have {what} yet",
+            e.key
+        ),
+    )
+}
+
+/// A key nats-server does not know either.
+pub(super) fn unknown(e: &Entry) -> ConfError {
+    ConfError::at(&e.key_pos, format!("unknown field {:?}", e.key))
+}
+
+/// A URL value of the cluster, leaf node and gateway blocks.
+pub(super) fn url(f: &Field<'_>) -> Result<RouteUrl, ConfError> {
+    RouteUrl::parse(f.as_str()?).map_err(|e| ConfError::at(f.pos, e))
+}
+
 /// Reads `cluster {}`.
 pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<ClusterOptions, ConfError> {
     let block = entry.field().as_map()?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::cluster::RouteUrl;
+use super::cluster::{RouteUrl, not_yet, unknown, url};
 use crate::conf::{ConfError, Entry, Field, Value, Warning};
 
 /// Gateways between clusters.
@@ -37,20 +37,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("advertise", "gateway URL advertisement"),
     ("gateway_advertise", "gateway URL advertisement"),
 ];
-
-fn not_yet(e: &Entry, what: &str) -> ConfError {
-    ConfError::at(
-        &e.key_pos,
-        format!(
-            "{:?} is not supported yet: natrix does not have {what} yet",
-            e.key
-        ),
-    )
-}
-
-fn unknown(e: &Entry) -> ConfError {
-    ConfError::at(&e.key_pos, format!("unknown field {:?}", e.key))
-}
 
 /// Reads `gateway {}`.
 pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOptions, ConfError> {
@@ -142,8 +128,4 @@ fn remote(f: &Field<'_>) -> Result<RemoteGateway, ConfError> {
         ));
     }
     Ok(r)
-}
-
-fn url(f: &Field<'_>) -> Result<RouteUrl, ConfError> {
-    RouteUrl::parse(f.as_str()?).map_err(|e| ConfError::at(f.pos, e))
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::cluster::RouteUrl;
+use super::cluster::{RouteUrl, not_yet, unknown, url};
 use crate::conf::{ConfError, Entry, Field, Value, Warning};
 
 /// Leaf node connections, both roles.
@@ -52,20 +52,6 @@ const REMOTE_NOT_YET: &[(&str, &str)] = &[
     ("ws_compression", "leaf nodes over websocket"),
     ("ws_no_masking", "leaf nodes over websocket"),
 ];
-
-fn not_yet(e: &Entry, what: &str) -> ConfError {
-    ConfError::at(
-        &e.key_pos,
-        format!(
-            "{:?} is not supported yet: natrix does not have {what} yet",
-            e.key
-        ),
-    )
-}
-
-fn unknown(e: &Entry) -> ConfError {
-    ConfError::at(&e.key_pos, format!("unknown field {:?}", e.key))
-}
 
 fn seconds(f: &Field<'_>, warnings: &mut Vec<Warning>) -> Result<Duration, ConfError> {
     match f.value {
@@ -158,8 +144,4 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
         ));
     }
     Ok(r)
-}
-
-fn url(f: &Field<'_>) -> Result<RouteUrl, ConfError> {
-    RouteUrl::parse(f.as_str()?).map_err(|e| ConfError::at(f.pos, e))
 }

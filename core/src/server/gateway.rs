@@ -271,19 +271,10 @@ impl Server {
     }
 
     pub(crate) fn on_gateway_dialed(&mut self, id: ConnId, peer: SocketAddr) {
-        let c = &mut self.conns[id.0];
-        c.peer = peer;
-        c.start = self.now.instant;
-        c.last_activity = self.now.instant;
-        if c.closing {
-            self.actions.push_back(Action::Close {
-                conn: id,
-                reason: CloseReason::ServerShutdown,
-                flush: false,
-            });
+        if !self.peer_dialed(id, peer) {
             return;
         }
-        let cid = c.cid;
+        let cid = self.conns[id.0].cid;
         self.log(
             LogLevel::Info,
             format!("{peer} - gid:{cid} - Creating outbound gateway connection"),
@@ -353,16 +344,7 @@ impl Server {
         match op {
             Op::Connect(json) => self.gateway_connect(id, json),
             Op::Info(json) => self.gateway_info(id, json),
-            Op::Ping => {
-                self.send(id, crate::proto::encode::PONG);
-                self.conns[id.0].last_ping_in = Some(self.now.instant);
-                Flow::Continue(())
-            }
-            Op::Pong => {
-                self.conns[id.0].pings_out = 0;
-                Flow::Continue(())
-            }
-            Op::Ok => Flow::Continue(()),
+            Op::Ping | Op::Pong | Op::Ok => self.peer_keepalive(id, &op),
             Op::Err(text) => {
                 let text = format!("Gateway Error {}", String::from_utf8_lossy(text));
                 self.conn_log(LogLevel::Error, id, &text);

@@ -15,6 +15,8 @@
 //! there; a queue group is announced again with its new weight on every
 //! change. Only servers with routes or leaf nodes keep these counts.
 
+use std::ops::ControlFlow;
+
 use super::{AccountId, ConnId, ConnKind, Server, SubId};
 use crate::proto::Routed;
 use crate::sublist::InsertError;
@@ -153,6 +155,44 @@ impl Server {
         self.routed_queues.extend_from_slice(r.queues);
         self.route(id, account, &r.msg, &mut super::accounts::Route::default());
         self.routed_queues.clear();
+    }
+
+    /// `PING`, `PONG` or `+OK` from a peer: the same on every kind of
+    /// server connection.
+    pub(crate) fn peer_keepalive(
+        &mut self,
+        id: ConnId,
+        op: &crate::proto::Op<'_>,
+    ) -> ControlFlow<()> {
+        match op {
+            crate::proto::Op::Ping => {
+                self.send(id, crate::proto::encode::PONG);
+                self.conns[id.0].last_ping_in = Some(self.now.instant);
+            }
+            crate::proto::Op::Pong => self.conns[id.0].pings_out = 0,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A connection this server dialed is up, to `peer`: true to go on
+    /// with its handshake, false when it was closed while dialing (the
+    /// driver is told to close the socket it now has).
+    pub(crate) fn peer_dialed(&mut self, id: ConnId, peer: core::net::SocketAddr) -> bool {
+        let now = self.now.instant;
+        let c = &mut self.conns[id.0];
+        c.peer = peer;
+        c.start = now;
+        c.last_activity = now;
+        if c.closing {
+            self.actions.push_back(super::Action::Close {
+                conn: id,
+                reason: super::CloseReason::ServerShutdown,
+                flush: false,
+            });
+            return false;
+        }
+        true
     }
 
     /// Whether this server shares interest with other servers (it has a

@@ -407,24 +407,16 @@ impl Server {
 
     /// A dial this server asked for connected.
     pub(crate) fn on_dialed(&mut self, id: ConnId, peer: SocketAddr) {
-        let Some(c) = self.conns.get_mut(id.0) else {
+        if !self.conns.contains(id.0) {
             return;
-        };
-        c.peer = peer;
-        c.start = self.now.instant;
-        c.last_activity = self.now.instant;
-        if let Some(r) = c.route.as_mut() {
+        }
+        if let Some(r) = self.conns[id.0].route.as_mut() {
             r.dialing = false;
         }
-        if c.closing {
-            // Closed while dialing (shutdown): now there is a socket to close.
-            self.actions.push_back(Action::Close {
-                conn: id,
-                reason: CloseReason::ServerShutdown,
-                flush: false,
-            });
+        if !self.peer_dialed(id, peer) {
             return;
         }
+        let c = &self.conns[id.0];
         let cid = c.cid;
         let remote = c.route.as_ref().and_then(|r| r.remote);
         self.log(
@@ -540,16 +532,7 @@ impl Server {
         match op {
             Op::Connect(json) => self.route_connect(id, json),
             Op::Info(json) => self.route_info(id, json),
-            Op::Ping => {
-                self.send(id, crate::proto::encode::PONG);
-                self.conns[id.0].last_ping_in = Some(self.now.instant);
-                Flow::Continue(())
-            }
-            Op::Pong => {
-                self.conns[id.0].pings_out = 0;
-                Flow::Continue(())
-            }
-            Op::Ok => Flow::Continue(()),
+            Op::Ping | Op::Pong | Op::Ok => self.peer_keepalive(id, &op),
             Op::Err(text) => {
                 let msg = format!("Route Error {}", String::from_utf8_lossy(text));
                 self.conn_log(LogLevel::Error, id, &msg);
