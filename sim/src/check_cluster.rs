@@ -1,25 +1,33 @@
-//! The cluster world's own checkers: what the servers of a cluster must
-//! agree on, and the one-hop rule, read from what the world saw of the
-//! servers (the clients' invariants of `check` hold cluster-wide beside
-//! them: a client's history does not say which server it talked to).
+//! The cluster world's own checkers: how the servers must be joined and
+//! what they must agree on, the one-hop rule and the absence of loops,
+//! read from what the world saw of the servers (the clients' invariants
+//! of `check` hold across every server beside them: a client's history
+//! does not say which server it talked to).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use natrix_core::server::{Listener, PeerKind, PeerLink};
+
+use crate::cluster::Topology;
 use crate::history::{ClientId, MsgId};
 
 /// The cluster world's invariants, by name (see docs/simulation.md).
 pub const INVARIANTS: &[(&str, &str)] = &[
     (
-        "full-mesh",
-        "after faults heal, every server has a route to every other server of the cluster (by its current server id), and to nothing else",
+        "joined",
+        "after faults heal, every server has a route to every other server of its cluster (by its current server id) and to nothing else, a leaf node one connection to its hub and a hub one to each of its leaf nodes, and a server with a gateway one outbound connection to a server of the other cluster",
     ),
     (
         "interest-converges",
-        "after faults heal and traffic quiets, what each server was told of a peer's interest (RS+/RS-) is exactly the interest that peer announces",
+        "after faults heal and traffic quiets, what each server was told of a peer's interest on a route, leaf node or gateway connection is exactly the interest that peer announces on it",
     ),
     (
         "one-hop",
-        "a message crosses one route at most: only the server its publisher is connected to forwards it, and to each other server once",
+        "a server forwards over routes only what did not come to it over a route, and over gateways only what came from its own clients or leaf nodes",
+    ),
+    (
+        "no-loop",
+        "a message reaches each server at most once over routes, leaf nodes and gateways, and never comes back to the server it was published on",
     ),
 ];
 
@@ -27,30 +35,29 @@ pub const INVARIANTS: &[(&str, &str)] = &[
 #[derive(Debug, Default)]
 pub struct ClusterFacts {
     pub servers: usize,
+    pub topology: Topology,
     /// The server each client connection was made to, by (client, epoch).
     pub conn_server: BTreeMap<(ClientId, u32), usize>,
-    /// Route connections that ended, and when: (at, server, server).
+    /// Connections between servers that ended, and when: (at, server,
+    /// server).
     pub route_drops: Vec<(u64, usize, usize)>,
-    /// Every routed copy of a simulated message that arrived: (message,
-    /// from, to).
-    pub routed: Vec<(MsgId, usize, usize)>,
-    /// Plain interest arriving at a server (`RS+`: true, `RS-`: false),
-    /// and when, by (from server, to server, `<account> <subject>`).
+    /// Every copy of a simulated message that arrived from another
+    /// server: (message, from, to, the kind of link).
+    pub routed: Vec<(MsgId, usize, usize, Listener)>,
+    /// Plain interest arriving at a server from another (`RS+`/`LS+`:
+    /// true, `RS-`/`LS-`: false), and when, by (from server, to server,
+    /// `<account> <subject>`).
     pub interest_events: BTreeMap<(usize, usize, String), Vec<(u64, bool)>>,
     /// Each server at the end of the run.
     pub end: Vec<ServerView>,
 }
 
-/// One server's view of the cluster, taken at the end of the run.
+/// One server's view of its peers, taken at the end of the run.
 #[derive(Debug, Clone, Default)]
 pub struct ServerView {
     pub server_id: String,
-    /// The server ids its registered routes lead to.
-    pub peers: Vec<String>,
-    /// What it announces to its routes (`Server::interest_for_routes`).
-    pub announces: BTreeSet<String>,
-    /// What each peer told it (`Server::interest_of_routes`).
-    pub heard: BTreeMap<String, BTreeSet<String>>,
+    /// Its connections to other servers (`Server::peer_links`).
+    pub links: Vec<PeerLink>,
 }
 
 impl ClusterFacts {
@@ -68,6 +75,12 @@ impl ClusterFacts {
     /// `from_ns` was an `RS+`) and kept it (no `RS-` nor route drop until
     /// `to_ns`). Interest travels as messages do: nats-server behaves the
     /// same.
+    ///
+    /// Across more than one hop (a leaf node, a gateway, and the routes
+    /// beyond them) a gap is explained by any connection between servers
+    /// ending within it, or by the subject's interest still travelling
+    /// (reaching any server from another) at or after `from_ns`: the
+    /// messages before may have come for other interest on the way.
     pub fn gap_explained(
         &self,
         publisher: (ClientId, u32),
@@ -84,12 +97,27 @@ impl ClusterFacts {
         if sp == ss {
             return false;
         }
+        let key = format!("{account} {pattern}");
+        let cluster = |s: usize| self.topology.cluster_of(s, self.servers).map(|c| c.0);
+        if cluster(sp).is_none() || cluster(sp) != cluster(ss) {
+            let dropped = self
+                .route_drops
+                .iter()
+                .any(|&(at, ..)| at >= from_ns && at <= to_ns);
+            let travelling = self
+                .interest_events
+                .iter()
+                .filter(|((_, _, k), _)| *k == key)
+                .flat_map(|(_, events)| events)
+                .any(|&(at, _)| at >= from_ns);
+            return dropped || travelling;
+        }
         let drops = self
             .route_drops
             .iter()
             .filter(|&&(_, x, y)| (x, y) == (sp, ss) || (x, y) == (ss, sp))
             .map(|&(at, ..)| (at, false));
-        let key = (ss, sp, format!("{account} {pattern}"));
+        let key = (ss, sp, key);
         let told = self
             .interest_events
             .get(&key)
@@ -109,37 +137,89 @@ impl ClusterFacts {
     }
 }
 
-/// Whether the servers `views` form a full mesh whose interest views all
-/// agree: the condition the final round waits for, and what the end of
-/// the run must show. Returns what is wrong, by invariant.
-pub fn disagreements(views: &[ServerView]) -> Vec<(&'static str, String)> {
+/// Whether the servers `views` are joined as `topology` says and their
+/// views of each other's interest all agree: the condition the final
+/// round waits for, and what the end of the run must show. Returns what
+/// is wrong, by invariant.
+pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
+    let n = views.len();
     let ids: Vec<&str> = views.iter().map(|v| v.server_id.as_str()).collect();
-    for (i, v) in views.iter().enumerate() {
-        let want: BTreeSet<&str> = ids
+    let peers = |i: usize, kind: PeerKind| -> Vec<&str> {
+        views[i]
+            .links
             .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, id)| *id)
-            .collect();
-        let have: BTreeSet<&str> = v.peers.iter().map(String::as_str).collect();
-        if have != want || v.peers.len() != want.len() {
-            out.push((
-                "full-mesh",
-                format!("S{i} routes to {have:?}, not to every other server {want:?}"),
-            ));
+            .filter(|l| l.kind == kind)
+            .map(|l| l.peer.as_str())
+            .collect()
+    };
+    let named = |set: &[usize]| -> Vec<&str> { set.iter().map(|&j| ids[j]).collect() };
+    for i in 0..n {
+        let members = topology.cluster_of(i, n).map(|c| c.1).unwrap_or_default();
+        let routes: Vec<usize> = members.iter().copied().filter(|&j| j != i).collect();
+        let leafs: Vec<usize> = match topology.hub_of(i) {
+            Some(hub) => vec![hub],
+            None => (0..n).filter(|&j| topology.hub_of(j) == Some(i)).collect(),
+        };
+        for (kind, want) in [(PeerKind::Route, routes), (PeerKind::Leaf, leafs)] {
+            let mut have = peers(i, kind);
+            have.sort_unstable();
+            let mut want = named(&want);
+            want.sort_unstable();
+            if have != want {
+                out.push((
+                    "joined",
+                    format!("S{i}'s {kind:?} connections lead to {have:?}, not to {want:?}"),
+                ));
+            }
         }
-        for (peer, heard) in &v.heard {
-            let Some(j) = ids.iter().position(|id| id == peer) else {
+        if let Topology::Gateways { split } = topology {
+            let others: Vec<&str> = named(&if i < split {
+                (split..n).collect::<Vec<_>>()
+            } else {
+                (0..split).collect()
+            });
+            let have = peers(i, PeerKind::GatewayOut);
+            if have.len() != 1 || !others.contains(&have[0]) {
+                out.push((
+                    "joined",
+                    format!("S{i}'s outbound gateways lead to {have:?}, not to one of {others:?}"),
+                ));
+            }
+        }
+        // Each link's view of the peer's interest, against what the peer
+        // announces on its end of it.
+        for l in &views[i].links {
+            let Some(j) = ids.iter().position(|id| *id == l.peer) else {
                 continue;
             };
-            if *heard != views[j].announces {
-                let extra: Vec<&String> = heard.difference(&views[j].announces).collect();
-                let missing: Vec<&String> = views[j].announces.difference(heard).collect();
+            let back = match l.kind {
+                PeerKind::GatewayOut => PeerKind::GatewayIn,
+                PeerKind::GatewayIn => PeerKind::GatewayOut,
+                kind => kind,
+            };
+            let ends: Vec<&PeerLink> = views[j]
+                .links
+                .iter()
+                .filter(|m| m.kind == back && m.peer == ids[i])
+                .collect();
+            let Some(end) = ends.first() else {
+                // Registered on one end only: the handshake is still on
+                // its way (or the other end closed it).
+                out.push((
+                    "joined",
+                    format!("S{i}'s {:?} connection to S{j} has no end there", l.kind),
+                ));
+                continue;
+            };
+            if ends.iter().all(|m| m.announces != l.heard) {
+                let extra: Vec<&String> = l.heard.difference(&end.announces).collect();
+                let missing: Vec<&String> = end.announces.difference(&l.heard).collect();
                 out.push((
                     "interest-converges",
                     format!(
-                        "S{i}'s view of S{j}'s interest differs: {extra:?} it no longer has, {missing:?} it was not told"
+                        "S{i}'s view of S{j}'s interest ({:?}) differs: {extra:?} it no longer has, {missing:?} it was not told",
+                        l.kind
                     ),
                 ));
             }
@@ -154,65 +234,162 @@ pub fn check(
     pubs: &BTreeMap<MsgId, (ClientId, u32)>,
     bad: &mut impl FnMut(&'static str, String),
 ) {
-    let mut crossed: BTreeSet<(MsgId, usize)> = BTreeSet::new();
-    for &(m, from, to) in &facts.routed {
+    // How each server first got each message from another.
+    let mut came: BTreeMap<(MsgId, usize), Listener> = BTreeMap::new();
+    for &(m, from, to, kind) in &facts.routed {
         let origin = pubs.get(&m).and_then(|k| facts.conn_server.get(k));
-        if origin.is_some_and(|&o| o != from) {
+        if origin == Some(&to) {
             bad(
-                "one-hop",
-                format!(
-                    "message {m}, published on S{}, was forwarded by S{from} to S{to}",
-                    origin.expect("checked")
-                ),
+                "no-loop",
+                format!("message {m}, published on S{to}, came back to it from S{from} ({kind:?})"),
             );
         }
-        if !crossed.insert((m, to)) {
+        if came.insert((m, to), kind).is_some() {
             bad(
-                "one-hop",
-                format!("message {m} reached S{to} twice by route"),
+                "no-loop",
+                format!("message {m} reached S{to} twice (again from S{from}, {kind:?})"),
             );
         }
     }
-    // The final round waits for the cluster to come together; the end of
+    for &(m, from, to, kind) in &facts.routed {
+        let got = came.get(&(m, from)).copied();
+        let broken = match kind {
+            Listener::Route => got == Some(Listener::Route),
+            Listener::Gateway => matches!(got, Some(Listener::Route | Listener::Gateway)),
+            _ => false,
+        };
+        if broken {
+            bad(
+                "one-hop",
+                format!(
+                    "message {m} came to S{from} over a {:?} connection and went on to S{to} over a {kind:?} one",
+                    got.expect("checked")
+                ),
+            );
+        }
+    }
+    // The final round waits for the servers to come together; the end of
     // the run (quiet since) must still show it, or says which part did not.
-    for (invariant, detail) in disagreements(&facts.end) {
+    for (invariant, detail) in disagreements(&facts.end, facts.topology) {
         bad(invariant, detail);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
-    fn view(id: &str, peers: &[&str], announces: &[&str]) -> ServerView {
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn link(kind: PeerKind, peer: &str, announces: &[&str], heard: &[&str]) -> PeerLink {
+        PeerLink {
+            kind,
+            peer: peer.to_string(),
+            announces: set(announces),
+            heard: set(heard),
+        }
+    }
+
+    fn view(id: &str, links: Vec<PeerLink>) -> ServerView {
         ServerView {
             server_id: id.to_string(),
-            peers: peers.iter().map(|p| p.to_string()).collect(),
-            announces: announces.iter().map(|a| a.to_string()).collect(),
-            heard: BTreeMap::new(),
+            links,
         }
     }
 
     #[test]
     fn a_missing_route_or_a_stale_view_is_named() {
-        let mut a = view("A", &["B"], &["$G x"]);
-        let mut b = view("B", &["A"], &["$G y q=2"]);
-        a.heard.insert("B".into(), b.announces.clone());
-        b.heard.insert("A".into(), a.announces.clone());
-        assert!(disagreements(&[a.clone(), b.clone()]).is_empty());
+        use PeerKind::Route;
+        let a = view("A", vec![link(Route, "B", &["$G x"], &["$G y q=2"])]);
+        let mut b = view("B", vec![link(Route, "A", &["$G y q=2"], &["$G x"])]);
+        assert!(disagreements(&[a.clone(), b.clone()], Topology::Mesh).is_empty());
         // B still believes A wants x.z, which A no longer announces.
-        b.heard.get_mut("A").unwrap().insert("$G x.z".into());
-        let found = disagreements(&[a.clone(), b.clone()]);
+        b.links[0].heard.insert("$G x.z".into());
+        let found = disagreements(&[a.clone(), b.clone()], Topology::Mesh);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "interest-converges");
         // A third server nobody routes to.
-        let c = view("C", &[], &[]);
-        let found = disagreements(&[a, b, c]);
+        let c = view("C", Vec::new());
+        let found = disagreements(&[a, b, c], Topology::Mesh);
         assert_eq!(
-            found.iter().filter(|(i, _)| *i == "full-mesh").count(),
+            found.iter().filter(|(i, _)| *i == "joined").count(),
             3,
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn leaf_nodes_and_gateways_are_checked_by_their_ends() {
+        use PeerKind::{GatewayIn, GatewayOut, Leaf};
+        // H is the hub of L; L's view of H's interest is stale.
+        let h = view("H", vec![link(Leaf, "L", &["$G a"], &["$G b"])]);
+        let l = view("L", vec![link(Leaf, "H", &["$G b"], &["$G a", "$G c"])]);
+        let leaf = Topology::Leaf { hubs: 1 };
+        let found = disagreements(&[h.clone(), l], leaf);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "interest-converges");
+        // A leaf node without its connection.
+        let found = disagreements(&[h, view("L", Vec::new())], leaf);
+        assert!(
+            found
+                .iter()
+                .any(|(i, d)| *i == "joined" && d.contains("S1"))
+        );
+        // Two clusters of one server: each needs its outbound gateway,
+        // and hears on it what the other announces on its inbound one.
+        let a = view(
+            "A",
+            vec![
+                link(GatewayOut, "B", &[], &["$G y"]),
+                link(GatewayIn, "B", &["$G x"], &[]),
+            ],
+        );
+        let b = view(
+            "B",
+            vec![
+                link(GatewayOut, "A", &[], &["$G x"]),
+                link(GatewayIn, "A", &["$G y"], &[]),
+            ],
+        );
+        let gateways = Topology::Gateways { split: 1 };
+        assert!(disagreements(&[a.clone(), b.clone()], gateways).is_empty());
+        let lonely = view("B", vec![link(GatewayIn, "A", &["$G y"], &[])]);
+        let found = disagreements(&[a, lonely], gateways);
+        assert!(
+            found
+                .iter()
+                .any(|(i, d)| *i == "joined" && d.contains("S1"))
+        );
+    }
+
+    #[test]
+    fn loops_and_second_hops_are_named() {
+        let mut f = ClusterFacts {
+            servers: 3,
+            ..ClusterFacts::default()
+        };
+        f.conn_server.insert((0, 1), 0);
+        let pubs: BTreeMap<MsgId, (ClientId, u32)> = [(7, (0, 1))].into();
+        let found = |f: &ClusterFacts| {
+            let mut out = Vec::new();
+            check(f, &pubs, &mut |i, d| out.push((i, d)));
+            out
+        };
+        // S0 to S1 by leaf node, S1 on by route: fine.
+        f.routed = vec![(7, 0, 1, Listener::Leaf), (7, 1, 2, Listener::Route)];
+        assert!(found(&f).is_empty());
+        // S2 on by route again, and back to S0.
+        f.routed.push((7, 2, 0, Listener::Route));
+        let out = found(&f);
+        assert!(out.iter().any(|(i, _)| *i == "one-hop"), "{out:?}");
+        assert!(out.iter().any(|(i, _)| *i == "no-loop"), "{out:?}");
+        // A gateway after a route.
+        f.routed = vec![(7, 0, 1, Listener::Route), (7, 1, 2, Listener::Gateway)];
+        assert!(found(&f).iter().any(|(i, _)| *i == "one-hop"));
     }
 
     #[test]
@@ -242,5 +419,23 @@ mod tests {
         assert!(!f.gap_explained((0, 1), (1, 1), "$G", "a.*", 18, 20));
         // Same server: never.
         assert!(!f.gap_explained((1, 1), (2, 1), "$G", "x", 10, 20));
+        // Through a leaf node: a connection ending within the gap, or the
+        // interest still travelling, explains it; nothing else does.
+        let mut f = ClusterFacts {
+            servers: 2,
+            topology: Topology::Leaf { hubs: 1 },
+            ..ClusterFacts::default()
+        };
+        f.conn_server.insert((0, 1), 0);
+        f.conn_server.insert((1, 1), 1);
+        f.interest_events
+            .insert((1, 0, "$G a.*".into()), vec![(5, true)]);
+        assert!(!f.gap_explained((0, 1), (1, 1), "$G", "a.*", 10, 20));
+        f.interest_events
+            .insert((0, 1, "$G a.*".into()), vec![(12, true)]);
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "a.*", 10, 20));
+        assert!(!f.gap_explained((0, 1), (1, 1), "$G", "a.*", 13, 20));
+        f.route_drops.push((15, 0, 1));
+        assert!(f.gap_explained((0, 1), (1, 1), "$G", "a.*", 13, 20));
     }
 }

@@ -1,8 +1,11 @@
-//! The cluster world: two to four servers of one cluster (the real core
-//! each), linked by routes over the same in-memory links as their clients,
-//! stepped through simulated time in one loop, as `world` steps one.
+//! The cluster world: two to four servers (the real core each), joined as
+//! one cluster of routes, as a hub cluster with leaf nodes, or as two
+//! clusters joined by gateways, over the same in-memory links as their
+//! clients, stepped through simulated time in one loop, as `world` steps
+//! one.
 //!
-//! Servers dial the routes of their options and each other (gossip) as the
+//! Servers dial the routes, leaf node remotes and gateways of their
+//! options and each other (gossip) as the
 //! runtime driver would: `Action::Dial` is answered with `Event::Dialed`
 //! (the target accepts) or `Event::DialFailed` (the target is down: at
 //! once; a partition in between: after a timeout). Clients are the
@@ -27,8 +30,8 @@ use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-use shape::{CLIENT_PORT, ROUTE_PORT, server_faults, server_options, target_of};
-pub use shape::{ServerFault, Shape};
+pub use shape::{ServerFault, Shape, Topology};
+use shape::{port_of, server_faults, server_options, target_of};
 use wire::{Dir, End, Item, Link, Seen, read_route, show};
 
 use crate::check_cluster::{ClusterFacts, ServerView, disagreements};
@@ -92,6 +95,7 @@ enum Wake {
         life: u32,
         conn: ConnId,
         target: usize,
+        listener: Listener,
     },
     DialTimeout {
         s: usize,
@@ -140,7 +144,7 @@ impl ClusterWorld {
         let s = cfg.seed;
         let setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
         let n_clients = setup.clients.len();
-        let shape = Shape::draw(s, n_clients);
+        let shape = Shape::draw(s, n_clients, setup.users.is_none());
         let base = Options {
             ping_interval: std::time::Duration::from_secs(1),
             ping_max: 2,
@@ -213,6 +217,7 @@ impl ClusterWorld {
             counts: BTreeMap::new(),
             facts: ClusterFacts {
                 servers: shape.servers,
+                topology: shape.topology,
                 ..ClusterFacts::default()
             },
             cfg,
@@ -323,7 +328,8 @@ impl ClusterWorld {
                 life,
                 conn,
                 target,
-            } => self.dial(s, life, conn, target),
+                listener,
+            } => self.dial(s, life, conn, target, listener),
             Wake::DialTimeout { s, life, conn } => {
                 if self.nodes[s].life == life && self.nodes[s].up {
                     let now = self.now_at(s);
@@ -377,19 +383,20 @@ impl ClusterWorld {
         self.schedule(link, d);
     }
 
-    /// Reads what arrives at a server on a route: routed messages (for
-    /// `one-hop`) and plain interest (for `no-silent-gaps`).
+    /// Reads what arrives at a server from another: messages (for
+    /// `one-hop` and `no-loop`) and plain interest (for `no-silent-gaps`).
     fn tap(&mut self, link: usize, d: usize, bytes: &[u8]) {
         let l = &mut self.links[link];
         let (Some(to), Some(from)) = (l.ends[d].server(), l.ends[1 - d].server()) else {
             return;
         };
-        let Some(taps) = l.taps.as_mut() else {
+        let Some((kind, taps)) = l.taps.as_mut() else {
             return;
         };
+        let kind = *kind;
         let (facts, now) = (&mut self.facts, self.now);
-        let readable = read_route(&mut taps[d], bytes, |seen| match seen {
-            Seen::Routed(m) => facts.routed.push((m, from, to)),
+        let readable = read_route(&mut taps[d], kind, bytes, |seen| match seen {
+            Seen::Routed(m) => facts.routed.push((m, from, to, kind)),
             Seen::Interest { key, plus } => {
                 let events = facts.interest_events.entry((from, to, key));
                 events.or_default().push((now, plus));
@@ -534,13 +541,23 @@ impl ClusterWorld {
 
     fn listen(&mut self, s: usize) {
         let now = self.now_at(s);
-        for (listener, port) in [
-            (Listener::Client, CLIENT_PORT),
-            (Listener::Route, ROUTE_PORT),
-        ] {
-            self.nodes[s]
-                .server
-                .handle(now, Event::Listening { listener, port });
+        let opts = &self.nodes[s].opts;
+        let listeners = [
+            (Listener::Client, true),
+            (Listener::Route, opts.cluster.is_some()),
+            (
+                Listener::Leaf,
+                opts.leafnodes.as_ref().is_some_and(|l| l.port.is_some()),
+            ),
+            (Listener::Gateway, opts.gateway.is_some()),
+        ];
+        for (listener, on) in listeners {
+            if on {
+                let port = port_of(listener);
+                self.nodes[s]
+                    .server
+                    .handle(now, Event::Listening { listener, port });
+            }
         }
         self.drain(s);
     }
@@ -615,13 +632,14 @@ impl ClusterWorld {
                     let lat = u64::from(self.net_rng.next_u32()) % self.latency_max_ns.max(1);
                     self.note(|| format!("S{s} dials {addr}"));
                     match target {
-                        Some(target) => self.wake(
+                        Some((target, listener)) => self.wake(
                             self.now + lat,
                             Wake::Dial {
                                 s,
                                 life,
                                 conn,
                                 target,
+                                listener,
                             },
                         ),
                         // Nobody there: refused.
@@ -664,13 +682,21 @@ impl ClusterWorld {
         self.drain(s);
     }
 
-    /// A dial from server `s` reaches `target`: it accepts, unless it is
-    /// down (refused at once) or a partition is in between (a timeout).
-    fn dial(&mut self, s: usize, life: u32, conn: ConnId, target: usize) {
+    /// A dial from server `s` reaches `target`'s `listener`: it accepts,
+    /// unless it is down or does not listen there (refused at once) or a
+    /// partition is in between (a timeout).
+    fn dial(&mut self, s: usize, life: u32, conn: ConnId, target: usize, listener: Listener) {
         if self.nodes[s].life != life || !self.nodes[s].up {
             return;
         }
-        if !self.nodes[target].up {
+        let opts = &self.nodes[target].opts;
+        let listens = match listener {
+            Listener::Route => opts.cluster.is_some(),
+            Listener::Leaf => opts.leafnodes.as_ref().is_some_and(|l| l.port.is_some()),
+            Listener::Gateway => opts.gateway.is_some(),
+            Listener::Client => true,
+        };
+        if !self.nodes[target].up || !listens {
             self.note(|| format!("S{s}'s dial to S{target} is refused"));
             let now = self.now_at(s);
             let failed = Event::DialFailed {
@@ -703,7 +729,7 @@ impl ClusterWorld {
             gone: [false, false],
             blocked: [false, false],
             paused_until: [0, 0],
-            taps: Some(Box::new([Parser::new(), Parser::new()])),
+            taps: Some((listener, Box::new([Parser::new(), Parser::new()]))),
         });
         self.nodes[s].conns.insert(conn, (link, 0));
         self.nodes[target].conns.insert(accepted, (link, 1));
@@ -714,12 +740,13 @@ impl ClusterWorld {
             now,
             Event::Accepted {
                 conn: accepted,
-                listener: Listener::Route,
+                listener,
                 peer,
             },
         );
         self.drain(target);
-        let to = core::net::SocketAddr::from(([127, 0, 0, target as u8 + 1], ROUTE_PORT));
+        let port = port_of(listener);
+        let to = core::net::SocketAddr::from(([127, 0, 0, target as u8 + 1], port));
         let now = self.now_at(s);
         self.nodes[s]
             .server
@@ -991,14 +1018,7 @@ impl ClusterWorld {
             .iter()
             .map(|n| ServerView {
                 server_id: n.server.server_id().to_string(),
-                peers: n
-                    .server
-                    .routes()
-                    .into_iter()
-                    .map(|(_, p)| p.server_id.clone())
-                    .collect(),
-                announces: n.server.interest_for_routes(),
-                heard: n.server.interest_of_routes(),
+                links: n.server.peer_links(),
             })
             .collect()
     }
@@ -1019,7 +1039,7 @@ impl ClusterWorld {
         }
         // The final round waits for the servers too: a full mesh whose
         // views of each other's interest agree.
-        let together = disagreements(&self.views()).is_empty();
+        let together = disagreements(&self.views(), self.facts.topology).is_empty();
         if !together
             || !self
                 .phases

@@ -174,9 +174,9 @@ pub const SUITE: [Planted; 28] = [
     },
 ];
 
-/// The bugs planted in the routes, hunted in the cluster world
-/// (`cluster`): a single server never meets them.
-pub const CLUSTER_SUITE: [Planted; 3] = [
+/// The bugs planted in routes, leaf nodes and gateways, hunted in the
+/// cluster world (`cluster`): a single server never meets them.
+pub const CLUSTER_SUITE: [Planted; 7] = [
     Planted {
         bug: PlantedBug::ForwardRoutedToRoute,
         // Not every time: a message bounced on every hop never stops.
@@ -192,6 +192,29 @@ pub const CLUSTER_SUITE: [Planted; 3] = [
         bug: PlantedBug::QueueTwiceAcrossServers,
         one_in: 1,
         caught_by: &["queue-at-most-once"],
+    },
+    Planted {
+        bug: PlantedBug::EchoToLeaf,
+        // Not every time: a message echoed on both ends never stops.
+        one_in: 10,
+        caught_by: &["no-loop", "no-duplicates"],
+    },
+    Planted {
+        bug: PlantedBug::LeafToldOwnInterest,
+        one_in: 1,
+        // Its own `$LDS.` subject comes back: a loop, and the leaf node
+        // stays away.
+        caught_by: &["interest-converges", "joined"],
+    },
+    Planted {
+        bug: PlantedBug::GatewayToGateway,
+        one_in: 10,
+        caught_by: &["one-hop", "no-loop", "no-duplicates"],
+    },
+    Planted {
+        bug: PlantedBug::DropGatewayUnsub,
+        one_in: 1,
+        caught_by: &["interest-converges"],
     },
 ];
 

@@ -1,5 +1,6 @@
 //! The cluster world under test: seeds pass, runs replay exactly, and the
-//! routes' planted bugs are caught by their invariants.
+//! planted bugs of routes, leaf nodes and gateways are caught by their
+//! invariants.
 
 use natrix_core::config::PlantedBug;
 use natrix_sim::cluster::run_seed_cluster;
@@ -51,7 +52,7 @@ fn cluster_runs_are_deterministic() {
 }
 
 #[test]
-fn the_routes_planted_bugs_are_caught() {
+fn the_peers_planted_bugs_are_caught() {
     for planted in CLUSTER_SUITE {
         assert!(PlantedBug::CLUSTER.contains(&planted.bug));
         let caught = (0..20).find(|&seed| {

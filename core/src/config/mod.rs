@@ -339,6 +339,16 @@ pub enum PlantedBug {
     /// A queue group's message forwarded to another server's member is
     /// also delivered to a local member.
     QueueTwiceAcrossServers,
+    // Leaf nodes and gateways (planted in the many-server simulation).
+    /// A message from a leaf node connection goes back on it too.
+    EchoToLeaf,
+    /// A leaf node connection is told of its own interest too.
+    LeafToldOwnInterest,
+    /// A message from a gateway goes out on the gateways too.
+    GatewayToGateway,
+    /// A gateway is not told that the last subscription to a subject
+    /// went (`RS-` dropped).
+    DropGatewayUnsub,
 }
 
 impl PlantedBug {
@@ -375,10 +385,14 @@ impl PlantedBug {
 
     /// The bugs planted in a cluster of servers (the many-server
     /// simulation catches them).
-    pub const CLUSTER: [PlantedBug; 3] = [
+    pub const CLUSTER: [PlantedBug; 7] = [
         PlantedBug::ForwardRoutedToRoute,
         PlantedBug::DropRouteUnsub,
         PlantedBug::QueueTwiceAcrossServers,
+        PlantedBug::EchoToLeaf,
+        PlantedBug::LeafToldOwnInterest,
+        PlantedBug::GatewayToGateway,
+        PlantedBug::DropGatewayUnsub,
     ];
 
     /// The bug's name on the command line.
@@ -415,6 +429,10 @@ impl PlantedBug {
             PlantedBug::ForwardRoutedToRoute => "forward-routed-to-route",
             PlantedBug::DropRouteUnsub => "drop-route-unsub",
             PlantedBug::QueueTwiceAcrossServers => "queue-twice-across-servers",
+            PlantedBug::EchoToLeaf => "echo-to-leaf",
+            PlantedBug::LeafToldOwnInterest => "leaf-told-own-interest",
+            PlantedBug::GatewayToGateway => "gateway-to-gateway",
+            PlantedBug::DropGatewayUnsub => "drop-gateway-unsub",
         }
     }
 

@@ -274,14 +274,19 @@ impl Server {
         // Test-only: the one-hop rule broken.
         let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
         let from_route = from_route && !hop_again;
+        // Test-only: back to the leaf node it came from; on to gateways
+        // from a gateway.
+        let echo = from_kind == Some(ConnKind::Leaf) && self.planted(PlantedBug::EchoToLeaf);
+        let gateway_again = from_gateway && self.planted(PlantedBug::GatewayToGateway);
+        let gateway_hop = (from_gateway && !gateway_again) || from_route || hop_again;
         // Whether a peer may take the message: not its own; not a route
         // after a route (one hop); no gateway after a route or a gateway
         // (the first server sent it to every cluster).
         let allowed = |s: &Server, r: ConnId| {
             let kind = s.conns[r.0].kind;
-            r != publisher
+            (r != publisher || echo)
                 && !(from_route && kind == ConnKind::Route)
-                && !((from_route || from_gateway || hop_again) && kind == ConnKind::Gateway)
+                && !(gateway_hop && kind == ConnKind::Gateway)
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;
@@ -301,71 +306,85 @@ impl Server {
                 continue;
             }
             let members = &group.members;
-            // A leaf node's members take what a client or leaf node
-            // published only when no member here or on a route can, and
-            // another cluster's only when no member of this one can, as
-            // nats-server prefers them.
-            let weigh = |s: &Server, leafs: bool, gateways: bool| -> Vec<u32> {
-                members
-                    .iter()
-                    .map(|&h| match s.route_of(h) {
-                        Some(r) if !allowed(s, r) => 0,
-                        Some(r) if !leafs && s.conns[r.0].kind == ConnKind::Leaf => 0,
-                        Some(r) if !gateways && s.conns[r.0].kind == ConnKind::Gateway => 0,
-                        Some(_) => s.subs.get(h.0 as usize).map_or(0, |s| s.weight),
-                        None => 1,
-                    })
-                    .collect()
+            // Members in tiers: here and on routes (and leaf nodes, for
+            // what came over a route), then leaf nodes, then other
+            // clusters. A tier is tried only when no member of the ones
+            // before took the message (none there, or none could: the
+            // publisher itself without echo, say), as nats-server prefers
+            // them; a peer chosen takes it.
+            let tier = |s: &Server, h: SubId| -> Option<(u8, u32)> {
+                match s.route_of(h) {
+                    Some(r) if !allowed(s, r) => None,
+                    Some(r) => {
+                        let weight = s.subs.get(h.0 as usize).map_or(0, |s| s.weight);
+                        let tier = match s.conns[r.0].kind {
+                            ConnKind::Leaf if !from_route => 1,
+                            ConnKind::Gateway => 2,
+                            _ => 0,
+                        };
+                        Some((tier, weight))
+                    }
+                    None => Some((0, 1)),
+                }
             };
-            let mut weights = Vec::new();
-            let mut total: u64 = 0;
-            for (leafs, gateways) in [(from_route, false), (true, false), (true, true)] {
-                weights = weigh(self, leafs, gateways);
-                total = weights.iter().map(|&w| u64::from(w)).sum();
-                if total > 0 {
-                    break;
-                }
-            }
-            if total == 0 {
-                continue;
-            }
-            // The member at a weighted random point, then on in order
-            // past any that cannot take it.
-            let mut point = self.rng.routing.next_u64() % total;
-            let mut start = 0;
-            for (i, &w) in weights.iter().enumerate() {
-                if point < u64::from(w) {
-                    start = i;
-                    break;
-                }
-                point -= u64::from(w);
-            }
-            let n = members.len();
-            for k in 0..n {
-                let i = (start + k) % n;
-                if weights[i] == 0 {
+            let mut taken = false;
+            for t in 0..3 {
+                let weights: Vec<u32> = members
+                    .iter()
+                    .map(|&h| {
+                        tier(self, h)
+                            .filter(|&(at, _)| at == t)
+                            .map_or(0, |(_, w)| w)
+                    })
+                    .collect();
+                let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+                if total == 0 {
                     continue;
                 }
-                let h = members[i];
-                if let Some(r) = self.route_of(h) {
-                    if self.planted(PlantedBug::QueueTwiceAcrossServers)
-                        && let Some(&local) = members.iter().find(|&&m| self.route_of(m).is_none())
-                    {
-                        delivered |= self.deliver_or_shadow(publisher, local, p, from_service);
+                // The member at a weighted random point, then on in order
+                // past any that cannot take it.
+                let mut point = self.rng.routing.next_u64() % total;
+                let mut start = 0;
+                for (i, &w) in weights.iter().enumerate() {
+                    if point < u64::from(w) {
+                        start = i;
+                        break;
                     }
-                    match routes.iter_mut().find(|(id, _)| *id == r) {
-                        Some((_, queues)) => {
-                            if !queues.is_empty() {
-                                queues.push(b' ');
-                            }
-                            queues.extend_from_slice(&group.name);
-                        }
-                        None => routes.push((r, group.name.to_vec())),
-                    }
-                    break;
+                    point -= u64::from(w);
                 }
-                if self.deliver_or_shadow(publisher, h, p, from_service) {
-                    delivered = true;
+                let n = members.len();
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    if weights[i] == 0 {
+                        continue;
+                    }
+                    let h = members[i];
+                    if let Some(r) = self.route_of(h) {
+                        if self.planted(PlantedBug::QueueTwiceAcrossServers)
+                            && let Some(&local) =
+                                members.iter().find(|&&m| self.route_of(m).is_none())
+                        {
+                            delivered |= self.deliver_or_shadow(publisher, local, p, from_service);
+                        }
+                        match routes.iter_mut().find(|(id, _)| *id == r) {
+                            Some((_, queues)) => {
+                                if !queues.is_empty() {
+                                    queues.push(b' ');
+                                }
+                                queues.extend_from_slice(&group.name);
+                            }
+                            None => routes.push((r, group.name.to_vec())),
+                        }
+                        taken = true;
+                        break;
+                    }
+                    if self.deliver_or_shadow(publisher, h, p, from_service) {
+                        delivered = true;
+                        taken = true;
+                        break;
+                    }
+                }
+                if taken {
                     break;
                 }
             }

@@ -721,6 +721,10 @@ impl Server {
         if g.inbound.is_empty() {
             return;
         }
+        // Test-only: the gateways are never told the interest went.
+        if weight == 0 && self.planted(crate::config::PlantedBug::DropGatewayUnsub) {
+            return;
+        }
         let mut line = Vec::new();
         let name = &self.accounts[account.0 as usize].name;
         if weight > 0 {

@@ -15,11 +15,37 @@
 //! there; a queue group is announced again with its new weight on every
 //! change. Only servers with routes or leaf nodes keep these counts.
 
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use super::{AccountId, ConnId, ConnKind, Server, SubId};
 use crate::proto::Routed;
 use crate::sublist::InsertError;
+
+/// One peer connection past its handshake, as this server sees it: for
+/// the simulation's checkers, which compare both ends of every link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerLink {
+    pub kind: PeerKind,
+    /// The server id at the other end.
+    pub peer: String,
+    /// What this server tells the peer of its interest, as
+    /// `<account> <subject>[ <queue>=<weight>]`.
+    pub announces: BTreeSet<String>,
+    /// What the peer told this server, in the same form.
+    pub heard: BTreeSet<String>,
+}
+
+/// The kind of a [`PeerLink`]; a gateway connection by its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerKind {
+    Route,
+    Leaf,
+    /// This server dialed it: it sends messages and hears interest.
+    GatewayOut,
+    /// The peer dialed it: this server announces interest on it.
+    GatewayIn,
+}
 
 /// The weight of a subject (and queue group) in an account.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +105,19 @@ fn add(n: u32, delta: i64) -> u32 {
 }
 
 /// A peer's queue weight as written (a malformed one counts as 1).
+/// `<account> <subject>[ <queue>=<weight>]` of an interest key.
+fn show(account: &str, key: &[u8], weight: u32) -> String {
+    let (subject, queue) = split(key);
+    let subject = String::from_utf8_lossy(subject);
+    match queue {
+        Some(q) => format!(
+            "{account} {subject} {}={weight}",
+            String::from_utf8_lossy(q)
+        ),
+        None => format!("{account} {subject}"),
+    }
+}
+
 pub(crate) fn queue_weight(w: &[u8]) -> u32 {
     u32::try_from(crate::proto::parser::parse_size(w).max(1)).unwrap_or(1)
 }
@@ -197,6 +236,98 @@ impl Server {
 
     /// Whether this server shares interest with other servers (it has a
     /// cluster or leaf nodes).
+    /// Every peer connection past its handshake, with the interest each
+    /// end announced on it.
+    pub fn peer_links(&self) -> Vec<PeerLink> {
+        let mut out = Vec::new();
+        let for_routes = self.interest_for_routes();
+        for (id, peer) in self.routes() {
+            out.push(PeerLink {
+                kind: PeerKind::Route,
+                peer: peer.server_id.clone(),
+                announces: for_routes.clone(),
+                heard: self.heard_on(id),
+            });
+        }
+        for id in self.leafs() {
+            let c = &self.conns[id.0];
+            let Some(l) = c.leaf.as_ref() else {
+                continue;
+            };
+            let acc = &self.accounts[c.account.0 as usize];
+            let mut announces = BTreeSet::new();
+            if let Some(lds) = self.leafnodes.as_ref().and_then(|n| n.lds.get(&acc.name)) {
+                announces.insert(format!("{} {lds}", acc.name));
+            }
+            for (key, count) in &acc.interest {
+                let own = l.own.get(key).copied().unwrap_or(0);
+                let weight = count.for_gateways().saturating_sub(own);
+                if weight > 0 {
+                    announces.insert(show(&acc.name, key, weight));
+                }
+            }
+            out.push(PeerLink {
+                kind: PeerKind::Leaf,
+                peer: l.server_id.clone(),
+                announces,
+                heard: self.heard_on(id),
+            });
+        }
+        let (outbound, inbound) = self.gateway_conns();
+        let for_gateways = self.announced(|c| c.for_gateways());
+        for (kind, id) in outbound
+            .into_iter()
+            .map(|(_, id)| (PeerKind::GatewayOut, id))
+            .chain(inbound.into_iter().map(|id| (PeerKind::GatewayIn, id)))
+        {
+            let Some(g) = self.conns.get(id.0).and_then(|c| c.gateway.as_ref()) else {
+                continue;
+            };
+            out.push(PeerLink {
+                kind,
+                peer: g.server_id.clone(),
+                announces: match kind {
+                    PeerKind::GatewayIn => for_gateways.clone(),
+                    _ => BTreeSet::new(),
+                },
+                heard: self.heard_on(id),
+            });
+        }
+        out
+    }
+
+    /// Every account's interest whose `weight` (of its count) is not
+    /// zero, as [`PeerLink::announces`] shows it.
+    pub(crate) fn announced(&self, weight: impl Fn(&Count) -> u32) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for acc in &self.accounts {
+            for (key, c) in &acc.interest {
+                let w = weight(c);
+                if w > 0 {
+                    out.insert(show(&acc.name, key, w));
+                }
+            }
+        }
+        out
+    }
+
+    /// What peer connection `id` told this server of its interest, as
+    /// [`PeerLink::heard`] shows it.
+    pub(crate) fn heard_on(&self, id: ConnId) -> BTreeSet<String> {
+        self.conns[id.0]
+            .subs
+            .values()
+            .map(|&h| {
+                let s = &self.subs[h.0 as usize];
+                let account = &self.accounts[s.account.0 as usize].name;
+                match &s.queue {
+                    Some(q) => show(account, &key(&s.subject, Some(q)), s.weight),
+                    None => show(account, &s.subject, 1),
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn shares_interest(&self) -> bool {
         self.cluster.is_some() || self.leafnodes.is_some() || self.gateways.is_some()
     }

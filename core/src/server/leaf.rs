@@ -666,6 +666,8 @@ impl Server {
                     .is_some_and(|c| c.account == account && !c.closing)
             })
             .collect();
+        // Test-only: each connection's own interest counts for it too.
+        let told_own = self.planted(crate::config::PlantedBug::LeafToldOwnInterest);
         let mut line = Vec::new();
         for id in ids {
             let l = self.conns[id.0]
@@ -683,6 +685,11 @@ impl Server {
                 n
             } else {
                 own_before
+            };
+            let (own_before, own_after) = if told_own {
+                (0, 0)
+            } else {
+                (own_before, own_after)
             };
             let old = all.0.saturating_sub(own_before);
             let new = all.1.saturating_sub(own_after);

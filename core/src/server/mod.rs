@@ -41,6 +41,7 @@ use crate::time::{Instant, Now};
 use accounts::Account;
 pub use conn::{AccountId, ConnKind, Counters};
 use conn::{Conn, Subscription};
+pub use interest::{PeerKind, PeerLink};
 pub use monitor::{MonitorResponse, ProcessInfo};
 pub use route::PeerInfo;
 
@@ -55,7 +56,7 @@ pub struct SubId(u32);
 
 /// Which listener a connection came in on. Leaf nodes, gateways,
 /// websocket and MQTT listeners join these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Listener {
     Client,
     /// The cluster listener: other servers of the cluster dial it.

@@ -1108,51 +1108,17 @@ impl Server {
     /// `<account> <subject>[ <queue>=<weight>]` (for checking, in the
     /// simulation, that every peer's view converges to it).
     pub fn interest_for_routes(&self) -> std::collections::BTreeSet<String> {
-        let mut out = std::collections::BTreeSet::new();
-        for acc in &self.accounts {
-            for (key, c) in &acc.interest {
-                let count = c.for_routes();
-                if count == 0 {
-                    continue;
-                }
-                let (subject, queue) = super::interest::split(key);
-                let subject = String::from_utf8_lossy(subject);
-                out.insert(match queue {
-                    Some(q) => format!(
-                        "{} {subject} {}={count}",
-                        acc.name,
-                        String::from_utf8_lossy(q)
-                    ),
-                    None => format!("{} {subject}", acc.name),
-                });
-            }
-        }
-        out
+        self.announced(|c| c.for_routes())
     }
 
     /// What each registered route's peer told this server of its
     /// interest, by the peer's server id, in the form of
     /// [`Server::interest_for_routes`].
     pub fn interest_of_routes(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
-        let mut out = BTreeMap::new();
-        for (id, peer) in self.routes() {
-            let mut set = std::collections::BTreeSet::new();
-            for &h in self.conns[id.0].subs.values() {
-                let s = &self.subs[h.0 as usize];
-                let account = &self.accounts[s.account.0 as usize].name;
-                let subject = String::from_utf8_lossy(&s.subject);
-                set.insert(match &s.queue {
-                    Some(q) => format!(
-                        "{account} {subject} {}={}",
-                        String::from_utf8_lossy(q),
-                        s.weight
-                    ),
-                    None => format!("{account} {subject}"),
-                });
-            }
-            out.insert(peer.server_id.clone(), set);
-        }
-        out
+        self.routes()
+            .into_iter()
+            .map(|(id, peer)| (peer.server_id.clone(), self.heard_on(id)))
+            .collect()
     }
 
     /// Registered routes, for monitoring: (connection, peer).

@@ -1,8 +1,13 @@
-//! What a cluster seed draws: how many servers, how they find each other,
-//! their clocks, each client's servers, and the servers' faults.
+//! What a cluster seed draws: how many servers, how they are joined
+//! (one cluster, a hub cluster with leaf nodes, or two clusters joined by
+//! gateways), how they find each other, their clocks, each client's
+//! servers, and the servers' faults.
 
 use natrix_core::Options;
 use natrix_core::config::cluster::{ClusterOptions, RouteUrl};
+use natrix_core::config::gateway::{GatewayOptions, RemoteGateway};
+use natrix_core::config::leafnodes::{LeafNodeOptions, LeafRemote};
+use natrix_core::server::Listener;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
@@ -12,12 +17,49 @@ use super::MS;
 
 pub(super) const CLIENT_PORT: u16 = 4222;
 pub(super) const ROUTE_PORT: u16 = 6222;
+pub(super) const LEAF_PORT: u16 = 7422;
+pub(super) const GATEWAY_PORT: u16 = 7222;
+
+/// How the servers are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topology {
+    /// One cluster: every server routes to every other.
+    #[default]
+    Mesh,
+    /// Servers `0..hubs` are one cluster, the hub; every other server `i`
+    /// is a leaf node of hub server `i % hubs` (and of no cluster).
+    Leaf { hubs: usize },
+    /// Servers `0..split` are cluster `A`, the others cluster `B`, and
+    /// every server has a gateway to the other cluster.
+    Gateways { split: usize },
+}
+
+impl Topology {
+    /// The cluster server `i` belongs to: its name and its members.
+    pub fn cluster_of(self, i: usize, servers: usize) -> Option<(&'static str, Vec<usize>)> {
+        match self {
+            Topology::Mesh => Some(("sim", (0..servers).collect())),
+            Topology::Leaf { hubs } => (i < hubs).then(|| ("sim", (0..hubs).collect())),
+            Topology::Gateways { split } if i < split => Some(("A", (0..split).collect())),
+            Topology::Gateways { split } => Some(("B", (split..servers).collect())),
+        }
+    }
+
+    /// The hub server `i` is a leaf node of, if it is a leaf node.
+    pub fn hub_of(self, i: usize) -> Option<usize> {
+        match self {
+            Topology::Leaf { hubs } if i >= hubs => Some(i % hubs),
+            _ => None,
+        }
+    }
+}
 
 /// The cluster a seed draws: its size, how its servers find each other,
 /// each server's clock offset and each client's servers.
 #[derive(Debug, Clone)]
 pub struct Shape {
     pub servers: usize,
+    pub topology: Topology,
     /// Every server's routes name only server 0 (the others come by
     /// gossip); else every server names every other.
     pub seed_topology: bool,
@@ -28,10 +70,22 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn draw(s: u64, clients: usize) -> Shape {
+    /// Draws a seed's cluster; leaf nodes only with `leaf_ok` (a leaf node
+    /// binds one account: seeds with users and accounts run without).
+    pub fn draw(s: u64, clients: usize, leaf_ok: bool) -> Shape {
         let mut rng = seed::rng(s, "cluster", 0);
         let servers = 2 + (rng.next_u32() % 3) as usize;
         let seed_topology = rng.next_u32().is_multiple_of(2);
+        // Half the seeds one cluster, a quarter leaf nodes, a quarter
+        // gateways (seeds that may not have leaf nodes: one cluster).
+        let mut joined = seed::rng(s, "topology", 0);
+        let roll = joined.next_u32();
+        let part = 1 + (joined.next_u32() as usize) % (servers - 1);
+        let topology = match roll % 4 {
+            2 if leaf_ok => Topology::Leaf { hubs: part },
+            3 => Topology::Gateways { split: part },
+            _ => Topology::Mesh,
+        };
         let mut skew = seed::rng(s, "skew", 0);
         let skew_ns = (0..servers)
             .map(|_| match skew.next_u32() % 3 {
@@ -54,6 +108,7 @@ impl Shape {
             .collect();
         Shape {
             servers,
+            topology,
             seed_topology,
             skew_ns,
             pools,
@@ -114,47 +169,114 @@ pub(super) fn server_faults(s: u64, servers: usize, phase_ns: u64) -> Vec<(u64, 
     out
 }
 
-/// The options of server `i` of an `n`-server cluster.
+fn host(j: usize) -> String {
+    format!("127.0.0.{}", j + 1)
+}
+
+fn url(scheme: &str, j: usize, port: u16) -> RouteUrl {
+    RouteUrl::parse(&format!("{scheme}://{}:{port}", host(j))).expect("a well-formed URL")
+}
+
+/// The options of server `i` of the seed's servers.
 pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options {
-    let host = |j: usize| format!("127.0.0.{}", j + 1);
-    let routes: Vec<usize> = if shape.seed_topology {
-        if i == 0 { Vec::new() } else { vec![0] }
-    } else {
-        (0..shape.servers).filter(|&j| j != i).collect()
+    let topology = shape.topology;
+    let cluster = topology
+        .cluster_of(i, shape.servers)
+        .map(|(name, members)| {
+            let routes: Vec<usize> = if shape.seed_topology {
+                // Every member names the first; the rest come by gossip.
+                members
+                    .iter()
+                    .copied()
+                    .take(1)
+                    .filter(|&j| j != i)
+                    .collect()
+            } else {
+                members.iter().copied().filter(|&j| j != i).collect()
+            };
+            ClusterOptions {
+                name: name.into(),
+                host: host(i),
+                port: ROUTE_PORT,
+                routes: routes
+                    .into_iter()
+                    .map(|j| url("nats-route", j, ROUTE_PORT))
+                    .collect(),
+                // Servers learned by gossip are dialed again for a minute
+                // after their route drops (longer than any partition).
+                connect_retries: 60,
+                ..ClusterOptions::default()
+            }
+        });
+    let leafnodes = match topology {
+        Topology::Mesh | Topology::Gateways { .. } => None,
+        Topology::Leaf { .. } => Some(match topology.hub_of(i) {
+            None => LeafNodeOptions {
+                host: host(i),
+                port: Some(LEAF_PORT),
+                ..LeafNodeOptions::default()
+            },
+            Some(hub) => LeafNodeOptions {
+                remotes: vec![LeafRemote {
+                    urls: vec![url("nats-leaf", hub, LEAF_PORT)],
+                    account: None,
+                }],
+                ..LeafNodeOptions::default()
+            },
+        }),
     };
-    let routes = routes
-        .into_iter()
-        .map(|j| {
-            RouteUrl::parse(&format!("nats-route://{}:{ROUTE_PORT}", host(j)))
-                .expect("a well-formed route URL")
-        })
-        .collect();
+    let gateway = match topology {
+        Topology::Gateways { split } => {
+            let (ours, theirs, others) = if i < split {
+                ("A", "B", split..shape.servers)
+            } else {
+                ("B", "A", 0..split)
+            };
+            Some(GatewayOptions {
+                name: ours.into(),
+                host: host(i),
+                port: GATEWAY_PORT,
+                gateways: vec![RemoteGateway {
+                    name: theirs.into(),
+                    urls: others.map(|j| url("nats", j, GATEWAY_PORT)).collect(),
+                }],
+                ..GatewayOptions::default()
+            })
+        }
+        _ => None,
+    };
     Options {
         server_name: format!("S{i}"),
         host: host(i),
         port: CLIENT_PORT,
-        cluster: Some(ClusterOptions {
-            name: "sim".into(),
-            host: host(i),
-            port: ROUTE_PORT,
-            routes,
-            // Servers learned by gossip are dialed again for a minute
-            // after their route drops (longer than any partition).
-            connect_retries: 60,
-            ..ClusterOptions::default()
-        }),
+        cluster,
+        leafnodes,
+        gateway,
         ..base.clone()
     }
 }
 
-/// The server a route address (`127.0.0.<i+1>:6222`) names.
-pub(super) fn target_of(addr: &str, servers: usize) -> Option<usize> {
+/// The server and listener an address (`127.0.0.<i+1>:<port>`) names.
+pub(super) fn target_of(addr: &str, servers: usize) -> Option<(usize, Listener)> {
     let (host, port) = addr.rsplit_once(':')?;
-    if port != ROUTE_PORT.to_string() {
-        return None;
-    }
+    let listener = match port.parse().ok()? {
+        ROUTE_PORT => Listener::Route,
+        LEAF_PORT => Listener::Leaf,
+        GATEWAY_PORT => Listener::Gateway,
+        _ => return None,
+    };
     let i: usize = host.strip_prefix("127.0.0.")?.parse().ok()?;
-    (1..=servers).contains(&i).then(|| i - 1)
+    (1..=servers).contains(&i).then(|| (i - 1, listener))
+}
+
+/// A listener's port.
+pub(super) fn port_of(listener: Listener) -> u16 {
+    match listener {
+        Listener::Route => ROUTE_PORT,
+        Listener::Leaf => LEAF_PORT,
+        Listener::Gateway => GATEWAY_PORT,
+        _ => CLIENT_PORT,
+    }
 }
 
 #[cfg(test)]
@@ -163,8 +285,9 @@ mod tests {
 
     #[test]
     fn route_addresses_name_their_servers() {
-        assert_eq!(target_of("127.0.0.1:6222", 3), Some(0));
-        assert_eq!(target_of("127.0.0.3:6222", 3), Some(2));
+        assert_eq!(target_of("127.0.0.1:6222", 3), Some((0, Listener::Route)));
+        assert_eq!(target_of("127.0.0.3:7422", 3), Some((2, Listener::Leaf)));
+        assert_eq!(target_of("127.0.0.2:7222", 3), Some((1, Listener::Gateway)));
         assert_eq!(target_of("127.0.0.4:6222", 3), None);
         assert_eq!(target_of("127.0.0.1:4222", 3), None);
     }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use natrix_core::proto::{Limits, Op, Parser};
-use natrix_core::server::ConnId;
+use natrix_core::server::{ConnId, Listener};
 
 use crate::history::{ClientId, MsgId};
 
@@ -43,8 +43,9 @@ pub(super) struct Link {
     pub(super) blocked: [bool; 2],
     /// End `d` (a server) stopped reading until then.
     pub(super) paused_until: [u64; 2],
-    /// Route links: a parser per direction reading the routed messages.
-    pub(super) taps: Option<Box<[Parser; 2]>>,
+    /// Links between servers: their kind (the listener dialed) and a
+    /// parser per direction reading what crosses.
+    pub(super) taps: Option<(Listener, Box<[Parser; 2]>)>,
 }
 
 impl End {
@@ -65,18 +66,28 @@ pub(super) enum Seen {
     Interest { key: String, plus: bool },
 }
 
-/// Reads route bytes (in order, resuming where the last call stopped)
-/// and tells `seen` what they carry. False once they cannot be read.
-pub(super) fn read_route(parser: &mut Parser, bytes: &[u8], mut seen: impl FnMut(Seen)) -> bool {
+/// Reads the bytes of a link of `kind` between servers (in order,
+/// resuming where the last call stopped) and tells `seen` what they
+/// carry. False once they cannot be read.
+pub(super) fn read_route(
+    parser: &mut Parser,
+    kind: Listener,
+    bytes: &[u8],
+    mut seen: impl FnMut(Seen),
+) -> bool {
+    let leaf = kind == Listener::Leaf;
     let limits = Limits {
         max_control_line: 1 << 20,
         max_payload: None,
         headers: true,
         awaiting_auth: false,
-        route: true,
-        leaf: false,
+        route: !leaf,
+        leaf,
     };
+    // A leaf node connection carries one account: the seeds with leaf
+    // nodes have only the global one.
     let key = |account: &[u8], subject: &[u8]| {
+        let account = if account.is_empty() { b"$G" } else { account };
         format!(
             "{} {}",
             String::from_utf8_lossy(account),
@@ -147,8 +158,10 @@ mod tests {
         let mut parser = Parser::new();
         let mut seen = Vec::new();
         let bytes = b"RS+ $G a.*\r\nRS+ $G b q 2\r\nRMSG $G a.1 4\r\nm42:\r\nRMSG $G a.1 2\r\na7\r\nRS- $G a";
-        assert!(read_route(&mut parser, bytes, |s| seen.push(s)));
-        assert!(read_route(&mut parser, b".*\r\n", |s| seen.push(s)));
+        assert!(read_route(&mut parser, Listener::Route, bytes, |s| seen.push(s)));
+        assert!(read_route(&mut parser, Listener::Route, b".*\r\n", |s| {
+            seen.push(s)
+        }));
         let shown: Vec<String> = seen
             .iter()
             .map(|s| match s {
@@ -157,6 +170,19 @@ mod tests {
             })
             .collect();
         assert_eq!(shown, ["true $G a.*", "m42", "false $G a.*"]);
+        // A leaf node connection: no account on the wire.
+        let mut parser = Parser::new();
+        let mut leaf = Vec::new();
+        let bytes = b"LS+ a.*\r\nLS+ b q 1\r\nLMSG a.1 4\r\nm43:\r\nLS- a.*\r\n";
+        assert!(read_route(&mut parser, Listener::Leaf, bytes, |s| leaf.push(s)));
+        let shown: Vec<String> = leaf
+            .iter()
+            .map(|s| match s {
+                Seen::Routed(m) => format!("m{m}"),
+                Seen::Interest { key, plus } => format!("{plus} {key}"),
+            })
+            .collect();
+        assert_eq!(shown, ["true $G a.*", "m43", "false $G a.*"]);
         assert_eq!(message_id(b"m42:xx"), Some(42));
         assert_eq!(message_id(b"a42"), None);
     }
