@@ -88,6 +88,25 @@ fn a_queue_group_prefers_its_own_cluster() {
 }
 
 #[test]
+fn a_publisher_without_echo_alone_in_its_group_at_home_reaches_the_other_cluster() {
+    // The only member in cluster A is the publisher, which may not get its
+    // own messages: the group's member in B takes them.
+    let mut net = Net::new(vec![
+        member(0, "A", &[], "GA", &[("GB", 1)]),
+        member(1, "B", &[], "GB", &[]),
+    ]);
+    let remote = net.client(1);
+    net.send(1, remote, b"SUB w g 1\r\n");
+    let p = net.client_with(0, r#"{"echo":false}"#);
+    net.send(0, p, b"SUB w g 1\r\n");
+    for _ in 0..5 {
+        net.send(0, p, b"PUB w 1\r\nx\r\n");
+    }
+    assert_eq!(count(&net.read(1, remote), "MSG w"), 5);
+    assert_eq!(count(&net.read(0, p), "MSG w"), 0);
+}
+
+#[test]
 fn a_cluster_behind_the_gateway_is_reached_once_through_each_server() {
     // Cluster A of two servers, cluster B of one: every A server has its
     // own outbound to B, and a message reaches B's subscriber once.
