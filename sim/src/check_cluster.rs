@@ -61,6 +61,33 @@ pub struct ServerView {
 }
 
 impl ClusterFacts {
+    /// Whether a message published at `from_ns` by client connection
+    /// `publisher` may arrive at `to_ns` at client connection `sub` after
+    /// later ones: only between clusters joined by gateways, where a
+    /// server's outbound gateway connection to the other cluster may
+    /// drop in between and be made again to another of its servers, so
+    /// that later messages take a shorter way. nats-server behaves the
+    /// same.
+    pub fn reorder_explained(
+        &self,
+        publisher: (ClientId, u32),
+        sub: (ClientId, u32),
+        from_ns: u64,
+        to_ns: u64,
+    ) -> bool {
+        let (Some(&sp), Some(&ss)) = (self.conn_server.get(&publisher), self.conn_server.get(&sub))
+        else {
+            return false;
+        };
+        let cluster = |s: usize| self.topology.cluster_of(s, self.servers).map(|c| c.0);
+        matches!(self.topology, Topology::Gateways { .. })
+            && cluster(sp) != cluster(ss)
+            && self
+                .route_drops
+                .iter()
+                .any(|&(at, ..)| at >= from_ns && at <= to_ns)
+    }
+
     /// Whether a plain subscription (to `pattern`, in `account`) of client
     /// connection `sub` may have missed messages of client connection
     /// `publisher` published between `from_ns` (the publish of the last
@@ -390,6 +417,26 @@ mod tests {
         // A gateway after a route.
         f.routed = vec![(7, 0, 1, Listener::Route), (7, 1, 2, Listener::Gateway)];
         assert!(found(&f).iter().any(|(i, _)| *i == "one-hop"));
+    }
+
+    #[test]
+    fn only_gateways_reroute_and_only_after_a_drop() {
+        let mut f = ClusterFacts {
+            servers: 3,
+            topology: Topology::Gateways { split: 1 },
+            ..ClusterFacts::default()
+        };
+        f.conn_server.insert((0, 1), 0);
+        f.conn_server.insert((1, 1), 2);
+        f.conn_server.insert((2, 1), 1);
+        assert!(!f.reorder_explained((0, 1), (1, 1), 10, 20));
+        f.route_drops.push((15, 0, 1));
+        assert!(f.reorder_explained((0, 1), (1, 1), 10, 20));
+        assert!(!f.reorder_explained((0, 1), (1, 1), 16, 20));
+        // Within one cluster there is one way.
+        assert!(!f.reorder_explained((2, 1), (1, 1), 10, 20));
+        f.topology = Topology::Mesh;
+        assert!(!f.reorder_explained((0, 1), (1, 1), 10, 20));
     }
 
     #[test]
