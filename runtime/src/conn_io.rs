@@ -34,8 +34,9 @@ const READ_AHEAD_MAX: usize = 1024 * 1024;
 /// taken for a new one that reuses its id.
 pub(crate) enum Inbound<S> {
     Accepted(S, SocketAddr, natrix_core::server::Listener),
-    /// A dial the core asked for connected (or failed, with why).
-    Dialed(ConnId, S, SocketAddr),
+    /// A dial the core asked for connected (to the host named, or failed,
+    /// with why).
+    Dialed(ConnId, S, SocketAddr, String),
     DialFailed(ConnId, String),
     Received(ConnId, u64, BytesMut),
     Written(ConnId, u64, usize, Vec<u8>),

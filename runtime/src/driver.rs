@@ -384,6 +384,8 @@ pub fn serve_with_monitor<L: Listener>(
         leaf,
         gateway,
     } = io;
+    let peer_tls = crate::tls::peer_tls(server.options())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let (storage, completions) = storage.unzip();
     let addr = listener.local_addr()?;
     let listening = Event::Listening {
@@ -528,6 +530,7 @@ pub fn serve_with_monitor<L: Listener>(
         next_generation: 0,
         spare: Vec::new(),
         tls: tls.map(TlsAcceptor::from),
+        peer_tls,
         process_refreshed: None,
         trim: TrimPolicy::new(tokio::time::Instant::now()),
         http_req_stats: Default::default(),
@@ -620,6 +623,8 @@ struct CoreLoop<L: Listener> {
     spare: Vec<Vec<u8>>,
     /// Handshakes for clients the core wants on TLS.
     tls: Option<TlsAcceptor>,
+    /// Handshakes with other servers, both ways.
+    peer_tls: crate::tls::PeerTls,
     /// When the core was last told the process's memory and CPU.
     process_refreshed: Option<CoreInstant>,
     /// Bytes read and written since freed memory last went back to the
@@ -871,11 +876,12 @@ impl<L: Listener> CoreLoop<L> {
                     peer,
                 };
                 self.server.handle(now, accepted);
-                self.attach(id, stream);
+                self.attach(id, stream, None);
             }
-            Inbound::Dialed(id, stream, peer) => {
-                self.attach(id, stream);
+            Inbound::Dialed(id, stream, peer, host) => {
+                // The core says first whether TLS comes before anything.
                 self.server.handle(now, Event::Dialed { conn: id, peer });
+                self.attach(id, stream, Some(&host));
             }
             Inbound::DialFailed(id, error) => {
                 let error = &error;
@@ -953,9 +959,29 @@ impl<L: Listener> CoreLoop<L> {
         (carried, moved)
     }
 
+    /// How connection `id` shakes hands: as the server, or, to a peer this
+    /// server dialed (at `dialed`, a host), as the client.
+    fn handshake(&self, id: ConnId, dialed: Option<&str>) -> Option<crate::tls::Handshake> {
+        use crate::tls::Handshake;
+        use natrix_core::server::ConnKind;
+        let sides = match self.server.conn_kind(id) {
+            Some(ConnKind::Route) => self.peer_tls.route.as_ref(),
+            Some(ConnKind::Gateway) => self.peer_tls.gateway.as_ref(),
+            _ => return self.tls.clone().map(Handshake::Accept),
+        }?;
+        match dialed {
+            None => Some(Handshake::Accept(sides.accept.clone())),
+            Some(host) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string()).ok()?;
+                Some(Handshake::Connect(sides.connect.clone(), name))
+            }
+        }
+    }
+
     /// Starts the reader and writer tasks of a new connection (a TLS
     /// handshake first, if the core asked for one).
-    fn attach(&mut self, id: ConnId, stream: L::Stream) {
+    fn attach(&mut self, id: ConnId, stream: L::Stream, dialed: Option<&str>) {
         self.next_generation += 1;
         let generation = self.next_generation;
         let (wtx, wrx) = mpsc::unbounded_channel();
@@ -963,7 +989,7 @@ impl<L: Listener> CoreLoop<L> {
         let reader = if self.server.awaits_tls(id) {
             let task = crate::tls::connection(
                 stream,
-                self.tls.clone(),
+                self.handshake(id, dialed),
                 wrx,
                 (id, generation),
                 self.tx.clone(),
@@ -1030,9 +1056,10 @@ impl<L: Listener> CoreLoop<L> {
                 Action::Dial { conn, addr } => {
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
+                        let host = addr.rsplit_once(':').map_or(&*addr, |(h, _)| h).to_string();
                         let dialed = tokio::time::timeout(DIAL_TIMEOUT, L::dial(addr)).await;
                         let inbound = match dialed {
-                            Ok(Ok((stream, peer))) => Inbound::Dialed(conn, stream, peer),
+                            Ok(Ok((stream, peer))) => Inbound::Dialed(conn, stream, peer, host),
                             Ok(Err(e)) => Inbound::DialFailed(conn, e.to_string()),
                             Err(_) => Inbound::DialFailed(conn, "i/o timeout".to_string()),
                         };

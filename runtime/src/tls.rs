@@ -1,6 +1,9 @@
 //! TLS for client connections: the core's [`TlsOptions`] made into a
 //! rustls server configuration (certificates read from disk), and the
 //! connection task that runs a client up to and through its handshake.
+//! Between servers (routes and gateways) both sides of the handshake: a
+//! server accepting a peer asks for its certificate, one dialing a peer
+//! shows its own and checks the peer's against the same `ca_file`.
 //!
 //! What the core decides stays there: when the handshake starts (after
 //! `INFO`, or before it with `handshake_first`), how long it may take, what
@@ -13,19 +16,126 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use natrix_core::auth::{PeerCertificate, SubjectAttribute};
-use natrix_core::config::TlsOptions;
+use natrix_core::config::{Options, TlsOptions};
 use natrix_core::server::ConnId;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::conn_io::{Inbound, Outbound};
 
-/// A client's stream once TLS is up.
-pub type TlsConn<S> = tokio_rustls::server::TlsStream<Prefixed<S>>;
+/// A connection's stream once TLS is up (this server's side of it, or,
+/// for a peer it dialed, the client's).
+pub type TlsConn<S> = tokio_rustls::TlsStream<Prefixed<S>>;
+
+/// How a connection's handshake runs.
+#[derive(Clone)]
+pub(crate) enum Handshake {
+    /// As the server: a client, or a peer that dialed this server.
+    Accept(TlsAcceptor),
+    /// As the client: a peer this server dialed, checked under this name.
+    Connect(TlsConnector, ServerName<'static>),
+}
+
+/// Both sides of TLS for one kind of connection between servers.
+#[derive(Clone)]
+pub(crate) struct PeerSides {
+    pub accept: TlsAcceptor,
+    pub connect: TlsConnector,
+}
+
+/// TLS between servers, by kind of connection (`None`: plaintext).
+#[derive(Clone, Default)]
+pub(crate) struct PeerTls {
+    pub route: Option<PeerSides>,
+    pub gateway: Option<PeerSides>,
+}
+
+/// The TLS configurations of `cluster { tls }` and `gateway { tls }`.
+pub(crate) fn peer_tls(opts: &Options) -> Result<PeerTls, String> {
+    let sides = |t: Option<&TlsOptions>| t.map(peer_sides).transpose();
+    Ok(PeerTls {
+        route: sides(opts.cluster.as_ref().and_then(|c| c.tls.as_ref()))?,
+        gateway: sides(opts.gateway.as_ref().and_then(|g| g.tls.as_ref()))?,
+    })
+}
+
+fn peer_sides(opts: &TlsOptions) -> Result<PeerSides, String> {
+    let accept = TlsAcceptor::from(server_config(opts)?);
+    let (chain, key) = chain_and_key(opts).map_err(|e| origin(opts, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
+    } else {
+        let ca_file = opts.ca_file.as_deref().unwrap_or_default();
+        builder.with_root_certificates(roots(ca_file).map_err(|e| origin(opts, e))?)
+    };
+    let config = builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| origin(opts, e.to_string()))?;
+    Ok(PeerSides {
+        accept,
+        connect: TlsConnector::from(Arc::new(config)),
+    })
+}
+
+/// `insecure`: a dialed peer's certificate is taken unchecked (its
+/// signatures still are).
+#[derive(Debug)]
+struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn origin(opts: &TlsOptions, e: String) -> String {
+    if opts.origin.is_empty() {
+        e
+    } else {
+        format!("{}: {e}", opts.origin)
+    }
+}
 
 /// The first record type of every TLS handshake.
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -34,20 +144,16 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 /// configuration. Errors read as nats-server's, placed at the `tls` block
 /// when it came from a file.
 pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
-    build(opts).map_err(|e| {
-        if opts.origin.is_empty() {
-            e
-        } else {
-            format!("{}: {e}", opts.origin)
-        }
-    })
+    build(opts).map_err(|e| origin(opts, e))
 }
 
 fn read(path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("open {path}: {}", crate::config_file::io_text(&e)))
 }
 
-fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn chain_and_key(opts: &TlsOptions) -> Result<ChainAndKey, String> {
     let pair_error = |e: String| format!("error parsing X509 certificate/key pair: {e}");
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(&read(&opts.cert_file).map_err(pair_error)?)
@@ -60,6 +166,27 @@ fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
     }
     let key = PrivateKeyDer::from_pem_slice(&read(&opts.key_file).map_err(pair_error)?)
         .map_err(|_| pair_error("tls: failed to find any PEM data in key input".into()))?;
+    Ok((chain, key))
+}
+
+/// The authorities of `ca_file`.
+fn roots(ca_file: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&read(ca_file)?) {
+        let cert = cert.map_err(|_| "failed to parse root ca certificate".to_string())?;
+        roots
+            .add(cert)
+            .map_err(|_| "failed to parse root ca certificate".to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("failed to parse root ca certificate".into());
+    }
+    Ok(roots)
+}
+
+fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
+    let pair_error = |e: String| format!("error parsing X509 certificate/key pair: {e}");
+    let (chain, key) = chain_and_key(opts)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -72,16 +199,7 @@ fn build(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
                     .into(),
             );
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&read(ca_file)?) {
-            let cert = cert.map_err(|_| "failed to parse root ca certificate".to_string())?;
-            roots
-                .add(cert)
-                .map_err(|_| "failed to parse root ca certificate".to_string())?;
-        }
-        if roots.is_empty() {
-            return Err("failed to parse root ca certificate".into());
-        }
+        let roots = roots(ca_file)?;
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
@@ -167,7 +285,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 /// TLS handshake record is refused without a reply (a plaintext NATS
 /// client gets nothing after `INFO`, as from nats-server); what it sent
 /// first has been read, so the close is orderly.
-async fn handshake<S>(acceptor: &TlsAcceptor, mut stream: S) -> Result<TlsConn<S>, String>
+async fn handshake<S>(
+    acceptor: &TlsAcceptor,
+    mut stream: S,
+) -> Result<tokio_rustls::server::TlsStream<Prefixed<S>>, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -213,7 +334,7 @@ fn describe_error(e: &io::Error) -> String {
 
 /// The version and cipher suite, named as nats-server names them
 /// (`1.3`, `TLS_AES_128_GCM_SHA256`).
-fn describe_session(conn: &rustls::ServerConnection) -> (String, String) {
+fn describe_session(conn: &rustls::CommonState) -> (String, String) {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
@@ -239,7 +360,7 @@ fn describe_session(conn: &rustls::ServerConnection) -> (String, String) {
 /// The names in the client's leaf certificate that `verify_and_map` can
 /// map to a user: email, DNS and URI alternative names and the subject's
 /// attributes (string values decoded as Go's `encoding/asn1` decodes them).
-fn peer_certificate(conn: &rustls::ServerConnection) -> Option<PeerCertificate> {
+fn peer_certificate(conn: &rustls::CommonState) -> Option<PeerCertificate> {
     use x509_parser::extensions::GeneralName;
     let leaf = conn.peer_certificates()?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
@@ -295,7 +416,7 @@ fn asn1_string(tag: u32, data: &[u8]) -> Option<String> {
 /// writer over TLS. A `Close` at any point ends it.
 pub(crate) async fn connection<S>(
     mut stream: S,
-    acceptor: Option<TlsAcceptor>,
+    how: Option<Handshake>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     (id, generation): (ConnId, u64),
     tx: mpsc::Sender<Inbound<S>>,
@@ -319,7 +440,7 @@ pub(crate) async fn connection<S>(
             }
         }
     }
-    let Some(acceptor) = acceptor else {
+    let Some(how) = how else {
         let error = "no TLS configuration".to_string();
         let _ = tx.send(Inbound::TlsFailed(id, generation, error)).await;
         let _ = tx.send(Inbound::Closed(id, generation)).await;
@@ -327,7 +448,25 @@ pub(crate) async fn connection<S>(
     };
     // Bytes for after the handshake (INFO, with handshake_first) wait here.
     let mut after = Vec::new();
-    let handshake = handshake(&acceptor, stream);
+    let handshake = async move {
+        match how {
+            Handshake::Accept(acceptor) => handshake(&acceptor, stream)
+                .await
+                .map(tokio_rustls::TlsStream::Server),
+            Handshake::Connect(connector, name) => {
+                let stream = Prefixed {
+                    front: Vec::new(),
+                    taken: 0,
+                    inner: stream,
+                };
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map(tokio_rustls::TlsStream::Client)
+                    .map_err(|e| describe_error(&e))
+            }
+        }
+    };
     tokio::pin!(handshake);
     let result = loop {
         tokio::select! {

@@ -62,6 +62,20 @@ impl Pki {
         self.client(ca, client, |_| {});
     }
 
+    /// A certificate `<name>.pem`/`.key` signed by `ca` for a server that
+    /// both accepts and dials other servers (routes, gateways): for
+    /// localhost and 127.0.0.1, for server and client authentication.
+    pub fn peer(&self, ca: &str, name: &str) {
+        let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        self.leaf(ca, name, ExtendedKeyUsagePurpose::ServerAuth, |p| {
+            p.subject_alt_names = CertificateParams::new(sans).unwrap().subject_alt_names;
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        });
+    }
+
     /// A client certificate `<name>.pem`/`.key` signed by `ca`, with the
     /// common name `name` unless `configure` changes the names.
     pub fn client(&self, ca: &str, name: &str, configure: impl FnOnce(&mut CertificateParams)) {

@@ -29,6 +29,9 @@ pub struct ClusterOptions {
     pub advertise: Option<String>,
     /// Dial attempts for a server learned from a peer (0: once).
     pub connect_retries: u32,
+    /// TLS on every route (`tls {}`): the handshake comes first, and both
+    /// sides show and check certificates.
+    pub tls: Option<super::TlsOptions>,
 }
 
 /// A route to dial: `nats-route://[user:pass@]host:port`.
@@ -94,10 +97,7 @@ impl RouteUrl {
 const OFF: &[&str] = &["pool_size", "compression", "accounts"];
 
 /// Keys of `cluster {}` natrix does not have yet, refused by name.
-const NOT_YET: &[(&str, &str)] = &[
-    ("tls", "TLS on routes"),
-    ("permissions", "route permissions"),
-];
+const NOT_YET: &[(&str, &str)] = &[("permissions", "route permissions")];
 
 /// A key natrix refuses until it has `what`, by name.
 pub(super) fn not_yet(e: &Entry, what: &str) -> ConfError {
@@ -167,6 +167,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<ClusterOption
                     }
                 }
             }
+            "tls" => c.tls = Some(super::tls::peer_block(e, "routes")?),
             "no_advertise" => c.no_advertise = f.as_bool()?,
             "cluster_advertise" | "advertise" => c.advertise = Some(f.as_str()?.to_string()),
             "connect_retries" => {

@@ -23,6 +23,9 @@ pub struct GatewayOptions {
     pub auth_timeout: Option<Duration>,
     /// Refuse gateways that are not configured (nor learned by gossip).
     pub reject_unknown: bool,
+    /// TLS on every gateway connection (`tls {}`): the handshake comes
+    /// first, and both sides show and check certificates.
+    pub tls: Option<super::TlsOptions>,
 }
 
 /// A remote gateway: its name and URLs.
@@ -33,7 +36,6 @@ pub struct RemoteGateway {
 }
 
 const NOT_YET: &[(&str, &str)] = &[
-    ("tls", "TLS on gateways"),
     ("advertise", "gateway URL advertisement"),
     ("gateway_advertise", "gateway URL advertisement"),
 ];
@@ -86,6 +88,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOption
                 }
             }
             "reject_unknown" | "reject_unknown_cluster" => g.reject_unknown = f.as_bool()?,
+            "tls" => g.tls = Some(super::tls::peer_block(e, "gateways")?),
             "connect_retries" => {}
             k => match NOT_YET.iter().find(|(n, _)| *n == k) {
                 Some((_, what)) => return Err(not_yet(e, what)),
@@ -117,7 +120,7 @@ fn remote(f: &Field<'_>) -> Result<RemoteGateway, ConfError> {
                     r.urls.push(url(&item.field("urls"))?);
                 }
             }
-            "tls" => return Err(not_yet(e, "TLS on gateways")),
+            "tls" => return Err(not_yet(e, "a TLS block of its own for one gateway")),
             _ => return Err(unknown(e)),
         }
     }

@@ -93,6 +93,9 @@ pub struct TlsOptions {
     /// Handshake before sending `INFO` (nats-server 2.11's client
     /// `handshake_first`), for clients that start TLS at once.
     pub handshake_first: bool,
+    /// `insecure`: a server dialing a peer does not check the peer's
+    /// certificate (its chain and name). No effect on what is accepted.
+    pub insecure: bool,
     /// Where the settings came from (`file:line:col` of the `tls` block,
     /// or empty for flags), to place errors found loading the files.
     pub origin: String,
@@ -110,6 +113,7 @@ impl TlsOptions {
             map: false,
             timeout: DEFAULT_TLS_TIMEOUT,
             handshake_first: false,
+            insecure: false,
             origin: String::new(),
         }
     }

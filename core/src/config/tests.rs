@@ -742,3 +742,33 @@ fn a_jetstream_domain_must_fit_in_one_subject_token() {
         Err("invalid domain name: may not contain ., * or >".into())
     );
 }
+
+#[test]
+fn tls_between_servers() {
+    let (o, _, p) = load(
+        "cluster {\n  name: c\n  tls { cert_file: p.pem, key_file: p.key, ca_file: ca.pem, insecure: true }\n}\ngateway {\n  name: g\n  tls { cert_file: p.pem, key_file: p.key, ca_file: ca.pem, timeout: 3 }\n}\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let route = o
+        .cluster
+        .as_ref()
+        .and_then(|c| c.tls.clone())
+        .expect("route tls");
+    assert!(route.verify && route.insecure, "both ways, always");
+    assert_eq!(route.timeout, Duration::from_secs(2));
+    let gateway = o
+        .gateway
+        .as_ref()
+        .and_then(|g| g.tls.clone())
+        .expect("gateway tls");
+    assert_eq!(gateway.timeout, Duration::from_secs(3));
+    // The peer's certificate is checked against a CA: natrix takes none
+    // from the system.
+    let e = errors("cluster { name: c, tls { cert_file: a, key_file: b } }\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("set 'ca_file'"), "{e:?}");
+    let e = errors(
+        "gateway { name: g, tls { cert_file: a, key_file: b, ca_file: c, handshake_first: true } }\n",
+    );
+    assert!(e[0].contains("do not apply to gateways"), "{e:?}");
+}

@@ -85,6 +85,30 @@ fn timeout(f: &Field<'_>) -> Result<Duration, ConfError> {
     }
 }
 
+/// Reads the `tls` block of `cluster {}` or `gateway {}`: the keys of the
+/// top-level one, for TLS both ways between servers (each side shows its
+/// certificate and checks the other's against `ca_file`, whatever
+/// `verify` says, as nats-server does).
+pub(super) fn peer_block(entry: &Entry, what: &str) -> Result<TlsOptions, ConfError> {
+    let mut tls = block(entry)?;
+    if tls.ca_file.is_none() {
+        return Err(ConfError::at(
+            &entry.key_pos,
+            format!(
+                "TLS on {what} checks the peer's certificate against 'ca_file': natrix does                  not use the system's roots; set 'ca_file'"
+            ),
+        ));
+    }
+    if tls.map || tls.handshake_first {
+        return Err(ConfError::at(
+            &entry.key_pos,
+            format!("'verify_and_map' and 'handshake_first' do not apply to {what}"),
+        ));
+    }
+    tls.verify = true;
+    Ok(tls)
+}
+
 /// Reads the top-level `tls` block.
 pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
     let f = entry.field();
@@ -101,10 +125,9 @@ pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
             "ca_file" => tls.ca_file = Some(expect_file(&f)?),
             "verify" => tls.verify = expect_bool(&f, "a boolean")?,
             // Skips checking the *server's* certificate: nothing to do on
-            // the accepting side, in nats-server as here.
-            "insecure" => {
-                expect_bool(&f, "a boolean")?;
-            }
+            // the accepting side, in nats-server as here; a server dialing
+            // a peer skips it.
+            "insecure" => tls.insecure = expect_bool(&f, "a boolean")?,
             // As in nats-server, `true` turns verification on and `false`
             // leaves it as `verify` says.
             "verify_and_map" => {

@@ -112,6 +112,10 @@ struct GatewayInfo {
     host: String,
     port: u16,
     headers: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
     max_payload: i32,
     #[serde(skip_serializing_if = "String::is_empty")]
     gateway: String,
@@ -225,6 +229,8 @@ impl Server {
                 .map_or(String::new(), |o| o.host.clone()),
             port: g.port,
             headers: self.info.headers,
+            tls_required: self.gateway_tls().is_some(),
+            tls_verify: self.gateway_tls().is_some(),
             max_payload: self.info.max_payload,
             gateway: g.name.clone(),
             gateway_urls: vec![url.clone()],
@@ -274,6 +280,7 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
+        self.start_peer_tls(id, self.gateway_tls());
         let cid = self.conns[id.0].cid;
         self.log(
             LogLevel::Info,
@@ -327,6 +334,7 @@ impl Server {
             LogLevel::Info,
             format!("{peer} - gid:{cid} - Processing inbound gateway connection"),
         );
+        self.start_peer_tls(id, self.gateway_tls());
         let line = self.gateway_info_line();
         self.send(id, &line);
         let timeout = self
@@ -496,7 +504,7 @@ impl Server {
             pedantic: false,
             user: url.as_ref().and_then(|u| u.user.clone()),
             pass: url.as_ref().and_then(|u| u.pass.clone()),
-            tls_required: false,
+            tls_required: self.gateway_tls().is_some(),
             headers: false,
             name: self.info.server_id.clone(),
             cluster: String::new(),
@@ -875,6 +883,12 @@ impl Server {
             .iter()
             .position(|(plain, ..)| &plain[..] == subject)?;
         Some(c.gw_replies.swap_remove(i).1)
+    }
+
+    /// The handshake timeout of TLS on gateways, if it is on.
+    fn gateway_tls(&self) -> Option<Duration> {
+        let tls = self.opts.gateway.as_ref()?.tls.as_ref()?;
+        Some(tls.timeout)
     }
 
     /// Outbound and inbound gateway connections, for monitoring.

@@ -127,6 +127,10 @@ struct RouteInfo<'a> {
     headers: bool,
     #[serde(skip_serializing_if = "is_false")]
     auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
     max_payload: i32,
     #[serde(skip_serializing_if = "str::is_empty")]
     ip: &'a str,
@@ -363,6 +367,8 @@ impl Server {
             port: cluster.port,
             headers: self.info.headers,
             auth_required: copts.user.is_some(),
+            tls_required: copts.tls.is_some(),
+            tls_verify: copts.tls.is_some(),
             max_payload: self.info.max_payload,
             ip: copts.advertise.as_deref().unwrap_or(""),
             nonce,
@@ -416,6 +422,7 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
+        self.start_peer_tls(id, self.route_tls());
         let c = &self.conns[id.0];
         let cid = c.cid;
         let remote = c.route.as_ref().and_then(|r| r.remote);
@@ -438,7 +445,7 @@ impl Server {
             pedantic: false,
             user: url.as_ref().and_then(|u| u.user.clone()),
             pass: url.as_ref().and_then(|u| u.pass.clone()),
-            tls_required: false,
+            tls_required: self.route_tls().is_some(),
             headers: self.info.headers,
             name: self.info.server_id.clone(),
             cluster: cluster.name.clone(),
@@ -517,6 +524,7 @@ impl Server {
             LogLevel::Info,
             format!("{peer} - rid:{cid} - Route connection created"),
         );
+        self.start_peer_tls(id, self.route_tls());
         let nonce = self.make_nonce();
         let line = self.route_info_line(&nonce);
         self.send(id, &line);
@@ -1119,6 +1127,12 @@ impl Server {
             .into_iter()
             .map(|(id, peer)| (peer.server_id.clone(), self.heard_on(id)))
             .collect()
+    }
+
+    /// The handshake timeout of TLS on routes, if it is on.
+    pub(crate) fn route_tls(&self) -> Option<Duration> {
+        let tls = self.opts.cluster.as_ref()?.tls.as_ref()?;
+        Some(tls.timeout)
     }
 
     /// Registered routes, for monitoring: (connection, peer).

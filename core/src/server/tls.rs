@@ -1,12 +1,16 @@
-//! TLS for client connections, as far as the core is concerned: it asks
-//! the driver for the handshake ([`Action::StartTls`]), times it, and starts
-//! the client's timers when it is done. The handshake itself, the
-//! certificates and the TLS library live in the driver.
+//! TLS as far as the core is concerned: it asks the driver for the
+//! handshake ([`Action::StartTls`]), times it, and starts the client's
+//! timers when it is done. The handshake itself, the certificates and the
+//! TLS library live in the driver (which side of the handshake a
+//! connection takes follows from who made it: the server that dialed a
+//! peer is the TLS client).
 //!
-//! As in nats-server: `INFO` goes out in plaintext, then the handshake
-//! (unless `handshake_first`); a client that sends anything but a TLS
-//! handshake is closed without a word (`TLS Handshake Failure`); the
-//! authentication and ping timers start after the handshake.
+//! As in nats-server: for clients, `INFO` goes out in plaintext, then the
+//! handshake (unless `handshake_first`); a client that sends anything but
+//! a TLS handshake is closed without a word (`TLS Handshake Failure`); the
+//! authentication and ping timers start after the handshake. Routes and
+//! gateways with TLS start the handshake before anything else, both
+//! ways, and each side checks the other's certificate.
 
 use super::{Action, CloseReason, ConnId, LogLevel, Server, timers::Timer};
 use crate::auth::PeerCertificate;
@@ -29,6 +33,18 @@ impl Server {
         }
     }
 
+    /// A route or gateway connection with TLS on (`timeout`: the
+    /// handshake's): the handshake comes first, before the `INFO` or
+    /// `CONNECT` queued next, which go out encrypted.
+    pub(super) fn start_peer_tls(&mut self, id: ConnId, timeout: Option<std::time::Duration>) {
+        let Some(timeout) = timeout else {
+            return;
+        };
+        self.conns[id.0].tls_pending = Some(id);
+        self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
+        self.actions.push_back(Action::StartTls { conn: id });
+    }
+
     pub(super) fn on_tls_ready(
         &mut self,
         id: ConnId,
@@ -44,8 +60,11 @@ impl Server {
         }
         c.tls = Some((version.to_string(), cipher.to_string()));
         c.peer_cert = peer_cert.map(|p| Box::new(p.clone()));
+        let client = c.kind == super::ConnKind::Client;
         self.set_deadline(id, Timer::Tls, None);
-        self.arm_client_timers(id);
+        if client {
+            self.arm_client_timers(id);
+        }
         self.debug(id, || "TLS handshake complete".to_string());
         self.debug(id, || {
             format!("TLS version {version}, cipher suite {cipher}")
@@ -59,11 +78,13 @@ impl Server {
         if c.closing {
             return;
         }
-        self.conn_log(
-            LogLevel::Error,
-            id,
-            &format!("TLS handshake error: {error}"),
-        );
+        let what = match c.kind {
+            super::ConnKind::Route => "TLS route handshake error",
+            super::ConnKind::Gateway => "TLS gateway handshake error",
+            super::ConnKind::Leaf => "TLS leafnode handshake error",
+            _ => "TLS handshake error",
+        };
+        self.conn_log(LogLevel::Error, id, &format!("{what}: {error}"));
         self.close(id, CloseReason::TlsHandshakeError, false);
     }
 

@@ -427,6 +427,99 @@ async fn check_gateways(servers: &[&ServerProcess]) {
     }
 }
 
+/// The `tls {}` block of a route or gateway configuration: the peer
+/// certificate and the CA of `pki`.
+fn peer_tls(pki: &natrix_tests::pki::Pki) -> String {
+    format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", timeout: 2 }}",
+        pki.arg("peer.pem"),
+        pki.arg("peer.key"),
+        pki.arg("ca.pem")
+    )
+}
+
+/// A member of cluster `C1` whose routes are on TLS, dialing `seeds`.
+fn tls_member(bin: &Path, name: &str, seeds: &[&Member], pki: &natrix_tests::pki::Pki) -> Member {
+    let cluster_port = free_port();
+    let routes: Vec<String> = seeds
+        .iter()
+        .map(|m| format!("\"nats-route://127.0.0.1:{}\"", m.cluster_port))
+        .collect();
+    let conf = format!(
+        "server_name: {name}\ncluster {{ name: C1, listen: \"127.0.0.1:{cluster_port}\", routes: [ {} ]\n{} }}\n",
+        routes.join(", "),
+        peer_tls(pki)
+    );
+    Member {
+        server: with_conf(bin, &format!("tls-{name}"), &conf),
+        cluster_port,
+    }
+}
+
+#[tokio::test]
+async fn routes_on_tls_between_natrix_and_both_reference_servers() {
+    let pki = natrix_tests::pki::Pki::new("routes");
+    pki.peer("ca", "peer");
+    let bin = natrix_bin();
+    let a = tls_member(&bin, "A", &[], &pki);
+    let mut members = vec![a];
+    if let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) {
+        let b = tls_member(&new, "B", &[&members[0]], &pki);
+        let c = tls_member(&old, "C", &[&members[0]], &pki);
+        members.extend([b, c]);
+    }
+    let d = tls_member(&bin, "D", &[&members[members.len() - 1]], &pki);
+    members.push(d);
+    let refs: Vec<&Member> = members.iter().collect();
+    check_cluster(&refs).await;
+}
+
+#[tokio::test]
+async fn a_route_without_the_cluster_certificate_is_refused() {
+    let pki = natrix_tests::pki::Pki::new("routes-refused");
+    pki.peer("ca", "peer");
+    // Another authority's certificate for the second server.
+    pki.issue("other", "stranger", "stranger-client");
+    let bin = natrix_bin();
+    let a_port = free_port();
+    let dir = natrix_tests::test_dir("leaf", "tls-refused");
+    let (a_conf, a_log) = (dir.join("a.conf"), dir.join("a.log"));
+    let conf = format!(
+        "server_name: A\ncluster {{ name: C1, listen: \"127.0.0.1:{a_port}\"\n{} }}\n",
+        peer_tls(&pki)
+    );
+    std::fs::write(&a_conf, conf).unwrap();
+    let a = ServerProcess::start(
+        &bin,
+        &[
+            "-c",
+            a_conf.to_str().unwrap(),
+            "-l",
+            a_log.to_str().unwrap(),
+        ],
+    );
+    let cluster_port = free_port();
+    let conf = format!(
+        "server_name: X\ncluster {{ name: C1, listen: \"127.0.0.1:{cluster_port}\", routes: [ \"nats-route://127.0.0.1:{}\" ]\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" }} }}\n",
+        a_port,
+        pki.arg("stranger.pem"),
+        pki.arg("stranger.key"),
+        pki.arg("other.pem")
+    );
+    let x = with_conf(&bin, "tls-X", &conf);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&a_log).unwrap_or_default();
+        if log.contains("TLS route handshake error") {
+            assert!(!log.contains("registered"), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no handshake error: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((a, x));
+}
+
 #[tokio::test]
 async fn natrix_clusters_joined_by_gateways() {
     let bin = natrix_bin();
@@ -445,4 +538,46 @@ async fn a_natrix_cluster_joins_a_super_cluster_of_reference_servers() {
     let (c, cport) = gateway_server(&old, "GC", &[]);
     let (a, _) = gateway_server(&natrix_bin(), "GA", &[("GB", bport), ("GC", cport)]);
     check_gateways(&[&a, &b, &c]).await;
+}
+
+/// A gateway `name` on TLS, dialing `remotes`.
+fn tls_gateway(
+    bin: &Path,
+    name: &str,
+    remotes: &[(&str, u16)],
+    pki: &natrix_tests::pki::Pki,
+) -> (ServerProcess, u16) {
+    let port = free_port();
+    let list: Vec<String> = remotes
+        .iter()
+        .map(|(n, p)| format!("{{ name: {n}, url: \"nats://127.0.0.1:{p}\" }}"))
+        .collect();
+    let conf = format!(
+        "server_name: S{name}\ngateway {{ name: {name}, listen: \"127.0.0.1:{port}\", gateways: [ {} ]\n{} }}\n",
+        list.join(", "),
+        peer_tls(pki)
+    );
+    (with_conf(bin, &format!("tls-gw-{name}"), &conf), port)
+}
+
+#[tokio::test]
+async fn gateways_on_tls_between_natrix_and_both_reference_servers() {
+    let pki = natrix_tests::pki::Pki::new("gateways");
+    pki.peer("ca", "peer");
+    let bin = natrix_bin();
+    let (b, bport) = tls_gateway(&bin, "GB", &[], &pki);
+    let Some((old, new)) = reference_or_skip().zip(reference_215()) else {
+        let (a, _) = tls_gateway(&bin, "GA", &[("GB", bport)], &pki);
+        check_gateways(&[&a, &b]).await;
+        return;
+    };
+    let (c, cport) = tls_gateway(&new, "GC", &[], &pki);
+    let (d, dport) = tls_gateway(&old, "GD", &[], &pki);
+    let (a, _) = tls_gateway(
+        &bin,
+        "GA",
+        &[("GB", bport), ("GC", cport), ("GD", dport)],
+        &pki,
+    );
+    check_gateways(&[&a, &b, &c, &d]).await;
 }
