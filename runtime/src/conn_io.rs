@@ -39,6 +39,9 @@ pub(crate) enum Inbound<S> {
     Dialed(ConnId, S, SocketAddr, String),
     DialFailed(ConnId, String),
     Received(ConnId, u64, BytesMut),
+    /// What a connection read in plaintext before its TLS handshake (a
+    /// hub's `INFO` to a leaf node), outside the read-ahead budget.
+    Preface(ConnId, u64, Vec<u8>),
     Written(ConnId, u64, usize, Vec<u8>),
     Closed(ConnId, u64),
     /// The handshake is done: the reading half of the TLS stream, the TLS

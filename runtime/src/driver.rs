@@ -907,6 +907,15 @@ impl<L: Listener> CoreLoop<L> {
                     );
                 }
             }
+            Inbound::Preface(id, generation, bytes) => {
+                if self.current(id, generation) {
+                    let received = Event::Received {
+                        conn: id,
+                        bytes: &bytes,
+                    };
+                    self.server.handle(now, received);
+                }
+            }
             Inbound::Written(id, generation, n, mut buf) => {
                 moved = n;
                 if self.current(id, generation) {
@@ -964,18 +973,35 @@ impl<L: Listener> CoreLoop<L> {
     fn handshake(&self, id: ConnId, dialed: Option<&str>) -> Option<crate::tls::Handshake> {
         use crate::tls::Handshake;
         use natrix_core::server::ConnKind;
+        let name = |host: &str| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            rustls::pki_types::ServerName::try_from(host.to_string()).ok()
+        };
         let sides = match self.server.conn_kind(id) {
             Some(ConnKind::Route) => self.peer_tls.route.as_ref(),
             Some(ConnKind::Gateway) => self.peer_tls.gateway.as_ref(),
+            Some(ConnKind::Leaf) => {
+                return match dialed {
+                    None => self.peer_tls.leaf_hub.clone().map(Handshake::Accept),
+                    Some(host) => {
+                        let i = self.server.leaf_remote_of(id)?;
+                        Some(Handshake::Connect {
+                            connector: self.peer_tls.leaf_remotes.get(i)?.clone()?,
+                            name: name(host)?,
+                            info_first: true,
+                        })
+                    }
+                };
+            }
             _ => return self.tls.clone().map(Handshake::Accept),
         }?;
         match dialed {
             None => Some(Handshake::Accept(sides.accept.clone())),
-            Some(host) => {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_string()).ok()?;
-                Some(Handshake::Connect(sides.connect.clone(), name))
-            }
+            Some(host) => Some(Handshake::Connect {
+                connector: sides.connect.clone(),
+                name: name(host)?,
+                info_first: false,
+            }),
         }
     }
 

@@ -36,8 +36,14 @@ pub type TlsConn<S> = tokio_rustls::TlsStream<Prefixed<S>>;
 pub(crate) enum Handshake {
     /// As the server: a client, or a peer that dialed this server.
     Accept(TlsAcceptor),
-    /// As the client: a peer this server dialed, checked under this name.
-    Connect(TlsConnector, ServerName<'static>),
+    /// As the client: a peer this server dialed, checked under this name;
+    /// with `info_first` (a leaf node dialing its hub), after reading the
+    /// peer's plaintext `INFO` line and passing it on.
+    Connect {
+        connector: TlsConnector,
+        name: ServerName<'static>,
+        info_first: bool,
+    },
 }
 
 /// Both sides of TLS for one kind of connection between servers.
@@ -52,20 +58,43 @@ pub(crate) struct PeerSides {
 pub(crate) struct PeerTls {
     pub route: Option<PeerSides>,
     pub gateway: Option<PeerSides>,
+    /// A hub's side for leaf nodes dialing it.
+    pub leaf_hub: Option<TlsAcceptor>,
+    /// A leaf node's side, by remote (its place in `leafnodes.remotes`).
+    pub leaf_remotes: Vec<Option<TlsConnector>>,
 }
 
 /// The TLS configurations of `cluster { tls }` and `gateway { tls }`.
 pub(crate) fn peer_tls(opts: &Options) -> Result<PeerTls, String> {
     let sides = |t: Option<&TlsOptions>| t.map(peer_sides).transpose();
+    let leafnodes = opts.leafnodes.as_ref();
     Ok(PeerTls {
         route: sides(opts.cluster.as_ref().and_then(|c| c.tls.as_ref()))?,
         gateway: sides(opts.gateway.as_ref().and_then(|g| g.tls.as_ref()))?,
+        leaf_hub: leafnodes
+            .and_then(|l| l.tls.as_ref())
+            .map(server_config)
+            .transpose()?
+            .map(TlsAcceptor::from),
+        leaf_remotes: leafnodes
+            .map(|l| l.remotes.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.tls.as_ref().map(connector).transpose())
+            .collect::<Result<_, _>>()?,
     })
 }
 
 fn peer_sides(opts: &TlsOptions) -> Result<PeerSides, String> {
-    let accept = TlsAcceptor::from(server_config(opts)?);
-    let (chain, key) = chain_and_key(opts).map_err(|e| origin(opts, e))?;
+    Ok(PeerSides {
+        accept: TlsAcceptor::from(server_config(opts)?),
+        connect: connector(opts)?,
+    })
+}
+
+/// The dialing side: the peer's certificate checked against `ca_file`
+/// (unless `insecure`), this server's shown if it has one.
+fn connector(opts: &TlsOptions) -> Result<TlsConnector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -78,13 +107,15 @@ fn peer_sides(opts: &TlsOptions) -> Result<PeerSides, String> {
         let ca_file = opts.ca_file.as_deref().unwrap_or_default();
         builder.with_root_certificates(roots(ca_file).map_err(|e| origin(opts, e))?)
     };
-    let config = builder
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| origin(opts, e.to_string()))?;
-    Ok(PeerSides {
-        accept,
-        connect: TlsConnector::from(Arc::new(config)),
-    })
+    let config = if opts.cert_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let (chain, key) = chain_and_key(opts).map_err(|e| origin(opts, e))?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| origin(opts, e.to_string()))?
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// `insecure`: a dialed peer's certificate is taken unchecked (its
@@ -423,8 +454,35 @@ pub(crate) async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // A leaf node reads its hub's plaintext INFO line before the
+    // handshake (the hub sends nothing more until it).
+    let mut info = match &how {
+        Some(Handshake::Connect {
+            info_first: true, ..
+        }) => Some(Vec::new()),
+        _ => None,
+    };
+    let mut chunk = [0u8; 1024];
     loop {
-        match rx.recv().await {
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            n = stream.read(&mut chunk), if info.is_some() => {
+                let line = info.as_mut().expect("reading INFO");
+                match n {
+                    Ok(n) if n > 0 => line.extend_from_slice(&chunk[..n]),
+                    _ => {
+                        let _ = tx.send(Inbound::Closed(id, generation)).await;
+                        return;
+                    }
+                }
+                if line.windows(2).any(|w| w == b"\r\n") {
+                    let line = info.take().expect("read");
+                    let _ = tx.send(Inbound::Preface(id, generation, line)).await;
+                }
+                continue;
+            }
+        };
+        match msg {
             Some(Outbound::Bytes(b)) => {
                 if stream.write_all(&b).await.is_err() {
                     let _ = tx.send(Inbound::Closed(id, generation)).await;
@@ -453,7 +511,9 @@ pub(crate) async fn connection<S>(
             Handshake::Accept(acceptor) => handshake(&acceptor, stream)
                 .await
                 .map(tokio_rustls::TlsStream::Server),
-            Handshake::Connect(connector, name) => {
+            Handshake::Connect {
+                connector, name, ..
+            } => {
                 let stream = Prefixed {
                     front: Vec::new(),
                     taken: 0,

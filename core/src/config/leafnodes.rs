@@ -23,6 +23,10 @@ pub struct LeafNodeOptions {
     pub remotes: Vec<LeafRemote>,
     /// Wait between attempts to dial a remote.
     pub reconnect: Option<Duration>,
+    /// TLS for leaf nodes dialing this hub (`tls {}`): `INFO` in
+    /// plaintext, then the handshake; a leaf node's certificate is asked
+    /// for with `verify`.
+    pub tls: Option<super::TlsOptions>,
 }
 
 /// A hub to dial: its URLs (tried in turn) and the local account bound to
@@ -32,10 +36,13 @@ pub struct LeafRemote {
     pub urls: Vec<RouteUrl>,
     /// The local account (`None`: `$G`).
     pub account: Option<String>,
+    /// TLS to the hub (`tls {}`): the hub's certificate is checked
+    /// against `ca_file` (unless `insecure`); the certificate and key, if
+    /// given, are shown when the hub asks.
+    pub tls: Option<super::TlsOptions>,
 }
 
 const NOT_YET: &[(&str, &str)] = &[
-    ("tls", "TLS on leaf node connections"),
     ("advertise", "leaf node URL advertisement"),
     ("no_advertise", "leaf node URL advertisement"),
     ("min_version", "a minimum leaf node version"),
@@ -45,7 +52,6 @@ const NOT_YET: &[(&str, &str)] = &[
 const REMOTE_NOT_YET: &[(&str, &str)] = &[
     ("credentials", "leaf node credentials files"),
     ("nkey", "leaf node nkeys"),
-    ("tls", "TLS on leaf node connections"),
     ("hub", "hub remotes"),
     ("deny_imports", "leaf node deny lists"),
     ("deny_exports", "leaf node deny lists"),
@@ -101,6 +107,24 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
                 }
             }
             "reconnect" | "reconnect_delay" => l.reconnect = Some(seconds(&f, warnings)?),
+            "tls" => {
+                let tls = super::tls::block(e)?;
+                if tls.verify && tls.ca_file.is_none() {
+                    return Err(ConfError::at(
+                        &e.key_pos,
+                        "verifying leaf node certificates needs a CA: natrix does not use the \
+                         system's roots; set 'ca_file'"
+                            .to_string(),
+                    ));
+                }
+                if tls.map || tls.handshake_first {
+                    return Err(not_yet(
+                        e,
+                        "'verify_and_map' or 'handshake_first' for leaf nodes",
+                    ));
+                }
+                l.tls = Some(tls);
+            }
             "compression" => warnings.push(Warning {
                 pos: e.key_pos.clone(),
                 field: e.key.clone(),
@@ -119,6 +143,7 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
     let mut r = LeafRemote {
         urls: Vec::new(),
         account: None,
+        tls: None,
     };
     for e in f.as_map()? {
         let ef = e.field();
@@ -130,6 +155,7 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
                 }
             }
             "account" | "local" => r.account = Some(ef.as_str()?.to_string()),
+            "tls" => r.tls = Some(super::tls::remote_block(e)?),
             "compression" => {}
             k => match REMOTE_NOT_YET.iter().find(|(n, _)| *n == k) {
                 Some((_, what)) => return Err(not_yet(e, what)),

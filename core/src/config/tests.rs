@@ -771,4 +771,22 @@ fn tls_between_servers() {
         "gateway { name: g, tls { cert_file: a, key_file: b, ca_file: c, handshake_first: true } }\n",
     );
     assert!(e[0].contains("do not apply to gateways"), "{e:?}");
+    // Leaf nodes: a hub's block is the clients' one; a remote's needs a
+    // CA (or insecure) and shows a certificate only if it has one.
+    let (o, _, p) = load(
+        "leafnodes {\n  tls { cert_file: h.pem, key_file: h.key }\n  remotes: [ { url: \"nats-leaf://h:7422\", tls { ca_file: ca.pem } } ]\n}\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let l = o.leafnodes.as_ref().expect("leafnodes");
+    assert!(l.tls.as_ref().is_some_and(|t| !t.verify));
+    let remote = l.remotes[0].tls.as_ref().expect("remote tls");
+    assert_eq!(
+        (remote.cert_file.as_str(), remote.ca_file.as_deref()),
+        ("", Some("ca.pem"))
+    );
+    let e =
+        errors("leafnodes { remotes: [ { url: \"h:1\", tls { cert_file: a, key_file: b } } ] }\n");
+    assert!(e[0].contains("set 'ca_file'"), "{e:?}");
+    let e = errors("leafnodes { tls { cert_file: a, key_file: b, verify: true } }\n");
+    assert!(e[0].contains("set 'ca_file'"), "{e:?}");
 }

@@ -109,8 +109,69 @@ pub(super) fn peer_block(entry: &Entry, what: &str) -> Result<TlsOptions, ConfEr
     Ok(tls)
 }
 
+/// Reads the `tls` block of a leaf node remote: the hub's certificate is
+/// checked against `ca_file` (needed unless `insecure`: natrix does not
+/// use the system's roots); `cert_file` and `key_file`, both or neither,
+/// are shown to a hub that asks.
+pub(super) fn remote_block(entry: &Entry) -> Result<TlsOptions, ConfError> {
+    let (tls, pair) = fields(entry)?;
+    if tls.ca_file.is_none() && !tls.insecure {
+        return Err(ConfError::at(
+            &entry.key_pos,
+            "TLS to a hub checks its certificate against 'ca_file': natrix does not use the \
+             system's roots; set 'ca_file' (or 'insecure: true')"
+                .to_string(),
+        ));
+    }
+    match pair {
+        (Some(cert_file), Some(key_file)) => Ok(TlsOptions {
+            cert_file,
+            key_file,
+            ..tls
+        }),
+        (None, None) => Ok(tls),
+        (Some(_), None) => Err(ConfError::at(
+            &entry.key_pos,
+            "missing 'key_file' in TLS configuration".to_string(),
+        )),
+        (None, Some(_)) => Err(ConfError::at(
+            &entry.key_pos,
+            "missing 'cert_file' in TLS configuration".to_string(),
+        )),
+    }
+}
+
 /// Reads the top-level `tls` block.
 pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
+    let f = entry.field();
+    let (mut tls, pair) = fields(entry)?;
+    match pair {
+        (Some(c), Some(k)) => {
+            tls.cert_file = c;
+            tls.key_file = k;
+        }
+        (Some(_), None) => {
+            return Err(tls_error(&f, "missing 'key_file' in TLS configuration"));
+        }
+        (None, Some(_)) => {
+            return Err(tls_error(&f, "missing 'cert_file' in TLS configuration"));
+        }
+        // nats-server starts without a certificate and fails every
+        // handshake; natrix says so before it starts.
+        (None, None) => {
+            return Err(tls_error(
+                &f,
+                "missing 'cert_file' and 'key_file' in TLS configuration",
+            ));
+        }
+    }
+    Ok(tls)
+}
+
+type CertAndKey = (Option<String>, Option<String>);
+
+/// The keys of a `tls` block, and its certificate and key files if set.
+fn fields(entry: &Entry) -> Result<(TlsOptions, CertAndKey), ConfError> {
     let f = entry.field();
     let map = f.as_map()?;
     let (mut cert, mut key) = (None, None);
@@ -185,25 +246,5 @@ pub(super) fn block(entry: &Entry) -> Result<TlsOptions, ConfError> {
             }
         }
     }
-    match (cert, key) {
-        (Some(c), Some(k)) => {
-            tls.cert_file = c;
-            tls.key_file = k;
-        }
-        (Some(_), None) => {
-            return Err(tls_error(&f, "missing 'key_file' in TLS configuration"));
-        }
-        (None, Some(_)) => {
-            return Err(tls_error(&f, "missing 'cert_file' in TLS configuration"));
-        }
-        // nats-server starts without a certificate and fails every
-        // handshake; natrix says so before it starts.
-        (None, None) => {
-            return Err(tls_error(
-                &f,
-                "missing 'cert_file' and 'key_file' in TLS configuration",
-            ));
-        }
-    }
-    Ok(tls)
+    Ok((tls, (cert, key)))
 }

@@ -99,6 +99,10 @@ struct HubInfo<'a> {
     port: u16,
     headers: bool,
     auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
     max_payload: i32,
     client_id: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -125,6 +129,7 @@ struct PeerHubInfo {
     server_name: String,
     client_id: u64,
     cluster: String,
+    tls_required: bool,
     info_on_connect: bool,
     connect_info: bool,
     leafnode_urls: Option<Vec<String>>,
@@ -231,6 +236,8 @@ impl Server {
             port: self.leafnodes.as_ref().map_or(0, |l| l.port),
             headers: self.info.headers,
             auth_required: true,
+            tls_required: l.is_some_and(|l| l.tls.is_some()),
+            tls_verify: l.and_then(|l| l.tls.as_ref()).is_some_and(|t| t.verify),
             max_payload: self.info.max_payload,
             client_id: cid,
             nonce,
@@ -267,6 +274,14 @@ impl Server {
         self.conns[id.0].nonce = nonce.clone();
         let line = self.hub_info_line(cid, &nonce, "");
         self.send(id, &line);
+        // With TLS, the handshake follows the plaintext INFO.
+        let tls = self.opts.leafnodes.as_ref().and_then(|l| l.tls.as_ref());
+        if let Some(timeout) = tls.map(|t| t.timeout) {
+            self.conns[id.0].tls_pending = Some(id);
+            self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
+            self.flush_dirty();
+            self.actions.push_back(Action::StartTls { conn: id });
+        }
         let timeout = self
             .opts
             .leafnodes
@@ -307,10 +322,15 @@ impl Server {
         });
     }
 
-    /// A leaf node's dial connected: wait for the hub's `INFO`.
+    /// A leaf node's dial connected: wait for the hub's `INFO` (in
+    /// plaintext, with TLS to the hub too: the handshake follows it).
     pub(crate) fn on_leaf_dialed(&mut self, id: ConnId, peer: SocketAddr) {
         if !self.peer_dialed(id, peer) {
             return;
+        }
+        if let Some(timeout) = self.leaf_remote_tls(id) {
+            self.conns[id.0].tls_pending = Some(id);
+            self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
         }
         let cid = self.conns[id.0].cid;
         self.log(
@@ -522,6 +542,21 @@ impl Server {
             return Flow::Break(());
         }
         let remote = l.remote;
+        match (self.conns[id.0].tls_pending.is_some(), info.tls_required) {
+            // The handshake before CONNECT, which goes out encrypted.
+            (true, _) => self.actions.push_back(Action::StartTls { conn: id }),
+            (false, true) => {
+                self.conn_log(
+                    LogLevel::Error,
+                    id,
+                    "The hub requires TLS: give this leaf node remote a tls block (natrix does \
+                     not use the system's roots)",
+                );
+                self.close(id, CloseReason::TlsHandshakeError, false);
+                return Flow::Break(());
+            }
+            (false, false) => {}
+        }
         let url = remote.and_then(|i| {
             let r = &self.leafnodes.as_ref()?.remotes[i];
             r.urls
@@ -739,6 +774,21 @@ impl Server {
         if let Some(i) = remote {
             self.leaf_remote_lost(i, false, looped);
         }
+    }
+
+    /// The handshake timeout of TLS on leaf node connection `id` this
+    /// server dialed, if its remote has TLS.
+    fn leaf_remote_tls(&self, id: ConnId) -> Option<Duration> {
+        let i = self.leaf_remote_of(id)?;
+        let remote = self.opts.leafnodes.as_ref()?.remotes.get(i)?;
+        Some(remote.tls.as_ref()?.timeout)
+    }
+
+    /// The remote (by its place in `leafnodes.remotes`) leaf node
+    /// connection `id` was dialed for.
+    pub fn leaf_remote_of(&self, id: ConnId) -> Option<usize> {
+        let l = self.conns.get(id.0)?.leaf.as_ref()?;
+        if l.solicited { l.remote } else { None }
     }
 
     /// Leaf node connections past their handshake, for monitoring.

@@ -220,6 +220,7 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
                 remotes: vec![LeafRemote {
                     urls: vec![url("nats-leaf", hub, LEAF_PORT)],
                     account: None,
+                    tls: None,
                 }],
                 ..LeafNodeOptions::default()
             },

@@ -355,6 +355,53 @@ async fn reference_leaf_nodes_of_a_natrix_hub() {
     until_received(&a, "across", &mut sub).await;
 }
 
+/// A hub whose leaf nodes connect over TLS and show a certificate.
+fn tls_hub(bin: &Path, name: &str, pki: &natrix_tests::pki::Pki) -> (ServerProcess, u16) {
+    let port = free_port();
+    let conf = format!(
+        "server_name: {name}\nleafnodes {{ listen: \"127.0.0.1:{port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true }} }}\n",
+        pki.arg("peer.pem"),
+        pki.arg("peer.key"),
+        pki.arg("ca.pem")
+    );
+    (with_conf(bin, &format!("tls-{name}"), &conf), port)
+}
+
+/// A leaf node of the hub at `hub_port`, over TLS.
+fn tls_leaf(bin: &Path, name: &str, hub_port: u16, pki: &natrix_tests::pki::Pki) -> ServerProcess {
+    let conf = format!(
+        "server_name: {name}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{hub_port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" }} }} ] }}\n",
+        pki.arg("peer.pem"),
+        pki.arg("peer.key"),
+        pki.arg("ca.pem")
+    );
+    with_conf(bin, &format!("tls-{name}"), &conf)
+}
+
+#[tokio::test]
+async fn leaf_nodes_on_tls_with_natrix_and_both_reference_servers() {
+    let pki = natrix_tests::pki::Pki::new("leafs");
+    pki.peer("ca", "peer");
+    let bin = natrix_bin();
+    let (h, port) = tls_hub(&bin, "H", &pki);
+    let l = tls_leaf(&bin, "L", port, &pki);
+    check_leaf(&h, &l).await;
+    let (Some(old), Some(new)) = (reference_or_skip(), reference_215()) else {
+        return;
+    };
+    // Reference leaf nodes of the natrix hub.
+    for (ref_bin, name) in [(&old, "L29"), (&new, "L215")] {
+        let l = tls_leaf(ref_bin, name, port, &pki);
+        check_leaf(&h, &l).await;
+    }
+    // natrix as a leaf node of reference hubs.
+    for (ref_bin, name) in [(&old, "H29"), (&new, "H215")] {
+        let (h, port) = tls_hub(ref_bin, name, &pki);
+        let l = tls_leaf(&bin, &format!("L-{name}"), port, &pki);
+        check_leaf(&h, &l).await;
+    }
+}
+
 /// A one-server cluster with gateway `name` on a free port, dialing the
 /// gateways `remotes` (name, port); its gateway port.
 fn gateway_server(bin: &Path, name: &str, remotes: &[(&str, u16)]) -> (ServerProcess, u16) {

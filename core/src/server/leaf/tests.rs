@@ -33,6 +33,7 @@ fn leaf(i: usize, hubs: &[usize]) -> Options {
                     RouteUrl::parse(&format!("nats-leaf://127.0.0.1:{}", leaf_port(h))).unwrap(),
                 ],
                 account: None,
+                tls: None,
             })
             .collect(),
         ..LeafNodeOptions::default()
