@@ -124,7 +124,7 @@ fn unsupported_sections_are_refused_by_name() {
     let f = d.join("leaf.conf");
     std::fs::write(
         &f,
-        "port: 4333\nleafnodes {\n  port: 7422\n  tls {\n    cert_file: x\n  }\n}\n",
+        "port: 4333\nleafnodes {\n  port: 7422\n  websocket {\n    port: 1\n  }\n}\n",
     )
     .unwrap();
     let (code, text) = check(&natrix_bin(), &f);
@@ -132,7 +132,7 @@ fn unsupported_sections_are_refused_by_name() {
     assert_eq!(
         text,
         format!(
-            "{}:4:3: \"tls\" is not supported yet: natrix does not have TLS on leaf node connections yet",
+            "{}:4:3: \"websocket\" is not supported yet: natrix does not have leaf nodes over websocket yet",
             f.display()
         )
     );
