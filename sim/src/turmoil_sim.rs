@@ -7,6 +7,13 @@
 //! Faults here are turmoil's: holds (partitions that delay, never drop, as
 //! turmoil's TCP does not retransmit), client crashes mid-message, slow
 //! readers and server restarts (`bounce`).
+//!
+//! Odd seeds run three production drivers as one cluster (hosts `s0`..`s2`,
+//! every route configured both ways over turmoil's TCP), each client at
+//! home on one server and failing over to the next when it loses it; a
+//! restart bounces one of the three. The final round waits three seconds
+//! after the clients settle, for the routes and their interest to come
+//! back.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -31,6 +38,9 @@ use crate::seed;
 use crate::world::Outcome;
 
 const PORT: u16 = 4222;
+const ROUTE_PORT: u16 = 6222;
+/// Servers of the cluster that odd seeds run.
+const CLUSTER_SERVERS: usize = 3;
 const EPOCH_SECS: u64 = 1_700_000_000;
 const MS: u64 = 1_000_000;
 
@@ -68,6 +78,50 @@ struct Shared {
     /// Bytes the fault loop wants a session to send (the settle PING
     /// after healing).
     pending_out: Vec<Vec<u8>>,
+    /// How many servers run, and the one each client talks to or tries
+    /// next.
+    servers: usize,
+    server_at: Vec<usize>,
+    /// The server of each client connection, by (client, epoch).
+    conn_server: BTreeMap<(ClientId, u32), usize>,
+}
+
+/// Server `i`'s host name.
+fn host(servers: usize, i: usize) -> String {
+    if servers == 1 {
+        "server".to_string()
+    } else {
+        format!("s{i}")
+    }
+}
+
+/// Server `i`'s options in a cluster of `servers` (none with one).
+fn cluster_options(base: &Options, servers: usize, i: usize) -> Options {
+    if servers == 1 {
+        return base.clone();
+    }
+    let routes = (0..servers)
+        .filter(|&j| j != i)
+        .map(|j| {
+            natrix_core::config::cluster::RouteUrl::parse(&format!(
+                "nats-route://s{j}:{ROUTE_PORT}"
+            ))
+            .expect("a well-formed route URL")
+        })
+        .collect();
+    Options {
+        server_name: format!("S{i}"),
+        cluster: Some(natrix_core::config::cluster::ClusterOptions {
+            name: "sim".into(),
+            host: "0.0.0.0".into(),
+            port: ROUTE_PORT,
+            routes,
+            advertise: Some(format!("s{i}:{ROUTE_PORT}")),
+            connect_retries: 60,
+            ..Default::default()
+        }),
+        ..base.clone()
+    }
 }
 
 fn now_ns() -> u64 {
@@ -97,6 +151,11 @@ pub fn run_seed_turmoil(
     mutation: Option<Mutation>,
 ) -> SeedResult {
     let fault_phase_ns = 6_000 * MS;
+    let servers = if seed_value % 2 == 1 {
+        CLUSTER_SERVERS
+    } else {
+        1
+    };
     let setup = Setup::draw(seed_value, 4, faults, fault_phase_ns);
     let server_opts = setup.options(options(), mutation);
     let Setup {
@@ -115,6 +174,9 @@ pub fn run_seed_turmoil(
         crash: vec![false; n_clients],
         final_sent: vec![false; n_clients],
         pending_out: vec![Vec::new(); n_clients],
+        servers,
+        server_at: (0..n_clients).map(|c| c % servers).collect(),
+        conn_server: BTreeMap::new(),
     }));
 
     let mut sim = turmoil::Builder::new()
@@ -131,53 +193,77 @@ pub fn run_seed_turmoil(
     // crash drops tasks in an order that depends on tokio's process-wide
     // task ids, which a second run in the same process does not repeat).
     // `Some(lame_duck)` asks for a restart, after lame duck mode if true.
-    let restart: Rc<RefCell<Option<bool>>> = Rc::new(RefCell::new(None));
-    let host_restart = Rc::clone(&restart);
-    sim.host("server", move || {
-        let restart = Rc::clone(&host_restart);
-        let base = server_opts.clone();
-        async move {
-            let mut generation = 0u64;
-            loop {
-                generation += 1;
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
-                let clock = Clock::simulated(EPOCH_SECS * 1_000_000_000 + now_ns());
-                // NATRIX_SIM_LOG=1 shows the server's own log with debug and
-                // protocol trace lines.
-                let verbose = std::env::var_os("NATRIX_SIM_LOG").is_some();
-                let opts = Options {
-                    debug: verbose,
-                    trace: verbose,
-                    ..base.clone()
-                };
-                let server = Server::new(
-                    opts,
-                    seed::sub_seed(seed_value, "server", generation),
-                    clock.now(),
-                );
-                let logger = if verbose {
-                    Logger::stderr(false, true, true)
-                } else {
-                    Logger::discard()
-                };
-                let mut running =
-                    driver::serve(server, TurmoilListener(listener), "0.0.0.0", logger, clock)?;
-                let lame_duck = loop {
-                    if let Some(ld) = restart.borrow_mut().take() {
-                        break ld;
+    let restarts: Vec<Rc<RefCell<Option<bool>>>> =
+        (0..servers).map(|_| Rc::new(RefCell::new(None))).collect();
+    for (i, restart) in restarts.iter().enumerate() {
+        let host_restart = Rc::clone(restart);
+        let base = cluster_options(&server_opts, servers, i);
+        sim.host(host(servers, i), move || {
+            let restart = Rc::clone(&host_restart);
+            let base = base.clone();
+            async move {
+                let mut generation = 0u64;
+                loop {
+                    generation += 1;
+                    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+                    let routes = match base.cluster {
+                        Some(_) => Some(TurmoilListener(
+                            turmoil::net::TcpListener::bind(("0.0.0.0", ROUTE_PORT)).await?,
+                        )),
+                        None => None,
+                    };
+                    let clock = Clock::simulated(EPOCH_SECS * 1_000_000_000 + now_ns());
+                    // NATRIX_SIM_LOG=1 shows the server's own log with debug and
+                    // protocol trace lines.
+                    let verbose = std::env::var_os("NATRIX_SIM_LOG").is_some();
+                    let opts = Options {
+                        debug: verbose,
+                        trace: verbose,
+                        ..base.clone()
+                    };
+                    let server = Server::new(
+                        opts,
+                        seed::sub_seed(seed_value, "server", generation | ((i as u64) << 32)),
+                        clock.now(),
+                    );
+                    let logger = if verbose {
+                        Logger::stderr(false, true, true)
+                    } else {
+                        Logger::discard()
+                    };
+                    let io = driver::ServerIo {
+                        monitor: None,
+                        tls: None,
+                        storage: None,
+                        cluster: routes,
+                        leaf: None,
+                        gateway: None,
+                    };
+                    let mut running = driver::serve_with_monitor(
+                        server,
+                        TurmoilListener(listener),
+                        "0.0.0.0",
+                        io,
+                        logger,
+                        clock,
+                    )?;
+                    let lame_duck = loop {
+                        if let Some(ld) = restart.borrow_mut().take() {
+                            break ld;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    };
+                    if lame_duck {
+                        // The driver closes its listener, closes the clients
+                        // over the lame duck duration, then stops by itself.
+                        running.control(Control::LameDuck);
+                        running.exited().await;
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                };
-                if lame_duck {
-                    // The driver closes its listener, closes the clients
-                    // over the lame duck duration, then stops by itself.
-                    running.control(Control::LameDuck);
-                    running.exited().await;
+                    running.shutdown().await;
                 }
-                running.shutdown().await;
             }
-        }
-    });
+        });
+    }
     for c in 0..n_clients {
         let shared = Rc::clone(&shared);
         sim.client(format!("c{c}"), async move {
@@ -190,6 +276,7 @@ pub fn run_seed_turmoil(
     let mut next_fault = 0;
     let mut releases: Vec<(u64, Release)> = Vec::new();
     let mut settle_deadline = 0;
+    let mut healed_at = 0;
     let mut end_at = u64::MAX;
     let mut steps = 0u64;
     loop {
@@ -200,10 +287,12 @@ pub fn run_seed_turmoil(
                 while next_fault < schedule.len() && schedule[next_fault].0 <= now {
                     let f = schedule[next_fault].1;
                     next_fault += 1;
+                    // A restart bounces one server, in turn.
+                    let restart = &restarts[next_fault % servers];
                     apply(
                         &mut sim,
                         &shared,
-                        &restart,
+                        restart,
                         f,
                         now,
                         &mut releases,
@@ -212,7 +301,7 @@ pub fn run_seed_turmoil(
                 }
                 releases.retain(|(at, r)| {
                     if *at <= now {
-                        undo(&sim, &shared, *r);
+                        undo(&sim, &shared, r.clone());
                         false
                     } else {
                         true
@@ -231,6 +320,7 @@ pub fn run_seed_turmoil(
                     } = &mut *sh;
                     *pending_out = phases.heal(now, clients);
                     settle_deadline = now + 15_000 * MS;
+                    healed_at = now;
                 }
             }
             Phase::Settling => {
@@ -241,7 +331,10 @@ pub fn run_seed_turmoil(
                     phases,
                     ..
                 } = &mut *sh;
-                if phases.try_final(now, clients, history) {
+                // A cluster's routes and interest come back after its
+                // servers restart: the final round waits for them.
+                let routes_back = servers == 1 || now >= healed_at + 3_000 * MS;
+                if routes_back && phases.try_final(now, clients, history) {
                     end_at = now + 3_000 * MS;
                 } else if now >= settle_deadline {
                     phases.phase = Phase::Done;
@@ -338,16 +431,26 @@ pub fn run_seed_turmoil(
         mix,
         counts,
         js: None,
-        cluster: None,
+        // In a cluster, which server each connection was made to: messages
+        // between two servers may be lost while interest travels (the
+        // world reads no route here, so such gaps count as explained).
+        cluster: (servers > 1).then(|| {
+            Box::new(crate::check_cluster::ClusterFacts {
+                servers,
+                conn_server: sh.conn_server.clone(),
+                ..Default::default()
+            })
+        }),
     };
     crate::phases::result(seed_value, outcome, extra)
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A fault to undo, with the server host it was between.
+#[derive(Debug, Clone)]
 enum Release {
-    Hold(ClientId),
+    Hold(ClientId, String),
     Slow(ClientId),
-    Spike(ClientId),
+    Spike(ClientId, String),
 }
 
 fn apply(
@@ -359,11 +462,16 @@ fn apply(
     releases: &mut Vec<(u64, Release)>,
     counts: &mut BTreeMap<&'static str, u64>,
 ) {
+    let server_of = |c: ClientId| {
+        let sh = shared.borrow();
+        host(sh.servers, sh.server_at[c])
+    };
     match f {
         Fault::Partition { client, for_ns, .. } => {
             count(counts, "fault: hold");
-            sim.hold("server", format!("c{client}"));
-            releases.push((now + for_ns, Release::Hold(client)));
+            let server = server_of(client);
+            sim.hold(server.as_str(), format!("c{client}"));
+            releases.push((now + for_ns, Release::Hold(client, server)));
         }
         Fault::LatencySpike {
             client,
@@ -371,12 +479,13 @@ fn apply(
             for_ns,
         } => {
             count(counts, "fault: latency spike");
+            let server = server_of(client);
             sim.set_link_latency(
-                "server",
+                server.as_str(),
                 format!("c{client}"),
                 Duration::from_nanos(extra_ns),
             );
-            releases.push((now + for_ns, Release::Spike(client)));
+            releases.push((now + for_ns, Release::Spike(client, server)));
         }
         Fault::SlowReader { client, for_ns } => {
             count(counts, "fault: slow reader");
@@ -401,10 +510,10 @@ fn apply(
 
 fn undo(sim: &turmoil::Sim<'_>, shared: &Rc<RefCell<Shared>>, r: Release) {
     match r {
-        Release::Hold(c) => sim.release("server", format!("c{c}")),
+        Release::Hold(c, server) => sim.release(server.as_str(), format!("c{c}")),
         Release::Slow(c) => shared.borrow_mut().slow[c] = false,
-        Release::Spike(c) => {
-            sim.set_link_latency("server", format!("c{c}"), Duration::from_micros(500))
+        Release::Spike(c, server) => {
+            sim.set_link_latency(server.as_str(), format!("c{c}"), Duration::from_micros(500))
         }
     }
 }
@@ -426,30 +535,43 @@ async fn client_task(c: ClientId, shared: Rc<RefCell<Shared>>) {
         if wait > 0 {
             tokio::time::sleep(Duration::from_nanos(wait)).await;
         }
+        let (server, target) = {
+            let sh = shared.borrow();
+            (sh.server_at[c], host(sh.servers, sh.server_at[c]))
+        };
         let connected = tokio::time::timeout(
             Duration::from_secs(2),
-            turmoil::net::TcpStream::connect(("server", PORT)),
+            turmoil::net::TcpStream::connect((target.as_str(), PORT)),
         )
         .await;
         let Ok(Ok(stream)) = connected else {
             let mut sh = shared.borrow_mut();
             let now = now_ns();
             sh.clients[c].reconnect_at = Some(now + 100 * MS);
+            // A client of a cluster tries the next server.
+            sh.server_at[c] = (server + 1) % sh.servers;
             continue;
         };
         link += 1;
         {
             let mut sh = shared.borrow_mut();
             sh.clients[c].opened(link);
+            let epoch = sh.clients[c].epoch;
+            sh.conn_server.insert((c, epoch), server);
             // Bytes meant for the previous connection die with it.
             sh.pending_out[c].clear();
         }
         let crashed = session(c, stream, &shared).await;
         let mut sh = shared.borrow_mut();
         let Shared {
-            clients, history, ..
+            clients,
+            history,
+            server_at,
+            servers,
+            ..
         } = &mut *sh;
         clients[c].lost(now_ns(), crashed, history);
+        server_at[c] = (server + 1) % *servers;
     }
 }
 

@@ -102,6 +102,30 @@ fn the_production_driver_passes_under_turmoil() {
 }
 
 #[test]
+fn odd_turmoil_seeds_run_three_production_drivers_as_a_cluster() {
+    use natrix_core::config::{Mutation, PlantedBug};
+    use natrix_sim::turmoil_sim::run_seed_turmoil;
+    // A bug only a cluster meets: a queue message forwarded to another
+    // server's member is also delivered to a local one.
+    let planted = Mutation {
+        bug: PlantedBug::QueueTwiceAcrossServers,
+        one_in: 1,
+    };
+    let caught = (1..40).step_by(2).find(|&seed| {
+        run_seed_turmoil(seed, true, false, Some(planted))
+            .violations
+            .iter()
+            .any(|v| v.invariant == "queue-at-most-once")
+    });
+    assert!(caught.is_some(), "no odd seed of 1..40 met another server");
+    // Even seeds run one server: the bug has nothing to strike.
+    for seed in (0..10).step_by(2) {
+        let r = run_seed_turmoil(seed, true, false, Some(planted));
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+    }
+}
+
+#[test]
 fn jetstream_seeds_acknowledge_publishes_that_survive_power_loss() {
     let mut acks = 0;
     let mut power_losses = 0;
