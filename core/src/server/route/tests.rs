@@ -734,3 +734,64 @@ system_account: SYS
     assert_eq!(names, ["S0", "S1", "S2"], "{got}");
     assert_eq!(count(&got, "MSG _INBOX.r"), 3);
 }
+
+#[test]
+fn a_route_on_tls_shakes_hands_before_its_info() {
+    let mut o = opts(0, "C1", &[]);
+    let mut tls = crate::config::TlsOptions::new("s.pem", "s.key");
+    tls.ca_file = Some("ca.pem".into());
+    tls.verify = true;
+    tls.timeout = std::time::Duration::from_secs(3);
+    o.cluster.as_mut().unwrap().tls = Some(tls);
+    let now = now_at(0);
+    let mut s = crate::Server::new(o, 1, now);
+    s.handle(
+        now,
+        Event::Listening {
+            listener: Listener::Route,
+            port: 7000,
+        },
+    );
+    while s.poll_action().is_some() {}
+    let conn = s.next_conn_id();
+    let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    s.handle(
+        now,
+        Event::Accepted {
+            conn,
+            listener: Listener::Route,
+            peer,
+        },
+    );
+    assert!(s.awaits_tls(conn));
+    let mut seen = Vec::new();
+    while let Some(a) = s.poll_action() {
+        match a {
+            Action::StartTls { conn: c } if c == conn => seen.push("start tls".to_string()),
+            Action::Transmit { conn: c } if c == conn => {
+                let mut out = Vec::new();
+                s.take_outbound(conn, &mut out);
+                seen.push(String::from_utf8_lossy(&out).into_owned());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], "start tls", "the handshake comes first");
+    assert!(
+        seen[1].contains("\"tls_required\":true,\"tls_verify\":true"),
+        "{seen:?}"
+    );
+    let p = crate::server::ProcessInfo::default();
+    let varz: serde_json::Value =
+        serde_json::from_slice(&s.monitor(now, "/varz", "", &p).body).unwrap();
+    assert_eq!(varz["cluster"]["tls_required"], true);
+    assert_eq!(varz["cluster"]["tls_timeout"], 3.0);
+    // No handshake within the timeout: closed.
+    s.handle(now_at(3_100_000_000), Event::Tick);
+    let mut closed = false;
+    while let Some(a) = s.poll_action() {
+        closed |= matches!(a, Action::Close { conn: c, .. } if c == conn);
+    }
+    assert!(closed, "the handshake timeout closes the route");
+}
