@@ -985,10 +985,11 @@ impl<L: Listener> CoreLoop<L> {
                     None => self.peer_tls.leaf_hub.clone().map(Handshake::Accept),
                     Some(host) => {
                         let i = self.server.leaf_remote_of(id)?;
+                        let (connector, first) = self.peer_tls.leaf_remotes.get(i)?.clone()?;
                         Some(Handshake::Connect {
-                            connector: self.peer_tls.leaf_remotes.get(i)?.clone()?,
+                            connector,
                             name: name(host)?,
-                            info_first: true,
+                            info_first: !first,
                         })
                     }
                 };

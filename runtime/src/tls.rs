@@ -60,8 +60,9 @@ pub(crate) struct PeerTls {
     pub gateway: Option<PeerSides>,
     /// A hub's side for leaf nodes dialing it.
     pub leaf_hub: Option<TlsAcceptor>,
-    /// A leaf node's side, by remote (its place in `leafnodes.remotes`).
-    pub leaf_remotes: Vec<Option<TlsConnector>>,
+    /// A leaf node's side, by remote (its place in `leafnodes.remotes`),
+    /// and whether it shakes hands before the hub's INFO.
+    pub leaf_remotes: Vec<Option<(TlsConnector, bool)>>,
 }
 
 /// The TLS configurations of `cluster { tls }` and `gateway { tls }`.
@@ -80,7 +81,12 @@ pub(crate) fn peer_tls(opts: &Options) -> Result<PeerTls, String> {
             .map(|l| l.remotes.as_slice())
             .unwrap_or_default()
             .iter()
-            .map(|r| r.tls.as_ref().map(connector).transpose())
+            .map(|r| {
+                r.tls
+                    .as_ref()
+                    .map(|t| connector(t).map(|c| (c, t.handshake_first)))
+                    .transpose()
+            })
             .collect::<Result<_, _>>()?,
     })
 }

@@ -117,11 +117,8 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
                             .to_string(),
                     ));
                 }
-                if tls.map || tls.handshake_first {
-                    return Err(not_yet(
-                        e,
-                        "'verify_and_map' or 'handshake_first' for leaf nodes",
-                    ));
+                if tls.map {
+                    return Err(not_yet(e, "'verify_and_map' for leaf nodes"));
                 }
                 l.tls = Some(tls);
             }

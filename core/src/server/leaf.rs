@@ -272,13 +272,21 @@ impl Server {
         );
         let nonce = self.make_nonce();
         self.conns[id.0].nonce = nonce.clone();
-        let line = self.hub_info_line(cid, &nonce, "");
-        self.send(id, &line);
-        // With TLS, the handshake follows the plaintext INFO.
+        // With TLS, the handshake follows the plaintext INFO, or comes
+        // first with `handshake_first` (INFO then goes out encrypted).
         let tls = self.opts.leafnodes.as_ref().and_then(|l| l.tls.as_ref());
-        if let Some(timeout) = tls.map(|t| t.timeout) {
+        let first = tls.is_some_and(|t| t.handshake_first);
+        let tls = tls.map(|t| t.timeout);
+        if let Some(timeout) = tls {
             self.conns[id.0].tls_pending = Some(id);
             self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
+            if first {
+                self.actions.push_back(Action::StartTls { conn: id });
+            }
+        }
+        let line = self.hub_info_line(cid, &nonce, "");
+        self.send(id, &line);
+        if tls.is_some() && !first {
             self.flush_dirty();
             self.actions.push_back(Action::StartTls { conn: id });
         }
@@ -328,9 +336,14 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
-        if let Some(timeout) = self.leaf_remote_tls(id) {
+        if let Some((timeout, first)) = self.leaf_remote_tls(id) {
             self.conns[id.0].tls_pending = Some(id);
             self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
+            if first {
+                // `handshake_first`: before the hub's INFO, which comes
+                // encrypted.
+                self.actions.push_back(Action::StartTls { conn: id });
+            }
         }
         let cid = self.conns[id.0].cid;
         self.log(
@@ -542,9 +555,12 @@ impl Server {
             return Flow::Break(());
         }
         let remote = l.remote;
+        let on_tls = self.conns[id.0].tls.is_some();
         match (self.conns[id.0].tls_pending.is_some(), info.tls_required) {
             // The handshake before CONNECT, which goes out encrypted.
             (true, _) => self.actions.push_back(Action::StartTls { conn: id }),
+            // Shaken hands first (`handshake_first`).
+            _ if on_tls => {}
             (false, true) => {
                 self.conn_log(
                     LogLevel::Error,
@@ -777,11 +793,13 @@ impl Server {
     }
 
     /// The handshake timeout of TLS on leaf node connection `id` this
-    /// server dialed, if its remote has TLS.
-    fn leaf_remote_tls(&self, id: ConnId) -> Option<Duration> {
+    /// server dialed, if its remote has TLS, and whether it shakes hands
+    /// first.
+    fn leaf_remote_tls(&self, id: ConnId) -> Option<(Duration, bool)> {
         let i = self.leaf_remote_of(id)?;
         let remote = self.opts.leafnodes.as_ref()?.remotes.get(i)?;
-        Some(remote.tls.as_ref()?.timeout)
+        let tls = remote.tls.as_ref()?;
+        Some((tls.timeout, tls.handshake_first))
     }
 
     /// The remote (by its place in `leafnodes.remotes`) leaf node

@@ -355,27 +355,70 @@ async fn reference_leaf_nodes_of_a_natrix_hub() {
     until_received(&a, "across", &mut sub).await;
 }
 
-/// A hub whose leaf nodes connect over TLS and show a certificate.
-fn tls_hub(bin: &Path, name: &str, pki: &natrix_tests::pki::Pki) -> (ServerProcess, u16) {
+/// A hub whose leaf nodes connect over TLS and show a certificate (the
+/// handshake before `INFO` with `first`).
+fn tls_hub_with(
+    bin: &Path,
+    name: &str,
+    pki: &natrix_tests::pki::Pki,
+    first: bool,
+) -> (ServerProcess, u16) {
     let port = free_port();
     let conf = format!(
-        "server_name: {name}\nleafnodes {{ listen: \"127.0.0.1:{port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true }} }}\n",
+        "server_name: {name}\nleafnodes {{ listen: \"127.0.0.1:{port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true{} }} }}\n",
         pki.arg("peer.pem"),
         pki.arg("peer.key"),
-        pki.arg("ca.pem")
+        pki.arg("ca.pem"),
+        if first { ", handshake_first: true" } else { "" }
     );
     (with_conf(bin, &format!("tls-{name}"), &conf), port)
 }
 
-/// A leaf node of the hub at `hub_port`, over TLS.
-fn tls_leaf(bin: &Path, name: &str, hub_port: u16, pki: &natrix_tests::pki::Pki) -> ServerProcess {
+fn tls_hub(bin: &Path, name: &str, pki: &natrix_tests::pki::Pki) -> (ServerProcess, u16) {
+    tls_hub_with(bin, name, pki, false)
+}
+
+/// A leaf node of the hub at `hub_port`, over TLS (the handshake first
+/// with `first`).
+fn tls_leaf_with(
+    bin: &Path,
+    name: &str,
+    hub_port: u16,
+    pki: &natrix_tests::pki::Pki,
+    first: bool,
+) -> ServerProcess {
     let conf = format!(
-        "server_name: {name}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{hub_port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" }} }} ] }}\n",
+        "server_name: {name}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{hub_port}\"\ntls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\"{} }} }} ] }}\n",
         pki.arg("peer.pem"),
         pki.arg("peer.key"),
-        pki.arg("ca.pem")
+        pki.arg("ca.pem"),
+        if first { ", handshake_first: true" } else { "" }
     );
     with_conf(bin, &format!("tls-{name}"), &conf)
+}
+
+fn tls_leaf(bin: &Path, name: &str, hub_port: u16, pki: &natrix_tests::pki::Pki) -> ServerProcess {
+    tls_leaf_with(bin, name, hub_port, pki, false)
+}
+
+#[tokio::test]
+async fn leaf_nodes_shake_hands_first_with_natrix_and_2_15() {
+    let pki = natrix_tests::pki::Pki::new("leafs-first");
+    pki.peer("ca", "peer");
+    let bin = natrix_bin();
+    // Names of their own: each server's files are under its name.
+    let (h, port) = tls_hub_with(&bin, "FH", &pki, true);
+    let l = tls_leaf_with(&bin, "FL", port, &pki, true);
+    check_leaf(&h, &l).await;
+    // 2.9.10 has no handshake_first.
+    let Some(new) = reference_215() else {
+        return;
+    };
+    let l = tls_leaf_with(&new, "FL215", port, &pki, true);
+    check_leaf(&h, &l).await;
+    let (h, port) = tls_hub_with(&new, "FH215", &pki, true);
+    let l = tls_leaf_with(&bin, "FL-H215", port, &pki, true);
+    check_leaf(&h, &l).await;
 }
 
 #[tokio::test]
