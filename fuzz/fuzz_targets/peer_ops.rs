@@ -101,7 +101,7 @@ fuzz_target!(|ops: Vec<Op>| {
         gateway: Some(GatewayOptions {
             name: "GA".into(),
             port: 7222,
-            gateways: vec![RemoteGateway { name: "GB".into(), urls: vec![url(7223)] }],
+            gateways: vec![RemoteGateway { name: "GB".into(), urls: vec![url(7223)], tls: None }],
             ..GatewayOptions::default()
         }),
         ..Options::default()

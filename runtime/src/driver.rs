@@ -977,6 +977,20 @@ impl<L: Listener> CoreLoop<L> {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             rustls::pki_types::ServerName::try_from(host.to_string()).ok()
         };
+        let own = self.server.gateway_remote_of(id).and_then(|remote| {
+            let tls = &self.peer_tls.gateway_remotes;
+            tls.iter()
+                .find(|(n, _)| n == remote)
+                .map(|(_, c)| c.clone())
+        });
+        if let (Some(connector), Some(host)) = (own, dialed) {
+            // A remote gateway's own TLS block.
+            return Some(Handshake::Connect {
+                connector,
+                name: name(host)?,
+                info_first: false,
+            });
+        }
         let sides = match self.server.conn_kind(id) {
             Some(ConnKind::Route) => self.peer_tls.route.as_ref(),
             Some(ConnKind::Gateway) => self.peer_tls.gateway.as_ref(),

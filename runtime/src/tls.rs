@@ -58,6 +58,9 @@ pub(crate) struct PeerSides {
 pub(crate) struct PeerTls {
     pub route: Option<PeerSides>,
     pub gateway: Option<PeerSides>,
+    /// The dialing side for remote gateways with a `tls` block of their
+    /// own, by name.
+    pub gateway_remotes: Vec<(String, TlsConnector)>,
     /// A hub's side for leaf nodes dialing it.
     pub leaf_hub: Option<TlsAcceptor>,
     /// A leaf node's side, by remote (its place in `leafnodes.remotes`),
@@ -72,6 +75,15 @@ pub(crate) fn peer_tls(opts: &Options) -> Result<PeerTls, String> {
     Ok(PeerTls {
         route: sides(opts.cluster.as_ref().and_then(|c| c.tls.as_ref()))?,
         gateway: sides(opts.gateway.as_ref().and_then(|g| g.tls.as_ref()))?,
+        gateway_remotes: opts
+            .gateway
+            .as_ref()
+            .map(|g| g.gateways.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.tls.as_ref()?)))
+            .map(|(name, t)| connector(t).map(|c| (name, c)))
+            .collect::<Result<_, _>>()?,
         leaf_hub: leafnodes
             .and_then(|l| l.tls.as_ref())
             .map(server_config)

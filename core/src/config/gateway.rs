@@ -33,6 +33,9 @@ pub struct GatewayOptions {
 pub struct RemoteGateway {
     pub name: String,
     pub urls: Vec<RouteUrl>,
+    /// TLS for this server's connections to that gateway (`tls {}`),
+    /// instead of `gateway { tls }`'s.
+    pub tls: Option<super::TlsOptions>,
 }
 
 const NOT_YET: &[(&str, &str)] = &[
@@ -109,6 +112,7 @@ fn remote(f: &Field<'_>) -> Result<RemoteGateway, ConfError> {
     let mut r = RemoteGateway {
         name: String::new(),
         urls: Vec::new(),
+        tls: None,
     };
     for e in f.as_map()? {
         let ef = e.field();
@@ -120,7 +124,7 @@ fn remote(f: &Field<'_>) -> Result<RemoteGateway, ConfError> {
                     r.urls.push(url(&item.field("urls"))?);
                 }
             }
-            "tls" => return Err(not_yet(e, "a TLS block of its own for one gateway")),
+            "tls" => r.tls = Some(super::tls::peer_block(e, "gateways")?),
             _ => return Err(unknown(e)),
         }
     }

@@ -280,7 +280,7 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
-        self.start_peer_tls(id, self.gateway_tls());
+        self.start_peer_tls(id, self.outbound_tls(id));
         let cid = self.conns[id.0].cid;
         self.log(
             LogLevel::Info,
@@ -504,7 +504,7 @@ impl Server {
             pedantic: false,
             user: url.as_ref().and_then(|u| u.user.clone()),
             pass: url.as_ref().and_then(|u| u.pass.clone()),
-            tls_required: self.gateway_tls().is_some(),
+            tls_required: self.outbound_tls(id).is_some(),
             headers: false,
             name: self.info.server_id.clone(),
             cluster: String::new(),
@@ -889,6 +889,34 @@ impl Server {
     fn gateway_tls(&self) -> Option<Duration> {
         let tls = self.opts.gateway.as_ref()?.tls.as_ref()?;
         Some(tls.timeout)
+    }
+
+    /// The configured remote gateway an outbound connection was dialed
+    /// for, by name (a gateway learned by gossip has none).
+    pub fn gateway_remote_of(&self, id: ConnId) -> Option<&str> {
+        let g = self.conns.get(id.0)?.gateway.as_ref()?;
+        if !g.outbound {
+            return None;
+        }
+        let name = &self.gateways.as_ref()?.remotes.get(g.remote?)?.name;
+        self.opts
+            .gateway
+            .as_ref()?
+            .gateways
+            .iter()
+            .any(|r| r.name == *name)
+            .then_some(name.as_str())
+    }
+
+    /// TLS on outbound connection `id`: the remote's own `tls` block, else
+    /// `gateway { tls }` (its handshake timeout, if either is on).
+    fn outbound_tls(&self, id: ConnId) -> Option<Duration> {
+        let own = self.gateway_remote_of(id).and_then(|name| {
+            let g = self.opts.gateway.as_ref()?;
+            let r = g.gateways.iter().find(|r| r.name == name)?;
+            Some(r.tls.as_ref()?.timeout)
+        });
+        own.or_else(|| self.gateway_tls())
     }
 
     /// Outbound and inbound gateway connections, for monitoring.

@@ -240,6 +240,7 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
                 gateways: vec![RemoteGateway {
                     name: theirs.into(),
                     urls: others.map(|j| url("nats", j, GATEWAY_PORT)).collect(),
+                    tls: None,
                 }],
                 ..GatewayOptions::default()
             })

@@ -650,6 +650,49 @@ fn tls_gateway(
     (with_conf(bin, &format!("tls-gw-{name}"), &conf), port)
 }
 
+/// The `tls {}` block with certificate `cert` and authority `ca`.
+fn tls_block(pki: &natrix_tests::pki::Pki, cert: &str, ca: &str) -> String {
+    format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" }}",
+        pki.arg(&format!("{cert}.pem")),
+        pki.arg(&format!("{cert}.key")),
+        pki.arg(&format!("{ca}.pem"))
+    )
+}
+
+#[tokio::test]
+async fn a_remote_gateways_own_tls_block_wins_for_the_dialer() {
+    // Each cluster has an authority of its own, and reaches the other with
+    // a certificate the other's authority signed (the remote's tls block).
+    let pki = natrix_tests::pki::Pki::new("gateways-own");
+    pki.peer("ca", "peer-a");
+    pki.issue("cab", "server-b", "client-b");
+    pki.peer("cab", "peer-b");
+    let (pa, pb) = (free_port(), free_port());
+    let conf = |name: &str, port: u16, own: (&str, &str), other: (&str, u16, &str, &str)| {
+        format!(
+            "server_name: S{name}\ngateway {{ name: {name}, listen: \"127.0.0.1:{port}\"\n{}\ngateways: [ {{ name: {}, url: \"nats://127.0.0.1:{}\"\n{} }} ] }}\n",
+            tls_block(&pki, own.0, own.1),
+            other.0,
+            other.1,
+            tls_block(&pki, other.2, other.3)
+        )
+    };
+    let bin = natrix_bin();
+    let b_bin = reference_215().unwrap_or_else(|| bin.clone());
+    let b = with_conf(
+        &b_bin,
+        "own-GB",
+        &conf("GB", pb, ("peer-b", "cab"), ("GA", pa, "peer-a", "ca")),
+    );
+    let a = with_conf(
+        &bin,
+        "own-GA",
+        &conf("GA", pa, ("peer-a", "ca"), ("GB", pb, "peer-b", "cab")),
+    );
+    check_gateways(&[&a, &b]).await;
+}
+
 #[tokio::test]
 async fn gateways_on_tls_between_natrix_and_both_reference_servers() {
     let pki = natrix_tests::pki::Pki::new("gateways");

@@ -28,6 +28,7 @@ fn member(
                 urls: vec![
                     RouteUrl::parse(&format!("nats://127.0.0.1:{}", gateway_port(j))).unwrap(),
                 ],
+                tls: None,
             })
             .collect(),
         ..GatewayOptions::default()
