@@ -762,6 +762,18 @@ fn tls_between_servers() {
         .and_then(|g| g.tls.clone())
         .expect("gateway tls");
     assert_eq!(gateway.timeout, Duration::from_secs(3));
+    // A remote gateway's own block, with the same rules.
+    let (o, _, p) = load(
+        "gateway {\n  name: g\n  gateways: [ { name: h, url: \"nats://h:7222\", tls { cert_file: a, key_file: b, ca_file: c } } ]\n}\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let g = o.gateway.as_ref().expect("gateway");
+    assert!(g.tls.is_none());
+    assert!(g.gateways[0].tls.as_ref().is_some_and(|t| t.verify));
+    let e = errors(
+        "gateway { name: g, gateways: [ { name: h, url: \"h:1\", tls { cert_file: a, key_file: b } } ] }\n",
+    );
+    assert!(e[0].contains("set 'ca_file'"), "{e:?}");
     // The peer's certificate is checked against a CA: natrix takes none
     // from the system.
     let e = errors("cluster { name: c, tls { cert_file: a, key_file: b } }\n");
