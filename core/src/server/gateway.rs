@@ -33,7 +33,7 @@ use sha2::Digest;
 
 use super::conn::{Conn, ConnKind};
 use super::timers::{Timer, TimerKey};
-use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
+use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Pub, Routed};
 
@@ -255,32 +255,21 @@ impl Server {
         }
         let url = r.urls[r.next % r.urls.len()].clone();
         r.next += 1;
-        self.next_cid += 1;
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut conn = Conn::new(
-            ConnKind::Gateway,
-            self.next_cid,
-            unspecified,
-            self.now.instant,
-        );
-        conn.gateway = Some(Box::new(GatewayState {
-            outbound: true,
-            remote: Some(i),
-            ..GatewayState::default()
-        }));
-        let id = ConnId(self.conns.insert(conn));
-        self.gateways.as_mut().expect("checked").remotes[i].conn = Some(id);
-        self.actions.push_back(Action::Dial {
-            conn: id,
-            addr: url.addr(),
+        let id = self.dial_peer(ConnKind::Gateway, url.addr(), |conn| {
+            conn.gateway = Some(Box::new(GatewayState {
+                outbound: true,
+                remote: Some(i),
+                ..GatewayState::default()
+            }));
         });
+        self.gateways.as_mut().expect("checked").remotes[i].conn = Some(id);
     }
 
     pub(crate) fn on_gateway_dialed(&mut self, id: ConnId, peer: SocketAddr) {
         if !self.peer_dialed(id, peer) {
             return;
         }
-        self.start_peer_tls(id, self.outbound_tls(id));
+        self.await_peer_tls(id, self.outbound_tls(id), true);
         let cid = self.conns[id.0].cid;
         self.log(
             LogLevel::Info,
@@ -334,7 +323,7 @@ impl Server {
             LogLevel::Info,
             format!("{peer} - gid:{cid} - Processing inbound gateway connection"),
         );
-        self.start_peer_tls(id, self.gateway_tls());
+        self.await_peer_tls(id, self.gateway_tls(), true);
         let line = self.gateway_info_line();
         self.send(id, &line);
         let timeout = self

@@ -217,6 +217,25 @@ impl Server {
     /// A connection this server dialed is up, to `peer`: true to go on
     /// with its handshake, false when it was closed while dialing (the
     /// driver is told to close the socket it now has).
+    /// Asks the driver to dial `addr` for a new connection of `kind`,
+    /// `setup` giving it its state first (its peer address unknown until
+    /// the dial connects); the connection's id.
+    pub(crate) fn dial_peer(
+        &mut self,
+        kind: ConnKind,
+        addr: String,
+        setup: impl FnOnce(&mut super::conn::Conn),
+    ) -> ConnId {
+        self.next_cid += 1;
+        let unspecified = core::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut conn = super::conn::Conn::new(kind, self.next_cid, unspecified, self.now.instant);
+        setup(&mut conn);
+        let id = ConnId(self.conns.insert(conn));
+        self.actions
+            .push_back(super::Action::Dial { conn: id, addr });
+        id
+    }
+
     pub(crate) fn peer_dialed(&mut self, id: ConnId, peer: core::net::SocketAddr) -> bool {
         let now = self.now.instant;
         let c = &mut self.conns[id.0];

@@ -277,13 +277,7 @@ impl Server {
         let tls = self.opts.leafnodes.as_ref().and_then(|l| l.tls.as_ref());
         let first = tls.is_some_and(|t| t.handshake_first);
         let tls = tls.map(|t| t.timeout);
-        if let Some(timeout) = tls {
-            self.conns[id.0].tls_pending = Some(id);
-            self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
-            if first {
-                self.actions.push_back(Action::StartTls { conn: id });
-            }
-        }
+        self.await_peer_tls(id, tls, first);
         let line = self.hub_info_line(cid, &nonce, "");
         self.send(id, &line);
         if tls.is_some() && !first {
@@ -313,21 +307,15 @@ impl Server {
         r.next += 1;
         let name = r.account.clone();
         let account = self.account_id(&name).unwrap_or(AccountId::GLOBAL);
-        self.next_cid += 1;
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut conn = Conn::new(ConnKind::Leaf, self.next_cid, unspecified, self.now.instant);
-        conn.account = account;
-        conn.leaf = Some(Box::new(LeafState {
-            solicited: true,
-            remote: Some(i),
-            ..LeafState::default()
-        }));
-        let id = ConnId(self.conns.insert(conn));
-        self.leafnodes.as_mut().expect("checked").remotes[i].conn = Some(id);
-        self.actions.push_back(Action::Dial {
-            conn: id,
-            addr: url.addr(),
+        let id = self.dial_peer(ConnKind::Leaf, url.addr(), |conn| {
+            conn.account = account;
+            conn.leaf = Some(Box::new(LeafState {
+                solicited: true,
+                remote: Some(i),
+                ..LeafState::default()
+            }));
         });
+        self.leafnodes.as_mut().expect("checked").remotes[i].conn = Some(id);
     }
 
     /// A leaf node's dial connected: wait for the hub's `INFO` (in
@@ -336,14 +324,10 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
+        // With `handshake_first`, before the hub's INFO (which comes
+        // encrypted); else after it, when it is read.
         if let Some((timeout, first)) = self.leaf_remote_tls(id) {
-            self.conns[id.0].tls_pending = Some(id);
-            self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
-            if first {
-                // `handshake_first`: before the hub's INFO, which comes
-                // encrypted.
-                self.actions.push_back(Action::StartTls { conn: id });
-            }
+            self.await_peer_tls(id, Some(timeout), first);
         }
         let cid = self.conns[id.0].cid;
         self.log(

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, ConnKind};
 use super::timers::{Timer, TimerKey};
-use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
+use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Pub, Routed};
 
@@ -392,23 +392,15 @@ impl Server {
             return;
         }
         let addr = r.url.addr();
-        self.next_cid += 1;
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut conn = Conn::new(
-            ConnKind::Route,
-            self.next_cid,
-            unspecified,
-            self.now.instant,
-        );
-        conn.route = Some(Box::new(RouteState {
-            solicited: true,
-            remote: Some(i),
-            dialing: true,
-            ..RouteState::default()
-        }));
-        let id = ConnId(self.conns.insert(conn));
+        let id = self.dial_peer(ConnKind::Route, addr, |conn| {
+            conn.route = Some(Box::new(RouteState {
+                solicited: true,
+                remote: Some(i),
+                dialing: true,
+                ..RouteState::default()
+            }));
+        });
         self.cluster.as_mut().expect("checked").remotes[i].conn = Some(id);
-        self.actions.push_back(Action::Dial { conn: id, addr });
     }
 
     /// A dial this server asked for connected.
@@ -422,7 +414,7 @@ impl Server {
         if !self.peer_dialed(id, peer) {
             return;
         }
-        self.start_peer_tls(id, self.route_tls());
+        self.await_peer_tls(id, self.route_tls(), true);
         let c = &self.conns[id.0];
         let cid = c.cid;
         let remote = c.route.as_ref().and_then(|r| r.remote);
@@ -524,7 +516,7 @@ impl Server {
             LogLevel::Info,
             format!("{peer} - rid:{cid} - Route connection created"),
         );
-        self.start_peer_tls(id, self.route_tls());
+        self.await_peer_tls(id, self.route_tls(), true);
         let nonce = self.make_nonce();
         let line = self.route_info_line(&nonce);
         self.send(id, &line);

@@ -33,16 +33,25 @@ impl Server {
         }
     }
 
-    /// A route or gateway connection with TLS on (`timeout`: the
-    /// handshake's): the handshake comes first, before the `INFO` or
-    /// `CONNECT` queued next, which go out encrypted.
-    pub(super) fn start_peer_tls(&mut self, id: ConnId, timeout: Option<std::time::Duration>) {
+    /// A connection to another server with TLS on (`timeout`: the
+    /// handshake's, `None`: plaintext) waits for its handshake, timed;
+    /// with `now`, the handshake comes first, before the bytes queued
+    /// next, which go out encrypted (routes and gateways always, leaf
+    /// nodes with `handshake_first`).
+    pub(super) fn await_peer_tls(
+        &mut self,
+        id: ConnId,
+        timeout: Option<std::time::Duration>,
+        now: bool,
+    ) {
         let Some(timeout) = timeout else {
             return;
         };
         self.conns[id.0].tls_pending = Some(id);
         self.set_deadline(id, Timer::Tls, Some(self.now.instant + timeout));
-        self.actions.push_back(Action::StartTls { conn: id });
+        if now {
+            self.actions.push_back(Action::StartTls { conn: id });
+        }
     }
 
     pub(super) fn on_tls_ready(

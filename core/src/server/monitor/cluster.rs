@@ -54,17 +54,9 @@ impl Server {
                     "subscriptions": c.subs.len(),
                 });
                 if subs && !c.subs.is_empty() {
-                    let mut list: Vec<String> = c
-                        .subs
-                        .values()
-                        .map(|h| {
-                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
-                        })
-                        .collect();
-                    list.sort();
                     v.as_object_mut()
                         .expect("an object")
-                        .insert("subscriptions_list".into(), json!(list));
+                        .insert("subscriptions_list".into(), self.subjects_of(c));
                 }
                 v
             })
@@ -214,17 +206,9 @@ impl Server {
                     "subscriptions": c.subs.len(),
                 });
                 if subs && !c.subs.is_empty() {
-                    let mut list: Vec<String> = c
-                        .subs
-                        .values()
-                        .map(|h| {
-                            String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned()
-                        })
-                        .collect();
-                    list.sort();
                     v.as_object_mut()
                         .expect("an object")
-                        .insert("subscriptions_list".into(), json!(list));
+                        .insert("subscriptions_list".into(), self.subjects_of(c));
                 }
                 Some(v)
             })
@@ -248,6 +232,20 @@ impl Server {
         });
         tls_fields(v.as_object_mut().expect("an object"), l.tls.as_ref());
         v
+    }
+}
+
+impl Server {
+    /// The subjects of a connection's subscriptions, sorted (a client's in
+    /// `/connz`, what a peer told this server in `/routez` and `/leafz`).
+    pub(super) fn subjects_of(&self, c: &super::super::conn::Conn) -> Value {
+        let mut list: Vec<String> = c
+            .subs
+            .values()
+            .map(|h| String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned())
+            .collect();
+        list.sort();
+        json!(list)
     }
 }
 

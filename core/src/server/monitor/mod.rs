@@ -638,13 +638,7 @@ impl Server {
             m.insert("tls_cipher_suite".into(), json!(cipher));
         }
         if subs && !c.subs.is_empty() {
-            let mut list: Vec<String> = c
-                .subs
-                .values()
-                .map(|h| String::from_utf8_lossy(&self.subs[h.0 as usize].subject).into_owned())
-                .collect();
-            list.sort();
-            m.insert("subscriptions_list".into(), json!(list));
+            m.insert("subscriptions_list".into(), self.subjects_of(c));
         }
         v
     }

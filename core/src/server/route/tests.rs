@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::Options;
 use crate::config::cluster::ClusterOptions;
-use crate::server::{Event, Listener};
+use crate::server::{Action, Event, Listener};
 use crate::time::{Instant, Now};
 
 pub(crate) fn now_at(ns: u64) -> Now {
