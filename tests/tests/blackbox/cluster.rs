@@ -402,6 +402,37 @@ fn tls_leaf(bin: &Path, name: &str, hub_port: u16, pki: &natrix_tests::pki::Pki)
 }
 
 #[tokio::test]
+async fn a_leaf_node_without_tls_is_told_why_its_tls_hub_is_out_of_reach() {
+    let pki = natrix_tests::pki::Pki::new("leafs-plain");
+    pki.peer("ca", "peer");
+    let bin = natrix_bin();
+    let (_h, port) = tls_hub_with(&bin, "PH", &pki, false);
+    let dir = natrix_tests::test_dir("leaf", "plain-leaf");
+    let (conf, log) = (dir.join("leaf.conf"), dir.join("leaf.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "server_name: PL\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}\n"
+        ),
+    )
+    .unwrap();
+    let _l = ServerProcess::start(
+        &bin,
+        &["-c", conf.to_str().unwrap(), "-l", log.to_str().unwrap()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("The hub requires TLS") {
+            assert!(!text.contains("registered"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn leaf_nodes_shake_hands_first_with_natrix_and_2_15() {
     let pki = natrix_tests::pki::Pki::new("leafs-first");
     pki.peer("ca", "peer");
