@@ -95,7 +95,7 @@ fuzz_target!(|ops: Vec<Op>| {
         }),
         leafnodes: Some(LeafNodeOptions {
             port: Some(7422),
-            remotes: vec![LeafRemote { urls: vec![url(7423)], account: None, tls: None }],
+            remotes: vec![LeafRemote { urls: vec![url(7423)], ..LeafRemote::default() }],
             ..LeafNodeOptions::default()
         }),
         gateway: Some(GatewayOptions {

@@ -46,6 +46,16 @@ pub fn load(
     }
     .map_err(|e| e.to_string())?;
     let problems: Problems = file::apply(&map, opts, process);
+    // A leaf remote's credentials file is read here, at start and at
+    // every reload; a file that cannot be read is reported by the server
+    // and keeps that remote from authenticating.
+    if let Some(l) = opts.leafnodes.as_mut() {
+        for file in l.remotes.iter_mut().filter_map(|r| r.credentials.as_mut()) {
+            let text = std::fs::read_to_string(&file.path)
+                .map_err(|e| format!("open {}: {}", file.path, io_text(&e)));
+            file.load(text);
+        }
+    }
     let report = problems.report();
     if problems.errors.is_empty() {
         Ok(report)

@@ -112,7 +112,7 @@ impl Users {
 
     /// A user of this name exists and may use a standard connection.
     fn mappable(&self, name: &str) -> bool {
-        self.by_name.get(name).is_some_and(|u| u.allows_standard())
+        self.by_name.get(name).is_some_and(|u| u.allows("STANDARD"))
     }
 
     /// The user whose name, read as a distinguished name, is `cert`'s:
@@ -121,7 +121,7 @@ impl Users {
         let candidates: Vec<(&String, Dn)> = self
             .by_name
             .iter()
-            .filter(|(_, u)| u.allows_standard())
+            .filter(|(_, u)| u.allows("STANDARD"))
             .filter_map(|(name, _)| Some((name, Dn::parse(name)?)))
             .collect();
         candidates

@@ -7,6 +7,7 @@
 
 pub mod bcrypt;
 pub mod cert_map;
+pub mod creds;
 pub mod permissions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +96,18 @@ impl Auth {
     /// Checks the credentials in `CONNECT` for a standard client that was
     /// sent `nonce`. `None`: refused.
     pub fn authenticate(&self, opts: &ConnectOptions, nonce: &[u8]) -> Option<Login> {
+        self.authenticate_as(opts, nonce, "STANDARD")
+    }
+
+    /// [`Auth::authenticate`] for a connection of type `kind` (one of
+    /// [`CONNECTION_TYPES`]), which a user's `allowed_connection_types`
+    /// may leave out.
+    pub fn authenticate_as(
+        &self,
+        opts: &ConnectOptions,
+        nonce: &[u8],
+        kind: &str,
+    ) -> Option<Login> {
         match self {
             Auth::None => Some(Login::Anonymous),
             Auth::UserPassword { user, password } => {
@@ -105,7 +118,7 @@ impl Auth {
             Auth::Token(token) => {
                 passwords_match(token, &opts.auth_token).then_some(Login::Anonymous)
             }
-            Auth::Users(users) => users.authenticate(opts, nonce),
+            Auth::Users(users) => users.authenticate(opts, nonce, kind),
         }
     }
 
@@ -121,10 +134,10 @@ impl Auth {
 }
 
 impl Users {
-    fn authenticate(&self, opts: &ConnectOptions, nonce: &[u8]) -> Option<Login> {
+    fn authenticate(&self, opts: &ConnectOptions, nonce: &[u8], kind: &str) -> Option<Login> {
         if !self.by_nkey.is_empty() && !opts.nkey.is_empty() {
             let user = self.by_nkey.get(&opts.nkey)?;
-            if !user.allows_standard() || !signed(&opts.nkey, &opts.sig, nonce) {
+            if !user.allows(kind) || !signed(&opts.nkey, &opts.sig, nonce) {
                 return None;
             }
             return Some(Login::Nkey(opts.nkey.clone()));
@@ -133,20 +146,21 @@ impl Users {
             return None;
         }
         let user = self.by_name.get(&opts.user)?;
-        (user.allows_standard() && passwords_match(&user.password, &opts.pass))
+        (user.allows(kind) && passwords_match(&user.password, &opts.pass))
             .then(|| Login::User(opts.user.clone()))
     }
 }
 
 impl User {
-    fn allows_standard(&self) -> bool {
-        self.connection_types.is_empty() || self.connection_types.contains("STANDARD")
+    /// Whether the user may connect as `kind` (`STANDARD`, `LEAFNODE`...).
+    pub(crate) fn allows(&self, kind: &str) -> bool {
+        self.connection_types.is_empty() || self.connection_types.contains(kind)
     }
 }
 
 /// Whether `sig` (base64, URL-safe without padding or standard with) is the
 /// signature of `nonce` by the user key `nkey`.
-fn signed(nkey: &str, sig: &str, nonce: &[u8]) -> bool {
+pub(crate) fn signed(nkey: &str, sig: &str, nonce: &[u8]) -> bool {
     if sig.is_empty() {
         return false;
     }
@@ -164,7 +178,7 @@ fn signed(nkey: &str, sig: &str, nonce: &[u8]) -> bool {
 
 /// A configured secret against what the client sent: bcrypt hashes are
 /// hashed, plain secrets compared in constant time.
-fn passwords_match(configured: &str, given: &str) -> bool {
+pub(crate) fn passwords_match(configured: &str, given: &str) -> bool {
     if bcrypt::is_bcrypt(configured) {
         bcrypt::verify(configured, given.as_bytes())
     } else {

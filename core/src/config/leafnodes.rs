@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::cluster::{RouteUrl, not_yet, unknown, url};
+use crate::auth::creds::{self, Credentials};
 use crate::conf::{ConfError, Entry, Field, Value, Warning};
 
 /// Leaf node connections, both roles.
@@ -18,6 +19,12 @@ pub struct LeafNodeOptions {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub account: Option<String>,
+    /// The public nkey a leaf node must sign the nonce with instead
+    /// (`authorization { nkey }`), bound to `account`.
+    pub nkey: Option<String>,
+    /// Leaf node users, each bound to its account
+    /// (`authorization { users [...] }`).
+    pub users: Vec<LeafUser>,
     pub auth_timeout: Option<Duration>,
     /// Servers this one is a leaf node of.
     pub remotes: Vec<LeafRemote>,
@@ -29,17 +36,49 @@ pub struct LeafNodeOptions {
     pub tls: Option<super::TlsOptions>,
 }
 
+/// One of `leafnodes { authorization { users } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeafUser {
+    pub user: String,
+    /// Plain or a bcrypt hash.
+    pub password: String,
+    /// `None`: `$G`.
+    pub account: Option<String>,
+}
+
 /// A hub to dial: its URLs (tried in turn) and the local account bound to
 /// the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeafRemote {
     pub urls: Vec<RouteUrl>,
     /// The local account (`None`: `$G`).
     pub account: Option<String>,
+    /// A credentials file: its JWT is shown and its seed signs the hub's
+    /// nonce (`credentials`).
+    pub credentials: Option<CredentialsFile>,
+    /// A user nkey seed that signs the hub's nonce (`nkey`).
+    pub nkey: Option<String>,
     /// TLS to the hub (`tls {}`): the hub's certificate is checked
     /// against `ca_file` (unless `insecure`); the certificate and key, if
     /// given, are shown when the hub asks.
     pub tls: Option<super::TlsOptions>,
+}
+
+/// A credentials file named by a remote. The configuration names it; the
+/// runtime reads it (at start and at every reload) and tests fill it in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CredentialsFile {
+    pub path: String,
+    /// What reading it gave: the credentials, or nats-server's error text
+    /// (without the file's name); `None` until it is read.
+    pub read: Option<Result<Credentials, String>>,
+}
+
+impl CredentialsFile {
+    /// Fills in `read` from the file's text or the error reading it.
+    pub fn load(&mut self, text: Result<String, String>) {
+        self.read = Some(text.and_then(|t| Credentials::parse(&t).map_err(str::to_string)));
+    }
 }
 
 const NOT_YET: &[(&str, &str)] = &[
@@ -50,8 +89,6 @@ const NOT_YET: &[(&str, &str)] = &[
 ];
 
 const REMOTE_NOT_YET: &[(&str, &str)] = &[
-    ("credentials", "leaf node credentials files"),
-    ("nkey", "leaf node nkeys"),
     ("hub", "hub remotes"),
     ("deny_imports", "leaf node deny lists"),
     ("deny_exports", "leaf node deny lists"),
@@ -96,7 +133,22 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
                         "pass" | "password" => l.pass = Some(af.as_str()?.to_string()),
                         "account" => l.account = Some(af.as_str()?.to_string()),
                         "timeout" => l.auth_timeout = Some(seconds(&af, warnings)?),
-                        "users" | "nkey" => return Err(not_yet(a, "leaf node user lists")),
+                        "nkey" => {
+                            let key = af.as_str()?;
+                            if !is_public_user_key(key) {
+                                return Err(ConfError::at(
+                                    &a.key_pos,
+                                    "Not a valid public nkey for leafnode authorization"
+                                        .to_string(),
+                                ));
+                            }
+                            l.nkey = Some(key.to_string());
+                        }
+                        "users" => {
+                            for item in af.as_array()? {
+                                l.users.push(leaf_user(&item.field("users"))?);
+                            }
+                        }
                         _ => return Err(unknown(a)),
                     }
                 }
@@ -137,10 +189,12 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
 }
 
 fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
-    let mut r = LeafRemote {
-        urls: Vec::new(),
-        account: None,
-        tls: None,
+    let mut r = LeafRemote::default();
+    let both = |e: &Entry| {
+        ConfError::at(
+            &e.key_pos,
+            "Remote leafnode can not have both creds and nkey defined".to_string(),
+        )
     };
     for e in f.as_map()? {
         let ef = e.field();
@@ -153,6 +207,28 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
             }
             "account" | "local" => r.account = Some(ef.as_str()?.to_string()),
             "tls" => r.tls = Some(super::tls::remote_block(e)?),
+            "creds" | "credentials" => {
+                if r.nkey.is_some() {
+                    return Err(both(e));
+                }
+                r.credentials = Some(CredentialsFile {
+                    path: ef.as_str()?.to_string(),
+                    read: None,
+                });
+            }
+            "nkey" | "seed" => {
+                let seed = ef.as_str()?;
+                if !seed.starts_with("SU") || !creds::is_seed(seed) {
+                    return Err(ConfError::at(
+                        &e.key_pos,
+                        format!("Remote leafnode nkey is not a valid seed: {seed:?}"),
+                    ));
+                }
+                if r.credentials.is_some() {
+                    return Err(both(e));
+                }
+                r.nkey = Some(seed.to_string());
+            }
             "compression" => {}
             k => match REMOTE_NOT_YET.iter().find(|(n, _)| *n == k) {
                 Some((_, what)) => return Err(not_yet(e, what)),
@@ -167,4 +243,23 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
         ));
     }
     Ok(r)
+}
+
+/// Whether `key` is a public user nkey (`U...`).
+fn is_public_user_key(key: &str) -> bool {
+    key.starts_with('U') && nkeys::KeyPair::from_public_key(key).is_ok()
+}
+
+fn leaf_user(f: &Field<'_>) -> Result<LeafUser, ConfError> {
+    let mut u = LeafUser::default();
+    for e in f.as_map()? {
+        let ef = e.field();
+        match e.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => u.user = ef.as_str()?.to_string(),
+            "pass" | "password" => u.password = ef.as_str()?.to_string(),
+            "account" => u.account = Some(ef.as_str()?.to_string()),
+            _ => return Err(unknown(e)),
+        }
+    }
+    Ok(u)
 }

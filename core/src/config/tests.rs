@@ -802,3 +802,44 @@ fn tls_between_servers() {
     let e = errors("leafnodes { tls { cert_file: a, key_file: b, verify: true } }\n");
     assert!(e[0].contains("set 'ca_file'"), "{e:?}");
 }
+
+#[test]
+fn leaf_node_keys_credentials_and_users() {
+    let key = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [4; 32]).unwrap();
+    let (seed, public) = (key.seed().unwrap(), key.public_key());
+    let (o, _, p) = load(&format!(
+        "leafnodes {{\n  port: 7422\n  authorization {{ users: [ {{ user: l, password: p, account: A }} ] }}\n  \
+         remotes: [ {{ url: \"h:1\", credentials: \"/x/u.creds\" }}, {{ url: \"h:2\", nkey: {seed} }} ]\n}}\n"
+    ));
+    assert!(p.errors.is_empty(), "{p:?}");
+    let l = o.leafnodes.as_ref().expect("leafnodes");
+    assert_eq!(l.users[0].account.as_deref(), Some("A"));
+    assert_eq!(
+        l.remotes[0].credentials.as_ref().map(|c| c.path.as_str()),
+        Some("/x/u.creds")
+    );
+    assert_eq!(l.remotes[1].nkey.as_deref(), Some(seed.as_str()));
+    let (o, _, p) = load(&format!(
+        "leafnodes {{ port: 7422, authorization {{ nkey: {public}, account: A }} }}\n"
+    ));
+    assert!(p.errors.is_empty(), "{p:?}");
+    assert_eq!(o.leafnodes.unwrap().nkey, Some(public));
+    // nats-server's refusals.
+    let e = errors("leafnodes { authorization { nkey: UNOTAKEY } }\n");
+    assert!(
+        e[0].contains("Not a valid public nkey for leafnode authorization"),
+        "{e:?}"
+    );
+    let e = errors("leafnodes { remotes: [ { url: \"h:1\", nkey: SUNOTASEED } ] }\n");
+    assert!(
+        e[0].contains("Remote leafnode nkey is not a valid seed: \"SUNOTASEED\""),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "leafnodes {{ remotes: [ {{ url: \"h:1\", nkey: {seed}, credentials: c }} ] }}\n"
+    ));
+    assert!(
+        e[0].contains("can not have both creds and nkey defined"),
+        "{e:?}"
+    );
+}

@@ -129,6 +129,7 @@ struct PeerHubInfo {
     server_name: String,
     client_id: u64,
     cluster: String,
+    nonce: String,
     tls_required: bool,
     info_on_connect: bool,
     connect_info: bool,
@@ -141,9 +142,17 @@ struct PeerHubInfo {
 struct LeafConnect {
     version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    nkey: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pass: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_token: Option<String>,
     server_id: String,
     name: String,
     cluster: String,
@@ -156,6 +165,29 @@ impl Server {
     /// Sets up leaf nodes from the options (dialing starts at once: a
     /// leaf needs no listener of its own).
     pub(crate) fn install_leafnodes(&mut self) {
+        let Some(l) = &self.opts.leafnodes else {
+            return;
+        };
+        let unreadable: Vec<String> = l
+            .remotes
+            .iter()
+            .filter_map(|r| {
+                let file = r.credentials.as_ref()?;
+                let path = &file.path;
+                match file.read.as_ref()? {
+                    Ok(_) => None,
+                    Err(e) if e == "malformed" || e == "has malformed seed" => {
+                        Some(format!("LeafNode Remote Credentials file {path:?} {e}"))
+                    }
+                    Err(e) => Some(format!(
+                        "Error reading LeafNode Remote Credentials file {path:?}: {e}"
+                    )),
+                }
+            })
+            .collect();
+        for text in unreadable {
+            self.log(LogLevel::Error, text);
+        }
         let Some(l) = &self.opts.leafnodes else {
             return;
         };
@@ -441,7 +473,7 @@ impl Server {
             );
             return refuse(self, &text, CloseReason::ProtocolViolation);
         }
-        let Some(account) = self.leaf_account(&connect) else {
+        let Some(account) = self.leaf_account(&connect, self.conns[id.0].nonce.as_bytes()) else {
             self.conn_log(LogLevel::Error, id, "authentication error");
             self.send_err(id, "Authorization Violation");
             self.close(id, CloseReason::AuthenticationViolation, true);
@@ -474,30 +506,51 @@ impl Server {
     }
 
     /// The account a leaf node's credentials bind it to; `None` when they
-    /// are wrong. With `leafnodes { authorization }` its user; else the
-    /// server's users (the user's account), or `$G` with no users.
-    fn leaf_account(&self, connect: &LeafConnect) -> Option<AccountId> {
+    /// are wrong. In nats-server's order: `leafnodes { authorization }`'s
+    /// user, its nkey (which signs the hub's `nonce`) or its users list;
+    /// else the server's users (the user's account, if the user may
+    /// connect as a leaf node), or `$G` with no users.
+    fn leaf_account(&self, connect: &LeafConnect, nonce: &[u8]) -> Option<AccountId> {
         let l = self.opts.leafnodes.as_ref()?;
+        let bound = |account: Option<&str>| match account {
+            Some(a) => self.account_id(a),
+            None => Some(AccountId::GLOBAL),
+        };
+        let given = crate::proto::ConnectOptions {
+            user: connect.user.clone().unwrap_or_default(),
+            pass: connect.pass.clone().unwrap_or_default(),
+            auth_token: connect.auth_token.clone().unwrap_or_default(),
+            nkey: connect.nkey.clone().unwrap_or_default(),
+            sig: connect.sig.clone().unwrap_or_default(),
+            ..crate::proto::ConnectOptions::default()
+        };
         if let Some(user) = &l.user {
-            if connect.user.as_deref() != Some(user) || connect.pass.as_deref() != l.pass.as_deref()
-            {
+            let pass = l.pass.clone().unwrap_or_default();
+            let single = crate::auth::Auth::UserPassword {
+                user: user.clone(),
+                password: pass,
+            };
+            single.authenticate(&given, b"")?;
+            return bound(l.account.as_deref());
+        }
+        if let Some(key) = &l.nkey {
+            if given.nkey != *key || !crate::auth::signed(key, &given.sig, nonce) {
                 return None;
             }
-            return Some(match &l.account {
-                Some(a) => self.account_id(a)?,
-                None => AccountId::GLOBAL,
-            });
+            return bound(l.account.as_deref());
+        }
+        if !l.users.is_empty() {
+            let u = l.users.iter().find(|u| u.user == given.user)?;
+            if !crate::auth::passwords_match(&u.password, &given.pass) {
+                return None;
+            }
+            return bound(u.account.as_deref());
         }
         if !self.opts.auth.required() {
             let bound = l.account.as_deref().and_then(|a| self.account_id(a));
             return Some(bound.unwrap_or(AccountId::GLOBAL));
         }
-        let opts = crate::proto::ConnectOptions {
-            user: connect.user.clone().unwrap_or_default(),
-            pass: connect.pass.clone().unwrap_or_default(),
-            ..crate::proto::ConnectOptions::default()
-        };
-        let login = self.opts.auth.authenticate(&opts, b"")?;
+        let login = self.opts.auth.authenticate_as(&given, nonce, "LEAFNODE")?;
         match self
             .opts
             .auth
@@ -507,6 +560,44 @@ impl Server {
             Some(a) => self.account_id(a),
             None => Some(AccountId::GLOBAL),
         }
+    }
+
+    /// What remote `remote`'s key puts in `CONNECT`: a credentials file's
+    /// JWT and the hub's nonce signed by its seed, or an nkey's public key
+    /// and signature. `Err`: why the connection cannot go on (nats-server's
+    /// text).
+    fn leaf_credentials(
+        &self,
+        remote: Option<usize>,
+        nonce: &str,
+        connect: &mut LeafConnect,
+    ) -> Result<(), String> {
+        let Some(r) = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i)) else {
+            return Ok(());
+        };
+        if let Some(file) = &r.credentials {
+            let creds = match &file.read {
+                Some(Ok(c)) => c,
+                Some(Err(e)) if e == "malformed" => {
+                    return Err("Credentials file malformed".to_string());
+                }
+                Some(Err(e)) if e == "has malformed seed" => {
+                    return Err("Credentials file has malformed seed".to_string());
+                }
+                Some(Err(e)) => return Err(e.clone()),
+                None => return Err(format!("credentials file {:?} was not read", file.path)),
+            };
+            connect.jwt = Some(creds.jwt.clone());
+            connect.sig = Some(creds.sign(nonce.as_bytes()));
+        } else if let Some(seed) = &r.nkey {
+            let Some((public, sig)) = crate::auth::creds::sign_with_key(seed, nonce.as_bytes())
+            else {
+                return Err("Remote nkey has malformed seed".to_string());
+            };
+            connect.nkey = Some(public);
+            connect.sig = Some(sig);
+        }
+        Ok(())
     }
 
     /// The leaf's side: the hub's `INFO`s.
@@ -567,16 +658,28 @@ impl Server {
             Some(c) => c.name.clone(),
             None => self.info.server_name.clone(),
         };
-        let connect = LeafConnect {
+        let mut connect = LeafConnect {
             version: self.info.version.clone(),
-            user: url.as_ref().and_then(|u| u.user.clone()),
-            pass: url.as_ref().and_then(|u| u.pass.clone()),
             server_id: self.info.server_id.clone(),
             name: self.info.server_name.clone(),
             cluster,
             headers: self.info.headers,
-            gateway: String::new(),
+            ..LeafConnect::default()
         };
+        if let Err(text) = self.leaf_credentials(remote, &info.nonce, &mut connect) {
+            self.conn_log(LogLevel::Error, id, &text);
+            self.close(id, CloseReason::AuthenticationViolation, false);
+            return Flow::Break(());
+        }
+        // A user alone in the URL goes as a token too, as nats-server
+        // sends it.
+        if let Some(u) = &url {
+            connect.user = u.user.clone();
+            connect.pass = u.pass.clone();
+            if u.pass.is_none() {
+                connect.auth_token = u.user.clone();
+            }
+        }
         let mut out = b"CONNECT ".to_vec();
         serde_json::to_writer(&mut out, &connect).expect("CONNECT serializes");
         out.extend_from_slice(b"\r\n");

@@ -219,8 +219,7 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
             Some(hub) => LeafNodeOptions {
                 remotes: vec![LeafRemote {
                     urls: vec![url("nats-leaf", hub, LEAF_PORT)],
-                    account: None,
-                    tls: None,
+                    ..LeafRemote::default()
                 }],
                 ..LeafNodeOptions::default()
             },

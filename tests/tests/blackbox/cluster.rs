@@ -250,7 +250,7 @@ async fn a_client_fails_over_when_its_server_is_killed() {
 }
 
 /// Starts `bin` with a config file `conf` written into a fresh directory.
-fn with_conf(bin: &Path, name: &str, conf: &str) -> ServerProcess {
+pub(crate) fn with_conf(bin: &Path, name: &str, conf: &str) -> ServerProcess {
     let dir = natrix_tests::test_dir("leaf", name);
     let file = dir.join("server.conf");
     std::fs::write(&file, conf).unwrap();
@@ -277,7 +277,12 @@ fn leaf(bin: &Path, name: &str, hub_port: u16) -> ServerProcess {
 async fn check_leaf(hub: &ServerProcess, leaf: &ServerProcess) {
     let h = async_nats::connect(hub.url()).await.unwrap();
     let l = async_nats::connect(leaf.url()).await.unwrap();
-    for (from, to, what) in [(&h, &l, "hub to leaf"), (&l, &h, "leaf to hub")] {
+    check_leaf_clients(&h, &l).await;
+}
+
+/// [`check_leaf`] with a client of each side.
+pub(crate) async fn check_leaf_clients(h: &async_nats::Client, l: &async_nats::Client) {
+    for (from, to, what) in [(h, l, "hub to leaf"), (l, h, "leaf to hub")] {
         let mut sub = to.subscribe("edge.>").await.unwrap();
         to.flush().await.unwrap();
         let m = until_received(from, "edge.x", &mut sub).await;

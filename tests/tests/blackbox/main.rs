@@ -12,6 +12,7 @@ mod consumer_groups;
 mod https;
 mod jetstream;
 mod lame_duck;
+mod leaf_auth;
 mod monitor;
 mod object_store;
 mod raw;

@@ -32,8 +32,7 @@ fn leaf(i: usize, hubs: &[usize]) -> Options {
                 urls: vec![
                     RouteUrl::parse(&format!("nats-leaf://127.0.0.1:{}", leaf_port(h))).unwrap(),
                 ],
-                account: None,
-                tls: None,
+                ..LeafRemote::default()
             })
             .collect(),
         ..LeafNodeOptions::default()
@@ -146,4 +145,99 @@ fn a_hub_refuses_its_own_cluster_and_wrong_credentials() {
         RouteUrl::parse(&format!("nats-leaf://lu:lp@127.0.0.1:{}", leaf_port(0))).unwrap();
     let net = Net::new(vec![h, good]);
     assert_eq!(leafs(&net, 0), 1);
+}
+
+/// A user nkey from raw bytes: its seed and public key.
+fn user_key(b: u8) -> (String, String) {
+    let k = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [b; 32]).unwrap();
+    (k.seed().unwrap(), k.public_key())
+}
+
+#[test]
+fn a_leaf_signs_the_hubs_nonce_with_its_nkey() {
+    let (seed, public) = user_key(5);
+    let mut h = hub(0, "", &[]);
+    h.leafnodes.as_mut().unwrap().nkey = Some(public);
+    let mut good = leaf(1, &[0]);
+    good.leafnodes.as_mut().unwrap().remotes[0].nkey = Some(seed);
+    let net = Net::new(vec![h.clone(), good]);
+    assert_eq!(leafs(&net, 0), 1, "{:#?}", net.logs);
+
+    let (other, _) = user_key(6);
+    let mut wrong = leaf(1, &[0]);
+    wrong.leafnodes.as_mut().unwrap().remotes[0].nkey = Some(other);
+    let net = Net::new(vec![h.clone(), wrong]);
+    assert_eq!(leafs(&net, 0), 0, "another key");
+    let net = Net::new(vec![h, leaf(1, &[0])]);
+    assert_eq!(leafs(&net, 0), 0, "no key");
+}
+
+#[test]
+fn a_leaf_user_from_the_hubs_list_binds_its_account() {
+    let conf = format!(
+        r#"
+accounts {{
+  A: {{ users: [{{user: a, password: a}}] }}
+  B: {{ users: [{{user: b, password: b}}] }}
+}}
+leafnodes {{
+  port: {}
+  authorization {{ users: [{{user: la, password: pa, account: A}}, {{user: lb, password: pb, account: B}}] }}
+}}
+"#,
+        leaf_port(0)
+    );
+    let map = crate::conf::parse(&conf, "t.conf", &crate::conf::MemSource::new()).unwrap();
+    let mut h = opts(0, "", &[]);
+    h.cluster = None;
+    let problems = crate::config::file::apply(&map, &mut h, &mut Default::default());
+    assert!(problems.errors.is_empty(), "{problems:?}");
+    let with_user = |userinfo: &str| {
+        let mut l = leaf(1, &[0]);
+        l.leafnodes.as_mut().unwrap().remotes[0].urls[0] = RouteUrl::parse(&format!(
+            "nats-leaf://{userinfo}@127.0.0.1:{}",
+            leaf_port(0)
+        ))
+        .unwrap();
+        l
+    };
+    let mut net = Net::new(vec![h.clone(), with_user("lb:pb")]);
+    assert_eq!(leafs(&net, 0), 1, "{:#?}", net.logs);
+    // The leaf's $G is the hub's B: a B user hears it, an A user does not.
+    let a = net.client_with(0, r#"{"user":"a","pass":"a"}"#);
+    let b = net.client_with(0, r#"{"user":"b","pass":"b"}"#);
+    net.send(0, a, b"SUB foo 1\r\n");
+    net.send(0, b, b"SUB foo 1\r\n");
+    let on_leaf = net.client(1);
+    net.send(1, on_leaf, b"PUB foo 1\r\nx\r\n");
+    assert_eq!(count(&net.read(0, b), "MSG foo 1 1\r\nx\r\n"), 1);
+    assert_eq!(count(&net.read(0, a), "MSG foo"), 0);
+
+    let net = Net::new(vec![h, with_user("lb:pa")]);
+    assert_eq!(leafs(&net, 0), 0, "another user's password");
+}
+
+#[test]
+fn a_server_user_may_be_kept_from_connecting_as_a_leaf_node() {
+    use crate::auth::{Auth, User, Users};
+    let (seed, public) = user_key(7);
+    let users = |types: &[&str]| {
+        let mut u = Users::default();
+        u.by_nkey.insert(
+            public.clone(),
+            User {
+                connection_types: types.iter().map(|t| t.to_string()).collect(),
+                ..User::default()
+            },
+        );
+        Auth::Users(u)
+    };
+    let mut l = leaf(1, &[0]);
+    l.leafnodes.as_mut().unwrap().remotes[0].nkey = Some(seed);
+    for (types, linked) in [(&["LEAFNODE"][..], 1), (&["STANDARD"][..], 0), (&[][..], 1)] {
+        let mut h = hub(0, "", &[]);
+        h.auth = users(types);
+        let net = Net::new(vec![h, l.clone()]);
+        assert_eq!(leafs(&net, 0), linked, "{types:?}");
+    }
 }
