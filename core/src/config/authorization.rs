@@ -385,7 +385,7 @@ fn subject_permission(
 
 /// A subject or a list of them, each a valid subject or `"subject
 /// queue"`. An empty list is `None`, as in nats-server.
-fn subjects(f: &Field<'_>, placed: bool) -> Result<Option<Vec<String>>, ConfError> {
+pub(super) fn subjects(f: &Field<'_>, placed: bool) -> Result<Option<Vec<String>>, ConfError> {
     let error = |reason: String| {
         if placed {
             ConfError::at(f.pos, reason)

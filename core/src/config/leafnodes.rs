@@ -58,6 +58,12 @@ pub struct LeafRemote {
     pub credentials: Option<CredentialsFile>,
     /// A user nkey seed that signs the hub's nonce (`nkey`).
     pub nkey: Option<String>,
+    /// Subjects not taken from the hub (`deny_imports`): no interest in
+    /// them is told, messages on them are dropped, and the hub is asked
+    /// not to send them.
+    pub deny_imports: Vec<String>,
+    /// Subjects not sent to the hub (`deny_exports`).
+    pub deny_exports: Vec<String>,
     /// TLS to the hub (`tls {}`): the hub's certificate is checked
     /// against `ca_file` (unless `insecure`); the certificate and key, if
     /// given, are shown when the hub asks.
@@ -90,8 +96,6 @@ const NOT_YET: &[(&str, &str)] = &[
 
 const REMOTE_NOT_YET: &[(&str, &str)] = &[
     ("hub", "hub remotes"),
-    ("deny_imports", "leaf node deny lists"),
-    ("deny_exports", "leaf node deny lists"),
     ("ws_compression", "leaf nodes over websocket"),
     ("ws_no_masking", "leaf nodes over websocket"),
 ];
@@ -207,6 +211,12 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
             }
             "account" | "local" => r.account = Some(ef.as_str()?.to_string()),
             "tls" => r.tls = Some(super::tls::remote_block(e)?),
+            "deny_imports" | "deny_import" => {
+                r.deny_imports = super::authorization::subjects(&ef, true)?.unwrap_or_default();
+            }
+            "deny_exports" | "deny_export" => {
+                r.deny_exports = super::authorization::subjects(&ef, true)?.unwrap_or_default();
+            }
             "creds" | "credentials" => {
                 if r.nkey.is_some() {
                     return Err(both(e));

@@ -824,7 +824,18 @@ fn leaf_node_keys_credentials_and_users() {
     ));
     assert!(p.errors.is_empty(), "{p:?}");
     assert_eq!(o.leafnodes.unwrap().nkey, Some(public));
+    let (o, _, p) = load(
+        "leafnodes { remotes: [ { url: \"h:1\", deny_imports: [\"a.>\", b], deny_exports: c.* } ] }\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let r = &o.leafnodes.unwrap().remotes[0];
+    assert_eq!(
+        (r.deny_imports.clone(), r.deny_exports.clone()),
+        (vec!["a.>".to_string(), "b".into()], vec!["c.*".to_string()])
+    );
     // nats-server's refusals.
+    let e = errors("leafnodes { remotes: [ { url: \"h:1\", deny_imports: \"a..b\" } ] }\n");
+    assert!(e[0].contains("is not a valid subject"), "{e:?}");
     let e = errors("leafnodes { authorization { nkey: UNOTAKEY } }\n");
     assert!(
         e[0].contains("Not a valid public nkey for leafnode authorization"),

@@ -283,10 +283,12 @@ impl Server {
         // after a route (one hop); no gateway after a route or a gateway
         // (the first server sent it to every cluster).
         let allowed = |s: &Server, r: ConnId| {
-            let kind = s.conns[r.0].kind;
+            let c = &s.conns[r.0];
+            let kind = c.kind;
             (r != publisher || echo)
                 && !(from_route && kind == ConnKind::Route)
                 && !(gateway_hop && kind == ConnKind::Gateway)
+                && !c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;

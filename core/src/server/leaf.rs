@@ -85,6 +85,45 @@ pub(crate) struct LeafState {
     pub own: crate::FastMap<Box<[u8]>, u32>,
     /// The peer found a loop: dial again only after [`LOOP_DELAY`].
     pub looped: bool,
+    /// Subjects this connection does not carry; `None` for most.
+    pub deny: Option<Box<LeafDeny>>,
+}
+
+/// Subjects a leaf node connection does not carry: on a leaf node its
+/// remote's `deny_exports` and `deny_imports`; on a hub, what the leaf
+/// node asked not to be sent (`deny_pub` in its `CONNECT`). Patterns match
+/// a subject's tokens taken literally, so a subscription `foo.*` is
+/// refused by `foo.*` or `foo.>`, not by `foo.bar` (whose messages are
+/// still filtered one by one), as nats-server matches them.
+#[derive(Debug, Default)]
+pub(crate) struct LeafDeny {
+    /// Not sent to the peer: messages, and the peer's interest in them.
+    pub exports: Vec<String>,
+    /// Not taken from the peer: interest in them is not told, and
+    /// messages on them are dropped.
+    pub imports: Vec<String>,
+}
+
+fn any_matches(patterns: &[String], subject: &[u8]) -> bool {
+    patterns
+        .iter()
+        .any(|p| crate::subject::matches(p.as_bytes(), subject))
+}
+
+impl LeafState {
+    /// Whether `subject` may not be sent to the peer.
+    pub(crate) fn denies_export(&self, subject: &[u8]) -> bool {
+        self.deny
+            .as_ref()
+            .is_some_and(|d| any_matches(&d.exports, subject))
+    }
+
+    /// Whether `subject` may not be taken from the peer.
+    pub(crate) fn denies_import(&self, subject: &[u8]) -> bool {
+        self.deny
+            .as_ref()
+            .is_some_and(|d| any_matches(&d.imports, subject))
+    }
 }
 
 /// The hub's `INFO` to a leaf node.
@@ -159,6 +198,9 @@ struct LeafConnect {
     headers: bool,
     #[serde(skip_serializing)]
     gateway: String,
+    /// Subjects the leaf node does not want (its `deny_imports`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deny_pub: Vec<String>,
 }
 
 impl Server {
@@ -428,6 +470,13 @@ impl Server {
                 Flow::Continue(())
             }
             Op::Routed(r) => {
+                let denied = self.conns[id.0]
+                    .leaf
+                    .as_ref()
+                    .is_some_and(|l| l.denies_import(r.msg.subject));
+                if denied {
+                    return self.leaf_violation(id, "Publish", r.msg.subject);
+                }
                 self.leaf_msg(id, &r);
                 if self.conns[id.0].closing {
                     Flow::Break(())
@@ -497,6 +546,12 @@ impl Server {
             l.name = connect.name.clone();
             l.server_id = connect.server_id.clone();
             l.cluster = connect.cluster.clone();
+            if !connect.deny_pub.is_empty() {
+                l.deny = Some(Box::new(LeafDeny {
+                    exports: connect.deny_pub.clone(),
+                    imports: Vec::new(),
+                }));
+            }
         }
         let name = self.accounts[account.0 as usize].name.clone();
         let line = self.hub_info_line(cid, "", &name);
@@ -666,6 +721,18 @@ impl Server {
             headers: self.info.headers,
             ..LeafConnect::default()
         };
+        let deny = remote
+            .and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i))
+            .filter(|r| !r.deny_imports.is_empty() || !r.deny_exports.is_empty())
+            .map(|r| {
+                Box::new(LeafDeny {
+                    exports: r.deny_exports.clone(),
+                    imports: r.deny_imports.clone(),
+                })
+            });
+        if let Some(d) = &deny {
+            connect.deny_pub = d.imports.clone();
+        }
         if let Err(text) = self.leaf_credentials(remote, &info.nonce, &mut connect) {
             self.conn_log(LogLevel::Error, id, &text);
             self.close(id, CloseReason::AuthenticationViolation, false);
@@ -690,6 +757,7 @@ impl Server {
                 .as_mut()
                 .expect("a leaf has its state");
             l.connected = true;
+            l.deny = deny;
             l.info_on_connect = info.info_on_connect;
             l.name = info.server_name;
             l.server_id = info.server_id;
@@ -715,18 +783,19 @@ impl Server {
                 continue;
             }
             let (subject, queue) = super::interest::split(key);
-            encode_leaf_sub(&mut out, subject, queue.map(|q| (q, weight)));
+            let denied = self.conns[id.0]
+                .leaf
+                .as_ref()
+                .is_some_and(|l| l.denies_import(subject));
+            if !denied {
+                encode_leaf_sub(&mut out, subject, queue.map(|q| (q, weight)));
+            }
         }
         self.send(id, &out);
         let c = &mut self.conns[id.0];
         let l = c.leaf.as_mut().expect("a leaf has its state");
         l.ready = true;
         let (name, peer, cid) = (l.name.clone(), c.peer, c.cid);
-        if let Some(r) = l.remote
-            && let Some(ln) = self.leafnodes.as_mut()
-        {
-            let _ = &ln.remotes[r];
-        }
         if let Some(ln) = self.leafnodes.as_mut() {
             ln.ready.push(id);
         }
@@ -759,11 +828,41 @@ impl Server {
             self.close(id, CloseReason::ProtocolViolation, true);
             return Flow::Break(());
         }
+        let refused = crate::subject::is_literal(subject)
+            && self.conns[id.0]
+                .leaf
+                .as_ref()
+                .is_some_and(|l| l.denies_export(subject));
+        if refused {
+            return self.leaf_violation(id, "Subscription", subject);
+        }
         let weight = queue.map_or(1, |(_, w)| super::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
         let key = super::interest::key(subject, queue);
         self.peer_subscribe(id, account, &key, subject, queue, weight);
         Flow::Continue(())
+    }
+
+    /// The peer sent interest in (`what`: "Subscription") or a message on
+    /// (`"Publish"`) a subject this connection does not carry. A leaf node
+    /// drops it quietly (it asked its hub not to send those); a hub tells
+    /// the leaf node and closes the connection, as nats-server does.
+    fn leaf_violation(&mut self, id: ConnId, what: &str, subject: &[u8]) -> Flow {
+        if self.conns[id.0].leaf.as_ref().is_some_and(|l| l.solicited) {
+            return Flow::Continue(());
+        }
+        let subject = String::from_utf8_lossy(subject);
+        self.send_err(
+            id,
+            &format!("Permissions Violation for {what} to {subject:?}"),
+        );
+        self.conn_log(
+            LogLevel::Error,
+            id,
+            &format!("{what} Violation on {subject:?} - Check other side configuration"),
+        );
+        self.close(id, CloseReason::ProtocolViolation, true);
+        Flow::Break(())
     }
 
     fn leaf_unsub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>) {
@@ -834,6 +933,9 @@ impl Server {
             let Some(weight) = super::interest::change(queue.is_some(), old, new) else {
                 continue;
             };
+            if l.denies_import(subject) {
+                continue;
+            }
             line.clear();
             if weight == 0 {
                 encode_leaf_unsub(&mut line, subject, queue);

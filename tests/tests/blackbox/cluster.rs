@@ -43,7 +43,7 @@ async fn connect(m: &Member) -> async_nats::Client {
 
 /// Publishes on `from` until `sub` (a client of another server) gets the
 /// message: interest crosses routes a moment after the subscription.
-async fn until_received(
+pub(crate) async fn until_received(
     from: &async_nats::Client,
     subject: &str,
     sub: &mut async_nats::Subscriber,
@@ -62,7 +62,7 @@ async fn until_received(
 }
 
 /// Drains what `sub` gets until it is quiet for 300 ms.
-async fn drain(sub: &mut async_nats::Subscriber) -> Vec<async_nats::Message> {
+pub(crate) async fn drain(sub: &mut async_nats::Subscriber) -> Vec<async_nats::Message> {
     let mut got = Vec::new();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
         got.push(m);

@@ -2,7 +2,8 @@
 //! credentials file to a hub in operator mode (nats-server's JWTs, as `nsc`
 //! writes them), leaf nodes signing the hub's nonce with an nkey seed, and
 //! a hub's list of leaf node users, each bound to an account, between
-//! natrix and nats-server 2.9.10 and 2.15.1.
+//! natrix and nats-server 2.9.10 and 2.15.1; and deny lists, which keep
+//! subjects on their side of a leaf node connection.
 
 use std::path::{Path, PathBuf};
 
@@ -276,4 +277,61 @@ async fn a_natrix_hubs_leaf_users_bind_the_leaf_nodes_to_their_accounts() {
     )
     .await;
     assert!(nothing.is_err(), "account A got {nothing:?}");
+}
+
+/// The next message `sub` gets within 10 s.
+async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures::StreamExt::next(sub),
+    )
+    .await
+    .expect("a message")
+    .expect("the subscription stays open")
+}
+
+#[tokio::test]
+async fn deny_lists_keep_subjects_on_their_side_between_natrix_and_2_15() {
+    let natrix = natrix_bin();
+    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
+    if let Some(new) = reference_215() {
+        pairs.push((new.clone(), natrix.clone(), "215-N"));
+        pairs.push((natrix.clone(), new, "N-215"));
+    }
+    for (hub_bin, leaf_bin, name) in pairs {
+        let port = free_port();
+        let hub = with_conf(
+            &hub_bin,
+            &format!("DH{name}"),
+            &format!("server_name: DH{name}\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+        );
+        let leaf = leaf_with(
+            &leaf_bin,
+            &format!("DL{name}"),
+            &format!("nats-leaf://127.0.0.1:{port}"),
+            ", deny_imports: [\"secret.>\"], deny_exports: \"private.>\"",
+        );
+        let h = async_nats::connect(hub.url()).await.unwrap();
+        let l = async_nats::connect(leaf.url()).await.unwrap();
+        let mut on_leaf = l.subscribe("*.a").await.unwrap();
+        let mut on_hub = h.subscribe("*.b").await.unwrap();
+        l.flush().await.unwrap();
+        h.flush().await.unwrap();
+        // Interest crosses a moment later: publish until one arrives.
+        crate::cluster::until_received(&h, "public.a", &mut on_leaf).await;
+        crate::cluster::until_received(&l, "public.b", &mut on_hub).await;
+        crate::cluster::drain(&mut on_leaf).await;
+        crate::cluster::drain(&mut on_hub).await;
+        // Denied, then a marker on the same path: the marker comes first.
+        for (from, denied, marker, sub) in [
+            (&h, "secret.a", "last.a", &mut on_leaf),
+            (&l, "private.b", "last.b", &mut on_hub),
+        ] {
+            from.publish(denied, "no".into()).await.unwrap();
+            from.publish(marker, "yes".into()).await.unwrap();
+            from.flush().await.unwrap();
+            let m = next(sub).await;
+            assert_eq!(m.subject.as_str(), marker, "{name}: {denied} crossed");
+        }
+    }
 }

@@ -241,3 +241,67 @@ fn a_server_user_may_be_kept_from_connecting_as_a_leaf_node() {
         assert_eq!(leafs(&net, 0), linked, "{types:?}");
     }
 }
+
+#[test]
+fn deny_lists_keep_subjects_on_their_side_of_a_leaf_connection() {
+    let mut l = leaf(1, &[0]);
+    let r = &mut l.leafnodes.as_mut().unwrap().remotes[0];
+    r.deny_imports = vec!["secret.>".into()];
+    r.deny_exports = vec!["private.>".into()];
+    let mut net = Net::new(vec![hub(0, "", &[]), l]);
+    assert_eq!(leafs(&net, 0), 1, "{:#?}", net.logs);
+    let on_leaf = net.client(1);
+    // A wildcard the deny list does not cover goes to the hub; the hub,
+    // told `deny_pub`, sends none of secret.>.
+    net.send(1, on_leaf, b"SUB *.x 1\r\nSUB secret.x 2\r\n");
+    let on_hub = net.client(0);
+    net.send(0, on_hub, b"SUB private.y 1\r\nSUB public.y 2\r\n");
+    let before = net.servers[0].stats().counters.out_msgs;
+    net.send(0, on_hub, b"PUB secret.x 1\r\ns\r\n");
+    assert_eq!(
+        net.servers[0].stats().counters.out_msgs,
+        before,
+        "the hub sent a denied import"
+    );
+    net.send(0, on_hub, b"PUB public.x 1\r\np\r\n");
+    assert_eq!(net.read(1, on_leaf), "MSG public.x 1 1\r\np\r\n");
+    // Exports: the hub's interest in private.y is not kept.
+    net.send(
+        1,
+        on_leaf,
+        b"PUB private.y 1\r\nq\r\nPUB public.y 1\r\nr\r\n",
+    );
+    assert_eq!(net.read(0, on_hub), "MSG public.y 2 1\r\nr\r\n");
+}
+
+#[test]
+fn a_hub_closes_a_leaf_node_that_subscribes_to_what_it_asked_not_to_get() {
+    use crate::server::{Event, Listener};
+    let mut net = Net::new(vec![hub(0, "", &[])]);
+    // A leaf node speaking raw protocol.
+    let conn = net.servers[0].next_conn_id();
+    net.servers[0].handle(
+        super::super::route::tests::now_at(0),
+        Event::Accepted {
+            conn,
+            listener: Listener::Leaf,
+            peer: "127.0.0.1:60001".parse().unwrap(),
+        },
+    );
+    net.send(
+        0,
+        conn,
+        b"CONNECT {\"server_id\":\"NRAW\",\"name\":\"raw\",\"deny_pub\":[\"secret.>\"]}\r\nLS+ public.x\r\nLS+ secret.x\r\n",
+    );
+    let out = net.read(0, conn);
+    assert!(
+        out.ends_with("-ERR 'Permissions Violation for Subscription to \"secret.x\"'\r\n"),
+        "{out}"
+    );
+    assert!(
+        net.logs.iter().any(|l| l
+            .contains("Subscription Violation on \"secret.x\" - Check other side configuration")),
+        "{:#?}",
+        net.logs
+    );
+}
