@@ -287,7 +287,8 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
             .iter()
             .map(|(m, p)| (*m, (p.client, p.epoch)))
             .collect();
-        crate::check_cluster::check(facts, &publishers, &mut bad);
+        let subjects = pubs.iter().map(|(m, p)| (*m, p.subject.as_str())).collect();
+        crate::check_cluster::check(facts, &publishers, &subjects, &mut bad);
     }
     if let Some(js) = &o.js {
         crate::check_js::check(&o.history.entries, js, &mut bad);
@@ -634,6 +635,22 @@ fn check_errors(
 }
 
 /// Whether two clients' users are in the same account.
+/// Whether `p` would cross a leaf node connection that does not carry its
+/// subject on its way to client connection `(c, epoch)`.
+fn denied(o: &Outcome, p: &PubInfo, c: ClientId, epoch: u32) -> bool {
+    let Some(f) = &o.cluster else {
+        return false;
+    };
+    let (Some(deny), Some(&from), Some(&to)) = (
+        &f.leaf_deny,
+        f.conn_server.get(&(p.client, p.epoch)),
+        f.conn_server.get(&(c, epoch)),
+    ) else {
+        return false;
+    };
+    deny.denies(f.topology, from, to, &p.subject)
+}
+
 fn same_account(o: &Outcome, a: ClientId, b: ClientId) -> bool {
     o.plans[a].perms.account == o.plans[b].perms.account
 }
@@ -672,10 +689,21 @@ fn check_final(
                     && (*c != p.client || o.plans[p.client].echo)
                     && same_account(o, *c, p.client)
             };
+            // A subscriber behind a leaf node connection that does not
+            // carry the subject does not hear it, but may still draw it
+            // there (its interest is a wildcard the deny list does not
+            // cover): with no other hearer the outcome is uncertain.
+            let behind_deny = o
+                .final_subs
+                .iter()
+                .filter(matching)
+                .filter(|(c, e, _, _)| denied(o, p, *c, *e))
+                .count();
             let hearers = o
                 .final_subs
                 .iter()
                 .filter(matching)
+                .filter(|(c, e, _, _)| !denied(o, p, *c, *e))
                 .filter(|(_, _, _, plan)| plan.max.is_none())
                 .count();
             let maybe = o
@@ -688,7 +716,7 @@ fn check_final(
                     })
                 })
                 .count();
-            if hearers == 0 && maybe > 0 {
+            if hearers == 0 && (maybe > 0 || behind_deny > 0) {
                 continue;
             }
             let responders = o
@@ -738,7 +766,9 @@ fn check_final(
             {
                 continue;
             }
-            let takes = plan.max.is_none() && o.plans[*c].perms.may_receive(&p.subject);
+            let takes = plan.max.is_none()
+                && o.plans[*c].perms.may_receive(&p.subject)
+                && !denied(o, p, *c, *epoch);
             if let (Some(q), Some(f)) = (&plan.queue, &o.cluster)
                 && let Some(&server) = f.conn_server.get(&(*c, *epoch))
             {

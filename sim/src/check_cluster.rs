@@ -29,6 +29,10 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "no-loop",
         "a message reaches each server at most once over routes, leaf nodes and gateways, and never comes back to the server it was published on",
     ),
+    (
+        "leaf-deny",
+        "no message crosses a leaf node connection whose deny lists keep its subject on one side (the leaf node's deny_exports towards the hub, its deny_imports towards the leaf node)",
+    ),
 ];
 
 /// What the cluster world saw of its servers, for the checkers.
@@ -50,6 +54,8 @@ pub struct ClusterFacts {
     pub interest_events: BTreeMap<(usize, usize, String), Vec<(u64, bool)>>,
     /// Each server at the end of the run.
     pub end: Vec<ServerView>,
+    /// The leaf nodes' deny lists, if the seed drew them.
+    pub leaf_deny: Option<crate::cluster::LeafDenyPlan>,
 }
 
 /// One server's view of its peers, taken at the end of the run.
@@ -239,9 +245,15 @@ pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static 
                 ));
                 continue;
             };
-            if ends.iter().all(|m| m.announces != l.heard) {
-                let extra: Vec<&String> = l.heard.difference(&end.announces).collect();
-                let missing: Vec<&String> = end.announces.difference(&l.heard).collect();
+            // What the other end announced and this one keeps (a leaf
+            // node does not keep what its deny_exports refuse).
+            let kept = |m: &PeerLink| -> std::collections::BTreeSet<String> {
+                m.announces.iter().filter(|a| l.keeps(a)).cloned().collect()
+            };
+            if ends.iter().all(|m| kept(m) != l.heard) {
+                let told = kept(end);
+                let extra: Vec<&String> = l.heard.difference(&told).collect();
+                let missing: Vec<&String> = told.difference(&l.heard).collect();
                 out.push((
                     "interest-converges",
                     format!(
@@ -259,8 +271,24 @@ pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static 
 pub fn check(
     facts: &ClusterFacts,
     pubs: &BTreeMap<MsgId, (ClientId, u32)>,
+    subjects: &BTreeMap<MsgId, &str>,
     bad: &mut impl FnMut(&'static str, String),
 ) {
+    if let Some(deny) = &facts.leaf_deny {
+        for &(m, from, to, kind) in &facts.routed {
+            let Some(subject) = subjects.get(&m) else {
+                continue;
+            };
+            if kind == Listener::Leaf && deny.denies(facts.topology, from, to, subject) {
+                bad(
+                    "leaf-deny",
+                    format!(
+                        "message {m} on {subject} crossed from S{from} to S{to}, whose leaf node connection denies it ({deny:?})"
+                    ),
+                );
+            }
+        }
+    }
     // How each server first got each message from another.
     let mut came: BTreeMap<(MsgId, usize), Listener> = BTreeMap::new();
     for &(m, from, to, kind) in &facts.routed {
@@ -318,6 +346,7 @@ mod tests {
             peer: peer.to_string(),
             announces: set(announces),
             heard: set(heard),
+            refuses: Vec::new(),
         }
     }
 
@@ -401,9 +430,10 @@ mod tests {
         };
         f.conn_server.insert((0, 1), 0);
         let pubs: BTreeMap<MsgId, (ClientId, u32)> = [(7, (0, 1))].into();
+        let subjects: BTreeMap<MsgId, &str> = [(7, "a.1")].into();
         let found = |f: &ClusterFacts| {
             let mut out = Vec::new();
-            check(f, &pubs, &mut |i, d| out.push((i, d)));
+            check(f, &pubs, &subjects, &mut |i, d| out.push((i, d)));
             out
         };
         // S0 to S1 by leaf node, S1 on by route: fine.
@@ -417,6 +447,37 @@ mod tests {
         // A gateway after a route.
         f.routed = vec![(7, 0, 1, Listener::Route), (7, 1, 2, Listener::Gateway)];
         assert!(found(&f).iter().any(|(i, _)| *i == "one-hop"));
+    }
+
+    #[test]
+    fn a_message_across_a_leaf_nodes_deny_list_is_named() {
+        // S0 the hub, S1 its leaf node.
+        let mut f = ClusterFacts {
+            servers: 2,
+            topology: Topology::Leaf { hubs: 1 },
+            leaf_deny: Some(crate::cluster::LeafDenyPlan {
+                imports: "a.>".into(),
+                exports: "b.>".into(),
+            }),
+            ..ClusterFacts::default()
+        };
+        let pubs: BTreeMap<MsgId, (ClientId, u32)> = [(1, (0, 1)), (2, (1, 1))].into();
+        let found = |f: &ClusterFacts, subjects: &BTreeMap<MsgId, &str>| {
+            let mut out = Vec::new();
+            check(f, &pubs, subjects, &mut |i, d| out.push((i, d)));
+            out
+        };
+        f.routed = vec![(1, 0, 1, Listener::Leaf), (2, 1, 0, Listener::Leaf)];
+        // Hub to leaf node on c, leaf node to hub on a.1: allowed.
+        assert!(found(&f, &[(1, "c"), (2, "a.1")].into()).is_empty());
+        // Hub to leaf node on a.1 (an import it denies), and leaf node to
+        // hub on b.x (an export it denies).
+        let out = found(&f, &[(1, "a.1"), (2, "b.x")].into());
+        assert_eq!(
+            out.iter().filter(|(i, _)| *i == "leaf-deny").count(),
+            2,
+            "{out:?}"
+        );
     }
 
     #[test]

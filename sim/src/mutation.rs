@@ -176,7 +176,7 @@ pub const SUITE: [Planted; 28] = [
 
 /// The bugs planted in routes, leaf nodes and gateways, hunted in the
 /// cluster world (`cluster`): a single server never meets them.
-pub const CLUSTER_SUITE: [Planted; 7] = [
+pub const CLUSTER_SUITE: [Planted; 8] = [
     Planted {
         bug: PlantedBug::ForwardRoutedToRoute,
         // Not every time: a message bounced on every hop never stops.
@@ -215,6 +215,11 @@ pub const CLUSTER_SUITE: [Planted; 7] = [
         bug: PlantedBug::DropGatewayUnsub,
         one_in: 1,
         caught_by: &["interest-converges"],
+    },
+    Planted {
+        bug: PlantedBug::IgnoreLeafDeny,
+        one_in: 1,
+        caught_by: &["leaf-deny"],
     },
 ];
 

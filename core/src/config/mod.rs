@@ -353,6 +353,9 @@ pub enum PlantedBug {
     /// A gateway is not told that the last subscription to a subject
     /// went (`RS-` dropped).
     DropGatewayUnsub,
+    /// A leaf node connection's deny lists are not applied to the
+    /// messages forwarded on it.
+    IgnoreLeafDeny,
 }
 
 impl PlantedBug {
@@ -389,7 +392,7 @@ impl PlantedBug {
 
     /// The bugs planted in a cluster of servers (the many-server
     /// simulation catches them).
-    pub const CLUSTER: [PlantedBug; 7] = [
+    pub const CLUSTER: [PlantedBug; 8] = [
         PlantedBug::ForwardRoutedToRoute,
         PlantedBug::DropRouteUnsub,
         PlantedBug::QueueTwiceAcrossServers,
@@ -397,6 +400,7 @@ impl PlantedBug {
         PlantedBug::LeafToldOwnInterest,
         PlantedBug::GatewayToGateway,
         PlantedBug::DropGatewayUnsub,
+        PlantedBug::IgnoreLeafDeny,
     ];
 
     /// The bug's name on the command line.
@@ -437,6 +441,7 @@ impl PlantedBug {
             PlantedBug::LeafToldOwnInterest => "leaf-told-own-interest",
             PlantedBug::GatewayToGateway => "gateway-to-gateway",
             PlantedBug::DropGatewayUnsub => "drop-gateway-unsub",
+            PlantedBug::IgnoreLeafDeny => "ignore-leaf-deny",
         }
     }
 

@@ -482,6 +482,9 @@ impl Server {
             shadow: None,
         });
         self.conns[id.0].subs.insert(sid.into(), handle);
+        if self.gateways.is_some() {
+            self.note_recent_sub(account, subject);
+        }
         self.interest_changed(account, subject, queue, id, 1);
         self.add_shadow_subs(account, handle);
         if verbose {

@@ -288,7 +288,10 @@ impl Server {
             (r != publisher || echo)
                 && !(from_route && kind == ConnKind::Route)
                 && !(gateway_hop && kind == ConnKind::Gateway)
-                && !c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
+                // A leaf node connection's deny lists (test-only:
+                // ignored).
+                && (!c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
+                    || s.planted(PlantedBug::IgnoreLeafDeny))
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;
@@ -391,7 +394,27 @@ impl Server {
                 }
             }
         }
+        // A reply that a subscription made here lately matches goes to
+        // other clusters mapped, so that the answer finds its way back
+        // before that interest reaches them.
+        let mut mapped: Option<Option<Vec<u8>>> = None;
         for (r, queues) in routes {
+            if self.conns[r.0].kind == ConnKind::Gateway
+                && let Some(plain) = p.reply
+            {
+                let reply = mapped
+                    .get_or_insert_with(|| self.gateway_reply_for(account, plain))
+                    .clone();
+                if let Some(reply) = reply {
+                    let p = Pub {
+                        reply: Some(&reply),
+                        ..*p
+                    };
+                    self.forward(publisher, r, account, &p, &queues);
+                    delivered = true;
+                    continue;
+                }
+            }
             self.forward(publisher, r, account, p, &queues);
             delivered = true;
         }

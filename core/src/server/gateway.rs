@@ -22,6 +22,10 @@
 //! its client the plain reply and remembers, for that client, where the
 //! answer goes: the client's publish to it leaves as the `_GR_` subject,
 //! which is sent straight to the cluster (and then the server) it names.
+//! This server maps its own clients' replies the same way, as nats-server
+//! does, when a subscription matching the reply was made here in the last
+//! 2 s: the request may then reach the other cluster before the interest
+//! in its reply does, and the answer still finds its way back.
 
 use core::net::SocketAddr;
 use std::collections::BTreeMap;
@@ -47,6 +51,11 @@ const REDIAL_DELAY: Duration = Duration::from_secs(1);
 const REPLY_MAPPING: Duration = Duration::from_secs(2);
 /// Most mapped replies one client keeps.
 const REPLY_MAPPINGS_MAX: usize = 256;
+/// How long a new subscription makes replies matching it go out mapped
+/// (nats-server's default).
+const RECENT_SUB: Duration = Duration::from_secs(2);
+/// Most recent subscriptions remembered for that (the oldest go first).
+const RECENT_SUBS_MAX: usize = 1024;
 
 /// nats-server's 6-character hash of a name: the first six bytes of its
 /// SHA-256, each taken modulo 62 into `0-9A-Za-z`.
@@ -74,6 +83,9 @@ pub(crate) struct Gateways {
     pub outbound: BTreeMap<String, ConnId>,
     /// Inbound connections past their handshake (interest goes there).
     pub inbound: Vec<ConnId>,
+    /// Subscriptions made here lately, oldest first, and until when they
+    /// count: a reply matching one goes out as a `_GR_` subject.
+    pub recent: std::collections::VecDeque<(AccountId, Box<[u8]>, crate::time::Instant)>,
 }
 
 /// A remote gateway to dial.
@@ -185,6 +197,7 @@ impl Server {
             remotes,
             outbound: BTreeMap::new(),
             inbound: Vec::new(),
+            recent: std::collections::VecDeque::new(),
         }));
     }
 
@@ -837,6 +850,47 @@ impl Server {
             &mut super::accounts::Route::default(),
         );
         true
+    }
+
+    /// A client of this server subscribed to `subject`: for a while,
+    /// replies matching it go to other clusters mapped.
+    pub(crate) fn note_recent_sub(&mut self, account: AccountId, subject: &[u8]) {
+        let now = self.now.instant;
+        let Some(g) = self.gateways.as_mut() else {
+            return;
+        };
+        while g.recent.front().is_some_and(|(_, _, until)| *until <= now)
+            || g.recent.len() >= RECENT_SUBS_MAX
+        {
+            g.recent.pop_front();
+        }
+        g.recent
+            .push_back((account, subject.into(), now + RECENT_SUB));
+    }
+
+    /// `reply` as it goes to another cluster: `_GR_.<cluster hash>.<server
+    /// hash>.<reply>` when a subscription matching it was made here lately,
+    /// else `None` (it goes as it is).
+    pub(crate) fn gateway_reply_for(&self, account: AccountId, reply: &[u8]) -> Option<Vec<u8>> {
+        let g = self.gateways.as_deref()?;
+        if reply.is_empty() || reply.starts_with(GR_PREFIX) {
+            return None;
+        }
+        let now = self.now.instant;
+        let recent = g.recent.iter().any(|(a, subject, until)| {
+            *a == account && *until > now && crate::subject::matches(subject, reply)
+        });
+        if !recent {
+            return None;
+        }
+        let mut out = Vec::with_capacity(GR_PREFIX.len() + 14 + reply.len());
+        out.extend_from_slice(GR_PREFIX);
+        out.extend_from_slice(&g.cluster_hash);
+        out.push(b'.');
+        out.extend_from_slice(&g.server_hash);
+        out.push(b'.');
+        out.extend_from_slice(reply);
+        Some(out)
     }
 
     /// A client gets a message whose reply is a `_GR_` subject: it sees the

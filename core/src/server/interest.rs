@@ -34,6 +34,25 @@ pub struct PeerLink {
     pub announces: BTreeSet<String>,
     /// What the peer told this server, in the same form.
     pub heard: BTreeSet<String>,
+    /// Subjects whose interest this end does not keep when the peer tells
+    /// it (a leaf node's `deny_exports`: a literal subject one of them
+    /// matches).
+    pub refuses: Vec<String>,
+}
+
+impl PeerLink {
+    /// Whether this end keeps an announcement `<account> <subject>[
+    /// <queue>=<weight>]` from the peer.
+    pub fn keeps(&self, announced: &str) -> bool {
+        let subject = announced.split(' ').nth(1).unwrap_or_default().as_bytes();
+        // (The loop detection subject is always kept.)
+        subject.starts_with(b"$LDS.")
+            || !(crate::subject::is_literal(subject)
+                && self
+                    .refuses
+                    .iter()
+                    .any(|p| crate::subject::matches(p.as_bytes(), subject)))
+    }
 }
 
 /// The kind of a [`PeerLink`]; a gateway connection by its direction.
@@ -266,6 +285,7 @@ impl Server {
                 peer: peer.server_id.clone(),
                 announces: for_routes.clone(),
                 heard: self.heard_on(id),
+                refuses: Vec::new(),
             });
         }
         for id in self.leafs() {
@@ -279,6 +299,9 @@ impl Server {
                 announces.insert(format!("{} {lds}", acc.name));
             }
             for (key, count) in &acc.interest {
+                if l.denies_import(split(key).0) {
+                    continue;
+                }
                 let own = l.own.get(key).copied().unwrap_or(0);
                 let weight = count.for_gateways().saturating_sub(own);
                 if weight > 0 {
@@ -290,6 +313,7 @@ impl Server {
                 peer: l.server_id.clone(),
                 announces,
                 heard: self.heard_on(id),
+                refuses: l.deny.as_ref().map_or_else(Vec::new, |d| d.exports.clone()),
             });
         }
         let (outbound, inbound) = self.gateway_conns();
@@ -310,6 +334,7 @@ impl Server {
                     _ => BTreeSet::new(),
                 },
                 heard: self.heard_on(id),
+                refuses: Vec::new(),
             });
         }
         out

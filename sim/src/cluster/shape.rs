@@ -67,6 +67,27 @@ pub struct Shape {
     pub skew_ns: Vec<u64>,
     /// The servers each client knows, its home first.
     pub pools: Vec<Vec<usize>>,
+    /// Every leaf node's deny lists (imports, exports), in half the seeds
+    /// with leaf nodes.
+    pub leaf_deny: Option<LeafDenyPlan>,
+}
+
+/// What each leaf node does not take from its hub and does not send to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafDenyPlan {
+    pub imports: String,
+    pub exports: String,
+}
+
+impl LeafDenyPlan {
+    /// Whether a message on `subject` from server `from` to server `to`
+    /// crosses a leaf node connection that does not carry it.
+    pub fn denies(&self, topology: Topology, from: usize, to: usize, subject: &str) -> bool {
+        let m = |p: &str| natrix_core::subject::matches(p.as_bytes(), subject.as_bytes());
+        from != to
+            && ((topology.hub_of(from).is_some() && m(&self.exports))
+                || (topology.hub_of(to).is_some() && m(&self.imports)))
+    }
 }
 
 impl Shape {
@@ -106,12 +127,25 @@ impl Shape {
                 (0..known).map(|k| (home + k) % servers).collect()
             })
             .collect();
+        // Half the seeds with leaf nodes give them deny lists.
+        let mut deny = seed::rng(s, "leaf-deny", 0);
+        let leaf_deny = (matches!(topology, Topology::Leaf { .. })
+            && deny.next_u32().is_multiple_of(2))
+        .then(|| {
+            const IMPORTS: [&str; 4] = ["a.2", "a.>", "b.x.*", "c"];
+            const EXPORTS: [&str; 4] = ["a.1", "b.>", "*.1", "c"];
+            LeafDenyPlan {
+                imports: IMPORTS[(deny.next_u32() % 4) as usize].to_string(),
+                exports: EXPORTS[(deny.next_u32() % 4) as usize].to_string(),
+            }
+        });
         Shape {
             servers,
             topology,
             seed_topology,
             skew_ns,
             pools,
+            leaf_deny,
         }
     }
 }
@@ -219,6 +253,8 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
             Some(hub) => LeafNodeOptions {
                 remotes: vec![LeafRemote {
                     urls: vec![url("nats-leaf", hub, LEAF_PORT)],
+                    deny_imports: shape.leaf_deny.iter().map(|d| d.imports.clone()).collect(),
+                    deny_exports: shape.leaf_deny.iter().map(|d| d.exports.clone()).collect(),
                     ..LeafRemote::default()
                 }],
                 ..LeafNodeOptions::default()

@@ -548,6 +548,16 @@ async fn check_gateways(servers: &[&ServerProcess]) {
                     _ => assert!(Instant::now() < deadline, "no answer from {i} to {j}"),
                 }
             }
+            // A new client's first request, whose inbox subscription is
+            // fresh: its reply goes out mapped, so the answer comes back
+            // even before the inbox's interest reaches the other cluster.
+            let fresh = async_nats::connect(servers[j].url()).await.unwrap();
+            let asked = fresh.request(format!("svc.{i}"), "first".into());
+            let m = tokio::time::timeout(Duration::from_secs(2), asked)
+                .await
+                .unwrap_or_else(|_| panic!("no answer to a first request from {j} to {i}"))
+                .unwrap();
+            assert_eq!(&m.payload[..], b"first");
             task.abort();
         }
     }

@@ -175,6 +175,39 @@ fn a_gr_reply_reaches_the_requester_in_the_other_cluster() {
 }
 
 #[test]
+fn a_reply_goes_out_mapped_so_the_answer_comes_back_before_the_interest_arrives() {
+    let mut net = Net::new(vec![
+        member(0, "A", &[], "GA", &[("GB", 1)]),
+        member(1, "B", &[], "GB", &[]),
+    ]);
+    let responder = net.client(1);
+    net.send(1, responder, b"SUB svc 1\r\n");
+    // What A tells B of its interest is held back: B does not know of the
+    // requester's inbox when the answer is published.
+    let inbound = net.servers[0].gateway_conns().1[0];
+    net.held.insert((0, inbound), Vec::new());
+    let requester = net.client(0);
+    net.send(
+        0,
+        requester,
+        b"SUB inbox.1 5\r\nPUB svc inbox.1 4\r\nping\r\n",
+    );
+    assert_eq!(net.read(1, responder), "MSG svc 1 inbox.1 4\r\nping\r\n");
+    net.send(1, responder, b"PUB inbox.1 4\r\npong\r\n");
+    assert_eq!(net.read(0, requester), "MSG inbox.1 5 4\r\npong\r\n");
+    // A subscription older than 2 s no longer maps: a reply to it travels
+    // as it is (B then needs the interest, still held here).
+    net.advance(2_500);
+    // (Their servers' PINGs.)
+    net.read(1, responder);
+    net.read(0, requester);
+    net.send(0, requester, b"PUB svc inbox.1 4\r\nping\r\n");
+    assert_eq!(net.read(1, responder), "MSG svc 1 inbox.1 4\r\nping\r\n");
+    net.send(1, responder, b"PUB inbox.1 4\r\npong\r\n");
+    assert_eq!(net.read(0, requester), "");
+}
+
+#[test]
 fn a_gateway_of_another_name_is_refused_by_the_dialer() {
     let net = Net::new(vec![
         member(0, "A", &[], "GA", &[("GX", 1)]),

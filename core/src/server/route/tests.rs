@@ -65,6 +65,8 @@ pub(crate) struct Net {
     pub logs: Vec<String>,
     /// Dials that fail (the target is down).
     closed: Vec<(usize, ConnId, CloseReason)>,
+    /// Connection ends whose writes are held back (not delivered) for now.
+    pub held: BTreeMap<(usize, ConnId), Vec<u8>>,
 }
 
 impl Net {
@@ -83,6 +85,7 @@ impl Net {
             client_out: BTreeMap::new(),
             logs: Vec::new(),
             closed: Vec::new(),
+            held: BTreeMap::new(),
         };
         for i in 0..n {
             net.listen(i);
@@ -164,6 +167,11 @@ impl Net {
                 let mut buf = Vec::new();
                 self.servers[i].take_outbound(conn, &mut buf);
                 let n = buf.len();
+                if let Some(held) = self.held.get_mut(&(i, conn)) {
+                    held.extend_from_slice(&buf);
+                    self.servers[i].handle(now, Event::Written { conn, bytes: n });
+                    return;
+                }
                 match self.links.get(&(i, conn)).copied() {
                     Some((j, peer)) => {
                         self.servers[j].handle(
