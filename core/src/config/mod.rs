@@ -356,6 +356,8 @@ pub enum PlantedBug {
     /// A leaf node connection's deny lists are not applied to the
     /// messages forwarded on it.
     IgnoreLeafDeny,
+    /// A gateway a route tells of is not connected to.
+    IgnoreGatewayGossip,
 }
 
 impl PlantedBug {
@@ -392,7 +394,7 @@ impl PlantedBug {
 
     /// The bugs planted in a cluster of servers (the many-server
     /// simulation catches them).
-    pub const CLUSTER: [PlantedBug; 8] = [
+    pub const CLUSTER: [PlantedBug; 9] = [
         PlantedBug::ForwardRoutedToRoute,
         PlantedBug::DropRouteUnsub,
         PlantedBug::QueueTwiceAcrossServers,
@@ -401,6 +403,7 @@ impl PlantedBug {
         PlantedBug::GatewayToGateway,
         PlantedBug::DropGatewayUnsub,
         PlantedBug::IgnoreLeafDeny,
+        PlantedBug::IgnoreGatewayGossip,
     ];
 
     /// The bug's name on the command line.
@@ -442,6 +445,7 @@ impl PlantedBug {
             PlantedBug::GatewayToGateway => "gateway-to-gateway",
             PlantedBug::DropGatewayUnsub => "drop-gateway-unsub",
             PlantedBug::IgnoreLeafDeny => "ignore-leaf-deny",
+            PlantedBug::IgnoreGatewayGossip => "ignore-gateway-gossip",
         }
     }
 

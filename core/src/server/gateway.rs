@@ -86,6 +86,9 @@ pub(crate) struct Gateways {
     /// Subscriptions made here lately, oldest first, and until when they
     /// count: a reply matching one goes out as a `_GR_` subject.
     pub recent: std::collections::VecDeque<(AccountId, Box<[u8]>, crate::time::Instant)>,
+    /// Each route peer's gateway URL (from its route `INFO`), by its
+    /// server id.
+    pub peer_urls: BTreeMap<String, String>,
 }
 
 /// A remote gateway to dial.
@@ -198,6 +201,7 @@ impl Server {
             outbound: BTreeMap::new(),
             inbound: Vec::new(),
             recent: std::collections::VecDeque::new(),
+            peer_urls: BTreeMap::new(),
         }));
     }
 
@@ -212,7 +216,7 @@ impl Server {
         }
     }
 
-    fn gateway_url(&self) -> String {
+    pub(crate) fn gateway_url(&self) -> String {
         let g = self.opts.gateway.as_ref();
         let host = g.map_or("", |g| g.host.as_str());
         let host = match host {
@@ -226,7 +230,7 @@ impl Server {
         format!("{host}:{}", self.gateways.as_ref().map_or(0, |g| g.port))
     }
 
-    fn gateway_info_line(&self) -> Vec<u8> {
+    pub(crate) fn gateway_info_line(&self) -> Vec<u8> {
         let g = self.gateways.as_ref().expect("gateways are on");
         let url = self.gateway_url();
         let info = GatewayInfo {
@@ -246,7 +250,7 @@ impl Server {
             tls_verify: self.gateway_tls().is_some(),
             max_payload: self.info.max_payload,
             gateway: g.name.clone(),
-            gateway_urls: vec![url.clone()],
+            gateway_urls: self.cluster_gateway_urls(),
             gateway_url: url,
             gateway_nrp: true,
             gateway_iom: true,
@@ -450,8 +454,17 @@ impl Server {
             self.learn_gateway(&info.gateway, &info.gateway_urls);
             return Flow::Continue(());
         }
+        if g.outbound {
+            // The remote cluster's gateway URLs (in its first INFO and
+            // again when they change): more to try.
+            self.add_gateway_urls(&info.gateway, &info.gateway_urls);
+        }
+        let g = self.conns[id.0]
+            .gateway
+            .as_deref()
+            .expect("a gateway has its state");
         if info.gateway_cmd != 0 || g.ready {
-            // Interest-only switches (2, 3) and updates: nothing to do.
+            // Interest-only switches (2, 3): nothing to do.
             return Flow::Continue(());
         }
         if g.outbound {
@@ -539,6 +552,8 @@ impl Server {
                 info.gateway, info.server_name
             ),
         );
+        // The rest of this cluster connects to it too.
+        self.gossip_gateway_to_routes(&info.gateway, &info.gateway_urls);
         Flow::Continue(())
     }
 
@@ -975,5 +990,6 @@ impl Server {
     }
 }
 
+mod gossip;
 #[cfg(test)]
 mod tests;

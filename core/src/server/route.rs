@@ -112,6 +112,12 @@ pub struct PeerInfo {
     pub cluster: String,
     pub cluster_dynamic: bool,
     pub connect_urls: Vec<String>,
+    /// The peer's gateway URL (a cluster member with a gateway).
+    pub gateway_url: String,
+    /// Gossip of a gateway (`gateway_cmd` 1): its name and URLs.
+    pub gateway: String,
+    pub gateway_urls: Vec<String>,
+    pub gateway_cmd: u8,
 }
 
 /// The `INFO` this server sends on routes, in nats-server's field order.
@@ -141,6 +147,8 @@ struct RouteInfo<'a> {
     cluster_dynamic: bool,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     connect_urls: &'a [String],
+    #[serde(skip_serializing_if = "str::is_empty")]
+    gateway_url: &'a str,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -357,6 +365,11 @@ impl Server {
         } else {
             self.own_client_urls()
         };
+        let gateway_url = if self.gateways.is_some() {
+            self.gateway_url()
+        } else {
+            String::new()
+        };
         let info = RouteInfo {
             server_id: &self.info.server_id,
             server_name: &self.info.server_name,
@@ -375,6 +388,7 @@ impl Server {
             cluster: &cluster.name,
             cluster_dynamic: cluster.dynamic_name,
             connect_urls: &connect_urls,
+            gateway_url: &gateway_url,
         };
         let mut out = b"INFO ".to_vec();
         serde_json::to_writer(&mut out, &info).expect("INFO serializes");
@@ -646,6 +660,11 @@ impl Server {
                 return Flow::Break(());
             }
         };
+        if !info.gateway.is_empty() {
+            // About a gateway, not a server of this cluster.
+            self.gateway_from_route(&info.gateway, &info.gateway_urls, info.gateway_cmd);
+            return Flow::Continue(());
+        }
         let route = self.conns[id.0]
             .route
             .as_deref()
@@ -726,6 +745,8 @@ impl Server {
         // a server that dialed a member back after losing it may be the
         // only one the others can learn it from.
         self.tell_routes_of(id, &info);
+        self.route_gateway_url(&info.server_id, Some(&info.gateway_url));
+        self.gateways_to_route(id);
         Flow::Continue(())
     }
 
@@ -896,6 +917,8 @@ impl Server {
                 cluster.routes.remove(&peer.server_id);
                 cluster.peer_urls.remove(&peer.server_id);
                 self.refresh_connect_urls();
+                let peer_id = peer.server_id.clone();
+                self.route_gateway_url(&peer_id, None);
             }
         }
         let shutting_down = self.lame_duck.is_some() || self.shutting_down;

@@ -268,15 +268,27 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
             } else {
                 ("B", "A", 0..split)
             };
-            Some(GatewayOptions {
-                name: ours.into(),
-                host: host(i),
-                port: GATEWAY_PORT,
-                gateways: vec![RemoteGateway {
+            // With `seed_topology`, only S0 names cluster B, by its first
+            // server: the rest learn of the other cluster from their
+            // routes and its servers from its gateway INFO.
+            let gateways = match (shape.seed_topology, i) {
+                (false, _) => vec![RemoteGateway {
                     name: theirs.into(),
                     urls: others.map(|j| url("nats", j, GATEWAY_PORT)).collect(),
                     tls: None,
                 }],
+                (true, 0) => vec![RemoteGateway {
+                    name: theirs.into(),
+                    urls: vec![url("nats", split, GATEWAY_PORT)],
+                    tls: None,
+                }],
+                (true, _) => Vec::new(),
+            };
+            Some(GatewayOptions {
+                name: ours.into(),
+                host: host(i),
+                port: GATEWAY_PORT,
+                gateways,
                 ..GatewayOptions::default()
             })
         }

@@ -676,6 +676,70 @@ async fn a_natrix_cluster_joins_a_super_cluster_of_reference_servers() {
     check_gateways(&[&a, &b, &c]).await;
 }
 
+/// A server `name` of cluster `cluster` (routes on `cluster_port`, to
+/// `routes`) with gateway `gateway` on a free port, dialing `remotes`.
+fn routed_gateway_server(
+    bin: &Path,
+    name: &str,
+    cluster: (&str, u16, &[u16]),
+    gateway: &str,
+    remotes: &[(&str, u16)],
+) -> ServerProcess {
+    let (cname, cport, routes) = cluster;
+    let routes: Vec<String> = routes
+        .iter()
+        .map(|p| format!("\"nats://127.0.0.1:{p}\""))
+        .collect();
+    let list: Vec<String> = remotes
+        .iter()
+        .map(|(n, p)| format!("{{ name: {n}, url: \"nats://127.0.0.1:{p}\" }}"))
+        .collect();
+    let conf = format!(
+        "server_name: {name}\ncluster {{ name: {cname}, listen: \"127.0.0.1:{cport}\", routes: [ {} ] }}\n\
+         gateway {{ name: {gateway}, listen: \"127.0.0.1:{}\", gateways: [ {} ] }}\n",
+        routes.join(", "),
+        free_port(),
+        list.join(", ")
+    );
+    with_conf(bin, &format!("gwr-{name}"), &conf)
+}
+
+#[tokio::test]
+async fn a_cluster_member_without_gateways_configured_is_told_of_them_by_its_routes() {
+    let natrix = natrix_bin();
+    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
+    if let Some(new) = reference_215() {
+        // Each teaches the other.
+        pairs.push((natrix.clone(), new.clone(), "N-215"));
+        pairs.push((new, natrix.clone(), "215-N"));
+    }
+    for (configured, told, name) in pairs {
+        let (b, bport) = gateway_server(&natrix, &format!("GB{name}"), &[]);
+        let gb = format!("GB{name}");
+        let a1_port = free_port();
+        let a1 = routed_gateway_server(
+            &configured,
+            &format!("A1{name}"),
+            ("GA", a1_port, &[]),
+            "GA",
+            &[(&gb, bport)],
+        );
+        let a2 = routed_gateway_server(
+            &told,
+            &format!("A2{name}"),
+            ("GA", free_port(), &[a1_port]),
+            "GA",
+            &[],
+        );
+        let on_b = async_nats::connect(b.url()).await.unwrap();
+        let from_a2 = async_nats::connect(a2.url()).await.unwrap();
+        let mut sub = on_b.subscribe("across").await.unwrap();
+        on_b.flush().await.unwrap();
+        until_received(&from_a2, "across", &mut sub).await;
+        let _ = a1;
+    }
+}
+
 /// A gateway `name` on TLS, dialing `remotes`.
 fn tls_gateway(
     bin: &Path,

@@ -222,3 +222,48 @@ fn a_gateway_of_another_name_is_refused_by_the_dialer() {
         net.logs
     );
 }
+
+#[test]
+fn a_cluster_member_without_gateways_configured_joins_through_its_routes() {
+    // Only S0 names GB; S1 learns it from S0's route.
+    let mut net = Net::new(vec![
+        member(0, "A", &[], "GA", &[("GB", 2)]),
+        member(1, "A", &[0], "GA", &[]),
+        member(2, "B", &[], "GB", &[]),
+    ]);
+    assert_eq!(outbound(&net, 0), ["GB"]);
+    assert_eq!(outbound(&net, 1), ["GB"], "told by its route");
+    assert_eq!(outbound(&net, 2), ["GA"]);
+    let sub = net.client(2);
+    net.send(2, sub, b"SUB foo 1\r\n");
+    let p = net.client(1);
+    net.send(1, p, b"PUB foo 2\r\nhi\r\n");
+    assert_eq!(net.read(2, sub), "MSG foo 1 2\r\nhi\r\n");
+}
+
+#[test]
+fn a_gateways_info_names_every_server_of_its_cluster_and_the_dialer_fails_over() {
+    // S0 (cluster A) knows only S2's URL; S2's INFO also names S1, the
+    // other server of cluster B.
+    let mut net = Net::new(vec![
+        member(0, "A", &[], "GA", &[("GB", 2)]),
+        member(1, "B", &[], "GB", &[]),
+        member(2, "B", &[1], "GB", &[]),
+    ]);
+    let out = net.servers[0].gateway_conns().0;
+    assert_eq!(out.len(), 1);
+    let mut p = net.client(0);
+    let sub = net.client(1);
+    net.send(1, sub, b"SUB foo 1\r\n");
+    net.send(0, p, b"PUB foo 1\r\na\r\n");
+    assert_eq!(net.read(1, sub), "MSG foo 1 1\r\na\r\n");
+    // The server S0 dialed goes: S0 dials the other one, which S2 named.
+    net.kill(2);
+    net.advance(3_000);
+    assert_eq!(outbound(&net, 0), ["GB"], "{:#?}", net.logs);
+    p = net.client(0);
+    net.send(0, p, b"PUB foo 1\r\nb\r\n");
+    // (After S1's INFO and PING of the meantime.)
+    let got = net.read(1, sub);
+    assert!(got.ends_with("MSG foo 1 1\r\nb\r\n"), "{got}");
+}
