@@ -346,6 +346,7 @@ mod tests {
             peer: peer.to_string(),
             announces: set(announces),
             heard: set(heard),
+            keeps_only: None,
             refuses: Vec::new(),
         }
     }

@@ -34,9 +34,10 @@ pub struct PeerLink {
     pub announces: BTreeSet<String>,
     /// What the peer told this server, in the same form.
     pub heard: BTreeSet<String>,
-    /// Subjects whose interest this end does not keep when the peer tells
-    /// it (a leaf node's `deny_exports`: a literal subject one of them
-    /// matches).
+    /// Subjects whose interest this end keeps when the peer tells it (a
+    /// leaf node connection's permissions: `None` is every subject), and
+    /// those it does not (its deny lists); both only for literal subjects.
+    pub keeps_only: Option<Vec<String>>,
     pub refuses: Vec<String>,
 }
 
@@ -46,12 +47,13 @@ impl PeerLink {
     pub fn keeps(&self, announced: &str) -> bool {
         let subject = announced.split(' ').nth(1).unwrap_or_default().as_bytes();
         // (The loop detection subject is always kept.)
+        let any = |ps: &[String]| {
+            ps.iter()
+                .any(|p| crate::subject::matches(p.as_bytes(), subject))
+        };
         subject.starts_with(b"$LDS.")
-            || !(crate::subject::is_literal(subject)
-                && self
-                    .refuses
-                    .iter()
-                    .any(|p| crate::subject::matches(p.as_bytes(), subject)))
+            || !crate::subject::is_literal(subject)
+            || (self.keeps_only.as_deref().is_none_or(any) && !any(&self.refuses))
     }
 }
 
@@ -285,6 +287,7 @@ impl Server {
                 peer: peer.server_id.clone(),
                 announces: for_routes.clone(),
                 heard: self.heard_on(id),
+                keeps_only: None,
                 refuses: Vec::new(),
             });
         }
@@ -313,7 +316,11 @@ impl Server {
                 peer: l.server_id.clone(),
                 announces,
                 heard: self.heard_on(id),
-                refuses: l.deny.as_ref().map_or_else(Vec::new, |d| d.exports.clone()),
+                keeps_only: l.perms.as_ref().and_then(|p| p.exports.allow.clone()),
+                refuses: l
+                    .perms
+                    .as_ref()
+                    .map_or_else(Vec::new, |p| p.exports.deny.clone()),
             });
         }
         let (outbound, inbound) = self.gateway_conns();
@@ -334,6 +341,7 @@ impl Server {
                     _ => BTreeSet::new(),
                 },
                 heard: self.heard_on(id),
+                keeps_only: None,
                 refuses: Vec::new(),
             });
         }

@@ -30,6 +30,10 @@ use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Routed};
+pub(crate) use perms::{LeafPerms, SubjectFilter};
+
+mod auth;
+mod perms;
 
 type Flow = ControlFlow<()>;
 
@@ -85,45 +89,8 @@ pub(crate) struct LeafState {
     pub own: crate::FastMap<Box<[u8]>, u32>,
     /// The peer found a loop: dial again only after [`LOOP_DELAY`].
     pub looped: bool,
-    /// Subjects this connection does not carry; `None` for most.
-    pub deny: Option<Box<LeafDeny>>,
-}
-
-/// Subjects a leaf node connection does not carry: on a leaf node its
-/// remote's `deny_exports` and `deny_imports`; on a hub, what the leaf
-/// node asked not to be sent (`deny_pub` in its `CONNECT`). Patterns match
-/// a subject's tokens taken literally, so a subscription `foo.*` is
-/// refused by `foo.*` or `foo.>`, not by `foo.bar` (whose messages are
-/// still filtered one by one), as nats-server matches them.
-#[derive(Debug, Default)]
-pub(crate) struct LeafDeny {
-    /// Not sent to the peer: messages, and the peer's interest in them.
-    pub exports: Vec<String>,
-    /// Not taken from the peer: interest in them is not told, and
-    /// messages on them are dropped.
-    pub imports: Vec<String>,
-}
-
-fn any_matches(patterns: &[String], subject: &[u8]) -> bool {
-    patterns
-        .iter()
-        .any(|p| crate::subject::matches(p.as_bytes(), subject))
-}
-
-impl LeafState {
-    /// Whether `subject` may not be sent to the peer.
-    pub(crate) fn denies_export(&self, subject: &[u8]) -> bool {
-        self.deny
-            .as_ref()
-            .is_some_and(|d| any_matches(&d.exports, subject))
-    }
-
-    /// Whether `subject` may not be taken from the peer.
-    pub(crate) fn denies_import(&self, subject: &[u8]) -> bool {
-        self.deny
-            .as_ref()
-            .is_some_and(|d| any_matches(&d.imports, subject))
-    }
+    /// What this connection carries each way; `None` (most): everything.
+    pub perms: Option<Box<LeafPerms>>,
 }
 
 /// The hub's `INFO` to a leaf node.
@@ -148,6 +115,12 @@ struct HubInfo<'a> {
     nonce: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     cluster: &'a str,
+    /// The leaf node's user's subscribe and publish permissions, for it to
+    /// apply on its side (second `INFO`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<SubjectFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<SubjectFilter>,
     info_on_connect: bool,
     #[serde(skip_serializing_if = "is_false")]
     connect_info: bool,
@@ -173,6 +146,9 @@ struct PeerHubInfo {
     info_on_connect: bool,
     connect_info: bool,
     leafnode_urls: Option<Vec<String>>,
+    /// What the hub's user may subscribe to and publish.
+    import: Option<SubjectFilter>,
+    export: Option<SubjectFilter>,
 }
 
 /// A leaf node's `CONNECT`.
@@ -296,7 +272,13 @@ impl Server {
         vec![format!("{host}:{port}")]
     }
 
-    fn hub_info_line(&self, cid: u64, nonce: &str, remote_account: &str) -> Vec<u8> {
+    fn hub_info_line(
+        &self,
+        cid: u64,
+        nonce: &str,
+        remote_account: &str,
+        user: Option<&crate::auth::Permissions>,
+    ) -> Vec<u8> {
         let l = self.opts.leafnodes.as_ref();
         let host = l.map_or("", |l| l.host.as_str());
         let cluster = self.cluster.as_ref().map_or("", |c| c.name.as_str());
@@ -316,6 +298,12 @@ impl Server {
             client_id: cid,
             nonce,
             cluster,
+            import: user
+                .and_then(|p| p.subscribe.as_ref())
+                .map(SubjectFilter::sent),
+            export: user
+                .and_then(|p| p.publish.as_ref())
+                .map(SubjectFilter::sent),
             info_on_connect: true,
             connect_info: !remote_account.is_empty(),
             leafnode_urls: self.leaf_urls(),
@@ -352,7 +340,7 @@ impl Server {
         let first = tls.is_some_and(|t| t.handshake_first);
         let tls = tls.map(|t| t.timeout);
         self.await_peer_tls(id, tls, first);
-        let line = self.hub_info_line(cid, &nonce, "");
+        let line = self.hub_info_line(cid, &nonce, "", None);
         self.send(id, &line);
         if tls.is_some() && !first {
             self.flush_dirty();
@@ -522,7 +510,9 @@ impl Server {
             );
             return refuse(self, &text, CloseReason::ProtocolViolation);
         }
-        let Some(account) = self.leaf_account(&connect, self.conns[id.0].nonce.as_bytes()) else {
+        let Some((account, user_perms)) =
+            self.leaf_account(&connect, self.conns[id.0].nonce.as_bytes())
+        else {
             self.conn_log(LogLevel::Error, id, "authentication error");
             self.send_err(id, "Authorization Violation");
             self.close(id, CloseReason::AuthenticationViolation, true);
@@ -546,113 +536,13 @@ impl Server {
             l.name = connect.name.clone();
             l.server_id = connect.server_id.clone();
             l.cluster = connect.cluster.clone();
-            if !connect.deny_pub.is_empty() {
-                l.deny = Some(Box::new(LeafDeny {
-                    exports: connect.deny_pub.clone(),
-                    imports: Vec::new(),
-                }));
-            }
+            l.perms = LeafPerms::of_hub_user(user_perms.as_ref(), &connect.deny_pub).boxed();
         }
         let name = self.accounts[account.0 as usize].name.clone();
-        let line = self.hub_info_line(cid, "", &name);
+        let line = self.hub_info_line(cid, "", &name, user_perms.as_ref());
         self.send(id, &line);
         self.leaf_ready(id);
         Flow::Continue(())
-    }
-
-    /// The account a leaf node's credentials bind it to; `None` when they
-    /// are wrong. In nats-server's order: `leafnodes { authorization }`'s
-    /// user, its nkey (which signs the hub's `nonce`) or its users list;
-    /// else the server's users (the user's account, if the user may
-    /// connect as a leaf node), or `$G` with no users.
-    fn leaf_account(&self, connect: &LeafConnect, nonce: &[u8]) -> Option<AccountId> {
-        let l = self.opts.leafnodes.as_ref()?;
-        let bound = |account: Option<&str>| match account {
-            Some(a) => self.account_id(a),
-            None => Some(AccountId::GLOBAL),
-        };
-        let given = crate::proto::ConnectOptions {
-            user: connect.user.clone().unwrap_or_default(),
-            pass: connect.pass.clone().unwrap_or_default(),
-            auth_token: connect.auth_token.clone().unwrap_or_default(),
-            nkey: connect.nkey.clone().unwrap_or_default(),
-            sig: connect.sig.clone().unwrap_or_default(),
-            ..crate::proto::ConnectOptions::default()
-        };
-        if let Some(user) = &l.user {
-            let pass = l.pass.clone().unwrap_or_default();
-            let single = crate::auth::Auth::UserPassword {
-                user: user.clone(),
-                password: pass,
-            };
-            single.authenticate(&given, b"")?;
-            return bound(l.account.as_deref());
-        }
-        if let Some(key) = &l.nkey {
-            if given.nkey != *key || !crate::auth::signed(key, &given.sig, nonce) {
-                return None;
-            }
-            return bound(l.account.as_deref());
-        }
-        if !l.users.is_empty() {
-            let u = l.users.iter().find(|u| u.user == given.user)?;
-            if !crate::auth::passwords_match(&u.password, &given.pass) {
-                return None;
-            }
-            return bound(u.account.as_deref());
-        }
-        if !self.opts.auth.required() {
-            let bound = l.account.as_deref().and_then(|a| self.account_id(a));
-            return Some(bound.unwrap_or(AccountId::GLOBAL));
-        }
-        let login = self.opts.auth.authenticate_as(&given, nonce, "LEAFNODE")?;
-        match self
-            .opts
-            .auth
-            .user(&login)
-            .and_then(|u| u.account.as_deref())
-        {
-            Some(a) => self.account_id(a),
-            None => Some(AccountId::GLOBAL),
-        }
-    }
-
-    /// What remote `remote`'s key puts in `CONNECT`: a credentials file's
-    /// JWT and the hub's nonce signed by its seed, or an nkey's public key
-    /// and signature. `Err`: why the connection cannot go on (nats-server's
-    /// text).
-    fn leaf_credentials(
-        &self,
-        remote: Option<usize>,
-        nonce: &str,
-        connect: &mut LeafConnect,
-    ) -> Result<(), String> {
-        let Some(r) = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i)) else {
-            return Ok(());
-        };
-        if let Some(file) = &r.credentials {
-            let creds = match &file.read {
-                Some(Ok(c)) => c,
-                Some(Err(e)) if e == "malformed" => {
-                    return Err("Credentials file malformed".to_string());
-                }
-                Some(Err(e)) if e == "has malformed seed" => {
-                    return Err("Credentials file has malformed seed".to_string());
-                }
-                Some(Err(e)) => return Err(e.clone()),
-                None => return Err(format!("credentials file {:?} was not read", file.path)),
-            };
-            connect.jwt = Some(creds.jwt.clone());
-            connect.sig = Some(creds.sign(nonce.as_bytes()));
-        } else if let Some(seed) = &r.nkey {
-            let Some((public, sig)) = crate::auth::creds::sign_with_key(seed, nonce.as_bytes())
-            else {
-                return Err("Remote nkey has malformed seed".to_string());
-            };
-            connect.nkey = Some(public);
-            connect.sig = Some(sig);
-        }
-        Ok(())
     }
 
     /// The leaf's side: the hub's `INFO`s.
@@ -670,6 +560,17 @@ impl Server {
             return Flow::Continue(());
         }
         if l.connected {
+            // The hub's user's permissions, to apply on this side.
+            if info.import.is_some() || info.export.is_some() {
+                let perms = self.spoke_perms(l.remote, info.export.as_ref(), info.import.as_ref());
+                if let Some(l) = self.conns[id.0].leaf.as_mut() {
+                    l.perms = perms;
+                }
+            }
+            let l = self.conns[id.0]
+                .leaf
+                .as_deref()
+                .expect("a leaf has its state");
             if info.connect_info && !l.ready {
                 self.leaf_ready(id);
             }
@@ -721,17 +622,9 @@ impl Server {
             headers: self.info.headers,
             ..LeafConnect::default()
         };
-        let deny = remote
-            .and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i))
-            .filter(|r| !r.deny_imports.is_empty() || !r.deny_exports.is_empty())
-            .map(|r| {
-                Box::new(LeafDeny {
-                    exports: r.deny_exports.clone(),
-                    imports: r.deny_imports.clone(),
-                })
-            });
-        if let Some(d) = &deny {
-            connect.deny_pub = d.imports.clone();
+        let perms = self.spoke_perms(remote, info.export.as_ref(), info.import.as_ref());
+        if let Some(r) = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i)) {
+            connect.deny_pub = r.deny_imports.clone();
         }
         if let Err(text) = self.leaf_credentials(remote, &info.nonce, &mut connect) {
             self.conn_log(LogLevel::Error, id, &text);
@@ -757,7 +650,7 @@ impl Server {
                 .as_mut()
                 .expect("a leaf has its state");
             l.connected = true;
-            l.deny = deny;
+            l.perms = perms;
             l.info_on_connect = info.info_on_connect;
             l.name = info.server_name;
             l.server_id = info.server_id;

@@ -335,3 +335,72 @@ async fn deny_lists_keep_subjects_on_their_side_between_natrix_and_2_15() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_hub_users_permissions_bound_its_leaf_node_between_natrix_and_2_15() {
+    let natrix = natrix_bin();
+    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
+    if let Some(new) = reference_215() {
+        pairs.push((new.clone(), natrix.clone(), "215-N"));
+        pairs.push((natrix.clone(), new, "N-215"));
+    }
+    for (hub_bin, leaf_bin, name) in pairs {
+        let port = free_port();
+        let dir = natrix_tests::test_dir("leaf-auth", &format!("PH{name}"));
+        let (conf, log) = (dir.join("hub.conf"), dir.join("hub.log"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: PH{name}\nauthorization {{ users: [\n  {{ user: lu, password: lp, permissions: {{ publish: \"up.>\", subscribe: \"down.>\" }} }}\n  {{ user: c, password: c }}\n] }}\n\
+                 leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"
+            ),
+        )
+        .unwrap();
+        let hub = ServerProcess::start(
+            &hub_bin,
+            &["-c", conf.to_str().unwrap(), "-l", log.to_str().unwrap()],
+        );
+        let leaf = leaf_with(
+            &leaf_bin,
+            &format!("PL{name}"),
+            &format!("nats-leaf://lu:lp@127.0.0.1:{port}"),
+            "",
+        );
+        let h = async_nats::ConnectOptions::with_user_and_password("c".into(), "c".into())
+            .connect(hub.url())
+            .await
+            .unwrap();
+        let l = async_nats::connect(leaf.url()).await.unwrap();
+        let mut down = l.subscribe("down.x").await.unwrap();
+        let mut other = l.subscribe("other.x").await.unwrap();
+        let mut up = h.subscribe("up.1").await.unwrap();
+        let mut bad = h.subscribe("bad.1").await.unwrap();
+        l.flush().await.unwrap();
+        h.flush().await.unwrap();
+        crate::cluster::until_received(&h, "down.x", &mut down).await;
+        crate::cluster::until_received(&l, "up.1", &mut up).await;
+        crate::cluster::drain(&mut down).await;
+        crate::cluster::drain(&mut up).await;
+        // Not permitted, then permitted on the same path: only the second
+        // crosses.
+        h.publish("other.x", "no".into()).await.unwrap();
+        h.publish("down.x", "yes".into()).await.unwrap();
+        h.flush().await.unwrap();
+        assert_eq!(&next(&mut down).await.payload[..], b"yes", "{name}");
+        l.publish("bad.1", "no".into()).await.unwrap();
+        l.publish("up.1", "yes".into()).await.unwrap();
+        l.flush().await.unwrap();
+        assert_eq!(&next(&mut up).await.payload[..], b"yes", "{name}");
+        for sub in [&mut other, &mut bad] {
+            let got = tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                futures::StreamExt::next(sub),
+            )
+            .await;
+            assert!(got.is_err(), "{name}: {got:?}");
+        }
+        // The leaf node kept to its permissions: the hub closed nothing.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains("Violation"), "{name}: {text}");
+    }
+}

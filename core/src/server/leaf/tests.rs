@@ -305,3 +305,50 @@ fn a_hub_closes_a_leaf_node_that_subscribes_to_what_it_asked_not_to_get() {
         net.logs
     );
 }
+
+#[test]
+fn a_hubs_user_permissions_bound_what_its_leaf_node_sends_and_gets() {
+    use crate::auth::{Auth, Permissions, SubjectPermission, User, Users};
+    let mut h = hub(0, "", &[]);
+    let mut users = Users::default();
+    let allow = |s: &str| SubjectPermission {
+        allow: Some(vec![s.to_string()]),
+        deny: Vec::new(),
+    };
+    users.by_name.insert(
+        "lu".into(),
+        User {
+            password: "lp".into(),
+            permissions: Some(Permissions {
+                publish: Some(allow("up.>")),
+                subscribe: Some(allow("down.>")),
+                response: None,
+            }),
+            ..User::default()
+        },
+    );
+    users.by_name.insert(
+        "c".into(),
+        User {
+            password: "c".into(),
+            ..User::default()
+        },
+    );
+    h.auth = Auth::Users(users);
+    let mut l = leaf(1, &[0]);
+    l.leafnodes.as_mut().unwrap().remotes[0].urls[0] =
+        RouteUrl::parse(&format!("nats-leaf://lu:lp@127.0.0.1:{}", leaf_port(0))).unwrap();
+    let mut net = Net::new(vec![h, l]);
+    assert_eq!(leafs(&net, 0), 1, "{:#?}", net.logs);
+    let on_leaf = net.client(1);
+    // Told by the hub's INFO, the leaf node asks only for what its user
+    // may receive: the hub would close it for the other one.
+    net.send(1, on_leaf, b"SUB down.x 1\r\nSUB other.x 2\r\n");
+    let on_hub = net.client_with(0, r#"{"user":"c","pass":"c","verbose":false}"#);
+    net.send(0, on_hub, b"SUB up.1 1\r\nSUB bad.1 2\r\n");
+    net.send(0, on_hub, b"PUB down.x 1\r\na\r\nPUB other.x 1\r\nb\r\n");
+    assert_eq!(net.read(1, on_leaf), "MSG down.x 1 1\r\na\r\n");
+    net.send(1, on_leaf, b"PUB bad.1 1\r\nc\r\nPUB up.1 1\r\nd\r\n");
+    assert_eq!(net.read(0, on_hub), "MSG up.1 1 1\r\nd\r\n");
+    assert_eq!(leafs(&net, 0), 1, "still linked: {:#?}", net.logs);
+}
