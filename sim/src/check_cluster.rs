@@ -56,6 +56,8 @@ pub struct ClusterFacts {
     pub end: Vec<ServerView>,
     /// The leaf nodes' deny lists, if the seed drew them.
     pub leaf_deny: Option<crate::cluster::LeafDenyPlan>,
+    /// Connections between a leaf node and its hub: one per account.
+    pub leaf_accounts: usize,
 }
 
 /// One server's view of its peers, taken at the end of the run.
@@ -174,7 +176,11 @@ impl ClusterFacts {
 /// views of each other's interest all agree: the condition the final
 /// round waits for, and what the end of the run must show. Returns what
 /// is wrong, by invariant.
-pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static str, String)> {
+pub fn disagreements(
+    views: &[ServerView],
+    topology: Topology,
+    leaf_accounts: usize,
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let n = views.len();
     let ids: Vec<&str> = views.iter().map(|v| v.server_id.as_str()).collect();
@@ -190,9 +196,13 @@ pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static 
     for i in 0..n {
         let members = topology.cluster_of(i, n).map(|c| c.1).unwrap_or_default();
         let routes: Vec<usize> = members.iter().copied().filter(|&j| j != i).collect();
+        // One leaf node connection per account.
         let leafs: Vec<usize> = match topology.hub_of(i) {
-            Some(hub) => vec![hub],
-            None => (0..n).filter(|&j| topology.hub_of(j) == Some(i)).collect(),
+            Some(hub) => vec![hub; leaf_accounts.max(1)],
+            None => (0..n)
+                .filter(|&j| topology.hub_of(j) == Some(i))
+                .flat_map(|j| std::iter::repeat_n(j, leaf_accounts.max(1)))
+                .collect(),
         };
         for (kind, want) in [(PeerKind::Route, routes), (PeerKind::Leaf, leafs)] {
             let mut have = peers(i, kind);
@@ -234,7 +244,7 @@ pub fn disagreements(views: &[ServerView], topology: Topology) -> Vec<(&'static 
             let ends: Vec<&PeerLink> = views[j]
                 .links
                 .iter()
-                .filter(|m| m.kind == back && m.peer == ids[i])
+                .filter(|m| m.kind == back && m.peer == ids[i] && m.account == l.account)
                 .collect();
             let Some(end) = ends.first() else {
                 // Registered on one end only: the handshake is still on
@@ -325,7 +335,7 @@ pub fn check(
     }
     // The final round waits for the servers to come together; the end of
     // the run (quiet since) must still show it, or says which part did not.
-    for (invariant, detail) in disagreements(&facts.end, facts.topology) {
+    for (invariant, detail) in disagreements(&facts.end, facts.topology, facts.leaf_accounts) {
         bad(invariant, detail);
     }
 }
@@ -346,6 +356,7 @@ mod tests {
             peer: peer.to_string(),
             announces: set(announces),
             heard: set(heard),
+            account: "$G".into(),
             keeps_only: None,
             refuses: Vec::new(),
         }
@@ -363,15 +374,15 @@ mod tests {
         use PeerKind::Route;
         let a = view("A", vec![link(Route, "B", &["$G x"], &["$G y q=2"])]);
         let mut b = view("B", vec![link(Route, "A", &["$G y q=2"], &["$G x"])]);
-        assert!(disagreements(&[a.clone(), b.clone()], Topology::Mesh).is_empty());
+        assert!(disagreements(&[a.clone(), b.clone()], Topology::Mesh, 1).is_empty());
         // B still believes A wants x.z, which A no longer announces.
         b.links[0].heard.insert("$G x.z".into());
-        let found = disagreements(&[a.clone(), b.clone()], Topology::Mesh);
+        let found = disagreements(&[a.clone(), b.clone()], Topology::Mesh, 1);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "interest-converges");
         // A third server nobody routes to.
         let c = view("C", Vec::new());
-        let found = disagreements(&[a, b, c], Topology::Mesh);
+        let found = disagreements(&[a, b, c], Topology::Mesh, 1);
         assert_eq!(
             found.iter().filter(|(i, _)| *i == "joined").count(),
             3,
@@ -386,11 +397,11 @@ mod tests {
         let h = view("H", vec![link(Leaf, "L", &["$G a"], &["$G b"])]);
         let l = view("L", vec![link(Leaf, "H", &["$G b"], &["$G a", "$G c"])]);
         let leaf = Topology::Leaf { hubs: 1 };
-        let found = disagreements(&[h.clone(), l], leaf);
+        let found = disagreements(&[h.clone(), l], leaf, 1);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "interest-converges");
         // A leaf node without its connection.
-        let found = disagreements(&[h, view("L", Vec::new())], leaf);
+        let found = disagreements(&[h, view("L", Vec::new())], leaf, 1);
         assert!(
             found
                 .iter()
@@ -413,9 +424,9 @@ mod tests {
             ],
         );
         let gateways = Topology::Gateways { split: 1 };
-        assert!(disagreements(&[a.clone(), b.clone()], gateways).is_empty());
+        assert!(disagreements(&[a.clone(), b.clone()], gateways, 1).is_empty());
         let lonely = view("B", vec![link(GatewayIn, "A", &["$G y"], &[])]);
-        let found = disagreements(&[a, lonely], gateways);
+        let found = disagreements(&[a, lonely], gateways, 1);
         assert!(
             found
                 .iter()

@@ -144,7 +144,7 @@ impl ClusterWorld {
         let s = cfg.seed;
         let setup = Setup::draw(s, 5, cfg.faults, cfg.fault_phase_ns);
         let n_clients = setup.clients.len();
-        let shape = Shape::draw(s, n_clients, setup.users.is_none());
+        let shape = Shape::draw(s, n_clients);
         let base = Options {
             ping_interval: std::time::Duration::from_secs(1),
             ping_max: 2,
@@ -219,6 +219,7 @@ impl ClusterWorld {
                 servers: shape.servers,
                 topology: shape.topology,
                 leaf_deny: shape.leaf_deny.clone(),
+                leaf_accounts: base.accounts.len().max(1),
                 ..ClusterFacts::default()
             },
             cfg,
@@ -1040,7 +1041,8 @@ impl ClusterWorld {
         }
         // The final round waits for the servers too: a full mesh whose
         // views of each other's interest agree.
-        let together = disagreements(&self.views(), self.facts.topology).is_empty();
+        let together =
+            disagreements(&self.views(), self.facts.topology, self.facts.leaf_accounts).is_empty();
         if !together
             || !self
                 .phases

@@ -34,6 +34,8 @@ pub struct PeerLink {
     pub announces: BTreeSet<String>,
     /// What the peer told this server, in the same form.
     pub heard: BTreeSet<String>,
+    /// The account a leaf node connection binds (empty on other links).
+    pub account: String,
     /// Subjects whose interest this end keeps when the peer tells it (a
     /// leaf node connection's permissions: `None` is every subject), and
     /// those it does not (its deny lists); both only for literal subjects.
@@ -287,6 +289,7 @@ impl Server {
                 peer: peer.server_id.clone(),
                 announces: for_routes.clone(),
                 heard: self.heard_on(id),
+                account: String::new(),
                 keeps_only: None,
                 refuses: Vec::new(),
             });
@@ -316,6 +319,7 @@ impl Server {
                 peer: l.server_id.clone(),
                 announces,
                 heard: self.heard_on(id),
+                account: acc.name.clone(),
                 keeps_only: l.perms.as_ref().and_then(|p| p.exports.allow.clone()),
                 refuses: l
                     .perms
@@ -341,6 +345,7 @@ impl Server {
                     _ => BTreeSet::new(),
                 },
                 heard: self.heard_on(id),
+                account: String::new(),
                 keeps_only: None,
                 refuses: Vec::new(),
             });

@@ -6,7 +6,7 @@
 use natrix_core::Options;
 use natrix_core::config::cluster::{ClusterOptions, RouteUrl};
 use natrix_core::config::gateway::{GatewayOptions, RemoteGateway};
-use natrix_core::config::leafnodes::{LeafNodeOptions, LeafRemote};
+use natrix_core::config::leafnodes::{LeafNodeOptions, LeafRemote, LeafUser};
 use natrix_core::server::Listener;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
@@ -91,19 +91,18 @@ impl LeafDenyPlan {
 }
 
 impl Shape {
-    /// Draws a seed's cluster; leaf nodes only with `leaf_ok` (a leaf node
-    /// binds one account: seeds with users and accounts run without).
-    pub fn draw(s: u64, clients: usize, leaf_ok: bool) -> Shape {
+    /// Draws a seed's cluster.
+    pub fn draw(s: u64, clients: usize) -> Shape {
         let mut rng = seed::rng(s, "cluster", 0);
         let servers = 2 + (rng.next_u32() % 3) as usize;
         let seed_topology = rng.next_u32().is_multiple_of(2);
         // Half the seeds one cluster, a quarter leaf nodes, a quarter
-        // gateways (seeds that may not have leaf nodes: one cluster).
+        // gateways.
         let mut joined = seed::rng(s, "topology", 0);
         let roll = joined.next_u32();
         let part = 1 + (joined.next_u32() as usize) % (servers - 1);
         let topology = match roll % 4 {
-            2 if leaf_ok => Topology::Leaf { hubs: part },
+            2 => Topology::Leaf { hubs: part },
             3 => Topology::Gateways { split: part },
             _ => Topology::Mesh,
         };
@@ -242,21 +241,67 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
                 ..ClusterOptions::default()
             }
         });
+    // With users, a leaf node connection authenticates as a leaf node
+    // user of the hub, one per account (`leaf-<account>`), binding the
+    // account of the same name on both sides.
+    let with_users = base.auth.required();
+    let accounts: Vec<Option<String>> = if base.accounts.is_empty() {
+        vec![None]
+    } else {
+        base.accounts.iter().map(|a| Some(a.name.clone())).collect()
+    };
+    let leaf_user = |a: &Option<String>| format!("leaf-{}", a.as_deref().unwrap_or("G"));
     let leafnodes = match topology {
         Topology::Mesh | Topology::Gateways { .. } => None,
         Topology::Leaf { .. } => Some(match topology.hub_of(i) {
             None => LeafNodeOptions {
                 host: host(i),
                 port: Some(LEAF_PORT),
+                users: if with_users {
+                    accounts
+                        .iter()
+                        .map(|a| LeafUser {
+                            user: leaf_user(a),
+                            password: "p".into(),
+                            account: a.clone(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 ..LeafNodeOptions::default()
             },
             Some(hub) => LeafNodeOptions {
-                remotes: vec![LeafRemote {
-                    urls: vec![url("nats-leaf", hub, LEAF_PORT)],
-                    deny_imports: shape.leaf_deny.iter().map(|d| d.imports.clone()).collect(),
-                    deny_exports: shape.leaf_deny.iter().map(|d| d.exports.clone()).collect(),
-                    ..LeafRemote::default()
-                }],
+                remotes: accounts
+                    .iter()
+                    .map(|a| {
+                        let url = if with_users {
+                            RouteUrl::parse(&format!(
+                                "nats-leaf://{}:p@{}:{LEAF_PORT}",
+                                leaf_user(a),
+                                host(hub)
+                            ))
+                            .expect("a well-formed URL")
+                        } else {
+                            url("nats-leaf", hub, LEAF_PORT)
+                        };
+                        LeafRemote {
+                            urls: vec![url],
+                            account: a.clone(),
+                            deny_imports: shape
+                                .leaf_deny
+                                .iter()
+                                .map(|d| d.imports.clone())
+                                .collect(),
+                            deny_exports: shape
+                                .leaf_deny
+                                .iter()
+                                .map(|d| d.exports.clone())
+                                .collect(),
+                            ..LeafRemote::default()
+                        }
+                    })
+                    .collect(),
                 ..LeafNodeOptions::default()
             },
         }),
