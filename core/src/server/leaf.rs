@@ -115,6 +115,8 @@ struct HubInfo<'a> {
     nonce: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     cluster: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    domain: &'a str,
     /// The leaf node's user's subscribe and publish permissions, for it to
     /// apply on its side (second `INFO`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +151,8 @@ struct PeerHubInfo {
     /// What the hub's user may subscribe to and publish.
     import: Option<SubjectFilter>,
     export: Option<SubjectFilter>,
+    /// The hub's JetStream domain.
+    domain: String,
 }
 
 /// A leaf node's `CONNECT`.
@@ -177,6 +181,9 @@ struct LeafConnect {
     /// Subjects the leaf node does not want (its `deny_imports`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     deny_pub: Vec<String>,
+    /// This server's JetStream domain.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    domain: String,
 }
 
 impl Server {
@@ -298,6 +305,7 @@ impl Server {
             client_id: cid,
             nonce,
             cluster,
+            domain: self.own_js_domain().unwrap_or_default(),
             import: user
                 .and_then(|p| p.subscribe.as_ref())
                 .map(SubjectFilter::sent),
@@ -536,7 +544,13 @@ impl Server {
             l.name = connect.name.clone();
             l.server_id = connect.server_id.clone();
             l.cluster = connect.cluster.clone();
-            l.perms = LeafPerms::of_hub_user(user_perms.as_ref(), &connect.deny_pub).boxed();
+            l.perms = LeafPerms::of_hub_user(user_perms.as_ref(), &connect.deny_pub)
+                .with_jetstream_apart(
+                    Some(account) == self.system_account,
+                    self.opts.jetstream.as_ref().map(|j| j.domain.as_str()),
+                    &connect.domain,
+                )
+                .boxed();
         }
         let name = self.accounts[account.0 as usize].name.clone();
         let line = self.hub_info_line(cid, "", &name, user_perms.as_ref());
@@ -562,7 +576,8 @@ impl Server {
         if l.connected {
             // The hub's user's permissions, to apply on this side.
             if info.import.is_some() || info.export.is_some() {
-                let perms = self.spoke_perms(l.remote, info.export.as_ref(), info.import.as_ref());
+                let perms =
+                    self.spoke_perms(id, info.export.as_ref(), info.import.as_ref(), &info.domain);
                 if let Some(l) = self.conns[id.0].leaf.as_mut() {
                     l.perms = perms;
                 }
@@ -622,7 +637,8 @@ impl Server {
             headers: self.info.headers,
             ..LeafConnect::default()
         };
-        let perms = self.spoke_perms(remote, info.export.as_ref(), info.import.as_ref());
+        let perms = self.spoke_perms(id, info.export.as_ref(), info.import.as_ref(), &info.domain);
+        connect.domain = self.own_js_domain().unwrap_or_default().to_string();
         if let Some(r) = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i)) {
             connect.deny_pub = r.deny_imports.clone();
         }

@@ -404,3 +404,71 @@ async fn a_hub_users_permissions_bound_its_leaf_node_between_natrix_and_2_15() {
         assert!(!text.contains("Violation"), "{name}: {text}");
     }
 }
+
+/// Every answer to one request on `subject` from `client` within 1 s.
+async fn answers(client: &async_nats::Client, subject: &str) -> Vec<String> {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(format!("{inbox}.>")).await.unwrap();
+    client
+        .publish_with_reply(subject.to_string(), format!("{inbox}.1"), "".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut got = Vec::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Ok(Some(m)) = tokio::time::timeout_at(until, futures::StreamExt::next(&mut sub)).await
+    {
+        got.push(String::from_utf8_lossy(&m.payload).into_owned());
+    }
+    got
+}
+
+#[tokio::test]
+async fn jetstream_answers_on_its_own_side_of_a_leaf_node_and_other_domains_by_their_prefix() {
+    let natrix = natrix_bin();
+    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
+    if let Some(new) = reference_215() {
+        pairs.push((new.clone(), natrix.clone(), "215-N"));
+        pairs.push((natrix.clone(), new, "N-215"));
+    }
+    for (hub_bin, leaf_bin, name) in pairs {
+        let dir = natrix_tests::test_dir("leaf-auth", &format!("JS{name}"));
+        let port = free_port();
+        let hub = with_conf(
+            &hub_bin,
+            &format!("JH{name}"),
+            &format!(
+                "server_name: JH{name}\njetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n",
+                dir.join("hub").display()
+            ),
+        );
+        let leaf = with_conf(
+            &leaf_bin,
+            &format!("JL{name}"),
+            &format!(
+                "server_name: JL{name}\njetstream {{ store_dir: \"{}\", domain: leaf }}\nleafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}\n",
+                dir.join("leaf").display()
+            ),
+        );
+        let l = async_nats::connect(leaf.url()).await.unwrap();
+        let _h = async_nats::connect(hub.url()).await.unwrap();
+        // The other domain, by its prefix (once the interest crossed).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let far = loop {
+            let got = answers(&l, "$JS.hub.API.INFO").await;
+            if !got.is_empty() {
+                break got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the hub's domain never answered"
+            );
+        };
+        assert_eq!(far.len(), 1, "{name}: {far:?}");
+        assert!(far[0].contains("\"domain\":\"hub\""), "{name}: {far:?}");
+        // This side's JetStream alone answers the plain API.
+        let near = answers(&l, "$JS.API.INFO").await;
+        assert_eq!(near.len(), 1, "{name}: {near:?}");
+        assert!(near[0].contains("\"domain\":\"leaf\""), "{name}: {near:?}");
+    }
+}

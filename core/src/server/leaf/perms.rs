@@ -78,6 +78,14 @@ impl SubjectFilter {
     }
 }
 
+/// JetStream's API, key-value and object store subjects, which each side
+/// of a leaf node connection serves on its own, as in nats-server (so a
+/// request is not answered by both); another domain's JetStream is reached
+/// by its own prefix, `$JS.<domain>.API.>`.
+const JS_CLIENT_SUBJECTS: [&str; 3] = ["$JS.API.>", "$KV.>", "$OBJ.>"];
+/// The same for the system account, with clustered JetStream's subjects.
+const JS_SYSTEM_SUBJECTS: [&str; 2] = ["$JSC.>", "$NRG.>"];
+
 /// Both directions of a leaf node connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LeafPerms {
@@ -91,6 +99,28 @@ impl LeafPerms {
     /// `None` when both directions carry everything.
     pub(crate) fn boxed(self) -> Option<Box<LeafPerms>> {
         (!(self.exports.passes_all() && self.imports.passes_all())).then(|| Box::new(self))
+    }
+
+    /// The same with JetStream kept to each side: its subjects denied both
+    /// ways (for the system account also clustered JetStream's), and,
+    /// when this server's JetStream has a domain the peer's differs
+    /// from, requests to this domain kept from leaving.
+    pub(crate) fn with_jetstream_apart(
+        mut self,
+        system: bool,
+        own_domain: Option<&str>,
+        peer_domain: &str,
+    ) -> LeafPerms {
+        let mut deny: Vec<String> = JS_CLIENT_SUBJECTS.map(str::to_string).to_vec();
+        if system {
+            deny.extend(JS_SYSTEM_SUBJECTS.map(str::to_string));
+        }
+        self.imports.deny.extend(deny.iter().cloned());
+        self.exports.deny.extend(deny);
+        if let Some(own) = own_domain.filter(|d| !d.is_empty() && *d != peer_domain) {
+            self.exports.deny.push(format!("$JS.{own}.API.>"));
+        }
+        self
     }
 
     /// A hub's, for a leaf node that authenticated as a user with
@@ -124,10 +154,13 @@ impl crate::server::Server {
     /// subscribe to (`import`), less the remote's deny lists.
     pub(super) fn spoke_perms(
         &self,
-        remote: Option<usize>,
+        id: crate::server::ConnId,
         export: Option<&SubjectFilter>,
         import: Option<&SubjectFilter>,
+        hub_domain: &str,
     ) -> Option<Box<LeafPerms>> {
+        let c = &self.conns[id.0];
+        let remote = c.leaf.as_ref().and_then(|l| l.remote);
         let r = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i));
         let (deny_exports, deny_imports) = r.map_or((&[][..], &[][..]), |r| {
             (&r.deny_exports[..], &r.deny_imports[..])
@@ -136,7 +169,17 @@ impl crate::server::Server {
             exports: received(export).and_deny(deny_exports),
             imports: received(import).and_deny(deny_imports),
         }
+        .with_jetstream_apart(
+            Some(c.account) == self.system_account,
+            self.own_js_domain(),
+            hub_domain,
+        )
         .boxed()
+    }
+
+    /// This server's JetStream domain, with JetStream on.
+    pub(super) fn own_js_domain(&self) -> Option<&str> {
+        self.opts.jetstream.as_ref().map(|j| j.domain.as_str())
     }
 }
 
