@@ -329,20 +329,6 @@ impl Server {
         }
     }
 
-    /// This server's own client URLs, first in every `connect_urls`.
-    pub(crate) fn own_client_urls(&self) -> Vec<String> {
-        let host = match self.opts.host.as_str() {
-            "" | "0.0.0.0" | "::" | "[::]" => return Vec::new(),
-            h => h,
-        };
-        let url = if host.contains(':') {
-            format!("[{host}]:{}", self.opts.port)
-        } else {
-            format!("{host}:{}", self.opts.port)
-        };
-        vec![url]
-    }
-
     /// The route `INFO` this server sends (with `nonce` on a route it
     /// accepted, `ip` when it tells others about a peer).
     fn route_info_line(&self, nonce: &str) -> Vec<u8> {
@@ -791,89 +777,6 @@ impl Server {
         }
     }
 
-    /// Tells every other route about the peer of route `id` (its `INFO`
-    /// with the address to dial it at), so that they dial it.
-    fn tell_routes_of(&mut self, id: ConnId, info: &PeerInfo) {
-        let c = &self.conns[id.0];
-        let ip = if info.ip.is_empty() {
-            let host = c.peer.ip();
-            let host = if host.is_ipv6() {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            format!("nats-route://{host}:{}/", info.port)
-        } else {
-            info.ip.clone()
-        };
-        let gossip = GossipInfo {
-            server_id: &info.server_id,
-            server_name: &info.server_name,
-            version: &info.version,
-            proto: 1,
-            host: &info.host,
-            port: info.port,
-            headers: info.headers,
-            ip: &ip,
-            cluster: &info.cluster,
-            connect_urls: &info.connect_urls,
-        };
-        let mut line = b"INFO ".to_vec();
-        serde_json::to_writer(&mut line, &gossip).expect("INFO serializes");
-        line.extend_from_slice(b"\r\n");
-        let others: Vec<ConnId> = self
-            .cluster
-            .as_ref()
-            .map(|c| c.routes.values().copied().filter(|&r| r != id).collect())
-            .unwrap_or_default();
-        for r in others {
-            self.send(r, &line);
-        }
-    }
-
-    /// A peer told of another member: dial it unless it is known.
-    fn learn_server(&mut self, info: &PeerInfo) {
-        if info.server_id == self.info.server_id {
-            return;
-        }
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if cluster.routes.contains_key(&info.server_id) {
-            return;
-        }
-        let url = if info.ip.is_empty() {
-            RouteUrl::parse(&format!("{}:{}", info.host, info.port))
-        } else {
-            RouteUrl::parse(&info.ip)
-        };
-        let Ok(url) = url else {
-            return;
-        };
-        if let Some(i) = cluster
-            .remotes
-            .iter()
-            .position(|r| r.url.host == url.host && r.url.port == url.port)
-        {
-            let r = &mut cluster.remotes[i];
-            if r.conn.is_none() {
-                r.gone = false;
-                r.failures = 0;
-                self.dial_remote(i);
-            }
-            return;
-        }
-        cluster.remotes.push(Remote {
-            url,
-            explicit: false,
-            conn: None,
-            failures: 0,
-            gone: false,
-        });
-        let i = cluster.remotes.len() - 1;
-        self.dial_remote(i);
-    }
-
     /// Closes a route's side of things: its peer's subscriptions and
     /// timers go, and what the route meant to the cluster (see
     /// [`Server::route_closed`]).
@@ -926,134 +829,6 @@ impl Server {
             self.remote_lost(i, shutting_down);
         }
         self.conns[id.0].route = Some(r);
-    }
-
-    /// Records the client URLs of route `id`'s peer (`None`: forget them)
-    /// and tells clients when the set changed.
-    fn set_peer_urls(&mut self, id: ConnId, urls: Option<Vec<String>>) {
-        if self.opts.cluster.as_ref().is_some_and(|c| c.no_advertise) {
-            return;
-        }
-        let Some(peer) = self.conns[id.0]
-            .route
-            .as_ref()
-            .and_then(|r| r.peer.as_ref())
-            .map(|p| p.server_id.clone())
-        else {
-            return;
-        };
-        let cluster = self.cluster.as_mut().expect("a cluster");
-        let changed = match urls {
-            Some(u) => cluster.peer_urls.insert(peer, u.clone()).as_ref() != Some(&u),
-            None => cluster.peer_urls.remove(&peer).is_some(),
-        };
-        if changed {
-            self.refresh_connect_urls();
-        }
-    }
-
-    /// Rebuilds clients' `connect_urls` (this server's own first) and
-    /// sends the new `INFO` to every client that reads async `INFO`.
-    fn refresh_connect_urls(&mut self) {
-        // Routes closing because this server stops: clients must keep the
-        // other servers to fail over to (nats-server sends nothing then).
-        if self.shutting_down || self.lame_duck.is_some() {
-            return;
-        }
-        let mut urls = self.own_client_urls();
-        if let Some(c) = self.cluster.as_ref() {
-            for u in c.peer_urls.values().flatten() {
-                if !urls.contains(u) {
-                    urls.push(u.clone());
-                }
-            }
-        }
-        if urls == self.info.connect_urls {
-            return;
-        }
-        self.info.connect_urls = urls;
-        let info = self.info.clone();
-        self.send_info_to_clients(info);
-    }
-
-    /// Tells a newly registered route all of this server's interest.
-    fn send_all_interest(&mut self, id: ConnId) {
-        let mut out = Vec::new();
-        for acc in &self.accounts {
-            for (key, count) in &acc.interest {
-                let weight = count.for_routes();
-                if weight == 0 {
-                    continue;
-                }
-                let (subject, queue) = super::interest::split(key);
-                encode_sub(&mut out, &acc.name, subject, queue.map(|q| (q, weight)));
-            }
-        }
-        if !out.is_empty() {
-            self.send(id, &out);
-        }
-    }
-
-    /// Tells every route that interest in `subject` (and `queue`) of
-    /// `account` is now `weight` (0: gone).
-    pub(crate) fn tell_routes(
-        &mut self,
-        account: AccountId,
-        subject: &[u8],
-        queue: Option<&[u8]>,
-        weight: u32,
-    ) {
-        let Some(cluster) = self.cluster.as_deref() else {
-            return;
-        };
-        if cluster.routes.is_empty() {
-            return;
-        }
-        // Test-only: the route is never told the interest went.
-        if weight == 0 && self.planted(crate::config::PlantedBug::DropRouteUnsub) {
-            return;
-        }
-        let mut line = Vec::new();
-        let name = &self.accounts[account.0 as usize].name;
-        if weight > 0 {
-            encode_sub(&mut line, name, subject, queue.map(|q| (q, weight)));
-        } else {
-            encode_unsub(&mut line, name, subject, queue);
-        }
-        let routes: Vec<ConnId> = cluster.routes.values().copied().collect();
-        for r in routes {
-            self.send(r, &line);
-        }
-    }
-
-    /// `RS+`: the peer's interest, kept as a subscription of the route.
-    fn remote_sub(
-        &mut self,
-        id: ConnId,
-        account: &[u8],
-        subject: &[u8],
-        queue: Option<(&[u8], &[u8])>,
-    ) {
-        let Some(acc) = self.account_by_name(account) else {
-            self.debug(id, || {
-                format!(
-                    "Unknown account {:?} for remote subject {:?}",
-                    String::from_utf8_lossy(account),
-                    String::from_utf8_lossy(subject)
-                )
-            });
-            return;
-        };
-        let weight = queue.map_or(1, |(_, w)| super::interest::queue_weight(w));
-        let queue = queue.map(|(q, _)| q);
-        let key = route_sub_key(account, subject, queue);
-        self.peer_subscribe(id, acc, &key, subject, queue, weight);
-    }
-
-    /// `RS-`: the peer lost its interest.
-    fn remote_unsub(&mut self, id: ConnId, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
-        let key = route_sub_key(account, subject, queue);
-        self.peer_unsubscribe(id, &key);
     }
 
     /// The account named `name`, if this server has it.
@@ -1166,21 +941,7 @@ impl Server {
     }
 }
 
-/// What a server tells its other routes about a new peer.
-#[derive(Serialize)]
-struct GossipInfo<'a> {
-    server_id: &'a str,
-    server_name: &'a str,
-    version: &'a str,
-    proto: i32,
-    host: &'a str,
-    port: u16,
-    headers: bool,
-    ip: &'a str,
-    cluster: &'a str,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    connect_urls: &'a [String],
-}
-
+mod announce;
+mod gossip;
 #[cfg(test)]
 pub(crate) mod tests;
