@@ -30,6 +30,9 @@ pub struct LeafNodeOptions {
     pub remotes: Vec<LeafRemote>,
     /// Wait between attempts to dial a remote.
     pub reconnect: Option<Duration>,
+    /// The `host[:port]` leaf nodes are told to dial instead of the
+    /// listener's (`advertise`: behind a NAT or a load balancer).
+    pub advertise: Option<String>,
     /// TLS for leaf nodes dialing this hub (`tls {}`): `INFO` in
     /// plaintext, then the handshake; a leaf node's certificate is asked
     /// for with `verify`.
@@ -88,7 +91,6 @@ impl CredentialsFile {
 }
 
 const NOT_YET: &[(&str, &str)] = &[
-    ("advertise", "leaf node URL advertisement"),
     ("no_advertise", "leaf node URL advertisement"),
     ("min_version", "a minimum leaf node version"),
     ("websocket", "leaf nodes over websocket"),
@@ -163,6 +165,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
                 }
             }
             "reconnect" | "reconnect_delay" => l.reconnect = Some(seconds(&f, warnings)?),
+            "advertise" | "leafnode_advertise" => l.advertise = Some(f.as_str()?.to_string()),
             "tls" => {
                 let tls = super::tls::block(e)?;
                 if tls.verify && tls.ca_file.is_none() {

@@ -836,6 +836,12 @@ fn leaf_node_keys_credentials_and_users() {
     // nats-server's refusals.
     let e = errors("leafnodes { remotes: [ { url: \"h:1\", deny_imports: \"a..b\" } ] }\n");
     assert!(e[0].contains("is not a valid subject"), "{e:?}");
+    let (o, _, p) = load("leafnodes { port: 7422, advertise: \"edge.example.com:7000\" }\n");
+    assert!(p.errors.is_empty(), "{p:?}");
+    assert_eq!(
+        o.leafnodes.unwrap().advertise.as_deref(),
+        Some("edge.example.com:7000")
+    );
     let e = errors("leafnodes { authorization { nkey: UNOTAKEY } }\n");
     assert!(
         e[0].contains("Not a valid public nkey for leafnode authorization"),

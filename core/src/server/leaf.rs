@@ -265,6 +265,20 @@ impl Server {
     }
 
     fn leaf_urls(&self) -> Vec<String> {
+        let port = self.leafnodes.as_ref().map_or(0, |l| l.port);
+        if let Some(adv) = self
+            .opts
+            .leafnodes
+            .as_ref()
+            .and_then(|l| l.advertise.as_deref())
+        {
+            // `host` alone keeps the listener's port.
+            return vec![if adv.contains(':') {
+                adv.to_string()
+            } else {
+                format!("{adv}:{port}")
+            }];
+        }
         let l = self.opts.leafnodes.as_ref();
         let host = l.map_or("", |l| l.host.as_str());
         let host = match host {
@@ -275,7 +289,6 @@ impl Server {
             "" | "0.0.0.0" | "::" => "127.0.0.1",
             h => h,
         };
-        let port = self.leafnodes.as_ref().map_or(0, |l| l.port);
         vec![format!("{host}:{port}")]
     }
 
@@ -289,6 +302,20 @@ impl Server {
         let l = self.opts.leafnodes.as_ref();
         let host = l.map_or("", |l| l.host.as_str());
         let cluster = self.cluster.as_ref().map_or("", |c| c.name.as_str());
+        let mut port = self.leafnodes.as_ref().map_or(0, |l| l.port);
+        // `advertise` names the host and port in INFO too.
+        let urls = self.leaf_urls();
+        let advertised = l.and_then(|l| l.advertise.as_ref()).and_then(|_| {
+            let (h, p) = urls.first()?.rsplit_once(':')?;
+            Some((h.to_string(), p.parse::<u16>().ok()?))
+        });
+        let host = match &advertised {
+            Some((h, p)) => {
+                port = *p;
+                h.as_str()
+            }
+            None => host,
+        };
         let info = HubInfo {
             server_id: &self.info.server_id,
             server_name: &self.info.server_name,
@@ -296,7 +323,7 @@ impl Server {
             proto: 1,
             go: &self.info.go,
             host: if host.is_empty() { "0.0.0.0" } else { host },
-            port: self.leafnodes.as_ref().map_or(0, |l| l.port),
+            port,
             headers: self.info.headers,
             auth_required: true,
             tls_required: l.is_some_and(|l| l.tls.is_some()),
@@ -314,7 +341,7 @@ impl Server {
                 .map(SubjectFilter::sent),
             info_on_connect: true,
             connect_info: !remote_account.is_empty(),
-            leafnode_urls: self.leaf_urls(),
+            leafnode_urls: urls,
             remote_account,
         };
         let mut out = b"INFO ".to_vec();

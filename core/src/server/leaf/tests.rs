@@ -352,3 +352,45 @@ fn a_hubs_user_permissions_bound_what_its_leaf_node_sends_and_gets() {
     assert_eq!(net.read(0, on_hub), "MSG up.1 1 1\r\nd\r\n");
     assert_eq!(leafs(&net, 0), 1, "still linked: {:#?}", net.logs);
 }
+
+#[test]
+fn an_advertised_address_is_what_leaf_nodes_are_told_to_dial() {
+    use crate::server::{Event, Listener};
+    // A host alone keeps the listener's port.
+    let listener = leaf_port(0);
+    for (advertise, url, port) in [
+        (
+            "leaf.example.com:7000".to_string(),
+            "leaf.example.com:7000".to_string(),
+            7000,
+        ),
+        (
+            "leaf.example.com".to_string(),
+            format!("leaf.example.com:{listener}"),
+            listener,
+        ),
+    ] {
+        let mut h = hub(0, "", &[]);
+        h.leafnodes.as_mut().unwrap().advertise = Some(advertise);
+        let mut net = Net::new(vec![h]);
+        let conn = net.servers[0].next_conn_id();
+        net.servers[0].handle(
+            super::super::route::tests::now_at(0),
+            Event::Accepted {
+                conn,
+                listener: Listener::Leaf,
+                peer: "127.0.0.1:60002".parse().unwrap(),
+            },
+        );
+        net.settle();
+        let info = net.read(0, conn);
+        assert!(
+            info.contains(&format!("\"leafnode_urls\":[\"{url}\"]")),
+            "{info}"
+        );
+        assert!(
+            info.contains(&format!("\"host\":\"leaf.example.com\",\"port\":{port}")),
+            "{info}"
+        );
+    }
+}
