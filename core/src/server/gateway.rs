@@ -637,15 +637,8 @@ impl Server {
             .iter()
             .filter(|r| r.name != from && !r.urls.is_empty())
         {
-            let info = GatewayInfo {
-                gateway: r.name.clone(),
-                gateway_urls: r.urls.iter().map(RouteUrl::addr).collect(),
-                gateway_cmd: 1,
-                ..GatewayInfo::default()
-            };
-            out.extend_from_slice(b"INFO ");
-            serde_json::to_writer(&mut out, &info).expect("INFO serializes");
-            out.extend_from_slice(b"\r\n");
+            let urls: Vec<String> = r.urls.iter().map(RouteUrl::addr).collect();
+            out.extend_from_slice(&self.gateway_gossip_line(&r.name, &urls, false));
         }
         if !out.is_empty() {
             self.send(id, &out);

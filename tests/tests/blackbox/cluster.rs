@@ -707,13 +707,8 @@ fn routed_gateway_server(
 #[tokio::test]
 async fn a_cluster_member_without_gateways_configured_is_told_of_them_by_its_routes() {
     let natrix = natrix_bin();
-    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
-    if let Some(new) = reference_215() {
-        // Each teaches the other.
-        pairs.push((natrix.clone(), new.clone(), "N-215"));
-        pairs.push((new, natrix.clone(), "215-N"));
-    }
-    for (configured, told, name) in pairs {
+    // Each teaches the other.
+    for (configured, told, name) in crate::leaf_auth::natrix_and_2_15_pairs() {
         let (b, bport) = gateway_server(&natrix, &format!("GB{name}"), &[]);
         let gb = format!("GB{name}");
         let a1_port = free_port();

@@ -267,7 +267,6 @@ async fn a_natrix_hubs_leaf_users_bind_the_leaf_nodes_to_their_accounts() {
             "",
         );
         let lc = async_nats::connect(leaf.url()).await.unwrap();
-        eprintln!("leaf {l}");
         check_leaf_clients(&b, &lc).await;
     }
     // Account A heard none of it.
@@ -277,6 +276,18 @@ async fn a_natrix_hubs_leaf_users_bind_the_leaf_nodes_to_their_accounts() {
     )
     .await;
     assert!(nothing.is_err(), "account A got {nothing:?}");
+}
+
+/// (server, server, name) pairs with natrix on at least one side:
+/// natrix with natrix, and with 2.15.1 either way round when it is there.
+pub(crate) fn natrix_and_2_15_pairs() -> Vec<(PathBuf, PathBuf, &'static str)> {
+    let natrix = natrix_bin();
+    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
+    if let Some(new) = reference_215() {
+        pairs.push((new.clone(), natrix.clone(), "215-N"));
+        pairs.push((natrix, new, "N-215"));
+    }
+    pairs
 }
 
 /// The next message `sub` gets within 10 s.
@@ -292,13 +303,7 @@ async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
 
 #[tokio::test]
 async fn deny_lists_keep_subjects_on_their_side_between_natrix_and_2_15() {
-    let natrix = natrix_bin();
-    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
-    if let Some(new) = reference_215() {
-        pairs.push((new.clone(), natrix.clone(), "215-N"));
-        pairs.push((natrix.clone(), new, "N-215"));
-    }
-    for (hub_bin, leaf_bin, name) in pairs {
+    for (hub_bin, leaf_bin, name) in natrix_and_2_15_pairs() {
         let port = free_port();
         let hub = with_conf(
             &hub_bin,
@@ -338,13 +343,7 @@ async fn deny_lists_keep_subjects_on_their_side_between_natrix_and_2_15() {
 
 #[tokio::test]
 async fn a_hub_users_permissions_bound_its_leaf_node_between_natrix_and_2_15() {
-    let natrix = natrix_bin();
-    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
-    if let Some(new) = reference_215() {
-        pairs.push((new.clone(), natrix.clone(), "215-N"));
-        pairs.push((natrix.clone(), new, "N-215"));
-    }
-    for (hub_bin, leaf_bin, name) in pairs {
+    for (hub_bin, leaf_bin, name) in natrix_and_2_15_pairs() {
         let port = free_port();
         let dir = natrix_tests::test_dir("leaf-auth", &format!("PH{name}"));
         let (conf, log) = (dir.join("hub.conf"), dir.join("hub.log"));
@@ -425,13 +424,7 @@ async fn answers(client: &async_nats::Client, subject: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn jetstream_answers_on_its_own_side_of_a_leaf_node_and_other_domains_by_their_prefix() {
-    let natrix = natrix_bin();
-    let mut pairs = vec![(natrix.clone(), natrix.clone(), "N-N")];
-    if let Some(new) = reference_215() {
-        pairs.push((new.clone(), natrix.clone(), "215-N"));
-        pairs.push((natrix.clone(), new, "N-215"));
-    }
-    for (hub_bin, leaf_bin, name) in pairs {
+    for (hub_bin, leaf_bin, name) in natrix_and_2_15_pairs() {
         let dir = natrix_tests::test_dir("leaf-auth", &format!("JS{name}"));
         let port = free_port();
         let hub = with_conf(

@@ -53,13 +53,27 @@ impl Server {
         }
     }
 
-    /// The gossip `INFO` that tells a route of gateway `name` at `urls`.
-    fn gateway_gossip_line(&self, name: &str, urls: &[String]) -> Vec<u8> {
+    /// The gossip `INFO` (`gateway_cmd` 1) that tells of gateway `name`
+    /// at `urls`: to a route (`to_route`) it does not carry this server's
+    /// id, so a peer does not take it for a new route (nats-server's
+    /// choice); to a gateway connection it carries no id.
+    pub(super) fn gateway_gossip_line(
+        &self,
+        name: &str,
+        urls: &[String],
+        to_route: bool,
+    ) -> Vec<u8> {
         let info = GatewayInfo {
-            // Not this server's id: a peer must not take it for a new
-            // route (nats-server's choice).
-            server_id: format!("GW{}", self.info.server_id),
-            server_name: self.info.server_name.clone(),
+            server_id: if to_route {
+                format!("GW{}", self.info.server_id)
+            } else {
+                String::new()
+            },
+            server_name: if to_route {
+                self.info.server_name.clone()
+            } else {
+                String::new()
+            },
             gateway: name.to_string(),
             gateway_urls: urls.to_vec(),
             gateway_cmd: 1,
@@ -77,7 +91,7 @@ impl Server {
         if urls.is_empty() {
             return;
         }
-        let line = self.gateway_gossip_line(name, urls);
+        let line = self.gateway_gossip_line(name, urls, true);
         let routes: Vec<ConnId> = self.routes().into_iter().map(|(id, _)| id).collect();
         for id in routes {
             self.send(id, &line);
@@ -97,7 +111,7 @@ impl Server {
             .filter(|r| g.outbound.contains_key(&r.name) && !r.urls.is_empty())
         {
             let urls: Vec<String> = r.urls.iter().map(RouteUrl::addr).collect();
-            out.extend_from_slice(&self.gateway_gossip_line(&r.name, &urls));
+            out.extend_from_slice(&self.gateway_gossip_line(&r.name, &urls, true));
         }
         if !out.is_empty() {
             self.send(route, &out);

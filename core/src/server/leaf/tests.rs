@@ -147,6 +147,23 @@ fn a_hub_refuses_its_own_cluster_and_wrong_credentials() {
     assert_eq!(leafs(&net, 0), 1);
 }
 
+/// A leaf node of hub 0 that speaks raw protocol (the test writes it):
+/// its connection, accepted on the leaf node listener.
+fn raw_leaf(net: &mut Net) -> crate::server::ConnId {
+    use crate::server::{Event, Listener};
+    let conn = net.servers[0].next_conn_id();
+    net.servers[0].handle(
+        super::super::route::tests::now_at(net.now_ns),
+        Event::Accepted {
+            conn,
+            listener: Listener::Leaf,
+            peer: "127.0.0.1:60001".parse().unwrap(),
+        },
+    );
+    net.settle();
+    conn
+}
+
 /// A user nkey from raw bytes: its seed and public key.
 fn user_key(b: u8) -> (String, String) {
     let k = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, [b; 32]).unwrap();
@@ -276,18 +293,8 @@ fn deny_lists_keep_subjects_on_their_side_of_a_leaf_connection() {
 
 #[test]
 fn a_hub_closes_a_leaf_node_that_subscribes_to_what_it_asked_not_to_get() {
-    use crate::server::{Event, Listener};
     let mut net = Net::new(vec![hub(0, "", &[])]);
-    // A leaf node speaking raw protocol.
-    let conn = net.servers[0].next_conn_id();
-    net.servers[0].handle(
-        super::super::route::tests::now_at(0),
-        Event::Accepted {
-            conn,
-            listener: Listener::Leaf,
-            peer: "127.0.0.1:60001".parse().unwrap(),
-        },
-    );
+    let conn = raw_leaf(&mut net);
     net.send(
         0,
         conn,
@@ -355,7 +362,6 @@ fn a_hubs_user_permissions_bound_what_its_leaf_node_sends_and_gets() {
 
 #[test]
 fn an_advertised_address_is_what_leaf_nodes_are_told_to_dial() {
-    use crate::server::{Event, Listener};
     // A host alone keeps the listener's port.
     let listener = leaf_port(0);
     for (advertise, url, port) in [
@@ -373,16 +379,7 @@ fn an_advertised_address_is_what_leaf_nodes_are_told_to_dial() {
         let mut h = hub(0, "", &[]);
         h.leafnodes.as_mut().unwrap().advertise = Some(advertise);
         let mut net = Net::new(vec![h]);
-        let conn = net.servers[0].next_conn_id();
-        net.servers[0].handle(
-            super::super::route::tests::now_at(0),
-            Event::Accepted {
-                conn,
-                listener: Listener::Leaf,
-                peer: "127.0.0.1:60002".parse().unwrap(),
-            },
-        );
-        net.settle();
+        let conn = raw_leaf(&mut net);
         let info = net.read(0, conn);
         assert!(
             info.contains(&format!("\"leafnode_urls\":[\"{url}\"]")),
