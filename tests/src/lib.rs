@@ -42,13 +42,37 @@ pub fn natrix_bin() -> PathBuf {
     .clone()
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, for a server the test starts next.
+///
+/// Drawn at random from 10000-32767, below Linux's ephemeral range
+/// (32768-60999): a port the kernel chose for `bind(0)` is also where it
+/// picks the local ports of outgoing connections, and with many tests
+/// connecting in parallel one of them took such a port before the server
+/// bound it. Each port is handed out once per test process, and only if
+/// it can be bound on every address now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let seed = RandomState::new();
+    for attempt in 0u32.. {
+        let port = 10_000 + (seed.hash_one((attempt, std::process::id())) % 22_768) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        // One at a time: a listener on 0.0.0.0 holds the port on loopback too.
+        let any = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let loopback = any && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if loopback {
+            given.insert(port);
+            return port;
+        }
+        assert!(attempt < 10_000, "no free port below the ephemeral range");
+    }
+    unreachable!()
 }
 
 /// The port of a "Listening for client connections on HOST:PORT" log line.
