@@ -1000,9 +1000,11 @@ impl<L: Listener> CoreLoop<L> {
                     Some(host) => {
                         let i = self.server.leaf_remote_of(id)?;
                         let (connector, first) = self.peer_tls.leaf_remotes.get(i)?.clone()?;
+                        // A hub server learned by its address is checked
+                        // against the configured host name.
                         Some(Handshake::Connect {
                             connector,
-                            name: name(host)?,
+                            name: name(self.server.leaf_tls_name(id, host))?,
                             info_first: !first,
                         })
                     }

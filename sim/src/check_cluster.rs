@@ -15,7 +15,7 @@ use crate::history::{ClientId, MsgId};
 pub const INVARIANTS: &[(&str, &str)] = &[
     (
         "joined",
-        "after faults heal, every server has a route to every other server of its cluster (by its current server id) and to nothing else, a leaf node one connection to its hub and a hub one to each of its leaf nodes, and a server with a gateway one outbound connection to a server of the other cluster",
+        "after faults heal, every server has a route to every other server of its cluster (by its current server id) and to nothing else, a leaf node one connection per account to a server of its hub's cluster and a hub one to each leaf node connection that leads to it, and a server with a gateway one outbound connection to a server of the other cluster",
     ),
     (
         "interest-converges",
@@ -88,8 +88,14 @@ impl ClusterFacts {
             return false;
         };
         let cluster = |s: usize| self.topology.cluster_of(s, self.servers).map(|c| c.0);
-        matches!(self.topology, Topology::Gateways { .. })
-            && cluster(sp) != cluster(ss)
+        let other_way = match self.topology {
+            Topology::Gateways { .. } => cluster(sp) != cluster(ss),
+            // A leaf node that lost its hub fails over to another server
+            // of the hub's cluster.
+            Topology::Leaf { hubs } => hubs > 1 && sp != ss,
+            Topology::Mesh => false,
+        };
+        other_way
             && self
                 .route_drops
                 .iter()
@@ -196,12 +202,43 @@ pub fn disagreements(
     for i in 0..n {
         let members = topology.cluster_of(i, n).map(|c| c.1).unwrap_or_default();
         let routes: Vec<usize> = members.iter().copied().filter(|&j| j != i).collect();
-        // One leaf node connection per account.
+        // A leaf node: one connection per account, each to a server of
+        // its hub's cluster (the one configured, or another its hub's
+        // INFO named, after a failover). A hub: the leaf nodes'
+        // connections that lead to it.
         let leafs: Vec<usize> = match topology.hub_of(i) {
-            Some(hub) => vec![hub; leaf_accounts.max(1)],
+            Some(hub) => {
+                let hubs = topology.cluster_of(hub, n).map(|c| c.1).unwrap_or_default();
+                let links: Vec<&PeerLink> = views[i]
+                    .links
+                    .iter()
+                    .filter(|l| l.kind == PeerKind::Leaf)
+                    .collect();
+                let mut accounts: Vec<&str> = links.iter().map(|l| l.account.as_str()).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                let fine = accounts.len() == links.len()
+                    && links.len() == leaf_accounts.max(1)
+                    && links.iter().all(|l| hubs.iter().any(|&h| ids[h] == l.peer));
+                if fine {
+                    links
+                        .iter()
+                        .filter_map(|l| ids.iter().position(|id| *id == l.peer))
+                        .collect()
+                } else {
+                    vec![hub; leaf_accounts.max(1)]
+                }
+            }
             None => (0..n)
-                .filter(|&j| topology.hub_of(j) == Some(i))
-                .flat_map(|j| std::iter::repeat_n(j, leaf_accounts.max(1)))
+                .filter(|&j| topology.hub_of(j).is_some())
+                .flat_map(|j| {
+                    let to_i = views[j]
+                        .links
+                        .iter()
+                        .filter(|l| l.kind == PeerKind::Leaf && l.peer == ids[i])
+                        .count();
+                    std::iter::repeat_n(j, to_i)
+                })
                 .collect(),
         };
         for (kind, want) in [(PeerKind::Route, routes), (PeerKind::Leaf, leafs)] {

@@ -137,6 +137,9 @@ pub struct ClusterWorld {
     mix: FaultMix,
     counts: BTreeMap<&'static str, u64>,
     facts: ClusterFacts,
+    /// When the last leaf node that found a loop may dial again (it waits
+    /// 30 s, as nats-server): the servers settle no sooner.
+    loop_wait_until: u64,
 }
 
 impl ClusterWorld {
@@ -215,6 +218,7 @@ impl ClusterWorld {
             steps: 0,
             mix,
             counts: BTreeMap::new(),
+            loop_wait_until: 0,
             facts: ClusterFacts {
                 servers: shape.servers,
                 topology: shape.topology,
@@ -345,6 +349,16 @@ impl ClusterWorld {
             }
             Wake::Heal => self.heal(),
             Wake::Settle => self.settle(),
+            // A leaf node that failed over may find a loop that is not
+            // there (its old hub's interest in its loop detection subject,
+            // held by a route that has not noticed yet): the settling
+            // waits out its 30 s.
+            Wake::End
+                if self.phases.phase == Phase::Settling
+                    && self.now < self.loop_wait_until + self.cfg.final_bound_ns =>
+            {
+                self.wake(self.loop_wait_until + self.cfg.final_bound_ns, Wake::End);
+            }
             Wake::End => self.phases.phase = Phase::Done,
         }
     }
@@ -626,10 +640,18 @@ impl ClusterWorld {
                     }
                 }
                 Action::Log { level, message } => {
+                    if message.contains("Loop detected for leafnode") {
+                        self.loop_wait_until = self.loop_wait_until.max(self.now + 30_000 * MS);
+                    }
                     self.note(|| format!("S{s} log {level:?}: {message}"));
                 }
                 Action::Dial { conn, addr } => {
                     let target = target_of(&addr, self.nodes.len());
+                    if let Some((t, Listener::Leaf)) = target
+                        && self.facts.topology.hub_of(s) != Some(t)
+                    {
+                        count(&mut self.counts, "leaf node dials another hub server");
+                    }
                     let life = self.nodes[s].life;
                     let lat = u64::from(self.net_rng.next_u32()) % self.latency_max_ns.max(1);
                     self.note(|| format!("S{s} dials {addr}"));

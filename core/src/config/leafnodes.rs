@@ -37,6 +37,10 @@ pub struct LeafNodeOptions {
     /// plaintext, then the handshake; a leaf node's certificate is asked
     /// for with `verify`.
     pub tls: Option<super::TlsOptions>,
+    /// Route peers are not told this server's leaf node URL
+    /// (`no_advertise`), so the leaf nodes of its cluster's other servers
+    /// do not learn it.
+    pub no_advertise: bool,
 }
 
 /// One of `leafnodes { authorization { users } }`.
@@ -71,6 +75,11 @@ pub struct LeafRemote {
     /// against `ca_file` (unless `insecure`); the certificate and key, if
     /// given, are shown when the hub asks.
     pub tls: Option<super::TlsOptions>,
+    /// Dial only `urls`, not the hub cluster's other servers its `INFO`
+    /// lists (`ignore_discovered_servers`).
+    pub ignore_discovered_servers: bool,
+    /// Dial `urls` in the order given (`no_randomize`), not shuffled.
+    pub no_randomize: bool,
 }
 
 /// A credentials file named by a remote. The configuration names it; the
@@ -91,7 +100,6 @@ impl CredentialsFile {
 }
 
 const NOT_YET: &[(&str, &str)] = &[
-    ("no_advertise", "leaf node URL advertisement"),
     ("min_version", "a minimum leaf node version"),
     ("websocket", "leaf nodes over websocket"),
 ];
@@ -166,6 +174,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<LeafNodeOptio
             }
             "reconnect" | "reconnect_delay" => l.reconnect = Some(seconds(&f, warnings)?),
             "advertise" | "leafnode_advertise" => l.advertise = Some(f.as_str()?.to_string()),
+            "no_advertise" => l.no_advertise = f.as_bool()?,
             "tls" => {
                 let tls = super::tls::block(e)?;
                 if tls.verify && tls.ca_file.is_none() {
@@ -243,6 +252,8 @@ fn remote(f: &Field<'_>) -> Result<LeafRemote, ConfError> {
                 r.nkey = Some(seed.to_string());
             }
             "compression" => {}
+            "ignore_discovered_servers" => r.ignore_discovered_servers = ef.as_bool()?,
+            "no_randomize" | "dont_randomize" => r.no_randomize = ef.as_bool()?,
             k => match REMOTE_NOT_YET.iter().find(|(n, _)| *n == k) {
                 Some((_, what)) => return Err(not_yet(e, what)),
                 None => return Err(unknown(e)),

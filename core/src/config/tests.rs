@@ -842,6 +842,13 @@ fn leaf_node_keys_credentials_and_users() {
         o.leafnodes.unwrap().advertise.as_deref(),
         Some("edge.example.com:7000")
     );
+    let (o, _, p) = load(
+        "leafnodes { port: 7422, no_advertise: true, remotes: [ { url: \"h:1\", \
+         ignore_discovered_servers: true, no_randomize: true } ] }\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let l = o.leafnodes.unwrap();
+    assert!(l.no_advertise && l.remotes[0].ignore_discovered_servers && l.remotes[0].no_randomize);
     let e = errors("leafnodes { authorization { nkey: UNOTAKEY } }\n");
     assert!(
         e[0].contains("Not a valid public nkey for leafnode authorization"),

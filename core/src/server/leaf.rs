@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 use super::conn::{Conn, ConnKind};
 use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
-use crate::config::cluster::RouteUrl;
 use crate::proto::{Op, Routed};
 pub(crate) use perms::{LeafPerms, SubjectFilter};
 
 mod auth;
 mod perms;
+mod urls;
 
 type Flow = ControlFlow<()>;
 
@@ -55,14 +55,14 @@ pub(crate) struct LeafNodes {
     pub ready: Vec<ConnId>,
     /// Each account's loop detection subject, by account name.
     pub lds: std::collections::BTreeMap<String, String>,
+    /// Route peers' leaf node URLs, by server id (see `urls`).
+    pub peer_urls: std::collections::BTreeMap<String, String>,
 }
 
 /// A hub to dial.
 #[derive(Debug)]
 pub(crate) struct LeafRemoteState {
-    pub urls: Vec<RouteUrl>,
-    /// The next URL to try.
-    pub next: usize,
+    pub urls: urls::RemoteUrls,
     pub account: String,
     pub conn: Option<ConnId>,
 }
@@ -110,6 +110,8 @@ struct HubInfo<'a> {
     #[serde(skip_serializing_if = "is_false")]
     tls_verify: bool,
     max_payload: i32,
+    /// None in the `INFO` that tells of a change of `leafnode_urls`.
+    #[serde(skip_serializing_if = "is_zero")]
     client_id: u64,
     #[serde(skip_serializing_if = "str::is_empty")]
     nonce: &'a str,
@@ -133,6 +135,10 @@ struct HubInfo<'a> {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The fields of a hub's `INFO` a leaf uses.
@@ -216,22 +222,30 @@ impl Server {
         let Some(l) = &self.opts.leafnodes else {
             return;
         };
-        let remotes = l
+        let mut remotes: Vec<LeafRemoteState> = l
             .remotes
             .iter()
             .map(|r| LeafRemoteState {
-                urls: r.urls.clone(),
-                next: 0,
+                urls: urls::RemoteUrls::new(&r.urls, r.ignore_discovered_servers),
                 account: r.account.clone().unwrap_or_else(|| "$G".to_string()),
                 conn: None,
             })
             .collect();
+        // The configured URLs in a random order, as nats-server, unless
+        // `no_randomize`.
+        for (r, cfg) in remotes.iter_mut().zip(&l.remotes) {
+            if !cfg.no_randomize {
+                r.urls
+                    .shuffle(|n| rand_core::Rng::next_u32(&mut self.rng.ids) as usize % n);
+            }
+        }
         let port = l.port.unwrap_or(0);
         self.leafnodes = Some(Box::new(LeafNodes {
             port,
             remotes,
             ready: Vec::new(),
             lds: std::collections::BTreeMap::new(),
+            peer_urls: std::collections::BTreeMap::new(),
         }));
         let n = self.leafnodes.as_ref().map_or(0, |l| l.remotes.len());
         for i in 0..n {
@@ -341,7 +355,7 @@ impl Server {
                 .map(SubjectFilter::sent),
             info_on_connect: true,
             connect_info: !remote_account.is_empty(),
-            leafnode_urls: urls,
+            leafnode_urls: self.cluster_leaf_urls(),
             remote_account,
         };
         let mut out = b"INFO ".to_vec();
@@ -397,11 +411,12 @@ impl Server {
             return;
         };
         let r = &mut l.remotes[i];
-        if r.conn.is_some() || r.urls.is_empty() {
+        if r.conn.is_some() {
             return;
         }
-        let url = r.urls[r.next % r.urls.len()].clone();
-        r.next += 1;
+        let Some(url) = r.urls.pick_next() else {
+            return;
+        };
         let name = r.account.clone();
         let account = self.account_id(&name).unwrap_or(AccountId::GLOBAL);
         let id = self.dial_peer(ConnKind::Leaf, url.addr(), |conn| {
@@ -600,6 +615,16 @@ impl Server {
             // A leaf node sends no INFO without compression; ignore it.
             return Flow::Continue(());
         }
+        // Every INFO of the hub tells its cluster's leaf node URLs.
+        if let (Some(i), Some(urls)) = (l.remote, info.leafnode_urls.as_deref())
+            && let Some(r) = self.leafnodes.as_mut().and_then(|l| l.remotes.get_mut(i))
+        {
+            r.urls.learn(urls);
+        }
+        let l = self.conns[id.0]
+            .leaf
+            .as_deref()
+            .expect("a leaf has its state");
         if l.connected {
             // The hub's user's permissions, to apply on this side.
             if info.import.is_some() || info.export.is_some() {
@@ -646,12 +671,7 @@ impl Server {
             }
             (false, false) => {}
         }
-        let url = remote.and_then(|i| {
-            let r = &self.leafnodes.as_ref()?.remotes[i];
-            r.urls
-                .get((r.next + r.urls.len() - 1) % r.urls.len())
-                .cloned()
-        });
+        let user = remote.and_then(|i| self.leafnodes.as_ref()?.remotes[i].urls.user());
         let cluster = match self.cluster.as_ref() {
             Some(c) => c.name.clone(),
             None => self.info.server_name.clone(),
@@ -676,12 +696,12 @@ impl Server {
         }
         // A user alone in the URL goes as a token too, as nats-server
         // sends it.
-        if let Some(u) = &url {
-            connect.user = u.user.clone();
-            connect.pass = u.pass.clone();
-            if u.pass.is_none() {
-                connect.auth_token = u.user.clone();
+        if let Some((user, pass)) = user {
+            if pass.is_none() {
+                connect.auth_token = Some(user.clone());
             }
+            connect.user = Some(user);
+            connect.pass = pass;
         }
         let mut out = b"CONNECT ".to_vec();
         serde_json::to_writer(&mut out, &connect).expect("CONNECT serializes");

@@ -97,7 +97,7 @@ pub(crate) struct RouteState {
 }
 
 /// The fields of a peer's route `INFO` that natrix uses; the rest
-/// (pooling, compression, leaf and gateway URLs) is ignored.
+/// (pooling, compression) is ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct PeerInfo {
@@ -118,6 +118,8 @@ pub struct PeerInfo {
     pub gateway: String,
     pub gateway_urls: Vec<String>,
     pub gateway_cmd: u8,
+    /// The peer's leaf node URL (one at most).
+    pub leafnode_urls: Vec<String>,
 }
 
 /// The `INFO` this server sends on routes, in nats-server's field order.
@@ -149,6 +151,8 @@ struct RouteInfo<'a> {
     connect_urls: &'a [String],
     #[serde(skip_serializing_if = "str::is_empty")]
     gateway_url: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    leafnode_urls: &'a [String],
 }
 
 fn is_false(b: &bool) -> bool {
@@ -356,6 +360,7 @@ impl Server {
         } else {
             String::new()
         };
+        let leafnode_urls = self.leaf_url_for_routes();
         let info = RouteInfo {
             server_id: &self.info.server_id,
             server_name: &self.info.server_name,
@@ -375,6 +380,7 @@ impl Server {
             cluster_dynamic: cluster.dynamic_name,
             connect_urls: &connect_urls,
             gateway_url: &gateway_url,
+            leafnode_urls: &leafnode_urls,
         };
         let mut out = b"INFO ".to_vec();
         serde_json::to_writer(&mut out, &info).expect("INFO serializes");
@@ -732,6 +738,7 @@ impl Server {
         // only one the others can learn it from.
         self.tell_routes_of(id, &info);
         self.route_gateway_url(&info.server_id, Some(&info.gateway_url));
+        self.route_leaf_url(&info.server_id, Some(&info.leafnode_urls));
         self.gateways_to_route(id);
         Flow::Continue(())
     }
@@ -822,6 +829,7 @@ impl Server {
                 self.refresh_connect_urls();
                 let peer_id = peer.server_id.clone();
                 self.route_gateway_url(&peer_id, None);
+                self.route_leaf_url(&peer_id, None);
             }
         }
         let shutting_down = self.lame_duck.is_some() || self.shutting_down;

@@ -13,6 +13,7 @@ mod https;
 mod jetstream;
 mod lame_duck;
 mod leaf_auth;
+mod leaf_urls;
 mod monitor;
 mod object_store;
 mod raw;

@@ -391,3 +391,76 @@ fn an_advertised_address_is_what_leaf_nodes_are_told_to_dial() {
         );
     }
 }
+
+/// The URLs leaf node `i`'s first remote dials, in order.
+fn remote_urls(net: &Net, i: usize) -> Vec<String> {
+    net.servers[i].leafnodes.as_ref().unwrap().remotes[0]
+        .urls
+        .all()
+}
+
+#[test]
+fn a_leaf_node_learns_its_hubs_cluster_and_fails_over_to_another_member() {
+    let mut quiet = hub(2, "C1", &[0]);
+    quiet.leafnodes.as_mut().unwrap().no_advertise = true;
+    let mut net = Net::new(vec![
+        hub(0, "C1", &[]),
+        hub(1, "C1", &[0]),
+        quiet,
+        leaf(3, &[0]),
+    ]);
+    let url = |i: usize| format!("127.0.0.1:{}", leaf_port(i));
+    // S1 told its routes its leaf node URL, S2 did not: S0's INFO lists
+    // S0 and S1, and the leaf node dials the learned one first.
+    assert_eq!(remote_urls(&net, 3), [url(1), url(0)]);
+    assert_eq!((leafs(&net, 0), leafs(&net, 1)), (1, 0));
+
+    // S0 goes: the leaf node dials S1 after its wait, and traffic
+    // crosses again (to S2 through S1's route).
+    net.kill(0);
+    assert_eq!(leafs(&net, 3), 0);
+    net.advance(1_100);
+    assert_eq!((leafs(&net, 1), leafs(&net, 3)), (1, 1), "{:#?}", net.logs);
+    let on_leaf = net.client(3);
+    net.send(3, on_leaf, b"SUB foo 1\r\nPING\r\n");
+    net.read(3, on_leaf);
+    let far = net.client(2);
+    net.send(2, far, b"PUB foo 2\r\nhi\r\n");
+    assert_eq!(net.read(3, on_leaf), "MSG foo 1 2\r\nhi\r\n");
+    // S1's INFO names itself alone; the configured S0 stays last.
+    assert_eq!(remote_urls(&net, 3), [url(1), url(0)]);
+}
+
+#[test]
+fn a_hub_tells_its_leaf_nodes_of_a_member_that_joins_later() {
+    let mut net = Net::new(vec![hub(0, "C1", &[]), leaf(1, &[0])]);
+    let url = |i: usize| format!("127.0.0.1:{}", leaf_port(i));
+    assert_eq!(remote_urls(&net, 1), [url(0)]);
+    // A new member: S0 sends its leaf node the new list.
+    net.servers.push(crate::server::Server::new(
+        hub(2, "C1", &[0]),
+        102,
+        crate::server::route::tests::now_at(net.now_ns),
+    ));
+    net.up.push(true);
+    net.listen(2);
+    net.settle();
+    assert_eq!(remote_urls(&net, 1), [url(2), url(0)]);
+    // It leaves: the list shrinks back.
+    net.kill(2);
+    assert_eq!(remote_urls(&net, 1), [url(0)]);
+}
+
+#[test]
+fn ignore_discovered_servers_keeps_a_leaf_node_on_its_configured_hub() {
+    let mut l = leaf(2, &[0]);
+    l.leafnodes.as_mut().unwrap().remotes[0].ignore_discovered_servers = true;
+    let mut net = Net::new(vec![hub(0, "C1", &[]), hub(1, "C1", &[0]), l]);
+    assert_eq!(
+        remote_urls(&net, 2),
+        [format!("127.0.0.1:{}", leaf_port(0))]
+    );
+    net.kill(0);
+    net.advance(3_000);
+    assert_eq!(leafs(&net, 1), 0);
+}
