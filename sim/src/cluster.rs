@@ -138,8 +138,10 @@ pub struct ClusterWorld {
     counts: BTreeMap<&'static str, u64>,
     facts: ClusterFacts,
     /// When the last leaf node that found a loop may dial again (it waits
-    /// 30 s, as nats-server): the servers settle no sooner.
+    /// 30 s, as nats-server): the servers settle no sooner, once (a loop
+    /// found again is not waited for: a planted bug may loop for ever).
     loop_wait_until: u64,
+    loop_waited: bool,
 }
 
 impl ClusterWorld {
@@ -219,6 +221,7 @@ impl ClusterWorld {
             mix,
             counts: BTreeMap::new(),
             loop_wait_until: 0,
+            loop_waited: false,
             facts: ClusterFacts {
                 servers: shape.servers,
                 topology: shape.topology,
@@ -355,8 +358,10 @@ impl ClusterWorld {
             // waits out its 30 s.
             Wake::End
                 if self.phases.phase == Phase::Settling
+                    && !self.loop_waited
                     && self.now < self.loop_wait_until + self.cfg.final_bound_ns =>
             {
+                self.loop_waited = true;
                 self.wake(self.loop_wait_until + self.cfg.final_bound_ns, Wake::End);
             }
             Wake::End => self.phases.phase = Phase::Done,

@@ -26,6 +26,10 @@ pub struct GatewayOptions {
     /// TLS on every gateway connection (`tls {}`): the handshake comes
     /// first, and both sides show and check certificates.
     pub tls: Option<super::TlsOptions>,
+    /// The `host[:port]` other clusters are told to dial instead of the
+    /// listener's (`advertise`: behind a NAT or a load balancer); a host
+    /// alone keeps the listener's port.
+    pub advertise: Option<String>,
 }
 
 /// A remote gateway: its name and URLs.
@@ -38,10 +42,7 @@ pub struct RemoteGateway {
     pub tls: Option<super::TlsOptions>,
 }
 
-const NOT_YET: &[(&str, &str)] = &[
-    ("advertise", "gateway URL advertisement"),
-    ("gateway_advertise", "gateway URL advertisement"),
-];
+const NOT_YET: &[(&str, &str)] = &[];
 
 /// Reads `gateway {}`.
 pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOptions, ConfError> {
@@ -91,6 +92,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOption
                 }
             }
             "reject_unknown" | "reject_unknown_cluster" => g.reject_unknown = f.as_bool()?,
+            "advertise" | "gateway_advertise" => g.advertise = Some(f.as_str()?.to_string()),
             "tls" => g.tls = Some(super::tls::peer_block(e, "gateways")?),
             "connect_retries" => {}
             k => match NOT_YET.iter().find(|(n, _)| *n == k) {

@@ -849,6 +849,12 @@ fn leaf_node_keys_credentials_and_users() {
     assert!(p.errors.is_empty(), "{p:?}");
     let l = o.leafnodes.unwrap();
     assert!(l.no_advertise && l.remotes[0].ignore_discovered_servers && l.remotes[0].no_randomize);
+    let (o, _, p) = load("gateway { name: A, port: 7222, advertise: \"gw.example.com\" }\n");
+    assert!(p.errors.is_empty(), "{p:?}");
+    assert_eq!(
+        o.gateway.unwrap().advertise.as_deref(),
+        Some("gw.example.com")
+    );
     let e = errors("leafnodes { authorization { nkey: UNOTAKEY } }\n");
     assert!(
         e[0].contains("Not a valid public nkey for leafnode authorization"),

@@ -211,13 +211,37 @@ impl Server {
             return;
         };
         g.port = port;
+        let name = g.name.clone();
         for i in 0..g.remotes.len() {
             self.dial_gateway(i);
+        }
+        if self
+            .opts
+            .gateway
+            .as_ref()
+            .is_some_and(|o| o.advertise.is_some())
+        {
+            let url = self.gateway_url();
+            self.log(
+                LogLevel::Info,
+                format!("Advertise address for gateway {name:?} is set to {url}"),
+            );
         }
     }
 
     pub(crate) fn gateway_url(&self) -> String {
         let g = self.opts.gateway.as_ref();
+        let port = self.gateways.as_ref().map_or(0, |g| g.port);
+        if let Some(adv) = g.and_then(|g| g.advertise.as_deref()) {
+            return if adv
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                adv.to_string()
+            } else {
+                format!("{adv}:{port}")
+            };
+        }
         let host = g.map_or("", |g| g.host.as_str());
         let host = match host {
             "" | "0.0.0.0" | "::" => self.opts.host.as_str(),
@@ -227,24 +251,40 @@ impl Server {
             "" | "0.0.0.0" | "::" => "127.0.0.1",
             h => h,
         };
-        format!("{host}:{}", self.gateways.as_ref().map_or(0, |g| g.port))
+        format!("{host}:{port}")
     }
 
     pub(crate) fn gateway_info_line(&self) -> Vec<u8> {
         let g = self.gateways.as_ref().expect("gateways are on");
         let url = self.gateway_url();
+        // `advertise` names the host and port in INFO too.
+        let advertised = self
+            .opts
+            .gateway
+            .as_ref()
+            .and_then(|o| o.advertise.as_ref())
+            .and_then(|_| {
+                let (h, p) = url.rsplit_once(':')?;
+                Some((h.to_string(), p.parse::<u16>().ok()?))
+            });
+        let (host, port) = match advertised {
+            Some((h, p)) => (h, p),
+            None => (
+                self.opts
+                    .gateway
+                    .as_ref()
+                    .map_or(String::new(), |o| o.host.clone()),
+                g.port,
+            ),
+        };
         let info = GatewayInfo {
             server_id: self.info.server_id.clone(),
             server_name: self.info.server_name.clone(),
             version: self.info.version.clone(),
             proto: 1,
             go: String::new(),
-            host: self
-                .opts
-                .gateway
-                .as_ref()
-                .map_or(String::new(), |o| o.host.clone()),
-            port: g.port,
+            host,
+            port,
             headers: self.info.headers,
             tls_required: self.gateway_tls().is_some(),
             tls_verify: self.gateway_tls().is_some(),

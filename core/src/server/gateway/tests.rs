@@ -267,3 +267,44 @@ fn a_gateways_info_names_every_server_of_its_cluster_and_the_dialer_fails_over()
     let got = net.read(1, sub);
     assert!(got.ends_with("MSG foo 1 1\r\nb\r\n"), "{got}");
 }
+
+#[test]
+fn an_advertised_address_is_what_other_clusters_and_routes_are_told() {
+    let listener = gateway_port(0);
+    for (advertise, url, port) in [
+        (
+            "gw.example.com:7000".to_string(),
+            "gw.example.com:7000".to_string(),
+            7000,
+        ),
+        (
+            "gw.example.com".to_string(),
+            format!("gw.example.com:{listener}"),
+            listener,
+        ),
+    ] {
+        let mut o = member(0, "A", &[], "GA", &[]);
+        o.gateway.as_mut().unwrap().advertise = Some(advertise);
+        let net = Net::new(vec![o]);
+        let info = String::from_utf8(net.servers[0].gateway_info_line()).unwrap();
+        assert!(
+            info.contains(&format!("\"gateway_url\":\"{url}\"")),
+            "{info}"
+        );
+        assert!(
+            info.contains(&format!("\"gateway_urls\":[\"{url}\"]")),
+            "{info}"
+        );
+        assert!(
+            info.contains(&format!("\"host\":\"gw.example.com\",\"port\":{port}")),
+            "{info}"
+        );
+        assert!(
+            net.logs.iter().any(|l| l.contains(&format!(
+                "Advertise address for gateway \"GA\" is set to {url}"
+            ))),
+            "{:#?}",
+            net.logs
+        );
+    }
+}
