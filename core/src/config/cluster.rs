@@ -32,6 +32,11 @@ pub struct ClusterOptions {
     /// TLS on every route (`tls {}`): the handshake comes first, and both
     /// sides show and check certificates.
     pub tls: Option<super::TlsOptions>,
+    /// What crosses routes (`permissions { import, export }`): `publish`
+    /// is `import`, the subjects whose interest this server tells its
+    /// routes (so their messages come in); `subscribe` is `export`, the
+    /// subjects whose interest it takes from them (so messages go out).
+    pub permissions: Option<crate::auth::Permissions>,
 }
 
 /// A route to dial: `nats-route://[user:pass@]host:port`.
@@ -97,8 +102,6 @@ impl RouteUrl {
 const OFF: &[&str] = &["pool_size", "compression", "accounts"];
 
 /// Keys of `cluster {}` natrix does not have yet, refused by name.
-const NOT_YET: &[(&str, &str)] = &[("permissions", "route permissions")];
-
 /// A key natrix refuses until it has `what`, by name.
 pub(super) fn not_yet(e: &Entry, what: &str) -> ConfError {
     ConfError::at(
@@ -169,6 +172,20 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<ClusterOption
             }
             "tls" => c.tls = Some(super::tls::peer_block(e, "routes")?),
             "no_advertise" => c.no_advertise = f.as_bool()?,
+            "permissions" => {
+                let mut errors = Vec::new();
+                let p = super::authorization::parse_permissions(&f, &mut errors)?;
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e);
+                }
+                if p.response.is_some() {
+                    return Err(ConfError::at(
+                        f.pos,
+                        "Cluster permissions do not support dynamic responses".to_string(),
+                    ));
+                }
+                c.permissions = Some(p);
+            }
             "cluster_advertise" | "advertise" => c.advertise = Some(f.as_str()?.to_string()),
             "connect_retries" => {
                 c.connect_retries = u32::try_from(f.as_i64()?.max(0)).unwrap_or(u32::MAX)
@@ -179,23 +196,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<ClusterOption
                 reason: "natrix leaves it off: a route is one plain connection per peer"
                     .to_string(),
             }),
-            k => match NOT_YET.iter().find(|(name, _)| *name == k) {
-                Some((_, what)) => {
-                    return Err(ConfError::at(
-                        &e.key_pos,
-                        format!(
-                            "{:?} is not supported yet: natrix does not have {what} yet",
-                            e.key
-                        ),
-                    ));
-                }
-                None => {
-                    return Err(ConfError::at(
-                        &e.key_pos,
-                        format!("unknown field {:?}", e.key),
-                    ));
-                }
-            },
+            _ => return Err(unknown(e)),
         }
     }
     Ok(c)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::cluster::{RouteUrl, not_yet, unknown, url};
+use super::cluster::{RouteUrl, unknown, url};
 use crate::conf::{ConfError, Entry, Field, Value, Warning};
 
 /// Gateways between clusters.
@@ -41,8 +41,6 @@ pub struct RemoteGateway {
     /// instead of `gateway { tls }`'s.
     pub tls: Option<super::TlsOptions>,
 }
-
-const NOT_YET: &[(&str, &str)] = &[];
 
 /// Reads `gateway {}`.
 pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOptions, ConfError> {
@@ -95,10 +93,7 @@ pub fn parse(entry: &Entry, warnings: &mut Vec<Warning>) -> Result<GatewayOption
             "advertise" | "gateway_advertise" => g.advertise = Some(f.as_str()?.to_string()),
             "tls" => g.tls = Some(super::tls::peer_block(e, "gateways")?),
             "connect_retries" => {}
-            k => match NOT_YET.iter().find(|(n, _)| *n == k) {
-                Some((_, what)) => return Err(not_yet(e, what)),
-                None => return Err(unknown(e)),
-            },
+            _ => return Err(unknown(e)),
         }
     }
     if g.name.is_empty() {

@@ -849,6 +849,18 @@ fn leaf_node_keys_credentials_and_users() {
     assert!(p.errors.is_empty(), "{p:?}");
     let l = o.leafnodes.unwrap();
     assert!(l.no_advertise && l.remotes[0].ignore_discovered_servers && l.remotes[0].no_randomize);
+    let (o, _, p) = load(
+        "cluster { port: 6222, permissions { import: [\"in.>\"], export: { deny: \"s.>\" } } }\n",
+    );
+    assert!(p.errors.is_empty(), "{p:?}");
+    let perms = o.cluster.unwrap().permissions.unwrap();
+    assert_eq!(perms.publish.unwrap().allow, Some(vec!["in.>".to_string()]));
+    assert_eq!(perms.subscribe.unwrap().deny, ["s.>"]);
+    let e = errors("cluster { port: 6222, permissions { allow_responses: true } }\n");
+    assert!(
+        e[0].contains("Cluster permissions do not support dynamic responses"),
+        "{e:?}"
+    );
     let (o, _, p) = load("gateway { name: A, port: 7222, advertise: \"gw.example.com\" }\n");
     assert!(p.errors.is_empty(), "{p:?}");
     assert_eq!(

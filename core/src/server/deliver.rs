@@ -292,6 +292,8 @@ impl Server {
                 // ignored).
                 && (!c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
                     || s.planted(PlantedBug::IgnoreLeafDeny))
+                // Routes' `permissions { export }`.
+                && (kind != ConnKind::Route || s.route_exports(p.subject))
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;

@@ -29,7 +29,7 @@ use super::conn::{Conn, ConnKind};
 use super::timers::{Timer, TimerKey};
 use super::{AccountId, Action, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::proto::{Op, Routed};
-pub(crate) use perms::{LeafPerms, SubjectFilter};
+pub(crate) use perms::{PeerPerms, SubjectFilter};
 
 mod auth;
 mod perms;
@@ -90,7 +90,7 @@ pub(crate) struct LeafState {
     /// The peer found a loop: dial again only after [`LOOP_DELAY`].
     pub looped: bool,
     /// What this connection carries each way; `None` (most): everything.
-    pub perms: Option<Box<LeafPerms>>,
+    pub perms: Option<Box<PeerPerms>>,
 }
 
 /// The hub's `INFO` to a leaf node.
@@ -586,7 +586,7 @@ impl Server {
             l.name = connect.name.clone();
             l.server_id = connect.server_id.clone();
             l.cluster = connect.cluster.clone();
-            l.perms = LeafPerms::of_hub_user(user_perms.as_ref(), &connect.deny_pub)
+            l.perms = PeerPerms::of_hub_user(user_perms.as_ref(), &connect.deny_pub)
                 .with_jetstream_apart(
                     Some(account) == self.system_account,
                     self.opts.jetstream.as_ref().map(|j| j.domain.as_str()),

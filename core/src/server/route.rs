@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, ConnKind};
+use super::leaf::{PeerPerms, SubjectFilter};
 use super::timers::{Timer, TimerKey};
 use super::{AccountId, CloseReason, ConnId, LogLevel, Server, SubId};
 use crate::config::cluster::RouteUrl;
@@ -61,6 +62,8 @@ pub(crate) struct Cluster {
     pub routes: BTreeMap<String, ConnId>,
     /// Each route peer's client URLs, for clients' `connect_urls`.
     pub peer_urls: BTreeMap<String, Vec<String>>,
+    /// What routes carry (`permissions`); `None`: everything.
+    pub perms: Option<Box<PeerPerms>>,
 }
 
 /// A server to dial.
@@ -153,6 +156,11 @@ struct RouteInfo<'a> {
     gateway_url: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     leafnode_urls: &'a [String],
+    /// `permissions`, as nats-server sends them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<SubjectFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    export: Option<SubjectFilter>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -317,6 +325,7 @@ impl Server {
             remotes,
             routes: BTreeMap::new(),
             peer_urls: BTreeMap::new(),
+            perms: PeerPerms::of_hub_user(c.permissions.as_ref(), &[]).boxed(),
         }));
         self.info.connect_urls = self.own_client_urls();
     }
@@ -381,6 +390,16 @@ impl Server {
             connect_urls: &connect_urls,
             gateway_url: &gateway_url,
             leafnode_urls: &leafnode_urls,
+            import: copts
+                .permissions
+                .as_ref()
+                .and_then(|p| p.publish.as_ref())
+                .map(SubjectFilter::sent),
+            export: copts
+                .permissions
+                .as_ref()
+                .and_then(|p| p.subscribe.as_ref())
+                .map(SubjectFilter::sent),
         };
         let mut out = b"INFO ".to_vec();
         serde_json::to_writer(&mut out, &info).expect("INFO serializes");

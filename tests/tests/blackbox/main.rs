@@ -20,6 +20,7 @@ mod raw;
 #[path = "../../transcripts/replay.rs"]
 #[allow(warnings, clippy::all, clippy::pedantic)]
 mod replay;
+mod route_perms;
 mod system;
 mod tls;
 mod tls_map;

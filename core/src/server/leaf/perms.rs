@@ -10,6 +10,11 @@
 //! Interest follows the same filters: a leaf node connection is told only
 //! of interest in what it may send, and interest it tells is kept only for
 //! what may be sent to it.
+//!
+//! Routes use the same two filters, from `cluster { permissions }`: its
+//! `import` (a publish permission) bounds the interest told to routes,
+//! its `export` (a subscribe permission) the interest taken from them and
+//! the messages sent on them.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,18 +91,18 @@ const JS_CLIENT_SUBJECTS: [&str; 3] = ["$JS.API.>", "$KV.>", "$OBJ.>"];
 /// The same for the system account, with clustered JetStream's subjects.
 const JS_SYSTEM_SUBJECTS: [&str; 2] = ["$JSC.>", "$NRG.>"];
 
-/// Both directions of a leaf node connection.
+/// Both directions of a leaf node connection, or of every route.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct LeafPerms {
+pub(crate) struct PeerPerms {
     /// Sent to the peer: messages, and the peer's interest in them.
     pub exports: SubjectFilter,
     /// Taken from the peer: messages, and interest told to it.
     pub imports: SubjectFilter,
 }
 
-impl LeafPerms {
+impl PeerPerms {
     /// `None` when both directions carry everything.
-    pub(crate) fn boxed(self) -> Option<Box<LeafPerms>> {
+    pub(crate) fn boxed(self) -> Option<Box<PeerPerms>> {
         (!(self.exports.passes_all() && self.imports.passes_all())).then(|| Box::new(self))
     }
 
@@ -110,7 +115,7 @@ impl LeafPerms {
         system: bool,
         own_domain: Option<&str>,
         peer_domain: &str,
-    ) -> LeafPerms {
+    ) -> PeerPerms {
         let mut deny: Vec<String> = JS_CLIENT_SUBJECTS.map(str::to_string).to_vec();
         if system {
             deny.extend(JS_SYSTEM_SUBJECTS.map(str::to_string));
@@ -125,13 +130,13 @@ impl LeafPerms {
 
     /// A hub's, for a leaf node that authenticated as a user with
     /// `perms` and asked not to be sent `deny_pub`.
-    pub(crate) fn of_hub_user(perms: Option<&Permissions>, deny_pub: &[String]) -> LeafPerms {
+    pub(crate) fn of_hub_user(perms: Option<&Permissions>, deny_pub: &[String]) -> PeerPerms {
         // A subscribe permission's empty allow list allows everything.
         let mut exports = SubjectFilter::of(perms.and_then(|p| p.subscribe.as_ref()));
         if exports.allow.as_ref().is_some_and(Vec::is_empty) {
             exports.allow = None;
         }
-        LeafPerms {
+        PeerPerms {
             exports: exports.and_deny(deny_pub),
             imports: SubjectFilter::of(perms.and_then(|p| p.publish.as_ref())),
         }
@@ -158,14 +163,14 @@ impl crate::server::Server {
         export: Option<&SubjectFilter>,
         import: Option<&SubjectFilter>,
         hub_domain: &str,
-    ) -> Option<Box<LeafPerms>> {
+    ) -> Option<Box<PeerPerms>> {
         let c = &self.conns[id.0];
         let remote = c.leaf.as_ref().and_then(|l| l.remote);
         let r = remote.and_then(|i| self.opts.leafnodes.as_ref()?.remotes.get(i));
         let (deny_exports, deny_imports) = r.map_or((&[][..], &[][..]), |r| {
             (&r.deny_exports[..], &r.deny_imports[..])
         });
-        LeafPerms {
+        PeerPerms {
             exports: received(export).and_deny(deny_exports),
             imports: received(import).and_deny(deny_imports),
         }
@@ -242,10 +247,10 @@ mod tests {
             }),
             response: None,
         };
-        let p = LeafPerms::of_hub_user(Some(&perms), &["noise".into()]);
+        let p = PeerPerms::of_hub_user(Some(&perms), &["noise".into()]);
         assert!(p.imports.allows(b"up.1") && !p.imports.allows(b"down.1"));
         assert!(p.exports.allows(b"down.1"));
         assert!(!p.exports.allows(b"down.secret") && !p.exports.allows(b"noise"));
-        assert!(LeafPerms::of_hub_user(None, &[]).boxed().is_none());
+        assert!(PeerPerms::of_hub_user(None, &[]).boxed().is_none());
     }
 }

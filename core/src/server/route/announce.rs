@@ -16,6 +16,9 @@ impl Server {
                     continue;
                 }
                 let (subject, queue) = crate::server::interest::split(key);
+                if !self.route_imports(subject) {
+                    continue;
+                }
                 encode_sub(&mut out, &acc.name, subject, queue.map(|q| (q, weight)));
             }
         }
@@ -36,7 +39,7 @@ impl Server {
         let Some(cluster) = self.cluster.as_deref() else {
             return;
         };
-        if cluster.routes.is_empty() {
+        if cluster.routes.is_empty() || !self.route_imports(subject) {
             return;
         }
         // Test-only: the route is never told the interest went.
@@ -74,10 +77,37 @@ impl Server {
             });
             return;
         };
+        if !self.route_exports(subject) {
+            self.debug(id, || {
+                format!(
+                    "Can not export {:?}, ignoring remote subscription request",
+                    String::from_utf8_lossy(subject)
+                )
+            });
+            return;
+        }
         let weight = queue.map_or(1, |(_, w)| crate::server::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
         let key = route_sub_key(account, subject, queue);
         self.peer_subscribe(id, acc, &key, subject, queue, weight);
+    }
+
+    /// Whether routes are told of interest in `subject` (`permissions {
+    /// import }`): what may come in from them.
+    pub(crate) fn route_imports(&self, subject: &[u8]) -> bool {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.perms.as_ref())
+            .is_none_or(|p| p.imports.allows(subject))
+    }
+
+    /// Whether routes' interest in `subject`, and messages on it, go to
+    /// them (`permissions { export }`).
+    pub(crate) fn route_exports(&self, subject: &[u8]) -> bool {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.perms.as_ref())
+            .is_none_or(|p| p.exports.allows(subject))
     }
 
     /// `RS-`: the peer lost its interest.

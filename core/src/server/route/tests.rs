@@ -803,3 +803,40 @@ fn a_route_on_tls_shakes_hands_before_its_info() {
     }
     assert!(closed, "the handshake timeout closes the route");
 }
+
+#[test]
+fn route_permissions_bound_the_interest_told_and_taken_and_the_messages_sent() {
+    use crate::auth::{Permissions, SubjectPermission};
+    let mut o = opts(0, "C1", &[]);
+    o.cluster.as_mut().unwrap().permissions = Some(Permissions {
+        // import: what S0 tells routes it wants.
+        publish: Some(SubjectPermission {
+            allow: Some(vec!["in.>".into()]),
+            deny: Vec::new(),
+        }),
+        // export: what S0 takes interest in from routes, and sends them.
+        subscribe: Some(SubjectPermission {
+            allow: None,
+            deny: vec!["secret.>".into()],
+        }),
+        response: None,
+    });
+    let mut net = Net::new(vec![o, opts(1, "C1", &[0])]);
+    assert_eq!(net.routes(0), ["S1"]);
+    let on0 = net.client(0);
+    net.send(0, on0, b"SUB in.a 1\r\nSUB out.a 2\r\n");
+    let on1 = net.client(1);
+    net.send(1, on1, b"PUB in.a 1\r\nx\r\nPUB out.a 1\r\ny\r\n");
+    // Only the imported subject's interest was told: out.a stays on S1.
+    assert_eq!(net.read(0, on0), "MSG in.a 1 1\r\nx\r\n");
+    // S1's interest in a denied export is not taken; under a wider
+    // subscription, the denied subject's messages still do not go.
+    net.send(1, on1, b"SUB secret.x 3\r\nSUB > 4\r\n");
+    net.send(0, on0, b"PUB secret.x 1\r\ns\r\nPUB pub.z 1\r\nz\r\n");
+    assert_eq!(net.read(1, on1), "MSG pub.z 4 1\r\nz\r\n");
+    let heard = &net.servers[0].peer_links()[0].heard;
+    assert!(
+        heard.contains("$G >") && !heard.contains("$G secret.x"),
+        "{heard:?}"
+    );
+}
