@@ -635,20 +635,24 @@ fn check_errors(
 }
 
 /// Whether two clients' users are in the same account.
-/// Whether `p` would cross a leaf node connection that does not carry its
-/// subject on its way to client connection `(c, epoch)`.
+/// Whether `p` would cross a leaf node connection or a route that does not
+/// carry its subject on its way to client connection `(c, epoch)`.
 fn denied(o: &Outcome, p: &PubInfo, c: ClientId, epoch: u32) -> bool {
     let Some(f) = &o.cluster else {
         return false;
     };
-    let (Some(deny), Some(&from), Some(&to)) = (
-        &f.leaf_deny,
+    let (Some(&from), Some(&to)) = (
         f.conn_server.get(&(p.client, p.epoch)),
         f.conn_server.get(&(c, epoch)),
     ) else {
         return false;
     };
-    deny.denies(f.topology, from, to, &p.subject)
+    f.leaf_deny
+        .as_ref()
+        .is_some_and(|d| d.denies(f.topology, from, to, &p.subject))
+        || f.route_deny
+            .as_ref()
+            .is_some_and(|d| d.denies(from, to, &p.subject))
 }
 
 fn same_account(o: &Outcome, a: ClientId, b: ClientId) -> bool {

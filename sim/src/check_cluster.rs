@@ -33,6 +33,10 @@ pub const INVARIANTS: &[(&str, &str)] = &[
         "leaf-deny",
         "no message crosses a leaf node connection whose deny lists keep its subject on one side (the leaf node's deny_exports towards the hub, its deny_imports towards the leaf node)",
     ),
+    (
+        "route-deny",
+        "no message goes on a route from a server whose route permissions (cluster { permissions { export } }) deny its subject",
+    ),
 ];
 
 /// What the cluster world saw of its servers, for the checkers.
@@ -56,6 +60,8 @@ pub struct ClusterFacts {
     pub end: Vec<ServerView>,
     /// The leaf nodes' deny lists, if the seed drew them.
     pub leaf_deny: Option<crate::cluster::LeafDenyPlan>,
+    /// One server's route permissions, if the seed drew them.
+    pub route_deny: Option<crate::cluster::RouteDenyPlan>,
     /// Connections between a leaf node and its hub: one per account.
     pub leaf_accounts: usize,
 }
@@ -336,6 +342,21 @@ pub fn check(
             }
         }
     }
+    if let Some(deny) = &facts.route_deny {
+        for &(m, from, to, kind) in &facts.routed {
+            let Some(subject) = subjects.get(&m) else {
+                continue;
+            };
+            if kind == Listener::Route && deny.forbids(from, subject) {
+                bad(
+                    "route-deny",
+                    format!(
+                        "message {m} on {subject} went on a route from S{from} to S{to}, whose route permissions deny it ({deny:?})"
+                    ),
+                );
+            }
+        }
+    }
     // How each server first got each message from another.
     let mut came: BTreeMap<(MsgId, usize), Listener> = BTreeMap::new();
     for &(m, from, to, kind) in &facts.routed {
@@ -525,6 +546,37 @@ mod tests {
         assert_eq!(
             out.iter().filter(|(i, _)| *i == "leaf-deny").count(),
             2,
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_message_a_servers_route_permissions_deny_is_named() {
+        let mut f = ClusterFacts {
+            servers: 2,
+            topology: Topology::Mesh,
+            route_deny: Some(crate::cluster::RouteDenyPlan {
+                server: 0,
+                imports: "a.>".into(),
+                exports: "b.>".into(),
+            }),
+            ..ClusterFacts::default()
+        };
+        f.routed = vec![(1, 0, 1, Listener::Route), (2, 1, 0, Listener::Route)];
+        let pubs: BTreeMap<MsgId, (ClientId, u32)> = [(1, (0, 1)), (2, (1, 1))].into();
+        let found = |subjects: &BTreeMap<MsgId, &str>| {
+            let mut out = Vec::new();
+            check(&f, &pubs, subjects, &mut |i, d| out.push((i, d)));
+            out
+        };
+        // From S0 on c; to S0 on a.1 (its import deny only keeps its
+        // interest back: a wider subscription still draws it).
+        assert!(found(&[(1, "c"), (2, "a.1")].into()).is_empty());
+        // From S0 on b.x, its export deny; the same from S1 is fine.
+        let out = found(&[(1, "b.x"), (2, "b.x")].into());
+        assert_eq!(
+            out.iter().filter(|(i, _)| *i == "route-deny").count(),
+            1,
             "{out:?}"
         );
     }

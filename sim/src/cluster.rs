@@ -30,7 +30,7 @@ use natrix_core::{Options, Server};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-pub use shape::{LeafDenyPlan, ServerFault, Shape, Topology};
+pub use shape::{LeafDenyPlan, RouteDenyPlan, ServerFault, Shape, Topology};
 use shape::{port_of, server_faults, server_options, target_of};
 use wire::{Dir, End, Item, Link, Seen, read_route, show};
 
@@ -226,6 +226,7 @@ impl ClusterWorld {
                 servers: shape.servers,
                 topology: shape.topology,
                 leaf_deny: shape.leaf_deny.clone(),
+                route_deny: shape.route_deny.clone(),
                 leaf_accounts: base.accounts.len().max(1),
                 ..ClusterFacts::default()
             },

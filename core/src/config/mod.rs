@@ -358,6 +358,9 @@ pub enum PlantedBug {
     IgnoreLeafDeny,
     /// A gateway a route tells of is not connected to.
     IgnoreGatewayGossip,
+    /// Routes' `permissions { export }` deny is not applied to the
+    /// messages sent on them.
+    IgnoreRouteExport,
 }
 
 impl PlantedBug {
@@ -394,7 +397,7 @@ impl PlantedBug {
 
     /// The bugs planted in a cluster of servers (the many-server
     /// simulation catches them).
-    pub const CLUSTER: [PlantedBug; 9] = [
+    pub const CLUSTER: [PlantedBug; 10] = [
         PlantedBug::ForwardRoutedToRoute,
         PlantedBug::DropRouteUnsub,
         PlantedBug::QueueTwiceAcrossServers,
@@ -404,6 +407,7 @@ impl PlantedBug {
         PlantedBug::DropGatewayUnsub,
         PlantedBug::IgnoreLeafDeny,
         PlantedBug::IgnoreGatewayGossip,
+        PlantedBug::IgnoreRouteExport,
     ];
 
     /// The bug's name on the command line.
@@ -446,6 +450,7 @@ impl PlantedBug {
             PlantedBug::DropGatewayUnsub => "drop-gateway-unsub",
             PlantedBug::IgnoreLeafDeny => "ignore-leaf-deny",
             PlantedBug::IgnoreGatewayGossip => "ignore-gateway-gossip",
+            PlantedBug::IgnoreRouteExport => "ignore-route-export",
         }
     }
 

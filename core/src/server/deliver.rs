@@ -292,8 +292,10 @@ impl Server {
                 // ignored).
                 && (!c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
                     || s.planted(PlantedBug::IgnoreLeafDeny))
-                // Routes' `permissions { export }`.
-                && (kind != ConnKind::Route || s.route_exports(p.subject))
+                // Routes' `permissions { export }` (test-only: ignored).
+                && (kind != ConnKind::Route
+                    || s.route_exports(p.subject)
+                    || s.planted(PlantedBug::IgnoreRouteExport))
         };
         let mut routes: Vec<(ConnId, Vec<u8>)> = Vec::new();
         let mut delivered = false;

@@ -38,7 +38,8 @@ pub struct PeerLink {
     pub account: String,
     /// Subjects whose interest this end keeps when the peer tells it (a
     /// leaf node connection's permissions: `None` is every subject), and
-    /// those it does not (its deny lists); both only for literal subjects.
+    /// those it does not (its deny lists); both only for literal subjects,
+    /// but on routes (`permissions { export }`) for every subscription.
     pub keeps_only: Option<Vec<String>>,
     pub refuses: Vec<String>,
 }
@@ -53,8 +54,10 @@ impl PeerLink {
             ps.iter()
                 .any(|p| crate::subject::matches(p.as_bytes(), subject))
         };
+        // (A route's permissions refuse a wildcard subscription too, its
+        // tokens taken literally.)
         subject.starts_with(b"$LDS.")
-            || !crate::subject::is_literal(subject)
+            || (self.kind != PeerKind::Route && !crate::subject::is_literal(subject))
             || (self.keeps_only.as_deref().is_none_or(any) && !any(&self.refuses))
     }
 }
@@ -283,6 +286,13 @@ impl Server {
     pub fn peer_links(&self) -> Vec<PeerLink> {
         let mut out = Vec::new();
         let for_routes = self.interest_for_routes();
+        // What `permissions` lets through: interest told (import) and
+        // taken (export).
+        let for_routes: BTreeSet<String> = for_routes
+            .into_iter()
+            .filter(|a| self.route_imports(a.split(' ').nth(1).unwrap_or_default().as_bytes()))
+            .collect();
+        let route_perms = self.cluster.as_ref().and_then(|c| c.perms.as_ref());
         for (id, peer) in self.routes() {
             out.push(PeerLink {
                 kind: PeerKind::Route,
@@ -290,8 +300,8 @@ impl Server {
                 announces: for_routes.clone(),
                 heard: self.heard_on(id),
                 account: String::new(),
-                keeps_only: None,
-                refuses: Vec::new(),
+                keeps_only: route_perms.and_then(|p| p.exports.allow.clone()),
+                refuses: route_perms.map_or_else(Vec::new, |p| p.exports.deny.clone()),
             });
         }
         for id in self.leafs() {

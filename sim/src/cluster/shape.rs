@@ -70,7 +70,43 @@ pub struct Shape {
     /// Every leaf node's deny lists (imports, exports), in half the seeds
     /// with leaf nodes.
     pub leaf_deny: Option<LeafDenyPlan>,
+    /// One server's route permissions, in half the seeds of one cluster.
+    pub route_deny: Option<RouteDenyPlan>,
 }
+
+/// What one server's routes do not carry (`cluster { permissions }`):
+/// interest in `imports` is not told to them (so messages on it do not
+/// come in, unless wider interest draws them) and messages on `exports`
+/// are not sent on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDenyPlan {
+    pub server: usize,
+    pub imports: String,
+    pub exports: String,
+}
+
+impl RouteDenyPlan {
+    /// Whether a message on `subject` from server `from` to server `to`
+    /// crosses the permissions (in one cluster every way is one route).
+    pub fn denies(&self, from: usize, to: usize, subject: &str) -> bool {
+        let m = |p: &str| natrix_core::subject::matches(p.as_bytes(), subject.as_bytes());
+        from != to
+            && ((from == self.server && m(&self.exports))
+                || (to == self.server && m(&self.imports)))
+    }
+
+    /// Whether a message on `subject` must never go from `from` on a
+    /// route: the export side, which is checked message by message.
+    pub fn forbids(&self, from: usize, subject: &str) -> bool {
+        from == self.server
+            && natrix_core::subject::matches(self.exports.as_bytes(), subject.as_bytes())
+    }
+}
+
+/// Deny lists drawn from the workload's subjects: subjects and patterns
+/// some subscriptions match literally and others only by a wildcard.
+const DENY_IMPORTS: [&str; 4] = ["a.2", "a.>", "b.x.*", "c"];
+const DENY_EXPORTS: [&str; 4] = ["a.1", "b.>", "*.1", "c"];
 
 /// What each leaf node does not take from its hub and does not send to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,14 +166,20 @@ impl Shape {
         let mut deny = seed::rng(s, "leaf-deny", 0);
         let leaf_deny = (matches!(topology, Topology::Leaf { .. })
             && deny.next_u32().is_multiple_of(2))
-        .then(|| {
-            const IMPORTS: [&str; 4] = ["a.2", "a.>", "b.x.*", "c"];
-            const EXPORTS: [&str; 4] = ["a.1", "b.>", "*.1", "c"];
-            LeafDenyPlan {
-                imports: IMPORTS[(deny.next_u32() % 4) as usize].to_string(),
-                exports: EXPORTS[(deny.next_u32() % 4) as usize].to_string(),
-            }
+        .then(|| LeafDenyPlan {
+            imports: DENY_IMPORTS[(deny.next_u32() % 4) as usize].to_string(),
+            exports: DENY_EXPORTS[(deny.next_u32() % 4) as usize].to_string(),
         });
+        // Half the seeds of one cluster give one server route permissions.
+        let mut deny = seed::rng(s, "route-deny", 0);
+        let route_deny =
+            (topology == Topology::Mesh && deny.next_u32().is_multiple_of(2)).then(|| {
+                RouteDenyPlan {
+                    server: (deny.next_u32() as usize) % servers,
+                    imports: DENY_IMPORTS[(deny.next_u32() % 4) as usize].to_string(),
+                    exports: DENY_EXPORTS[(deny.next_u32() % 4) as usize].to_string(),
+                }
+            });
         Shape {
             servers,
             topology,
@@ -145,6 +187,7 @@ impl Shape {
             skew_ns,
             pools,
             leaf_deny,
+            route_deny,
         }
     }
 }
@@ -238,6 +281,21 @@ pub(super) fn server_options(base: &Options, i: usize, shape: &Shape) -> Options
                 // Servers learned by gossip are dialed again for a minute
                 // after their route drops (longer than any partition).
                 connect_retries: 60,
+                permissions: shape
+                    .route_deny
+                    .as_ref()
+                    .filter(|d| d.server == i)
+                    .map(|d| natrix_core::auth::Permissions {
+                        publish: Some(natrix_core::auth::SubjectPermission {
+                            allow: None,
+                            deny: vec![d.imports.clone()],
+                        }),
+                        subscribe: Some(natrix_core::auth::SubjectPermission {
+                            allow: None,
+                            deny: vec![d.exports.clone()],
+                        }),
+                        response: None,
+                    }),
                 ..ClusterOptions::default()
             }
         });
