@@ -129,6 +129,9 @@ pub enum Op<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routed<'a> {
     pub account: &'a [u8],
+    /// The leaf node cluster a routed message came into the cluster from
+    /// (a route's `LMSG`), empty if none.
+    pub origin: &'a [u8],
     /// The queue groups the sender chose this server for, separated by
     /// spaces (empty: none; then no queue subscriber takes it).
     pub queues: &'a [u8],
@@ -423,7 +426,7 @@ fn first_verb_byte(b: u8, route: bool, leaf: bool) -> Option<&'static [Verb]> {
     if route || leaf {
         return Some(match b.to_ascii_uppercase() {
             b'R' if route => &[Verb::RouteSub, Verb::RouteUnsub, Verb::RMsg],
-            b'L' if leaf => &[Verb::LeafSub, Verb::LeafUnsub, Verb::LMsg],
+            b'L' => &[Verb::LeafSub, Verb::LeafUnsub, Verb::LMsg],
             b'H' => &[Verb::HMsg],
             b'P' => &[Verb::Ping, Verb::Pong],
             b'C' => &[Verb::Connect],
@@ -598,7 +601,56 @@ fn parse_peer_op<'a>(
 ) -> Result<Step<'a>, ParseError> {
     let op = match verb {
         Verb::RMsg => return parse_routed(false, true, arg, buf, line_len, limits),
+        // On a route: `LMSG <origin> <account> ...` with a header size.
+        Verb::LMsg if limits.route => {
+            return parse_routed_origin(arg, buf, line_len, limits);
+        }
         Verb::LMsg => return parse_routed(false, false, arg, buf, line_len, limits),
+        // On a route: `LS+ <origin> <account> <subject> [<queue>
+        // <weight>]`, `LS- <origin> <account> <subject> [<queue>]`: the
+        // origin (a leaf node cluster) is not used.
+        Verb::LeafSub if limits.route => {
+            let mut args = Args::split(arg, true);
+            match (
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+            ) {
+                (Some(_), Some(account), Some(subject), None, ..) => Op::RouteSub {
+                    account,
+                    subject,
+                    queue: None,
+                },
+                (Some(_), Some(account), Some(subject), Some(queue), Some(weight), None) => {
+                    Op::RouteSub {
+                        account,
+                        subject,
+                        queue: Some((queue, weight)),
+                    }
+                }
+                _ => return Err(ParseError::Malformed("processRemoteSub Parse Error")),
+            }
+        }
+        Verb::LeafUnsub if limits.route => {
+            let mut args = Args::split(arg, true);
+            match (
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+                args.next(),
+            ) {
+                (Some(_), Some(account), Some(subject), queue, None) => Op::RouteUnsub {
+                    account,
+                    subject,
+                    queue,
+                },
+                _ => return Err(ParseError::Malformed("processRemoteUnsub Parse Error")),
+            }
+        }
         Verb::HMsg => return parse_routed(true, limits.route, arg, buf, line_len, limits),
         Verb::LeafSub => {
             let mut args = Args::split(arg, true);
@@ -824,11 +876,41 @@ fn parse_routed<'a>(
     Ok(Step::Done(
         Op::Routed(Box::new(Routed {
             account,
+            origin: b"",
             queues,
             msg,
         })),
         total,
     ))
+}
+
+/// A route's `LMSG <origin> <account> <subject> [...] <hdr> <size>`: a
+/// routed message that came into the cluster from leaf node cluster
+/// `origin`, always with a header size (0: no header).
+fn parse_routed_origin<'a>(
+    arg: &'a [u8],
+    buf: &'a [u8],
+    line_len: usize,
+    limits: &Limits,
+) -> Result<Step<'a>, ParseError> {
+    let mut args = Args::split(arg, false);
+    let Some(origin) = args.next() else {
+        return Err(ParseError::Malformed("processRoutedMsgArgs Parse Error"));
+    };
+    let base = arg.as_ptr() as usize;
+    let rest = &arg[origin.as_ptr() as usize - base + origin.len()..];
+    let step = parse_routed(true, true, rest, buf, line_len, limits)?;
+    Ok(match step {
+        Step::Done(Op::Routed(mut r), total) => {
+            r.origin = origin;
+            // A zero header size is no header.
+            if r.msg.header.is_some_and(|(h, _)| h == 0) {
+                r.msg.header = None;
+            }
+            Step::Done(Op::Routed(r), total)
+        }
+        other => other,
+    })
 }
 
 /// Parses a size as nats-server does: 1 to 9 decimal digits, else -1.

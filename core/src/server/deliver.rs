@@ -271,6 +271,30 @@ impl Server {
         let from_route = from_kind == Some(ConnKind::Route);
         let from_gateway = from_kind == Some(ConnKind::Gateway);
         let from_peer = from_route || from_gateway || from_kind == Some(ConnKind::Leaf);
+        // A leaf node connection to a hub of this server's: what comes
+        // down it goes to no route, and what comes over a route goes up
+        // none (but a service import's reply), as nats-server: the hub
+        // reaches each server of a leaf node cluster on its own
+        // connection, so the two ways never meet in a loop.
+        let from_spoke = from_kind == Some(ConnKind::Leaf)
+            && self
+                .conns
+                .get(publisher.0)
+                .and_then(|c| c.leaf.as_ref())
+                .is_some_and(|l| l.solicited);
+        let up_from_route = from_route && !p.subject.starts_with(b"_R_.");
+        // The leaf node cluster the message came in from (over a route, as
+        // its `LMSG` says): it goes back to no leaf node of that cluster,
+        // which has it already (nats-server's cluster-wide no echo).
+        let origin: Vec<u8> = match from_kind {
+            Some(ConnKind::Route) => self.routed_origin.clone(),
+            Some(ConnKind::Leaf) => self
+                .conns
+                .get(publisher.0)
+                .and_then(|c| c.leaf.as_ref())
+                .map_or_else(Vec::new, |l| l.cluster.as_bytes().to_vec()),
+            _ => Vec::new(),
+        };
         // Test-only: the one-hop rule broken.
         let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
         let from_route = from_route && !hop_again;
@@ -292,6 +316,13 @@ impl Server {
                 // ignored).
                 && (!c.leaf.as_ref().is_some_and(|l| l.denies_export(p.subject))
                     || s.planted(PlantedBug::IgnoreLeafDeny))
+                && !(from_spoke && kind == ConnKind::Route)
+                && !(up_from_route && c.leaf.as_ref().is_some_and(|l| l.solicited))
+                // (The publisher's own connection is left to the check
+                // above.)
+                && !(r != publisher
+                    && !origin.is_empty()
+                    && c.leaf.as_ref().is_some_and(|l| l.cluster.as_bytes() == origin))
                 // Routes' `permissions { export }` (test-only: ignored).
                 && (kind != ConnKind::Route
                     || s.route_exports(p.subject)

@@ -82,6 +82,8 @@ pub(crate) struct Count {
     pub routes: u32,
     /// Over gateway connections (other clusters' interest).
     pub gateways: u32,
+    /// Over leaf node connections this server dialed (its hubs').
+    pub spokes: u32,
 }
 
 impl Count {
@@ -93,6 +95,22 @@ impl Count {
     /// What other clusters and leaf nodes hear: all but other clusters'.
     pub fn for_gateways(&self) -> u32 {
         self.all.saturating_sub(self.gateways)
+    }
+
+    /// What a leaf node connection hears of `subject`, less what it told
+    /// itself (`own`). On a connection this server dialed (to its hub),
+    /// only the interest of its own clients and of the leaf nodes it is
+    /// the hub of, as nats-server: a hub reaches each server of a leaf
+    /// node cluster on that server's own connection, so neither routes'
+    /// interest nor other hubs' goes up (the loop detection subjects
+    /// always do).
+    pub fn for_leaf(&self, spoke: bool, subject: &[u8], own: u32) -> u32 {
+        if spoke && !subject.starts_with(b"$LDS.") {
+            self.all
+                .saturating_sub(self.routes + self.gateways + self.spokes)
+        } else {
+            self.for_gateways().saturating_sub(own)
+        }
     }
 }
 
@@ -218,8 +236,11 @@ impl Server {
         stats.received_bytes += len;
         self.routed_queues.clear();
         self.routed_queues.extend_from_slice(r.queues);
+        self.routed_origin.clear();
+        self.routed_origin.extend_from_slice(r.origin);
         self.route(id, account, &r.msg, &mut super::accounts::Route::default());
         self.routed_queues.clear();
+        self.routed_origin.clear();
     }
 
     /// `PING`, `PONG` or `+OK` from a peer: the same on every kind of
@@ -315,11 +336,12 @@ impl Server {
                 announces.insert(format!("{} {lds}", acc.name));
             }
             for (key, count) in &acc.interest {
-                if l.denies_import(split(key).0) {
+                let subject = split(key).0;
+                if l.denies_import(subject) {
                     continue;
                 }
                 let own = l.own.get(key).copied().unwrap_or(0);
-                let weight = count.for_gateways().saturating_sub(own);
+                let weight = count.for_leaf(l.solicited, subject, own);
                 if weight > 0 {
                     announces.insert(show(&acc.name, key, weight));
                 }
@@ -414,6 +436,11 @@ impl Server {
             return;
         }
         let from_kind = self.conns.get(from.0).map(|c| c.kind);
+        let from_spoke = self
+            .conns
+            .get(from.0)
+            .and_then(|c| c.leaf.as_ref())
+            .is_some_and(|l| l.solicited);
         let key = key(subject, queue);
         let acc = &mut self.accounts[account.0 as usize];
         let before = acc.interest.get(&key).copied().unwrap_or_default();
@@ -422,6 +449,7 @@ impl Server {
         match from_kind {
             Some(ConnKind::Route) => after.routes = add(after.routes, delta),
             Some(ConnKind::Gateway) => after.gateways = add(after.gateways, delta),
+            Some(ConnKind::Leaf) if from_spoke => after.spokes = add(after.spokes, delta),
             _ => {}
         }
         if after.all == 0 {
@@ -436,8 +464,7 @@ impl Server {
         if let Some(weight) = to_gateways {
             self.tell_gateways(account, subject, queue, weight);
         }
-        let leafs = (before.for_gateways(), after.for_gateways());
-        self.tell_leafs(account, subject, queue, &key, leafs, from, delta);
+        self.tell_leafs(account, subject, queue, &key, (before, after), from, delta);
     }
 }
 

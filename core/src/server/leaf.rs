@@ -733,12 +733,13 @@ impl Server {
         let lds = self.lds_subject(account);
         let mut out = Vec::new();
         encode_leaf_sub(&mut out, lds.as_bytes(), None);
+        let spoke = self.conns[id.0].leaf.as_ref().is_some_and(|l| l.solicited);
         for (key, count) in &self.accounts[account.0 as usize].interest {
-            let weight = count.for_gateways();
+            let (subject, queue) = super::interest::split(key);
+            let weight = count.for_leaf(spoke, subject, 0);
             if weight == 0 {
                 continue;
             }
-            let (subject, queue) = super::interest::split(key);
             let denied = self.conns[id.0]
                 .leaf
                 .as_ref()
@@ -832,9 +833,9 @@ impl Server {
         self.peer_publish(id, account, r);
     }
 
-    /// A subscription count of `account` changed from `all.0` to `all.1`
-    /// (by `delta`, from connection `from`): tell each ready leaf node
-    /// connection of the account whose view changes.
+    /// A subscription count of `account` changed from `counts.0` to
+    /// `counts.1` (by `delta`, from connection `from`): tell each ready
+    /// leaf node connection of the account whose view changes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tell_leafs(
         &mut self,
@@ -842,7 +843,7 @@ impl Server {
         subject: &[u8],
         queue: Option<&[u8]>,
         key: &[u8],
-        all: (u32, u32),
+        counts: (super::interest::Count, super::interest::Count),
         from: ConnId,
         delta: i64,
     ) {
@@ -884,8 +885,8 @@ impl Server {
             } else {
                 (own_before, own_after)
             };
-            let old = all.0.saturating_sub(own_before);
-            let new = all.1.saturating_sub(own_after);
+            let old = counts.0.for_leaf(l.solicited, subject, own_before);
+            let new = counts.1.for_leaf(l.solicited, subject, own_after);
             let Some(weight) = super::interest::change(queue.is_some(), old, new) else {
                 continue;
             };

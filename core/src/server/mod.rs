@@ -320,6 +320,9 @@ pub struct Server {
     /// While a message from a route is delivered: the queue groups the
     /// peer chose this server for (names separated by spaces).
     routed_queues: Vec<u8>,
+    /// While a message from a route is delivered: the leaf node cluster
+    /// it came into this cluster from (a route's `LMSG`), empty if none.
+    routed_origin: Vec<u8>,
     /// Every connection is being closed: nothing is dialed again.
     shutting_down: bool,
 }
@@ -398,6 +401,7 @@ impl Server {
             leafnodes: None,
             gateways: None,
             routed_queues: Vec::new(),
+            routed_origin: Vec::new(),
             shutting_down: false,
         };
         server.install_cluster();

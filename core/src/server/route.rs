@@ -123,6 +123,9 @@ pub struct PeerInfo {
     pub gateway_cmd: u8,
     /// The peer's leaf node URL (one at most).
     pub leafnode_urls: Vec<String>,
+    /// The peer takes a leaf node cluster's messages as `LMSG` with their
+    /// origin (and `LS+`/`LS-`).
+    pub lnoc: bool,
 }
 
 /// The `INFO` this server sends on routes, in nats-server's field order.
@@ -161,6 +164,10 @@ struct RouteInfo<'a> {
     import: Option<SubjectFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     export: Option<SubjectFilter>,
+    /// This server takes `LMSG` with a leaf node origin cluster on routes,
+    /// and `LS-` with the origin too.
+    lnoc: bool,
+    lnocu: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -292,6 +299,37 @@ pub(crate) fn encode_routed(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the route's `LMSG <origin> <account> ...` that forwards `p`,
+/// which came into the cluster from leaf node cluster `origin`: always
+/// with a header size (0 without headers), as nats-server writes it.
+pub(crate) fn encode_origin_routed(
+    out: &mut Vec<u8>,
+    origin: &str,
+    account: &str,
+    p: &Pub<'_>,
+    queues: &[u8],
+) {
+    let mut line = Vec::with_capacity(64);
+    encode_routed(&mut line, Some(account), p, queues, true);
+    // `RMSG <account> ...` or `HMSG <account> ...`: the verb and its
+    // space replaced, and a zero header size put in before the size.
+    let headers = line.starts_with(b"HMSG");
+    out.extend_from_slice(b"LMSG ");
+    out.extend_from_slice(origin.as_bytes());
+    out.push(b' ');
+    let nl = memchr::memchr(b'\n', &line).expect("a control line");
+    let control = &line[5..nl - 1];
+    if headers {
+        out.extend_from_slice(control);
+    } else {
+        let sp = memchr::memrchr(b' ', control).expect("a size");
+        out.extend_from_slice(&control[..sp]);
+        out.extend_from_slice(b" 0");
+        out.extend_from_slice(&control[sp..]);
+    }
+    out.extend_from_slice(&line[nl - 1..]);
+}
+
 impl Server {
     /// Sets up the cluster from the options (dialing starts once the
     /// cluster listener is bound).
@@ -400,6 +438,8 @@ impl Server {
                 .as_ref()
                 .and_then(|p| p.subscribe.as_ref())
                 .map(SubjectFilter::sent),
+            lnoc: true,
+            lnocu: true,
         };
         let mut out = b"INFO ".to_vec();
         serde_json::to_writer(&mut out, &info).expect("INFO serializes");
@@ -900,8 +940,28 @@ impl Server {
             (_, Some(g)) => (Some(name.as_str()), g.headers),
             (None, None) => (None, true),
         };
+        // A leaf node cluster's message goes to a route that knows of
+        // origins as `LMSG <origin> ...`, so the other side does not send
+        // it back down to that cluster.
+        let lnoc = conn
+            .route
+            .as_ref()
+            .and_then(|r| r.peer.as_ref())
+            .is_some_and(|p| p.lnoc);
+        let origin = match (lnoc, self.conns.get(publisher.0)) {
+            (true, Some(c)) => c
+                .leaf
+                .as_ref()
+                .map(|l| l.cluster.clone())
+                .filter(|o| !o.is_empty()),
+            _ => None,
+        };
+        let conn = &mut self.conns[id.0];
         let before = conn.out.len();
-        encode_routed(&mut conn.out, account, p, queues, headers);
+        match origin {
+            Some(o) => encode_origin_routed(&mut conn.out, &o, name, p, queues),
+            None => encode_routed(&mut conn.out, account, p, queues, headers),
+        }
         if conn.pending_bytes() > self.opts.max_pending {
             conn.out.truncate(before);
             self.slow_consumer(id);

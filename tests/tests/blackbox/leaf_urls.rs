@@ -1,15 +1,17 @@
-//! A leaf node learns the servers of its hub's cluster from the hub's
-//! `INFO` (`leafnode_urls`, which each hub server gathers from its
-//! routes) and fails over to another of them when its hub is killed,
-//! between natrix and nats-server 2.15.1 in every role: the two hub
-//! servers, which tell each other their leaf node URLs over their route,
-//! and the leaf node, configured with the first hub's URL alone.
+//! Leaf nodes and clusters on both sides. A leaf node learns the servers
+//! of its hub's cluster from the hub's `INFO` (`leafnode_urls`, which each
+//! hub server gathers from its routes) and fails over to another of them
+//! when its hub is killed, between natrix and nats-server 2.15.1 in every
+//! role: the two hub servers, which tell each other their leaf node URLs
+//! over their route, and the leaf node, configured with the first hub's
+//! URL alone. A leaf node cluster whose servers are leaf nodes of
+//! different hub servers gets each message once.
 
 use std::path::Path;
 
 use natrix_tests::{ServerProcess, free_port, natrix_bin, reference_215};
 
-use crate::cluster::{until_received, with_conf};
+use crate::cluster::{drain, until_received, with_conf};
 
 /// Hub server `name` of cluster `LU`, routed to `seed` (a cluster port);
 /// it and its cluster and leaf node ports.
@@ -64,5 +66,120 @@ async fn a_leaf_node_fails_over_to_a_hub_server_it_learned_of() {
         let mut back = on_h2.subscribe("lu.back").await.unwrap();
         on_h2.flush().await.unwrap();
         until_received(&on_leaf, "lu.back", &mut back).await;
+    }
+}
+
+/// Server `name` of cluster `cluster` (routed to `seed`), a leaf node of
+/// the hub at `hub_leaf` if given, else a hub itself.
+fn member_of(
+    bin: &Path,
+    name: &str,
+    cluster: &str,
+    seed: Option<u16>,
+    hub_leaf: Option<u16>,
+) -> (ServerProcess, u16, u16) {
+    let (port, leaf) = (free_port(), free_port());
+    let routes = seed.map_or(String::new(), |p| {
+        format!("routes: [\"nats://127.0.0.1:{p}\"]")
+    });
+    let leafnodes = match hub_leaf {
+        Some(h) => format!("remotes: [ {{ url: \"nats-leaf://127.0.0.1:{h}\" }} ]"),
+        None => format!("listen: \"127.0.0.1:{leaf}\""),
+    };
+    let conf = format!(
+        "server_name: {name}\n\
+         cluster {{ name: {cluster}, listen: \"127.0.0.1:{port}\", {routes} }}\n\
+         leafnodes {{ {leafnodes} }}\n"
+    );
+    (with_conf(bin, name, &conf), port, leaf)
+}
+
+/// A leaf node cluster whose two servers are each a leaf node of another
+/// server of the hub cluster: every message reaches every subscriber
+/// once, wherever it is published (before natrix applied nats-server's
+/// rules a message went round hub, leaf node, route and hub for ever).
+#[tokio::test]
+async fn a_leaf_node_cluster_on_two_hub_servers_gets_each_message_once() {
+    let natrix = natrix_bin();
+    // (hub 1, hub 2, leaf 1, leaf 2)
+    let mut cases = vec![(
+        "NNNN",
+        [
+            natrix.clone(),
+            natrix.clone(),
+            natrix.clone(),
+            natrix.clone(),
+        ],
+    )];
+    if let Some(new) = reference_215() {
+        let (n, r) = (natrix.clone(), new.clone());
+        cases.extend([
+            ("55NN", [r.clone(), r.clone(), n.clone(), n.clone()]),
+            ("NN55", [n.clone(), n.clone(), r.clone(), r.clone()]),
+            ("N5NN", [n.clone(), r.clone(), n.clone(), n.clone()]),
+            ("NN5N", [n.clone(), n.clone(), r.clone(), n.clone()]),
+        ]);
+    }
+    for (case, bins) in cases {
+        let (h1, hp, hl1) = member_of(&bins[0], &format!("LC-{case}-H1"), "HUB", None, None);
+        let (h2, _, hl2) = member_of(&bins[1], &format!("LC-{case}-H2"), "HUB", Some(hp), None);
+        let (l1, lp, _) = member_of(&bins[2], &format!("LC-{case}-L1"), "EDGE", None, Some(hl1));
+        let (l2, _, _) = member_of(
+            &bins[3],
+            &format!("LC-{case}-L2"),
+            "EDGE",
+            Some(lp),
+            Some(hl2),
+        );
+        let servers = [&h1, &h2, &l1, &l2];
+        let mut clients = Vec::new();
+        let mut subs = Vec::new();
+        for s in servers {
+            let c = async_nats::connect(s.url()).await.unwrap();
+            subs.push(c.subscribe("lc.>").await.unwrap());
+            c.flush().await.unwrap();
+            clients.push(c);
+        }
+        // Until every subscriber hears from every server.
+        let mut heard = [[false; 4]; 4];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while heard.iter().flatten().any(|h| !h) {
+            assert!(std::time::Instant::now() < deadline, "{case}: {heard:?}");
+            for (i, from) in clients.iter().enumerate() {
+                from.publish(format!("lc.probe.{i}"), "p".into())
+                    .await
+                    .unwrap();
+                from.flush().await.unwrap();
+            }
+            for (j, sub) in subs.iter_mut().enumerate() {
+                for m in drain(sub).await {
+                    if let Some(i) = m.subject.as_str().strip_prefix("lc.probe.") {
+                        heard[i.parse::<usize>().unwrap()][j] = true;
+                    }
+                }
+            }
+        }
+        for sub in &mut subs {
+            drain(sub).await;
+        }
+        for (i, from) in clients.iter().enumerate() {
+            for n in 0..10 {
+                from.publish(format!("lc.{i}.{n}"), "m".into())
+                    .await
+                    .unwrap();
+            }
+            from.flush().await.unwrap();
+        }
+        for (j, sub) in subs.iter_mut().enumerate() {
+            let mut from = [0; 4];
+            for m in drain(sub).await {
+                let i = m.subject.as_str().split('.').nth(1).unwrap();
+                from[i.parse::<usize>().unwrap()] += 1;
+            }
+            assert_eq!(
+                from, [10; 4],
+                "{case}: at S{j}, from each server, each once"
+            );
+        }
     }
 }

@@ -315,6 +315,7 @@ fn route_ops(input: &[u8]) -> Vec<Owned> {
 
 fn routed(account: &'static [u8], queues: &'static [u8], msg: Pub<'static>) -> Owned {
     op(Op::Routed(Box::new(Routed {
+        origin: b"",
         account,
         queues,
         msg,
@@ -407,6 +408,56 @@ fn route_ops_in_every_form_nats_server_writes() {
         op(Op::Ping),
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn route_ops_with_a_leaf_node_origin_cluster() {
+    let got = route_ops(
+        b"LS+ LC $G foo\r\nLS+ LC $G bar.* q1 2\r\nLS- LC $G foo\r\n\
+          LMSG LC $G foo 0 3\r\nabc\r\nLMSG LC $G bar.x + r.1 q1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+    );
+    let origin = |r: Routed<'static>| op(Op::Routed(Box::new(Routed { origin: b"LC", ..r })));
+    let want = vec![
+        op(Op::RouteSub {
+            account: b"$G",
+            subject: b"foo",
+            queue: None,
+        }),
+        op(Op::RouteSub {
+            account: b"$G",
+            subject: b"bar.*",
+            queue: Some((b"q1", b"2")),
+        }),
+        op(Op::RouteUnsub {
+            account: b"$G",
+            subject: b"foo",
+            queue: None,
+        }),
+        origin(Routed {
+            origin: b"",
+            account: b"$G",
+            queues: b"",
+            msg: rpub(b"foo", None, b"3", None, b"abc"),
+        }),
+        origin(Routed {
+            origin: b"",
+            account: b"$G",
+            queues: b"q1",
+            msg: rpub(
+                b"bar.x",
+                Some(b"r.1"),
+                b"14",
+                Some((12, b"12")),
+                b"NATS/1.0\r\n\r\nhi",
+            ),
+        }),
+    ];
+    assert_eq!(got, want);
+    // A malformed one is refused as nats-server refuses it.
+    assert!(matches!(
+        route_ops(b"LMSG LC\r\n").last(),
+        Some(Owned::Err(_))
+    ));
 }
 
 #[test]

@@ -464,3 +464,41 @@ fn ignore_discovered_servers_keeps_a_leaf_node_on_its_configured_hub() {
     net.advance(3_000);
     assert_eq!(leafs(&net, 1), 0);
 }
+
+#[test]
+fn a_leaf_cluster_on_two_hub_servers_gets_each_message_once() {
+    // Hub cluster H (S0, S1); leaf cluster L (S2, S3), S2 a leaf node of
+    // S0 and S3 of S1.
+    let mut l2 = hub(2, "L", &[]);
+    l2.leafnodes = leaf(2, &[0]).leafnodes;
+    let mut l3 = hub(3, "L", &[2]);
+    l3.leafnodes = leaf(3, &[1]).leafnodes;
+    let mut net = Net::new(vec![hub(0, "H", &[]), hub(1, "H", &[0]), l2, l3]);
+    assert!(
+        !net.logs.iter().any(|l| l.contains("Loop detected")),
+        "{:#?}",
+        net.logs
+    );
+    assert_eq!((leafs(&net, 0), leafs(&net, 1)), (1, 1), "{:#?}", net.logs);
+    let subs: Vec<_> = (0..4)
+        .map(|i| {
+            let c = net.client(i);
+            net.send(i, c, b"SUB foo 1\r\nPING\r\n");
+            c
+        })
+        .collect();
+    for (i, &c) in subs.iter().enumerate() {
+        net.read(i, c);
+    }
+    for from in 0..4 {
+        let p = net.client(from);
+        net.send(from, p, b"PUB foo 1\r\nx\r\n");
+        for (i, &c) in subs.iter().enumerate() {
+            assert_eq!(
+                count(&net.read(i, c), "MSG foo"),
+                1,
+                "published on S{from}, read on S{i}"
+            );
+        }
+    }
+}

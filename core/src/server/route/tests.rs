@@ -840,3 +840,29 @@ fn route_permissions_bound_the_interest_told_and_taken_and_the_messages_sent() {
         "{heard:?}"
     );
 }
+
+#[test]
+fn a_leaf_clusters_message_goes_on_a_route_as_lmsg_with_its_origin() {
+    use crate::proto::Pub;
+    let mut out = Vec::new();
+    let plain = Pub {
+        subject: b"foo",
+        reply: None,
+        size_token: b"3",
+        header: None,
+        payload: b"abc",
+    };
+    super::encode_origin_routed(&mut out, "LC", "$G", &plain, b"");
+    let with = Pub {
+        subject: b"bar",
+        reply: Some(b"r.1"),
+        size_token: b"14",
+        header: Some((12, b"12")),
+        payload: b"NATS/1.0\r\n\r\nhi",
+    };
+    super::encode_origin_routed(&mut out, "LC", "$G", &with, b"q1");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "LMSG LC $G foo 0 3\r\nabc\r\nLMSG LC $G bar + r.1 q1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+    );
+}
