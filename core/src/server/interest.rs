@@ -102,10 +102,13 @@ impl Count {
     /// only the interest of its own clients and of the leaf nodes it is
     /// the hub of, as nats-server: a hub reaches each server of a leaf
     /// node cluster on that server's own connection, so neither routes'
-    /// interest nor other hubs' goes up (the loop detection subjects
-    /// always do).
-    pub fn for_leaf(&self, spoke: bool, subject: &[u8], own: u32) -> u32 {
-        if spoke && !subject.starts_with(b"$LDS.") {
+    /// interest nor other hubs' goes up. That holds for the loop detection
+    /// subjects too: nats-server sends those up whatever their source,
+    /// but not back to the cluster they came from, which natrix, keeping
+    /// no origin of interest, cannot tell (a hub's own subject came back
+    /// through its leaf node cluster's routes, a false loop).
+    pub fn for_leaf(&self, spoke: bool, own: u32) -> u32 {
+        if spoke {
             self.all
                 .saturating_sub(self.routes + self.gateways + self.spokes)
         } else {
@@ -331,6 +334,7 @@ impl Server {
                 continue;
             };
             let acc = &self.accounts[c.account.0 as usize];
+            let same_account = self.leafs_of(c.account);
             let mut announces = BTreeSet::new();
             if let Some(lds) = self.leafnodes.as_ref().and_then(|n| n.lds.get(&acc.name)) {
                 announces.insert(format!("{} {lds}", acc.name));
@@ -340,8 +344,8 @@ impl Server {
                 if l.denies_import(subject) {
                     continue;
                 }
-                let own = l.own.get(key).copied().unwrap_or(0);
-                let weight = count.for_leaf(l.solicited, subject, own);
+                let own = self.cluster_own(&same_account, id, key);
+                let weight = count.for_leaf(l.solicited, own);
                 if weight > 0 {
                     announces.insert(show(&acc.name, key, weight));
                 }

@@ -734,9 +734,11 @@ impl Server {
         let mut out = Vec::new();
         encode_leaf_sub(&mut out, lds.as_bytes(), None);
         let spoke = self.conns[id.0].leaf.as_ref().is_some_and(|l| l.solicited);
+        let mut ids = self.leafs_of(account);
+        ids.push(id);
         for (key, count) in &self.accounts[account.0 as usize].interest {
             let (subject, queue) = super::interest::split(key);
-            let weight = count.for_leaf(spoke, subject, 0);
+            let weight = count.for_leaf(spoke, self.cluster_own(&ids, id, key));
             if weight == 0 {
                 continue;
             }
@@ -847,46 +849,49 @@ impl Server {
         from: ConnId,
         delta: i64,
     ) {
-        let Some(l) = self.leafnodes.as_deref() else {
+        if self.leafnodes.is_none() {
             return;
-        };
-        let ids: Vec<ConnId> = l
-            .ready
-            .iter()
-            .copied()
-            .filter(|&c| {
-                self.conns
-                    .get(c.0)
-                    .is_some_and(|c| c.account == account && !c.closing)
-            })
-            .collect();
+        }
+        let ids = self.leafs_of(account);
         // Test-only: each connection's own interest counts for it too.
         let told_own = self.planted(crate::config::PlantedBug::LeafToldOwnInterest);
-        let mut line = Vec::new();
-        for id in ids {
-            let l = self.conns[id.0]
+        // `from`'s own weight changes first.
+        let mut from_change = None;
+        if ids.contains(&from) {
+            let l = self.conns[from.0]
                 .leaf
                 .as_mut()
                 .expect("a leaf has its state");
-            let own_before = l.own.get(key).copied().unwrap_or(0);
-            let own_after = if id == from {
-                let n = u32::try_from((i64::from(own_before) + delta).max(0)).unwrap_or(0);
-                if n == 0 {
-                    l.own.remove(key);
-                } else {
-                    l.own.insert(key.into(), n);
+            let before = l.own.get(key).copied().unwrap_or(0);
+            let after = u32::try_from((i64::from(before) + delta).max(0)).unwrap_or(0);
+            if after == 0 {
+                l.own.remove(key);
+            } else {
+                l.own.insert(key.into(), after);
+            }
+            from_change = Some((before, after));
+        }
+        let mut line = Vec::new();
+        for &id in &ids {
+            // What the connection's leaf node cluster told (its own and
+            // its cluster's other connections'), before and after.
+            let own_after = if told_own {
+                0
+            } else {
+                self.cluster_own(&ids, id, key)
+            };
+            let own_before = match from_change {
+                Some((b, a)) if !told_own && self.same_leaf_cluster(id, from) => {
+                    (own_after + b).saturating_sub(a)
                 }
-                n
-            } else {
-                own_before
+                _ => own_after,
             };
-            let (own_before, own_after) = if told_own {
-                (0, 0)
-            } else {
-                (own_before, own_after)
-            };
-            let old = counts.0.for_leaf(l.solicited, subject, own_before);
-            let new = counts.1.for_leaf(l.solicited, subject, own_after);
+            let l = self.conns[id.0]
+                .leaf
+                .as_ref()
+                .expect("a leaf has its state");
+            let old = counts.0.for_leaf(l.solicited, own_before);
+            let new = counts.1.for_leaf(l.solicited, own_after);
             let Some(weight) = super::interest::change(queue.is_some(), old, new) else {
                 continue;
             };
@@ -901,6 +906,44 @@ impl Server {
             }
             self.send(id, &line);
         }
+    }
+
+    /// The ready leaf node connections of `account`.
+    pub(crate) fn leafs_of(&self, account: AccountId) -> Vec<ConnId> {
+        self.leafnodes.as_deref().map_or_else(Vec::new, |l| {
+            l.ready
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    self.conns
+                        .get(c.0)
+                        .is_some_and(|c| c.account == account && !c.closing)
+                })
+                .collect()
+        })
+    }
+
+    /// Whether leaf node connections `a` and `b` are one, or lead to one
+    /// cluster (their peers' `cluster`): what one tells is not told back
+    /// to the other, as nats-server keeps interest from going back to the
+    /// cluster it came from.
+    pub(crate) fn same_leaf_cluster(&self, a: ConnId, b: ConnId) -> bool {
+        let cluster = |id: ConnId| {
+            self.conns
+                .get(id.0)
+                .and_then(|c| c.leaf.as_ref())
+                .map(|l| l.cluster.as_str())
+        };
+        a == b || matches!((cluster(a), cluster(b)), (Some(x), Some(y)) if !x.is_empty() && x == y)
+    }
+
+    /// The weight of `key` the leaf node connections among `ids` that are
+    /// `id` or of its cluster told.
+    pub(crate) fn cluster_own(&self, ids: &[ConnId], id: ConnId, key: &[u8]) -> u32 {
+        ids.iter()
+            .filter(|&&j| self.same_leaf_cluster(id, j))
+            .filter_map(|j| self.conns[j.0].leaf.as_ref()?.own.get(key).copied())
+            .sum()
     }
 
     /// A leaf node connection is closing: its subscriptions and timers

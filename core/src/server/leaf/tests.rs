@@ -105,9 +105,13 @@ fn a_queue_group_spread_over_hub_and_leaf_takes_each_message_once() {
 }
 
 #[test]
-fn two_connections_of_one_account_in_a_loop_are_refused() {
-    // Two remotes to the same hub: the hub tells each the other's $LDS.
-    let net = Net::new(vec![hub(0, "", &[]), leaf(1, &[0, 0])]);
+fn two_servers_each_the_others_hub_are_a_loop_refused() {
+    // S0 dials S1 and S1 dials S0: each hears its own $LDS back.
+    let mut a = hub(0, "", &[]);
+    a.leafnodes.as_mut().unwrap().remotes = leaf(0, &[1]).leafnodes.unwrap().remotes;
+    let mut b = hub(1, "", &[]);
+    b.leafnodes.as_mut().unwrap().remotes = leaf(1, &[0]).leafnodes.unwrap().remotes;
+    let net = Net::new(vec![a, b]);
     assert!(
         net.logs
             .iter()
