@@ -608,110 +608,17 @@ fn parse_peer_op<'a>(
         Verb::LMsg => return parse_routed(false, false, arg, buf, line_len, limits),
         // On a route: `LS+ <origin> <account> <subject> [<queue>
         // <weight>]`, `LS- <origin> <account> <subject> [<queue>]`: the
-        // origin (a leaf node cluster) is not used.
-        Verb::LeafSub if limits.route => {
-            let mut args = Args::split(arg, true);
-            match (
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-            ) {
-                (Some(_), Some(account), Some(subject), None, ..) => Op::RouteSub {
-                    account,
-                    subject,
-                    queue: None,
-                },
-                (Some(_), Some(account), Some(subject), Some(queue), Some(weight), None) => {
-                    Op::RouteSub {
-                        account,
-                        subject,
-                        queue: Some((queue, weight)),
-                    }
-                }
-                _ => return Err(ParseError::Malformed("processRemoteSub Parse Error")),
-            }
-        }
+        // origin (a leaf node cluster) is not used. From a leaf node: no
+        // account (the connection is bound to one).
+        Verb::LeafSub if limits.route => interest(arg, true, 1, "processRemoteSub Parse Error")?,
         Verb::LeafUnsub if limits.route => {
-            let mut args = Args::split(arg, true);
-            match (
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-            ) {
-                (Some(_), Some(account), Some(subject), queue, None) => Op::RouteUnsub {
-                    account,
-                    subject,
-                    queue,
-                },
-                _ => return Err(ParseError::Malformed("processRemoteUnsub Parse Error")),
-            }
+            interest(arg, false, 1, "processRemoteUnsub Parse Error")?
         }
         Verb::HMsg => return parse_routed(true, limits.route, arg, buf, line_len, limits),
-        Verb::LeafSub => {
-            let mut args = Args::split(arg, true);
-            match (args.next(), args.next(), args.next(), args.next()) {
-                (Some(subject), None, ..) => Op::RouteSub {
-                    account: b"",
-                    subject,
-                    queue: None,
-                },
-                (Some(subject), Some(queue), Some(weight), None) => Op::RouteSub {
-                    account: b"",
-                    subject,
-                    queue: Some((queue, weight)),
-                },
-                _ => return Err(ParseError::Malformed("processLeafSub Parse Error")),
-            }
-        }
-        Verb::LeafUnsub => {
-            let mut args = Args::split(arg, true);
-            match (args.next(), args.next(), args.next()) {
-                (Some(subject), queue, None) => Op::RouteUnsub {
-                    account: b"",
-                    subject,
-                    queue,
-                },
-                _ => return Err(ParseError::Malformed("processLeafUnsub Parse Error")),
-            }
-        }
-        Verb::RouteSub => {
-            let mut args = Args::split(arg, true);
-            match (
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-                args.next(),
-            ) {
-                (Some(account), Some(subject), None, ..) => Op::RouteSub {
-                    account,
-                    subject,
-                    queue: None,
-                },
-                (Some(account), Some(subject), Some(queue), Some(weight), None) => Op::RouteSub {
-                    account,
-                    subject,
-                    queue: Some((queue, weight)),
-                },
-                _ => return Err(ParseError::Malformed("processRemoteSub Parse Error")),
-            }
-        }
-        Verb::RouteUnsub => {
-            let mut args = Args::split(arg, true);
-            match (args.next(), args.next(), args.next(), args.next()) {
-                (Some(account), Some(subject), queue, None) => Op::RouteUnsub {
-                    account,
-                    subject,
-                    queue,
-                },
-                _ => return Err(ParseError::Malformed("processRemoteUnsub Parse Error")),
-            }
-        }
+        Verb::LeafSub => interest(arg, true, -1, "processLeafSub Parse Error")?,
+        Verb::LeafUnsub => interest(arg, false, -1, "processLeafUnsub Parse Error")?,
+        Verb::RouteSub => interest(arg, true, 0, "processRemoteSub Parse Error")?,
+        Verb::RouteUnsub => interest(arg, false, 0, "processRemoteUnsub Parse Error")?,
         _ => unreachable!("only peer verbs come here"),
     };
     Ok(Step::Done(op, line_len))
@@ -882,6 +789,48 @@ fn parse_routed<'a>(
         })),
         total,
     ))
+}
+
+/// `RS+`/`LS+` (`sub`) or `RS-`/`LS-`: `[<origin>] <account> <subject>
+/// [<queue> [<weight>]]` with `skip` 1 (an origin first) or 0, or, with
+/// `skip` -1 (a leaf node's), `<subject> [<queue> ...]` and no account.
+fn interest<'a>(
+    arg: &'a [u8],
+    sub: bool,
+    skip: i8,
+    why: &'static str,
+) -> Result<Op<'a>, ParseError> {
+    let mut args = Args::split(arg, true);
+    if skip > 0 && args.next().is_none() {
+        return Err(ParseError::Malformed(why));
+    }
+    let account = if skip < 0 {
+        Some(&b""[..])
+    } else {
+        args.next()
+    };
+    let (Some(account), Some(subject)) = (account, args.next()) else {
+        return Err(ParseError::Malformed(why));
+    };
+    let (queue, weight, extra) = (args.next(), args.next(), args.next());
+    Ok(match (sub, queue, weight, extra) {
+        (true, None, ..) => Op::RouteSub {
+            account,
+            subject,
+            queue: None,
+        },
+        (true, Some(queue), Some(weight), None) => Op::RouteSub {
+            account,
+            subject,
+            queue: Some((queue, weight)),
+        },
+        (false, queue, None, _) => Op::RouteUnsub {
+            account,
+            subject,
+            queue,
+        },
+        _ => return Err(ParseError::Malformed(why)),
+    })
 }
 
 /// A route's `LMSG <origin> <account> <subject> [...] <hdr> <size>`: a
