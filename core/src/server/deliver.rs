@@ -286,15 +286,8 @@ impl Server {
         // The leaf node cluster the message came in from (over a route, as
         // its `LMSG` says): it goes back to no leaf node of that cluster,
         // which has it already (nats-server's cluster-wide no echo).
-        let origin: Vec<u8> = match from_kind {
-            Some(ConnKind::Route) => self.routed_origin.clone(),
-            Some(ConnKind::Leaf) => self
-                .conns
-                .get(publisher.0)
-                .and_then(|c| c.leaf.as_ref())
-                .map_or_else(Vec::new, |l| l.cluster.as_bytes().to_vec()),
-            _ => Vec::new(),
-        };
+        let from_leaf = from_kind == Some(ConnKind::Leaf);
+        let from_origin = from_route && !self.routed_origin.is_empty();
         // Test-only: the one-hop rule broken.
         let hop_again = from_route && self.planted(PlantedBug::ForwardRoutedToRoute);
         let from_route = from_route && !hop_again;
@@ -321,8 +314,10 @@ impl Server {
                 // (The publisher's own connection is left to the check
                 // above.)
                 && !(r != publisher
-                    && !origin.is_empty()
-                    && c.leaf.as_ref().is_some_and(|l| l.cluster.as_bytes() == origin))
+                    && c.leaf.as_ref().is_some_and(|l| {
+                        (from_leaf && s.same_leaf_cluster(r, publisher))
+                            || (from_origin && l.cluster.as_bytes() == s.routed_origin)
+                    }))
                 // Routes' `permissions { export }` (test-only: ignored).
                 && (kind != ConnKind::Route
                     || s.route_exports(p.subject)

@@ -253,12 +253,41 @@ pub(crate) fn encode_routed(
     queues: &[u8],
     peer_headers: bool,
 ) {
+    encode_routed_from(out, None, account, p, queues, peer_headers);
+}
+
+/// Appends the route's `LMSG <origin> <account> ...` that forwards `p`,
+/// which came into the cluster from leaf node cluster `origin`: always
+/// with a header size (0 without headers), as nats-server writes it.
+pub(crate) fn encode_origin_routed(
+    out: &mut Vec<u8>,
+    origin: &str,
+    account: &str,
+    p: &Pub<'_>,
+    queues: &[u8],
+) {
+    encode_routed_from(out, Some(origin), Some(account), p, queues, true);
+}
+
+fn encode_routed_from(
+    out: &mut Vec<u8>,
+    origin: Option<&str>,
+    account: Option<&str>,
+    p: &Pub<'_>,
+    queues: &[u8],
+    peer_headers: bool,
+) {
     let with_headers = p.header.is_some() && peer_headers;
-    out.extend_from_slice(match (with_headers, account.is_some()) {
-        (true, _) => b"HMSG ",
-        (false, true) => b"RMSG ",
-        (false, false) => b"LMSG ",
+    out.extend_from_slice(match (origin.is_some(), with_headers, account.is_some()) {
+        (true, ..) => b"LMSG ",
+        (false, true, _) => b"HMSG ",
+        (false, false, true) => b"RMSG ",
+        (false, false, false) => b"LMSG ",
     });
+    if let Some(origin) = origin {
+        out.extend_from_slice(origin.as_bytes());
+        out.push(b' ');
+    }
     if let Some(account) = account {
         out.extend_from_slice(account.as_bytes());
         out.push(b' ');
@@ -291,43 +320,15 @@ pub(crate) fn encode_routed(
         out.extend_from_slice(n.format(p.payload.len()).as_bytes());
         p.payload
     } else {
+        if origin.is_some() {
+            out.extend_from_slice(b"0 ");
+        }
         out.extend_from_slice(n.format(p.body().len()).as_bytes());
         p.body()
     };
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the route's `LMSG <origin> <account> ...` that forwards `p`,
-/// which came into the cluster from leaf node cluster `origin`: always
-/// with a header size (0 without headers), as nats-server writes it.
-pub(crate) fn encode_origin_routed(
-    out: &mut Vec<u8>,
-    origin: &str,
-    account: &str,
-    p: &Pub<'_>,
-    queues: &[u8],
-) {
-    let mut line = Vec::with_capacity(64);
-    encode_routed(&mut line, Some(account), p, queues, true);
-    // `RMSG <account> ...` or `HMSG <account> ...`: the verb and its
-    // space replaced, and a zero header size put in before the size.
-    let headers = line.starts_with(b"HMSG");
-    out.extend_from_slice(b"LMSG ");
-    out.extend_from_slice(origin.as_bytes());
-    out.push(b' ');
-    let nl = memchr::memchr(b'\n', &line).expect("a control line");
-    let control = &line[5..nl - 1];
-    if headers {
-        out.extend_from_slice(control);
-    } else {
-        let sp = memchr::memrchr(b' ', control).expect("a size");
-        out.extend_from_slice(&control[..sp]);
-        out.extend_from_slice(b" 0");
-        out.extend_from_slice(&control[sp..]);
-    }
-    out.extend_from_slice(&line[nl - 1..]);
 }
 
 impl Server {
@@ -948,20 +949,26 @@ impl Server {
             .as_ref()
             .and_then(|r| r.peer.as_ref())
             .is_some_and(|p| p.lnoc);
-        let origin = match (lnoc, self.conns.get(publisher.0)) {
-            (true, Some(c)) => c
+        let from_leaf_cluster = lnoc
+            && self
+                .conns
+                .get(publisher.0)
+                .and_then(|c| c.leaf.as_ref())
+                .is_some_and(|l| !l.cluster.is_empty());
+        let before = self.conns[id.0].out.len();
+        if from_leaf_cluster {
+            // (The publisher's and the route's are two connections.)
+            let mut out = std::mem::take(&mut self.conns[id.0].out);
+            let origin = self.conns[publisher.0]
                 .leaf
                 .as_ref()
-                .map(|l| l.cluster.clone())
-                .filter(|o| !o.is_empty()),
-            _ => None,
-        };
-        let conn = &mut self.conns[id.0];
-        let before = conn.out.len();
-        match origin {
-            Some(o) => encode_origin_routed(&mut conn.out, &o, name, p, queues),
-            None => encode_routed(&mut conn.out, account, p, queues, headers),
+                .map_or("", |l| l.cluster.as_str());
+            encode_origin_routed(&mut out, origin, name, p, queues);
+            self.conns[id.0].out = out;
+        } else {
+            encode_routed(&mut self.conns[id.0].out, account, p, queues, headers);
         }
+        let conn = &mut self.conns[id.0];
         if conn.pending_bytes() > self.opts.max_pending {
             conn.out.truncate(before);
             self.slow_consumer(id);
