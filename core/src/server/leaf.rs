@@ -279,31 +279,13 @@ impl Server {
     }
 
     fn leaf_urls(&self) -> Vec<String> {
-        let port = self.leafnodes.as_ref().map_or(0, |l| l.port);
-        if let Some(adv) = self
-            .opts
-            .leafnodes
-            .as_ref()
-            .and_then(|l| l.advertise.as_deref())
-        {
-            // `host` alone keeps the listener's port.
-            return vec![if adv.contains(':') {
-                adv.to_string()
-            } else {
-                format!("{adv}:{port}")
-            }];
-        }
         let l = self.opts.leafnodes.as_ref();
-        let host = l.map_or("", |l| l.host.as_str());
-        let host = match host {
-            "" | "0.0.0.0" | "::" => self.opts.host.as_str(),
-            h => h,
-        };
-        let host = match host {
-            "" | "0.0.0.0" | "::" => "127.0.0.1",
-            h => h,
-        };
-        vec![format!("{host}:{port}")]
+        vec![super::advertised_url(
+            l.and_then(|l| l.advertise.as_deref()),
+            l.map_or("", |l| l.host.as_str()),
+            &self.opts.host,
+            self.leafnodes.as_ref().map_or(0, |l| l.port),
+        )]
     }
 
     fn hub_info_line(
@@ -319,14 +301,13 @@ impl Server {
         let mut port = self.leafnodes.as_ref().map_or(0, |l| l.port);
         // `advertise` names the host and port in INFO too.
         let urls = self.leaf_urls();
-        let advertised = l.and_then(|l| l.advertise.as_ref()).and_then(|_| {
-            let (h, p) = urls.first()?.rsplit_once(':')?;
-            Some((h.to_string(), p.parse::<u16>().ok()?))
-        });
-        let host = match &advertised {
+        let advertised = l
+            .and_then(|l| l.advertise.as_ref())
+            .and_then(|_| super::host_and_port(urls.first()?));
+        let host = match advertised {
             Some((h, p)) => {
-                port = *p;
-                h.as_str()
+                port = p;
+                h
             }
             None => host,
         };
@@ -871,21 +852,41 @@ impl Server {
             }
             from_change = Some((before, after));
         }
+        // What each leaf node cluster told, summed once (a connection
+        // with no cluster name is one of its own).
+        let mut told: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+        for &j in &ids {
+            let l = self.conns[j.0].leaf.as_ref().expect("a leaf has its state");
+            if !l.cluster.is_empty() {
+                *told.entry(l.cluster.as_str()).or_default() +=
+                    l.own.get(key).copied().unwrap_or(0);
+            }
+        }
+        let owns: Vec<(ConnId, u32, u32)> = ids
+            .iter()
+            .map(|&id| {
+                let l = self.conns[id.0]
+                    .leaf
+                    .as_ref()
+                    .expect("a leaf has its state");
+                // What the connection's leaf node cluster told (its own
+                // and its cluster's other connections'), before and after.
+                let after = match told.get(l.cluster.as_str()) {
+                    _ if told_own => 0,
+                    Some(&n) => n,
+                    None => l.own.get(key).copied().unwrap_or(0),
+                };
+                let before = match from_change {
+                    Some((b, a)) if !told_own && self.same_leaf_cluster(id, from) => {
+                        (after + b).saturating_sub(a)
+                    }
+                    _ => after,
+                };
+                (id, before, after)
+            })
+            .collect();
         let mut line = Vec::new();
-        for &id in &ids {
-            // What the connection's leaf node cluster told (its own and
-            // its cluster's other connections'), before and after.
-            let own_after = if told_own {
-                0
-            } else {
-                self.cluster_own(&ids, id, key)
-            };
-            let own_before = match from_change {
-                Some((b, a)) if !told_own && self.same_leaf_cluster(id, from) => {
-                    (own_after + b).saturating_sub(a)
-                }
-                _ => own_after,
-            };
+        for (id, own_before, own_after) in owns {
             let l = self.conns[id.0]
                 .leaf
                 .as_ref()

@@ -894,3 +894,32 @@ impl Server {
 
 #[cfg(test)]
 mod tests;
+
+/// The `host:port` other servers are told to dial a listener at: its
+/// `advertise` (a host alone keeps the listener's port), else the
+/// listener's host, else the server's, else loopback.
+pub(crate) fn advertised_url(
+    advertise: Option<&str>,
+    listen_host: &str,
+    server_host: &str,
+    port: u16,
+) -> String {
+    if let Some(adv) = advertise {
+        return match host_and_port(adv) {
+            Some(_) => adv.to_string(),
+            None => format!("{adv}:{port}"),
+        };
+    }
+    let any = |h: &str| matches!(h, "" | "0.0.0.0" | "::");
+    let host = [listen_host, server_host]
+        .into_iter()
+        .find(|h| !any(h))
+        .unwrap_or("127.0.0.1");
+    format!("{host}:{port}")
+}
+
+/// A `host:port`'s host and port.
+pub(crate) fn host_and_port(url: &str) -> Option<(&str, u16)> {
+    let (h, p) = url.rsplit_once(':')?;
+    Some((h, p.parse().ok()?))
+}

@@ -11,6 +11,57 @@ use super::{GatewayInfo, RouteUrl};
 use crate::server::{ConnId, Server};
 
 impl Server {
+    /// This server's gateway URL, as other clusters and this cluster's
+    /// routes are told it (`advertise`, else the listener).
+    pub(crate) fn gateway_url(&self) -> String {
+        let g = self.opts.gateway.as_ref();
+        crate::server::advertised_url(
+            g.and_then(|g| g.advertise.as_deref()),
+            g.map_or("", |g| g.host.as_str()),
+            &self.opts.host,
+            self.gateways.as_ref().map_or(0, |g| g.port),
+        )
+    }
+
+    /// The gateway `INFO`: this server, its gateway's name, and the
+    /// gateway URLs of its whole cluster.
+    pub(crate) fn gateway_info_line(&self) -> Vec<u8> {
+        let g = self.gateways.as_ref().expect("gateways are on");
+        let url = self.gateway_url();
+        let opts = self.opts.gateway.as_ref();
+        // `advertise` names the host and port in INFO too.
+        let (host, port) = match opts
+            .and_then(|o| o.advertise.as_ref())
+            .and_then(|_| crate::server::host_and_port(&url))
+        {
+            Some((h, p)) => (h.to_string(), p),
+            None => (opts.map_or(String::new(), |o| o.host.clone()), g.port),
+        };
+        let info = GatewayInfo {
+            server_id: self.info.server_id.clone(),
+            server_name: self.info.server_name.clone(),
+            version: self.info.version.clone(),
+            proto: 1,
+            go: String::new(),
+            host,
+            port,
+            headers: self.info.headers,
+            tls_required: self.gateway_tls().is_some(),
+            tls_verify: self.gateway_tls().is_some(),
+            max_payload: self.info.max_payload,
+            gateway: g.name.clone(),
+            gateway_urls: self.cluster_gateway_urls(),
+            gateway_url: url,
+            gateway_nrp: true,
+            gateway_iom: true,
+            ..GatewayInfo::default()
+        };
+        let mut out = b"INFO ".to_vec();
+        serde_json::to_writer(&mut out, &info).expect("INFO serializes");
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
     /// This server's gateway URL and those its routes told it, for its
     /// gateway `INFO`.
     pub(crate) fn cluster_gateway_urls(&self) -> Vec<String> {
