@@ -98,7 +98,7 @@ impl ClusterFacts {
             Topology::Gateways { .. } => cluster(sp) != cluster(ss),
             // A leaf node that lost its hub fails over to another server
             // of the hub's cluster.
-            Topology::Leaf { hubs } => hubs > 1 && sp != ss,
+            Topology::Leaf { hubs, .. } => hubs > 1 && sp != ss,
             Topology::Mesh => false,
         };
         other_way
@@ -454,7 +454,10 @@ mod tests {
         // H is the hub of L; L's view of H's interest is stale.
         let h = view("H", vec![link(Leaf, "L", &["$G a"], &["$G b"])]);
         let l = view("L", vec![link(Leaf, "H", &["$G b"], &["$G a", "$G c"])]);
-        let leaf = Topology::Leaf { hubs: 1 };
+        let leaf = Topology::Leaf {
+            hubs: 1,
+            edge: false,
+        };
         let found = disagreements(&[h.clone(), l], leaf, 1);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "interest-converges");
@@ -524,7 +527,10 @@ mod tests {
         // S0 the hub, S1 its leaf node.
         let mut f = ClusterFacts {
             servers: 2,
-            topology: Topology::Leaf { hubs: 1 },
+            topology: Topology::Leaf {
+                hubs: 1,
+                edge: false,
+            },
             leaf_deny: Some(crate::cluster::LeafDenyPlan {
                 imports: "a.>".into(),
                 exports: "b.>".into(),
@@ -632,7 +638,10 @@ mod tests {
         // interest still travelling, explains it; nothing else does.
         let mut f = ClusterFacts {
             servers: 2,
-            topology: Topology::Leaf { hubs: 1 },
+            topology: Topology::Leaf {
+                hubs: 1,
+                edge: false,
+            },
             ..ClusterFacts::default()
         };
         f.conn_server.insert((0, 1), 0);

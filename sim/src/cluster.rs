@@ -233,6 +233,9 @@ impl ClusterWorld {
             cfg,
         };
         w.note(|| format!("cluster: {shape:?}"));
+        if matches!(shape.topology, Topology::Leaf { edge: true, .. }) {
+            count(&mut w.counts, "seed: leaf node cluster");
+        }
         for i in 0..w.nodes.len() {
             w.listen(i);
         }

@@ -176,7 +176,7 @@ pub const SUITE: [Planted; 28] = [
 
 /// The bugs planted in routes, leaf nodes and gateways, hunted in the
 /// cluster world (`cluster`): a single server never meets them.
-pub const CLUSTER_SUITE: [Planted; 10] = [
+pub const CLUSTER_SUITE: [Planted; 11] = [
     Planted {
         bug: PlantedBug::ForwardRoutedToRoute,
         // Not every time: a message bounced on every hop never stops.
@@ -230,6 +230,11 @@ pub const CLUSTER_SUITE: [Planted; 10] = [
         bug: PlantedBug::IgnoreRouteExport,
         one_in: 1,
         caught_by: &["route-deny"],
+    },
+    Planted {
+        bug: PlantedBug::HubInterestToRoutes,
+        one_in: 1,
+        caught_by: &["final-delivery"],
     },
 ];
 

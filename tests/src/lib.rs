@@ -75,6 +75,17 @@ pub fn free_port() -> u16 {
     unreachable!()
 }
 
+/// Awaits `fut`, failing the test with `what` if it has not finished within
+/// 30 s. A client waits for ever for a reply that never comes (a flush's
+/// PONG, a request a responder never saw): a test must say which wait it was
+/// stuck in instead of holding the suite until the runner kills it.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(30), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still waiting after 30 s"),
+    }
+}
+
 /// The port of a "Listening for client connections on HOST:PORT" log line.
 fn listening_port(line: &str) -> Option<u16> {
     let (_, addr) = line.split_once("Listening for client connections on ")?;

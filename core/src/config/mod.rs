@@ -361,6 +361,10 @@ pub enum PlantedBug {
     /// Routes' `permissions { export }` deny is not applied to the
     /// messages sent on them.
     IgnoreRouteExport,
+    /// What a hub tells a leaf node is told to its routes too (the other
+    /// servers of a leaf node cluster then forward to a queue member that
+    /// a route cannot carry up).
+    HubInterestToRoutes,
 }
 
 impl PlantedBug {
@@ -397,7 +401,7 @@ impl PlantedBug {
 
     /// The bugs planted in a cluster of servers (the many-server
     /// simulation catches them).
-    pub const CLUSTER: [PlantedBug; 10] = [
+    pub const CLUSTER: [PlantedBug; 11] = [
         PlantedBug::ForwardRoutedToRoute,
         PlantedBug::DropRouteUnsub,
         PlantedBug::QueueTwiceAcrossServers,
@@ -408,6 +412,7 @@ impl PlantedBug {
         PlantedBug::IgnoreLeafDeny,
         PlantedBug::IgnoreGatewayGossip,
         PlantedBug::IgnoreRouteExport,
+        PlantedBug::HubInterestToRoutes,
     ];
 
     /// The bug's name on the command line.
@@ -451,6 +456,7 @@ impl PlantedBug {
             PlantedBug::IgnoreLeafDeny => "ignore-leaf-deny",
             PlantedBug::IgnoreGatewayGossip => "ignore-gateway-gossip",
             PlantedBug::IgnoreRouteExport => "ignore-route-export",
+            PlantedBug::HubInterestToRoutes => "hub-interest-to-routes",
         }
     }
 

@@ -170,6 +170,8 @@ enum Verb {
     LeafSub,
     LeafUnsub,
     LMsg,
+    AccountSub,
+    AccountUnsub,
     Pub,
     HPub,
     Sub,
@@ -192,6 +194,8 @@ impl Verb {
             Verb::LeafSub => b"LS+",
             Verb::LeafUnsub => b"LS-",
             Verb::LMsg => b"LMSG",
+            Verb::AccountSub => b"A+",
+            Verb::AccountUnsub => b"A-",
             Verb::Pub => b"PUB",
             Verb::HPub => b"HPUB",
             Verb::Sub => b"SUB",
@@ -206,9 +210,15 @@ impl Verb {
         }
     }
 
-    /// Verbs whose line is skipped to `\n` without keeping it.
+    /// Verbs whose line is skipped to `\n` without keeping it. A gateway's
+    /// `A+`/`A-` (an account's interest back on, or off, in nats-server's
+    /// optimistic mode) are among them: natrix sends a cluster only what
+    /// it told interest in, so there is nothing to turn on or off.
     fn skips_line(self) -> bool {
-        matches!(self, Verb::Ping | Verb::Pong | Verb::Ok)
+        matches!(
+            self,
+            Verb::Ping | Verb::Pong | Verb::Ok | Verb::AccountSub | Verb::AccountUnsub
+        )
     }
 
     /// Verbs that need a space or tab right after them.
@@ -426,6 +436,7 @@ fn first_verb_byte(b: u8, route: bool, leaf: bool) -> Option<&'static [Verb]> {
     if route || leaf {
         return Some(match b.to_ascii_uppercase() {
             b'R' if route => &[Verb::RouteSub, Verb::RouteUnsub, Verb::RMsg],
+            b'A' if route => &[Verb::AccountSub, Verb::AccountUnsub],
             b'L' => &[Verb::LeafSub, Verb::LeafUnsub, Verb::LMsg],
             b'H' => &[Verb::HMsg],
             b'P' => &[Verb::Ping, Verb::Pong],
@@ -583,7 +594,9 @@ fn parse_step<'a>(buf: &'a [u8], limits: &Limits) -> Result<Step<'a>, ParseError
         Verb::Connect => Op::Connect(arg),
         Verb::Info => Op::Info(arg),
         Verb::Err => Op::Err(arg),
-        Verb::Ping | Verb::Pong | Verb::Ok => unreachable!("handled above"),
+        Verb::Ping | Verb::Pong | Verb::Ok | Verb::AccountSub | Verb::AccountUnsub => {
+            unreachable!("handled above")
+        }
     };
     Ok(Step::Done(op, line_len))
 }

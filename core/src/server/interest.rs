@@ -9,8 +9,9 @@
 //! act on). A route hears of what comes neither from routes (one hop) nor
 //! from gateways, an inbound gateway of what does not come from gateways,
 //! a leaf node connection of what comes neither from itself nor from
-//! gateways: interest flows from leaf nodes to routes and gateways, from
-//! routes to leaf nodes and gateways, and back to nobody. A plain subject is
+//! gateways: interest flows from leaf nodes to routes and gateways (but a
+//! hub's, which only other leaf nodes hear), from routes to leaf nodes and
+//! gateways, and back to nobody. A plain subject is
 //! announced when its count leaves zero and withdrawn when it returns
 //! there; a queue group is announced again with its new weight on every
 //! change. Only servers with routes or leaf nodes keep these counts.
@@ -87,14 +88,20 @@ pub(crate) struct Count {
 }
 
 impl Count {
-    /// What routes hear: neither theirs nor other clusters'.
+    /// What routes hear: neither theirs, nor other clusters', nor this
+    /// server's hubs' (nats-server keeps a hub's interest off routes and
+    /// gateways: the other servers of a leaf node cluster reach the hub
+    /// cluster on their own connections, and a message that comes over a
+    /// route goes up to no hub, so a queue member a route announced there
+    /// could never be reached).
     pub fn for_routes(&self) -> u32 {
-        self.all.saturating_sub(self.routes + self.gateways)
+        self.all
+            .saturating_sub(self.routes + self.gateways + self.spokes)
     }
 
-    /// What other clusters and leaf nodes hear: all but other clusters'.
+    /// What other clusters hear: neither theirs nor this server's hubs'.
     pub fn for_gateways(&self) -> u32 {
-        self.all.saturating_sub(self.gateways)
+        self.all.saturating_sub(self.gateways + self.spokes)
     }
 
     /// What a leaf node connection hears of `subject`, less what it told
@@ -112,7 +119,7 @@ impl Count {
             self.all
                 .saturating_sub(self.routes + self.gateways + self.spokes)
         } else {
-            self.for_gateways().saturating_sub(own)
+            self.all.saturating_sub(self.gateways).saturating_sub(own)
         }
     }
 }
@@ -421,6 +428,15 @@ impl Server {
             .collect()
     }
 
+    /// What routes hear of `c` (test-only: a hub's interest too).
+    pub(crate) fn route_weight(&self, c: &Count) -> u32 {
+        if self.planted(crate::config::PlantedBug::HubInterestToRoutes) {
+            c.all.saturating_sub(c.routes + c.gateways)
+        } else {
+            c.for_routes()
+        }
+    }
+
     pub(crate) fn shares_interest(&self) -> bool {
         self.cluster.is_some() || self.leafnodes.is_some() || self.gateways.is_some()
     }
@@ -461,7 +477,8 @@ impl Server {
         } else {
             acc.interest.insert(key.clone(), after);
         }
-        if let Some(weight) = change(queue.is_some(), before.for_routes(), after.for_routes()) {
+        let routes_heard = (self.route_weight(&before), self.route_weight(&after));
+        if let Some(weight) = change(queue.is_some(), routes_heard.0, routes_heard.1) {
             self.tell_routes(account, subject, queue, weight);
         }
         let to_gateways = change(queue.is_some(), before.for_gateways(), after.for_gateways());

@@ -1000,7 +1000,7 @@ impl Server {
     /// `<account> <subject>[ <queue>=<weight>]` (for checking, in the
     /// simulation, that every peer's view converges to it).
     pub fn interest_for_routes(&self) -> std::collections::BTreeSet<String> {
-        self.announced(|c| c.for_routes())
+        self.announced(|c| self.route_weight(c))
     }
 
     /// What each registered route's peer told this server of its

@@ -27,8 +27,11 @@ pub enum Topology {
     #[default]
     Mesh,
     /// Servers `0..hubs` are one cluster, the hub; every other server `i`
-    /// is a leaf node of hub server `i % hubs` (and of no cluster).
-    Leaf { hubs: usize },
+    /// is a leaf node of hub server `i % hubs`, and with `edge` the leaf
+    /// nodes form a cluster of their own (`edge`), each on its own hub
+    /// connection (with two hub servers, each leaf node on a different
+    /// one).
+    Leaf { hubs: usize, edge: bool },
     /// Servers `0..split` are cluster `A`, the others cluster `B`, and
     /// every server has a gateway to the other cluster.
     Gateways { split: usize },
@@ -39,7 +42,9 @@ impl Topology {
     pub fn cluster_of(self, i: usize, servers: usize) -> Option<(&'static str, Vec<usize>)> {
         match self {
             Topology::Mesh => Some(("sim", (0..servers).collect())),
-            Topology::Leaf { hubs } => (i < hubs).then(|| ("sim", (0..hubs).collect())),
+            Topology::Leaf { hubs, .. } if i < hubs => Some(("sim", (0..hubs).collect())),
+            Topology::Leaf { hubs, edge: true } => Some(("edge", (hubs..servers).collect())),
+            Topology::Leaf { .. } => None,
             Topology::Gateways { split } if i < split => Some(("A", (0..split).collect())),
             Topology::Gateways { split } => Some(("B", (split..servers).collect())),
         }
@@ -48,7 +53,7 @@ impl Topology {
     /// The hub server `i` is a leaf node of, if it is a leaf node.
     pub fn hub_of(self, i: usize) -> Option<usize> {
         match self {
-            Topology::Leaf { hubs } if i >= hubs => Some(i % hubs),
+            Topology::Leaf { hubs, .. } if i >= hubs => Some(i % hubs),
             _ => None,
         }
     }
@@ -138,7 +143,12 @@ impl Shape {
         let roll = joined.next_u32();
         let part = 1 + (joined.next_u32() as usize) % (servers - 1);
         let topology = match roll % 4 {
-            2 => Topology::Leaf { hubs: part },
+            // Half of those with two leaf nodes or more make them a
+            // cluster.
+            2 => Topology::Leaf {
+                hubs: part,
+                edge: servers - part >= 2 && seed::rng(s, "edge", 0).next_u32().is_multiple_of(2),
+            },
             3 => Topology::Gateways { split: part },
             _ => Topology::Mesh,
         };

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use natrix_tests::{ServerProcess, free_port, natrix_bin};
+use natrix_tests::{ServerProcess, free_port, natrix_bin, within};
 
 /// "s3cret" at bcrypt cost 4.
 const BCRYPT_S3CRET: &str = "$2a$04$yutFx9GuG/.lsV/T.nrXUeSzG4EtN7BWkYWf1.ojufD3m/I0Mqqpy";
@@ -65,7 +65,7 @@ async fn connect(
     String,
 > {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = opts
+    let connecting = opts
         .max_reconnects(0)
         .event_callback(move |e| {
             let tx = tx.clone();
@@ -75,7 +75,8 @@ async fn connect(
                 }
             }
         })
-        .connect(url)
+        .connect(url);
+    let client = within("connect", connecting)
         .await
         .map_err(|e| e.kind().to_string())?;
     Ok((client, rx))
@@ -86,7 +87,7 @@ async fn errors_of(
     client: &async_nats::Client,
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Vec<String> {
-    client.flush().await.unwrap();
+    within("flush", client.flush()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut out = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -163,7 +164,7 @@ async fn users_scenario(bin: &Path, conf: &Path) -> Vec<String> {
     // Publish permissions: refused, and the connection stays open.
     let (admin, _) = connect(&url, user("admin", "s3cret")).await.unwrap();
     let mut all = admin.subscribe(">").await.unwrap();
-    admin.flush().await.unwrap();
+    within("admin flush", admin.flush()).await.unwrap();
     let (alice, mut alice_errs) = connect(&url, user("alice", "a")).await.unwrap();
     for subject in ["foo.ok", "foo.secret", "bar"] {
         alice.publish(subject, "x".into()).await.unwrap();
@@ -190,9 +191,9 @@ async fn users_scenario(bin: &Path, conf: &Path) -> Vec<String> {
     // allow_responses: the service may answer a request it received, once.
     let (svc, mut svc_errs) = connect(&url, user("svc", "s")).await.unwrap();
     let mut requests = svc.subscribe("req").await.unwrap();
-    svc.flush().await.unwrap();
+    within("svc flush", svc.flush()).await.unwrap();
     let responder = tokio::spawn(async move {
-        let m = requests.next().await.unwrap();
+        let m = within("svc: the request", requests.next()).await.unwrap();
         let reply = m.reply.unwrap();
         svc.publish(reply.clone(), "pong".into()).await.unwrap();
         svc.publish(reply.clone(), "again".into()).await.unwrap();
@@ -205,7 +206,10 @@ async fn users_scenario(bin: &Path, conf: &Path) -> Vec<String> {
     });
     let answer = alice.request("req", "ping".into()).await.map(|m| m.payload);
     seen.push(format!("request: {answer:?}"));
-    seen.push(format!("svc publish: {:?}", responder.await.unwrap()));
+    seen.push(format!(
+        "svc publish: {:?}",
+        within("the responder", responder).await.unwrap()
+    ));
     // no_auth_user: no credentials, the guest's (default) permissions.
     let (guest, mut guest_errs) = connect(&url, async_nats::ConnectOptions::new())
         .await

@@ -5,7 +5,8 @@
 //! role: the two hub servers, which tell each other their leaf node URLs
 //! over their route, and the leaf node, configured with the first hub's
 //! URL alone. A leaf node cluster whose servers are leaf nodes of
-//! different hub servers gets each message once.
+//! different hub servers gets each message once, and so does a queue
+//! group on either cluster (or on both) between its members.
 
 use std::path::Path;
 
@@ -179,6 +180,67 @@ async fn a_leaf_node_cluster_on_two_hub_servers_gets_each_message_once() {
             assert_eq!(
                 from, [10; 4],
                 "{case}: at S{j}, from each server, each once"
+            );
+        }
+        // Queue groups: members on a hub server, on a leaf node, then on
+        // the other hub server and the other leaf node; each placement its
+        // own subject, so no interest of an earlier one is left on the way.
+        let placements: [&[usize]; 3] = [&[0], &[3], &[1, 2]];
+        for (k, members) in placements.into_iter().enumerate() {
+            let mut qsubs = Vec::new();
+            for &m in members {
+                let s = clients[m]
+                    .queue_subscribe(format!("lq{k}.>"), "workers".into())
+                    .await
+                    .unwrap();
+                clients[m].flush().await.unwrap();
+                qsubs.push(s);
+            }
+            let mut heard = [false; 4];
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while heard.iter().any(|h| !h) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{case}: queue members on {members:?} heard from {heard:?}"
+                );
+                for (i, from) in clients.iter().enumerate() {
+                    from.publish(format!("lq{k}.probe.{i}"), "p".into())
+                        .await
+                        .unwrap();
+                    from.flush().await.unwrap();
+                }
+                for sub in &mut qsubs {
+                    for m in drain(sub).await {
+                        if let Some(i) = m.subject.as_str().split('.').nth(2)
+                            && m.subject.as_str().contains(".probe.")
+                        {
+                            heard[i.parse::<usize>().unwrap()] = true;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            for sub in &mut qsubs {
+                drain(sub).await;
+            }
+            for (i, from) in clients.iter().enumerate() {
+                for n in 0..10 {
+                    from.publish(format!("lq{k}.{i}.{n}"), "m".into())
+                        .await
+                        .unwrap();
+                }
+                from.flush().await.unwrap();
+            }
+            let mut from = [0; 4];
+            for sub in &mut qsubs {
+                for m in drain(sub).await {
+                    let i = m.subject.as_str().split('.').nth(1).unwrap();
+                    from[i.parse::<usize>().unwrap()] += 1;
+                }
+            }
+            assert_eq!(
+                from, [10; 4],
+                "{case}: queue members on {members:?}: from each server, each message once"
             );
         }
     }

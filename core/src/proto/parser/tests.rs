@@ -461,6 +461,28 @@ fn route_ops_with_a_leaf_node_origin_cluster() {
 }
 
 #[test]
+fn a_gateways_account_interest_ops_are_read_and_ignored() {
+    // nats-server's optimistic gateway mode: `A-` after a message for an
+    // account the other cluster does not know, `A+` when it does again.
+    assert_eq!(
+        route_ops(b"A- ACC\r\nA+ ACC\r\nPING\r\n"),
+        vec![op(Op::Ok), op(Op::Ok), op(Op::Ping)]
+    );
+    // Split anywhere, the same.
+    assert_eq!(
+        parse_chunks(
+            &[b"A", b"- AC", b"C\r", b"\nPING\r\n"],
+            &Limits {
+                route: true,
+                ..Limits::default()
+            }
+        ),
+        vec![op(Op::Ok), op(Op::Ping)]
+    );
+    assert_eq!(ops(b"A+ ACC\r\n"), vec![Owned::Err(ParseError::UnknownOp)]);
+}
+
+#[test]
 fn route_ops_are_unknown_to_clients_and_client_ops_to_routes() {
     assert_eq!(
         ops(b"RS+ $G foo\r\n"),

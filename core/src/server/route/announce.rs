@@ -11,7 +11,7 @@ impl Server {
         let mut out = Vec::new();
         for acc in &self.accounts {
             for (key, count) in &acc.interest {
-                let weight = count.for_routes();
+                let weight = self.route_weight(count);
                 if weight == 0 {
                     continue;
                 }
