@@ -61,18 +61,22 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
     let mut b_all = b.subscribe(">").await.unwrap();
     let mut a_req = a.subscribe("req.>").await.unwrap();
     let a_str = a.subscribe("str.>").await.unwrap();
-    b.flush().await.unwrap();
-    a.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    crate::synced(&b).await;
+    crate::synced(&a).await;
     a.publish("private", "hidden".into()).await.unwrap();
     a.publish("x.y", "streamed".into()).await.unwrap();
     a.flush().await.unwrap();
     while let Some(m) = next(&mut b_all).await {
-        seen.push(format!("b got {} {:?}", m.subject, m.payload));
+        // (Not B's own sync message.)
+        if !m.subject.starts_with("_INBOX.") {
+            seen.push(format!("b got {} {:?}", m.subject, m.payload));
+        }
     }
     // A service request from B is answered by A once.
     let responder = tokio::spawn(async move {
-        let req = a_req.next().await.unwrap();
+        let req = natrix_tests::within("a: the request", a_req.next())
+            .await
+            .unwrap();
         let reply = req.reply.clone().unwrap();
         let info = req
             .headers
@@ -92,7 +96,9 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
         let b2 = b.clone();
         tokio::spawn(async move { b2.request("local", "ask".into()).await })
     };
-    let (line, reply, _a_req, mut a_str) = responder.await.unwrap();
+    let (line, reply, _a_req, mut a_str) = natrix_tests::within("the responder", responder)
+        .await
+        .unwrap();
     seen.push(line);
     a.publish(reply.clone(), "one".into()).await.unwrap();
     a.publish(reply, "two".into()).await.unwrap();

@@ -25,3 +25,15 @@ mod system;
 mod tls;
 mod tls_map;
 mod transcripts;
+
+/// Returns once the server has read everything `client` sent before: a
+/// message to a new inbox of its own comes back. (async-nats's `flush`
+/// only writes to the socket: another connection's publish may still
+/// reach the server first.)
+pub(crate) async fn synced(client: &async_nats::Client) {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    natrix_tests::within("sync", sub.next()).await.unwrap();
+}
