@@ -95,6 +95,26 @@ fn member_of(
     (with_conf(bin, name, &conf), port, leaf)
 }
 
+/// Ten messages from each client `i`, on `<prefix>.<i>.<n>`.
+async fn publish_ten_each(clients: &[async_nats::Client], prefix: &str) {
+    for (i, from) in clients.iter().enumerate() {
+        for n in 0..10 {
+            from.publish(format!("{prefix}.{i}.{n}"), "m".into())
+                .await
+                .unwrap();
+        }
+        from.flush().await.unwrap();
+    }
+}
+
+/// Counts what `sub` got by the client index in its subject.
+async fn count_by_server(sub: &mut async_nats::Subscriber, from: &mut [usize; 4]) {
+    for m in drain(sub).await {
+        let i = m.subject.as_str().split('.').nth(1).unwrap();
+        from[i.parse::<usize>().unwrap()] += 1;
+    }
+}
+
 /// A leaf node cluster whose two servers are each a leaf node of another
 /// server of the hub cluster: every message reaches every subscriber
 /// once, wherever it is published (before natrix applied nats-server's
@@ -163,20 +183,10 @@ async fn a_leaf_node_cluster_on_two_hub_servers_gets_each_message_once() {
         for sub in &mut subs {
             drain(sub).await;
         }
-        for (i, from) in clients.iter().enumerate() {
-            for n in 0..10 {
-                from.publish(format!("lc.{i}.{n}"), "m".into())
-                    .await
-                    .unwrap();
-            }
-            from.flush().await.unwrap();
-        }
+        publish_ten_each(&clients, "lc").await;
         for (j, sub) in subs.iter_mut().enumerate() {
             let mut from = [0; 4];
-            for m in drain(sub).await {
-                let i = m.subject.as_str().split('.').nth(1).unwrap();
-                from[i.parse::<usize>().unwrap()] += 1;
-            }
+            count_by_server(sub, &mut from).await;
             assert_eq!(
                 from, [10; 4],
                 "{case}: at S{j}, from each server, each once"
@@ -223,20 +233,10 @@ async fn a_leaf_node_cluster_on_two_hub_servers_gets_each_message_once() {
             for sub in &mut qsubs {
                 drain(sub).await;
             }
-            for (i, from) in clients.iter().enumerate() {
-                for n in 0..10 {
-                    from.publish(format!("lq{k}.{i}.{n}"), "m".into())
-                        .await
-                        .unwrap();
-                }
-                from.flush().await.unwrap();
-            }
+            publish_ten_each(&clients, &format!("lq{k}")).await;
             let mut from = [0; 4];
             for sub in &mut qsubs {
-                for m in drain(sub).await {
-                    let i = m.subject.as_str().split('.').nth(1).unwrap();
-                    from[i.parse::<usize>().unwrap()] += 1;
-                }
+                count_by_server(sub, &mut from).await;
             }
             assert_eq!(
                 from, [10; 4],
