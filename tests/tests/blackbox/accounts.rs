@@ -65,7 +65,7 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
     crate::synced(&a).await;
     a.publish("private", "hidden".into()).await.unwrap();
     a.publish("x.y", "streamed".into()).await.unwrap();
-    a.flush().await.unwrap();
+    crate::synced(&a).await;
     while let Some(m) = next(&mut b_all).await {
         // (Not B's own sync message.)
         if !m.subject.starts_with("_INBOX.") {
@@ -112,17 +112,22 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
         .await
         .unwrap();
     b.flush().await.unwrap();
-    let req = next(&mut a_str).await.unwrap();
+    let req = natrix_tests::within("a: the stream request", a_str.next())
+        .await
+        .unwrap();
     for part in ["r1", "r2"] {
         a.publish(req.reply.clone().unwrap(), part.into())
             .await
             .unwrap();
     }
-    a.flush().await.unwrap();
+    crate::synced(&a).await;
     while let Some(m) = next(&mut replies).await {
         seen.push(format!("b stream response {:?}", m.payload));
     }
-    // B asks A directly, without an import: no responders.
+    // B asks A directly, without an import: no responders (B's own `>`
+    // would otherwise take the request, and no status would come).
+    b_all.unsubscribe().await.unwrap();
+    crate::synced(&b).await;
     let direct = b.request("req.y", "x".into()).await;
     seen.push(format!(
         "b direct request: {:?}",

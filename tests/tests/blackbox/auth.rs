@@ -203,6 +203,9 @@ async fn users_scenario(bin: &Path, conf: &Path) -> Vec<String> {
     // (The service may publish nothing but replies, so it cannot sync: a
     // request that finds no responder yet, told so, is sent again.)
     within("svc flush", svc.flush()).await.unwrap();
+    // (Kept open to the end, so that `/connz` lists it on either server
+    // whatever the timing.)
+    let _svc_kept = svc.clone();
     let responder = tokio::spawn(async move {
         let m = within("svc: the request", requests.next()).await.unwrap();
         let reply = m.reply.unwrap();

@@ -61,7 +61,7 @@ async fn scenario(server: &ServerProcess) -> Vec<String> {
         .subscribe("$SYS.SERVER.*.CLIENT.AUTH.ERR")
         .await
         .unwrap();
-    sys.flush().await.unwrap();
+    crate::synced(&sys).await;
     let app = connect(server, "a").await;
     let _foo = app.subscribe("foo").await.unwrap();
     app.publish("x", "hi".into()).await.unwrap();
