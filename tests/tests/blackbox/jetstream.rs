@@ -1148,6 +1148,96 @@ async fn counters_count_as_on_nats_server() {
     );
 }
 
+/// Discard new per subject (`discard_new_per_subject`), as one server
+/// answered it: the configurations refused, each publish's answer, a
+/// roll-up making room, and five publishes in flight at once on a fresh
+/// subject (two taken).
+async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for (name, extra) in [
+        (
+            "BAD1",
+            r#","discard":"old","discard_new_per_subject":true,"max_msgs_per_subject":2"#,
+        ),
+        ("BAD2", r#","discard":"new","discard_new_per_subject":true"#),
+        (
+            "D",
+            r#","discard":"new","discard_new_per_subject":true,"max_msgs_per_subject":2,"allow_rollup_hdrs":true"#,
+        ),
+    ] {
+        let subjects = name.to_lowercase();
+        let body = format!(r#"{{"name":"{name}","subjects":["{subjects}.>"]{extra}}}"#);
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let answer = raw_request(&client, &subject, &[], &body).await;
+        seen.push(format!("create {name}: {}", api_outcome(&answer)));
+    }
+    let publishes: [Publish; 7] = [
+        ("d.a", &[], "1"),
+        ("d.a", &[], "2"),
+        ("d.a", &[], "3"),
+        ("d.b", &[], "1"),
+        ("d.a", &[("Nats-Rollup", "sub")], "r"),
+        ("d.a", &[], "4"),
+        ("d.a", &[], "5"),
+    ];
+    for (subject, headers, body) in publishes {
+        let ack = raw_request(&client, subject, headers, body).await;
+        seen.push(format!("{subject} {headers:?} {body:?}: {ack}"));
+    }
+    let inbox = client.new_inbox();
+    let mut acks = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    for i in 0..5 {
+        client
+            .publish_with_reply("d.p", format!("{inbox}.{i}"), "x".into())
+            .await
+            .unwrap();
+    }
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let m = natrix_tests::within("an acknowledgement", futures::StreamExt::next(&mut acks))
+            .await
+            .unwrap();
+        outcomes.push(api_outcome(&String::from_utf8_lossy(&m.payload)));
+    }
+    outcomes.sort();
+    seen.push(format!("in flight: {outcomes:?}"));
+    let info = raw_request(&client, "$JS.API.STREAM.INFO.D", &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+    seen.push(format!(
+        "messages {} subjects {}",
+        v["state"]["messages"], v["state"]["num_subjects"]
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn discard_new_per_subject_as_on_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // its answers predate 2.10's wording
+        }
+        let dir = test_dir("js", &format!("discard-per-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        results.push((name, discard_per_subject_scenario(&server).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    let all = expected.join("\n");
+    assert!(
+        all.contains("maximum messages per subject exceeded"),
+        "{all}"
+    );
+    assert!(all.contains("messages 5 subjects 3"), "{all}");
+}
+
 /// An atomic batch publish session: every answer, in order.
 async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
     let client = async_nats::ConnectOptions::new()

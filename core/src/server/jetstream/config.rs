@@ -305,10 +305,9 @@ impl StreamConfig {
             || self.allow_batched
             || !matches!(self.persist_mode.as_str(), "" | "default")
             || self.compression != Compression::None
-            || self.discard_new_per_subject
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (fast batches, schedules, async persistence, compression, discard new per subject)",
+                "natrix does not support this stream option yet (fast batches, schedules, async persistence, compression)",
             ));
         }
         if let Some(t) = &self.subject_transform {

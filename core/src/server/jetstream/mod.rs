@@ -87,6 +87,10 @@ pub(crate) struct Stream {
     /// Republish: each subject's last sequence, as far as known (looked up
     /// in the store the first time; forgotten when messages are removed).
     pub last_by_subject: crate::FastMap<String, u64>,
+    /// Discard new per subject: the store's count of messages on the first
+    /// parked publish's subject, read after every append before it; taken
+    /// by that publish's checks.
+    pub subject_count: Option<(String, u64)>,
     /// Counter streams: each subject's tally (counter.rs). Forgotten
     /// with `last_by_subject`.
     pub counters: counter::Counters,
@@ -131,6 +135,9 @@ enum Pending {
     /// The store's last sequence on a subject, for the first parked
     /// publish of the stream.
     SubjectChecked { stream: StreamId, subject: String },
+    /// The store's count of messages on a subject, for the first parked
+    /// publish of a stream that discards new messages per subject.
+    SubjectCounted { stream: StreamId, subject: String },
     /// The store's last sequence on a subject a committed batch checks.
     BatchSubject { stream: StreamId, subject: String },
     /// A counter subject's last message, for a sourced increment: read
@@ -634,6 +641,7 @@ impl Server {
             | Pending::Synced { stream }
             | Pending::Reopened { stream }
             | Pending::SubjectChecked { stream, .. }
+            | Pending::SubjectCounted { stream, .. }
             | Pending::BatchSubject { stream, .. }
             | Pending::TallyRead { stream, .. }
             | Pending::InterestSubjects { stream }
@@ -720,6 +728,7 @@ impl Server {
             }
             Pending::Reopened { stream } => self.reopened(stream, c),
             Pending::SubjectChecked { stream, subject } => self.subject_checked(stream, subject, c),
+            Pending::SubjectCounted { stream, subject } => self.subject_counted(stream, subject, c),
             Pending::BatchSubject { stream, subject } => {
                 self.batch_subject_read(stream, subject, c)
             }
@@ -1084,6 +1093,7 @@ impl Server {
             transform: None,
             republish: None,
             last_by_subject: crate::FastMap::default(),
+            subject_count: None,
             counters: counter::Counters::default(),
             republish_queue: natrix_storage::commit::AckOutbox::new(usize::MAX),
             dedupe: publish::Dedupe::default(),

@@ -157,7 +157,59 @@ impl Server {
                 s.parked.push_back(m);
                 self.check_subject(id, subject);
             }
+            Lookup::Count(subject) => {
+                s.parked.push_back(m);
+                self.count_subject(id, subject);
+            }
         }
+    }
+
+    /// Asks the store how many messages `subject` holds, after every
+    /// append asked for so far (discard new per subject).
+    fn count_subject(&mut self, id: StreamId, subject: String) {
+        self.flush_stream(id);
+        let key = self.jetstream.streams[id as usize].key.clone();
+        let op = self.next_op(Pending::SubjectCounted {
+            stream: id,
+            subject: subject.clone(),
+        });
+        self.storage(StorageOp::Details {
+            id: op,
+            stream: key,
+            subjects_filter: Some(subject),
+            deleted: false,
+        });
+    }
+
+    /// The store counted the first parked publish's subject: its checks
+    /// take the count, then the parked publishes go on.
+    pub(crate) fn subject_counted(&mut self, id: StreamId, subject: String, c: &Completion) {
+        let Some(s) = self.jetstream.streams.get_mut(id as usize) else {
+            return;
+        };
+        match &c.result {
+            Ok(Done::Details { subjects, .. }) => {
+                let n = subjects
+                    .iter()
+                    .find(|(x, _)| *x == subject)
+                    .map_or(0, |&(_, n)| n);
+                s.subject_count = Some((subject, n));
+            }
+            other => {
+                let e = match other {
+                    Err(e) => e.to_string(),
+                    Ok(other) => format!("unexpected storage result {other:?}"),
+                };
+                let name = s.config.name.clone();
+                if let Some(first) = s.parked.pop_front()
+                    && let Some(reply) = first.reply.as_deref()
+                {
+                    let e = ApiError::store_failed(&e);
+                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), AckNote::Plain);
+                }
+            }
+        }
+        self.drain_parked(id);
     }
 
     /// Asks the store for the last sequence on `subject`, after every
@@ -233,6 +285,11 @@ impl Server {
                 Lookup::Ask(subject) => {
                     s.parked.push_front(next);
                     self.check_subject(id, subject);
+                    break;
+                }
+                Lookup::Count(subject) => {
+                    s.parked.push_front(next);
+                    self.count_subject(id, subject);
                     break;
                 }
             }
@@ -384,6 +441,10 @@ impl Server {
     ) -> Result<Verdict, ApiError> {
         let now = self.now.unix_nanos;
         let s = &mut self.jetstream.streams[id as usize];
+        // The subject's count read for this publish (discard new per
+        // subject), taken whatever the outcome: the next publish counts
+        // again.
+        let subject_count = s.subject_count.take();
         if s.failed {
             return Err(ApiError::temporarily_unavailable());
         }
@@ -479,6 +540,16 @@ impl Server {
             }
         }
         let s = &mut self.jetstream.streams[id as usize];
+        if counts_subject(s, m)
+            && subject_count.is_some_and(|(subject, n)| {
+                subject.as_bytes() == &m.subject[..]
+                    && n >= s.config.max_msgs_per_subject.unsigned_abs()
+            })
+        {
+            return Err(ApiError::store_failed(
+                "maximum messages per subject exceeded",
+            ));
+        }
         if s.config.discard == Discard::New {
             let msgs = s.state.msgs + s.inflight_msgs;
             if s.config.max_msgs > 0 && msgs >= s.config.max_msgs as u64 {
@@ -722,6 +793,17 @@ enum Lookup {
     Known(u64),
     /// To be read from the store.
     Ask(String),
+    /// The subject's count of messages, to be read from the store first.
+    Count(String),
+}
+
+/// Whether a publish must know how many messages its subject holds:
+/// discard new per subject (a roll-up passes: it makes room itself).
+fn counts_subject(s: &super::Stream, m: &InternalMsg) -> bool {
+    s.config.discard_new_per_subject
+        && s.config.discard == Discard::New
+        && s.config.max_msgs_per_subject > 0
+        && rollup(m).is_none()
 }
 
 /// Subjects whose last sequence a stream remembers, at most; past it the
@@ -759,6 +841,13 @@ pub(super) fn remember_last(s: &mut super::Stream, subject: String, seq: u64) {
 /// republish it (`Nats-Last-Sequence`); or, an increment, the subject's
 /// counter total.
 fn lookup(s: &super::Stream, m: &InternalMsg) -> Lookup {
+    if counts_subject(s, m)
+        && s.subject_count
+            .as_ref()
+            .is_none_or(|(subject, _)| subject.as_bytes() != &m.subject[..])
+    {
+        return Lookup::Count(String::from_utf8_lossy(&m.subject).into_owned());
+    }
     if s.config.allow_msg_counter
         && m.header_len > 0
         && counter::check_incr(&m.payload[..m.header_len], m.body(), &s.config, false)
