@@ -1151,7 +1151,8 @@ async fn counters_count_as_on_nats_server() {
 /// Discard new per subject (`discard_new_per_subject`), as one server
 /// answered it: the configurations refused, each publish's answer, a
 /// roll-up making room, and five publishes in flight at once on a fresh
-/// subject (two taken).
+/// subject (two taken); and a full stream that discards new messages
+/// taking one on a subject at its own limit.
 async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
     let client = async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(5)))
@@ -1169,6 +1170,11 @@ async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
             "D",
             r#","discard":"new","discard_new_per_subject":true,"max_msgs_per_subject":2,"allow_rollup_hdrs":true"#,
         ),
+        // Full, a subject at its own limit still takes a message.
+        (
+            "K",
+            r#","discard":"new","max_msgs":3,"max_msgs_per_subject":2"#,
+        ),
     ] {
         let subjects = name.to_lowercase();
         let body = format!(r#"{{"name":"{name}","subjects":["{subjects}.>"]{extra}}}"#);
@@ -1176,7 +1182,12 @@ async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
         let answer = raw_request(&client, &subject, &[], &body).await;
         seen.push(format!("create {name}: {}", api_outcome(&answer)));
     }
-    let publishes: [Publish; 7] = [
+    let publishes: [Publish; 12] = [
+        ("k.a", &[], "1"),
+        ("k.a", &[], "2"),
+        ("k.b", &[], "1"),
+        ("k.c", &[], "1"),
+        ("k.a", &[], "3"),
         ("d.a", &[], "1"),
         ("d.a", &[], "2"),
         ("d.a", &[], "3"),
@@ -1236,6 +1247,14 @@ async fn discard_new_per_subject_as_on_nats_server() {
         "{all}"
     );
     assert!(all.contains("messages 5 subjects 3"), "{all}");
+    assert!(
+        all.contains(r#"k.c [] "1": {"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"k.a [] "3": {"stream":"K","seq":4}"#),
+        "{all}"
+    );
 }
 
 /// An atomic batch publish session: every answer, in order.

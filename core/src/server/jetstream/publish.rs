@@ -540,24 +540,22 @@ impl Server {
             }
         }
         let s = &mut self.jetstream.streams[id as usize];
-        if counts_subject(s, m)
-            && subject_count.is_some_and(|(subject, n)| {
-                subject.as_bytes() == &m.subject[..]
-                    && n >= s.config.max_msgs_per_subject.unsigned_abs()
-            })
-        {
+        // The subject holds its most already: the message replaces its
+        // oldest, so the stream does not grow.
+        let at_subject_limit = subject_count.is_some_and(|(subject, n)| {
+            subject.as_bytes() == &m.subject[..]
+                && n >= s.config.max_msgs_per_subject.unsigned_abs()
+        });
+        if at_subject_limit && s.config.discard_new_per_subject && rollup(m).is_none() {
             return Err(ApiError::store_failed(
                 "maximum messages per subject exceeded",
             ));
         }
-        if s.config.discard == Discard::New {
-            let msgs = s.state.msgs + s.inflight_msgs;
-            if s.config.max_msgs > 0 && msgs >= s.config.max_msgs as u64 {
+        if s.config.discard == Discard::New && !at_subject_limit {
+            if at_stream_limit(s, m, Limit::Msgs) {
                 return Err(ApiError::store_failed("maximum messages exceeded"));
             }
-            let bytes = s.state.bytes + s.inflight_bytes;
-            if s.config.max_bytes > 0 && bytes + m.payload.len() as u64 > s.config.max_bytes as u64
-            {
+            if at_stream_limit(s, m, Limit::Bytes) {
                 return Err(ApiError::store_failed("maximum bytes exceeded"));
             }
         }
@@ -799,11 +797,36 @@ enum Lookup {
 
 /// Whether a publish must know how many messages its subject holds:
 /// discard new per subject (a roll-up passes: it makes room itself).
+/// It also must with `discard: new` when the stream is full: a subject
+/// at its own limit still takes the message, as its oldest goes (a full
+/// key-value bucket still takes an update of a key at its history).
 fn counts_subject(s: &super::Stream, m: &InternalMsg) -> bool {
-    s.config.discard_new_per_subject
-        && s.config.discard == Discard::New
+    s.config.discard == Discard::New
         && s.config.max_msgs_per_subject > 0
-        && rollup(m).is_none()
+        && ((s.config.discard_new_per_subject && rollup(m).is_none())
+            || at_stream_limit(s, m, Limit::Msgs)
+            || at_stream_limit(s, m, Limit::Bytes))
+}
+
+#[derive(Clone, Copy)]
+enum Limit {
+    Msgs,
+    Bytes,
+}
+
+/// Whether the stream, appends in flight included, has no room for `m`
+/// under its `max_msgs` or its `max_bytes`.
+fn at_stream_limit(s: &super::Stream, m: &InternalMsg, limit: Limit) -> bool {
+    match limit {
+        Limit::Msgs => {
+            s.config.max_msgs > 0 && s.state.msgs + s.inflight_msgs >= s.config.max_msgs as u64
+        }
+        Limit::Bytes => {
+            s.config.max_bytes > 0
+                && s.state.bytes + s.inflight_bytes + m.payload.len() as u64
+                    > s.config.max_bytes as u64
+        }
+    }
 }
 
 /// Subjects whose last sequence a stream remembers, at most; past it the
