@@ -189,8 +189,20 @@ async fn partitioned_run(server: &ServerProcess, messages: usize) -> Vec<(usize,
             }
         }));
     }
-    // Both are members before the first message.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both are members (their pulls waiting) before the first message.
+    let mut c: PullConsumer = js
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .get_consumer("G")
+        .await
+        .unwrap();
+    natrix_tests::within("both pulls waiting", async {
+        while c.info().await.unwrap().num_waiting < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     for i in 0..messages {
         publish(&js, format!("orders.c{}.created", i % 20), format!("{i}")).await;
     }
