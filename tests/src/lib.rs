@@ -48,8 +48,9 @@ pub fn natrix_bin() -> PathBuf {
 /// (32768-60999): a port the kernel chose for `bind(0)` is also where it
 /// picks the local ports of outgoing connections, and with many tests
 /// connecting in parallel one of them took such a port before the server
-/// bound it. Each port is handed out once per test process, and only if
-/// it can be bound on every address now.
+/// bound it. Each port is handed out once per test process, only if it
+/// can be bound on every address now, and only if no other live test
+/// process holds it (see [`reserve`]).
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
     use std::hash::{BuildHasher, RandomState};
@@ -57,6 +58,7 @@ pub fn free_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let given = given.get_or_insert_with(HashSet::new);
+    let ports = Ports::lock();
     let seed = RandomState::new();
     for attempt in 0u32.. {
         let port = 10_000 + (seed.hash_one((attempt, std::process::id())) % 22_768) as u16;
@@ -66,13 +68,51 @@ pub fn free_port() -> u16 {
         // One at a time: a listener on 0.0.0.0 holds the port on loopback too.
         let any = TcpListener::bind(("0.0.0.0", port)).is_ok();
         let loopback = any && TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if loopback {
+        if loopback && ports.reserve(port) {
             given.insert(port);
             return port;
         }
         assert!(attempt < 10_000, "no free port below the ephemeral range");
     }
     unreachable!()
+}
+
+/// The ports test processes on this machine hold: a file per port in the
+/// temporary directory, naming the process. The test runner runs each test
+/// in a process of its own, and two of them could draw the same free port
+/// at once and each start a server on it (one then failed, or a client
+/// reached the other test's server). Held under a lock file while a port
+/// is chosen; a port whose process is gone is free again.
+struct Ports {
+    dir: PathBuf,
+    _lock: Option<std::fs::File>,
+}
+
+impl Ports {
+    fn lock() -> Ports {
+        let dir = std::env::temp_dir().join("natrix-test-ports");
+        let _ = std::fs::create_dir_all(&dir);
+        let lock = std::fs::File::create(dir.join(".lock"))
+            .ok()
+            .filter(|f| f.lock().is_ok());
+        Ports { dir, _lock: lock }
+    }
+
+    /// Takes `port` for this process unless another live one holds it.
+    fn reserve(&self, port: u16) -> bool {
+        let me = std::process::id();
+        let path = self.dir.join(port.to_string());
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+            && pid != me
+            && Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return false;
+        }
+        // (Without a writable directory, the bind checks alone.)
+        let _ = std::fs::write(&path, me.to_string());
+        true
+    }
 }
 
 /// Awaits `fut`, failing the test with `what` if it has not finished within

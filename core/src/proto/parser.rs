@@ -105,17 +105,22 @@ pub enum Op<'a> {
     /// `LS+ <subject> [<queue> <weight>]` from a leaf node (the account
     /// empty): the peer's interest (the weight of a queue group is its
     /// member count, as written; `None` for a plain subject).
+    /// On a route, `LS+ <origin> <account> ...` is the same for interest
+    /// from leaf node cluster `origin` (empty otherwise).
     RouteSub {
         account: &'a [u8],
         subject: &'a [u8],
         queue: Option<(&'a [u8], &'a [u8])>,
+        origin: &'a [u8],
     },
     /// `RS- <account> <subject> [<queue>]` from a route, `LS- <subject>
-    /// [<queue>]` from a leaf node.
+    /// [<queue>]` from a leaf node (on a route, `LS- <origin> <account>
+    /// ...`).
     RouteUnsub {
         account: &'a [u8],
         subject: &'a [u8],
         queue: Option<&'a [u8]>,
+        origin: &'a [u8],
     },
     /// `RMSG` or `HMSG` from a route, `LMSG` or `HMSG` from a leaf node.
     /// Boxed: inline it would make every op a third larger, and the
@@ -814,9 +819,11 @@ fn interest<'a>(
     why: &'static str,
 ) -> Result<Op<'a>, ParseError> {
     let mut args = Args::split(arg, true);
-    if skip > 0 && args.next().is_none() {
-        return Err(ParseError::Malformed(why));
-    }
+    let origin = if skip > 0 {
+        args.next().ok_or(ParseError::Malformed(why))?
+    } else {
+        b""
+    };
     let account = if skip < 0 {
         Some(&b""[..])
     } else {
@@ -831,16 +838,19 @@ fn interest<'a>(
             account,
             subject,
             queue: None,
+            origin,
         },
         (true, Some(queue), Some(weight), None) => Op::RouteSub {
             account,
             subject,
             queue: Some((queue, weight)),
+            origin,
         },
         (false, queue, None, _) => Op::RouteUnsub {
             account,
             subject,
             queue,
+            origin,
         },
         _ => return Err(ParseError::Malformed(why)),
     })

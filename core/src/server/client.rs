@@ -617,6 +617,7 @@ impl Server {
                 account,
                 subject,
                 queue,
+                origin,
             } => {
                 let q = queue
                     .map(|(q, w)| {
@@ -628,7 +629,8 @@ impl Server {
                     })
                     .unwrap_or_default();
                 format!(
-                    "<<- [RS+ {} {}{q}]",
+                    "<<- [{} {} {}{q}]",
+                    origin_verb("LS+", "RS+", origin),
                     String::from_utf8_lossy(account),
                     String::from_utf8_lossy(subject)
                 )
@@ -637,12 +639,14 @@ impl Server {
                 account,
                 subject,
                 queue,
+                origin,
             } => {
                 let q = queue
                     .map(|q| format!(" {}", String::from_utf8_lossy(q)))
                     .unwrap_or_default();
                 format!(
-                    "<<- [RS- {} {}{q}]",
+                    "<<- [{} {} {}{q}]",
+                    origin_verb("LS-", "RS-", origin),
                     String::from_utf8_lossy(account),
                     String::from_utf8_lossy(subject)
                 )
@@ -659,6 +663,16 @@ impl Server {
 }
 
 /// Quotes like Go's `%q` for the printable ASCII subjects clients use.
+/// A traced interest op's verb and, with an origin (a route's `LS+`/`LS-`),
+/// the origin after it.
+fn origin_verb(with: &str, without: &str, origin: &[u8]) -> String {
+    if origin.is_empty() {
+        without.to_string()
+    } else {
+        format!("{with} {}", String::from_utf8_lossy(origin))
+    }
+}
+
 pub(crate) fn go_quote(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() + 2);
     s.push('"');

@@ -350,6 +350,10 @@ impl Server {
             let tier = |s: &Server, h: SubId| -> Option<(u8, u32)> {
                 match s.route_of(h) {
                     Some(r) if !allowed(s, r) => None,
+                    // A route's member on behalf of the leaf node cluster
+                    // the message came from: that cluster has had it
+                    // (nats-server never picks it either).
+                    Some(_) if s.member_of_origin(h, publisher) => None,
                     Some(r) => {
                         let weight = s.subs.get(h.0 as usize).map_or(0, |s| s.weight);
                         let tier = match s.conns[r.0].kind {
@@ -461,6 +465,29 @@ impl Server {
             super::ConnKind::Route | super::ConnKind::Leaf | super::ConnKind::Gateway
         );
         (peer && !c.closing).then_some(conn)
+    }
+
+    /// Whether `h` is a route's subscription on behalf of the leaf node
+    /// cluster the message being delivered came from (over that leaf
+    /// node connection, or over a route as `LMSG <origin>`).
+    fn member_of_origin(&self, h: SubId, publisher: ConnId) -> bool {
+        let Some(sub) = self.subs.get(h.0 as usize) else {
+            return false;
+        };
+        let origin = super::route::key_origin(&sub.sid);
+        if origin.is_empty() {
+            return false;
+        }
+        let from = match self
+            .conns
+            .get(publisher.0)
+            .map(|c| (c.kind, c.leaf.as_ref()))
+        {
+            Some((super::ConnKind::Leaf, Some(l))) => l.cluster.as_bytes(),
+            Some((super::ConnKind::Route, _)) => &self.routed_origin,
+            _ => b"",
+        };
+        origin == from
     }
 
     /// Whether the route message being delivered names queue group `name`.

@@ -336,11 +336,13 @@ impl Server {
                 account,
                 subject,
                 queue,
+                ..
             } => self.gateway_sub(id, account, subject, queue),
             Op::RouteUnsub {
                 account,
                 subject,
                 queue,
+                ..
             } => {
                 let mut key = account.to_vec();
                 key.push(b' ');

@@ -194,11 +194,33 @@ struct RouteConnect {
     cluster_dynamic: bool,
 }
 
+/// What marks the key of a route's interest on behalf of a leaf node
+/// cluster (`LS+ <origin> ...`): kept apart from the peer's own (`RS+`)
+/// in the same subject and queue group, as nats-server keeps them, so
+/// that each has its own weight and goes on its own.
+const ORIGIN_MARK: u8 = 0;
+
+/// The leaf node cluster a route subscription's key is for (empty: the
+/// peer's own interest).
+pub(crate) fn key_origin(key: &[u8]) -> &[u8] {
+    match key.split_first() {
+        Some((&ORIGIN_MARK, rest)) => rest.split(|&b| b == b' ').next().unwrap_or_default(),
+        _ => b"",
+    }
+}
+
 /// The key a route's subscription is kept under in its connection's map:
-/// `<account> <subject>[ <queue>]`.
-fn route_sub_key(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
-    let mut key =
-        Vec::with_capacity(account.len() + subject.len() + 2 + queue.map_or(0, <[u8]>::len));
+/// `<account> <subject>[ <queue>]`, after `\0<origin> ` for a leaf node
+/// cluster's interest.
+fn origin_sub_key(origin: &[u8], account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(
+        origin.len() + account.len() + subject.len() + 4 + queue.map_or(0, <[u8]>::len),
+    );
+    if !origin.is_empty() {
+        key.push(ORIGIN_MARK);
+        key.extend_from_slice(origin);
+        key.push(b' ');
+    }
     key.extend_from_slice(account);
     key.push(b' ');
     key.extend_from_slice(subject);
@@ -609,16 +631,18 @@ impl Server {
                 account,
                 subject,
                 queue,
+                origin,
             } => {
-                self.remote_sub(id, account, subject, queue);
+                self.remote_sub(id, origin, account, subject, queue);
                 Flow::Continue(())
             }
             Op::RouteUnsub {
                 account,
                 subject,
                 queue,
+                origin,
             } => {
-                self.remote_unsub(id, account, subject, queue);
+                self.remote_unsub(id, origin, account, subject, queue);
                 Flow::Continue(())
             }
             Op::Routed(r) => {

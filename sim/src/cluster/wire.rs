@@ -106,6 +106,7 @@ pub(super) fn read_route(
                 account,
                 subject,
                 queue: None,
+                ..
             })) => seen(Seen::Interest {
                 key: key(account, subject),
                 plus: true,
@@ -114,6 +115,7 @@ pub(super) fn read_route(
                 account,
                 subject,
                 queue: None,
+                ..
             })) => seen(Seen::Interest {
                 key: key(account, subject),
                 plus: false,

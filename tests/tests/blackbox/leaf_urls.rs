@@ -206,42 +206,77 @@ async fn a_leaf_node_cluster_on_two_hub_servers_gets_each_message_once() {
                 clients[m].flush().await.unwrap();
                 qsubs.push(s);
             }
-            let mut heard = [false; 4];
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while heard.iter().any(|h| !h) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{case}: queue members on {members:?} heard from {heard:?}"
-                );
-                for (i, from) in clients.iter().enumerate() {
-                    from.publish(format!("lq{k}.probe.{i}"), "p".into())
-                        .await
-                        .unwrap();
-                    from.flush().await.unwrap();
+            let what = format!("{case}: queue members on {members:?}");
+            group_takes_each_once(&what, &clients, &mut qsubs, &format!("lq{k}")).await;
+        }
+        // Members on a hub server and on the leaf node of the other hub
+        // server, which nats-server tells its routes of as its own
+        // (`RS+`) and on the leaf node cluster's behalf (`LS+ <origin>`):
+        // when the leaf node's member goes (`LS- <origin>`), the hub
+        // server's own is still reached from everywhere.
+        let prefix = "lq-both";
+        let hub = clients[1]
+            .queue_subscribe(format!("{prefix}.>"), "workers".into())
+            .await
+            .unwrap();
+        let mut leaf = clients[3]
+            .queue_subscribe(format!("{prefix}.>"), "workers".into())
+            .await
+            .unwrap();
+        clients[1].flush().await.unwrap();
+        clients[3].flush().await.unwrap();
+        // (Both members' interest crosses loopback in milliseconds; had it
+        // not reached the first hub server yet, there would be nothing to
+        // withdraw there, and the check below would hold anyway.)
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        drain(&mut leaf).await;
+        leaf.unsubscribe().await.unwrap();
+        clients[3].flush().await.unwrap();
+        let what = format!("{case}: the hub member after the leaf node's went");
+        group_takes_each_once(&what, &clients, &mut [hub], prefix).await;
+    }
+}
+
+/// Probes from every server until the queue group (`qsubs`, on
+/// `<prefix>.>`) hears from each, then ten messages from each: every one
+/// reaches the group once.
+async fn group_takes_each_once(
+    what: &str,
+    clients: &[async_nats::Client],
+    qsubs: &mut [async_nats::Subscriber],
+    prefix: &str,
+) {
+    let mut heard = [false; 4];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while heard.iter().any(|h| !h) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: heard from {heard:?}"
+        );
+        for (i, from) in clients.iter().enumerate() {
+            from.publish(format!("{prefix}.probe.{i}"), "p".into())
+                .await
+                .unwrap();
+            from.flush().await.unwrap();
+        }
+        for sub in qsubs.iter_mut() {
+            for m in drain(sub).await {
+                if let Some(i) = m.subject.as_str().split('.').nth(2)
+                    && m.subject.as_str().contains(".probe.")
+                {
+                    heard[i.parse::<usize>().unwrap()] = true;
                 }
-                for sub in &mut qsubs {
-                    for m in drain(sub).await {
-                        if let Some(i) = m.subject.as_str().split('.').nth(2)
-                            && m.subject.as_str().contains(".probe.")
-                        {
-                            heard[i.parse::<usize>().unwrap()] = true;
-                        }
-                    }
-                }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            for sub in &mut qsubs {
-                drain(sub).await;
-            }
-            publish_ten_each(&clients, &format!("lq{k}")).await;
-            let mut from = [0; 4];
-            for sub in &mut qsubs {
-                count_by_server(sub, &mut from).await;
-            }
-            assert_eq!(
-                from, [10; 4],
-                "{case}: queue members on {members:?}: from each server, each message once"
-            );
         }
     }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for sub in qsubs.iter_mut() {
+        drain(sub).await;
+    }
+    publish_ten_each(clients, prefix).await;
+    let mut from = [0; 4];
+    for sub in qsubs.iter_mut() {
+        count_by_server(sub, &mut from).await;
+    }
+    assert_eq!(from, [10; 4], "{what}: from each server, each message once");
 }

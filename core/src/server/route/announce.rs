@@ -2,7 +2,7 @@
 //! each change after that (`RS+` with a queue group's weight, `RS-`), and
 //! the peer's, kept as subscriptions of the route connection.
 
-use super::{encode_sub, encode_unsub, route_sub_key};
+use super::{encode_sub, encode_unsub, origin_sub_key};
 use crate::server::{AccountId, ConnId, Server};
 
 impl Server {
@@ -59,10 +59,12 @@ impl Server {
         }
     }
 
-    /// `RS+`: the peer's interest, kept as a subscription of the route.
+    /// `RS+` (or `LS+` with the leaf node cluster it is for): the peer's
+    /// interest, kept as a subscription of the route.
     pub(super) fn remote_sub(
         &mut self,
         id: ConnId,
+        origin: &[u8],
         account: &[u8],
         subject: &[u8],
         queue: Option<(&[u8], &[u8])>,
@@ -88,7 +90,7 @@ impl Server {
         }
         let weight = queue.map_or(1, |(_, w)| crate::server::interest::queue_weight(w));
         let queue = queue.map(|(q, _)| q);
-        let key = route_sub_key(account, subject, queue);
+        let key = origin_sub_key(origin, account, subject, queue);
         self.peer_subscribe(id, acc, &key, subject, queue, weight);
     }
 
@@ -110,15 +112,16 @@ impl Server {
             .is_none_or(|p| p.exports.allows(subject))
     }
 
-    /// `RS-`: the peer lost its interest.
+    /// `RS-` (or `LS-`): the peer lost its interest.
     pub(super) fn remote_unsub(
         &mut self,
         id: ConnId,
+        origin: &[u8],
         account: &[u8],
         subject: &[u8],
         queue: Option<&[u8]>,
     ) {
-        let key = route_sub_key(account, subject, queue);
+        let key = origin_sub_key(origin, account, subject, queue);
         self.peer_unsubscribe(id, &key);
     }
 }
