@@ -172,13 +172,7 @@ async fn partitioned_run(server: &ServerProcess, messages: usize) -> Vec<(usize,
     for process in 0..2 {
         let js = connect(server).await;
         let tx = tx.clone();
-        let c: PullConsumer = js
-            .get_stream("ORDERS")
-            .await
-            .unwrap()
-            .get_consumer("G")
-            .await
-            .unwrap();
+        let c = group_g(&js).await;
         let mut msgs = c.messages().await.unwrap();
         workers.push(tokio::spawn(async move {
             while let Some(Ok(m)) = msgs.next().await {
@@ -190,13 +184,7 @@ async fn partitioned_run(server: &ServerProcess, messages: usize) -> Vec<(usize,
         }));
     }
     // Both are members (their pulls waiting) before the first message.
-    let mut c: PullConsumer = js
-        .get_stream("ORDERS")
-        .await
-        .unwrap()
-        .get_consumer("G")
-        .await
-        .unwrap();
+    let mut c = group_g(&js).await;
     natrix_tests::within("both pulls waiting", async {
         while c.info().await.unwrap().num_waiting < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -217,6 +205,16 @@ async fn partitioned_run(server: &ServerProcess, messages: usize) -> Vec<(usize,
         w.abort();
     }
     got
+}
+
+/// Consumer `G` of stream `ORDERS`.
+async fn group_g(js: &jetstream::Context) -> PullConsumer {
+    js.get_stream("ORDERS")
+        .await
+        .unwrap()
+        .get_consumer("G")
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -25,12 +25,16 @@ pub(crate) fn start(bin: &Path, dir: &Path) -> ServerProcess {
 }
 
 pub(crate) async fn context(server: &ServerProcess) -> jetstream::Context {
-    let client = async_nats::ConnectOptions::new()
+    jetstream::new(api_client(server).await)
+}
+
+/// A client whose requests wait 5 s for their answer.
+async fn api_client(server: &ServerProcess) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(5)))
         .connect(server.url())
         .await
-        .unwrap();
-    jetstream::new(client)
+        .unwrap()
 }
 
 /// What one server answered, for comparing servers.
@@ -926,11 +930,7 @@ type Publish<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 
 /// Distributed counters, as one server answered them.
 async fn counter_scenario(server: &ServerProcess) -> Vec<String> {
-    let client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(server.url())
-        .await
-        .unwrap();
+    let client = api_client(server).await;
     let mut seen = Vec::new();
     let create = |name: &str, extra: &str| {
         let subjects = name.to_lowercase();
@@ -1154,11 +1154,7 @@ async fn counters_count_as_on_nats_server() {
 /// subject (two taken); and a full stream that discards new messages
 /// taking one on a subject at its own limit.
 async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
-    let client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(server.url())
-        .await
-        .unwrap();
+    let client = api_client(server).await;
     let mut seen = Vec::new();
     for (name, extra) in [
         (
@@ -1259,11 +1255,7 @@ async fn discard_new_per_subject_as_on_nats_server() {
 
 /// An atomic batch publish session: every answer, in order.
 async fn batch_scenario(server: &ServerProcess) -> Vec<String> {
-    let client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(server.url())
-        .await
-        .unwrap();
+    let client = api_client(server).await;
     let mut seen = Vec::new();
     for (name, config) in [
         (
