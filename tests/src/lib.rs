@@ -132,11 +132,17 @@ fn listening_port(line: &str) -> Option<u16> {
     addr.trim().rsplit_once(':')?.1.parse().ok()
 }
 
-/// A running server process, stopped when dropped.
+/// A running server process, stopped when dropped. If the test is failing
+/// then, the last lines the server logged are printed with the failure.
 pub struct ServerProcess {
     pub child: Child,
     pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    bin: PathBuf,
 }
+
+/// Log lines a server keeps for a failing test.
+const LOG_LINES_KEPT: usize = 100;
 
 impl ServerProcess {
     /// Starts `natrix` on a free loopback port with extra flags.
@@ -165,11 +171,18 @@ impl ServerProcess {
         // the listening port on.
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(port) = listening_port(&line) {
                     let _ = tx.send(port);
                 }
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() == LOG_LINES_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -183,7 +196,12 @@ impl ServerProcess {
             if let Some(port) = logged
                 && TcpStream::connect(("127.0.0.1", port)).is_ok()
             {
-                return ServerProcess { child, port };
+                return ServerProcess {
+                    child,
+                    port,
+                    log,
+                    bin: bin.to_path_buf(),
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("{} exited at start: {status}", bin.display());
@@ -210,6 +228,18 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "--- the last {} log lines of {} (client port {}) ---",
+                log.len(),
+                self.bin.display(),
+                self.port
+            );
+            for line in log.iter() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
