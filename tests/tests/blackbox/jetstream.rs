@@ -1152,7 +1152,8 @@ async fn counters_count_as_on_nats_server() {
 /// answered it: the configurations refused, each publish's answer, a
 /// roll-up making room, and five publishes in flight at once on a fresh
 /// subject (two taken); and a full stream that discards new messages
-/// taking one on a subject at its own limit.
+/// taking one on a subject at its own limit. Then message gets from a
+/// time on a subject.
 async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
     let client = api_client(server).await;
     let mut seen = Vec::new();
@@ -1219,6 +1220,22 @@ async fn discard_per_subject_scenario(server: &ServerProcess) -> Vec<String> {
         "messages {} subjects {}",
         v["state"]["messages"], v["state"]["num_subjects"]
     ));
+    // A message get from a time, on a subject.
+    for (time, subject) in [
+        ("1970-01-01T00:00:00Z", "d.b"),
+        ("1970-01-01T00:00:00Z", "d.p"),
+        ("2100-01-01T00:00:00Z", "d.b"),
+    ] {
+        let body = format!(r#"{{"start_time":"{time}","next_by_subj":"{subject}"}}"#);
+        let answer = raw_request(&client, "$JS.API.STREAM.MSG.GET.D", &[], &body).await;
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        seen.push(format!(
+            "get {subject} from {time}: {} {} {}",
+            v["message"]["subject"],
+            v["message"]["seq"],
+            api_outcome(&answer)
+        ));
+    }
     seen
 }
 
@@ -1249,6 +1266,14 @@ async fn discard_new_per_subject_as_on_nats_server() {
     );
     assert!(
         all.contains(r#"k.a [] "3": {"stream":"K","seq":4}"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"get d.b from 1970-01-01T00:00:00Z: "d.b" 3 ok"#),
+        "{all}"
+    );
+    assert!(
+        all.contains("get d.b from 2100-01-01T00:00:00Z: null null 10037"),
         "{all}"
     );
 }

@@ -1173,6 +1173,22 @@ impl Server {
         ) {
             // The first message at or after a time.
             (0, "", "") if let Some(unix_nanos) = start_time => Read::AtTime { unix_nanos },
+            // The first on a subject from there: the time's sequence first.
+            (0, "", next) if let Some(unix_nanos) = start_time => {
+                let stream = self.jetstream.streams[id as usize].key.clone();
+                let op = self.next_op(Pending::MsgGetAtTime {
+                    account,
+                    reply: reply.into(),
+                    no_headers: req.no_hdr,
+                    stream: stream.clone(),
+                    next_by_subj: next.to_string(),
+                });
+                return self.storage(StorageOp::Read {
+                    id: op,
+                    stream,
+                    read: Read::AtTime { unix_nanos },
+                });
+            }
             _ if start_time.is_some() => {
                 return self.fail(account, reply, kind, &ApiError::bad_request());
             }
@@ -1194,6 +1210,37 @@ impl Server {
             id: op,
             stream: key,
             read,
+        });
+    }
+
+    /// The first message at or after a `MSG.GET`'s `start_time` was read:
+    /// the next on its subject from there is the answer (none at or after
+    /// the time: no message).
+    pub(super) fn msg_get_from_time(
+        &mut self,
+        account: AccountId,
+        reply: &[u8],
+        no_headers: bool,
+        stream: String,
+        next_by_subj: String,
+        c: &Completion,
+    ) {
+        let from_seq = match &c.result {
+            Ok(Done::Read(Some(m))) => m.seq,
+            _ => return self.msg_got(account, reply, no_headers, c),
+        };
+        let op = self.next_op(Pending::MsgGet {
+            account,
+            reply: reply.into(),
+            no_headers,
+        });
+        self.storage(StorageOp::Read {
+            id: op,
+            stream,
+            read: Read::Next {
+                from_seq,
+                filter: Some(next_by_subj),
+            },
         });
     }
 

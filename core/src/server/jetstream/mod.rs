@@ -155,6 +155,16 @@ enum Pending {
         /// `no_hdr`: the message without its headers.
         no_headers: bool,
     },
+    /// `MSG.GET` with `start_time` and `next_by_subj`: the first message
+    /// at or after the time, whose sequence the next on the subject is
+    /// read from (in the stream stored under `stream`).
+    MsgGetAtTime {
+        account: AccountId,
+        reply: Box<[u8]>,
+        no_headers: bool,
+        stream: String,
+        next_by_subj: String,
+    },
     /// `STREAM.INFO` with subject or deleted details.
     InfoDetails {
         account: AccountId,
@@ -742,6 +752,13 @@ impl Server {
                 reply,
                 no_headers,
             } => self.msg_got(account, &reply, no_headers, c),
+            Pending::MsgGetAtTime {
+                account,
+                reply,
+                no_headers,
+                stream,
+                next_by_subj,
+            } => self.msg_get_from_time(account, &reply, no_headers, stream, next_by_subj, c),
             Pending::InfoDetails {
                 account,
                 reply,
