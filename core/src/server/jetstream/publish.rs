@@ -200,12 +200,8 @@ impl Server {
                     Err(e) => e.to_string(),
                     Ok(other) => format!("unexpected storage result {other:?}"),
                 };
-                let name = s.config.name.clone();
-                if let Some(first) = s.parked.pop_front()
-                    && let Some(reply) = first.reply.as_deref()
-                {
-                    let e = ApiError::store_failed(&e);
-                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), AckNote::Plain);
+                if let Some(first) = s.parked.pop_front() {
+                    self.refuse_parked(id, &first, &e);
                 }
             }
         }
@@ -254,15 +250,19 @@ impl Server {
                 }
                 _ = self.store_publish(id, &first, Some(seq));
             }
-            Err(e) => {
-                let name = s.config.name.clone();
-                if let Some(reply) = first.reply.as_deref() {
-                    let e = ApiError::store_failed(&e);
-                    self.send_pub_ack(first.account, reply, &name, 0, Some(&e), AckNote::Plain);
-                }
-            }
+            Err(e) => self.refuse_parked(id, &first, &e),
         }
         self.drain_parked(id);
+    }
+
+    /// The store read a parked publish waited for failed: it is refused
+    /// with the store's error.
+    fn refuse_parked(&mut self, id: StreamId, m: &InternalMsg, error: &str) {
+        let name = self.jetstream.streams[id as usize].config.name.clone();
+        if let Some(reply) = m.reply.as_deref() {
+            let e = ApiError::store_failed(error);
+            self.send_pub_ack(m.account, reply, &name, 0, Some(&e), AckNote::Plain);
+        }
     }
 
     /// Handles the parked publishes in order, up to the next that needs
