@@ -124,6 +124,8 @@ impl Setup {
             }
             let mut rng = seed::rng(s, "js", i as u64);
             let mut plan = JsPlan::draw(&mut rng, i == 0);
+            // Half the seeds store stream S's messages compressed.
+            plan.compress = roll / 32 % 2 == 1;
             let mut pull_rng = seed::rng(s, "consumer", i as u64);
             let mut streams_rng = seed::rng(s, "js-stream-work", i as u64);
             let mut rngs = Vec::new();

@@ -33,6 +33,10 @@ pub struct StreamConfig {
     /// Keep the messages in memory (lost at restart, by design); the
     /// stream's directory and metadata are on disk all the same.
     pub memory: bool,
+    /// Write each message's headers and payload compressed (Snappy) when
+    /// that makes its record smaller. Only new records: what is on disk
+    /// stays as written, and reads take either. The memory store ignores it.
+    pub compress: bool,
 }
 
 impl Default for StreamConfig {
@@ -44,6 +48,7 @@ impl Default for StreamConfig {
             max_msgs_per_subject: None,
             block_size_bytes: 16 * 1024 * 1024,
             memory: false,
+            compress: false,
         }
     }
 }

@@ -13,6 +13,9 @@
 //! 3 truncate  u64 last_seq
 //! 4 synced    u64 last_seq: every byte before this record was synced, and
 //!             the stream's last sequence was last_seq
+//! 5 packed    a message as kind 1, its headers and payload (the lengths
+//!             given are theirs) one Snappy raw block instead: a stream
+//!             with compression writes it when it is smaller
 //! ```
 //!
 //! The checksum covers the length, so a flipped length is caught too. It
@@ -35,6 +38,10 @@ const KIND_MSG: u8 = 1;
 const KIND_ERASE: u8 = 2;
 const KIND_TRUNCATE: u8 = 3;
 const KIND_SYNCED: u8 = 4;
+const KIND_PACKED: u8 = 5;
+/// Headers and payload shorter than this are never compressed: Snappy
+/// would save a few bytes at best, for a decompression on every read.
+const PACK_MIN_BYTES: usize = 64;
 
 /// Where a record was written: the block's nonce and the record's offset
 /// in the block file. Both go into the record's checksum.
@@ -64,6 +71,16 @@ pub enum Record<'a> {
         headers: &'a [u8],
         payload: &'a [u8],
     },
+    /// A message whose headers and payload are one Snappy raw block that
+    /// decompresses to `headers_len + payload_len` bytes.
+    Packed {
+        seq: u64,
+        ts_unix_nanos: u64,
+        subject: &'a str,
+        headers_len: u32,
+        payload_len: u32,
+        packed: &'a [u8],
+    },
     /// These inclusive sequence ranges are deleted.
     Erase(Vec<(u64, u64)>),
     /// Every sequence after `last_seq` is gone; the next append follows it.
@@ -72,6 +89,80 @@ pub enum Record<'a> {
     /// durable when it was written, and the stream's last sequence was
     /// `last_seq`.
     Synced { last_seq: u64 },
+}
+
+impl Record<'_> {
+    /// The sequence of a message record, packed or not.
+    pub fn msg_seq(&self) -> Option<u64> {
+        match self {
+            Record::Msg { seq, .. } | Record::Packed { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// A message record's size as `max_bytes` counts it: the size of its
+    /// plain record, packed or not.
+    pub fn msg_size(&self) -> Option<u64> {
+        match self {
+            Record::Msg {
+                subject,
+                headers,
+                payload,
+                ..
+            } => Some(msg_record_bytes(subject, headers, payload)),
+            Record::Packed {
+                subject,
+                headers_len,
+                payload_len,
+                ..
+            } => Some(plain_msg_bytes(subject.len(), *headers_len, *payload_len)),
+            _ => None,
+        }
+    }
+
+    /// A message record as a message, its body decompressed if packed;
+    /// `None` for other records, and for a packed body that does not
+    /// decompress to its lengths (which its checksum makes a bug, not
+    /// damage).
+    pub fn to_msg(&self) -> Option<Msg> {
+        match *self {
+            Record::Msg {
+                seq,
+                ts_unix_nanos,
+                subject,
+                headers,
+                payload,
+            } => Some(Msg {
+                seq,
+                ts_unix_nanos,
+                subject: subject.to_string(),
+                headers: headers.to_vec(),
+                payload: payload.to_vec(),
+            }),
+            Record::Packed {
+                seq,
+                ts_unix_nanos,
+                subject,
+                headers_len,
+                payload_len,
+                packed,
+            } => {
+                let mut body = snap::raw::Decoder::new().decompress_vec(packed).ok()?;
+                if body.len() != headers_len as usize + payload_len as usize {
+                    return None;
+                }
+                let payload = body.split_off(headers_len as usize);
+                Some(Msg {
+                    seq,
+                    ts_unix_nanos,
+                    subject: subject.to_string(),
+                    headers: body,
+                    payload,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What stopped a decode.
@@ -86,6 +177,12 @@ pub enum DecodeError {
 /// The size of a message's record on disk: what `max_bytes` counts.
 pub fn msg_record_bytes(subject: &str, headers: &[u8], payload: &[u8]) -> u64 {
     (HEADER_BYTES + MSG_FIXED_BYTES + subject.len() + headers.len() + payload.len()) as u64
+}
+
+fn plain_msg_bytes(subject_len: usize, headers_len: u32, payload_len: u32) -> u64 {
+    (HEADER_BYTES + MSG_FIXED_BYTES + subject_len) as u64
+        + u64::from(headers_len)
+        + u64::from(payload_len)
 }
 
 fn checksum(seal: Seal, body_len: [u8; 4], body: &[u8]) -> u32 {
@@ -127,6 +224,65 @@ pub fn encode_msg(out: &mut Vec<u8>, seal: Seal, msg: &Msg) {
     out.extend_from_slice(&msg.headers);
     out.extend_from_slice(&msg.payload);
     finish(out, start, seal);
+}
+
+/// The compressor of a stream that packs its messages, with the buffer
+/// it joins a message's headers and payload in.
+pub struct Packer {
+    encoder: snap::raw::Encoder,
+    joined: Vec<u8>,
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Packer {
+            encoder: snap::raw::Encoder::new(),
+            joined: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Packer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Packer")
+    }
+}
+
+/// Appends a message record to `out` as [`encode_msg`] does, packed
+/// (kind 5) when `packer` is given and that makes the record smaller.
+pub fn encode_msg_packed(out: &mut Vec<u8>, seal: Seal, msg: &Msg, packer: &mut Packer) {
+    let plain = msg.headers.len() + msg.payload.len();
+    if plain < PACK_MIN_BYTES {
+        return encode_msg(out, seal, msg);
+    }
+    let Packer { encoder, joined } = packer;
+    joined.clear();
+    joined.extend_from_slice(&msg.headers);
+    joined.extend_from_slice(&msg.payload);
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.push(KIND_PACKED);
+    out.extend_from_slice(&msg.seq.to_le_bytes());
+    out.extend_from_slice(&msg.ts_unix_nanos.to_le_bytes());
+    out.extend_from_slice(&(msg.subject.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(msg.headers.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(msg.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(msg.subject.as_bytes());
+    let at = out.len();
+    out.resize(at + snap::raw::max_compress_len(plain), 0);
+    match encoder.compress(joined, &mut out[at..]) {
+        Ok(n) if n < plain => {
+            out.truncate(at + n);
+            finish(out, start, seal);
+        }
+        _ => {
+            out.truncate(start);
+            encode_msg(out, seal, msg);
+        }
+    }
+    if joined.capacity() > 1 << 20 {
+        *joined = Vec::new();
+    }
 }
 
 pub fn encode_erase(out: &mut Vec<u8>, seal: Seal, ranges: &[(u64, u64)]) {
@@ -177,7 +333,7 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, DecodeError> {
 pub fn decode(bytes: &[u8], seal: Seal) -> Result<(Record<'_>, usize), DecodeError> {
     let total = claimed_len(bytes)?;
     let Some(whole) = bytes.get(..total) else {
-        if bytes.len() > HEADER_BYTES && !matches!(bytes[8], KIND_MSG..=KIND_SYNCED) {
+        if bytes.len() > HEADER_BYTES && !matches!(bytes[8], KIND_MSG..=KIND_PACKED) {
             return Err(DecodeError::Corrupt);
         }
         return Err(DecodeError::Incomplete);
@@ -258,6 +414,30 @@ fn parse_body(body: &[u8]) -> Option<Record<'_>> {
             }
             Record::Erase(ranges)
         }
+        KIND_PACKED => {
+            let seq = c.u64()?;
+            let ts_unix_nanos = c.u64()?;
+            let subject_len = c.u16()? as usize;
+            let headers_len = c.u32()?;
+            let payload_len = c.u32()?;
+            let subject = std::str::from_utf8(c.take(subject_len)?).ok()?;
+            let packed = std::mem::take(&mut c.0);
+            let unpacked = snap::raw::decompress_len(packed).ok()?;
+            if seq == 0
+                || subject.is_empty()
+                || unpacked != headers_len as usize + payload_len as usize
+            {
+                return None;
+            }
+            Record::Packed {
+                seq,
+                ts_unix_nanos,
+                subject,
+                headers_len,
+                payload_len,
+                packed,
+            }
+        }
         KIND_TRUNCATE => Record::Truncate { last_seq: c.u64()? },
         KIND_SYNCED => Record::Synced { last_seq: c.u64()? },
         _ => return None,
@@ -315,6 +495,44 @@ mod tests {
             decode(&out[k..], AT.after(k as u64)).unwrap().0,
             Record::Synced { last_seq: 9 }
         );
+    }
+
+    #[test]
+    fn packed_records_round_trip_and_count_as_plain_ones() {
+        let mut m = msg(9);
+        m.payload = b"abcd".repeat(100);
+        let mut packer = Packer::default();
+        let mut packed = Vec::new();
+        encode_msg_packed(&mut packed, AT, &m, &mut packer);
+        let mut plain = Vec::new();
+        encode_msg(&mut plain, AT, &m);
+        assert!(
+            packed.len() * 4 < plain.len(),
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+        let (r, n) = decode(&packed, AT).unwrap();
+        assert_eq!(n, packed.len());
+        assert!(matches!(r, Record::Packed { seq: 9, .. }));
+        assert_eq!(r.msg_seq(), Some(9));
+        assert_eq!(r.msg_size(), Some(plain.len() as u64));
+        assert_eq!(r.to_msg(), Some(m));
+        // Small or incompressible messages stay plain.
+        let mut random = msg(4);
+        random.payload = (0..200u32)
+            .map(|i| ((i * 2_654_435_761) >> 13) as u8)
+            .collect();
+        for m in [msg(3), random] {
+            let mut out = Vec::new();
+            encode_msg_packed(&mut out, AT, &m, &mut packer);
+            assert!(matches!(decode(&out, AT).unwrap().0, Record::Msg { .. }));
+        }
+        for i in 0..packed.len() {
+            let mut bad = packed.clone();
+            bad[i] ^= 1;
+            assert!(decode(&bad, AT).is_err(), "flip at {i}");
+        }
     }
 
     #[test]

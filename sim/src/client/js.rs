@@ -41,6 +41,8 @@ pub struct JsPlan {
     pub work_every_ns: Option<u64>,
     /// Its part in the key-value workload.
     pub kv: Option<KvPlan>,
+    /// Stream `S` compresses what it stores (the creator creates it so).
+    pub compress: bool,
 }
 
 impl JsPlan {
@@ -55,6 +57,7 @@ impl JsPlan {
             streams: Vec::new(),
             work_every_ns: None,
             kv: None,
+            compress: false,
         }
     }
 }
@@ -160,7 +163,10 @@ impl SimClient {
         let mut next = None;
         let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
         if plan.creator {
-            let stream_body = format!("{{\"name\":\"{JS_STREAM}\",\"subjects\":[\"js.>\"]}}");
+            let compression = if plan.compress { "s2" } else { "none" };
+            let stream_body = format!(
+                "{{\"name\":\"{JS_STREAM}\",\"subjects\":[\"js.>\"],\"compression\":\"{compression}\"}}"
+            );
             let streams = std::iter::once((JS_STREAM, stream_body)).chain(plan.streams.clone());
             for (name, body) in streams {
                 if let Some(at) = self.create_stream(now, name, &body, send, ids, hist) {

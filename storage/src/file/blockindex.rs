@@ -8,7 +8,11 @@
 //! entry: u8 1 | u64 seq | u64 ts | u64 offset | u32 len | u16 n | subject
 //!        u8 2 | u32 n | n × (u64, u64)
 //!        u8 3 | u64 last_seq
+//!        u8 4 | u64 seq | u64 ts | u64 offset | u32 len | u32 size | u16 n | subject
 //! ```
+//!
+//! Entry 4 is a packed message: `size`, what it counts against
+//! `max_bytes`, is not its record's `len`.
 
 use super::scan::Entry;
 
@@ -19,14 +23,17 @@ pub fn push_msg(
     seq: u64,
     ts_unix_nanos: u64,
     offset: u64,
-    len: u32,
+    (len, size): (u32, u32),
     subject: &str,
 ) {
-    out.push(1);
+    out.push(if size == len { 1 } else { 4 });
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&ts_unix_nanos.to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
+    if size != len {
+        out.extend_from_slice(&size.to_le_bytes());
+    }
     out.extend_from_slice(&(subject.len() as u16).to_le_bytes());
     out.extend_from_slice(subject.as_bytes());
 }
@@ -57,7 +64,8 @@ pub fn push_entry(out: &mut Vec<u8>, entry: &Entry) -> bool {
             subject,
             offset,
             len,
-        } => push_msg(out, *seq, *ts_unix_nanos, *offset, *len, subject),
+            size,
+        } => push_msg(out, *seq, *ts_unix_nanos, *offset, (*len, *size), subject),
         Entry::Erase(ranges) => push_erase(out, ranges),
         Entry::Truncate(last) => push_truncate(out, *last),
         Entry::Bad { .. } | Entry::Synced(_) => return false,
@@ -125,8 +133,9 @@ pub fn decode(bytes: &[u8], block_len: u64) -> Option<Vec<Entry>> {
     let mut entries = Vec::with_capacity(count.min(body.len() / 9));
     for _ in 0..count {
         let e = match r.take(1)?[0] {
-            1 => {
+            kind @ (1 | 4) => {
                 let (seq, ts_unix_nanos, offset, len) = (r.u64()?, r.u64()?, r.u64()?, r.u32()?);
+                let size = if kind == 4 { r.u32()? } else { len };
                 let n = r.u16()? as usize;
                 let subject = std::str::from_utf8(r.take(n)?).ok()?.to_string();
                 if offset.checked_add(u64::from(len))? > block_len {
@@ -138,6 +147,7 @@ pub fn decode(bytes: &[u8], block_len: u64) -> Option<Vec<Entry>> {
                     subject,
                     offset,
                     len,
+                    size,
                 }
             }
             2 => {
@@ -172,6 +182,15 @@ mod tests {
                 subject: "a.b".into(),
                 offset: 8,
                 len: 40,
+                size: 40,
+            },
+            Entry::Msg {
+                seq: 2,
+                ts_unix_nanos: 3,
+                subject: "a.c".into(),
+                offset: 48,
+                len: 50,
+                size: 900,
             },
             Entry::Erase(vec![(1, 1)]),
             Entry::Truncate(0),

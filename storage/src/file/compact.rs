@@ -12,7 +12,7 @@ use super::{
 };
 use crate::disk::{Disk, DiskError, DiskErrorKind, join};
 use crate::msg::StoreError;
-use crate::record::{self, Record, Seal};
+use crate::record::{self, Seal};
 use std::collections::BTreeMap;
 
 pub(super) fn compact<D: Disk>(store: &mut FileStore<D>) -> Result<u64, StoreError> {
@@ -103,8 +103,7 @@ fn rewrite_block<D: Disk>(
             offset: loc.offset,
         };
         // Never copy bad bytes into a fresh, trusted block: leave it be.
-        if !matches!(record::decode(rec, old_seal), Ok((Record::Msg { seq: s, .. }, _)) if s == seq)
-        {
+        if !matches!(record::decode(rec, old_seal), Ok((r, _)) if r.msg_seq() == Some(seq)) {
             return Ok(0);
         }
         let at = out.len();

@@ -17,7 +17,7 @@ pub use scan::{BLOCK_HEADER_BYTES, BLOCK_MAGIC, block_header};
 
 use crate::disk::{Disk, DiskError, FileId, join};
 use crate::msg::{Corruption, Msg, Purge, StoreError, StreamConfig, StreamState, SubjectState};
-use crate::record::{self, Record, Seal};
+use crate::record::{self, Seal};
 use crate::state::{Next, Removed, StreamIndex};
 use crate::store::{Appended, Store, validate};
 
@@ -65,6 +65,8 @@ pub struct FileStore<D: Disk> {
     /// While a batch of reads walks the stream: the bytes read ahead of
     /// them (one read for many records instead of one each).
     ahead: Option<ReadAhead>,
+    /// The compressor, while the stream's configuration asks for it.
+    packer: Option<Box<record::Packer>>,
 }
 
 /// Bytes of a block file read ahead of a sequential walk. It lives for
@@ -127,14 +129,17 @@ impl<D: Disk> FileStore<D> {
     fn stage_msg(&mut self, m: &Msg) -> Loc {
         let seal = self.next_seal();
         let offset = seal.offset;
-        record::encode_msg(&mut self.scratch, seal, m);
+        match &mut self.packer {
+            Some(packer) => record::encode_msg_packed(&mut self.scratch, seal, m, packer),
+            None => record::encode_msg(&mut self.scratch, seal, m),
+        }
         let len = (self.active().len + self.scratch.len() as u64 - offset) as u32;
         blockindex::push_msg(
             &mut self.staged_index,
             m.seq,
             m.ts_unix_nanos,
             offset,
-            len,
+            (len, m.size_bytes() as u32),
             &m.subject,
         );
         self.staged_entries += 1;
@@ -330,25 +335,11 @@ impl<D: Disk> FileStore<D> {
                     &buf[..n]
                 }
             };
-            if let Ok((
-                Record::Msg {
-                    seq: found,
-                    ts_unix_nanos,
-                    subject,
-                    headers,
-                    payload,
-                },
-                _,
-            )) = record::decode(bytes, seal)
-                && found == seq
+            if let Ok((record, _)) = record::decode(bytes, seal)
+                && record.msg_seq() == Some(seq)
+                && let Some(msg) = record.to_msg()
             {
-                return Ok(Some(Msg {
-                    seq,
-                    ts_unix_nanos,
-                    subject: subject.to_string(),
-                    headers: headers.to_vec(),
-                    payload: payload.to_vec(),
-                }));
+                return Ok(Some(msg));
             }
         }
         Err(self.corruption_at(seq, loc))
@@ -404,7 +395,7 @@ impl<D: Disk> Store for FileStore<D> {
         for m in msgs {
             let loc = self.stage_msg(m);
             self.index
-                .insert(m.seq, &m.subject, u64::from(loc.len), m.ts_unix_nanos, loc);
+                .insert(m.seq, &m.subject, m.size_bytes(), m.ts_unix_nanos, loc);
             removed.extend(self.index.enforce_limits(&self.config, Some(&m.subject)));
         }
         if !removed.is_empty() {

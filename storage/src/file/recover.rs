@@ -37,6 +37,7 @@ impl Replay {
                 subject,
                 offset,
                 len,
+                size,
             } => {
                 if let Some(mut bad) = self.pending.take() {
                     // The sequences between the good messages on either
@@ -48,7 +49,7 @@ impl Replay {
                 }
                 self.prev_msg_seq = seq;
                 let loc = Loc { block, offset, len };
-                index.insert(seq, &subject, u64::from(len), ts_unix_nanos, loc);
+                index.insert(seq, &subject, u64::from(size), ts_unix_nanos, loc);
             }
             Entry::Erase(ranges) => {
                 for (a, b) in ranges {
@@ -119,6 +120,7 @@ impl<D: Disk> FileStore<D> {
         if report.leftovers_removed > 0 {
             disk.sync_dir(dir)?;
         }
+        let packer = config.compress.then(Box::default);
         let mut store = FileStore {
             disk,
             dir: dir.to_string(),
@@ -135,6 +137,7 @@ impl<D: Disk> FileStore<D> {
             active_index: Some(Vec::new()),
             active_entries: 0,
             ahead: None,
+            packer,
         };
         if ids.is_empty() {
             store.start_first_block()?;

@@ -60,6 +60,9 @@ pub enum Entry {
         subject: String,
         offset: u64,
         len: u32,
+        /// What the message counts against `max_bytes`: `len` unless the
+        /// record is packed.
+        size: u32,
     },
     Erase(Vec<(u64, u64)>),
     Truncate(u64),
@@ -115,8 +118,15 @@ impl Scan {
 }
 
 fn entry(record: Record<'_>, offset: usize, len: usize) -> Entry {
+    let size = record.msg_size();
     match record {
         Record::Msg {
+            seq,
+            ts_unix_nanos,
+            subject,
+            ..
+        }
+        | Record::Packed {
             seq,
             ts_unix_nanos,
             subject,
@@ -127,6 +137,7 @@ fn entry(record: Record<'_>, offset: usize, len: usize) -> Entry {
             subject: subject.to_string(),
             offset: offset as u64,
             len: len as u32,
+            size: size.map_or(len as u32, |s| s as u32),
         },
         Record::Erase(ranges) => Entry::Erase(ranges),
         Record::Truncate { last_seq } => Entry::Truncate(last_seq),
@@ -158,8 +169,10 @@ impl Continuity {
     /// Whether `record` may come next, updating the last sequence if so.
     fn admits(&mut self, record: &Record<'_>) -> bool {
         match record {
-            Record::Msg { seq, .. } if *seq <= self.last_seq => return false,
-            Record::Msg { seq, .. } => self.last_seq = *seq,
+            Record::Msg { seq, .. } | Record::Packed { seq, .. } if *seq <= self.last_seq => {
+                return false;
+            }
+            Record::Msg { seq, .. } | Record::Packed { seq, .. } => self.last_seq = *seq,
             Record::Erase(ranges) => {
                 let top = ranges.iter().map(|r| r.1).max().unwrap_or(0);
                 self.last_seq = self.last_seq.max(top);

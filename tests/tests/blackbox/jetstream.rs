@@ -29,7 +29,7 @@ pub(crate) async fn context(server: &ServerProcess) -> jetstream::Context {
 }
 
 /// A client whose requests wait 5 s for their answer.
-async fn api_client(server: &ServerProcess) -> async_nats::Client {
+pub(crate) async fn api_client(server: &ServerProcess) -> async_nats::Client {
     async_nats::ConnectOptions::new()
         .request_timeout(Some(Duration::from_secs(5)))
         .connect(server.url())
@@ -891,7 +891,7 @@ async fn key_value_buckets_source_and_mirror_other_buckets() {
 }
 
 /// A core request's answer as text (the raw JSON), or how it failed.
-async fn raw_request(
+pub(crate) async fn raw_request(
     client: &async_nats::Client,
     subject: &str,
     headers: &[(&str, &str)],
@@ -917,7 +917,7 @@ async fn raw_request(
 }
 
 /// The error code and description of an API answer, or "ok".
-fn api_outcome(answer: &str) -> String {
+pub(crate) fn api_outcome(answer: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(answer).unwrap_or_default();
     match v.get("error") {
         Some(e) => format!("{} {}", e["err_code"], e["description"]),

@@ -11,6 +11,7 @@ mod config;
 mod consumer_groups;
 mod https;
 mod jetstream;
+mod js_storage;
 mod lame_duck;
 mod leaf_auth;
 mod leaf_urls;

@@ -198,12 +198,27 @@ pub(crate) enum Storage {
     Memory,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a file stream stores messages: `s2` compresses each message's
+/// headers and payload (natrix writes Snappy, the block format S2 extends)
+/// where that makes it smaller. A memory stream keeps the setting and
+/// ignores it, as nats-server does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Compression {
     #[default]
     None,
     S2,
+}
+
+impl<'de> Deserialize<'de> for Compression {
+    /// Exactly `"none"` or `"s2"`; anything else in nats-server's words.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "none" => Ok(Compression::None),
+            "s2" => Ok(Compression::S2),
+            _ => Err(serde::de::Error::custom("unknown compression algorithm")),
+        }
+    }
 }
 
 /// A name nats-server takes for a stream (or consumer): not empty, no
@@ -304,10 +319,9 @@ impl StreamConfig {
         if self.allow_msg_schedules
             || self.allow_batched
             || !matches!(self.persist_mode.as_str(), "" | "default")
-            || self.compression != Compression::None
         {
             return Err(invalid(
-                "natrix does not support this stream option yet (fast batches, schedules, async persistence, compression)",
+                "natrix does not support this stream option yet (fast batches, schedules, async persistence)",
             ));
         }
         if let Some(t) = &self.subject_transform {
@@ -509,6 +523,7 @@ impl StreamConfig {
             max_age_ms: positive(self.max_age / 1_000_000).filter(|_| !self.allow_msg_ttl),
             max_msgs_per_subject: positive(self.max_msgs_per_subject),
             memory: self.storage == Storage::Memory,
+            compress: self.compression == Compression::S2,
             ..natrix_storage::StreamConfig::default()
         }
     }
