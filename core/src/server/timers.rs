@@ -62,6 +62,8 @@ pub(crate) enum TimerKey {
     LeafRedial(u32),
     /// The next attempt to dial a gateway (its index).
     GatewayRedial(u32),
+    /// A stream snapshot or restore that hears nothing (its job).
+    Transfer(u32),
 }
 
 /// Armed timers, by key and by time (each key at most once).
@@ -168,6 +170,7 @@ impl Server {
                 TimerKey::Redial(i) => self.redial_timer(i),
                 TimerKey::LeafRedial(i) => self.leaf_redial_timer(i),
                 TimerKey::GatewayRedial(i) => self.gateway_redial_timer(i),
+                TimerKey::Transfer(job) => self.transfer_timer(job),
             }
         }
     }

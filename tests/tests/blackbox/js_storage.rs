@@ -170,3 +170,290 @@ async fn compression_as_on_nats_server_and_smaller_on_disk() {
         assert!(all.contains(line), "{line:?} not in\n{all}");
     }
 }
+
+/// A stream with a gap and a consumer part-way through it.
+async fn backup_source(client: &async_nats::Client) {
+    let create = r#"{"name":"S","subjects":["s.>"],"compression":"s2"}"#;
+    let answer = raw_request(client, "$JS.API.STREAM.CREATE.S", &[], create).await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    for i in 0..300usize {
+        let headers: &[(&str, &str)] = if i % 3 == 0 { &[("X-N", "three")] } else { &[] };
+        let ack = raw_request(client, &format!("s.{}", i % 5), headers, &compressible(i)).await;
+        assert!(ack.contains(r#""seq""#), "{ack}");
+    }
+    let answer = raw_request(client, "$JS.API.STREAM.MSG.DELETE.S", &[], r#"{"seq":5}"#).await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    let consumer = r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit"}}"#;
+    let answer = raw_request(client, "$JS.API.CONSUMER.CREATE.S.D", &[], consumer).await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    // Ten delivered, the first four acknowledged.
+    let inbox = client.new_inbox();
+    let mut pulled = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            "$JS.API.CONSUMER.MSG.NEXT.S.D",
+            inbox,
+            r#"{"batch":10}"#.into(),
+        )
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let m = natrix_tests::within("a pulled message", futures::StreamExt::next(&mut pulled))
+            .await
+            .unwrap();
+        if i < 4 {
+            client
+                .publish(m.reply.unwrap(), "+ACK".into())
+                .await
+                .unwrap();
+        }
+    }
+    crate::synced(client).await;
+}
+
+/// Takes a snapshot of `stream` in pieces of `chunk` bytes, acknowledging
+/// each: the bytes, and what was seen on the way.
+async fn snapshot(
+    client: &async_nats::Client,
+    stream: &str,
+    chunk: usize,
+) -> (Vec<u8>, Vec<String>) {
+    let mut seen = Vec::new();
+    let deliver = client.new_inbox();
+    let mut pieces = client.subscribe(deliver.clone()).await.unwrap();
+    let body = format!(
+        r#"{{"deliver_subject":"{deliver}","chunk_size":{chunk},"window_size":{}}}"#,
+        chunk * 2
+    );
+    let answer = raw_request(
+        client,
+        &format!("$JS.API.STREAM.SNAPSHOT.{stream}"),
+        &[],
+        &body,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    seen.push(format!(
+        "snapshot {stream}: {} {} messages {} consumers {}",
+        v["type"],
+        api_outcome(&answer),
+        v["state"]["messages"],
+        v["state"]["consumer_count"]
+    ));
+    let mut bytes = Vec::new();
+    let (mut full, mut partial) = (0, 0);
+    loop {
+        let m = natrix_tests::within("a snapshot piece", futures::StreamExt::next(&mut pieces))
+            .await
+            .unwrap();
+        if m.payload.is_empty() {
+            let status = m.status.map(|s| s.as_u16().to_string()).unwrap_or_default();
+            seen.push(format!("end: status {status:?}"));
+            break;
+        }
+        bytes.extend_from_slice(&m.payload);
+        match m.reply {
+            Some(reply) => {
+                assert_eq!(m.payload.len(), chunk);
+                assert!(
+                    reply.starts_with(&format!("$JS.SNAPSHOT.ACK.{stream}.")),
+                    "{reply}"
+                );
+                full += 1;
+                client.publish(reply, "".into()).await.unwrap();
+            }
+            None => partial += 1,
+        }
+    }
+    seen.push(format!(
+        "pieces: {} full, {partial} partial",
+        if full > 0 { "some" } else { "no" }
+    ));
+    (bytes, seen)
+}
+
+/// Restores `bytes` as stream `name` (configuration `config`) in pieces
+/// of 10,000 bytes: what was seen.
+async fn restore(
+    client: &async_nats::Client,
+    name: &str,
+    config: &str,
+    bytes: &[u8],
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let body = format!(r#"{{"config":{config}}}"#);
+    let answer = raw_request(
+        client,
+        &format!("$JS.API.STREAM.RESTORE.{name}"),
+        &[],
+        &body,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let deliver = v["deliver_subject"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    seen.push(format!(
+        "restore {name}: {} {} deliver {}",
+        v["type"],
+        api_outcome(&answer),
+        deliver.starts_with(&format!("$JS.SNAPSHOT.RESTORE.{name}."))
+    ));
+    if deliver.is_empty() {
+        return seen;
+    }
+    for piece in bytes.chunks(10_000) {
+        let m = client
+            .request(deliver.clone(), piece.to_vec().into())
+            .await
+            .unwrap();
+        assert!(
+            m.payload.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&m.payload)
+        );
+    }
+    let m = client.request(deliver, "".into()).await.unwrap();
+    let answer = String::from_utf8_lossy(&m.payload).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let st = &v["state"];
+    seen.push(format!(
+        "restored {name}: {} {} messages {} first {} last {} deleted {} consumers {}",
+        v["type"],
+        api_outcome(&answer),
+        st["messages"],
+        st["first_seq"],
+        st["last_seq"],
+        st["num_deleted"],
+        st["consumer_count"]
+    ));
+    seen
+}
+
+/// What a restored stream S holds: messages by sequence, and consumer D.
+async fn restored_contents(client: &async_nats::Client) -> Vec<String> {
+    let mut seen = Vec::new();
+    for seq in [1, 4, 5, 6, 300] {
+        let answer = raw_request(
+            client,
+            "$JS.API.STREAM.MSG.GET.S",
+            &[],
+            &format!(r#"{{"seq":{seq}}}"#),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        let payload = get(client, "S", seq).await;
+        seen.push(format!(
+            "S {seq}: {} {} hdrs {} intact {}",
+            api_outcome(&answer),
+            v["message"]["subject"],
+            v["message"]["hdrs"].is_string(),
+            payload == compressible(seq as usize - 1)
+        ));
+    }
+    let info = raw_request(client, "$JS.API.CONSUMER.INFO.S.D", &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+    seen.push(format!(
+        "D: delivered {} ack floor {} ack pending {} pending {}",
+        v["delivered"]["stream_seq"],
+        v["ack_floor"]["stream_seq"],
+        v["num_ack_pending"],
+        v["num_pending"]
+    ));
+    // A publish after the restore follows the restored sequences.
+    let ack = raw_request(client, "s.new", &[], "after").await;
+    seen.push(format!("publish after restore: {ack}"));
+    seen
+}
+
+const S_CONFIG: &str = r#"{"name":"S","subjects":["s.>"],"compression":"s2"}"#;
+
+/// Snapshots S, its errors, deletes S and restores it from the bytes:
+/// what was seen, and the bytes.
+async fn backup_scenario(server: &ServerProcess) -> (Vec<String>, Vec<u8>) {
+    let client = api_client(server).await;
+    backup_source(&client).await;
+    let mut seen = Vec::new();
+    for (stream, body) in [
+        ("S", ""),
+        ("S", "{}"),
+        ("NONE", r#"{"deliver_subject":"x"}"#),
+        ("S", r#"{"deliver_subject":"a.*"}"#),
+    ] {
+        let answer = raw_request(
+            &client,
+            &format!("$JS.API.STREAM.SNAPSHOT.{stream}"),
+            &[],
+            body,
+        )
+        .await;
+        seen.push(format!(
+            "snapshot {stream} {body}: {}",
+            api_outcome(&answer)
+        ));
+    }
+    let (bytes, s) = snapshot(&client, "S", 4096).await;
+    seen.extend(s);
+    // A stream that exists cannot be restored over.
+    seen.extend(restore(&client, "S", S_CONFIG, &bytes).await);
+    let answer = raw_request(&client, "$JS.API.STREAM.RESTORE.S", &[], "").await;
+    seen.push(format!("restore, no body: {}", api_outcome(&answer)));
+    let answer = raw_request(&client, "$JS.API.STREAM.DELETE.S", &[], "").await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    seen.extend(restore(&client, "S", S_CONFIG, &bytes).await);
+    seen.extend(restored_contents(&client).await);
+    (seen, bytes)
+}
+
+#[tokio::test]
+async fn snapshots_restore_as_on_nats_server_and_across_servers() {
+    let mut results = Vec::new();
+    let mut backups = Vec::new();
+    let mut running = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // 2.15's snapshot format
+        }
+        let dir = test_dir("js", &format!("backup-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        let (seen, bytes) = backup_scenario(&server).await;
+        results.push((name, seen));
+        backups.push(bytes);
+        running.push((name, server));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    let all = expected.join("\n");
+    for line in [
+        r#"snapshot S : 10003 "bad request""#,
+        r#"snapshot NONE {"deliver_subject":"x"}: 10059 "stream not found""#,
+        r#"10015 "deliver subject not valid""#,
+        "end: status \"204\"",
+        "restore S: \"io.nats.jetstream.api.v1.stream_restore_response\" 10130",
+        "restored S: \"io.nats.jetstream.api.v1.stream_create_response\" ok messages 299 first 1 last 300 deleted 1 consumers 1",
+        "S 5: 10037",
+        "S 6: ok \"s.0\" hdrs false intact true",
+        "D: delivered 11 ack floor 5 ack pending 6 pending 289",
+        r#"publish after restore: {"stream":"S","seq":301}"#,
+    ] {
+        assert!(all.contains(line), "{line:?} not in\n{all}");
+    }
+    // Each server restores the other's backup, with the same outcome.
+    for (i, (name, server)) in running.iter().enumerate() {
+        let other = &backups[(i + 1) % backups.len()];
+        let client = api_client(server).await;
+        let answer = raw_request(&client, "$JS.API.STREAM.DELETE.S", &[], "").await;
+        assert_eq!(api_outcome(&answer), "ok", "{name}: {answer}");
+        let mut seen = restore(&client, "S", S_CONFIG, other).await;
+        seen.extend(restored_contents(&client).await);
+        let want: Vec<&String> = expected.iter().skip(expected.len() - seen.len()).collect();
+        assert_eq!(
+            seen.iter().collect::<Vec<_>>(),
+            want,
+            "{name} restoring the other's backup"
+        );
+    }
+}

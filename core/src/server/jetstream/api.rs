@@ -29,7 +29,7 @@ struct InfoRequest {
 const NAMES_LIMIT: usize = 1024;
 const LIST_LIMIT: usize = 256;
 
-const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
+pub(super) const TYPE_PREFIX: &str = "io.nats.jetstream.api.v1.";
 
 /// Go's zero time, which nats-server prints for "never".
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -57,7 +57,7 @@ struct Response<'a, T: Serialize> {
 struct Empty {}
 
 #[derive(Serialize)]
-struct StateJson {
+pub(super) struct StateJson {
     messages: u64,
     bytes: u64,
     first_seq: u64,
@@ -72,7 +72,7 @@ struct StateJson {
     num_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted: Option<Vec<u64>>,
-    consumer_count: u64,
+    pub(super) consumer_count: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -373,6 +373,8 @@ impl Server {
             ["STREAM", "PURGE", name] => self.stream_purge(account, &reply, name, body),
             ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
             ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
+            ["STREAM", "SNAPSHOT", name] => self.stream_snapshot(account, &reply, name, body),
+            ["STREAM", "RESTORE", name] => self.stream_restore(account, &reply, name, body),
             ["CONSUMER", ..] => {
                 if !self.consumer_request(account, &reply, &tokens, body, m.from) {
                     return;
@@ -413,7 +415,7 @@ impl Server {
     }
 
     /// A successful response's bytes.
-    fn response_json<T: Serialize>(&self, kind: &str, body: T) -> Vec<u8> {
+    pub(super) fn response_json<T: Serialize>(&self, kind: &str, body: T) -> Vec<u8> {
         go_json(&Response {
             kind: format!("{TYPE_PREFIX}{kind}_response"),
             error: None,
@@ -503,7 +505,11 @@ impl Server {
     /// Why the account's limits refuse a new stream, if they do: its
     /// count, a required or too large `max_bytes`, or the storage the
     /// account's streams already reserve (nats-server's checks).
-    fn account_limits_refuse(&self, account: AccountId, config: &StreamConfig) -> Option<ApiError> {
+    pub(super) fn account_limits_refuse(
+        &self,
+        account: AccountId,
+        config: &StreamConfig,
+    ) -> Option<ApiError> {
         let l = self.js_limits(account);
         let mine = || {
             self.jetstream
@@ -567,8 +573,8 @@ impl Server {
             .unwrap_or_default()
     }
 
-    fn info_of(&self, id: StreamId, cluster: bool) -> StreamInfo<'_> {
-        let (mirror, sources) = self.sourcing_info(id);
+    /// A stream's state as its info shows it.
+    pub(super) fn state_json(&self, id: StreamId) -> StateJson {
         let s = &self.jetstream.streams[id as usize];
         let st = &s.state;
         let (first_seq, num_deleted) = if st.msgs == 0 {
@@ -579,24 +585,35 @@ impl Server {
                 (st.last_seq + 1 - st.first_seq).saturating_sub(st.msgs),
             )
         };
+        StateJson {
+            messages: st.msgs,
+            bytes: st.bytes,
+            first_seq,
+            first_ts: go_time(st.first_ts_unix_nanos),
+            last_seq: st.last_seq,
+            last_ts: go_time(st.last_ts_unix_nanos),
+            num_subjects: st.num_subjects,
+            subjects: None,
+            num_deleted,
+            deleted: None,
+            consumer_count: s.consumers.len() as u64,
+        }
+    }
+
+    /// A stream's info as `STREAM.CREATE` answers it.
+    pub(super) fn created_json(&self, id: StreamId) -> Vec<u8> {
+        self.response_json("stream_create", self.info_of(id, false))
+    }
+
+    fn info_of(&self, id: StreamId, cluster: bool) -> StreamInfo<'_> {
+        let (mirror, sources) = self.sourcing_info(id);
+        let s = &self.jetstream.streams[id as usize];
         let mut config = std::borrow::Cow::Borrowed(&s.config);
         config.to_mut().metadata = super::level::stamps::shown(&s.config.metadata);
         StreamInfo {
             config,
             created: go_time(s.created_unix_nanos),
-            state: StateJson {
-                messages: st.msgs,
-                bytes: st.bytes,
-                first_seq,
-                first_ts: go_time(st.first_ts_unix_nanos),
-                last_seq: st.last_seq,
-                last_ts: go_time(st.last_ts_unix_nanos),
-                num_subjects: st.num_subjects,
-                subjects: None,
-                num_deleted,
-                deleted: None,
-                consumer_count: s.consumers.len() as u64,
-            },
+            state: self.state_json(id),
             cluster: cluster.then(|| Cluster {
                 leader: self.info.server_name.clone(),
             }),
@@ -706,6 +723,9 @@ impl Server {
                 if let Some(why) = old.update_refused(&config) {
                     return self.fail(account, reply, kind, &ApiError::invalid_config(why));
                 }
+            }
+            (None, false) if self.restoring(account, name) => {
+                return self.fail(account, reply, kind, &ApiError::name_in_use());
             }
             (None, false) => {}
         }
@@ -1349,6 +1369,8 @@ pub(super) fn response_kind(tokens: &[&str]) -> Option<&'static str> {
         ["STREAM", "PURGE", _] => "stream_purge",
         ["STREAM", "MSG", "GET", _] => "stream_msg_get",
         ["STREAM", "MSG", "DELETE", _] => "stream_msg_delete",
+        ["STREAM", "SNAPSHOT", _] => "stream_snapshot",
+        ["STREAM", "RESTORE", _] => "stream_restore",
         ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => "consumer_create",
         ["CONSUMER", "INFO", _, _] => "consumer_info",
         ["CONSUMER", "NAMES", _] => "consumer_names",

@@ -33,6 +33,7 @@ mod error;
 mod level;
 pub(crate) mod monitor;
 mod publish;
+pub(crate) mod snapshot;
 pub(crate) mod source;
 mod ttl;
 
@@ -287,6 +288,13 @@ enum Pending {
     /// Nothing to do when it completes (metadata saves, removals of
     /// leftovers).
     Quiet,
+    /// A store read of a snapshot (its job).
+    SnapshotRead { job: u32 },
+    /// A storage step of a restore.
+    Restore {
+        job: u32,
+        step: snapshot::RestoreStep,
+    },
 }
 
 /// JetStream's part of the server.
@@ -323,6 +331,8 @@ pub(crate) struct JetStream {
     pub batches: batch::Batches,
     /// Mirrors and sources, by destination stream (source.rs).
     pub sourcing: source::Sourcing,
+    /// Snapshots and restores in progress (snapshot/).
+    pub transfers: snapshot::Transfers,
 }
 
 /// Percent-encodes everything but `[A-Za-z0-9_-]`, so that the storage key
@@ -500,6 +510,8 @@ impl Server {
             Service::JsStream(id) => self.stream_publish(id, m),
             Service::JsAck(id) => self.consumer_ack(id, &m),
             Service::JsFlow(id) => self.flow_control_reply(id, &m.subject),
+            Service::JsSnapshotAck(job) => self.snapshot_ack(job),
+            Service::JsRestore(job) => self.restore_chunk(job, &m),
             _ => unreachable!("only JetStream services come here"),
         }
     }
@@ -856,6 +868,8 @@ impl Server {
                 self.consumer_removed(account, &reply, c)
             }
             Pending::Ttl(step) => self.ttl_step(step, c),
+            Pending::SnapshotRead { job } => self.snapshot_read(job, c),
+            Pending::Restore { job, step } => self.restore_step(job, step, c),
             Pending::Source(step) => self.sourcing_step(step, c),
             Pending::Quiet => {
                 if let Err(e) = &c.result {
@@ -874,10 +888,10 @@ impl Server {
                 for stored in found.clone() {
                     match stored.meta {
                         Ok(meta) => {
-                            self.recover_stream(&stored.name, Some(&meta), stored.consumers)
+                            self.recover_stream(&stored.name, Some(&meta), stored.consumers);
                         }
                         Err(MetaError::Missing) => {
-                            self.recover_stream(&stored.name, None, Vec::new())
+                            self.recover_stream(&stored.name, None, Vec::new());
                         }
                         Err(e) => {
                             // Its messages may be intact: leave the files
@@ -900,12 +914,14 @@ impl Server {
         self.check_ready();
     }
 
+    /// Loads a stream found on disk (or just restored to it): the stream
+    /// it registers, or none if it removes the directory instead.
     fn recover_stream(
         &mut self,
         key: &str,
         meta: Option<&[u8]>,
         consumers: Vec<natrix_storage::meta::StoredConsumer>,
-    ) {
+    ) -> Option<StreamId> {
         let meta: Option<StreamMeta> = meta.and_then(|m| serde_json::from_slice(m).ok());
         let account = meta
             .as_ref()
@@ -922,7 +938,7 @@ impl Server {
                 id,
                 stream: key.to_string(),
             });
-            return;
+            return None;
         };
         let id = self.add_stream(account, meta.config, meta.created_unix_nanos);
         self.jetstream.recovering += 1;
@@ -936,6 +952,7 @@ impl Server {
             stream: key.to_string(),
             config,
         });
+        Some(id)
     }
 
     fn recovered(
@@ -975,12 +992,14 @@ impl Server {
                 }
                 self.rebuild_ttls(id);
                 self.check_batch_tail(id); // batch_tail.rs
+                self.restore_loaded(id, true); // snapshot/
             }
             Ok(other) => unreachable!("an open completes with its state, not {other:?}"),
             Err(e) => {
                 let name = self.jetstream.streams[id as usize].config.name.clone();
                 let line = format!("Error recreating stream {name:?}: {e}");
                 self.log(LogLevel::Warn, line);
+                self.restore_loaded(id, false); // snapshot/
                 self.forget_stream(id);
             }
         }

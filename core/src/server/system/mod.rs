@@ -93,6 +93,10 @@ pub(crate) enum Service {
     JsAck(u32),
     /// A flow control reply for a push consumer (its id).
     JsFlow(u32),
+    /// An acknowledgement of a snapshot's piece (the snapshot's job).
+    JsSnapshotAck(u32),
+    /// A piece of a restore (the restore's job).
+    JsRestore(u32),
 }
 
 /// The per-account monitoring services.
@@ -379,9 +383,12 @@ impl Server {
                 break;
             };
             match service {
-                Service::JsApi | Service::JsStream(_) | Service::JsAck(_) | Service::JsFlow(_) => {
-                    self.serve_jetstream(service, msg)
-                }
+                Service::JsApi
+                | Service::JsStream(_)
+                | Service::JsAck(_)
+                | Service::JsFlow(_)
+                | Service::JsSnapshotAck(_)
+                | Service::JsRestore(_) => self.serve_jetstream(service, msg),
                 service => self.serve(service, &msg),
             }
         }

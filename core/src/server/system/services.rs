@@ -119,7 +119,12 @@ impl Server {
             Service::DebugSubscribers => self.debug_subscribers(m),
             Service::ClaimsUpdate => self.claims_update(m),
             Service::Cluster => {}
-            Service::JsApi | Service::JsStream(_) | Service::JsAck(_) | Service::JsFlow(_) => {
+            Service::JsApi
+            | Service::JsStream(_)
+            | Service::JsAck(_)
+            | Service::JsFlow(_)
+            | Service::JsSnapshotAck(_)
+            | Service::JsRestore(_) => {
                 unreachable!("JetStream's messages are served by the JetStream module")
             }
         }
