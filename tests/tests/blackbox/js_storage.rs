@@ -457,3 +457,121 @@ async fn snapshots_restore_as_on_nats_server_and_across_servers() {
         );
     }
 }
+
+/// Whether a request to `subject` finds no one: a restore that is gone.
+async fn nobody_at(client: &async_nats::Client, subject: &str) -> String {
+    match client.request(subject.to_string(), "x".into()).await {
+        Ok(m) => format!("answered {:?}", String::from_utf8_lossy(&m.payload)),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+/// A larger stream: a stalled window, a whole snapshot in default pieces
+/// restored under another name, and restores that are dropped.
+async fn large_backup_scenario(server: &ServerProcess) -> Vec<String> {
+    let client = api_client(server).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let create = r#"{"name":"B","subjects":["b.>"]}"#;
+    let answer = raw_request(&client, "$JS.API.STREAM.CREATE.B", &[], create).await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    let mut acks = Vec::new();
+    for i in 0..3000usize {
+        acks.push(
+            js.publish(format!("b.{}", i % 7), compressible(i).into())
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    // No acknowledgement: two pieces fill the window, then 408.
+    let deliver = client.new_inbox();
+    let mut pieces = client.subscribe(deliver.clone()).await.unwrap();
+    let body = format!(r#"{{"deliver_subject":"{deliver}","chunk_size":1024,"window_size":2048}}"#);
+    let answer = raw_request(&client, "$JS.API.STREAM.SNAPSHOT.B", &[], &body).await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    let mut got = 0;
+    loop {
+        let m = natrix_tests::within("a snapshot piece", futures::StreamExt::next(&mut pieces))
+            .await
+            .unwrap();
+        if m.payload.is_empty() {
+            let status = m.status.map(|s| s.as_u16().to_string()).unwrap_or_default();
+            seen.push(format!("unacknowledged: {got} pieces, then {status:?}"));
+            break;
+        }
+        got += 1;
+    }
+    let (bytes, s) = snapshot(&client, "B", 128 * 1024).await;
+    seen.extend(s);
+    let config = r#"{"name":"B2","subjects":["b2.>"]}"#;
+    seen.extend(restore(&client, "B2", config, &bytes).await);
+    seen.push(format!(
+        "B2 2999 intact: {}",
+        get(&client, "B2", 2999).await == compressible(2998)
+    ));
+    // A piece that is not a request ends a restore; so do 5 s of silence.
+    for (name, piece) in [("B3", true), ("B4", false)] {
+        let body = format!(
+            r#"{{"config":{{"name":"{name}","subjects":["{}.>"]}}}}"#,
+            name.to_lowercase()
+        );
+        let answer = raw_request(
+            &client,
+            &format!("$JS.API.STREAM.RESTORE.{name}"),
+            &[],
+            &body,
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        let deliver = v["deliver_subject"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if piece {
+            client
+                .publish(deliver.clone(), bytes[..100].to_vec().into())
+                .await
+                .unwrap();
+            crate::synced(&client).await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(5600)).await;
+        }
+        seen.push(format!(
+            "{name} afterwards: {}",
+            nobody_at(&client, &deliver).await
+        ));
+        let info = raw_request(&client, &format!("$JS.API.STREAM.INFO.{name}"), &[], "").await;
+        seen.push(format!("{name}: {}", api_outcome(&info)));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn large_snapshots_stalls_and_dropped_restores_as_on_nats_server() {
+    let mut results = Vec::new();
+    for (name, bin) in servers() {
+        if name.ends_with("2.9.10") {
+            continue; // 2.15's snapshot format
+        }
+        let dir = test_dir("js", &format!("backup-large-{}", name.replace(' ', "-")));
+        let server = start(&bin, &dir);
+        results.push((name, large_backup_scenario(&server).await));
+    }
+    let (first, expected) = &results[0];
+    for (name, got) in &results[1..] {
+        assert_eq!(got, expected, "{name} against {first}");
+    }
+    let all = expected.join("\n");
+    for line in [
+        r#"unacknowledged: 2 pieces, then "408""#,
+        "messages 3000 first 1 last 3000 deleted null consumers 0",
+        "B2 2999 intact: true",
+        "B3 afterwards: NoResponders",
+        "B4 afterwards: NoResponders",
+    ] {
+        assert!(all.contains(line), "{line:?} not in\n{all}");
+    }
+}
