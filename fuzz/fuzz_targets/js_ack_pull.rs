@@ -4,8 +4,11 @@
 //! subjects of real deliveries (and to ack subjects with fuzzer-chosen
 //! tokens), and arbitrary JSON bodies of `$JS.API.CONSUMER.MSG.NEXT`
 //! requests (and of `+NXT` acks), with time passing between them so
-//! redeliveries, `max_deliver`, expiries and heartbeats run. The core's
-//! own assertions are on; it must never panic.
+//! redeliveries, `max_deliver`, expiries and heartbeats run. Snapshots
+//! and restores too: snapshot requests with arbitrary bodies and sizes,
+//! their pieces acknowledged or not, and restores fed arbitrary bytes or
+//! a real snapshot's bytes with one of them changed. The core's own
+//! assertions are on; it must never panic.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -33,6 +36,19 @@ enum Op {
     Tick { millis: u16 },
     /// One more message in the stream.
     Publish { subject: bool },
+    /// A snapshot of S: this body, or (empty) a valid one with pieces of
+    /// 1 KiB and up.
+    Snapshot { body: Vec<u8>, chunk: u16 },
+    /// Every snapshot piece seen so far is acknowledged.
+    SnapshotAck,
+    /// A restore of R: this body, or (empty) a valid one.
+    Restore { body: Vec<u8> },
+    /// A piece to the last restore: these bytes, or (empty) the snapshot's
+    /// bytes from `from` with the byte at `flip` changed; with a reply or
+    /// not.
+    Piece { bytes: Vec<u8>, from: u16, flip: u16, reply: bool },
+    /// The empty piece that ends a restore.
+    PieceEnd,
 }
 
 const CONSUMERS: [&str; 2] = ["C", "W"];
@@ -64,6 +80,11 @@ struct Rig {
     parser: ServerOpParser,
     /// The ack subjects of the deliveries seen so far.
     acks: Vec<Vec<u8>>,
+    /// The snapshot bytes seen so far, and the pieces' ack subjects.
+    snapshot: Vec<u8>,
+    snapshot_acks: Vec<Vec<u8>>,
+    /// Where the last restore takes its pieces.
+    restore_to: Option<Vec<u8>>,
 }
 
 impl Rig {
@@ -83,6 +104,9 @@ impl Rig {
             now: 0,
             parser: ServerOpParser::new(),
             acks: Vec::new(),
+            snapshot: Vec::new(),
+            snapshot_acks: Vec::new(),
+            restore_to: None,
         };
         let mut buf = Vec::new();
         client::connect(&mut buf, r#"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true}"#);
@@ -137,13 +161,27 @@ impl Rig {
         }
         let mut out = Vec::new();
         self.server.take_outbound(self.conn, &mut out);
-        let acks = &mut self.acks;
+        let (acks, snapshot) = (&mut self.acks, &mut self.snapshot);
+        let (snapshot_acks, restore_to) = (&mut self.snapshot_acks, &mut self.restore_to);
         let _ = self.parser.parse(&out, |op| {
-            if let ServerOp::Msg { reply: Some(r), .. } = op
-                && r.starts_with(b"$JS.ACK.")
-                && acks.len() < 64
+            let ServerOp::Msg { subject, reply, payload, .. } = op else {
+                return;
+            };
+            match reply {
+                Some(r) if r.starts_with(b"$JS.ACK.") && acks.len() < 64 => acks.push(r.to_vec()),
+                Some(r) if r.starts_with(b"$JS.SNAPSHOT.ACK.") && snapshot_acks.len() < 256 => {
+                    snapshot_acks.push(r.to_vec());
+                }
+                _ => {}
+            }
+            if subject == b"_INBOX.snap" && snapshot.len() < 1 << 20 {
+                snapshot.extend_from_slice(payload);
+            }
+            if subject == b"_INBOX.restore"
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload)
+                && let Some(d) = v["deliver_subject"].as_str().filter(|d| !d.is_empty())
             {
-                acks.push(r.to_vec());
+                *restore_to = Some(d.as_bytes().to_vec());
             }
         });
     }
@@ -186,6 +224,44 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Publish { subject } => {
                 let s: &[u8] = if subject { b"js.b" } else { b"wq.b" };
                 client::publish(&mut buf, s, Some(b"_INBOX.puback"), b"more");
+            }
+            Op::Snapshot { body, chunk } => {
+                let valid = format!(r#"{{"deliver_subject":"_INBOX.snap","chunk_size":{},"window_size":4096}}"#, 1024 + u32::from(chunk));
+                let body = if body.is_empty() { valid.into_bytes() } else { body };
+                rig.snapshot.clear();
+                client::publish(&mut buf, b"$JS.API.STREAM.SNAPSHOT.S", Some(b"_INBOX.api"), &body);
+            }
+            Op::SnapshotAck => {
+                for subject in std::mem::take(&mut rig.snapshot_acks) {
+                    client::publish(&mut buf, &subject, None, b"");
+                }
+            }
+            Op::Restore { body } => {
+                let valid = br#"{"config":{"name":"R","subjects":["r.>"]}}"#;
+                let body = if body.is_empty() { valid.to_vec() } else { body };
+                client::publish(&mut buf, b"$JS.API.STREAM.RESTORE.R", Some(b"_INBOX.restore"), &body);
+            }
+            Op::Piece { bytes, from, flip, reply } => {
+                let Some(to) = rig.restore_to.clone() else {
+                    continue;
+                };
+                let bytes = if bytes.is_empty() {
+                    let mut b = rig.snapshot.get(usize::from(from)..).unwrap_or_default().to_vec();
+                    if let Some(x) = b.get_mut(usize::from(flip)) {
+                        *x ^= 0x5a;
+                    }
+                    b
+                } else {
+                    bytes
+                };
+                let r: Option<&[u8]> = if reply { Some(b"_INBOX.piece") } else { None };
+                client::publish(&mut buf, &to, r, &bytes);
+            }
+            Op::PieceEnd => {
+                let Some(to) = rig.restore_to.clone() else {
+                    continue;
+                };
+                client::publish(&mut buf, &to, Some(b"_INBOX.piece"), b"");
             }
         }
         rig.send(&buf);
