@@ -292,6 +292,7 @@ pub fn check(o: &Outcome) -> Vec<Violation> {
     }
     if let Some(js) = &o.js {
         crate::check_js::check(&o.history.entries, js, &mut bad);
+        crate::check_backup::check(&o.history.entries, js, &mut bad);
         crate::check_consumer::check(&o.history.entries, js, o.converged, &mut bad);
         crate::check_limits::check(&o.history.entries, js, &mut bad);
         crate::check_streams::check(&o.history.entries, js, o.converged, &mut bad);

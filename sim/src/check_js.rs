@@ -42,6 +42,10 @@ pub struct JsOutcome {
     pub work_queue: bool,
     /// The seed runs the key-value workload (`check_streams`).
     pub kv: bool,
+    /// Stream `SR`'s storage key (the backup workload restores `S` as it),
+    /// and what it held after each power loss once a restore was confirmed.
+    pub restored_key: String,
+    pub restored: Vec<Snapshot>,
 }
 
 /// Invariants the core is known not to keep yet: off unless asked for,

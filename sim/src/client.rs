@@ -11,12 +11,14 @@ use rand_core::Rng;
 
 use crate::history::{ClientId, Ev, History, MsgId, digest};
 
+mod backup;
 mod js;
 mod partition;
 mod priority;
 mod pull;
 mod streams;
 
+pub use backup::RESTORED_STREAM;
 use js::JsState;
 pub use js::{JS_STREAM, JS_SUBJECTS, JsPlan, JsRngs};
 pub use partition::{GROUP, join_group};
@@ -448,7 +450,21 @@ impl SimClient {
                         hist,
                         out,
                     );
-                if !no_responders && !pulled && !grouped && !prioritized {
+                let backed = !no_responders
+                    && !pulled
+                    && !grouped
+                    && !prioritized
+                    && self.backup_answer(
+                        now,
+                        &subject,
+                        reply_s.as_deref(),
+                        headers.as_deref(),
+                        &payload,
+                        ids,
+                        hist,
+                        out,
+                    );
+                if !no_responders && !pulled && !grouped && !prioritized && !backed {
                     self.js_answer(now, &subject, headers.as_deref(), &payload, hist);
                 }
             }

@@ -82,6 +82,13 @@ pub enum Ev {
     /// A JetStream request was answered with an error, or a publish
     /// acknowledged with one (counted; not a violation by itself).
     JsError { client: ClientId, text: String },
+    /// The server confirmed a restore of stream `S`'s snapshot, asked for
+    /// at `snapshot_asked_ns`, as stream `SR` up to `last_seq`.
+    JsRestored {
+        client: ClientId,
+        snapshot_asked_ns: u64,
+        last_seq: u64,
+    },
     /// The JetStream consumer delivered a message to the client that
     /// pulls (boxed: it is big).
     JsDelivery(Box<JsDelivery>),

@@ -23,6 +23,7 @@
 //! a full mesh, agree on each other's interest and forward one hop.
 
 pub mod check;
+pub mod check_backup;
 pub mod check_cluster;
 pub mod check_consumer;
 pub mod check_js;

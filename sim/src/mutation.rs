@@ -26,7 +26,7 @@ impl Planted {
 }
 
 /// Every planted bug of the suite.
-pub const SUITE: [Planted; 28] = [
+pub const SUITE: [Planted; 29] = [
     Planted {
         bug: PlantedBug::DropDelivery,
         one_in: 100,
@@ -81,6 +81,11 @@ pub const SUITE: [Planted; 28] = [
         bug: PlantedBug::AckBeforeSync,
         one_in: 1,
         caught_by: &["acked-durable", "no-duplicate-acks"],
+    },
+    Planted {
+        bug: PlantedBug::SnapshotSkips,
+        one_in: 1,
+        caught_by: &["restore-faithful"],
     },
     Planted {
         bug: PlantedBug::ForgetDedupe,

@@ -114,6 +114,7 @@ impl Setup {
         let mut work_pullers = 0;
         let mut seed_plan = JsSeed {
             key: storage_key(account.unwrap_or("$G"), JS_STREAM),
+            restored_key: storage_key(account.unwrap_or("$G"), crate::client::RESTORED_STREAM),
             pulls: None,
             work_queue,
             kv: kv_history.is_some(),
@@ -126,6 +127,10 @@ impl Setup {
             let mut plan = JsPlan::draw(&mut rng, i == 0);
             // Half the seeds store stream S's messages compressed.
             plan.compress = roll / 32 % 2 == 1;
+            // Half back stream S up and restore it, once, a second or two in.
+            if i == 0 && roll / 64 % 2 == 1 {
+                plan.backup_at_ns = Some(1_000_000_000 + u64::from(roll / 128 % 1000) * 1_000_000);
+            }
             let mut pull_rng = seed::rng(s, "consumer", i as u64);
             let mut streams_rng = seed::rng(s, "js-stream-work", i as u64);
             let mut rngs = Vec::new();
@@ -189,8 +194,9 @@ impl Setup {
 /// The JetStream workloads a seed drew.
 #[derive(Debug, Clone)]
 pub struct JsSeed {
-    /// Stream `S`'s storage key.
+    /// Stream `S`'s storage key, and that of `SR` (its restored backup).
     pub key: String,
+    pub restored_key: String,
     /// The plan of the client that pulls from `S`'s consumer, if one does.
     pub pulls: Option<PullPlan>,
     pub work_queue: bool,

@@ -222,6 +222,8 @@ impl World {
                 max_deliver: drawn.pulls.as_ref().and_then(|p| p.max_deliver),
                 work_queue: drawn.work_queue,
                 kv: drawn.kv,
+                restored_key: drawn.restored_key,
+                restored: Vec::new(),
             }
         });
         let n_clients = setup.clients.len();
@@ -343,6 +345,7 @@ impl World {
             match e.ev {
                 Ev::JsAck(_) => count(&mut self.counts, "js: acks"),
                 Ev::JsError { .. } => count(&mut self.counts, "js: errors"),
+                Ev::JsRestored { .. } => count(&mut self.counts, "js: restores confirmed"),
                 Ev::Part(_) => count(&mut self.counts, "group: events"),
                 Ev::Prio(_) => count(&mut self.counts, "priority: events"),
                 _ => {}
@@ -879,6 +882,21 @@ impl World {
             after,
             msgs,
         });
+        // The restored stream, once a restore was confirmed.
+        let restored = self.history.entries.iter().filter_map(|e| match e.ev {
+            Ev::JsRestored { last_seq, .. } => Some(last_seq),
+            _ => None,
+        });
+        if let Some(last) = restored.max() {
+            let msgs = (1..=last)
+                .map(|seq| (seq, storage.read(&js.restored_key, seq)))
+                .collect();
+            js.restored.push(Snapshot {
+                at_ns: self.now,
+                after,
+                msgs,
+            });
+        }
         self.note(|| format!("power loss ({after})"));
     }
 

@@ -288,6 +288,9 @@ pub enum PlantedBug {
     AckBeforeSync,
     /// A recovered stream starts with an empty duplicate window.
     ForgetDedupe,
+    /// A stream snapshot leaves out every message whose sequence is 2
+    /// more than a multiple of 5.
+    SnapshotSkips,
     /// A recovered consumer forgets its saved progress (delivered
     /// sequences, ack floor, pending set) and starts from its deliver
     /// policy's start.
@@ -368,7 +371,7 @@ pub enum PlantedBug {
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 28] = [
+    pub const ALL: [PlantedBug; 29] = [
         PlantedBug::DropDelivery,
         PlantedBug::Duplicate,
         PlantedBug::Reorder,
@@ -381,6 +384,7 @@ impl PlantedBug {
         PlantedBug::CrossAccount,
         PlantedBug::AckBeforeSync,
         PlantedBug::ForgetDedupe,
+        PlantedBug::SnapshotSkips,
         PlantedBug::LoseAckFloor,
         PlantedBug::RedeliverAcked,
         PlantedBug::SkipOnRedelivery,
@@ -429,6 +433,7 @@ impl PlantedBug {
             PlantedBug::DenyWithoutError => "deny-without-error",
             PlantedBug::CrossAccount => "cross-account",
             PlantedBug::AckBeforeSync => "ack-before-sync",
+            PlantedBug::SnapshotSkips => "snapshot-skips",
             PlantedBug::ForgetDedupe => "forget-dedupe",
             PlantedBug::LoseAckFloor => "lose-ack-floor",
             PlantedBug::RedeliverAcked => "redeliver-acked",

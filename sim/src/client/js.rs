@@ -43,6 +43,8 @@ pub struct JsPlan {
     pub kv: Option<KvPlan>,
     /// Stream `S` compresses what it stores (the creator creates it so).
     pub compress: bool,
+    /// When the creator backs stream `S` up and restores it (`backup`).
+    pub backup_at_ns: Option<u64>,
 }
 
 impl JsPlan {
@@ -58,6 +60,7 @@ impl JsPlan {
             work_every_ns: None,
             kv: None,
             compress: false,
+            backup_at_ns: None,
         }
     }
 }
@@ -94,6 +97,8 @@ pub(super) struct JsState {
     pub(super) part: Option<super::partition::PartState>,
     /// The priority group's workload (its members only).
     pub(super) prio: Option<super::priority::PrioState>,
+    /// The backup workload (the creator, in some seeds).
+    pub(super) backup: Option<super::backup::BackupState>,
 }
 
 /// The generators of a client's JetStream workloads, each apart so that
@@ -121,6 +126,7 @@ impl SimClient {
                 PullState::new(p, rng, read_back)
             })
             .collect();
+        let backup = plan.backup_at_ns.map(super::backup::BackupState::new);
         self.plan.js = Some(plan);
         self.js = Some(JsState {
             rng: rngs.js,
@@ -135,6 +141,7 @@ impl SimClient {
             streams: StreamsState::new(rngs.streams),
             part: None,
             prio: None,
+            backup,
         });
     }
 
@@ -188,6 +195,9 @@ impl SimClient {
             soonest(at);
         }
         if let Some(at) = self.prio_work(now, created, send, ids, hist) {
+            soonest(at);
+        }
+        if let Some(at) = self.backup_work(now, created, send, ids, hist) {
             soonest(at);
         }
         // After the faults, publishes stop; the consumer goes on.
