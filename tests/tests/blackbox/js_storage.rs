@@ -374,6 +374,11 @@ const S_CONFIG: &str = r#"{"name":"S","subjects":["s.>"],"compression":"s2"}"#;
 async fn backup_scenario(server: &ServerProcess) -> (Vec<String>, Vec<u8>) {
     let client = api_client(server).await;
     backup_source(&client).await;
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.STREAM.>")
+        .await
+        .unwrap();
+    crate::synced(&client).await;
     let mut seen = Vec::new();
     for (stream, body) in [
         ("S", ""),
@@ -402,8 +407,43 @@ async fn backup_scenario(server: &ServerProcess) -> (Vec<String>, Vec<u8>) {
     let answer = raw_request(&client, "$JS.API.STREAM.DELETE.S", &[], "").await;
     assert_eq!(api_outcome(&answer), "ok", "{answer}");
     seen.extend(restore(&client, "S", S_CONFIG, &bytes).await);
+    crate::synced(&client).await;
+    seen.push(format!(
+        "advisories: {}",
+        advisories_seen(&mut advisories).await
+    ));
     seen.extend(restored_contents(&client).await);
     (seen, bytes)
+}
+
+/// The advisories that came so far, in order: each one's type, and which
+/// of its fields are there.
+async fn advisories_seen(sub: &mut async_nats::Subscriber) -> String {
+    let mut out = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        futures::StreamExt::next(sub),
+    )
+    .await
+    {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+        let kind = v["type"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("io.nats.jetstream.advisory.v1.");
+        let mut fields: Vec<&str> = v
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .map(String::as_str)
+                    .filter(|k| !matches!(*k, "type" | "id" | "timestamp"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        fields.sort_unstable();
+        out.push(format!("{} {kind} {fields:?}", m.subject));
+    }
+    out.join("; ")
 }
 
 #[tokio::test]
@@ -438,6 +478,9 @@ async fn snapshots_restore_as_on_nats_server_and_across_servers() {
         "S 6: ok \"s.0\" hdrs false intact true",
         "D: delivered 11 ack floor 5 ack pending 6 pending 289",
         r#"publish after restore: {"stream":"S","seq":301}"#,
+        r#"$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_CREATE.S snapshot_create ["client", "state", "stream"]"#,
+        r#"$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_COMPLETE.S snapshot_complete ["client", "end", "start", "stream"]"#,
+        r#"$JS.EVENT.ADVISORY.STREAM.RESTORE_COMPLETE.S restore_complete ["bytes", "client", "end", "start", "stream"]"#,
     ] {
         assert!(all.contains(line), "{line:?} not in\n{all}");
     }
@@ -449,7 +492,15 @@ async fn snapshots_restore_as_on_nats_server_and_across_servers() {
         assert_eq!(api_outcome(&answer), "ok", "{name}: {answer}");
         let mut seen = restore(&client, "S", S_CONFIG, other).await;
         seen.extend(restored_contents(&client).await);
-        let want: Vec<&String> = expected.iter().skip(expected.len() - seen.len()).collect();
+        let expected: Vec<&String> = expected
+            .iter()
+            .filter(|l| !l.starts_with("advisories:"))
+            .collect();
+        let want: Vec<&String> = expected
+            .iter()
+            .skip(expected.len() - seen.len())
+            .copied()
+            .collect();
         assert_eq!(
             seen.iter().collect::<Vec<_>>(),
             want,

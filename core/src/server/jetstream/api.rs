@@ -373,8 +373,10 @@ impl Server {
             ["STREAM", "PURGE", name] => self.stream_purge(account, &reply, name, body),
             ["STREAM", "MSG", "GET", name] => self.msg_get(account, &reply, name, body),
             ["STREAM", "MSG", "DELETE", name] => self.msg_delete(account, &reply, name, body),
-            ["STREAM", "SNAPSHOT", name] => self.stream_snapshot(account, &reply, name, body),
-            ["STREAM", "RESTORE", name] => self.stream_restore(account, &reply, name, body),
+            ["STREAM", "SNAPSHOT", name] => {
+                self.stream_snapshot(account, &reply, name, body, m.from)
+            }
+            ["STREAM", "RESTORE", name] => self.stream_restore(account, &reply, name, body, m.from),
             ["CONSUMER", ..] => {
                 if !self.consumer_request(account, &reply, &tokens, body, m.from) {
                     return;

@@ -570,6 +570,14 @@ impl Server {
         self.publish_internal(None, subject.as_bytes(), event.as_bytes());
     }
 
+    /// A client's `ClientInfo` as JSON, as JetStream's advisories carry
+    /// it; none for a connection that is gone.
+    pub(crate) fn client_info_json(&self, id: ConnId) -> Option<serde_json::Value> {
+        self.conns.contains(id.0).then(|| {
+            serde_json::to_value(self.client_info(id, false)).expect("client info is JSON")
+        })
+    }
+
     fn client_info(&self, id: ConnId, closing: bool) -> ClientInfo {
         let c = &self.conns[id.0];
         let since_start = self.now.instant.since(c.start).as_nanos() as u64;

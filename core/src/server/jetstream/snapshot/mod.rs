@@ -27,6 +27,7 @@
 //! What this is not: cluster-aware (each server snapshots its own
 //! streams), or a reader of nats-server's older tar format.
 
+mod advisory;
 mod archive;
 mod s2;
 
@@ -68,6 +69,7 @@ pub(crate) struct Transfers {
 #[derive(Debug)]
 struct Snapshot {
     account: AccountId,
+    asker: advisory::Asker,
     key: String,
     deliver: Box<[u8]>,
     ack_prefix: String,
@@ -91,6 +93,9 @@ struct Snapshot {
 #[derive(Debug)]
 struct Restore {
     account: AccountId,
+    asker: advisory::Asker,
+    /// Bytes of the backup received.
+    bytes: u64,
     key: String,
     config: StreamConfig,
     /// Where the pieces come (until the restore ends).
@@ -224,6 +229,7 @@ impl Server {
         reply: &[u8],
         name: &str,
         body: &[u8],
+        from: Option<crate::server::ConnId>,
     ) {
         const KIND: &str = "stream_snapshot";
         let trimmed = body.trim_ascii();
@@ -265,6 +271,13 @@ impl Server {
             },
         );
         self.publish_as_server(account, reply, None, &json);
+        let asker = self.asker(name, from);
+        self.transfer_created(
+            account,
+            "SNAPSHOT_CREATE",
+            &asker,
+            Some(self.state_json(id)),
+        );
         let s = &self.jetstream.streams[id as usize];
         let key = s.key.clone();
         let (first_seq, last_seq) = (s.state.first_seq, s.state.last_seq);
@@ -305,6 +318,7 @@ impl Server {
             job,
             Snapshot {
                 account,
+                asker,
                 key,
                 deliver: deliver.into(),
                 ack_prefix,
@@ -505,6 +519,17 @@ impl Server {
             headers.as_deref().map(str::as_bytes),
             b"",
         );
+        let error = status.map(|s| match s {
+            "408 No Flow Response" => "no flow response".to_string(),
+            other => other.trim_start_matches("500 ").to_string(),
+        });
+        self.transfer_completed(
+            s.account,
+            "SNAPSHOT_COMPLETE",
+            &s.asker,
+            None,
+            error.as_deref(),
+        );
     }
 
     /// A snapshot or restore heard nothing for too long.
@@ -512,7 +537,19 @@ impl Server {
         if self.jetstream.transfers.snapshots.contains_key(&job) {
             self.snapshot_end(job, Some("408 No Flow Response"));
         } else if self.jetstream.transfers.restores.contains_key(&job) {
-            self.restore_abandon(job);
+            // A stalled restore ends without an advisory, as nats-server's.
+            if let Some(r) = self.restore_close(job) {
+                self.remove_restored(&r.key);
+            }
+        }
+    }
+
+    /// Who asked for a transfer of `stream`: the advisories' fields.
+    fn asker(&self, stream: &str, from: Option<crate::server::ConnId>) -> advisory::Asker {
+        advisory::Asker {
+            stream: stream.to_string(),
+            client: from.and_then(|c| self.client_info_json(c)),
+            start_unix_nanos: self.now.unix_nanos,
         }
     }
 
@@ -523,6 +560,7 @@ impl Server {
         reply: &[u8],
         name: &str,
         body: &[u8],
+        from: Option<crate::server::ConnId>,
     ) {
         let fail = |server: &mut Self, e: &ApiError| {
             server.api_respond(
@@ -582,6 +620,7 @@ impl Server {
         if let Some(e) = self.account_limits_refuse(account, &config) {
             return fail(self, &e);
         }
+        let asker = self.asker(name, from);
         let job = self.next_transfer();
         let deliver = format!("$JS.SNAPSHOT.RESTORE.{name}.{}", self.transfer_token());
         let client = self
@@ -612,6 +651,8 @@ impl Server {
             job,
             Restore {
                 account,
+                asker: asker.clone(),
+                bytes: 0,
                 key,
                 config,
                 sub: Some(sub),
@@ -625,6 +666,7 @@ impl Server {
             },
         );
         self.arm_transfer(job, true);
+        self.transfer_created::<()>(account, "RESTORE_CREATE", &asker, None);
         self.api_respond(
             account,
             reply,
@@ -675,6 +717,9 @@ impl Server {
             return self.restore_abandon(job);
         };
         self.arm_transfer(job, true);
+        if let Some(r) = self.jetstream.transfers.restores.get_mut(&job) {
+            r.bytes += m.body().len() as u64;
+        }
         if m.body().is_empty() {
             return self.restore_finish(job, reply);
         }
@@ -913,6 +958,10 @@ impl Server {
         };
         let reply = r.reply.expect("a loading restore waits with its reply");
         if ok {
+            self.stream_advisory(r.account, &r.config.name, "create");
+        }
+        self.transfer_completed(r.account, "RESTORE_COMPLETE", &r.asker, Some(r.bytes), None);
+        if ok {
             let json = self.created_json(id);
             self.publish_as_server(r.account, &reply, None, &json);
         } else {
@@ -937,6 +986,7 @@ impl Server {
             return;
         };
         self.remove_restored(&r.key);
+        self.transfer_completed(r.account, "RESTORE_COMPLETE", &r.asker, Some(r.bytes), None);
         self.api_respond(r.account, reply, "stream_create", Some(e), EmptyBody {});
     }
 
@@ -956,10 +1006,12 @@ impl Server {
         self.restore_abandon(job);
     }
 
-    /// A restore stalled or broke the protocol: dropped without an answer.
+    /// A restore broke the protocol or its store failed: dropped without
+    /// an answer.
     fn restore_abandon(&mut self, job: u32) {
         if let Some(r) = self.restore_close(job) {
             self.remove_restored(&r.key);
+            self.transfer_completed(r.account, "RESTORE_COMPLETE", &r.asker, Some(r.bytes), None);
         }
     }
 
