@@ -1,7 +1,7 @@
 //! The physical limit a server's cost per byte is held against: a plain
 //! loop that reads a publisher's `PUB` frames from one loopback socket and,
 //! for `--subs 1`, writes the same bytes to another (`--subs 0`: reads and
-//! drops them). No parsing, no routing, one 64 KiB buffer. The loop's own
+//! drops them). No parsing, no routing, one 256 KiB buffer. The loop's own
 //! CPU time per message is the floor for a server's CPU per message on the
 //! same machine in the same run.
 
@@ -12,8 +12,10 @@ use std::time::Instant;
 use crate::conn::ClientRun;
 use crate::frames::Frames;
 
-/// Bytes the loop reads at once (nats-server's and natrix's largest read).
-const LOOP_BUFFER: usize = 64 * 1024;
+/// Bytes the loop reads at once: natrix's largest read (its
+/// `READ_BUFFER_MAX`), so that the floor reads no less at a time than the
+/// server held against it.
+const LOOP_BUFFER: usize = 256 * 1024;
 
 pub struct FloorRun {
     pub publisher: ClientRun,
