@@ -212,18 +212,25 @@ pub fn reseal(record: &mut [u8], seal: Seal) {
 /// has checked the sizes (subject under 64 KiB, body under
 /// [`MAX_BODY_BYTES`]).
 pub fn encode_msg(out: &mut Vec<u8>, seal: Seal, msg: &Msg) {
+    let start = msg_head(out, KIND_MSG, msg);
+    out.extend_from_slice(&msg.headers);
+    out.extend_from_slice(&msg.payload);
+    finish(out, start, seal);
+}
+
+/// Appends a message record's header and fields up to its subject
+/// (kind 1 and kind 5 alike); returns where the record starts.
+fn msg_head(out: &mut Vec<u8>, kind: u8, msg: &Msg) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    out.push(KIND_MSG);
+    out.push(kind);
     out.extend_from_slice(&msg.seq.to_le_bytes());
     out.extend_from_slice(&msg.ts_unix_nanos.to_le_bytes());
     out.extend_from_slice(&(msg.subject.len() as u16).to_le_bytes());
     out.extend_from_slice(&(msg.headers.len() as u32).to_le_bytes());
     out.extend_from_slice(&(msg.payload.len() as u32).to_le_bytes());
     out.extend_from_slice(msg.subject.as_bytes());
-    out.extend_from_slice(&msg.headers);
-    out.extend_from_slice(&msg.payload);
-    finish(out, start, seal);
+    start
 }
 
 /// The compressor of a stream that packs its messages, with the buffer
@@ -259,15 +266,7 @@ pub fn encode_msg_packed(out: &mut Vec<u8>, seal: Seal, msg: &Msg, packer: &mut 
     joined.clear();
     joined.extend_from_slice(&msg.headers);
     joined.extend_from_slice(&msg.payload);
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER_BYTES]);
-    out.push(KIND_PACKED);
-    out.extend_from_slice(&msg.seq.to_le_bytes());
-    out.extend_from_slice(&msg.ts_unix_nanos.to_le_bytes());
-    out.extend_from_slice(&(msg.subject.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(msg.headers.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(msg.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(msg.subject.as_bytes());
+    let start = msg_head(out, KIND_PACKED, msg);
     let at = out.len();
     out.resize(at + snap::raw::max_compress_len(plain), 0);
     match encoder.compress(joined, &mut out[at..]) {

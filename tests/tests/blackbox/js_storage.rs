@@ -29,21 +29,8 @@ async fn compression_scenario(server: &ServerProcess) -> Vec<String> {
         ("BAD1", r#","compression":"S2""#),
         ("BAD2", r#","compression":"zstd""#),
     ] {
-        let subjects = name.to_lowercase();
-        let body = format!(r#"{{"name":"{name}","subjects":["{subjects}.>"]{extra}}}"#);
-        let answer = raw_request(
-            &client,
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            &[],
-            &body,
-        )
-        .await;
-        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-        seen.push(format!(
-            "create {name}: {} {}",
-            api_outcome(&answer),
-            v["config"]["compression"]
-        ));
+        let outcome = configure(&client, "CREATE", name, extra).await;
+        seen.push(format!("create {name}: {outcome}"));
     }
     for i in 0..40 {
         for stream in ["z", "p", "m"] {
@@ -66,22 +53,14 @@ async fn compression_scenario(server: &ServerProcess) -> Vec<String> {
     }
     // Either way, by update; the messages stay readable.
     for (name, to) in [("Z", "none"), ("P", "s2"), ("BAD3", "bogus")] {
-        let subjects = name.to_lowercase();
-        let body =
-            format!(r#"{{"name":"{name}","subjects":["{subjects}.>"],"compression":"{to}"}}"#);
-        let answer = raw_request(
+        let outcome = configure(
             &client,
-            &format!("$JS.API.STREAM.UPDATE.{name}"),
-            &[],
-            &body,
+            "UPDATE",
+            name,
+            &format!(r#","compression":"{to}""#),
         )
         .await;
-        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-        seen.push(format!(
-            "update {name} to {to}: {} {}",
-            api_outcome(&answer),
-            v["config"]["compression"]
-        ));
+        seen.push(format!("update {name} to {to}: {outcome}"));
     }
     for name in ["Z", "P"] {
         let stream = name.to_lowercase();
@@ -94,6 +73,17 @@ async fn compression_scenario(server: &ServerProcess) -> Vec<String> {
         ));
     }
     seen
+}
+
+/// Creates or updates (`verb`) stream `name` on `<name>.>` with `extra`
+/// configuration: the outcome and the compression answered.
+async fn configure(client: &async_nats::Client, verb: &str, name: &str, extra: &str) -> String {
+    let subjects = name.to_lowercase();
+    let body = format!(r#"{{"name":"{name}","subjects":["{subjects}.>"]{extra}}}"#);
+    let subject = format!("$JS.API.STREAM.{verb}.{name}");
+    let answer = raw_request(client, &subject, &[], &body).await;
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    format!("{} {}", api_outcome(&answer), v["config"]["compression"])
 }
 
 /// The payload of a stream's message, by sequence.
@@ -281,19 +271,7 @@ async fn restore(
     bytes: &[u8],
 ) -> Vec<String> {
     let mut seen = Vec::new();
-    let body = format!(r#"{{"config":{config}}}"#);
-    let answer = raw_request(
-        client,
-        &format!("$JS.API.STREAM.RESTORE.{name}"),
-        &[],
-        &body,
-    )
-    .await;
-    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-    let deliver = v["deliver_subject"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (v, answer, deliver) = restore_request(client, name, config).await;
     seen.push(format!(
         "restore {name}: {} {} deliver {}",
         v["type"],
@@ -329,6 +307,24 @@ async fn restore(
         st["consumer_count"]
     ));
     seen
+}
+
+/// Asks to restore stream `name` with `config`: the answer, as JSON and
+/// as text, and the subject to send the backup to.
+async fn restore_request(
+    client: &async_nats::Client,
+    name: &str,
+    config: &str,
+) -> (serde_json::Value, String, String) {
+    let body = format!(r#"{{"config":{config}}}"#);
+    let subject = format!("$JS.API.STREAM.RESTORE.{name}");
+    let answer = raw_request(client, &subject, &[], &body).await;
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let deliver = v["deliver_subject"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (v, answer, deliver)
 }
 
 /// What a restored stream S holds: messages by sequence, and consumer D.
@@ -565,22 +561,11 @@ async fn large_backup_scenario(server: &ServerProcess) -> Vec<String> {
     ));
     // A piece that is not a request ends a restore; so do 5 s of silence.
     for (name, piece) in [("B3", true), ("B4", false)] {
-        let body = format!(
-            r#"{{"config":{{"name":"{name}","subjects":["{}.>"]}}}}"#,
+        let config = format!(
+            r#"{{"name":"{name}","subjects":["{}.>"]}}"#,
             name.to_lowercase()
         );
-        let answer = raw_request(
-            &client,
-            &format!("$JS.API.STREAM.RESTORE.{name}"),
-            &[],
-            &body,
-        )
-        .await;
-        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-        let deliver = v["deliver_subject"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (_, _, deliver) = restore_request(&client, name, &config).await;
         if piece {
             client
                 .publish(deliver.clone(), bytes[..100].to_vec().into())

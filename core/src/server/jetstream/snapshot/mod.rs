@@ -630,17 +630,14 @@ impl Server {
         let sub = self.internal_subscribe_next(client, account, &deliver, Service::JsRestore(job));
         let key = storage_key(&self.accounts[account.0 as usize].name, name);
         // Whatever an abandoned restore left under this key goes first.
-        let remove = self.next_op(Pending::Restore {
+        let prepared = || Pending::Restore {
             job,
             step: RestoreStep::Prepared,
-        });
+        };
+        let (remove, open) = (self.next_op(prepared()), self.next_op(prepared()));
         self.storage(StorageOp::Remove {
             id: remove,
             stream: key.clone(),
-        });
-        let open = self.next_op(Pending::Restore {
-            job,
-            step: RestoreStep::Prepared,
         });
         self.storage(StorageOp::Open {
             id: open,
