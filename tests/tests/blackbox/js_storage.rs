@@ -582,7 +582,57 @@ async fn large_backup_scenario(server: &ServerProcess) -> Vec<String> {
         let info = raw_request(&client, &format!("$JS.API.STREAM.INFO.{name}"), &[], "").await;
         seen.push(format!("{name}: {}", api_outcome(&info)));
     }
+    seen.extend(restored_mirror(&client).await);
     seen
+}
+
+/// A mirror backed up, deleted and restored goes on mirroring.
+async fn restored_mirror(client: &async_nats::Client) -> Vec<String> {
+    let mut seen = Vec::new();
+    for (name, body) in [
+        ("O", r#"{"name":"O","subjects":["o.>"]}"#),
+        ("M", r#"{"name":"M","mirror":{"name":"O"}}"#),
+    ] {
+        let answer = raw_request(client, &format!("$JS.API.STREAM.CREATE.{name}"), &[], body).await;
+        assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    }
+    let publish = |n: usize| async move {
+        for i in 0..n {
+            let ack = raw_request(client, "o.1", &[], &format!("o{i}")).await;
+            assert!(ack.contains(r#""seq""#), "{ack}");
+        }
+    };
+    publish(3).await;
+    seen.push(format!(
+        "mirror before: {}",
+        messages_within(client, "M", 3).await
+    ));
+    let (bytes, _) = snapshot(client, "M", 4096).await;
+    let answer = raw_request(client, "$JS.API.STREAM.DELETE.M", &[], "").await;
+    assert_eq!(api_outcome(&answer), "ok", "{answer}");
+    let restored = restore(client, "M", r#"{"name":"M","mirror":{"name":"O"}}"#, &bytes).await;
+    seen.push(restored.join(" / "));
+    publish(2).await;
+    seen.push(format!(
+        "mirror after: {}",
+        messages_within(client, "M", 5).await
+    ));
+    seen
+}
+
+/// Stream `name`'s message count once it reaches `want`, or after 5 s.
+async fn messages_within(client: &async_nats::Client, name: &str, want: u64) -> u64 {
+    let mut n = 0;
+    for _ in 0..50 {
+        let info = raw_request(client, &format!("$JS.API.STREAM.INFO.{name}"), &[], "").await;
+        let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+        n = v["state"]["messages"].as_u64().unwrap_or(0);
+        if n >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    n
 }
 
 #[tokio::test]
@@ -607,6 +657,8 @@ async fn large_snapshots_stalls_and_dropped_restores_as_on_nats_server() {
         "B2 2999 intact: true",
         "B3 afterwards: NoResponders",
         "B4 afterwards: NoResponders",
+        "mirror before: 3",
+        "mirror after: 5",
     ] {
         assert!(all.contains(line), "{line:?} not in\n{all}");
     }

@@ -956,6 +956,11 @@ impl Server {
         let reply = r.reply.expect("a loading restore waits with its reply");
         if ok {
             self.stream_advisory(r.account, &r.config.name, "create");
+            // A restored mirror or sourcing stream reads its origins from
+            // where its messages say it stopped, as after a restart.
+            if r.config.mirror.is_some() || !r.config.sources.is_empty() {
+                self.start_sourcing(id);
+            }
         }
         self.transfer_completed(r.account, "RESTORE_COMPLETE", &r.asker, Some(r.bytes), None);
         if ok {
