@@ -155,7 +155,7 @@ fn resync(bytes: &[u8], from: usize, nonce: u64) -> Option<usize> {
             offset: p as u64,
         };
         matches!(record::claimed_len(rest), Ok(n) if n <= rest.len())
-            && matches!(rest[record::HEADER_BYTES], 1..=4)
+            && matches!(rest[record::HEADER_BYTES], 1..=5)
             && record::decode(rest, seal).is_ok()
     })
 }

@@ -55,6 +55,8 @@ const FRAME_BYTES: usize = 64 * 1024;
 /// One store read of a snapshot takes at most this much.
 const READ_BYTES: u64 = 1024 * 1024;
 const READ_MSGS: usize = 10_000;
+/// One restore piece decompresses to at most this much.
+const PIECE_PLAIN_MAX: usize = 256 * 1024 * 1024;
 
 /// Snapshots and restores in progress, by job number.
 #[derive(Debug, Default)]
@@ -301,6 +303,10 @@ impl Server {
                 b"",
                 &json,
             );
+        }
+        if last_seq < first_seq.max(1) {
+            // Nothing to read: the archive ends here.
+            archive::put_end(&mut archived);
         }
         let job = self.next_transfer();
         let ack_prefix = format!("$JS.SNAPSHOT.ACK.{name}.{}", self.transfer_token());
@@ -749,47 +755,66 @@ impl Server {
             .restores
             .get_mut(&job)
             .expect("a restore in progress");
-        let mut plain = Vec::new();
-        r.frames
-            .push(bytes, &mut plain)
-            .map_err(|e| restore_failed(e.0))?;
-        r.archive.push(&plain);
+        // Fed in small slices, so that what one slice decompresses to (at
+        // most one S2 block, 4 MiB) is bounded, and a piece's total too.
+        let (mut plain, mut total) = (Vec::new(), 0usize);
         let mut msgs = Vec::new();
-        while let Some(entry) = r.archive.next().map_err(|e| restore_failed(&e.0))? {
-            if entry.is_end() {
-                break;
+        for slice in bytes.chunks(4096) {
+            plain.clear();
+            r.frames
+                .push(slice, &mut plain)
+                .map_err(|e| restore_failed(e.0))?;
+            total += plain.len();
+            if total > PIECE_PLAIN_MAX {
+                return Err(restore_failed("a piece decompresses to more than 256 MiB"));
             }
-            let Some((first_seq, last_seq)) = r.seqs else {
-                if entry.name != "state.json" {
-                    return Err(restore_failed("expected state.json first"));
+            r.archive.push(&plain);
+            while let Some(entry) = r.archive.next().map_err(|e| restore_failed(&e.0))? {
+                if entry.is_end() {
+                    break;
                 }
-                let state: ArchivedStreamState = serde_json::from_slice(&entry.payload)
-                    .map_err(|e| restore_failed(&format!("error in state.json: {e}")))?;
-                r.seqs = Some((state.first_seq, state.last_seq));
-                let _ = state.consumer_count;
-                continue;
-            };
-            if let Some(name) = entry.name.strip_prefix("consumers/") {
-                let saved = restored_consumer(&entry.payload, self.now.unix_nanos)
-                    .map_err(|e| restore_failed(&format!("consumer {name}: {e}")))?;
-                r.consumers.push((name.to_string(), saved));
-                continue;
+                let Some((first_seq, last_seq)) = r.seqs else {
+                    if entry.name != "state.json" {
+                        return Err(restore_failed("expected state.json first"));
+                    }
+                    let state: ArchivedStreamState = serde_json::from_slice(&entry.payload)
+                        .map_err(|e| restore_failed(&format!("error in state.json: {e}")))?;
+                    r.seqs = Some((state.first_seq, state.last_seq));
+                    let _ = state.consumer_count;
+                    continue;
+                };
+                // Consumers come before any message, at sequence 0, with a
+                // name a consumer may have; a message on `consumers/x` is a
+                // message.
+                if let Some(name) = entry.name.strip_prefix("consumers/")
+                    && entry.seq == 0
+                    && r.last_seq == 0
+                    && msgs.is_empty()
+                {
+                    if !super::config::is_valid_name(name) {
+                        return Err(restore_failed(&format!("invalid consumer name {name:?}")));
+                    }
+                    let saved = restored_consumer(&entry.payload, self.now.unix_nanos)
+                        .map_err(|e| restore_failed(&format!("consumer {name}: {e}")))?;
+                    r.consumers.push((name.to_string(), saved));
+                    continue;
+                }
+                if entry.seq <= r.last_seq || entry.seq < first_seq {
+                    let why = format!("message sequence {} out of order", entry.seq);
+                    return Err(restore_failed(&why));
+                }
+                if entry.seq > last_seq {
+                    continue;
+                }
+                r.last_seq = entry.seq;
+                msgs.push(Msg {
+                    seq: entry.seq,
+                    ts_unix_nanos: u64::try_from(entry.ts).unwrap_or(0),
+                    subject: entry.name,
+                    headers: entry.header,
+                    payload: entry.payload,
+                });
             }
-            if entry.seq <= r.last_seq || entry.seq < first_seq {
-                let why = format!("message sequence {} out of order", entry.seq);
-                return Err(restore_failed(&why));
-            }
-            if entry.seq > last_seq {
-                continue;
-            }
-            r.last_seq = entry.seq;
-            msgs.push(Msg {
-                seq: entry.seq,
-                ts_unix_nanos: u64::try_from(entry.ts).unwrap_or(0),
-                subject: entry.name,
-                headers: entry.header,
-                payload: entry.payload,
-            });
         }
         Ok(msgs)
     }
